@@ -1,0 +1,5 @@
+import sys
+
+from zoostore.cli import main
+
+sys.exit(main())

@@ -1,0 +1,113 @@
+"""The error hierarchy: one root, leaves that also inherit the matching builtin.
+
+Every message says what happened, what was expected, what was found and what to do next.
+The CLI maps these classes to exit codes in one table (`zoostore.cli.EXIT_CODES`).
+"""
+
+from __future__ import annotations
+
+
+class ZooError(Exception):
+    """Root of every error zoostore raises on purpose."""
+
+
+class UsageError(ZooError, ValueError):
+    """Bad input from the user: an argument, an option or a config value."""
+
+
+class InvalidDigestError(UsageError):
+    """Text that should be `blake3:<64 hex>` is not."""
+
+
+class InvalidVersionError(UsageError):
+    """A semver version or range that does not parse."""
+
+
+class InvalidPathError(UsageError):
+    """A file path inside a version that would leave it (`..`, absolute, drive, backslash)."""
+
+
+class ObjectNotFoundError(ZooError, FileNotFoundError):
+    """A key is absent from the store."""
+
+    def __init__(self, message: str, *, key: str = "") -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class BlobNotFoundError(ObjectNotFoundError):
+    """No recipe for a blob id."""
+
+
+class NotFoundError(ZooError, FileNotFoundError):
+    """A model, version, arch or file that the zoo does not have; the message lists what exists."""
+
+
+class StoreNotFoundError(ZooError, FileNotFoundError):
+    """The URL holds no `zoostore.toml`."""
+
+
+class StoreExistsError(ZooError, FileExistsError):
+    """`init` on a URL that already holds a store with other parameters."""
+
+
+class FormatError(ZooError, ValueError):
+    """A persisted document does not match its format: names the file and the key."""
+
+
+class NewerFormatError(FormatError):
+    """Written by a newer zoostore than this one."""
+
+    def __init__(self, what: str, found: int, supported: int) -> None:
+        super().__init__(
+            f"{what} was written by a newer zoostore (format {found}); this zoostore reads up to "
+            f"format {supported}: upgrade zoostore (pip install -U zoostore)"
+        )
+        self.found = found
+        self.supported = supported
+
+
+class IntegrityError(ZooError, ValueError):
+    """Bytes that do not hash to their id: corruption in the store, in transit or in a cache."""
+
+    def __init__(self, message: str, *, obj: str = "", expected: str = "", actual: str = "") -> None:
+        super().__init__(message)
+        self.obj = obj
+        self.expected = expected
+        self.actual = actual
+
+
+class ConflictError(ZooError, RuntimeError):
+    """A compare-and-swap write lost against a concurrent writer; retry after re-reading."""
+
+
+class ImmutableError(ZooError, FileExistsError):
+    """An attempt to change a published (version, arch) entry."""
+
+
+class ReadOnlyError(ZooError, PermissionError):
+    """A write to a store or filesystem that only reads (HTTP, `zoo://`)."""
+
+
+class LockOutOfDateError(ZooError, RuntimeError):
+    """`--locked`: zoo.lock no longer matches zoo.toml."""
+
+
+class OfflineError(ZooError, ConnectionError):
+    """`--offline` needed something that only the store has."""
+
+
+class ResolutionError(ZooError, LookupError):
+    """No version satisfies a requirement; the message says which rule excluded what."""
+
+
+class MissingDependencyError(ZooError, ImportError):
+    """An optional library (onnx, onnxruntime, tvm) is not installed; the message gives the extra."""
+
+
+class CheckFailedError(ZooError, RuntimeError):
+    """An ONNX model failed `zoostore check`."""
+
+
+class BuildError(ZooError, RuntimeError):
+    """A TVM build failed; names the model, the step and the underlying error."""

@@ -37,7 +37,7 @@ from zoostore.backend.base import Backend
 from zoostore.config import StoreConfig
 from zoostore.digest import Digest, hash_file
 from zoostore.errors import BlobNotFoundError, FormatError, IntegrityError, ObjectNotFoundError
-from zoostore.pack import PackBuilder, pack_key
+from zoostore.pack import FileList, PackBuilder, pack_key
 from zoostore.progress import NullProgress, Progress
 from zoostore.recipe import ChunkRef, Recipe, blob_key
 
@@ -498,6 +498,13 @@ class BlobWriter:
         if self._closed:
             return
         try:
+            if self.pending:
+                # The publish's last pack lists the files it added, so that `verify --repair`
+                # can rebuild their recipes from packs alone (see zoostore.pack).
+                self.builder.add_file_list([
+                    FileList(p.blob, p.size, tuple((c, n) for c, n, *_ in p.entries))
+                    for p in self.pending
+                ])
             self._flush_pack()
             for u in self.uploads:
                 u.result()

@@ -1,0 +1,46 @@
+"""`zoostore init STORE`: create a store (write zoostore.toml)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_parser(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "init",
+        help="create a store at a URL or local path",
+        description="Create a zoostore store: write STORE/zoostore.toml with the chunking, pack "
+        "and gc parameters. Running it again on the same store with the same parameters is a no-op.",
+    )
+    p.add_argument("store", metavar="STORE", help="local directory or fsspec URL (s3://bucket/zoo)")
+    p.add_argument("--pack-size", default="32MiB", help="target pack size (default: %(default)s)")
+    p.add_argument("--grace", default="24h",
+                   help="gc grace period that publish and gc agree on (default: %(default)s)")
+    p.set_defaults(func=run)
+
+
+def parse_size(text: str) -> int:
+    from zoostore.errors import UsageError
+
+    t = text.strip().lower().replace(" ", "")
+    units = {"kib": 1024, "mib": 1024**2, "gib": 1024**3, "kb": 1000, "mb": 1000**2, "gb": 1000**3,
+             "k": 1024, "m": 1024**2, "g": 1024**3, "b": 1, "": 1}
+    for unit in sorted(units, key=len, reverse=True):
+        if t.endswith(unit):
+            number = t[: len(t) - len(unit)] if unit else t
+            try:
+                return int(float(number) * units[unit])
+            except ValueError:
+                break
+    raise UsageError(f"invalid size {text!r}: expected a number with an optional unit, e.g. 32MiB or 64M")
+
+
+def run(args: argparse.Namespace) -> int:
+    from zoostore.config import StoreConfig, parse_duration
+    from zoostore.store import init_store
+
+    config = StoreConfig(pack_target_size=parse_size(args.pack_size), grace_seconds=parse_duration(args.grace))
+    store, created = init_store(args.store, config=config)
+    print(f"{'created' if created else 'already a store:'} {store.url}")
+    return 0

@@ -1,0 +1,33 @@
+"""`zoostore catalog STORE [--output FILE]`: the Markdown table of models and versions."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+
+def add_parser(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "catalog", help="write the Markdown table of models, versions, archs, sizes and metadata",
+        description="Generate the Markdown catalog of a zoo (for its README).",
+    )
+    p.add_argument("store", metavar="STORE")
+    p.add_argument("--output", "-o", type=Path, metavar="FILE", help="write to FILE instead of stdout")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import os
+
+    from zoostore.catalog import catalog_markdown
+    from zoostore.store import open_store
+
+    text = catalog_markdown(open_store(args.store))
+    if args.output:
+        tmp = args.output.with_name(f".{args.output.name}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, args.output)
+    else:
+        print(text, end="")
+    return 0

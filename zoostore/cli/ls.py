@@ -1,0 +1,73 @@
+"""`zoostore ls STORE [MODEL[@RANGE]] [--json]`: models, versions, files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from zoostore.cli._ui import human_bytes
+
+
+def add_parser(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "ls", help="list models, a model's versions, or a version's files",
+        description="Without MODEL: every model with its latest version. With MODEL[@RANGE]: "
+        "the versions (archs, sizes, tags, yanked). With MODEL@VERSION (or --files): the files.",
+    )
+    p.add_argument("store", metavar="STORE")
+    p.add_argument("target", metavar="MODEL[@RANGE]", nargs="?")
+    p.add_argument("--files", action="store_true", help="list files of every matching version")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from zoostore import semver
+    from zoostore.store import open_store
+
+    zoo = open_store(args.store)
+    if not args.target:
+        rows = []
+        for name in zoo.models():
+            m = zoo.manifest(name)
+            rows.append({"model": name, "latest": m.latest(), "versions": len(m.versions),
+                         "tags": dict(m.tags), "summary": m.summary})
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        else:
+            for r in rows:
+                print(f"{r['model']:30} latest={r['latest'] or '-':12} versions={r['versions']:<4} {r['summary']}")
+        return 0
+    model, _, spec = args.target.partition("@")
+    m = zoo.manifest(model)
+    if spec and spec in m.tags:
+        versions = [m.tags[spec]]
+    elif spec and spec in m.versions:
+        versions = [spec]
+    elif spec:
+        versions = [v for v in m.sorted_versions() if semver.satisfies(v, "latest" != spec and spec or "*")]
+    else:
+        versions = m.sorted_versions()
+    show_files = args.files or (bool(spec) and len(versions) == 1)
+    out = []
+    for v in versions:
+        r = m.versions[v]
+        entry: dict[str, Any] = {
+            "version": v, "archs": r.archs, "size": r.size, "tags": m.tags_of(v),
+            "yanked": r.yanked, "published": r.published.isoformat(), "requires": dict(r.requires),
+            "meta": dict(r.meta),
+        }
+        if show_files:
+            entry["files"] = [{"arch": a, "path": p, "blob": str(e.blob), "size": e.size} for a, p, e in r.blobs()]
+        out.append(entry)
+    if args.json:
+        print(json.dumps({"model": model, "summary": m.summary, "meta": dict(m.meta), "versions": out}, indent=2, default=str))
+        return 0
+    for e in out:
+        flags = f" tags={','.join(e['tags'])}" if e["tags"] else ""
+        flags += f" YANKED({e['yanked']})" if e["yanked"] else ""
+        print(f"{model}@{e['version']:16} {','.join(e['archs']):20} {human_bytes(e['size']):>10}  {e['published'][:10]}{flags}")
+        for f in e.get("files", []):
+            print(f"    {f['arch']:8} {f['path']:40} {human_bytes(f['size']):>10}  {f['blob']}")
+    return 0

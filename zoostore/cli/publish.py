@@ -1,0 +1,90 @@
+"""`zoostore publish STORE MODEL VERSION PATH...`: publish files as a model version."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from zoostore.cli._ui import TerminalProgress, add_quiet, human_bytes
+
+
+def add_parser(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "publish", help="publish files as a model version for one architecture",
+        description="Publish files as MODEL@VERSION. A directory publishes its files under their "
+        "relative paths; a model.toml inside becomes the model's metadata and a build.toml (from "
+        "'zoostore build') becomes runtime requirements. Published (version, arch) entries are "
+        "immutable: identical content again succeeds and uploads nothing, different content is "
+        "refused. Other architectures may join an existing version later. Only chunks the store "
+        "does not have (from earlier versions of the model) are uploaded.",
+        epilog="example: zoostore publish s3://zoo/models yolo-v2-tiny 1.2.0 build/x86_64 --arch x86_64 --tag bleedingedge",
+    )
+    p.add_argument("store", metavar="STORE")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("version", metavar="VERSION", help="semver version, e.g. 1.2.0 or 1.3.0-rc.1+20260504")
+    p.add_argument("paths", metavar="PATH", nargs="+", help="files or directories to publish")
+    p.add_argument("--arch", default="any", help="architecture of these files: x86_64, aarch64 or any (default: any)")
+    p.add_argument("--tag", action="append", default=[], metavar="TAG", help="point TAG (e.g. bleedingedge) at this version; repeatable")
+    p.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
+                   help="version metadata (value parsed as TOML if it can be: 0.71, true, \"text\"); repeatable")
+    p.add_argument("--requires", action="append", default=[], metavar="KEY=RANGE",
+                   help="runtime requirement, e.g. tvm='>=0.27.0 <0.28.0'; repeatable")
+    p.add_argument("--summary", help="one-line model summary")
+    p.add_argument("--no-check", action="store_true", help="skip the ONNX check of .onnx files")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_quiet(p)
+    p.set_defaults(func=run)
+
+
+def parse_pairs(items: list[str], option: str, *, toml_values: bool) -> dict[str, Any]:
+    import tomllib
+
+    from zoostore.errors import UsageError
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"{option} {item!r}: expected KEY=VALUE")
+        value = value.strip()
+        if toml_values:
+            try:
+                out[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+                continue
+            except tomllib.TOMLDecodeError:
+                pass
+        out[key.strip()] = value
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from zoostore.publish import publish
+    from zoostore.store import open_store
+
+    zoo = open_store(args.store)
+    progress = TerminalProgress(quiet=args.quiet)
+    result = publish(
+        zoo, args.model, args.version, args.paths, arch=args.arch, tags=args.tag,
+        meta=parse_pairs(args.meta, "--meta", toml_values=True),
+        requires=parse_pairs(args.requires, "--requires", toml_values=False),
+        summary=args.summary, check=not args.no_check, progress=progress,
+    )
+    if args.json:
+        print(json.dumps({
+            "model": result.model, "version": result.version, "arch": result.arch,
+            "unchanged": result.unchanged, "size": result.size, "new_stored_bytes": result.new_stored_bytes,
+            "files": {p: {"blob": str(e.blob), "size": e.size} for p, e in sorted(result.files.items())},
+            "warnings": result.warnings,
+        }, indent=2))
+        return 0
+    for path, entry in sorted(result.files.items()):
+        print(f"{entry.blob}  {path}")
+    if result.unchanged:
+        print(f"{result.model}@{result.version} ({result.arch}) was already published with identical content; nothing uploaded", file=sys.stderr)
+    else:
+        print(f"published {result.model}@{result.version} ({result.arch}): {len(result.files)} file(s), "
+              f"{human_bytes(result.size)}; uploaded {human_bytes(result.new_stored_bytes)}", file=sys.stderr)
+    return 0

@@ -1,0 +1,39 @@
+"""`zoostore tag STORE MODEL TAG [VERSION] [--delete]`: move or delete a mutable tag."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_parser(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "tag", help="point a tag (e.g. bleedingedge) at a version, or delete it",
+        description="Tags are mutable pointers such as bleedingedge or stable; consumers can ask "
+        "for MODEL@TAG. 'latest' is implicit (the highest non-prerelease, non-yanked version).",
+    )
+    p.add_argument("store", metavar="STORE")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("tag", metavar="TAG")
+    p.add_argument("version", metavar="VERSION", nargs="?")
+    p.add_argument("--delete", action="store_true", help="remove the tag")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from zoostore.errors import NotFoundError, UsageError
+    from zoostore.manifest import Manifest
+    from zoostore.store import open_store
+
+    if args.delete == bool(args.version):
+        raise UsageError("give either VERSION to set the tag or --delete to remove it")
+    zoo = open_store(args.store)
+
+    def change(m: Manifest | None) -> Manifest:
+        if m is None:
+            raise NotFoundError(zoo._unknown_model(args.model))
+        return m.with_tag(args.tag, None if args.delete else args.version)
+
+    zoo.update_manifest(args.model, change)
+    print(f"{args.model}: {'deleted tag ' + args.tag if args.delete else f'{args.tag} -> {args.version}'}")
+    return 0

@@ -11,7 +11,7 @@ satisfies; a requirement on a key the consumer does not declare is a warning, no
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from zoostore import semver
@@ -54,7 +54,7 @@ def runtime_problems(release: Release, runtime: Mapping[str, str] | None) -> tup
 
 
 def select(manifest: Manifest, spec: str, *, runtime: Mapping[str, str] | None = None,
-           arch: str | None = None) -> tuple[Release, list[str]]:
+           arch: str | Sequence[str] | None = None) -> tuple[Release, list[str]]:
     """The release a spec picks, and warnings. Raises ResolutionError naming what was excluded
     and why, or listing the versions and tags that exist."""
     spec = (spec or "latest").strip()
@@ -62,12 +62,15 @@ def select(manifest: Manifest, spec: str, *, runtime: Mapping[str, str] | None =
     available = ", ".join(manifest.sorted_versions()) or "none"
     tags = ", ".join(f"{t}={v}" for t, v in sorted(manifest.tags.items())) or "none"
     warnings: list[str] = []
+    wanted = [] if arch is None else [arch] if isinstance(arch, str) else list(arch)
+    wanted = [a for a in wanted if a != ANY]
 
     def check(release: Release) -> list[str]:
         excluded, warns = runtime_problems(release, runtime)
         warnings.extend(warns)
-        if arch is not None and arch != ANY and arch not in release.files:
-            excluded.append(f"{release.version} has no files for {arch} (it has {', '.join(release.archs)})")
+        for a in wanted:
+            if a not in release.files and ANY not in release.files:
+                excluded.append(f"{release.version} has no files for {a} (it has {', '.join(release.archs)})")
         return excluded
 
     direct: str | None = None

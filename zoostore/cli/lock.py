@@ -1,0 +1,43 @@
+"""`zoostore lock [--upgrade [MODEL]]`: resolve zoo.toml into zoo.lock."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from zoostore.cli._ui import TerminalProgress, add_quiet
+
+
+def add_parser(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "lock", help="resolve zoo.toml's models to exact versions and files in zoo.lock",
+        description="Resolve each model in zoo.toml to the highest matching, non-yanked, "
+        "runtime-compatible version and write zoo.lock (commit it). Models whose requirement did "
+        "not change keep their pinned version unless --upgrade.",
+    )
+    p.add_argument("--upgrade", nargs="?", const=True, default=False, metavar="MODEL",
+                   help="move pins to the newest matching versions (all models, or only MODEL)")
+    p.add_argument("--project", metavar="PATH", help="zoo.toml, pyproject.toml or a directory (default: search up from here)")
+    add_quiet(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from zoostore.consumer import load_project
+    from zoostore.sync import lock_project
+
+    project = load_project(args.project)
+    upgrade = args.upgrade if args.upgrade is True or args.upgrade is False else [args.upgrade]
+    result = lock_project(project, upgrade=upgrade, progress=TerminalProgress(quiet=args.quiet))
+    for name, old, new in result.changes:
+        if old is None:
+            print(f"+ {name} {new}")
+        elif new is None:
+            print(f"- {name} {old}")
+        else:
+            print(f"~ {name} {old} -> {new}")
+    if not args.quiet:
+        state = "updated" if result.written else "unchanged"
+        print(f"{project.lock_path}: {state} ({len(result.lock.models)} model(s))", file=sys.stderr)
+    return 0

@@ -1,0 +1,57 @@
+"""`zoostore sync`: place the locked files under dest, verified; nothing to do is fast."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from zoostore.cli._ui import TerminalProgress, add_quiet, human_bytes
+
+
+def add_parser(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "sync", help="download and place the files zoo.lock pins (re-locking if zoo.toml changed)",
+        description="Place every locked file at {dest}/{model}/{arch}/{path}. Files come from the "
+        "local cache or the store (only chunks no cached version holds are downloaded) and are "
+        "verified before they appear. An unchanged destination is recognised without re-hashing. "
+        "Files sync placed that left the lock are removed; other files are never touched.",
+    )
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--locked", action="store_true", help="fail (exit 3) if zoo.lock is out of date with zoo.toml")
+    g.add_argument("--frozen", action="store_true", help="use zoo.lock as it is, without reading zoo.toml's models")
+    p.add_argument("--offline", action="store_true", help="never contact the store; fail naming what is not cached")
+    p.add_argument("--arch", action="append", metavar="ARCH", help="only these architectures (repeatable)")
+    p.add_argument("--dest", metavar="DIR", help="destination directory (default: zoo.toml's dest)")
+    p.add_argument("--link", choices=["auto", "hardlink", "copy", "symlink"], default="auto",
+                   help="how files enter dest: auto = hard link when on the cache's filesystem, else copy")
+    p.add_argument("--verify", action="store_true", help="re-hash every file in dest instead of trusting the state file")
+    p.add_argument("--project", metavar="PATH", help="zoo.toml, pyproject.toml or a directory (default: search up from here)")
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    add_quiet(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from zoostore.consumer import load_project
+    from zoostore.sync import sync_project
+
+    project = load_project(args.project)
+    progress = TerminalProgress(quiet=args.quiet or args.json)
+    report = sync_project(project, locked=args.locked, frozen=args.frozen, offline=args.offline,
+                          archs=args.arch, dest=args.dest, link=args.link, verify=args.verify,
+                          progress=progress)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    elif not args.quiet:
+        parts = [f"{len(report.placed)} placed", f"{report.unchanged} unchanged"]
+        if report.removed:
+            parts.append(f"{len(report.removed)} removed")
+        if report.store_opened:
+            parts.append(f"downloaded {human_bytes(report.bytes_downloaded)}")
+            if report.bytes_reused:
+                parts.append(f"reused {human_bytes(report.bytes_reused)} from cached versions")
+        print(f"sync {report.dest}: {', '.join(parts)}", file=sys.stderr)
+    return 0

@@ -155,7 +155,7 @@ def parse_project(doc: Mapping[str, Any], *, root: Path, config_path: Path, wher
         else:
             raise FormatError(f'{mwhere}: expected a version range string or a table, got {value!r}')
     return Project(root=root, config_path=config_path, store=store, archs=archs,
-                   dest=(root / dest), runtime=dict(runtime), models=models)
+                   dest=Path(os.path.normpath(root / dest)), runtime=dict(runtime), models=models)
 
 
 def _archs(value: Any, where: str) -> tuple[str, ...]:

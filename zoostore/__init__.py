@@ -19,17 +19,17 @@ __version__ = "0.1.0"
 _LAZY = {
     "open_store": "zoostore.store",
     "init_store": "zoostore.store",
-    "fetch": "zoostore.sync",
-    "sync": "zoostore.sync",
-    "publish": "zoostore.publish",
+    "fetch": "zoostore.consume",
+    "sync": "zoostore.consume",
+    "publish": "zoostore.publisher",
     "ZooError": "zoostore.errors",
 }
 
 if TYPE_CHECKING:
     from zoostore.errors import ZooError
-    from zoostore.publish import publish
+    from zoostore.publisher import publish
     from zoostore.store import init_store, open_store
-    from zoostore.sync import fetch, sync
+    from zoostore.consume import fetch, sync
 
 
 def __getattr__(name: str) -> Any:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zoostore.blobstore import BlobStore, LocalChunk
-from zoostore.digest import Digest
+from zoostore.digest import Digest, hash_file
 from zoostore.errors import FormatError, IntegrityError, OfflineError
 from zoostore.progress import Progress
 from zoostore.recipe import Recipe
@@ -128,10 +128,14 @@ class Cache:
         return index
 
     def ensure(self, blobs: BlobStore | None, blob: Digest, *, model: str | None = None,
-               progress: Progress | None = None, what: str = "") -> Path:
+               progress: Progress | None = None, what: str = "", verify: bool = False) -> Path:
         """The cached file for `blob`, fetching it (verified) if absent. With `blobs=None`
-        (offline) a missing file raises OfflineError."""
+        (offline) a missing file raises OfflineError. `verify` re-hashes a cached file first."""
         path = self.blob_path(blob)
+        if path.is_file() and verify and hash_file(path) != blob:
+            # A hard-linked copy in some project was written to in place: the cached file is
+            # no longer what its name says. Drop it and fetch again.
+            path.unlink(missing_ok=True)
         if path.is_file():
             if model:
                 self._note_model(model, blob)

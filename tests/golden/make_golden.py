@@ -16,7 +16,7 @@ HERE = Path(__file__).parent
 def main() -> None:
     from zoostore.config import StoreConfig
     from zoostore.lockfile import Lock, LockedFile, LockedModel
-    from zoostore.publish import publish
+    from zoostore.publisher import publish
     from zoostore.store import init_store
 
     out = HERE / sys.argv[1]

@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from zoostore.consumer import load_project
-    from zoostore.sync import outdated
+    from zoostore.consume import outdated
 
     rows = outdated(load_project(args.project))
     if args.json:

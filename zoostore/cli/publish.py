@@ -61,7 +61,7 @@ def parse_pairs(items: list[str], option: str, *, toml_values: bool) -> dict[str
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from zoostore.publish import publish
+    from zoostore.publisher import publish
     from zoostore.store import open_store
 
     zoo = open_store(args.store)

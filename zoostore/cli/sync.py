@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from zoostore.consumer import load_project
-    from zoostore.sync import sync_project
+    from zoostore.consume import sync_project
 
     project = load_project(args.project)
     progress = TerminalProgress(quiet=args.quiet or args.json)

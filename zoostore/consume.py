@@ -290,8 +290,14 @@ def sync_project(project: Project, *, locked: bool = False, frozen: bool = False
                 report.store_opened = True
                 _warn_yanked(zoo, lock, report, progress)
             try:
+                # A file we placed before that no longer matches may have been written through
+                # a hard link, damaging the cached copy too: re-hash the cache in that case.
+                suspect = verify or rel in state
+                if suspect and zoo is None and not offline and cache.has(f.blob) and hash_file(cache.blob_path(f.blob)) != f.blob:
+                    zoo = _open_lock_store(project, lock)
+                    report.store_opened = True
                 cached = cache.ensure(None if offline else (zoo.blobs if zoo else None), f.blob,
-                                      model=name, progress=progress, what=what)
+                                      model=name, progress=progress, what=what, verify=suspect)
             except BlobNotFoundError:
                 raise NotFoundError(f"{what} (blob {f.blob}) is gone from the store {lock.store}: it was deleted "
                                     f"(gc?) or never published. Run 'zoostore lock --upgrade {name}' to move to a "

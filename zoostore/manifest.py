@@ -24,6 +24,7 @@ and names the file and key of the first problem.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -272,4 +273,9 @@ def immutable_message(model: str, version: str, arch: str, old: Mapping[str, Fil
 
 
 def now_utc() -> dt.datetime:
+    """The publish time; `SOURCE_DATE_EPOCH` (reproducible-builds.org) overrides the clock so
+    that a scripted zoo produces byte-identical manifests."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch and epoch.strip().isdigit():
+        return dt.datetime.fromtimestamp(int(epoch), dt.timezone.utc)
     return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)

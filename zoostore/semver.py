@@ -11,7 +11,7 @@ options (``loose: false``, ``includePrerelease: false``)::
     range     := set ( "||" set )*                    OR
     set       := hyphen | simple ( (" " | ",") simple )*  AND; the comma is a zoostore addition
     hyphen    := partial " - " partial                1.2 - 1.4   ==  >=1.2.0 <1.5.0-0
-    simple    := op? partial | "~" ">"? partial | "^" partial
+    simple    := op? " "? partial | "~" ">"? " "? partial | "^" " "? partial
     op        := "<" | "<=" | ">" | ">=" | "="
     partial   := [v=]* xr ( "." xr ( "." xr ( "-" prerelease )? )? )?    xr := number | x | X | *
 
@@ -20,7 +20,9 @@ Every simple is desugared into plain comparators (``^0.2.3`` is ``>=0.2.3 <0.3.0
 match any release); `Range.desugared` shows the result in node-semver's own notation. A version
 is in a range when it passes every comparator of some set, and, if it is a prerelease, when that
 same set also names a prerelease of the same ``MAJOR.MINOR.PATCH``: ``^1.2.3-beta.1`` admits
-``1.2.3-beta.2`` but not ``1.2.4-beta``, and ``*`` admits no prerelease at all.
+``1.2.3-beta.2`` but not ``1.2.4-beta``, and ``*`` admits no prerelease at all. Like node-semver,
+a set that matches every release absorbs the other sets, so ``* || 1.2.3-beta`` does not contain
+``1.2.3-beta``.
 
 Build metadata (``+...``) is removed from range text before parsing, as node-semver does.
 
@@ -43,7 +45,7 @@ from __future__ import annotations
 
 import datetime
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Set
 from dataclasses import dataclass
 from typing import Literal
 
@@ -86,7 +88,9 @@ _PARTIAL_RE = re.compile(
 _TOKEN_RE = re.compile(r"(\^|~>?|[<>]?=?)(.*)", re.DOTALL)
 # node-semver strips build metadata anywhere in a comparator set (classes/range.js, BUILDSTRIPRE).
 _RANGE_BUILD_RE = re.compile(rf"\+{_BUILD}", re.ASCII)
-# What node-semver's comparator trim looks for after an operator: a v/= run, then a version.
+# node-semver's comparator trim removes the space after <, <=, >, >= or =, even when a ~ or ^
+# comes first (so "~= 12" is "~=12", a tilde range), if a v/= run and a version follow.
+_GLUE_OPERATORS = frozenset(f"{lead}{op}" for lead in ("", "~", "^") for op in ("<", "<=", ">", ">=", "="))
 _VERSION_START_RE = re.compile(r"[v=]*(?:[0-9xX*]|$)")
 _HYPHEN_RE = re.compile(r"\s*([v=\s]*\S+)\s+-\s+([v=\s]*\S+)\s*")
 
@@ -175,8 +179,9 @@ class Version:
 
     @classmethod
     def parse(cls, text: str) -> Version:
-        """Parse strict semver 2.0.0 text; surrounding whitespace and one leading ``v`` or ``=``
-        are allowed (``v1.2.3``). Raises `InvalidVersionError` naming the text and the problem."""
+        """Parse strict semver 2.0.0 text; surrounding whitespace and a leading ``v``, ``=`` or
+        ``=v`` are allowed (``v1.2.3``). Raises `InvalidVersionError` naming the text, the
+        likely problem and the expected form."""
         if not isinstance(text, str):
             raise InvalidVersionError(
                 f"invalid version {text!r}: expected a str, got {type(text).__name__}; "
@@ -357,14 +362,14 @@ def _glue_operators(tokens: list[str]) -> list[str]:
     Three passes in node-semver's order (comparator, tilde, caret trims), so that ``~ > 1.2``
     reads as ``~>1.2`` and ``> = 1`` as the invalid ``>=`` ``1``, as node-semver reads them.
     """
-    tokens = _glue(tokens, {"<", "<=", ">", ">=", "=", "~>"}, before=_VERSION_START_RE)
+    tokens = _glue(tokens, _GLUE_OPERATORS, before=_VERSION_START_RE)
     tokens = _glue(tokens, {"~", "~>"}, replacement="~")
     return _glue(tokens, {"^"})
 
 
 def _glue(
     tokens: list[str],
-    operators: set[str],
+    operators: Set[str],
     *,
     before: re.Pattern[str] | None = None,
     replacement: str | None = None,
@@ -437,7 +442,9 @@ _Item = Comparator | None
 def _cmp(op: Operator, major: int, minor: int, patch: int, pre: tuple[Identifier, ...] = ()) -> _Item:
     for number in (major, minor, patch):
         if number > MAX_SAFE_INTEGER:  # an upper bound one past a number given as 2**53 - 1
-            raise InvalidVersionError(f"a bound of the range would be {_too_large(number)}; {_RANGE_EXPECTED}")
+            raise InvalidVersionError(
+                f"a bound of the range would be {_too_large(number)}; {_RANGE_EXPECTED}"
+            )
     comparator = Comparator(op, Version(major, minor, patch, pre))
     # ">=0.0.0" is dropped as a no-op, as node-semver's replaceGTE0 does; it matters because a set
     # left empty counts as "*" when several sets are OR-ed (see _simplify).
@@ -610,7 +617,7 @@ def _set_contains(comparators: ComparatorSet, version: Version) -> bool:
 
 
 def parse_version(text: str) -> Version:
-    """`Version.parse`: strict semver 2.0.0, optional leading ``v`` or ``=``."""
+    """`Version.parse`: strict semver 2.0.0, optional leading ``v``, ``=`` or ``=v``."""
     return Version.parse(text)
 
 

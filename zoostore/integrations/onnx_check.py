@@ -1,0 +1,492 @@
+"""`zoostore check`: is an ONNX file fit to publish? The ONNX Model Zoo's acceptance test.
+
+Steps, each timed and reported, every problem collected rather than stopping at the first
+(a report lists all that is wrong with a file, as restic's checker does):
+
+    load     parse the protobuf (external data left on disk) and the model.toml next to it
+    checker  onnx.checker.check_model(path, full_check=True): graph, types, shape inference,
+             external data files present
+    policy   IR version and default-domain opset inside an `OpsetPolicy`
+    nodes    graph inputs and outputs against the model.toml's declared nodes
+    smoke    one onnxruntime run on generated inputs of the declared shapes: floats from a
+             seeded normal RNG, integers (token ids, sample rates) and booleans zero
+
+onnx, onnxruntime and numpy are imported inside the functions: `import zoostore` stays light,
+and their absence is a `MissingDependencyError` naming the extra to install.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from zoostore.descriptor import ModelDescriptor, TensorSpec
+from zoostore.errors import CheckFailedError, FormatError, MissingDependencyError, UsageError
+
+if TYPE_CHECKING:
+    from zoostore.progress import Progress
+
+INSTALL_HINT = "pip install 'zoostore[onnx]'"
+
+#: onnxruntime supports every opset from 7 on ("All versions of ONNX Runtime support ONNX opsets
+#: from ONNX v1.2.1+ (opset version 7 and higher)", onnxruntime docs, Compatibility); IR version 3
+#: is the one ONNX 1.0 wrote and the oldest the checker accepts.
+DEFAULT_MIN_OPSET = 7
+DEFAULT_MIN_IR_VERSION = 3
+
+#: ONNX TensorProto element type names (lower-cased) that differ from numpy's.
+_ONNX_TO_DTYPE = {"float": "float32", "double": "float64"}
+
+
+def _import(name: str) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"zoostore check needs {name.split('.')[0]}, which is not installed ({exc}): "
+            f"{INSTALL_HINT}"
+        ) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class OpsetPolicy:
+    """Which models a zoo accepts. `None` maxima mean what the installed onnx knows."""
+
+    min_opset: int = DEFAULT_MIN_OPSET
+    max_opset: int | None = None
+    min_ir_version: int = DEFAULT_MIN_IR_VERSION
+    max_ir_version: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_opset is not None and self.max_opset < self.min_opset:
+            raise UsageError(
+                f"opset policy: --max-opset {self.max_opset} is below --min-opset {self.min_opset}"
+            )
+
+    def resolved(self) -> OpsetPolicy:
+        """The policy with `None` maxima replaced by the installed onnx's limits."""
+        onnx = _import("onnx")
+        return OpsetPolicy(
+            min_opset=self.min_opset,
+            max_opset=self.max_opset if self.max_opset is not None else int(onnx.defs.onnx_opset_version()),
+            min_ir_version=self.min_ir_version,
+            max_ir_version=self.max_ir_version if self.max_ir_version is not None else int(onnx.IR_VERSION),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    """One step of a check: its name, outcome, wall time and a short human detail."""
+
+    step: str
+    ok: bool
+    seconds: float
+    detail: str = ""
+
+
+@dataclass(slots=True)
+class CheckReport:
+    """Everything `check` found about one file. `ok` when `problems` is empty; warnings (for
+    instance non-finite smoke outputs) never fail a check."""
+
+    path: Path
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    steps: list[StepResult] = field(default_factory=list)
+    ir_version: int | None = None
+    opsets: dict[str, int] = field(default_factory=dict)
+    inputs: list[TensorSpec] = field(default_factory=list)
+    outputs: list[TensorSpec] = field(default_factory=list)
+    descriptor: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def seconds(self) -> float:
+        return sum(s.seconds for s in self.steps)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "ok": self.ok,
+            "problems": list(self.problems),
+            "warnings": list(self.warnings),
+            "ir_version": self.ir_version,
+            "opsets": dict(self.opsets),
+            "inputs": [n.to_dict() for n in self.inputs],
+            "outputs": [n.to_dict() for n in self.outputs],
+            "descriptor": str(self.descriptor) if self.descriptor else None,
+            "steps": [
+                {"step": s.step, "ok": s.ok, "seconds": round(s.seconds, 4), "detail": s.detail}
+                for s in self.steps
+            ],
+            "seconds": round(self.seconds, 4),
+        }
+
+
+class _Steps:
+    """Times steps, tells the progress reporter, and records a StepResult for each."""
+
+    def __init__(self, report: CheckReport, progress: Progress | None) -> None:
+        self.report = report
+        self.progress = progress
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[list[str]]:
+        """Yields a list the step appends its detail lines to; problems added during the step
+        mark it failed."""
+        task = f"check {self.report.path}: {name}"
+        if self.progress:
+            self.progress.start(task, None, unit="step")
+        before = len(self.report.problems)
+        detail: list[str] = []
+        start = time.perf_counter()
+        try:
+            yield detail
+        finally:
+            elapsed = time.perf_counter() - start
+            ok = len(self.report.problems) == before
+            self.report.steps.append(StepResult(name, ok, elapsed, "; ".join(detail)))
+            if self.progress:
+                self.progress.done(task)
+
+
+def dtype_name(elem_type: int) -> str:
+    """The numpy-style name (`float32`, `int64`) of an ONNX TensorProto element type."""
+    onnx = _import("onnx")
+    name = str(onnx.TensorProto.DataType.Name(elem_type)).lower()
+    return _ONNX_TO_DTYPE.get(name, name)
+
+
+def _value_info_spec(vi: Any) -> TensorSpec:
+    tt = vi.type.tensor_type
+    shape: list[int | str] = []
+    if tt.HasField("shape"):
+        for i, d in enumerate(tt.shape.dim):
+            if d.HasField("dim_value"):
+                shape.append(int(d.dim_value))
+            else:
+                # Unnamed unknown dimensions get a positional name so they stay symbolic.
+                shape.append(d.dim_param or f"?{i}")
+    return TensorSpec(vi.name, tuple(shape), dtype_name(tt.elem_type) if tt.elem_type else "undefined")
+
+
+def graph_nodes(model: Any) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """The real inputs (initializers excluded: IR < 4 lists weights as inputs) and outputs."""
+    weights = {init.name for init in model.graph.initializer}
+    inputs = [_value_info_spec(vi) for vi in model.graph.input if vi.name not in weights]
+    outputs = [_value_info_spec(vi) for vi in model.graph.output]
+    return inputs, outputs
+
+
+def find_onnx_files(paths: Iterable[Path | str]) -> list[Path]:
+    """Files named on the command line, and every `*.onnx` under directories, sorted."""
+    found: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            files = sorted(f for f in p.rglob("*.onnx") if f.is_file())
+            if not files:
+                raise UsageError(f"{p}: no .onnx files in this directory or below it")
+            found.extend(files)
+        elif p.is_file():
+            found.append(p)
+        else:
+            raise UsageError(f"{p}: no such file or directory")
+    return found
+
+
+def check_model(
+    path: Path | str,
+    *,
+    policy: OpsetPolicy | None = None,
+    descriptor: ModelDescriptor | None = None,
+    progress: Progress | None = None,
+) -> CheckReport:
+    """Check one ONNX file; never raises for a bad model (the problems are in the report),
+    only `MissingDependencyError` when onnx or onnxruntime is absent.
+
+    `descriptor` defaults to the `model.toml` next to the file when that names this file.
+    """
+    onnx = _import("onnx")
+    _import("onnxruntime")
+    path = Path(path)
+    report = CheckReport(path=path)
+    steps = _Steps(report, progress)
+    pol = (policy or OpsetPolicy()).resolved()
+
+    model = None
+    with steps.step("load") as detail:
+        if descriptor is None:
+            try:
+                descriptor = ModelDescriptor.for_network(path)
+            except FormatError as exc:
+                report.problems.append(f"load: {exc}")
+        if descriptor is not None:
+            report.descriptor = descriptor.path
+            detail.append(f"descriptor {descriptor.path or '(given)'}")
+        try:
+            # External tensors stay on disk: the checker and onnxruntime read them by path.
+            model = onnx.load(str(path), load_external_data=False)
+        except Exception as exc:  # protobuf DecodeError, OSError: all mean "not an ONNX file"
+            report.problems.append(f"load: {path} is not a readable ONNX model: {_text(exc)}")
+    if model is None:
+        return report
+
+    report.ir_version = int(model.ir_version)
+    report.opsets = {(o.domain or "ai.onnx"): int(o.version) for o in model.opset_import}
+    report.inputs, report.outputs = graph_nodes(model)
+
+    with steps.step("checker") as detail:
+        try:
+            onnx.checker.check_model(str(path), full_check=True)
+            detail.append("full_check passed")
+        except Exception as exc:  # ValidationError, InferenceError, and friends
+            report.problems.append(f"checker: {_text(exc)}")
+
+    with steps.step("policy") as detail:
+        _check_policy(report, pol, detail)
+
+    with steps.step("nodes") as detail:
+        if descriptor is None:
+            detail.append("no model.toml: declared nodes not compared")
+        else:
+            _compare_nodes(report, descriptor)
+            detail.append(f"{len(report.inputs)} inputs, {len(report.outputs)} outputs")
+
+    with steps.step("smoke") as detail:
+        _smoke(report, descriptor, detail)
+    return report
+
+
+def check_files(
+    paths: Iterable[Path | str],
+    *,
+    policy: OpsetPolicy | None = None,
+    progress: Progress | None = None,
+) -> list[CheckReport]:
+    """`check_model` on every ONNX file named or found under the directories named."""
+    return [check_model(p, policy=policy, progress=progress) for p in find_onnx_files(paths)]
+
+
+def require_valid(
+    paths: Iterable[Path | str],
+    *,
+    policy: OpsetPolicy | None = None,
+    progress: Progress | None = None,
+) -> list[CheckReport]:
+    """What `publish` runs on `.onnx` files unless `--no-check`: check every file named (files
+    that are not `.onnx` are ignored) and raise `CheckFailedError` listing every problem of
+    every failing file. The error's `reports` attribute holds all reports."""
+    onnx_files = [Path(p) for p in paths if str(p).lower().endswith(".onnx")]
+    reports = [check_model(p, policy=policy, progress=progress) for p in onnx_files]
+    failed = [r for r in reports if not r.ok]
+    if failed:
+        lines = [f"{len(failed)} of {len(reports)} ONNX file(s) failed the check:"]
+        for r in failed:
+            lines += [f"  {r.path}: {p}" for p in r.problems]
+        lines.append("fix the model or its model.toml, or publish with --no-check to skip the check")
+        err = CheckFailedError("\n".join(lines))
+        err.reports = reports  # type: ignore[attr-defined]
+        raise err
+    return reports
+
+
+def _text(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return " ".join(text.split()) if len(text) < 2000 else " ".join(text[:2000].split()) + " ..."
+
+
+def _check_policy(report: CheckReport, pol: OpsetPolicy, detail: list[str]) -> None:
+    ir = report.ir_version or 0
+    assert pol.max_ir_version is not None and pol.max_opset is not None
+    if ir < pol.min_ir_version:
+        report.problems.append(
+            f"policy: IR version {ir} is older than the minimum {pol.min_ir_version}; "
+            f"re-export the model with a newer exporter"
+        )
+    elif ir > pol.max_ir_version:
+        report.problems.append(
+            f"policy: IR version {ir} is newer than {pol.max_ir_version}, the newest this onnx "
+            f"understands; upgrade onnx or export with an older IR version"
+        )
+    opset = report.opsets.get("ai.onnx")
+    if opset is None:
+        report.problems.append("policy: the model imports no default-domain (ai.onnx) opset")
+    elif opset < pol.min_opset:
+        report.problems.append(
+            f"policy: opset {opset} is below the minimum {pol.min_opset}; convert it with "
+            f"onnx.version_converter.convert_version(model, {pol.min_opset}) or lower --min-opset"
+        )
+    elif opset > pol.max_opset:
+        report.problems.append(
+            f"policy: opset {opset} is above the maximum {pol.max_opset}; export with "
+            f"opset <= {pol.max_opset} or raise --max-opset"
+        )
+    detail.append(
+        f"IR {ir} (allowed {pol.min_ir_version}..{pol.max_ir_version}), opset {opset} "
+        f"(allowed {pol.min_opset}..{pol.max_opset})"
+    )
+
+
+def _compare_nodes(report: CheckReport, desc: ModelDescriptor) -> None:
+    for kind, declared, actual in (
+        ("input", desc.inputs, report.inputs),
+        ("output", desc.outputs, report.outputs),
+    ):
+        declared_names = [n.name for n in declared]
+        actual_names = [n.name for n in actual]
+        for name in declared_names:
+            if name not in actual_names:
+                report.problems.append(
+                    f"nodes: model.toml declares {kind} {name!r} but the graph has "
+                    f"{kind}s {actual_names}"
+                )
+        for name in actual_names:
+            if name not in declared_names:
+                report.problems.append(
+                    f"nodes: the graph has {kind} {name!r} that model.toml does not declare "
+                    f"(declared: {declared_names})"
+                )
+        if set(declared_names) == set(actual_names) and declared_names != actual_names:
+            report.problems.append(
+                f"nodes: {kind} order differs: graph {actual_names}, model.toml {declared_names}"
+            )
+        for node in declared:
+            got = next((n for n in actual if n.name == node.name), None)
+            if got is None:
+                continue
+            if node.dtype != got.dtype:
+                report.problems.append(
+                    f"nodes: {kind} {node.name!r} dtype: model.toml says {node.dtype}, "
+                    f"the graph has {got.dtype}"
+                )
+            if not got.shape and got.dtype == "undefined":
+                continue
+            if len(node.shape) != len(got.shape):
+                report.problems.append(
+                    f"nodes: {kind} {node.name!r} rank: model.toml says {list(node.shape)}, "
+                    f"the graph has {list(got.shape)}"
+                )
+                continue
+            for i, (want, have) in enumerate(zip(node.shape, got.shape, strict=True)):
+                if isinstance(have, int):
+                    bound = desc.dims.get(want) if isinstance(want, str) else want
+                    if bound is not None and bound != have:
+                        report.problems.append(
+                            f"nodes: {kind} {node.name!r} dimension {i}: model.toml says "
+                            f"{want!r}{f' = {bound}' if isinstance(want, str) else ''}, "
+                            f"the graph fixes {have}"
+                        )
+
+
+def concrete_input_shapes(
+    inputs: Iterable[TensorSpec], descriptor: ModelDescriptor | None
+) -> dict[str, tuple[int, ...]]:
+    """Each input's shape with every dimension a number: the graph's fixed sizes, else the
+    model.toml's (a declared int, or a name bound by `dims`), else 1."""
+    dims = descriptor.dims if descriptor else {}
+    shapes: dict[str, tuple[int, ...]] = {}
+    for spec in inputs:
+        declared = descriptor.input(spec.name) if descriptor else None
+        if declared is not None and len(declared.shape) != len(spec.shape) and spec.shape:
+            declared = None  # a rank mismatch is a `nodes` problem; trust the graph
+        if not spec.shape and declared is not None:
+            shapes[spec.name] = declared.concrete_shape(dims)
+            continue
+        out = []
+        for i, have in enumerate(spec.shape):
+            want = declared.shape[i] if declared is not None else have
+            if isinstance(have, int):
+                out.append(have)  # the graph's fixed size wins; a mismatch is a `nodes` problem
+            elif isinstance(want, int):
+                out.append(want)
+            else:
+                out.append(int(dims.get(want, dims.get(have, 1))))
+        shapes[spec.name] = tuple(out)
+    return shapes
+
+
+def smoke_inputs(
+    inputs: Iterable[TensorSpec], descriptor: ModelDescriptor | None, *, seed: int = 0
+) -> dict[str, Any]:
+    """Generated feeds for the smoke run (and the TVM comparison): floats from a seeded
+    normal RNG, integers and booleans zero, so token ids and indices stay in range."""
+    np = _import("numpy")
+    rng = np.random.default_rng(seed)
+    specs = list(inputs)
+    shapes = concrete_input_shapes(specs, descriptor)
+    feeds: dict[str, Any] = {}
+    for spec in specs:
+        shape = shapes[spec.name]
+        if spec.dtype in ("float16", "float32", "float64"):
+            feeds[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
+        elif spec.dtype == "bool" or spec.dtype.startswith(("int", "uint")):
+            feeds[spec.name] = np.zeros(shape, dtype=spec.dtype)
+        else:
+            raise UsageError(
+                f"input {spec.name!r} has element type {spec.dtype}, for which the smoke run "
+                f"cannot generate values"
+            )
+    return feeds
+
+
+def _smoke(report: CheckReport, desc: ModelDescriptor | None, detail: list[str]) -> None:
+    np = _import("numpy")
+    ort = _import("onnxruntime")
+    try:
+        feeds = smoke_inputs(report.inputs, desc)
+    except UsageError as exc:
+        report.problems.append(f"smoke: {exc}")
+        return
+    options = ort.SessionOptions()
+    # Fatal only: the report carries the error text, and warnings about unused initializers
+    # are noise.
+    options.log_severity_level = 4
+    try:
+        session = ort.InferenceSession(str(report.path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        report.problems.append(f"smoke: onnxruntime cannot load the model: {_text(exc)}")
+        return
+    try:
+        results = session.run(None, feeds)
+    except Exception as exc:
+        shapes = ", ".join(f"{k}{list(v.shape)}:{v.dtype}" for k, v in feeds.items())
+        report.problems.append(f"smoke: onnxruntime run on inputs {shapes} failed: {_text(exc)}")
+        return
+    detail.append(
+        "inputs " + ", ".join(f"{k}{list(v.shape)}" for k, v in feeds.items())
+        + " -> outputs " + ", ".join(f"{o.name}{list(np.shape(r))}" for o, r in zip(session.get_outputs(), results, strict=False))
+    )
+    names = [o.name for o in session.get_outputs()]
+    for name, value in zip(names, results, strict=True):
+        arr = np.asarray(value)
+        if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+            report.warnings.append(f"smoke: output {name!r} holds non-finite values (NaN or inf) on the generated inputs")
+        declared = desc.output(name) if desc else None
+        if desc is None or declared is None:
+            continue
+        # What the graph fixes was compared in `nodes`; the run checks the rest.
+        graph = next((o.shape for o in report.outputs if o.name == name), ())
+        if graph and len(graph) != len(declared.shape):
+            continue
+        mismatch = arr.ndim != len(declared.shape)
+        for i, want in enumerate(declared.shape if not mismatch else ()):
+            if graph and isinstance(graph[i], int):
+                continue
+            bound = desc.dims.get(want) if isinstance(want, str) else want
+            mismatch = mismatch or (bound is not None and bound != arr.shape[i])
+        if mismatch:
+            report.problems.append(
+                f"smoke: output {name!r} came out with shape {list(arr.shape)}; model.toml "
+                f"declares {list(declared.shape)}"
+                + (f" with dims {dict(desc.dims)}" if desc.dims else "")
+            )

@@ -1,0 +1,464 @@
+"""`zoostore build`: compile a model's ONNX network with Apache TVM, one directory per arch.
+
+    OUT/
+      x86_64/
+        deploy_lib.so     the Relax VM executable and its kernels, weights embedded
+        deploy_io.json    what a C++ runtime needs to call it: entry, input/output names,
+                          shapes, dtypes, in call order
+        build.toml        TVM and tvm-ffi versions, target, compiler and options, source hash
+      aarch64/
+        ...               same, linked with Debian's aarch64-linux-gnu-g++
+
+Pipeline per model: onnx.load -> relax.frontend.onnx.from_onnx (symbolic dimensions bound
+by the model.toml's `dims`, else 1) -> DecomposeOpsForInference -> tvm.compile per target ->
+export_library, linked by our own `fcompile` so that the link is reproducible.
+
+Byte-reproducible by construction, checked by the tests: the objects TVM writes carry no
+paths or times; the link runs with relative object names from a fixed-name work directory
+(`-ffile-prefix-map`, `SOURCE_DATE_EPOCH=0`, `LC_ALL=C` for anything gcc might embed), the
+GNU build-id is a hash of the content, and `build.toml` holds no timestamps or host names.
+
+`publish` reads `build.toml` back with `read_build_record` and turns it into
+`requires.tvm = ">=X.Y.0 <X.(Y+1).0"` plus per-arch metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+import tomllib
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import tomli_w
+
+from zoostore.descriptor import FILE_NAME as DESCRIPTOR_FILE
+from zoostore.descriptor import ModelDescriptor, TensorSpec
+from zoostore.errors import BuildError, FormatError, MissingDependencyError, NewerFormatError, UsageError
+
+if TYPE_CHECKING:
+    from zoostore.progress import Progress
+
+INSTALL_HINT = "pip install 'zoostore[tvm]'"
+FORMAT = 1
+LIBRARY = "deploy_lib.so"
+IO_FILE = "deploy_io.json"
+RECORD_FILE = "build.toml"
+#: Name of the link's work directory: fixed, so that nothing random can reach the output.
+_WORK_NAME = "zoostore-build"
+
+
+@dataclass(frozen=True, slots=True)
+class Arch:
+    """A CPU architecture `build` targets: the LLVM triple and the GNU toolchain prefix."""
+
+    name: str
+    triple: str
+
+    @property
+    def target(self) -> dict[str, str]:
+        # Baseline ISA only (no -mcpu): the artifact must run on every CPU of the arch.
+        return {"kind": "llvm", "mtriple": self.triple}
+
+    @property
+    def compiler(self) -> str:
+        """`g++` on a host of this arch, else the Debian cross compiler."""
+        return "g++" if platform.machine() == self.name else f"{self.triple}-g++"
+
+
+ARCHS: Mapping[str, Arch] = {
+    "x86_64": Arch("x86_64", "x86_64-linux-gnu"),
+    "aarch64": Arch("aarch64", "aarch64-linux-gnu"),
+}
+_ALIASES = {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64"}
+
+#: Extra link flags; `-shared -fPIC` come first. The build-id hashes the content (never a
+#: random or time-based id). `fcompile` adds `-ffile-prefix-map=<work dir>=.` too, which
+#: matters when TVM hands it a C source to compile (C-source modules) along with the objects.
+LINK_FLAGS = ("-Wl,--build-id=sha1",)
+
+
+def parse_arch(name: str) -> Arch:
+    key = _ALIASES.get(name.lower(), name.lower())
+    if key not in ARCHS:
+        raise UsageError(f"unknown target architecture {name!r}: expected one of {', '.join(ARCHS)}")
+    return ARCHS[key]
+
+
+def tvm_requirement(version: str) -> str:
+    """`0.27.0.post1` -> `>=0.27.0 <0.28.0`: TVM keeps its runtime ABI within a minor series
+    (the X.Y rule of the Autoware ModelZoo versioning)."""
+    m = re.match(r"(\d+)\.(\d+)", version)
+    if not m:
+        raise FormatError(f"TVM version {version!r} does not start with MAJOR.MINOR")
+    major, minor = int(m.group(1)), int(m.group(2))
+    return f">={major}.{minor}.0 <{major}.{minor + 1}.0"
+
+
+@dataclass(frozen=True, slots=True)
+class BuildRecord:
+    """A parsed `build.toml`: how one arch's artifacts were built."""
+
+    arch: str
+    model: str
+    tvm_version: str
+    tvm_ffi_version: str
+    target: str
+    compiler: str
+    compiler_version: str
+    source_file: str
+    source_blake3: str
+    options: Mapping[str, Any] = field(hash=False)
+    inputs: tuple[TensorSpec, ...] = ()
+    outputs: tuple[TensorSpec, ...] = ()
+    files: tuple[str, ...] = ()
+    path: Path | None = field(default=None, compare=False)
+
+    @property
+    def requires(self) -> dict[str, str]:
+        """Runtime requirements for the manifest's `requires`."""
+        return {"tvm": tvm_requirement(self.tvm_version)}
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """Per-arch build metadata, plain TOML values."""
+        return {
+            "tvm": self.tvm_version,
+            "tvm_ffi": self.tvm_ffi_version,
+            "target": self.target,
+            "compiler": self.compiler_version or self.compiler,
+            "executor": "relax.vm",
+            "options": json.loads(json.dumps(dict(self.options))),
+            "source": {"file": self.source_file, "blake3": self.source_blake3},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class BuildStep:
+    step: str
+    seconds: float
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class BuildResult:
+    """One arch's build: where its files went and how long each step took."""
+
+    arch: str
+    out_dir: Path
+    files: tuple[Path, ...]
+    record: BuildRecord
+    steps: tuple[BuildStep, ...]
+
+    @property
+    def library(self) -> Path:
+        return self.out_dir / LIBRARY
+
+    @property
+    def seconds(self) -> float:
+        return sum(s.seconds for s in self.steps)
+
+
+def read_build_record(directory: Path | str) -> BuildRecord:
+    """Read `DIR/build.toml` (DIR is one arch's output directory)."""
+    d = Path(directory)
+    path = d / RECORD_FILE if d.is_dir() or not d.name.endswith(".toml") else d
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FormatError(f"{path}: no such file; run 'zoostore build' to produce it") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise FormatError(f"{path}: not valid TOML: {exc}") from exc
+
+    def need(table: Mapping[str, Any], key: str, where: str, kind: type = str) -> Any:
+        if key not in table:
+            raise FormatError(f"{path}: {where}{key}: missing")
+        if not isinstance(table[key], kind):
+            raise FormatError(f"{path}: {where}{key}: expected {kind.__name__}, found {table[key]!r}")
+        return table[key]
+
+    fmt = need(doc, "format", "", int)
+    if fmt > FORMAT:
+        raise NewerFormatError(str(path), fmt, FORMAT)
+    tvm = need(doc, "tvm", "", dict)
+    compiler = need(doc, "compiler", "", dict)
+    source = need(doc, "source", "", dict)
+    io_nodes = []
+    for kind in ("inputs", "outputs"):
+        nodes = []
+        for i, n in enumerate(doc.get(kind, [])):
+            where = f"{kind}[{i}]."
+            nodes.append(TensorSpec(need(n, "name", where), tuple(need(n, "shape", where, list)), need(n, "dtype", where)))
+        io_nodes.append(tuple(nodes))
+    return BuildRecord(
+        arch=need(doc, "arch", ""),
+        model=doc.get("model", ""),
+        tvm_version=need(tvm, "version", "tvm."),
+        tvm_ffi_version=need(tvm, "ffi_version", "tvm."),
+        target=need(tvm, "target", "tvm."),
+        compiler=need(compiler, "command", "compiler."),
+        compiler_version=compiler.get("version", ""),
+        source_file=need(source, "file", "source."),
+        source_blake3=need(source, "blake3", "source."),
+        options=dict(doc.get("options", {})),
+        inputs=io_nodes[0],
+        outputs=io_nodes[1],
+        files=tuple(doc.get("files", [])),
+        path=path,
+    )
+
+
+def _import_tvm() -> Any:
+    try:
+        import tvm
+        from tvm.relax.frontend import onnx as _frontend  # noqa: F401  (fails without onnx)
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"zoostore build needs Apache TVM and onnx, which are not installed ({exc}): {INSTALL_HINT}"
+        ) from exc
+    return tvm
+
+
+def find_network(model: Path) -> tuple[Path, ModelDescriptor | None]:
+    """The ONNX file of a model directory: the one `model.toml` names, else the only `*.onnx`.
+    `model` may also be the ONNX file itself."""
+    if model.is_file():
+        return model, ModelDescriptor.for_network(model)
+    if not model.is_dir():
+        raise UsageError(f"{model}: no such model directory")
+    if (model / DESCRIPTOR_FILE).is_file():
+        desc = ModelDescriptor.load(model / DESCRIPTOR_FILE)
+        if not desc.network_path.is_file():
+            raise UsageError(f"{desc.path}: network: {desc.network!r} does not exist in {model}")
+        if desc.framework.lower() != "onnx":
+            raise UsageError(f"{desc.path}: framework: build compiles ONNX networks, found {desc.framework!r}")
+        return desc.network_path, desc
+    candidates = sorted(model.glob("*.onnx"))
+    if len(candidates) != 1:
+        raise UsageError(
+            f"{model}: has no {DESCRIPTOR_FILE} and {len(candidates)} .onnx files; add a "
+            f"{DESCRIPTOR_FILE} naming the network to build"
+        )
+    return candidates[0], None
+
+
+def _compiler_version(cc: str) -> str:
+    try:
+        out = subprocess.run([cc, "--version"], capture_output=True, text=True, check=True, env=_link_env())
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+    return out.stdout.splitlines()[0].strip() if out.stdout else ""
+
+
+def _link_env() -> dict[str, str]:
+    env = dict(os.environ)
+    # https://reproducible-builds.org/docs/source-date-epoch/ : gcc uses it for __DATE__/__TIME__.
+    env.update({"SOURCE_DATE_EPOCH": "0", "LC_ALL": "C", "TZ": "UTC"})
+    return env
+
+
+def _make_fcompile(cc: str, work: Path, log: list[str]) -> Any:
+    """A replacement for tvm's `create_shared` that links with relative object names, from
+    `work` as the working directory, with a fixed environment."""
+
+    def fcompile(output: str, objects: Sequence[str], options: Sequence[str] | None = None, **_: Any) -> None:
+        rel = [os.path.relpath(o, work) for o in objects]
+        flags = [*LINK_FLAGS, f"-ffile-prefix-map={work}=.", *(options or [])]
+        cmd = [cc, "-shared", "-fPIC", "-o", os.path.abspath(output), *rel, *flags]
+        # Logged without the random paths, so build.toml stays reproducible too.
+        log.append(" ".join([cc, "-shared", "-fPIC", "-o", LIBRARY, *rel, *LINK_FLAGS]))
+        proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, env=_link_env())
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout}{proc.stderr}")
+
+    return fcompile
+
+
+class _Steps:
+    def __init__(self, label: str, progress: Progress | None) -> None:
+        self.label = label
+        self.progress = progress
+        self.done: list[BuildStep] = []
+
+    @contextmanager
+    def step(self, name: str, arch: str = "") -> Iterator[list[str]]:
+        where = f"{self.label}{' for ' + arch if arch else ''}"
+        task = f"build {where}: {name}"
+        if self.progress:
+            self.progress.start(task, None, unit="step")
+        detail: list[str] = []
+        start = time.perf_counter()
+        try:
+            yield detail
+        except (BuildError, MissingDependencyError, UsageError):
+            raise
+        except Exception as exc:
+            text = " ".join(str(exc).split()) or type(exc).__name__
+            raise BuildError(f"build {where} failed at step {name!r}: {type(exc).__name__}: {text}") from exc
+        finally:
+            self.done.append(BuildStep(f"{name}{' ' + arch if arch else ''}", time.perf_counter() - start, "; ".join(detail)))
+            if self.progress:
+                self.progress.done(task)
+
+
+def _shape_of(expr: Any) -> list[int | str]:
+    out: list[int | str] = []
+    for v in expr.values:
+        try:
+            out.append(int(v))
+        except (TypeError, ValueError):
+            out.append(str(v))
+    return out
+
+
+def _output_specs(mod: Any, names: Sequence[str]) -> list[TensorSpec]:
+    ret = mod["main"].ret_ty
+    fields = list(ret.fields) if hasattr(ret, "fields") else [ret]
+    if len(fields) != len(names):
+        raise RuntimeError(f"the compiled main returns {len(fields)} values, the graph has {len(names)} outputs")
+    specs = []
+    for name, f in zip(names, fields, strict=True):
+        shape = _shape_of(f.shape) if getattr(f, "shape", None) is not None else []
+        specs.append(TensorSpec(name, tuple(shape), str(f.dtype)))
+    return specs
+
+
+def build_model(
+    model: Path | str,
+    *,
+    targets: Sequence[str],
+    out: Path | str | None = None,
+    progress: Progress | None = None,
+) -> list[BuildResult]:
+    """Compile `model` (a directory with model.toml or one .onnx, or the .onnx itself) for
+    every arch in `targets`, writing `OUT/<arch>/`. `out` defaults to `<model dir>/build`.
+    Raises `BuildError` naming the model, the step and TVM's or the compiler's message."""
+    from zoostore.digest import hash_file
+    from zoostore.integrations.onnx_check import concrete_input_shapes, graph_nodes
+
+    archs = [parse_arch(t) for t in targets]
+    if not archs:
+        raise UsageError("build needs at least one --target (x86_64, aarch64)")
+    archs = list({a.name: a for a in archs}.values())
+    model = Path(model)
+    network, desc = find_network(model)
+    model_dir = network.parent if model.is_file() else model
+    out_root = Path(out) if out is not None else model_dir / "build"
+    label = str(model)
+    for arch in archs:
+        if shutil.which(arch.compiler) is None:
+            pkg = "g++" if arch.compiler == "g++" else f"g++-{arch.triple}"
+            raise BuildError(
+                f"build {label} for {arch.name}: the linker {arch.compiler} is not installed: "
+                f"apt-get install {pkg}"
+            )
+    tvm = _import_tvm()
+    import onnx
+    import tvm_ffi
+    from tvm import relax
+    from tvm.relax.frontend.onnx import from_onnx
+
+    steps = _Steps(label, progress)
+    with steps.step("import") as detail:
+        proto = onnx.load(str(network))  # external data is read from next to the file
+        inputs, outputs = graph_nodes(proto)
+        shapes = concrete_input_shapes(inputs, desc)
+        shape_dict = {name: list(s) for name, s in shapes.items()}
+        mod = from_onnx(proto, shape_dict=shape_dict, keep_params_in_input=False)
+        mod = relax.transform.DecomposeOpsForInference()(mod)
+        in_specs = [TensorSpec(i.name, tuple(shapes[i.name]), i.dtype) for i in inputs]
+        out_specs = _output_specs(mod, [o.name for o in outputs])
+        detail.append(", ".join(f"{k}{v}" for k, v in shape_dict.items()))
+    source_blake3 = str(hash_file(network))
+
+    results: list[BuildResult] = []
+    for arch in archs:
+        mark = len(steps.done)
+        target = tvm.target.Target(arch.target)
+        with steps.step("compile", arch.name):
+            executable = tvm.compile(mod, target=target, relax_pipeline="default", tir_pipeline="default")
+        arch_dir = out_root / arch.name
+        arch_dir.mkdir(parents=True, exist_ok=True)
+        link_log: list[str] = []
+        with steps.step("export", arch.name) as detail, tempfile.TemporaryDirectory(prefix="zoostore-build-") as tmp:
+            work = Path(tmp) / _WORK_NAME
+            work.mkdir()
+            staged = arch_dir / f".{LIBRARY}.{os.getpid()}.tmp"
+            try:
+                executable.export_library(
+                    str(staged), fcompile=_make_fcompile(arch.compiler, work, link_log), workspace_dir=str(work)
+                )
+                os.replace(staged, arch_dir / LIBRARY)
+            finally:
+                staged.unlink(missing_ok=True)
+            detail.append(f"{(arch_dir / LIBRARY).stat().st_size} bytes")
+        with steps.step("write", arch.name):
+            io_doc = {
+                "format": FORMAT,
+                "library": LIBRARY,
+                "executor": "relax.vm",
+                "entry": "main",
+                "inputs": [n.to_dict() for n in in_specs],
+                "outputs": [n.to_dict() for n in out_specs],
+            }
+            _write_atomic(arch_dir / IO_FILE, json.dumps(io_doc, indent=2) + "\n")
+            record_doc = {
+                "format": FORMAT,
+                "arch": arch.name,
+                "model": _model_name(model_dir),
+                "files": [LIBRARY, IO_FILE],
+                "source": {"file": network.name, "blake3": source_blake3},
+                "tvm": {
+                    "version": str(tvm.__version__),
+                    "ffi_version": str(tvm_ffi.__version__),
+                    "target": str(target),
+                    "executor": "relax.vm",
+                },
+                "compiler": {"command": arch.compiler, "version": _compiler_version(arch.compiler)},
+                "options": {
+                    "frontend": "relax.frontend.onnx.from_onnx(keep_params_in_input=False)",
+                    "passes": ["DecomposeOpsForInference"],
+                    "relax_pipeline": "default",
+                    "tir_pipeline": "default",
+                    "link": link_log[-1] if link_log else "",
+                    "input_shapes": {k: v for k, v in shape_dict.items()},
+                },
+                "inputs": [n.to_dict() for n in in_specs],
+                "outputs": [n.to_dict() for n in out_specs],
+            }
+            _write_atomic(
+                arch_dir / RECORD_FILE,
+                "# written by 'zoostore build'; publish reads it for requires.tvm and meta\n" + tomli_w.dumps(record_doc),
+            )
+        results.append(BuildResult(
+            arch=arch.name,
+            out_dir=arch_dir,
+            files=(arch_dir / LIBRARY, arch_dir / IO_FILE, arch_dir / RECORD_FILE),
+            record=read_build_record(arch_dir),
+            steps=tuple(steps.done[:1] + steps.done[mark:]) if not results else tuple(steps.done[mark:]),
+        ))
+    return results
+
+
+def _model_name(model_dir: Path) -> str:
+    """`models/mlp/1.0.0` -> `mlp`; `models/mlp` -> `mlp` (informational only: publish names
+    the model itself). Never a full path, which would make build.toml path-dependent."""
+    name = model_dir.resolve().name
+    if re.fullmatch(r"v?\d+(\.\d+)*([-+].*)?", name):
+        return model_dir.resolve().parent.name
+    return name
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

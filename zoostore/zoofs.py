@@ -1,0 +1,813 @@
+"""`zoo://`: a read-only fsspec filesystem over a zoo store.
+
+    zoo://                              the models                          (directories)
+    zoo://MODEL                         its versions, as MODEL@1.2.0        (directories)
+    zoo://MODEL@SPEC                    the archs of the version SPEC picks (directories)
+    zoo://MODEL@SPEC/ARCH               the files ARCH gets: `any` files plus ARCH's own
+    zoo://MODEL@SPEC/ARCH/sub/dir/f     one file (directories are implied by file paths)
+    zoo://MODEL/ARCH/...                MODEL alone means MODEL@latest
+
+SPEC is what `zoostore.resolve` takes: an exact version (`1.2.0`), a node-semver range
+(`^1.2`, `1.x`, `>=1.2 <2`), a tag (`bleedingedge`) or `latest`. Listings keep the spec as
+written, so `find("m@^1.2/x86_64")` names `m@^1.2/x86_64/...`; `info` says which version it
+picked. With an ARCH, the spec picks the newest matching version that has files for ARCH.
+
+The store comes from the `store=` storage option, else `$ZOOSTORE_STORE`, else the nearest
+`zoo.toml` (`store = "..."`) or `pyproject.toml` (`[tool.zoostore] store = "..."`) found by
+walking up from the working directory. It is resolved when the filesystem is created, so
+fsspec's instance cache keys on the actual store URL and a pickled instance reads the same
+store on another machine.
+
+Reads: a file opened with `open()` fetches only the chunks covering what is read (each chunk
+verified against its id), keeps the last few decoded chunks, and reads ahead (doubling) only
+while access is sequential, so a 4 KiB read at a random offset costs about one chunk. Whole-file
+reads (`cat_file` without a range, `get_file`, `read()` of a whole file from offset 0) go
+through the local cache (`zoostore.cache.Cache`): the file is fetched once, verified against its
+blob id, and later reads of any part of it are local.
+
+Writes of any kind raise `ReadOnlyError` (a `PermissionError`): files enter a zoo through
+`zoostore publish`, which checks, deduplicates and versions them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+import warnings
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import blake3
+from fsspec.callbacks import DEFAULT_CALLBACK, Callback
+from fsspec.config import apply_config
+from fsspec.spec import AbstractBufferedFile, AbstractFileSystem, _Cached
+from fsspec.utils import isfilelike
+
+from zoostore.cache import Cache, default_cache_dir
+from zoostore.digest import Digest
+from zoostore.errors import IntegrityError, NotFoundError, ReadOnlyError, ResolutionError, UsageError
+from zoostore.manifest import FileEntry, Manifest, Release
+from zoostore.paths import check_model_name, check_relpath, normalize_arch
+from zoostore.recipe import Recipe
+from zoostore.resolve import select
+from zoostore.store import Store, open_store
+from zoostore.zoo import Zoo
+
+__all__ = ["ZooFileSystem", "ZooFile", "find_store_url", "STORE_ENV"]
+
+STORE_ENV = "ZOOSTORE_STORE"
+#: Seconds a manifest (and the model list) is reused before it is read again. Manifests are
+#: mutable (new versions, tags, yanks); a short reuse keeps one glob or one `get` consistent
+#: and cheap without hiding a publish for long. `invalidate_cache()` forgets them at once.
+DEFAULT_MANIFEST_TTL = 30.0
+#: Decoded chunks an open file keeps (bytes). With 64 KiB average chunks this is 128 chunks;
+#: it bounds memory per open file, and must exceed the read-ahead window.
+FILE_CHUNK_CACHE = 8 * 1024 * 1024
+#: Largest sequential read-ahead (bytes): the window doubles from one chunk up to this, like
+#: the kernel's page-cache read-ahead; any non-sequential read resets it to nothing.
+DEFAULT_READAHEAD = 4 * 1024 * 1024
+#: Recipes an instance keeps decoded (a 1 GB file's recipe is about 850 KB).
+RECIPES_KEPT = 256
+#: How many file names an error message lists before it says "and N more".
+LISTED = 40
+
+
+# ---------------------------------------------------------------------------- store discovery
+
+
+def _absolute(url: str, *, base: Path) -> str:
+    """A store location with a relative local path made absolute; URLs are kept."""
+    if "://" in url:
+        return url
+    path = Path(url).expanduser()
+    return str(path if path.is_absolute() else (base / path).resolve())
+
+
+def find_store_url(start: str | os.PathLike[str] | None = None) -> str:
+    """The store `zoo://` reads when no `store=` is given: `$ZOOSTORE_STORE`, else the `store`
+    of the nearest zoo.toml (or `[tool.zoostore]` in pyproject.toml) at or above `start`
+    (default: the working directory), found and parsed by `zoostore.consumer`, as
+    `zoostore.fetch` and `zoostore sync` do. Raises UsageError saying how to name one."""
+    env = os.environ.get(STORE_ENV, "").strip()
+    if env:
+        return _absolute(env, base=Path.cwd())
+    from zoostore.consumer import find_project, load_project
+
+    origin = Path(start) if start is not None else Path.cwd()
+    config = find_project(origin)
+    if config is not None:
+        return _absolute(load_project(config).store_url, base=config.parent)
+    raise UsageError(
+        f"zoo:// does not know which store to read: pass store=... in the storage options "
+        f"(fsspec.open(url, store='s3://bucket/zoo')), set ${STORE_ENV}, or add "
+        f"store = \"...\" to a zoo.toml in {origin.resolve()} or a parent directory"
+    )
+
+
+# ---------------------------------------------------------------------------- paths
+
+
+@dataclass(frozen=True, slots=True)
+class ZooPath:
+    """A parsed `zoo://` path. `spec` is None for `MODEL` alone (the versions directory),
+    `arch` None above the arch level, `rel` "" at the arch root."""
+
+    text: str
+    model: str | None = None
+    spec: str | None = None
+    arch: str | None = None
+    rel: str = ""
+
+    @classmethod
+    def parse(cls, path: str) -> ZooPath:
+        text = path.strip("/")
+        if not text:
+            return cls(text)
+        head, _, rest = text.partition("/")
+        model, at, spec = head.partition("@")
+        check_model_name(model)
+        if not rest:
+            return cls(text, model, (spec.strip() or "latest") if at else None)
+        arch, _, rel = rest.partition("/")
+        if rel:
+            check_relpath(rel, where=f"zoo://{text}")
+        return cls(text, model, spec.strip() or "latest", normalize_arch(arch), rel)
+
+
+def _listing(names: list[str]) -> str:
+    if not names:
+        return "none"
+    shown = ", ".join(names[:LISTED])
+    return shown if len(names) <= LISTED else f"{shown} and {len(names) - LISTED} more"
+
+
+def _read_only(what: str, path: Any, store: str) -> ReadOnlyError:
+    return ReadOnlyError(
+        f"zoo:// is read-only: cannot {what} {path!r}. Files enter a zoo only by publishing a "
+        f"version: zoostore publish {store} MODEL VERSION PATH... (see 'zoostore publish --help')"
+    )
+
+
+# ---------------------------------------------------------------------------- filesystem
+
+
+class _ZooCached(_Cached):  # type: ignore[misc]  # fsspec ships no type hints
+    """fsspec's instance cache, keyed on the store actually used: the store named by the
+    environment or a zoo.toml is resolved before the cache token is computed, so two stores
+    never share an instance and a pickled instance names its store explicitly."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        kwargs = apply_config(cls, kwargs)
+        store = kwargs.get("store")
+        if store is None:
+            kwargs["store"] = find_store_url()
+        elif not isinstance(store, Store):
+            kwargs["store"] = _absolute(os.fspath(store), base=Path.cwd())
+        cache = kwargs.get("cache")
+        if cache is None or cache is True:
+            kwargs["cache"] = str(default_cache_dir())
+        elif cache is not False:
+            kwargs["cache"] = str(Path(os.fspath(cache)).expanduser().resolve())
+        return super().__call__(*args, **kwargs)
+
+
+class ZooFileSystem(AbstractFileSystem, metaclass=_ZooCached):  # type: ignore[misc]
+    """Read-only `zoo://` filesystem; see the module docstring for the path grammar.
+
+    Storage options (all keyword-only):
+      store          the store: path, fsspec URL or an opened `Store`; default: discovered
+      store_options  options for the store's backend (s3fs credentials, HTTP headers, ...)
+      cache          local cache directory; default $ZOOSTORE_CACHE or ~/.cache/zoostore;
+                     False reads whole files straight from the store (still verified)
+      manifest_ttl   seconds a manifest is reused (default 30); 0 re-reads on every call
+    """
+
+    protocol = "zoo"
+    root_marker = ""
+
+    def __init__(self, *, store: str | Store, store_options: Mapping[str, Any] | None = None,
+                 cache: str | bool = True, manifest_ttl: float = DEFAULT_MANIFEST_TTL,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._store_arg = store
+        self._store_options = dict(store_options or {})
+        self._zoo: Zoo | None = store if isinstance(store, Zoo) else None
+        self.cache: Cache | None = None if cache is False else Cache(str(cache))
+        self.manifest_ttl = float(manifest_ttl)
+        self._lock = threading.Lock()
+        self._manifests: dict[str, tuple[float, Manifest]] = {}
+        self._models: tuple[float, list[str]] | None = None
+        self._warned: set[str] = set()
+        self._recipes: OrderedDict[Digest, Recipe] = OrderedDict()
+
+    # ------------------------------------------------------------------ store and manifests
+    @property
+    def zoo(self) -> Zoo:
+        """The opened store, opened on first use."""
+        if self._zoo is None:
+            with self._lock:
+                if self._zoo is None:
+                    zoo = open_store(str(self._store_arg), storage_options=self._store_options or None)
+                    assert isinstance(zoo, Zoo)
+                    self._zoo = zoo
+        return self._zoo
+
+    @property
+    def store_url(self) -> str:
+        return self._zoo.url if self._zoo is not None else str(self._store_arg)
+
+    def __repr__(self) -> str:
+        return f"ZooFileSystem(store={self.store_url!r})"
+
+    def invalidate_cache(self, path: str | None = None) -> None:
+        """Forget cached manifests (all of them, or the model of `path`) and the model list."""
+        with self._lock:
+            self._models = None
+            if path is None:
+                self._manifests.clear()
+                return
+            model = ZooPath.parse(self._strip_protocol(path)).model
+            if model is None:
+                self._manifests.clear()
+            else:
+                self._manifests.pop(model, None)
+
+    def _fresh(self, stamp: float) -> bool:
+        return time.monotonic() - stamp < self.manifest_ttl
+
+    def models(self) -> list[str]:
+        with self._lock:
+            cached = self._models
+        if cached is not None and self._fresh(cached[0]):
+            return cached[1]
+        names = self.zoo.models()
+        with self._lock:
+            self._models = (time.monotonic(), names)
+        return names
+
+    def manifest(self, model: str) -> Manifest:
+        with self._lock:
+            cached = self._manifests.get(model)
+        if cached is not None and self._fresh(cached[0]):
+            return cached[1]
+        manifest: Manifest = self.zoo.manifest(model)  # NotFoundError lists the models
+        with self._lock:
+            self._manifests[model] = (time.monotonic(), manifest)
+        return manifest
+
+    def _release(self, zp: ZooPath) -> Release:
+        """The release a path's spec picks (for its arch, when it names one)."""
+        assert zp.model is not None and zp.spec is not None
+        manifest = self.manifest(zp.model)
+        try:
+            release, notes = select(manifest, zp.spec, arch=zp.arch)
+        except ResolutionError as exc:
+            # fsspec callers test for FileNotFoundError; the message already lists what exists.
+            raise NotFoundError(f"zoo://{zp.text}: {exc}") from exc
+        for note in notes:
+            if note not in self._warned:
+                self._warned.add(note)
+                warnings.warn(note, UserWarning, stacklevel=4)
+        if zp.arch is not None and not release.files_for(zp.arch):
+            raise NotFoundError(
+                f"zoo://{zp.text}: {zp.model}@{release.version} has no files for {zp.arch}; "
+                f"its architectures: {_listing(release.archs)}"
+            )
+        return release
+
+    # ------------------------------------------------------------------ paths and listings
+    @classmethod
+    def _strip_protocol(cls, path: Any) -> Any:
+        if isinstance(path, list):
+            return [cls._strip_protocol(p) for p in path]
+        text = super()._strip_protocol(path)
+        return text.strip("/")
+
+    @classmethod
+    def _parent(cls, path: str) -> str:
+        path = cls._strip_protocol(path)
+        if "/" in path:
+            return path.rsplit("/", 1)[0]
+        return path.partition("@")[0] if "@" in path else ""
+
+    def _version_info(self, name: str, release: Release, manifest: Manifest) -> dict[str, Any]:
+        return {
+            "name": name, "size": 0, "type": "directory", "model": release.model,
+            "version": release.version, "published": release.published.isoformat(),
+            "yanked": release.yanked, "tags": manifest.tags_of(release.version),
+            "requires": dict(release.requires), "archs": release.archs,
+        }
+
+    def _file_info(self, name: str, zp: ZooPath, release: Release, path: str, entry: FileEntry) -> dict[str, Any]:
+        return {
+            "name": name, "size": entry.size, "type": "file", "blob": str(entry.blob),
+            "model": release.model, "version": release.version, "arch": zp.arch, "path": path,
+            "published": release.published.isoformat(),
+        }
+
+    def _dir_info(self, name: str, zp: ZooPath, release: Release) -> dict[str, Any]:
+        return {"name": name, "size": 0, "type": "directory", "model": release.model,
+                "version": release.version, "arch": zp.arch}
+
+    def _files(self, zp: ZooPath) -> tuple[Release, dict[str, FileEntry]]:
+        release = self._release(zp)
+        assert zp.arch is not None
+        return release, release.files_for(zp.arch)
+
+    def _missing_file(self, zp: ZooPath, release: Release, files: Mapping[str, FileEntry]) -> NotFoundError:
+        return NotFoundError(
+            f"zoo://{zp.text}: {release.model}@{release.version} ({zp.arch}) has no file or "
+            f"directory {zp.rel!r}; files: {_listing(sorted(files))}"
+        )
+
+    def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        name = self._strip_protocol(path)
+        zp = ZooPath.parse(name)
+        if zp.model is None:
+            return {"name": "", "size": 0, "type": "directory"}
+        if zp.spec is None:
+            manifest = self.manifest(zp.model)
+            return {"name": name, "size": 0, "type": "directory", "model": zp.model,
+                    "summary": manifest.summary, "latest": manifest.latest(),
+                    "tags": dict(manifest.tags), "versions": manifest.sorted_versions()}
+        if zp.arch is None:
+            release = self._release(zp)
+            return self._version_info(name, release, self.manifest(zp.model))
+        release, files = self._files(zp)
+        if not zp.rel:
+            return self._dir_info(name, zp, release)
+        entry = files.get(zp.rel)
+        if entry is not None:
+            return self._file_info(name, zp, release, zp.rel, entry)
+        prefix = zp.rel + "/"
+        if any(p.startswith(prefix) for p in files):
+            return self._dir_info(name, zp, release)
+        raise self._missing_file(zp, release, files)
+
+    def ls(self, path: str, detail: bool = True, **kwargs: Any) -> list[Any]:
+        name = self._strip_protocol(path)
+        zp = ZooPath.parse(name)
+        out: list[dict[str, Any]]
+        if zp.model is None:
+            out = [{"name": m, "size": 0, "type": "directory"} for m in self.models()]
+        elif zp.spec is None:
+            manifest = self.manifest(zp.model)
+            out = [self._version_info(f"{zp.model}@{v}", manifest.versions[v], manifest)
+                   for v in manifest.sorted_versions()]
+        elif zp.arch is None:
+            release = self._release(zp)
+            out = [{"name": f"{name}/{arch}", "size": 0, "type": "directory", "model": release.model,
+                    "version": release.version, "arch": arch} for arch in release.archs]
+        else:
+            release, files = self._files(zp)
+            if zp.rel in files:  # ls of a file lists the file, as on local disks
+                out = [self._file_info(name, zp, release, zp.rel, files[zp.rel])]
+            else:
+                prefix = zp.rel + "/" if zp.rel else ""
+                children: dict[str, dict[str, Any]] = {}
+                for p in sorted(files):
+                    if not p.startswith(prefix):
+                        continue
+                    head, sep, _ = p[len(prefix):].partition("/")
+                    child = f"{name}/{head}"
+                    if sep:
+                        sub = ZooPath(child, zp.model, zp.spec, zp.arch, prefix + head)
+                        children.setdefault(head, self._dir_info(child, sub, release))
+                    else:
+                        children[head] = self._file_info(child, zp, release, p, files[p])
+                if not children:
+                    raise self._missing_file(zp, release, files)
+                out = list(children.values())
+        return out if detail else [o["name"] for o in out]
+
+    def walk(self, path: str, maxdepth: int | None = None, topdown: bool = True,
+             on_error: Any = "omit", **kwargs: Any) -> Iterator[Any]:
+        """fsspec's walk, with depth counted by '/' as glob counts it: `MODEL` and its versions
+        `MODEL@V` are both one level deep, so `zoo://yolo@*/x86_64/*.so` globs across versions.
+        Below the version level this is fsspec's own walk."""
+        path = self._strip_protocol(path)
+        if "/" in path or "@" in path:
+            yield from super().walk(path, maxdepth=maxdepth, topdown=topdown, on_error=on_error, **kwargs)
+            return
+        if maxdepth is not None and maxdepth < 1:
+            raise ValueError("maxdepth must be at least 1")
+        detail = kwargs.pop("detail", False)
+        try:
+            listing = self.ls(path, detail=True, **kwargs)
+        except OSError as exc:
+            if on_error == "raise":
+                raise
+            if callable(on_error):
+                on_error(exc)
+            return
+        dirs = {info["name"].rsplit("/", 1)[-1]: info for info in listing}
+        shown: Any = dirs if detail else list(dirs)
+        if topdown:
+            yield path, shown, {} if detail else []
+        # The root's children (models) sit at the depth of their own children (versions).
+        below = maxdepth if path == "" or maxdepth is None else maxdepth - 1
+        if below is None or below >= 1:
+            for info in dirs.values():
+                yield from self.walk(info["name"], maxdepth=below, topdown=topdown, on_error=on_error,
+                                     detail=detail, **kwargs)
+        if not topdown:
+            yield path, shown, {} if detail else []
+
+    def _file(self, path: str) -> tuple[ZooPath, Release, FileEntry]:
+        name = self._strip_protocol(path)
+        zp = ZooPath.parse(name)
+        if zp.arch is None or not zp.rel:
+            raise IsADirectoryError(f"zoo://{name} is a directory (a model, version or arch), not a file")
+        release, files = self._files(zp)
+        entry = files.get(zp.rel)
+        if entry is None:
+            if any(p.startswith(zp.rel + "/") for p in files):
+                raise IsADirectoryError(f"zoo://{name} is a directory, not a file")
+            raise self._missing_file(zp, release, files)
+        return zp, release, entry
+
+    def ukey(self, path: str) -> str:
+        """The blob id: the same content has the same key under every version and spec."""
+        return str(self._file(path)[2].blob)
+
+    def checksum(self, path: str) -> int:
+        return int(self._file(path)[2].blob.hex, 16)
+
+    def modified(self, path: str) -> Any:
+        info = self.info(path)
+        if "published" not in info:
+            raise IsADirectoryError(f"zoo://{info['name']} has no publication time")
+        import datetime as dt
+
+        return dt.datetime.fromisoformat(info["published"])
+
+    created = modified
+
+    # ------------------------------------------------------------------ reading
+    def _cached_path(self, blob: Digest) -> Path | None:
+        if self.cache is not None and self.cache.has(blob):
+            return self.cache.blob_path(blob)
+        return None
+
+    def _recipe(self, blob: Digest) -> Recipe:
+        """A blob's recipe (immutable): remembered, else from the local cache, else from the
+        store."""
+        with self._lock:
+            recipe = self._recipes.get(blob)
+            if recipe is not None:
+                self._recipes.move_to_end(blob)
+                return recipe
+        recipe = self.cache.cached_recipe(blob) if self.cache is not None else None
+        if recipe is None:
+            recipe = self.zoo.blobs.recipe(blob)
+        with self._lock:
+            self._recipes[blob] = recipe
+            while len(self._recipes) > RECIPES_KEPT:
+                self._recipes.popitem(last=False)
+        return recipe
+
+    def _read_local(self, local: Path, entry: FileEntry, start: int, end: int) -> bytes | None:
+        """Bytes [start, end) of a cached file, each covering chunk checked against its id.
+        None when the cached copy no longer matches (a hard-linked copy of it in some project
+        was written to in place); the caller then reads from the store."""
+        recipe = self._recipe(entry.blob)
+        cover = recipe.covering(start, end)
+        base = recipe.starts[cover.start]
+        last = recipe.chunks[cover.stop - 1]
+        stop = recipe.starts[cover.stop - 1] + last.raw_length
+        try:
+            with open(local, "rb") as f:
+                f.seek(base)
+                data = f.read(stop - base)
+        except OSError:
+            return None
+        view = memoryview(data)
+        for i in cover:
+            ref = recipe.chunks[i]
+            off = recipe.starts[i] - base
+            piece = view[off : off + ref.raw_length]
+            if len(piece) != ref.raw_length or blake3.blake3(piece).digest() != ref.chunk.raw:
+                return None
+        return data[start - base : end - base]
+
+    def _read(self, entry: FileEntry, start: int, end: int) -> bytes:
+        """Bytes [start, end) of a file: from the cache when it holds the file, else from the
+        chunks covering the range; verified by chunk either way."""
+        local = self._cached_path(entry.blob)
+        if local is not None:
+            data = self._read_local(local, entry, start, end)
+            if data is not None:
+                return data
+        return self.zoo.blobs.read_range(entry.blob, start, end)
+
+    def _stream(self, entry: FileEntry, what: str) -> Iterator[bytes]:
+        """The whole file from the store, chunk by chunk, then checked against its blob id."""
+        blobs = self.zoo.blobs
+        hasher = blake3.blake3()
+        for data in blobs.iter_chunks(blobs.recipe(entry.blob)):
+            hasher.update(data)
+            yield data
+        actual = hasher.hexdigest()
+        if actual != entry.blob.hex:
+            raise IntegrityError(
+                f"{what}: assembled file hashes to blake3:{actual}, expected {entry.blob}; the "
+                f"recipe in {self.store_url} is wrong: run 'zoostore verify --repair'",
+                obj=str(entry.blob), expected=entry.blob.hex, actual=actual,
+            )
+
+    def _whole(self, model: str, entry: FileEntry, what: str) -> bytes:
+        """A whole file, verified against its blob id: through the cache (fetched into it when
+        absent), or streamed from the store when this filesystem has no cache."""
+        if self.cache is None:
+            return b"".join(self._stream(entry, what))
+        blobs = self.zoo.blobs
+        data = self.cache.ensure(blobs, entry.blob, model=model, what=what).read_bytes()
+        if Digest.of(data) != entry.blob:
+            # Changed in place through a hard link: re-hash, drop and fetch again.
+            data = self.cache.ensure(blobs, entry.blob, model=model, what=what, verify=True).read_bytes()
+            if Digest.of(data) != entry.blob:
+                raise IntegrityError(
+                    f"{what}: the cached file {self.cache.blob_path(entry.blob)} does not hash to "
+                    f"{entry.blob} even after fetching it again; is something writing to the cache?",
+                    obj=str(self.cache.blob_path(entry.blob)), expected=entry.blob.hex,
+                )
+        return data
+
+    @staticmethod
+    def _span(size: int, start: int | None, end: int | None) -> tuple[int, int]:
+        """Python-slice semantics for fsspec's start/end (None, negative = from the end)."""
+        s = 0 if start is None else (max(0, size + start) if start < 0 else min(start, size))
+        e = size if end is None else (max(0, size + end) if end < 0 else min(end, size))
+        return s, max(s, e)
+
+    def cat_file(self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any) -> bytes:
+        zp, release, entry = self._file(path)
+        s, e = self._span(entry.size, start, end)
+        if s == 0 and e == entry.size:
+            return self._whole(release.model, entry, f"zoo://{zp.text}")
+        return self._read(entry, s, e) if s < e else b""
+
+    def cat_ranges(self, paths: list[str], starts: Any, ends: Any, max_gap: int | None = None,
+                   on_error: str = "return", **kwargs: Any) -> list[Any]:
+        """Byte ranges of one or more files. Ranges of one file whose chunks touch or overlap
+        are fetched together, so each chunk is fetched (and verified) once; `max_gap` is
+        accepted for compatibility and ignored (merging is by chunk, not by byte gap)."""
+        if not isinstance(paths, list):
+            raise TypeError("paths must be a list")
+        n = len(paths)
+        starts = starts if isinstance(starts, list) else [starts] * n
+        ends = ends if isinstance(ends, list) else [ends] * n
+        if len(starts) != n or len(ends) != n:
+            raise ValueError(f"{n} paths but {len(starts)} starts and {len(ends)} ends")
+        out: list[Any] = [None] * n
+        groups: dict[str, list[int]] = {}
+        for i, p in enumerate(paths):
+            groups.setdefault(self._strip_protocol(p), []).append(i)
+        for p, idx in groups.items():
+            try:
+                self._cat_ranges_one(p, idx, starts, ends, out)
+            except Exception as exc:
+                if on_error != "return":
+                    raise
+                for i in idx:
+                    if out[i] is None:
+                        out[i] = exc
+        return out
+
+    def _cat_ranges_one(self, path: str, idx: list[int], starts: list[Any], ends: list[Any],
+                        out: list[Any]) -> None:
+        zp, release, entry = self._file(path)
+        spans = {i: self._span(entry.size, starts[i], ends[i]) for i in idx}
+        if self._cached_path(entry.blob) is not None or entry.size == 0:
+            for i, (s, e) in spans.items():
+                out[i] = self._read(entry, s, e) if s < e else b""
+            return
+        recipe = self._recipe(entry.blob)
+        # Merge by chunk index: runs of covering chunks that touch or overlap become one read.
+        runs: list[list[Any]] = []  # [first chunk, last chunk, [range indices]]
+        for i in sorted((i for i in idx if spans[i][0] < spans[i][1]), key=lambda i: spans[i]):
+            cover = recipe.covering(*spans[i])
+            if runs and cover.start <= runs[-1][1] + 1:
+                runs[-1][1] = max(runs[-1][1], cover.stop - 1)
+                runs[-1][2].append(i)
+            else:
+                runs.append([cover.start, cover.stop - 1, [i]])
+        for i in idx:
+            if spans[i][0] >= spans[i][1]:
+                out[i] = b""
+        for first, last, members in runs:
+            base = recipe.starts[first]
+            stop = recipe.starts[last] + recipe.chunks[last].raw_length
+            data = self.zoo.blobs.read_range(entry.blob, base, stop)
+            for i in members:
+                s, e = spans[i]
+                out[i] = data[s - base : e - base]
+
+    def get_file(self, rpath: str, lpath: Any, callback: Callback = DEFAULT_CALLBACK,
+                 outfile: Any = None, **kwargs: Any) -> None:
+        """Copy one file out of the zoo, through the local cache (fetched once, verified);
+        the local file is an ordinary writable copy, never a link into the cache."""
+        if outfile is None and isfilelike(lpath):
+            outfile = lpath
+        info = self.info(rpath)
+        if info["type"] == "directory":
+            if outfile is None:
+                os.makedirs(lpath, exist_ok=True)
+            return
+        zp, release, entry = self._file(rpath)
+        what = f"zoo://{zp.text}"
+        callback.set_size(entry.size)
+        local = None
+        if self.cache is not None:
+            # verify=True re-hashes a cached file (changed in place through a hard link?).
+            local = self.cache.ensure(self.zoo.blobs, entry.blob, model=release.model, what=what, verify=True)
+        if outfile is not None:
+            if local is not None:
+                with open(local, "rb") as src:
+                    shutil.copyfileobj(src, outfile)
+            else:
+                for data in self._stream(entry, what):
+                    outfile.write(data)
+        else:
+            dest = Path(os.fspath(lpath))
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if local is not None:
+                tmp = dest.with_name(f".{dest.name}.zoostore-{os.getpid()}-{threading.get_ident()}.tmp")
+                try:
+                    shutil.copyfile(local, tmp)  # not copy(): the cache's 0444 mode stays there
+                    os.replace(tmp, dest)
+                finally:
+                    tmp.unlink(missing_ok=True)
+            else:
+                self.zoo.blobs.get_file(entry.blob, dest)  # verified, atomic
+        callback.relative_update(entry.size)
+
+    def _open(self, path: str, mode: str = "rb", block_size: Any = None, autocommit: bool = True,
+              cache_options: dict[str, Any] | None = None, **kwargs: Any) -> ZooFile:
+        if mode != "rb":
+            raise _read_only(f"open (mode {mode!r})", path, self.store_url)
+        zp, release, entry = self._file(path)
+        return ZooFile(self, zp.text, entry=entry, model=release.model, block_size=block_size,
+                       cache_type=kwargs.pop("cache_type", "none"), cache_options=cache_options,
+                       info=self._file_info(zp.text, zp, release, zp.rel, entry))
+
+    # ------------------------------------------------------------------ writing: never
+    def mkdir(self, path: str, create_parents: bool = True, **kwargs: Any) -> None:
+        raise _read_only("create directory", path, self.store_url)
+
+    def makedirs(self, path: str, exist_ok: bool = False) -> None:
+        raise _read_only("create directories", path, self.store_url)
+
+    def rmdir(self, path: str) -> None:
+        raise _read_only("remove directory", path, self.store_url)
+
+    def rm_file(self, path: str) -> None:
+        raise _read_only("delete", path, self.store_url)
+
+    def _rm(self, path: str) -> None:
+        raise _read_only("delete", path, self.store_url)
+
+    def rm(self, path: Any, recursive: bool = False, maxdepth: int | None = None) -> None:
+        raise _read_only("delete", path, self.store_url)
+
+    def touch(self, path: str, truncate: bool = True, **kwargs: Any) -> None:
+        raise _read_only("touch", path, self.store_url)
+
+    def pipe_file(self, path: str, value: bytes, mode: str = "overwrite", **kwargs: Any) -> None:
+        raise _read_only("write", path, self.store_url)
+
+    def pipe(self, path: Any, value: Any = None, **kwargs: Any) -> None:
+        raise _read_only("write", path, self.store_url)
+
+    def put_file(self, lpath: Any, rpath: str, callback: Callback = DEFAULT_CALLBACK,
+                 mode: str = "overwrite", **kwargs: Any) -> None:
+        raise _read_only("upload to", rpath, self.store_url)
+
+    def put(self, lpath: Any, rpath: Any, recursive: bool = False, callback: Callback = DEFAULT_CALLBACK,
+            maxdepth: int | None = None, **kwargs: Any) -> None:
+        raise _read_only("upload to", rpath, self.store_url)
+
+    def cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
+        raise _read_only("copy to", path2, self.store_url)
+
+    def copy(self, path1: Any, path2: Any, recursive: bool = False, maxdepth: int | None = None,
+             on_error: str | None = None, **kwargs: Any) -> None:
+        raise _read_only("copy to", path2, self.store_url)
+
+    def mv(self, path1: Any, path2: Any, recursive: bool = False, maxdepth: int | None = None,
+           **kwargs: Any) -> None:
+        raise _read_only("move", path1, self.store_url)
+
+
+class ZooFile(AbstractBufferedFile):  # type: ignore[misc]
+    """A read-only file in a zoo: random access by chunk, sequential reads with read-ahead.
+
+    `block_size` is the largest read-ahead in bytes (default 4 MiB; 0 turns read-ahead off).
+    fsspec's own byte caches (`cache_type=...`) still work on top; the default is "none",
+    because this class already caches whole, verified chunks.
+    """
+
+    DEFAULT_BLOCK_SIZE = DEFAULT_READAHEAD
+
+    def __init__(self, fs: ZooFileSystem, path: str, *, entry: FileEntry, model: str,
+                 block_size: Any = None, cache_type: str = "none",
+                 cache_options: dict[str, Any] | None = None, info: dict[str, Any]) -> None:
+        self.entry = entry
+        self.model = model
+        self._zfs = fs
+        self._recipe: Recipe | None = None
+        self._chunks: OrderedDict[int, bytes] = OrderedDict()
+        self._chunk_bytes = 0
+        self._last_end = 0
+        self._ahead = 0  # chunks of read-ahead for the next sequential miss
+        self._local = fs._cached_path(entry.blob)
+        super().__init__(fs, path, mode="rb", block_size=block_size, cache_type=cache_type,
+                         cache_options=cache_options, size=entry.size)
+        self.details = info
+
+    def _fetch_range(self, start: int, end: int) -> bytes:
+        start, end = max(0, start), min(end, self.size)
+        if start >= end:
+            return b""
+        fs = self._zfs
+        if start == 0 and end == self.size and fs.cache is not None:
+            # A whole-file read: through the cache (fetched once, verified by blob id); later
+            # reads of this file are then local.
+            whole = fs._whole(self.model, self.entry, f"zoo://{self.path}")
+            self._local = fs._cached_path(self.entry.blob)
+            return whole
+        if self._local is not None:
+            local = fs._read_local(self._local, self.entry, start, end)
+            if local is not None:
+                return local
+            self._local = None  # the cached copy changed: read from the store from now on
+        blobs = fs.zoo.blobs
+        if self._recipe is None:
+            self._recipe = fs._recipe(self.entry.blob)
+        recipe = self._recipe
+        cover = recipe.covering(start, end)
+        sequential = start == self._last_end
+        self._last_end = end
+        span = recipe.starts[cover.stop - 1] + recipe.chunks[cover.stop - 1].raw_length - recipe.starts[cover.start]
+        if span > FILE_CHUNK_CACHE // 2:
+            # Too big to keep: read straight through (still only the covering chunks).
+            self._ahead = 0
+            return blobs.read_range(self.entry.blob, start, end)
+        missing = [i for i in cover if i not in self._chunks]
+        fetched: dict[int, bytes] = {}
+        if missing:
+            first, last = missing[0], missing[-1]
+            if sequential:
+                last = self._extend(recipe, last)
+                self._ahead = min(max(1, self._ahead * 2), 4096)
+            else:
+                self._ahead = 0
+            base = recipe.starts[first]
+            data = blobs.read_range(self.entry.blob, base, recipe.starts[last] + recipe.chunks[last].raw_length)
+            for i in range(first, last + 1):
+                off = recipe.starts[i] - base
+                fetched[i] = data[off : off + recipe.chunks[i].raw_length]
+        parts = []
+        for i in cover:
+            chunk = fetched.get(i)
+            if chunk is None:
+                chunk = self._chunks[i]
+                self._chunks.move_to_end(i)
+            parts.append(chunk)
+        self._keep(fetched)
+        joined = b"".join(parts)
+        offset = start - recipe.starts[cover.start]
+        return joined[offset : offset + (end - start)]
+
+    def _extend(self, recipe: Recipe, last: int) -> int:
+        """The last chunk to fetch when reading ahead `self._ahead` chunks, within the
+        read-ahead byte limit (`block_size`)."""
+        limit = int(self.blocksize or 0)
+        total = 0
+        for _ in range(self._ahead):
+            nxt = last + 1
+            if nxt >= len(recipe.chunks) or total + recipe.chunks[nxt].raw_length > limit:
+                break
+            total += recipe.chunks[nxt].raw_length
+            last = nxt
+        return last
+
+    def _keep(self, fetched: Mapping[int, bytes]) -> None:
+        for i, data in fetched.items():
+            if i in self._chunks:
+                continue
+            self._chunks[i] = data
+            self._chunk_bytes += len(data)
+        while self._chunk_bytes > FILE_CHUNK_CACHE and len(self._chunks) > 1:
+            _, old = self._chunks.popitem(last=False)
+            self._chunk_bytes -= len(old)
+
+    def close(self) -> None:
+        self._chunks.clear()
+        self._chunk_bytes = 0
+        super().close()

@@ -314,10 +314,10 @@ def sync_project(project: Project, *, locked: bool = False, frozen: bool = False
             st = state[rel]
             target = dest_dir / rel
             try:
-                key = list(_stat_key(target.lstat()))
+                current = list(_stat_key(target.lstat()))
             except OSError:
                 continue
-            if key == [st.get("size"), st.get("mtime_ns"), st.get("ino")]:
+            if current == [st.get("size"), st.get("mtime_ns"), st.get("ino")]:
                 target.unlink()
                 report.removed.append(rel)
                 _prune_dirs(dest_dir, target.parent)

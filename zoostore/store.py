@@ -10,16 +10,15 @@ manifests.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zoostore.backend import Backend, open_backend
 from zoostore.blobstore import BlobStore
 from zoostore.config import CONFIG_KEY, StoreConfig
 from zoostore.errors import ObjectNotFoundError, StoreExistsError, StoreNotFoundError
 
-
-def _describe(url: str) -> str:
-    return url
+if TYPE_CHECKING:
+    from zoostore.zoo import Zoo
 
 
 class Store:
@@ -37,7 +36,7 @@ class Store:
     # Model-level API (manifests) is attached by zoostore.zoo to keep layers apart.
 
 
-def open_store(url: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None) -> Store:
+def open_store(url: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None) -> Zoo:
     """Open an existing store. Raises StoreNotFoundError when the location holds no
     `zoostore.toml`, NewerFormatError when a newer zoostore wrote it."""
     from zoostore.zoo import Zoo
@@ -55,7 +54,7 @@ def open_store(url: str | os.PathLike[str], *, storage_options: dict[str, Any] |
 
 
 def init_store(url: str | os.PathLike[str], *, config: StoreConfig | None = None,
-               storage_options: dict[str, Any] | None = None) -> tuple[Store, bool]:
+               storage_options: dict[str, Any] | None = None) -> tuple[Zoo, bool]:
     """Create a store (write `zoostore.toml`). Returns (store, created). An existing store with
     the same parameters is fine (created=False); one with different ones is refused."""
     from zoostore.zoo import Zoo

@@ -198,10 +198,11 @@ def _repair(store: Store, broken: set[Digest], packs: dict[Digest, int], report:
             file_lists.setdefault(fl.blob, fl)
     progress.done("read pack footers")
     for blob in sorted(broken):
-        fl = file_lists.get(blob)
-        if fl is None:
+        found = file_lists.get(blob)
+        if found is None:
             report.unrepaired.append(f"{blob}: no pack footer lists this file; republish it")
             continue
+        fl = found
         missing = [c for c, _ in fl.chunks if c not in locations]
         if missing:
             report.unrepaired.append(f"{blob}: {len(missing)} of its chunks are in no pack (first: {missing[0]}); republish it")

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
 
     zoo = open_store(args.store)
     if not args.target:
-        rows = []
+        rows: list[dict[str, Any]] = []
         for name in zoo.models():
             m = zoo.manifest(name)
             rows.append({"model": name, "latest": m.latest(), "versions": len(m.versions),
@@ -36,17 +36,18 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(rows, indent=2))
         else:
-            for r in rows:
-                print(f"{r['model']:30} latest={r['latest'] or '-':12} versions={r['versions']:<4} {r['summary']}")
+            for row in rows:
+                print(f"{row['model']:30} latest={row['latest'] or '-':12} versions={row['versions']:<4} {row['summary']}")
         return 0
     model, _, spec = args.target.partition("@")
-    m = zoo.manifest(model)
+    manifest = zoo.manifest(model)
+    m = manifest
     if spec and spec in m.tags:
         versions = [m.tags[spec]]
     elif spec and spec in m.versions:
         versions = [spec]
     elif spec:
-        versions = [v for v in m.sorted_versions() if semver.satisfies(v, "latest" != spec and spec or "*")]
+        versions = [v for v in m.sorted_versions() if semver.satisfies(v, spec if spec != "latest" else "*")]
     else:
         versions = m.sorted_versions()
     show_files = args.files or (bool(spec) and len(versions) == 1)

@@ -300,3 +300,19 @@ def test_cli_sync_json(env: dict[str, Any], capsys: pytest.CaptureFixture[str]) 
     assert cli(["sync", "--project", str(project), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert len(doc["placed"]) == 2 and doc["bytes_downloaded"] > 0
+
+
+@pytest.mark.parametrize("ranges", [True, False], ids=["range-server", "range-ignoring-server"])
+def test_sync_and_range_reads_over_http(env: dict[str, Any], serve_directory: Any, ranges: bool) -> None:
+    """Anonymous reads from a static HTTP server; Python's http.server ignores Range headers
+    and must not yield wrong bytes."""
+    project, zoo = env["project"], env["zoo"]
+    served = serve_directory(env["tmp"], ranges=ranges)
+    (project / "zoo.toml").write_text(f'store = "{served.url}/store"\narchs = ["x86_64"]\n[models]\nnet = "1.1.0"\n')
+    r = sync_project(load_project(project))
+    assert r.store_opened and len(r.placed) == 2
+    expected = zoostore.open_store(zoo.url).resolve("net", "1.1.0", arch="x86_64").files["weights.bin"]
+    data = (project / "models/net/x86_64/weights.bin").read_bytes()
+    assert len(data) == expected.size
+    http_zoo = zoostore.open_store(f"{served.url}/store")
+    assert http_zoo.blobs.read_range(expected.blob, 600_000, 600_100) == data[600_000:600_100]

@@ -1,0 +1,114 @@
+"""`zoostore cache info` and `zoostore cache prune [--keep-lock FILE]...`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from test_gc import content, lock_text, make_zoo, put_version
+from zoostore.cache import Cache
+from zoostore.cli import main as cli
+from zoostore.digest import Digest
+from zoostore.zoo import Zoo
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    d = tmp_path / "cache"
+    monkeypatch.setenv("ZOOSTORE_CACHE", str(d))
+    return d
+
+
+@pytest.fixture
+def zoo(tmp_path: Path) -> Zoo:
+    z = make_zoo(tmp_path / "store")
+    put_version(z, tmp_path, "m", "1.0.0", {"a.bin": content(1), "b.bin": content(2)})
+    put_version(z, tmp_path, "m", "1.1.0", {"a.bin": content(3)})
+    put_version(z, tmp_path, "n", "2.0.0", {"c.bin": content(4, n=10_000)})
+    return z
+
+
+def _fill(zoo: Zoo, cache_dir: Path) -> dict[str, Digest]:
+    cache = Cache(cache_dir)
+    blobs = {}
+    for model in zoo.models():
+        for version, release in zoo.manifest(model).versions.items():
+            for _, path, entry in release.blobs():
+                cache.ensure(zoo.blobs, entry.blob, model=model)
+                blobs[f"{model}@{version}/{path}"] = entry.blob
+    return blobs
+
+
+def test_info_on_an_empty_and_a_filled_cache(zoo: Zoo, cache_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(["cache", "info", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"path": str(cache_dir), "blobs": 0, "bytes": 0}
+    blobs = _fill(zoo, cache_dir)
+    assert cli(["cache", "info"]) == 0
+    out = capsys.readouterr().out
+    assert f"path:  {cache_dir}" in out and f"blobs: {len(set(blobs.values()))}" in out
+    assert cli(["cache", "info", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["bytes"] == 40_000 * 3 + 10_000
+
+
+def test_prune_keeps_what_lockfiles_pin(zoo: Zoo, cache_dir: Path, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    import fsspec
+
+    blobs = _fill(zoo, cache_dir)
+    lock = tmp_path / "zoo.lock"
+    lock.write_text(lock_text(zoo.url, {"m": "1.1.0"}, zoo))
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/cache-test/other.lock", lock_text(zoo.url, {"n": "2.0.0"}, zoo).encode())
+    try:
+        assert cli(["cache", "prune", "--keep-lock", str(lock), "--keep-lock", "memory://cache-test/other.lock"]) == 0
+    finally:
+        fs.rm("/cache-test/other.lock")
+    out = capsys.readouterr().out
+    assert "removed 2 file(s)" in out and "kept what 2 lockfile(s) pin" in out
+    cache = Cache(cache_dir)
+    assert cache.has(blobs["m@1.1.0/a.bin"]) and cache.has(blobs["n@2.0.0/c.bin"])
+    assert not cache.has(blobs["m@1.0.0/a.bin"]) and not cache.has(blobs["m@1.0.0/b.bin"])
+    assert cache.info().blobs == 2
+
+
+def test_prune_without_locks_empties_the_cache(zoo: Zoo, cache_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blobs = _fill(zoo, cache_dir)
+    assert cli(["cache", "prune", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["removed"] == len(set(blobs.values())) and doc["bytes"] == 40_000 * 3 + 10_000
+    assert Cache(cache_dir).info().blobs == 0
+    # The cache still works afterwards.
+    assert Cache(cache_dir).ensure(zoo.blobs, blobs["n@2.0.0/c.bin"]).is_file()
+
+
+def test_prune_keeps_hard_linked_project_copies(zoo: Zoo, cache_dir: Path, tmp_path: Path) -> None:
+    blob = _fill(zoo, cache_dir)["n@2.0.0/c.bin"]
+    project = tmp_path / "project" / "c.bin"
+    project.parent.mkdir()
+    project.hardlink_to(Cache(cache_dir).blob_path(blob))
+    assert cli(["cache", "prune"]) == 0
+    assert Digest.of(project.read_bytes()) == blob
+
+
+@pytest.mark.parametrize("argv, code, message", [
+    (["cache"], 2, "usage"),
+    (["cache", "prune", "--keep-lock", "/nonexistent/zoo.lock"], 2, "cannot read lockfile"),
+])
+def test_cache_usage(cache_dir: Path, argv: list[str], code: int, message: str,
+                     capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(argv) == code
+    captured = capsys.readouterr()
+    assert message in captured.out + captured.err
+
+
+def test_prune_refuses_a_broken_lock_and_keeps_everything(zoo: Zoo, cache_dir: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    blobs = _fill(zoo, cache_dir)
+    bad = tmp_path / "zoo.lock"
+    bad.write_text("format = 1\n[models.m]\nversion = [\n")
+    assert cli(["cache", "prune", "--keep-lock", str(bad)]) == 5
+    assert "zoo.lock" in capsys.readouterr().err
+    assert Cache(cache_dir).info().blobs == len(set(blobs.values()))

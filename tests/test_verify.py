@@ -1,0 +1,187 @@
+"""`zoostore verify`: every problem is found and reported, --read-data re-hashes chunks, and
+--repair rebuilds recipes from pack footers (and says what it could not)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from test_gc import content, keys, make_zoo, put_version, store_root
+from zoostore.cli import main as cli
+from zoostore.digest import Digest
+from zoostore.pack import pack_key
+from zoostore.recipe import blob_key
+from zoostore.store import open_store
+from zoostore.verify import read_footer, verify_store
+from zoostore.zoo import Zoo
+
+
+def _blob(zoo: Zoo, model: str, version: str, path: str) -> Digest:
+    return zoo.manifest(model).versions[version].files["any"][path].blob
+
+
+def _packs(zoo: Zoo, blob: Digest) -> list[str]:
+    return [pack_key(p) for p in zoo.blobs.recipe(blob).packs]
+
+
+@pytest.fixture
+def zoo(tmp_path: Path) -> Zoo:
+    z = make_zoo(tmp_path / "store")
+    put_version(z, tmp_path, "m", "1.0.0", {"a.bin": content(1), "b.bin": content(2)})
+    put_version(z, tmp_path, "n", "1.0.0", {"c.bin": content(3)})
+    return z
+
+
+def _kinds(report: object) -> list[str]:
+    return sorted(p.kind for p in report.problems)  # type: ignore[attr-defined]
+
+
+def test_clean_store_has_no_problems(zoo: Zoo) -> None:
+    report = verify_store(zoo, read_data=True)
+    assert report.problems == [] and report.ok
+    assert report.recipes == 3 and report.packs == report.packs_read == len(keys(zoo, "packs/"))
+    assert report.chunks_read > 0 and report.bytes_read == sum(i.size for i in zoo.backend.list("packs/"))
+
+
+def test_manifest_file_without_recipe(zoo: Zoo) -> None:
+    blob = _blob(zoo, "m", "1.0.0", "a.bin")
+    zoo.backend.delete([blob_key(blob)])
+    report = verify_store(open_store(zoo.url))
+    assert _kinds(report) == ["missing-recipe"]
+    problem = report.problems[0]
+    assert problem.obj == blob_key(blob) and "m@1.0.0 any/a.bin" in problem.message
+
+
+def test_recipe_naming_a_missing_pack(zoo: Zoo) -> None:
+    blob = _blob(zoo, "n", "1.0.0", "c.bin")
+    victim = _packs(zoo, blob)[0]
+    zoo.backend.delete([victim])
+    report = verify_store(open_store(zoo.url))
+    assert "missing-pack" in _kinds(report)
+    assert any(p.obj == victim and str(blob) in p.message for p in report.problems)
+
+
+def test_read_data_detects_a_flipped_byte(zoo: Zoo) -> None:
+    blob = _blob(zoo, "m", "1.0.0", "b.bin")
+    recipe = zoo.blobs.recipe(blob)
+    ref = recipe.chunks[len(recipe.chunks) // 2]
+    path = store_root(zoo) / pack_key(ref.pack)
+    data = bytearray(path.read_bytes())
+    data[ref.offset + ref.length // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    assert verify_store(open_store(zoo.url)).problems == [], "sizes still agree: only reading finds it"
+    report = verify_store(open_store(zoo.url), read_data=True)
+    kinds = _kinds(report)
+    assert "bad-pack" in kinds and kinds.count("bad-chunk") >= 2  # the frame, and the blob using it
+    assert any(p.obj == blob_key(blob) and str(ref.chunk) in p.message for p in report.problems)
+
+
+def test_read_data_detects_a_truncated_pack(zoo: Zoo) -> None:
+    blob = _blob(zoo, "m", "1.0.0", "a.bin")
+    victim = _packs(zoo, blob)[-1]
+    path = store_root(zoo) / victim
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    report = verify_store(open_store(zoo.url))
+    assert "bad-frame-range" in _kinds(report)
+    report = verify_store(open_store(zoo.url), read_data=True)
+    bad = [p for p in report.problems if p.obj == victim and p.kind == "bad-pack"]
+    assert any("hash" in p.message for p in bad) and any("footer" in p.message for p in bad)
+
+
+def test_read_data_with_a_missing_pack(zoo: Zoo) -> None:
+    blob = _blob(zoo, "m", "1.0.0", "a.bin")
+    victim = _packs(zoo, blob)[0]
+    zoo.backend.delete([victim])
+    report = verify_store(open_store(zoo.url), read_data=True)
+    assert "missing-pack" in _kinds(report) and report.packs_read == len(keys(zoo, "packs/"))
+
+
+def test_every_problem_is_reported_in_one_run(zoo: Zoo) -> None:
+    a, b, c = (_blob(zoo, "m", "1.0.0", "a.bin"), _blob(zoo, "m", "1.0.0", "b.bin"),
+               _blob(zoo, "n", "1.0.0", "c.bin"))
+    zoo.backend.delete([blob_key(a)])                                     # missing recipe
+    zoo.backend.put(blob_key(b), zoo.backend.get(blob_key(b))[:-1] + b"\0")  # damaged recipe
+    zoo.backend.delete([_packs(zoo, c)[0]])                              # missing pack
+    report = verify_store(open_store(zoo.url), read_data=True)
+    kinds = set(_kinds(report))
+    assert {"missing-recipe", "bad-recipe", "missing-pack"} <= kinds
+    assert not report.ok
+
+
+def test_read_data_subset_slices_cover_every_pack_once(zoo: Zoo) -> None:
+    total = len(keys(zoo, "packs/"))
+    read = [verify_store(zoo, subset=(n, 3)).packs_read for n in (1, 2, 3)]
+    assert sum(read) == total and all(r <= total for r in read)
+
+
+def test_repair_rebuilds_a_deleted_recipe_and_says_what_it_could_not(zoo: Zoo, tmp_path: Path) -> None:
+    a = _blob(zoo, "m", "1.0.0", "a.bin")
+    c = _blob(zoo, "n", "1.0.0", "c.bin")
+    # c's publish listed its file in its last pack; losing that pack and the recipe loses c.
+    lists_c = [p for p in _packs(zoo, c)
+               if any(fl.blob == c for fl in read_footer(zoo, Digest(p.rsplit("/", 1)[1]),
+                                                         zoo.backend.stat(p).size).files)]
+    assert lists_c
+    zoo.backend.delete([blob_key(a), blob_key(c), *lists_c])
+    report = verify_store(open_store(zoo.url), repair=True)
+    assert any(str(a) in r and "rebuilt" in r for r in report.repaired)
+    assert any(str(c) in r and "republish" in r for r in report.unrepaired)
+    assert not report.ok
+    fresh = open_store(zoo.url)
+    out = fresh.blobs.get_file(a, tmp_path / "a.bin")
+    assert Digest.of(out.read_bytes()) == a
+    assert blob_key(c) not in keys(zoo, "blobs/")
+
+
+def test_repair_alone_makes_a_report_ok(zoo: Zoo) -> None:
+    a = _blob(zoo, "m", "1.0.0", "a.bin")
+    zoo.backend.delete([blob_key(a)])
+    report = verify_store(open_store(zoo.url), repair=True)
+    assert report.repaired and not report.unrepaired and report.ok
+    assert verify_store(open_store(zoo.url), read_data=True).problems == []
+
+
+# -- CLI ----------------------------------------------------------------------------------------
+
+
+def test_cli_exit_codes_and_json(zoo: Zoo, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(["verify", zoo.url, "--read-data", "-q"]) == 0
+    assert "no problems" in capsys.readouterr().err
+    a = _blob(zoo, "m", "1.0.0", "a.bin")
+    zoo.backend.delete([blob_key(a)])
+    assert cli(["verify", zoo.url, "--json", "-q"]) == 4
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["ok"] is False and doc["problems"][0]["kind"] == "missing-recipe"
+    assert cli(["verify", zoo.url, "--repair", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "problem: missing-recipe" in out and "repaired:" in out
+    assert cli(["verify", zoo.url, "--read-data-subset", "2/2", "-q"]) == 0
+
+
+@pytest.mark.parametrize("subset", ["0/3", "4/3", "x", "1/0", "1-3"])
+def test_cli_rejects_bad_subsets(zoo: Zoo, subset: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(["verify", zoo.url, "--read-data-subset", subset]) == 2
+    assert "N/M" in capsys.readouterr().err
+
+
+def test_cli_unrepairable_exits_4(zoo: Zoo, capsys: pytest.CaptureFixture[str]) -> None:
+    c = _blob(zoo, "n", "1.0.0", "c.bin")
+    zoo.backend.delete([blob_key(c), *_packs(zoo, c)])
+    assert cli(["verify", zoo.url, "--repair", "-q"]) == 4
+    assert "not repaired:" in capsys.readouterr().out
+
+
+def test_verify_sees_a_store_after_gc_and_repack(tmp_path: Path) -> None:
+    from test_gc import age_store, mutate
+
+    from zoostore.gc import plan_gc
+
+    z = make_zoo(tmp_path / "s")
+    base = content(7, n=60_000)
+    for i, v in enumerate(["1.0.0", "1.1.0", "1.2.0"]):
+        put_version(z, tmp_path, "m", v, {"w.bin": mutate(base, i, size=20_000)})
+    age_store(z, 7200)
+    plan_gc(z, keep=["m@1.2.0"], repack=True, repack_threshold=0.95).execute()
+    assert verify_store(open_store(z.url), read_data=True).problems == []

@@ -14,6 +14,7 @@ the file lists of each publish's last pack give each file's chunk order (see zoo
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 import blake3
@@ -144,7 +145,8 @@ def verify_store(store: Store, *, read_data: bool = False, subset: tuple[int, in
                 report.add("bad-chunk", blob_key(blob), f"blob {blob} uses corrupt chunk {hit.chunk} in pack {hit.pack}")
 
     if repair and broken_blobs:
-        _repair(store, broken_blobs, packs, report, progress)
+        live_packs = {ref.pack for r in recipes.values() for ref in r.chunks}
+        _repair(store, broken_blobs, packs, report, progress, prefer=live_packs)
     return report
 
 
@@ -182,7 +184,9 @@ def _read_pack(store: Store, pack: Digest, report: VerifyReport, bad_chunks: set
 
 
 def _repair(store: Store, broken: set[Digest], packs: dict[Digest, int], report: VerifyReport,
-            progress: Progress) -> None:
+            progress: Progress, *, prefer: AbstractSet[Digest] = frozenset()) -> None:
+    """Rebuild recipes from footers. A chunk found in several packs (after `gc --repack`) is
+    taken from a pack that intact recipes use (`prefer`), so repair keeps no dead pack alive."""
     locations: dict[Digest, ChunkRef] = {}
     file_lists: dict[Digest, FileList] = {}
     progress.start("read pack footers", len(packs), unit="packs")
@@ -193,7 +197,8 @@ def _repair(store: Store, broken: set[Digest], packs: dict[Digest, int], report:
         except (FormatError, ObjectNotFoundError):
             continue
         for e in footer.entries:
-            locations.setdefault(e.chunk, ChunkRef(e.chunk, e.raw_length, pack, e.offset, e.length))
+            if e.chunk not in locations or (pack in prefer and locations[e.chunk].pack not in prefer):
+                locations[e.chunk] = ChunkRef(e.chunk, e.raw_length, pack, e.offset, e.length)
         for fl in footer.files:
             file_lists.setdefault(fl.blob, fl)
     progress.done("read pack footers")

@@ -7,6 +7,7 @@
       convnet/1.0.0/             onnx.helper conv net, seeded weights
       convnet/1.1.0/             same conv layer, retrained head
       squeezenet-light/1.0.0/    SqueezeNet 1.0 graph with light weights, from the onnx package
+      squeezenet-light/1.1.0/    the same with its bias tensors nudged (a stand-in retrained release)
       silero-vad/6.2.3/          Silero VAD, real weights, from the silero-vad package (MIT)
         <network>.onnx
         model.toml
@@ -156,6 +157,22 @@ def make_squeezenet(out: Path) -> Path | None:
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(path, dest / path.name)
     (dest / "model.toml").write_text(SQUEEZENET_TOML.format(version=onnx.__version__), encoding="utf-8")
+    # 1.1.0: the same graph with its float tensors (the biases; the light weights are generated
+    # from shapes) nudged by seeded noise, standing in for a retrained release.
+    import numpy as np
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    rng = np.random.default_rng(11)
+    for i, init in enumerate(model.graph.initializer):
+        if init.data_type == onnx.TensorProto.FLOAT and len(init.dims) == 1 and init.dims[0] > 1:
+            w = numpy_helper.to_array(init).astype(np.float32)
+            w = w + rng.normal(0, 1e-3, w.shape).astype(np.float32)
+            model.graph.initializer[i].CopyFrom(numpy_helper.from_array(w, init.name))
+    v2 = out / "squeezenet-light" / "1.1.0"
+    v2.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(v2 / path.name))
+    (v2 / "model.toml").write_text(SQUEEZENET_TOML.format(version=onnx.__version__), encoding="utf-8")
     return dest / path.name
 
 

@@ -60,15 +60,16 @@ class Cache:
         self._ready = False
 
     def _prepare(self) -> None:
-        if self._ready:
-            return
-        (self.root / "blobs").mkdir(parents=True, exist_ok=True)
-        tag = self.root / "CACHEDIR.TAG"
-        if not tag.exists():
-            tmp = self.root / f".CACHEDIR.TAG.{os.getpid()}.tmp"
-            tmp.write_text(CACHEDIR_TAG)
-            os.replace(tmp, tag)
-        self._ready = True
+        with self._lock:
+            if self._ready:
+                return
+            (self.root / "blobs").mkdir(parents=True, exist_ok=True)
+            tag = self.root / "CACHEDIR.TAG"
+            if not tag.exists():
+                tmp = self.root / f".CACHEDIR.TAG.{os.getpid()}-{threading.get_ident()}.tmp"
+                tmp.write_text(CACHEDIR_TAG)
+                os.replace(tmp, tag)
+            self._ready = True
 
     def blob_path(self, blob: Digest) -> Path:
         return self.root / "blobs" / blob.hex[:2] / blob.hex

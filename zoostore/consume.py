@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 STATE_NAME = ".zoostore-state.json"
 LINK_MODES = ("auto", "hardlink", "copy", "symlink")
+#: Files fetched into the cache concurrently by one sync.
+SYNC_FILES_IN_FLIGHT = 4
 
 
 # ---------------------------------------------------------------------------------- lock
@@ -281,30 +283,47 @@ def sync_project(project: Project, *, locked: bool = False, frozen: bool = False
     dest_real = os.path.realpath(dest_dir)
     new_state = {rel: st for rel, st in state.items() if rel in desired and rel not in todo}
     try:
-        progress.start("sync files", len(todo), unit="files")
+        # 1. Which cached files can be trusted? A file we placed before that no longer matches
+        #    may have been written through a hard link, damaging the cached copy too.
+        needed: dict[Digest, tuple[str, str, bool]] = {}  # blob -> (model, what, suspect)
         for rel in todo:
             name, version, f = desired[rel]
-            what = f"{name}@{version} {f.arch}/{f.path}"
-            if not cache.has(f.blob) and zoo is None and not offline:
-                zoo = _open_lock_store(project, lock)
-                report.store_opened = True
-                _warn_yanked(zoo, lock, report, progress)
+            suspect = verify or rel in state
+            prev = needed.get(f.blob)
+            needed[f.blob] = (name, f"{name}@{version} {f.arch}/{f.path}", suspect or bool(prev and prev[2]))
+        damaged = {b for b, (_, _, suspect) in needed.items()
+                   if suspect and cache.has(b) and hash_file(cache.blob_path(b)) != b}
+        if not offline and any(not cache.has(b) or b in damaged for b in needed):
+            zoo = _open_lock_store(project, lock)
+            report.store_opened = True
+            _warn_yanked(zoo, lock, report, progress)
+
+        # 2. Fill the cache, a few files at a time: small files are latency-bound, and one
+        #    file's decode leaves cores idle while its next segment is fetched.
+        def fill(blob: Digest) -> Path:
+            name, what, _ = needed[blob]
             try:
-                # A file we placed before that no longer matches may have been written through
-                # a hard link, damaging the cached copy too: re-hash the cache in that case.
-                suspect = verify or rel in state
-                if suspect and zoo is None and not offline and cache.has(f.blob) and hash_file(cache.blob_path(f.blob)) != f.blob:
-                    zoo = _open_lock_store(project, lock)
-                    report.store_opened = True
-                cached = cache.ensure(None if offline else (zoo.blobs if zoo else None), f.blob,
-                                      model=name, progress=progress, what=what, verify=suspect)
+                return cache.ensure(zoo.blobs if zoo else None, blob, model=name, progress=progress,
+                                    what=what, verify=blob in damaged)
             except BlobNotFoundError:
-                raise NotFoundError(f"{what} (blob {f.blob}) is gone from the store {lock.store}: it was deleted "
+                raise NotFoundError(f"{what} (blob {blob}) is gone from the store {lock.store}: it was deleted "
                                     f"(gc?) or never published. Run 'zoostore lock --upgrade {name}' to move to a "
                                     f"version the store has") from None
+
+        progress.start("sync files", len(todo), unit="files")
+        cached: dict[Digest, Path] = {}
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=SYNC_FILES_IN_FLIGHT) as pool:
+            for blob, path in zip(needed, pool.map(fill, needed)):
+                cached[blob] = path
+
+        # 3. Place, in lock order.
+        for rel in todo:
+            name, version, f = desired[rel]
             target = dest_dir / rel
             _safe_parent(dest_dir, dest_real, target)
-            _place(cached, target, f.blob, link)
+            _place(cached[f.blob], target, f.blob, link)
             new_state[rel] = {"blob": str(f.blob), **dict(zip(("size", "mtime_ns", "ino"), _stat_key(target.lstat())))}
             report.placed.append(rel)
             report.bytes_placed += f.size

@@ -268,3 +268,13 @@ def test_manifest_toml_round_trip(zoo, tmp_path: Path) -> None:  # type: ignore[
     publish(zoo, "m", "1.0.0", [write_model(tmp_path / "v")], meta={"acc@1": 0.5, "classes": 80}, tags=["stable"], check=False)
     m = zoo.manifest("m")
     assert Manifest.parse(m.to_toml(), where="x") == m
+
+
+def test_publish_slower_than_half_the_grace_period_commits_nothing(tmp_path: Path) -> None:
+    from zoostore.errors import ConflictError
+
+    zoo, _ = init_store(tmp_path / "store", config=StoreConfig(pack_target_size=256 * 1024, grace_seconds=0.0))
+    with pytest.raises(ConflictError, match="more than half the store's gc grace period"):
+        publish(zoo, "m", "1.0.0", [write_model(tmp_path / "v")], check=False)
+    with pytest.raises(NotFoundError):
+        zoo.manifest("m")

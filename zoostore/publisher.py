@@ -13,6 +13,7 @@ case a concurrent publisher won).
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any
 from zoostore import semver
 from zoostore.blobstore import PutResult
 from zoostore.digest import hash_file
-from zoostore.errors import ImmutableError, InvalidPathError, ReadOnlyError, UsageError
+from zoostore.errors import ConflictError, ImmutableError, InvalidPathError, ReadOnlyError, UsageError
 from zoostore.manifest import FileEntry, Manifest, Release, check_tag, immutable_message, now_utc
 from zoostore.paths import check_model_name, check_relpath, normalize_arch
 from zoostore.progress import NullProgress, Progress
@@ -118,6 +119,7 @@ def publish(
 ) -> PublishResult:
     """Publish files as `model@version` for `arch`; see the module docstring."""
     progress = progress or NullProgress()
+    started = time.monotonic()
     check_model_name(model)
     semver.parse_version(version)
     arch = normalize_arch(arch)
@@ -198,6 +200,15 @@ def publish(
             m = m.with_tag(t, version)
         return m
 
+    # gc's safety rule assumes a publish commits within half the grace period of its first
+    # reuse decision (docs/gc.md); past that, objects it reused may already be collected.
+    elapsed = time.monotonic() - started
+    if elapsed > zoo.config.grace_seconds / 2:
+        raise ConflictError(
+            f"{model}@{version}: publishing took {elapsed:.0f} s, more than half the store's gc grace "
+            f"period ({zoo.config.grace_seconds:.0f} s), so objects it reused may have been garbage-"
+            f"collected meanwhile; nothing was published. Run the publish again (it re-uploads what is missing)"
+        )
     zoo.update_manifest(model, change)
     return PublishResult(model, version, arch, hashed, uploaded=uploaded, warnings=warnings)
 

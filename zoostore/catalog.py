@@ -4,18 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from zoostore.units import human_bytes
 from zoostore.zoo import Zoo
 
 #: Metadata keys shown in the catalog when present (model-level or version-level).
 KEY_META = ("task", "framework", "dataset", "acc@1", "num_classes", "license", "model_license")
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
 
 
 def _cell(value: Any) -> str:
@@ -45,7 +38,7 @@ def catalog_markdown(zoo: Zoo) -> str:
                 version,
                 ", ".join(m.tags_of(v)),
                 ", ".join(r.archs),
-                _size(r.size),
+                human_bytes(r.size),
                 r.published.strftime("%Y-%m-%d"),
                 ", ".join(f"{k} {x}" for k, x in sorted(r.requires.items())),
                 ", ".join(f"{k}={_cell(x)}" for k, x in meta.items()),

@@ -18,14 +18,14 @@
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
 import tomli_w
 
 from zoostore import codec
-from zoostore.errors import FormatError, NewerFormatError, UsageError
+from zoostore.errors import FormatError, UsageError
+from zoostore.tomldoc import load_versioned
 
 FORMAT = 1
 CONFIG_KEY = "zoostore.toml"
@@ -98,15 +98,7 @@ class StoreConfig:
 
     @classmethod
     def from_toml(cls, text: str, *, where: str = CONFIG_KEY) -> StoreConfig:
-        try:
-            doc = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise FormatError(f"{where}: not valid TOML ({exc})") from exc
-        fmt = doc.get("format")
-        if not isinstance(fmt, int):
-            raise FormatError(f"{where}: key 'format' must be an integer, got {fmt!r}")
-        if fmt > FORMAT:
-            raise NewerFormatError(where, fmt, FORMAT)
+        doc, fmt = load_versioned(text, where=where, supported=FORMAT)
         try:
             ch = doc["chunking"]
             if ch.get("algorithm", "fastcdc-2020") != "fastcdc-2020":

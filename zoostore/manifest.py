@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -34,8 +33,9 @@ import tomli_w
 
 from zoostore import semver
 from zoostore.digest import Digest
-from zoostore.errors import FormatError, ImmutableError, NewerFormatError, UsageError, ZooError
+from zoostore.errors import FormatError, ImmutableError, UsageError, ZooError
 from zoostore.paths import ANY, check_model_name, check_relpath, normalize_arch
+from zoostore.tomldoc import load_versioned
 
 FORMAT = 1
 #: Tag names that cannot be set because they mean something already.
@@ -178,15 +178,7 @@ class Manifest:
 
     @classmethod
     def parse(cls, text: str, *, where: str) -> Manifest:
-        try:
-            doc = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise FormatError(f"{where}: not valid TOML ({exc})") from exc
-        fmt = doc.get("format")
-        if not isinstance(fmt, int):
-            raise FormatError(f"{where}: key 'format' must be an integer, got {fmt!r}")
-        if fmt > FORMAT:
-            raise NewerFormatError(where, fmt, FORMAT)
+        doc, fmt = load_versioned(text, where=where, supported=FORMAT)
         model = _get(doc, "model", str, where)
         try:
             check_model_name(model)

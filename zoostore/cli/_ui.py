@@ -9,13 +9,9 @@ import threading
 import time
 from typing import Any, TextIO
 
+from zoostore.units import human_bytes
 
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
+__all__ = ["TerminalProgress", "add_quiet", "human_bytes", "open_store_arg"]
 
 
 class TerminalProgress:

@@ -15,7 +15,6 @@ report and writes it to --out.
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import random
 import statistics
@@ -28,6 +27,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -51,16 +52,6 @@ class Row:
     recipe_bytes: int
     total_bytes: int
     total_requests: int
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _write_data(path: Path, size: int, kind: str, seed: int) -> None:
@@ -193,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         "# Bench: random reads through `zoo://`",
         "",
         f"`python bench/bench_zoofs.py --size-mb {args.size_mb:g} --reads {args.reads} --read-size {args.read_size} "
-        f"--data {args.data} --seed {args.seed}` on {_cpu()}, {os.cpu_count()} CPUs, Python "
+        f"--data {args.data} --seed {args.seed}` on {machine()['cpu']}, Python "
         f"{platform.python_version()}, local directory store (no network: bytes and requests are what "
         f"an object store would serve).",
         "",

@@ -321,11 +321,9 @@ def machine_markdown(tools: Iterable[str] = ()) -> str:
 
 # ------------------------------------------------------------------------------ output
 def human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
+    from zoostore.units import human_bytes
+
+    return human_bytes(n)
 
 
 def mbps(nbytes: float, seconds: float) -> str:

@@ -11,7 +11,7 @@ from typing import Any, TextIO
 
 from zoostore.units import human_bytes
 
-__all__ = ["TerminalProgress", "add_quiet", "human_bytes", "open_store_arg"]
+__all__ = ["TerminalProgress", "add_quiet", "human_bytes"]
 
 
 class TerminalProgress:
@@ -84,9 +84,3 @@ class TerminalProgress:
 
 def add_quiet(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars, only errors and results")
-
-
-def open_store_arg(url: str) -> Any:
-    from zoostore.store import open_store
-
-    return open_store(url)

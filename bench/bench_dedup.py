@@ -73,8 +73,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from variants import make_variant, model_dir
 
-    from zoostore.publisher import publish
-    from zoostore.store import init_store
+    from zoostore.ops.publish import publish
+    from zoostore.repository import init_store
 
     use_restic = not args.no_restic and c.have("restic")
     use_dvc = not args.no_dvc and c.have("dvc") and c.have("git")

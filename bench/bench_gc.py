@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common as c  # noqa: E402
 
-from zoostore.backend.base import Backend, ObjectInfo, Versioned  # noqa: E402
+from zoostore.storage.backends.base import Backend, ObjectInfo, Versioned  # noqa: E402
 
 DAY = 86400.0
 KEEP_FROM = 45  # of 100 versions per model: versions 1.45.0 and up stay
@@ -142,13 +142,13 @@ class CountingBackend(Backend):
 # ------------------------------------------------------------------------------ the store
 def build_store(url: str, options: dict[str, Any], *, blobs: int, packs: int, models: int, chunk: int) -> dict[str, int]:
     """Write the synthetic store (see the module docstring); returns its counts."""
-    from zoostore import codec
-    from zoostore.config import StoreConfig
-    from zoostore.digest import Digest
-    from zoostore.manifest import FileEntry, Manifest, Release, manifest_key, now_utc
-    from zoostore.pack import FileList, PackBuilder, pack_key
-    from zoostore.recipe import ChunkRef, Recipe, blob_key
-    from zoostore.store import init_store
+    from zoostore.storage import codec
+    from zoostore.documents.store_config import StoreConfig
+    from zoostore.core.digest import Digest
+    from zoostore.documents.manifest import FileEntry, Manifest, Release, manifest_key, now_utc
+    from zoostore.storage.pack import FileList, PackBuilder, pack_key
+    from zoostore.storage.recipe import ChunkRef, Recipe, blob_key
+    from zoostore.repository import init_store
 
     zoo, _ = init_store(url, config=StoreConfig(pack_target_size=32 * c.MiB), storage_options=options)
     per_pack = blobs // packs
@@ -192,13 +192,13 @@ def keep_rules(models: int) -> list[str]:
 def child(spec: dict[str, Any]) -> dict[str, Any]:
     """One measured run, in this (fresh) process."""
     t0 = time.perf_counter()
-    from zoostore.gc import plan_gc
-    from zoostore.store import open_store
-    from zoostore.zoo import Zoo
+    from zoostore.ops.gc import plan_gc
+    from zoostore.repository import open_store
+    from zoostore.repository import Store
 
     opened = open_store(spec["url"], storage_options=spec["options"])
     counting = CountingBackend(opened.backend)
-    zoo = Zoo(counting, opened.config)
+    zoo = Store(counting, opened.config)
     out: dict[str, Any] = {"import_open": time.perf_counter() - t0}
     if spec["mode"] == "open":
         zoo.models()

@@ -54,9 +54,9 @@ class Row:
 
 def zoostore_rows(files: list[Path], raw: int, level: int | None, repeat: int, work: Path,
                   label: str) -> tuple[Row, Row, Row]:
-    from zoostore.blobstore import PutResult
-    from zoostore.config import StoreConfig
-    from zoostore.store import init_store, open_store
+    from zoostore.storage.blobs import PutResult
+    from zoostore.documents.store_config import StoreConfig
+    from zoostore.repository import init_store, open_store
 
     config = StoreConfig() if level is None else StoreConfig(zstd_level=level)
     stores: list[Path] = []
@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         args.repeat = min(args.repeat, 2)
         args.levels = ["default"]
 
-    from zoostore.config import StoreConfig
+    from zoostore.documents.store_config import StoreConfig
 
     default_level = StoreConfig().zstd_level
     levels: list[int | None] = []

@@ -32,10 +32,10 @@ from common import machine  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from zoostore.publisher import publish  # noqa: E402
-from zoostore.recipe import blob_key  # noqa: E402
-from zoostore.store import init_store  # noqa: E402
-from zoostore.zoo import Zoo  # noqa: E402
+from zoostore.ops.publish import publish  # noqa: E402
+from zoostore.storage.recipe import blob_key  # noqa: E402
+from zoostore.repository import init_store  # noqa: E402
+from zoostore.repository import Store  # noqa: E402
 from zoostore.zoofs import ZooFileSystem  # noqa: E402
 
 MODEL, VERSION, NAME = "bench-model", "1.0.0", "weights.bin"
@@ -72,7 +72,7 @@ def _measure(label: str, fs: ZooFileSystem, offsets: list[int], read_size: int, 
              how: str) -> Row:
     stats = fs.zoo.blobs.stats
     blob = fs.info(URL)["blob"]
-    from zoostore.digest import Digest
+    from zoostore.core.digest import Digest
 
     digest = Digest.parse(blob)
     # The recipe is fetched once per instance; count it apart from the reads.
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         source.parent.mkdir()
         _write_data(source, size, args.data, args.seed)
         zoo, _ = init_store(tmp / "store")
-        assert isinstance(zoo, Zoo)
+        assert isinstance(zoo, Store)
         t = time.perf_counter()
         result = publish(zoo, MODEL, VERSION, [source], check=False)
         publish_s = time.perf_counter() - t

@@ -321,7 +321,7 @@ def machine_markdown(tools: Iterable[str] = ()) -> str:
 
 # ------------------------------------------------------------------------------ output
 def human(n: float) -> str:
-    from zoostore.units import human_bytes
+    from zoostore.core.units import human_bytes
 
     return human_bytes(n)
 

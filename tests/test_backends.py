@@ -14,15 +14,15 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 # tests/ is not a package: pytest puts it on sys.path, so the suite imports by its own name.
-from backend_conformance import PAYLOAD, BackendConformance, ReadOnlyConformance, SeedFn
+from zoostore.testing.conformance import PAYLOAD, BackendConformance, ReadOnlyConformance, SeedFn
 
-from zoostore.backend import open_backend
-from zoostore.backend.base import Backend
-from zoostore.backend.generic import GenericBackend
-from zoostore.backend.http import HttpBackend
-from zoostore.backend.local import STALE_LOCK_SECONDS, LocalBackend
-from zoostore.backend.memory import MemoryBackend, forget
-from zoostore.errors import ConflictError, InvalidPathError, ReadOnlyError, UsageError
+from zoostore.storage.backends import open_backend
+from zoostore.storage.backends.base import Backend
+from zoostore.storage.backends.generic import GenericBackend
+from zoostore.storage.backends.http import HttpBackend
+from zoostore.storage.backends.local import STALE_LOCK_SECONDS, LocalBackend
+from zoostore.storage.backends.memory import MemoryBackend, forget
+from zoostore.core.errors import ConflictError, InvalidPathError, ReadOnlyError, UsageError
 
 if TYPE_CHECKING:
     from conftest import ServedDirectory
@@ -143,7 +143,7 @@ def test_open_backend_other_protocols_are_generic_and_not_atomic(tmp_path: Path)
 
 
 def test_open_backend_s3(s3_bucket: str, s3_storage_options: dict[str, Any]) -> None:
-    from zoostore.backend.s3 import S3Backend
+    from zoostore.storage.backends.s3 import S3Backend
 
     backend = open_backend(f"s3://{s3_bucket}/a/b/", storage_options=s3_storage_options)
     assert isinstance(backend, S3Backend)
@@ -166,8 +166,8 @@ def test_open_backend_rejects_unknown_options(tmp_path: Path) -> None:
 
 def test_importing_backends_does_not_load_s3fs() -> None:
     code = (
-        "import sys, zoostore.backend, zoostore.backend.local, zoostore.backend.memory;"
-        "zoostore.backend.open_backend('memory://x');"
+        "import sys, zoostore.storage.backends, zoostore.storage.backends.local, zoostore.storage.backends.memory;"
+        "zoostore.storage.backends.open_backend('memory://x');"
         "print(sorted(m for m in ('s3fs', 'botocore', 'aiobotocore', 'aiohttp') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -27,7 +27,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from zoostore.cli import main
-from zoostore.errors import BuildError, FormatError, NewerFormatError, UsageError
+from zoostore.core.errors import BuildError, FormatError, NewerFormatError, UsageError
 from zoostore.integrations import tvm_build
 from zoostore.integrations.onnx_check import graph_nodes
 from zoostore.integrations.tvm_build import (

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from test_gc import content, lock_text, make_zoo, put_version
-from zoostore.cache import Cache
+from zoostore.storage.cache import Cache
 from zoostore.cli import main as cli
-from zoostore.digest import Digest
-from zoostore.zoo import Zoo
+from zoostore.core.digest import Digest
+from zoostore.repository import Store
 
 
 @pytest.fixture
@@ -22,7 +22,7 @@ def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def zoo(tmp_path: Path) -> Zoo:
+def zoo(tmp_path: Path) -> Store:
     z = make_zoo(tmp_path / "store")
     put_version(z, tmp_path, "m", "1.0.0", {"a.bin": content(1), "b.bin": content(2)})
     put_version(z, tmp_path, "m", "1.1.0", {"a.bin": content(3)})
@@ -30,7 +30,7 @@ def zoo(tmp_path: Path) -> Zoo:
     return z
 
 
-def _fill(zoo: Zoo, cache_dir: Path) -> dict[str, Digest]:
+def _fill(zoo: Store, cache_dir: Path) -> dict[str, Digest]:
     cache = Cache(cache_dir)
     blobs = {}
     for model in zoo.models():
@@ -41,7 +41,7 @@ def _fill(zoo: Zoo, cache_dir: Path) -> dict[str, Digest]:
     return blobs
 
 
-def test_info_on_an_empty_and_a_filled_cache(zoo: Zoo, cache_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_info_on_an_empty_and_a_filled_cache(zoo: Store, cache_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli(["cache", "info", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == {"path": str(cache_dir), "blobs": 0, "bytes": 0}
     blobs = _fill(zoo, cache_dir)
@@ -53,7 +53,7 @@ def test_info_on_an_empty_and_a_filled_cache(zoo: Zoo, cache_dir: Path, capsys: 
     assert doc["bytes"] == 40_000 * 3 + 10_000
 
 
-def test_prune_keeps_what_lockfiles_pin(zoo: Zoo, cache_dir: Path, tmp_path: Path,
+def test_prune_keeps_what_lockfiles_pin(zoo: Store, cache_dir: Path, tmp_path: Path,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     import fsspec
 
@@ -74,7 +74,7 @@ def test_prune_keeps_what_lockfiles_pin(zoo: Zoo, cache_dir: Path, tmp_path: Pat
     assert cache.info().blobs == 2
 
 
-def test_prune_without_locks_empties_the_cache(zoo: Zoo, cache_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_prune_without_locks_empties_the_cache(zoo: Store, cache_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     blobs = _fill(zoo, cache_dir)
     assert cli(["cache", "prune", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
@@ -84,7 +84,7 @@ def test_prune_without_locks_empties_the_cache(zoo: Zoo, cache_dir: Path, capsys
     assert Cache(cache_dir).ensure(zoo.blobs, blobs["n@2.0.0/c.bin"]).is_file()
 
 
-def test_prune_keeps_hard_linked_project_copies(zoo: Zoo, cache_dir: Path, tmp_path: Path) -> None:
+def test_prune_keeps_hard_linked_project_copies(zoo: Store, cache_dir: Path, tmp_path: Path) -> None:
     blob = _fill(zoo, cache_dir)["n@2.0.0/c.bin"]
     project = tmp_path / "project" / "c.bin"
     project.parent.mkdir()
@@ -104,7 +104,7 @@ def test_cache_usage(cache_dir: Path, argv: list[str], code: int, message: str,
     assert message in captured.out + captured.err
 
 
-def test_prune_refuses_a_broken_lock_and_keeps_everything(zoo: Zoo, cache_dir: Path, tmp_path: Path,
+def test_prune_refuses_a_broken_lock_and_keeps_everything(zoo: Store, cache_dir: Path, tmp_path: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     blobs = _fill(zoo, cache_dir)
     bad = tmp_path / "zoo.lock"

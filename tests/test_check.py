@@ -14,8 +14,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from zoostore.cli import main
-from zoostore.descriptor import ModelDescriptor
-from zoostore.errors import CheckFailedError, MissingDependencyError, UsageError
+from zoostore.documents.descriptor import ModelDescriptor
+from zoostore.core.errors import CheckFailedError, MissingDependencyError, UsageError
 from zoostore.integrations.onnx_check import (
     CheckReport,
     OpsetPolicy,
@@ -32,7 +32,7 @@ STEPS = ["load", "checker", "policy", "nodes", "smoke"]
 
 
 class Recorder:
-    """A zoostore.progress.Progress that remembers what it was told."""
+    """A zoostore.core.progress.Progress that remembers what it was told."""
 
     def __init__(self) -> None:
         self.events: list[tuple[str, str]] = []
@@ -268,7 +268,7 @@ def test_missing_onnxruntime_names_the_extra(tmp_path: Path, monkeypatch: pytest
 def test_cli_modules_do_not_import_heavy_libraries() -> None:
     code = (
         "import sys, zoostore.cli.check, zoostore.cli.build, zoostore.integrations.onnx_check, "
-        "zoostore.integrations.tvm_build, zoostore.descriptor; "
+        "zoostore.integrations.tvm_build, zoostore.documents.descriptor; "
         "heavy = [m for m in ('onnx', 'onnxruntime', 'tvm', 'tvm_ffi', 'numpy') if m in sys.modules]; "
         "print(heavy); sys.exit(1 if heavy else 0)"
     )

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from zoostore.descriptor import ModelDescriptor, TensorSpec
-from zoostore.errors import FormatError, NewerFormatError
+from zoostore.documents.descriptor import ModelDescriptor, TensorSpec
+from zoostore.core.errors import FormatError, NewerFormatError
 
 FULL = """\
 format = 1

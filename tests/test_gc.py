@@ -12,20 +12,20 @@ from typing import Any
 
 import pytest
 
-from zoostore import blobstore
+from zoostore.storage import blobs as blobstore
 from zoostore.cli import main as cli
-from zoostore.config import Chunking, StoreConfig
-from zoostore.digest import Digest
-from zoostore.errors import ConflictError, FormatError, ReadOnlyError, UsageError
-from zoostore.gc import GcPlan, KeepRule, pinned_blobs, pinned_versions, plan_gc
-from zoostore.lockfile import Lock, LockedFile, LockedModel
-from zoostore.manifest import FileEntry, Release, manifest_key, now_utc
-from zoostore.pack import pack_key
-from zoostore.publisher import publish
-from zoostore.recipe import blob_key
-from zoostore.store import init_store, open_store
-from zoostore.verify import read_footer, verify_store
-from zoostore.zoo import Zoo
+from zoostore.documents.store_config import Chunking, StoreConfig
+from zoostore.core.digest import Digest
+from zoostore.core.errors import ConflictError, FormatError, ReadOnlyError, UsageError
+from zoostore.ops.gc import GcPlan, KeepRule, pinned_blobs, pinned_versions, plan_gc
+from zoostore.documents.lockfile import Lock, LockedFile, LockedModel
+from zoostore.documents.manifest import FileEntry, Release, manifest_key, now_utc
+from zoostore.storage.pack import pack_key
+from zoostore.ops.publish import publish
+from zoostore.storage.recipe import blob_key
+from zoostore.repository import init_store, open_store
+from zoostore.ops.verify import read_footer, verify_store
+from zoostore.repository import Store
 
 HOUR = 3600.0
 #: Tiny chunks and packs: a 40 kB file spans several packs, so dedup and repack have work.
@@ -35,10 +35,10 @@ TINY = StoreConfig(chunking=Chunking(256, 1024, 4096), pack_target_size=16 * 102
 # -- helpers (shared) ------------------------------------------------------------------------
 
 
-def make_zoo(path: Path, *, grace: float = HOUR, pack_size: int = TINY.pack_target_size) -> Zoo:
+def make_zoo(path: Path, *, grace: float = HOUR, pack_size: int = TINY.pack_target_size) -> Store:
     config = StoreConfig(chunking=TINY.chunking, pack_target_size=pack_size, grace_seconds=grace)
     zoo, _ = init_store(path, config=config)
-    assert isinstance(zoo, Zoo)
+    assert isinstance(zoo, Store)
     return zoo
 
 
@@ -60,23 +60,23 @@ def write_files(d: Path, files: dict[str, bytes]) -> Path:
     return d
 
 
-def put_version(zoo: Zoo, tmp: Path, model: str, version: str, files: dict[str, bytes], *,
+def put_version(zoo: Store, tmp: Path, model: str, version: str, files: dict[str, bytes], *,
                 tags: tuple[str, ...] = (), arch: str = "any") -> None:
     src = write_files(tmp / "src" / f"{model}-{version}-{arch}", files)
     publish(zoo, model, version, [src], arch=arch, tags=tags, check=False)
 
 
-def orphan(zoo: Zoo, tmp: Path, name: str, data: bytes) -> Digest:
+def orphan(zoo: Store, tmp: Path, name: str, data: bytes) -> Digest:
     """A failed publish: recipe and packs written, no manifest entry."""
     path = write_files(tmp / "orphans", {name: data}) / name
     return zoo.blobs.put_files([path])[0].blob
 
 
-def store_root(zoo: Zoo) -> Path:
+def store_root(zoo: Store) -> Path:
     return Path(zoo.url.removeprefix("file://"))
 
 
-def age_store(zoo: Zoo, seconds: float, *, prefixes: tuple[str, ...] = ("packs/", "blobs/"),
+def age_store(zoo: Store, seconds: float, *, prefixes: tuple[str, ...] = ("packs/", "blobs/"),
               keys: set[str] | None = None) -> None:
     """Move mtimes `seconds` into the past (local backend): the same as the clock moving on."""
     root = store_root(zoo)
@@ -87,11 +87,11 @@ def age_store(zoo: Zoo, seconds: float, *, prefixes: tuple[str, ...] = ("packs/"
                 os.utime(root / info.key, (t, t))
 
 
-def keys(zoo: Zoo, prefix: str) -> set[str]:
+def keys(zoo: Store, prefix: str) -> set[str]:
     return {i.key for i in zoo.backend.list(prefix)}
 
 
-def snapshot(zoo: Zoo) -> dict[str, tuple[int, float]]:
+def snapshot(zoo: Store) -> dict[str, tuple[int, float]]:
     return {i.key: (i.size, i.mtime) for i in zoo.backend.list("")}
 
 
@@ -111,7 +111,7 @@ def assert_all_readable(url: str, tmp: Path, *, storage_options: dict[str, Any] 
     return count
 
 
-def lock_text(store: str, pins: dict[str, str], zoo: Zoo | None = None) -> str:
+def lock_text(store: str, pins: dict[str, str], zoo: Store | None = None) -> str:
     models = {}
     for name, version in pins.items():
         files: tuple[LockedFile, ...] = ()
@@ -191,7 +191,7 @@ def test_now_override_and_grace_argument(tmp_path: Path) -> None:
 # -- retention ----------------------------------------------------------------------------------
 
 
-def _zoo_with_history(tmp_path: Path) -> Zoo:
+def _zoo_with_history(tmp_path: Path) -> Store:
     zoo = make_zoo(tmp_path / "store")
     base = content(10)
     for i, v in enumerate(["1.0.0", "1.1.0", "1.1.1", "1.2.0", "1.3.0"]):
@@ -310,7 +310,7 @@ def test_execute_keeps_what_changed_since_the_plan(tmp_path: Path) -> None:
 
 
 def test_execute_stats_again_right_before_deleting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import zoostore.gc as gc_module
+    import zoostore.ops.gc as gc_module
 
     zoo = make_zoo(tmp_path / "store")
     put_version(zoo, tmp_path, "m", "1.0.0", {"w.bin": content(1)})
@@ -398,12 +398,12 @@ def test_read_only_store_is_refused(tmp_path: Path, serve_directory: Any) -> Non
 
 
 def test_memory_store(tmp_path: Path) -> None:
-    from zoostore.backend.memory import forget
+    from zoostore.storage.backends.memory import forget
 
     url = f"memory://gc-{os.getpid()}-{time.monotonic_ns()}"
     try:
         zoo, _ = init_store(url, config=TINY)
-        assert isinstance(zoo, Zoo)
+        assert isinstance(zoo, Store)
         for i, v in enumerate(["1.0.0", "1.1.0"]):
             src = write_files(tmp_path / v, {"w.bin": content(i)})
             publish(zoo, "m", v, [src], check=False)
@@ -418,7 +418,7 @@ def test_memory_store(tmp_path: Path) -> None:
 # -- repack -------------------------------------------------------------------------------------
 
 
-def _sparse_store(tmp_path: Path) -> tuple[Zoo, Digest]:
+def _sparse_store(tmp_path: Path) -> tuple[Store, Digest]:
     """1.0.0 and 1.1.0 share most chunks; dropping 1.0.0 leaves packs partly dead."""
     zoo = make_zoo(tmp_path / "store")
     base = content(21, n=60_000)

@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 
 from test_gc import assert_all_readable, content, mutate, write_files
-from zoostore import blobstore
-from zoostore.config import Chunking, StoreConfig
-from zoostore.gc import plan_gc
-from zoostore.store import init_store, open_store
+from zoostore.storage import blobs as blobstore
+from zoostore.documents.store_config import Chunking, StoreConfig
+from zoostore.ops.gc import plan_gc
+from zoostore.repository import init_store, open_store
 
 #: The store's grace period: long enough that every publish here finishes within G/2 even on
 #: the serialised moto server, short enough that objects age out during the test.
@@ -35,9 +35,9 @@ CONFIG = StoreConfig(chunking=Chunking(1024, 4096, 16384), pack_target_size=32 *
 
 
 def _publisher(url: str, options: dict[str, Any], work: str, worker: int, out: str) -> None:
-    from zoostore import blobstore
-    from zoostore.errors import ConflictError
-    from zoostore.publisher import publish
+    from zoostore.storage import blobs as blobstore
+    from zoostore.core.errors import ConflictError
+    from zoostore.ops.publish import publish
 
     blobstore.SETTLE_SECONDS = SETTLE
     zoo = open_store(url, storage_options=options)

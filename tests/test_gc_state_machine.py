@@ -1,7 +1,7 @@
 """A state machine that interleaves publishers, tag moves, gc and sync on one local store, with
 the clock moved by `os.utime` (ageing every object is the same as time passing).
 
-Publishes are split into the phases `zoostore.publisher.publish` goes through, so gc can run
+Publishes are split into the phases `zoostore.ops.publish.publish` goes through, so gc can run
 between them: begin (read the manifest, index the chunks of recent versions for dedup), upload
 (packs, then recipes: `BlobStore.put_files`, which freshens reused old objects and re-checks
 them), commit (compare-and-swap the manifest). A publish may also be abandoned (a crash) or
@@ -31,14 +31,15 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, initialize, invariant, rule
 
 from test_gc import age_store, assert_all_readable, content, make_zoo, mutate, write_files
-from zoostore import blobstore, semver
-from zoostore.digest import Digest, hash_file
-from zoostore.errors import ConflictError
-from zoostore.gc import GcPlan, plan_gc
-from zoostore.manifest import FileEntry, Manifest, Release, now_utc
-from zoostore.publisher import DEDUP_VERSIONS, publish
-from zoostore.store import open_store
-from zoostore.zoo import Zoo
+from zoostore.storage import blobs as blobstore
+from zoostore.core import semver
+from zoostore.core.digest import Digest, hash_file
+from zoostore.core.errors import ConflictError
+from zoostore.ops.gc import GcPlan, plan_gc
+from zoostore.documents.manifest import FileEntry, Manifest, Release, now_utc
+from zoostore.ops.publish import DEDUP_VERSIONS, publish
+from zoostore.repository import open_store
+from zoostore.repository import Store
 
 def event(text: str) -> None:
     """Hypothesis statistics; a no-op when the machine is driven by hand (regression tests)."""
@@ -74,7 +75,7 @@ class GcMachine(RuleBasedStateMachine):
         super().__init__()
         self.tmp = Path(tempfile.mkdtemp(prefix="gc-sm-"))
         # Packs of a few chunks: dropping a version leaves whole packs dead more often.
-        self.zoo: Zoo = make_zoo(self.tmp / "store", grace=G, pack_size=4096)
+        self.zoo: Store = make_zoo(self.tmp / "store", grace=G, pack_size=4096)
         self.bases = [content(1000 + i, n=12_000) for i in range(2)]
         self.contents: dict[str, list[bytes]] = {m: [] for m in MODELS}  # files ever written
         self.expected: dict[str, dict[str, dict[str, Digest]]] = {m: {} for m in MODELS}
@@ -83,7 +84,7 @@ class GcMachine(RuleBasedStateMachine):
         self.inflight: list[Pending] = []
         self.plan: GcPlan | None = None
         self.plan_keep: list[str] = []
-        # A long-lived reader, as a service holding a Zoo open: its cached recipes may predate
+        # A long-lived reader, as a service holding a Store open: its cached recipes may predate
         # a repack. BlobStore expires cached recipes after G/2 of monotonic time; the machine
         # moves a virtual clock, so it expires them itself (`cache_age`).
         self.reader = open_store(self.zoo.url)

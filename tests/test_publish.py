@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 
 from zoostore.cli import main as cli
-from zoostore.config import StoreConfig
-from zoostore.errors import (
+from zoostore.documents.store_config import StoreConfig
+from zoostore.core.errors import (
     FormatError, ImmutableError, InvalidPathError, NotFoundError, ReadOnlyError, ResolutionError,
     UsageError,
 )
-from zoostore.manifest import Manifest, manifest_key
-from zoostore.paths import check_relpath, normalize_arch
-from zoostore.publisher import publish
-from zoostore.store import init_store, open_store
+from zoostore.documents.manifest import Manifest, manifest_key
+from zoostore.core.names import check_relpath, normalize_arch
+from zoostore.ops.publish import publish
+from zoostore.repository import init_store, open_store
 
 SMALL = StoreConfig(pack_target_size=256 * 1024)
 
@@ -271,7 +271,7 @@ def test_manifest_toml_round_trip(zoo, tmp_path: Path) -> None:  # type: ignore[
 
 
 def test_publish_slower_than_half_the_grace_period_commits_nothing(tmp_path: Path) -> None:
-    from zoostore.errors import ConflictError
+    from zoostore.core.errors import ConflictError
 
     zoo, _ = init_store(tmp_path / "store", config=StoreConfig(pack_target_size=256 * 1024, grace_seconds=0.0))
     with pytest.raises(ConflictError, match="more than half the store's gc grace period"):

@@ -19,7 +19,7 @@ def test_import_zoostore_loads_no_heavy_library() -> None:
 
 
 def test_every_error_class_has_an_exit_code() -> None:
-    from zoostore import errors
+    from zoostore.core import errors
     from zoostore.cli import EXIT_CODES, exit_code_for
 
     leaves = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, errors.ZooError)]
@@ -31,7 +31,7 @@ def test_every_error_class_has_an_exit_code() -> None:
 
 
 def test_every_leaf_error_is_also_a_builtin() -> None:
-    from zoostore import errors
+    from zoostore.core import errors
 
     for cls in vars(errors).values():
         if isinstance(cls, type) and issubclass(cls, errors.ZooError) and cls is not errors.ZooError:

@@ -1,4 +1,4 @@
-"""Tests for zoostore.semver: known answers, node-semver golden vectors and properties."""
+"""Tests for zoostore.core.semver: known answers, node-semver golden vectors and properties."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from zoostore.errors import InvalidVersionError, UsageError, ZooError
-from zoostore.semver import (
+from zoostore.core.errors import InvalidVersionError, UsageError, ZooError
+from zoostore.core.semver import (
     MAX_SAFE_INTEGER,
     Comparator,
     Range,

@@ -13,16 +13,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zoostore import codec
-from zoostore.config import StoreConfig, parse_duration
-from zoostore.digest import Digest, hash_file
-from zoostore.errors import (
+from zoostore.storage import codec
+from zoostore.documents.store_config import StoreConfig, parse_duration
+from zoostore.core.digest import Digest, hash_file
+from zoostore.core.errors import (
     BlobNotFoundError, FormatError, IntegrityError, InvalidDigestError, NewerFormatError,
     StoreExistsError, StoreNotFoundError, ZooError,
 )
-from zoostore.pack import PackBuilder, footer_span, parse_footer
-from zoostore.recipe import ChunkRef, Recipe, blob_key
-from zoostore.store import init_store, open_store
+from zoostore.storage.pack import PackBuilder, footer_span, parse_footer
+from zoostore.storage.recipe import ChunkRef, Recipe, blob_key
+from zoostore.repository import init_store, open_store
 
 GOLDEN = Path(__file__).parent / "golden"
 SMALL = StoreConfig(pack_target_size=256 * 1024)
@@ -309,7 +309,7 @@ def test_format1_golden_store_still_reads(tmp_path: Path) -> None:
 
 
 def test_format1_golden_lockfile_still_reads() -> None:
-    from zoostore.lockfile import Lock
+    from zoostore.documents.lockfile import Lock
 
     lock = Lock.loads((GOLDEN / "format1" / "zoo.lock").read_text(), where="zoo.lock")
     assert lock.models["golden"].version == "1.0.0"

@@ -14,17 +14,17 @@ import numpy as np
 import pytest
 
 import zoostore
-from zoostore.cache import Cache
+from zoostore.storage.cache import Cache
 from zoostore.cli import main as cli
-from zoostore.config import StoreConfig
-from zoostore.consumer import load_project
-from zoostore.errors import (
+from zoostore.documents.store_config import StoreConfig
+from zoostore.documents.project import load_project
+from zoostore.core.errors import (
     FormatError, LockOutOfDateError, NotFoundError, OfflineError, ResolutionError, UsageError,
 )
-from zoostore.lockfile import Lock
-from zoostore.publisher import publish
-from zoostore.store import init_store
-from zoostore.consume import lock_project, outdated, sync_project
+from zoostore.documents.lockfile import Lock
+from zoostore.ops.publish import publish
+from zoostore.repository import init_store
+from zoostore.ops.sync import lock_project, outdated, sync_project
 
 SMALL = StoreConfig(pack_target_size=256 * 1024)
 
@@ -112,9 +112,9 @@ def test_sync_places_verifies_and_noop_touches_nothing(env: dict[str, Any], monk
     assert (dest / "net/x86_64/labels.txt").read_text() == "labels v1\n"
     assert (dest / "net/x86_64/weights.bin").stat().st_nlink >= 2  # hard link into the cache
     # A no-op sync must not open the store: make opening it impossible.
-    import zoostore.store
+    import zoostore.repository
 
-    monkeypatch.setattr(zoostore.store, "open_store", lambda *a, **k: pytest.fail("store opened"))
+    monkeypatch.setattr(zoostore.repository, "open_store", lambda *a, **k: pytest.fail("store opened"))
     again = sync_project(load_project(project), locked=True)
     assert again.placed == [] and again.unchanged == 4 and not again.store_opened
 

@@ -10,24 +10,24 @@ import pytest
 
 from test_gc import content, keys, make_zoo, put_version, store_root
 from zoostore.cli import main as cli
-from zoostore.digest import Digest
-from zoostore.pack import pack_key
-from zoostore.recipe import blob_key
-from zoostore.store import open_store
-from zoostore.verify import read_footer, verify_store
-from zoostore.zoo import Zoo
+from zoostore.core.digest import Digest
+from zoostore.storage.pack import pack_key
+from zoostore.storage.recipe import blob_key
+from zoostore.repository import open_store
+from zoostore.ops.verify import read_footer, verify_store
+from zoostore.repository import Store
 
 
-def _blob(zoo: Zoo, model: str, version: str, path: str) -> Digest:
+def _blob(zoo: Store, model: str, version: str, path: str) -> Digest:
     return zoo.manifest(model).versions[version].files["any"][path].blob
 
 
-def _packs(zoo: Zoo, blob: Digest) -> list[str]:
+def _packs(zoo: Store, blob: Digest) -> list[str]:
     return [pack_key(p) for p in zoo.blobs.recipe(blob).packs]
 
 
 @pytest.fixture
-def zoo(tmp_path: Path) -> Zoo:
+def zoo(tmp_path: Path) -> Store:
     z = make_zoo(tmp_path / "store")
     put_version(z, tmp_path, "m", "1.0.0", {"a.bin": content(1), "b.bin": content(2)})
     put_version(z, tmp_path, "n", "1.0.0", {"c.bin": content(3)})
@@ -38,14 +38,14 @@ def _kinds(report: object) -> list[str]:
     return sorted(p.kind for p in report.problems)  # type: ignore[attr-defined]
 
 
-def test_clean_store_has_no_problems(zoo: Zoo) -> None:
+def test_clean_store_has_no_problems(zoo: Store) -> None:
     report = verify_store(zoo, read_data=True)
     assert report.problems == [] and report.ok
     assert report.recipes == 3 and report.packs == report.packs_read == len(keys(zoo, "packs/"))
     assert report.chunks_read > 0 and report.bytes_read == sum(i.size for i in zoo.backend.list("packs/"))
 
 
-def test_manifest_file_without_recipe(zoo: Zoo) -> None:
+def test_manifest_file_without_recipe(zoo: Store) -> None:
     blob = _blob(zoo, "m", "1.0.0", "a.bin")
     zoo.backend.delete([blob_key(blob)])
     report = verify_store(open_store(zoo.url))
@@ -54,7 +54,7 @@ def test_manifest_file_without_recipe(zoo: Zoo) -> None:
     assert problem.obj == blob_key(blob) and "m@1.0.0 any/a.bin" in problem.message
 
 
-def test_recipe_naming_a_missing_pack(zoo: Zoo) -> None:
+def test_recipe_naming_a_missing_pack(zoo: Store) -> None:
     blob = _blob(zoo, "n", "1.0.0", "c.bin")
     victim = _packs(zoo, blob)[0]
     zoo.backend.delete([victim])
@@ -63,7 +63,7 @@ def test_recipe_naming_a_missing_pack(zoo: Zoo) -> None:
     assert any(p.obj == victim and str(blob) in p.message for p in report.problems)
 
 
-def test_read_data_detects_a_flipped_byte(zoo: Zoo) -> None:
+def test_read_data_detects_a_flipped_byte(zoo: Store) -> None:
     blob = _blob(zoo, "m", "1.0.0", "b.bin")
     recipe = zoo.blobs.recipe(blob)
     ref = recipe.chunks[len(recipe.chunks) // 2]
@@ -78,7 +78,7 @@ def test_read_data_detects_a_flipped_byte(zoo: Zoo) -> None:
     assert any(p.obj == blob_key(blob) and str(ref.chunk) in p.message for p in report.problems)
 
 
-def test_read_data_detects_a_truncated_pack(zoo: Zoo) -> None:
+def test_read_data_detects_a_truncated_pack(zoo: Store) -> None:
     blob = _blob(zoo, "m", "1.0.0", "a.bin")
     victim = _packs(zoo, blob)[-1]
     path = store_root(zoo) / victim
@@ -90,7 +90,7 @@ def test_read_data_detects_a_truncated_pack(zoo: Zoo) -> None:
     assert any("hash" in p.message for p in bad) and any("footer" in p.message for p in bad)
 
 
-def test_read_data_with_a_missing_pack(zoo: Zoo) -> None:
+def test_read_data_with_a_missing_pack(zoo: Store) -> None:
     blob = _blob(zoo, "m", "1.0.0", "a.bin")
     victim = _packs(zoo, blob)[0]
     zoo.backend.delete([victim])
@@ -98,7 +98,7 @@ def test_read_data_with_a_missing_pack(zoo: Zoo) -> None:
     assert "missing-pack" in _kinds(report) and report.packs_read == len(keys(zoo, "packs/"))
 
 
-def test_every_problem_is_reported_in_one_run(zoo: Zoo) -> None:
+def test_every_problem_is_reported_in_one_run(zoo: Store) -> None:
     a, b, c = (_blob(zoo, "m", "1.0.0", "a.bin"), _blob(zoo, "m", "1.0.0", "b.bin"),
                _blob(zoo, "n", "1.0.0", "c.bin"))
     zoo.backend.delete([blob_key(a)])                                     # missing recipe
@@ -110,13 +110,13 @@ def test_every_problem_is_reported_in_one_run(zoo: Zoo) -> None:
     assert not report.ok
 
 
-def test_read_data_subset_slices_cover_every_pack_once(zoo: Zoo) -> None:
+def test_read_data_subset_slices_cover_every_pack_once(zoo: Store) -> None:
     total = len(keys(zoo, "packs/"))
     read = [verify_store(zoo, subset=(n, 3)).packs_read for n in (1, 2, 3)]
     assert sum(read) == total and all(r <= total for r in read)
 
 
-def test_repair_rebuilds_a_deleted_recipe_and_says_what_it_could_not(zoo: Zoo, tmp_path: Path) -> None:
+def test_repair_rebuilds_a_deleted_recipe_and_says_what_it_could_not(zoo: Store, tmp_path: Path) -> None:
     a = _blob(zoo, "m", "1.0.0", "a.bin")
     c = _blob(zoo, "n", "1.0.0", "c.bin")
     # c's publish listed its file in its last pack; losing that pack and the recipe loses c.
@@ -135,7 +135,7 @@ def test_repair_rebuilds_a_deleted_recipe_and_says_what_it_could_not(zoo: Zoo, t
     assert blob_key(c) not in keys(zoo, "blobs/")
 
 
-def test_repair_alone_makes_a_report_ok(zoo: Zoo) -> None:
+def test_repair_alone_makes_a_report_ok(zoo: Store) -> None:
     a = _blob(zoo, "m", "1.0.0", "a.bin")
     zoo.backend.delete([blob_key(a)])
     report = verify_store(open_store(zoo.url), repair=True)
@@ -146,7 +146,7 @@ def test_repair_alone_makes_a_report_ok(zoo: Zoo) -> None:
 # -- CLI ----------------------------------------------------------------------------------------
 
 
-def test_cli_exit_codes_and_json(zoo: Zoo, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_exit_codes_and_json(zoo: Store, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli(["verify", zoo.url, "--read-data", "-q"]) == 0
     assert "no problems" in capsys.readouterr().err
     a = _blob(zoo, "m", "1.0.0", "a.bin")
@@ -161,12 +161,12 @@ def test_cli_exit_codes_and_json(zoo: Zoo, capsys: pytest.CaptureFixture[str]) -
 
 
 @pytest.mark.parametrize("subset", ["0/3", "4/3", "x", "1/0", "1-3"])
-def test_cli_rejects_bad_subsets(zoo: Zoo, subset: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_rejects_bad_subsets(zoo: Store, subset: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli(["verify", zoo.url, "--read-data-subset", subset]) == 2
     assert "N/M" in capsys.readouterr().err
 
 
-def test_cli_unrepairable_exits_4(zoo: Zoo, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_unrepairable_exits_4(zoo: Store, capsys: pytest.CaptureFixture[str]) -> None:
     c = _blob(zoo, "n", "1.0.0", "c.bin")
     zoo.backend.delete([blob_key(c), *_packs(zoo, c)])
     assert cli(["verify", zoo.url, "--repair", "-q"]) == 4
@@ -176,7 +176,7 @@ def test_cli_unrepairable_exits_4(zoo: Zoo, capsys: pytest.CaptureFixture[str]) 
 def test_verify_sees_a_store_after_gc_and_repack(tmp_path: Path) -> None:
     from test_gc import age_store, mutate
 
-    from zoostore.gc import plan_gc
+    from zoostore.ops.gc import plan_gc
 
     z = make_zoo(tmp_path / "s")
     base = content(7, n=60_000)

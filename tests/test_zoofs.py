@@ -20,11 +20,11 @@ import fsspec
 import numpy as np
 import pytest
 
-from zoostore.digest import Digest
-from zoostore.errors import IntegrityError, NotFoundError, ReadOnlyError, UsageError
-from zoostore.publisher import publish
-from zoostore.store import init_store, open_store
-from zoostore.zoo import Zoo
+from zoostore.core.digest import Digest
+from zoostore.core.errors import IntegrityError, NotFoundError, ReadOnlyError, UsageError
+from zoostore.ops.publish import publish
+from zoostore.repository import init_store, open_store
+from zoostore.repository import Store
 from zoostore.zoofs import STORE_ENV, ZooFile, ZooFileSystem, find_store_url
 
 BIG = 6 * 1024 * 1024
@@ -35,9 +35,9 @@ def _random(size: int, seed: int) -> bytes:
     return np.random.default_rng(seed).integers(0, 256, size, dtype=np.uint8).tobytes()
 
 
-def _init(url: str | Path) -> Zoo:
+def _init(url: str | Path) -> Store:
     zoo, _ = init_store(url)
-    assert isinstance(zoo, Zoo)  # init_store is typed as returning the base Store
+    assert isinstance(zoo, Store)  # init_store is typed as returning the base Store
     return zoo
 
 
@@ -63,7 +63,7 @@ class World:
             shutil.copytree(template.tmp / "store", tmp_path / "store")
             shutil.copytree(template.tmp / "src", tmp_path / "src")
             zoo = open_store(self.url)
-            assert isinstance(zoo, Zoo)
+            assert isinstance(zoo, Store)
             self.zoo = zoo
             return
         self.zoo = _init(self.url)
@@ -543,7 +543,7 @@ def test_pickled_instance_reads_the_same_store(world: World, monkeypatch: pytest
 
 def test_an_opened_store_object_can_be_passed(world: World) -> None:
     zoo = world.zoo
-    assert isinstance(zoo, Zoo)
+    assert isinstance(zoo, Store)
     fs = ZooFileSystem(store=zoo, cache=str(world.cache), skip_instance_cache=True)
     assert fs.zoo is zoo
     assert fs.cat_file("centerpoint@0.1.0/any/b.bin") == b"bb"

@@ -44,9 +44,9 @@ from fsspec.tests.abstract import (
     AbstractPutTests,
 )
 
-from zoostore.publisher import publish
-from zoostore.store import init_store
-from zoostore.zoo import Zoo
+from zoostore.ops.publish import publish
+from zoostore.repository import init_store
+from zoostore.repository import Store
 from zoostore.zoofs import ZooFileSystem
 
 SCENARIOS: dict[str, str] = {
@@ -62,7 +62,7 @@ def scenario_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One store holding every scenario tree, each as `<scenario>@1.0.0` (arch `any`)."""
     root = tmp_path_factory.mktemp("zoofs-conformance")
     zoo, _ = init_store(root / "store")
-    assert isinstance(zoo, Zoo)
+    assert isinstance(zoo, Store)
     local = LocalFileSystem(auto_mkdir=True)
     builder = AbstractFixtures()
     for model, method in SCENARIOS.items():

@@ -17,19 +17,19 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "open_store": "zoostore.store",
-    "init_store": "zoostore.store",
-    "fetch": "zoostore.consume",
-    "sync": "zoostore.consume",
-    "publish": "zoostore.publisher",
-    "ZooError": "zoostore.errors",
+    "open_store": "zoostore.repository",
+    "init_store": "zoostore.repository",
+    "fetch": "zoostore.ops.sync",
+    "sync": "zoostore.ops.sync",
+    "publish": "zoostore.ops.publish",
+    "ZooError": "zoostore.core.errors",
 }
 
 if TYPE_CHECKING:
-    from zoostore.errors import ZooError
-    from zoostore.publisher import publish
-    from zoostore.store import init_store, open_store
-    from zoostore.consume import fetch, sync
+    from zoostore.core.errors import ZooError
+    from zoostore.ops.publish import publish
+    from zoostore.repository import init_store, open_store
+    from zoostore.ops.sync import fetch, sync
 
 
 def __getattr__(name: str) -> Any:

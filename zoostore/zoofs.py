@@ -7,7 +7,7 @@
     zoo://MODEL@SPEC/ARCH/sub/dir/f     one file (directories are implied by file paths)
     zoo://MODEL/ARCH/...                MODEL alone means MODEL@latest
 
-SPEC is what `zoostore.resolve` takes: an exact version (`1.2.0`), a node-semver range
+SPEC is what `zoostore.documents.resolve` takes: an exact version (`1.2.0`), a node-semver range
 (`^1.2`, `1.x`, `>=1.2 <2`), a tag (`bleedingedge`) or `latest`. Listings keep the spec as
 written, so `find("m@^1.2/x86_64")` names `m@^1.2/x86_64/...`; `info` says which version it
 picked. With an ARCH, the spec picks the newest matching version that has files for ARCH.
@@ -22,7 +22,7 @@ Reads: a file opened with `open()` fetches only the chunks covering what is read
 verified against its id), keeps the last few decoded chunks, and reads ahead (doubling) only
 while access is sequential, so a 4 KiB read at a random offset costs about one chunk. Whole-file
 reads (`cat_file` without a range, `get_file`, `read()` of a whole file from offset 0) go
-through the local cache (`zoostore.cache.Cache`): the file is fetched once, verified against its
+through the local cache (`zoostore.storage.cache.Cache`): the file is fetched once, verified against its
 blob id, and later reads of any part of it are local.
 
 Writes of any kind raise `ReadOnlyError` (a `PermissionError`): files enter a zoo through
@@ -48,15 +48,15 @@ from fsspec.config import apply_config
 from fsspec.spec import AbstractBufferedFile, AbstractFileSystem, _Cached
 from fsspec.utils import isfilelike
 
-from zoostore.cache import Cache, default_cache_dir
-from zoostore.digest import Digest
-from zoostore.errors import IntegrityError, NotFoundError, ReadOnlyError, ResolutionError, UsageError
-from zoostore.manifest import FileEntry, Manifest, Release
-from zoostore.paths import check_model_name, check_relpath, normalize_arch
-from zoostore.recipe import Recipe
-from zoostore.resolve import select
-from zoostore.store import Store, open_store
-from zoostore.zoo import Zoo
+from zoostore.storage.cache import Cache, default_cache_dir
+from zoostore.core.digest import Digest
+from zoostore.core.errors import IntegrityError, NotFoundError, ReadOnlyError, ResolutionError, UsageError
+from zoostore.documents.manifest import FileEntry, Manifest, Release
+from zoostore.core.names import check_model_name, check_relpath, normalize_arch
+from zoostore.storage.recipe import Recipe
+from zoostore.documents.resolve import select
+from zoostore.repository import Store, open_store
+from zoostore.repository import Store
 
 __all__ = ["ZooFileSystem", "ZooFile", "find_store_url", "STORE_ENV"]
 
@@ -91,12 +91,12 @@ def _absolute(url: str, *, base: Path) -> str:
 def find_store_url(start: str | os.PathLike[str] | None = None) -> str:
     """The store `zoo://` reads when no `store=` is given: `$ZOOSTORE_STORE`, else the `store`
     of the nearest zoo.toml (or `[tool.zoostore]` in pyproject.toml) at or above `start`
-    (default: the working directory), found and parsed by `zoostore.consumer`, as
+    (default: the working directory), found and parsed by `zoostore.documents.project`, as
     `zoostore.fetch` and `zoostore sync` do. Raises UsageError saying how to name one."""
     env = os.environ.get(STORE_ENV, "").strip()
     if env:
         return _absolute(env, base=Path.cwd())
-    from zoostore.consumer import find_project, load_project
+    from zoostore.documents.project import find_project, load_project
 
     origin = Path(start) if start is not None else Path.cwd()
     config = find_project(origin)
@@ -196,7 +196,7 @@ class ZooFileSystem(AbstractFileSystem, metaclass=_ZooCached):  # type: ignore[m
         super().__init__(**kwargs)
         self._store_arg = store
         self._store_options = dict(store_options or {})
-        self._zoo: Zoo | None = store if isinstance(store, Zoo) else None
+        self._zoo: Store | None = store if isinstance(store, Store) else None
         self.cache: Cache | None = None if cache is False else Cache(str(cache))
         self.manifest_ttl = float(manifest_ttl)
         self._lock = threading.Lock()
@@ -207,13 +207,13 @@ class ZooFileSystem(AbstractFileSystem, metaclass=_ZooCached):  # type: ignore[m
 
     # ------------------------------------------------------------------ store and manifests
     @property
-    def zoo(self) -> Zoo:
+    def zoo(self) -> Store:
         """The opened store, opened on first use."""
         if self._zoo is None:
             with self._lock:
                 if self._zoo is None:
                     zoo = open_store(str(self._store_arg), storage_options=self._store_options or None)
-                    assert isinstance(zoo, Zoo)
+                    assert isinstance(zoo, Store)
                     self._zoo = zoo
         return self._zoo
 

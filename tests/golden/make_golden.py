@@ -14,10 +14,10 @@ HERE = Path(__file__).parent
 
 
 def main() -> None:
-    from zoostore.config import StoreConfig
-    from zoostore.lockfile import Lock, LockedFile, LockedModel
-    from zoostore.publisher import publish
-    from zoostore.store import init_store
+    from zoostore.documents.store_config import StoreConfig
+    from zoostore.documents.lockfile import Lock, LockedFile, LockedModel
+    from zoostore.ops.publish import publish
+    from zoostore.repository import init_store
 
     out = HERE / sys.argv[1]
     if out.exists():

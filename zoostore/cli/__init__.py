@@ -12,7 +12,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from zoostore import errors
+from zoostore.core import errors
 
 #: Command modules in the order `--help` lists them.
 COMMANDS = (

@@ -9,7 +9,7 @@ import threading
 import time
 from typing import Any, TextIO
 
-from zoostore.units import human_bytes
+from zoostore.core.units import human_bytes
 
 __all__ = ["TerminalProgress", "add_quiet", "human_bytes"]
 

@@ -40,8 +40,8 @@ def add_parser(sub: Any) -> None:
 
 
 def run_put(args: argparse.Namespace) -> int:
-    from zoostore.errors import UsageError
-    from zoostore.store import open_store
+    from zoostore.core.errors import UsageError
+    from zoostore.repository import open_store
 
     for f in args.files:
         if not f.is_file():
@@ -63,8 +63,8 @@ def run_put(args: argparse.Namespace) -> int:
 
 
 def run_get(args: argparse.Namespace) -> int:
-    from zoostore.digest import Digest
-    from zoostore.store import open_store
+    from zoostore.core.digest import Digest
+    from zoostore.repository import open_store
 
     blob = Digest.parse(args.blob)
     store = open_store(args.store)
@@ -75,9 +75,9 @@ def run_get(args: argparse.Namespace) -> int:
 
 
 def run_cat(args: argparse.Namespace) -> int:
-    from zoostore.digest import Digest
-    from zoostore.errors import UsageError
-    from zoostore.store import open_store
+    from zoostore.core.digest import Digest
+    from zoostore.core.errors import UsageError
+    from zoostore.repository import open_store
 
     blob = Digest.parse(args.blob)
     store = open_store(args.store)

@@ -1,4 +1,4 @@
-"""`zoostore cache info|prune`: the local cache of verified files (see zoostore.cache)."""
+"""`zoostore cache info|prune`: the local cache of verified files (see zoostore.storage.cache)."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from zoostore.cache import Cache
+    from zoostore.storage.cache import Cache
 
     info = Cache().info()
     if args.json:
@@ -53,9 +53,9 @@ def run_info(args: argparse.Namespace) -> int:
 def run_prune(args: argparse.Namespace) -> int:
     import os
 
-    from zoostore.cache import Cache
-    from zoostore.digest import Digest
-    from zoostore.gc import pinned_blobs, read_lock
+    from zoostore.storage.cache import Cache
+    from zoostore.core.digest import Digest
+    from zoostore.ops.gc import pinned_blobs, read_lock
 
     keep: set[Digest] = set()
     for location in args.keep_lock:

@@ -20,8 +20,8 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import os
 
-    from zoostore.catalog import catalog_markdown
-    from zoostore.store import open_store
+    from zoostore.ops.catalog import catalog_markdown
+    from zoostore.repository import open_store
 
     text = catalog_markdown(open_store(args.store))
     if args.output:

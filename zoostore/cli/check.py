@@ -12,7 +12,7 @@ def add_parser(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "check",
         help="check ONNX models: checker, opset policy, declared nodes, onnxruntime smoke run",
-        description="Check ONNX files before publishing them, as the ONNX Model Zoo's CI does: "
+        description="Check ONNX files before publishing them, as the ONNX Model Store's CI does: "
         "the onnx checker with full_check (graph, types, shape inference, external data), the IR "
         "version and opset against a policy, the graph's inputs and outputs against model.toml "
         "when one sits next to the file, and one onnxruntime run on generated inputs (floats "
@@ -51,7 +51,7 @@ def format_report(report: Any, *, quiet: bool = False) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from zoostore.cli._ui import TerminalProgress
-    from zoostore.errors import CheckFailedError
+    from zoostore.core.errors import CheckFailedError
     from zoostore.integrations.onnx_check import DEFAULT_MIN_OPSET, OpsetPolicy, check_model, find_onnx_files
 
     policy = OpsetPolicy(

@@ -44,10 +44,10 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from zoostore.config import parse_duration
-    from zoostore.errors import UsageError
-    from zoostore.gc import plan_gc
-    from zoostore.store import open_store
+    from zoostore.documents.store_config import parse_duration
+    from zoostore.core.errors import UsageError
+    from zoostore.ops.gc import plan_gc
+    from zoostore.repository import open_store
 
     grace = parse_duration(args.grace) if args.grace is not None else None
     progress = TerminalProgress(quiet=args.quiet)

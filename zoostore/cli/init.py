@@ -21,7 +21,7 @@ def add_parser(sub: Any) -> None:
 
 
 def parse_size(text: str) -> int:
-    from zoostore.errors import UsageError
+    from zoostore.core.errors import UsageError
 
     t = text.strip().lower().replace(" ", "")
     units = {"kib": 1024, "mib": 1024**2, "gib": 1024**3, "kb": 1000, "mb": 1000**2, "gb": 1000**3,
@@ -37,8 +37,8 @@ def parse_size(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from zoostore.config import StoreConfig, parse_duration
-    from zoostore.store import init_store
+    from zoostore.documents.store_config import StoreConfig, parse_duration
+    from zoostore.repository import init_store
 
     config = StoreConfig(pack_target_size=parse_size(args.pack_size), grace_seconds=parse_duration(args.grace))
     store, created = init_store(args.store, config=config)

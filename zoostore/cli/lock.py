@@ -24,8 +24,8 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from zoostore.consumer import load_project
-    from zoostore.consume import lock_project
+    from zoostore.documents.project import load_project
+    from zoostore.ops.sync import lock_project
 
     project = load_project(args.project)
     upgrade = args.upgrade if args.upgrade is True or args.upgrade is False else [args.upgrade]

@@ -23,8 +23,8 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from zoostore import semver
-    from zoostore.store import open_store
+    from zoostore.core import semver
+    from zoostore.repository import open_store
 
     zoo = open_store(args.store)
     if not args.target:

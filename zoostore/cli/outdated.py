@@ -21,8 +21,8 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from zoostore.consumer import load_project
-    from zoostore.consume import outdated
+    from zoostore.documents.project import load_project
+    from zoostore.ops.sync import outdated
 
     rows = outdated(load_project(args.project))
     if args.json:

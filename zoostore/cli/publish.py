@@ -40,7 +40,7 @@ def add_parser(sub: Any) -> None:
 def parse_pairs(items: list[str], option: str, *, toml_values: bool) -> dict[str, Any]:
     import tomllib
 
-    from zoostore.errors import UsageError
+    from zoostore.core.errors import UsageError
 
     out: dict[str, Any] = {}
     for item in items:
@@ -61,8 +61,8 @@ def parse_pairs(items: list[str], option: str, *, toml_values: bool) -> dict[str
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from zoostore.publisher import publish
-    from zoostore.store import open_store
+    from zoostore.ops.publish import publish
+    from zoostore.repository import open_store
 
     zoo = open_store(args.store)
     progress = TerminalProgress(quiet=args.quiet)

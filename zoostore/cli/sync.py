@@ -35,8 +35,8 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from zoostore.consumer import load_project
-    from zoostore.consume import sync_project
+    from zoostore.documents.project import load_project
+    from zoostore.ops.sync import sync_project
 
     project = load_project(args.project)
     progress = TerminalProgress(quiet=args.quiet or args.json)

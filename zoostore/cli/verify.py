@@ -30,9 +30,9 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from zoostore.errors import UsageError
-    from zoostore.store import open_store
-    from zoostore.verify import verify_store
+    from zoostore.core.errors import UsageError
+    from zoostore.repository import open_store
+    from zoostore.ops.verify import verify_store
 
     subset = None
     if args.read_data_subset:

@@ -21,9 +21,9 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from zoostore.errors import NotFoundError, UsageError
-    from zoostore.manifest import Manifest
-    from zoostore.store import open_store
+    from zoostore.core.errors import NotFoundError, UsageError
+    from zoostore.documents.manifest import Manifest
+    from zoostore.repository import open_store
 
     if not args.undo and not (args.reason or "").strip():
         raise UsageError("--reason TEXT is required (it is shown to everyone who pinned this version)")

@@ -1,4 +1,4 @@
-"""`zoostore check`: is an ONNX file fit to publish? The ONNX Model Zoo's acceptance test.
+"""`zoostore check`: is an ONNX file fit to publish? The ONNX Model Store's acceptance test.
 
 Steps, each timed and reported, every problem collected rather than stopping at the first
 (a report lists all that is wrong with a file, as restic's checker does):
@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoostore.descriptor import ModelDescriptor, TensorSpec
-from zoostore.errors import CheckFailedError, FormatError, MissingDependencyError, UsageError
+from zoostore.documents.descriptor import ModelDescriptor, TensorSpec
+from zoostore.core.errors import CheckFailedError, FormatError, MissingDependencyError, UsageError
 
 if TYPE_CHECKING:
-    from zoostore.progress import Progress
+    from zoostore.core.progress import Progress
 
 INSTALL_HINT = "pip install 'zoostore[onnx]'"
 

@@ -41,12 +41,12 @@ from typing import TYPE_CHECKING, Any
 
 import tomli_w
 
-from zoostore.descriptor import FILE_NAME as DESCRIPTOR_FILE
-from zoostore.descriptor import ModelDescriptor, TensorSpec
-from zoostore.errors import BuildError, FormatError, MissingDependencyError, NewerFormatError, UsageError
+from zoostore.documents.descriptor import FILE_NAME as DESCRIPTOR_FILE
+from zoostore.documents.descriptor import ModelDescriptor, TensorSpec
+from zoostore.core.errors import BuildError, FormatError, MissingDependencyError, NewerFormatError, UsageError
 
 if TYPE_CHECKING:
-    from zoostore.progress import Progress
+    from zoostore.core.progress import Progress
 
 INSTALL_HINT = "pip install 'zoostore[tvm]'"
 FORMAT = 1
@@ -342,7 +342,7 @@ def build_model(
     """Compile `model` (a directory with model.toml or one .onnx, or the .onnx itself) for
     every arch in `targets`, writing `OUT/<arch>/`. `out` defaults to `<model dir>/build`.
     Raises `BuildError` naming the model, the step and TVM's or the compiler's message."""
-    from zoostore.digest import hash_file
+    from zoostore.core.digest import hash_file
     from zoostore.integrations.onnx_check import concrete_input_shapes, graph_nodes
 
     archs = [parse_arch(t) for t in targets]

@@ -1,0 +1,273 @@
+"""Model manifests: every version of one model, its tags and its files per architecture.
+
+    <store>/manifests/<model>.toml
+
+    format = 1
+    model = "yolo-v2-tiny"
+    summary = "Camera obstacle detection, COCO"
+    [meta]                                   # model-level (model.toml descriptor)
+    [tags]                                   # bleedingedge = "1.3.0-dev.7"
+    [versions."1.2.0"]
+    published = 2026-11-22T10:00:00Z
+    yanked = ""                              # non-empty = reason
+    requires = { tvm = ">=0.27.0 <0.28.0" }
+    meta = { dataset = "coco17" }
+    [versions."1.2.0".files.any]
+    "model.onnx" = { blob = "blake3:…", size = 21678 }
+    [versions."1.2.0".files.x86_64]
+    "deploy_lib.so" = { blob = "blake3:…", size = 92072 }
+
+Values here are immutable; `with_*` methods return changed copies. Parsing validates every key
+and names the file and key of the first problem.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import tomli_w
+
+from zoostore.core import semver
+from zoostore.core.digest import Digest
+from zoostore.core.errors import FormatError, ImmutableError, UsageError, ZooError
+from zoostore.core.names import ANY, check_model_name, check_relpath, normalize_arch
+from zoostore.core.tomldoc import load_versioned
+
+FORMAT = 1
+#: Tag names that cannot be set because they mean something already.
+RESERVED_TAGS = {"latest"}
+
+
+def manifest_key(model: str) -> str:
+    return f"manifests/{model}.toml"
+
+
+@dataclass(frozen=True, slots=True)
+class FileEntry:
+    blob: Digest
+    size: int
+
+
+@dataclass(frozen=True)
+class Release:
+    """One published version of a model."""
+
+    model: str
+    version: str
+    published: dt.datetime
+    files: Mapping[str, Mapping[str, FileEntry]]  # arch -> path -> entry
+    yanked: str = ""
+    requires: Mapping[str, str] = field(default_factory=dict)
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def archs(self) -> list[str]:
+        return sorted(self.files)
+
+    @property
+    def size(self) -> int:
+        return sum(e.size for files in self.files.values() for e in files.values())
+
+    def files_for(self, arch: str) -> dict[str, FileEntry]:
+        """The files a consumer on `arch` gets: architecture-independent ones plus `arch`'s."""
+        out = dict(self.files.get(ANY, {}))
+        if arch != ANY:
+            out.update(self.files.get(arch, {}))
+        return out
+
+    def blobs(self) -> Iterator[tuple[str, str, FileEntry]]:
+        for arch, files in sorted(self.files.items()):
+            for path, entry in sorted(files.items()):
+                yield arch, path, entry
+
+
+@dataclass(frozen=True)
+class Manifest:
+    model: str
+    versions: Mapping[str, Release] = field(default_factory=dict)
+    tags: Mapping[str, str] = field(default_factory=dict)
+    summary: str = ""
+    meta: Mapping[str, Any] = field(default_factory=dict)
+    format: int = FORMAT
+
+    # ------------------------------------------------------------- queries
+    def sorted_versions(self) -> list[str]:
+        return sorted(self.versions, key=semver.parse_version)
+
+    def latest(self) -> str | None:
+        """Highest non-prerelease, non-yanked version."""
+        candidates = [v for v, r in self.versions.items()
+                      if not r.yanked and not semver.parse_version(v).is_prerelease]
+        return max(candidates, key=semver.parse_version) if candidates else None
+
+    def tags_of(self, version: str) -> list[str]:
+        tags = [t for t, v in self.tags.items() if v == version]
+        if self.latest() == version:
+            tags.append("latest")
+        return sorted(tags)
+
+    # ------------------------------------------------------------- changes
+    def with_release(self, release: Release) -> Manifest:
+        """Add a version, or new architectures to an existing version. Identical content again
+        is a no-op; different content for a published (version, arch) raises ImmutableError."""
+        existing = self.versions.get(release.version)
+        if existing is None:
+            return replace(self, versions={**self.versions, release.version: release})
+        merged = dict(existing.files)
+        for arch, files in release.files.items():
+            old = existing.files.get(arch)
+            if old is None:
+                merged[arch] = files
+                continue
+            if dict(old) != dict(files):
+                raise ImmutableError(immutable_message(self.model, release.version, arch, old, files))
+        requires = dict(existing.requires)
+        requires.update(release.requires)
+        meta = dict(existing.meta)
+        meta.update(release.meta)
+        updated = replace(existing, files=merged, requires=requires, meta=meta)
+        return replace(self, versions={**self.versions, release.version: updated})
+
+    def with_tag(self, tag: str, version: str | None) -> Manifest:
+        check_tag(tag)
+        tags = dict(self.tags)
+        if version is None:
+            tags.pop(tag, None)
+        else:
+            if version not in self.versions:
+                raise UsageError(f"cannot tag {self.model}@{version} as {tag!r}: no such version; "
+                                 f"versions: {', '.join(self.sorted_versions()) or 'none'}")
+            tags[tag] = version
+        return replace(self, tags=tags)
+
+    def with_yank(self, version: str, reason: str) -> Manifest:
+        if version not in self.versions:
+            raise UsageError(f"{self.model} has no version {version}; versions: {', '.join(self.sorted_versions()) or 'none'}")
+        return replace(self, versions={**self.versions, version: replace(self.versions[version], yanked=reason)})
+
+    def without_versions(self, drop: set[str]) -> Manifest:
+        return replace(self, versions={v: r for v, r in self.versions.items() if v not in drop},
+                       tags={t: v for t, v in self.tags.items() if v not in drop})
+
+    # ------------------------------------------------------------- TOML
+    def to_toml(self) -> str:
+        doc: dict[str, Any] = {"format": self.format, "model": self.model}
+        if self.summary:
+            doc["summary"] = self.summary
+        doc["meta"] = dict(self.meta)
+        doc["tags"] = dict(sorted(self.tags.items()))
+        versions: dict[str, Any] = {}
+        for v in self.sorted_versions():
+            r = self.versions[v]
+            entry: dict[str, Any] = {"published": r.published, "yanked": r.yanked}
+            if r.requires:
+                entry["requires"] = dict(sorted(r.requires.items()))
+            if r.meta:
+                entry["meta"] = dict(r.meta)
+            entry["files"] = {
+                arch: {p: {"blob": str(e.blob), "size": e.size} for p, e in sorted(files.items())}
+                for arch, files in sorted(r.files.items())
+            }
+            versions[v] = entry
+        doc["versions"] = versions
+        return f"# zoostore manifest of {self.model}: written by zoostore publish/tag/yank/gc\n" + tomli_w.dumps(doc)
+
+    @classmethod
+    def parse(cls, text: str, *, where: str) -> Manifest:
+        doc, fmt = load_versioned(text, where=where, supported=FORMAT)
+        model = _get(doc, "model", str, where)
+        try:
+            check_model_name(model)
+        except UsageError as exc:
+            raise FormatError(f"{where}: model: {exc}") from None
+        tags = _get(doc, "tags", dict, where, default={})
+        for t, v in tags.items():
+            if not isinstance(v, str):
+                raise FormatError(f"{where}: tags.{t}: expected a version string, got {v!r}")
+        versions: dict[str, Release] = {}
+        for v, body in _get(doc, "versions", dict, where, default={}).items():
+            vwhere = f'versions."{v}"'
+            try:
+                semver.parse_version(v)
+            except ZooError as exc:
+                raise FormatError(f"{where}: {vwhere}: {exc}") from None
+            if not isinstance(body, dict):
+                raise FormatError(f"{where}: {vwhere}: expected a table")
+            published = body.get("published")
+            if isinstance(published, dt.datetime):
+                if published.tzinfo is None:
+                    published = published.replace(tzinfo=dt.timezone.utc)
+            else:
+                raise FormatError(f"{where}: {vwhere}.published: expected a date-time, got {published!r}")
+            files: dict[str, dict[str, FileEntry]] = {}
+            for arch, entries in _get(body, "files", dict, f"{where}: {vwhere}", default={}).items():
+                try:
+                    norm = normalize_arch(arch)
+                except UsageError as exc:
+                    raise FormatError(f"{where}: {vwhere}.files.{arch}: {exc}") from None
+                if not isinstance(entries, dict):
+                    raise FormatError(f"{where}: {vwhere}.files.{arch}: expected a table of files")
+                files[norm] = {}
+                for path, e in entries.items():
+                    fwhere = f'{where}: {vwhere}.files.{arch}."{path}"'
+                    try:
+                        check_relpath(path)
+                    except ZooError as exc:
+                        raise FormatError(f"{fwhere}: {exc}") from None
+                    if not isinstance(e, dict) or not isinstance(e.get("blob"), str) or not isinstance(e.get("size"), int):
+                        raise FormatError(f"{fwhere}: expected {{ blob = \"blake3:…\", size = N }}, got {e!r}")
+                    try:
+                        files[norm][path] = FileEntry(Digest.parse(e["blob"]), e["size"])
+                    except ZooError as exc:
+                        raise FormatError(f"{fwhere}.blob: {exc}") from None
+            versions[v] = Release(
+                model=model, version=v, published=published, files=files,
+                yanked=str(body.get("yanked", "")),
+                requires={str(k): str(x) for k, x in _get(body, "requires", dict, f"{where}: {vwhere}", default={}).items()},
+                meta=_get(body, "meta", dict, f"{where}: {vwhere}", default={}),
+            )
+        return cls(model=model, versions=versions, tags=tags,
+                   summary=_get(doc, "summary", str, where, default=""),
+                   meta=_get(doc, "meta", dict, where, default={}), format=fmt)
+
+
+def _get(doc: Mapping[str, Any], key: str, kind: type, where: str, default: Any = None) -> Any:
+    value = doc.get(key, default)
+    if value is None or not isinstance(value, kind):
+        raise FormatError(f"{where}: key {key!r}: expected {kind.__name__}, got {value!r}")
+    return value
+
+
+def check_tag(tag: str) -> str:
+    if tag in RESERVED_TAGS:
+        raise UsageError(f"tag {tag!r} is implicit (the highest non-prerelease, non-yanked version) and cannot be set")
+    if not tag or not tag[0].isalpha() or not all(c.isalnum() or c in "-_." for c in tag):
+        raise UsageError(f"invalid tag {tag!r}: expected a name starting with a letter, e.g. bleedingedge or stable")
+    if semver.is_range(tag):
+        raise UsageError(f"invalid tag {tag!r}: it reads as a version range; choose a name such as bleedingedge")
+    return tag
+
+
+def immutable_message(model: str, version: str, arch: str, old: Mapping[str, FileEntry],
+                      new: Mapping[str, FileEntry]) -> str:
+    lines = []
+    for path in sorted(set(old) | set(new)):
+        a, b = old.get(path), new.get(path)
+        if a != b:
+            lines.append(f"  {path}: published {a.blob if a else '(absent)'}, now {b.blob if b else '(absent)'}")
+    return (f"{model}@{version} ({arch}) is already published with different content; published "
+            f"versions are immutable. Differences:\n" + "\n".join(lines) +
+            "\nPublish a new version instead (e.g. bump the patch number).")
+
+
+def now_utc() -> dt.datetime:
+    """The publish time; `SOURCE_DATE_EPOCH` (reproducible-builds.org) overrides the clock so
+    that a scripted zoo produces byte-identical manifests."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch and epoch.strip().isdigit():
+        return dt.datetime.fromtimestamp(int(epoch), dt.timezone.utc)
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)

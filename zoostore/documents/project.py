@@ -1,0 +1,169 @@
+"""A consumer project's declaration: `zoo.toml`, or `[tool.zoostore]` in `pyproject.toml`.
+
+    store = "s3://bucket/zoo"          # any fsspec URL or a path (relative to this file)
+    archs = ["x86_64", "aarch64"]      # default: this machine's
+    dest = "models"                    # sync places {dest}/{model}/{arch}/{path}
+    [runtime]
+    tvm = "0.27.0"                     # checked against versions' `requires`
+    [models]
+    yolo-v2-tiny = "^1.2"
+    centerpoint = { version = "bleedingedge", archs = ["x86_64"], files = ["*.so", "*.json"] }
+
+The project is found by walking up from the current directory to the first `zoo.toml`, or
+`pyproject.toml` with a `[tool.zoostore]` table. `zoo.lock` sits next to it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zoostore.core.errors import FormatError, UsageError, ZooError
+from zoostore.core.names import check_model_name, host_arch, normalize_arch
+
+CONFIG_NAME = "zoo.toml"
+LOCK_NAME = "zoo.lock"
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRequirement:
+    name: str
+    spec: str
+    archs: tuple[str, ...]
+    files: tuple[str, ...] = ()  # glob patterns; empty = every file
+
+    def wants(self, path: str) -> bool:
+        return not self.files or any(fnmatch.fnmatchcase(path, g) or fnmatch.fnmatchcase(path.rsplit("/", 1)[-1], g)
+                                     for g in self.files)
+
+
+@dataclass(frozen=True)
+class Project:
+    root: Path  # directory holding zoo.toml / pyproject.toml
+    config_path: Path
+    store: str  # as declared (recorded in zoo.lock); see store_url
+    archs: tuple[str, ...]
+    dest: Path
+    runtime: Mapping[str, str] = field(default_factory=dict)
+    models: Mapping[str, ModelRequirement] = field(default_factory=dict)
+
+    @property
+    def lock_path(self) -> Path:
+        return self.root / LOCK_NAME
+
+    @property
+    def store_url(self) -> str:
+        """The store location to open: relative paths are relative to the config file."""
+        return resolve_store_url(self.store, self.root)
+
+
+def _has_tool_table(pyproject: Path) -> bool:
+    try:
+        return "zoostore" in tomllib.loads(pyproject.read_text()).get("tool", {})
+    except (OSError, tomllib.TOMLDecodeError):
+        return False
+
+
+def find_project(start: str | os.PathLike[str] | None = None) -> Path | None:
+    """The nearest zoo.toml, or pyproject.toml with [tool.zoostore], from `start` upwards."""
+    here = Path(start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        if (d / CONFIG_NAME).is_file():
+            return d / CONFIG_NAME
+        py = d / "pyproject.toml"
+        if py.is_file() and _has_tool_table(py):
+            return py
+    return None
+
+
+def resolve_store_url(store: str, root: Path) -> str:
+    if _URL.match(store) or os.path.isabs(store):
+        return store
+    return str((root / store).resolve())
+
+
+def load_project(path: str | os.PathLike[str] | None = None) -> Project:
+    """Load the project at `path` (a zoo.toml/pyproject.toml, or a directory to search up from)."""
+    p = Path(path) if path is not None else None
+    if p is None or p.is_dir():
+        found = find_project(p)
+        if found is None:
+            raise UsageError(
+                f"no {CONFIG_NAME} found in {(p or Path.cwd()).resolve()} or any parent directory "
+                f"(nor a pyproject.toml with [tool.zoostore]); create one, e.g.:\n"
+                f'  store = "s3://bucket/zoo"\n  [models]\n  yolo-v2-tiny = "^1.2"'
+            )
+        p = found
+    where = str(p)
+    try:
+        doc = tomllib.loads(p.read_text())
+    except OSError as exc:
+        raise UsageError(f"cannot read {where}: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise FormatError(f"{where}: not valid TOML ({exc})") from exc
+    if p.name == "pyproject.toml":
+        doc = doc.get("tool", {}).get("zoostore")
+        where += " [tool.zoostore]"
+        if not isinstance(doc, dict):
+            raise UsageError(f"{p} has no [tool.zoostore] table")
+    return parse_project(doc, root=p.parent.resolve(), config_path=p, where=where)
+
+
+def parse_project(doc: Mapping[str, Any], *, root: Path, config_path: Path, where: str) -> Project:
+    unknown = set(doc) - {"store", "archs", "dest", "runtime", "models"}
+    if unknown:
+        raise FormatError(f"{where}: unknown key(s) {sorted(unknown)}; expected store, archs, dest, runtime, models")
+    env_store = os.environ.get("ZOOSTORE_STORE")
+    store = doc.get("store", env_store)
+    if not isinstance(store, str) or not store:
+        raise FormatError(f"{where}: key 'store' is required (a URL such as s3://bucket/zoo or a path), or set ZOOSTORE_STORE")
+    archs = _archs(doc.get("archs"), f"{where}: archs") or (host_arch(),)
+    dest = doc.get("dest", "models")
+    if not isinstance(dest, str) or not dest:
+        raise FormatError(f"{where}: key 'dest' must be a directory path, got {dest!r}")
+    runtime = doc.get("runtime", {})
+    if not isinstance(runtime, dict) or not all(isinstance(v, str) for v in runtime.values()):
+        raise FormatError(f'{where}: [runtime] must map names to version strings, e.g. tvm = "0.27.0"')
+    models: dict[str, ModelRequirement] = {}
+    raw_models = doc.get("models", {})
+    if not isinstance(raw_models, dict):
+        raise FormatError(f"{where}: [models] must be a table of MODEL = \"RANGE\"")
+    for name, value in raw_models.items():
+        mwhere = f"{where}: models.{name}"
+        try:
+            check_model_name(name)
+        except ZooError as exc:
+            raise FormatError(f"{mwhere}: {exc}") from None
+        if isinstance(value, str):
+            models[name] = ModelRequirement(name, value, archs)
+        elif isinstance(value, dict):
+            extra = set(value) - {"version", "archs", "files"}
+            if extra:
+                raise FormatError(f"{mwhere}: unknown key(s) {sorted(extra)}; expected version, archs, files")
+            spec = value.get("version", "latest")
+            files = value.get("files", [])
+            if not isinstance(spec, str) or not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+                raise FormatError(f'{mwhere}: expected {{ version = "^1.2", archs = ["x86_64"], files = ["*.so"] }}')
+            models[name] = ModelRequirement(name, spec, _archs(value.get("archs"), f"{mwhere}.archs") or archs, tuple(files))
+        else:
+            raise FormatError(f'{mwhere}: expected a version range string or a table, got {value!r}')
+    return Project(root=root, config_path=config_path, store=store, archs=archs,
+                   dest=Path(os.path.normpath(root / dest)), runtime=dict(runtime), models=models)
+
+
+def _archs(value: Any, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(a, str) for a in value) or not value:
+        raise FormatError(f'{where}: expected a non-empty list such as ["x86_64", "aarch64"], got {value!r}')
+    try:
+        return tuple(dict.fromkeys(normalize_arch(a) for a in value))
+    except ZooError as exc:
+        raise FormatError(f"{where}: {exc}") from None

@@ -1,0 +1,129 @@
+"""Choosing a version: tags, ranges, `latest`, yanking and runtime requirements.
+
+A spec is `latest` (or empty), a tag name (`bleedingedge`), an exact version or a node-semver
+range. Ranges never pick yanked versions; an exact version or a tag may (with a warning), the
+way cargo keeps yanked versions usable for lockfiles that already pin them.
+
+Runtime requirements: a version may say `requires = { tvm = ">=0.27.0 <0.28.0" }`. A consumer
+that declares `[runtime] tvm = "0.27.1"` only gets versions whose requirement its runtime
+satisfies; a requirement on a key the consumer does not declare is a warning, not an exclusion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from zoostore.core import semver
+from zoostore.core.errors import NotFoundError, ResolutionError, UsageError
+from zoostore.documents.manifest import FileEntry, Manifest, Release
+from zoostore.core.names import ANY
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A model version chosen for one architecture, with the files that arch gets."""
+
+    model: str
+    spec: str
+    version: str
+    arch: str
+    release: Release
+    files: Mapping[str, FileEntry]
+    warnings: tuple[str, ...] = field(default=())
+
+
+def runtime_problems(release: Release, runtime: Mapping[str, str] | None) -> tuple[list[str], list[str]]:
+    """(exclusions, warnings) of a release against a consumer's runtime."""
+    if runtime is None:
+        return [], []
+    excluded, warnings = [], []
+    for key, rng in sorted(release.requires.items()):
+        have = runtime.get(key)
+        if have is None:
+            warnings.append(f"{release.model}@{release.version} requires {key} {rng}, which this project "
+                            f"does not declare; add it under [runtime] in zoo.toml to have it checked")
+            continue
+        try:
+            ok = semver.satisfies(have, rng)
+        except UsageError:
+            ok = False
+        if not ok:
+            excluded.append(f"{release.version} requires {key} {rng} (you have {have})")
+    return excluded, warnings
+
+
+def select(manifest: Manifest, spec: str, *, runtime: Mapping[str, str] | None = None,
+           arch: str | Sequence[str] | None = None) -> tuple[Release, list[str]]:
+    """The release a spec picks, and warnings. Raises ResolutionError naming what was excluded
+    and why, or listing the versions and tags that exist."""
+    spec = (spec or "latest").strip()
+    model = manifest.model
+    available = ", ".join(manifest.sorted_versions()) or "none"
+    tags = ", ".join(f"{t}={v}" for t, v in sorted(manifest.tags.items())) or "none"
+    warnings: list[str] = []
+    wanted = [] if arch is None else [arch] if isinstance(arch, str) else list(arch)
+    wanted = [a for a in wanted if a != ANY]
+
+    def check(release: Release) -> list[str]:
+        excluded, warns = runtime_problems(release, runtime)
+        warnings.extend(warns)
+        for a in wanted:
+            if a not in release.files and ANY not in release.files:
+                excluded.append(f"{release.version} has no files for {a} (it has {', '.join(release.archs)})")
+        return excluded
+
+    direct: str | None = None
+    if spec in manifest.tags:
+        direct = manifest.tags[spec]
+    elif spec in manifest.versions:
+        direct = spec
+    if direct is not None:
+        release = manifest.versions.get(direct)
+        if release is None:
+            raise ResolutionError(f"{model}: tag {spec!r} points to {direct}, which is not in the manifest")
+        problems = check(release)
+        if problems:
+            raise ResolutionError(f"{model}@{spec}: {'; '.join(problems)}")
+        if release.yanked:
+            warnings.append(f"{model}@{release.version} is yanked: {release.yanked}")
+        return release, warnings
+
+    if spec == "latest":
+        rng = "*"
+    elif semver.is_range(spec):
+        rng = spec
+    else:
+        raise ResolutionError(f"{model} has no tag or version {spec!r}; tags: {tags}; versions: {available}")
+
+    excluded_by: list[str] = []
+    candidates: list[str] = []
+    for v, release in manifest.versions.items():
+        if not semver.satisfies(v, rng):
+            continue
+        if release.yanked:
+            excluded_by.append(f"{v} is yanked ({release.yanked})")
+            continue
+        problems = check(release)
+        if problems:
+            excluded_by.extend(problems)
+            continue
+        candidates.append(v)
+    best = semver.max_satisfying(candidates, rng)
+    if best is None:
+        why = f"; excluded: {'; '.join(sorted(excluded_by))}" if excluded_by else ""
+        raise ResolutionError(f"no version of {model} matches {spec!r}{why}. Versions: {available}; tags: {tags}")
+    return manifest.versions[best], warnings
+
+
+def resolve(manifest: Manifest, spec: str, *, arch: str, runtime: Mapping[str, str] | None = None) -> Resolved:
+    release, warnings = select(manifest, spec, runtime=runtime, arch=arch)
+    return Resolved(manifest.model, spec, release.version, arch, release, release.files_for(arch), tuple(warnings))
+
+
+def find_file(resolved: Resolved, path: str) -> FileEntry:
+    entry = resolved.files.get(path)
+    if entry is None:
+        listing = ", ".join(sorted(resolved.files)) or "none"
+        raise NotFoundError(f"{resolved.model}@{resolved.version} ({resolved.arch}) has no file {path!r}; files: {listing}")
+    return entry

@@ -1,0 +1,128 @@
+"""The store config, `<store>/zoostore.toml`: written once by `init`, read by every command.
+
+    format = 1
+    [chunking]          # never changes for a store: identical bytes must cut identically
+    algorithm = "fastcdc-2020"
+    min_size = 16384
+    avg_size = 65536
+    max_size = 262144
+    [packs]
+    target_size = 33554432
+    [codecs]
+    enabled = ["raw", "zstd", "zstd-bytegroup4"]
+    zstd_level = 1
+    [gc]
+    grace = "24h"       # publish and gc must agree on it (see docs/gc.md)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import tomli_w
+
+from zoostore.storage import codec
+from zoostore.core.errors import FormatError, UsageError
+from zoostore.core.tomldoc import load_versioned
+
+FORMAT = 1
+CONFIG_KEY = "zoostore.toml"
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in `24h`, `30m`, `1h30m`, `0s`, `90` (bare seconds)."""
+    t = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", t):
+        return float(t)
+    pos, total = 0, 0.0
+    for m in _DURATION.finditer(t):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    if pos != len(t) or not t:
+        raise UsageError(
+            f"invalid duration {text!r}: expected a number with a unit (ms, s, m, h, d, w), "
+            f"e.g. 24h, 30m, 1h30m or 0s"
+        )
+    return total
+
+
+def format_duration(seconds: float) -> str:
+    s = int(seconds)
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
+        if s and s % size == 0:
+            return f"{s // size}{unit}"
+    return f"{s}s"
+
+
+@dataclass(frozen=True, slots=True)
+class Chunking:
+    min_size: int = 16 * 1024
+    avg_size: int = 64 * 1024
+    max_size: int = 256 * 1024
+    algorithm: str = "fastcdc-2020"
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    chunking: Chunking = field(default_factory=Chunking)
+    pack_target_size: int = 32 * 1024 * 1024
+    codecs: tuple[int, ...] = (codec.RAW, codec.ZSTD, codec.BYTEGROUP)
+    zstd_level: int = 1  # level 3 stores 0.4% less at 20% more CPU (docs/bench-store.md)
+    grace_seconds: float = 24 * 3600.0
+    format: int = FORMAT
+
+    def to_toml(self) -> str:
+        doc: dict[str, Any] = {
+            "format": self.format,
+            "chunking": {
+                "algorithm": self.chunking.algorithm,
+                "min_size": self.chunking.min_size,
+                "avg_size": self.chunking.avg_size,
+                "max_size": self.chunking.max_size,
+            },
+            "packs": {"target_size": self.pack_target_size},
+            "codecs": {
+                "enabled": [codec.CODEC_NAMES[c] for c in self.codecs],
+                "zstd_level": self.zstd_level,
+            },
+            "gc": {"grace": format_duration(self.grace_seconds)},
+        }
+        return "# zoostore store config: written by 'zoostore init'; do not edit chunking.\n" + tomli_w.dumps(doc)
+
+    @classmethod
+    def from_toml(cls, text: str, *, where: str = CONFIG_KEY) -> StoreConfig:
+        doc, fmt = load_versioned(text, where=where, supported=FORMAT)
+        try:
+            ch = doc["chunking"]
+            if ch.get("algorithm", "fastcdc-2020") != "fastcdc-2020":
+                raise FormatError(f"{where}: chunking.algorithm {ch['algorithm']!r} is unknown; expected 'fastcdc-2020'")
+            chunking = Chunking(int(ch["min_size"]), int(ch["avg_size"]), int(ch["max_size"]))
+            names = {v: k for k, v in codec.CODEC_NAMES.items()}
+            enabled = doc.get("codecs", {}).get("enabled", list(names))
+            unknown = [n for n in enabled if n not in names]
+            if unknown:
+                raise FormatError(
+                    f"{where}: codecs.enabled names unknown codecs {unknown}; this zoostore knows "
+                    f"{sorted(names)}: upgrade zoostore"
+                )
+            return cls(
+                chunking=chunking,
+                pack_target_size=int(doc.get("packs", {}).get("target_size", 32 * 1024 * 1024)),
+                codecs=tuple(names[n] for n in enabled),
+                zstd_level=int(doc.get("codecs", {}).get("zstd_level", 3)),
+                grace_seconds=parse_duration(str(doc.get("gc", {}).get("grace", "24h"))),
+                format=fmt,
+            )
+        except KeyError as exc:
+            raise FormatError(f"{where}: missing key {exc.args[0]!r}") from exc
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, FormatError):
+                raise
+            raise FormatError(f"{where}: bad value ({exc})") from exc

@@ -1,0 +1,166 @@
+"""The repository: one store location (any fsspec URL or a local path) with its config, its
+blobs and its manifests. Operations (zoostore.ops) work on a `Store`; nothing below imports it.
+
+    <store>/zoostore.toml            format, chunking, pack size, codecs, gc grace (documents.store_config)
+    <store>/packs/<aa>/<pack id>     chunk frames + footer                          (storage.pack)
+    <store>/blobs/<aa>/<blob id>     recipe of one file                              (storage.recipe)
+    <store>/manifests/<model>.toml   versions, tags, per-arch files of one model     (documents.manifest)
+
+Manifest updates are compare-and-swap: read (bytes + token), apply a pure change function,
+write only if the token is unchanged (S3 If-Match / If-None-Match; an exclusive lock file on
+local disks), else re-read and re-apply. Two publishers never lose each other's versions.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from zoostore.core.digest import Digest
+from zoostore.core.errors import (
+    ConflictError,
+    NotFoundError,
+    ObjectNotFoundError,
+    ReadOnlyError,
+    StoreExistsError,
+    StoreNotFoundError,
+)
+from zoostore.core.names import check_model_name, host_arch
+from zoostore.documents.manifest import Manifest, manifest_key
+from zoostore.documents.resolve import Resolved, resolve
+from zoostore.documents.store_config import CONFIG_KEY, StoreConfig
+from zoostore.storage.backends import Backend, open_backend
+from zoostore.storage.blobs import BlobStore
+
+#: CAS retries before giving up; with jittered backoff this rides out dozens of publishers.
+CAS_ATTEMPTS = 200
+
+
+class Store:
+    """An opened store. Cheap to create; holds no connections until used."""
+
+    def __init__(self, backend: Backend, config: StoreConfig) -> None:
+        self.backend = backend
+        self.config = config
+        self.url = backend.url
+        self.blobs = BlobStore(backend, config)
+
+    def __repr__(self) -> str:
+        return f"Store({self.url!r})"
+
+    def close(self) -> None:
+        """Release the reader threads and the backend's connections. The store stays usable:
+        both are created again on demand."""
+        self.blobs.close()
+        self.backend.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def models(self) -> list[str]:
+        """Model names (one listing of manifests/)."""
+        names = []
+        for info in self.backend.list("manifests/"):
+            name = info.key[len("manifests/"):]
+            if name.endswith(".toml") and "/" not in name:
+                names.append(name[: -len(".toml")])
+        return sorted(names)
+
+    def manifest(self, model: str) -> Manifest:
+        check_model_name(model)
+        try:
+            data = self.backend.get(manifest_key(model))
+        except ObjectNotFoundError:
+            raise NotFoundError(self._unknown_model(model)) from None
+        return Manifest.parse(data.decode("utf-8"), where=self._where(model))
+
+    def _where(self, model: str) -> str:
+        return f"{self.url.rstrip('/')}/{manifest_key(model)}"
+
+    def _unknown_model(self, model: str) -> str:
+        try:
+            known = self.models()
+            listing = ", ".join(known) if known else "none (publish one with 'zoostore publish')"
+        except Exception:  # listing may be unsupported (HTTP)
+            listing = "(this store cannot list models)"
+        return f"no model {model!r} in {self.url}; models: {listing}"
+
+    def resolve(self, model: str, spec: str = "latest", *, arch: str | None = None,
+                runtime: Mapping[str, str] | None = None) -> Resolved:
+        """The version `spec` picks for `arch` (default: this machine's), with its files."""
+        return resolve(self.manifest(model), spec, arch=arch or host_arch(), runtime=runtime)
+
+    def update_manifest(self, model: str, change: Callable[[Manifest | None], Manifest | None]) -> Manifest | None:
+        """Apply `change` to the current manifest (None if absent) and store the result with
+        compare-and-swap, retrying on conflicts. `change` must be pure: it may run many times.
+        Returning the input unchanged writes nothing."""
+        check_model_name(model)
+        if not self.backend.capabilities.writes:
+            raise ReadOnlyError(f"{self.url} is read-only; publish to the store's s3:// or local URL instead")
+        key = manifest_key(model)
+        for attempt in range(CAS_ATTEMPTS):
+            try:
+                current = self.backend.get_versioned(key)
+                token: str | None = current.token
+                old: Manifest | None = Manifest.parse(current.data.decode("utf-8"), where=self._where(model))
+            except ObjectNotFoundError:
+                token, old = None, None
+            new = change(old)
+            if new is None or new == old:
+                return old
+            try:
+                self.backend.put_cas(key, new.to_toml().encode(), expected=token)
+                return new
+            except ConflictError:
+                time.sleep(random.uniform(0, min(0.5, 0.005 * 2 ** min(attempt, 7))))
+        raise ConflictError(f"{key}: gave up after {CAS_ATTEMPTS} concurrent-update conflicts; retry the command")
+
+    def referenced_blobs(self) -> dict[Digest, tuple[int, str]]:
+        """Every blob any manifest lists -> (size, where it is listed)."""
+        out: dict[Digest, tuple[int, str]] = {}
+        for model in self.models():
+            m = self.manifest(model)
+            for v, release in m.versions.items():
+                for arch, path, entry in release.blobs():
+                    out.setdefault(entry.blob, (entry.size, f"{model}@{v} {arch}/{path}"))
+        return out
+
+
+def open_store(url: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None) -> Store:
+    """Open an existing store. Raises StoreNotFoundError when the location holds no
+    `zoostore.toml`, NewerFormatError when a newer zoostore wrote it."""
+    backend = open_backend(os.fspath(url), storage_options=storage_options)
+    try:
+        text = backend.get(CONFIG_KEY).decode("utf-8")
+    except ObjectNotFoundError:
+        raise StoreNotFoundError(
+            f"no zoostore store at {backend.url}: {CONFIG_KEY} is missing. Check the URL, or "
+            f"create a store there with 'zoostore init {url}'"
+        ) from None
+    config = StoreConfig.from_toml(text, where=f"{backend.url.rstrip('/')}/{CONFIG_KEY}")
+    return Store(backend, config)
+
+
+def init_store(url: str | os.PathLike[str], *, config: StoreConfig | None = None,
+               storage_options: dict[str, Any] | None = None) -> tuple[Store, bool]:
+    """Create a store (write `zoostore.toml`). Returns (store, created). An existing store with
+    the same parameters is fine (created=False); one with different ones is refused."""
+    config = config or StoreConfig()
+    backend = open_backend(os.fspath(url), storage_options=storage_options)
+    created = backend.put_if_absent(CONFIG_KEY, config.to_toml().encode())
+    if not created:
+        existing = StoreConfig.from_toml(backend.get(CONFIG_KEY).decode("utf-8"))
+        if existing != config:
+            raise StoreExistsError(
+                f"{backend.url} already holds a zoostore store with other parameters "
+                f"({existing}); a store's chunking never changes. Use it as it is, or choose "
+                f"another location"
+            )
+        config = existing
+    return Store(backend, config), created

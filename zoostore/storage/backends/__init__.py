@@ -1,0 +1,86 @@
+"""Storage backends and the factory that picks one from a store URL.
+
+    /srv/zoo, ./zoo, file:///srv/zoo, local:///srv/zoo  -> LocalBackend    (local.py)
+    memory://name                                       -> MemoryBackend   (memory.py)
+    s3://bucket/prefix                                  -> S3Backend       (s3.py, s3fs)
+    http://host/zoo, https://host/zoo                   -> HttpBackend     (http.py, read-only)
+    any other fsspec protocol (gs://, az://, ...)       -> GenericBackend  (generic.py,
+                                                           best effort, atomic_cas=False)
+
+Backends other than local and memory are imported only when their URL scheme is used, so
+`import zoostore.storage.backends` never loads s3fs, botocore or aiohttp.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from zoostore.storage.backends.base import Backend, Capabilities, ObjectInfo, Versioned
+from zoostore.core.errors import UsageError
+
+__all__ = ["Backend", "Capabilities", "ObjectInfo", "Versioned", "open_backend"]
+
+# "c:\\x" or "c:/x" is a Windows path, not a URL with scheme "c".
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
+
+
+def _check_options(scheme: str, options: dict[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise UsageError(
+            f"storage option(s) {', '.join(unknown)} are not understood by the {scheme} backend; "
+            f"it accepts: {', '.join(sorted(allowed)) or 'none'}"
+        )
+
+
+def _file_url_to_path(url: str) -> str:
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.netloc not in ("", "localhost"):
+        raise UsageError(
+            f"store URL {url!r} names host {parsed.netloc!r}: file:// URLs must be local "
+            "(file:///absolute/path); mount remote disks and use their local path"
+        )
+    return urllib.request.url2pathname(parsed.path)
+
+
+def open_backend(url_or_path: str, *, storage_options: dict[str, Any] | None = None) -> Backend:
+    """The backend for a store location: a plain path or any fsspec URL.
+
+    `storage_options` go to the backend: `fsync`, `lock_wait` for local directories; s3fs's
+    `S3FileSystem` arguments for `s3://`; `headers`, `timeout`, `cache_bytes` for `http(s)://`;
+    the fsspec filesystem's arguments for other protocols. Memory stores take none.
+    """
+    options = dict(storage_options or {})
+    match = _SCHEME.match(url_or_path)
+    scheme = match.group(1).lower() if match else ""
+
+    if scheme in ("", "file", "local"):
+        from zoostore.storage.backends.local import LocalBackend
+
+        _check_options("local", options, {"fsync", "lock_wait"})
+        path = url_or_path if not scheme else _file_url_to_path(url_or_path)
+        return LocalBackend(path, **options)
+
+    if scheme == "memory":
+        from zoostore.storage.backends.memory import MemoryBackend
+
+        _check_options("memory", options, set())
+        return MemoryBackend(url_or_path[len("memory://") :])
+
+    if scheme in ("s3", "s3a"):
+        from zoostore.storage.backends.s3 import S3Backend
+
+        return S3Backend(url_or_path, storage_options=options)
+
+    if scheme in ("http", "https"):
+        from zoostore.storage.backends.http import HttpBackend
+
+        _check_options(scheme, options, {"headers", "timeout", "cache_bytes"})
+        return HttpBackend(url_or_path, **options)
+
+    from zoostore.storage.backends.generic import GenericBackend
+
+    return GenericBackend(url_or_path, storage_options=options)

@@ -1,0 +1,130 @@
+"""The storage interface: a handful of primitives every store location provides.
+
+Keys are relative POSIX paths under the store root (`packs/3f/3fa9...`). Every method is
+blocking and thread-safe; callers run them from a thread pool for concurrency.
+
+Capabilities are data (`Capabilities`), so operations can refuse early with a clear message
+(for instance, `publish` to an `https://` store) instead of failing halfway.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """One stored object as `list` and `stat` see it. `mtime` is in seconds since the epoch,
+    on the store's clock (not necessarily this machine's)."""
+
+    key: str
+    size: int
+    mtime: float
+
+
+@dataclass(frozen=True, slots=True)
+class Versioned:
+    """Object bytes plus an opaque token that `put_cas` compares against (an ETag on S3)."""
+
+    data: bytes
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    writes: bool = True
+    deletes: bool = True
+    listing: bool = True
+    #: put_cas is atomic against concurrent writers (S3 conditional writes, local lock file).
+    atomic_cas: bool = True
+
+
+class Backend(abc.ABC):
+    """Primitives over one store location. Subclasses override the abstract methods; the
+    concrete ones are defaults built on them."""
+
+    url: str
+    capabilities: Capabilities = Capabilities()
+
+    @abc.abstractmethod
+    def get(self, key: str) -> bytes:
+        """The whole object. Raises `ObjectNotFoundError` if absent."""
+
+    @abc.abstractmethod
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        """Bytes `[start, end)` of the object, exactly `end - start` of them unless the object
+        is shorter (then up to its end). Must never return bytes from another offset, even
+        when a server ignores Range headers. Raises `ObjectNotFoundError` if absent."""
+
+    def get_ranges(self, key: str, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+        """Several ranges of one object; default: one request each."""
+        return [self.get_range(key, start, end) for start, end in ranges]
+
+    @abc.abstractmethod
+    def stat(self, key: str) -> ObjectInfo:
+        """Size and mtime. Raises `ObjectNotFoundError` if absent."""
+
+    def exists(self, key: str) -> bool:
+        from zoostore.core.errors import ObjectNotFoundError
+
+        try:
+            self.stat(key)
+        except ObjectNotFoundError:
+            return False
+        return True
+
+    @abc.abstractmethod
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """Write `data` under `key` unless the key exists. Returns True if this call wrote it,
+        False if it was already there (content-addressed keys: losing the race to an identical
+        writer is success). Readers never see a partial object."""
+
+    @abc.abstractmethod
+    def get_versioned(self, key: str) -> Versioned:
+        """The object and its CAS token. Raises `ObjectNotFoundError` if absent."""
+
+    @abc.abstractmethod
+    def put_cas(self, key: str, data: bytes, *, expected: str | None) -> str:
+        """Replace the object only if its current token is `expected` (`None`: only if the key
+        does not exist). Returns the new token. Raises `ConflictError` when another writer got
+        there first; the caller re-reads, re-applies its change and retries."""
+
+    @abc.abstractmethod
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Every object whose key starts with `prefix` (a directory-like prefix ending in "/"
+        or ""), recursively, in no particular order. Empty when nothing matches."""
+
+    @abc.abstractmethod
+    def delete(self, keys: Iterable[str]) -> None:
+        """Delete keys; absent keys are ignored. Backends batch where the service allows
+        (S3: 1,000 keys per request)."""
+
+    @abc.abstractmethod
+    def freshen(self, key: str) -> None:
+        """Set the object's mtime to the store's current time (gc's grace-period rule: a
+        publisher reusing an old object freshens it so gc does not delete it underneath).
+        Raises `ObjectNotFoundError` if absent."""
+
+    @abc.abstractmethod
+    def now(self) -> float:
+        """The store's clock, in seconds since the epoch, comparable with `ObjectInfo.mtime`."""
+
+    def put(self, key: str, data: bytes) -> None:
+        """Unconditional overwrite (for mutable, non-shared objects); default via CAS loop."""
+        from zoostore.core.errors import ConflictError, ObjectNotFoundError
+
+        while True:
+            try:
+                token: str | None = self.get_versioned(key).token
+            except ObjectNotFoundError:
+                token = None
+            try:
+                self.put_cas(key, data, expected=token)
+                return
+            except ConflictError:
+                continue
+
+    def close(self) -> None:
+        """Release connections; default: nothing."""

@@ -1,0 +1,309 @@
+"""Local-directory backend: the embedded default store, also safe on NFS.
+
+    <root>/zoostore.toml
+    <root>/packs/3f/3fa9...e1                    one key = one regular file
+    <root>/packs/3f/.3fa9...e1.<hex>.tmp         a write in progress (never listed)
+    <root>/manifests/yolo.toml
+    <root>/manifests/yolo.toml.lock              compare-and-swap lock (never listed)
+    <root>/manifests/.yolo.toml.lock.<hex>.broken  a stale lock being broken (never listed)
+
+Names whose last part ends in `.lock`, or starts with "." and ends in `.tmp` / `.broken`, are
+reserved for this bookkeeping: `list` skips them and writes to them raise `InvalidPathError`.
+
+put_if_absent: write a unique temp file in the target directory (fsync'd unless `fsync=False`),
+then `os.link(temp, final)`, which fails with `FileExistsError` when the key exists, then unlink
+the temp file. Readers never see a partial object, and a lost race returns False. On a file
+system without hard links (some SMB/FUSE mounts) it falls back to "exists? else os.replace":
+still never partial, but two racing writers may both return True (harmless for content-addressed
+keys, whose racing writers hold identical bytes). `fsync=True` (the default) flushes file data
+before the link, so a crash never leaves a visible object with missing bytes; directory entries
+are not fsync'd (a crash may lose a just-written object, which is then simply absent).
+
+put_cas: no `flock`/`fcntl` (unreliable on NFS and Lustre). The writer creates `<key>.lock` with
+`os.open(O_CREAT | O_EXCL)` (atomic on local disks and NFSv3+), writes its nonce into it, reads the
+current object, compares tokens, writes a temp file and `os.replace`s it over the key, then removes
+the lock. The CAS token is the BLAKE3 hex digest of the object's bytes.
+
+Stale locks: a lock whose mtime is more than `STALE_LOCK_SECONDS` (30 s) older than this machine's
+clock belongs to a crashed or hung writer and is broken: renamed to a unique `.broken` name
+(atomic, so only one breaker wins), checked to still be the same stale file (same inode and
+mtime), then deleted. A writer re-reads its own nonce from the lock just before `os.replace` and
+gives up with `ConflictError` if its lock was broken meanwhile. Holders finish in milliseconds
+(manifests are small), so the rule only fires after a crash, or with clocks skewed by more than
+30 s between NFS clients and server. A writer that finds the lock held retries with backoff for
+up to `lock_wait` seconds (default 10), then raises `ConflictError`.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import blake3
+
+from zoostore.storage.backends.base import Backend, Capabilities, ObjectInfo, Versioned
+from zoostore.core.errors import ConflictError, InvalidPathError, ObjectNotFoundError
+
+#: Age after which a `.lock` file is considered abandoned and may be broken (see module doc).
+STALE_LOCK_SECONDS = 30.0
+
+_LOCK_SUFFIX = ".lock"
+
+
+def _token(data: bytes) -> str:
+    return blake3.blake3(data).hexdigest()
+
+
+def _is_reserved(name: str) -> bool:
+    """Bookkeeping names that are never keys (temp files, locks, broken locks)."""
+    return name.endswith(_LOCK_SUFFIX) or (
+        name.startswith(".") and (name.endswith(".tmp") or name.endswith(".broken"))
+    )
+
+
+class LocalBackend(Backend):
+    """A `Backend` over a directory. `root` need not exist yet: writes create it."""
+
+    capabilities = Capabilities()
+
+    def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True, lock_wait: float = 10.0) -> None:
+        self.root = Path(root).expanduser().absolute()
+        self.url = self.root.as_uri()
+        self._fsync = fsync
+        self._lock_wait = lock_wait
+
+    # -- paths -----------------------------------------------------------------------------
+
+    def _path(self, key: str, *, writing: bool = False) -> Path:
+        # Keys come from zoostore itself, but a key that escapes the root would be a write
+        # anywhere on disk: refuse anything but plain relative POSIX paths.
+        parts = key.split("/")
+        if (
+            not key
+            or key.startswith("/")
+            or "\\" in key
+            or "\x00" in key
+            or any(part in ("", ".", "..") for part in parts)
+            or (len(parts[0]) == 2 and parts[0][1] == ":")
+        ):
+            raise InvalidPathError(
+                f"invalid store key {key!r}: expected a relative POSIX path without '', '.', "
+                "'..', backslash or drive parts"
+            )
+        if writing and _is_reserved(parts[-1]):
+            raise InvalidPathError(
+                f"invalid store key {key!r}: names ending in '.lock', or starting with '.' and "
+                f"ending in '.tmp'/'.broken', are reserved for {type(self).__name__} bookkeeping"
+            )
+        return self.root.joinpath(*parts)
+
+    def _missing(self, key: str) -> ObjectNotFoundError:
+        return ObjectNotFoundError(f"object {key!r} not found in {self.root}", key=key)
+
+    def _temp_for(self, path: Path, kind: str = "tmp") -> Path:
+        return path.with_name(f".{path.name}.{uuid.uuid4().hex}.{kind}")
+
+    def _write_temp(self, path: Path, data: bytes) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._temp_for(path)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                if self._fsync:
+                    os.fsync(f.fileno())
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return tmp
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def get(self, key: str) -> bytes:
+        path = self._path(key)
+        try:
+            return path.read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise self._missing(key) from None
+
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        if start < 0 or end < start:
+            raise ValueError(f"invalid byte range [{start}, {end}) for {key!r}")
+        path = self._path(key)
+        try:
+            with open(path, "rb") as f:
+                f.seek(start)
+                return f.read(end - start)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise self._missing(key) from None
+
+    def stat(self, key: str) -> ObjectInfo:
+        path = self._path(key)
+        try:
+            st = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            raise self._missing(key) from None
+        if not path.is_file():
+            raise self._missing(key)
+        return ObjectInfo(key=key, size=st.st_size, mtime=st.st_mtime)
+
+    def get_versioned(self, key: str) -> Versioned:
+        data = self.get(key)
+        return Versioned(data=data, token=_token(data))
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        # Walk the deepest directory the prefix names, then filter on the full prefix, so
+        # "packs/3" also works (though callers pass directory-like prefixes).
+        base = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        start = self._path(base) if base else self.root
+        yield from self._walk(start, base + "/" if base else "", prefix)
+
+    def _walk(self, directory: Path, rel: str, prefix: str) -> Iterator[ObjectInfo]:
+        try:
+            entries = list(os.scandir(directory))
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        for entry in entries:
+            key = rel + entry.name
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if key.startswith(prefix) or prefix.startswith(key + "/"):
+                        yield from self._walk(Path(entry.path), key + "/", prefix)
+                elif entry.is_file() and not _is_reserved(entry.name) and key.startswith(prefix):
+                    st = entry.stat()
+                    yield ObjectInfo(key=key, size=st.st_size, mtime=st.st_mtime)
+            except FileNotFoundError:
+                continue  # deleted while we walked
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        path = self._path(key, writing=True)
+        if path.exists():
+            return False  # cheap early exit; the link below is what decides races
+        tmp = self._write_temp(path, data)
+        try:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                return False
+            except OSError as e:
+                if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+                    raise
+                # No hard links here: see the module docstring for what this fallback gives up.
+                if path.exists():
+                    return False
+                os.replace(tmp, path)
+            return True
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def put_cas(self, key: str, data: bytes, *, expected: str | None) -> str:
+        path = self._path(key, writing=True)
+        lock = path.with_name(path.name + _LOCK_SUFFIX)
+        nonce = self._acquire(lock, key)
+        try:
+            try:
+                current: str | None = _token(path.read_bytes())
+            except FileNotFoundError:
+                current = None
+            if current != expected:
+                raise ConflictError(
+                    f"compare-and-swap on {key!r} in {self.root} lost: expected "
+                    f"{'no object' if expected is None else 'token ' + expected} but found "
+                    f"{'no object' if current is None else 'token ' + current}; "
+                    "re-read the object, re-apply the change and retry"
+                )
+            tmp = self._write_temp(path, data)
+            try:
+                if not self._still_ours(lock, nonce):
+                    raise ConflictError(
+                        f"the lock {lock} on {key!r} was broken as stale (held > "
+                        f"{STALE_LOCK_SECONDS:.0f} s) before this write finished; nothing was "
+                        "written: re-read the object and retry"
+                    )
+                os.replace(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
+            return _token(data)
+        finally:
+            if self._still_ours(lock, nonce):
+                lock.unlink(missing_ok=True)
+
+    def _acquire(self, lock: Path, key: str) -> str:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        nonce = f"{socket.gethostname()} pid={os.getpid()} {uuid.uuid4().hex}"
+        deadline = time.monotonic() + self._lock_wait
+        delay = 0.001
+        while True:
+            try:
+                fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                self._break_if_stale(lock)
+            else:
+                with os.fdopen(fd, "w") as f:
+                    f.write(nonce)
+                return nonce
+            if time.monotonic() >= deadline:
+                raise ConflictError(
+                    f"{key!r} in {self.root} is locked by another writer ({lock} held for more "
+                    f"than {self._lock_wait:.0f} s); retry later. The lock is broken "
+                    f"automatically once it is {STALE_LOCK_SECONDS:.0f} s old; delete it by hand "
+                    "only if no publisher is running"
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def _break_if_stale(self, lock: Path) -> None:
+        try:
+            before = lock.stat()
+        except FileNotFoundError:
+            return
+        if time.time() - before.st_mtime <= STALE_LOCK_SECONDS:
+            return
+        grabbed = self._temp_for(lock, "broken")
+        try:
+            os.rename(lock, grabbed)
+        except FileNotFoundError:
+            return  # another writer broke or released it first
+        try:
+            after = grabbed.stat()
+            if (after.st_ino, after.st_mtime_ns) != (before.st_ino, before.st_mtime_ns):
+                # We renamed a fresh lock that replaced the stale one after our stat: put it
+                # back unless yet another lock appeared meanwhile.
+                try:
+                    os.link(grabbed, lock)
+                except FileExistsError:
+                    pass
+        finally:
+            grabbed.unlink(missing_ok=True)
+
+    @staticmethod
+    def _still_ours(lock: Path, nonce: str) -> bool:
+        try:
+            return lock.read_text() == nonce
+        except FileNotFoundError:
+            return False
+
+    def delete(self, keys: Iterable[str]) -> None:
+        # Empty directories stay: removing them would race with a writer creating a file there.
+        for key in keys:
+            try:
+                self._path(key).unlink()
+            except (FileNotFoundError, NotADirectoryError):
+                pass
+
+    def freshen(self, key: str) -> None:
+        try:
+            os.utime(self._path(key))
+        except (FileNotFoundError, NotADirectoryError):
+            raise self._missing(key) from None
+
+    def now(self) -> float:
+        return time.time()

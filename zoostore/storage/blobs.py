@@ -1,0 +1,704 @@
+"""Files in, files out: chunk, hash, compress and pack on write; fetch, verify and assemble
+on read. Everything content-addressed lives here; manifests live a layer up.
+
+    <store>/packs/<aa>/<pack id>   chunk frames + footer        (zoostore.storage.pack)
+    <store>/blobs/<aa>/<blob id>   recipe: file size + chunk refs (zoostore.storage.recipe)
+
+Write path (`BlobWriter`): BLAKE3 of the whole file first (memory-mapped, multi-threaded), and
+a file whose recipe exists costs one HEAD. Otherwise FastCDC cuts the mapped file; a thread pool
+hashes each chunk and, unless the chunk is already known (an earlier version of the same model,
+or earlier in this publish), encodes it with the smallest codec (chunks travel in batches of
+about ENCODE_BATCH bytes); the main thread appends frames to a pack in file order and hands
+full packs to upload threads, which join, hash and store them. blake3, zstandard and the
+FastCDC cut loop release the GIL, so this uses every core. Recipes are written only after every
+pack they name is stored, so a visible recipe is always readable.
+
+Read path: a recipe's chunks are grouped into segments: runs of chunks that sit close together
+in one pack become one ranged read ("coalescing"), and chunks that a local cached file already
+holds are read from it instead (back-to-back chunks of one cached file in one read). Segments
+are fetched concurrently and decoded, one per core, straight into one buffer per segment, with
+a bounded look-ahead (memory does not grow with file size); each chunk is verified against its
+id, the file is written to a temp file beside the destination, the whole is verified against
+the blob id, and only then renamed into place. Reader threads live as long as the BlobStore.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import blake3
+
+from zoostore.storage import codec
+from zoostore.storage.backends.base import Backend
+from zoostore.documents.store_config import StoreConfig
+from zoostore.core.digest import Digest, hash_file
+from zoostore.core.errors import BlobNotFoundError, ConflictError, FormatError, IntegrityError, ObjectNotFoundError
+from zoostore.storage.pack import FileList, PackBuilder, pack_key
+from zoostore.core.progress import NullProgress, Progress
+from zoostore.storage.recipe import ChunkRef, Recipe, blob_key
+
+#: Two frames of one pack closer than this are fetched in one ranged read (the gap is wasted).
+COALESCE_GAP = 256 * 1024
+#: Upper bound of one ranged read and of the raw bytes it decodes to, which bounds memory per
+#: in-flight segment. 4 MiB: small enough that the writer starts early and decoding spreads
+#: over the cores (16 MiB segments made get ~40% slower on 2 cores), large enough for object
+#: stores (a few MiB per ranged GET).
+MAX_SEGMENT = 4 * 1024 * 1024
+#: Segments in flight while reading; memory is at most about 2 × LOOKAHEAD × MAX_SEGMENT.
+LOOKAHEAD = 8
+#: Chunks in flight while writing.
+WRITE_WINDOW = 256
+#: Raw bytes per encoding task while writing.
+ENCODE_BATCH = 1024 * 1024
+#: gc sends each delete within this many seconds of the stat that showed the object old
+#: (zoostore.ops.gc). A writer that freshened an old object checks it again this long after the
+#: freshen, before any recipe or manifest can name it: a delete that raced the freshen is seen
+#: then, and the publish fails instead of publishing a version that cannot be read (docs/gc.md).
+SETTLE_SECONDS = 2.0
+
+
+def _cpu_workers() -> int:
+    return max(2, os.cpu_count() or 2)
+
+
+@dataclass(frozen=True, slots=True)
+class LocalChunk:
+    """A chunk held by a verified local file (the sync cache): read it instead of fetching."""
+
+    path: Path
+    offset: int
+    length: int
+
+
+@dataclass(slots=True)
+class PutResult:
+    path: Path
+    blob: Digest
+    size: int
+    new: bool  # a new recipe was written
+    chunks: int = 0
+    new_chunks: int = 0
+    new_raw_bytes: int = 0
+    new_stored_bytes: int = 0
+
+
+@dataclass(slots=True)
+class ReadStats:
+    """What reads cost; counters are cumulative per BlobStore (thread-safe)."""
+
+    requests: int = 0
+    bytes_fetched: int = 0
+    chunks_fetched: int = 0
+    chunks_local: int = 0
+    bytes_local: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, *, requests: int = 0, fetched: int = 0, chunks: int = 0, local_chunks: int = 0,
+            local_bytes: int = 0) -> None:
+        with self._lock:
+            self.requests += requests
+            self.bytes_fetched += fetched
+            self.chunks_fetched += chunks
+            self.chunks_local += local_chunks
+            self.bytes_local += local_bytes
+
+
+class _Slot:
+    """A pack being built: its id is known only when it is finished."""
+
+    __slots__ = ("id",)
+
+    def __init__(self) -> None:
+        self.id: Digest | None = None
+
+
+@dataclass(slots=True)
+class _Pending:
+    blob: Digest
+    size: int
+    # (chunk, raw_length, pack id or slot, offset, frame length)
+    entries: list[tuple[Digest, int, Digest | _Slot, int, int]]
+
+
+class BlobStore:
+    """Blobs over one backend. Thread-safe; recipes are cached in memory (they are immutable)."""
+
+    def __init__(self, backend: Backend, config: StoreConfig, *, workers: int | None = None) -> None:
+        self.backend = backend
+        self.config = config
+        self.workers = workers or _cpu_workers()
+        self.stats = ReadStats()
+        self._decode_slots = threading.BoundedSemaphore(self.workers)
+        # Reader threads live as long as this BlobStore (sync reads many files through one):
+        # starting 4 threads per file cost more than decoding a small file. The pool's idle
+        # threads exit when it is garbage-collected with the BlobStore.
+        self._readers: ThreadPoolExecutor | None = None
+        self._readers_pid = 0
+        self._readers_lock = threading.Lock()
+        # blob -> (recipe, monotonic time it was read). Entries expire after half the gc grace
+        # period: `gc --repack` rewrites recipes and deletes the old packs a grace period later.
+        self._recipes: OrderedDict[Digest, tuple[Recipe, float]] = OrderedDict()
+        self._recipes_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ recipes
+    def _cached(self, blob: Digest) -> Recipe | None:
+        with self._recipes_lock:
+            entry = self._recipes.get(blob)
+            if entry is None:
+                return None
+            if time.monotonic() - entry[1] > self.config.grace_seconds / 2:
+                del self._recipes[blob]
+                return None
+            self._recipes.move_to_end(blob)
+            return entry[0]
+
+    def forget(self, blob: Digest | None = None) -> None:
+        """Drop one cached recipe, or all of them (None)."""
+        with self._recipes_lock:
+            if blob is None:
+                self._recipes.clear()
+            else:
+                self._recipes.pop(blob, None)
+
+    def has_blob(self, blob: Digest) -> bool:
+        return self._cached(blob) is not None or self.backend.exists(blob_key(blob))
+
+    def recipe(self, blob: Digest) -> Recipe:
+        cached = self._cached(blob)
+        if cached is not None:
+            return cached
+        try:
+            data = self.backend.get(blob_key(blob))
+        except ObjectNotFoundError:
+            raise BlobNotFoundError(
+                f"blob {blob} is not in the store {self.backend.url} (no recipe at "
+                f"{blob_key(blob)}): it was never published here, or gc deleted it",
+                key=blob_key(blob),
+            ) from None
+        self.stats.add(requests=1, fetched=len(data))
+        recipe = Recipe.decode(blob, data)
+        self.remember(recipe)
+        return recipe
+
+    def remember(self, recipe: Recipe) -> None:
+        with self._recipes_lock:
+            self._recipes[recipe.blob] = (recipe, time.monotonic())
+            self._recipes.move_to_end(recipe.blob)
+            while len(self._recipes) > 4096:
+                self._recipes.popitem(last=False)
+
+    def known_chunks(self, blobs: Iterable[Digest]) -> dict[Digest, ChunkRef]:
+        """Chunk id -> location for every chunk of these blobs (publish dedups against them).
+        Blobs whose recipe is gone are skipped."""
+        index: dict[Digest, ChunkRef] = {}
+        for blob in blobs:
+            try:
+                recipe = self.recipe(blob)
+            except (BlobNotFoundError, FormatError, IntegrityError):
+                continue
+            for ref in recipe.chunks:
+                index.setdefault(ref.chunk, ref)
+        return index
+
+    # ------------------------------------------------------------------ writing
+    def writer(self, *, known: Mapping[Digest, ChunkRef] | None = None,
+               progress: Progress | None = None) -> BlobWriter:
+        return BlobWriter(self, known=known or {}, progress=progress or NullProgress())
+
+    def put_files(self, paths: Iterable[str | os.PathLike[str]], *,
+                  known: Mapping[Digest, ChunkRef] | None = None,
+                  progress: Progress | None = None) -> list[PutResult]:
+        with self.writer(known=known, progress=progress) as w:
+            results = [w.add(Path(p)) for p in paths]
+        return results
+
+    # ------------------------------------------------------------------ reading
+    def _segments(self, recipe: Recipe, indices: range,
+                  local: Mapping[Digest, LocalChunk] | None) -> Iterator[tuple[str, list[int]]]:
+        """Group chunk indices into runs that are read in one go: ('local', [i, ...]) for
+        chunks back to back in one cached file, ('remote', [i, j, ...]) for frames close
+        together in one pack (coalescing). A run's stored and raw bytes both stay within
+        MAX_SEGMENT, which bounds the memory of every run in flight."""
+        run: list[int] = []
+        kind = ""
+        run_key: object = None
+        run_start = run_end = raw = 0
+        key: Path | Digest
+        for i in indices:
+            ref = recipe.chunks[i]
+            loc = local.get(ref.chunk) if local is not None else None
+            if loc is not None:
+                new_kind, key, offset, length = "local", loc.path, loc.offset, loc.length
+                joins = kind == "local" and key == run_key and offset == run_end
+            else:
+                new_kind, key, offset, length = "remote", ref.pack, ref.offset, ref.length
+                joins = kind == "remote" and key == run_key and run_end <= offset <= run_end + COALESCE_GAP
+            if (run and joins and offset + length - run_start <= MAX_SEGMENT
+                    and raw + ref.raw_length <= MAX_SEGMENT):
+                run.append(i)
+                run_end = offset + length
+                raw += ref.raw_length
+                continue
+            if run:
+                yield kind, run
+            run, kind, run_key = [i], new_kind, key
+            run_start, run_end, raw = offset, offset + length, ref.raw_length
+        if run:
+            yield kind, run
+
+    def _load_segment(self, recipe: Recipe, kind: str, idx: list[int],
+                      local: Mapping[Digest, LocalChunk] | None) -> bytearray:
+        """The raw bytes of the run `idx` (consecutive chunks of the file), each verified."""
+        refs = [recipe.chunks[i] for i in idx]
+        out = bytearray(sum(ref.raw_length for ref in refs))
+        if kind == "remote":
+            self._fetch_into(recipe, refs, out, 0)
+            return out
+        assert local is not None
+        first = local[refs[0].chunk]
+        try:
+            with open(first.path, "rb") as f:
+                f.seek(first.offset)
+                got = f.readinto(out)
+        except OSError:
+            got = 0
+        stale: list[tuple[ChunkRef, int]] = []
+        pos = reused = 0
+        with memoryview(out) as view:
+            for ref in refs:
+                end = pos + ref.raw_length
+                if end <= got and blake3.blake3(view[pos:end]).digest() == ref.chunk.raw:
+                    reused += 1
+                else:
+                    stale.append((ref, pos))
+                pos = end
+        self.stats.add(local_chunks=reused, local_bytes=len(out) - sum(r.raw_length for r, _ in stale))
+        for ref, pos in stale:
+            # The cached copy changed under us: fetch this chunk from the store.
+            self._fetch_into(recipe, [ref], out, pos)
+        return out
+
+    def _fetch_into(self, recipe: Recipe, refs: list[ChunkRef], out: bytearray, pos: int) -> None:
+        """Fetch frames that sit close together in one pack in one ranged read, decode them
+        into `out` from `pos` on, and verify each chunk."""
+        start = refs[0].offset
+        end = refs[-1].offset + refs[-1].length
+        key = pack_key(refs[0].pack)
+        try:
+            buf = self.backend.get_range(key, start, end)
+        except ObjectNotFoundError:
+            raise IntegrityError(
+                f"pack {refs[0].pack} is missing from the store {self.backend.url} but blob "
+                f"{recipe.blob} needs it (chunk {refs[0].chunk.short}): the store is damaged; "
+                f"run 'zoostore verify' and republish the file",
+                obj=key, expected="present", actual="missing",
+            ) from None
+        self.stats.add(requests=1, fetched=len(buf), chunks=len(refs))
+        if len(buf) != end - start:
+            raise IntegrityError(
+                f"pack {refs[0].pack} is truncated: blob {recipe.blob} needs bytes {start}-{end} "
+                f"(chunk {refs[0].chunk.short}) but the store returned {len(buf)} of "
+                f"{end - start}; run 'zoostore verify' and republish the file",
+                obj=key, expected=str(end - start), actual=str(len(buf)),
+            )
+        # Fetches may overlap freely (latency), decoding only one per core: otherwise every
+        # segment in flight progresses at a fraction of a core and the first one, which the
+        # writer is waiting for, finishes last.
+        with self._decode_slots, memoryview(buf) as view, memoryview(out) as oview:
+            for ref in refs:
+                frame = view[ref.offset - start : ref.offset - start + ref.length]
+                where = f"pack {ref.pack} chunk {ref.chunk}"
+                try:
+                    n = codec.decode_into(frame, out, pos, where=where)
+                except FormatError as exc:
+                    raise IntegrityError(
+                        f"{exc}; blob {recipe.blob} cannot be read: run 'zoostore verify' and "
+                        f"republish the file", obj=where,
+                    ) from exc
+                actual = blake3.blake3(oview[pos : pos + n]).digest()
+                if n != ref.raw_length or actual != ref.chunk.raw:
+                    raise IntegrityError(
+                        f"chunk {ref.chunk} in pack {ref.pack} at offset {ref.offset} is corrupt: "
+                        f"expected hash {ref.chunk.hex} ({ref.raw_length} bytes) but got "
+                        f"{actual.hex()} ({n} bytes); blob {recipe.blob} cannot be read: run "
+                        f"'zoostore verify' and republish the file",
+                        obj=where, expected=ref.chunk.hex, actual=actual.hex(),
+                    )
+                pos += n
+
+    def _iter_segments(self, recipe: Recipe, indices: range,
+                       local: Mapping[Digest, LocalChunk] | None) -> Iterator[tuple[list[int], bytearray]]:
+        """(chunk indices, their verified raw bytes) per run, in file order, loaded
+        concurrently with a bounded look-ahead."""
+        segments = self._segments(recipe, indices, local)
+        pool = self._reader_pool()
+        inflight: deque[tuple[list[int], Future[bytearray]]] = deque()
+        try:
+            for kind, idx in segments:
+                inflight.append((idx, pool.submit(self._load_segment, recipe, kind, idx, local)))
+                if len(inflight) >= LOOKAHEAD:
+                    done, fut = inflight.popleft()
+                    yield done, fut.result()
+            while inflight:
+                done, fut = inflight.popleft()
+                yield done, fut.result()
+        finally:
+            for _, fut in inflight:
+                fut.cancel()
+            for _, fut in inflight:  # let loads already running finish: nothing outlives the read
+                if not fut.cancelled():
+                    fut.exception()
+
+    def close(self) -> None:
+        """Stop the reader threads (started again by the next read)."""
+        with self._readers_lock:
+            pool, self._readers = self._readers, None
+        if pool is not None and self._readers_pid == os.getpid():
+            pool.shutdown(wait=True)
+
+    def _reader_pool(self) -> ThreadPoolExecutor:
+        with self._readers_lock:
+            # A forked child inherits the pool object but not its threads: start a new one.
+            if self._readers is None or self._readers_pid != os.getpid():
+                self._readers = ThreadPoolExecutor(max_workers=max(4, self.workers * 2),
+                                                   thread_name_prefix="zoo-read")
+                self._readers_pid = os.getpid()
+            return self._readers
+
+    def iter_chunks(self, recipe: Recipe, indices: range | None = None, *,
+                    local: Mapping[Digest, LocalChunk] | None = None) -> Iterator[bytes]:
+        """Verified chunk bytes in file order, fetched concurrently with bounded look-ahead."""
+        if indices is None:
+            indices = range(len(recipe.chunks))
+        for idx, data in self._iter_segments(recipe, indices, local):
+            pos = 0
+            with memoryview(data) as view:
+                for i in idx:
+                    n = recipe.chunks[i].raw_length
+                    yield bytes(view[pos : pos + n])
+                    pos += n
+
+    def read_range(self, blob: Digest, start: int, end: int) -> bytes:
+        """File bytes `[start, end)` of a blob (clipped to its size), fetching only the chunks
+        that hold them, each verified."""
+        recipe = self.recipe(blob)
+        start, end = max(0, start), min(end, recipe.size)
+        if start >= end:
+            return b""
+        indices = recipe.covering(start, end)
+        first = recipe.starts[indices.start]
+        parts = [data for _, data in self._iter_segments(recipe, indices, None)]
+        data = parts[0] if len(parts) == 1 else bytearray().join(parts)
+        return bytes(memoryview(data)[start - first : end - first])
+
+    def get_file(self, blob: Digest, dest: str | os.PathLike[str], *,
+                 local: Mapping[Digest, LocalChunk] | None = None,
+                 progress: Progress | None = None, mode: int | None = None) -> Path:
+        """Write the blob to `dest`, verified; `dest` appears only when complete and correct.
+        On any failure nothing is left at `dest` (an existing file there stays untouched)."""
+        progress = progress or NullProgress()
+        dest = Path(dest)
+        recipe = self.recipe(blob)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.parent / f".{dest.name}.zoostore-{os.getpid()}-{threading.get_ident()}.tmp"
+        hasher = blake3.blake3()
+        task = f"get {dest.name}"
+        progress.start(task, recipe.size)
+        try:
+            with open(tmp, "wb") as out:
+                for _, data in self._iter_segments(recipe, range(len(recipe.chunks)), local):
+                    out.write(data)
+                    hasher.update(data)
+                    progress.advance(task, len(data))
+            actual = hasher.hexdigest()
+            if actual != blob.hex:
+                raise IntegrityError(
+                    f"assembled file for blob {blob} hashes to blake3:{actual}: expected "
+                    f"{blob.hex}; the recipe {blob_key(blob)} is wrong. Nothing was written to "
+                    f"{dest}; run 'zoostore verify --repair'",
+                    obj=blob_key(blob), expected=blob.hex, actual=actual,
+                )
+            if mode is not None:
+                os.chmod(tmp, mode)
+            os.replace(tmp, dest)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        finally:
+            progress.done(task)
+        return dest
+
+
+class BlobWriter:
+    """One publish's worth of files sharing packs. Use as a context manager; recipes become
+    visible at `close()`, after their packs."""
+
+    def __init__(self, store: BlobStore, *, known: Mapping[Digest, ChunkRef], progress: Progress) -> None:
+        self.store = store
+        self.backend = store.backend
+        self.config = store.config
+        self.known = known
+        self.progress = progress
+        self.session: dict[Digest, tuple[Digest | _Slot, int, int]] = {}
+        self.builder = PackBuilder()
+        self.slot = _Slot()
+        self.pending: list[_Pending] = []
+        self.done: dict[Digest, PutResult] = {}
+        self.cpu = ThreadPoolExecutor(max_workers=store.workers, thread_name_prefix="zoo-encode")
+        self.io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="zoo-upload")
+        self.uploads: list[Future[None]] = []
+        self.checked: dict[str, bool] = {}  # reused object key -> it existed when checked
+        self.freshened: dict[str, float] = {}  # key -> monotonic time its freshen returned
+        self.packs_written = 0
+        self.stored_bytes = 0
+        self._stats_lock = threading.Lock()
+        self._cutoff_cache: float | None = None
+        self._closed = False
+
+    def __enter__(self) -> BlobWriter:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    # -- freshen rule (docs/gc.md): reused objects older than grace/2 get a new mtime.
+    def _cutoff(self) -> float:
+        if self._cutoff_cache is None:
+            self._cutoff_cache = self.backend.now() - self.config.grace_seconds / 2
+        return self._cutoff_cache
+
+    def _freshen_if_old(self, key: str) -> bool:
+        """Freshen a reused object older than grace/2; False if it is gone."""
+        alive = self.checked.get(key)
+        if alive is not None:
+            return alive
+        if not self.backend.capabilities.writes:
+            return True
+        try:
+            if self.backend.stat(key).mtime < self._cutoff():
+                self.backend.freshen(key)
+                self.freshened[key] = time.monotonic()
+            alive = True
+        except ObjectNotFoundError:
+            alive = False
+        self.checked[key] = alive
+        return alive
+
+    def _freshen_blob(self, blob: Digest) -> bool:
+        """Freshen an existing blob's recipe and packs; False if the recipe is gone (gc deleted
+        it since `has_blob` said yes, or the in-memory copy outlived it): chunk the file again."""
+        key = blob_key(blob)
+        try:
+            if self._freshen_if_old(key):
+                recipe = self.store.recipe(blob)
+                for p in recipe.packs:
+                    self._freshen_if_old(pack_key(p))
+                return True
+        except BlobNotFoundError:
+            pass
+        except (FormatError, IntegrityError):
+            return True  # damaged, not gone: verify --repair's business
+        self.checked.pop(key, None)
+        self.store.forget(blob)
+        return False
+
+    def _gone(self, key: str) -> ConflictError:
+        self.store.forget()  # cached recipes may name what gc deleted: re-read on retry
+        return ConflictError(
+            f"{key} was deleted from {self.backend.url} (by a concurrent 'zoostore gc') while this "
+            f"publish was reusing it; nothing was published. Publish again: the retry uploads the "
+            f"data anew"
+        )
+
+    def _settle(self) -> None:
+        """The publisher's half of the gc handshake (SETTLE_SECONDS, docs/gc.md)."""
+        missing = [k for k, alive in self.checked.items() if not alive]
+        if self.freshened:
+            wait = max(self.freshened.values()) + SETTLE_SECONDS - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            missing += [k for k in self.freshened if not self.backend.exists(k)]
+        if missing:
+            raise self._gone(missing[0])
+
+    # -- the write pipeline
+    def add(self, path: Path) -> PutResult:
+        path = Path(path)
+        size = path.stat().st_size
+        task = f"put {path.name}"
+        self.progress.start(task, size)
+        try:
+            blob = hash_file(path)
+            if blob in self.done:
+                self.progress.advance(task, size)
+                return PutResult(path, blob, size, new=False)
+            if self.store.has_blob(blob) and self._freshen_blob(blob):
+                result = PutResult(path, blob, size, new=False)
+                self.done[blob] = result
+                self.progress.advance(task, size)
+                return result
+            result = self._chunk_file(path, blob, size, task)
+            self.done[blob] = result
+            return result
+        finally:
+            self.progress.done(task)
+
+    def _chunk_file(self, path: Path, blob: Digest, size: int, task: str) -> PutResult:
+        from pyfastcdc import FastCDC
+
+        ch = self.config.chunking
+        cdc = FastCDC(ch.avg_size, min_size=ch.min_size, max_size=ch.max_size)
+        chooser = codec.CodecChooser(self.config.codecs)
+        level = self.config.zstd_level
+        known, session = self.known, self.session
+        result = PutResult(path, blob, size, new=True)
+        entries: list[tuple[Digest, int, Digest | _Slot, int, int]] = []
+
+        def work(batch: list[tuple[memoryview, tuple[int, ...]]]) -> list[tuple[Digest, bytes | None]]:
+            out: list[tuple[Digest, bytes | None]] = []
+            for data, plan in batch:
+                d = Digest.from_bytes(blake3.blake3(data).digest())
+                if d in known or d in session:
+                    out.append((d, None))
+                else:
+                    out.append((d, codec.encode_best(data, plan, level=level)))
+            return out
+
+        # Chunks go to the encoders in batches of about ENCODE_BATCH bytes: one task per
+        # 64 KiB chunk spends more time handing work between threads than hashing it.
+        window: deque[tuple[Future[list[tuple[Digest, bytes | None]]], list[int]]] = deque()
+        inflight = 0
+
+        def drain_batch() -> None:
+            nonlocal inflight
+            fut, lengths = window.popleft()
+            inflight -= len(lengths)
+            for (chunk, frame), raw_len in zip(fut.result(), lengths):
+                add_chunk(chunk, frame, raw_len)
+
+        def add_chunk(chunk: Digest, frame: bytes | None, raw_len: int) -> None:
+            result.chunks += 1
+            self.progress.advance(task, raw_len)
+            ref = known.get(chunk)
+            if ref is not None:
+                if not self._freshen_if_old(pack_key(ref.pack)):
+                    raise self._gone(pack_key(ref.pack))
+                entries.append((chunk, raw_len, ref.pack, ref.offset, ref.length))
+                return
+            seen = session.get(chunk)
+            if seen is not None:
+                entries.append((chunk, raw_len, *seen))
+                return
+            # A worker skips encoding only for chunks in `known` (immutable) or `session`
+            # (which only grows), so a frame is always present here.
+            assert frame is not None
+            chooser.record(codec.frame_codec(frame))
+            offset = self.builder.add(chunk, frame, raw_len)
+            session[chunk] = (self.slot, offset, len(frame))
+            entries.append((chunk, raw_len, self.slot, offset, len(frame)))
+            result.new_chunks += 1
+            result.new_raw_bytes += raw_len
+            result.new_stored_bytes += len(frame)
+            if self.builder.size >= self.config.pack_target_size:
+                self._flush_pack()
+
+        if size:
+            # pyfastcdc maps the file itself and keeps the mapping alive while chunk views exist.
+            batch: list[tuple[memoryview, tuple[int, ...]]] = []
+            lengths: list[int] = []
+            batch_bytes = 0
+            try:
+                for i, c in enumerate(cdc.cut_file(str(path))):
+                    batch.append((c.data, chooser.plan(i)))
+                    lengths.append(c.length)
+                    batch_bytes += c.length
+                    if batch_bytes < ENCODE_BATCH and i != codec.PROBE - 1:
+                        continue
+                    window.append((self.cpu.submit(work, batch), lengths))
+                    inflight += len(lengths)
+                    batch, lengths, batch_bytes = [], [], 0
+                    # The chooser learns from the probed chunks before planning the rest.
+                    while window and (inflight >= WRITE_WINDOW or i == codec.PROBE - 1):
+                        drain_batch()
+                if batch:
+                    window.append((self.cpu.submit(work, batch), lengths))
+                    inflight += len(lengths)
+                while window:
+                    drain_batch()
+            finally:
+                for fut, _ in window:
+                    fut.cancel()
+        self.pending.append(_Pending(blob, size, entries))
+        return result
+
+    def _flush_pack(self) -> None:
+        if not len(self.builder):
+            return
+        builder, slot = self.builder, self.slot
+        self.builder, self.slot = PackBuilder(), _Slot()
+        self.packs_written += 1
+        # Bound memory: at most a few packs wait for upload.
+        while sum(1 for u in self.uploads if not u.done()) >= 3:
+            next(u for u in self.uploads if not u.done()).result()
+        self.uploads.append(self.io.submit(self._finish_pack, builder, slot))
+
+    def _finish_pack(self, builder: PackBuilder, slot: _Slot) -> None:
+        # Joining and hashing a 32 MiB pack takes tens of milliseconds: an upload thread does
+        # it, so that the main thread keeps the encoders fed meanwhile.
+        pack_id, data, _ = builder.finish()
+        slot.id = pack_id
+        with self._stats_lock:
+            self.stored_bytes += len(data)
+        self.backend.put_if_absent(pack_key(pack_id), data)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        try:
+            if self.pending:
+                # The publish's last pack lists the files it added, so that `verify --repair`
+                # can rebuild their recipes from packs alone (see zoostore.storage.pack).
+                self.builder.add_file_list([
+                    FileList(p.blob, p.size, tuple((c, n) for c, n, *_ in p.entries))
+                    for p in self.pending
+                ])
+            self._flush_pack()
+            for u in self.uploads:
+                u.result()
+            self._settle()
+            recipes = []
+            for p in self.pending:
+                chunks = []
+                for chunk, raw_len, pack, offset, length in p.entries:
+                    pid = pack if isinstance(pack, Digest) else pack.id
+                    assert pid is not None
+                    chunks.append(ChunkRef(chunk, raw_len, pid, offset, length))
+                recipes.append(Recipe(p.blob, p.size, tuple(chunks)))
+            futures = [self.io.submit(self.backend.put_if_absent, blob_key(r.blob), r.encode()) for r in recipes]
+            for f in futures:
+                f.result()
+            for r in recipes:
+                self.store.remember(r)
+        finally:
+            self._closed = True
+            self.cpu.shutdown(wait=True)
+            self.io.shutdown(wait=True)
+
+    def abort(self) -> None:
+        """Stop without writing recipes. Packs already uploaded stay as garbage for gc."""
+        self._closed = True
+        self.cpu.shutdown(wait=True, cancel_futures=True)
+        self.io.shutdown(wait=True, cancel_futures=True)
+
+
+__all__ = ["BlobStore", "BlobWriter", "LocalChunk", "PutResult", "ReadStats"]

@@ -1,0 +1,189 @@
+"""The local cache: full verified files, shared by every project and process of a user.
+
+    $ZOOSTORE_CACHE, else $XDG_CACHE_HOME/zoostore, else ~/.cache/zoostore
+    ├── CACHEDIR.TAG               marks the folder as a cache for backup tools
+    ├── blobs/<aa>/<blob hex>      a verified file, read-only, uncompressed (hard-link source)
+    ├── recipes/<aa>/<blob hex>    its recipe: which chunks sit at which offsets
+    └── models/<model>             blob ids cached for a model, one per line (append-only)
+
+A file enters `blobs/` only after its BLAKE3 matched (temp file, verify, atomic rename), so a
+present file is a verified file; several processes may fill the cache at once and the loser of
+a rename race simply replaces an identical file. Correctness never depends on file locks.
+
+Chunk reuse: when a model is upgraded, the chunks the new version shares with cached versions
+of the same model (`models/<model>`) are read from those local files instead of the store, so
+an upgrade that changed 5% of a model downloads about 5%.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from zoostore.storage.blobs import BlobStore, LocalChunk
+from zoostore.core.digest import Digest, hash_file
+from zoostore.core.errors import FormatError, IntegrityError, OfflineError
+from zoostore.core.progress import Progress
+from zoostore.storage.recipe import Recipe
+
+CACHEDIR_TAG = (
+    "Signature: 8a477f597d28d172789f06886806bc55\n"
+    "# This file is a cache directory tag created by zoostore.\n"
+    "# For information about cache directory tags, see https://bford.info/cachedir/\n"
+)
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("ZOOSTORE_CACHE")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    if xdg:
+        return Path(xdg).expanduser() / "zoostore"
+    return Path.home() / ".cache" / "zoostore"
+
+
+@dataclass(frozen=True, slots=True)
+class CacheInfo:
+    root: Path
+    blobs: int
+    bytes: int
+
+
+class Cache:
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self.root = Path(root) if root is not None else default_cache_dir()
+        self._lock = threading.Lock()
+        self._ready = False
+
+    def _prepare(self) -> None:
+        with self._lock:
+            if self._ready:
+                return
+            (self.root / "blobs").mkdir(parents=True, exist_ok=True)
+            tag = self.root / "CACHEDIR.TAG"
+            if not tag.exists():
+                tmp = self.root / f".CACHEDIR.TAG.{os.getpid()}-{threading.get_ident()}.tmp"
+                tmp.write_text(CACHEDIR_TAG)
+                os.replace(tmp, tag)
+            self._ready = True
+
+    def blob_path(self, blob: Digest) -> Path:
+        return self.root / "blobs" / blob.hex[:2] / blob.hex
+
+    def recipe_path(self, blob: Digest) -> Path:
+        return self.root / "recipes" / blob.hex[:2] / blob.hex
+
+    def has(self, blob: Digest) -> bool:
+        return self.blob_path(blob).is_file()
+
+    def _write_atomic(self, path: Path, data: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+
+    def cached_recipe(self, blob: Digest) -> Recipe | None:
+        try:
+            return Recipe.decode(blob, self.recipe_path(blob).read_bytes())
+        except (OSError, FormatError, IntegrityError):
+            return None
+
+    def model_blobs(self, model: str) -> list[Digest]:
+        try:
+            lines = (self.root / "models" / model).read_text().split()
+        except OSError:
+            return []
+        out = []
+        for line in dict.fromkeys(lines):
+            try:
+                out.append(Digest.parse(line))
+            except Exception:
+                continue
+        return out
+
+    def _note_model(self, model: str, blob: Digest) -> None:
+        if blob in self.model_blobs(model):
+            return
+        path = self.root / "models" / model
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # One short O_APPEND write is atomic enough for a hint file; a torn line is skipped.
+        with open(path, "a") as f:
+            f.write(blob.hex + "\n")
+
+    def local_chunks(self, blobs: Iterable[Digest]) -> dict[Digest, LocalChunk]:
+        """Chunk id -> location in a cached file, for the given cached blobs."""
+        index: dict[Digest, LocalChunk] = {}
+        for blob in blobs:
+            path = self.blob_path(blob)
+            if not path.is_file():
+                continue
+            recipe = self.cached_recipe(blob)
+            if recipe is None:
+                continue
+            for ref, start in zip(recipe.chunks, recipe.starts):
+                index.setdefault(ref.chunk, LocalChunk(path, start, ref.raw_length))
+        return index
+
+    def ensure(self, blobs: BlobStore | None, blob: Digest, *, model: str | None = None,
+               progress: Progress | None = None, what: str = "", verify: bool = False) -> Path:
+        """The cached file for `blob`, fetching it (verified) if absent. With `blobs=None`
+        (offline) a missing file raises OfflineError. `verify` re-hashes a cached file first."""
+        path = self.blob_path(blob)
+        if path.is_file() and verify and hash_file(path) != blob:
+            # A hard-linked copy in some project was written to in place: the cached file is
+            # no longer what its name says. Drop it and fetch again.
+            path.unlink(missing_ok=True)
+        if path.is_file():
+            if model:
+                self._note_model(model, blob)
+            return path
+        if blobs is None:
+            raise OfflineError(f"{what or blob} is not in the cache {self.root} and --offline forbids fetching it; run once without --offline")
+        self._prepare()
+        recipe = blobs.recipe(blob)
+        self._write_atomic(self.recipe_path(blob), recipe.encode())
+        local = self.local_chunks(self.model_blobs(model)) if model else {}
+        blobs.get_file(blob, path, local=local or None, progress=progress, mode=0o444)
+        if model:
+            self._note_model(model, blob)
+        return path
+
+    def info(self) -> CacheInfo:
+        count = total = 0
+        base = self.root / "blobs"
+        if base.is_dir():
+            for sub in base.iterdir():
+                if sub.is_dir():
+                    for f in sub.iterdir():
+                        if not f.name.startswith("."):
+                            count += 1
+                            total += f.stat().st_size
+        return CacheInfo(self.root, count, total)
+
+    def prune(self, keep: set[Digest]) -> tuple[int, int]:
+        """Delete cached files not in `keep`; returns (files, bytes) removed. Hard links in
+        project destinations keep their data alive."""
+        removed = freed = 0
+        base = self.root / "blobs"
+        if not base.is_dir():
+            return 0, 0
+        for sub in base.iterdir():
+            for f in sub.iterdir() if sub.is_dir() else []:
+                if f.name.startswith("."):
+                    continue
+                try:
+                    d = Digest.parse(f.name)
+                except Exception:
+                    continue
+                if d in keep:
+                    continue
+                size = f.stat().st_size
+                f.unlink(missing_ok=True)
+                self.recipe_path(d).unlink(missing_ok=True)
+                removed += 1
+                freed += size
+        return removed, freed

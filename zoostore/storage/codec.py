@@ -1,0 +1,235 @@
+"""Chunk frames: one chunk, encoded by the smallest of a few codecs, with a 5-byte header.
+
+frame := codec (u8) | raw length (u32 little-endian) | payload
+
+codec 0 raw            payload is the chunk itself
+codec 1 zstd           payload is one zstd frame of the chunk
+codec 2 zstd-bytegroup the chunk split into 4 byte planes (bytes 0,4,8,… then 1,5,9,… then
+                       2,6,… then 3,7,…; plane i holds ceil((n-i)/4) bytes), the planes
+                       concatenated and compressed as one zstd frame. On float32 weights the
+                       exponent bytes line up in one plane and compress well where plain zstd
+                       sees noise (the "byte grouping" of Hugging Face Xet and of
+                       Zarr/Blosc's shuffle filter).
+
+The writer keeps the smallest encoding and falls back to raw when nothing helps. Trying every
+codec on every chunk doubles the compression work, so `CodecChooser` tries all on a file's first
+chunks and then every `REPROBE`-th chunk, and otherwise uses the codec that has been winning.
+
+How the writer fills a bytegroup frame (any zstd frame decodes the same way, so this is a
+writer's choice, not format): each plane goes into its own zstd block (a block flush after
+planes 0, 1 and 2). A zstd block has one set of entropy tables; with the planes in one block,
+the well-compressing exponent plane shares a literal Huffman table with the noise-like
+mantissa planes and most of the gain is lost. On all-MiniLM-L6-v2's float32 weights at level 3,
+one block stores 89.8% of the raw size, one block per plane 83.8%, and with the plane
+parameters of `_plane_compressor` 82.6% (docs/benchmarks.md).
+
+Speed notes (docs/benchmarks.md): the byte split and merge are C-speed extended slices
+(`raw[i::4]`, `out[i::4] = plane`), which hold the GIL, while zstd and BLAKE3 release it;
+`decode_into` writes a chunk straight into a caller's buffer, so a reader assembles a whole
+read segment without per-chunk copies.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+from dataclasses import dataclass
+
+import zstandard
+
+from zoostore.core.errors import FormatError
+
+RAW, ZSTD, BYTEGROUP = 0, 1, 2
+CODEC_NAMES = {RAW: "raw", ZSTD: "zstd", BYTEGROUP: "zstd-bytegroup4"}
+HEADER = struct.Struct("<BI")
+HEADER_SIZE = HEADER.size  # 5
+#: Chunks to try with every codec before trusting the running winner, and how often to re-check.
+PROBE = 8
+REPROBE = 32
+#: Byte-plane compression parameters (see `_plane_compressor`): the size a plane of a 64 KiB
+#: chunk has, and the hash table size (2^8 entries).
+PLANE_HINT = 16 * 1024
+PLANE_HASH_LOG = 8
+
+_local = threading.local()
+
+
+def _compressor(level: int) -> zstandard.ZstdCompressor:
+    cache: dict[int, zstandard.ZstdCompressor] | None = getattr(_local, "compressors", None)
+    if cache is None:
+        cache = _local.compressors = {}
+    comp = cache.get(level)
+    if comp is None:
+        # write_content_size lets the decoder allocate exactly once.
+        comp = cache[level] = zstandard.ZstdCompressor(level=level, write_content_size=True)
+    return comp
+
+
+def _plane_compressor(level: int) -> zstandard.ZstdCompressor:
+    cache: dict[int, zstandard.ZstdCompressor] | None = getattr(_local, "plane_compressors", None)
+    if cache is None:
+        cache = _local.plane_compressors = {}
+    comp = cache.get(level)
+    if comp is None:
+        # Byte planes of weights are short-range noise with a skewed byte histogram: the
+        # literal Huffman coder does the work, and short matches cost more than the literals
+        # they replace. Keeping only matches of 7+ bytes (zstd's maximum min_match) from a
+        # small hash table makes level 1 about twice as fast and 1-2% smaller on
+        # all-MiniLM-L6-v2 (docs/benchmarks.md).
+        params = zstandard.ZstdCompressionParameters.from_level(
+            level, source_size=PLANE_HINT, window_log=17, min_match=7, hash_log=PLANE_HASH_LOG,
+            write_content_size=1)
+        comp = cache[level] = zstandard.ZstdCompressor(compression_params=params)
+    return comp
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    dec: zstandard.ZstdDecompressor | None = getattr(_local, "decompressor", None)
+    if dec is None:
+        dec = _local.decompressor = zstandard.ZstdDecompressor()
+    return dec
+
+
+def _planes(raw: bytes) -> list[bytes]:
+    # Extended slices of bytes copy in C; a memoryview's strided tobytes is ~10x slower.
+    return [raw[0::4], raw[1::4], raw[2::4], raw[3::4]]
+
+
+def group_bytes(data: bytes | memoryview) -> bytes:
+    raw = data if isinstance(data, bytes) else bytes(data)
+    return b"".join(_planes(raw))
+
+
+def _ungroup_into(planes: bytes, out: bytearray, offset: int, n: int) -> None:
+    """Interleave the 4 planes of an n-byte chunk into out[offset : offset + n]."""
+    # bytearray slice assignment copies a non-bytearray value first: hand it bytearray slices.
+    src = bytearray(planes)
+    pos = 0
+    for i in range(min(4, n)):
+        count = (n - i + 3) // 4
+        out[offset + i : offset + n : 4] = src[pos : pos + count]
+        pos += count
+
+
+def ungroup_bytes(planes: bytes, n: int) -> bytes:
+    out = bytearray(n)
+    _ungroup_into(planes, out, 0, n)
+    return bytes(out)
+
+
+def _bytegroup_frame(data: bytes | memoryview, level: int) -> bytes:
+    raw = data if isinstance(data, bytes) else bytes(data)
+    n = len(raw)
+    obj = _plane_compressor(level).compressobj(size=n)
+    parts = [HEADER.pack(BYTEGROUP, n)]
+    planes = _planes(raw)
+    for i, plane in enumerate(planes):
+        if not plane:
+            continue
+        parts.append(obj.compress(plane))
+        if i < 3 and planes[i + 1]:
+            # One zstd block per plane: each gets its own entropy tables (module docstring).
+            parts.append(obj.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK))
+    parts.append(obj.flush())
+    return b"".join(parts)
+
+
+def encode(data: bytes | memoryview, codec: int, *, level: int = 3) -> bytes:
+    """One frame of `data` with a given codec (no size comparison)."""
+    n = len(data)
+    if codec == RAW:
+        return HEADER.pack(codec, n) + data
+    if codec == ZSTD:
+        return HEADER.pack(codec, n) + _compressor(level).compress(data)
+    if codec == BYTEGROUP:
+        return _bytegroup_frame(data, level)
+    raise ValueError(f"unknown codec {codec}")
+
+
+def encode_best(data: bytes | memoryview, codecs: tuple[int, ...], *, level: int = 3) -> bytes:
+    """The smallest frame among `codecs`; raw when no codec makes the chunk smaller."""
+    best: bytes | None = None
+    for codec in codecs:
+        if codec == RAW:
+            continue
+        frame = encode(data, codec, level=level)
+        if best is None or len(frame) < len(best):
+            best = frame
+    if best is None or len(best) >= HEADER_SIZE + len(data):
+        return encode(data, RAW)
+    return best
+
+
+@dataclass(slots=True)
+class CodecChooser:
+    """Adaptive codec choice for one file's chunks (see module docstring). Not thread-safe:
+    call `plan(i)` from the producer thread, then encode anywhere, then `record(codec)`."""
+
+    codecs: tuple[int, ...]
+    wins: dict[int, int] | None = None
+
+    def plan(self, index: int) -> tuple[int, ...]:
+        if index < PROBE or index % REPROBE == 0 or not self.wins:
+            return self.codecs
+        winner = max(self.wins, key=lambda c: self.wins[c] if self.wins else 0)
+        return (winner,)
+
+    def record(self, codec: int) -> None:
+        if self.wins is None:
+            self.wins = {}
+        self.wins[codec] = self.wins.get(codec, 0) + 1
+
+
+def frame_codec(frame: bytes | memoryview) -> int:
+    return int(frame[0])
+
+
+def _payload(frame: bytes | memoryview, where: str) -> tuple[int, int, memoryview]:
+    if len(frame) < HEADER_SIZE:
+        raise FormatError(f"{where}: truncated chunk frame ({len(frame)} bytes, header is 5)")
+    codec, n = HEADER.unpack_from(frame)
+    if codec not in CODEC_NAMES:
+        raise FormatError(
+            f"{where}: unknown chunk codec {codec}; this zoostore knows "
+            f"{sorted(CODEC_NAMES)}: upgrade zoostore"
+        )
+    return codec, n, memoryview(frame)[HEADER_SIZE:]
+
+
+def _decompress(payload: memoryview, n: int, where: str) -> bytes:
+    try:
+        data = _decompressor().decompress(payload, max_output_size=n)
+    except zstandard.ZstdError as exc:
+        raise FormatError(f"{where}: corrupt zstd payload ({exc})") from exc
+    if len(data) != n:
+        raise FormatError(f"{where}: frame says {n} raw bytes but decodes to {len(data)}")
+    return data
+
+
+def decode(frame: bytes | memoryview, *, where: str = "frame") -> bytes:
+    """The chunk bytes of one frame. Raises FormatError on a malformed frame; the caller
+    verifies the chunk id."""
+    codec, n, payload = _payload(frame, where)
+    if codec == RAW:
+        if len(payload) != n:
+            raise FormatError(f"{where}: frame says {n} raw bytes but decodes to {len(payload)}")
+        return bytes(payload)
+    data = _decompress(payload, n, where)
+    return ungroup_bytes(data, n) if codec == BYTEGROUP else data
+
+
+def decode_into(frame: bytes | memoryview, out: bytearray, offset: int, *, where: str = "frame") -> int:
+    """Decode one frame into `out[offset : offset + raw length]` (which must fit); returns the
+    raw length. Same errors as `decode`; the caller verifies the chunk id."""
+    codec, n, payload = _payload(frame, where)
+    if offset + n > len(out):
+        raise FormatError(f"{where}: frame says {n} raw bytes, more than the {len(out) - offset} expected")
+    if codec == RAW:
+        if len(payload) != n:
+            raise FormatError(f"{where}: frame says {n} raw bytes but decodes to {len(payload)}")
+        out[offset : offset + n] = payload
+    elif codec == ZSTD:
+        out[offset : offset + n] = _decompress(payload, n, where)
+    else:
+        _ungroup_into(_decompress(payload, n, where), out, offset, n)
+    return n

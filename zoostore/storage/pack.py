@@ -1,0 +1,147 @@
+"""Pack files: chunk frames back to back, then a footer that indexes them.
+
+packs/3f/3fa9…e1   [frame][frame]…[footer][footer length: u32][magic: b"ZOOPACK1"]
+
+footer := format (u16 = 1) | count (u32) | count × entry | file count (u32) | file count × file
+entry  := chunk id (32 bytes, BLAKE3 of the raw chunk) | offset (u64) | frame length (u32)
+          | raw length (u32)
+file   := blob id (32) | size (u64) | chunk count (u32) | chunk count × (chunk id (32) | raw length (u32))
+
+All integers little-endian. The pack id is the BLAKE3 of the whole pack file.
+
+Readers normally never read the footer, because recipes carry every frame's pack, offset and
+length. It exists so that `verify --repair` can rebuild recipes from packs alone: entries say
+where each chunk is, and the last pack of every publish lists, for each file the publish added,
+its chunk ids in order (a "file list"). A file list names chunks by id only, because the chunks
+of a deduplicated file may live in older packs, and because a pack cannot name itself.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from zoostore.core.digest import Digest
+from zoostore.core.errors import FormatError, NewerFormatError
+
+FORMAT = 1
+MAGIC = b"ZOOPACK1"
+_TRAILER = struct.Struct("<I8s")
+_HEAD = struct.Struct("<HI")
+_ENTRY = struct.Struct("<32sQII")
+_U32 = struct.Struct("<I")
+_FILE = struct.Struct("<32sQI")
+_FCHUNK = struct.Struct("<32sI")
+
+
+def pack_key(pack: Digest) -> str:
+    return f"packs/{pack.hex[:2]}/{pack.hex}"
+
+
+@dataclass(frozen=True, slots=True)
+class PackEntry:
+    chunk: Digest
+    offset: int
+    length: int
+    raw_length: int
+
+
+@dataclass(frozen=True, slots=True)
+class FileList:
+    blob: Digest
+    size: int
+    chunks: tuple[tuple[Digest, int], ...]  # (chunk id, raw length) in file order
+
+
+@dataclass(frozen=True, slots=True)
+class Footer:
+    entries: list[PackEntry]
+    files: list[FileList]
+
+
+class PackBuilder:
+    """Accumulates frames in memory until the pack reaches its target size."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+        self._entries: list[PackEntry] = []
+        self._files: list[FileList] = []
+        self.size = 0
+
+    def __len__(self) -> int:
+        return len(self._entries) + len(self._files)
+
+    def add_file_list(self, files: list[FileList]) -> None:
+        self._files.extend(files)
+
+    def add(self, chunk: Digest, frame: bytes, raw_length: int) -> int:
+        """Append a frame; returns its offset in the pack."""
+        offset = self.size
+        self._parts.append(frame)
+        self._entries.append(PackEntry(chunk, offset, len(frame), raw_length))
+        self.size += len(frame)
+        return offset
+
+    def finish(self) -> tuple[Digest, bytes, list[PackEntry]]:
+        """The pack's id, bytes and entries. The builder is empty afterwards."""
+        footer = bytearray(_HEAD.pack(FORMAT, len(self._entries)))
+        for e in self._entries:
+            footer += _ENTRY.pack(e.chunk.raw, e.offset, e.length, e.raw_length)
+        footer += _U32.pack(len(self._files))
+        for fl in self._files:
+            footer += _FILE.pack(fl.blob.raw, fl.size, len(fl.chunks))
+            for chunk, raw_length in fl.chunks:
+                footer += _FCHUNK.pack(chunk.raw, raw_length)
+        self._parts.append(bytes(footer))
+        self._parts.append(_TRAILER.pack(len(footer), MAGIC))
+        data = b"".join(self._parts)
+        entries = self._entries
+        self._parts, self._entries, self._files, self.size = [], [], [], 0
+        return Digest.of(data), data, entries
+
+
+def footer_span(tail: bytes, pack_size: int, *, where: str) -> tuple[int, int]:
+    """From the last 12 bytes of a pack, the (start, end) of its footer."""
+    if len(tail) < _TRAILER.size:
+        raise FormatError(f"{where}: truncated pack ({pack_size} bytes, no trailer)")
+    length, magic = _TRAILER.unpack(tail[-_TRAILER.size:])
+    if magic != MAGIC:
+        raise FormatError(f"{where}: not a zoostore pack (trailer magic {magic!r}, expected {MAGIC!r})")
+    end = pack_size - _TRAILER.size
+    start = end - length
+    if start < 0:
+        raise FormatError(f"{where}: footer length {length} exceeds the pack size {pack_size}")
+    return start, end
+
+
+def parse_footer(footer: bytes, *, where: str) -> Footer:
+    try:
+        fmt, count = _HEAD.unpack_from(footer)
+        if fmt > FORMAT:
+            raise NewerFormatError(where, fmt, FORMAT)
+        pos = _HEAD.size
+        entries = []
+        for _ in range(count):
+            raw, offset, length, raw_length = _ENTRY.unpack_from(footer, pos)
+            pos += _ENTRY.size
+            entries.append(PackEntry(Digest.from_bytes(raw), offset, length, raw_length))
+        (nfiles,) = _U32.unpack_from(footer, pos)
+        pos += _U32.size
+        files = []
+        for _ in range(nfiles):
+            raw, size, nchunks = _FILE.unpack_from(footer, pos)
+            pos += _FILE.size
+            chunks = []
+            for _ in range(nchunks):
+                craw, raw_length = _FCHUNK.unpack_from(footer, pos)
+                pos += _FCHUNK.size
+                chunks.append((Digest.from_bytes(craw), raw_length))
+            files.append(FileList(Digest.from_bytes(raw), size, tuple(chunks)))
+    except struct.error as exc:
+        raise FormatError(f"{where}: truncated pack footer ({exc})") from exc
+    if pos != len(footer):
+        raise FormatError(f"{where}: pack footer has {len(footer) - pos} unexpected trailing bytes")
+    return Footer(entries, files)
+
+
+TRAILER_SIZE = _TRAILER.size

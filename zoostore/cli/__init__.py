@@ -30,16 +30,21 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (errors.NewerFormatError, 5),
     (errors.FormatError, 5),
     (errors.NotFoundError, 6),
+    (errors.BlobNotFoundError, 6),
     (errors.ObjectNotFoundError, 6),
     (errors.StoreNotFoundError, 6),
     (errors.ResolutionError, 6),
     (errors.ConflictError, 7),
+    (errors.StoreExistsError, 7),
     (errors.ImmutableError, 7),
     (errors.ReadOnlyError, 8),
     (errors.OfflineError, 9),
     (errors.CheckFailedError, 10),
     (errors.BuildError, 11),
     (errors.MissingDependencyError, 12),
+    (errors.InvalidDigestError, 2),
+    (errors.InvalidVersionError, 2),
+    (errors.InvalidPathError, 2),
     (errors.UsageError, 2),
     (errors.ZooError, 1),
 )
@@ -62,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run 'zoostore COMMAND --help' for a command's options. "
         "STORE is any fsspec URL (s3://bucket/zoo, https://host/zoo) or a local directory.",
     )
-    from zoostore import __version__
+    from zoostore.core.version import __version__
 
     parser.add_argument("--version", action="version", version=f"zoostore {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -5,6 +5,9 @@ numbers compare numerically, a prerelease sorts before its release, prerelease i
 left to right (numeric ones numerically and below alphanumeric ones, which compare in ASCII order),
 and build metadata is ignored.
 
+One job, longer than 500 lines: the grammar, the desugaring of every range form and the
+matching rules belong together and mirror node-semver's own layout.
+
 A range is what ``package.json`` accepts, interpreted exactly as node-semver 7 does with default
 options (``loose: false``, ``includePrerelease: false``)::
 

@@ -41,7 +41,8 @@ def test_every_command_help_ends_with_its_exit_codes() -> None:
 def test_errors_are_json_with_json(tmp_path: Path) -> None:
     proc = zoostore("ls", str(tmp_path / "nowhere"), "--json")
     assert proc.returncode == 6
-    err = json.loads(proc.stdout)["error"]
+    assert proc.stdout == ""
+    err = json.loads(proc.stderr)["error"]
     assert err["code"] == 6 and err["kind"] == "StoreNotFoundError" and "zoostore init" in err["message"]
 
 

@@ -126,7 +126,9 @@ def _report(exc: BaseException, code: int, args: argparse.Namespace, *, kind: st
     if getattr(args, "json", False):
         import json
 
-        print(json.dumps({"error": {"code": code, "kind": kind, "message": message}}))
+        # On stderr: stdout carries the command's own JSON document (check prints its report
+        # and then fails), so that each stream holds at most one document.
+        print(json.dumps({"error": {"code": code, "kind": kind, "message": message}}), file=sys.stderr)
     else:
         print(f"zoostore: error: {message}", file=sys.stderr)
 

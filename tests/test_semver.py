@@ -613,7 +613,14 @@ def test_hyphen_is_inclusive_bounds(low: Version, high: Version, v: Version) -> 
 @given(comparator_sets, comparator_sets, versions)
 def test_comma_means_and_and_bars_mean_or(a: str, b: str, v: Version) -> None:
     assume(" - " not in a + b)  # a hyphen range cannot be AND-ed with anything
-    assert satisfies(v, f"{a}, {b}") == satisfies(v, f"{a} {b}") == (satisfies(v, a) and satisfies(v, b))
+    both = satisfies(v, a) and satisfies(v, b)
+    assert satisfies(v, f"{a}, {b}") == satisfies(v, f"{a} {b}")
+    if v.is_prerelease:
+        # node-semver: a prerelease passes a set when any comparator of the set names a prerelease
+        # of its own [major, minor, patch], so `0 0.0.0-0.2` admits 0.0.0-0.2 although `0` does not.
+        assert satisfies(v, f"{a} {b}") >= both
+    else:
+        assert satisfies(v, f"{a} {b}") == both
     either = satisfies(v, a) or satisfies(v, b)
     if v.is_prerelease:
         # node-semver quirk: a set that matches every release (*) swallows the others.
@@ -646,3 +653,18 @@ def test_every_date_prerelease_gets_a_hint(date: datetime.date, base: Version) -
     stamp = date.strftime("%Y%m%d")
     hint = date_prerelease_hint(f"{base}-{stamp}")
     assert hint is not None and hint.endswith(f"{base}+{stamp}")
+
+
+def test_overlong_range_is_refused_before_parsing() -> None:
+    with pytest.raises(InvalidVersionError, match="longest range zoostore reads is 1024"):
+        Range.parse("1 " * 32_000)
+
+
+@pytest.mark.parametrize("text, ends", [
+    ("1.2 - 1.4", ("1.2", "1.4")), ("v1.2.3 - =2", ("v1.2.3", "=2")), ("v 1 - 2", ("v 1", "2")),
+    ("1 - 2 - 3", None), ("1.2 -1.4", None), ("a b - c", None),
+])
+def test_hyphen_split_matches_node_semvers_grammar(text: str, ends: tuple[str, str] | None) -> None:
+    from zoostore.core.semver import _split_hyphen
+
+    assert _split_hyphen(text) == ends

@@ -30,6 +30,7 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (errors.LockOutOfDateError, 3),
     (errors.IntegrityError, 4),
     (errors.NewerFormatError, 5),
+    (errors.ConfigError, 2),
     (errors.FormatError, 5),
     (errors.NotFoundError, 6),
     (errors.BlobNotFoundError, 6),

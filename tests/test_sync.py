@@ -24,7 +24,8 @@ from zoostore.core.errors import (
 from zoostore.documents.lockfile import Lock
 from zoostore.ops.publish import publish
 from zoostore.repository import init_store
-from zoostore.ops.sync import lock_project, outdated, sync_project
+from zoostore.ops.lock import lock_project, outdated
+from zoostore.ops.sync import sync_project
 
 SMALL = StoreConfig(pack_target_size=256 * 1024)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -646,3 +647,36 @@ def test_every_date_prerelease_gets_a_hint(date: datetime.date, base: Version) -
     stamp = date.strftime("%Y%m%d")
     hint = date_prerelease_hint(f"{base}-{stamp}")
     assert hint is not None and hint.endswith(f"{base}+{stamp}")
+
+
+# -- MODEL@SPEC ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, model, spec, explicit", [
+    ("yolo", "yolo", "latest", False),
+    (" yolo@^1.2 ", "yolo", "^1.2", True),
+    ("yolo@1.2.0", "yolo", "1.2.0", True),
+    ("yolo@bleedingedge", "yolo", "bleedingedge", True),
+    ("yolo@latest", "yolo", "latest", True),
+    ("yolo@>=1.2 <2", "yolo", ">=1.2 <2", True),
+    ("y.o-l_o@ 1.x ", "y.o-l_o", "1.x", True),
+])
+def test_model_spec_parses_model_and_spec(text: str, model: str, spec: str, explicit: bool) -> None:
+    from zoostore.core.spec import ModelSpec
+
+    parsed = ModelSpec.parse(text)
+    assert (parsed.model, parsed.spec, parsed.explicit) == (model, spec, explicit)
+    assert str(parsed) == f"{model}@{spec}"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("yolo@", "empty range after '@'"),
+    ("@^1", "invalid model name ''"),
+    ("../x@1", "invalid model name"),
+    ("a/b", "invalid model name"),
+])
+def test_model_spec_refuses_bad_text(text: str, message: str) -> None:
+    from zoostore.core.spec import ModelSpec
+
+    with pytest.raises(UsageError, match=re.escape(message)):
+        ModelSpec.parse(text)

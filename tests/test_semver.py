@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -668,3 +669,36 @@ def test_hyphen_split_matches_node_semvers_grammar(text: str, ends: tuple[str, s
     from zoostore.core.semver import _split_hyphen
 
     assert _split_hyphen(text) == ends
+
+
+# -- MODEL@SPEC ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, model, spec, explicit", [
+    ("yolo", "yolo", "latest", False),
+    (" yolo@^1.2 ", "yolo", "^1.2", True),
+    ("yolo@1.2.0", "yolo", "1.2.0", True),
+    ("yolo@bleedingedge", "yolo", "bleedingedge", True),
+    ("yolo@latest", "yolo", "latest", True),
+    ("yolo@>=1.2 <2", "yolo", ">=1.2 <2", True),
+    ("y.o-l_o@ 1.x ", "y.o-l_o", "1.x", True),
+])
+def test_model_spec_parses_model_and_spec(text: str, model: str, spec: str, explicit: bool) -> None:
+    from zoostore.core.spec import ModelSpec
+
+    parsed = ModelSpec.parse(text)
+    assert (parsed.model, parsed.spec, parsed.explicit) == (model, spec, explicit)
+    assert str(parsed) == f"{model}@{spec}"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("yolo@", "empty range after '@'"),
+    ("@^1", "invalid model name ''"),
+    ("../x@1", "invalid model name"),
+    ("a/b", "invalid model name"),
+])
+def test_model_spec_refuses_bad_text(text: str, message: str) -> None:
+    from zoostore.core.spec import ModelSpec
+
+    with pytest.raises(UsageError, match=re.escape(message)):
+        ModelSpec.parse(text)

@@ -19,7 +19,7 @@ from zoostore.core.version import __version__
 _LAZY = {
     "open_store": "zoostore.repository",
     "init_store": "zoostore.repository",
-    "fetch": "zoostore.ops.sync",
+    "fetch": "zoostore.ops.fetch",
     "sync": "zoostore.ops.sync",
     "publish": "zoostore.ops.publish",
     "ZooError": "zoostore.core.errors",
@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     from zoostore.core.errors import ZooError
     from zoostore.ops.publish import publish
     from zoostore.repository import init_store, open_store
-    from zoostore.ops.sync import fetch, sync
+    from zoostore.ops.fetch import fetch
+    from zoostore.ops.sync import sync
 
 
 def __getattr__(name: str) -> Any:

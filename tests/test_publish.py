@@ -455,3 +455,20 @@ def test_tag_and_yank_operations(zoo, tmp_path: Path) -> None:  # type: ignore[n
     with pytest.raises(NotFoundError, match="no model 'ghost'.*models: m"):
         tag(zoo, "ghost", "stable", "1.0.0")
     assert not (Path(zoo.url.removeprefix("file://")) / manifest_key("ghost")).exists()
+
+
+def test_cli_warns_on_a_backend_without_atomic_cas(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from dataclasses import replace
+
+    from zoostore.storage.backends.local import LocalBackend
+
+    monkeypatch.setattr(LocalBackend, "capabilities", replace(LocalBackend.capabilities, atomic_cas=False))
+    store = str(tmp_path / "store")
+    assert cli(["init", store]) == 0
+    assert "no atomic compare-and-swap" in capsys.readouterr().err
+    src = write_model(tmp_path / "v")
+    assert cli(["publish", store, "m", "1.0.0", str(src), "--no-check", "-q"]) == 0
+    assert "one writer at a time" in capsys.readouterr().err
+    assert cli(["tag", store, "m", "stable", "1.0.0"]) == 0
+    assert "one writer at a time" in capsys.readouterr().err

@@ -34,13 +34,13 @@ from zoostore.core.names import check_model_name, check_relpath, normalize_arch
 from zoostore.core.progress import NullProgress, Progress
 from zoostore.core.units import human_bytes
 from zoostore.documents.build_record import RECORD_FILE, read_build_record
+from zoostore.documents.descriptor import FILE_NAME as DESCRIPTOR_FILE
+from zoostore.documents.descriptor import ModelDescriptor
 from zoostore.documents.manifest import FileEntry, Manifest, Release, check_tag, immutable_message, now_utc
 from zoostore.repository import Store
 from zoostore.storage.blobs import PutResult
 from zoostore.storage.recipe import ChunkRef
 
-DESCRIPTOR = "model.toml"
-BUILD_RECORD = RECORD_FILE
 #: Dedup source: the chunks of this many most recent versions of the same model.
 DEDUP_VERSIONS = 8
 
@@ -209,18 +209,16 @@ def collect_files(paths: Sequence[str | os.PathLike[str]]) -> dict[str, Path]:
 
 
 def _descriptor_meta(files: Mapping[str, Path]) -> tuple[dict[str, Any], str]:
-    path = files.get(DESCRIPTOR)
+    path = files.get(DESCRIPTOR_FILE)
     if path is None:
         return {}, ""
-    from zoostore.documents.descriptor import ModelDescriptor
-
     desc = ModelDescriptor.load(path)
-    return desc.to_meta(), getattr(desc, "summary", "") or ""
+    return desc.to_meta(), desc.summary
 
 
 def _build_record(paths: Sequence[str | os.PathLike[str]]) -> tuple[dict[str, str], dict[str, Any]]:
     for p in map(Path, paths):
-        if p.is_dir() and (p / BUILD_RECORD).is_file():
+        if p.is_dir() and (p / RECORD_FILE).is_file():
             record = read_build_record(p)
             return dict(record.requires), dict(record.meta)
     return {}, {}

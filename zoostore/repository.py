@@ -29,6 +29,7 @@ from zoostore.core.errors import (
     StoreNotFoundError,
 )
 from zoostore.core.names import check_model_name, host_arch
+from zoostore.core.progress import Progress
 from zoostore.documents.manifest import Manifest, manifest_key
 from zoostore.documents.resolve import Resolved, resolve
 from zoostore.documents.store_config import CONFIG_KEY, StoreConfig
@@ -77,13 +78,14 @@ class Store:
         try:
             data = self.backend.get(manifest_key(model))
         except ObjectNotFoundError:
-            raise NotFoundError(self._unknown_model(model)) from None
+            raise NotFoundError(self.unknown_model(model)) from None
         return Manifest.parse(data.decode("utf-8"), where=self._where(model))
 
     def _where(self, model: str) -> str:
         return f"{self.url.rstrip('/')}/{manifest_key(model)}"
 
-    def _unknown_model(self, model: str) -> str:
+    def unknown_model(self, model: str) -> str:
+        """"No model X in this store; models: ..." for errors about a missing model."""
         try:
             known = self.models()
             listing = ", ".join(known) if known else "none (publish one with 'zoostore publish')"
@@ -96,13 +98,27 @@ class Store:
         """The version `spec` picks for `arch` (default: this machine's), with its files."""
         return resolve(self.manifest(model), spec, arch=arch or host_arch(), runtime=runtime)
 
-    def update_manifest(self, model: str, change: Callable[[Manifest | None], Manifest | None]) -> Manifest | None:
+    def cas_warning(self) -> str | None:
+        """Why concurrent manifest writers can lose updates here, or None where the backend's
+        compare-and-swap is atomic (`Capabilities.atomic_cas`)."""
+        if self.backend.capabilities.atomic_cas:
+            return None
+        return (f"{self.url}: this backend has no atomic compare-and-swap, so two writers updating "
+                f"the same manifest at once can lose one's change; publish, tag, yank and gc here "
+                f"from one writer at a time")
+
+    def update_manifest(self, model: str, change: Callable[[Manifest | None], Manifest | None], *,
+                        progress: Progress | None = None) -> Manifest | None:
         """Apply `change` to the current manifest (None if absent) and store the result with
         compare-and-swap, retrying on conflicts. `change` must be pure: it may run many times.
-        Returning the input unchanged writes nothing."""
+        Returning the input unchanged writes nothing. Where the backend's compare-and-swap is
+        not atomic, `progress` gets a note saying so (`cas_warning`)."""
         check_model_name(model)
         if not self.backend.capabilities.writes:
             raise ReadOnlyError(f"{self.url} is read-only; publish to the store's s3:// or local URL instead")
+        warning = self.cas_warning()
+        if warning and progress is not None:
+            progress.note(warning)
         key = manifest_key(model)
         for attempt in range(CAS_ATTEMPTS):
             try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 
@@ -43,4 +44,7 @@ def run(args: argparse.Namespace) -> int:
     config = StoreConfig(pack_target_size=parse_size(args.pack_size), grace_seconds=parse_duration(args.grace))
     store, created = init_store(args.store, config=config)
     print(f"{'created' if created else 'already a store:'} {store.url}")
+    warning = store.cas_warning()
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     return 0

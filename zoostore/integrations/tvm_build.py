@@ -32,18 +32,18 @@ import shutil
 import subprocess
 import tempfile
 import time
-import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import tomli_w
 
+from zoostore.documents.build_record import RECORD_FILE, BuildRecord, read_build_record, tvm_requirement
 from zoostore.documents.descriptor import FILE_NAME as DESCRIPTOR_FILE
 from zoostore.documents.descriptor import ModelDescriptor, TensorSpec
-from zoostore.core.errors import BuildError, FormatError, MissingDependencyError, NewerFormatError, UsageError
+from zoostore.core.errors import BuildError, MissingDependencyError, UsageError
 
 if TYPE_CHECKING:
     from zoostore.core.progress import Progress
@@ -52,7 +52,6 @@ INSTALL_HINT = "pip install 'zoostore[tvm]'"
 FORMAT = 1
 LIBRARY = "deploy_lib.so"
 IO_FILE = "deploy_io.json"
-RECORD_FILE = "build.toml"
 #: Name of the link's work directory: fixed, so that nothing random can reach the output.
 _WORK_NAME = "zoostore-build"
 
@@ -94,54 +93,6 @@ def parse_arch(name: str) -> Arch:
     return ARCHS[key]
 
 
-def tvm_requirement(version: str) -> str:
-    """`0.27.0.post1` -> `>=0.27.0 <0.28.0`: TVM keeps its runtime ABI within a minor series
-    (the X.Y rule of the Autoware ModelZoo versioning)."""
-    m = re.match(r"(\d+)\.(\d+)", version)
-    if not m:
-        raise FormatError(f"TVM version {version!r} does not start with MAJOR.MINOR")
-    major, minor = int(m.group(1)), int(m.group(2))
-    return f">={major}.{minor}.0 <{major}.{minor + 1}.0"
-
-
-@dataclass(frozen=True, slots=True)
-class BuildRecord:
-    """A parsed `build.toml`: how one arch's artifacts were built."""
-
-    arch: str
-    model: str
-    tvm_version: str
-    tvm_ffi_version: str
-    target: str
-    compiler: str
-    compiler_version: str
-    source_file: str
-    source_blake3: str
-    options: Mapping[str, Any] = field(hash=False)
-    inputs: tuple[TensorSpec, ...] = ()
-    outputs: tuple[TensorSpec, ...] = ()
-    files: tuple[str, ...] = ()
-    path: Path | None = field(default=None, compare=False)
-
-    @property
-    def requires(self) -> dict[str, str]:
-        """Runtime requirements for the manifest's `requires`."""
-        return {"tvm": tvm_requirement(self.tvm_version)}
-
-    @property
-    def meta(self) -> dict[str, Any]:
-        """Per-arch build metadata, plain TOML values."""
-        return {
-            "tvm": self.tvm_version,
-            "tvm_ffi": self.tvm_ffi_version,
-            "target": self.target,
-            "compiler": self.compiler_version or self.compiler,
-            "executor": "relax.vm",
-            "options": json.loads(json.dumps(dict(self.options))),
-            "source": {"file": self.source_file, "blake3": self.source_blake3},
-        }
-
-
 @dataclass(frozen=True, slots=True)
 class BuildStep:
     step: str
@@ -166,55 +117,6 @@ class BuildResult:
     @property
     def seconds(self) -> float:
         return sum(s.seconds for s in self.steps)
-
-
-def read_build_record(directory: Path | str) -> BuildRecord:
-    """Read `DIR/build.toml` (DIR is one arch's output directory)."""
-    d = Path(directory)
-    path = d / RECORD_FILE if d.is_dir() or not d.name.endswith(".toml") else d
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FormatError(f"{path}: no such file; run 'zoostore build' to produce it") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise FormatError(f"{path}: not valid TOML: {exc}") from exc
-
-    def need(table: Mapping[str, Any], key: str, where: str, kind: type = str) -> Any:
-        if key not in table:
-            raise FormatError(f"{path}: {where}{key}: missing")
-        if not isinstance(table[key], kind):
-            raise FormatError(f"{path}: {where}{key}: expected {kind.__name__}, found {table[key]!r}")
-        return table[key]
-
-    fmt = need(doc, "format", "", int)
-    if fmt > FORMAT:
-        raise NewerFormatError(str(path), fmt, FORMAT)
-    tvm = need(doc, "tvm", "", dict)
-    compiler = need(doc, "compiler", "", dict)
-    source = need(doc, "source", "", dict)
-    io_nodes = []
-    for kind in ("inputs", "outputs"):
-        nodes = []
-        for i, n in enumerate(doc.get(kind, [])):
-            where = f"{kind}[{i}]."
-            nodes.append(TensorSpec(need(n, "name", where), tuple(need(n, "shape", where, list)), need(n, "dtype", where)))
-        io_nodes.append(tuple(nodes))
-    return BuildRecord(
-        arch=need(doc, "arch", ""),
-        model=doc.get("model", ""),
-        tvm_version=need(tvm, "version", "tvm."),
-        tvm_ffi_version=need(tvm, "ffi_version", "tvm."),
-        target=need(tvm, "target", "tvm."),
-        compiler=need(compiler, "command", "compiler."),
-        compiler_version=compiler.get("version", ""),
-        source_file=need(source, "file", "source."),
-        source_blake3=need(source, "blake3", "source."),
-        options=dict(doc.get("options", {})),
-        inputs=io_nodes[0],
-        outputs=io_nodes[1],
-        files=tuple(doc.get("files", [])),
-        path=path,
-    )
 
 
 def _import_tvm() -> Any:

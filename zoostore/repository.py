@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import random
+from dataclasses import replace
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -163,20 +164,63 @@ def open_store(url: str | os.PathLike[str], *, storage_options: dict[str, Any] |
     return Store(backend, config)
 
 
+def config_differences(existing: StoreConfig, wanted: StoreConfig) -> list[str]:
+    """What differs between two store configs, one line per parameter ("grace: 24h in the store,
+    1h asked")."""
+    from zoostore.core.units import human_bytes
+    from zoostore.documents.store_config import format_duration
+    from zoostore.storage.codec import CODEC_NAMES
+
+    def show(c: StoreConfig) -> dict[str, str]:
+        return {
+            "chunking": f"{c.chunking.min_size}/{c.chunking.avg_size}/{c.chunking.max_size} bytes (min/avg/max)",
+            "pack target size": human_bytes(c.pack_target_size),
+            "codecs": ", ".join(CODEC_NAMES.get(x, str(x)) for x in c.codecs),
+            "zstd level": str(c.zstd_level),
+            "gc grace": format_duration(c.grace_seconds),
+        }
+    have, want = show(existing), show(wanted)
+    return [f"{k}: {have[k]} in the store, {want[k]} asked" for k in have if have[k] != want[k]]
+
+
 def init_store(url: str | os.PathLike[str], *, config: StoreConfig | None = None,
                storage_options: dict[str, Any] | None = None) -> tuple[Store, bool]:
-    """Create a store (write `zoostore.toml`). Returns (store, created). An existing store with
-    the same parameters is fine (created=False); one with different ones is refused."""
+    """Create a store (write `zoostore.toml`, never replacing one). Returns (store, created). An
+    existing store with the same parameters is fine (created=False); one with different ones is
+    refused, naming each parameter that differs."""
     config = config or StoreConfig()
     backend = open_backend(os.fspath(url), storage_options=storage_options)
     created = backend.put_if_absent(CONFIG_KEY, config.to_toml().encode())
     if not created:
-        existing = StoreConfig.from_toml(backend.get(CONFIG_KEY).decode("utf-8"))
-        if existing != config:
-            raise StoreExistsError(
-                f"{backend.url} already holds a zoostore store with other parameters "
-                f"({existing}); a store's chunking never changes. Use it as it is, or choose "
-                f"another location"
-            )
+        where = f"{backend.url.rstrip('/')}/{CONFIG_KEY}"
+        existing = StoreConfig.from_toml(backend.get(CONFIG_KEY).decode("utf-8"), where=where)
+        diffs = config_differences(existing, config)
+        if diffs:
+            only_grace = all(d.startswith("gc grace") for d in diffs)
+            hint = (f"The grace period may change: zoostore config {url} --grace DURATION" if only_grace else
+                    "A store's chunking, packs and codecs never change: use the store as it is "
+                    "(zoostore init without those options), or choose another location")
+            raise StoreExistsError(f"{backend.url} already holds a zoostore store with other parameters: "
+                                   f"{'; '.join(diffs)}. {hint}")
         config = existing
     return Store(backend, config), created
+
+
+def set_grace(store: Store, seconds: float) -> StoreConfig:
+    """Change the store's gc grace period (compare-and-swap on zoostore.toml). The only store
+    parameter that may change: publish and gc read it at the start of every run."""
+    for _ in range(CAS_ATTEMPTS):
+        current = store.backend.get_versioned(CONFIG_KEY)
+        where = f"{store.url.rstrip('/')}/{CONFIG_KEY}"
+        config = StoreConfig.from_toml(current.data.decode("utf-8"), where=where)
+        new = replace(config, grace_seconds=seconds)
+        if new == config:
+            return config
+        try:
+            store.backend.put_cas(CONFIG_KEY, new.to_toml().encode(), expected=current.token)
+        except ConflictError:
+            time.sleep(random.uniform(0, 0.05))
+            continue
+        store.config = new
+        return new
+    raise ConflictError(f"{CONFIG_KEY}: gave up after {CAS_ATTEMPTS} concurrent-update conflicts; retry the command")

@@ -461,3 +461,70 @@ def test_real_model_checks_builds_and_runs_on_both_archs(
     got = runner.run(results[1].library, feeds, tmp_path)
     for g, w in zip(got, want, strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-3, atol=1e-5)
+
+
+# --- Autoware ModelZoo folders -------------------------------------------------------------------
+
+AUTOWARE = REPO / "tests" / "data" / "autoware"
+ENCODER = AUTOWARE / "perception/lidar_obstacle_detection/centerpoint_encoder/onnx_centerpoint_encoder/definition.yaml"
+
+
+def autoware_encoder(tmp_path: Path) -> Path:
+    """centerpoint_encoder's real definition.yaml and a stand-in network of its declared names
+    and shapes, input_features[40000, 32, 9] -> ReduceMax(axis 2) -> Transpose ->
+    pillar_features[40000, 1, 32], in model_files/ as in the ModelZoo."""
+    folder = tmp_path / "onnx_centerpoint_encoder"
+    (folder / "model_files").mkdir(parents=True)
+    shutil.copy(ENCODER, folder / "definition.yaml")
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMax", ["input_features"], ["m"], axes=[2], keepdims=1),
+         helper.make_node("Transpose", ["m"], ["pillar_features"], perm=[0, 2, 1])],
+        "centerpoint_encoder_stand_in",
+        [helper.make_tensor_value_info("input_features", TensorProto.FLOAT, [40000, 32, 9])],
+        [helper.make_tensor_value_info("pillar_features", TensorProto.FLOAT, [40000, 1, 32])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save_model(model, str(folder / "model_files" / "pts_voxel_encoder_centerpoint.onnx"))
+    return folder
+
+
+def test_autoware_folder_builds_from_model_files(tmp_path: Path) -> None:
+    folder = autoware_encoder(tmp_path)
+    [result] = build_model(folder, targets=["x86_64"])
+    assert result.out_dir == folder / "build" / "x86_64"
+    assert result.record.source_file == "pts_voxel_encoder_centerpoint.onnx"
+    io = json.loads((result.out_dir / IO_FILE).read_text())
+    assert io["inputs"] == [{"name": "input_features", "shape": [40000, 32, 9], "dtype": "float32"}]
+    assert io["outputs"] == [{"name": "pillar_features", "shape": [40000, 1, 32], "dtype": "float32"}]
+    feeds, _ = feeds_for(result.out_dir)
+    [got] = run_in_process(result.library, feeds)
+    [want] = onnx_reference(folder / "model_files" / "pts_voxel_encoder_centerpoint.onnx", feeds)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_autoware_lfs_pointer_and_framework_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from zoostore.documents.model_folder import LfsPointerError
+
+    folder = tmp_path / "onnx_fp32_kitti"
+    (folder / "model_files").mkdir(parents=True)
+    shutil.copy(AUTOWARE / "perception/lidar_obstacle_detection/point_pillars_rpn/onnx_fp32_kitti/definition.yaml",
+                folder / "definition.yaml")
+    pointer = folder / "model_files" / "rpn.onnx"
+    shutil.copy(AUTOWARE / "lfs-pointer-example.pb", pointer)
+    with pytest.raises(LfsPointerError, match=r"rpn.onnx is a Git LFS pointer .*git lfs pull"):
+        build_model(folder, targets=["x86_64"])
+    with pytest.raises(LfsPointerError, match="git lfs pull"):
+        build_model(pointer, targets=["x86_64"])
+    assert main(["build", str(folder), "-t", "x86_64"]) == 2
+    assert "git lfs pull" in capsys.readouterr().err
+    pointer.unlink()
+    with pytest.raises(UsageError, match=r"definition.yaml: network.filename: 'model_files/rpn.onnx' does not exist"):
+        build_model(folder, targets=["x86_64"])
+    yolo2 = tmp_path / "yolo2"
+    (yolo2 / "model_files").mkdir(parents=True)
+    shutil.copy(AUTOWARE / "perception/camera_obstacle_detection/yolo_v2_tiny/tensorflow_fp32_coco/definition.yaml",
+                yolo2 / "definition.yaml")
+    (yolo2 / "model_files" / "yolov2-tiny.pb").write_bytes(b"a frozen TensorFlow graph")
+    with pytest.raises(UsageError, match=r"network.framework: build compiles ONNX networks, found 'Tensorflow'"):
+        build_model(yolo2, targets=["x86_64"])

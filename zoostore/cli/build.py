@@ -13,9 +13,10 @@ def add_parser(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "build",
         help="compile a model's ONNX network with Apache TVM for x86_64 and aarch64",
-        description="Compile the ONNX network of MODEL_DIR (the file its model.toml names, or its "
-        "only .onnx) with Apache TVM: the Relax ONNX frontend with symbolic dimensions bound by "
-        "model.toml's [dims] (else 1), tvm.compile for the arch's LLVM triple, export_library "
+        description="Compile the ONNX network of MODEL_DIR (the file its model.toml or Autoware "
+        "definition.yaml names, e.g. model_files/rpn.onnx, or its only .onnx; never a Git LFS "
+        "pointer: run 'git lfs pull' first) with Apache TVM: the Relax ONNX frontend with symbolic "
+        "dimensions bound by model.toml's [dims] (else 1, also for a declared -1), tvm.compile for the arch's LLVM triple, export_library "
         "linked with g++ (x86_64) or Debian's aarch64-linux-gnu-g++. Each arch gets OUT/ARCH/ "
         "with deploy_lib.so, deploy_io.json (entry, input and output names, shapes, dtypes) and "
         "build.toml (TVM version, target, compiler, options) that publish turns into "
@@ -23,7 +24,7 @@ def add_parser(sub: Any) -> None:
         epilog="Needs the tvm extra: pip install 'zoostore[tvm]'; for aarch64: "
         "apt-get install g++-aarch64-linux-gnu. See docs/pipeline.md.",
     )
-    p.add_argument("model", metavar="MODEL_DIR", help="model directory (with model.toml) or an .onnx file")
+    p.add_argument("model", metavar="MODEL_DIR", help="model directory (with model.toml or definition.yaml) or an .onnx file")
     p.add_argument("--target", "-t", dest="targets", action="extend", nargs="+", required=True,
                    metavar="ARCH", help="architecture to build for: x86_64, aarch64 (repeatable)")
     p.add_argument("--out", "-o", type=Path, default=None, metavar="DIR",

@@ -41,9 +41,10 @@ from typing import TYPE_CHECKING, Any
 
 import tomli_w
 
+from zoostore.core.errors import BuildError, FormatError, MissingDependencyError, NewerFormatError, UsageError
 from zoostore.documents.descriptor import FILE_NAME as DESCRIPTOR_FILE
 from zoostore.documents.descriptor import ModelDescriptor, TensorSpec
-from zoostore.core.errors import BuildError, FormatError, MissingDependencyError, NewerFormatError, UsageError
+from zoostore.documents.model_folder import descriptor_for_network, network_of, refuse_lfs_pointer
 
 if TYPE_CHECKING:
     from zoostore.core.progress import Progress
@@ -229,25 +230,29 @@ def _import_tvm() -> Any:
 
 
 def find_network(model: Path) -> tuple[Path, ModelDescriptor | None]:
-    """The ONNX file of a model directory: the one `model.toml` names, else the only `*.onnx`.
-    `model` may also be the ONNX file itself."""
+    """The ONNX file of a model directory: the one its descriptor names (`model.toml`, or
+    Autoware's `definition.yaml` with the network under `model_files/`), else the only
+    `*.onnx`. `model` may also be the ONNX file itself. A Git LFS pointer is refused
+    (`LfsPointerError`, with the hint to run `git lfs pull`)."""
     if model.is_file():
-        return model, ModelDescriptor.for_network(model)
+        refuse_lfs_pointer(model)
+        return model, descriptor_for_network(model)
     if not model.is_dir():
         raise UsageError(f"{model}: no such model directory")
-    if (model / DESCRIPTOR_FILE).is_file():
-        desc = ModelDescriptor.load(model / DESCRIPTOR_FILE)
-        if not desc.network_path.is_file():
-            raise UsageError(f"{desc.path}: network: {desc.network!r} does not exist in {model}")
+    described = network_of(model)
+    if described is not None:
+        network, desc = described
         if desc.framework.lower() != "onnx":
-            raise UsageError(f"{desc.path}: framework: build compiles ONNX networks, found {desc.framework!r}")
-        return desc.network_path, desc
+            key = "framework" if desc.file_name == DESCRIPTOR_FILE else "network.framework"
+            raise UsageError(f"{desc.path}: {key}: build compiles ONNX networks, found {desc.framework!r}")
+        return network, desc
     candidates = sorted(model.glob("*.onnx"))
     if len(candidates) != 1:
         raise UsageError(
-            f"{model}: has no {DESCRIPTOR_FILE} and {len(candidates)} .onnx files; add a "
-            f"{DESCRIPTOR_FILE} naming the network to build"
+            f"{model}: has no {DESCRIPTOR_FILE} and {len(candidates)} .onnx files (nor a "
+            f"definition.yaml); add a {DESCRIPTOR_FILE} naming the network to build"
         )
+    refuse_lfs_pointer(candidates[0])
     return candidates[0], None
 
 
@@ -343,7 +348,8 @@ def build_model(
     every arch in `targets`, writing `OUT/<arch>/`. `out` defaults to `<model dir>/build`.
     Raises `BuildError` naming the model, the step and TVM's or the compiler's message."""
     from zoostore.core.digest import hash_file
-    from zoostore.integrations.onnx_check import concrete_input_shapes, graph_nodes
+    from zoostore.integrations.feeds import concrete_input_shapes
+    from zoostore.integrations.onnx_check import graph_nodes
 
     archs = [parse_arch(t) for t in targets]
     if not archs:

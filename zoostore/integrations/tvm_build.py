@@ -6,6 +6,8 @@
         deploy_io.json    what a C++ runtime needs to call it: entry, input/output names,
                           shapes, dtypes, in call order
         build.toml        TVM and tvm-ffi versions, target, compiler and options, source hash
+        <model>_config.hpp  C++ constants (see cpp_header): name, zoo version if given, TVM
+                          version, target, input/output names, shapes, dtypes
       aarch64/
         ...               same, linked with Debian's aarch64-linux-gnu-g++
 
@@ -122,6 +124,8 @@ class BuildRecord:
     inputs: tuple[TensorSpec, ...] = ()
     outputs: tuple[TensorSpec, ...] = ()
     files: tuple[str, ...] = ()
+    #: The zoo version given to build (`--model-version`), else "".
+    model_version: str = ""
     path: Path | None = field(default=None, compare=False)
 
     @property
@@ -214,6 +218,7 @@ def read_build_record(directory: Path | str) -> BuildRecord:
         inputs=io_nodes[0],
         outputs=io_nodes[1],
         files=tuple(doc.get("files", [])),
+        model_version=str(doc.get("version", "")),
         path=path,
     )
 
@@ -342,12 +347,18 @@ def build_model(
     *,
     targets: Sequence[str],
     out: Path | str | None = None,
+    name: str | None = None,
+    version: str | None = None,
     progress: Progress | None = None,
 ) -> list[BuildResult]:
-    """Compile `model` (a directory with model.toml or one .onnx, or the .onnx itself) for
-    every arch in `targets`, writing `OUT/<arch>/`. `out` defaults to `<model dir>/build`.
+    """Compile `model` (a directory with model.toml, definition.yaml or one .onnx, or the .onnx
+    itself) for every arch in `targets`, writing `OUT/<arch>/`. `out` defaults to
+    `<model dir>/build`; `name` (for build.toml and the C++ header) to the folder's name;
+    `version` (semver) goes into build.toml and the header.
     Raises `BuildError` naming the model, the step and TVM's or the compiler's message."""
     from zoostore.core.digest import hash_file
+    from zoostore.core.semver import parse_version
+    from zoostore.integrations import cpp_header
     from zoostore.integrations.feeds import concrete_input_shapes
     from zoostore.integrations.onnx_check import graph_nodes
 
@@ -355,9 +366,13 @@ def build_model(
     if not archs:
         raise UsageError("build needs at least one --target (x86_64, aarch64)")
     archs = list({a.name: a for a in archs}.values())
+    if version:
+        parse_version(version)
     model = Path(model)
     network, desc = find_network(model)
     model_dir = network.parent if model.is_file() else model
+    model_name = name or _model_name(model_dir, desc)
+    header = cpp_header.header_name(model_name)
     out_root = Path(out) if out is not None else model_dir / "build"
     label = str(model)
     for arch in archs:
@@ -417,11 +432,16 @@ def build_model(
                 "outputs": [n.to_dict() for n in out_specs],
             }
             _write_atomic(arch_dir / IO_FILE, json.dumps(io_doc, indent=2) + "\n")
-            record_doc = {
+            _write_atomic(arch_dir / header, cpp_header.render_config_header(
+                model=model_name, arch=arch.name, tvm_version=str(tvm.__version__), target=str(target),
+                inputs=in_specs, outputs=out_specs, version=version, library=LIBRARY,
+            ))
+            record_doc: dict[str, Any] = {
                 "format": FORMAT,
                 "arch": arch.name,
-                "model": _model_name(model_dir),
-                "files": [LIBRARY, IO_FILE],
+                "model": model_name,
+                **({"version": version} if version else {}),
+                "files": [LIBRARY, IO_FILE, header],
                 "source": {"file": network.name, "blake3": source_blake3},
                 "tvm": {
                     "version": str(tvm.__version__),
@@ -448,17 +468,21 @@ def build_model(
         results.append(BuildResult(
             arch=arch.name,
             out_dir=arch_dir,
-            files=(arch_dir / LIBRARY, arch_dir / IO_FILE, arch_dir / RECORD_FILE),
+            files=(arch_dir / LIBRARY, arch_dir / IO_FILE, arch_dir / RECORD_FILE, arch_dir / header),
             record=read_build_record(arch_dir),
             steps=tuple(steps.done[:1] + steps.done[mark:]) if not results else tuple(steps.done[mark:]),
         ))
     return results
 
 
-def _model_name(model_dir: Path) -> str:
-    """`models/mlp/1.0.0` -> `mlp`; `models/mlp` -> `mlp` (informational only: publish names
-    the model itself). Never a full path, which would make build.toml path-dependent."""
+def _model_name(model_dir: Path, desc: ModelDescriptor | None) -> str:
+    """`models/mlp/1.0.0` -> `mlp`; `models/mlp` -> `mlp`; Autoware's
+    `point_pillars_rpn/onnx_fp32_kitti` (definition.yaml) -> `point_pillars_rpn`, the network
+    name its inference_engine_tvm_config.hpp files use. Informational in build.toml (publish
+    names the model itself). Never a full path, which would make build.toml path-dependent."""
     name = model_dir.resolve().name
+    if desc is not None and desc.file_name != DESCRIPTOR_FILE:
+        return model_dir.resolve().parent.name
     if re.fullmatch(r"v?\d+(\.\d+)*([-+].*)?", name):
         return model_dir.resolve().parent.name
     return name

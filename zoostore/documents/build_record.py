@@ -61,6 +61,8 @@ class BuildRecord:
     inputs: tuple[TensorSpec, ...] = ()
     outputs: tuple[TensorSpec, ...] = ()
     files: tuple[str, ...] = ()
+    #: The zoo version given to build (`--model-version`), else "".
+    model_version: str = ""
     path: Path | None = field(default=None, compare=False)
 
     @property
@@ -127,5 +129,6 @@ def read_build_record(directory: Path | str) -> BuildRecord:
         inputs=io_nodes[0],
         outputs=io_nodes[1],
         files=tuple(doc.get("files", [])),
+        model_version=str(doc.get("version", "")),
         path=path,
     )

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +27,7 @@ _STARTED = int(time.time())
 
 def temp_name() -> str:
     """A fresh temp file name: prefix, pid, process start time, random."""
-    return f"{TEMP_PREFIX}{os.getpid()}-{_STARTED:x}-{secrets.token_hex(4)}"
+    return f"{TEMP_PREFIX}{os.getpid()}-{_STARTED:x}-{os.urandom(4).hex()}"
 
 
 def parse_temp_name(name: str) -> tuple[int, int] | None:

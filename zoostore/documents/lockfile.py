@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tomli_w
 
 from zoostore.core.atomic import atomic_write
 from zoostore.core.digest import Digest
@@ -131,6 +130,8 @@ MAX_SIZE = 2**63 - 1
 
 
 def _toml_value(value: str) -> str:
+    import tomli_w  # only when writing: the no-op sync reads zoo.lock and never writes it
+
     return tomli_w.dumps({"v": value})[4:].rstrip("\n")
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zoostore.core.errors import FormatError, UsageError, ZooError
+from zoostore.core.errors import ConfigError, UsageError, ZooError
 from zoostore.core.names import check_model_name, host_arch, normalize_arch
 
 CONFIG_NAME = "zoo.toml"
@@ -144,57 +144,63 @@ def load_project(path: str | os.PathLike[str] | None = None) -> Project:
         p = found
     where = str(p)
     try:
-        doc = tomllib.loads(p.read_text())
+        doc = tomllib.loads(p.read_bytes().decode("utf-8"))
     except OSError as exc:
         raise UsageError(f"cannot read {where}: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{where}: not UTF-8 text (byte {exc.start}); TOML files are UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
-        raise FormatError(f"{where}: not valid TOML ({exc})") from exc
+        raise ConfigError(f"{where}: not valid TOML ({exc})") from exc
+    except RecursionError:
+        raise ConfigError(f"{where}: not valid TOML (nested too deeply)") from None
     if p.name == "pyproject.toml":
-        doc = doc.get("tool", {}).get("zoostore")
+        tool = doc.get("tool", {})
+        table = tool.get("zoostore") if isinstance(tool, dict) else None
         where += " [tool.zoostore]"
-        if not isinstance(doc, dict):
+        if not isinstance(table, dict):
             raise UsageError(f"{p} has no [tool.zoostore] table")
+        doc = table
     return parse_project(doc, root=p.parent.resolve(), config_path=p, where=where)
 
 
 def parse_project(doc: Mapping[str, Any], *, root: Path, config_path: Path, where: str) -> Project:
     unknown = set(doc) - {"store", "archs", "dest", "runtime", "models"}
     if unknown:
-        raise FormatError(f"{where}: unknown key(s) {sorted(unknown)}; expected store, archs, dest, runtime, models")
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; expected store, archs, dest, runtime, models")
     # A project without `store` takes $ZOOSTORE_STORE as its declared store (recorded in zoo.lock).
     store = doc.get("store", os.environ.get(STORE_ENV))
     if not isinstance(store, str) or not store:
-        raise FormatError(f"{where}: key 'store' is required (a URL such as s3://bucket/zoo or a path), or set {STORE_ENV}")
+        raise ConfigError(f"{where}: key 'store' is required (a URL such as s3://bucket/zoo or a path), or set {STORE_ENV}")
     archs = _archs(doc.get("archs"), f"{where}: archs") or (host_arch(),)
     dest = doc.get("dest", "models")
     if not isinstance(dest, str) or not dest:
-        raise FormatError(f"{where}: key 'dest' must be a directory path, got {dest!r}")
+        raise ConfigError(f"{where}: key 'dest' must be a directory path, got {dest!r}")
     runtime = doc.get("runtime", {})
     if not isinstance(runtime, dict) or not all(isinstance(v, str) for v in runtime.values()):
-        raise FormatError(f'{where}: [runtime] must map names to version strings, e.g. tvm = "0.27.0"')
+        raise ConfigError(f'{where}: [runtime] must map names to version strings, e.g. tvm = "0.27.0"')
     models: dict[str, ModelRequirement] = {}
     raw_models = doc.get("models", {})
     if not isinstance(raw_models, dict):
-        raise FormatError(f"{where}: [models] must be a table of MODEL = \"RANGE\"")
+        raise ConfigError(f"{where}: [models] must be a table of MODEL = \"RANGE\"")
     for name, value in raw_models.items():
         mwhere = f"{where}: models.{name}"
         try:
             check_model_name(name)
         except ZooError as exc:
-            raise FormatError(f"{mwhere}: {exc}") from None
+            raise ConfigError(f"{mwhere}: {exc}") from None
         if isinstance(value, str):
             models[name] = ModelRequirement(name, value, archs)
         elif isinstance(value, dict):
             extra = set(value) - {"version", "archs", "files"}
             if extra:
-                raise FormatError(f"{mwhere}: unknown key(s) {sorted(extra)}; expected version, archs, files")
+                raise ConfigError(f"{mwhere}: unknown key(s) {sorted(extra)}; expected version, archs, files")
             spec = value.get("version", "latest")
             files = value.get("files", [])
             if not isinstance(spec, str) or not isinstance(files, list) or not all(isinstance(f, str) for f in files):
-                raise FormatError(f'{mwhere}: expected {{ version = "^1.2", archs = ["x86_64"], files = ["*.so"] }}')
+                raise ConfigError(f'{mwhere}: expected {{ version = "^1.2", archs = ["x86_64"], files = ["*.so"] }}')
             models[name] = ModelRequirement(name, spec, _archs(value.get("archs"), f"{mwhere}.archs") or archs, tuple(files))
         else:
-            raise FormatError(f'{mwhere}: expected a version range string or a table, got {value!r}')
+            raise ConfigError(f'{mwhere}: expected a version range string or a table, got {value!r}')
     return Project(root=root, config_path=config_path, store=store, archs=archs,
                    dest=Path(os.path.normpath(root / dest)), runtime=dict(runtime), models=models)
 
@@ -203,8 +209,8 @@ def _archs(value: Any, where: str) -> tuple[str, ...]:
     if value is None:
         return ()
     if not isinstance(value, list) or not all(isinstance(a, str) for a in value) or not value:
-        raise FormatError(f'{where}: expected a non-empty list such as ["x86_64", "aarch64"], got {value!r}')
+        raise ConfigError(f'{where}: expected a non-empty list such as ["x86_64", "aarch64"], got {value!r}')
     try:
         return tuple(dict.fromkeys(normalize_arch(a) for a in value))
     except ZooError as exc:
-        raise FormatError(f"{where}: {exc}") from None
+        raise ConfigError(f"{where}: {exc}") from None

@@ -98,31 +98,68 @@ class StoreConfig:
 
     @classmethod
     def from_toml(cls, text: str, *, where: str = CONFIG_KEY) -> StoreConfig:
+        """Parse `zoostore.toml`. Any malformed value is a FormatError naming the file and the
+        key; a newer format asks to upgrade zoostore."""
         doc, fmt = load_versioned(text, where=where, supported=FORMAT)
-        try:
-            ch = doc["chunking"]
-            if ch.get("algorithm", "fastcdc-2020") != "fastcdc-2020":
-                raise FormatError(f"{where}: chunking.algorithm {ch['algorithm']!r} is unknown; expected 'fastcdc-2020'")
-            chunking = Chunking(int(ch["min_size"]), int(ch["avg_size"]), int(ch["max_size"]))
-            names = {v: k for k, v in codec.CODEC_NAMES.items()}
-            enabled = doc.get("codecs", {}).get("enabled", list(names))
-            unknown = [n for n in enabled if n not in names]
-            if unknown:
-                raise FormatError(
-                    f"{where}: codecs.enabled names unknown codecs {unknown}; this zoostore knows "
-                    f"{sorted(names)}: upgrade zoostore"
-                )
-            return cls(
-                chunking=chunking,
-                pack_target_size=int(doc.get("packs", {}).get("target_size", 32 * 1024 * 1024)),
-                codecs=tuple(names[n] for n in enabled),
-                zstd_level=int(doc.get("codecs", {}).get("zstd_level", 3)),
-                grace_seconds=parse_duration(str(doc.get("gc", {}).get("grace", "24h"))),
-                format=fmt,
+        if "chunking" not in doc:
+            raise FormatError(f"{where}: missing key 'chunking'")
+        ch = _section(doc, "chunking", where)
+        if ch.get("algorithm", "fastcdc-2020") != "fastcdc-2020":
+            raise FormatError(f"{where}: chunking.algorithm {ch['algorithm']!r} is unknown; expected 'fastcdc-2020'")
+        sizes = [_int(ch, k, where, "chunking", 64, MAX_CHUNK) for k in ("min_size", "avg_size", "max_size")]
+        if not sizes[0] <= sizes[1] <= sizes[2]:
+            raise FormatError(f"{where}: chunking sizes must satisfy min_size <= avg_size <= max_size, got {sizes}")
+        codecs = _section(doc, "codecs", where)
+        names = {v: k for k, v in codec.CODEC_NAMES.items()}
+        enabled = codecs.get("enabled", list(names))
+        if not isinstance(enabled, list) or not enabled or not all(isinstance(n, str) for n in enabled):
+            raise FormatError(f"{where}: codecs.enabled must be a non-empty list of codec names, got {enabled!r}")
+        unknown = [n for n in enabled if n not in names]
+        if unknown:
+            raise FormatError(
+                f"{where}: codecs.enabled names unknown codecs {unknown}; this zoostore knows "
+                f"{sorted(names)}: upgrade zoostore"
             )
-        except KeyError as exc:
-            raise FormatError(f"{where}: missing key {exc.args[0]!r}") from exc
-        except (TypeError, ValueError) as exc:
-            if isinstance(exc, FormatError):
-                raise
-            raise FormatError(f"{where}: bad value ({exc})") from exc
+        grace = _section(doc, "gc", where).get("grace", "24h")
+        if not isinstance(grace, str):
+            raise FormatError(f"{where}: gc.grace must be a duration such as \"24h\", got {grace!r}")
+        try:
+            grace_seconds = parse_duration(grace)
+        except UsageError as exc:
+            raise FormatError(f"{where}: gc.grace: {exc}") from None
+        if not 0 <= grace_seconds <= MAX_GRACE:
+            raise FormatError(f"{where}: gc.grace {grace!r} is out of range (0 to 3650d)")
+        return cls(
+            chunking=Chunking(min_size=sizes[0], avg_size=sizes[1], max_size=sizes[2]),
+            pack_target_size=_int(_section(doc, "packs", where), "target_size", where, "packs", 1024, 2**40,
+                                  default=32 * 1024 * 1024),
+            codecs=tuple(names[n] for n in enabled),
+            zstd_level=_int(codecs, "zstd_level", where, "codecs", -7, 22, default=3),
+            grace_seconds=grace_seconds,
+            format=fmt,
+        )
+
+
+#: Largest chunk a store may declare: bounds what a reader allocates for one chunk.
+MAX_CHUNK = 64 * 1024 * 1024
+#: Longest gc grace period (ten years): past it, time arithmetic overflows.
+MAX_GRACE = 3650 * 86400.0
+
+
+def _section(doc: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = doc.get(key, {})
+    if not isinstance(value, dict):
+        raise FormatError(f"{where}: [{key}] must be a table, got {type(value).__name__} {value!r:.40}")
+    return value
+
+
+def _int(table: dict[str, Any], key: str, where: str, section: str, low: int, high: int,
+         default: int | None = None) -> int:
+    if key not in table and default is not None:
+        return default
+    if key not in table:
+        raise FormatError(f"{where}: missing key '{section}.{key}'")
+    value = table[key]
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise FormatError(f"{where}: {section}.{key} must be an integer from {low} to {high}, got {value!r:.40}")
+    return value

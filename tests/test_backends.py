@@ -69,11 +69,12 @@ class TestS3Backend(BackendConformance):
 
 
 class TestGenericBackendOnLocalFiles(BackendConformance):
-    """The best-effort fsspec backend, driven through fsspec's local filesystem."""
+    """The best-effort fsspec backend, driven through fsspec's local filesystem (in single-writer
+    mode: without it, put_cas is refused, see test_generic_put_cas_needs_single_writer)."""
 
     @pytest.fixture
     def backend(self, tmp_path: Path) -> Backend:
-        return GenericBackend(f"file://{tmp_path}/store")
+        return GenericBackend(f"file://{tmp_path}/store", storage_options={"single_writer": True})
 
     def age(self, backend: Backend, key: str, seconds: float) -> bool:
         assert isinstance(backend, GenericBackend)

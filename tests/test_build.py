@@ -117,7 +117,7 @@ def test_build_x86_64_runs_in_process_and_matches_onnxruntime(tmp_path: Path) ->
     [result] = build_model(src, targets=["x86_64"], out=tmp_path / "out", progress=progress)
     out = tmp_path / "out" / "x86_64"
     assert result.out_dir == out and result.library == out / LIBRARY
-    assert sorted(p.name for p in out.iterdir()) == sorted([LIBRARY, IO_FILE, RECORD_FILE])
+    assert sorted(p.name for p in out.iterdir()) == sorted([LIBRARY, IO_FILE, RECORD_FILE, "mlp_config.hpp"])
     assert elf_machine(out / LIBRARY) == EM_X86_64
     assert [s.step for s in result.steps] == ["import", "compile x86_64", "export x86_64", "write x86_64"]
     assert progress.tasks == [f"build {src}: import", *(f"build {src} for x86_64: {s}" for s in ("compile", "export", "write"))]
@@ -191,7 +191,7 @@ def test_build_record_for_publish(tmp_path: Path) -> None:
     assert meta["executor"] == "relax.vm" and meta["compiler"].startswith("g++")
     assert meta["source"]["file"] == "model.onnx" and meta["source"]["blake3"].startswith("blake3:")
     assert meta["options"]["input_shapes"] == {"x": [1, 16]}
-    assert record.files == (LIBRARY, IO_FILE)
+    assert record.files == (LIBRARY, IO_FILE, "mlp_config.hpp") and record.model_version == ""
     import tomli_w
     import tomllib
 
@@ -224,7 +224,7 @@ def test_builds_are_byte_reproducible(tmp_path: Path) -> None:
     build_model(a, targets=["x86_64", "aarch64"], out=tmp_path / "out-a")
     build_model(b, targets=["aarch64", "x86_64"], out=tmp_path / "elsewhere" / "out-b")
     for arch in ("x86_64", "aarch64"):
-        for name in (LIBRARY, IO_FILE, RECORD_FILE):
+        for name in (LIBRARY, IO_FILE, RECORD_FILE, "conv_config.hpp"):
             one = (tmp_path / "out-a" / arch / name).read_bytes()
             two = (tmp_path / "elsewhere" / "out-b" / arch / name).read_bytes()
             assert one == two, f"{arch}/{name} differs between two builds"
@@ -312,7 +312,7 @@ def test_cli_build(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "requires: tvm >=" in out
     assert main(["build", str(src), "-t", "x86_64", "--json", "-o", str(tmp_path / "o")]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc[0]["arch"] == "x86_64" and set(doc[0]["files"]) == {LIBRARY, IO_FILE, RECORD_FILE}
+    assert doc[0]["arch"] == "x86_64" and set(doc[0]["files"]) == {LIBRARY, IO_FILE, RECORD_FILE, "mlp_config.hpp"}
     assert main(["build", str(tmp_path / "lstm-missing"), "-t", "x86_64"]) == 2
     lstm = model_dir(tmp_path, "lstm", lstm_model())
     assert main(["build", str(lstm), "-t", "x86_64"]) == 11
@@ -461,3 +461,116 @@ def test_real_model_checks_builds_and_runs_on_both_archs(
     got = runner.run(results[1].library, feeds, tmp_path)
     for g, w in zip(got, want, strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-3, atol=1e-5)
+
+
+# --- Autoware ModelZoo folders -------------------------------------------------------------------
+
+AUTOWARE = REPO / "tests" / "data" / "autoware"
+ENCODER = AUTOWARE / "perception/lidar_obstacle_detection/centerpoint_encoder/onnx_centerpoint_encoder/definition.yaml"
+
+
+def autoware_encoder(tmp_path: Path) -> Path:
+    """centerpoint_encoder's real definition.yaml and a stand-in network of its declared names
+    and shapes, input_features[40000, 32, 9] -> ReduceMax(axis 2) -> Transpose ->
+    pillar_features[40000, 1, 32], in model_files/ as in the ModelZoo."""
+    folder = tmp_path / "centerpoint_encoder" / "onnx_centerpoint_encoder"  # as in the ModelZoo
+    (folder / "model_files").mkdir(parents=True)
+    shutil.copy(ENCODER, folder / "definition.yaml")
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMax", ["input_features"], ["m"], axes=[2], keepdims=1),
+         helper.make_node("Transpose", ["m"], ["pillar_features"], perm=[0, 2, 1])],
+        "centerpoint_encoder_stand_in",
+        [helper.make_tensor_value_info("input_features", TensorProto.FLOAT, [40000, 32, 9])],
+        [helper.make_tensor_value_info("pillar_features", TensorProto.FLOAT, [40000, 1, 32])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save_model(model, str(folder / "model_files" / "pts_voxel_encoder_centerpoint.onnx"))
+    return folder
+
+
+def test_autoware_folder_builds_from_model_files(tmp_path: Path) -> None:
+    folder = autoware_encoder(tmp_path)
+    [result] = build_model(folder, targets=["x86_64"])
+    assert result.out_dir == folder / "build" / "x86_64"
+    assert result.record.source_file == "pts_voxel_encoder_centerpoint.onnx"
+    io = json.loads((result.out_dir / IO_FILE).read_text())
+    assert io["inputs"] == [{"name": "input_features", "shape": [40000, 32, 9], "dtype": "float32"}]
+    assert io["outputs"] == [{"name": "pillar_features", "shape": [40000, 1, 32], "dtype": "float32"}]
+    feeds, _ = feeds_for(result.out_dir)
+    [got] = run_in_process(result.library, feeds)
+    [want] = onnx_reference(folder / "model_files" / "pts_voxel_encoder_centerpoint.onnx", feeds)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_autoware_lfs_pointer_and_framework_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from zoostore.documents.model_folder import LfsPointerError
+
+    folder = tmp_path / "onnx_fp32_kitti"
+    (folder / "model_files").mkdir(parents=True)
+    shutil.copy(AUTOWARE / "perception/lidar_obstacle_detection/point_pillars_rpn/onnx_fp32_kitti/definition.yaml",
+                folder / "definition.yaml")
+    pointer = folder / "model_files" / "rpn.onnx"
+    shutil.copy(AUTOWARE / "lfs-pointer-example.pb", pointer)
+    with pytest.raises(LfsPointerError, match=r"rpn.onnx is a Git LFS pointer .*git lfs pull"):
+        build_model(folder, targets=["x86_64"])
+    with pytest.raises(LfsPointerError, match="git lfs pull"):
+        build_model(pointer, targets=["x86_64"])
+    assert main(["build", str(folder), "-t", "x86_64"]) == 2
+    assert "git lfs pull" in capsys.readouterr().err
+    pointer.unlink()
+    with pytest.raises(UsageError, match=r"definition.yaml: network.filename: 'model_files/rpn.onnx' does not exist"):
+        build_model(folder, targets=["x86_64"])
+    yolo2 = tmp_path / "yolo2"
+    (yolo2 / "model_files").mkdir(parents=True)
+    shutil.copy(AUTOWARE / "perception/camera_obstacle_detection/yolo_v2_tiny/tensorflow_fp32_coco/definition.yaml",
+                yolo2 / "definition.yaml")
+    (yolo2 / "model_files" / "yolov2-tiny.pb").write_bytes(b"a frozen TensorFlow graph")
+    with pytest.raises(UsageError, match=r"network.framework: build compiles ONNX networks, found 'Tensorflow'"):
+        build_model(yolo2, targets=["x86_64"])
+
+
+def test_autoware_build_writes_a_cpp_header_that_compiles(tmp_path: Path) -> None:
+    """The header names the network as Autoware does (the folder above definition.yaml),
+    carries the version given to build, is the same bytes for a second build elsewhere, and
+    compiles on its own (g++ -std=c++17 -fsyntax-only) with the version check usable in a
+    static_assert."""
+    folder = autoware_encoder(tmp_path / "a")
+    [result] = build_model(folder, targets=["x86_64"], version="1.2.3", out=tmp_path / "out-a")
+    header = result.out_dir / "centerpoint_encoder_config.hpp"
+    assert header in result.files and result.record.files[-1] == header.name
+    assert result.record.model == "centerpoint_encoder" and result.record.model_version == "1.2.3"
+    text = header.read_text()
+    for line in (
+        'inline constexpr char network_name[] = "centerpoint_encoder";',
+        "inline constexpr ModelVersion modelzoo_version{1, 2, 3};",
+        f'inline constexpr char tvm_version[] = "{result.record.tvm_version}";',
+        'inline constexpr char arch[] = "x86_64";',
+        "inline constexpr std::int64_t input0_shape[] = {40000, 32, 9};",
+        '  {"input_features", 2, 32, 1, "float32", 3, input0_shape},',
+        '  {"pillar_features", 2, 32, 1, "float32", 3, output0_shape},',
+    ):
+        assert line in text, line
+    assert '"x86_64-linux-gnu' in text  # the target
+    again = autoware_encoder(tmp_path / "b" / "elsewhere")
+    [second] = build_model(again, targets=["x86_64"], version="1.2.3", out=tmp_path / "out-b")
+    assert (second.out_dir / header.name).read_bytes() == header.read_bytes()
+    main_cpp = tmp_path / "main.cpp"
+    main_cpp.write_text(f"""#include "{header}"
+#include "{header}"
+namespace m = zoostore::models::centerpoint_encoder;
+constexpr zoostore::ModelVersion supported[] = {{{{1, 2, 0}}}};
+constexpr zoostore::ModelVersion unsupported[] = {{{{1, 1, 0}}}};
+constexpr zoostore::ModelVersion none[] = {{{{0, 0, 0}}}};
+static_assert(m::has_version && m::modelzoo_version.patch == 3);
+static_assert(zoostore::check_version(m::modelzoo_version, supported, unsupported) == zoostore::VersionStatus::supported);
+static_assert(zoostore::check_version({{1, 1, 7}}, supported, unsupported) == zoostore::VersionStatus::unsupported);
+static_assert(zoostore::check_version({{2, 0, 0}}, supported, none) == zoostore::VersionStatus::unknown);
+static_assert(m::num_inputs == 1 && m::network_inputs[0].shape[2] == 9 && m::network_outputs[0].ndim == 3);
+int main() {{ return 0; }}
+""")
+    proc = subprocess.run(["g++", "-std=c++17", "-Wall", "-Wextra", "-pedantic", "-Werror", "-fsyntax-only", str(main_cpp)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    with pytest.raises(UsageError, match="invalid version"):
+        build_model(folder, targets=["x86_64"], version="1.2")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -314,3 +315,109 @@ def test_cli_help_mentions_options(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     for flag in ("--min-opset", "--max-opset", "--json", "model.toml"):
         assert flag in out
+
+
+# --- Autoware ModelZoo folders: definition.yaml, model_files/, Git LFS pointers --------------------
+
+AUTOWARE = Path(__file__).resolve().parent / "data" / "autoware"
+_NP_TO_ONNX = {"float32": TensorProto.FLOAT, "int32": TensorProto.INT32, "int64": TensorProto.INT64}
+
+
+def stand_in(desc: ModelDescriptor, *, input_shapes: dict[str, list[object]] | None = None) -> onnx.ModelProto:
+    """A trivial network with the declared node names, types and shapes: every output is the
+    mean of the first input broadcast (Expand) to the output's declared shape."""
+    first = desc.inputs[0].name
+    nodes = [helper.make_node("ReduceMean", [first], ["mean"], keepdims=0)]
+    inits = []
+    for o in desc.outputs:
+        inits.append(numpy_helper.from_array(np.array(o.shape, dtype=np.int64), f"shape_{o.name}"))
+        nodes.append(helper.make_node("Expand", ["mean", f"shape_{o.name}"], [o.name]))
+    shapes = input_shapes or {}
+    graph = helper.make_graph(
+        nodes, "stand_in",
+        [helper.make_tensor_value_info(i.name, _NP_TO_ONNX[i.dtype], shapes.get(i.name, list(i.shape)))
+         for i in desc.inputs],
+        [helper.make_tensor_value_info(o.name, _NP_TO_ONNX[o.dtype], list(o.shape)) for o in desc.outputs],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def autoware_folder(tmp_path: Path, definition: Path, text: str | None = None) -> tuple[Path, ModelDescriptor]:
+    """The model folder laid out as in the ModelZoo: definition.yaml, model_files/ (empty)."""
+    from zoostore.documents.model_folder import load_descriptor
+
+    folder = tmp_path / definition.parent.parent.name
+    (folder / "model_files").mkdir(parents=True)
+    (folder / "definition.yaml").write_text(text or definition.read_text(encoding="utf-8"), encoding="utf-8")
+    return folder, load_descriptor(folder)
+
+
+ONNX_DEFINITIONS = [
+    p for p in sorted(AUTOWARE.glob("**/definition.yaml")) if "framework: ONNX" in p.read_text(encoding="utf-8")
+]
+
+
+@pytest.mark.parametrize("definition", ONNX_DEFINITIONS, ids=lambda p: p.parent.parent.name)
+def test_autoware_folder_checks_with_a_stand_in_network(tmp_path: Path, definition: Path) -> None:
+    folder, desc = autoware_folder(tmp_path, definition)
+    onnx.save_model(stand_in(desc), str(desc.network_path))
+    assert find_onnx_files([folder]) == [desc.network_path]
+    report = check_model(desc.network_path)
+    assert report.ok, report.problems
+    assert report.descriptor == folder / "definition.yaml"
+    assert [n.name for n in report.outputs] == [n.name for n in desc.outputs]  # "184", not 184
+    assert [s.step for s in report.steps] == STEPS
+
+
+def test_autoware_node_mismatch_names_definition_yaml(tmp_path: Path) -> None:
+    rpn = AUTOWARE / "perception/lidar_obstacle_detection/point_pillars_rpn/onnx_fp32_kitti/definition.yaml"
+    folder, desc = autoware_folder(tmp_path, rpn)
+    model = stand_in(desc)
+    model.graph.output[2].name = "186"
+    model.graph.node[-1].output[0] = "186"
+    onnx.save_model(model, str(desc.network_path))
+    report = check_model(desc.network_path)
+    assert_problem(report, "nodes: definition.yaml declares output '187' but the graph has outputs ['184', '185', '186']",
+                   "the graph has output '186' that definition.yaml does not declare")
+
+
+def test_autoware_dynamic_dims(tmp_path: Path) -> None:
+    """yolo_v2_tiny declares its batch as -1; as an ONNX stand-in with a symbolic batch it runs
+    with batch 1, and a graph that fixes the batch matches -1 too."""
+    yolo2 = AUTOWARE / "perception/camera_obstacle_detection/yolo_v2_tiny/tensorflow_fp32_coco/definition.yaml"
+    text = yolo2.read_text(encoding="utf-8").replace("framework: Tensorflow", "framework: ONNX")
+    folder, desc = autoware_folder(tmp_path, yolo2, text.replace("yolov2-tiny.pb", "yolov2-tiny.onnx"))
+    assert desc.inputs[0].shape == (-1, 416, 416, 3)
+    onnx.save_model(stand_in(desc, input_shapes={"input": ["N", 416, 416, 3]}), str(desc.network_path))
+    report = check_model(desc.network_path)
+    assert report.ok, report.problems
+    assert concrete_input_shapes(report.inputs, desc) == {"input": (1, 416, 416, 3)}
+    assert "inputs input[1, 416, 416, 3] -> outputs output[1, 13, 13, 425]" in report.steps[-1].detail
+    onnx.save_model(stand_in(desc, input_shapes={"input": [2, 416, 416, 3]}), str(desc.network_path))
+    assert check_model(desc.network_path).ok
+
+
+def test_non_onnx_framework_folder_is_a_usage_error(tmp_path: Path) -> None:
+    yolo2 = AUTOWARE / "perception/camera_obstacle_detection/yolo_v2_tiny/tensorflow_fp32_coco/definition.yaml"
+    folder, desc = autoware_folder(tmp_path, yolo2)
+    desc.network_path.write_bytes(b"a frozen TensorFlow graph")
+    with pytest.raises(UsageError, match=r"framework is 'Tensorflow': check tests ONNX networks only"):
+        find_onnx_files([folder])
+
+
+def test_lfs_pointer_is_refused_with_the_git_lfs_hint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rpn = AUTOWARE / "perception/lidar_obstacle_detection/point_pillars_rpn/onnx_fp32_kitti/definition.yaml"
+    folder, desc = autoware_folder(tmp_path, rpn)
+    shutil.copy(AUTOWARE / "lfs-pointer-example.pb", desc.network_path)
+    report = check_model(desc.network_path)
+    assert_problem(report, "load: ", "is a Git LFS pointer for sha256:8e9d39f9", "git lfs pull")
+    assert "Wire format" not in "\n".join(report.problems)
+    assert [(s.step, s.ok) for s in report.steps] == [("load", False)]
+    with pytest.raises(CheckFailedError, match="git lfs pull"):
+        require_valid([desc.network_path])  # what publish runs
+    assert main(["check", str(folder)]) == 10
+    out = capsys.readouterr().out
+    assert f"FAIL {desc.network_path}" in out and "git lfs pull" in out

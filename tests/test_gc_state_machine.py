@@ -1,11 +1,12 @@
 """A state machine that interleaves publishers, tag moves, gc and sync on one local store, with
 the clock moved by `os.utime` (ageing every object is the same as time passing).
 
-Publishes are split into the phases `zoostore.ops.publish.publish` goes through, so gc can run
-between them: begin (read the manifest, index the chunks of recent versions for dedup), upload
-(packs, then recipes: `BlobStore.put_files`, which freshens reused old objects and re-checks
-them), commit (compare-and-swap the manifest). A publish may also be abandoned (a crash) or
-fail because gc deleted something it reused; it then publishes nothing. gc is planned and
+Publishes run the real phases of `zoostore.ops.publish`, one rule each, so gc can run between
+them: begin (`plan_publish`: hash, read the manifest, index the chunks of recent versions for
+dedup), upload (`PublishPlan.upload`: packs, then recipes through the blob writer, which
+freshens reused old objects and re-checks them), commit (`PublishPlan.commit`: compare-and-swap
+the manifest). A publish may also be abandoned (a crash) or fail because gc deleted something
+it reused; it then publishes nothing. gc is planned and
 executed as two steps, with other steps in between, as when a user reads the plan at the prompt.
 
 Safety claim under test (docs/gc.md): while every publish finishes within half the grace period
@@ -20,7 +21,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
@@ -36,8 +37,7 @@ from zoostore.core import semver
 from zoostore.core.digest import Digest, hash_file
 from zoostore.core.errors import ConflictError
 from zoostore.ops.gc import GcPlan, plan_gc
-from zoostore.documents.manifest import FileEntry, Manifest, Release, now_utc
-from zoostore.ops.publish import DEDUP_VERSIONS, publish
+from zoostore.ops.publish import PublishPlan, plan_publish, publish
 from zoostore.repository import open_store
 from zoostore.repository import Store
 
@@ -55,17 +55,20 @@ MODELS = ("a", "b")
 
 @dataclass
 class Pending:
-    model: str
-    version: str
-    files: dict[str, Path]
-    known: dict[Digest, object]
-    started: float  # time.monotonic() at begin
+    plan: PublishPlan  # from plan_publish; its `started` is the publish's first reuse decision
     aged: float = 0.0  # virtual seconds the clock was moved on since begin
     uploaded: bool = False
-    blobs: dict[str, FileEntry] = field(default_factory=dict)
+
+    @property
+    def model(self) -> str:
+        return self.plan.model
+
+    @property
+    def version(self) -> str:
+        return self.plan.version
 
     def elapsed(self) -> float:
-        return self.aged + (time.monotonic() - self.started)
+        return self.aged + (time.monotonic() - self.plan.started)
 
 
 class GcMachine(RuleBasedStateMachine):
@@ -127,16 +130,7 @@ class GcMachine(RuleBasedStateMachine):
     def begin_publish(self, model: str, how: int, seed: int, two: bool) -> Pending:
         version = self._new_version()
         files = self._write(model, version, how, seed, two)
-        known: dict[Digest, object] = {}
-        try:
-            current: Manifest | None = self.zoo.manifest(model)
-        except FileNotFoundError:
-            current = None
-        if current is not None:  # as publisher.publish does
-            recent = current.sorted_versions()[-DEDUP_VERSIONS:]
-            blobs = {e.blob for v in recent for _, _, e in current.versions[v].blobs()}
-            known = dict(self.zoo.blobs.known_chunks(blobs))
-        p = Pending(model, version, files, known, time.monotonic())
+        p = Pending(plan_publish(self.zoo, model, version, [files[n] for n in sorted(files)]))
         self.inflight.append(p)
         return p
 
@@ -145,14 +139,13 @@ class GcMachine(RuleBasedStateMachine):
         if p.uploaded or p not in self.inflight:
             return
         try:
-            results = self.zoo.blobs.put_files([p.files[n] for n in sorted(p.files)], known=p.known)  # type: ignore[arg-type]
+            results = p.plan.upload()
         except ConflictError:
             event("upload failed: gc deleted a reused object")
             self.inflight.remove(p)
             return
-        for name, r in zip(sorted(p.files), results):
-            assert r.blob == hash_file(p.files[name])
-            p.blobs[name] = FileEntry(r.blob, r.size)
+        for name, r in zip(sorted(p.plan.files), results, strict=True):
+            assert r.blob == hash_file(p.plan.files[name]) == p.plan.entries[name].blob
         p.uploaded = True
 
     @rule(p=consumes(pending))
@@ -165,9 +158,8 @@ class GcMachine(RuleBasedStateMachine):
         if p.elapsed() >= G / 2:
             event("publish too slow: abandoned")  # outside the claim (real time ran on)
             return
-        release = Release(model=p.model, version=p.version, published=now_utc(), files={"any": dict(p.blobs)})
-        self.zoo.update_manifest(p.model, lambda m: (m or Manifest(model=p.model)).with_release(release))
-        self.expected[p.model][p.version] = {n: e.blob for n, e in p.blobs.items()}
+        result = p.plan.commit()
+        self.expected[p.model][p.version] = {n: e.blob for n, e in result.files.items()}
 
     @rule(p=consumes(pending))
     def abandon(self, p: Pending) -> None:

@@ -278,3 +278,197 @@ def test_publish_slower_than_half_the_grace_period_commits_nothing(tmp_path: Pat
         publish(zoo, "m", "1.0.0", [write_model(tmp_path / "v")], check=False)
     with pytest.raises(NotFoundError):
         zoo.manifest("m")
+
+
+# ------------------------------------------------------------------ plan, then execute
+def _tree(root: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file under a local store: bytes and mtime (ns), to show that nothing changed."""
+    return {p.relative_to(root).as_posix(): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_plan_says_what_is_new_and_what_is_stored_and_changes_nothing(zoo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from zoostore.ops.publish import plan_publish
+
+    v1 = write_model(tmp_path / "v1")
+    publish(zoo, "m", "1.0.0", [v1])
+    v2 = tmp_path / "v2"
+    shutil.copytree(v1, v2)
+    (v2 / "config.json").write_text('{"changed": true}')
+    root = Path(zoo.url.removeprefix("file://"))
+    before = _tree(root)
+    plan = plan_publish(zoo, "m", "1.1.0", [v2], arch="x86_64", tags=["stable"])
+    assert _tree(root) == before
+    assert plan.new_files == ["config.json"] and not plan.unchanged
+    assert plan.known  # weights.bin's chunks are indexed for dedup; config.json is new
+    text = str(plan)
+    assert "publish m@1.1.0 (x86_64)" in text and "stable -> 1.1.0" in text
+    assert f"new       {plan.entries['config.json'].blob}" in text
+    assert f"in store  {plan.entries['weights.bin'].blob}" in text
+    result = plan.execute()
+    assert result.files == plan.entries and zoo.manifest("m").tags == {"stable": "1.1.0"}
+    assert [r.new for r in result.uploaded] == [True, False]  # config.json, weights.bin
+
+
+def test_plan_of_identical_content_is_a_no_op_and_different_content_conflicts_before_upload(zoo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from zoostore.ops.publish import plan_publish
+
+    src = write_model(tmp_path / "v1")
+    publish(zoo, "m", "1.0.0", [src])
+    again = plan_publish(zoo, "m", "1.0.0", [src], tags=["stable"])
+    assert again.unchanged and again.new_files == [] and "identical content" in str(again)
+    assert again.execute().unchanged and zoo.manifest("m").tags == {"stable": "1.0.0"}
+    root = Path(zoo.url.removeprefix("file://"))
+    before = _tree(root)
+    other = write_model(tmp_path / "v2", seed=5)
+    with pytest.raises(ImmutableError) as info:
+        plan_publish(zoo, "m", "1.0.0", [other])
+    assert str(hash_of(other / "weights.bin")) in str(info.value)
+    assert _tree(root) == before
+
+
+def hash_of(path: Path) -> Any:
+    from zoostore.core.digest import hash_file
+
+    return hash_file(path)
+
+
+def test_cli_publish_dry_run_prints_the_plan_and_leaves_the_store_byte_identical(zoo, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    publish(zoo, "m", "1.0.0", [write_model(tmp_path / "v1")], tags=["stable"])
+    root = Path(zoo.url.removeprefix("file://"))
+    before = _tree(root)
+    capsys.readouterr()
+    src = write_model(tmp_path / "v2", seed=3)
+    assert cli(["publish", zoo.url, "m", "1.1.0", str(src), "--tag", "stable", "--no-check", "--dry-run", "-q"]) == 0
+    out, err = capsys.readouterr()
+    assert "publish m@1.1.0 (any)" in out and "new " in out and "stable -> 1.1.0" in out
+    assert "dry run: nothing was changed" in err
+    assert cli(["publish", zoo.url, "m", "1.1.0", str(src), "--no-check", "--dry-run", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["dry_run"] and sorted(doc["new"]) == ["config.json", "weights.bin"]
+    assert _tree(root) == before
+    assert zoo.manifest("m").tags == {"stable": "1.0.0"}
+
+
+def test_checker_sees_every_file_and_refuses_before_anything_is_stored(zoo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from zoostore.core.errors import CheckFailedError
+
+    src = write_model(tmp_path / "v")
+    seen: list[list[str]] = []
+
+    def refuse(files: Any) -> None:
+        seen.append(sorted(f.name for f in files))
+        raise CheckFailedError("no")
+
+    root = Path(zoo.url.removeprefix("file://"))
+    before = _tree(root)
+    with pytest.raises(CheckFailedError):
+        publish(zoo, "m", "1.0.0", [src], check=refuse)
+    assert seen == [["config.json", "weights.bin"]] and _tree(root) == before
+    with pytest.raises(UsageError, match="no default check"):
+        publish(zoo, "m", "1.0.0", [src], check=True)  # type: ignore[arg-type]
+
+
+def test_public_publish_runs_the_onnx_check_by_default(zoo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("onnx", reason="the ONNX check needs onnx (pip install 'zoostore[onnx]')")
+    pytest.importorskip("onnxruntime", reason="the ONNX check needs onnxruntime (pip install 'zoostore[onnx]')")
+    import zoostore
+    from zoostore.core.errors import CheckFailedError
+
+    src = write_model(tmp_path / "v")
+    (src / "model.onnx").write_bytes(b"not an onnx model")
+    with pytest.raises(CheckFailedError, match="model.onnx"):
+        zoostore.publish(zoo, "m", "1.0.0", [src])
+    with pytest.raises(NotFoundError):
+        zoo.manifest("m")
+    assert cli(["publish", zoo.url, "m", "1.0.0", str(src), "-q"]) != 0
+    assert zoostore.publish(zoo, "m", "1.0.0", [src], check=False).files.keys() >= {"model.onnx"}
+
+
+def test_publish_imports_no_integration() -> None:
+    import ast
+    import subprocess
+    import sys
+
+    import zoostore.ops.publish as ops_publish
+    import zoostore.ops.tags as ops_tags
+
+    for module in (ops_publish, ops_tags):
+        tree = ast.parse(Path(str(module.__file__)).read_text())
+        names = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module]
+        names += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        assert not [n for n in names if n.startswith(("zoostore.integrations", "zoostore.cli"))], module.__name__
+    code = ("import sys, zoostore.ops.publish, zoostore.ops.tags; "
+            "print([m for m in sys.modules if m.startswith('zoostore.integrations')])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_build_record_becomes_requires_and_meta(zoo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    src = write_model(tmp_path / "x86_64")
+    (src / "build.toml").write_text(
+        'format = 1\narch = "x86_64"\nmodel = "m"\nfiles = ["weights.bin"]\noptions = { opt_level = 3 }\n'
+        '[source]\nfile = "model.onnx"\nblake3 = "blake3:00"\n'
+        '[tvm]\nversion = "0.27.1"\nffi_version = "0.1.0"\ntarget = "llvm"\n'
+        '[compiler]\ncommand = "g++"\nversion = "g++ 14"\n'
+    )
+    publish(zoo, "m", "1.0.0", [src], arch="x86_64", requires={"cuda": ">=12"}, meta={"acc@1": 0.5})
+    release = zoo.manifest("m").versions["1.0.0"]
+    assert release.requires == {"tvm": ">=0.27.0 <0.28.0", "cuda": ">=12"}
+    assert release.meta["tvm"] == "0.27.1" and release.meta["acc@1"] == 0.5
+    assert release.meta["options"] == {"opt_level": 3}
+
+
+def test_backend_without_atomic_cas_warns_through_progress(zoo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    from zoostore.core.progress import NullProgress
+
+    zoo.backend.capabilities = replace(zoo.backend.capabilities, atomic_cas=False)
+    progress = NullProgress()
+    result = publish(zoo, "m", "1.0.0", [write_model(tmp_path / "v")], progress=progress)
+    assert any("no atomic compare-and-swap" in n for n in progress.notes)
+    assert any("no atomic compare-and-swap" in w for w in result.warnings)
+    tags_progress = NullProgress()
+    from zoostore.ops.tags import tag
+
+    tag(zoo, "m", "stable", "1.0.0", progress=tags_progress)
+    assert any("one writer at a time" in n for n in tags_progress.notes)
+
+
+def test_tag_and_yank_operations(zoo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from zoostore.ops.tags import tag, untag, unyank, yank
+
+    for i, v in enumerate(["1.0.0", "1.1.0"]):
+        publish(zoo, "m", v, [write_model(tmp_path / v, seed=i)])
+    assert tag(zoo, "m", "stable", "1.0.0").tags == {"stable": "1.0.0"}
+    with pytest.raises(UsageError, match="no such version"):
+        tag(zoo, "m", "stable", "9.9.9")
+    with pytest.raises(UsageError, match="implicit"):
+        tag(zoo, "m", "latest", "1.0.0")
+    assert untag(zoo, "m", "stable").tags == {}
+    assert yank(zoo, "m", "1.1.0", "  wrong labels ").versions["1.1.0"].yanked == "wrong labels"
+    assert zoo.manifest("m").latest() == "1.0.0"
+    with pytest.raises(UsageError, match="needs a reason"):
+        yank(zoo, "m", "1.0.0", " ")
+    assert unyank(zoo, "m", "1.1.0").latest() == "1.1.0"
+    with pytest.raises(NotFoundError, match="no model 'ghost'.*models: m"):
+        tag(zoo, "ghost", "stable", "1.0.0")
+    assert not (Path(zoo.url.removeprefix("file://")) / manifest_key("ghost")).exists()
+
+
+def test_cli_warns_on_a_backend_without_atomic_cas(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from dataclasses import replace
+
+    from zoostore.storage.backends.local import LocalBackend
+
+    monkeypatch.setattr(LocalBackend, "capabilities", replace(LocalBackend.capabilities, atomic_cas=False))
+    store = str(tmp_path / "store")
+    assert cli(["init", store]) == 0
+    assert "no atomic compare-and-swap" in capsys.readouterr().err
+    src = write_model(tmp_path / "v")
+    assert cli(["publish", store, "m", "1.0.0", str(src), "--no-check", "-q"]) == 0
+    assert "one writer at a time" in capsys.readouterr().err
+    assert cli(["tag", store, "m", "stable", "1.0.0"]) == 0
+    assert "one writer at a time" in capsys.readouterr().err

@@ -12,22 +12,45 @@ ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("fsspec", "s3fs", "botocore", "aiobotocore", "onnx", "onnxruntime", "tvm", "numpy", "zstandard")
 
 
-def test_import_zoostore_loads_no_heavy_library() -> None:
-    code = f"import sys, zoostore, zoostore.cli; print([m for m in {HEAVY!r} if m in sys.modules])"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
+HEAVY_ML = ("onnx", "onnxruntime", "tvm", "tvm_ffi", "numpy")
+S3 = ("s3fs", "botocore", "aiobotocore", "aiohttp")
+
+
+@pytest.mark.parametrize("what, code, must_not_load", [
+    ("import zoostore and its CLI", "import zoostore, zoostore.cli", HEAVY),
+    ("open a memory or local backend",
+     "import zoostore.storage.backends as b, zoostore.storage.backends.local, zoostore.storage.backends.memory;"
+     " b.open_backend('memory://x')", S3),
+    ("import the check and build commands",
+     "import zoostore.cli.check, zoostore.cli.build, zoostore.integrations.onnx_check, "
+     "zoostore.integrations.tvm_build, zoostore.documents.descriptor", HEAVY_ML),
+    ("import zoo://", "import zoostore.zoofs", S3 + HEAVY_ML),
+])
+def test_imports_are_light(what: str, code: str, must_not_load: tuple[str, ...]) -> None:
+    """Heavy optional libraries load inside the function that needs them, never on import.
+    (The no-op sync's imports are checked by tests/test_sync.py, which needs a project.)"""
+    probe = f"{code}\nimport sys; print(sorted(m for m in {must_not_load!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]", f"{what} loaded {out.stdout.strip()}"
 
 
 def test_every_error_class_has_an_exit_code() -> None:
+    """Each class needs its own entry, listed before its parents, so that a new error class
+    cannot silently fall back to its parent's code."""
     from zoostore.core import errors
     from zoostore.cli import EXIT_CODES, exit_code_for
 
-    leaves = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, errors.ZooError)]
-    mapped = {cls for cls, _ in EXIT_CODES}
-    for cls in leaves:
-        assert any(issubclass(cls, m) for m in mapped), cls
+    classes = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, errors.ZooError)]
+    order = [cls for cls, _ in EXIT_CODES]
+    missing = [c.__name__ for c in classes if c not in order]
+    assert not missing, f"error classes without an entry in zoostore.cli.EXIT_CODES: {missing}"
+    for i, cls in enumerate(order):
+        shadowing = [p.__name__ for p in order[:i] if issubclass(cls, p)]
+        assert not shadowing, f"{cls.__name__} is listed after its parent {shadowing}: its entry is unreachable"
     assert exit_code_for(errors.LockOutOfDateError("x")) == 3
     assert exit_code_for(errors.IntegrityError("x")) == 4
+    assert exit_code_for(errors.InvalidPathError("x")) == 2
 
 
 def test_every_leaf_error_is_also_a_builtin() -> None:

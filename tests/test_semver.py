@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -613,7 +614,14 @@ def test_hyphen_is_inclusive_bounds(low: Version, high: Version, v: Version) -> 
 @given(comparator_sets, comparator_sets, versions)
 def test_comma_means_and_and_bars_mean_or(a: str, b: str, v: Version) -> None:
     assume(" - " not in a + b)  # a hyphen range cannot be AND-ed with anything
-    assert satisfies(v, f"{a}, {b}") == satisfies(v, f"{a} {b}") == (satisfies(v, a) and satisfies(v, b))
+    both = satisfies(v, a) and satisfies(v, b)
+    assert satisfies(v, f"{a}, {b}") == satisfies(v, f"{a} {b}")
+    if v.is_prerelease:
+        # node-semver: a prerelease passes a set when any comparator of the set names a prerelease
+        # of its own [major, minor, patch], so `0 0.0.0-0.2` admits 0.0.0-0.2 although `0` does not.
+        assert satisfies(v, f"{a} {b}") >= both
+    else:
+        assert satisfies(v, f"{a} {b}") == both
     either = satisfies(v, a) or satisfies(v, b)
     if v.is_prerelease:
         # node-semver quirk: a set that matches every release (*) swallows the others.
@@ -646,3 +654,51 @@ def test_every_date_prerelease_gets_a_hint(date: datetime.date, base: Version) -
     stamp = date.strftime("%Y%m%d")
     hint = date_prerelease_hint(f"{base}-{stamp}")
     assert hint is not None and hint.endswith(f"{base}+{stamp}")
+
+
+def test_overlong_range_is_refused_before_parsing() -> None:
+    with pytest.raises(InvalidVersionError, match="longest range zoostore reads is 1024"):
+        Range.parse("1 " * 32_000)
+
+
+@pytest.mark.parametrize("text, ends", [
+    ("1.2 - 1.4", ("1.2", "1.4")), ("v1.2.3 - =2", ("v1.2.3", "=2")), ("v 1 - 2", ("v 1", "2")),
+    ("1 - 2 - 3", None), ("1.2 -1.4", None), ("a b - c", None),
+])
+def test_hyphen_split_matches_node_semvers_grammar(text: str, ends: tuple[str, str] | None) -> None:
+    from zoostore.core.semver import _split_hyphen
+
+    assert _split_hyphen(text) == ends
+
+
+# -- MODEL@SPEC ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, model, spec, explicit", [
+    ("yolo", "yolo", "latest", False),
+    (" yolo@^1.2 ", "yolo", "^1.2", True),
+    ("yolo@1.2.0", "yolo", "1.2.0", True),
+    ("yolo@bleedingedge", "yolo", "bleedingedge", True),
+    ("yolo@latest", "yolo", "latest", True),
+    ("yolo@>=1.2 <2", "yolo", ">=1.2 <2", True),
+    ("y.o-l_o@ 1.x ", "y.o-l_o", "1.x", True),
+])
+def test_model_spec_parses_model_and_spec(text: str, model: str, spec: str, explicit: bool) -> None:
+    from zoostore.core.spec import ModelSpec
+
+    parsed = ModelSpec.parse(text)
+    assert (parsed.model, parsed.spec, parsed.explicit) == (model, spec, explicit)
+    assert str(parsed) == f"{model}@{spec}"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("yolo@", "empty range after '@'"),
+    ("@^1", "invalid model name ''"),
+    ("../x@1", "invalid model name"),
+    ("a/b", "invalid model name"),
+])
+def test_model_spec_refuses_bad_text(text: str, message: str) -> None:
+    from zoostore.core.spec import ModelSpec
+
+    with pytest.raises(UsageError, match=re.escape(message)):
+        ModelSpec.parse(text)

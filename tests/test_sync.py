@@ -24,7 +24,8 @@ from zoostore.core.errors import (
 from zoostore.documents.lockfile import Lock
 from zoostore.ops.publish import publish
 from zoostore.repository import init_store
-from zoostore.ops.sync import lock_project, outdated, sync_project
+from zoostore.ops.lock import lock_project, outdated
+from zoostore.ops.sync import sync_project
 
 SMALL = StoreConfig(pack_target_size=256 * 1024)
 
@@ -316,3 +317,92 @@ def test_sync_and_range_reads_over_http(env: dict[str, Any], serve_directory: An
     assert len(data) == expected.size
     http_zoo = zoostore.open_store(f"{served.url}/store")
     assert http_zoo.blobs.read_range(expected.blob, 600_000, 600_100) == data[600_000:600_100]
+
+
+def test_fetch_takes_model_at_spec(env: dict[str, Any]) -> None:
+    zoo = env["zoo"]
+    path = zoostore.fetch("net@^1.0", path="labels.txt", arch="x86_64", store=zoo.url)
+    assert path.read_text() == "labels v2\n"
+    with pytest.raises(UsageError, match="the spec is given twice"):
+        zoostore.fetch("net@^1.0", "1.0.0", "labels.txt", arch="x86_64", store=zoo.url)
+
+
+# -- MODEL@SPEC: which versions a spec names ---------------------------------------------------------
+
+
+def test_select_versions_latest_is_one_version(env: dict[str, Any]) -> None:
+    from zoostore.documents.resolve import select_versions
+
+    m = zoostore.open_store(env["zoo"].url).manifest("net")
+    assert select_versions(m, "latest") == ["2.0.0"]
+    assert select_versions(m, "") == ["2.0.0"]
+    assert select_versions(m, "^1.0") == ["1.0.0", "1.1.0"]
+    assert select_versions(m, "1.1.0") == ["1.1.0"]
+    assert select_versions(m, "^7") == []
+    other = zoostore.open_store(env["zoo"].url).manifest("other")
+    assert select_versions(other, "bleedingedge") == ["0.1.0"]
+    with pytest.raises(ResolutionError, match="no tag or version 'stable'.*versions: 1.0.0, 1.1.0, 2.0.0"):
+        select_versions(m, "stable")
+
+
+def test_ls_model_at_latest_lists_only_the_latest_version(env: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    url = env["zoo"].url
+    assert cli(["ls", url, "net@latest", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [v["version"] for v in doc["versions"]] == ["2.0.0"]
+    assert "files" in doc["versions"][0]  # one version named: its files are shown
+    assert cli(["ls", url, "net", "--json"]) == 0
+    assert [v["version"] for v in json.loads(capsys.readouterr().out)["versions"]] == ["1.0.0", "1.1.0", "2.0.0"]
+    assert cli(["ls", url, "net@^1", "--json"]) == 0
+    assert [v["version"] for v in json.loads(capsys.readouterr().out)["versions"]] == ["1.0.0", "1.1.0"]
+
+
+# -- store discovery: explicit, then $ZOOSTORE_STORE, then zoo.toml ----------------------------------
+
+
+def test_store_discovery_precedence(env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    from zoostore.documents.project import STORE_ENV, find_store_url
+
+    project, tmp = env["project"], env["tmp"]
+    write_config(project, 'net = "1.0.0"')
+    (project / "sub").mkdir()
+    monkeypatch.chdir(project / "sub")
+    monkeypatch.delenv(STORE_ENV, raising=False)
+    declared = str((tmp / "store").resolve())
+    # 3. zoo.toml, walking up; its relative path is relative to zoo.toml
+    assert find_store_url() == declared
+    assert find_store_url(start=project) == declared
+    assert load_project(project).store_url == declared
+    # 2. the environment beats zoo.toml; a relative path is relative to the working directory
+    monkeypatch.setenv(STORE_ENV, "../../mirror")
+    assert find_store_url() == str((tmp / "mirror").resolve())
+    assert load_project(project).store_url == str((tmp / "mirror").resolve())
+    # 1. an explicit argument beats both
+    assert find_store_url("s3://bucket/zoo") == "s3://bucket/zoo"
+    assert find_store_url(str(tmp / "x")) == str(tmp / "x")
+    # blank values do not count
+    monkeypatch.setenv(STORE_ENV, "  ")
+    assert find_store_url("") == declared
+    # none of the three: the error says how to name one
+    monkeypatch.delenv(STORE_ENV)
+    with pytest.raises(UsageError, match=r"store=.*ZOOSTORE_STORE.*zoo.toml"):
+        find_store_url(start=tmp)
+
+
+def test_environment_store_redirects_lock_and_sync_but_lock_records_zoo_toml(
+        env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """$ZOOSTORE_STORE points every tool at a mirror; zoo.lock keeps naming the declared store,
+    so switching mirrors never makes the lock out of date."""
+    import shutil
+
+    project, tmp = env["project"], env["tmp"]
+    write_config(project, 'net = "1.0.0"')
+    shutil.copytree(tmp / "store", tmp / "mirror")
+    (project / "zoo.toml").write_text('store = "../gone"\narchs = ["x86_64"]\n[models]\nnet = "1.0.0"\n')
+    monkeypatch.setenv("ZOOSTORE_STORE", str(tmp / "mirror"))
+    result = lock_project(load_project(project))
+    assert result.lock.store == "../gone"
+    r = sync_project(load_project(project), locked=True)
+    assert r.store_opened and len(r.placed) == 2
+    monkeypatch.delenv("ZOOSTORE_STORE")
+    assert sync_project(load_project(project), locked=True).placed == []  # no-op: nothing to read

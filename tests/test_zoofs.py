@@ -483,7 +483,7 @@ def test_store_from_pyproject_tool_table(world: World, monkeypatch: pytest.Monke
     project.mkdir()
     (project / "pyproject.toml").write_text(f'[project]\nname = "x"\n[tool.zoostore]\nstore = "{world.url}"\n')
     monkeypatch.delenv(STORE_ENV, raising=False)
-    assert find_store_url(project) == world.url
+    assert find_store_url(start=project) == world.url
 
 
 def test_store_option_beats_environment_beats_zoo_toml(world: World, tmp_path: Path,
@@ -501,7 +501,7 @@ def test_no_store_says_how_to_name_one(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.delenv(STORE_ENV, raising=False)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(UsageError, match=r"store=.*ZOOSTORE_STORE.*zoo.toml"):
-        find_store_url(tmp_path)
+        find_store_url(start=tmp_path)
 
 
 # -- instances -------------------------------------------------------------------------------------

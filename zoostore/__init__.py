@@ -14,22 +14,61 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from zoostore.core.version import __version__
 
 _LAZY = {
     "open_store": "zoostore.repository",
     "init_store": "zoostore.repository",
-    "fetch": "zoostore.ops.sync",
+    "fetch": "zoostore.ops.fetch",
     "sync": "zoostore.ops.sync",
-    "publish": "zoostore.ops.publish",
     "ZooError": "zoostore.core.errors",
 }
 
 if TYPE_CHECKING:
     from zoostore.core.errors import ZooError
-    from zoostore.ops.publish import publish
+    import os
+    from collections.abc import Mapping, Sequence
+    from pathlib import Path
+
+    from zoostore.core.progress import Progress
+    from zoostore.ops.publish import Checker, PublishResult
+    from zoostore.repository import Store
     from zoostore.repository import init_store, open_store
-    from zoostore.ops.sync import fetch, sync
+    from zoostore.ops.fetch import fetch
+    from zoostore.ops.sync import sync
+
+
+def publish(
+    store: Store,
+    model: str,
+    version: str,
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    arch: str = "any",
+    tags: Sequence[str] = (),
+    meta: Mapping[str, Any] | None = None,
+    requires: Mapping[str, str] | None = None,
+    summary: str | None = None,
+    check: bool | Checker = True,
+    progress: Progress | None = None,
+) -> PublishResult:
+    """Publish files as `model@version` for `arch` (`zoostore.ops.publish`: plan, then execute).
+    `.onnx` files pass the ONNX check first (`zoostore check`) unless `check=False`; a callable
+    replaces that check. The check lives here, at the edge, because the operations layer never
+    imports an integration; onnx itself is imported only when there is an `.onnx` file."""
+    from zoostore.ops.publish import plan_publish
+
+    checker: Checker | None = None
+    if check is True:
+        def checker(files: Sequence[Path]) -> object:
+            from zoostore.integrations.onnx_check import require_valid
+
+            return require_valid(files, progress=progress)
+    elif check is not False:
+        checker = check
+    plan = plan_publish(store, model, version, paths, arch=arch, tags=tags, meta=meta,
+                        requires=requires, summary=summary, check=checker, progress=progress)
+    return plan.execute(progress)
 
 
 def __getattr__(name: str) -> Any:
@@ -43,4 +82,4 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-__all__ = sorted(_LAZY)
+__all__ = sorted([*_LAZY, "publish"])

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import random
+from dataclasses import replace
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -29,6 +30,7 @@ from zoostore.core.errors import (
     StoreNotFoundError,
 )
 from zoostore.core.names import check_model_name, host_arch
+from zoostore.core.progress import Progress
 from zoostore.documents.manifest import Manifest, manifest_key
 from zoostore.documents.resolve import Resolved, resolve
 from zoostore.documents.store_config import CONFIG_KEY, StoreConfig
@@ -77,13 +79,14 @@ class Store:
         try:
             data = self.backend.get(manifest_key(model))
         except ObjectNotFoundError:
-            raise NotFoundError(self._unknown_model(model)) from None
+            raise NotFoundError(self.unknown_model(model)) from None
         return Manifest.parse(data.decode("utf-8"), where=self._where(model))
 
     def _where(self, model: str) -> str:
         return f"{self.url.rstrip('/')}/{manifest_key(model)}"
 
-    def _unknown_model(self, model: str) -> str:
+    def unknown_model(self, model: str) -> str:
+        """"No model X in this store; models: ..." for errors about a missing model."""
         try:
             known = self.models()
             listing = ", ".join(known) if known else "none (publish one with 'zoostore publish')"
@@ -96,13 +99,27 @@ class Store:
         """The version `spec` picks for `arch` (default: this machine's), with its files."""
         return resolve(self.manifest(model), spec, arch=arch or host_arch(), runtime=runtime)
 
-    def update_manifest(self, model: str, change: Callable[[Manifest | None], Manifest | None]) -> Manifest | None:
+    def cas_warning(self) -> str | None:
+        """Why concurrent manifest writers can lose updates here, or None where the backend's
+        compare-and-swap is atomic (`Capabilities.atomic_cas`)."""
+        if self.backend.capabilities.atomic_cas:
+            return None
+        return (f"{self.url}: this backend has no atomic compare-and-swap, so two writers updating "
+                f"the same manifest at once can lose one's change; publish, tag, yank and gc here "
+                f"from one writer at a time")
+
+    def update_manifest(self, model: str, change: Callable[[Manifest | None], Manifest | None], *,
+                        progress: Progress | None = None) -> Manifest | None:
         """Apply `change` to the current manifest (None if absent) and store the result with
         compare-and-swap, retrying on conflicts. `change` must be pure: it may run many times.
-        Returning the input unchanged writes nothing."""
+        Returning the input unchanged writes nothing. Where the backend's compare-and-swap is
+        not atomic, `progress` gets a note saying so (`cas_warning`)."""
         check_model_name(model)
         if not self.backend.capabilities.writes:
             raise ReadOnlyError(f"{self.url} is read-only; publish to the store's s3:// or local URL instead")
+        warning = self.cas_warning()
+        if warning and progress is not None:
+            progress.note(warning)
         key = manifest_key(model)
         last: ConflictError | None = None
         for attempt in range(CAS_ATTEMPTS):
@@ -150,20 +167,63 @@ def open_store(url: str | os.PathLike[str], *, storage_options: dict[str, Any] |
     return Store(backend, config)
 
 
+def config_differences(existing: StoreConfig, wanted: StoreConfig) -> list[str]:
+    """What differs between two store configs, one line per parameter ("grace: 24h in the store,
+    1h asked")."""
+    from zoostore.core.units import human_bytes
+    from zoostore.documents.store_config import format_duration
+    from zoostore.storage.codec import CODEC_NAMES
+
+    def show(c: StoreConfig) -> dict[str, str]:
+        return {
+            "chunking": f"{c.chunking.min_size}/{c.chunking.avg_size}/{c.chunking.max_size} bytes (min/avg/max)",
+            "pack target size": human_bytes(c.pack_target_size),
+            "codecs": ", ".join(CODEC_NAMES.get(x, str(x)) for x in c.codecs),
+            "zstd level": str(c.zstd_level),
+            "gc grace": format_duration(c.grace_seconds),
+        }
+    have, want = show(existing), show(wanted)
+    return [f"{k}: {have[k]} in the store, {want[k]} asked" for k in have if have[k] != want[k]]
+
+
 def init_store(url: str | os.PathLike[str], *, config: StoreConfig | None = None,
                storage_options: dict[str, Any] | None = None) -> tuple[Store, bool]:
-    """Create a store (write `zoostore.toml`). Returns (store, created). An existing store with
-    the same parameters is fine (created=False); one with different ones is refused."""
+    """Create a store (write `zoostore.toml`, never replacing one). Returns (store, created). An
+    existing store with the same parameters is fine (created=False); one with different ones is
+    refused, naming each parameter that differs."""
     config = config or StoreConfig()
     backend = open_backend(os.fspath(url), storage_options=storage_options)
     created = backend.put_if_absent(CONFIG_KEY, config.to_toml().encode())
     if not created:
-        existing = StoreConfig.from_toml(backend.get(CONFIG_KEY).decode("utf-8"))
-        if existing != config:
-            raise StoreExistsError(
-                f"{backend.url} already holds a zoostore store with other parameters "
-                f"({existing}); a store's chunking never changes. Use it as it is, or choose "
-                f"another location"
-            )
+        where = f"{backend.url.rstrip('/')}/{CONFIG_KEY}"
+        existing = StoreConfig.from_toml(backend.get(CONFIG_KEY).decode("utf-8"), where=where)
+        diffs = config_differences(existing, config)
+        if diffs:
+            only_grace = all(d.startswith("gc grace") for d in diffs)
+            hint = (f"The grace period may change: zoostore config {url} --grace DURATION" if only_grace else
+                    "A store's chunking, packs and codecs never change: use the store as it is "
+                    "(zoostore init without those options), or choose another location")
+            raise StoreExistsError(f"{backend.url} already holds a zoostore store with other parameters: "
+                                   f"{'; '.join(diffs)}. {hint}")
         config = existing
     return Store(backend, config), created
+
+
+def set_grace(store: Store, seconds: float) -> StoreConfig:
+    """Change the store's gc grace period (compare-and-swap on zoostore.toml). The only store
+    parameter that may change: publish and gc read it at the start of every run."""
+    for _ in range(CAS_ATTEMPTS):
+        current = store.backend.get_versioned(CONFIG_KEY)
+        where = f"{store.url.rstrip('/')}/{CONFIG_KEY}"
+        config = StoreConfig.from_toml(current.data.decode("utf-8"), where=where)
+        new = replace(config, grace_seconds=seconds)
+        if new == config:
+            return config
+        try:
+            store.backend.put_cas(CONFIG_KEY, new.to_toml().encode(), expected=current.token)
+        except ConflictError:
+            time.sleep(random.uniform(0, 0.05))
+            continue
+        store.config = new
+        return new
+    raise ConflictError(f"{CONFIG_KEY}: gave up after {CAS_ATTEMPTS} concurrent-update conflicts; retry the command")

@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import traceback
 from collections.abc import Sequence
 
 from zoostore.core import errors
 
 #: Command modules in the order `--help` lists them.
 COMMANDS = (
-    "init", "publish", "tag", "yank", "ls", "catalog",
+    "init", "config", "publish", "tag", "yank", "ls", "catalog",
     "lock", "sync", "outdated",
     "gc", "verify", "cache",
     "check", "build",
-    "blob",
+    "blob", "completion",
 )
 
 #: Exit codes, most specific class first. 0 ok, 1 generic failure, 2 usage.
@@ -28,18 +30,24 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (errors.LockOutOfDateError, 3),
     (errors.IntegrityError, 4),
     (errors.NewerFormatError, 5),
+    (errors.ConfigError, 2),
     (errors.FormatError, 5),
     (errors.NotFoundError, 6),
+    (errors.BlobNotFoundError, 6),
     (errors.ObjectNotFoundError, 6),
     (errors.StoreNotFoundError, 6),
     (errors.ResolutionError, 6),
     (errors.ConflictError, 7),
+    (errors.StoreExistsError, 7),
     (errors.ImmutableError, 7),
     (errors.ReadOnlyError, 8),
     (errors.OfflineError, 9),
     (errors.CheckFailedError, 10),
     (errors.BuildError, 11),
     (errors.MissingDependencyError, 12),
+    (errors.InvalidDigestError, 2),
+    (errors.InvalidVersionError, 2),
+    (errors.InvalidPathError, 2),
     (errors.UsageError, 2),
     (errors.ZooError, 1),
 )
@@ -52,7 +60,32 @@ def exit_code_for(exc: BaseException) -> int:
     return 1
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: What each exit code means, for `--help` and docs (the README lists the same).
+EXIT_MEANINGS = {
+    0: "ok", 1: "error", 2: "usage or configuration error", 3: "zoo.lock out of date (--locked)",
+    4: "integrity problem", 5: "format written by a newer zoostore (upgrade zoostore) or corrupt",
+    6: "not found", 7: "conflict / immutable", 8: "read-only store", 9: "offline and not cached",
+    10: "check failed", 11: "build failed", 12: "missing optional dependency (the message names the extra)",
+    130: "interrupted",
+}
+#: Exit codes each command can return besides 0, 1, 2 and 130.
+COMMAND_EXIT_CODES: dict[str, tuple[int, ...]] = {
+    "init": (5, 7, 8, 12), "config": (5, 6, 7, 8, 12), "publish": (4, 5, 6, 7, 8, 10, 12), "tag": (5, 6, 7, 8), "yank": (5, 6, 7, 8),
+    "ls": (5, 6, 12), "catalog": (5, 6, 12), "lock": (5, 6, 12), "sync": (3, 4, 5, 6, 9, 12),
+    "outdated": (5, 6, 12), "gc": (4, 5, 6, 7, 8, 12), "verify": (4, 5, 6, 12), "cache": (4, 5),
+    "check": (5, 10, 12), "build": (5, 11, 12), "blob": (4, 5, 6, 8, 12), "completion": (),
+}
+#: Set to 1 (or pass --debug) to see the Python traceback of an error, for bug reports.
+DEBUG_ENV = "ZOOSTORE_DEBUG"
+
+
+def exit_code_help(codes: Sequence[int] | None = None) -> str:
+    wanted = sorted({0, 1, 2, 130, *(codes if codes is not None else EXIT_MEANINGS)})
+    return "exit codes: " + "; ".join(f"{c} {EXIT_MEANINGS[c]}" for c in wanted if c in EXIT_MEANINGS)
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The top-level parser and each command's parser by name."""
     parser = argparse.ArgumentParser(
         prog="zoostore",
         description=(
@@ -60,38 +93,81 @@ def build_parser() -> argparse.ArgumentParser:
             "and architecture, lock and sync them in consumer projects, garbage-collect old ones."
         ),
         epilog="Run 'zoostore COMMAND --help' for a command's options. "
-        "STORE is any fsspec URL (s3://bucket/zoo, https://host/zoo) or a local directory.",
+        "STORE is any fsspec URL (s3://bucket/zoo, https://host/zoo) or a local directory. "
+        + exit_code_help() + ".",
     )
-    from zoostore import __version__
+    from zoostore.core.version import __version__
 
     parser.add_argument("--version", action="version", version=f"zoostore {__version__}")
+    parser.add_argument("--debug", action="store_true", help=f"show tracebacks of errors (also: {DEBUG_ENV}=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"zoostore.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"zoostore.cli.{name}":
-                continue
-            raise
+        module = importlib.import_module(f"zoostore.cli.{name}")
         module.add_parser(sub)
-    return parser
+    commands: dict[str, argparse.ArgumentParser] = dict(sub.choices)
+    for name, command in commands.items():
+        codes = exit_code_help(COMMAND_EXIT_CODES.get(name))
+        command.epilog = f"{command.epilog} {codes}." if command.epilog else codes + "."
+    return parser, commands
+
+
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse like argparse, but an unknown option is reported with the command's own usage."""
+    parser, commands = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        command = commands.get(getattr(args, "command", None) or "", parser)
+        command.error(f"unrecognized arguments: {' '.join(extra)}")
+    args._parser = parser
+    return args
+
+
+def _report(exc: BaseException, code: int, args: argparse.Namespace, *, kind: str) -> None:
+    message = str(exc) or type(exc).__name__
+    if getattr(args, "json", False):
+        import json
+
+        # On stderr: stdout carries the command's own JSON document (check prints its report
+        # and then fails), so that each stream holds at most one document.
+        print(json.dumps({"error": {"code": code, "kind": kind, "message": message}}), file=sys.stderr)
+    else:
+        print(f"zoostore: error: {message}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse(argv)
     if not getattr(args, "func", None):
-        parser.print_help()
+        args._parser.print_help()
         return 2
+    debug = args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("zoostore: interrupted", file=sys.stderr)
         return 130
-    except errors.ZooError as exc:
-        print(f"zoostore: error: {exc}", file=sys.stderr)
-        return exit_code_for(exc)
     except BrokenPipeError:
+        return 1
+    except errors.ZooError as exc:
+        if debug:
+            traceback.print_exc()
+        code = exit_code_for(exc)
+        _report(exc, code, args, kind=type(exc).__name__)
+        return code
+    except OSError as exc:
+        # Disk full, permission denied, a vanished directory: the OS's words and the path.
+        if debug:
+            traceback.print_exc()
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        hint = {28: "free some disk space and run the command again",
+                13: "check the permissions of that path", 30: "that file system is read-only"}.get(exc.errno or 0, "")
+        _report(RuntimeError(f"{exc.strerror or exc}{where}" + (f"; {hint}" if hint else "")), 1, args,
+                kind=type(exc).__name__)
+        return 1
+    except Exception as exc:  # a bug: say so, never dump a traceback on a user unasked
+        if debug:
+            traceback.print_exc()
+        _report(RuntimeError(f"internal error: {type(exc).__name__}: {exc}. This is a zoostore bug: "
+                             f"run again with --debug and report the traceback"), 1, args, kind="InternalError")
         return 1
 
 

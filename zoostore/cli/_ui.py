@@ -14,22 +14,55 @@ from zoostore.core.units import human_bytes
 __all__ = ["TerminalProgress", "add_quiet", "human_bytes"]
 
 
-class TerminalProgress:
-    """Progress bars on stderr, redrawn at most 10 times a second; nothing when not a TTY
-    (CI logs stay clean) or when `quiet`. Warnings (`note`) always go to stderr."""
+#: Set to 1 to turn progress bars off everywhere (CI logs), like `--no-progress`.
+NO_PROGRESS_ENV = "ZOOSTORE_NO_PROGRESS"
 
-    def __init__(self, *, quiet: bool = False, stream: TextIO | None = None) -> None:
+
+def _eta(seconds: float) -> str:
+    seconds = int(seconds + 0.5)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else \
+        f"{seconds // 60}:{seconds % 60:02d}"
+
+
+class TerminalProgress:
+    """Progress on stderr like uv's and huggingface_hub's: the current task's name with a bar
+    for all the work started so far (bytes done of bytes known, rate, ETA) and a count of tasks
+    done, redrawn at most 10 times a second. Nothing when stderr is not a terminal (CI logs stay
+    clean: commands print a one-line summary instead), with `quiet`, with `--no-progress` or with
+    ZOOSTORE_NO_PROGRESS=1. Warnings (`note`) always go to stderr."""
+
+    def __init__(self, *, quiet: bool = False, stream: TextIO | None = None, enabled: bool | None = None) -> None:
         self.stream = stream or sys.stderr
-        self.enabled = not quiet and self.stream.isatty() and os.environ.get("TERM") != "dumb"
+        if enabled is None:
+            enabled = (not quiet and self.stream.isatty() and os.environ.get("TERM") != "dumb"
+                       and os.environ.get(NO_PROGRESS_ENV, "") in ("", "0"))
+        self.enabled = enabled
         self.quiet = quiet
         self.tasks: dict[str, list[Any]] = {}
         self.lock = threading.Lock()
         self.last = 0.0
         self.notes: list[str] = []
+        # Totals over every task started so far, finished ones included.
+        self.started_at: float | None = None
+        self.done_bytes = 0
+        self.known_total = 0
+        self.finished = 0
+        self.count = 0
+
+    @classmethod
+    def for_args(cls, args: argparse.Namespace, *, quiet: bool = False) -> TerminalProgress:
+        """Bars as a command's `-q`/`--no-progress`/`--json` options ask."""
+        off = quiet or getattr(args, "quiet", False) or getattr(args, "json", False)
+        return cls(quiet=off, enabled=False if getattr(args, "no_progress", False) else None)
 
     def start(self, task: str, total: int | None = None, *, unit: str = "B") -> None:
         with self.lock:
+            if self.started_at is None:
+                self.started_at = time.monotonic()
             self.tasks[task] = [0, total, unit, time.monotonic()]
+            self.count += 1
+            if unit == "B" and total:
+                self.known_total += total
             self._draw(force=True)
 
     def advance(self, task: str, amount: int = 1) -> None:
@@ -38,11 +71,14 @@ class TerminalProgress:
             if t is None:
                 return
             t[0] += amount
+            if t[2] == "B":
+                self.done_bytes += amount
             self._draw()
 
     def done(self, task: str) -> None:
         with self.lock:
-            self.tasks.pop(task, None)
+            if self.tasks.pop(task, None) is not None:
+                self.finished += 1
             self._draw(force=True)
 
     def note(self, message: str) -> None:
@@ -50,11 +86,32 @@ class TerminalProgress:
         with self.lock:
             self._clear()
             print(f"zoostore: warning: {message}", file=self.stream)
+            self._draw(force=True)
 
     def _clear(self) -> None:
         if self.enabled:
             self.stream.write("\r\x1b[2K")
             self.stream.flush()
+
+    def line(self, now: float) -> str:
+        """The status line (without terminal control characters)."""
+        if not self.tasks:
+            return ""
+        name, (done, total, unit, _) = next(reversed(self.tasks.items()))
+        elapsed = max(now - (self.started_at or now), 1e-6)
+        head = f"[{self.finished}/{self.count}] {name[-40:]:40}" if self.count > 1 else f"{name[-40:]:40}"
+        if unit != "B":
+            return f"{head} {done}/{total}" if total else f"{head} {done}"
+        rate = self.done_bytes / elapsed
+        total_bytes = max(self.known_total, self.done_bytes)
+        if not total_bytes:
+            return f"{head} {human_bytes(self.done_bytes)} {human_bytes(rate)}/s"
+        frac = min(self.done_bytes / total_bytes, 1.0)
+        width = 20
+        bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
+        eta = f" ETA {_eta((total_bytes - self.done_bytes) / rate)}" if rate > 0 and frac < 1 else ""
+        return (f"{head} [{bar}] {human_bytes(self.done_bytes)}/{human_bytes(total_bytes)} "
+                f"{human_bytes(rate)}/s{eta}")
 
     def _draw(self, force: bool = False) -> None:
         if not self.enabled:
@@ -63,24 +120,12 @@ class TerminalProgress:
         if not force and now - self.last < 0.1:
             return
         self.last = now
-        if not self.tasks:
-            self._clear()
-            return
-        name, (done, total, unit, started) = next(reversed(self.tasks.items()))
-        width = 24
-        rate = done / max(now - started, 1e-6)
-        if total:
-            frac = min(done / total, 1.0)
-            bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
-            amount = f"{human_bytes(done)}/{human_bytes(total)}" if unit == "B" else f"{done}/{total}"
-            text = f"{name[:40]:40} [{bar}] {amount}"
-        else:
-            text = f"{name[:40]:40} {human_bytes(done) if unit == 'B' else done}"
-        if unit == "B":
-            text += f" {human_bytes(rate)}/s"
-        self.stream.write("\r\x1b[2K" + text[: 120])
+        text = self.line(now)
+        self.stream.write("\r\x1b[2K" + text[:120])
         self.stream.flush()
 
 
 def add_quiet(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars, only errors and results")
+    parser.add_argument("--no-progress", action="store_true",
+                        help=f"no progress bars (also: {NO_PROGRESS_ENV}=1); summaries still print")

@@ -13,21 +13,30 @@ def add_parser(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "build",
         help="compile a model's ONNX network with Apache TVM for x86_64 and aarch64",
-        description="Compile the ONNX network of MODEL_DIR (the file its model.toml names, or its "
-        "only .onnx) with Apache TVM: the Relax ONNX frontend with symbolic dimensions bound by "
-        "model.toml's [dims] (else 1), tvm.compile for the arch's LLVM triple, export_library "
+        description="Compile the ONNX network of MODEL_DIR (the file its model.toml or Autoware "
+        "definition.yaml names, e.g. model_files/rpn.onnx, or its only .onnx; never a Git LFS "
+        "pointer: run 'git lfs pull' first) with Apache TVM: the Relax ONNX frontend with symbolic "
+        "dimensions bound by model.toml's [dims] (else 1, also for a declared -1), tvm.compile for the arch's LLVM triple, export_library "
         "linked with g++ (x86_64) or Debian's aarch64-linux-gnu-g++. Each arch gets OUT/ARCH/ "
-        "with deploy_lib.so, deploy_io.json (entry, input and output names, shapes, dtypes) and "
+        "with deploy_lib.so, deploy_io.json (entry, input and output names, shapes, dtypes), "
         "build.toml (TVM version, target, compiler, options) that publish turns into "
-        "requires.tvm. Building twice gives identical bytes.",
+        "requires.tvm, and NAME_config.hpp, C++ constants in the spirit of Autoware's "
+        "inference_engine_tvm_config.hpp (name, version, TVM version, target, nodes) with a "
+        "header-only version check. Building twice gives identical bytes.",
         epilog="Needs the tvm extra: pip install 'zoostore[tvm]'; for aarch64: "
         "apt-get install g++-aarch64-linux-gnu. See docs/pipeline.md.",
     )
-    p.add_argument("model", metavar="MODEL_DIR", help="model directory (with model.toml) or an .onnx file")
+    p.add_argument("model", metavar="MODEL_DIR", help="model directory (with model.toml or definition.yaml) or an .onnx file")
     p.add_argument("--target", "-t", dest="targets", action="extend", nargs="+", required=True,
                    metavar="ARCH", help="architecture to build for: x86_64, aarch64 (repeatable)")
     p.add_argument("--out", "-o", type=Path, default=None, metavar="DIR",
                    help="output directory, one subdirectory per arch (default: MODEL_DIR/build)")
+    p.add_argument("--name", default=None, metavar="NAME",
+                   help="model name for build.toml and the C++ header (default: the folder's name; "
+                   "for a definition.yaml folder, the network folder above it, as Autoware names it)")
+    p.add_argument("--model-version", default=None, metavar="X.Y.Z",
+                   help="the zoo version this build will be published as, written into build.toml "
+                   "and the C++ header's modelzoo_version")
     p.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=run)
@@ -38,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
     from zoostore.integrations.tvm_build import build_model
 
     progress = TerminalProgress(quiet=args.quiet or args.json)
-    results = build_model(args.model, targets=args.targets, out=args.out, progress=progress)
+    results = build_model(args.model, targets=args.targets, out=args.out, name=args.name,
+                          version=args.model_version, progress=progress)
     if args.json:
         doc = [
             {

@@ -14,15 +14,18 @@ def add_parser(sub: Any) -> None:
         help="check ONNX models: checker, opset policy, declared nodes, onnxruntime smoke run",
         description="Check ONNX files before publishing them, as the ONNX Model Store's CI does: "
         "the onnx checker with full_check (graph, types, shape inference, external data), the IR "
-        "version and opset against a policy, the graph's inputs and outputs against model.toml "
-        "when one sits next to the file, and one onnxruntime run on generated inputs (floats "
-        "from a seeded RNG, integers zero; symbolic dimensions from model.toml's [dims], else 1). "
+        "version and opset against a policy, the graph's inputs and outputs against the "
+        "descriptor that names the file (model.toml next to it, or Autoware's definition.yaml "
+        "above model_files/), and one onnxruntime run on generated inputs (floats from a seeded "
+        "RNG, integers zero; symbolic dimensions from model.toml's [dims], else 1, and 1 for a "
+        "declared -1). A Git LFS pointer fails with the hint to run 'git lfs pull'. "
         "Exit status 0 when every file passes, 10 when any fails.",
         epilog="Needs the onnx extra: pip install 'zoostore[onnx]'. "
-        "See docs/pipeline.md for model.toml.",
+        "See docs/pipeline.md for model.toml, docs/autoware.md for definition.yaml.",
     )
     p.add_argument("paths", nargs="+", metavar="PATH",
-                   help="an ONNX file, or a directory searched recursively for *.onnx")
+                   help="an ONNX file; a model folder (the network its model.toml or "
+                   "definition.yaml names); or a directory searched recursively for *.onnx")
     p.add_argument("--min-opset", type=int, default=None, metavar="N",
                    help="lowest default-domain opset accepted (default: 7, the oldest onnxruntime supports)")
     p.add_argument("--max-opset", type=int, default=None, metavar="N",

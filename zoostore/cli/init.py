@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 
@@ -16,7 +17,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("store", metavar="STORE", help="local directory or fsspec URL (s3://bucket/zoo)")
     p.add_argument("--pack-size", default="32MiB", help="target pack size (default: %(default)s)")
     p.add_argument("--grace", default="24h",
-                   help="gc grace period that publish and gc agree on (default: %(default)s)")
+                   help="gc grace period that publish and gc agree on, at least 10m (default: %(default)s); "
+                   "change it later with 'zoostore config STORE --grace'")
     p.set_defaults(func=run)
 
 
@@ -37,10 +39,19 @@ def parse_size(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from zoostore.documents.store_config import StoreConfig, parse_duration
+    from zoostore.documents.store_config import StoreConfig
     from zoostore.repository import init_store
 
-    config = StoreConfig(pack_target_size=parse_size(args.pack_size), grace_seconds=parse_duration(args.grace))
+    from zoostore.cli.config import check_grace
+    from zoostore.core.errors import UsageError
+
+    pack = parse_size(args.pack_size)
+    if not 1024**2 <= pack <= 4 * 1024**3:
+        raise UsageError(f"invalid --pack-size {args.pack_size!r}: expected between 1MiB and 4GiB (default 32MiB)")
+    config = StoreConfig(pack_target_size=pack, grace_seconds=check_grace(args.grace))
     store, created = init_store(args.store, config=config)
     print(f"{'created' if created else 'already a store:'} {store.url}")
+    warning = store.cas_warning()
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     return 0

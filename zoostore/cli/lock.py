@@ -25,7 +25,7 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from zoostore.documents.project import load_project
-    from zoostore.ops.sync import lock_project
+    from zoostore.ops.lock import lock_project
 
     project = load_project(args.project)
     upgrade = args.upgrade if args.upgrade is True or args.upgrade is False else [args.upgrade]

@@ -23,7 +23,8 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from zoostore.core import semver
+    from zoostore.core.spec import ModelSpec
+    from zoostore.documents.resolve import select_versions
     from zoostore.repository import open_store
 
     zoo = open_store(args.store)
@@ -39,17 +40,10 @@ def run(args: argparse.Namespace) -> int:
             for row in rows:
                 print(f"{row['model']:30} latest={row['latest'] or '-':12} versions={row['versions']:<4} {row['summary']}")
         return 0
-    model, _, spec = args.target.partition("@")
-    manifest = zoo.manifest(model)
-    m = manifest
-    if spec and spec in m.tags:
-        versions = [m.tags[spec]]
-    elif spec and spec in m.versions:
-        versions = [spec]
-    elif spec:
-        versions = [v for v in m.sorted_versions() if semver.satisfies(v, spec if spec != "latest" else "*")]
-    else:
-        versions = m.sorted_versions()
+    target = ModelSpec.parse(args.target)
+    model, spec = target.model, target.spec if target.explicit else ""
+    m = zoo.manifest(model)
+    versions = select_versions(m, spec) if spec else m.sorted_versions()
     show_files = args.files or (bool(spec) and len(versions) == 1)
     out = []
     for v in versions:

@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from zoostore.documents.project import load_project
-    from zoostore.ops.sync import outdated
+    from zoostore.ops.lock import outdated
 
     rows = outdated(load_project(args.project))
     if args.json:

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-from typing import Any
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from zoostore.cli._ui import TerminalProgress, add_quiet, human_bytes
+
+if TYPE_CHECKING:
+    from zoostore.core.progress import Progress
+    from zoostore.documents.manifest import FileEntry
+    from zoostore.ops.publish import Checker
 
 
 def add_parser(sub: Any) -> None:
@@ -32,6 +40,8 @@ def add_parser(sub: Any) -> None:
                    help="runtime requirement, e.g. tvm='>=0.27.0 <0.28.0'; repeatable")
     p.add_argument("--summary", help="one-line model summary")
     p.add_argument("--no-check", action="store_true", help="skip the ONNX check of .onnx files")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the plan (new and stored files, tags, warnings) and change nothing")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     add_quiet(p)
     p.set_defaults(func=run)
@@ -58,27 +68,44 @@ def parse_pairs(items: list[str], option: str, *, toml_values: bool) -> dict[str
     return out
 
 
-def run(args: argparse.Namespace) -> int:
-    import json
+def onnx_check(progress: Progress) -> Checker:
+    """The ONNX check of `.onnx` files (`zoostore check`), imported only when there is one."""
+    def check(files: Sequence[Path]) -> object:
+        if not any(f.suffix.lower() == ".onnx" for f in files):
+            return None
+        from zoostore.integrations.onnx_check import require_valid
 
-    from zoostore.ops.publish import publish
+        return require_valid(files, progress=progress)
+
+    return check
+
+
+def run(args: argparse.Namespace) -> int:
+    from zoostore.ops.publish import plan_publish
     from zoostore.repository import open_store
 
     zoo = open_store(args.store)
     progress = TerminalProgress(quiet=args.quiet)
-    result = publish(
+    plan = plan_publish(
         zoo, args.model, args.version, args.paths, arch=args.arch, tags=args.tag,
         meta=parse_pairs(args.meta, "--meta", toml_values=True),
         requires=parse_pairs(args.requires, "--requires", toml_values=False),
-        summary=args.summary, check=not args.no_check, progress=progress,
+        summary=args.summary, check=None if args.no_check else onnx_check(progress), progress=progress,
     )
+    if args.dry_run:
+        if args.json:
+            print(json.dumps({**_json(plan.model, plan.version, plan.arch, plan.entries, plan.warnings),
+                              "dry_run": True, "unchanged": plan.unchanged, "new": plan.new_files,
+                              "tags": list(plan.tags)}, indent=2))
+        else:
+            print(plan)
+        print("dry run: nothing was changed", file=sys.stderr)
+        return 0
+    result = plan.execute(progress)
     if args.json:
-        print(json.dumps({
-            "model": result.model, "version": result.version, "arch": result.arch,
-            "unchanged": result.unchanged, "size": result.size, "new_stored_bytes": result.new_stored_bytes,
-            "files": {p: {"blob": str(e.blob), "size": e.size} for p, e in sorted(result.files.items())},
-            "warnings": result.warnings,
-        }, indent=2))
+        print(json.dumps({**_json(result.model, result.version, result.arch, result.files, result.warnings),
+                          "unchanged": result.unchanged, "size": result.size,
+                          "new_stored_bytes": result.new_stored_bytes}, indent=2))
         return 0
     for path, entry in sorted(result.files.items()):
         print(f"{entry.blob}  {path}")
@@ -88,3 +115,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"published {result.model}@{result.version} ({result.arch}): {len(result.files)} file(s), "
               f"{human_bytes(result.size)}; uploaded {human_bytes(result.new_stored_bytes)}", file=sys.stderr)
     return 0
+
+
+def _json(model: str, version: str, arch: str, files: Mapping[str, FileEntry], warnings: list[str]) -> dict[str, Any]:
+    return {"model": model, "version": version, "arch": arch, "warnings": warnings,
+            "files": {p: {"blob": str(e.blob), "size": e.size} for p, e in sorted(files.items())}}

@@ -21,19 +21,19 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from zoostore.core.errors import NotFoundError, UsageError
-    from zoostore.documents.manifest import Manifest
+    from zoostore.cli._ui import TerminalProgress
+    from zoostore.core.errors import UsageError
+    from zoostore.ops.tags import tag, untag
     from zoostore.repository import open_store
 
     if args.delete == bool(args.version):
         raise UsageError("give either VERSION to set the tag or --delete to remove it")
     zoo = open_store(args.store)
-
-    def change(m: Manifest | None) -> Manifest:
-        if m is None:
-            raise NotFoundError(zoo._unknown_model(args.model))
-        return m.with_tag(args.tag, None if args.delete else args.version)
-
-    zoo.update_manifest(args.model, change)
-    print(f"{args.model}: {'deleted tag ' + args.tag if args.delete else f'{args.tag} -> {args.version}'}")
+    progress = TerminalProgress()
+    if args.delete:
+        untag(zoo, args.model, args.tag, progress=progress)
+        print(f"{args.model}: deleted tag {args.tag}")
+    else:
+        tag(zoo, args.model, args.tag, args.version, progress=progress)
+        print(f"{args.model}: {args.tag} -> {args.version}")
     return 0

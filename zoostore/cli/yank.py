@@ -21,19 +21,19 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from zoostore.core.errors import NotFoundError, UsageError
-    from zoostore.documents.manifest import Manifest
+    from zoostore.cli._ui import TerminalProgress
+    from zoostore.core.errors import UsageError
+    from zoostore.ops.tags import unyank, yank
     from zoostore.repository import open_store
 
     if not args.undo and not (args.reason or "").strip():
         raise UsageError("--reason TEXT is required (it is shown to everyone who pinned this version)")
     zoo = open_store(args.store)
-
-    def change(m: Manifest | None) -> Manifest:
-        if m is None:
-            raise NotFoundError(zoo._unknown_model(args.model))
-        return m.with_yank(args.version, "" if args.undo else args.reason.strip())
-
-    zoo.update_manifest(args.model, change)
-    print(f"{args.model}@{args.version}: {'un-yanked' if args.undo else 'yanked: ' + args.reason.strip()}")
+    progress = TerminalProgress()
+    if args.undo:
+        unyank(zoo, args.model, args.version, progress=progress)
+        print(f"{args.model}@{args.version}: un-yanked")
+    else:
+        yank(zoo, args.model, args.version, args.reason, progress=progress)
+        print(f"{args.model}@{args.version}: yanked: {args.reason.strip()}")
     return 0

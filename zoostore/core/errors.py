@@ -55,6 +55,11 @@ class FormatError(ZooError, ValueError):
     """A persisted document does not match its format: names the file and the key."""
 
 
+class ConfigError(FormatError, UsageError):
+    """A project file the user writes or commits (zoo.toml, zoo.lock, pyproject's
+    [tool.zoostore]) is malformed: a usage error (exit 2), not a store format problem."""
+
+
 class NewerFormatError(FormatError):
     """Written by a newer zoostore than this one."""
 

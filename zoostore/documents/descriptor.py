@@ -1,19 +1,24 @@
-"""`model.toml`: what a maintainer declares about one model, next to its network file.
+"""The model descriptor: what a maintainer declares about one model, and its `model.toml` form.
 
-Mirrors the `definition.yaml` of Autoware's ModelZoo (network file, framework, provenance,
-licences, input and output nodes with shapes and data types), in TOML:
+One descriptor model (`ModelDescriptor`), two file formats: `model.toml` (read here) and the
+`definition.yaml` of Autoware's ModelZoo (read by `zoostore.documents.definition_yaml`);
+`zoostore.documents.model_folder.load_descriptor` picks whichever a model folder holds.
+`model.toml` mirrors `definition.yaml` (network file, framework, provenance, training,
+licences, input and output nodes with shapes and data types, preprocessing), in TOML:
 
     models/yolo-tiny/1.2.0/
         model.onnx
         model.toml
 
     format = 1                          # optional; a newer format is refused with "upgrade"
-    network = "model.onnx"              # file name, next to model.toml
+    network = "model.onnx"              # relative path inside the folder (model_files/x.onnx)
     framework = "onnx"
     summary = "Camera obstacle detection, COCO"
     task = "object-detection"
     model_license = "Apache-2.0"
     data_license = "CC-BY-4.0"          # optional
+    training = "COCO 2017, fully"       # optional: what it was trained on
+    enable_testing = true               # optional (default true): CI may run the model
     [provenance]                        # optional
     source = "https://github.com/..."
     description = "Converted from the Darknet weights with ..."
@@ -21,18 +26,23 @@ licences, input and output nodes with shapes and data types), in TOML:
     batch = 1
     [[inputs]]
     name = "images"
-    shape = ["batch", 3, 416, 416]      # int, or a name for a symbolic dimension
+    shape = ["batch", 3, 416, 416]      # int, -1 (dynamic, as Autoware writes it), or a name
     dtype = "float32"
     [[outputs]]
     name = "boxes"
     shape = ["batch", 13, 13, 425]
     dtype = "float32"
+    [preprocessing]                     # optional: a TVM module run before the network
+    module = "preprocessing/preprocessing.py"
+    module_name = "scatter"
+    [[preprocessing.inputs]]            # same keys as [[inputs]]
+    ...
     [meta]                              # optional free metadata: dataset, accuracy, classes...
     dataset = "coco17"
 
 `check` compares the declared nodes with the network's graph and feeds the smoke run inputs of
-the declared shapes; `build` binds symbolic dimensions through `dims`; `publish` stores
-`to_meta()` in the manifest's `[meta]`.
+the declared shapes; `build` binds symbolic dimensions through `dims` (a -1 or an unbound name
+becomes 1); `publish` stores `to_meta()` in the manifest's `[meta]`.
 """
 
 from __future__ import annotations
@@ -45,10 +55,16 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from zoostore.core.errors import FormatError, NewerFormatError
+from zoostore.core.errors import FormatError, InvalidPathError, NewerFormatError
+from zoostore.core.names import check_relpath
 
 FORMAT = 1
 FILE_NAME = "model.toml"
+
+#: A dimension whose size the network fixes only at run time. Autoware's definition.yaml
+#: writes it as -1 ("Use -1 for variable sizes", its definition_template.yaml); model.toml
+#: accepts the same spelling, or a name (`"batch"`) that `[dims]` can bind.
+DYNAMIC = -1
 
 #: Element types a node may declare: the numpy spellings of the ONNX tensor types that
 #: onnxruntime and TVM both handle.
@@ -60,20 +76,22 @@ DTYPES = frozenset({
 _SYMBOL = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
 _TOP_KEYS = frozenset({
     "format", "network", "framework", "summary", "task", "model_license", "data_license",
-    "provenance", "dims", "inputs", "outputs", "meta",
+    "training", "enable_testing", "provenance", "dims", "inputs", "outputs", "preprocessing", "meta",
 })
 _NODE_KEYS = frozenset({"name", "shape", "dtype", "description"})
 _PROVENANCE_KEYS = frozenset({"source", "description"})
+_PREPROCESSING_KEYS = frozenset({"module", "module_name", "inputs", "outputs"})
 #: Keys `to_meta` writes itself; a `[meta]` entry may not shadow them.
 _RESERVED_META = frozenset({
     "framework", "network", "task", "summary", "provenance", "model_license", "data_license",
-    "inputs", "outputs", "dims",
+    "training", "enable_testing", "preprocessing", "inputs", "outputs", "dims",
 })
 
 
 @dataclass(frozen=True, slots=True)
 class TensorSpec:
-    """One input or output node. `shape` holds ints and names of symbolic dimensions."""
+    """One input or output node. `shape` holds ints (`DYNAMIC`, -1, for a size fixed at run
+    time) and names of symbolic dimensions."""
 
     name: str
     shape: tuple[int | str, ...]
@@ -81,8 +99,10 @@ class TensorSpec:
     description: str = ""
 
     def concrete_shape(self, dims: Mapping[str, int], *, default: int = 1) -> tuple[int, ...]:
-        """The shape with symbolic dimensions bound by `dims` (unbound ones become `default`)."""
-        return tuple(d if isinstance(d, int) else int(dims.get(d, default)) for d in self.shape)
+        """The shape with symbolic dimensions bound by `dims` (unbound ones and -1 become
+        `default`)."""
+        sizes = (bind_dim(d, dims) for d in self.shape)
+        return tuple(default if size is None else size for size in sizes)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
@@ -91,9 +111,37 @@ class TensorSpec:
         return out
 
 
+def bind_dim(dim: int | str, dims: Mapping[str, int]) -> int | None:
+    """The size a declared dimension fixes: an int as is, a name through `dims`, and None for
+    `DYNAMIC` or an unbound name (any size matches)."""
+    if isinstance(dim, str):
+        return dims.get(dim)
+    return None if dim == DYNAMIC else dim
+
+
+@dataclass(frozen=True, slots=True)
+class Preprocessing:
+    """A module run before the network (Autoware: a TVMScript file whose `module_name`
+    function scatters pillar features into a pseudo-image), with its own nodes."""
+
+    module: str
+    module_name: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "module": self.module,
+            "module_name": self.module_name,
+            "inputs": [n.to_dict() for n in self.inputs],
+            "outputs": [n.to_dict() for n in self.outputs],
+        }
+
+
 @dataclass(frozen=True, slots=True)
 class ModelDescriptor:
-    """A parsed, validated `model.toml`. Build one with `load` or `parse`."""
+    """A parsed, validated descriptor (`model.toml` or `definition.yaml`). Build one with
+    `load`/`parse` (model.toml), `definition_yaml.load` or `model_folder.load_descriptor`."""
 
     network: str
     framework: str
@@ -105,6 +153,9 @@ class ModelDescriptor:
     data_license: str = ""
     source: str = ""
     provenance: str = ""
+    training: str = ""
+    enable_testing: bool = True
+    preprocessing: Preprocessing | None = None
     dims: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}), hash=False)
     meta: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), hash=False)
     #: The file it was read from; None when parsed from text.
@@ -120,8 +171,8 @@ class ModelDescriptor:
             text = p.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise FormatError(
-                f"{p}: no such file; a model directory needs a {FILE_NAME} describing its "
-                f"network (see docs/pipeline.md)"
+                f"{p}: no such file; a model directory needs a {FILE_NAME} (or Autoware's "
+                f"definition.yaml) describing its network (see docs/pipeline.md)"
             ) from None
         return cls.parse(text, path=p)
 
@@ -132,22 +183,22 @@ class ModelDescriptor:
             doc = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise FormatError(f"{where}: not valid TOML: {exc}") from exc
-        return _Parser(where).descriptor(doc, path)
+        return _TomlReader(where).descriptor(doc, path)
 
-    @classmethod
-    def for_network(cls, network: Path) -> ModelDescriptor | None:
-        """The `model.toml` next to `network` if there is one and it describes that file."""
-        candidate = network.parent / FILE_NAME
-        if not candidate.is_file():
-            return None
-        desc = cls.load(candidate)
-        return desc if desc.network == network.name else None
+    @property
+    def file_name(self) -> str:
+        """`model.toml` or `definition.yaml`: for messages that compare with the graph."""
+        return self.path.name if self.path else FILE_NAME
 
     @property
     def network_path(self) -> Path:
-        """The network file, resolved next to the `model.toml` it was read from."""
+        """The network file, resolved against the folder of the descriptor it was read from."""
         base = self.path.parent if self.path else Path(".")
         return base / self.network
+
+    def bind(self, dim: int | str) -> int | None:
+        """`bind_dim` with this descriptor's `dims`."""
+        return bind_dim(dim, self.dims)
 
     def input(self, name: str) -> TensorSpec | None:
         return next((n for n in self.inputs if n.name == name), None)
@@ -157,17 +208,21 @@ class ModelDescriptor:
 
     def to_meta(self) -> dict[str, Any]:
         """Model-level metadata for the manifest's `[meta]`: plain TOML values only, empty
-        fields left out, the free `[meta]` table merged in."""
+        fields left out (`enable_testing` only when false), the free `[meta]` table merged in."""
         out: dict[str, Any] = {"framework": self.framework, "network": self.network}
-        for key in ("summary", "task", "model_license", "data_license"):
+        for key in ("summary", "task", "model_license", "data_license", "training"):
             value = getattr(self, key)
             if value:
                 out[key] = value
+        if not self.enable_testing:
+            out["enable_testing"] = False
         provenance = {k: v for k, v in (("source", self.source), ("description", self.provenance)) if v}
         if provenance:
             out["provenance"] = provenance
         out["inputs"] = [n.to_dict() for n in self.inputs]
         out["outputs"] = [n.to_dict() for n in self.outputs]
+        if self.preprocessing is not None:
+            out["preprocessing"] = self.preprocessing.to_dict()
         if self.dims:
             out["dims"] = dict(self.dims)
         out.update(_plain(dict(self.meta)))
@@ -183,8 +238,9 @@ def _plain(value: Any) -> Any:
     return value
 
 
-class _Parser:
-    """Validation with messages that name the file and the key."""
+class FieldReader:
+    """Validation shared by both descriptor formats, with messages that name the file and the
+    key: `<file>: <key>: <what is wrong>`."""
 
     def __init__(self, where: str) -> None:
         self.where = where
@@ -194,16 +250,60 @@ class _Parser:
 
     def string(self, doc: Mapping[str, Any], key: str, *, prefix: str = "", required: bool = False) -> str:
         full = prefix + key
-        if key not in doc:
+        value = doc.get(key)
+        if value is None:
             if required:
                 raise self.fail(full, "missing (required)")
             return ""
-        value = doc[key]
         if not isinstance(value, str):
             raise self.fail(full, f"expected a string, found {type(value).__name__} {value!r}")
         if required and not value.strip():
             raise self.fail(full, "must not be empty")
         return value
+
+    def relpath(self, value: str, key: str) -> str:
+        """A path inside the model folder (`./model_files/x.onnx` -> `model_files/x.onnx`)."""
+        text = value
+        while text.startswith("./"):
+            text = text[2:]
+        try:
+            return check_relpath(text)
+        except InvalidPathError as exc:
+            raise self.fail(
+                key, f"expected a file name or a relative POSIX path inside the model folder "
+                f"(no '..', not absolute, no backslash), found {value!r}"
+            ) from exc
+
+    def dtype(self, value: Any, key: str) -> str:
+        if not isinstance(value, str) or value not in DTYPES:
+            raise self.fail(key, f"unknown dtype {value!r}; expected one of {', '.join(sorted(DTYPES))}")
+        return value
+
+    def shape(self, shape: Any, key: str) -> tuple[int | str, ...]:
+        if not isinstance(shape, list):
+            raise self.fail(key, f"expected an array of ints and dimension names, found {shape!r}")
+        dims: list[int | str] = []
+        for j, d in enumerate(shape):
+            if isinstance(d, bool) or not isinstance(d, int | str):
+                raise self.fail(f"{key}[{j}]", f"expected an int or a dimension name, found {d!r}")
+            if isinstance(d, int) and d < 0 and d != DYNAMIC:
+                raise self.fail(f"{key}[{j}]", f"expected a size >= 0, or -1 for a dynamic size, found {d}")
+            if isinstance(d, str) and not _SYMBOL.fullmatch(d):
+                raise self.fail(f"{key}[{j}]", f"expected a dimension name like 'batch', found {d!r}")
+            dims.append(d)
+        return tuple(dims)
+
+    def unique(self, nodes: list[TensorSpec], key: str) -> tuple[TensorSpec, ...]:
+        seen: set[str] = set()
+        for i, node in enumerate(nodes):
+            if node.name in seen:
+                raise self.fail(f"{key}[{i}].name", f"duplicate node name {node.name!r}")
+            seen.add(node.name)
+        return tuple(nodes)
+
+
+class _TomlReader(FieldReader):
+    """model.toml into a ModelDescriptor."""
 
     def unknown(self, doc: Mapping[str, Any], allowed: frozenset[str], prefix: str) -> None:
         extra = sorted(set(doc) - allowed)
@@ -221,9 +321,7 @@ class _Parser:
         if fmt > FORMAT:
             raise NewerFormatError(self.where, fmt, FORMAT)
         self.unknown(doc, _TOP_KEYS, "")
-        network = self.string(doc, "network", required=True)
-        if "/" in network or "\\" in network or network in (".", ".."):
-            raise self.fail("network", f"expected a file name next to {FILE_NAME}, found {network!r}")
+        network = self.relpath(self.string(doc, "network", required=True), "network")
         prov = doc.get("provenance", {})
         if not isinstance(prov, dict):
             raise self.fail("provenance", "expected a table with source and description")
@@ -235,6 +333,9 @@ class _Parser:
         shadow = sorted(set(meta) & _RESERVED_META)
         if shadow:
             raise self.fail(f"meta.{shadow[0]}", "is a descriptor field; set it at the top level")
+        testing = doc.get("enable_testing", True)
+        if not isinstance(testing, bool):
+            raise self.fail("enable_testing", f"expected true or false, found {testing!r}")
         framework = self.string(doc, "framework", required=True)
         model_license = self.string(doc, "model_license", required=True)
         inputs = self.nodes(doc, "inputs")
@@ -251,9 +352,26 @@ class _Parser:
             data_license=self.string(doc, "data_license"),
             source=self.string(prov, "source", prefix="provenance."),
             provenance=self.string(prov, "description", prefix="provenance."),
+            training=self.string(doc, "training"),
+            enable_testing=testing,
+            preprocessing=self.preprocessing(doc.get("preprocessing")),
             dims=MappingProxyType(dims),
             meta=MappingProxyType(meta),
             path=path,
+        )
+
+    def preprocessing(self, raw: Any) -> Preprocessing | None:
+        if raw is None:
+            return None
+        if not isinstance(raw, dict):
+            raise self.fail("preprocessing", "expected a table with module, module_name, inputs, outputs")
+        self.unknown(raw, _PREPROCESSING_KEYS, "preprocessing.")
+        module = self.relpath(self.string(raw, "module", prefix="preprocessing.", required=True), "preprocessing.module")
+        return Preprocessing(
+            module=module,
+            module_name=self.string(raw, "module_name", prefix="preprocessing.", required=True),
+            inputs=self.nodes(raw, "inputs", prefix="preprocessing."),
+            outputs=self.nodes(raw, "outputs", prefix="preprocessing."),
         )
 
     def dims(self, raw: Any) -> dict[str, int]:
@@ -266,35 +384,19 @@ class _Parser:
             out[name] = value
         return out
 
-    def nodes(self, doc: Mapping[str, Any], key: str) -> tuple[TensorSpec, ...]:
+    def nodes(self, doc: Mapping[str, Any], key: str, *, prefix: str = "") -> tuple[TensorSpec, ...]:
+        full = prefix + key
         raw = doc.get(key)
         if raw is None:
-            raise self.fail(key, f"missing (required): declare each node as [[{key}]] name, shape, dtype")
+            raise self.fail(full, f"missing (required): declare each node as [[{full}]] name, shape, dtype")
         if not isinstance(raw, list) or not raw or not all(isinstance(n, dict) for n in raw):
-            raise self.fail(key, f"expected a non-empty array of tables ([[{key}]])")
-        seen: set[str] = set()
+            raise self.fail(full, f"expected a non-empty array of tables ([[{full}]])")
         out = []
         for i, node in enumerate(raw):
-            prefix = f"{key}[{i}]."
-            self.unknown(node, _NODE_KEYS, prefix)
-            name = self.string(node, "name", prefix=prefix, required=True)
-            if name in seen:
-                raise self.fail(prefix + "name", f"duplicate node name {name!r}")
-            seen.add(name)
-            dtype = self.string(node, "dtype", prefix=prefix, required=True)
-            if dtype not in DTYPES:
-                raise self.fail(prefix + "dtype", f"unknown dtype {dtype!r}; expected one of {', '.join(sorted(DTYPES))}")
-            shape = node.get("shape")
-            if not isinstance(shape, list):
-                raise self.fail(prefix + "shape", f"expected an array of ints and dimension names, found {shape!r}")
-            dims: list[int | str] = []
-            for j, d in enumerate(shape):
-                if isinstance(d, bool) or not isinstance(d, int | str):
-                    raise self.fail(f"{prefix}shape[{j}]", f"expected an int or a dimension name, found {d!r}")
-                if isinstance(d, int) and d < 0:
-                    raise self.fail(f"{prefix}shape[{j}]", f"expected a size >= 0, found {d}")
-                if isinstance(d, str) and not _SYMBOL.fullmatch(d):
-                    raise self.fail(f"{prefix}shape[{j}]", f"expected a dimension name like 'batch', found {d!r}")
-                dims.append(d)
-            out.append(TensorSpec(name, tuple(dims), dtype, self.string(node, "description", prefix=prefix)))
-        return tuple(out)
+            at = f"{full}[{i}]."
+            self.unknown(node, _NODE_KEYS, at)
+            name = self.string(node, "name", prefix=at, required=True)
+            dtype = self.dtype(self.string(node, "dtype", prefix=at, required=True), at + "dtype")
+            shape = self.shape(node.get("shape"), at + "shape")
+            out.append(TensorSpec(name, shape, dtype, self.string(node, "description", prefix=at)))
+        return self.unique(out, full)

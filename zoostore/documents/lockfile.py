@@ -23,15 +23,17 @@ what the lock was resolved from, which is how `sync --locked` tells that it is o
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import tomli_w
+
+from zoostore.core.atomic import atomic_write
 from zoostore.core.digest import Digest
-from zoostore.core.errors import FormatError, ZooError
-from zoostore.core.names import check_relpath
+from zoostore.core.errors import ConfigError, ZooError
+from zoostore.core.names import check_model_name, check_relpath
 from zoostore.core.tomldoc import load_versioned
 
 FORMAT = 1
@@ -64,9 +66,9 @@ class Lock:
     format: int = FORMAT
 
     def dumps(self) -> str:
-        def s(x: str) -> str:
-            return json.dumps(x)  # a JSON string is a valid TOML basic string
-
+        # The layout is ours (one file per line, for small diffs); every value is written by
+        # tomli-w, so any Unicode text (emoji included) is valid TOML that reads back the same.
+        s = _toml_value
         out = [HEADER, f"format = {self.format}\n", f"store = {s(self.store)}\n"]
         out.append("runtime = { " + ", ".join(f"{s(k)} = {s(v)}" for k, v in sorted(self.runtime.items())) + " }\n" if self.runtime else "runtime = {}\n")
         for name in sorted(self.models):
@@ -86,39 +88,96 @@ class Lock:
         """Write atomically; returns False if the file already had this content."""
         text = self.dumps()
         try:
-            if path.read_text() == text:
+            if path.read_text(encoding="utf-8") == text:
                 return False
-        except OSError:
+        except (OSError, UnicodeDecodeError):
             pass
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        atomic_write(path, text.encode("utf-8"))
         return True
 
     @classmethod
     def loads(cls, text: str, *, where: str) -> Lock:
-        doc, fmt = load_versioned(text, where=where, supported=FORMAT, hint="; regenerate it with 'zoostore lock'")
-        models = {}
+        """Parse zoo.lock text. Anything malformed is a ConfigError naming the file and the field
+        (exit 2: regenerate it with 'zoostore lock'); a newer format asks to upgrade."""
+        doc, fmt = load_versioned(text, where=where, supported=FORMAT, hint=_HINT, error=ConfigError)
         try:
-            for name, m in doc.get("models", {}).items():
-                files = []
-                for f in m["files"]:
-                    check_relpath(f["path"], where=f"{where}: models.{name}")
-                    files.append(LockedFile(str(f["arch"]), f["path"], Digest.parse(f["blob"]), int(f["size"])))
-                models[name] = LockedModel(name, str(m["spec"]), tuple(m.get("archs", [])),
-                                           tuple(m.get("files-filter", [])), str(m["version"]), tuple(files))
-            return cls(store=str(doc["store"]), models=models, runtime=dict(doc.get("runtime", {})), format=fmt)
-        except (KeyError, TypeError) as exc:
-            raise FormatError(f"{where}: malformed entry ({exc!r}); regenerate it with 'zoostore lock'") from exc
+            models_doc = _table(doc.get("models", {}), f"{where}: models")
+            models = {name: _model(name, m, where) for name, m in models_doc.items()}
+            runtime = {str(k): _str(v, f"{where}: runtime.{k}") for k, v in _table(doc.get("runtime", {}), f"{where}: runtime").items()}
+            if "store" not in doc:
+                raise ConfigError(f"{where}: missing key 'store'{_HINT}")
+            return cls(store=_str(doc["store"], f"{where}: store"), models=models, runtime=runtime, format=fmt)
+        except ConfigError:
+            raise
         except ZooError as exc:
-            if isinstance(exc, FormatError):
-                raise
-            raise FormatError(f"{where}: {exc}") from exc
+            raise ConfigError(f"{where}: {exc}{_HINT}") from exc
 
     @classmethod
     def read(cls, path: Path) -> Lock | None:
         try:
-            text = path.read_text()
+            data = path.read_bytes()
         except FileNotFoundError:
             return None
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}){_HINT}") from None
         return cls.loads(text, where=str(path))
+
+
+_HINT = "; regenerate it with 'zoostore lock'"
+#: Sizes are byte counts of real files; past this they are hostile or corrupt.
+MAX_SIZE = 2**63 - 1
+
+
+def _toml_value(value: str) -> str:
+    return tomli_w.dumps({"v": value})[4:].rstrip("\n")
+
+
+def _table(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: expected a table, got {type(value).__name__} {value!r:.60}{_HINT}")
+    return value
+
+
+def _str(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: expected a string, got {type(value).__name__} {value!r:.60}{_HINT}")
+    return value
+
+
+def _strings(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}: expected a list of strings, got {type(value).__name__}{_HINT}")
+    return tuple(_str(v, where) for v in value)
+
+
+def _size(value: Any, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_SIZE:
+        raise ConfigError(f"{where}: expected a size in bytes (an integer from 0 to 2**63-1), got {value!r:.60}{_HINT}")
+    return value
+
+
+def _model(name: str, m: Any, where: str) -> LockedModel:
+    here = f"{where}: models.{name}"
+    check_model_name(name)
+    m = _table(m, here)
+    files_doc = m.get("files")
+    if not isinstance(files_doc, list):
+        raise ConfigError(f"{here}.files: expected a list of file tables, got {type(files_doc).__name__}{_HINT}")
+    files = []
+    for i, f in enumerate(files_doc):
+        fw = f"{here}.files[{i}]"
+        f = _table(f, fw)
+        missing = [k for k in ("arch", "path", "blob", "size") if k not in f]
+        if missing:
+            raise ConfigError(f"{fw}: missing {', '.join(missing)}{_HINT}")
+        path = check_relpath(_str(f["path"], f"{fw}.path"), where=fw)
+        files.append(LockedFile(_str(f["arch"], f"{fw}.arch"), path, Digest.parse(_str(f["blob"], f"{fw}.blob")),
+                                _size(f["size"], f"{fw}.size")))
+    for key in ("spec", "version"):
+        if key not in m:
+            raise ConfigError(f"{here}: missing key {key!r}{_HINT}")
+    return LockedModel(name, _str(m["spec"], f"{here}.spec"), _strings(m.get("archs", []), f"{here}.archs"),
+                       _strings(m.get("files-filter", []), f"{here}.files-filter"),
+                       _str(m["version"], f"{here}.version"), tuple(files))

@@ -11,6 +11,9 @@
 
 The project is found by walking up from the current directory to the first `zoo.toml`, or
 `pyproject.toml` with a `[tool.zoostore]` table. `zoo.lock` sits next to it.
+
+Which store is read is decided here, once, by `find_store_url`, for every caller: `zoostore
+lock` and `sync`, `zoostore.fetch`, and `zoo://`. See its docstring for the precedence.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from zoostore.core.errors import FormatError, UsageError, ZooError
 from zoostore.core.names import check_model_name, host_arch, normalize_arch
 
 CONFIG_NAME = "zoo.toml"
+#: Names the store to read, overriding zoo.toml's `store` (a mirror, a CI cache); see find_store_url.
+STORE_ENV = "ZOOSTORE_STORE"
 LOCK_NAME = "zoo.lock"
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 
@@ -60,8 +65,9 @@ class Project:
 
     @property
     def store_url(self) -> str:
-        """The store location to open: relative paths are relative to the config file."""
-        return resolve_store_url(self.store, self.root)
+        """The store to open for this project: `$ZOOSTORE_STORE` when set, else `store` as
+        declared (a relative path is relative to the config file); see find_store_url."""
+        return find_store_url(project=self)
 
 
 def _has_tool_table(pyproject: Path) -> bool:
@@ -84,9 +90,44 @@ def find_project(start: str | os.PathLike[str] | None = None) -> Path | None:
 
 
 def resolve_store_url(store: str, root: Path) -> str:
-    if _URL.match(store) or os.path.isabs(store):
+    """A store location with a relative local path made absolute against `root` (`~` expanded);
+    URLs are kept as they are."""
+    if _URL.match(store):
         return store
-    return str((root / store).resolve())
+    path = Path(store).expanduser()
+    return str(path if path.is_absolute() else (root / path).resolve())
+
+
+def find_store_url(explicit: str | os.PathLike[str] | None = None, *,
+                   start: str | os.PathLike[str] | None = None, project: Project | None = None) -> str:
+    """The store to read. One precedence for every entry point (the CLI, `zoostore.fetch`,
+    `zoostore.sync`, `zoo://`), the order of uv and cargo (command line, environment, files):
+
+    1. `explicit`: a `store=` argument or storage option, `--store`;
+    2. `$ZOOSTORE_STORE`, so a CI job or a user points every tool at a mirror without editing
+       files (for a project, zoo.lock still records the store zoo.toml declares);
+    3. the `store` of `project` when given, else of the nearest zoo.toml (or pyproject.toml with
+       `[tool.zoostore]`) at or above `start` (default: the working directory).
+
+    Relative paths in 1 and 2 are relative to the working directory, in 3 to the config file's
+    directory. Raises UsageError saying how to name a store when none of the three gives one."""
+    if explicit is not None and os.fspath(explicit).strip():
+        return resolve_store_url(os.fspath(explicit).strip(), Path.cwd())
+    env = os.environ.get(STORE_ENV, "").strip()
+    if env:
+        return resolve_store_url(env, Path.cwd())
+    if project is not None:
+        return resolve_store_url(project.store, project.root)
+    origin = Path(start) if start is not None else Path.cwd()
+    config = find_project(origin)
+    if config is not None:
+        found = load_project(config)
+        return resolve_store_url(found.store, found.root)
+    raise UsageError(
+        f"no store given: pass store=... (fetch(store=...), or fsspec.open(url, store='s3://bucket/zoo') "
+        f"for zoo://), set ${STORE_ENV}, or add store = \"...\" to a {CONFIG_NAME} in {origin.resolve()} "
+        f"or a parent directory"
+    )
 
 
 def load_project(path: str | os.PathLike[str] | None = None) -> Project:
@@ -120,10 +161,10 @@ def parse_project(doc: Mapping[str, Any], *, root: Path, config_path: Path, wher
     unknown = set(doc) - {"store", "archs", "dest", "runtime", "models"}
     if unknown:
         raise FormatError(f"{where}: unknown key(s) {sorted(unknown)}; expected store, archs, dest, runtime, models")
-    env_store = os.environ.get("ZOOSTORE_STORE")
-    store = doc.get("store", env_store)
+    # A project without `store` takes $ZOOSTORE_STORE as its declared store (recorded in zoo.lock).
+    store = doc.get("store", os.environ.get(STORE_ENV))
     if not isinstance(store, str) or not store:
-        raise FormatError(f"{where}: key 'store' is required (a URL such as s3://bucket/zoo or a path), or set ZOOSTORE_STORE")
+        raise FormatError(f"{where}: key 'store' is required (a URL such as s3://bucket/zoo or a path), or set {STORE_ENV}")
     archs = _archs(doc.get("archs"), f"{where}: archs") or (host_arch(),)
     dest = doc.get("dest", "models")
     if not isinstance(dest, str) or not dest:

@@ -1,7 +1,10 @@
 """Choosing a version: tags, ranges, `latest`, yanking and runtime requirements.
 
 A spec is `latest` (or empty), a tag name (`bleedingedge`), an exact version or a node-semver
-range. Ranges never pick yanked versions; an exact version or a tag may (with a warning), the
+range (`zoostore.core.spec.ModelSpec` parses `MODEL@SPEC`). Two questions, one answer each:
+`select` gives the one release a consumer gets (lock, fetch, `zoo://`); `select_versions` gives
+every version a spec names (`zoostore ls MODEL@SPEC`), where `latest` names the single version it
+resolves to, never every version. Ranges never pick yanked versions; an exact version or a tag may (with a warning), the
 way cargo keeps yanked versions usable for lockfiles that already pin them.
 
 Runtime requirements: a version may say `requires = { tvm = ">=0.27.0 <0.28.0" }`. A consumer
@@ -18,6 +21,7 @@ from zoostore.core import semver
 from zoostore.core.errors import NotFoundError, ResolutionError, UsageError
 from zoostore.documents.manifest import FileEntry, Manifest, Release
 from zoostore.core.names import ANY
+from zoostore.core.spec import LATEST
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,7 @@ def select(manifest: Manifest, spec: str, *, runtime: Mapping[str, str] | None =
            arch: str | Sequence[str] | None = None) -> tuple[Release, list[str]]:
     """The release a spec picks, and warnings. Raises ResolutionError naming what was excluded
     and why, or listing the versions and tags that exist."""
-    spec = (spec or "latest").strip()
+    spec = (spec or LATEST).strip()
     model = manifest.model
     available = ", ".join(manifest.sorted_versions()) or "none"
     tags = ", ".join(f"{t}={v}" for t, v in sorted(manifest.tags.items())) or "none"
@@ -89,7 +93,7 @@ def select(manifest: Manifest, spec: str, *, runtime: Mapping[str, str] | None =
             warnings.append(f"{model}@{release.version} is yanked: {release.yanked}")
         return release, warnings
 
-    if spec == "latest":
+    if spec == LATEST:
         rng = "*"
     elif semver.is_range(spec):
         rng = spec
@@ -114,6 +118,27 @@ def select(manifest: Manifest, spec: str, *, runtime: Mapping[str, str] | None =
         why = f"; excluded: {'; '.join(sorted(excluded_by))}" if excluded_by else ""
         raise ResolutionError(f"no version of {model} matches {spec!r}{why}. Versions: {available}; tags: {tags}")
     return manifest.versions[best], warnings
+
+
+def select_versions(manifest: Manifest, spec: str) -> list[str]:
+    """Every version `spec` names, oldest first: a tag or an exact version names one, `latest`
+    the one `Manifest.latest()` picks (none when every release is yanked or a prerelease), a
+    range every version it satisfies (yanked ones included: this answers "what exists", not
+    "what would a consumer get"). Anything else is a ResolutionError listing tags and versions."""
+    spec = (spec or LATEST).strip()
+    if spec in manifest.tags:
+        return [manifest.tags[spec]]
+    if spec in manifest.versions:
+        return [spec]
+    if spec == LATEST:
+        latest = manifest.latest()
+        return [latest] if latest else []
+    if not semver.is_range(spec):
+        available = ", ".join(manifest.sorted_versions()) or "none"
+        tags = ", ".join(f"{t}={v}" for t, v in sorted(manifest.tags.items())) or "none"
+        raise ResolutionError(f"{manifest.model} has no tag or version {spec!r}, and it is not a version range; "
+                              f"tags: {tags}; versions: {available}")
+    return [v for v in manifest.sorted_versions() if semver.satisfies(v, spec)]
 
 
 def resolve(manifest: Manifest, spec: str, *, arch: str, runtime: Mapping[str, str] | None = None) -> Resolved:

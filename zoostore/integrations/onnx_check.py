@@ -3,13 +3,17 @@
 Steps, each timed and reported, every problem collected rather than stopping at the first
 (a report lists all that is wrong with a file, as restic's checker does):
 
-    load     parse the protobuf (external data left on disk) and the model.toml next to it
+    load     refuse a Git LFS pointer (with the hint to run `git lfs pull`), parse the
+             protobuf (external data left on disk) and the descriptor that names the file:
+             model.toml next to it, or Autoware's definition.yaml above `model_files/`
     checker  onnx.checker.check_model(path, full_check=True): graph, types, shape inference,
              external data files present
     policy   IR version and default-domain opset inside an `OpsetPolicy`
-    nodes    graph inputs and outputs against the model.toml's declared nodes
+    nodes    graph inputs and outputs against the descriptor's declared nodes (a declared -1
+             matches any size)
     smoke    one onnxruntime run on generated inputs of the declared shapes: floats from a
-             seeded normal RNG, integers (token ids, sample rates) and booleans zero
+             seeded normal RNG, integers (token ids, sample rates) and booleans zero; -1 and
+             unbound symbolic dimensions are 1
 
 onnx, onnxruntime and numpy are imported inside the functions: `import zoostore` stays light,
 and their absence is a `MissingDependencyError` naming the extra to install.
@@ -24,8 +28,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoostore.documents.descriptor import ModelDescriptor, TensorSpec
 from zoostore.core.errors import CheckFailedError, FormatError, MissingDependencyError, UsageError
+from zoostore.documents.descriptor import ModelDescriptor, TensorSpec
+from zoostore.documents.model_folder import (
+    LfsPointerError,
+    descriptor_for_network,
+    is_lfs_pointer,
+    lfs_pointer_message,
+    network_of,
+)
+# Re-exported: they were born here, and tests and callers import them from this module.
+from zoostore.integrations.feeds import concrete_input_shapes as concrete_input_shapes
+from zoostore.integrations.feeds import smoke_inputs as smoke_inputs
 
 if TYPE_CHECKING:
     from zoostore.core.progress import Progress
@@ -188,11 +202,24 @@ def graph_nodes(model: Any) -> tuple[list[TensorSpec], list[TensorSpec]]:
 
 
 def find_onnx_files(paths: Iterable[Path | str]) -> list[Path]:
-    """Files named on the command line, and every `*.onnx` under directories, sorted."""
+    """Files named on the command line; for a model folder with a descriptor (model.toml or
+    definition.yaml), the network it names; for other directories every `*.onnx` below, sorted."""
     found: list[Path] = []
     for raw in paths:
         p = Path(raw)
-        if p.is_dir():
+        try:
+            described = network_of(p) if p.is_dir() else None
+        except LfsPointerError as exc:
+            found.append(exc.path)  # check_model reports it, with the hint to run git lfs pull
+            continue
+        if described is not None:
+            network, desc = described
+            if desc.framework.lower() != "onnx":
+                raise UsageError(
+                    f"{desc.path}: framework is {desc.framework!r}: check tests ONNX networks only"
+                )
+            found.append(network)
+        elif p.is_dir():
             files = sorted(f for f in p.rglob("*.onnx") if f.is_file())
             if not files:
                 raise UsageError(f"{p}: no .onnx files in this directory or below it")
@@ -214,7 +241,8 @@ def check_model(
     """Check one ONNX file; never raises for a bad model (the problems are in the report),
     only `MissingDependencyError` when onnx or onnxruntime is absent.
 
-    `descriptor` defaults to the `model.toml` next to the file when that names this file.
+    `descriptor` defaults to the descriptor that names the file (`descriptor_for_network`).
+    A Git LFS pointer is a problem whose text says to run `git lfs pull`.
     """
     onnx = _import("onnx")
     _import("onnxruntime")
@@ -225,9 +253,12 @@ def check_model(
 
     model = None
     with steps.step("load") as detail:
+        if is_lfs_pointer(path):
+            report.problems.append(f"load: {lfs_pointer_message(path)}")
+            return report
         if descriptor is None:
             try:
-                descriptor = ModelDescriptor.for_network(path)
+                descriptor = descriptor_for_network(path)
             except FormatError as exc:
                 report.problems.append(f"load: {exc}")
         if descriptor is not None:
@@ -257,7 +288,7 @@ def check_model(
 
     with steps.step("nodes") as detail:
         if descriptor is None:
-            detail.append("no model.toml: declared nodes not compared")
+            detail.append("no model.toml or definition.yaml: declared nodes not compared")
         else:
             _compare_nodes(report, descriptor)
             detail.append(f"{len(report.inputs)} inputs, {len(report.outputs)} outputs")
@@ -293,7 +324,7 @@ def require_valid(
         lines = [f"{len(failed)} of {len(reports)} ONNX file(s) failed the check:"]
         for r in failed:
             lines += [f"  {r.path}: {p}" for p in r.problems]
-        lines.append("fix the model or its model.toml, or publish with --no-check to skip the check")
+        lines.append("fix the model or its descriptor (model.toml or definition.yaml), or publish with --no-check to skip the check")
         err = CheckFailedError("\n".join(lines))
         err.reports = reports  # type: ignore[attr-defined]
         raise err
@@ -347,18 +378,18 @@ def _compare_nodes(report: CheckReport, desc: ModelDescriptor) -> None:
         for name in declared_names:
             if name not in actual_names:
                 report.problems.append(
-                    f"nodes: model.toml declares {kind} {name!r} but the graph has "
+                    f"nodes: {desc.file_name} declares {kind} {name!r} but the graph has "
                     f"{kind}s {actual_names}"
                 )
         for name in actual_names:
             if name not in declared_names:
                 report.problems.append(
-                    f"nodes: the graph has {kind} {name!r} that model.toml does not declare "
+                    f"nodes: the graph has {kind} {name!r} that {desc.file_name} does not declare "
                     f"(declared: {declared_names})"
                 )
         if set(declared_names) == set(actual_names) and declared_names != actual_names:
             report.problems.append(
-                f"nodes: {kind} order differs: graph {actual_names}, model.toml {declared_names}"
+                f"nodes: {kind} order differs: graph {actual_names}, {desc.file_name} {declared_names}"
             )
         for node in declared:
             got = next((n for n in actual if n.name == node.name), None)
@@ -366,77 +397,26 @@ def _compare_nodes(report: CheckReport, desc: ModelDescriptor) -> None:
                 continue
             if node.dtype != got.dtype:
                 report.problems.append(
-                    f"nodes: {kind} {node.name!r} dtype: model.toml says {node.dtype}, "
+                    f"nodes: {kind} {node.name!r} dtype: {desc.file_name} says {node.dtype}, "
                     f"the graph has {got.dtype}"
                 )
             if not got.shape and got.dtype == "undefined":
                 continue
             if len(node.shape) != len(got.shape):
                 report.problems.append(
-                    f"nodes: {kind} {node.name!r} rank: model.toml says {list(node.shape)}, "
+                    f"nodes: {kind} {node.name!r} rank: {desc.file_name} says {list(node.shape)}, "
                     f"the graph has {list(got.shape)}"
                 )
                 continue
             for i, (want, have) in enumerate(zip(node.shape, got.shape, strict=True)):
                 if isinstance(have, int):
-                    bound = desc.dims.get(want) if isinstance(want, str) else want
+                    bound = desc.bind(want)
                     if bound is not None and bound != have:
                         report.problems.append(
-                            f"nodes: {kind} {node.name!r} dimension {i}: model.toml says "
+                            f"nodes: {kind} {node.name!r} dimension {i}: {desc.file_name} says "
                             f"{want!r}{f' = {bound}' if isinstance(want, str) else ''}, "
                             f"the graph fixes {have}"
                         )
-
-
-def concrete_input_shapes(
-    inputs: Iterable[TensorSpec], descriptor: ModelDescriptor | None
-) -> dict[str, tuple[int, ...]]:
-    """Each input's shape with every dimension a number: the graph's fixed sizes, else the
-    model.toml's (a declared int, or a name bound by `dims`), else 1."""
-    dims = descriptor.dims if descriptor else {}
-    shapes: dict[str, tuple[int, ...]] = {}
-    for spec in inputs:
-        declared = descriptor.input(spec.name) if descriptor else None
-        if declared is not None and len(declared.shape) != len(spec.shape) and spec.shape:
-            declared = None  # a rank mismatch is a `nodes` problem; trust the graph
-        if not spec.shape and declared is not None:
-            shapes[spec.name] = declared.concrete_shape(dims)
-            continue
-        out = []
-        for i, have in enumerate(spec.shape):
-            want = declared.shape[i] if declared is not None else have
-            if isinstance(have, int):
-                out.append(have)  # the graph's fixed size wins; a mismatch is a `nodes` problem
-            elif isinstance(want, int):
-                out.append(want)
-            else:
-                out.append(int(dims.get(want, dims.get(have, 1))))
-        shapes[spec.name] = tuple(out)
-    return shapes
-
-
-def smoke_inputs(
-    inputs: Iterable[TensorSpec], descriptor: ModelDescriptor | None, *, seed: int = 0
-) -> dict[str, Any]:
-    """Generated feeds for the smoke run (and the TVM comparison): floats from a seeded
-    normal RNG, integers and booleans zero, so token ids and indices stay in range."""
-    np = _import("numpy")
-    rng = np.random.default_rng(seed)
-    specs = list(inputs)
-    shapes = concrete_input_shapes(specs, descriptor)
-    feeds: dict[str, Any] = {}
-    for spec in specs:
-        shape = shapes[spec.name]
-        if spec.dtype in ("float16", "float32", "float64"):
-            feeds[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
-        elif spec.dtype == "bool" or spec.dtype.startswith(("int", "uint")):
-            feeds[spec.name] = np.zeros(shape, dtype=spec.dtype)
-        else:
-            raise UsageError(
-                f"input {spec.name!r} has element type {spec.dtype}, for which the smoke run "
-                f"cannot generate values"
-            )
-    return feeds
 
 
 def _smoke(report: CheckReport, desc: ModelDescriptor | None, detail: list[str]) -> None:
@@ -482,11 +462,11 @@ def _smoke(report: CheckReport, desc: ModelDescriptor | None, detail: list[str])
         for i, want in enumerate(declared.shape if not mismatch else ()):
             if graph and isinstance(graph[i], int):
                 continue
-            bound = desc.dims.get(want) if isinstance(want, str) else want
+            bound = desc.bind(want)
             mismatch = mismatch or (bound is not None and bound != arr.shape[i])
         if mismatch:
             report.problems.append(
-                f"smoke: output {name!r} came out with shape {list(arr.shape)}; model.toml "
+                f"smoke: output {name!r} came out with shape {list(arr.shape)}; {desc.file_name} "
                 f"declares {list(declared.shape)}"
                 + (f" with dims {dict(desc.dims)}" if desc.dims else "")
             )

@@ -6,6 +6,8 @@
         deploy_io.json    what a C++ runtime needs to call it: entry, input/output names,
                           shapes, dtypes, in call order
         build.toml        TVM and tvm-ffi versions, target, compiler and options, source hash
+        <model>_config.hpp  C++ constants (see cpp_header): name, zoo version if given, TVM
+                          version, target, input/output names, shapes, dtypes
       aarch64/
         ...               same, linked with Debian's aarch64-linux-gnu-g++
 
@@ -32,18 +34,19 @@ import shutil
 import subprocess
 import tempfile
 import time
-import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import tomli_w
 
+from zoostore.core.errors import BuildError, MissingDependencyError, UsageError
+from zoostore.documents.build_record import RECORD_FILE, BuildRecord, read_build_record, tvm_requirement
 from zoostore.documents.descriptor import FILE_NAME as DESCRIPTOR_FILE
 from zoostore.documents.descriptor import ModelDescriptor, TensorSpec
-from zoostore.core.errors import BuildError, FormatError, MissingDependencyError, NewerFormatError, UsageError
+from zoostore.documents.model_folder import descriptor_for_network, network_of, refuse_lfs_pointer
 
 if TYPE_CHECKING:
     from zoostore.core.progress import Progress
@@ -52,7 +55,6 @@ INSTALL_HINT = "pip install 'zoostore[tvm]'"
 FORMAT = 1
 LIBRARY = "deploy_lib.so"
 IO_FILE = "deploy_io.json"
-RECORD_FILE = "build.toml"
 #: Name of the link's work directory: fixed, so that nothing random can reach the output.
 _WORK_NAME = "zoostore-build"
 
@@ -94,54 +96,6 @@ def parse_arch(name: str) -> Arch:
     return ARCHS[key]
 
 
-def tvm_requirement(version: str) -> str:
-    """`0.27.0.post1` -> `>=0.27.0 <0.28.0`: TVM keeps its runtime ABI within a minor series
-    (the X.Y rule of the Autoware ModelZoo versioning)."""
-    m = re.match(r"(\d+)\.(\d+)", version)
-    if not m:
-        raise FormatError(f"TVM version {version!r} does not start with MAJOR.MINOR")
-    major, minor = int(m.group(1)), int(m.group(2))
-    return f">={major}.{minor}.0 <{major}.{minor + 1}.0"
-
-
-@dataclass(frozen=True, slots=True)
-class BuildRecord:
-    """A parsed `build.toml`: how one arch's artifacts were built."""
-
-    arch: str
-    model: str
-    tvm_version: str
-    tvm_ffi_version: str
-    target: str
-    compiler: str
-    compiler_version: str
-    source_file: str
-    source_blake3: str
-    options: Mapping[str, Any] = field(hash=False)
-    inputs: tuple[TensorSpec, ...] = ()
-    outputs: tuple[TensorSpec, ...] = ()
-    files: tuple[str, ...] = ()
-    path: Path | None = field(default=None, compare=False)
-
-    @property
-    def requires(self) -> dict[str, str]:
-        """Runtime requirements for the manifest's `requires`."""
-        return {"tvm": tvm_requirement(self.tvm_version)}
-
-    @property
-    def meta(self) -> dict[str, Any]:
-        """Per-arch build metadata, plain TOML values."""
-        return {
-            "tvm": self.tvm_version,
-            "tvm_ffi": self.tvm_ffi_version,
-            "target": self.target,
-            "compiler": self.compiler_version or self.compiler,
-            "executor": "relax.vm",
-            "options": json.loads(json.dumps(dict(self.options))),
-            "source": {"file": self.source_file, "blake3": self.source_blake3},
-        }
-
-
 @dataclass(frozen=True, slots=True)
 class BuildStep:
     step: str
@@ -168,55 +122,6 @@ class BuildResult:
         return sum(s.seconds for s in self.steps)
 
 
-def read_build_record(directory: Path | str) -> BuildRecord:
-    """Read `DIR/build.toml` (DIR is one arch's output directory)."""
-    d = Path(directory)
-    path = d / RECORD_FILE if d.is_dir() or not d.name.endswith(".toml") else d
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FormatError(f"{path}: no such file; run 'zoostore build' to produce it") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise FormatError(f"{path}: not valid TOML: {exc}") from exc
-
-    def need(table: Mapping[str, Any], key: str, where: str, kind: type = str) -> Any:
-        if key not in table:
-            raise FormatError(f"{path}: {where}{key}: missing")
-        if not isinstance(table[key], kind):
-            raise FormatError(f"{path}: {where}{key}: expected {kind.__name__}, found {table[key]!r}")
-        return table[key]
-
-    fmt = need(doc, "format", "", int)
-    if fmt > FORMAT:
-        raise NewerFormatError(str(path), fmt, FORMAT)
-    tvm = need(doc, "tvm", "", dict)
-    compiler = need(doc, "compiler", "", dict)
-    source = need(doc, "source", "", dict)
-    io_nodes = []
-    for kind in ("inputs", "outputs"):
-        nodes = []
-        for i, n in enumerate(doc.get(kind, [])):
-            where = f"{kind}[{i}]."
-            nodes.append(TensorSpec(need(n, "name", where), tuple(need(n, "shape", where, list)), need(n, "dtype", where)))
-        io_nodes.append(tuple(nodes))
-    return BuildRecord(
-        arch=need(doc, "arch", ""),
-        model=doc.get("model", ""),
-        tvm_version=need(tvm, "version", "tvm."),
-        tvm_ffi_version=need(tvm, "ffi_version", "tvm."),
-        target=need(tvm, "target", "tvm."),
-        compiler=need(compiler, "command", "compiler."),
-        compiler_version=compiler.get("version", ""),
-        source_file=need(source, "file", "source."),
-        source_blake3=need(source, "blake3", "source."),
-        options=dict(doc.get("options", {})),
-        inputs=io_nodes[0],
-        outputs=io_nodes[1],
-        files=tuple(doc.get("files", [])),
-        path=path,
-    )
-
-
 def _import_tvm() -> Any:
     try:
         import tvm
@@ -229,25 +134,29 @@ def _import_tvm() -> Any:
 
 
 def find_network(model: Path) -> tuple[Path, ModelDescriptor | None]:
-    """The ONNX file of a model directory: the one `model.toml` names, else the only `*.onnx`.
-    `model` may also be the ONNX file itself."""
+    """The ONNX file of a model directory: the one its descriptor names (`model.toml`, or
+    Autoware's `definition.yaml` with the network under `model_files/`), else the only
+    `*.onnx`. `model` may also be the ONNX file itself. A Git LFS pointer is refused
+    (`LfsPointerError`, with the hint to run `git lfs pull`)."""
     if model.is_file():
-        return model, ModelDescriptor.for_network(model)
+        refuse_lfs_pointer(model)
+        return model, descriptor_for_network(model)
     if not model.is_dir():
         raise UsageError(f"{model}: no such model directory")
-    if (model / DESCRIPTOR_FILE).is_file():
-        desc = ModelDescriptor.load(model / DESCRIPTOR_FILE)
-        if not desc.network_path.is_file():
-            raise UsageError(f"{desc.path}: network: {desc.network!r} does not exist in {model}")
+    described = network_of(model)
+    if described is not None:
+        network, desc = described
         if desc.framework.lower() != "onnx":
-            raise UsageError(f"{desc.path}: framework: build compiles ONNX networks, found {desc.framework!r}")
-        return desc.network_path, desc
+            key = "framework" if desc.file_name == DESCRIPTOR_FILE else "network.framework"
+            raise UsageError(f"{desc.path}: {key}: build compiles ONNX networks, found {desc.framework!r}")
+        return network, desc
     candidates = sorted(model.glob("*.onnx"))
     if len(candidates) != 1:
         raise UsageError(
-            f"{model}: has no {DESCRIPTOR_FILE} and {len(candidates)} .onnx files; add a "
-            f"{DESCRIPTOR_FILE} naming the network to build"
+            f"{model}: has no {DESCRIPTOR_FILE} and {len(candidates)} .onnx files (nor a "
+            f"definition.yaml); add a {DESCRIPTOR_FILE} naming the network to build"
         )
+    refuse_lfs_pointer(candidates[0])
     return candidates[0], None
 
 
@@ -337,21 +246,32 @@ def build_model(
     *,
     targets: Sequence[str],
     out: Path | str | None = None,
+    name: str | None = None,
+    version: str | None = None,
     progress: Progress | None = None,
 ) -> list[BuildResult]:
-    """Compile `model` (a directory with model.toml or one .onnx, or the .onnx itself) for
-    every arch in `targets`, writing `OUT/<arch>/`. `out` defaults to `<model dir>/build`.
+    """Compile `model` (a directory with model.toml, definition.yaml or one .onnx, or the .onnx
+    itself) for every arch in `targets`, writing `OUT/<arch>/`. `out` defaults to
+    `<model dir>/build`; `name` (for build.toml and the C++ header) to the folder's name;
+    `version` (semver) goes into build.toml and the header.
     Raises `BuildError` naming the model, the step and TVM's or the compiler's message."""
     from zoostore.core.digest import hash_file
-    from zoostore.integrations.onnx_check import concrete_input_shapes, graph_nodes
+    from zoostore.core.semver import parse_version
+    from zoostore.integrations import cpp_header
+    from zoostore.integrations.feeds import concrete_input_shapes
+    from zoostore.integrations.onnx_check import graph_nodes
 
     archs = [parse_arch(t) for t in targets]
     if not archs:
         raise UsageError("build needs at least one --target (x86_64, aarch64)")
     archs = list({a.name: a for a in archs}.values())
+    if version:
+        parse_version(version)
     model = Path(model)
     network, desc = find_network(model)
     model_dir = network.parent if model.is_file() else model
+    model_name = name or _model_name(model_dir, desc)
+    header = cpp_header.header_name(model_name)
     out_root = Path(out) if out is not None else model_dir / "build"
     label = str(model)
     for arch in archs:
@@ -411,11 +331,16 @@ def build_model(
                 "outputs": [n.to_dict() for n in out_specs],
             }
             _write_atomic(arch_dir / IO_FILE, json.dumps(io_doc, indent=2) + "\n")
-            record_doc = {
+            _write_atomic(arch_dir / header, cpp_header.render_config_header(
+                model=model_name, arch=arch.name, tvm_version=str(tvm.__version__), target=str(target),
+                inputs=in_specs, outputs=out_specs, version=version, library=LIBRARY,
+            ))
+            record_doc: dict[str, Any] = {
                 "format": FORMAT,
                 "arch": arch.name,
-                "model": _model_name(model_dir),
-                "files": [LIBRARY, IO_FILE],
+                "model": model_name,
+                **({"version": version} if version else {}),
+                "files": [LIBRARY, IO_FILE, header],
                 "source": {"file": network.name, "blake3": source_blake3},
                 "tvm": {
                     "version": str(tvm.__version__),
@@ -442,17 +367,21 @@ def build_model(
         results.append(BuildResult(
             arch=arch.name,
             out_dir=arch_dir,
-            files=(arch_dir / LIBRARY, arch_dir / IO_FILE, arch_dir / RECORD_FILE),
+            files=(arch_dir / LIBRARY, arch_dir / IO_FILE, arch_dir / RECORD_FILE, arch_dir / header),
             record=read_build_record(arch_dir),
             steps=tuple(steps.done[:1] + steps.done[mark:]) if not results else tuple(steps.done[mark:]),
         ))
     return results
 
 
-def _model_name(model_dir: Path) -> str:
-    """`models/mlp/1.0.0` -> `mlp`; `models/mlp` -> `mlp` (informational only: publish names
-    the model itself). Never a full path, which would make build.toml path-dependent."""
+def _model_name(model_dir: Path, desc: ModelDescriptor | None) -> str:
+    """`models/mlp/1.0.0` -> `mlp`; `models/mlp` -> `mlp`; Autoware's
+    `point_pillars_rpn/onnx_fp32_kitti` (definition.yaml) -> `point_pillars_rpn`, the network
+    name its inference_engine_tvm_config.hpp files use. Informational in build.toml (publish
+    names the model itself). Never a full path, which would make build.toml path-dependent."""
     name = model_dir.resolve().name
+    if desc is not None and desc.file_name != DESCRIPTOR_FILE:
+        return model_dir.resolve().parent.name
     if re.fullmatch(r"v?\d+(\.\d+)*([-+].*)?", name):
         return model_dir.resolve().parent.name
     return name

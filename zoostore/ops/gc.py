@@ -70,7 +70,7 @@ from zoostore.core.errors import (
 from zoostore.documents.lockfile import Lock
 from zoostore.documents.manifest import Manifest
 from zoostore.storage.pack import TRAILER_SIZE, FileList, PackBuilder, footer_span, pack_key, parse_footer
-from zoostore.core.names import check_model_name
+from zoostore.core.spec import ModelSpec
 from zoostore.core.progress import NullProgress, Progress
 from zoostore.storage.recipe import ChunkRef, Recipe, blob_key
 from zoostore.repository import Store
@@ -100,15 +100,12 @@ class KeepRule:
 
     @classmethod
     def parse(cls, text: str) -> KeepRule:
-        model, at, spec = text.strip().partition("@")
         try:
-            check_model_name(model)
+            parsed = ModelSpec.parse(text)
         except UsageError as exc:
-            raise UsageError(f"--keep {text!r}: {exc}; expected MODEL@RANGE, e.g. yolo-v2-tiny@^1.2") from None
-        if at and not spec.strip():
-            raise UsageError(f"--keep {text!r}: empty range after '@'; expected MODEL@RANGE, e.g. "
-                             f"{model}@^1.2, {model}@bleedingedge, or {model} for every version")
-        return cls(model, spec.strip() if at else None)
+            raise UsageError(f"--keep {text!r}: {exc}; expected MODEL@RANGE, e.g. yolo-v2-tiny@^1.2, "
+                             f"or MODEL alone for every version") from None
+        return cls(parsed.model, parsed.spec if parsed.explicit else None)
 
     def matches(self, manifest: Manifest) -> set[str]:
         """The versions of `manifest` this rule keeps; a range that matches none, or an unknown

@@ -1,13 +1,21 @@
-"""Publishing a model version: files in, manifest entry out.
+"""Publishing a model version: files in, manifest entry out. Plan, then execute.
 
-Order matters for readers and for gc: blobs (packs, then recipes) are stored first, the
-manifest entry last, with compare-and-swap. A crash in between leaves only unreferenced
-objects, which gc sweeps after the grace period; it never leaves a manifest naming a missing
-blob.
+`plan_publish` decides and changes nothing: it collects and hashes the files, runs the
+caller's checker, reads the manifest and says which files are new blobs and which the store
+holds, whether the (version, arch) entry is already published identically (a no-op, CI
+retries) or differently (ImmutableError naming the differing hashes, before any upload).
+`PublishPlan.execute` acts in two steps, `upload` then `commit`:
 
-Re-publishing identical content for a (version, arch) succeeds and uploads nothing (CI
-retries); different content is refused before anything is uploaded (and again at the CAS, in
-case a concurrent publisher won).
+    upload   new blobs through the blob writer: packs, then recipes (reused old objects are
+             freshened: the publisher's half of the gc handshake, docs/gc.md)
+    commit   the manifest entry and tags, with compare-and-swap (re-checked for a concurrent
+             publisher of different content)
+
+A crash between the two leaves only unreferenced objects, which gc sweeps after the grace
+period; it never leaves a manifest naming a missing blob.
+
+Checks of the files (the ONNX checker) are a parameter: this layer imports no integration.
+`zoostore.publish` and `zoostore publish` pass the ONNX check by default.
 """
 
 from __future__ import annotations
@@ -17,21 +25,28 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from zoostore.core import semver
-from zoostore.storage.blobs import PutResult
-from zoostore.core.digest import hash_file
+from zoostore.core.digest import Digest, hash_file
 from zoostore.core.errors import ConflictError, ImmutableError, InvalidPathError, ReadOnlyError, UsageError
-from zoostore.documents.manifest import FileEntry, Manifest, Release, check_tag, immutable_message, now_utc
 from zoostore.core.names import check_model_name, check_relpath, normalize_arch
 from zoostore.core.progress import NullProgress, Progress
+from zoostore.core.units import human_bytes
+from zoostore.documents.build_record import RECORD_FILE, read_build_record
+from zoostore.documents.descriptor import FILE_NAME as DESCRIPTOR_FILE
+from zoostore.documents.descriptor import ModelDescriptor
+from zoostore.documents.manifest import FileEntry, Manifest, Release, check_tag, immutable_message, now_utc
 from zoostore.repository import Store
+from zoostore.storage.blobs import PutResult
+from zoostore.storage.recipe import ChunkRef
 
-DESCRIPTOR = "model.toml"
-BUILD_RECORD = "build.toml"
 #: Dedup source: the chunks of this many most recent versions of the same model.
 DEDUP_VERSIONS = 8
+
+#: Checks the files about to be published (all of them; it picks what it understands) and
+#: raises a ZooError (CheckFailedError) to refuse them. Its return value is ignored.
+Checker = Callable[[Sequence[Path]], object]
 
 
 @dataclass
@@ -53,6 +68,118 @@ class PublishResult:
         return sum(e.size for e in self.files.values())
 
 
+@dataclass
+class PublishPlan:
+    """What a publish will do; `str(plan)` says it, `execute` does it (see the module docstring)."""
+
+    store: Store
+    model: str
+    version: str
+    arch: str
+    files: dict[str, Path]  # path in the version -> local file
+    entries: dict[str, FileEntry]  # path in the version -> blob and size, hashed at plan time
+    present: frozenset[Digest]  # blobs the store held at plan time
+    release: Release  # the entry to add (its `published` time is set again at commit)
+    tags: tuple[str, ...] = ()
+    summary: str | None = None  # explicit summary (replaces the model's)
+    desc_summary: str = ""  # from model.toml (only fills an empty summary)
+    model_meta: dict[str, Any] = field(default_factory=dict)
+    unchanged: bool = False  # (version, arch) already published with these bytes
+    known: dict[Digest, ChunkRef] = field(default_factory=dict, repr=False)  # dedup index
+    warnings: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)  # the first reuse decision
+    uploaded: list[PutResult] | None = None  # set by `upload`
+
+    @property
+    def new_files(self) -> list[str]:
+        """Paths whose blob the store does not hold: these get chunked and uploaded."""
+        return sorted(p for p, e in self.entries.items() if e.blob not in self.present)
+
+    @property
+    def size(self) -> int:
+        return sum(e.size for e in self.entries.values())
+
+    def __str__(self) -> str:
+        head = f"publish {self.model}@{self.version} ({self.arch}) to {self.store.url}"
+        lines = [head]
+        new = set(self.new_files)
+        for path, entry in sorted(self.entries.items()):
+            state = "new" if path in new else "in store"
+            lines.append(f"  {state:8}  {entry.blob}  {human_bytes(entry.size):>10}  {path}")
+        if self.unchanged:
+            lines.append(f"already published with identical content: nothing to upload"
+                         f"{', only tags to set' if self.tags else ''}")
+        else:
+            new_bytes = sum(self.entries[p].size for p in new)
+            lines.append(f"{len(self.entries)} file(s), {human_bytes(self.size)}; {len(new)} new "
+                         f"blob(s), {human_bytes(new_bytes)} to chunk (only chunks the store lacks are uploaded)")
+        if self.tags:
+            lines.append(f"tags: {', '.join(f'{t} -> {self.version}' for t in self.tags)}")
+        lines += [f"warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+    def execute(self, progress: Progress | None = None) -> PublishResult:
+        """Upload, then commit. An unchanged plan uploads nothing and only sets its tags."""
+        if self.unchanged:
+            if self.tags:
+                self.store.update_manifest(self.model, self._tag_change)
+            return self._result()
+        self.upload(progress)
+        return self.commit()
+
+    def upload(self, progress: Progress | None = None) -> list[PutResult]:
+        """Store the files' blobs (packs, then recipes). Raises ConflictError when gc deleted an
+        object this publish reused; nothing is committed then, and publishing again re-uploads."""
+        ordered = sorted(self.files)
+        uploaded = self.store.blobs.put_files([self.files[p] for p in ordered], known=self.known,
+                                              progress=progress or NullProgress())
+        for path, r in zip(ordered, uploaded, strict=True):  # the file must not change after hashing
+            if r.blob != self.entries[path].blob:
+                raise UsageError(f"{r.path} changed while it was being published (hashed "
+                                 f"{self.entries[path].blob}, stored {r.blob}); publish again")
+        self.uploaded = uploaded
+        return uploaded
+
+    def commit(self) -> PublishResult:
+        """Add the entry and the tags to the manifest with compare-and-swap."""
+        if self.uploaded is None:
+            raise UsageError(f"{self.model}@{self.version}: commit before upload; call execute()")
+        # gc's safety rule assumes a publish commits within half the grace period of its first
+        # reuse decision (docs/gc.md); past that, objects it reused may already be collected.
+        elapsed = time.monotonic() - self.started
+        grace = self.store.config.grace_seconds
+        if elapsed > grace / 2:
+            raise ConflictError(
+                f"{self.model}@{self.version}: publishing took {elapsed:.0f} s, more than half the store's gc "
+                f"grace period ({grace:.0f} s), so objects it reused may have been garbage-collected "
+                f"meanwhile; nothing was published. Run the publish again (it re-uploads what is missing)"
+            )
+        release = replace(self.release, published=now_utc())
+        self.store.update_manifest(self.model, lambda m: self._change(m, release))
+        return self._result()
+
+    def _change(self, m: Manifest | None, release: Release) -> Manifest:
+        m = (m or Manifest(model=self.model)).with_release(release)
+        if self.summary is not None or (self.desc_summary and not m.summary):
+            m = replace(m, summary=self.summary if self.summary is not None else self.desc_summary)
+        if self.model_meta:
+            m = replace(m, meta={**m.meta, **self.model_meta})
+        return self._with_tags(m)
+
+    def _tag_change(self, m: Manifest | None) -> Manifest | None:
+        return None if m is None else self._with_tags(m)
+
+    def _with_tags(self, m: Manifest) -> Manifest:
+        for t in self.tags:
+            m = m.with_tag(t, self.version)
+        return m
+
+    def _result(self) -> PublishResult:
+        return PublishResult(self.model, self.version, self.arch, dict(self.entries),
+                             uploaded=list(self.uploaded or []), unchanged=self.unchanged,
+                             warnings=list(self.warnings))
+
+
 def collect_files(paths: Sequence[str | os.PathLike[str]]) -> dict[str, Path]:
     """Relative path in the version -> local file. A file publishes under its name; a
     directory publishes its files under their paths relative to it (hidden files skipped)."""
@@ -69,10 +196,9 @@ def collect_files(paths: Sequence[str | os.PathLike[str]]) -> dict[str, Path]:
             for root, dirs, files in os.walk(p):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 for name in sorted(files):
-                    if name.startswith("."):
-                        continue
-                    full = Path(root) / name
-                    add(full.relative_to(p).as_posix(), full)
+                    if not name.startswith("."):
+                        full = Path(root) / name
+                        add(full.relative_to(p).as_posix(), full)
         elif p.is_file():
             add(p.name, p)
         else:
@@ -83,27 +209,73 @@ def collect_files(paths: Sequence[str | os.PathLike[str]]) -> dict[str, Path]:
 
 
 def _descriptor_meta(files: Mapping[str, Path]) -> tuple[dict[str, Any], str]:
-    path = files.get(DESCRIPTOR)
+    path = files.get(DESCRIPTOR_FILE)
     if path is None:
         return {}, ""
-    from zoostore.documents.descriptor import ModelDescriptor
-
     desc = ModelDescriptor.load(path)
-    return desc.to_meta(), getattr(desc, "summary", "") or ""
+    return desc.to_meta(), desc.summary
 
 
 def _build_record(paths: Sequence[str | os.PathLike[str]]) -> tuple[dict[str, str], dict[str, Any]]:
     for p in map(Path, paths):
-        if p.is_dir() and (p / BUILD_RECORD).is_file():
-            from zoostore.integrations.tvm_build import read_build_record
-
+        if p.is_dir() and (p / RECORD_FILE).is_file():
             record = read_build_record(p)
             return dict(record.requires), dict(record.meta)
     return {}, {}
 
 
-def publish(
-    zoo: Store,
+def _check_request(store: Store, model: str, version: str, arch: str, tags: Sequence[str]) -> str:
+    """Validate the names; the normalised arch."""
+    check_model_name(model)
+    semver.parse_version(version)
+    for t in tags:
+        check_tag(t)
+    if not store.backend.capabilities.writes:
+        raise ReadOnlyError(f"{store.url} is read-only; publish to the store's s3:// or local URL instead")
+    return normalize_arch(arch)
+
+
+def _requires_meta(paths: Sequence[str | os.PathLike[str]], requires: Mapping[str, str] | None,
+                   meta: Mapping[str, Any] | None) -> tuple[dict[str, str], dict[str, Any]]:
+    """The version's requires and meta: a build.toml's, overridden by the explicit ones."""
+    build_requires, build_meta = _build_record(paths)
+    all_requires = {**build_requires, **(requires or {})}
+    for key, rng in all_requires.items():
+        if not semver.is_range(rng):
+            raise UsageError(f"--requires {key}={rng!r}: not a version range; expected e.g. {key}='>=0.27.0 <0.28.0'")
+    return all_requires, {**build_meta, **(meta or {})}
+
+
+def _current(store: Store, model: str) -> Manifest | None:
+    try:
+        return store.manifest(model)
+    except FileNotFoundError:
+        return None
+
+
+def _is_published(current: Manifest | None, release: Release, arch: str) -> bool:
+    """True when (version, arch) holds exactly these files; ImmutableError when it holds others."""
+    existing = current.versions.get(release.version) if current is not None else None
+    published = existing.files.get(arch) if existing is not None else None
+    if published is None:
+        return False
+    new = release.files[arch]
+    if dict(published) != dict(new):
+        raise ImmutableError(immutable_message(release.model, release.version, arch, published, new))
+    return True
+
+
+def _dedup_index(store: Store, current: Manifest | None) -> dict[Digest, ChunkRef]:
+    """Chunks of the model's recent versions: new files reuse them instead of uploading."""
+    if current is None:
+        return {}
+    recent = current.sorted_versions()[-DEDUP_VERSIONS:]
+    blobs = {e.blob for v in recent for _, _, e in current.versions[v].blobs()}
+    return store.blobs.known_chunks(blobs)
+
+
+def plan_publish(
+    store: Store,
     model: str,
     version: str,
     paths: Sequence[str | os.PathLike[str]],
@@ -113,115 +285,58 @@ def publish(
     meta: Mapping[str, Any] | None = None,
     requires: Mapping[str, str] | None = None,
     summary: str | None = None,
-    check: bool = True,
+    check: Checker | None = None,
     progress: Progress | None = None,
-    on_check: Callable[[Any], None] | None = None,
-) -> PublishResult:
-    """Publish files as `model@version` for `arch`; see the module docstring."""
+) -> PublishPlan:
+    """Decide what publishing `paths` as `model@version` for `arch` does; change nothing.
+    `check` (e.g. the ONNX check) sees every local file before anything is hashed."""
     progress = progress or NullProgress()
     started = time.monotonic()
-    check_model_name(model)
-    semver.parse_version(version)
-    arch = normalize_arch(arch)
-    for t in tags:
-        check_tag(t)
-    if not zoo.backend.capabilities.writes:
-        raise ReadOnlyError(f"{zoo.url} is read-only; publish to the store's s3:// or local URL instead")
-    warnings: list[str] = []
-    hint = semver.date_prerelease_hint(version)
-    if hint:
-        warnings.append(hint)
-        progress.note(hint)
-
+    arch = _check_request(store, model, version, arch, tags)
+    warnings = [w for w in (semver.date_prerelease_hint(version), store.cas_warning()) if w]
     files = collect_files(paths)
     model_meta, desc_summary = _descriptor_meta(files)
-    build_requires, build_meta = _build_record(paths)
-    all_requires = {**build_requires, **(requires or {})}
-    for key, rng in all_requires.items():
-        if not semver.is_range(rng):
-            raise UsageError(f"--requires {key}={rng!r}: not a version range; expected e.g. {key}='>=0.27.0 <0.28.0'")
-    version_meta = {**build_meta, **(meta or {})}
-
-    if check:
-        onnx_files = [p for rel, p in files.items() if rel.endswith(".onnx")]
-        if onnx_files:
-            from zoostore.core.errors import CheckFailedError
-            from zoostore.integrations.onnx_check import check_model
-
-            for path in onnx_files:
-                report = check_model(path)
-                if on_check:
-                    on_check(report)
-                if not report.ok:
-                    raise CheckFailedError(
-                        f"{model}@{version}: {path} failed the ONNX check: {'; '.join(report.problems)}. "
-                        f"Fix the model, or publish with --no-check to skip the check"
-                    )
-
-    # Hash first: decide identical / conflicting before uploading anything.
-    hashed = {rel: FileEntry(hash_file(p), p.stat().st_size) for rel, p in files.items()}
-    try:
-        current: Manifest | None = zoo.manifest(model)
-    except FileNotFoundError:
-        current = None
-    if current is not None and version in current.versions:
-        existing = current.versions[version].files.get(arch)
-        if existing is not None:
-            if dict(existing) != hashed:
-                raise ImmutableError(immutable_message(model, version, arch, existing, hashed))
-            result = PublishResult(model, version, arch, hashed, unchanged=True, warnings=warnings)
-            if tags:
-                _apply_tags(zoo, model, version, tags)
-            return result
-
-    known: dict[Any, Any] = {}
-    if current is not None:
-        recent = current.sorted_versions()[-DEDUP_VERSIONS:]
-        blobs = {e.blob for v in recent for _, _, e in current.versions[v].blobs()}
-        known = zoo.blobs.known_chunks(blobs)
-    uploaded = zoo.blobs.put_files([files[rel] for rel in sorted(files)], known=known, progress=progress)
-    for r in uploaded:  # the file must not have changed between hashing and chunking
-        rel = next(k for k in files if files[k] == r.path)
-        if r.blob != hashed[rel].blob:
-            raise UsageError(f"{r.path} changed while it was being published; publish again")
-
-    release = Release(model=model, version=version, published=now_utc(), files={arch: hashed},
+    all_requires, version_meta = _requires_meta(paths, requires, meta)
+    if check is not None:
+        check([files[rel] for rel in sorted(files)])
+    entries = {rel: FileEntry(hash_file(p), p.stat().st_size) for rel, p in files.items()}
+    release = Release(model=model, version=version, published=now_utc(), files={arch: entries},
                       requires=all_requires, meta=version_meta)
-
-    def change(m: Manifest | None) -> Manifest:
-        if m is None:
-            m = Manifest(model=model)
-        m = m.with_release(release)
-        if summary is not None or (desc_summary and not m.summary):
-            m = replace(m, summary=summary if summary is not None else desc_summary)
-        if model_meta:
-            m = replace(m, meta={**m.meta, **model_meta})
-        for t in tags:
-            m = m.with_tag(t, version)
-        return m
-
-    # gc's safety rule assumes a publish commits within half the grace period of its first
-    # reuse decision (docs/gc.md); past that, objects it reused may already be collected.
-    elapsed = time.monotonic() - started
-    if elapsed > zoo.config.grace_seconds / 2:
-        raise ConflictError(
-            f"{model}@{version}: publishing took {elapsed:.0f} s, more than half the store's gc grace "
-            f"period ({zoo.config.grace_seconds:.0f} s), so objects it reused may have been garbage-"
-            f"collected meanwhile; nothing was published. Run the publish again (it re-uploads what is missing)"
-        )
-    zoo.update_manifest(model, change)
-    return PublishResult(model, version, arch, hashed, uploaded=uploaded, warnings=warnings)
+    current = _current(store, model)
+    unchanged = _is_published(current, release, arch)
+    blobs = {e.blob for e in entries.values()}
+    present = blobs if unchanged else {b for b in blobs if store.blobs.has_blob(b)}
+    known = {} if unchanged or present == blobs else _dedup_index(store, current)
+    for w in warnings:
+        progress.note(w)
+    return PublishPlan(store, model, version, arch, files, entries, frozenset(present), release,
+                       tags=tuple(tags), summary=summary, desc_summary=desc_summary,
+                       model_meta=model_meta, unchanged=unchanged, known=known,
+                       warnings=warnings, started=started)
 
 
-def _apply_tags(zoo: Store, model: str, version: str, tags: Sequence[str]) -> None:
-    def change(m: Manifest | None) -> Manifest | None:
-        if m is None:
-            return None
-        for t in tags:
-            m = m.with_tag(t, version)
-        return m
+def publish(
+    store: Store,
+    model: str,
+    version: str,
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    arch: str = "any",
+    tags: Sequence[str] = (),
+    meta: Mapping[str, Any] | None = None,
+    requires: Mapping[str, str] | None = None,
+    summary: str | None = None,
+    check: Checker | Literal[False] | None = None,
+    progress: Progress | None = None,
+) -> PublishResult:
+    """`plan_publish(...).execute(progress)`. `check=None` (or False, the spelling of callers
+    written when this was a boolean) runs no check; `zoostore.publish` runs the ONNX check."""
+    if check is True:  # type: ignore[comparison-overlap]  # a caller from before the checker callback
+        raise UsageError("publish(check=True): this layer has no default check; pass a checker, or "
+                         "call zoostore.publish, which runs the ONNX check by default")
+    plan = plan_publish(store, model, version, paths, arch=arch, tags=tags, meta=meta,
+                        requires=requires, summary=summary, check=check or None, progress=progress)
+    return plan.execute(progress)
 
-    zoo.update_manifest(model, change)
 
-
-__all__ = ["InvalidPathError", "PublishResult", "collect_files", "publish"]
+__all__ = ["Checker", "InvalidPathError", "PublishPlan", "PublishResult", "collect_files", "plan_publish", "publish"]

@@ -1,5 +1,7 @@
 """A real S3 server for tests: Ceph's radosgw on a throwaway one-node cluster on 127.0.0.1.
 
+One job, longer than 500 lines: starting, probing and stopping three daemons with bounded waits.
+
 `RadosGW(workdir)` writes a `ceph.conf` into `workdir` and starts, as the current user:
 
 - one monitor (`ceph-mon`, msgr2 only, on a free loopback port; its monmap is made with
@@ -332,6 +334,7 @@ class RadosGW:
             "--access-key", self.access_key, "--secret-key", self.secret_key,
         )
 
+    # longer than 60 lines: it is one configuration template.
     def _write_conf(self, rgw_port: int) -> None:
         w = self.workdir
         conf = f"""\

@@ -1,33 +1,5 @@
-"""`zoo://`: a read-only fsspec filesystem over a zoo store.
-
-    zoo://                              the models                          (directories)
-    zoo://MODEL                         its versions, as MODEL@1.2.0        (directories)
-    zoo://MODEL@SPEC                    the archs of the version SPEC picks (directories)
-    zoo://MODEL@SPEC/ARCH               the files ARCH gets: `any` files plus ARCH's own
-    zoo://MODEL@SPEC/ARCH/sub/dir/f     one file (directories are implied by file paths)
-    zoo://MODEL/ARCH/...                MODEL alone means MODEL@latest
-
-SPEC is what `zoostore.documents.resolve` takes: an exact version (`1.2.0`), a node-semver range
-(`^1.2`, `1.x`, `>=1.2 <2`), a tag (`bleedingedge`) or `latest`. Listings keep the spec as
-written, so `find("m@^1.2/x86_64")` names `m@^1.2/x86_64/...`; `info` says which version it
-picked. With an ARCH, the spec picks the newest matching version that has files for ARCH.
-
-The store comes from the `store=` storage option, else `$ZOOSTORE_STORE`, else the nearest
-`zoo.toml` (`store = "..."`) or `pyproject.toml` (`[tool.zoostore] store = "..."`) found by
-walking up from the working directory. It is resolved when the filesystem is created, so
-fsspec's instance cache keys on the actual store URL and a pickled instance reads the same
-store on another machine.
-
-Reads: a file opened with `open()` fetches only the chunks covering what is read (each chunk
-verified against its id), keeps the last few decoded chunks, and reads ahead (doubling) only
-while access is sequential, so a 4 KiB read at a random offset costs about one chunk. Whole-file
-reads (`cat_file` without a range, `get_file`, `read()` of a whole file from offset 0) go
-through the local cache (`zoostore.storage.cache.Cache`): the file is fetched once, verified against its
-blob id, and later reads of any part of it are local.
-
-Writes of any kind raise `ReadOnlyError` (a `PermissionError`): files enter a zoo through
-`zoostore publish`, which checks, deduplicates and versions them.
-"""
+"""ZooFileSystem: the read-only `zoo://` fsspec filesystem (the path grammar and the reading
+rules are in the package docstring, `zoostore.zoofs`)."""
 
 from __future__ import annotations
 
@@ -38,123 +10,35 @@ import time
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import blake3
 from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 from fsspec.config import apply_config
-from fsspec.spec import AbstractBufferedFile, AbstractFileSystem, _Cached
+from fsspec.spec import AbstractFileSystem, _Cached
 from fsspec.utils import isfilelike
 
-from zoostore.storage.cache import Cache, default_cache_dir
 from zoostore.core.digest import Digest
-from zoostore.core.errors import IntegrityError, NotFoundError, ReadOnlyError, ResolutionError, UsageError
+from zoostore.core.errors import IntegrityError, NotFoundError, ResolutionError
 from zoostore.documents.manifest import FileEntry, Manifest, Release
-from zoostore.core.names import check_model_name, check_relpath, normalize_arch
-from zoostore.storage.recipe import Recipe
+from zoostore.documents.project import find_store_url
 from zoostore.documents.resolve import select
 from zoostore.repository import Store, open_store
-from zoostore.repository import Store
+from zoostore.storage.cache import Cache, default_cache_dir
+from zoostore.storage.recipe import Recipe
+from zoostore.zoofs.file import ZooFile
+from zoostore.zoofs.paths import ZooPath, dir_info, file_info, listing, read_only_error, version_info
+from zoostore.zoofs.reading import read_local, span, stream
+from zoostore.zoofs.readonly import ReadOnlyMixin
 
-__all__ = ["ZooFileSystem", "ZooFile", "find_store_url", "STORE_ENV"]
+__all__ = ["ZooFileSystem"]
 
-STORE_ENV = "ZOOSTORE_STORE"
 #: Seconds a manifest (and the model list) is reused before it is read again. Manifests are
 #: mutable (new versions, tags, yanks); a short reuse keeps one glob or one `get` consistent
 #: and cheap without hiding a publish for long. `invalidate_cache()` forgets them at once.
 DEFAULT_MANIFEST_TTL = 30.0
-#: Decoded chunks an open file keeps (bytes). With 64 KiB average chunks this is 128 chunks;
-#: it bounds memory per open file, and must exceed the read-ahead window.
-FILE_CHUNK_CACHE = 8 * 1024 * 1024
-#: Largest sequential read-ahead (bytes): the window doubles from one chunk up to this, like
-#: the kernel's page-cache read-ahead; any non-sequential read resets it to nothing.
-DEFAULT_READAHEAD = 4 * 1024 * 1024
 #: Recipes an instance keeps decoded (a 1 GB file's recipe is about 850 KB).
 RECIPES_KEPT = 256
-#: How many file names an error message lists before it says "and N more".
-LISTED = 40
-
-
-# ---------------------------------------------------------------------------- store discovery
-
-
-def _absolute(url: str, *, base: Path) -> str:
-    """A store location with a relative local path made absolute; URLs are kept."""
-    if "://" in url:
-        return url
-    path = Path(url).expanduser()
-    return str(path if path.is_absolute() else (base / path).resolve())
-
-
-def find_store_url(start: str | os.PathLike[str] | None = None) -> str:
-    """The store `zoo://` reads when no `store=` is given: `$ZOOSTORE_STORE`, else the `store`
-    of the nearest zoo.toml (or `[tool.zoostore]` in pyproject.toml) at or above `start`
-    (default: the working directory), found and parsed by `zoostore.documents.project`, as
-    `zoostore.fetch` and `zoostore sync` do. Raises UsageError saying how to name one."""
-    env = os.environ.get(STORE_ENV, "").strip()
-    if env:
-        return _absolute(env, base=Path.cwd())
-    from zoostore.documents.project import find_project, load_project
-
-    origin = Path(start) if start is not None else Path.cwd()
-    config = find_project(origin)
-    if config is not None:
-        return _absolute(load_project(config).store_url, base=config.parent)
-    raise UsageError(
-        f"zoo:// does not know which store to read: pass store=... in the storage options "
-        f"(fsspec.open(url, store='s3://bucket/zoo')), set ${STORE_ENV}, or add "
-        f"store = \"...\" to a zoo.toml in {origin.resolve()} or a parent directory"
-    )
-
-
-# ---------------------------------------------------------------------------- paths
-
-
-@dataclass(frozen=True, slots=True)
-class ZooPath:
-    """A parsed `zoo://` path. `spec` is None for `MODEL` alone (the versions directory),
-    `arch` None above the arch level, `rel` "" at the arch root."""
-
-    text: str
-    model: str | None = None
-    spec: str | None = None
-    arch: str | None = None
-    rel: str = ""
-
-    @classmethod
-    def parse(cls, path: str) -> ZooPath:
-        text = path.strip("/")
-        if not text:
-            return cls(text)
-        head, _, rest = text.partition("/")
-        model, at, spec = head.partition("@")
-        check_model_name(model)
-        if not rest:
-            return cls(text, model, (spec.strip() or "latest") if at else None)
-        arch, _, rel = rest.partition("/")
-        if rel:
-            check_relpath(rel, where=f"zoo://{text}")
-        return cls(text, model, spec.strip() or "latest", normalize_arch(arch), rel)
-
-
-def _listing(names: list[str]) -> str:
-    if not names:
-        return "none"
-    shown = ", ".join(names[:LISTED])
-    return shown if len(names) <= LISTED else f"{shown} and {len(names) - LISTED} more"
-
-
-def _read_only(what: str, path: Any, store: str) -> ReadOnlyError:
-    return ReadOnlyError(
-        f"zoo:// is read-only: cannot {what} {path!r}. Files enter a zoo only by publishing a "
-        f"version: zoostore publish {store} MODEL VERSION PATH... (see 'zoostore publish --help')"
-    )
-
-
-# ---------------------------------------------------------------------------- filesystem
-
 
 class _ZooCached(_Cached):  # type: ignore[misc]  # fsspec ships no type hints
     """fsspec's instance cache, keyed on the store actually used: the store named by the
@@ -167,7 +51,7 @@ class _ZooCached(_Cached):  # type: ignore[misc]  # fsspec ships no type hints
         if store is None:
             kwargs["store"] = find_store_url()
         elif not isinstance(store, Store):
-            kwargs["store"] = _absolute(os.fspath(store), base=Path.cwd())
+            kwargs["store"] = find_store_url(store)
         cache = kwargs.get("cache")
         if cache is None or cache is True:
             kwargs["cache"] = str(default_cache_dir())
@@ -176,8 +60,8 @@ class _ZooCached(_Cached):  # type: ignore[misc]  # fsspec ships no type hints
         return super().__call__(*args, **kwargs)
 
 
-class ZooFileSystem(AbstractFileSystem, metaclass=_ZooCached):  # type: ignore[misc]
-    """Read-only `zoo://` filesystem; see the module docstring for the path grammar.
+class ZooFileSystem(ReadOnlyMixin, AbstractFileSystem, metaclass=_ZooCached):  # type: ignore[misc]
+    """Read-only `zoo://` filesystem; see the package docstring for the path grammar.
 
     Storage options (all keyword-only):
       store          the store: path, fsspec URL or an opened `Store`; default: discovered
@@ -276,7 +160,7 @@ class ZooFileSystem(AbstractFileSystem, metaclass=_ZooCached):  # type: ignore[m
         if zp.arch is not None and not release.files_for(zp.arch):
             raise NotFoundError(
                 f"zoo://{zp.text}: {zp.model}@{release.version} has no files for {zp.arch}; "
-                f"its architectures: {_listing(release.archs)}"
+                f"its architectures: {listing(release.archs)}"
             )
         return release
 
@@ -295,25 +179,6 @@ class ZooFileSystem(AbstractFileSystem, metaclass=_ZooCached):  # type: ignore[m
             return path.rsplit("/", 1)[0]
         return path.partition("@")[0] if "@" in path else ""
 
-    def _version_info(self, name: str, release: Release, manifest: Manifest) -> dict[str, Any]:
-        return {
-            "name": name, "size": 0, "type": "directory", "model": release.model,
-            "version": release.version, "published": release.published.isoformat(),
-            "yanked": release.yanked, "tags": manifest.tags_of(release.version),
-            "requires": dict(release.requires), "archs": release.archs,
-        }
-
-    def _file_info(self, name: str, zp: ZooPath, release: Release, path: str, entry: FileEntry) -> dict[str, Any]:
-        return {
-            "name": name, "size": entry.size, "type": "file", "blob": str(entry.blob),
-            "model": release.model, "version": release.version, "arch": zp.arch, "path": path,
-            "published": release.published.isoformat(),
-        }
-
-    def _dir_info(self, name: str, zp: ZooPath, release: Release) -> dict[str, Any]:
-        return {"name": name, "size": 0, "type": "directory", "model": release.model,
-                "version": release.version, "arch": zp.arch}
-
     def _files(self, zp: ZooPath) -> tuple[Release, dict[str, FileEntry]]:
         release = self._release(zp)
         assert zp.arch is not None
@@ -322,7 +187,7 @@ class ZooFileSystem(AbstractFileSystem, metaclass=_ZooCached):  # type: ignore[m
     def _missing_file(self, zp: ZooPath, release: Release, files: Mapping[str, FileEntry]) -> NotFoundError:
         return NotFoundError(
             f"zoo://{zp.text}: {release.model}@{release.version} ({zp.arch}) has no file or "
-            f"directory {zp.rel!r}; files: {_listing(sorted(files))}"
+            f"directory {zp.rel!r}; files: {listing(sorted(files))}"
         )
 
     def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
@@ -337,16 +202,16 @@ class ZooFileSystem(AbstractFileSystem, metaclass=_ZooCached):  # type: ignore[m
                     "tags": dict(manifest.tags), "versions": manifest.sorted_versions()}
         if zp.arch is None:
             release = self._release(zp)
-            return self._version_info(name, release, self.manifest(zp.model))
+            return version_info(name, release, self.manifest(zp.model))
         release, files = self._files(zp)
         if not zp.rel:
-            return self._dir_info(name, zp, release)
+            return dir_info(name, zp, release)
         entry = files.get(zp.rel)
         if entry is not None:
-            return self._file_info(name, zp, release, zp.rel, entry)
+            return file_info(name, zp, release, zp.rel, entry)
         prefix = zp.rel + "/"
         if any(p.startswith(prefix) for p in files):
-            return self._dir_info(name, zp, release)
+            return dir_info(name, zp, release)
         raise self._missing_file(zp, release, files)
 
     def ls(self, path: str, detail: bool = True, **kwargs: Any) -> list[Any]:
@@ -357,7 +222,7 @@ class ZooFileSystem(AbstractFileSystem, metaclass=_ZooCached):  # type: ignore[m
             out = [{"name": m, "size": 0, "type": "directory"} for m in self.models()]
         elif zp.spec is None:
             manifest = self.manifest(zp.model)
-            out = [self._version_info(f"{zp.model}@{v}", manifest.versions[v], manifest)
+            out = [version_info(f"{zp.model}@{v}", manifest.versions[v], manifest)
                    for v in manifest.sorted_versions()]
         elif zp.arch is None:
             release = self._release(zp)
@@ -366,7 +231,7 @@ class ZooFileSystem(AbstractFileSystem, metaclass=_ZooCached):  # type: ignore[m
         else:
             release, files = self._files(zp)
             if zp.rel in files:  # ls of a file lists the file, as on local disks
-                out = [self._file_info(name, zp, release, zp.rel, files[zp.rel])]
+                out = [file_info(name, zp, release, zp.rel, files[zp.rel])]
             else:
                 prefix = zp.rel + "/" if zp.rel else ""
                 children: dict[str, dict[str, Any]] = {}
@@ -377,9 +242,9 @@ class ZooFileSystem(AbstractFileSystem, metaclass=_ZooCached):  # type: ignore[m
                     child = f"{name}/{head}"
                     if sep:
                         sub = ZooPath(child, zp.model, zp.spec, zp.arch, prefix + head)
-                        children.setdefault(head, self._dir_info(child, sub, release))
+                        children.setdefault(head, dir_info(child, sub, release))
                     else:
-                        children[head] = self._file_info(child, zp, release, p, files[p])
+                        children[head] = file_info(child, zp, release, p, files[p])
                 if not children:
                     raise self._missing_file(zp, release, files)
                 out = list(children.values())
@@ -472,28 +337,8 @@ class ZooFileSystem(AbstractFileSystem, metaclass=_ZooCached):  # type: ignore[m
         return recipe
 
     def _read_local(self, local: Path, entry: FileEntry, start: int, end: int) -> bytes | None:
-        """Bytes [start, end) of a cached file, each covering chunk checked against its id.
-        None when the cached copy no longer matches (a hard-linked copy of it in some project
-        was written to in place); the caller then reads from the store."""
-        recipe = self._recipe(entry.blob)
-        cover = recipe.covering(start, end)
-        base = recipe.starts[cover.start]
-        last = recipe.chunks[cover.stop - 1]
-        stop = recipe.starts[cover.stop - 1] + last.raw_length
-        try:
-            with open(local, "rb") as f:
-                f.seek(base)
-                data = f.read(stop - base)
-        except OSError:
-            return None
-        view = memoryview(data)
-        for i in cover:
-            ref = recipe.chunks[i]
-            off = recipe.starts[i] - base
-            piece = view[off : off + ref.raw_length]
-            if len(piece) != ref.raw_length or blake3.blake3(piece).digest() != ref.chunk.raw:
-                return None
-        return data[start - base : end - base]
+        """Bytes [start, end) of the cached file `local`, chunk-verified; None if it changed."""
+        return read_local(local, self._recipe(entry.blob), start, end)
 
     def _read(self, entry: FileEntry, start: int, end: int) -> bytes:
         """Bytes [start, end) of a file: from the cache when it holds the file, else from the
@@ -506,19 +351,7 @@ class ZooFileSystem(AbstractFileSystem, metaclass=_ZooCached):  # type: ignore[m
         return self.zoo.blobs.read_range(entry.blob, start, end)
 
     def _stream(self, entry: FileEntry, what: str) -> Iterator[bytes]:
-        """The whole file from the store, chunk by chunk, then checked against its blob id."""
-        blobs = self.zoo.blobs
-        hasher = blake3.blake3()
-        for data in blobs.iter_chunks(blobs.recipe(entry.blob)):
-            hasher.update(data)
-            yield data
-        actual = hasher.hexdigest()
-        if actual != entry.blob.hex:
-            raise IntegrityError(
-                f"{what}: assembled file hashes to blake3:{actual}, expected {entry.blob}; the "
-                f"recipe in {self.store_url} is wrong: run 'zoostore verify --repair'",
-                obj=str(entry.blob), expected=entry.blob.hex, actual=actual,
-            )
+        return stream(self.zoo, entry, what)
 
     def _whole(self, model: str, entry: FileEntry, what: str) -> bytes:
         """A whole file, verified against its blob id: through the cache (fetched into it when
@@ -538,16 +371,9 @@ class ZooFileSystem(AbstractFileSystem, metaclass=_ZooCached):  # type: ignore[m
                 )
         return data
 
-    @staticmethod
-    def _span(size: int, start: int | None, end: int | None) -> tuple[int, int]:
-        """Python-slice semantics for fsspec's start/end (None, negative = from the end)."""
-        s = 0 if start is None else (max(0, size + start) if start < 0 else min(start, size))
-        e = size if end is None else (max(0, size + end) if end < 0 else min(end, size))
-        return s, max(s, e)
-
     def cat_file(self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any) -> bytes:
         zp, release, entry = self._file(path)
-        s, e = self._span(entry.size, start, end)
+        s, e = span(entry.size, start, end)
         if s == 0 and e == entry.size:
             return self._whole(release.model, entry, f"zoo://{zp.text}")
         return self._read(entry, s, e) if s < e else b""
@@ -582,7 +408,7 @@ class ZooFileSystem(AbstractFileSystem, metaclass=_ZooCached):  # type: ignore[m
     def _cat_ranges_one(self, path: str, idx: list[int], starts: list[Any], ends: list[Any],
                         out: list[Any]) -> None:
         zp, release, entry = self._file(path)
-        spans = {i: self._span(entry.size, starts[i], ends[i]) for i in idx}
+        spans = {i: span(entry.size, starts[i], ends[i]) for i in idx}
         if self._cached_path(entry.blob) is not None or entry.size == 0:
             for i, (s, e) in spans.items():
                 out[i] = self._read(entry, s, e) if s < e else b""
@@ -650,164 +476,8 @@ class ZooFileSystem(AbstractFileSystem, metaclass=_ZooCached):  # type: ignore[m
     def _open(self, path: str, mode: str = "rb", block_size: Any = None, autocommit: bool = True,
               cache_options: dict[str, Any] | None = None, **kwargs: Any) -> ZooFile:
         if mode != "rb":
-            raise _read_only(f"open (mode {mode!r})", path, self.store_url)
+            raise read_only_error(f"open (mode {mode!r})", path, self.store_url)
         zp, release, entry = self._file(path)
         return ZooFile(self, zp.text, entry=entry, model=release.model, block_size=block_size,
                        cache_type=kwargs.pop("cache_type", "none"), cache_options=cache_options,
-                       info=self._file_info(zp.text, zp, release, zp.rel, entry))
-
-    # ------------------------------------------------------------------ writing: never
-    def mkdir(self, path: str, create_parents: bool = True, **kwargs: Any) -> None:
-        raise _read_only("create directory", path, self.store_url)
-
-    def makedirs(self, path: str, exist_ok: bool = False) -> None:
-        raise _read_only("create directories", path, self.store_url)
-
-    def rmdir(self, path: str) -> None:
-        raise _read_only("remove directory", path, self.store_url)
-
-    def rm_file(self, path: str) -> None:
-        raise _read_only("delete", path, self.store_url)
-
-    def _rm(self, path: str) -> None:
-        raise _read_only("delete", path, self.store_url)
-
-    def rm(self, path: Any, recursive: bool = False, maxdepth: int | None = None) -> None:
-        raise _read_only("delete", path, self.store_url)
-
-    def touch(self, path: str, truncate: bool = True, **kwargs: Any) -> None:
-        raise _read_only("touch", path, self.store_url)
-
-    def pipe_file(self, path: str, value: bytes, mode: str = "overwrite", **kwargs: Any) -> None:
-        raise _read_only("write", path, self.store_url)
-
-    def pipe(self, path: Any, value: Any = None, **kwargs: Any) -> None:
-        raise _read_only("write", path, self.store_url)
-
-    def put_file(self, lpath: Any, rpath: str, callback: Callback = DEFAULT_CALLBACK,
-                 mode: str = "overwrite", **kwargs: Any) -> None:
-        raise _read_only("upload to", rpath, self.store_url)
-
-    def put(self, lpath: Any, rpath: Any, recursive: bool = False, callback: Callback = DEFAULT_CALLBACK,
-            maxdepth: int | None = None, **kwargs: Any) -> None:
-        raise _read_only("upload to", rpath, self.store_url)
-
-    def cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
-        raise _read_only("copy to", path2, self.store_url)
-
-    def copy(self, path1: Any, path2: Any, recursive: bool = False, maxdepth: int | None = None,
-             on_error: str | None = None, **kwargs: Any) -> None:
-        raise _read_only("copy to", path2, self.store_url)
-
-    def mv(self, path1: Any, path2: Any, recursive: bool = False, maxdepth: int | None = None,
-           **kwargs: Any) -> None:
-        raise _read_only("move", path1, self.store_url)
-
-
-class ZooFile(AbstractBufferedFile):  # type: ignore[misc]
-    """A read-only file in a zoo: random access by chunk, sequential reads with read-ahead.
-
-    `block_size` is the largest read-ahead in bytes (default 4 MiB; 0 turns read-ahead off).
-    fsspec's own byte caches (`cache_type=...`) still work on top; the default is "none",
-    because this class already caches whole, verified chunks.
-    """
-
-    DEFAULT_BLOCK_SIZE = DEFAULT_READAHEAD
-
-    def __init__(self, fs: ZooFileSystem, path: str, *, entry: FileEntry, model: str,
-                 block_size: Any = None, cache_type: str = "none",
-                 cache_options: dict[str, Any] | None = None, info: dict[str, Any]) -> None:
-        self.entry = entry
-        self.model = model
-        self._zfs = fs
-        self._recipe: Recipe | None = None
-        self._chunks: OrderedDict[int, bytes] = OrderedDict()
-        self._chunk_bytes = 0
-        self._last_end = 0
-        self._ahead = 0  # chunks of read-ahead for the next sequential miss
-        self._local = fs._cached_path(entry.blob)
-        super().__init__(fs, path, mode="rb", block_size=block_size, cache_type=cache_type,
-                         cache_options=cache_options, size=entry.size)
-        self.details = info
-
-    def _fetch_range(self, start: int, end: int) -> bytes:
-        start, end = max(0, start), min(end, self.size)
-        if start >= end:
-            return b""
-        fs = self._zfs
-        if start == 0 and end == self.size and fs.cache is not None:
-            # A whole-file read: through the cache (fetched once, verified by blob id); later
-            # reads of this file are then local.
-            whole = fs._whole(self.model, self.entry, f"zoo://{self.path}")
-            self._local = fs._cached_path(self.entry.blob)
-            return whole
-        if self._local is not None:
-            local = fs._read_local(self._local, self.entry, start, end)
-            if local is not None:
-                return local
-            self._local = None  # the cached copy changed: read from the store from now on
-        blobs = fs.zoo.blobs
-        if self._recipe is None:
-            self._recipe = fs._recipe(self.entry.blob)
-        recipe = self._recipe
-        cover = recipe.covering(start, end)
-        sequential = start == self._last_end
-        self._last_end = end
-        span = recipe.starts[cover.stop - 1] + recipe.chunks[cover.stop - 1].raw_length - recipe.starts[cover.start]
-        if span > FILE_CHUNK_CACHE // 2:
-            # Too big to keep: read straight through (still only the covering chunks).
-            self._ahead = 0
-            return blobs.read_range(self.entry.blob, start, end)
-        missing = [i for i in cover if i not in self._chunks]
-        fetched: dict[int, bytes] = {}
-        if missing:
-            first, last = missing[0], missing[-1]
-            if sequential:
-                last = self._extend(recipe, last)
-                self._ahead = min(max(1, self._ahead * 2), 4096)
-            else:
-                self._ahead = 0
-            base = recipe.starts[first]
-            data = blobs.read_range(self.entry.blob, base, recipe.starts[last] + recipe.chunks[last].raw_length)
-            for i in range(first, last + 1):
-                off = recipe.starts[i] - base
-                fetched[i] = data[off : off + recipe.chunks[i].raw_length]
-        parts = []
-        for i in cover:
-            chunk = fetched.get(i)
-            if chunk is None:
-                chunk = self._chunks[i]
-                self._chunks.move_to_end(i)
-            parts.append(chunk)
-        self._keep(fetched)
-        joined = b"".join(parts)
-        offset = start - recipe.starts[cover.start]
-        return joined[offset : offset + (end - start)]
-
-    def _extend(self, recipe: Recipe, last: int) -> int:
-        """The last chunk to fetch when reading ahead `self._ahead` chunks, within the
-        read-ahead byte limit (`block_size`)."""
-        limit = int(self.blocksize or 0)
-        total = 0
-        for _ in range(self._ahead):
-            nxt = last + 1
-            if nxt >= len(recipe.chunks) or total + recipe.chunks[nxt].raw_length > limit:
-                break
-            total += recipe.chunks[nxt].raw_length
-            last = nxt
-        return last
-
-    def _keep(self, fetched: Mapping[int, bytes]) -> None:
-        for i, data in fetched.items():
-            if i in self._chunks:
-                continue
-            self._chunks[i] = data
-            self._chunk_bytes += len(data)
-        while self._chunk_bytes > FILE_CHUNK_CACHE and len(self._chunks) > 1:
-            _, old = self._chunks.popitem(last=False)
-            self._chunk_bytes -= len(old)
-
-    def close(self) -> None:
-        self._chunks.clear()
-        self._chunk_bytes = 0
-        super().close()
+                       info=file_info(zp.text, zp, release, zp.rel, entry))

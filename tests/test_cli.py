@@ -1,0 +1,130 @@
+"""The command line as a whole: usage errors, exit codes in --help, JSON errors, no tracebacks,
+shell completion, progress output."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from zoostore.cli import COMMAND_EXIT_CODES, COMMANDS, EXIT_MEANINGS, main
+from zoostore.cli._ui import TerminalProgress
+
+
+def zoostore(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "zoostore", *args], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=120)
+
+
+def test_unknown_option_shows_the_commands_usage() -> None:
+    proc = zoostore("sync", "--bogus")
+    assert proc.returncode == 2
+    assert "usage: zoostore sync" in proc.stderr and "--bogus" in proc.stderr
+
+
+def test_every_command_help_ends_with_its_exit_codes() -> None:
+    assert set(COMMAND_EXIT_CODES) == set(COMMANDS)
+    for name in COMMANDS:
+        out = zoostore(name, "--help").stdout
+        tail = " ".join(out.split()).replace("- ", "-").split("exit codes:")[-1]
+        for code in (0, 1, 2, *COMMAND_EXIT_CODES[name]):
+            assert f"{code} {EXIT_MEANINGS[code].split()[0]}" in tail, (name, code)
+    assert "3 zoo.lock out of date" in " ".join(zoostore("--help").stdout.split())
+
+
+def test_errors_are_json_with_json(tmp_path: Path) -> None:
+    proc = zoostore("ls", str(tmp_path / "nowhere"), "--json")
+    assert proc.returncode == 6
+    assert proc.stdout == ""
+    err = json.loads(proc.stderr)["error"]
+    assert err["code"] == 6 and err["kind"] == "StoreNotFoundError" and "zoostore init" in err["message"]
+
+
+def _boom(exc: BaseException) -> argparse.Namespace:
+    def run(args: argparse.Namespace) -> int:
+        raise exc
+    return argparse.Namespace(func=run, debug=False, json=False, _parser=None)
+
+
+@pytest.mark.parametrize("exc, code, words", [
+    (RuntimeError("kaput"), 1, ["internal error", "RuntimeError: kaput", "--debug"]),
+    (OSError(28, "No space left on device", "/x/y"), 1, ["No space left on device", "/x/y", "free some disk space"]),
+    (PermissionError(13, "Permission denied", "/etc/z"), 1, ["Permission denied", "/etc/z", "permissions"]),
+])
+def test_no_traceback_reaches_a_user(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                     exc: BaseException, code: int, words: list[str]) -> None:
+    monkeypatch.setattr("zoostore.cli.parse", lambda argv: _boom(exc))
+    monkeypatch.delenv("ZOOSTORE_DEBUG", raising=False)
+    assert main([]) == code
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    for w in words:
+        assert w in err
+
+
+def test_debug_shows_the_traceback(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr("zoostore.cli.parse", lambda argv: _boom(RuntimeError("kaput")))
+    monkeypatch.setenv("ZOOSTORE_DEBUG", "1")
+    assert main([]) == 1
+    assert "Traceback" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
+def test_bash_completion_completes_commands_and_options() -> None:
+    script = zoostore("completion", "bash").stdout
+    probe = script + (
+        'COMP_WORDS=(zoostore sy); COMP_CWORD=1; _zoostore; echo "1:${COMPREPLY[*]}"\n'
+        'COMP_WORDS=(zoostore sync --lo); COMP_CWORD=2; _zoostore; echo "2:${COMPREPLY[*]}"\n'
+        'COMP_WORDS=(zoostore completion ""); COMP_CWORD=2; _zoostore; echo "3:${COMPREPLY[*]}"\n'
+    )
+    out = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    lines = dict(line.split(":", 1) for line in out.stdout.splitlines())
+    assert lines["1"].split() == ["sync"]
+    assert lines["2"].split() == ["--locked"]
+    assert {"bash", "zsh", "fish"} <= set(lines["3"].split())
+
+
+@pytest.mark.parametrize("shell", ["zsh", "fish"])
+def test_other_shells_get_scripts_naming_every_command(shell: str) -> None:
+    out = zoostore("completion", shell).stdout
+    for name in COMMANDS:
+        assert name in out
+
+
+class FakeTTY(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_shows_file_name_total_rate_and_eta(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ZOOSTORE_NO_PROGRESS", raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    p = TerminalProgress(stream=FakeTTY())
+    assert p.enabled
+    p.start("models/a.bin", 1000)
+    p.start("models/b.bin", 3000)
+    p.advance("models/a.bin", 1000)
+    p.done("models/a.bin")
+    p.advance("models/b.bin", 1000)
+    line = p.line(p.started_at + 2.0)  # type: ignore[operator]
+    assert line.startswith("[1/2] models/b.bin")
+    assert "2.0 KiB/3.9 KiB" in line
+    assert "/s" in line and "ETA" in line
+
+
+def test_progress_is_off_when_asked_or_not_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TERM", "xterm")
+    monkeypatch.setenv("ZOOSTORE_NO_PROGRESS", "1")
+    assert not TerminalProgress(stream=FakeTTY()).enabled
+    monkeypatch.delenv("ZOOSTORE_NO_PROGRESS")
+    assert TerminalProgress(stream=FakeTTY()).enabled
+    assert not TerminalProgress(stream=io.StringIO()).enabled
+    args = argparse.Namespace(quiet=False, json=False, no_progress=True)
+    assert not TerminalProgress.for_args(args).enabled

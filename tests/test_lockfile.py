@@ -1,0 +1,102 @@
+"""zoo.lock: written with a TOML library (any Unicode reads back), read strictly (only
+ConfigError, naming the file and field, for any input), and the format-1 layout kept."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from zoostore.core.digest import Digest
+from zoostore.core.errors import ConfigError, NewerFormatError, ZooError
+from zoostore.documents.lockfile import Lock, LockedFile, LockedModel
+
+GOLDEN = Path(__file__).parent / "golden" / "format1" / "zoo.lock"
+BLOB = Digest.parse("blake3:" + "ab" * 32)
+
+# Path parts as users name files: any Unicode except what a relative POSIX path refuses.
+part = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="/\\\x00"), min_size=1,
+               max_size=20).filter(lambda s: s not in (".", "..") and s.strip() == s and ":" not in s)
+
+
+def lock_with(paths: list[str], *, store: str = "s3://b/zoo") -> Lock:
+    files = tuple(sorted(LockedFile("x86_64", p, BLOB, i) for i, p in enumerate(paths)))
+    model = LockedModel("net", "^1", ("x86_64",), (), "1.0.0", files)
+    return Lock(store=store, models={"net": model}, runtime={"tvm": "0.27.0"})
+
+
+@settings(max_examples=200, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(part, min_size=1, max_size=3).map("/".join), min_size=1, max_size=5, unique=True),
+       st.text(max_size=30))
+def test_any_unicode_round_trips(paths: list[str], store: str) -> None:
+    try:
+        lock = lock_with(paths, store=store)
+        text = lock.dumps()
+    except ZooError:
+        return  # a path the path rules refuse (checked elsewhere) never reaches a lock
+    tomllib.loads(text)  # valid TOML
+    assert Lock.loads(text, where="zoo.lock") == lock
+
+
+def test_emoji_file_name_is_valid_toml(tmp_path: Path) -> None:
+    lock = lock_with(["weights-\U0001F600.bin"])
+    lock.write(tmp_path / "zoo.lock")
+    assert Lock.read(tmp_path / "zoo.lock") == lock
+    assert "\U0001F600" in (tmp_path / "zoo.lock").read_text(encoding="utf-8")
+
+
+def test_golden_lockfile_is_written_byte_for_byte_the_same() -> None:
+    text = GOLDEN.read_text(encoding="utf-8")
+    assert Lock.loads(text, where="zoo.lock").dumps() == text
+
+
+def test_write_leaves_no_temp_file_and_reports_unchanged(tmp_path: Path) -> None:
+    lock = lock_with(["a.bin"])
+    assert lock.write(tmp_path / "zoo.lock") is True
+    assert lock.write(tmp_path / "zoo.lock") is False
+    assert [p.name for p in tmp_path.iterdir()] == ["zoo.lock"]
+
+
+GOOD = GOLDEN.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("text, field", [
+    (GOOD.replace("format = 1", "format = 1\nmodels = []", 1), "models"),
+    (re.sub(r"size = \d+", 'size = "abc"', GOOD, count=1), "size"),
+    (re.sub(r"size = \d+", "size = true", GOOD, count=1), "size"),
+    (re.sub(r"size = \d+", "size = -5", GOOD, count=1), "size"),
+    (re.sub(r"size = \d+", f"size = {2**63}", GOOD, count=1), "TOML|size"),
+    (re.sub(r'spec = "[^"]*"', "spec = 3", GOOD, count=1), "spec"),
+    (GOOD.replace("files = [", "files = 7\nx = [", 1), "files"),
+    ("format = 1\n" + "a = [" * 2000 + "]" * 2000, "TOML"),
+    ("format = 1\nstore = 'x'\n[models.'../../etc']\nspec='1'\nversion='1'\nfiles=[]\n", "model name"),
+    ("store = 'x'\n", "format"),
+])
+def test_malformed_lock_is_a_config_error_naming_the_field(text: str, field: str) -> None:
+    with pytest.raises(ConfigError, match=field):
+        Lock.loads(text, where="zoo.lock")
+
+
+def test_non_utf8_lock_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "zoo.lock").write_bytes(b"format = 1\nstore = '\xff'\n")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        Lock.read(tmp_path / "zoo.lock")
+
+
+def test_newer_lock_asks_to_upgrade() -> None:
+    with pytest.raises(NewerFormatError, match="upgrade zoostore"):
+        Lock.loads("format = 99\n", where="zoo.lock")
+
+
+@settings(max_examples=300, derandomize=True)
+@given(st.text(max_size=400))
+def test_fuzz_loads_raises_only_zoo_errors(text: str) -> None:
+    for candidate in (text, "format = 1\n" + text, GOOD[: len(GOOD) // 2] + text):
+        try:
+            Lock.loads(candidate, where="zoo.lock")
+        except ZooError:
+            pass

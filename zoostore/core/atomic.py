@@ -1,0 +1,120 @@
+"""Atomic file writes: the one way zoostore creates a local file that others may read.
+
+    <dir>/.zoostore-tmp-<pid>-<start>-<random>   written, fsynced, then renamed over <dir>/<name>
+
+The temp file is created in the target's own directory (a rename never crosses file systems)
+with O_EXCL and O_NOFOLLOW (a planted file or symlink at that name is never followed or
+reused), and removed on every failure, Ctrl-C included. Its name is short (a target name of up
+to the file system's limit still fits) and says which process wrote it and when that process
+started, so that leftovers of a killed process can be recognised (`stale_temp`). Correctness
+never depends on locks: readers see the old file or the new one, never a partial one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+#: Prefix of every temp file zoostore writes; gc, verify and `cache prune` look for it.
+TEMP_PREFIX = ".zoostore-tmp-"
+#: When this process started (seconds since the epoch), part of its temp names.
+_STARTED = int(time.time())
+
+
+def temp_name() -> str:
+    """A fresh temp file name: prefix, pid, process start time, random."""
+    return f"{TEMP_PREFIX}{os.getpid()}-{_STARTED:x}-{secrets.token_hex(4)}"
+
+
+def parse_temp_name(name: str) -> tuple[int, int] | None:
+    """(pid, process start time) of a temp name zoostore wrote, else None."""
+    if not name.startswith(TEMP_PREFIX):
+        return None
+    parts = name[len(TEMP_PREFIX):].split("-")
+    if len(parts) != 3:
+        return None
+    try:
+        return int(parts[0]), int(parts[1], 16)
+    except ValueError:
+        return None
+
+
+def stale_temp(name: str, mtime: float, *, now: float | None = None, older_than: float = 3600.0) -> bool:
+    """Whether a file named `name` is a zoostore temp file that nobody will finish: its writer
+    is not running on this machine (pid gone, or reused by a later process), or it is older
+    than `older_than` seconds (written from another machine, or a hung writer)."""
+    parsed = parse_temp_name(name)
+    if parsed is None:
+        return False
+    now = time.time() if now is None else now
+    if now - mtime > older_than:
+        return True
+    pid, started = parsed
+    if pid == os.getpid():
+        return started != _STARTED
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def open_temp(directory: Path) -> tuple[Path, BinaryIO]:
+    """Create a new temp file in `directory` (O_EXCL, O_NOFOLLOW, mode 0o644 less the umask)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(16):
+        path = directory / temp_name()
+        try:
+            fd = os.open(path, flags, 0o644)
+        except FileExistsError:
+            continue
+        return path, os.fdopen(fd, "wb")
+    raise FileExistsError(f"{directory}: could not create a unique temp file after 16 tries")
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike[str], *, fsync: bool = True) -> Iterator[BinaryIO]:
+    """`with atomic_writer(path) as f: f.write(...)`: `path` appears complete when the block
+    ends without an exception, and is untouched (no temp file left) when it raises."""
+    target = Path(path)
+    tmp, f = open_temp(target.parent)
+    try:
+        with f:
+            yield f
+            f.flush()
+            if fsync:
+                os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    if fsync:
+        fsync_dir(target.parent)
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes, *, fsync: bool = True) -> None:
+    """Write `data` to `path` atomically (see `atomic_writer`)."""
+    with atomic_writer(path, fsync=fsync) as f:
+        f.write(data)
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename in `directory` durable; a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,7 +1,14 @@
 """Shared fixtures: loopback servers that the tests start themselves.
 
 - `moto_endpoint`: one moto S3 server per session on 127.0.0.1 (port chosen by the OS).
-- `s3_bucket`: a fresh, empty bucket per test; `s3_storage_options`: s3fs options for it.
+- `radosgw`: one Ceph radosgw per session (zoostore.testing.radosgw), a real S3 server. Skipped
+  with the reason when the Ceph programs are missing, except under CI (`CI=true`), where that
+  fails the test instead: CI must exercise the real server.
+- `s3_server`: parametrized over both ("moto", "radosgw"), so every test that uses the S3
+  fixtures below runs against each. `s3_bucket`: a fresh, empty bucket per test;
+  `s3_storage_options`: s3fs options for it; `s3_client`: a botocore client.
+- `moto_ignoring_conditions`: a second moto endpoint (same in-process state) in front of which
+  If-Match / If-None-Match are stripped: an S3 server that ignores conditional writes.
 - `serve_directory`: a threaded HTTP server on 127.0.0.1 serving a directory, either honouring
   `Range` (`ranges=True`) or Python's plain `SimpleHTTPRequestHandler`, which ignores it.
   `http_store` / `http_store_no_ranges` build on it.
@@ -9,6 +16,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import http.server
 import os
@@ -64,33 +72,109 @@ def moto_endpoint() -> Iterator[str]:
         server.stop()
 
 
-@pytest.fixture(scope="session")
-def s3_client(moto_endpoint: str) -> Any:
-    import boto3
+class _IgnoreConditions:
+    """WSGI middleware that drops conditional-write headers: a server without compare-and-swap."""
 
-    return boto3.client(
-        "s3",
-        endpoint_url=moto_endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    )
+    def __init__(self, app: Callable[..., Any]) -> None:
+        self._app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        for header in ("HTTP_IF_MATCH", "HTTP_IF_NONE_MATCH"):
+            environ.pop(header, None)
+        return self._app(environ, start_response)
+
+
+@pytest.fixture(scope="session")
+def moto_ignoring_conditions(moto_endpoint: str) -> Iterator[str]:
+    """An endpoint onto the same moto state that ignores If-Match / If-None-Match."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    wsgi_server = server._server  # noqa: SLF001
+    assert wsgi_server is not None
+    wsgi_server.app = _IgnoreConditions(_Serialised(wsgi_server.app))
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def moto_options(endpoint: str) -> dict[str, Any]:
+    return {
+        "key": "testing",
+        "secret": "testing",
+        "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"},
+    }
+
+
+# -- S3 (radosgw) ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def radosgw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from zoostore.testing.radosgw import RadosGW, available
+
+    reason = available()
+    if reason is not None:
+        if os.environ.get("CI", "").lower() in ("true", "1"):
+            pytest.fail(f"CI must test against radosgw, but: {reason}")
+        pytest.skip(reason)
+    # memstore capacity, not an allocation: deleted objects hold memory for 60-90 s until
+    # radosgw's garbage collector runs, and a full OSD makes PUTs hang, so leave room.
+    rgw = RadosGW(tmp_path_factory.mktemp("radosgw"), memstore_bytes=4 << 30)
+    rgw.start()
+    try:
+        yield rgw
+    finally:
+        rgw.stop()
+
+
+# -- S3, either server -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class S3Server:
+    name: str
+    endpoint: str
+    options: dict[str, Any]
+    client: Any
+
+
+@pytest.fixture(scope="session", params=["moto", "radosgw"])
+def s3_server(request: pytest.FixtureRequest) -> S3Server:
+    if request.param == "moto":
+        import boto3
+
+        endpoint = request.getfixturevalue("moto_endpoint")
+        client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name="us-east-1",
+        )
+        return S3Server("moto", endpoint, moto_options(endpoint), client)
+    rgw = request.getfixturevalue("radosgw")
+    return S3Server("radosgw", rgw.endpoint_url, rgw.storage_options(), rgw.client())
 
 
 @pytest.fixture
-def s3_bucket(s3_client: Any) -> str:
+def s3_client(s3_server: S3Server) -> Any:
+    return s3_server.client
+
+
+@pytest.fixture
+def s3_bucket(s3_server: S3Server) -> str:
     name = f"zoo-{uuid.uuid4().hex[:20]}"
-    s3_client.create_bucket(Bucket=name)
+    s3_server.client.create_bucket(Bucket=name)
     return name
 
 
 @pytest.fixture
-def s3_storage_options(moto_endpoint: str) -> dict[str, Any]:
-    return {
-        "key": "testing",
-        "secret": "testing",
-        "client_kwargs": {"endpoint_url": moto_endpoint, "region_name": "us-east-1"},
-    }
+def s3_storage_options(s3_server: S3Server) -> dict[str, Any]:
+    return copy.deepcopy(s3_server.options)
 
 
 # -- HTTP ------------------------------------------------------------------------------------

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import http.server
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +24,16 @@ from zoostore.storage.backends.generic import GenericBackend
 from zoostore.storage.backends.http import HttpBackend
 from zoostore.storage.backends.local import STALE_LOCK_SECONDS, LocalBackend
 from zoostore.storage.backends.memory import MemoryBackend, forget
-from zoostore.core.errors import ConflictError, InvalidPathError, ReadOnlyError, UsageError
+from zoostore.cli import exit_code_for
+from zoostore.core.errors import (
+    CasUnsupportedError,
+    ConflictError,
+    InvalidPathError,
+    ReadOnlyError,
+    RemoteError,
+    UsageError,
+)
+from conftest import moto_options
 
 if TYPE_CHECKING:
     from conftest import ServedDirectory
@@ -69,11 +80,12 @@ class TestS3Backend(BackendConformance):
 
 
 class TestGenericBackendOnLocalFiles(BackendConformance):
-    """The best-effort fsspec backend, driven through fsspec's local filesystem."""
+    """The best-effort fsspec backend, driven through fsspec's local filesystem (in single-writer
+    mode: without it, put_cas is refused, see test_generic_put_cas_needs_single_writer)."""
 
     @pytest.fixture
     def backend(self, tmp_path: Path) -> Backend:
-        return GenericBackend(f"file://{tmp_path}/store")
+        return GenericBackend(f"file://{tmp_path}/store", storage_options={"single_writer": True})
 
     def age(self, backend: Backend, key: str, seconds: float) -> bool:
         assert isinstance(backend, GenericBackend)
@@ -279,3 +291,308 @@ def test_http_list_is_refused(http_store: ServedDirectory) -> None:
     backend = open_backend(http_store.url)
     with pytest.raises(ReadOnlyError, match="publish to the store's s3:// or local URL instead"):
         backend.list("packs/")
+
+
+# -- compare-and-swap is checked, not assumed ----------------------------------------------------
+
+
+def _bucket_at(endpoint: str) -> str:
+    import boto3
+
+    name = f"zoo-{uuid.uuid4().hex[:20]}"
+    boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
+                 region_name="us-east-1").create_bucket(Bucket=name)
+    return name
+
+
+def test_s3_probe_passes_on_a_server_that_honours_conditions(moto_endpoint: str) -> None:
+    from zoostore.storage.backends.s3 import S3Backend
+
+    backend = open_backend(f"s3://{_bucket_at(moto_endpoint)}/zoo", storage_options=moto_options(moto_endpoint))
+    assert isinstance(backend, S3Backend) and backend.cas_report is None
+    backend.put_cas("manifests/m.toml", b"v1", expected=None)  # the first manifest write probes
+    assert backend.capabilities.atomic_cas
+    assert backend.cas_report is not None and "honours" in backend.cas_report
+    assert list(backend.list("tmp/")) == []
+
+
+def test_s3_manifest_writes_refused_where_conditions_are_ignored(
+    moto_ignoring_conditions: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ZOOSTORE_SINGLE_WRITER", raising=False)
+    url = f"s3://{_bucket_at(moto_ignoring_conditions)}/zoo"
+    options = moto_options(moto_ignoring_conditions)
+    backend = open_backend(url, storage_options=options)
+    assert backend.put_if_absent("packs/aa/p", b"content-addressed writes still work")
+    with pytest.raises(CasUnsupportedError) as info:
+        backend.put_cas("manifests/m.toml", b"v1", expected=None)
+    message = str(info.value)
+    assert "If-None-Match" in message and "ZOOSTORE_SINGLE_WRITER=1" in message and url in message
+    assert isinstance(info.value, UsageError) and exit_code_for(info.value) == 2
+    assert not backend.capabilities.atomic_cas
+    assert not backend.exists("manifests/m.toml")
+    with pytest.raises(CasUnsupportedError):  # checked once, refused every time
+        backend.put_cas("manifests/m.toml", b"v1", expected=None)
+
+    single = open_backend(url, storage_options={**options, "single_writer": True})
+    token = single.put_cas("manifests/m.toml", b"v1", expected=None)
+    single.put_cas("manifests/m.toml", b"v2", expected=token)
+    assert not single.capabilities.atomic_cas  # still recorded as not atomic
+
+    monkeypatch.setenv("ZOOSTORE_SINGLE_WRITER", "1")
+    from_env = open_backend(url, storage_options=options)
+    from_env.put_cas("manifests/m.toml", b"v3", expected=from_env.get_versioned("manifests/m.toml").token)
+    assert from_env.get("manifests/m.toml") == b"v3"
+
+
+def test_cli_publish_refused_without_cas_then_allowed_single_writer(
+    moto_ignoring_conditions: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from zoostore.cli import main
+
+    for name, value in {"AWS_ENDPOINT_URL": moto_ignoring_conditions, "AWS_ACCESS_KEY_ID": "testing",
+                        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.delenv("ZOOSTORE_SINGLE_WRITER", raising=False)
+    url = f"s3://{_bucket_at(moto_ignoring_conditions)}/zoo"
+    (tmp_path / "w.bin").write_bytes(PAYLOAD)
+    assert main(["init", url]) == 0
+    capsys.readouterr()
+    publish = ["publish", url, "m", "1.0.0", str(tmp_path / "w.bin"), "--no-check", "-q"]
+    assert main(publish) == 2
+    err = capsys.readouterr().err
+    assert "single-writer" in err and "Traceback" not in err
+    monkeypatch.setenv("ZOOSTORE_SINGLE_WRITER", "1")
+    assert main(publish) == 0
+    assert main(["ls", url, "m"]) == 0
+    assert "1.0.0" in capsys.readouterr().out
+
+
+def test_generic_put_cas_needs_single_writer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ZOOSTORE_SINGLE_WRITER", raising=False)
+    backend = GenericBackend(f"file://{tmp_path}/store")
+    with pytest.raises(CasUnsupportedError, match="no conditional write"):
+        backend.put_cas("manifests/m.toml", b"v1", expected=None)
+    monkeypatch.setenv("ZOOSTORE_SINGLE_WRITER", "true")
+    assert GenericBackend(f"file://{tmp_path}/store").put_cas("manifests/m.toml", b"v1", expected=None)
+
+
+def test_put_gives_up_with_a_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    from zoostore.storage.backends import base
+
+    class NeverSwaps(MemoryBackend):
+        def put_cas(self, key: str, data: bytes, *, expected: str | None) -> str:
+            raise ConflictError("412 Precondition Failed")
+
+    monkeypatch.setattr(base, "PUT_ATTEMPTS", 3)
+    name = f"never-{uuid.uuid4().hex}"
+    with pytest.raises(ConflictError, match="gave up after 3 .*not honour conditional writes"):
+        NeverSwaps(name).put("state/x", b"1")
+    forget(name)
+
+
+# -- S3: lost races and transient failures -----------------------------------------------------
+
+
+def _client_error(status: int, code: str) -> Exception:
+    from botocore.exceptions import ClientError
+
+    return ClientError({"Error": {"Code": code, "Message": code},
+                        "ResponseMetadata": {"HTTPStatusCode": status, "HTTPHeaders": {}}}, "PutObject")
+
+
+def _flaky_s3(backend: Backend, monkeypatch: pytest.MonkeyPatch,
+              fail: Callable[[str, dict[str, Any], int], Exception | None]) -> list[str]:
+    """Make the backend's S3 calls fail as `fail(method, kwargs, call number)` says."""
+    fs = backend._fs  # type: ignore[attr-defined]  # noqa: SLF001
+    real = fs._call_s3
+    calls: list[str] = []
+
+    async def call(method: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append(method)
+        error = fail(method, kwargs, len(calls))
+        if error is not None:
+            raise error
+        return await real(method, *args, **kwargs)
+
+    monkeypatch.setattr(fs, "_call_s3", call)
+    return calls
+
+
+def test_s3_500_on_conditional_put_is_a_conflict(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    backend = open_backend(f"s3://{_bucket_at(moto_endpoint)}/zoo",
+                           storage_options={**moto_options(moto_endpoint), "max_attempts": 2})
+    token = backend.put_cas("manifests/m.toml", b"v1", expected=None)
+    calls = _flaky_s3(backend, monkeypatch,
+                      lambda m, kw, n: _client_error(500, "UnknownError") if "IfMatch" in kw else None)
+    with pytest.raises(ConflictError, match="500"):
+        backend.put_cas("manifests/m.toml", b"v2", expected=token)
+    assert calls == ["put_object", "put_object"]  # retried once (max_attempts=2), then a conflict
+    assert backend.get("manifests/m.toml") == b"v1"
+
+
+def test_s3_if_match_sends_the_bare_etag(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    backend = open_backend(f"s3://{_bucket_at(moto_endpoint)}/zoo", storage_options=moto_options(moto_endpoint))
+    token = backend.put_cas("manifests/m.toml", b"v1", expected=None)
+    assert token.startswith('"')
+    sent: list[str] = []
+    _flaky_s3(backend, monkeypatch, lambda m, kw, n: sent.append(kw.get("IfMatch", "")) or None)  # type: ignore[func-returns-value]
+    backend.put_cas("manifests/m.toml", b"v2", expected=token)
+    assert sent == [token.strip('"')]
+
+
+def test_s3_retries_transient_errors_then_succeeds(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    backend = open_backend(f"s3://{_bucket_at(moto_endpoint)}/zoo", storage_options=moto_options(moto_endpoint))
+    backend.put_if_absent("packs/aa/p", PAYLOAD)
+    faults = [_client_error(503, "SlowDown"), _client_error(429, "TooManyRequests"),
+              _client_error(500, "InternalError"), ConnectionResetError("reset by peer")]
+    calls = _flaky_s3(backend, monkeypatch, lambda m, kw, n: faults[n - 1] if n <= len(faults) else None)
+    assert backend.get_range("packs/aa/p", 100, 200) == PAYLOAD[100:200]
+    assert calls == ["get_object"] * 5
+
+
+def test_s3_retries_truncated_bodies(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from botocore.exceptions import IncompleteReadError
+
+    backend = open_backend(f"s3://{_bucket_at(moto_endpoint)}/zoo", storage_options=moto_options(moto_endpoint))
+    backend.put_if_absent("packs/aa/p", PAYLOAD)
+    fs = backend._fs  # type: ignore[attr-defined]  # noqa: SLF001
+    real = fs._call_s3
+    truncated = [0]
+
+    async def call(method: str, *args: Any, **kwargs: Any) -> Any:
+        response = await real(method, *args, **kwargs)
+        if method == "get_object" and truncated[0] < 2:
+            truncated[0] += 1
+
+            async def short_read() -> bytes:
+                raise IncompleteReadError(actual_bytes=10, expected_bytes=len(PAYLOAD))
+
+            response["Body"].read = short_read
+        return response
+
+    monkeypatch.setattr(fs, "_call_s3", call)
+    assert backend.get("packs/aa/p") == PAYLOAD
+    assert truncated[0] == 2
+
+
+def test_s3_retry_budget_is_bounded(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    backend = open_backend(f"s3://{_bucket_at(moto_endpoint)}/zoo",
+                           storage_options={**moto_options(moto_endpoint), "max_attempts": 4})
+    calls = _flaky_s3(backend, monkeypatch, lambda m, kw, n: _client_error(503, "SlowDown"))
+    started = time.monotonic()
+    with pytest.raises(RemoteError, match="gave up after 4 attempt") as info:
+        backend.get("zoostore.toml")
+    assert isinstance(info.value, ConnectionError) and "SlowDown" in str(info.value)
+    assert calls == ["get_object"] * 4 and time.monotonic() - started < 5
+    with pytest.raises(UsageError, match="max_attempts"):
+        open_backend("s3://b/zoo", storage_options={"max_attempts": 0})
+
+
+# -- HTTP: connection reuse and transient failures ----------------------------------------------
+
+
+class _FlakyHandler(http.server.BaseHTTPRequestHandler):
+    """HTTP/1.1 keep-alive server of one object, failing the first requests as `plan` says:
+    an int status (with Retry-After: 0), "truncate" (half the promised body, then close) or
+    "reset" (close without answering)."""
+
+    protocol_version = "HTTP/1.1"
+    plan: list[int | str]
+    seen: list[tuple[str, int]]  # (path, client port)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.seen.append((self.path, self.client_address[1]))
+        fault = self.plan.pop(0) if self.plan else None
+        if fault == "reset":
+            self.close_connection = True
+            return
+        if isinstance(fault, int):
+            self.send_response(fault)
+            self.send_header("Retry-After", "0")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(PAYLOAD)))
+        self.end_headers()
+        if fault == "truncate":
+            self.wfile.write(PAYLOAD[: len(PAYLOAD) // 2])
+            self.close_connection = True
+            return
+        self.wfile.write(PAYLOAD)
+
+
+@pytest.fixture
+def flaky_http() -> Iterator[Callable[[list[int | str]], tuple[str, list[tuple[str, int]]]]]:
+    servers: list[http.server.ThreadingHTTPServer] = []
+
+    def start(plan: list[int | str]) -> tuple[str, list[tuple[str, int]]]:
+        seen: list[tuple[str, int]] = []
+        handler = type("Handler", (_FlakyHandler,), {"plan": list(plan), "seen": seen})
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        servers.append(server)
+        host, port = server.server_address[:2]
+        return f"http://{host!s}:{port}/zoo", seen
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def test_http_reuses_connections(flaky_http: Callable[..., tuple[str, list[tuple[str, int]]]]) -> None:
+    url, seen = flaky_http([])
+    backend = open_backend(url)
+    for _ in range(5):
+        assert backend.get("packs/p") == PAYLOAD
+    assert len(seen) == 5 and len({port for _, port in seen}) == 1, seen  # one keep-alive connection
+    backend.close()
+
+
+def test_http_retries_transient_failures(flaky_http: Callable[..., tuple[str, list[tuple[str, int]]]]) -> None:
+    url, seen = flaky_http([503, "truncate", 429, "reset", 500, 502, 504])
+    backend = open_backend(url, storage_options={"max_attempts": 8})
+    assert backend.get("packs/p") == PAYLOAD
+    assert len(seen) == 8
+
+
+def test_http_gives_up_after_the_budget(flaky_http: Callable[..., tuple[str, list[tuple[str, int]]]]) -> None:
+    url, seen = flaky_http([503] * 10)
+    backend = open_backend(url, storage_options={"max_attempts": 3})
+    with pytest.raises(RemoteError, match="gave up after 3 attempt.*HTTP 503"):
+        backend.get("packs/p")
+    assert len(seen) == 3
+    url, seen = flaky_http(["truncate"] * 10)
+    with pytest.raises(RemoteError, match="gave up after 2 attempt"):
+        open_backend(url, storage_options={"max_attempts": 2}).get("packs/p")
+
+
+def test_http_client_errors_are_not_retried(flaky_http: Callable[..., tuple[str, list[tuple[str, int]]]]) -> None:
+    url, seen = flaky_http([403])
+    with pytest.raises(RemoteError, match="HTTP 403") as info:
+        open_backend(url).get("packs/p")
+    assert isinstance(info.value, ConnectionError) and len(seen) == 1
+
+
+def test_s3_init_never_replaces_a_store_on_a_server_without_conditions(moto_ignoring_conditions: str) -> None:
+    from zoostore.core.errors import StoreExistsError
+    from zoostore.documents.store_config import CONFIG_KEY, StoreConfig
+    from zoostore.repository import init_store
+
+    url = f"s3://{_bucket_at(moto_ignoring_conditions)}/zoo"
+    options = moto_options(moto_ignoring_conditions)
+    _, created = init_store(url, storage_options=options)
+    assert created
+    before = open_backend(url, storage_options=options).get(CONFIG_KEY)
+    with pytest.raises(StoreExistsError):
+        init_store(url, config=StoreConfig(pack_target_size=1 << 20), storage_options=options)
+    assert init_store(url, storage_options=options)[1] is False
+    assert open_backend(url, storage_options=options).get(CONFIG_KEY) == before

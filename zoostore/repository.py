@@ -121,6 +121,7 @@ class Store:
         if warning and progress is not None:
             progress.note(warning)
         key = manifest_key(model)
+        last: ConflictError | None = None
         for attempt in range(CAS_ATTEMPTS):
             try:
                 current = self.backend.get_versioned(key)
@@ -134,9 +135,11 @@ class Store:
             try:
                 self.backend.put_cas(key, new.to_toml().encode(), expected=token)
                 return new
-            except ConflictError:
+            except ConflictError as e:
+                last = e
                 time.sleep(random.uniform(0, min(0.5, 0.005 * 2 ** min(attempt, 7))))
-        raise ConflictError(f"{key}: gave up after {CAS_ATTEMPTS} concurrent-update conflicts; retry the command")
+        raise ConflictError(f"{key}: gave up after {CAS_ATTEMPTS} concurrent-update conflicts; retry the command "
+                            f"(last: {last})")
 
     def referenced_blobs(self) -> dict[Digest, tuple[int, str]]:
         """Every blob any manifest lists -> (size, where it is listed)."""

@@ -86,8 +86,18 @@ class ConflictError(ZooError, RuntimeError):
     """A compare-and-swap write lost against a concurrent writer; retry after re-reading."""
 
 
+class CasUnsupportedError(UsageError):
+    """A manifest write to a store whose server does not honour conditional writes (so concurrent
+    writers could silently lose each other's changes), without the single-writer opt-in."""
+
+
 class ImmutableError(ZooError, FileExistsError):
     """An attempt to change a published (version, arch) entry."""
+
+
+class RemoteError(ZooError, ConnectionError):
+    """A remote store kept failing (connection, timeout, HTTP 5xx) after the retry budget, or
+    answered with an HTTP error that retrying cannot fix; names the URL, the status and the budget."""
 
 
 class ReadOnlyError(ZooError, PermissionError):

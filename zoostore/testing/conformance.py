@@ -13,7 +13,8 @@ A backend joins by subclassing and providing fixtures, like `fsspec.tests.abstra
   `many_keys` (objects in the batched-delete test; above 1,000 for S3), `age(backend, key)`
   (move an object's mtime into the past, or return False if the backend cannot; `freshen` is then
   checked after `freshen_wait` seconds), `mtime_slack` (clock resolution, e.g. 1 s on S3).
-  Tests that need atomic CAS skip, saying why, when `capabilities.atomic_cas` is False.
+  Tests that need atomic CAS skip, saying why, when `capabilities.atomic_cas` is False; a
+  backend whose server may lack it must refuse `put_cas` unless `single_writer` is set.
 - `ReadOnlyConformance(ReadConformance)`: reads plus "every write raises ReadOnlyError".
 """
 
@@ -208,6 +209,13 @@ class BackendConformance(ReadConformance):
             backend.put_cas(key, b"v3 from a stale read", expected=created)
         assert isinstance(info.value, ZooError) and key in str(info.value)
         assert backend.get_versioned(key).data == b"v2"
+
+    def test_put_cas_only_where_atomic_or_single_writer(self, backend: Backend) -> None:
+        # Compare-and-swap is checked, not assumed: a backend that let a manifest write through
+        # either showed atomic conditional writes (capabilities, after any probe) or was told
+        # that one process writes at a time.
+        backend.put_cas("manifests/probe.toml", b"x", expected=None)
+        assert backend.capabilities.atomic_cas or backend.single_writer
 
     def test_put_cas_expected_token_on_absent_key_conflicts(self, backend: Backend) -> None:
         token = backend.put_cas("manifests/gone.toml", b"x", expected=None)

@@ -51,7 +51,9 @@ def open_backend(url_or_path: str, *, storage_options: dict[str, Any] | None = N
 
     `storage_options` go to the backend: `fsync`, `lock_wait` for local directories; s3fs's
     `S3FileSystem` arguments for `s3://`; `headers`, `timeout`, `cache_bytes` for `http(s)://`;
-    the fsspec filesystem's arguments for other protocols. Memory stores take none.
+    the fsspec filesystem's arguments for other protocols. Every backend also takes
+    `single_writer` (base.py; meaningful where compare-and-swap is not atomic), and the remote
+    ones (`s3://`, `http(s)://`) `max_attempts` and `retry_deadline` (retry.py).
     """
     options = dict(storage_options or {})
     match = _SCHEME.match(url_or_path)
@@ -60,14 +62,15 @@ def open_backend(url_or_path: str, *, storage_options: dict[str, Any] | None = N
     if scheme in ("", "file", "local"):
         from zoostore.storage.backends.local import LocalBackend
 
-        _check_options("local", options, {"fsync", "lock_wait"})
+        _check_options("local", options, {"fsync", "lock_wait", "single_writer"})
+        options.pop("single_writer", None)  # local compare-and-swap is atomic (lock file)
         path = url_or_path if not scheme else _file_url_to_path(url_or_path)
         return LocalBackend(path, **options)
 
     if scheme == "memory":
         from zoostore.storage.backends.memory import MemoryBackend
 
-        _check_options("memory", options, set())
+        _check_options("memory", options, {"single_writer"})
         return MemoryBackend(url_or_path[len("memory://") :])
 
     if scheme in ("s3", "s3a"):
@@ -78,7 +81,10 @@ def open_backend(url_or_path: str, *, storage_options: dict[str, Any] | None = N
     if scheme in ("http", "https"):
         from zoostore.storage.backends.http import HttpBackend
 
-        _check_options(scheme, options, {"headers", "timeout", "cache_bytes"})
+        _check_options(
+            scheme, options, {"headers", "timeout", "cache_bytes", "max_attempts", "retry_deadline", "single_writer"}
+        )
+        options.pop("single_writer", None)  # read-only: nothing to write
         return HttpBackend(url_or_path, **options)
 
     from zoostore.storage.backends.generic import GenericBackend

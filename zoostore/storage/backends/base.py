@@ -5,13 +5,42 @@ blocking and thread-safe; callers run them from a thread pool for concurrency.
 
 Capabilities are data (`Capabilities`), so operations can refuse early with a clear message
 (for instance, `publish` to an `https://` store) instead of failing halfway.
+
+Compare-and-swap is checked, not assumed. A backend whose server may ignore conditional writes
+(S3-compatible servers, any fsspec filesystem) refuses `put_cas`, the manifest write, with
+`CasUnsupportedError` unless the user chose single-writer mode: storage option
+`single_writer=True` or `ZOOSTORE_SINGLE_WRITER=1` (docs/remote-stores.md). In that mode the user
+promises that one process at a time writes manifests; nothing else checks it.
 """
 
 from __future__ import annotations
 
 import abc
+import os
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+from zoostore.storage.backends.retry import RetryPolicy
+
+#: Environment variable that opts every store into single-writer mode ("1", "true", "yes").
+SINGLE_WRITER_ENV = "ZOOSTORE_SINGLE_WRITER"
+#: Attempts of `Backend.put`'s read-then-compare-and-swap loop before it gives up.
+PUT_ATTEMPTS = 20
+
+
+def single_writer_option(options: dict[str, Any]) -> bool:
+    """Pop `single_writer` from storage options; else read `ZOOSTORE_SINGLE_WRITER`."""
+    value = options.pop("single_writer", None)
+    if value is None:
+        value = os.environ.get(SINGLE_WRITER_ENV, "")
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+#: Backoff between `Backend.put` rounds: short, as a lost round means another writer made progress.
+_PUT_BACKOFF = RetryPolicy(base=0.05, cap=2.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +67,7 @@ class Capabilities:
     deletes: bool = True
     listing: bool = True
     #: put_cas is atomic against concurrent writers (S3 conditional writes, local lock file).
+    #: On S3 it becomes what the server showed on the first `put_cas` (see `S3Backend`).
     atomic_cas: bool = True
 
 
@@ -47,6 +77,8 @@ class Backend(abc.ABC):
 
     url: str
     capabilities: Capabilities = Capabilities()
+    #: The user promised that one process at a time writes manifests (see the module docstring).
+    single_writer: bool = False
 
     @abc.abstractmethod
     def get(self, key: str) -> bytes:
@@ -112,10 +144,12 @@ class Backend(abc.ABC):
         """The store's clock, in seconds since the epoch, comparable with `ObjectInfo.mtime`."""
 
     def put(self, key: str, data: bytes) -> None:
-        """Unconditional overwrite (for mutable, non-shared objects); default via CAS loop."""
+        """Unconditional overwrite (for mutable, non-shared objects); default via CAS loop,
+        bounded: `ConflictError` after `PUT_ATTEMPTS` lost rounds."""
         from zoostore.core.errors import ConflictError, ObjectNotFoundError
 
-        while True:
+        last: ConflictError | None = None
+        for attempt in range(PUT_ATTEMPTS):
             try:
                 token: str | None = self.get_versioned(key).token
             except ObjectNotFoundError:
@@ -123,8 +157,29 @@ class Backend(abc.ABC):
             try:
                 self.put_cas(key, data, expected=token)
                 return
-            except ConflictError:
-                continue
+            except ConflictError as e:
+                last = e
+                time.sleep(_PUT_BACKOFF.delay(attempt))
+        raise ConflictError(
+            f"overwrite of {key!r} in {self.url} gave up after {PUT_ATTEMPTS} compare-and-swap "
+            f"rounds, each lost (last: {last}). Either other writers keep changing it, or the "
+            "server does not honour conditional writes (If-Match); retry later, or check the "
+            "server (docs/remote-stores.md)"
+        )
+
+    def refuse_unsafe_cas(self, key: str, why: str) -> None:
+        """Raise `CasUnsupportedError` for a manifest write unless in single-writer mode."""
+        from zoostore.core.errors import CasUnsupportedError
+
+        if self.single_writer:
+            return
+        raise CasUnsupportedError(
+            f"refusing to write {key!r} in {self.url}: {why}, so two processes writing at once "
+            "could silently lose each other's versions. If only one process at a time publishes, "
+            "tags, yanks or collects garbage in this store, opt in to single-writer mode with "
+            "ZOOSTORE_SINGLE_WRITER=1 (or storage option single_writer=true); otherwise use a "
+            "server that honours If-None-Match and If-Match (docs/remote-stores.md)"
+        )
 
     def close(self) -> None:
         """Release connections; default: nothing."""

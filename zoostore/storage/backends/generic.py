@@ -10,8 +10,10 @@ so this backend checks, then writes:
   make a single PUT visible all at once; on file-like filesystems a reader may see a partial object
   (zoostore verifies every hash, so it fails loudly rather than silently).
 - put_cas: read, compare the BLAKE3 hex token, write. Two racing publishers can lose each other's
-  manifest change. Publish from one place at a time, or use a native backend (s3://, a local or
-  NFS directory) where CAS is atomic.
+  manifest change, so put_cas (the manifest write) is refused with `CasUnsupportedError` unless
+  the user chose single-writer mode (`single_writer=True` or `ZOOSTORE_SINGLE_WRITER=1`: publish
+  from one place at a time), or use a native backend (s3://, a local or NFS directory) where CAS
+  is atomic.
 - freshen: `touch(truncate=False)` where the filesystem supports it, else rewrite the object with
   its own bytes (which sets a new modification time).
 - now(): modification time of a probe `tmp/clock-<uuid>`, written and deleted; this machine's
@@ -32,7 +34,7 @@ import blake3
 import fsspec
 from fsspec.core import url_to_fs
 
-from zoostore.storage.backends.base import Backend, Capabilities, ObjectInfo, Versioned
+from zoostore.storage.backends.base import Backend, Capabilities, ObjectInfo, Versioned, single_writer_option
 from zoostore.core.errors import ConflictError, ObjectNotFoundError
 
 _MTIME_FIELDS = ("mtime", "LastModified", "updated", "last_modified", "modified", "created")
@@ -71,6 +73,7 @@ class GenericBackend(Backend):
 
     def __init__(self, url: str, *, storage_options: dict[str, Any] | None = None) -> None:
         options = {"skip_instance_cache": True, **(storage_options or {})}
+        self.single_writer = single_writer_option(options)
         fs, root = url_to_fs(url, **options)
         self.fs: fsspec.AbstractFileSystem = fs
         self.url = url.rstrip("/")
@@ -127,6 +130,7 @@ class GenericBackend(Backend):
         self.fs.pipe_file(path, bytes(data))
 
     def put_cas(self, key: str, data: bytes, *, expected: str | None) -> str:
+        self.refuse_unsafe_cas(key, f"fsspec's {type(self.fs).__name__} has no conditional write")
         try:
             current: str | None = self.get_versioned(key).token
         except ObjectNotFoundError:

@@ -3,8 +3,17 @@
     https://cdn.example.org/zoo/zoostore.toml          key "zoostore.toml"
     https://cdn.example.org/zoo/packs/3f/3fa9...e1     key "packs/3f/3fa9...e1" (percent-encoded)
 
-Plain `urllib.request`, one connection per request: no dependency beyond the standard library,
-thread-safe without shared sessions, and HTTP proxies / `NO_PROXY` work as everywhere else.
+Requests go through urllib3 (a dependency of botocore, so always installed): a thread-safe pool
+of keep-alive connections per host, so a sync's many ranged reads do not each pay a TCP and TLS
+handshake. `HTTP_PROXY` / `HTTPS_PROXY` / `NO_PROXY` are honoured as `urllib.request` reads them.
+Redirects are followed (at most 5), except `key` -> `key/`: that is a server saying "a
+directory", and a directory is not an object (keys never end in "/"), so the answer is 404.
+
+Retries (`retry.RetryPolicy`: exponential backoff with full jitter, bounded in attempts and
+seconds; options `max_attempts`, `retry_deadline`): connection errors, timeouts (`timeout`
+seconds per connect and per read), truncated bodies (fewer bytes than Content-Length, a broken
+chunked stream) and HTTP 429/500/502/503/504 (honouring a `Retry-After` in seconds). When the
+budget is spent, or on another HTTP error (401, 403, ...), `RemoteError` names the URL and status.
 
 - get: GET; 404 (or 410) -> `ObjectNotFoundError`. `Accept-Encoding: identity` keeps byte ranges
   meaningful on servers that would otherwise compress on the fly.
@@ -27,23 +36,33 @@ thread-safe without shared sessions, and HTTP proxies / `NO_PROXY` work as every
 from __future__ import annotations
 
 import email.utils
+import itertools
 import threading
 import time
-import urllib.error
 import urllib.parse
 import urllib.request
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
-from email.message import Message
-from http.client import HTTPMessage
-from typing import Any, NoReturn
+from collections.abc import Iterable, Iterator, Mapping
+from http.client import HTTPException
+from typing import NoReturn
 
 import blake3
+import urllib3
 
 from zoostore.storage.backends.base import Backend, Capabilities, ObjectInfo, Versioned
-from zoostore.core.errors import ObjectNotFoundError, ReadOnlyError
+from zoostore.storage.backends.retry import RETRY_STATUSES, RetryPolicy
+from zoostore.core.errors import ObjectNotFoundError, ReadOnlyError, RemoteError
 
 DEFAULT_CACHE_BYTES = 256 * 1024 * 1024
+MAX_REDIRECTS = 5
+#: Connections kept per host: enough for the blob reader's threads.
+POOL_SIZE = 16
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+#: urllib3's errors that a retry can fix, minus those it cannot (bad URL, certificate).
+_TRANSIENT = (urllib3.exceptions.HTTPError, HTTPException, ConnectionError, TimeoutError)
+_PERMANENT = (urllib3.exceptions.LocationValueError, urllib3.exceptions.SSLError)
+
+Headers = Mapping[str, str]
 
 
 def _http_date(value: str | None) -> float | None:
@@ -63,18 +82,37 @@ def _content_range_start(value: str | None) -> int | None:
     return int(first) if first.isdigit() else None
 
 
-class _NoDirectoryRedirects(urllib.request.HTTPRedirectHandler):
-    """Follow redirects, except `key` -> `key/`: that is a server saying "a directory", and a
-    directory is not an object (keys never end in "/"), so answer 404 instead of its listing."""
+def _retry_after(headers: Headers) -> float | None:
+    value = headers.get("Retry-After", "")
+    return float(value) if value.isdigit() else None
 
-    def redirect_request(
-        self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: HTTPMessage, newurl: str
-    ) -> urllib.request.Request | None:
-        old_path = urllib.parse.urlsplit(req.full_url).path
-        new_path = urllib.parse.urlsplit(urllib.parse.urljoin(req.full_url, newurl)).path
-        if new_path == old_path + "/":
-            raise urllib.error.HTTPError(req.full_url, 404, "a directory, not an object", headers, fp)
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+class _Connections:
+    """One urllib3 pool manager for direct connections and one per proxy, chosen per URL the
+    way `urllib.request` does (`getproxies()`, `proxy_bypass()`)."""
+
+    def __init__(self) -> None:
+        self._direct = urllib3.PoolManager(num_pools=8, maxsize=POOL_SIZE)
+        self._proxies = urllib.request.getproxies()
+        self._via: dict[str, urllib3.PoolManager] = {}
+        self._lock = threading.Lock()
+
+    def for_url(self, url: str) -> urllib3.PoolManager:
+        parts = urllib.parse.urlsplit(url)
+        proxy = self._proxies.get(parts.scheme)
+        if not proxy or urllib.request.proxy_bypass(parts.hostname or ""):
+            return self._direct
+        with self._lock:
+            manager = self._via.get(proxy)
+            if manager is None:
+                manager = self._via[proxy] = urllib3.ProxyManager(proxy, num_pools=8, maxsize=POOL_SIZE)
+            return manager
+
+    def clear(self) -> None:
+        self._direct.clear()
+        with self._lock:
+            for manager in self._via.values():
+                manager.clear()
 
 
 class _WholeObjectCache:
@@ -119,15 +157,19 @@ class HttpBackend(Backend):
         headers: dict[str, str] | None = None,
         timeout: float = 60.0,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
+        max_attempts: int | None = None,
+        retry_deadline: float | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self._base = self.url + "/"
         self._headers = {"Accept-Encoding": "identity", **(headers or {})}
-        self._timeout = timeout
+        self._timeout = urllib3.Timeout(connect=timeout, read=timeout)
+        retry = {"max_attempts": max_attempts, "retry_deadline": retry_deadline}
+        self.retry = RetryPolicy.from_options({k: v for k, v in retry.items() if v is not None})
         #: False once the server answered a ranged GET with the wrong bytes or the whole object.
         self.ranges_supported = True
         self._cache = _WholeObjectCache(cache_bytes)
-        self._opener = urllib.request.build_opener(_NoDirectoryRedirects)
+        self._connections = _Connections()
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -139,25 +181,81 @@ class HttpBackend(Backend):
             f"object {key!r} not found at {self._object_url(key)} (HTTP 404)", key=key
         )
 
+    def _once(self, url: str, method: str, headers: dict[str, str]) -> tuple[int, Headers, bytes]:
+        """One request with its redirects; the whole body read (a short one raises)."""
+        for _ in range(MAX_REDIRECTS + 1):
+            response = self._connections.for_url(url).request(
+                method, url, headers=headers, timeout=self._timeout, retries=False, redirect=False,
+                preload_content=False, enforce_content_length=True,
+            )
+            try:
+                location = response.headers.get("Location")
+                if response.status in _REDIRECTS and location:
+                    new_url = urllib.parse.urljoin(url, location)
+                    if urllib.parse.urlsplit(new_url).path == urllib.parse.urlsplit(url).path + "/":
+                        # The server says "a directory"; a directory is not an object (keys never
+                        # end in "/"), so answer 404 instead of following to its listing.
+                        return 404, response.headers, b""
+                    url, method = new_url, "GET" if response.status == 303 and method != "HEAD" else method
+                    response.drain_conn()  # so that the connection can carry the next request
+                    continue
+                body = b"" if method == "HEAD" else response.read()
+                return response.status, response.headers, body
+            finally:
+                response.release_conn()
+        return 310, {}, b""  # too many redirects (310 is unassigned; reported below)
+
+    def _fetch(self, url: str, *, method: str = "GET", extra: dict[str, str] | None = None) -> tuple[int, Headers, bytes]:
+        """(status, headers, body) of a request, retried on transient failures. Returns any
+        status below 400, 404, 410 and 416; raises `RemoteError` for others and when the
+        retry budget is spent."""
+        headers = {**self._headers, **(extra or {})}
+        started = time.monotonic()
+        for attempt in itertools.count():
+            try:
+                status, answer, body = self._once(url, method, headers)
+            except _PERMANENT as e:
+                raise RemoteError(f"{method} {url} failed: {e}") from e
+            except _TRANSIENT as e:
+                wait = self.retry.next_delay(attempt, started)
+                if wait is None:
+                    raise self._gave_up(method, url, attempt, f"{type(e).__name__}: {e}") from e
+                time.sleep(wait)
+                continue
+            if status in RETRY_STATUSES:
+                wait = self.retry.next_delay(attempt, started, retry_after=_retry_after(answer))
+                if wait is None:
+                    raise self._gave_up(method, url, attempt, f"HTTP {status}")
+                time.sleep(wait)
+                continue
+            if status < 400 and status != 310 or status in (404, 410, 416):
+                return status, answer, body
+            raise RemoteError(
+                f"{method} {url} answered HTTP {status}"
+                + (" (more than 5 redirects)" if status == 310 else "")
+                + ": check the URL and that the server lets this machine read the store"
+                + (" (credentials or headers storage option)" if status in (401, 403) else "")
+            )
+        raise AssertionError("unreachable")
+
+    def _gave_up(self, method: str, url: str, attempt: int, last: str) -> RemoteError:
+        return RemoteError(
+            f"{method} {url} kept failing: gave up after {attempt + 1} attempt(s) (retry budget: "
+            f"{self.retry.describe()}); last error: {last}. Check that the server is up, or raise "
+            "max_attempts / retry_deadline (docs/remote-stores.md)"
+        )
+
     def _request(
         self, key: str, *, method: str = "GET", extra: dict[str, str] | None = None
-    ) -> tuple[int, Message, bytes]:
-        """(status, headers, body) of one request; 404/410 -> ObjectNotFoundError; 416 is
-        returned, other errors raise `urllib.error.HTTPError` (an OSError)."""
-        request = urllib.request.Request(
-            self._object_url(key), method=method, headers={**self._headers, **(extra or {})}
-        )
-        try:
-            with self._opener.open(request, timeout=self._timeout) as response:
-                body = response.read() if method != "HEAD" else b""
-                return int(response.status), response.headers, body
-        except urllib.error.HTTPError as e:
-            with e:
-                if e.code in (404, 410):
-                    raise self._missing(key) from None
-                if e.code == 416:
-                    return 416, e.headers, b""
-                raise
+    ) -> tuple[int, Headers, bytes]:
+        """`_fetch` of a key; 404/410 -> ObjectNotFoundError."""
+        status, headers, body = self._fetch(self._object_url(key), method=method, extra=extra)
+        if status in (404, 410):
+            raise self._missing(key)
+        return status, headers, body
+
+    def close(self) -> None:
+        self._connections.clear()
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -209,14 +307,12 @@ class HttpBackend(Backend):
         return ObjectInfo(key=key, size=size, mtime=mtime)
 
     def now(self) -> float:
-        request = urllib.request.Request(self._base, method="HEAD", headers=self._headers)
+        # Any answer on the store root, even 403 or 404, carries the server's Date.
         try:
-            with self._opener.open(request, timeout=self._timeout) as response:
-                date = response.headers.get("Date")
-        except urllib.error.HTTPError as e:  # a 403/404 on the root still carries the Date
-            with e:
-                date = e.headers.get("Date")
-        return _http_date(date) or time.time()
+            _, headers, _ = self._once(self._base, "HEAD", self._headers)
+        except (*_TRANSIENT, *_PERMANENT):
+            return time.time()
+        return _http_date(headers.get("Date")) or time.time()
 
     # -- writes: refused -------------------------------------------------------------------
 

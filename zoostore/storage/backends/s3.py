@@ -3,22 +3,43 @@
     s3://<bucket>/<prefix>/zoostore.toml        key "zoostore.toml" -> object "<prefix>/zoostore.toml"
     s3://<bucket>/<prefix>/packs/3f/3fa9...e1
     s3://<bucket>/<prefix>/tmp/clock-<uuid>     a short-lived probe written by `now()`
+    s3://<bucket>/<prefix>/tmp/cas-probe-<uuid> a short-lived probe of conditional writes
 
 How the calls are made: every operation is a coroutine that calls the S3 API through
-`S3FileSystem._call_s3` (s3fs's request path: credentials, region, retries of transient errors)
-and runs on s3fs's event-loop thread via `fsspec.asyn.sync`. Calling the API directly, rather than
-`fs.pipe_file(...)`, is what gives us the conditional-write headers and the response (ETag,
-status code) that the contract needs. s3fs turns a `ClientError` into a builtin (`FileExistsError`
-for a failed If-None-Match, `OSError` otherwise) and keeps the original as `__cause__`; `_error`
-reads the S3 error code and HTTP status from there.
+`S3FileSystem._call_s3` (s3fs's request path: credentials, region) and runs on s3fs's event-loop
+thread via `fsspec.asyn.sync`. Calling the API directly, rather than `fs.pipe_file(...)`, is what
+gives us the conditional-write headers and the response (ETag, status code) that the contract
+needs. s3fs turns a `ClientError` into a builtin (`FileExistsError` for a failed If-None-Match,
+`OSError` otherwise) and keeps the original as `__cause__`; `_error` reads the S3 error code and
+HTTP status from there.
+
+Retries: one layer, ours (`retry.RetryPolicy`: exponential backoff with full jitter, bounded in
+attempts and seconds; storage options `max_attempts`, `retry_deadline`, `timeout`). It retries
+connection errors, timeouts, truncated bodies, 429/500/502/503/504 and SlowDown; botocore's and
+s3fs's own retries are switched off (botocore's unless `config_kwargs["retries"]` is given) so that
+attempts do not multiply. Retrying a conditional PUT is safe: it fails with 412 if anything
+changed meanwhile.
 
 - put_if_absent: PutObject with `If-None-Match: *`; 412 PreconditionFailed -> False (already
   there); 409 ConditionalRequestConflict (a concurrent conditional write to the same key is in
-  flight) -> retry with backoff.
+  flight) -> retry with backoff; a 500 that outlives the retries -> False if the key now exists.
+  On a server that failed the probe, a HEAD comes first, so that `init` does not replace an
+  existing `zoostore.toml` (racy, but content-addressed keys hold the same bytes anyway).
 - put_cas: PutObject with `If-Match: <etag>` (or `If-None-Match: *` when `expected` is None); 412,
-  or 404 for `If-Match` on a vanished key, -> ConflictError; 409 -> retry. The token is the ETag,
-  quotes included. A retried PUT whose first attempt succeeded but whose answer was lost reports
-  a conflict; the caller re-reads and finds its own change, which is harmless for manifests.
+  or 404 for `If-Match` on a vanished key, -> ConflictError; 409 -> retry. The ETag goes out
+  *bare* (without its quotes): radosgw 16 matches only that form on PUT, AWS and moto accept
+  both; the probe below switches to the quoted form for a server that wants it. A 500 that
+  outlives the retries is a ConflictError too: radosgw answers some losers of a race with 500
+  (ECANCELED) instead of 412, and the caller re-reads anyway. A retried PUT whose first attempt
+  succeeded but whose answer was lost reports a conflict; the caller re-reads and finds its own
+  change, which is harmless for manifests.
+- The first conditional write of a backend probes the server (`probe_cas`): on a fresh probe key,
+  `If-None-Match: *` must fail, `If-Match` with a wrong ETag must fail, `If-Match` with the
+  right one must succeed. The result sets `capabilities.atomic_cas` and `cas_report`; where it
+  fails, put_cas raises `CasUnsupportedError` unless in single-writer mode (base.py). The probe
+  shows that the server honours the headers, not that it applies them atomically under
+  concurrency (moto does not); no sequential probe can show that.
+- put: a plain PutObject (S3 replaces objects atomically).
 - get_range: ranged GetObject; 416 (start at or past the end) -> b""; a server that ignores Range
   (200 instead of 206) has its full body sliced, so bytes never come from the wrong offset.
 - list: paginated ListObjectsV2 under the prefix; LastModified -> mtime.
@@ -31,32 +52,47 @@ reads the S3 error code and HTTP status from there.
   put, HEAD-ed and deleted. LastModified in HTTP headers has one-second resolution, so `now()`
   may lag the true time by up to a second: gc then deletes slightly less, which is the safe side.
 
-Conditional writes are atomic on AWS S3 (since 2024-08 for If-None-Match, 2024-11 for If-Match).
-S3-compatible servers that silently ignore these headers would make both operations plain PUTs:
-check your server before trusting `atomic_cas`.
+Conditional writes are atomic on AWS S3 (since 2024-08 for If-None-Match, 2024-11 for If-Match)
+and, as measured, on radosgw 16 (docs/radosgw.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
+import threading
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import fsspec.asyn
 import s3fs
+from botocore import exceptions as botoexc
 
-from zoostore.storage.backends.base import Backend, Capabilities, ObjectInfo, Versioned
-from zoostore.core.errors import ConflictError, ObjectNotFoundError, UsageError
+from zoostore.storage.backends.base import Backend, Capabilities, ObjectInfo, Versioned, single_writer_option
+from zoostore.storage.backends.retry import RETRY_CODES, RETRY_STATUSES, RetryPolicy
+from zoostore.core.errors import ConflictError, ObjectNotFoundError, RemoteError, UsageError
 
 T = TypeVar("T")
 
 #: DeleteObjects accepts at most 1,000 keys per request (S3 API reference).
 DELETE_BATCH = 1000
-#: Attempts on 409 ConditionalRequestConflict before giving up with ConflictError.
+#: Attempts on 409 ConditionalRequestConflict (or a 500 on put_if_absent) before giving up.
 _CONFLICT_ATTEMPTS = 8
-_READ_ATTEMPTS = 3
-_RETRYABLE_READ = tuple(getattr(s3fs.core, "S3_RETRYABLE_ERRORS", ())) + (ConnectionError, TimeoutError)
+#: Exceptions that mean "the request or its body did not get through": retried.
+_TRANSIENT = tuple(getattr(s3fs.core, "S3_RETRYABLE_ERRORS", ())) + (
+    ConnectionError,
+    TimeoutError,
+    asyncio.TimeoutError,
+    botoexc.HTTPClientError,
+    botoexc.ConnectionError,
+    botoexc.IncompleteReadError,
+)
+#: A syntactically valid ETag that no object has (MD5 of nothing is d41d8cd9..., not this).
+_WRONG_ETAG = "0" * 32
 
 
 def _error(exc: BaseException) -> tuple[str, int]:
@@ -79,9 +115,57 @@ def _is_not_found(exc: BaseException) -> bool:
     return status == 404 or code in ("NoSuchKey", "NotFound", "404")
 
 
+def _is_transient(exc: BaseException) -> bool:
+    code, status = _error(exc)
+    if status in RETRY_STATUSES or code in RETRY_CODES:
+        return True
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, _TRANSIENT):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    seen: BaseException | None = exc
+    while seen is not None:
+        response = getattr(seen, "response", None)
+        if isinstance(response, dict):
+            value = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("retry-after", "")
+            return float(value) if str(value).isdigit() else None
+        seen = seen.__cause__
+    return None
+
+
+def _client_options(options: dict[str, Any]) -> dict[str, Any]:
+    """s3fs options with zoostore's defaults: our retries only, `timeout` for botocore."""
+    options = {"skip_instance_cache": True, **options}
+    options.pop("asynchronous", None)  # we drive the loop ourselves through fsspec.asyn.sync
+    config = dict(options.get("config_kwargs") or {})
+    config.setdefault("retries", {"total_max_attempts": 1, "mode": "standard"})
+    timeout = options.pop("timeout", None)
+    if timeout is not None:
+        config.setdefault("connect_timeout", float(timeout))
+        config.setdefault("read_timeout", float(timeout))
+    options["config_kwargs"] = config
+    return options
+
+
+def _endpoint(options: dict[str, Any]) -> str:
+    return str(
+        options.get("endpoint_url")
+        or (options.get("client_kwargs") or {}).get("endpoint_url")
+        or os.environ.get("AWS_ENDPOINT_URL_S3")
+        or os.environ.get("AWS_ENDPOINT_URL")
+        or "AWS S3"
+    )
+
+
 class S3Backend(Backend):
     """A `Backend` over `s3://bucket/prefix`. `storage_options` go to `s3fs.S3FileSystem`
-    (with `skip_instance_cache=True` unless given, so backends never share hidden state)."""
+    (with `skip_instance_cache=True` unless given, so backends never share hidden state), except
+    zoostore's own: `single_writer`, `max_attempts`, `retry_deadline`, `timeout`."""
 
     capabilities = Capabilities()
 
@@ -94,17 +178,44 @@ class S3Backend(Backend):
         self.bucket = bucket
         self.prefix = prefix + "/" if prefix else ""
         self.url = f"{scheme}://{bucket}/{prefix}".rstrip("/")
-        options = {"skip_instance_cache": True, **(storage_options or {})}
-        options.pop("asynchronous", None)  # we drive the loop ourselves through fsspec.asyn.sync
-        self._fs = s3fs.S3FileSystem(**options)
+        options = dict(storage_options or {})
+        self.single_writer = single_writer_option(options)
+        self.retry = RetryPolicy.from_options(options)
+        self.endpoint = _endpoint(options)
+        self._fs = s3fs.S3FileSystem(**_client_options(options))
+        self._fs.retries = 1  # s3fs's own retry loop (a class attribute): one attempt, ours retries
+        #: What the conditional-write probe found (None until the first conditional write).
+        self.cas_report: str | None = None
+        self._quoted_if_match = False
+        self._probe_lock = threading.Lock()
 
     # -- plumbing --------------------------------------------------------------------------
 
     def _run(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         return fsspec.asyn.sync(self._fs.loop, fn, *args, **kwargs)  # type: ignore[no-any-return]
 
+    async def _retrying(self, attempt_fn: Callable[[], Awaitable[T]]) -> T:
+        """Run one request (a fresh coroutine per attempt) under the retry policy."""
+        started = time.monotonic()
+        for attempt in itertools.count():
+            try:
+                return await attempt_fn()
+            except Exception as e:
+                if not _is_transient(e):
+                    raise
+                wait = self.retry.next_delay(attempt, started, retry_after=_retry_after(e))
+                if wait is None:
+                    raise RemoteError(
+                        f"S3 request to {self.endpoint} for {self.url} kept failing: gave up after "
+                        f"{attempt + 1} attempt(s) (retry budget: {self.retry.describe()}); last error: "
+                        f"{type(e).__name__}: {e}. Check that the endpoint is up and reachable, or "
+                        "raise max_attempts / retry_deadline (docs/remote-stores.md)"
+                    ) from e
+                await asyncio.sleep(wait)
+        raise AssertionError("unreachable")
+
     async def _call(self, method: str, **kwargs: Any) -> Any:
-        return await self._fs._call_s3(method, Bucket=self.bucket, **kwargs)
+        return await self._retrying(lambda: self._fs._call_s3(method, Bucket=self.bucket, **kwargs))
 
     def _full(self, key: str) -> str:
         return self.prefix + key
@@ -116,28 +227,28 @@ class S3Backend(Backend):
         return ConflictError(
             f"compare-and-swap on {key!r} in {self.url} lost: expected "
             f"{'no object' if expected is None else 'ETag ' + expected} but {detail}; "
-            "re-read the object, re-apply the change and retry"
+            "re-read the object, re-apply the change and retry. If no other process writes "
+            f"this store, the server at {self.endpoint} may not honour If-Match "
+            "(docs/remote-stores.md)"
         )
 
     async def _read_body(self, key: str, **kwargs: Any) -> tuple[bytes, dict[str, Any]]:
-        """GetObject and read the whole body, retrying transient failures of the body read."""
-        for attempt in range(_READ_ATTEMPTS):
-            try:
-                response = await self._call("get_object", Key=self._full(key), **kwargs)
-            except Exception as e:
-                if _is_not_found(e):
-                    raise self._missing(key) from None
-                raise
+        """GetObject and read the whole body; a failed request or a truncated body is retried."""
+
+        async def attempt() -> tuple[bytes, dict[str, Any]]:
+            response = await self._fs._call_s3("get_object", Bucket=self.bucket, Key=self._full(key), **kwargs)
             body = response["Body"]
             try:
                 return await body.read(), response
-            except _RETRYABLE_READ:
-                if attempt + 1 == _READ_ATTEMPTS:
-                    raise
-                await asyncio.sleep(0.1 * 2**attempt)
             finally:
                 body.close()
-        raise AssertionError("unreachable")
+
+        try:
+            return await self._retrying(attempt)
+        except Exception as e:
+            if _is_not_found(e):
+                raise self._missing(key) from None
+            raise
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -209,8 +320,9 @@ class S3Backend(Backend):
     # -- writes ----------------------------------------------------------------------------
 
     async def _put_conditional(self, key: str, data: bytes, condition: dict[str, str]) -> tuple[str, str]:
-        """PutObject with a condition. Returns ("ok", etag), ("failed", "") on 412/404."""
-        delay = 0.05
+        """PutObject with a condition. Returns ("ok", etag); ("failed", "") on 412, or 404 for
+        If-Match; ("busy", "") when 409s outlast `_CONFLICT_ATTEMPTS`; ("500", "") when a 500
+        outlasts the retry policy (radosgw's answer to some losers of a race)."""
         for attempt in range(_CONFLICT_ATTEMPTS):
             try:
                 response = await self._call("put_object", Key=self._full(key), Body=data, **condition)
@@ -220,33 +332,109 @@ class S3Backend(Backend):
                     return "failed", ""
                 if "IfMatch" in condition and (status == 404 or code == "NoSuchKey"):
                     return "failed", ""
-                if (status == 409 or code == "ConditionalRequestConflict") and attempt + 1 < _CONFLICT_ATTEMPTS:
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 1.0)
-                    continue
+                if status == 500:
+                    return "500", ""
                 if status == 409 or code == "ConditionalRequestConflict":
-                    return "busy", ""
+                    await asyncio.sleep(self.retry.delay(attempt))
+                    continue
                 raise
             return "ok", str(response["ETag"])
         return "busy", ""
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
-        outcome, _ = self._run(self._put_conditional, key, bytes(data), {"IfNoneMatch": "*"})
-        if outcome == "busy":
-            raise ConflictError(
-                f"put of {key!r} to {self.url} kept meeting concurrent conditional writes "
-                f"(409 ConditionalRequestConflict, {_CONFLICT_ATTEMPTS} attempts); retry later"
-            )
-        return outcome == "ok"
+        if not self._probed().atomic_cas and self.exists(key):
+            return False  # the server ignores If-None-Match: check first (racy, but never clobbers a seen object)
+        for _ in range(_CONFLICT_ATTEMPTS):
+            outcome, _ = self._run(self._put_conditional, key, bytes(data), {"IfNoneMatch": "*"})
+            if outcome == "500" and not self.exists(key):
+                continue  # the 500 was not a lost race: nothing is there yet
+            if outcome in ("ok", "failed", "500"):
+                return outcome == "ok"
+        raise ConflictError(
+            f"put of {key!r} to {self.url} kept meeting concurrent conditional writes "
+            f"(409 ConditionalRequestConflict or 500, {_CONFLICT_ATTEMPTS} attempts); retry later"
+        )
 
     def put_cas(self, key: str, data: bytes, *, expected: str | None) -> str:
-        condition = {"IfNoneMatch": "*"} if expected is None else {"IfMatch": expected}
+        self._check_cas(key)
+        condition = {"IfNoneMatch": "*"} if expected is None else {"IfMatch": self._if_match(expected)}
         outcome, etag = self._run(self._put_conditional, key, bytes(data), condition)
         if outcome == "failed":
             raise self._conflict(key, expected, "the object changed (412 Precondition Failed)")
+        if outcome == "500":
+            raise self._conflict(key, expected, "the server answered 500, which radosgw gives some losers of a race")
         if outcome == "busy":
             raise self._conflict(key, expected, "other writers kept it busy (409)")
         return etag
+
+    def put(self, key: str, data: bytes) -> None:
+        self._run(self._call, "put_object", Key=self._full(key), Body=bytes(data))
+
+    # -- the conditional-write probe -------------------------------------------------------
+
+    def _if_match(self, token: str) -> str:
+        bare = token.strip('"')
+        return f'"{bare}"' if self._quoted_if_match else bare
+
+    def _probed(self) -> Capabilities:
+        """The capabilities, after probing the server once (on the first conditional write)."""
+        with self._probe_lock:
+            if self.cas_report is None:
+                self.probe_cas()
+        return self.capabilities
+
+    def _check_cas(self, key: str) -> None:
+        """Refuse a compare-and-swap unless the server honours conditions or single-writer mode."""
+        if not self._probed().atomic_cas:
+            self.refuse_unsafe_cas(
+                key, f"the server at {self.endpoint} failed zoostore's conditional-write check: {self.cas_report}"
+            )
+
+    def probe_cas(self) -> bool:
+        """Check that the server honours If-None-Match: * and If-Match; record the result in
+        `capabilities.atomic_cas` and `cas_report`. Returns atomic_cas."""
+        atomic, quoted, report = self._run(self._probe)
+        self._quoted_if_match = quoted
+        self.cas_report = report
+        self.capabilities = replace(type(self).capabilities, atomic_cas=atomic)
+        return atomic
+
+    async def _probe(self) -> tuple[bool, bool, str]:
+        """(honours both conditions, If-Match wants quoted ETags, what was seen)."""
+        key = self._full(f"tmp/cas-probe-{uuid.uuid4().hex}")
+
+        async def put(body: bytes, **condition: str) -> tuple[int, str]:
+            try:
+                response = await self._call("put_object", Key=key, Body=body, **condition)
+            except Exception as e:
+                status = _error(e)[1]
+                if not status:
+                    raise
+                return status, ""
+            return 200, str(response["ETag"])
+
+        _, etag = await put(b"zoostore conditional-write probe 1")
+        try:
+            status, _ = await put(b"2", IfNoneMatch="*")
+            if status == 200:
+                return False, False, "it overwrote an existing object despite If-None-Match: *"
+            status, _ = await put(b"3", IfMatch=_WRONG_ETAG)
+            if status == 200:
+                return False, False, "it replaced an object despite If-Match with a wrong ETag"
+            status, _ = await put(b"4", IfMatch=etag.strip('"'))
+            if status == 200:
+                return True, False, "honours If-None-Match: * and If-Match (bare ETags)"
+            status, _ = await put(b"5", IfMatch=f'"{etag.strip(chr(34))}"')
+            if status == 200:
+                return True, True, "honours If-None-Match: * and If-Match (quoted ETags)"
+            return False, False, (
+                f"it refused If-Match with the object's current ETag, bare and quoted (HTTP {status})"
+            )
+        finally:
+            try:
+                await self._call("delete_object", Key=key)
+            except Exception:  # noqa: BLE001 - a leftover probe is harmless; gc of tmp/ is not ours
+                pass
 
     def delete(self, keys: Iterable[str]) -> None:
         batch: list[str] = []

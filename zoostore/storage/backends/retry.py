@@ -1,0 +1,89 @@
+"""Retry policy for remote backends: exponential backoff with full jitter, bounded in count and time.
+
+Transient failures (a refused or reset connection, a timeout, a truncated body, HTTP 429, 500,
+502, 503, 504, S3's SlowDown) are retried by the S3 and HTTP backends with one policy:
+
+    attempt 1 -> wait uniform(0, min(cap, base * 2**0)) -> attempt 2 -> ... -> attempt N
+    stop early when `deadline` seconds have passed since the first attempt
+
+Full jitter (each wait uniform between 0 and the exponential bound) is the variant the AWS
+Architecture Blog measured as spreading competing clients best ("Exponential Backoff And
+Jitter", 2015). A `Retry-After` answer (seconds) raises the wait to what the server asked, capped
+by `cap`. Storage options `max_attempts` (default 5; 1 disables retries) and `retry_deadline`
+(seconds, default 120) configure it; so do `ZOOSTORE_MAX_ATTEMPTS` and `ZOOSTORE_RETRY_DEADLINE`.
+Every retried read is verified by the layers above (chunk and blob hashes), so a retry can never
+return wrong bytes silently.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from zoostore.core.errors import UsageError
+
+#: HTTP statuses that mean "try again": too many requests, server error, bad gateway,
+#: unavailable, gateway timeout (RFC 9110 section 15.6; 429 from RFC 6585).
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: S3 error codes that mean the same (AWS S3 API reference, "Error responses").
+RETRY_CODES = frozenset({"SlowDown", "InternalError", "RequestTimeout", "ServiceUnavailable",
+                         "Throttling", "ThrottlingException"})
+
+DEFAULT_ATTEMPTS = 5
+DEFAULT_DEADLINE = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often and how long to retry one request."""
+
+    max_attempts: int = DEFAULT_ATTEMPTS
+    deadline: float = DEFAULT_DEADLINE
+    base: float = 0.1
+    cap: float = 10.0
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> RetryPolicy:
+        """Pop `max_attempts` and `retry_deadline` from storage options (else the environment)."""
+        attempts = options.pop("max_attempts", None)
+        if attempts is None:
+            attempts = os.environ.get("ZOOSTORE_MAX_ATTEMPTS") or DEFAULT_ATTEMPTS
+        deadline = options.pop("retry_deadline", None)
+        if deadline is None:
+            deadline = os.environ.get("ZOOSTORE_RETRY_DEADLINE") or DEFAULT_DEADLINE
+        try:
+            policy = cls(max_attempts=int(attempts), deadline=float(deadline))
+        except (TypeError, ValueError):
+            raise UsageError(
+                f"invalid retry options max_attempts={attempts!r}, retry_deadline={deadline!r}: "
+                "expected a whole number of attempts (1 = no retries) and a number of seconds"
+            ) from None
+        if policy.max_attempts < 1 or policy.deadline < 0:
+            raise UsageError(
+                f"invalid retry options max_attempts={policy.max_attempts}, retry_deadline="
+                f"{policy.deadline:g}: expected at least 1 attempt and a non-negative deadline"
+            )
+        return policy
+
+    def delay(self, attempt: int, *, retry_after: float | None = None) -> float:
+        """Seconds to wait after failed attempt `attempt` (0-based)."""
+        wait = random.uniform(0, min(self.cap, self.base * 2**attempt))
+        if retry_after is not None:
+            wait = max(wait, min(self.cap, retry_after))
+        return wait
+
+    def next_delay(self, attempt: int, started: float, *, retry_after: float | None = None) -> float | None:
+        """The wait before another attempt after failed attempt `attempt` (0-based) of a request
+        that started at `started` (time.monotonic()), or None when the budget is spent."""
+        if attempt + 1 >= self.max_attempts:
+            return None
+        wait = self.delay(attempt, retry_after=retry_after)
+        if time.monotonic() + wait - started > self.deadline:
+            return None
+        return wait
+
+    def describe(self) -> str:
+        return f"{self.max_attempts} attempts within {self.deadline:g} s"

@@ -225,3 +225,10 @@ def test_functions_stay_under_60_lines_or_say_why() -> None:
 def test_the_layer_rule_itself(source: str, target: str, allowed: bool) -> None:
     src, dst = _part(source), _part(target)
     assert (LAYERS[dst] <= LAYERS[src] and (src, dst) not in FORBIDDEN) is allowed
+
+
+def test_docs_architecture_names_every_module() -> None:
+    doc = (PACKAGE.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
+    missing = [str(m.path.relative_to(PACKAGE.parent)) for m in MODULES
+               if f"`{m.path.relative_to(PACKAGE.parent)}`" not in doc]
+    assert not missing, f"docs/architecture.md has no line for: {missing}"

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from zoostore.storage import blobs as blobstore
 from zoostore.cli import main as cli
 from zoostore.documents.store_config import Chunking, StoreConfig
 from zoostore.core.digest import Digest
@@ -29,14 +28,18 @@ from zoostore.repository import Store
 
 HOUR = 3600.0
 #: Tiny chunks and packs: a 40 kB file spans several packs, so dedup and repack have work.
-TINY = StoreConfig(chunking=Chunking(256, 1024, 4096), pack_target_size=16 * 1024, grace_seconds=HOUR)
+# A settle time of 0.2 s keeps the publish/gc handshake quick in tests (docs/gc.md).
+TINY = StoreConfig(chunking=Chunking(256, 1024, 4096), pack_target_size=16 * 1024, grace_seconds=HOUR,
+                   settle_seconds=0.2)
 
 
 # -- helpers (shared) ------------------------------------------------------------------------
 
 
-def make_zoo(path: Path, *, grace: float = HOUR, pack_size: int = TINY.pack_target_size) -> Store:
-    config = StoreConfig(chunking=TINY.chunking, pack_target_size=pack_size, grace_seconds=grace)
+def make_zoo(path: Path, *, grace: float = HOUR, pack_size: int = TINY.pack_target_size,
+             settle: float = TINY.settle_seconds) -> Store:
+    config = StoreConfig(chunking=TINY.chunking, pack_target_size=pack_size, grace_seconds=grace,
+                         settle_seconds=settle)
     zoo, _ = init_store(path, config=config)
     assert isinstance(zoo, Store)
     return zoo
@@ -120,12 +123,6 @@ def lock_text(store: str, pins: dict[str, str], zoo: Store | None = None) -> str
             files = tuple(LockedFile(arch, path, e.blob, e.size) for arch, path, e in release.blobs())
         models[name] = LockedModel(name, "*", ("x86_64",), (), version, files)
     return Lock(store=store, models=models).dumps()
-
-
-@pytest.fixture(autouse=True)
-def quick_settle(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Publishers that freshened an old object wait SETTLE_SECONDS; keep tests fast."""
-    monkeypatch.setattr(blobstore, "SETTLE_SECONDS", 0.2)
 
 
 # -- sweeping without --keep --------------------------------------------------------------------

@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 
 from test_gc import assert_all_readable, content, mutate, write_files
-from zoostore.storage import blobs as blobstore
 from zoostore.documents.store_config import Chunking, StoreConfig
 from zoostore.ops.gc import plan_gc
 from zoostore.repository import init_store, open_store
@@ -31,15 +30,14 @@ GRACE = 6.0
 SETTLE = 0.3
 PUBLISHERS = 3
 VERSIONS = 4
-CONFIG = StoreConfig(chunking=Chunking(1024, 4096, 16384), pack_target_size=32 * 1024, grace_seconds=GRACE)
+CONFIG = StoreConfig(chunking=Chunking(1024, 4096, 16384), pack_target_size=32 * 1024, grace_seconds=GRACE,
+                     settle_seconds=SETTLE)
 
 
 def _publisher(url: str, options: dict[str, Any], work: str, worker: int, out: str) -> None:
-    from zoostore.storage import blobs as blobstore
     from zoostore.core.errors import ConflictError
     from zoostore.ops.publish import publish
 
-    blobstore.SETTLE_SECONDS = SETTLE
     zoo = open_store(url, storage_options=options)
     root = Path(work) / f"w{worker}"
     done: list[tuple[str, str]] = []
@@ -77,7 +75,6 @@ def _publisher(url: str, options: dict[str, Any], work: str, worker: int, out: s
 @pytest.mark.slow
 def test_gc_loop_while_publishing_on_s3(tmp_path: Path, s3_bucket: str, s3_storage_options: dict[str, Any],
                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(blobstore, "SETTLE_SECONDS", SETTLE)
     url = f"s3://{s3_bucket}/zoo"
     zoo, _ = init_store(url, config=CONFIG, storage_options=s3_storage_options)
     ctx = multiprocessing.get_context("spawn")

@@ -32,7 +32,6 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, initialize, invariant, rule
 
 from test_gc import age_store, assert_all_readable, content, make_zoo, mutate, write_files
-from zoostore.storage import blobs as blobstore
 from zoostore.core import semver
 from zoostore.core.digest import Digest, hash_file
 from zoostore.core.errors import ConflictError
@@ -78,7 +77,7 @@ class GcMachine(RuleBasedStateMachine):
         super().__init__()
         self.tmp = Path(tempfile.mkdtemp(prefix="gc-sm-"))
         # Packs of a few chunks: dropping a version leaves whole packs dead more often.
-        self.zoo: Store = make_zoo(self.tmp / "store", grace=G, pack_size=4096)
+        self.zoo: Store = make_zoo(self.tmp / "store", grace=G, pack_size=4096, settle=0.01)
         self.bases = [content(1000 + i, n=12_000) for i in range(2)]
         self.contents: dict[str, list[bytes]] = {m: [] for m in MODELS}  # files ever written
         self.expected: dict[str, dict[str, dict[str, Digest]]] = {m: {} for m in MODELS}
@@ -289,11 +288,6 @@ class GcMachine(RuleBasedStateMachine):
                     assert {p: e.blob for _, p, e in release.blobs()} == files
         finally:
             shutil.rmtree(self.tmp, ignore_errors=True)
-
-
-@pytest.fixture(autouse=True)
-def quick_settle(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(blobstore, "SETTLE_SECONDS", 0.01)
 
 
 GcMachine.TestCase.settings = settings(

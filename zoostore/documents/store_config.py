@@ -24,6 +24,7 @@ from typing import Any
 import tomli_w
 
 from zoostore.storage import codec
+from zoostore.storage.params import Chunking
 from zoostore.core.errors import FormatError, UsageError
 from zoostore.core.tomldoc import load_versioned
 
@@ -54,6 +55,8 @@ def parse_duration(text: str) -> float:
 
 
 def format_duration(seconds: float) -> str:
+    if seconds != int(seconds):
+        return f"{round(seconds * 1000)}ms"
     s = int(seconds)
     for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
         if s and s % size == 0:
@@ -61,12 +64,8 @@ def format_duration(seconds: float) -> str:
     return f"{s}s"
 
 
-@dataclass(frozen=True, slots=True)
-class Chunking:
-    min_size: int = 16 * 1024
-    avg_size: int = 64 * 1024
-    max_size: int = 256 * 1024
-    algorithm: str = "fastcdc-2020"
+#: Default settle time of the publish/gc handshake: far above a request's latency, far below G.
+DEFAULT_SETTLE = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +75,8 @@ class StoreConfig:
     codecs: tuple[int, ...] = (codec.RAW, codec.ZSTD, codec.BYTEGROUP)
     zstd_level: int = 1  # level 3 stores 0.4% less at 20% more CPU (docs/bench-store.md)
     grace_seconds: float = 24 * 3600.0
+    #: The handshake's settle time (docs/gc.md); written to zoostore.toml only when not the default.
+    settle_seconds: float = DEFAULT_SETTLE
     format: int = FORMAT
 
     def to_toml(self) -> str:
@@ -92,7 +93,8 @@ class StoreConfig:
                 "enabled": [codec.CODEC_NAMES[c] for c in self.codecs],
                 "zstd_level": self.zstd_level,
             },
-            "gc": {"grace": format_duration(self.grace_seconds)},
+            "gc": {"grace": format_duration(self.grace_seconds),
+                   **({"settle": format_duration(self.settle_seconds)} if self.settle_seconds != DEFAULT_SETTLE else {})},
         }
         return "# zoostore store config: written by 'zoostore init'; do not edit chunking.\n" + tomli_w.dumps(doc)
 
@@ -120,7 +122,8 @@ class StoreConfig:
                 f"{where}: codecs.enabled names unknown codecs {unknown}; this zoostore knows "
                 f"{sorted(names)}: upgrade zoostore"
             )
-        grace = _section(doc, "gc", where).get("grace", "24h")
+        gc = _section(doc, "gc", where)
+        grace = gc.get("grace", "24h")
         if not isinstance(grace, str):
             raise FormatError(f"{where}: gc.grace must be a duration such as \"24h\", got {grace!r}")
         try:
@@ -129,6 +132,13 @@ class StoreConfig:
             raise FormatError(f"{where}: gc.grace: {exc}") from None
         if not 0 <= grace_seconds <= MAX_GRACE:
             raise FormatError(f"{where}: gc.grace {grace!r} is out of range (0 to 3650d)")
+        settle = gc.get("settle", format_duration(DEFAULT_SETTLE))
+        try:
+            settle_seconds = parse_duration(settle) if isinstance(settle, str) else -1.0
+        except UsageError:
+            settle_seconds = -1.0
+        if not 0 <= settle_seconds <= 600:
+            raise FormatError(f"{where}: gc.settle must be a duration from 0s to 10m, got {settle!r}")
         return cls(
             chunking=Chunking(min_size=sizes[0], avg_size=sizes[1], max_size=sizes[2]),
             pack_target_size=_int(_section(doc, "packs", where), "target_size", where, "packs", 1024, 2**40,
@@ -136,6 +146,7 @@ class StoreConfig:
             codecs=tuple(names[n] for n in enabled),
             zstd_level=_int(codecs, "zstd_level", where, "codecs", -7, 22, default=3),
             grace_seconds=grace_seconds,
+            settle_seconds=settle_seconds,
             format=fmt,
         )
 

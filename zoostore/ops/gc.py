@@ -25,8 +25,8 @@ Order of a run (the safety argument is in docs/gc.md):
    meanwhile still protects its version), re-reads every manifest, re-lists packs/ and blobs/,
    reads recipes it has not seen, and deletes only objects that the plan listed and that are
    still unreferenced and older than the cutoff. Right before each delete request it stats the
-   candidates again and sends the request within `SETTLE_SECONDS` of those stats; a publisher
-   that freshened an old object re-checks it `SETTLE_SECONDS` later (zoostore.storage.blobs), so a
+   candidates again and sends the request within the store's settle time of those stats; a publisher
+   that freshened an old object re-checks it the store's settle time later (zoostore.storage.blobs), so a
    delete that raced a freshen is seen before any manifest names the object. Recipes go before
    packs, so a visible recipe's packs exist.
 3. `repack` rewrites old packs whose live fraction is below the threshold: live frames are
@@ -53,7 +53,6 @@ import blake3
 from zoostore.storage import codec
 
 from zoostore.core import semver
-from zoostore.storage import blobs as _blobstore
 from zoostore.storage.backends.base import ObjectInfo
 from zoostore.documents.store_config import format_duration
 from zoostore.core.digest import Digest
@@ -402,7 +401,7 @@ class GcPlan:
                 return None
 
         def run(batch: list[str], pool: ThreadPoolExecutor) -> None:
-            window = _blobstore.SETTLE_SECONDS
+            window = self.zoo.config.settle_seconds
             started = time.monotonic()
             infos = list(pool.map(stat, batch))
             if time.monotonic() - started > window / 2:

@@ -37,7 +37,7 @@ import blake3
 
 from zoostore.storage import codec
 from zoostore.storage.backends.base import Backend
-from zoostore.documents.store_config import StoreConfig
+from zoostore.storage.params import StorageParams
 from zoostore.core.digest import Digest, hash_file
 from zoostore.core.errors import BlobNotFoundError, ConflictError, FormatError, IntegrityError, ObjectNotFoundError
 from zoostore.storage.pack import FileList, PackBuilder, pack_key
@@ -57,11 +57,6 @@ LOOKAHEAD = 8
 WRITE_WINDOW = 256
 #: Raw bytes per encoding task while writing.
 ENCODE_BATCH = 1024 * 1024
-#: gc sends each delete within this many seconds of the stat that showed the object old
-#: (zoostore.ops.gc). A writer that freshened an old object checks it again this long after the
-#: freshen, before any recipe or manifest can name it: a delete that raced the freshen is seen
-#: then, and the publish fails instead of publishing a version that cannot be read (docs/gc.md).
-SETTLE_SECONDS = 2.0
 
 
 def _cpu_workers() -> int:
@@ -130,7 +125,7 @@ class _Pending:
 class BlobStore:
     """Blobs over one backend. Thread-safe; recipes are cached in memory (they are immutable)."""
 
-    def __init__(self, backend: Backend, config: StoreConfig, *, workers: int | None = None) -> None:
+    def __init__(self, backend: Backend, config: StorageParams, *, workers: int | None = None) -> None:
         self.backend = backend
         self.config = config
         self.workers = workers or _cpu_workers()
@@ -521,10 +516,10 @@ class BlobWriter:
         )
 
     def _settle(self) -> None:
-        """The publisher's half of the gc handshake (SETTLE_SECONDS, docs/gc.md)."""
+        """The publisher's half of the gc handshake (the store's settle time, docs/gc.md)."""
         missing = [k for k, alive in self.checked.items() if not alive]
         if self.freshened:
-            wait = max(self.freshened.values()) + SETTLE_SECONDS - time.monotonic()
+            wait = max(self.freshened.values()) + self.config.settle_seconds - time.monotonic()
             if wait > 0:
                 time.sleep(wait)
             missing += [k for k in self.freshened if not self.backend.exists(k)]

@@ -68,7 +68,7 @@ from zoostore.core.errors import (
 )
 from zoostore.documents.lockfile import Lock
 from zoostore.documents.manifest import Manifest
-from zoostore.storage.pack import TRAILER_SIZE, FileList, PackBuilder, footer_span, pack_key, parse_footer
+from zoostore.storage.pack import PackSlot, TRAILER_SIZE, FileList, PackBuilder, footer_span, pack_key, parse_footer
 from zoostore.core.spec import ModelSpec
 from zoostore.core.progress import NullProgress, Progress
 from zoostore.storage.recipe import ChunkRef, Recipe, blob_key
@@ -696,15 +696,6 @@ def _survey(zoo: Store, referenced: set[str], cutoff: float, index: _RecipeIndex
 # ---------------------------------------------------------------------------------- repack
 
 
-class _Slot:
-    """A new pack being built; its id is known when it is finished."""
-
-    __slots__ = ("id",)
-
-    def __init__(self) -> None:
-        self.id: Digest | None = None
-
-
 def _repack(zoo: Store, sources: list[ObjectInfo], survey: _Survey, index: _RecipeIndex, cutoff: float,
             progress: Progress, result: GcResult) -> None:
     """Copy the live frames of `sources` into new packs and point the recipes at them."""
@@ -728,9 +719,9 @@ def _repack(zoo: Store, sources: list[ObjectInfo], survey: _Survey, index: _Reci
                 wanted[(pk, ref.offset)] = (ref.chunk, ref.raw_length, ref.length)
                 served_by.setdefault((pk, ref.offset), set()).add(key)
 
-    moved: dict[tuple[str, int], tuple[_Slot, int]] = {}
+    moved: dict[tuple[str, int], tuple[PackSlot, int]] = {}
     builder = PackBuilder()
-    slot = _Slot()
+    slot = PackSlot()
     serving: set[str] = set()
     carried: dict[Digest, FileList] = {}
     done_sources: list[str] = []
@@ -754,7 +745,7 @@ def _repack(zoo: Store, sources: list[ObjectInfo], survey: _Survey, index: _Reci
         slot.id = pack_id
         result.packs_written += 1
         result.bytes_written += len(data)
-        builder, slot, serving = PackBuilder(), _Slot(), set()
+        builder, slot, serving = PackBuilder(), PackSlot(), set()
 
     progress.start("repack", sum(s.size for s in sources))
     try:

@@ -1,17 +1,8 @@
-"""Files in, files out: chunk, hash, compress and pack on write; fetch, verify and assemble
-on read. Everything content-addressed lives here; manifests live a layer up.
+"""Blobs over one backend: recipes (cached), and the read path. The write path is
+zoostore.storage.writer; the publish/gc handshake zoostore.storage.handshake.
 
     <store>/packs/<aa>/<pack id>   chunk frames + footer        (zoostore.storage.pack)
     <store>/blobs/<aa>/<blob id>   recipe: file size + chunk refs (zoostore.storage.recipe)
-
-Write path (`BlobWriter`): BLAKE3 of the whole file first (memory-mapped, multi-threaded), and
-a file whose recipe exists costs one HEAD. Otherwise FastCDC cuts the mapped file; a thread pool
-hashes each chunk and, unless the chunk is already known (an earlier version of the same model,
-or earlier in this publish), encodes it with the smallest codec (chunks travel in batches of
-about ENCODE_BATCH bytes); the main thread appends frames to a pack in file order and hands
-full packs to upload threads, which join, hash and store them. blake3, zstandard and the
-FastCDC cut loop release the GIL, so this uses every core. Recipes are written only after every
-pack they name is stored, so a visible recipe is always readable.
 
 Read path: a recipe's chunks are grouped into segments: runs of chunks that sit close together
 in one pack become one ranged read ("coalescing"), and chunks that a local cached file already
@@ -38,9 +29,10 @@ import blake3
 from zoostore.storage import codec
 from zoostore.storage.backends.base import Backend
 from zoostore.storage.params import StorageParams
-from zoostore.core.digest import Digest, hash_file
-from zoostore.core.errors import BlobNotFoundError, ConflictError, FormatError, IntegrityError, ObjectNotFoundError
-from zoostore.storage.pack import FileList, PackBuilder, pack_key
+from zoostore.storage.writer import BlobWriter, PutResult
+from zoostore.core.digest import Digest
+from zoostore.core.errors import BlobNotFoundError, FormatError, IntegrityError, ObjectNotFoundError
+from zoostore.storage.pack import pack_key
 from zoostore.core.progress import NullProgress, Progress
 from zoostore.storage.recipe import ChunkRef, Recipe, blob_key
 
@@ -53,10 +45,6 @@ COALESCE_GAP = 256 * 1024
 MAX_SEGMENT = 4 * 1024 * 1024
 #: Segments in flight while reading; memory is at most about 2 × LOOKAHEAD × MAX_SEGMENT.
 LOOKAHEAD = 8
-#: Chunks in flight while writing.
-WRITE_WINDOW = 256
-#: Raw bytes per encoding task while writing.
-ENCODE_BATCH = 1024 * 1024
 
 
 def _cpu_workers() -> int:
@@ -70,18 +58,6 @@ class LocalChunk:
     path: Path
     offset: int
     length: int
-
-
-@dataclass(slots=True)
-class PutResult:
-    path: Path
-    blob: Digest
-    size: int
-    new: bool  # a new recipe was written
-    chunks: int = 0
-    new_chunks: int = 0
-    new_raw_bytes: int = 0
-    new_stored_bytes: int = 0
 
 
 @dataclass(slots=True)
@@ -103,23 +79,6 @@ class ReadStats:
             self.chunks_fetched += chunks
             self.chunks_local += local_chunks
             self.bytes_local += local_bytes
-
-
-class _Slot:
-    """A pack being built: its id is known only when it is finished."""
-
-    __slots__ = ("id",)
-
-    def __init__(self) -> None:
-        self.id: Digest | None = None
-
-
-@dataclass(slots=True)
-class _Pending:
-    blob: Digest
-    size: int
-    # (chunk, raw_length, pack id or slot, offset, frame length)
-    entries: list[tuple[Digest, int, Digest | _Slot, int, int]]
 
 
 class BlobStore:
@@ -429,271 +388,6 @@ class BlobStore:
         finally:
             progress.done(task)
         return dest
-
-
-class BlobWriter:
-    """One publish's worth of files sharing packs. Use as a context manager; recipes become
-    visible at `close()`, after their packs."""
-
-    def __init__(self, store: BlobStore, *, known: Mapping[Digest, ChunkRef], progress: Progress) -> None:
-        self.store = store
-        self.backend = store.backend
-        self.config = store.config
-        self.known = known
-        self.progress = progress
-        self.session: dict[Digest, tuple[Digest | _Slot, int, int]] = {}
-        self.builder = PackBuilder()
-        self.slot = _Slot()
-        self.pending: list[_Pending] = []
-        self.done: dict[Digest, PutResult] = {}
-        self.cpu = ThreadPoolExecutor(max_workers=store.workers, thread_name_prefix="zoo-encode")
-        self.io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="zoo-upload")
-        self.uploads: list[Future[None]] = []
-        self.checked: dict[str, bool] = {}  # reused object key -> it existed when checked
-        self.freshened: dict[str, float] = {}  # key -> monotonic time its freshen returned
-        self.packs_written = 0
-        self.stored_bytes = 0
-        self._stats_lock = threading.Lock()
-        self._cutoff_cache: float | None = None
-        self._closed = False
-
-    def __enter__(self) -> BlobWriter:
-        return self
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-
-    # -- freshen rule (docs/gc.md): reused objects older than grace/2 get a new mtime.
-    def _cutoff(self) -> float:
-        if self._cutoff_cache is None:
-            self._cutoff_cache = self.backend.now() - self.config.grace_seconds / 2
-        return self._cutoff_cache
-
-    def _freshen_if_old(self, key: str) -> bool:
-        """Freshen a reused object older than grace/2; False if it is gone."""
-        alive = self.checked.get(key)
-        if alive is not None:
-            return alive
-        if not self.backend.capabilities.writes:
-            return True
-        try:
-            if self.backend.stat(key).mtime < self._cutoff():
-                self.backend.freshen(key)
-                self.freshened[key] = time.monotonic()
-            alive = True
-        except ObjectNotFoundError:
-            alive = False
-        self.checked[key] = alive
-        return alive
-
-    def _freshen_blob(self, blob: Digest) -> bool:
-        """Freshen an existing blob's recipe and packs; False if the recipe is gone (gc deleted
-        it since `has_blob` said yes, or the in-memory copy outlived it): chunk the file again."""
-        key = blob_key(blob)
-        try:
-            if self._freshen_if_old(key):
-                recipe = self.store.recipe(blob)
-                for p in recipe.packs:
-                    self._freshen_if_old(pack_key(p))
-                return True
-        except BlobNotFoundError:
-            pass
-        except (FormatError, IntegrityError):
-            return True  # damaged, not gone: verify --repair's business
-        self.checked.pop(key, None)
-        self.store.forget(blob)
-        return False
-
-    def _gone(self, key: str) -> ConflictError:
-        self.store.forget()  # cached recipes may name what gc deleted: re-read on retry
-        return ConflictError(
-            f"{key} was deleted from {self.backend.url} (by a concurrent 'zoostore gc') while this "
-            f"publish was reusing it; nothing was published. Publish again: the retry uploads the "
-            f"data anew"
-        )
-
-    def _settle(self) -> None:
-        """The publisher's half of the gc handshake (the store's settle time, docs/gc.md)."""
-        missing = [k for k, alive in self.checked.items() if not alive]
-        if self.freshened:
-            wait = max(self.freshened.values()) + self.config.settle_seconds - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-            missing += [k for k in self.freshened if not self.backend.exists(k)]
-        if missing:
-            raise self._gone(missing[0])
-
-    # -- the write pipeline
-    def add(self, path: Path) -> PutResult:
-        path = Path(path)
-        size = path.stat().st_size
-        task = f"put {path.name}"
-        self.progress.start(task, size)
-        try:
-            blob = hash_file(path)
-            if blob in self.done:
-                self.progress.advance(task, size)
-                return PutResult(path, blob, size, new=False)
-            if self.store.has_blob(blob) and self._freshen_blob(blob):
-                result = PutResult(path, blob, size, new=False)
-                self.done[blob] = result
-                self.progress.advance(task, size)
-                return result
-            result = self._chunk_file(path, blob, size, task)
-            self.done[blob] = result
-            return result
-        finally:
-            self.progress.done(task)
-
-    def _chunk_file(self, path: Path, blob: Digest, size: int, task: str) -> PutResult:
-        from pyfastcdc import FastCDC
-
-        ch = self.config.chunking
-        cdc = FastCDC(ch.avg_size, min_size=ch.min_size, max_size=ch.max_size)
-        chooser = codec.CodecChooser(self.config.codecs)
-        level = self.config.zstd_level
-        known, session = self.known, self.session
-        result = PutResult(path, blob, size, new=True)
-        entries: list[tuple[Digest, int, Digest | _Slot, int, int]] = []
-
-        def work(batch: list[tuple[memoryview, tuple[int, ...]]]) -> list[tuple[Digest, bytes | None]]:
-            out: list[tuple[Digest, bytes | None]] = []
-            for data, plan in batch:
-                d = Digest.from_bytes(blake3.blake3(data).digest())
-                if d in known or d in session:
-                    out.append((d, None))
-                else:
-                    out.append((d, codec.encode_best(data, plan, level=level)))
-            return out
-
-        # Chunks go to the encoders in batches of about ENCODE_BATCH bytes: one task per
-        # 64 KiB chunk spends more time handing work between threads than hashing it.
-        window: deque[tuple[Future[list[tuple[Digest, bytes | None]]], list[int]]] = deque()
-        inflight = 0
-
-        def drain_batch() -> None:
-            nonlocal inflight
-            fut, lengths = window.popleft()
-            inflight -= len(lengths)
-            for (chunk, frame), raw_len in zip(fut.result(), lengths):
-                add_chunk(chunk, frame, raw_len)
-
-        def add_chunk(chunk: Digest, frame: bytes | None, raw_len: int) -> None:
-            result.chunks += 1
-            self.progress.advance(task, raw_len)
-            ref = known.get(chunk)
-            if ref is not None:
-                if not self._freshen_if_old(pack_key(ref.pack)):
-                    raise self._gone(pack_key(ref.pack))
-                entries.append((chunk, raw_len, ref.pack, ref.offset, ref.length))
-                return
-            seen = session.get(chunk)
-            if seen is not None:
-                entries.append((chunk, raw_len, *seen))
-                return
-            # A worker skips encoding only for chunks in `known` (immutable) or `session`
-            # (which only grows), so a frame is always present here.
-            assert frame is not None
-            chooser.record(codec.frame_codec(frame))
-            offset = self.builder.add(chunk, frame, raw_len)
-            session[chunk] = (self.slot, offset, len(frame))
-            entries.append((chunk, raw_len, self.slot, offset, len(frame)))
-            result.new_chunks += 1
-            result.new_raw_bytes += raw_len
-            result.new_stored_bytes += len(frame)
-            if self.builder.size >= self.config.pack_target_size:
-                self._flush_pack()
-
-        if size:
-            # pyfastcdc maps the file itself and keeps the mapping alive while chunk views exist.
-            batch: list[tuple[memoryview, tuple[int, ...]]] = []
-            lengths: list[int] = []
-            batch_bytes = 0
-            try:
-                for i, c in enumerate(cdc.cut_file(str(path))):
-                    batch.append((c.data, chooser.plan(i)))
-                    lengths.append(c.length)
-                    batch_bytes += c.length
-                    if batch_bytes < ENCODE_BATCH and i != codec.PROBE - 1:
-                        continue
-                    window.append((self.cpu.submit(work, batch), lengths))
-                    inflight += len(lengths)
-                    batch, lengths, batch_bytes = [], [], 0
-                    # The chooser learns from the probed chunks before planning the rest.
-                    while window and (inflight >= WRITE_WINDOW or i == codec.PROBE - 1):
-                        drain_batch()
-                if batch:
-                    window.append((self.cpu.submit(work, batch), lengths))
-                    inflight += len(lengths)
-                while window:
-                    drain_batch()
-            finally:
-                for fut, _ in window:
-                    fut.cancel()
-        self.pending.append(_Pending(blob, size, entries))
-        return result
-
-    def _flush_pack(self) -> None:
-        if not len(self.builder):
-            return
-        builder, slot = self.builder, self.slot
-        self.builder, self.slot = PackBuilder(), _Slot()
-        self.packs_written += 1
-        # Bound memory: at most a few packs wait for upload.
-        while sum(1 for u in self.uploads if not u.done()) >= 3:
-            next(u for u in self.uploads if not u.done()).result()
-        self.uploads.append(self.io.submit(self._finish_pack, builder, slot))
-
-    def _finish_pack(self, builder: PackBuilder, slot: _Slot) -> None:
-        # Joining and hashing a 32 MiB pack takes tens of milliseconds: an upload thread does
-        # it, so that the main thread keeps the encoders fed meanwhile.
-        pack_id, data, _ = builder.finish()
-        slot.id = pack_id
-        with self._stats_lock:
-            self.stored_bytes += len(data)
-        self.backend.put_if_absent(pack_key(pack_id), data)
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        try:
-            if self.pending:
-                # The publish's last pack lists the files it added, so that `verify --repair`
-                # can rebuild their recipes from packs alone (see zoostore.storage.pack).
-                self.builder.add_file_list([
-                    FileList(p.blob, p.size, tuple((c, n) for c, n, *_ in p.entries))
-                    for p in self.pending
-                ])
-            self._flush_pack()
-            for u in self.uploads:
-                u.result()
-            self._settle()
-            recipes = []
-            for p in self.pending:
-                chunks = []
-                for chunk, raw_len, pack, offset, length in p.entries:
-                    pid = pack if isinstance(pack, Digest) else pack.id
-                    assert pid is not None
-                    chunks.append(ChunkRef(chunk, raw_len, pid, offset, length))
-                recipes.append(Recipe(p.blob, p.size, tuple(chunks)))
-            futures = [self.io.submit(self.backend.put_if_absent, blob_key(r.blob), r.encode()) for r in recipes]
-            for f in futures:
-                f.result()
-            for r in recipes:
-                self.store.remember(r)
-        finally:
-            self._closed = True
-            self.cpu.shutdown(wait=True)
-            self.io.shutdown(wait=True)
-
-    def abort(self) -> None:
-        """Stop without writing recipes. Packs already uploaded stay as garbage for gc."""
-        self._closed = True
-        self.cpu.shutdown(wait=True, cancel_futures=True)
-        self.io.shutdown(wait=True, cancel_futures=True)
 
 
 __all__ = ["BlobStore", "BlobWriter", "LocalChunk", "PutResult", "ReadStats"]

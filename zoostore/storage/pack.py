@@ -145,3 +145,13 @@ def parse_footer(footer: bytes, *, where: str) -> Footer:
 
 
 TRAILER_SIZE = _TRAILER.size
+
+
+class PackSlot:
+    """A pack being built (by a publish or by gc's repack): its id, the BLAKE3 of its bytes,
+    is known only when it is finished, so entries that point into it hold the slot."""
+
+    __slots__ = ("id",)
+
+    def __init__(self) -> None:
+        self.id: Digest | None = None

@@ -1,0 +1,302 @@
+"""The blob writer: files in, recipes and packs out, for one publish.
+
+    file --BLAKE3--> blob id: a blob the store holds costs one HEAD (and a freshen, handshake.py)
+         --FastCDC--> chunks --hash, encode (threads)--> frames --> packs (upload threads)
+    close(): last pack (with the publish's file list), settle check, then recipes
+
+FastCDC cuts the memory-mapped file; a thread pool hashes each chunk and, unless the chunk is
+already known (an earlier version of the same model, or earlier in this publish), encodes it
+with the smallest codec (chunks travel in batches of about ENCODE_BATCH bytes); the main thread
+appends frames to a pack in file order and hands full packs to upload threads, which join, hash
+and store them. blake3, zstandard and the FastCDC cut loop release the GIL, so this uses every
+core. Recipes are written only after every pack they name is stored, so a visible recipe is
+always readable.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import deque
+from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import blake3
+
+from zoostore.core.digest import Digest, hash_file
+from zoostore.core.progress import Progress
+from zoostore.storage import codec
+from zoostore.storage.backends.base import Backend
+from zoostore.storage.handshake import Handshake
+from zoostore.storage.pack import FileList, PackBuilder, PackSlot, pack_key
+from zoostore.storage.params import StorageParams
+from zoostore.storage.recipe import ChunkRef, Recipe, blob_key
+
+#: Chunks in flight while writing.
+WRITE_WINDOW = 256
+#: Raw bytes per encoding task while writing.
+ENCODE_BATCH = 1024 * 1024
+
+#: (chunk, raw length, pack id or the slot of a pack being built, offset, frame length)
+Entry = tuple[Digest, int, "Digest | PackSlot", int, int]
+
+
+class RecipeSource(Protocol):
+    """What the writer needs of a BlobStore (zoostore.storage.blobs)."""
+
+    backend: Backend
+    config: StorageParams
+    workers: int
+
+    def has_blob(self, blob: Digest) -> bool: ...
+    def recipe(self, blob: Digest) -> Recipe: ...
+    def forget(self, blob: Digest | None = None) -> None: ...
+    def remember(self, recipe: Recipe) -> None: ...
+
+
+@dataclass(slots=True)
+class PutResult:
+    path: Path
+    blob: Digest
+    size: int
+    new: bool  # a new recipe was written
+    chunks: int = 0
+    new_chunks: int = 0
+    new_raw_bytes: int = 0
+    new_stored_bytes: int = 0
+
+
+@dataclass(slots=True)
+class _Pending:
+    blob: Digest
+    size: int
+    entries: list[Entry]
+
+
+class BlobWriter:
+    """One publish's worth of files sharing packs. Use as a context manager; recipes become
+    visible at `close()`, after their packs."""
+
+    def __init__(self, store: RecipeSource, *, known: Mapping[Digest, ChunkRef], progress: Progress) -> None:
+        self.store = store
+        self.backend = store.backend
+        self.config = store.config
+        self.known = known
+        self.progress = progress
+        self.handshake = Handshake(store.backend, grace=store.config.grace_seconds,
+                                   settle=store.config.settle_seconds, recipe=store.recipe, forget=store.forget)
+        self.session: dict[Digest, tuple[Digest | PackSlot, int, int]] = {}
+        self.builder = PackBuilder()
+        self.slot = PackSlot()
+        self.pending: list[_Pending] = []
+        self.done: dict[Digest, PutResult] = {}
+        self.cpu = ThreadPoolExecutor(max_workers=store.workers, thread_name_prefix="zoo-encode")
+        self.io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="zoo-upload")
+        self.uploads: list[Future[None]] = []
+        self.packs_written = 0
+        self.stored_bytes = 0
+        self._stats_lock = threading.Lock()
+        self._closed = False
+
+    def __enter__(self) -> BlobWriter:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def add(self, path: Path) -> PutResult:
+        path = Path(path)
+        size = path.stat().st_size
+        task = f"put {path.name}"
+        self.progress.start(task, size)
+        try:
+            blob = hash_file(path)
+            if blob in self.done:
+                self.progress.advance(task, size)
+                return PutResult(path, blob, size, new=False)
+            if self.store.has_blob(blob) and self.handshake.freshen_blob(blob):
+                result = PutResult(path, blob, size, new=False)
+                self.done[blob] = result
+                self.progress.advance(task, size)
+                return result
+            result = _FileChunker(self, path, blob, size, task).run()
+            self.done[blob] = result
+            return result
+        finally:
+            self.progress.done(task)
+
+    def append_frame(self, chunk: Digest, frame: bytes, raw_len: int) -> Entry:
+        """Put a new frame into the pack being built (flushing it when full)."""
+        offset = self.builder.add(chunk, frame, raw_len)
+        self.session[chunk] = (self.slot, offset, len(frame))
+        entry: Entry = (chunk, raw_len, self.slot, offset, len(frame))
+        if self.builder.size >= self.config.pack_target_size:
+            self._flush_pack()
+        return entry
+
+    def _flush_pack(self) -> None:
+        if not len(self.builder):
+            return
+        builder, slot = self.builder, self.slot
+        self.builder, self.slot = PackBuilder(), PackSlot()
+        self.packs_written += 1
+        # Bound memory: at most a few packs wait for upload.
+        while sum(1 for u in self.uploads if not u.done()) >= 3:
+            next(u for u in self.uploads if not u.done()).result()
+        self.uploads.append(self.io.submit(self._finish_pack, builder, slot))
+
+    def _finish_pack(self, builder: PackBuilder, slot: PackSlot) -> None:
+        # Joining and hashing a 32 MiB pack takes tens of milliseconds: an upload thread does
+        # it, so that the main thread keeps the encoders fed meanwhile.
+        pack_id, data, _ = builder.finish()
+        slot.id = pack_id
+        with self._stats_lock:
+            self.stored_bytes += len(data)
+        self.backend.put_if_absent(pack_key(pack_id), data)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        try:
+            if self.pending:
+                # The publish's last pack lists the files it added, so that `verify --repair`
+                # can rebuild their recipes from packs alone (see zoostore.storage.pack).
+                self.builder.add_file_list([
+                    FileList(p.blob, p.size, tuple((c, n) for c, n, *_ in p.entries))
+                    for p in self.pending
+                ])
+            self._flush_pack()
+            for u in self.uploads:
+                u.result()
+            self.handshake.settle()
+            self._write_recipes()
+        finally:
+            self._closed = True
+            self.cpu.shutdown(wait=True)
+            self.io.shutdown(wait=True)
+
+    def _write_recipes(self) -> None:
+        recipes = []
+        for p in self.pending:
+            chunks = []
+            for chunk, raw_len, pack, offset, length in p.entries:
+                pid = pack if isinstance(pack, Digest) else pack.id
+                assert pid is not None
+                chunks.append(ChunkRef(chunk, raw_len, pid, offset, length))
+            recipes.append(Recipe(p.blob, p.size, tuple(chunks)))
+        futures = [self.io.submit(self.backend.put_if_absent, blob_key(r.blob), r.encode()) for r in recipes]
+        for f in futures:
+            f.result()
+        for r in recipes:
+            self.store.remember(r)
+
+    def abort(self) -> None:
+        """Stop without writing recipes. Packs already uploaded stay as garbage for gc."""
+        self._closed = True
+        self.cpu.shutdown(wait=True, cancel_futures=True)
+        self.io.shutdown(wait=True, cancel_futures=True)
+
+
+Batch = list[tuple[memoryview, tuple[int, ...]]]
+
+
+class _FileChunker:
+    """Chunk one new file: cut, hash and encode in batches on the encoder threads, then add
+    the chunks in file order on the caller's thread."""
+
+    def __init__(self, writer: BlobWriter, path: Path, blob: Digest, size: int, task: str) -> None:
+        self.w = writer
+        self.path, self.blob, self.size, self.task = path, blob, size, task
+        self.chooser = codec.CodecChooser(writer.config.codecs)
+        self.result = PutResult(path, blob, size, new=True)
+        self.entries: list[Entry] = []
+        # Chunks go to the encoders in batches of about ENCODE_BATCH bytes: one task per
+        # 64 KiB chunk spends more time handing work between threads than hashing it.
+        self.window: deque[tuple[Future[list[tuple[Digest, bytes | None]]], list[int]]] = deque()
+        self.inflight = 0
+
+    def run(self) -> PutResult:
+        if self.size:
+            try:
+                self._cut()
+            finally:
+                for fut, _ in self.window:
+                    fut.cancel()
+        self.w.pending.append(_Pending(self.blob, self.size, self.entries))
+        return self.result
+
+    def _cut(self) -> None:
+        from pyfastcdc import FastCDC
+
+        ch = self.w.config.chunking
+        cdc = FastCDC(ch.avg_size, min_size=ch.min_size, max_size=ch.max_size)
+        batch: Batch = []
+        lengths: list[int] = []
+        batch_bytes = 0
+        # pyfastcdc maps the file itself and keeps the mapping alive while chunk views exist.
+        for i, c in enumerate(cdc.cut_file(str(self.path))):
+            batch.append((c.data, self.chooser.plan(i)))
+            lengths.append(c.length)
+            batch_bytes += c.length
+            if batch_bytes < ENCODE_BATCH and i != codec.PROBE - 1:
+                continue
+            self._submit(batch, lengths)
+            batch, lengths, batch_bytes = [], [], 0
+            # The chooser learns from the probed chunks before planning the rest.
+            while self.window and (self.inflight >= WRITE_WINDOW or i == codec.PROBE - 1):
+                self._drain()
+        if batch:
+            self._submit(batch, lengths)
+        while self.window:
+            self._drain()
+
+    def _submit(self, batch: Batch, lengths: list[int]) -> None:
+        self.window.append((self.w.cpu.submit(self._work, batch), lengths))
+        self.inflight += len(lengths)
+
+    def _work(self, batch: Batch) -> list[tuple[Digest, bytes | None]]:
+        """On an encoder thread: hash each chunk, encode those the store does not hold."""
+        known, session, level = self.w.known, self.w.session, self.w.config.zstd_level
+        out: list[tuple[Digest, bytes | None]] = []
+        for data, plan in batch:
+            d = Digest.from_bytes(blake3.blake3(data).digest())
+            out.append((d, None) if d in known or d in session else (d, codec.encode_best(data, plan, level=level)))
+        return out
+
+    def _drain(self) -> None:
+        fut, lengths = self.window.popleft()
+        self.inflight -= len(lengths)
+        for (chunk, frame), raw_len in zip(fut.result(), lengths):
+            self._add_chunk(chunk, frame, raw_len)
+
+    def _add_chunk(self, chunk: Digest, frame: bytes | None, raw_len: int) -> None:
+        w, result = self.w, self.result
+        result.chunks += 1
+        w.progress.advance(self.task, raw_len)
+        ref = w.known.get(chunk)
+        if ref is not None:
+            if not w.handshake.freshen_if_old(pack_key(ref.pack)):
+                raise w.handshake.gone(pack_key(ref.pack))
+            self.entries.append((chunk, raw_len, ref.pack, ref.offset, ref.length))
+            return
+        seen = w.session.get(chunk)
+        if seen is not None:
+            self.entries.append((chunk, raw_len, *seen))
+            return
+        # A worker skips encoding only for chunks in `known` (immutable) or `session` (which
+        # only grows), so a frame is always present here.
+        assert frame is not None
+        self.chooser.record(codec.frame_codec(frame))
+        self.entries.append(w.append_frame(chunk, frame, raw_len))
+        result.new_chunks += 1
+        result.new_raw_bytes += raw_len
+        result.new_stored_bytes += len(frame)
+
+
+__all__ = ["BlobWriter", "PutResult", "RecipeSource", "WRITE_WINDOW", "ENCODE_BATCH"]

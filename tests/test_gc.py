@@ -307,7 +307,7 @@ def test_execute_keeps_what_changed_since_the_plan(tmp_path: Path) -> None:
 
 
 def test_execute_stats_again_right_before_deleting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import zoostore.ops.gc as gc_module
+    import zoostore.ops.gc.plan as gc_module
 
     zoo = make_zoo(tmp_path / "store")
     put_version(zoo, tmp_path, "m", "1.0.0", {"w.bin": content(1)})

@@ -1,0 +1,369 @@
+"""gc plan and execute: decide what to drop and delete (nothing changes), then act on a
+fresh look at the store (docs/gc.md has the safety argument; the package docstring the order)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from zoostore.core import semver
+from zoostore.storage.backends.base import ObjectInfo
+from zoostore.documents.store_config import format_duration
+from zoostore.core.errors import FormatError, ObjectNotFoundError, ReadOnlyError, UsageError, ZooError
+from zoostore.documents.manifest import Manifest
+from zoostore.storage.pack import TRAILER_SIZE, footer_span, parse_footer
+from zoostore.core.progress import NullProgress, Progress
+from zoostore.repository import Store
+from zoostore.core.units import human_bytes
+from zoostore.ops.gc.retention import KeepRule, _always_retained, pinned_versions, read_lock
+from zoostore.ops.gc.results import DroppedVersion, GcResult, RepackItem
+from zoostore.ops.gc.survey import IO_WORKERS, _RecipeIndex, _read_manifests, _referenced, _survey
+from zoostore.ops.gc.repack import _repack
+
+
+#: Candidates stat-ed and deleted per request: small enough that a batch's stats and its delete
+#: fit in the settle window on a slow link; S3 allows 1,000 keys per DeleteObjects.
+DELETE_BATCH = 100
+
+#: Default `--repack-threshold`: rewrite packs less than half live (restic's prune default
+#: tolerates 5% unused space overall; per pack, half is the usual "mostly dead" line).
+REPACK_THRESHOLD = 0.5
+
+
+
+
+class GcPlan:
+    """What a gc run will do. `str(plan)` lists it; `execute` does it (once)."""
+
+    def __init__(self, zoo: Store, *, now: float, grace: float, drops: Mapping[str, Sequence[DroppedVersion]],
+                 recipes: Sequence[ObjectInfo], packs: Sequence[ObjectInfo], repacks: Sequence[RepackItem],
+                 repack_threshold: float, kept_recipes: int, kept_packs: int, young_recipes: int,
+                 young_packs: int, notes: Sequence[str], problems: Sequence[str], index: _RecipeIndex,
+                 repack: bool) -> None:
+        self.zoo = zoo
+        self.now = now
+        self.grace = grace
+        self.cutoff = now - grace
+        self.drops = {m: tuple(v) for m, v in drops.items() if v}
+        self.recipes = tuple(recipes)
+        self.packs = tuple(packs)
+        self.repacks = tuple(repacks)
+        self.repack = repack
+        self.repack_threshold = repack_threshold
+        self.kept_recipes = kept_recipes
+        self.kept_packs = kept_packs
+        self.young_recipes = young_recipes
+        self.young_packs = young_packs
+        self.notes = tuple(notes)
+        self.problems = tuple(problems)
+        self._index = index
+        self._executed = False
+
+    # -- reading the plan
+    @property
+    def dropped_versions(self) -> list[DroppedVersion]:
+        return [d for m in sorted(self.drops) for d in self.drops[m]]
+
+    @property
+    def bytes_to_delete(self) -> int:
+        return sum(i.size for i in self.recipes) + sum(i.size for i in self.packs)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.drops or self.recipes or self.packs or self.repacks)
+
+    def summary(self) -> str:
+        stamp = dt.datetime.fromtimestamp(self.cutoff, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        lines = [f"gc plan for {self.zoo.url}: grace {format_duration(self.grace)}, only objects "
+                 f"last modified before {stamp} (store clock) can go"]
+        dropped = self.dropped_versions
+        if dropped:
+            lines.append(f"versions to drop ({len(dropped)}):")
+            for model in sorted(self.drops):
+                listed = ", ".join(f"{d.version} ({human_bytes(d.size)})" for d in self.drops[model])
+                lines.append(f"  {model}: {listed}")
+        else:
+            lines.append("versions to drop: none")
+        lines.append(f"recipes to delete: {len(self.recipes)} ({human_bytes(sum(i.size for i in self.recipes))})")
+        lines.append(f"packs to delete: {len(self.packs)} ({human_bytes(sum(i.size for i in self.packs))})")
+        if self.repack:
+            if self.repacks:
+                total = sum(r.size for r in self.repacks)
+                live = sum(r.live_bytes for r in self.repacks)
+                lines.append(f"packs to repack (live < {self.repack_threshold:.0%}): {len(self.repacks)} "
+                             f"({human_bytes(total)}, {human_bytes(live)} live to copy; the old packs go in a "
+                             f"run after the grace period)")
+            else:
+                lines.append(f"packs to repack (live < {self.repack_threshold:.0%}): none")
+        lines.append(f"kept: {self.kept_recipes} recipes, {self.kept_packs} packs (of which "
+                     f"{self.young_recipes} unreferenced recipes and {self.young_packs} unreferenced "
+                     f"packs are younger than the grace period)")
+        lines.append(f"total to delete: {human_bytes(self.bytes_to_delete)}")
+        lines.extend(f"warning: {p}" for p in self.problems)
+        lines.extend(f"note: {n}" for n in self.notes)
+        return "\n".join(lines)
+
+    __str__ = summary
+
+    def __repr__(self) -> str:
+        return (f"GcPlan({self.zoo.url!r}, drops={len(self.dropped_versions)}, recipes={len(self.recipes)}, "
+                f"packs={len(self.packs)}, repacks={len(self.repacks)})")
+
+    # -- acting
+    def execute(self, progress: Progress | None = None) -> GcResult:
+        """Drop, re-read, re-list, delete, repack; see the module docstring for the order."""
+        if self._executed:
+            raise UsageError("this gc plan was already executed; make a new plan with plan_gc")
+        self._executed = True
+        progress = progress or NullProgress()
+        result = GcResult()
+        zoo = self.zoo
+
+        # 1. Drop versions. The change re-reads tags: a tag moved onto a dropped version since
+        #    the plan keeps it.
+        for model, drops in sorted(self.drops.items()):
+            wanted = {d.version for d in drops}
+            actually: set[str] = set()
+
+            def change(m: Manifest | None, wanted: set[str] = wanted, actually: set[str] = actually) -> Manifest | None:
+                actually.clear()
+                if m is None:
+                    return None
+                drop = (wanted & set(m.versions)) - _always_retained(m)
+                actually.update(drop)
+                return m.without_versions(drop) if drop else m
+
+            zoo.update_manifest(model, change)
+            result.dropped.extend(d for d in drops if d.version in actually)
+            if len(actually) < len(wanted):
+                kept = sorted(wanted - actually, key=semver.parse_version)
+                result.notes.append(f"{model}: kept {', '.join(kept)}: tagged or gone since the plan")
+
+        # 2. Survey the store as it is now: live set from the manifests after the drop, then
+        #    listings, then recipes not read yet.
+        manifests = _read_manifests(zoo)
+        survey = _survey(zoo, _referenced(manifests), self.cutoff, self._index, progress,
+                         frames=self.repack)
+        problems = list(survey.problems)
+
+        # 3. Recipes first: the plan's candidates that are still unreferenced and old.
+        recipe_candidates = [i.key for i in self.recipes
+                             if (info := survey.recipes.get(i.key)) is not None
+                             and i.key not in survey.kept and info.mtime < self.cutoff]
+        deleted, skipped = self._delete_checked(recipe_candidates, "delete recipes", progress, result)
+        result.kept_changed += len(self.recipes) - len(deleted)
+        result.recipes_deleted = len(deleted)
+        result.recipe_bytes = sum(survey.recipes[k].size for k in deleted)
+        # A candidate that turned out fresh is kept, and so are its packs.
+        extra_live: set[str] = set()
+        for key in skipped:
+            packs, problem = self._index.packs_of(zoo, key)
+            extra_live.update(packs)
+            if problem:
+                problems.append(problem)
+
+        # 4. Packs: not named by any kept recipe, old, and not about to be repacked.
+        if problems:
+            result.notes.append("no pack was deleted or repacked because the store has problems "
+                                "(see warnings); run 'zoostore verify --repair' first")
+            result.notes.extend(problems)
+            result.kept_changed += len(self.packs)
+            return result
+        live = survey.live_packs | extra_live
+        pack_candidates = [i.key for i in self.packs
+                           if (info := survey.packs.get(i.key)) is not None
+                           and i.key not in live and info.mtime < self.cutoff]
+        deleted, _ = self._delete_checked(pack_candidates, "delete packs", progress, result)
+        result.kept_changed += len(self.packs) - len(deleted)
+        result.packs_deleted = len(deleted)
+        result.pack_bytes = sum(survey.packs[k].size for k in deleted)
+
+        # 5. Repack.
+        if self.repack and self.repacks:
+            sources = []
+            for item in self.repacks:
+                info = survey.packs.get(item.pack)
+                if info is None or info.mtime >= self.cutoff:
+                    continue
+                live_bytes = sum(survey.frames.get(item.pack, {}).values())
+                if 0 < live_bytes < self.repack_threshold * info.size:
+                    sources.append(info)
+            if sources:
+                _repack(zoo, sources, survey, self._index, self.cutoff, progress, result)
+        return result
+
+    def _delete_checked(self, keys: list[str], task: str, progress: Progress,
+                        result: GcResult) -> tuple[list[str], list[str]]:
+        """Delete `keys` that a stat right before the request still shows older than the cutoff.
+        Returns (deleted, skipped). Each request goes out within the settle window of its stats
+        (see the module docstring); a batch whose stats were slow is split and stat-ed again."""
+        backend = self.zoo.backend
+        deleted: list[str] = []
+        skipped: list[str] = []
+        progress.start(task, len(keys), unit="objects")
+
+        def stat(key: str) -> ObjectInfo | None:
+            try:
+                return backend.stat(key)
+            except ObjectNotFoundError:
+                return None
+
+        def run(batch: list[str], pool: ThreadPoolExecutor) -> None:
+            window = self.zoo.config.settle_seconds
+            started = time.monotonic()
+            infos = list(pool.map(stat, batch))
+            if time.monotonic() - started > window / 2:
+                if len(batch) > 1:
+                    half = len(batch) // 2
+                    run(batch[:half], pool)
+                    run(batch[half:], pool)
+                else:
+                    skipped.extend(batch)
+                    result.notes.append(f"kept {batch[0]}: stat-ing it took longer than half the "
+                                        f"settle window ({window:g} s)")
+                return
+            old = [k for k, info in zip(batch, infos) if info is not None and info.mtime < self.cutoff]
+            skipped.extend(k for k, info in zip(batch, infos) if info is not None and info.mtime >= self.cutoff)
+            if old:
+                backend.delete(old)
+                deleted.extend(old)
+            elapsed = time.monotonic() - started
+            if elapsed > window:
+                result.notes.append(
+                    f"a delete request went out {elapsed:.1f} s after its stats, beyond the "
+                    f"{window:g} s settle window: a publish racing it may have reused a deleted "
+                    f"object; run 'zoostore verify'"
+                )
+            progress.advance(task, len(batch))
+
+        try:
+            with ThreadPoolExecutor(max_workers=IO_WORKERS) as pool:
+                for start in range(0, len(keys), DELETE_BATCH):
+                    run(keys[start : start + DELETE_BATCH], pool)
+        finally:
+            progress.done(task)
+        return deleted, skipped
+
+
+def plan_gc(
+    zoo: Store,
+    *,
+    keep: Sequence[str | KeepRule] = (),
+    keep_locks: Sequence[str | os.PathLike[str]] = (),
+    grace: float | None = None,
+    repack: bool = False,
+    repack_threshold: float = REPACK_THRESHOLD,
+    now: float | None = None,
+    lock_storage_options: Mapping[str, Any] | None = None,
+    progress: Progress | None = None,
+) -> GcPlan:
+    """Decide what a gc run does, changing nothing. `grace` defaults to the store's (zoostore.toml);
+    `now` overrides the store clock (tests)."""
+    progress = progress or NullProgress()
+    caps = zoo.backend.capabilities
+    if not (caps.writes and caps.deletes and caps.listing):
+        raise ReadOnlyError(f"{zoo.url} cannot be garbage-collected: gc needs a store it can list, "
+                            f"write and delete in (run it on the store's s3:// or local URL)")
+    store_grace = zoo.config.grace_seconds
+    grace = store_grace if grace is None else float(grace)
+    if grace < 0:
+        raise UsageError(f"--grace must not be negative, got {grace:g} s")
+    if not 0 < repack_threshold <= 1:
+        raise UsageError(f"--repack-threshold must be in (0, 1], got {repack_threshold:g}")
+    notes: list[str] = []
+    if grace < store_grace:
+        note = (f"--grace {format_duration(grace)} is shorter than the store's grace period "
+                f"{format_duration(store_grace)} (zoostore.toml [gc] grace): this is only safe when "
+                f"nobody is publishing to {zoo.url} while gc runs (nor reading it, if an earlier "
+                f"'gc --repack' rewrote recipes that readers may still hold)")
+        notes.append(note)
+        progress.note(note)
+    rules = [r if isinstance(r, KeepRule) else KeepRule.parse(r) for r in keep]
+    pins: dict[str, set[str]] = {}
+    for location in keep_locks:
+        text = read_lock(location, storage_options=lock_storage_options)
+        for model, versions in pinned_versions(text, where=os.fspath(location)).items():
+            pins.setdefault(model, set()).update(versions)
+
+    started = zoo.backend.now() if now is None else float(now)
+    cutoff = started - grace
+    manifests = _read_manifests(zoo)
+
+    # Which versions go.
+    for rule in rules:
+        if rule.model not in manifests:
+            raise UsageError(f"--keep {rule}: the store has no model {rule.model!r}; models: "
+                             f"{', '.join(sorted(manifests)) or 'none'}")
+    drops: dict[str, list[DroppedVersion]] = {}
+    for model in sorted({r.model for r in rules} | set(pins)):
+        m = manifests.get(model)
+        if m is None:
+            notes.append(f"a lockfile pins {model}, which the store does not have")
+            continue
+        retained = _always_retained(m)
+        for rule in rules:
+            if rule.model == model:
+                retained |= rule.matches(m)
+        pinned = pins.get(model, set())
+        gone = sorted(pinned - set(m.versions), key=_version_key)
+        if gone:
+            notes.append(f"a lockfile pins {model}@{', '.join(gone)}, which the store no longer has")
+        retained |= pinned
+        drop = [v for v in m.sorted_versions() if v not in retained]
+        if drop:
+            drops[model] = [DroppedVersion(model, v, m.versions[v].size) for v in drop]
+            manifests[model] = m.without_versions(set(drop))
+
+    index = _RecipeIndex(frames=repack)
+    survey = _survey(zoo, _referenced(manifests), cutoff, index, progress, frames=repack)
+    recipes = [info for key, info in sorted(survey.recipes.items()) if key not in survey.kept]
+    problems = list(survey.problems)
+    packs: list[ObjectInfo] = []
+    repacks: list[RepackItem] = []
+    if not problems:
+        packs = [info for key, info in sorted(survey.packs.items())
+                 if key not in survey.live_packs and info.mtime < cutoff]
+        if repack:
+            for key, info in sorted(survey.packs.items()):
+                live_frames = survey.frames.get(key, {})
+                live_bytes = sum(live_frames.values())
+                if info.mtime < cutoff and 0 < live_bytes < repack_threshold * info.size:
+                    # Only worth it if some frame is dead: a pack of live frames whose footer
+                    # is large (tiny chunks) would be rewritten to itself, run after run.
+                    if _has_dead_frames(zoo, info, live_frames, notes):
+                        repacks.append(RepackItem(key, info.size, live_bytes))
+    else:
+        notes.append("no pack will be deleted or repacked because of the warnings above; run "
+                     "'zoostore verify --repair' first")
+    unreferenced_packs = [k for k in survey.packs if k not in survey.live_packs]
+    return GcPlan(
+        zoo, now=started, grace=grace, drops=drops, recipes=recipes, packs=packs, repacks=repacks,
+        repack_threshold=repack_threshold,
+        kept_recipes=len(survey.recipes) - len(recipes),
+        kept_packs=len(survey.packs) - len(packs),
+        young_recipes=sum(1 for k in survey.kept if k not in survey.referenced and k in survey.recipes),
+        young_packs=sum(1 for k in unreferenced_packs if survey.packs[k].mtime >= cutoff),
+        notes=notes, problems=problems, index=index, repack=repack,
+    )
+
+
+def _has_dead_frames(zoo: Store, info: ObjectInfo, live: Mapping[int, int], notes: list[str]) -> bool:
+    try:
+        tail = zoo.backend.get_range(info.key, max(0, info.size - TRAILER_SIZE), info.size)
+        start, end = footer_span(tail, info.size, where=info.key)
+        footer = parse_footer(zoo.backend.get_range(info.key, start, end), where=info.key)
+    except (FormatError, ObjectNotFoundError) as exc:
+        notes.append(f"not repacking {info.key}: its footer is unreadable ({exc})")
+        return False
+    return any(e.offset not in live for e in footer.entries)
+
+
+def _version_key(v: str) -> Any:
+    try:
+        return (0, semver.parse_version(v))
+    except ZooError:
+        return (1, v)

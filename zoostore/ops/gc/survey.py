@@ -1,0 +1,158 @@
+"""gc survey: list packs/ and blobs/, read the recipes that are kept, and say which objects
+are unreferenced and old enough to delete, and how live each pack is."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from zoostore.storage.backends.base import ObjectInfo
+from zoostore.core.digest import Digest
+from zoostore.core.errors import FormatError, IntegrityError, NewerFormatError, NotFoundError, ObjectNotFoundError
+from zoostore.documents.manifest import Manifest
+from zoostore.storage.pack import pack_key
+from zoostore.core.progress import Progress
+from zoostore.storage.recipe import Recipe, blob_key
+from zoostore.repository import Store
+
+
+_HEX = re.compile(r"[0-9a-f]{64}")
+
+#: Concurrent recipe reads and stats (object stores answer in tens of milliseconds).
+IO_WORKERS = 16
+
+# ---------------------------------------------------------------------------------- the survey
+
+
+def _read_manifests(zoo: Store) -> dict[str, Manifest]:
+    """Every manifest. One that does not parse stops gc: its references would be unknown."""
+    out = {}
+    for model in zoo.models():
+        try:
+            out[model] = zoo.manifest(model)
+        except NotFoundError:
+            continue  # deleted while we listed
+        except NewerFormatError:
+            raise  # "upgrade zoostore" says it all
+        except FormatError as exc:
+            raise FormatError(f"{exc}; gc cannot tell what this manifest references and deleted "
+                              f"nothing: fix or restore it first") from exc
+    return out
+
+
+def _referenced(manifests: Mapping[str, Manifest]) -> set[str]:
+    return {blob_key(entry.blob) for m in manifests.values() for r in m.versions.values()
+            for _, _, entry in r.blobs()}
+
+
+def _is_object_key(key: str, prefix: str) -> bool:
+    """`<prefix>/<aa>/<64 hex>`: gc only ever deletes keys in the layout it understands."""
+    parts = key.split("/")
+    return (len(parts) == 3 and parts[0] == prefix and _HEX.fullmatch(parts[2]) is not None
+            and parts[1] == parts[2][:2])
+
+
+class _RecipeIndex:
+    """What gc remembers of each recipe it read: the packs it names, and with `frames` every
+    (pack, offset, frame length). Recipes are immutable per key except for repack (gc itself),
+    so a plan's reads stay valid for its execute."""
+
+    def __init__(self, *, frames: bool) -> None:
+        self.frames = frames
+        self._packs: dict[str, tuple[str, ...]] = {}
+        self._frames: dict[str, tuple[tuple[str, int, int], ...]] = {}
+        self._names: dict[str, str] = {}
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._packs
+
+    def _intern(self, name: str) -> str:
+        return self._names.setdefault(name, name)
+
+    def record(self, key: str, recipe: Recipe) -> None:
+        self._packs[key] = tuple(self._intern(pack_key(p)) for p in recipe.packs)
+        if self.frames:
+            self._frames[key] = tuple((self._intern(pack_key(r.pack)), r.offset, r.length)
+                                      for r in recipe.chunks)
+
+    def packs(self, key: str) -> tuple[str, ...]:
+        return self._packs.get(key, ())
+
+    def frames_of(self, key: str) -> tuple[tuple[str, int, int], ...]:
+        return self._frames.get(key, ())
+
+    def read(self, zoo: Store, key: str) -> str | None:
+        """Read and record one recipe; returns a problem description, or None."""
+        digest = Digest(key.rsplit("/", 1)[-1])
+        try:
+            recipe = Recipe.decode(digest, zoo.backend.get(key))
+        except ObjectNotFoundError:
+            return f"recipe {key} disappeared while gc read it"
+        except (FormatError, IntegrityError) as exc:
+            return f"recipe {key} is damaged ({exc}), so gc cannot tell which packs it needs"
+        self.record(key, recipe)
+        return None
+
+    def packs_of(self, zoo: Store, key: str) -> tuple[tuple[str, ...], str | None]:
+        if key not in self._packs:
+            problem = self.read(zoo, key)
+            if problem:
+                return (), problem
+        return self._packs[key], None
+
+
+@dataclass(slots=True)
+class _Survey:
+    recipes: dict[str, ObjectInfo]
+    packs: dict[str, ObjectInfo]
+    referenced: set[str]
+    kept: set[str]
+    live_packs: set[str]
+    frames: dict[str, dict[int, int]]  # pack key -> offset -> frame length (with frames=True)
+    problems: list[str]
+
+
+def _survey(zoo: Store, referenced: set[str], cutoff: float, index: _RecipeIndex,
+            progress: Progress, *, frames: bool) -> _Survey:
+    """List packs/ then blobs/ (a recipe can only name packs written before it), then read
+    every kept recipe that `index` does not know yet."""
+    backend = zoo.backend
+    progress.start("list packs", None, unit="objects")
+    packs = {}
+    for info in backend.list("packs/"):
+        if _is_object_key(info.key, "packs"):
+            packs[info.key] = info
+            progress.advance("list packs")
+    progress.done("list packs")
+    progress.start("list recipes", None, unit="objects")
+    recipes = {}
+    for info in backend.list("blobs/"):
+        if _is_object_key(info.key, "blobs"):
+            recipes[info.key] = info
+            progress.advance("list recipes")
+    progress.done("list recipes")
+
+    problems = []
+    for key in sorted(referenced - recipes.keys()):
+        problems.append(f"a retained version lists blob {key.rsplit('/', 1)[-1]} but the store has "
+                        f"no recipe {key} (damaged store; its chunks may still be in packs)")
+    kept = {k for k, info in recipes.items() if k in referenced or info.mtime >= cutoff}
+    todo = sorted(k for k in kept if k not in index)
+    progress.start("read recipes", len(todo), unit="recipes")
+    try:
+        with ThreadPoolExecutor(max_workers=IO_WORKERS) as pool:
+            for problem in pool.map(lambda k: index.read(zoo, k), todo):
+                progress.advance("read recipes")
+                if problem:
+                    problems.append(problem)
+    finally:
+        progress.done("read recipes")
+    live: set[str] = set()
+    live_frames: dict[str, dict[int, int]] = {}
+    for key in kept:
+        live.update(index.packs(key))
+        if frames:
+            for pack, offset, length in index.frames_of(key):
+                live_frames.setdefault(pack, {})[offset] = length
+    return _Survey(recipes, packs, referenced, kept, live, live_frames, problems)

@@ -21,7 +21,7 @@ from zoostore.repository import Store
 from zoostore.core.units import human_bytes
 from zoostore.ops.gc.retention import KeepRule, _always_retained, pinned_versions, read_lock
 from zoostore.ops.gc.results import DroppedVersion, GcResult, RepackItem
-from zoostore.ops.gc.survey import IO_WORKERS, _RecipeIndex, _read_manifests, _referenced, _survey
+from zoostore.ops.gc.survey import IO_WORKERS, _RecipeIndex, _Survey, _read_manifests, _referenced, _survey
 from zoostore.ops.gc.repack import _repack
 
 
@@ -115,16 +115,37 @@ class GcPlan:
 
     # -- acting
     def execute(self, progress: Progress | None = None) -> GcResult:
-        """Drop, re-read, re-list, delete, repack; see the module docstring for the order."""
+        """Drop, re-read, re-list, delete, repack; see the package docstring for the order."""
         if self._executed:
             raise UsageError("this gc plan was already executed; make a new plan with plan_gc")
         self._executed = True
         progress = progress or NullProgress()
         result = GcResult()
-        zoo = self.zoo
+        self._drop_versions(result)
+        # Survey the store as it is now: live set from the manifests after the drop, then
+        # listings, then recipes not read yet.
+        survey = _survey(self.zoo, _referenced(_read_manifests(self.zoo)), self.cutoff, self._index,
+                         progress, frames=self.repack)
+        problems = list(survey.problems)
+        extra_live = self._delete_recipes(survey, problems, progress, result)
+        if problems:
+            result.notes.append("no pack was deleted or repacked because the store has problems "
+                                "(see warnings); run 'zoostore verify --repair' first")
+            result.notes.extend(problems)
+            result.kept_changed += len(self.packs)
+            return result
+        self._delete_packs(survey, survey.live_packs | extra_live, progress, result)
+        if self.repack and self.repacks:
+            sources = [info for item in self.repacks
+                       if (info := survey.packs.get(item.pack)) is not None and info.mtime < self.cutoff
+                       and 0 < sum(survey.frames.get(item.pack, {}).values()) < self.repack_threshold * info.size]
+            if sources:
+                _repack(self.zoo, sources, survey, self._index, self.cutoff, progress, result)
+        return result
 
-        # 1. Drop versions. The change re-reads tags: a tag moved onto a dropped version since
-        #    the plan keeps it.
+    def _drop_versions(self, result: GcResult) -> None:
+        """Drop the planned versions (CAS). The change re-reads tags: a tag moved onto a dropped
+        version since the plan keeps it."""
         for model, drops in sorted(self.drops.items()):
             wanted = {d.version for d in drops}
             actually: set[str] = set()
@@ -137,64 +158,40 @@ class GcPlan:
                 actually.update(drop)
                 return m.without_versions(drop) if drop else m
 
-            zoo.update_manifest(model, change)
+            self.zoo.update_manifest(model, change)
             result.dropped.extend(d for d in drops if d.version in actually)
             if len(actually) < len(wanted):
                 kept = sorted(wanted - actually, key=semver.parse_version)
                 result.notes.append(f"{model}: kept {', '.join(kept)}: tagged or gone since the plan")
 
-        # 2. Survey the store as it is now: live set from the manifests after the drop, then
-        #    listings, then recipes not read yet.
-        manifests = _read_manifests(zoo)
-        survey = _survey(zoo, _referenced(manifests), self.cutoff, self._index, progress,
-                         frames=self.repack)
-        problems = list(survey.problems)
-
-        # 3. Recipes first: the plan's candidates that are still unreferenced and old.
-        recipe_candidates = [i.key for i in self.recipes
-                             if (info := survey.recipes.get(i.key)) is not None
-                             and i.key not in survey.kept and info.mtime < self.cutoff]
-        deleted, skipped = self._delete_checked(recipe_candidates, "delete recipes", progress, result)
+    def _delete_recipes(self, survey: _Survey, problems: list[str], progress: Progress,
+                        result: GcResult) -> set[str]:
+        """Recipes first: the plan's candidates still unreferenced and old. Returns the packs
+        of candidates that turned out fresh (they stay)."""
+        candidates = [i.key for i in self.recipes
+                      if (info := survey.recipes.get(i.key)) is not None
+                      and i.key not in survey.kept and info.mtime < self.cutoff]
+        deleted, skipped = self._delete_checked(candidates, "delete recipes", progress, result)
         result.kept_changed += len(self.recipes) - len(deleted)
         result.recipes_deleted = len(deleted)
         result.recipe_bytes = sum(survey.recipes[k].size for k in deleted)
-        # A candidate that turned out fresh is kept, and so are its packs.
         extra_live: set[str] = set()
         for key in skipped:
-            packs, problem = self._index.packs_of(zoo, key)
+            packs, problem = self._index.packs_of(self.zoo, key)
             extra_live.update(packs)
             if problem:
                 problems.append(problem)
+        return extra_live
 
-        # 4. Packs: not named by any kept recipe, old, and not about to be repacked.
-        if problems:
-            result.notes.append("no pack was deleted or repacked because the store has problems "
-                                "(see warnings); run 'zoostore verify --repair' first")
-            result.notes.extend(problems)
-            result.kept_changed += len(self.packs)
-            return result
-        live = survey.live_packs | extra_live
-        pack_candidates = [i.key for i in self.packs
-                           if (info := survey.packs.get(i.key)) is not None
-                           and i.key not in live and info.mtime < self.cutoff]
-        deleted, _ = self._delete_checked(pack_candidates, "delete packs", progress, result)
+    def _delete_packs(self, survey: _Survey, live: set[str], progress: Progress, result: GcResult) -> None:
+        """Packs not named by any kept recipe, old, and not about to be repacked."""
+        candidates = [i.key for i in self.packs
+                      if (info := survey.packs.get(i.key)) is not None
+                      and i.key not in live and info.mtime < self.cutoff]
+        deleted, _ = self._delete_checked(candidates, "delete packs", progress, result)
         result.kept_changed += len(self.packs) - len(deleted)
         result.packs_deleted = len(deleted)
         result.pack_bytes = sum(survey.packs[k].size for k in deleted)
-
-        # 5. Repack.
-        if self.repack and self.repacks:
-            sources = []
-            for item in self.repacks:
-                info = survey.packs.get(item.pack)
-                if info is None or info.mtime >= self.cutoff:
-                    continue
-                live_bytes = sum(survey.frames.get(item.pack, {}).values())
-                if 0 < live_bytes < self.repack_threshold * info.size:
-                    sources.append(info)
-            if sources:
-                _repack(zoo, sources, survey, self._index, self.cutoff, progress, result)
-        return result
 
     def _delete_checked(self, keys: list[str], task: str, progress: Progress,
                         result: GcResult) -> tuple[list[str], list[str]]:
@@ -264,6 +261,45 @@ def plan_gc(
     """Decide what a gc run does, changing nothing. `grace` defaults to the store's (zoostore.toml);
     `now` overrides the store clock (tests)."""
     progress = progress or NullProgress()
+    notes: list[str] = []
+    grace = _check_arguments(zoo, grace, repack_threshold, notes, progress)
+    rules = [r if isinstance(r, KeepRule) else KeepRule.parse(r) for r in keep]
+    pins = _lock_pins(keep_locks, lock_storage_options)
+    started = zoo.backend.now() if now is None else float(now)
+    cutoff = started - grace
+    manifests = _read_manifests(zoo)
+    drops = _drops(manifests, rules, pins, notes)
+
+    index = _RecipeIndex(frames=repack)
+    survey = _survey(zoo, _referenced(manifests), cutoff, index, progress, frames=repack)
+    recipes = [info for key, info in sorted(survey.recipes.items()) if key not in survey.kept]
+    problems = list(survey.problems)
+    packs: list[ObjectInfo] = []
+    repacks: list[RepackItem] = []
+    if not problems:
+        packs = [info for key, info in sorted(survey.packs.items())
+                 if key not in survey.live_packs and info.mtime < cutoff]
+        if repack:
+            repacks = _repack_candidates(zoo, survey, cutoff, repack_threshold, notes)
+    else:
+        notes.append("no pack will be deleted or repacked because of the warnings above; run "
+                     "'zoostore verify --repair' first")
+    unreferenced_packs = [k for k in survey.packs if k not in survey.live_packs]
+    return GcPlan(
+        zoo, now=started, grace=grace, drops=drops, recipes=recipes, packs=packs, repacks=repacks,
+        repack_threshold=repack_threshold,
+        kept_recipes=len(survey.recipes) - len(recipes),
+        kept_packs=len(survey.packs) - len(packs),
+        young_recipes=sum(1 for k in survey.kept if k not in survey.referenced and k in survey.recipes),
+        young_packs=sum(1 for k in unreferenced_packs if survey.packs[k].mtime >= cutoff),
+        notes=notes, problems=problems, index=index, repack=repack,
+    )
+
+
+def _check_arguments(zoo: Store, grace: float | None, repack_threshold: float, notes: list[str],
+                     progress: Progress) -> float:
+    """The grace period this run uses; refuses stores gc cannot clean and bad arguments, and
+    warns when the grace is shorter than the store's."""
     caps = zoo.backend.capabilities
     if not (caps.writes and caps.deletes and caps.listing):
         raise ReadOnlyError(f"{zoo.url} cannot be garbage-collected: gc needs a store it can list, "
@@ -274,7 +310,6 @@ def plan_gc(
         raise UsageError(f"--grace must not be negative, got {grace:g} s")
     if not 0 < repack_threshold <= 1:
         raise UsageError(f"--repack-threshold must be in (0, 1], got {repack_threshold:g}")
-    notes: list[str] = []
     if grace < store_grace:
         note = (f"--grace {format_duration(grace)} is shorter than the store's grace period "
                 f"{format_duration(store_grace)} (zoostore.toml [gc] grace): this is only safe when "
@@ -282,18 +317,23 @@ def plan_gc(
                 f"'gc --repack' rewrote recipes that readers may still hold)")
         notes.append(note)
         progress.note(note)
-    rules = [r if isinstance(r, KeepRule) else KeepRule.parse(r) for r in keep]
+    return grace
+
+
+def _lock_pins(keep_locks: Sequence[str | os.PathLike[str]],
+               storage_options: Mapping[str, Any] | None) -> dict[str, set[str]]:
+    """Model -> versions any of the lockfiles pins."""
     pins: dict[str, set[str]] = {}
     for location in keep_locks:
-        text = read_lock(location, storage_options=lock_storage_options)
+        text = read_lock(location, storage_options=storage_options)
         for model, versions in pinned_versions(text, where=os.fspath(location)).items():
             pins.setdefault(model, set()).update(versions)
+    return pins
 
-    started = zoo.backend.now() if now is None else float(now)
-    cutoff = started - grace
-    manifests = _read_manifests(zoo)
 
-    # Which versions go.
+def _drops(manifests: dict[str, Manifest], rules: Sequence[KeepRule], pins: Mapping[str, set[str]],
+           notes: list[str]) -> dict[str, list[DroppedVersion]]:
+    """The versions that go, per model; `manifests` becomes the store as it is after the drops."""
     for rule in rules:
         if rule.model not in manifests:
             raise UsageError(f"--keep {rule}: the store has no model {rule.model!r}; models: "
@@ -317,38 +357,22 @@ def plan_gc(
         if drop:
             drops[model] = [DroppedVersion(model, v, m.versions[v].size) for v in drop]
             manifests[model] = m.without_versions(set(drop))
+    return drops
 
-    index = _RecipeIndex(frames=repack)
-    survey = _survey(zoo, _referenced(manifests), cutoff, index, progress, frames=repack)
-    recipes = [info for key, info in sorted(survey.recipes.items()) if key not in survey.kept]
-    problems = list(survey.problems)
-    packs: list[ObjectInfo] = []
-    repacks: list[RepackItem] = []
-    if not problems:
-        packs = [info for key, info in sorted(survey.packs.items())
-                 if key not in survey.live_packs and info.mtime < cutoff]
-        if repack:
-            for key, info in sorted(survey.packs.items()):
-                live_frames = survey.frames.get(key, {})
-                live_bytes = sum(live_frames.values())
-                if info.mtime < cutoff and 0 < live_bytes < repack_threshold * info.size:
-                    # Only worth it if some frame is dead: a pack of live frames whose footer
-                    # is large (tiny chunks) would be rewritten to itself, run after run.
-                    if _has_dead_frames(zoo, info, live_frames, notes):
-                        repacks.append(RepackItem(key, info.size, live_bytes))
-    else:
-        notes.append("no pack will be deleted or repacked because of the warnings above; run "
-                     "'zoostore verify --repair' first")
-    unreferenced_packs = [k for k in survey.packs if k not in survey.live_packs]
-    return GcPlan(
-        zoo, now=started, grace=grace, drops=drops, recipes=recipes, packs=packs, repacks=repacks,
-        repack_threshold=repack_threshold,
-        kept_recipes=len(survey.recipes) - len(recipes),
-        kept_packs=len(survey.packs) - len(packs),
-        young_recipes=sum(1 for k in survey.kept if k not in survey.referenced and k in survey.recipes),
-        young_packs=sum(1 for k in unreferenced_packs if survey.packs[k].mtime >= cutoff),
-        notes=notes, problems=problems, index=index, repack=repack,
-    )
+
+def _repack_candidates(zoo: Store, survey: _Survey, cutoff: float, threshold: float,
+                       notes: list[str]) -> list[RepackItem]:
+    """Old packs less than `threshold` live that have a dead frame."""
+    out = []
+    for key, info in sorted(survey.packs.items()):
+        live_frames = survey.frames.get(key, {})
+        live_bytes = sum(live_frames.values())
+        if info.mtime < cutoff and 0 < live_bytes < threshold * info.size:
+            # Only worth it if some frame is dead: a pack of live frames whose footer
+            # is large (tiny chunks) would be rewritten to itself, run after run.
+            if _has_dead_frames(zoo, info, live_frames, notes):
+                out.append(RepackItem(key, info.size, live_bytes))
+    return out
 
 
 def _has_dead_frames(zoo: Store, info: ObjectInfo, live: Mapping[int, int], notes: list[str]) -> bool:

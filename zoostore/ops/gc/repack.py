@@ -23,113 +23,122 @@ from zoostore.ops.gc.survey import _RecipeIndex, _Survey
 def _repack(zoo: Store, sources: list[ObjectInfo], survey: _Survey, index: _RecipeIndex, cutoff: float,
             progress: Progress, result: GcResult) -> None:
     """Copy the live frames of `sources` into new packs and point the recipes at them."""
-    backend = zoo.backend
     source_keys = {s.key for s in sources}
     users = sorted(k for k in survey.kept if source_keys.intersection(index.packs(k)))
     recipes: dict[str, Recipe] = {}
     for key in users:
         try:
-            recipes[key] = Recipe.decode(Digest(key.rsplit("/", 1)[-1]), backend.get(key))
+            recipes[key] = Recipe.decode(Digest(key.rsplit("/", 1)[-1]), zoo.backend.get(key))
         except (ObjectNotFoundError, FormatError, IntegrityError) as exc:
             result.notes.append(f"repack skipped: recipe {key} could not be read again ({exc})")
             return
-    # (source pack, offset) -> (chunk id, raw length, frame length) and which recipes use it.
-    wanted: dict[tuple[str, int], tuple[Digest, int, int]] = {}
-    served_by: dict[tuple[str, int], set[str]] = {}
-    for key, recipe in recipes.items():
-        for ref in recipe.chunks:
-            pk = pack_key(ref.pack)
-            if pk in source_keys:
-                wanted[(pk, ref.offset)] = (ref.chunk, ref.raw_length, ref.length)
-                served_by.setdefault((pk, ref.offset), set()).add(key)
-
-    moved: dict[tuple[str, int], tuple[PackSlot, int]] = {}
-    builder = PackBuilder()
-    slot = PackSlot()
-    serving: set[str] = set()
-    carried: dict[Digest, FileList] = {}
-    done_sources: list[str] = []
-    target = zoo.config.pack_target_size
-
-    def file_list(key: str) -> FileList:
-        r = recipes[key]
-        return FileList(r.blob, r.size, tuple((c.chunk, c.raw_length) for c in r.chunks))
-
-    def flush(last: bool) -> None:
-        nonlocal builder, slot, serving
-        if not len(builder):
-            return
-        lists = {recipes[k].blob: file_list(k) for k in sorted(serving)}
-        if last:  # file lists the source packs carried for blobs that stay
-            for blob, fl in carried.items():
-                lists.setdefault(blob, fl)
-        builder.add_file_list(list(lists.values()))
-        pack_id, data, _ = builder.finish()
-        backend.put_if_absent(pack_key(pack_id), data)
-        slot.id = pack_id
-        result.packs_written += 1
-        result.bytes_written += len(data)
-        builder, slot, serving = PackBuilder(), PackSlot(), set()
-
     progress.start("repack", sum(s.size for s in sources))
     try:
+        _Repacker(zoo, recipes, source_keys, survey, index, result).run(sources, cutoff, progress)
+    finally:
+        progress.done("repack")
+
+
+class _Repacker:
+    """One repack: the frames the kept recipes use in the source packs, copied in order into
+    new packs (which also carry the file lists of the blobs they serve), then the recipes."""
+
+    def __init__(self, zoo: Store, recipes: dict[str, Recipe], source_keys: set[str], survey: _Survey,
+                 index: _RecipeIndex, result: GcResult) -> None:
+        self.zoo, self.backend, self.recipes, self.survey = zoo, zoo.backend, recipes, survey
+        self.index, self.result = index, result
+        # (source pack, offset) -> (chunk id, raw length, frame length) and which recipes use it.
+        self.wanted: dict[tuple[str, int], tuple[Digest, int, int]] = {}
+        self.served_by: dict[tuple[str, int], set[str]] = {}
+        for key, recipe in recipes.items():
+            for ref in recipe.chunks:
+                pk = pack_key(ref.pack)
+                if pk in source_keys:
+                    self.wanted[(pk, ref.offset)] = (ref.chunk, ref.raw_length, ref.length)
+                    self.served_by.setdefault((pk, ref.offset), set()).add(key)
+        self.moved: dict[tuple[str, int], tuple[PackSlot, int]] = {}
+        self.builder, self.slot, self.serving = PackBuilder(), PackSlot(), set[str]()
+        self.carried: dict[Digest, FileList] = {}
+        self.done_sources: list[str] = []
+
+    def run(self, sources: list[ObjectInfo], cutoff: float, progress: Progress) -> None:
         for source in sources:
             progress.advance("repack", source.size)
-            try:
-                info = backend.stat(source.key)
-                if info.mtime >= cutoff:
-                    continue  # reused by a publisher since the survey: leave it
-                data = backend.get(source.key)
-            except ObjectNotFoundError:
-                continue
-            problem = _check_source(source.key, data, wanted)
-            if problem:
-                result.notes.append(f"repack skipped {source.key}: {problem}; run 'zoostore verify --read-data'")
-                continue
-            start, end = footer_span(data[-TRAILER_SIZE:], len(data), where=source.key)
-            for fl in parse_footer(data[start:end], where=source.key).files:
-                if blob_key(fl.blob) in survey.kept:
-                    carried.setdefault(fl.blob, fl)
-            for (pk, offset), (chunk, raw_length, length) in sorted(wanted.items()):
-                if pk != source.key:
-                    continue
-                if builder.size >= target:
-                    # Flush before adding, not after: the last pack always holds a frame, so
-                    # the carried file lists always have a pack to live in.
-                    flush(last=False)
-                moved[(pk, offset)] = (slot, builder.add(chunk, data[offset : offset + length], raw_length))
-                serving.update(served_by[(pk, offset)])
-            done_sources.append(source.key)
-        flush(last=True)
-        if not done_sources:
+            self._copy(source, cutoff)
+        self._flush(last=True)
+        if not self.done_sources:
             return
         # Old packs stay readable for at least the grace period from now: readers and
         # publishers may hold recipes that still name them.
-        for key in done_sources:
+        for key in self.done_sources:
             try:
-                backend.freshen(key)
+                self.backend.freshen(key)
             except ObjectNotFoundError:
                 pass
-        done = set(done_sources)
-        for key, recipe in recipes.items():
+        self._rewrite_recipes(set(self.done_sources))
+        self.result.packs_repacked = len(self.done_sources)
+
+    def _copy(self, source: ObjectInfo, cutoff: float) -> None:
+        try:
+            if self.backend.stat(source.key).mtime >= cutoff:
+                return  # reused by a publisher since the survey: leave it
+            data = self.backend.get(source.key)
+        except ObjectNotFoundError:
+            return
+        problem = _check_source(source.key, data, self.wanted)
+        if problem:
+            self.result.notes.append(f"repack skipped {source.key}: {problem}; run 'zoostore verify --read-data'")
+            return
+        start, end = footer_span(data[-TRAILER_SIZE:], len(data), where=source.key)
+        for fl in parse_footer(data[start:end], where=source.key).files:
+            if blob_key(fl.blob) in self.survey.kept:
+                self.carried.setdefault(fl.blob, fl)
+        for (pk, offset), (chunk, raw_length, length) in sorted(self.wanted.items()):
+            if pk != source.key:
+                continue
+            if self.builder.size >= self.zoo.config.pack_target_size:
+                # Flush before adding, not after: the last pack always holds a frame, so
+                # the carried file lists always have a pack to live in.
+                self._flush(last=False)
+            self.moved[(pk, offset)] = (self.slot, self.builder.add(chunk, data[offset : offset + length], raw_length))
+            self.serving.update(self.served_by[(pk, offset)])
+        self.done_sources.append(source.key)
+
+    def _flush(self, *, last: bool) -> None:
+        if not len(self.builder):
+            return
+        lists = {}
+        for k in sorted(self.serving):
+            r = self.recipes[k]
+            lists[r.blob] = FileList(r.blob, r.size, tuple((c.chunk, c.raw_length) for c in r.chunks))
+        if last:  # file lists the source packs carried for blobs that stay
+            for blob, fl in self.carried.items():
+                lists.setdefault(blob, fl)
+        self.builder.add_file_list(list(lists.values()))
+        pack_id, data, _ = self.builder.finish()
+        self.backend.put_if_absent(pack_key(pack_id), data)
+        self.slot.id = pack_id
+        self.result.packs_written += 1
+        self.result.bytes_written += len(data)
+        self.builder, self.slot, self.serving = PackBuilder(), PackSlot(), set()
+
+    def _rewrite_recipes(self, done: set[str]) -> None:
+        for key, recipe in self.recipes.items():
             chunks = []
             for ref in recipe.chunks:
                 pk = pack_key(ref.pack)
                 if pk in done:
-                    new_slot, new_offset = moved[(pk, ref.offset)]
+                    new_slot, new_offset = self.moved[(pk, ref.offset)]
                     assert new_slot.id is not None
                     ref = ChunkRef(ref.chunk, ref.raw_length, new_slot.id, new_offset, ref.length)
                 chunks.append(ref)
             rewritten = Recipe(recipe.blob, recipe.size, tuple(chunks))
             if rewritten.chunks != recipe.chunks:
                 # Same key, different bytes: the one overwrite in a content-addressed store.
-                backend.put(key, rewritten.encode())
-                index.record(key, rewritten)
-                zoo.blobs.remember(rewritten)
-                result.recipes_rewritten += 1
-        result.packs_repacked = len(done_sources)
-    finally:
-        progress.done("repack")
+                self.backend.put(key, rewritten.encode())
+                self.index.record(key, rewritten)
+                self.zoo.blobs.remember(rewritten)
+                self.result.recipes_rewritten += 1
 
 
 def _check_source(key: str, data: bytes, wanted: Mapping[tuple[str, int], tuple[Digest, int, int]]) -> str | None:

@@ -98,13 +98,30 @@ def verify_store(store: Store, *, read_data: bool = False, subset: tuple[int, in
             broken_blobs.add(blob)
 
     # 2. recipes -> packs and frames
+    recipes = _check_recipes(store, recipe_keys, packs, referenced, report, broken_blobs, progress)
+
+    # 3. read data
+    if read_data or subset:
+        _read_data(store, packs, recipes, subset, report, progress)
+
+    if repair and broken_blobs:
+        live_packs = {ref.pack for r in recipes.values() for ref in r.chunks}
+        _repair(store, broken_blobs, packs, report, progress, prefer=live_packs)
+    return report
+
+
+def _check_recipes(store: Store, recipe_keys: dict[Digest, str], packs: dict[Digest, int],
+                   referenced: dict[Digest, tuple[int, str]], report: VerifyReport, broken_blobs: set[Digest],
+                   progress: Progress) -> dict[Digest, Recipe]:
+    """Read every recipe; each must parse, match its manifest size, and name existing packs
+    and frame ranges inside them."""
     recipes: dict[Digest, Recipe] = {}
     progress.start("verify recipes", len(recipe_keys), unit="recipes")
     for blob, key in sorted(recipe_keys.items()):
         progress.advance("verify recipes")
         report.recipes += 1
         try:
-            recipe = Recipe.decode(blob, backend.get(key))
+            recipe = Recipe.decode(blob, store.backend.get(key))
         except (FormatError, IntegrityError) as exc:
             report.add("bad-recipe", key, str(exc))
             broken_blobs.add(blob)
@@ -126,28 +143,27 @@ def verify_store(store: Store, *, read_data: bool = False, subset: tuple[int, in
                 broken_blobs.add(blob)
                 break
     progress.done("verify recipes")
+    return recipes
 
-    # 3. read data
-    if read_data or subset:
-        bad_chunks: set[Digest] = set()
-        ordered = sorted(packs)
-        if subset:
-            n, m = subset
-            ordered = [p for i, p in enumerate(ordered) if i % m == n - 1]
-        progress.start("verify packs", sum(packs[p] for p in ordered))
-        for pack in ordered:
-            _read_pack(store, pack, report, bad_chunks)
-            progress.advance("verify packs", packs[pack])
-        progress.done("verify packs")
-        for blob, recipe in recipes.items():
-            hit = next((r for r in recipe.chunks if r.chunk in bad_chunks), None)
-            if hit is not None:
-                report.add("bad-chunk", blob_key(blob), f"blob {blob} uses corrupt chunk {hit.chunk} in pack {hit.pack}")
 
-    if repair and broken_blobs:
-        live_packs = {ref.pack for r in recipes.values() for ref in r.chunks}
-        _repair(store, broken_blobs, packs, report, progress, prefer=live_packs)
-    return report
+def _read_data(store: Store, packs: dict[Digest, int], recipes: dict[Digest, Recipe],
+               subset: tuple[int, int] | None, report: VerifyReport, progress: Progress) -> None:
+    """Decode and check every frame of the packs (or the n-th of m slices of them), then name
+    the blobs that use a corrupt chunk."""
+    bad_chunks: set[Digest] = set()
+    ordered = sorted(packs)
+    if subset:
+        n, m = subset
+        ordered = [p for i, p in enumerate(ordered) if i % m == n - 1]
+    progress.start("verify packs", sum(packs[p] for p in ordered))
+    for pack in ordered:
+        _read_pack(store, pack, report, bad_chunks)
+        progress.advance("verify packs", packs[pack])
+    progress.done("verify packs")
+    for blob, recipe in recipes.items():
+        hit = next((r for r in recipe.chunks if r.chunk in bad_chunks), None)
+        if hit is not None:
+            report.add("bad-chunk", blob_key(blob), f"blob {blob} uses corrupt chunk {hit.chunk} in pack {hit.pack}")
 
 
 def _read_pack(store: Store, pack: Digest, report: VerifyReport, bad_chunks: set[Digest]) -> None:

@@ -14,7 +14,7 @@ satisfies; a requirement on a key the consumer does not declare is a warning, no
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from zoostore.core import semver
@@ -77,21 +77,9 @@ def select(manifest: Manifest, spec: str, *, runtime: Mapping[str, str] | None =
                 excluded.append(f"{release.version} has no files for {a} (it has {', '.join(release.archs)})")
         return excluded
 
-    direct: str | None = None
-    if spec in manifest.tags:
-        direct = manifest.tags[spec]
-    elif spec in manifest.versions:
-        direct = spec
+    direct = manifest.tags.get(spec, spec if spec in manifest.versions else None)
     if direct is not None:
-        release = manifest.versions.get(direct)
-        if release is None:
-            raise ResolutionError(f"{model}: tag {spec!r} points to {direct}, which is not in the manifest")
-        problems = check(release)
-        if problems:
-            raise ResolutionError(f"{model}@{spec}: {'; '.join(problems)}")
-        if release.yanked:
-            warnings.append(f"{model}@{release.version} is yanked: {release.yanked}")
-        return release, warnings
+        return _select_direct(manifest, spec, direct, check, warnings), warnings
 
     if spec == LATEST:
         rng = "*"
@@ -118,6 +106,20 @@ def select(manifest: Manifest, spec: str, *, runtime: Mapping[str, str] | None =
         why = f"; excluded: {'; '.join(sorted(excluded_by))}" if excluded_by else ""
         raise ResolutionError(f"no version of {model} matches {spec!r}{why}. Versions: {available}; tags: {tags}")
     return manifest.versions[best], warnings
+
+
+def _select_direct(manifest: Manifest, spec: str, version: str, check: Callable[[Release], list[str]],
+                   warnings: list[str]) -> Release:
+    """The release a tag or an exact version names, if it suits the runtime and archs."""
+    release = manifest.versions.get(version)
+    if release is None:
+        raise ResolutionError(f"{manifest.model}: tag {spec!r} points to {version}, which is not in the manifest")
+    problems = check(release)
+    if problems:
+        raise ResolutionError(f"{manifest.model}@{spec}: {'; '.join(problems)}")
+    if release.yanked:
+        warnings.append(f"{manifest.model}@{release.version} is yanked: {release.yanked}")
+    return release
 
 
 def select_versions(manifest: Manifest, spec: str) -> list[str]:

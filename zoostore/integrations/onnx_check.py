@@ -231,6 +231,8 @@ def find_onnx_files(paths: Iterable[Path | str]) -> list[Path]:
     return found
 
 
+# longer than 60 lines: the check's steps (load, checker, opset, nodes, smoke run) append to one
+# report in order and stop early on a failed load; each step is already its own function.
 def check_model(
     path: Path | str,
     *,

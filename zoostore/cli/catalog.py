@@ -25,9 +25,9 @@ def run(args: argparse.Namespace) -> int:
 
     text = catalog_markdown(open_store(args.store))
     if args.output:
-        tmp = args.output.with_name(f".{args.output.name}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, args.output)
+        from zoostore.core.atomic import atomic_write
+
+        atomic_write(args.output, text.encode("utf-8"))
     else:
         print(text, end="")
     return 0

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import tomli_w
 
+from zoostore.core.atomic import atomic_write, temp_name
 from zoostore.core.errors import BuildError, MissingDependencyError, UsageError
 from zoostore.documents.build_record import RECORD_FILE, BuildRecord, read_build_record, tvm_requirement
 from zoostore.documents.descriptor import FILE_NAME as DESCRIPTOR_FILE
@@ -314,7 +315,7 @@ def build_model(
         with steps.step("export", arch.name) as detail, tempfile.TemporaryDirectory(prefix="zoostore-build-") as tmp:
             work = Path(tmp) / _WORK_NAME
             work.mkdir()
-            staged = arch_dir / f".{LIBRARY}.{os.getpid()}.tmp"
+            staged = arch_dir / temp_name()
             try:
                 executable.export_library(
                     str(staged), fcompile=_make_fcompile(arch.compiler, work, link_log), workspace_dir=str(work)
@@ -390,6 +391,4 @@ def _model_name(model_dir: Path, desc: ModelDescriptor | None) -> str:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, text.encode("utf-8"))

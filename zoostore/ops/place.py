@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from zoostore.core.atomic import atomic_write, temp_name
 from zoostore.core.digest import Digest, hash_file
 from zoostore.core.errors import IntegrityError, UsageError
 
@@ -61,12 +62,8 @@ def read_state(dest: Path) -> dict[str, dict[str, Any]]:
 
 def write_state(dest: Path, state: Mapping[str, StateEntry]) -> None:
     dest.mkdir(parents=True, exist_ok=True)
-    tmp = dest / f".{STATE_NAME}.{os.getpid()}.tmp"
-    try:
-        tmp.write_text(json.dumps({"format": 1, "files": {k: dict(v) for k, v in sorted(state.items())}}, indent=1))
-        os.replace(tmp, dest / STATE_NAME)
-    finally:
-        tmp.unlink(missing_ok=True)
+    doc = {"format": 1, "files": {k: dict(v) for k, v in sorted(state.items())}}
+    atomic_write(dest / STATE_NAME, json.dumps(doc, indent=1).encode())
 
 
 def _inside(dest_real: str, directory: Path) -> bool:
@@ -88,8 +85,8 @@ def safe_parent(dest: Path, target: Path) -> None:
 def place_file(cache_file: Path, target: Path, blob: Digest, link: str) -> None:
     """Put the verified cache file at target (hard link, copy or symlink, see LINK_MODES),
     through a temp name and a rename; a copy is hashed again before it becomes visible."""
-    tmp = target.with_name(f".{target.name}.zoostore-{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
+    # A short temp name (core.atomic): a target name of up to the file system's limit fits.
+    tmp = target.parent / temp_name()
     try:
         if link == "symlink":
             os.symlink(cache_file, tmp)

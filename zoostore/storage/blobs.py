@@ -30,6 +30,7 @@ from zoostore.storage import codec
 from zoostore.storage.backends.base import Backend
 from zoostore.storage.params import StorageParams
 from zoostore.storage.writer import BlobWriter, PutResult
+from zoostore.core.atomic import atomic_writer
 from zoostore.core.digest import Digest
 from zoostore.core.errors import BlobNotFoundError, FormatError, IntegrityError, ObjectNotFoundError
 from zoostore.storage.pack import pack_key
@@ -361,30 +362,26 @@ class BlobStore:
         dest = Path(dest)
         recipe = self.recipe(blob)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.parent / f".{dest.name}.zoostore-{os.getpid()}-{threading.get_ident()}.tmp"
         hasher = blake3.blake3()
         task = f"get {dest.name}"
         progress.start(task, recipe.size)
         try:
-            with open(tmp, "wb") as out:
+            # No fsync, as before: a crash may lose the file but never leaves a partial one at dest.
+            with atomic_writer(dest, fsync=False) as out:
                 for _, data in self._iter_segments(recipe, range(len(recipe.chunks)), local):
                     out.write(data)
                     hasher.update(data)
                     progress.advance(task, len(data))
-            actual = hasher.hexdigest()
-            if actual != blob.hex:
-                raise IntegrityError(
-                    f"assembled file for blob {blob} hashes to blake3:{actual}: expected "
-                    f"{blob.hex}; the recipe {blob_key(blob)} is wrong. Nothing was written to "
-                    f"{dest}; run 'zoostore verify --repair'",
-                    obj=blob_key(blob), expected=blob.hex, actual=actual,
-                )
-            if mode is not None:
-                os.chmod(tmp, mode)
-            os.replace(tmp, dest)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+                actual = hasher.hexdigest()
+                if actual != blob.hex:
+                    raise IntegrityError(
+                        f"assembled file for blob {blob} hashes to blake3:{actual}: expected "
+                        f"{blob.hex}; the recipe {blob_key(blob)} is wrong. Nothing was written to "
+                        f"{dest}; run 'zoostore verify --repair'",
+                        obj=blob_key(blob), expected=blob.hex, actual=actual,
+                    )
+                if mode is not None:
+                    os.fchmod(out.fileno(), mode)
         finally:
             progress.done(task)
         return dest

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zoostore.storage.blobs import BlobStore, LocalChunk
+from zoostore.core.atomic import atomic_write
 from zoostore.core.digest import Digest, hash_file
 from zoostore.core.errors import FormatError, IntegrityError, OfflineError
 from zoostore.core.progress import Progress
@@ -66,9 +67,7 @@ class Cache:
             (self.root / "blobs").mkdir(parents=True, exist_ok=True)
             tag = self.root / "CACHEDIR.TAG"
             if not tag.exists():
-                tmp = self.root / f".CACHEDIR.TAG.{os.getpid()}-{threading.get_ident()}.tmp"
-                tmp.write_text(CACHEDIR_TAG)
-                os.replace(tmp, tag)
+                atomic_write(tag, CACHEDIR_TAG.encode(), fsync=False)
             self._ready = True
 
     def blob_path(self, blob: Digest) -> Path:
@@ -82,9 +81,7 @@ class Cache:
 
     def _write_atomic(self, path: Path, data: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        atomic_write(path, data, fsync=False)
 
     def cached_recipe(self, blob: Digest) -> Recipe | None:
         try:

@@ -18,6 +18,7 @@ from fsspec.config import apply_config
 from fsspec.spec import AbstractFileSystem, _Cached
 from fsspec.utils import isfilelike
 
+from zoostore.core.atomic import atomic_writer
 from zoostore.core.digest import Digest
 from zoostore.core.errors import IntegrityError, NotFoundError, ResolutionError
 from zoostore.documents.manifest import FileEntry, Manifest, Release
@@ -463,12 +464,9 @@ class ZooFileSystem(ReadOnlyMixin, AbstractFileSystem, metaclass=_ZooCached):  #
             dest = Path(os.fspath(lpath))
             dest.parent.mkdir(parents=True, exist_ok=True)
             if local is not None:
-                tmp = dest.with_name(f".{dest.name}.zoostore-{os.getpid()}-{threading.get_ident()}.tmp")
-                try:
-                    shutil.copyfile(local, tmp)  # not copy(): the cache's 0444 mode stays there
-                    os.replace(tmp, dest)
-                finally:
-                    tmp.unlink(missing_ok=True)
+                # Bytes only, not copy(): the cache's 0444 mode stays there.
+                with open(local, "rb") as src, atomic_writer(dest, fsync=False) as out:
+                    shutil.copyfileobj(src, out)
             else:
                 self.zoo.blobs.get_file(entry.blob, dest)  # verified, atomic
         callback.relative_update(entry.size)

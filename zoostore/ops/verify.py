@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 
 import blake3
 
-from zoostore.storage import codec
 from zoostore.core.digest import Digest
 from zoostore.core.errors import FormatError, IntegrityError, ObjectNotFoundError, ZooError
-from zoostore.storage.pack import TRAILER_SIZE, FileList, Footer, footer_span, pack_key, parse_footer
+from zoostore.storage.packcheck import fetch_footer, footer_of, pack_problems
+from zoostore.storage.pack import FileList, Footer, PackEntry, pack_key
 from zoostore.core.progress import NullProgress, Progress
 from zoostore.storage.recipe import ChunkRef, Recipe, blob_key
 from zoostore.repository import Store
@@ -67,10 +67,7 @@ def _digest_from_key(key: str) -> Digest | None:
 
 
 def read_footer(store: Store, pack: Digest, size: int) -> Footer:
-    key = pack_key(pack)
-    tail = store.backend.get_range(key, max(0, size - TRAILER_SIZE), size)
-    start, end = footer_span(tail, size, where=key)
-    return parse_footer(store.backend.get_range(key, start, end), where=key)
+    return fetch_footer(store.backend, pack_key(pack), size)
 
 
 def verify_store(store: Store, *, read_data: bool = False, subset: tuple[int, int] | None = None,
@@ -166,6 +163,13 @@ def _read_data(store: Store, packs: dict[Digest, int], recipes: dict[Digest, Rec
             report.add("bad-chunk", blob_key(blob), f"blob {blob} uses corrupt chunk {hit.chunk} in pack {hit.pack}")
 
 
+def _entries(data: bytes, key: str) -> list[PackEntry]:
+    try:
+        return footer_of(data, key).entries
+    except FormatError:
+        return []
+
+
 def _read_pack(store: Store, pack: Digest, report: VerifyReport, bad_chunks: set[Digest]) -> None:
     key = pack_key(pack)
     try:
@@ -174,29 +178,11 @@ def _read_pack(store: Store, pack: Digest, report: VerifyReport, bad_chunks: set
         return
     report.packs_read += 1
     report.bytes_read += len(data)
-    actual = blake3.blake3(data).hexdigest()
-    if actual != pack.hex:
-        report.add("bad-pack", key, f"pack bytes hash to blake3:{actual}, expected its name {pack.hex}")
-    try:
-        start, end = footer_span(data[-TRAILER_SIZE:], len(data), where=key)
-        footer = parse_footer(data[start:end], where=key)
-    except FormatError as exc:
-        report.add("bad-pack", key, f"footer unreadable: {exc}")
-        return
-    view = memoryview(data)
-    for e in footer.entries:
-        report.chunks_read += 1
-        where = f"pack {pack} chunk {e.chunk}"
-        try:
-            raw = codec.decode(view[e.offset : e.offset + e.length], where=where)
-        except FormatError as exc:
-            report.add("bad-chunk", key, str(exc))
-            bad_chunks.add(e.chunk)
-            continue
-        got = blake3.blake3(raw).hexdigest()
-        if got != e.chunk.hex:
-            report.add("bad-chunk", key, f"chunk {e.chunk} at offset {e.offset}: expected hash {e.chunk.hex}, got {got}")
-            bad_chunks.add(e.chunk)
+    for problem in pack_problems(key, data):
+        report.add(problem.kind, key, problem.message)
+        if problem.chunk is not None:
+            bad_chunks.add(problem.chunk)
+    report.chunks_read += sum(1 for _ in _entries(data, key))
 
 
 def _repair(store: Store, broken: set[Digest], packs: dict[Digest, int], report: VerifyReport,

@@ -15,7 +15,7 @@ from zoostore.storage.backends.base import ObjectInfo
 from zoostore.documents.store_config import format_duration
 from zoostore.core.errors import FormatError, ObjectNotFoundError, ReadOnlyError, UsageError, ZooError
 from zoostore.documents.manifest import Manifest
-from zoostore.storage.pack import TRAILER_SIZE, footer_span, parse_footer
+from zoostore.storage.packcheck import fetch_footer
 from zoostore.core.progress import NullProgress, Progress
 from zoostore.repository import Store
 from zoostore.core.units import human_bytes
@@ -377,9 +377,7 @@ def _repack_candidates(zoo: Store, survey: _Survey, cutoff: float, threshold: fl
 
 def _has_dead_frames(zoo: Store, info: ObjectInfo, live: Mapping[int, int], notes: list[str]) -> bool:
     try:
-        tail = zoo.backend.get_range(info.key, max(0, info.size - TRAILER_SIZE), info.size)
-        start, end = footer_span(tail, info.size, where=info.key)
-        footer = parse_footer(zoo.backend.get_range(info.key, start, end), where=info.key)
+        footer = fetch_footer(zoo.backend, info.key, info.size)
     except (FormatError, ObjectNotFoundError) as exc:
         notes.append(f"not repacking {info.key}: its footer is unreadable ({exc})")
         return False

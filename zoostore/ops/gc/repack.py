@@ -4,12 +4,11 @@ rewrite the recipes that name them; the old packs go in a later run, after the g
 from __future__ import annotations
 
 from collections.abc import Mapping
-import blake3
-from zoostore.storage import codec
 from zoostore.storage.backends.base import ObjectInfo
 from zoostore.core.digest import Digest
 from zoostore.core.errors import FormatError, IntegrityError, ObjectNotFoundError
-from zoostore.storage.pack import PackSlot, TRAILER_SIZE, FileList, PackBuilder, footer_span, pack_key, parse_footer
+from zoostore.storage.packcheck import footer_of, pack_problems
+from zoostore.storage.pack import FileList, PackBuilder, PackEntry, PackSlot, pack_key
 from zoostore.core.progress import Progress
 from zoostore.storage.recipe import ChunkRef, Recipe, blob_key
 from zoostore.repository import Store
@@ -89,8 +88,7 @@ class _Repacker:
         if problem:
             self.result.notes.append(f"repack skipped {source.key}: {problem}; run 'zoostore verify --read-data'")
             return
-        start, end = footer_span(data[-TRAILER_SIZE:], len(data), where=source.key)
-        for fl in parse_footer(data[start:end], where=source.key).files:
+        for fl in footer_of(data, source.key).files:
             if blob_key(fl.blob) in self.survey.kept:
                 self.carried.setdefault(fl.blob, fl)
         for (pk, offset), (chunk, raw_length, length) in sorted(self.wanted.items()):
@@ -143,22 +141,7 @@ class _Repacker:
 
 def _check_source(key: str, data: bytes, wanted: Mapping[tuple[str, int], tuple[Digest, int, int]]) -> str | None:
     """Why the pack must not be copied (its bytes or a live frame fail verification), or None."""
-    name = key.rsplit("/", 1)[-1]
-    actual = blake3.blake3(data).hexdigest()
-    if actual != name:
-        return f"its bytes hash to {actual}, expected its name {name}"
-    try:
-        footer_span(data[-TRAILER_SIZE:], len(data), where=key)
-    except FormatError as exc:
-        return str(exc)
-    for (pk, offset), (chunk, raw_length, length) in wanted.items():
-        if pk != key:
-            continue
-        frame = data[offset : offset + length]
-        try:
-            raw = codec.decode(frame, where=f"{key} offset {offset}")
-        except FormatError as exc:
-            return str(exc)
-        if len(raw) != raw_length or blake3.blake3(raw).digest() != chunk.raw:
-            return f"chunk {chunk} at offset {offset} does not match its id"
-    return None
+    frames = [PackEntry(chunk, offset, length, raw_length)
+              for (pk, offset), (chunk, raw_length, length) in wanted.items() if pk == key]
+    problem = next(pack_problems(key, data, frames), None)
+    return None if problem is None else problem.message

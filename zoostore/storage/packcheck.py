@@ -1,0 +1,68 @@
+"""Reading pack footers and verifying packs: the one implementation gc and verify share.
+
+    packs/<aa>/<pack id>   [frame][frame]…[footer][trailer]   (zoostore.storage.pack)
+
+A pack is sound when its bytes hash to its name, its footer parses, and every frame decodes to
+the length and BLAKE3 its entry states. `verify --read-data` checks every frame of every pack;
+gc's repack checks the frames it is about to copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import blake3
+
+from zoostore.core.digest import Digest
+from zoostore.core.errors import FormatError
+from zoostore.storage import codec
+from zoostore.storage.backends.base import Backend
+from zoostore.storage.pack import TRAILER_SIZE, Footer, PackEntry, footer_span, parse_footer
+
+
+def fetch_footer(backend: Backend, key: str, size: int) -> Footer:
+    """The footer of the pack at `key` (`size` bytes), with two ranged reads."""
+    tail = backend.get_range(key, max(0, size - TRAILER_SIZE), size)
+    start, end = footer_span(tail, size, where=key)
+    return parse_footer(backend.get_range(key, start, end), where=key)
+
+
+def footer_of(data: bytes, key: str) -> Footer:
+    """The footer of a whole pack held in memory."""
+    start, end = footer_span(data[-TRAILER_SIZE:], len(data), where=key)
+    return parse_footer(data[start:end], where=key)
+
+
+@dataclass(frozen=True, slots=True)
+class PackProblem:
+    """One thing wrong with a pack: `chunk` names the frame, or is None for the whole pack."""
+
+    kind: str  # "bad-pack" or "bad-chunk"
+    chunk: Digest | None
+    message: str
+
+
+def pack_problems(key: str, data: bytes, frames: Iterable[PackEntry] | None = None) -> Iterator[PackProblem]:
+    """Everything wrong with the pack `data` stored at `key`: its hash against its name, its
+    footer, and each frame of `frames` (default: every frame the footer lists)."""
+    name = key.rsplit("/", 1)[-1]
+    actual = blake3.blake3(data).hexdigest()
+    if actual != name:
+        yield PackProblem("bad-pack", None, f"pack bytes hash to blake3:{actual}, expected its name {name}")
+    try:
+        footer = footer_of(data, key)
+    except FormatError as exc:
+        yield PackProblem("bad-pack", None, f"footer unreadable: {exc}")
+        return
+    view = memoryview(data)
+    for e in footer.entries if frames is None else frames:
+        try:
+            raw = codec.decode(view[e.offset : e.offset + e.length], where=f"{key} chunk {e.chunk} at offset {e.offset}")
+        except FormatError as exc:
+            yield PackProblem("bad-chunk", e.chunk, str(exc))
+            continue
+        got = blake3.blake3(raw).hexdigest()
+        if got != e.chunk.hex or len(raw) != e.raw_length:
+            yield PackProblem("bad-chunk", e.chunk, f"chunk {e.chunk} at offset {e.offset}: expected hash "
+                                                    f"{e.chunk.hex} ({e.raw_length} bytes), got {got} ({len(raw)} bytes)")

@@ -95,9 +95,6 @@ def _planes(raw: bytes) -> list[bytes]:
     return [raw[0::4], raw[1::4], raw[2::4], raw[3::4]]
 
 
-def group_bytes(data: bytes | memoryview) -> bytes:
-    raw = data if isinstance(data, bytes) else bytes(data)
-    return b"".join(_planes(raw))
 
 
 def _ungroup_into(planes: bytes, out: bytearray, offset: int, n: int) -> None:

@@ -74,9 +74,15 @@ def test_prune_keeps_what_lockfiles_pin(zoo: Store, cache_dir: Path, tmp_path: P
     assert cache.info().blobs == 2
 
 
-def test_prune_without_locks_empties_the_cache(zoo: Store, cache_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_prune_all_empties_the_cache(zoo: Store, cache_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     blobs = _fill(zoo, cache_dir)
-    assert cli(["cache", "prune", "--json"]) == 0
+    assert cli(["cache", "prune", "--json"]) == 2  # no scope: refused, nothing deleted
+    assert Cache(cache_dir).info().blobs == len(set(blobs.values()))
+    capsys.readouterr()
+    assert cli(["cache", "prune", "--all", "--dry-run", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["removed"] == len(set(blobs.values()))
+    assert Cache(cache_dir).info().blobs == len(set(blobs.values()))
+    assert cli(["cache", "prune", "--all", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["removed"] == len(set(blobs.values())) and doc["bytes"] == 40_000 * 3 + 10_000
     assert Cache(cache_dir).info().blobs == 0
@@ -89,8 +95,27 @@ def test_prune_keeps_hard_linked_project_copies(zoo: Store, cache_dir: Path, tmp
     project = tmp_path / "project" / "c.bin"
     project.parent.mkdir()
     project.hardlink_to(Cache(cache_dir).blob_path(blob))
-    assert cli(["cache", "prune"]) == 0
+    assert cli(["cache", "prune", "--all"]) == 0
     assert Digest.of(project.read_bytes()) == blob
+
+
+def test_prune_older_than_keeps_recent_files_and_removes_stale_temps(zoo: Store, cache_dir: Path) -> None:
+    import os
+    import time
+
+    from zoostore.core.atomic import TEMP_PREFIX
+
+    blobs = _fill(zoo, cache_dir)
+    cache = Cache(cache_dir)
+    old = blobs["m@1.0.0/a.bin"]
+    week_ago = time.time() - 7 * 86400
+    os.utime(cache.blob_path(old), (week_ago, week_ago))
+    stale = cache.blob_path(old).parent / f"{TEMP_PREFIX}999999999-0-dead"
+    stale.write_bytes(b"partial")
+    os.utime(stale, (week_ago, week_ago))
+    assert cli(["cache", "prune", "--older-than", "1d"]) == 0
+    assert not cache.has(old) and not stale.exists()
+    assert cache.info().blobs == len(set(blobs.values())) - 1
 
 
 @pytest.mark.parametrize("argv, code, message", [

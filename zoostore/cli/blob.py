@@ -47,7 +47,7 @@ def run_put(args: argparse.Namespace) -> int:
         if not f.is_file():
             raise UsageError(f"{f}: not a file (blob put stores regular files; for a directory use 'zoostore publish')")
     store = open_store(args.store)
-    progress = TerminalProgress(quiet=args.quiet)
+    progress = TerminalProgress.for_args(args)
     results = store.blobs.put_files(args.files, progress=progress)
     raw = sum(r.size for r in results)
     new_raw = sum(r.new_raw_bytes for r in results)
@@ -68,7 +68,7 @@ def run_get(args: argparse.Namespace) -> int:
 
     blob = Digest.parse(args.blob)
     store = open_store(args.store)
-    dest = store.blobs.get_file(blob, args.dest, progress=TerminalProgress(quiet=args.quiet))
+    dest = store.blobs.get_file(blob, args.dest, progress=TerminalProgress.for_args(args))
     if not args.quiet:
         print(f"{blob}  {dest}", file=sys.stderr)
     return 0

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from zoostore.cli._ui import TerminalProgress, human_bytes
     from zoostore.integrations.tvm_build import build_model
 
-    progress = TerminalProgress(quiet=args.quiet or args.json)
+    progress = TerminalProgress.for_args(args)
     results = build_model(args.model, targets=args.targets, out=args.out, name=args.name,
                           version=args.model_version, progress=progress)
     if args.json:

@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         max_opset=args.max_opset,
     )
     files = find_onnx_files(args.paths)
-    progress = TerminalProgress(quiet=args.quiet or args.json)
+    progress = TerminalProgress.for_args(args)
     reports = []
     for path in files:
         report = check_model(path, policy=policy, progress=progress)

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from zoostore.repository import open_store
 
     grace = parse_duration(args.grace) if args.grace is not None else None
-    progress = TerminalProgress(quiet=args.quiet)
+    progress = TerminalProgress.for_args(args)
     zoo = open_store(args.store)
     plan = plan_gc(zoo, keep=args.keep, keep_locks=args.keep_lock, grace=grace, repack=args.repack,
                    repack_threshold=args.repack_threshold, progress=progress)

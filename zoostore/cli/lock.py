@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
 
     project = load_project(args.project)
     upgrade = args.upgrade if args.upgrade is True or args.upgrade is False else [args.upgrade]
-    result = lock_project(project, upgrade=upgrade, progress=TerminalProgress(quiet=args.quiet))
+    result = lock_project(project, upgrade=upgrade, progress=TerminalProgress.for_args(args))
     for name, old, new in result.changes:
         if old is None:
             print(f"+ {name} {new}")

@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     from zoostore.repository import open_store
 
     zoo = open_store(args.store)
-    progress = TerminalProgress(quiet=args.quiet)
+    progress = TerminalProgress.for_args(args)
     plan = plan_publish(
         zoo, args.model, args.version, args.paths, arch=args.arch, tags=args.tag,
         meta=parse_pairs(args.meta, "--meta", toml_values=True),

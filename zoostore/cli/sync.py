@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from zoostore.ops.sync import sync_project
 
     project = load_project(args.project)
-    progress = TerminalProgress(quiet=args.quiet or args.json)
+    progress = TerminalProgress.for_args(args)
     report = sync_project(project, locked=args.locked, frozen=args.frozen, offline=args.offline,
                           archs=args.arch, dest=args.dest, link=args.link, verify=args.verify,
                           progress=progress)

@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     if args.delete == bool(args.version):
         raise UsageError("give either VERSION to set the tag or --delete to remove it")
     zoo = open_store(args.store)
-    progress = TerminalProgress()
+    progress = TerminalProgress.for_args(args)
     if args.delete:
         untag(zoo, args.model, args.tag, progress=progress)
         print(f"{args.model}: deleted tag {args.tag}")

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"invalid --read-data-subset {args.read_data_subset!r}: expected N/M with 1 <= N <= M, e.g. 1/7") from None
     store = open_store(args.store)
     report = verify_store(store, read_data=args.read_data, subset=subset, repair=args.repair,
-                          progress=TerminalProgress(quiet=args.quiet))
+                          progress=TerminalProgress.for_args(args))
     if args.json:
         print(json.dumps({
             "ok": report.ok, "recipes": report.recipes, "packs": report.packs,

@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.undo and not (args.reason or "").strip():
         raise UsageError("--reason TEXT is required (it is shown to everyone who pinned this version)")
     zoo = open_store(args.store)
-    progress = TerminalProgress()
+    progress = TerminalProgress.for_args(args)
     if args.undo:
         unyank(zoo, args.model, args.version, progress=progress)
         print(f"{args.model}@{args.version}: un-yanked")

@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from zoostore.storage.blobs import BlobStore, LocalChunk
-from zoostore.core.atomic import atomic_write
+from zoostore.core.atomic import atomic_write, stale_temp
 from zoostore.core.digest import Digest, hash_file
-from zoostore.core.errors import FormatError, IntegrityError, OfflineError
+from zoostore.core.errors import FormatError, IntegrityError, OfflineError, ZooError
 from zoostore.core.progress import Progress
 from zoostore.storage.recipe import Recipe
 
@@ -161,26 +162,44 @@ class Cache:
                             total += f.stat().st_size
         return CacheInfo(self.root, count, total)
 
-    def prune(self, keep: set[Digest]) -> tuple[int, int]:
-        """Delete cached files not in `keep`; returns (files, bytes) removed. Hard links in
+    def prune(self, keep: set[Digest], *, older_than: float | None = None, dry_run: bool = False,
+              now: float | None = None) -> tuple[int, int]:
+        """Delete cached files not in `keep` (and, with `older_than`, only those last used more
+        than that many seconds ago); returns (files, bytes) removed, or that would be with
+        `dry_run`. Temp files that no running zoostore will finish go too. Hard links in
         project destinations keep their data alive."""
         removed = freed = 0
-        base = self.root / "blobs"
-        if not base.is_dir():
-            return 0, 0
-        for sub in base.iterdir():
-            for f in sub.iterdir() if sub.is_dir() else []:
-                if f.name.startswith("."):
-                    continue
-                try:
-                    d = Digest.parse(f.name)
-                except Exception:
-                    continue
-                if d in keep:
-                    continue
-                size = f.stat().st_size
+        now = time.time() if now is None else now
+        for d, f, st in self._entries():
+            if d is None:
+                if stale_temp(f.name, st.st_mtime, now=now):
+                    removed, freed = removed + 1, freed + st.st_size
+                    if not dry_run:
+                        f.unlink(missing_ok=True)
+                continue
+            if d in keep or (older_than is not None and now - max(st.st_atime, st.st_mtime) < older_than):
+                continue
+            removed, freed = removed + 1, freed + st.st_size
+            if not dry_run:
                 f.unlink(missing_ok=True)
                 self.recipe_path(d).unlink(missing_ok=True)
-                removed += 1
-                freed += size
         return removed, freed
+
+    def _entries(self) -> Iterator[tuple[Digest | None, Path, os.stat_result]]:
+        """(blob id or None for a temp file, path, stat) of every file under blobs/."""
+        base = self.root / "blobs"
+        if not base.is_dir():
+            return
+        for sub in base.iterdir():
+            for f in sub.iterdir() if sub.is_dir() else []:
+                try:
+                    st = f.stat()
+                except FileNotFoundError:
+                    continue
+                if f.name.startswith("."):
+                    yield None, f, st
+                    continue
+                try:
+                    yield Digest.parse("blake3:" + f.name), f, st
+                except ZooError:
+                    continue

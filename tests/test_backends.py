@@ -588,3 +588,74 @@ def test_s3_init_never_replaces_a_store_on_a_server_without_conditions(moto_igno
         init_store(url, config=StoreConfig(pack_target_size=1 << 20), storage_options=options)
     assert init_store(url, storage_options=options)[1] is False
     assert open_backend(url, storage_options=options).get(CONFIG_KEY) == before
+
+
+class _FaultyStaticHandler(http.server.SimpleHTTPRequestHandler):
+    """A static HTTP/1.1 server where every third request fails: 503, a truncated body, or a
+    connection closed without an answer, in turn."""
+
+    protocol_version = "HTTP/1.1"
+    counter: list[int]  # shared per server: [requests so far]
+    faults: list[str]
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.counter[0] += 1
+        n = self.counter[0]
+        if n % 3:
+            super().do_GET()
+            return
+        fault = ("503", "truncate", "reset")[(n // 3) % 3]
+        self.faults.append(fault)
+        if fault == "reset":
+            self.close_connection = True
+        elif fault == "503":
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        else:
+            path = self.translate_path(self.path)
+            data = Path(path).read_bytes() if os.path.isfile(path) else b"x" * 100
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2])
+            self.close_connection = True
+
+
+def test_fetch_through_a_faulty_http_server_gives_right_bytes(tmp_path: Path) -> None:
+    """End to end: a store served with a fault on every third request; fetch retries and
+    verifies, and the files come out byte-identical."""
+    import functools
+
+    import zoostore
+    from zoostore.documents.store_config import Chunking, StoreConfig
+    from zoostore.ops.publish import publish
+    from zoostore.repository import init_store
+
+    zoo, _ = init_store(tmp_path / "store", config=StoreConfig(chunking=Chunking(1024, 4096, 16384),
+                                                                pack_target_size=64 * 1024))
+    src = tmp_path / "src"
+    src.mkdir()
+    files = {"a.bin": os.urandom(150_000), "b.bin": os.urandom(40_000) * 3}
+    for name, data in files.items():
+        (src / name).write_bytes(data)
+    publish(zoo, "m", "1.0.0", [src / n for n in files], arch="x86_64", check=False)
+
+    counter, faults = [0], []
+    handler = type("H", (_FaultyStaticHandler,), {"counter": counter, "faults": faults})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(tmp_path)))
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    host, port = server.server_address[:2]
+    try:
+        for name, data in files.items():
+            got = zoostore.fetch("m", "1.0.0", name, arch="x86_64", store=f"http://{host!s}:{port}/store",
+                                 cache=tmp_path / "cache")
+            assert got.read_bytes() == data
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert {"503", "truncate", "reset"} <= set(faults), faults

@@ -50,8 +50,6 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (errors.InvalidDigestError, 2),
     (errors.InvalidVersionError, 2),
     (errors.InvalidPathError, 2),
-    (errors.CasUnsupportedError, 2),
-    (errors.RemoteError, 1),  # the message names the server, the attempts and the last failure
     (errors.UsageError, 2),
     (errors.ZooError, 1),
 )

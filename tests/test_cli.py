@@ -128,3 +128,14 @@ def test_progress_is_off_when_asked_or_not_a_terminal(monkeypatch: pytest.Monkey
     assert not TerminalProgress(stream=io.StringIO()).enabled
     args = argparse.Namespace(quiet=False, json=False, no_progress=True)
     assert not TerminalProgress.for_args(args).enabled
+
+
+@pytest.mark.parametrize("url, extra", [("gs://bucket/zoo", "gcs"), ("az://container/zoo", "azure")])
+def test_missing_backend_package_names_the_extra(url: str, extra: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec({"gcs": "gcsfs", "azure": "adlfs"}[extra]) is not None:
+        pytest.skip(f"the {extra} backend package is installed here; the message is for when it is not")
+    proc = zoostore("ls", url)
+    assert proc.returncode == 12
+    assert f"pip install 'zoostore[{extra}]'" in proc.stderr and "Traceback" not in proc.stderr

@@ -74,6 +74,7 @@ def open_backend(url_or_path: str, *, storage_options: dict[str, Any] | None = N
         return MemoryBackend(url_or_path[len("memory://") :])
 
     if scheme in ("s3", "s3a"):
+        _require("s3fs", "s3", url_or_path)
         from zoostore.storage.backends.s3 import S3Backend
 
         return S3Backend(url_or_path, storage_options=options)
@@ -87,6 +88,26 @@ def open_backend(url_or_path: str, *, storage_options: dict[str, Any] | None = N
         options.pop("single_writer", None)  # read-only: nothing to write
         return HttpBackend(url_or_path, **options)
 
+    if scheme in _EXTRAS:
+        _require(*_EXTRAS[scheme], url_or_path)
     from zoostore.storage.backends.generic import GenericBackend
 
     return GenericBackend(url_or_path, storage_options=options)
+
+
+#: URL scheme -> (the package fsspec needs for it, the zoostore extra that installs it).
+_EXTRAS = {"gs": ("gcsfs", "gcs"), "gcs": ("gcsfs", "gcs"), "az": ("adlfs", "azure"), "abfs": ("adlfs", "azure"),
+           "abfss": ("adlfs", "azure")}
+
+
+def _require(module: str, extra: str, url: str) -> None:
+    """Refuse, with the install command, a store URL whose backend package is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        from zoostore.core.errors import MissingDependencyError
+
+        raise MissingDependencyError(
+            f"{url}: stores on {url.split('://', 1)[0]}:// need the {module} package, which is not "
+            f"installed: pip install 'zoostore[{extra}]'"
+        )

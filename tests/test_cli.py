@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -139,3 +140,28 @@ def test_missing_backend_package_names_the_extra(url: str, extra: str) -> None:
     proc = zoostore("ls", url)
     assert proc.returncode == 12
     assert f"pip install 'zoostore[{extra}]'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_lock_and_gc_speak_json(tmp_path: Path) -> None:
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "w.bin").write_bytes(os.urandom(50_000))
+    store = str(tmp_path / "store")
+    assert zoostore("init", store).returncode == 0
+    for v in ("1.0.0", "1.1.0"):
+        assert zoostore("publish", store, "net", v, str(model), "--arch", "any", "-q").returncode == 0
+    project = tmp_path / "p"
+    project.mkdir()
+    (project / "zoo.toml").write_text(f'store = "{store}"\n[models]\nnet = "^1"\n')
+    env = {**os.environ, "ZOOSTORE_CACHE": str(tmp_path / "cache")}
+    out = subprocess.run([sys.executable, "-m", "zoostore", "lock", "--json"], cwd=project, env=env,
+                         capture_output=True, text=True, timeout=60)
+    doc = json.loads(out.stdout)
+    assert doc["schema"] == 1 and doc["models"] == {"net": "1.1.0"} and doc["written"] is True
+    assert doc["changes"] == [{"model": "net", "old": None, "new": "1.1.0"}]
+    plan = json.loads(zoostore("gc", store, "--keep", "net@1.1.0", "--dry-run", "--json").stdout)
+    assert plan["dry_run"] is True and plan["plan"]["drop"] == ["net@1.0.0"] and "result" not in plan
+    refused = zoostore("gc", store, "--keep", "net@1.1.0", "--json")
+    assert refused.returncode == 2 and "--yes" in refused.stderr
+    done = json.loads(zoostore("gc", store, "--keep", "net@1.1.0", "--json", "--yes").stdout)
+    assert done["result"]["dropped"] == ["net@1.0.0"]

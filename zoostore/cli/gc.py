@@ -39,6 +39,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
     p.add_argument("-y", "--yes", action="store_true",
                    help="drop versions without asking (required when stdin is not a terminal)")
+    p.add_argument("--json", action="store_true", help="print the plan and the result as JSON (docs/json.md)")
     add_quiet(p)
     p.set_defaults(func=run)
 
@@ -54,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
     zoo = open_store(args.store)
     plan = plan_gc(zoo, keep=args.keep, keep_locks=args.keep_lock, grace=grace, repack=args.repack,
                    repack_threshold=args.repack_threshold, progress=progress)
+    if args.json:
+        return _run_json(args, plan, progress)
     print(plan)
     if args.dry_run:
         print("dry run: nothing was changed", file=sys.stderr)
@@ -76,4 +79,24 @@ def run(args: argparse.Namespace) -> int:
             return 1
     result = plan.execute(progress)
     print(result)
+    return 0
+
+
+def _run_json(args: argparse.Namespace, plan: Any, progress: Any) -> int:
+    """`gc --json`: the plan, and unless --dry-run the result; never asks (needs --yes to drop)."""
+    import dataclasses
+    import json
+
+    from zoostore.core.errors import UsageError
+
+    doc: dict[str, Any] = {"schema": 1, "dry_run": bool(args.dry_run), "plan": {
+        "drop": [str(d) for d in plan.dropped_versions], "recipes": len(plan.recipes), "packs": len(plan.packs),
+        "repacks": len(plan.repacks), "bytes_to_delete": plan.bytes_to_delete, "notes": list(plan.notes)}}
+    if not args.dry_run and not plan.empty:
+        if plan.dropped_versions and not args.yes:
+            raise UsageError("gc --json cannot ask before dropping versions: add --yes, or --dry-run")
+        result = plan.execute(progress)
+        doc["result"] = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}
+        doc["result"]["dropped"] = [str(d) for d in result.dropped]
+    print(json.dumps(doc, indent=2, default=str))
     return 0

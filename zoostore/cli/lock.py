@@ -19,6 +19,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--upgrade", nargs="?", const=True, default=False, metavar="MODEL",
                    help="move pins to the newest matching versions (all models, or only MODEL)")
     p.add_argument("--project", metavar="PATH", help="zoo.toml, pyproject.toml or a directory (default: search up from here)")
+    p.add_argument("--json", action="store_true", help="print what changed as JSON (docs/json.md)")
     add_quiet(p)
     p.set_defaults(func=run)
 
@@ -30,6 +31,16 @@ def run(args: argparse.Namespace) -> int:
     project = load_project(args.project)
     upgrade = args.upgrade if args.upgrade is True or args.upgrade is False else [args.upgrade]
     result = lock_project(project, upgrade=upgrade, progress=TerminalProgress.for_args(args))
+    if args.json:
+        import json
+
+        print(json.dumps({
+            "schema": 1, "lockfile": str(project.lock_path), "written": result.written,
+            "changes": [{"model": n, "old": o, "new": v} for n, o, v in result.changes],
+            "models": {name: m.version for name, m in sorted(result.lock.models.items())},
+            "warnings": result.warnings,
+        }, indent=2))
+        return 0
     for name, old, new in result.changes:
         if old is None:
             print(f"+ {name} {new}")

@@ -165,3 +165,27 @@ def test_lock_and_gc_speak_json(tmp_path: Path) -> None:
     assert refused.returncode == 2 and "--yes" in refused.stderr
     done = json.loads(zoostore("gc", store, "--keep", "net@1.1.0", "--json", "--yes").stdout)
     assert done["result"]["dropped"] == ["net@1.0.0"]
+
+
+def test_sync_that_relocks_says_what_it_resolved(tmp_path: Path) -> None:
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "w.bin").write_bytes(os.urandom(20_000))
+    store = str(tmp_path / "store")
+    zoostore("init", store)
+    for v in ("1.0.0", "1.1.0"):
+        zoostore("publish", store, "net", v, str(model), "--arch", "any", "-q")
+    project = tmp_path / "p"
+    project.mkdir()
+    env = {**os.environ, "ZOOSTORE_CACHE": str(tmp_path / "cache")}
+
+    def sync(spec: str) -> str:
+        (project / "zoo.toml").write_text(f'store = "{store}"\n[models]\nnet = "{spec}"\n')
+        proc = subprocess.run([sys.executable, "-m", "zoostore", "sync"], cwd=project, env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stderr
+
+    assert "re-locked: net (new) -> 1.0.0" in sync("1.0.0")
+    assert "re-locked: net 1.0.0 -> 1.1.0" in sync("^1.1")
+    assert "re-locked" not in sync("^1.1")

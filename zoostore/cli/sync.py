@@ -46,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     elif not args.quiet:
+        if report.relocked:
+            print(f"zoo.lock re-locked: {', '.join(report.locked) or 'no version changed'}", file=sys.stderr)
         parts = [f"{len(report.placed)} placed", f"{report.unchanged} unchanged"]
         if report.removed:
             parts.append(f"{len(report.removed)} removed")

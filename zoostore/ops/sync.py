@@ -51,6 +51,7 @@ class SyncReport:
     bytes_placed: int = 0
     store_opened: bool = False
     relocked: bool = False
+    locked: list[str] = field(default_factory=list)  # "model old -> new" when sync re-locked
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -59,7 +60,7 @@ class SyncReport:
             "removed": self.removed, "kept_modified": self.kept_modified,
             "bytes_downloaded": self.bytes_downloaded, "bytes_reused": self.bytes_reused,
             "bytes_placed": self.bytes_placed, "store_opened": self.store_opened,
-            "relocked": self.relocked, "warnings": self.warnings,
+            "relocked": self.relocked, "locked": self.locked, "warnings": self.warnings,
         }
 
 
@@ -151,7 +152,9 @@ def _current_lock(project: Project, *, locked: bool, frozen: bool, offline: bool
         raise OfflineError(f"{project.lock_path} is out of date ({'; '.join(reasons)}) and --offline forbids "
                            f"resolving; run 'zoostore lock' online, or use --frozen")
     report.relocked = True
-    return lock_project(project, progress=progress).lock
+    result = lock_project(project, progress=progress)
+    report.locked = [f"{name} {old or '(new)'} -> {new or '(removed)'}" for name, old, new in result.changes]
+    return result.lock
 
 
 def _desired(lock: Lock, archs: Iterable[str] | None) -> dict[str, Wanted]:

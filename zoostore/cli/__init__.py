@@ -22,7 +22,7 @@ COMMANDS = (
     "lock", "sync", "outdated",
     "gc", "verify", "cache",
     "check", "build",
-    "blob", "completion",
+    "blob", "completion", "cmake-dir",
 )
 
 #: Exit codes, most specific class first. 0 ok, 1 generic failure, 2 usage.
@@ -73,7 +73,7 @@ COMMAND_EXIT_CODES: dict[str, tuple[int, ...]] = {
     "init": (5, 7, 8, 12), "config": (5, 6, 7, 8, 12), "publish": (4, 5, 6, 7, 8, 10, 12), "tag": (5, 6, 7, 8), "yank": (5, 6, 7, 8),
     "ls": (5, 6, 12), "catalog": (5, 6, 12), "lock": (5, 6, 12), "sync": (3, 4, 5, 6, 9, 12),
     "outdated": (5, 6, 12), "gc": (4, 5, 6, 7, 8, 12), "verify": (4, 5, 6, 12), "cache": (4, 5),
-    "check": (5, 10, 12), "build": (5, 11, 12), "blob": (4, 5, 6, 8, 12), "completion": (),
+    "check": (5, 10, 12), "build": (5, 11, 12), "blob": (4, 5, 6, 8, 12), "completion": (), "cmake-dir": (),
 }
 #: Set to 1 (or pass --debug) to see the Python traceback of an error, for bug reports.
 DEBUG_ENV = "ZOOSTORE_DEBUG"
@@ -102,7 +102,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     parser.add_argument("--debug", action="store_true", help=f"show tracebacks of errors (also: {DEBUG_ENV}=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        module = importlib.import_module(f"zoostore.cli.{name}")
+        module = importlib.import_module(f"zoostore.cli.{name.replace('-', '_')}")
         module.add_parser(sub)
     commands: dict[str, argparse.ArgumentParser] = dict(sub.choices)
     for name, command in commands.items():

@@ -22,7 +22,7 @@ COMMANDS = (
     "lock", "sync", "outdated",
     "gc", "verify", "cache",
     "check", "build",
-    "blob", "completion", "cmake-dir",
+    "blob", "export", "completion", "cmake-dir",
 )
 
 #: Exit codes, most specific class first. 0 ok, 1 generic failure, 2 usage.
@@ -73,7 +73,7 @@ COMMAND_EXIT_CODES: dict[str, tuple[int, ...]] = {
     "init": (5, 7, 8, 12), "config": (5, 6, 7, 8, 12), "publish": (4, 5, 6, 7, 8, 10, 12), "tag": (5, 6, 7, 8), "yank": (5, 6, 7, 8),
     "ls": (5, 6, 12), "catalog": (5, 6, 12), "lock": (5, 6, 12), "sync": (3, 4, 5, 6, 9, 12),
     "outdated": (5, 6, 12), "gc": (4, 5, 6, 7, 8, 12), "verify": (4, 5, 6, 12), "cache": (4, 5),
-    "check": (5, 10, 12), "build": (5, 11, 12), "blob": (4, 5, 6, 8, 12), "completion": (), "cmake-dir": (),
+    "check": (5, 10, 12), "build": (5, 11, 12), "blob": (4, 5, 6, 8, 12), "completion": (), "cmake-dir": (), "export": (4, 5, 6, 12),
 }
 #: Set to 1 (or pass --debug) to see the Python traceback of an error, for bug reports.
 DEBUG_ENV = "ZOOSTORE_DEBUG"

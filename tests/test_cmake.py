@@ -119,3 +119,21 @@ def test_model_dir_for_an_unsynced_arch_fails_the_configure(consumer: Path, tmp_
     assert proc.returncode != 0
     err = " ".join(proc.stderr.split())  # CMake wraps messages
     assert "zoostore_model_dir:" in err and "mlp/aarch64 does not exist" in err and "arch 'aarch64'" in err
+
+
+def test_demo_refuses_a_model_version_it_declares_unsupported(consumer: Path, tmp_path: Path) -> None:
+    """mlp 0.9.0 is in the demo's unsupported list: the header's check_version says so at run time."""
+    store = consumer.parent / "store"
+    zoostore("build", str(consumer.parent / "src"), "--target", "x86_64", "--model-version", "0.9.0",
+             "--name", "mlp", "--out", str(tmp_path / "built"), "-q")
+    zoostore("publish", str(store), "mlp", "0.9.0", str(tmp_path / "built" / "x86_64"), "--arch", "x86_64", "--no-check")
+    project = tmp_path / "old"
+    shutil.copytree(consumer, project, ignore=shutil.ignore_patterns("build", "models", "zoo.lock"))
+    toml = project / "zoo.toml"
+    toml.write_text(toml.read_text().replace('mlp = "^1.0"', 'mlp = "=0.9.0"'))
+    zoostore("lock", "--project", str(project))
+    assert cmake_configure(project, tmp_path / "b").returncode == 0
+    assert subprocess.run(["cmake", "--build", str(tmp_path / "b")], capture_output=True).returncode == 0
+    run = subprocess.run([str(tmp_path / "b" / "zoo_infer")], capture_output=True, text=True)
+    assert run.returncode == 1 and "model version 0.9.0 is not supported" in run.stderr
+    assert "output " not in run.stdout

@@ -22,7 +22,7 @@ COMMANDS = (
     "lock", "sync", "outdated",
     "gc", "verify", "cache",
     "check", "build",
-    "blob", "completion",
+    "blob", "export", "completion", "cmake-dir",
 )
 
 #: Exit codes, most specific class first. 0 ok, 1 generic failure, 2 usage.
@@ -90,6 +90,8 @@ COMMAND_EXIT_CODES: dict[str, tuple[int, ...]] = {
     "build": (5, 11, 12),
     "blob": (4, 5, 6, 8, 12, 13),
     "completion": (),
+    "cmake-dir": (),
+    "export": (4, 5, 6, 12, 13),
 }
 #: Set to 1 (or pass --debug) to see the Python traceback of an error, for bug reports.
 DEBUG_ENV = "ZOOSTORE_DEBUG"
@@ -118,7 +120,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     parser.add_argument("--debug", action="store_true", help=f"show tracebacks of errors (also: {DEBUG_ENV}=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        module = importlib.import_module(f"zoostore.cli.{name}")
+        module = importlib.import_module(f"zoostore.cli.{name.replace('-', '_')}")
         module.add_parser(sub)
     commands: dict[str, argparse.ArgumentParser] = dict(sub.choices)
     for name, command in commands.items():

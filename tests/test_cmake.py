@@ -1,0 +1,139 @@
+"""The CMake package and the C++ demo (demo/cpp): configure, build and run against a real store.
+
+A local store in tmp gets one small MLP built with `zoostore build --model-version` and published;
+a copy of demo/cpp gets a zoo.toml naming that store and a `zoostore lock`; then `cmake -S -B`
+(which runs `zoostore sync --locked` through zoostore_sync()), `cmake --build`, and the binary's
+printed outputs are compared with onnxruntime's. x86_64 only: the aarch64 cross build of the demo
+is not wired up (tests/test_build.py runs aarch64 artifacts under qemu with demo/driver).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import helpers_models as hm
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO = REPO / "demo" / "cpp"
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("cmake") is None, reason="cmake is not installed"),
+    pytest.mark.skipif(platform.machine() != "x86_64", reason="the C++ demo test runs on x86_64 hosts"),
+]
+
+
+def env() -> dict[str, str]:
+    e = dict(os.environ)
+    e["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [e.get("PYTHONPATH")])])
+    return e
+
+
+def zoostore(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([sys.executable, "-m", "zoostore", *args], cwd=cwd, env=env(),
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, f"zoostore {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def cmake_configure(project: Path, build: Path) -> subprocess.CompletedProcess[str]:
+    cmake_dir = zoostore("cmake-dir").stdout.strip()
+    return subprocess.run(
+        ["cmake", "-S", str(project), "-B", str(build), f"-DCMAKE_PREFIX_PATH={cmake_dir}",
+         f"-DZOOSTORE_EXECUTABLE={sys.executable};-m;zoostore", f"-DPython3_EXECUTABLE={sys.executable}"],
+        env=env(), capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def consumer(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of demo/cpp whose zoo.toml names a store holding mlp 1.0.0 (x86_64), locked."""
+    tmp = tmp_path_factory.mktemp("cmake")
+    hm.write_model(tmp / "src", hm.mlp(1), descriptor=hm.descriptor_text("model.onnx", *hm.MLP_IO))
+    zoostore("build", str(tmp / "src"), "--target", "x86_64", "--model-version", "1.0.0", "--name", "mlp",
+             "--out", str(tmp / "built"), "-q")
+    zoostore("init", str(tmp / "store"))
+    zoostore("publish", str(tmp / "store"), "mlp", "1.0.0", str(tmp / "built" / "x86_64"), "--arch", "x86_64", "--no-check")
+    project = tmp / "demo"
+    shutil.copytree(DEMO, project, ignore=shutil.ignore_patterns("build", "models", "zoo.lock"))
+    text = (project / "zoo.toml").read_text()
+    (project / "zoo.toml").write_text(re.sub(r'(?m)^store = .*$', f'store = "{tmp / "store"}"', text))
+    shutil.copy(tmp / "src" / "model.onnx", tmp / "model.onnx")
+    zoostore("lock", "--project", str(project))
+    return project
+
+
+def test_cmake_dir_holds_the_config_file() -> None:
+    out = zoostore("cmake-dir").stdout.strip()
+    assert (Path(out) / "zoostore-config.cmake").is_file()
+
+
+def test_demo_configures_builds_runs_and_matches_onnxruntime(consumer: Path) -> None:
+    build = consumer / "build"
+    proc = cmake_configure(consumer, build)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    model_dir = consumer / "models" / "mlp" / "x86_64"
+    assert (model_dir / "deploy_lib.so").is_file() and (model_dir / "mlp_config.hpp").is_file()
+    proc = subprocess.run(["cmake", "--build", str(build)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run = subprocess.run([str(build / "zoo_infer")], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.startswith("model mlp 1.0.0 for x86_64, tvm ")
+    assert run.stderr == ""  # 1.0 is supported: no warning
+    [line] = [ln for ln in run.stdout.splitlines() if ln.startswith("output ")]
+    head, values = line.split(":")
+    assert head == "output 0 probs float32 1x4"
+    got = np.array([float(v) for v in values.split()], dtype=np.float32)
+    x = ((np.arange(16) % 13 - 6) / 4).astype(np.float32).reshape(1, 16)
+    session = ort.InferenceSession(str(consumer.parent / "model.onnx"), providers=["CPUExecutionProvider"])
+    [want] = session.run(None, {"x": x})
+    np.testing.assert_allclose(got, want.reshape(-1), rtol=1e-5, atol=1e-6)
+
+
+def test_configure_fails_with_zoostores_message_when_the_lock_is_stale(consumer: Path, tmp_path: Path) -> None:
+    project = tmp_path / "stale"
+    shutil.copytree(consumer, project, ignore=shutil.ignore_patterns("build", "models"))
+    toml = project / "zoo.toml"
+    toml.write_text(toml.read_text().replace('mlp = "^1.0"', 'mlp = "^1.0"\nother = "^2"'))
+    proc = cmake_configure(project, tmp_path / "build")
+    assert proc.returncode != 0
+    err = " ".join(proc.stderr.split())  # CMake wraps messages
+    assert "zoostore sync failed (exit 3)" in err and "zoo.lock" in err
+    assert not (project / "models").exists()
+
+
+def test_model_dir_for_an_unsynced_arch_fails_the_configure(consumer: Path, tmp_path: Path) -> None:
+    project = tmp_path / "arch"
+    shutil.copytree(consumer, project, ignore=shutil.ignore_patterns("build", "models"))
+    lists = project / "CMakeLists.txt"
+    lists.write_text(lists.read_text().replace('MODEL "${ZOO_MODEL}")', 'MODEL "${ZOO_MODEL}" ARCH aarch64)'))
+    proc = cmake_configure(project, tmp_path / "build")
+    assert proc.returncode != 0
+    err = " ".join(proc.stderr.split())  # CMake wraps messages
+    assert "zoostore_model_dir:" in err and "mlp/aarch64 does not exist" in err and "arch 'aarch64'" in err
+
+
+def test_demo_refuses_a_model_version_it_declares_unsupported(consumer: Path, tmp_path: Path) -> None:
+    """mlp 0.9.0 is in the demo's unsupported list: the header's check_version says so at run time."""
+    store = consumer.parent / "store"
+    zoostore("build", str(consumer.parent / "src"), "--target", "x86_64", "--model-version", "0.9.0",
+             "--name", "mlp", "--out", str(tmp_path / "built"), "-q")
+    zoostore("publish", str(store), "mlp", "0.9.0", str(tmp_path / "built" / "x86_64"), "--arch", "x86_64", "--no-check")
+    project = tmp_path / "old"
+    shutil.copytree(consumer, project, ignore=shutil.ignore_patterns("build", "models", "zoo.lock"))
+    toml = project / "zoo.toml"
+    toml.write_text(toml.read_text().replace('mlp = "^1.0"', 'mlp = "=0.9.0"'))
+    zoostore("lock", "--project", str(project))
+    assert cmake_configure(project, tmp_path / "b").returncode == 0
+    assert subprocess.run(["cmake", "--build", str(tmp_path / "b")], capture_output=True).returncode == 0
+    run = subprocess.run([str(tmp_path / "b" / "zoo_infer")], capture_output=True, text=True)
+    assert run.returncode == 1 and "model version 0.9.0 is not supported" in run.stderr
+    assert "output " not in run.stdout

@@ -246,6 +246,15 @@ def _requires_meta(paths: Sequence[str | os.PathLike[str]], requires: Mapping[st
     return all_requires, {**build_meta, **(meta or {})}
 
 
+def _canonical_version(current: Manifest | None, model: str, version: str) -> str:
+    """The version's key: the published one of equal precedence if any (the first publish's
+    build metadata, e.g. Autoware's `+20220504`, stays in the key), else the canonical text
+    (no `v`/`=` prefix). Equal precedence is one version: different bytes are refused later."""
+    canonical = str(semver.parse_version(version))
+    same = current.same_version(canonical) if current is not None else None
+    return same if same is not None else canonical
+
+
 def _current(store: Store, model: str) -> Manifest | None:
     try:
         return store.manifest(model)
@@ -253,7 +262,7 @@ def _current(store: Store, model: str) -> Manifest | None:
         return None
 
 
-def _is_published(current: Manifest | None, release: Release, arch: str) -> bool:
+def _is_published(current: Manifest | None, release: Release, arch: str, requested: str) -> bool:
     """True when (version, arch) holds exactly these files; ImmutableError when it holds others."""
     existing = current.versions.get(release.version) if current is not None else None
     published = existing.files.get(arch) if existing is not None else None
@@ -261,7 +270,9 @@ def _is_published(current: Manifest | None, release: Release, arch: str) -> bool
         return False
     new = release.files[arch]
     if dict(published) != dict(new):
-        raise ImmutableError(immutable_message(release.model, release.version, arch, published, new))
+        raise ImmutableError(immutable_message(release.model, release.version, arch, published, new)
+                             + f"\n({requested} and {release.version} are equal in precedence, so they are one "
+                               "version; build metadata and a v/= prefix do not make a new one.)")
     return True
 
 
@@ -294,6 +305,8 @@ def plan_publish(
     started = time.monotonic()
     arch = _check_request(store, model, version, arch, tags)
     warnings = [w for w in (semver.date_prerelease_hint(version), store.cas_warning()) if w]
+    current = _current(store, model)
+    requested, version = version, _canonical_version(current, model, version)
     files = collect_files(paths)
     model_meta, desc_summary = _descriptor_meta(files)
     all_requires, version_meta = _requires_meta(paths, requires, meta)
@@ -302,8 +315,9 @@ def plan_publish(
     entries = {rel: FileEntry(hash_file(p), p.stat().st_size) for rel, p in files.items()}
     release = Release(model=model, version=version, published=now_utc(), files={arch: entries},
                       requires=all_requires, meta=version_meta)
-    current = _current(store, model)
-    unchanged = _is_published(current, release, arch)
+    if current is not None:
+        current.check_not_removed(version, {e.blob for e in entries.values()})
+    unchanged = _is_published(current, release, arch, requested)
     blobs = {e.blob for e in entries.values()}
     present = blobs if unchanged else {b for b in blobs if store.blobs.has_blob(b)}
     known = {} if unchanged or present == blobs else _dedup_index(store, current)

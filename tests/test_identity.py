@@ -1,0 +1,93 @@
+"""Version and arch identity: one version, one content, forever (issue 12)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from zoostore.core.errors import FormatError, ImmutableError
+from zoostore.documents.manifest import Manifest, manifest_key
+from zoostore.documents.store_config import StoreConfig
+from zoostore.ops.publish import publish
+from zoostore.repository import init_store
+
+GOLDEN_MANIFESTS = Path(__file__).parent / "golden" / "format1" / "store" / "manifests"
+
+
+def _files(d: Path, text: str) -> Path:
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "config.json").write_text(json.dumps({"text": text}))
+    return d
+
+
+@pytest.fixture
+def zoo(tmp_path: Path):  # type: ignore[no-untyped-def]
+    z, _ = init_store(tmp_path / "store", config=StoreConfig(pack_target_size=256 * 1024))
+    return z
+
+
+# ------------------------------------------------------------------ canonical versions
+@pytest.mark.parametrize("given", ["v1.2.0", "=1.2.0", "=v1.2.0"])
+def test_publish_stores_the_canonical_version(zoo, tmp_path: Path, given: str) -> None:  # type: ignore[no-untyped-def]
+    publish(zoo, "m", given, [_files(tmp_path / "a", "a")])
+    assert list(zoo.manifest("m").versions) == ["1.2.0"]
+
+
+@pytest.mark.parametrize("first,second", [("1.2.0", "v1.2.0"), ("1.2.0+b1", "1.2.0+b2"),
+                                          ("1.2.0", "1.2.0+b1"), ("1.2.0+20220504", "=1.2.0")])
+def test_equal_precedence_with_other_bytes_is_refused_naming_both(zoo, tmp_path: Path, first: str, second: str) -> None:  # type: ignore[no-untyped-def]
+    publish(zoo, "m", first, [_files(tmp_path / "a", "a")])
+    with pytest.raises(ImmutableError) as exc:
+        publish(zoo, "m", second, [_files(tmp_path / "b", "b")])
+    stored = str(first).lstrip("=v")
+    assert stored in str(exc.value) and second in str(exc.value)
+    assert list(zoo.manifest("m").versions) == [stored]
+
+
+def test_equal_precedence_with_identical_bytes_is_idempotent_and_keeps_first_build(zoo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    d = _files(tmp_path / "a", "a")
+    publish(zoo, "m", "1.2.0+20220504", [d])
+    publish(zoo, "m", "1.2.0+20220601", [d])
+    publish(zoo, "m", "v1.2.0", [d])
+    assert list(zoo.manifest("m").versions) == ["1.2.0+20220504"]
+
+
+# ------------------------------------------------------------------ tombstones
+def test_version_removed_by_gc_is_never_reused_for_other_bytes(zoo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    a, b = _files(tmp_path / "a", "a"), _files(tmp_path / "b", "b")
+    publish(zoo, "m", "1.0.0", [a])
+    publish(zoo, "m", "1.1.0", [a])
+    zoo.update_manifest("m", lambda m: m.drop_versions({"1.0.0"}))  # what gc does
+    m = zoo.manifest("m")
+    assert "1.0.0" not in m.versions and "1.0.0" in m.removed
+    with pytest.raises(ImmutableError, match="removed by gc"):
+        publish(zoo, "m", "v1.0.0+again", [b])
+    publish(zoo, "m", "1.0.0", [a])  # the same bytes again may come back
+    assert "1.0.0" in zoo.manifest("m").versions
+
+
+def test_tombstones_round_trip_and_format_stays_1(zoo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    publish(zoo, "m", "1.0.0", [_files(tmp_path / "a", "a")])
+    m = zoo.manifest("m").drop_versions({"1.0.0"})
+    text = m.to_toml()
+    assert 'format = 1' in text and '[removed."1.0.0"]' in text
+    again = Manifest.parse(text, where="x")
+    assert again.removed == m.removed and again.to_toml() == text
+
+
+def test_bad_tombstone_is_a_format_error() -> None:
+    text = 'format = 1\nmodel = "m"\n[removed."1.0.0"]\nblobs = 3\n'
+    with pytest.raises(FormatError, match='removed."1.0.0"'):
+        Manifest.parse(text, where="m.toml")
+
+
+def test_golden_format1_manifests_still_parse_and_round_trip_byte_for_byte() -> None:
+    paths = sorted(GOLDEN_MANIFESTS.glob("*.toml"))
+    assert paths
+    for p in paths:
+        text = p.read_text()
+        m = Manifest.parse(text, where=str(p))
+        assert m.removed == {}
+        assert m.to_toml() == text

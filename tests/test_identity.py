@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from zoostore.core.errors import FormatError, ImmutableError
+from zoostore.cli import main as cli
+from zoostore.core.errors import FormatError, ImmutableError, UsageError
+from zoostore.core.names import normalize_arch
 from zoostore.documents.manifest import Manifest, manifest_key
 from zoostore.documents.store_config import StoreConfig
 from zoostore.ops.publish import publish
@@ -91,3 +93,38 @@ def test_golden_format1_manifests_still_parse_and_round_trip_byte_for_byte() -> 
         m = Manifest.parse(text, where=str(p))
         assert m.removed == {}
         assert m.to_toml() == text
+
+
+# ------------------------------------------------------------------ arch vocabulary
+@pytest.mark.parametrize("alias,name", [("amd64", "x86_64"), ("x64", "x86_64"), ("arm64", "aarch64"),
+                                        ("armhf", "armv7l"), ("ppc64el", "ppc64le"), ("i386", "i686"),
+                                        ("s390x", "s390x"), ("noarch", "any")])
+def test_arch_aliases_normalise(alias: str, name: str) -> None:
+    assert normalize_arch(alias) == name
+
+
+@pytest.mark.parametrize("bad", ["x86", "arm", "amd46"])
+def test_unknown_arch_is_refused_with_the_list(bad: str) -> None:
+    with pytest.raises(UsageError) as exc:
+        normalize_arch(bad)
+    assert "x86_64" in str(exc.value) and "riscv64" in str(exc.value) and "--new-arch" in str(exc.value)
+    assert normalize_arch(bad, allow_new=True) == bad
+
+
+def test_publish_refuses_unknown_arch_unless_new_arch(zoo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    d = _files(tmp_path / "a", "a")
+    with pytest.raises(UsageError, match="unknown architecture 'x86'"):
+        publish(zoo, "m", "1.0.0", [d], arch="x86")
+    assert cli(["publish", str(zoo.url), "m", "1.0.0", str(d), "--arch", "x86", "-q"]) == 2
+    assert cli(["publish", str(zoo.url), "m", "1.0.0", str(d), "--arch", "e2k", "--new-arch", "-q"]) == 0
+    publish(zoo, "m", "1.0.0", [d], arch="amd64")
+    assert zoo.manifest("m").versions["1.0.0"].archs == ["e2k", "x86_64"]
+
+
+def test_two_keys_of_one_arch_in_a_manifest_version_are_refused() -> None:
+    entry = '{ blob = "blake3:' + "0" * 64 + '", size = 1 }'
+    text = (f'format = 1\nmodel = "m"\n[versions."1.0.0"]\npublished = 2026-01-01T00:00:00Z\n'
+            f'[versions."1.0.0".files.amd64]\n"a.so" = {entry}\n'
+            f'[versions."1.0.0".files.x86_64]\n"b.so" = {entry}\n')
+    with pytest.raises(FormatError, match="two keys name the architecture x86_64"):
+        Manifest.parse(text, where="m.toml")

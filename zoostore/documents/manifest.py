@@ -247,9 +247,13 @@ class Manifest:
             files: dict[str, dict[str, FileEntry]] = {}
             for arch, entries in _get(body, "files", dict, f"{where}: {vwhere}", default={}).items():
                 try:
-                    norm = normalize_arch(arch)
+                    norm = normalize_arch(arch, allow_new=True)
                 except UsageError as exc:
                     raise FormatError(f"{where}: {vwhere}.files.{arch}: {exc}") from None
+                if norm in files:
+                    raise FormatError(
+                        f"{where}: {vwhere}.files: two keys name the architecture {norm} "
+                        f"({arch!r} and another alias); merge them into one [files.{norm}] table")
                 if not isinstance(entries, dict):
                     raise FormatError(f"{where}: {vwhere}.files.{arch}: expected a table of files")
                 files[norm] = {}

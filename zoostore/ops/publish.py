@@ -224,15 +224,16 @@ def _build_record(paths: Sequence[str | os.PathLike[str]]) -> tuple[dict[str, st
     return {}, {}
 
 
-def _check_request(store: Store, model: str, version: str, arch: str, tags: Sequence[str]) -> str:
-    """Validate the names; the normalised arch."""
+def _check_request(store: Store, model: str, version: str, arch: str, tags: Sequence[str],
+                   new_arch: bool = False) -> str:
+    """Validate the names; the normalised arch (an unknown one only with `new_arch`)."""
     check_model_name(model)
     semver.parse_version(version)
     for t in tags:
         check_tag(t)
     if not store.backend.capabilities.writes:
         raise ReadOnlyError(f"{store.url} is read-only; publish to the store's s3:// or local URL instead")
-    return normalize_arch(arch)
+    return normalize_arch(arch, allow_new=new_arch)
 
 
 def _requires_meta(paths: Sequence[str | os.PathLike[str]], requires: Mapping[str, str] | None,
@@ -298,12 +299,13 @@ def plan_publish(
     summary: str | None = None,
     check: Checker | None = None,
     progress: Progress | None = None,
+    new_arch: bool = False,
 ) -> PublishPlan:
     """Decide what publishing `paths` as `model@version` for `arch` does; change nothing.
     `check` (e.g. the ONNX check) sees every local file before anything is hashed."""
     progress = progress or NullProgress()
     started = time.monotonic()
-    arch = _check_request(store, model, version, arch, tags)
+    arch = _check_request(store, model, version, arch, tags, new_arch)
     warnings = [w for w in (semver.date_prerelease_hint(version), store.cas_warning()) if w]
     current = _current(store, model)
     requested, version = version, _canonical_version(current, model, version)
@@ -342,6 +344,7 @@ def publish(
     summary: str | None = None,
     check: Checker | Literal[False] | None = None,
     progress: Progress | None = None,
+    new_arch: bool = False,
 ) -> PublishResult:
     """`plan_publish(...).execute(progress)`. `check=None` (or False, the spelling of callers
     written when this was a boolean) runs no check; `zoostore.publish` runs the ONNX check."""
@@ -349,7 +352,8 @@ def publish(
         raise UsageError("publish(check=True): this layer has no default check; pass a checker, or "
                          "call zoostore.publish, which runs the ONNX check by default")
     plan = plan_publish(store, model, version, paths, arch=arch, tags=tags, meta=meta,
-                        requires=requires, summary=summary, check=check or None, progress=progress)
+                        requires=requires, summary=summary, check=check or None, progress=progress,
+                        new_arch=new_arch)
     return plan.execute(progress)
 
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import shutil
+import struct
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from zoostore.cli import main as cli
 from zoostore.core.errors import FormatError, ImmutableError, UsageError
+from zoostore.core.machine import machines
 from zoostore.core.names import normalize_arch
 from zoostore.documents.manifest import Manifest, manifest_key
 from zoostore.documents.store_config import StoreConfig
@@ -128,3 +132,80 @@ def test_two_keys_of_one_arch_in_a_manifest_version_are_refused() -> None:
             f'[versions."1.0.0".files.x86_64]\n"b.so" = {entry}\n')
     with pytest.raises(FormatError, match="two keys name the architecture x86_64"):
         Manifest.parse(text, where="m.toml")
+
+
+# ------------------------------------------------------------------ binary machines
+def elf(machine: int, *, is64: bool = True, little: bool = True) -> bytes:
+    ident = b"\x7fELF" + bytes([2 if is64 else 1, 1 if little else 2, 1]) + bytes(9)
+    order = "<" if little else ">"
+    return ident + struct.pack(order + "HH", 3, machine) + bytes(44)  # e_type ET_DYN, e_machine
+
+
+def macho(cputype: int) -> bytes:
+    return b"\xcf\xfa\xed\xfe" + struct.pack("<II", cputype, 0) + bytes(20)
+
+
+def macho_fat(*cputypes: int) -> bytes:
+    arches = b"".join(struct.pack(">IIIII", c, 0, 4096, 10, 12) for c in cputypes)
+    return b"\xca\xfe\xba\xbe" + struct.pack(">I", len(cputypes)) + arches
+
+
+def pe(machine: int) -> bytes:
+    dos = b"MZ" + bytes(0x3A) + struct.pack("<I", 0x80)
+    return dos + bytes(0x80 - len(dos)) + b"PE\0\0" + struct.pack("<H", machine) + bytes(18)
+
+
+@pytest.mark.parametrize("head,expected", [
+    (elf(62), {"x86_64"}), (elf(183), {"aarch64"}), (elf(40, is64=False), {"armv7l", "armv6l"}),
+    (elf(243), {"riscv64"}), (elf(21), {"ppc64le"}), (elf(22, little=False), {"s390x"}),
+    (elf(3, is64=False), {"i686"}), (elf(9999), {"unknown:ELF:9999"}),
+    (macho(0x01000007), {"x86_64"}), (macho(0x0100000C), {"aarch64"}),
+    (macho_fat(0x01000007, 0x0100000C), {"x86_64", "aarch64"}),
+    (pe(0x8664), {"x86_64"}), (pe(0xAA64), {"aarch64"}), (pe(0x14C), {"i686"}),
+])
+def test_machine_is_read_from_the_header(head: bytes, expected: set[str]) -> None:
+    assert machines(head) == expected
+
+
+@pytest.mark.parametrize("head", [b"", b"hello", b"\x7fEL", b"\xca\xfe\xba\xbe\x00\x00\x00\x34",  # Java class
+                                  b"MZ" + bytes(100), b"\x08\x01onnx"])
+def test_non_binaries_have_no_machine(head: bytes) -> None:
+    assert machines(head) is None
+
+
+@pytest.mark.parametrize("head,name", [(elf(183), "lib.so"), (macho(0x0100000C), "lib.dylib"), (pe(0xAA64), "lib.dll")])
+def test_publish_refuses_a_binary_of_another_arch_naming_file_and_both(zoo, tmp_path: Path, head: bytes, name: str) -> None:  # type: ignore[no-untyped-def]
+    d = _files(tmp_path / "a", "a")
+    (d / name).write_bytes(head + bytes(1000))
+    with pytest.raises(UsageError) as exc:
+        publish(zoo, "m", "1.0.0", [d], arch="x86_64")
+    msg = str(exc.value)
+    assert name in msg and "aarch64" in msg and "'x86_64'" in msg and "--arch aarch64" in msg
+    with pytest.raises(UsageError, match="--arch aarch64"):
+        publish(zoo, "m", "1.0.0", [d])  # `any` is not a native binary's arch either
+    publish(zoo, "m", "1.0.0", [d], arch="arm64")
+    assert zoo.manifest("m").versions["1.0.0"].archs == ["aarch64"]
+
+
+def test_publish_refuses_build_record_of_another_arch(zoo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    d = _files(tmp_path / "aarch64", "a")
+    (d / "build.toml").write_text(
+        'format = 1\narch = "aarch64"\nmodel = "m"\nfiles = []\n'
+        '[tvm]\nversion = "0.27.0"\nffi_version = "0.1"\ntarget = "llvm"\n'
+        '[compiler]\ncommand = "aarch64-linux-gnu-g++"\n[source]\nfile = "m.onnx"\nblake3 = "x"\n')
+    with pytest.raises(UsageError, match="says arch = 'aarch64', but --arch is 'x86_64'"):
+        publish(zoo, "m", "1.0.0", [d], arch="x86_64")
+
+
+def test_real_cross_compiled_shared_object_is_refused_as_x86_64(zoo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    gcc = shutil.which("aarch64-linux-gnu-gcc")
+    if gcc is None:
+        pytest.skip("aarch64-linux-gnu-gcc is not installed (apt-get install gcc-aarch64-linux-gnu)")
+    d = tmp_path / "out"
+    d.mkdir()
+    (tmp_path / "f.c").write_text("int answer(void) { return 42; }\n")
+    subprocess.run([gcc, "-shared", "-fPIC", "-o", str(d / "deploy_lib.so"), str(tmp_path / "f.c")], check=True)
+    assert machines((d / "deploy_lib.so").read_bytes()[:4096]) == {"aarch64"}
+    with pytest.raises(UsageError, match=r"deploy_lib.so .* ELF binary for aarch64, but --arch is 'x86_64'"):
+        publish(zoo, "m", "1.0.0", [d], arch="x86_64")
+    publish(zoo, "m", "1.0.0", [d], arch="aarch64")

@@ -30,7 +30,8 @@ from typing import Any, Literal
 from zoostore.core import semver
 from zoostore.core.digest import Digest, hash_file
 from zoostore.core.errors import ConflictError, ImmutableError, InvalidPathError, ReadOnlyError, UsageError
-from zoostore.core.names import check_model_name, check_relpath, normalize_arch
+from zoostore.core import machine
+from zoostore.core.names import KNOWN_ARCHS, check_model_name, check_relpath, normalize_arch
 from zoostore.core.progress import NullProgress, Progress
 from zoostore.core.units import human_bytes
 from zoostore.documents.build_record import RECORD_FILE, read_build_record
@@ -224,6 +225,34 @@ def _build_record(paths: Sequence[str | os.PathLike[str]]) -> tuple[dict[str, st
     return {}, {}
 
 
+def check_machines(files: Mapping[str, Path], arch: str, paths: Sequence[str | os.PathLike[str]]) -> None:
+    """Refuse publishing as `arch` what says it is for another: a build.toml's `arch`, or the
+    machine in the header of an ELF, Mach-O or PE file (only its first bytes are read)."""
+    for p in map(Path, paths):
+        if p.is_dir() and (p / RECORD_FILE).is_file():
+            built = normalize_arch(read_build_record(p).arch, allow_new=True)
+            if built != arch:
+                raise UsageError(
+                    f"{p / RECORD_FILE} says arch = {built!r}, but --arch is {arch!r}: these files "
+                    f"were built for {built}. Publish them with --arch {built}, or publish the "
+                    f"build output directory of {arch}.")
+    for rel in sorted(files):
+        with open(files[rel], "rb") as f:
+            head = f.read(machine.HEADER_BYTES)
+        found = machine.machines(head)
+        if found is None or arch in found:
+            continue
+        if arch not in KNOWN_ARCHS and all(m.startswith("unknown:") for m in found):
+            continue  # a deliberately new arch (--new-arch) whose machine number we do not know
+        theirs = " or ".join(sorted(found))
+        fix = (f"publish it with --arch {sorted(found)[0]}" if not theirs.startswith("unknown:")
+               else "publish it for its own architecture (--new-arch for one zoostore does not know)")
+        raise UsageError(
+            f"{rel} ({files[rel]}) is a {machine.describe(head)} binary for {theirs}, but --arch is "
+            f"{arch!r}: a consumer on {arch} could not load it. {fix[0].upper()}{fix[1:]}, or leave it "
+            f"out of this publish.")
+
+
 def _check_request(store: Store, model: str, version: str, arch: str, tags: Sequence[str],
                    new_arch: bool = False) -> str:
     """Validate the names; the normalised arch (an unknown one only with `new_arch`)."""
@@ -310,6 +339,7 @@ def plan_publish(
     current = _current(store, model)
     requested, version = version, _canonical_version(current, model, version)
     files = collect_files(paths)
+    check_machines(files, arch, paths)
     model_meta, desc_summary = _descriptor_meta(files)
     all_requires, version_meta = _requires_meta(paths, requires, meta)
     if check is not None:

@@ -209,3 +209,20 @@ def test_real_cross_compiled_shared_object_is_refused_as_x86_64(zoo, tmp_path: P
     with pytest.raises(UsageError, match=r"deploy_lib.so .* ELF binary for aarch64, but --arch is 'x86_64'"):
         publish(zoo, "m", "1.0.0", [d], arch="x86_64")
     publish(zoo, "m", "1.0.0", [d], arch="aarch64")
+
+
+# ------------------------------------------------------------------ per-version metadata
+def test_meta_is_per_version_and_identical_files_with_other_meta_are_refused(zoo, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    d = _files(tmp_path / "a", "a")
+    publish(zoo, "m", "1.0.0", [d], meta={"dataset": "coco17"})
+    publish(zoo, "m", "1.1.0", [_files(tmp_path / "b", "b")], meta={"dataset": "kitti"})
+    m = zoo.manifest("m")
+    assert m.versions["1.0.0"].meta == {"dataset": "coco17"} and m.versions["1.1.0"].meta == {"dataset": "kitti"}
+    publish(zoo, "m", "1.0.0", [d], meta={"dataset": "coco17"})  # identical: idempotent
+    with pytest.raises(ImmutableError, match="zoostore meta STORE m 1.0.0 dataset='voc'"):
+        publish(zoo, "m", "1.0.0", [d], meta={"dataset": "voc"})
+    assert cli(["meta", str(zoo.url), "m", "v1.0.0", "dataset=voc", "map=0.71"]) == 0
+    assert zoo.manifest("m").versions["1.0.0"].meta == {"dataset": "voc", "map": 0.71}
+    assert cli(["meta", str(zoo.url), "m", "1.0.0", "map="]) == 0
+    assert zoo.manifest("m").versions["1.0.0"].meta == {"dataset": "voc"}
+    assert cli(["meta", str(zoo.url), "m", "9.9.9", "a=1"]) == 2

@@ -18,7 +18,7 @@ from zoostore.core import errors
 
 #: Command modules in the order `--help` lists them.
 COMMANDS = (
-    "init", "publish", "tag", "yank", "ls", "catalog",
+    "init", "publish", "meta", "tag", "yank", "ls", "catalog",
     "lock", "sync", "outdated",
     "gc", "verify", "cache",
     "check", "build",
@@ -70,7 +70,7 @@ EXIT_MEANINGS = {
 }
 #: Exit codes each command can return besides 0, 1, 2 and 130.
 COMMAND_EXIT_CODES: dict[str, tuple[int, ...]] = {
-    "init": (5, 7, 8, 12), "publish": (4, 5, 6, 7, 8, 10, 12), "tag": (5, 6, 7, 8), "yank": (5, 6, 7, 8),
+    "init": (5, 7, 8, 12), "publish": (4, 5, 6, 7, 8, 10, 12), "meta": (5, 6, 7, 8), "tag": (5, 6, 7, 8), "yank": (5, 6, 7, 8),
     "ls": (5, 6, 12), "catalog": (5, 6, 12), "lock": (5, 6, 12), "sync": (3, 4, 5, 6, 9, 12),
     "outdated": (5, 6, 12), "gc": (4, 5, 6, 7, 8, 12), "verify": (4, 5, 6, 12), "cache": (4, 5),
     "check": (5, 10, 12), "build": (5, 11, 12), "blob": (4, 5, 6, 8, 12), "completion": (),

@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from zoostore.core import semver
 from zoostore.core.digest import Digest, hash_file
-from zoostore.core.errors import ConflictError, ImmutableError, InvalidPathError, ReadOnlyError, UsageError
+from zoostore.core.errors import ConflictError, ImmutableError, InvalidPathError, NotFoundError, ReadOnlyError, UsageError
 from zoostore.core import machine
 from zoostore.core.names import KNOWN_ARCHS, check_model_name, check_relpath, normalize_arch
 from zoostore.core.progress import NullProgress, Progress
@@ -303,7 +303,35 @@ def _is_published(current: Manifest | None, release: Release, arch: str, request
         raise ImmutableError(immutable_message(release.model, release.version, arch, published, new)
                              + f"\n({requested} and {release.version} are equal in precedence, so they are one "
                                "version; build metadata and a v/= prefix do not make a new one.)")
+    changed = {k: v for k, v in release.meta.items() if k in existing.meta and existing.meta[k] != v}  # type: ignore[union-attr]
+    if changed:
+        keys = " ".join(f"{k}={v!r}" for k, v in sorted(changed.items()))
+        raise ImmutableError(
+            f"{release.model}@{release.version} ({arch}) is already published with these files but "
+            f"other metadata ({', '.join(f'{k}: {existing.meta[k]!r} -> {v!r}' for k, v in sorted(changed.items()))}); "  # type: ignore[union-attr]
+            f"publish never rewrites metadata. To change it, run: zoostore meta STORE "
+            f"{release.model} {release.version} {keys}")
     return True
+
+
+def edit_meta(store: Store, model: str, version: str, changes: Mapping[str, Any]) -> Release:
+    """Set (or, with value None, remove) keys of one version's metadata; its files stay."""
+    if not changes:
+        raise UsageError("zoostore meta: nothing to change; expected KEY=VALUE pairs, e.g. dataset=coco17")
+
+    def change(m: Manifest | None) -> Manifest:
+        if m is None:
+            raise NotFoundError(f"no model {model!r} in {store.url}; publish it first")
+        key = m.same_version(version)
+        if key is None:
+            raise UsageError(f"{model} has no version {version}; versions: {', '.join(m.sorted_versions()) or 'none'}")
+        r = m.versions[key]
+        meta = {k: v for k, v in {**r.meta, **changes}.items() if v is not None}
+        return replace(m, versions={**m.versions, key: replace(r, meta=meta)})
+
+    updated = store.update_manifest(model, change)
+    assert updated is not None
+    return updated.versions[updated.same_version(version) or version]
 
 
 def _dedup_index(store: Store, current: Manifest | None) -> dict[Digest, ChunkRef]:
@@ -387,4 +415,4 @@ def publish(
     return plan.execute(progress)
 
 
-__all__ = ["Checker", "InvalidPathError", "PublishPlan", "PublishResult", "collect_files", "plan_publish", "publish"]
+__all__ = ["Checker", "InvalidPathError", "PublishPlan", "PublishResult", "collect_files", "edit_meta", "plan_publish", "publish"]

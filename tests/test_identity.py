@@ -226,3 +226,20 @@ def test_meta_is_per_version_and_identical_files_with_other_meta_are_refused(zoo
     assert cli(["meta", str(zoo.url), "m", "1.0.0", "map="]) == 0
     assert zoo.manifest("m").versions["1.0.0"].meta == {"dataset": "voc"}
     assert cli(["meta", str(zoo.url), "m", "9.9.9", "a=1"]) == 2
+
+
+# ------------------------------------------------------------------ resolve
+def test_resolve_non_string_is_a_clean_error_and_empty_range_exits_6(zoo, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from zoostore.documents.resolve import select, select_versions
+    publish(zoo, "m", "1.2.0+20220504", [_files(tmp_path / "a", "a")])
+    m = zoo.manifest("m")
+    for bad in (3, 1.2, ["1.2.0"]):
+        with pytest.raises(UsageError, match="expected a string"):
+            select(m, bad)  # type: ignore[arg-type]
+        with pytest.raises(UsageError, match="expected a string"):
+            select_versions(m, bad)  # type: ignore[arg-type]
+    assert select(m, "v1.2.0")[0].version == "1.2.0+20220504"
+    assert select_versions(m, "1.2.0") == ["1.2.0+20220504"]
+    capsys.readouterr()
+    assert cli(["ls", str(zoo.url), "m@^2"]) == 6
+    assert "1.2.0+20220504" in capsys.readouterr().err

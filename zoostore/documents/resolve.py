@@ -61,7 +61,7 @@ def select(manifest: Manifest, spec: str, *, runtime: Mapping[str, str] | None =
            arch: str | Sequence[str] | None = None) -> tuple[Release, list[str]]:
     """The release a spec picks, and warnings. Raises ResolutionError naming what was excluded
     and why, or listing the versions and tags that exist."""
-    spec = (spec or LATEST).strip()
+    spec = _spec_text(manifest, spec)
     model = manifest.model
     available = ", ".join(manifest.sorted_versions()) or "none"
     tags = ", ".join(f"{t}={v}" for t, v in sorted(manifest.tags.items())) or "none"
@@ -125,7 +125,7 @@ def select_versions(manifest: Manifest, spec: str) -> list[str]:
     the one `Manifest.latest()` picks (none when every release is yanked or a prerelease), a
     range every version it satisfies (yanked ones included: this answers "what exists", not
     "what would a consumer get"). Anything else is a ResolutionError listing tags and versions."""
-    spec = (spec or LATEST).strip()
+    spec = _spec_text(manifest, spec)
     if spec in manifest.tags:
         return [manifest.tags[spec]]
     if spec in manifest.versions:
@@ -139,6 +139,25 @@ def select_versions(manifest: Manifest, spec: str) -> list[str]:
         raise ResolutionError(f"{manifest.model} has no tag or version {spec!r}, and it is not a version range; "
                               f"tags: {tags}; versions: {available}")
     return [v for v in manifest.sorted_versions() if semver.satisfies(v, spec)]
+
+
+def _spec_text(manifest: Manifest, spec: object) -> str:
+    """The spec as text; a version equal in precedence to a published one (`v1.2.0` for
+    `1.2.0+20220504`) names that one. Non-text is a UsageError, never an AttributeError."""
+    if spec is None:
+        return LATEST
+    if not isinstance(spec, str):
+        raise UsageError(f"{manifest.model}: invalid version, tag or range {spec!r}: expected a string "
+                         f"such as 1.2.0, ^1.2 or bleedingedge, got {type(spec).__name__}")
+    text = spec.strip() or LATEST
+    if text not in manifest.versions and text not in manifest.tags:
+        try:
+            same = manifest.same_version(text)
+        except UsageError:
+            same = None
+        if same is not None:
+            return same
+    return text
 
 
 def resolve(manifest: Manifest, spec: str, *, arch: str, runtime: Mapping[str, str] | None = None) -> Resolved:

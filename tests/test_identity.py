@@ -243,3 +243,16 @@ def test_resolve_non_string_is_a_clean_error_and_empty_range_exits_6(zoo, tmp_pa
     capsys.readouterr()
     assert cli(["ls", str(zoo.url), "m@^2"]) == 6
     assert "1.2.0+20220504" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ lock-time explanations
+def test_select_says_why_a_newer_matching_version_was_skipped(zoo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from zoostore.documents.resolve import select
+    publish(zoo, "m", "1.0.0", [_files(tmp_path / "a", "a")], arch="x86_64")
+    publish(zoo, "m", "1.1.0", [_files(tmp_path / "b", "b")], arch="x86_64", requires={"tvm": ">=0.30.0"})
+    publish(zoo, "m", "1.2.0", [_files(tmp_path / "c", "c")], arch="aarch64")
+    release, warnings = select(zoo.manifest("m"), "^1.0", arch="x86_64", runtime={"tvm": "0.27.0"})
+    assert release.version == "1.0.0"
+    text = "\n".join(warnings)
+    assert "newer 1.1.0" in text and "requires tvm" in text
+    assert "newer 1.2.0" in text and "no files for x86_64" in text

@@ -100,23 +100,27 @@ def select(manifest: Manifest, spec: str, *, runtime: Mapping[str, str] | None =
     else:
         raise ResolutionError(f"{model} has no tag or version {spec!r}; tags: {tags}; versions: {available}")
 
-    excluded_by: list[str] = []
+    excluded: dict[str, list[str]] = {}
     candidates: list[str] = []
     for v, release in manifest.versions.items():
         if not semver.satisfies(v, rng):
             continue
         if release.yanked:
-            excluded_by.append(f"{v} is yanked ({release.yanked})")
+            excluded[v] = [f"{v} is yanked ({release.yanked})"]
             continue
         problems = check(release)
         if problems:
-            excluded_by.extend(problems)
+            excluded[v] = problems
             continue
         candidates.append(v)
     best = semver.max_satisfying(candidates, rng)
+    excluded_by = [p for ps in excluded.values() for p in ps]
     if best is None:
         why = f"; excluded: {'; '.join(sorted(excluded_by))}" if excluded_by else ""
         raise ResolutionError(f"no version of {model} matches {spec!r}{why}. Versions: {available}; tags: {tags}")
+    for v in sorted(excluded, key=semver.parse_version):
+        if semver.parse_version(v) > semver.parse_version(best):
+            warnings.append(f"{model}: newer {v} matching {spec!r} skipped, using {best}: {'; '.join(excluded[v])}")
     return manifest.versions[best], warnings
 
 

@@ -251,9 +251,8 @@ class Manifest:
                 except UsageError as exc:
                     raise FormatError(f"{where}: {vwhere}.files.{arch}: {exc}") from None
                 if norm in files:
-                    raise FormatError(
-                        f"{where}: {vwhere}.files: two keys name the architecture {norm} "
-                        f"({arch!r} and another alias); merge them into one [files.{norm}] table")
+                    raise FormatError(f"{where}: {vwhere}.files: two keys name the architecture {norm} "
+                                      f"({arch!r} and another alias); merge them into one [files.{norm}] table")
                 if not isinstance(entries, dict):
                     raise FormatError(f"{where}: {vwhere}.files.{arch}: expected a table of files")
                 files[norm] = {}

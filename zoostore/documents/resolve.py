@@ -105,23 +105,23 @@ def select(manifest: Manifest, spec: str, *, runtime: Mapping[str, str] | None =
     for v, release in manifest.versions.items():
         if not semver.satisfies(v, rng):
             continue
-        if release.yanked:
-            excluded[v] = [f"{v} is yanked ({release.yanked})"]
-            continue
-        problems = check(release)
+        problems = [f"{v} is yanked ({release.yanked})"] if release.yanked else check(release)
         if problems:
             excluded[v] = problems
             continue
         candidates.append(v)
     best = semver.max_satisfying(candidates, rng)
-    excluded_by = [p for ps in excluded.values() for p in ps]
     if best is None:
-        why = f"; excluded: {'; '.join(sorted(excluded_by))}" if excluded_by else ""
+        why = f"; excluded: {'; '.join(sorted(p for ps in excluded.values() for p in ps))}" if excluded else ""
         raise ResolutionError(f"no version of {model} matches {spec!r}{why}. Versions: {available}; tags: {tags}")
-    for v in sorted(excluded, key=semver.parse_version):
-        if semver.parse_version(v) > semver.parse_version(best):
-            warnings.append(f"{model}: newer {v} matching {spec!r} skipped, using {best}: {'; '.join(excluded[v])}")
-    return manifest.versions[best], warnings
+    return manifest.versions[best], warnings + _skipped_newer(model, spec, best, excluded)
+
+
+def _skipped_newer(model: str, spec: str, best: str, excluded: Mapping[str, list[str]]) -> list[str]:
+    """Why each version newer than `best` that `spec` matches was not chosen."""
+    return [f"{model}: newer {v} matching {spec!r} skipped, using {best}: {'; '.join(excluded[v])}"
+            for v in sorted(excluded, key=semver.parse_version)
+            if semver.parse_version(v) > semver.parse_version(best)]
 
 
 def select_versions(manifest: Manifest, spec: str) -> list[str]:

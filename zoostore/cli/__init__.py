@@ -18,7 +18,7 @@ from zoostore.core import errors
 
 #: Command modules in the order `--help` lists them.
 COMMANDS = (
-    "init", "config", "publish", "tag", "yank", "ls", "catalog",
+    "init", "config", "publish", "meta", "tag", "yank", "ls", "catalog",
     "lock", "sync", "outdated",
     "gc", "verify", "cache",
     "check", "build",
@@ -92,6 +92,7 @@ COMMAND_EXIT_CODES: dict[str, tuple[int, ...]] = {
     "completion": (),
     "cmake-dir": (),
     "export": (4, 5, 6, 12, 13),
+    "meta": (5, 6, 7, 8, 13),
 }
 #: Set to 1 (or pass --debug) to see the Python traceback of an error, for bug reports.
 DEBUG_ENV = "ZOOSTORE_DEBUG"

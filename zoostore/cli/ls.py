@@ -44,6 +44,10 @@ def run(args: argparse.Namespace) -> int:
     model, spec = target.model, target.spec if target.explicit else ""
     m = zoo.manifest(model)
     versions = select_versions(m, spec) if spec else m.sorted_versions()
+    if spec and not versions and m.versions:
+        from zoostore.core.errors import ResolutionError
+
+        raise ResolutionError(f"no version of {model} matches {spec!r}; versions: {', '.join(m.sorted_versions())}")
     show_files = args.files or (bool(spec) and len(versions) == 1)
     out = []
     for v in versions:

@@ -32,7 +32,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("model", metavar="MODEL")
     p.add_argument("version", metavar="VERSION", help="semver version, e.g. 1.2.0 or 1.3.0-rc.1+20260504")
     p.add_argument("paths", metavar="PATH", nargs="+", help="files or directories to publish")
-    p.add_argument("--arch", default="any", help="architecture of these files: x86_64, aarch64 or any (default: any)")
+    p.add_argument("--arch", default="any", help="architecture of these files: x86_64, aarch64, armv7l, riscv64, ... "
+                   "or any (default: any); aliases such as amd64 and arm64 are normalised")
+    p.add_argument("--new-arch", action="store_true",
+                   help="accept an --arch outside zoostore's known list, deliberately")
     p.add_argument("--tag", action="append", default=[], metavar="TAG", help="point TAG (e.g. bleedingedge) at this version; repeatable")
     p.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
                    help="version metadata (value parsed as TOML if it can be: 0.71, true, \"text\"); repeatable")
@@ -91,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
         meta=parse_pairs(args.meta, "--meta", toml_values=True),
         requires=parse_pairs(args.requires, "--requires", toml_values=False),
         summary=args.summary, check=None if args.no_check else onnx_check(progress), progress=progress,
+        new_arch=args.new_arch,
     )
     if args.dry_run:
         if args.json:

@@ -17,11 +17,24 @@ _MODEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
 ANY = "any"
-#: Aliases seen in the wild (Debian, Docker/Go, Apple, uname) -> the names manifests use.
+#: The architectures zoostore knows (uname -m names), plus `any` for architecture-independent
+#: files. Another name is refused unless explicitly accepted (`publish --new-arch`), so that a
+#: typo or an ambiguous name (`x86`, `arm`) never becomes an arch no consumer asks for.
+KNOWN_ARCHS = ("x86_64", "aarch64", "armv7l", "armv6l", "riscv64", "ppc64le", "s390x", "i686",
+               "loongarch64", "mips64el", ANY)
+#: Aliases seen in the wild (Debian, Docker/Go, Apple, uname, Windows) -> the names manifests use.
 ARCH_ALIASES = {
-    "x86_64": "x86_64", "amd64": "x86_64", "x64": "x86_64", "x86-64": "x86_64",
-    "aarch64": "aarch64", "arm64": "aarch64", "armv8": "aarch64",
-    "any": ANY, "noarch": ANY, "all": ANY,
+    **{a: a for a in KNOWN_ARCHS},
+    "amd64": "x86_64", "x64": "x86_64", "x86-64": "x86_64",
+    "arm64": "aarch64", "armv8": "aarch64", "armv8l": "aarch64",
+    "armhf": "armv7l", "armv7": "armv7l", "armv7hl": "armv7l",
+    "armv6": "armv6l",
+    "riscv64gc": "riscv64",
+    "ppc64el": "ppc64le", "powerpc64le": "ppc64le",
+    "i386": "i686", "i486": "i686", "i586": "i686", "386": "i686",
+    "loong64": "loongarch64",
+    "mips64le": "mips64el",
+    "noarch": ANY, "all": ANY,
 }
 _ARCH = re.compile(r"[a-z0-9][a-z0-9_]{0,31}")
 
@@ -35,22 +48,34 @@ def check_model_name(name: str) -> str:
     return name
 
 
-def normalize_arch(name: str) -> str:
-    """`amd64` -> `x86_64`, `arm64` -> `aarch64`, `noarch` -> `any`; other names are kept
-    (lower-cased) if they look like an architecture."""
+def normalize_arch(name: str, *, allow_new: bool = False) -> str:
+    """`amd64` -> `x86_64`, `arm64` -> `aarch64`, `armhf` -> `armv7l`, `noarch` -> `any`.
+    A name outside `KNOWN_ARCHS` is refused, listing them, unless `allow_new` (a deliberate new
+    arch, `publish --new-arch`; manifests that hold one), when it is kept lower-cased if it
+    looks like an architecture."""
+    if not isinstance(name, str):
+        raise UsageError(f"invalid architecture {name!r}: expected a string such as x86_64")
     key = name.strip().lower()
     if key in ARCH_ALIASES:
         return ARCH_ALIASES[key]
+    known = ", ".join(KNOWN_ARCHS)
     if not _ARCH.fullmatch(key):
         raise UsageError(
-            f"invalid architecture {name!r}: expected a name such as x86_64, aarch64 or any "
-            f"(aliases amd64, arm64 and noarch are accepted)"
+            f"invalid architecture {name!r}: expected one of {known} "
+            f"(aliases such as amd64, arm64, armhf and noarch are accepted)"
+        )
+    if not allow_new:
+        raise UsageError(
+            f"unknown architecture {name!r}: expected one of {known} (aliases such as amd64, "
+            f"arm64, armhf and noarch are accepted); to publish for a new architecture "
+            f"deliberately, add --new-arch"
         )
     return key
 
 
 def host_arch() -> str:
-    return normalize_arch(platform.machine() or "x86_64")
+    """This machine's arch; an unusual one (uname) is kept rather than refused."""
+    return normalize_arch(platform.machine() or "x86_64", allow_new=True)
 
 
 def check_relpath(path: str, *, where: str = "") -> str:

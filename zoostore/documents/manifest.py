@@ -93,8 +93,31 @@ class Manifest:
     summary: str = ""
     meta: Mapping[str, Any] = field(default_factory=dict)
     format: int = FORMAT
+    #: Tombstones: version gc removed -> the blobs it held. Its number is never reused for
+    #: other bytes. Written as an optional `[removed."1.0.0"]` table, which format-1 readers
+    #: ignore (parse reads only the keys it knows), so the format stays 1.
+    removed: Mapping[str, frozenset[Digest]] = field(default_factory=dict)
 
     # ------------------------------------------------------------- queries
+    def same_version(self, version: str) -> str | None:
+        """The published version equal in precedence to `version` (build metadata and a
+        `v`/`=` prefix ignored), or None. One precedence, one version, one content."""
+        key = semver.parse_version(version).key
+        for v in self.versions:
+            if semver.parse_version(v).key == key:
+                return v
+        return None
+
+    def check_not_removed(self, version: str, blobs: set[Digest]) -> None:
+        """ImmutableError when gc removed a version of equal precedence that held other bytes."""
+        key = semver.parse_version(version).key
+        for v, old in self.removed.items():
+            if semver.parse_version(v).key == key and not blobs <= old:
+                raise ImmutableError(
+                    f"{self.model}@{version}: version {v} was published before and removed by gc with "
+                    f"other content; a version number is never reused for other bytes. "
+                    f"Publish a new version instead (e.g. bump the patch number).")
+
     def sorted_versions(self) -> list[str]:
         return sorted(self.versions, key=semver.parse_version)
 
@@ -113,7 +136,13 @@ class Manifest:
     # ------------------------------------------------------------- changes
     def with_release(self, release: Release) -> Manifest:
         """Add a version, or new architectures to an existing version. Identical content again
-        is a no-op; different content for a published (version, arch) raises ImmutableError."""
+        is a no-op; different content for a published (version, arch) raises ImmutableError.
+        A version equal in precedence to a published one is that one (its key is kept); one
+        gc removed is refused with other bytes."""
+        same = self.same_version(release.version)
+        if same is not None and same != release.version:
+            release = replace(release, version=same)
+        self.check_not_removed(release.version, {e.blob for _, _, e in release.blobs()})
         existing = self.versions.get(release.version)
         if existing is None:
             return replace(self, versions={**self.versions, release.version: release})
@@ -153,6 +182,15 @@ class Manifest:
         return replace(self, versions={v: r for v, r in self.versions.items() if v not in drop},
                        tags={t: v for t, v in self.tags.items() if v not in drop})
 
+    def drop_versions(self, drop: set[str]) -> Manifest:
+        """Remove versions and remember each one's blobs as a tombstone (what gc must call)."""
+        removed = dict(self.removed)
+        for v in drop:
+            if v in self.versions:
+                blobs = {e.blob for _, _, e in self.versions[v].blobs()}
+                removed[v] = frozenset(blobs | set(removed.get(v, frozenset())))
+        return replace(self.without_versions(drop), removed=removed)
+
     # ------------------------------------------------------------- TOML
     def to_toml(self) -> str:
         doc: dict[str, Any] = {"format": self.format, "model": self.model}
@@ -174,6 +212,9 @@ class Manifest:
             }
             versions[v] = entry
         doc["versions"] = versions
+        if self.removed:
+            doc["removed"] = {v: {"blobs": sorted(str(b) for b in self.removed[v])}
+                              for v in sorted(self.removed, key=semver.parse_version)}
         return f"# zoostore manifest of {self.model}: written by zoostore publish/tag/yank/gc\n" + tomli_w.dumps(doc)
 
     @classmethod
@@ -206,9 +247,12 @@ class Manifest:
             files: dict[str, dict[str, FileEntry]] = {}
             for arch, entries in _get(body, "files", dict, f"{where}: {vwhere}", default={}).items():
                 try:
-                    norm = normalize_arch(arch)
+                    norm = normalize_arch(arch, allow_new=True)
                 except UsageError as exc:
                     raise FormatError(f"{where}: {vwhere}.files.{arch}: {exc}") from None
+                if norm in files:
+                    raise FormatError(f"{where}: {vwhere}.files: two keys name the architecture {norm} "
+                                      f"({arch!r} and another alias); merge them into one [files.{norm}] table")
                 if not isinstance(entries, dict):
                     raise FormatError(f"{where}: {vwhere}.files.{arch}: expected a table of files")
                 files[norm] = {}
@@ -232,7 +276,23 @@ class Manifest:
             )
         return cls(model=model, versions=versions, tags=tags,
                    summary=_get(doc, "summary", str, where, default=""),
-                   meta=_get(doc, "meta", dict, where, default={}), format=fmt)
+                   meta=_get(doc, "meta", dict, where, default={}), format=fmt,
+                   removed=_parse_removed(doc, where))
+
+
+def _parse_removed(doc: Mapping[str, Any], where: str) -> dict[str, frozenset[Digest]]:
+    out: dict[str, frozenset[Digest]] = {}
+    for v, body in _get(doc, "removed", dict, where, default={}).items():
+        rwhere = f'{where}: removed."{v}"'
+        blobs = body.get("blobs") if isinstance(body, dict) else None
+        if not isinstance(blobs, list) or not all(isinstance(b, str) for b in blobs):
+            raise FormatError(f"{rwhere}: expected {{ blobs = [\"blake3:…\", …] }}, got {body!r}")
+        try:
+            semver.parse_version(v)
+            out[v] = frozenset(Digest.parse(b) for b in blobs)
+        except ZooError as exc:
+            raise FormatError(f"{rwhere}: {exc}") from None
+    return out
 
 
 def _get(doc: Mapping[str, Any], key: str, kind: type, where: str, default: Any = None) -> Any:

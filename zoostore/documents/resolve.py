@@ -61,7 +61,7 @@ def select(manifest: Manifest, spec: str, *, runtime: Mapping[str, str] | None =
            arch: str | Sequence[str] | None = None) -> tuple[Release, list[str]]:
     """The release a spec picks, and warnings. Raises ResolutionError naming what was excluded
     and why, or listing the versions and tags that exist."""
-    spec = (spec or LATEST).strip()
+    spec = _spec_text(manifest, spec)
     model = manifest.model
     available = ", ".join(manifest.sorted_versions()) or "none"
     tags = ", ".join(f"{t}={v}" for t, v in sorted(manifest.tags.items())) or "none"
@@ -88,24 +88,28 @@ def select(manifest: Manifest, spec: str, *, runtime: Mapping[str, str] | None =
     else:
         raise ResolutionError(f"{model} has no tag or version {spec!r}; tags: {tags}; versions: {available}")
 
-    excluded_by: list[str] = []
+    excluded: dict[str, list[str]] = {}
     candidates: list[str] = []
     for v, release in manifest.versions.items():
         if not semver.satisfies(v, rng):
             continue
-        if release.yanked:
-            excluded_by.append(f"{v} is yanked ({release.yanked})")
-            continue
-        problems = check(release)
+        problems = [f"{v} is yanked ({release.yanked})"] if release.yanked else check(release)
         if problems:
-            excluded_by.extend(problems)
+            excluded[v] = problems
             continue
         candidates.append(v)
     best = semver.max_satisfying(candidates, rng)
     if best is None:
-        why = f"; excluded: {'; '.join(sorted(excluded_by))}" if excluded_by else ""
+        why = f"; excluded: {'; '.join(sorted(p for ps in excluded.values() for p in ps))}" if excluded else ""
         raise ResolutionError(f"no version of {model} matches {spec!r}{why}. Versions: {available}; tags: {tags}")
-    return manifest.versions[best], warnings
+    return manifest.versions[best], warnings + _skipped_newer(model, spec, best, excluded)
+
+
+def _skipped_newer(model: str, spec: str, best: str, excluded: Mapping[str, list[str]]) -> list[str]:
+    """Why each version newer than `best` that `spec` matches was not chosen."""
+    return [f"{model}: newer {v} matching {spec!r} skipped, using {best}: {'; '.join(excluded[v])}"
+            for v in sorted(excluded, key=semver.parse_version)
+            if semver.parse_version(v) > semver.parse_version(best)]
 
 
 def _select_direct(manifest: Manifest, spec: str, version: str, check: Callable[[Release], list[str]],
@@ -127,7 +131,7 @@ def select_versions(manifest: Manifest, spec: str) -> list[str]:
     the one `Manifest.latest()` picks (none when every release is yanked or a prerelease), a
     range every version it satisfies (yanked ones included: this answers "what exists", not
     "what would a consumer get"). Anything else is a ResolutionError listing tags and versions."""
-    spec = (spec or LATEST).strip()
+    spec = _spec_text(manifest, spec)
     if spec in manifest.tags:
         return [manifest.tags[spec]]
     if spec in manifest.versions:
@@ -141,6 +145,25 @@ def select_versions(manifest: Manifest, spec: str) -> list[str]:
         raise ResolutionError(f"{manifest.model} has no tag or version {spec!r}, and it is not a version range; "
                               f"tags: {tags}; versions: {available}")
     return [v for v in manifest.sorted_versions() if semver.satisfies(v, spec)]
+
+
+def _spec_text(manifest: Manifest, spec: object) -> str:
+    """The spec as text; a version equal in precedence to a published one (`v1.2.0` for
+    `1.2.0+20220504`) names that one. Non-text is a UsageError, never an AttributeError."""
+    if spec is None:
+        return LATEST
+    if not isinstance(spec, str):
+        raise UsageError(f"{manifest.model}: invalid version, tag or range {spec!r}: expected a string "
+                         f"such as 1.2.0, ^1.2 or bleedingedge, got {type(spec).__name__}")
+    text = spec.strip() or LATEST
+    if text not in manifest.versions and text not in manifest.tags:
+        try:
+            same = manifest.same_version(text)
+        except UsageError:
+            same = None
+        if same is not None:
+            return same
+    return text
 
 
 def resolve(manifest: Manifest, spec: str, *, arch: str, runtime: Mapping[str, str] | None = None) -> Resolved:

@@ -96,12 +96,17 @@ def lock_project(project: Project, *, upgrade: bool | Iterable[str] = False, zoo
 def _choose(project: Project, zoo: Store, name: str, pinned: str | None, result: LockResult,
             progress: Progress) -> Release:
     """The release to lock: the pinned version while the store still has it, else the spec's."""
+    from zoostore.core.names import ANY
     from zoostore.documents.resolve import select
 
     req = project.models[name]
     manifest = zoo.manifest(name)
     spec = pinned if pinned is not None and pinned in manifest.versions else req.spec
     release, warnings = select(manifest, spec, runtime=project.runtime, arch=req.archs)
+    for a in req.archs:
+        if a != ANY and a not in release.files and set(release.files) - {ANY}:
+            warnings = [*warnings, f"{name}@{release.version} has no files of its own for {a} (it has "
+                        f"{', '.join(release.archs)}); a consumer on {a} gets only its architecture-independent files"]
     for w in warnings:
         progress.note(w)
     result.warnings.extend(warnings)

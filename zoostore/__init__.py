@@ -27,7 +27,7 @@ _LAZY = {
 if TYPE_CHECKING:
     from zoostore.core.errors import ZooError
     import os
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Sequence
     from pathlib import Path
 
     from zoostore.core.progress import Progress
@@ -44,15 +44,12 @@ def publish(
     version: str,
     paths: Sequence[str | os.PathLike[str]],
     *,
-    arch: str = "any",
-    tags: Sequence[str] = (),
-    meta: Mapping[str, Any] | None = None,
-    requires: Mapping[str, str] | None = None,
-    summary: str | None = None,
     check: bool | Checker = True,
     progress: Progress | None = None,
+    **options: Any,
 ) -> PublishResult:
-    """Publish files as `model@version` for `arch` (`zoostore.ops.publish`: plan, then execute).
+    """Publish files as `model@version` (`zoostore.ops.publish.plan_publish` names the options:
+    arch, tags, meta, requires, summary, new_arch; then the plan is executed).
     `.onnx` files pass the ONNX check first (`zoostore check`) unless `check=False`; a callable
     replaces that check. The check lives here, at the edge, because the operations layer never
     imports an integration; onnx itself is imported only when there is an `.onnx` file."""
@@ -66,8 +63,7 @@ def publish(
             return require_valid(files, progress=progress)
     elif check is not False:
         checker = check
-    plan = plan_publish(store, model, version, paths, arch=arch, tags=tags, meta=meta,
-                        requires=requires, summary=summary, check=checker, progress=progress)
+    plan = plan_publish(store, model, version, paths, check=checker, progress=progress, **options)
     return plan.execute(progress)
 
 

@@ -311,7 +311,7 @@ def test_cli_build(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert f"x86_64   {tmp_path / 'o' / 'x86_64' / LIBRARY}" in out and "compile" in out
     assert "requires: tvm >=" in out
     assert main(["build", str(src), "-t", "x86_64", "--json", "-o", str(tmp_path / "o")]) == 0
-    doc = json.loads(capsys.readouterr().out)
+    doc = json.loads(capsys.readouterr().out)["builds"]
     assert doc[0]["arch"] == "x86_64" and set(doc[0]["files"]) == {LIBRARY, IO_FILE, RECORD_FILE, "mlp_config.hpp"}
     assert main(["build", str(tmp_path / "lstm-missing"), "-t", "x86_64"]) == 2
     lstm = model_dir(tmp_path, "lstm", lstm_model())

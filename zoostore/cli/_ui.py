@@ -11,7 +11,7 @@ from typing import Any, TextIO
 
 from zoostore.core.units import human_bytes
 
-__all__ = ["TerminalProgress", "add_quiet", "human_bytes"]
+__all__ = ["JSON_SCHEMA", "TerminalProgress", "add_json", "add_quiet", "human_bytes", "print_json"]
 
 
 #: Set to 1 to turn progress bars off everywhere (CI logs), like `--no-progress`.
@@ -123,6 +123,23 @@ class TerminalProgress:
         text = self.line(now)
         self.stream.write("\r\x1b[2K" + text[:120])
         self.stream.flush()
+
+
+#: The version of every `--json` document (docs/json.md). A new key is a compatible change;
+#: removing or retyping one bumps it.
+JSON_SCHEMA = 1
+
+
+def add_json(parser: argparse.ArgumentParser, what: str = "the result") -> None:
+    parser.add_argument("--json", action="store_true",
+                        help=f"print {what} as one JSON document on stdout (schema: docs/json.md); no bars")
+
+
+def print_json(document: dict[str, Any]) -> None:
+    """One `--json` document on stdout, `"schema"` first."""
+    import json
+
+    print(json.dumps({"schema": JSON_SCHEMA, **document}, indent=2, default=str))
 
 
 def add_quiet(parser: argparse.ArgumentParser) -> None:

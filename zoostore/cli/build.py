@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from pathlib import Path
 from typing import Any
+
+from zoostore.cli._ui import add_json, print_json
 
 
 def add_parser(sub: Any) -> None:
@@ -37,7 +37,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--model-version", default=None, metavar="X.Y.Z",
                    help="the zoo version this build will be published as, written into build.toml "
                    "and the C++ header's modelzoo_version")
-    p.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
+    add_json(p, "the results")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=run)
 
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     results = build_model(args.model, targets=args.targets, out=args.out, name=args.name,
                           version=args.model_version, progress=progress)
     if args.json:
-        doc = [
+        doc = {"builds": [
             {
                 "arch": r.arch,
                 "dir": str(r.out_dir),
@@ -59,9 +59,8 @@ def run(args: argparse.Namespace) -> int:
                 "steps": {s.step: round(s.seconds, 4) for s in r.steps},
             }
             for r in results
-        ]
-        json.dump(doc, sys.stdout, indent=2)
-        print()
+        ]}
+        print_json(doc)
         return 0
     for r in results:
         size = r.library.stat().st_size

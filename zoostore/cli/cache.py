@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
-from zoostore.cli._ui import human_bytes
+from zoostore.cli._ui import add_json, human_bytes, print_json
 
 
 def add_parser(sub: Any) -> None:
@@ -18,7 +17,7 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=lambda args: _usage(p))
     commands = p.add_subparsers(dest="cache_command", metavar="COMMAND")
     info = commands.add_parser("info", help="where the cache is, how many files and bytes it holds")
-    info.add_argument("--json", action="store_true", help="machine-readable output")
+    add_json(info, "the cache's size")
     info.set_defaults(func=run_info)
     prune = commands.add_parser(
         "prune", help="delete cached files: --all, --older-than DURATION, or those no --keep-lock pins",
@@ -33,7 +32,7 @@ def add_parser(sub: Any) -> None:
     prune.add_argument("--keep-lock", action="append", default=[], metavar="FILE",
                        help="keep the files this zoo.lock pins (local path or fsspec URL; repeatable)")
     prune.add_argument("--dry-run", action="store_true", help="show what would be deleted, delete nothing")
-    prune.add_argument("--json", action="store_true", help="machine-readable output")
+    add_json(prune, "what was (or would be) removed")
     prune.set_defaults(func=run_prune)
 
 
@@ -47,7 +46,7 @@ def run_info(args: argparse.Namespace) -> int:
 
     info = Cache().info()
     if args.json:
-        print(json.dumps({"path": str(info.root), "blobs": info.blobs, "bytes": info.bytes}, indent=2))
+        print_json({"path": str(info.root), "blobs": info.blobs, "bytes": info.bytes})
     else:
         print(f"path:  {info.root}")
         print(f"blobs: {info.blobs}")
@@ -77,8 +76,8 @@ def run_prune(args: argparse.Namespace) -> int:
     removed, freed = cache.prune(keep, older_than=older, dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
     if args.json:
-        print(json.dumps({"path": str(cache.root), "removed": removed, "bytes": freed, "dry_run": args.dry_run,
-                          "kept_pins": len(keep)}, indent=2))
+        print_json({"path": str(cache.root), "removed": removed, "bytes": freed, "dry_run": args.dry_run,
+                    "kept_pins": len(keep)})
     else:
         print(f"{verb} {removed} file(s), {human_bytes(freed)}, from {cache.root}"
               + (f"; kept what {len(args.keep_lock)} lockfile(s) pin" if args.keep_lock else ""))

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
+
+from zoostore.cli._ui import add_json, print_json
 
 
 def add_parser(sub: Any) -> None:
@@ -30,7 +31,7 @@ def add_parser(sub: Any) -> None:
                    help="lowest default-domain opset accepted (default: 7, the oldest onnxruntime supports)")
     p.add_argument("--max-opset", type=int, default=None, metavar="N",
                    help="highest opset accepted (default: the newest the installed onnx knows)")
-    p.add_argument("--json", action="store_true", help="print the reports as one JSON document on stdout")
+    add_json(p, "the reports")
     p.add_argument("-q", "--quiet", action="store_true", help="print only failing files and the summary")
     p.set_defaults(func=run)
 
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
             sys.stdout.flush()
     failed = [r for r in reports if not r.ok]
     if args.json:
-        json.dump({"ok": not failed, "files": [r.to_dict() for r in reports]}, sys.stdout, indent=2)
+        print_json({"ok": not failed, "files": [r.to_dict() for r in reports]})
         print()
     else:
         total = sum(r.seconds for r in reports)

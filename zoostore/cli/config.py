@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
+
+from zoostore.cli._ui import add_json, print_json
 
 #: The shortest grace period `init` and `config` accept. Every publish must finish within half
 #: of it (docs/gc.md); below a few minutes, ordinary uploads would be refused.
@@ -20,7 +21,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("store", metavar="STORE", help="local directory or fsspec URL (s3://bucket/zoo)")
     p.add_argument("--grace", metavar="DURATION", help="set the gc grace period (e.g. 48h; at least 10m)")
-    p.add_argument("--json", action="store_true", help="print the parameters as JSON")
+    add_json(p, "the parameters")
     p.set_defaults(func=run)
 
 
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         "zstd_level": config.zstd_level, "grace": format_duration(config.grace_seconds),
     }
     if args.json:
-        print(json.dumps(doc, indent=2))
+        print_json(doc)
     else:
         for key, value in doc.items():
             print(f"{key}: {value}")

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from zoostore.cli._ui import TerminalProgress, add_quiet, human_bytes
+from zoostore.cli._ui import TerminalProgress, add_json, add_quiet, human_bytes, print_json
 
 
 def add_parser(sub: Any) -> None:
@@ -22,14 +22,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("store", metavar="STORE")
     p.add_argument("dest", metavar="DEST", help="directory or fsspec URL of the mirror")
     p.add_argument("--model", action="append", metavar="MODEL", help="only this model (repeatable)")
-    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    add_json(p, "the summary")
     add_quiet(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-
     from zoostore.ops.export import export_store
     from zoostore.repository import open_store
 
@@ -37,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     progress = TerminalProgress(quiet=args.quiet or args.json)
     report = export_store(zoo, args.dest, models=args.model, progress=progress)
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
+        print_json(report.to_dict())
     elif not args.quiet:
         print(f"export {report.dest}: {len(report.written)} written ({human_bytes(report.bytes_written)}), "
               f"{report.skipped} unchanged", file=sys.stderr)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from zoostore.cli._ui import TerminalProgress, add_quiet, human_bytes
+from zoostore.cli._ui import TerminalProgress, add_json, add_quiet, human_bytes, print_json
 
 
 def add_parser(sub: Any) -> None:
@@ -39,7 +39,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
     p.add_argument("-y", "--yes", action="store_true",
                    help="drop versions without asking (required when stdin is not a terminal)")
-    p.add_argument("--json", action="store_true", help="print the plan and the result as JSON (docs/json.md)")
+    add_json(p, "the plan and the result")
     add_quiet(p)
     p.set_defaults(func=run)
 
@@ -85,11 +85,10 @@ def run(args: argparse.Namespace) -> int:
 def _run_json(args: argparse.Namespace, plan: Any, progress: Any) -> int:
     """`gc --json`: the plan, and unless --dry-run the result; never asks (needs --yes to drop)."""
     import dataclasses
-    import json
 
     from zoostore.core.errors import UsageError
 
-    doc: dict[str, Any] = {"schema": 1, "dry_run": bool(args.dry_run), "plan": {
+    doc: dict[str, Any] = {"dry_run": bool(args.dry_run), "plan": {
         "drop": [str(d) for d in plan.dropped_versions], "recipes": len(plan.recipes), "packs": len(plan.packs),
         "repacks": len(plan.repacks), "bytes_to_delete": plan.bytes_to_delete, "notes": list(plan.notes)}}
     if not args.dry_run and not plan.empty:
@@ -98,5 +97,5 @@ def _run_json(args: argparse.Namespace, plan: Any, progress: Any) -> int:
         result = plan.execute(progress)
         doc["result"] = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}
         doc["result"]["dropped"] = [str(d) for d in result.dropped]
-    print(json.dumps(doc, indent=2, default=str))
+    print_json(doc)
     return 0

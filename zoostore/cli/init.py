@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import Any
 
+from zoostore.cli._ui import add_json, print_json
+
 
 def add_parser(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
@@ -19,6 +21,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--grace", default="24h",
                    help="gc grace period that publish and gc agree on, at least 10m (default: %(default)s); "
                    "change it later with 'zoostore config STORE --grace'")
+    add_json(p, "the store's URL and whether it was created")
     p.set_defaults(func=run)
 
 
@@ -50,8 +53,11 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"invalid --pack-size {args.pack_size!r}: expected between 1MiB and 4GiB (default 32MiB)")
     config = StoreConfig(pack_target_size=pack, grace_seconds=check_grace(args.grace))
     store, created = init_store(args.store, config=config)
-    print(f"{'created' if created else 'already a store:'} {store.url}")
     warning = store.cas_warning()
+    if args.json:
+        print_json({"store": store.url, "created": created, "warnings": [warning] if warning else []})
+        return 0
+    print(f"{'created' if created else 'already a store:'} {store.url}")
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
     return 0

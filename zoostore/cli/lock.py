@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from zoostore.cli._ui import TerminalProgress, add_quiet
+from zoostore.cli._ui import TerminalProgress, add_json, add_quiet, print_json
 
 
 def add_parser(sub: Any) -> None:
@@ -19,7 +19,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--upgrade", nargs="?", const=True, default=False, metavar="MODEL",
                    help="move pins to the newest matching versions (all models, or only MODEL)")
     p.add_argument("--project", metavar="PATH", help="zoo.toml, pyproject.toml or a directory (default: search up from here)")
-    p.add_argument("--json", action="store_true", help="print what changed as JSON (docs/json.md)")
+    add_json(p, "what changed")
     add_quiet(p)
     p.set_defaults(func=run)
 
@@ -32,14 +32,12 @@ def run(args: argparse.Namespace) -> int:
     upgrade = args.upgrade if args.upgrade is True or args.upgrade is False else [args.upgrade]
     result = lock_project(project, upgrade=upgrade, progress=TerminalProgress.for_args(args))
     if args.json:
-        import json
-
-        print(json.dumps({
-            "schema": 1, "lockfile": str(project.lock_path), "written": result.written,
+        print_json({
+            "lockfile": str(project.lock_path), "written": result.written,
             "changes": [{"model": n, "old": o, "new": v} for n, o, v in result.changes],
             "models": {name: m.version for name, m in sorted(result.lock.models.items())},
             "warnings": result.warnings,
-        }, indent=2))
+        })
         return 0
     for name, old, new in result.changes:
         if old is None:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
-from zoostore.cli._ui import human_bytes
+from zoostore.cli._ui import add_json, human_bytes, print_json
 
 
 def add_parser(sub: Any) -> None:
@@ -18,7 +17,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("store", metavar="STORE")
     p.add_argument("target", metavar="MODEL[@RANGE]", nargs="?")
     p.add_argument("--files", action="store_true", help="list files of every matching version")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    add_json(p, "the listing")
     p.set_defaults(func=run)
 
 
@@ -35,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
             rows.append({"model": name, "latest": m.latest(), "versions": len(m.versions),
                          "tags": dict(m.tags), "summary": m.summary})
         if args.json:
-            print(json.dumps(rows, indent=2))
+            print_json({"models": rows})
         else:
             for row in rows:
                 print(f"{row['model']:30} latest={row['latest'] or '-':12} versions={row['versions']:<4} {row['summary']}")
@@ -61,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
             entry["files"] = [{"arch": a, "path": p, "blob": str(e.blob), "size": e.size} for a, p, e in r.blobs()]
         out.append(entry)
     if args.json:
-        print(json.dumps({"model": model, "summary": m.summary, "meta": dict(m.meta), "versions": out}, indent=2, default=str))
+        print_json({"model": model, "summary": m.summary, "meta": dict(m.meta), "versions": out})
         return 0
     for e in out:
         flags = f" tags={','.join(e['tags'])}" if e["tags"] else ""

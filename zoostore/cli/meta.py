@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from zoostore.cli._ui import add_json, print_json
+
 
 def add_parser(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
@@ -17,6 +19,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("model", metavar="MODEL")
     p.add_argument("version", metavar="VERSION")
     p.add_argument("pairs", metavar="KEY=VALUE", nargs="+")
+    add_json(p, "the version's metadata after the change")
     p.set_defaults(func=run)
 
 
@@ -27,6 +30,9 @@ def run(args: argparse.Namespace) -> int:
 
     changes = {k: (None if v == "" else v) for k, v in parse_pairs(args.pairs, "meta", toml_values=True).items()}
     release = edit_meta(open_store(args.store), args.model, args.version, changes)
+    if args.json:
+        print_json({"model": args.model, "version": release.version, "meta": dict(release.meta)})
+        return 0
     for k, v in sorted(release.meta.items()):
         print(f"{k} = {v!r}")
     return 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from zoostore.cli._ui import add_json, print_json
+
 
 def add_parser(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
@@ -14,19 +16,17 @@ def add_parser(sub: Any) -> None:
         "(needs a change of range in zoo.toml).",
     )
     p.add_argument("--project", metavar="PATH")
-    p.add_argument("--json", action="store_true")
+    add_json(p, "the table")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-
     from zoostore.documents.project import load_project
     from zoostore.ops.lock import outdated
 
     rows = outdated(load_project(args.project))
     if args.json:
-        print(json.dumps([r.__dict__ for r in rows], indent=2))
+        print_json({"models": [r.__dict__ for r in rows]})
         return 0
     print(f"{'model':28} {'spec':14} {'locked':12} {'matching':12} {'newest':12}")
     for r in rows:

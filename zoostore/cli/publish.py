@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoostore.cli._ui import TerminalProgress, add_quiet, human_bytes
+from zoostore.cli._ui import TerminalProgress, add_json, add_quiet, human_bytes, print_json
 
 if TYPE_CHECKING:
     from zoostore.core.progress import Progress
@@ -45,7 +44,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--no-check", action="store_true", help="skip the ONNX check of .onnx files")
     p.add_argument("--dry-run", action="store_true",
                    help="print the plan (new and stored files, tags, warnings) and change nothing")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_json(p, "the result (or with --dry-run the plan)")
     add_quiet(p)
     p.set_defaults(func=run)
 
@@ -98,18 +97,18 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.dry_run:
         if args.json:
-            print(json.dumps({**_json(plan.model, plan.version, plan.arch, plan.entries, plan.warnings),
-                              "dry_run": True, "unchanged": plan.unchanged, "new": plan.new_files,
-                              "tags": list(plan.tags)}, indent=2))
+            print_json({**_json(plan.model, plan.version, plan.arch, plan.entries, plan.warnings),
+                        "dry_run": True, "unchanged": plan.unchanged, "new": plan.new_files,
+                        "tags": list(plan.tags)})
         else:
             print(plan)
         print("dry run: nothing was changed", file=sys.stderr)
         return 0
     result = plan.execute(progress)
     if args.json:
-        print(json.dumps({**_json(result.model, result.version, result.arch, result.files, result.warnings),
-                          "unchanged": result.unchanged, "size": result.size,
-                          "new_stored_bytes": result.new_stored_bytes}, indent=2))
+        print_json({**_json(result.model, result.version, result.arch, result.files, result.warnings),
+                    "unchanged": result.unchanged, "size": result.size,
+                    "new_stored_bytes": result.new_stored_bytes})
         return 0
     for path, entry in sorted(result.files.items()):
         print(f"{entry.blob}  {path}")

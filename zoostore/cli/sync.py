@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from zoostore.cli._ui import TerminalProgress, add_quiet, human_bytes
+from zoostore.cli._ui import TerminalProgress, add_json, add_quiet, human_bytes, print_json
 
 
 def add_parser(sub: Any) -> None:
@@ -27,14 +27,12 @@ def add_parser(sub: Any) -> None:
                    help="how files enter dest: auto = hard link when on the cache's filesystem, else copy")
     p.add_argument("--verify", action="store_true", help="re-hash every file in dest instead of trusting the state file")
     p.add_argument("--project", metavar="PATH", help="zoo.toml, pyproject.toml or a directory (default: search up from here)")
-    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    add_json(p, "the sync report")
     add_quiet(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-
     from zoostore.documents.project import load_project
     from zoostore.ops.sync import sync_project
 
@@ -44,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
                           archs=args.arch, dest=args.dest, link=args.link, verify=args.verify,
                           progress=progress)
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
+        print_json(report.to_dict())
     elif not args.quiet:
         if report.relocked:
             print(f"zoo.lock re-locked: {', '.join(report.locked) or 'no version changed'}", file=sys.stderr)

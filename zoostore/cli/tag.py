@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from zoostore.cli._ui import TerminalProgress, add_json, print_json
+
 
 def add_parser(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
@@ -17,11 +19,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("tag", metavar="TAG")
     p.add_argument("version", metavar="VERSION", nargs="?")
     p.add_argument("--delete", action="store_true", help="remove the tag")
+    add_json(p, "the model's tags after the change")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from zoostore.cli._ui import TerminalProgress
     from zoostore.core.errors import UsageError
     from zoostore.ops.tags import tag, untag
     from zoostore.repository import open_store
@@ -31,9 +33,13 @@ def run(args: argparse.Namespace) -> int:
     zoo = open_store(args.store)
     progress = TerminalProgress.for_args(args)
     if args.delete:
-        untag(zoo, args.model, args.tag, progress=progress)
-        print(f"{args.model}: deleted tag {args.tag}")
+        m = untag(zoo, args.model, args.tag, progress=progress)
+        line = f"{args.model}: deleted tag {args.tag}"
     else:
-        tag(zoo, args.model, args.tag, args.version, progress=progress)
-        print(f"{args.model}: {args.tag} -> {args.version}")
+        m = tag(zoo, args.model, args.tag, args.version, progress=progress)
+        line = f"{args.model}: {args.tag} -> {m.tags[args.tag]}"
+    if args.json:
+        print_json({"model": args.model, "tag": args.tag, "version": m.tags.get(args.tag), "tags": dict(m.tags)})
+    else:
+        print(line)
     return 0

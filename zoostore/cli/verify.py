@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
-from zoostore.cli._ui import TerminalProgress, add_quiet, human_bytes
+from zoostore.cli._ui import TerminalProgress, add_json, add_quiet, human_bytes, print_json
 
 
 def add_parser(sub: Any) -> None:
@@ -24,7 +23,7 @@ def add_parser(sub: Any) -> None:
                    help="read only the N-th of M slices of the packs (run N=1..M over M days to cover all)")
     p.add_argument("--repair", action="store_true",
                    help="rebuild missing or damaged recipes from pack footers; says what it could not")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_json(p, "the report")
     add_quiet(p)
     p.set_defaults(func=run)
 
@@ -47,12 +46,12 @@ def run(args: argparse.Namespace) -> int:
     report = verify_store(store, read_data=args.read_data, subset=subset, repair=args.repair,
                           progress=TerminalProgress.for_args(args))
     if args.json:
-        print(json.dumps({
+        print_json({
             "ok": report.ok, "recipes": report.recipes, "packs": report.packs,
             "packs_read": report.packs_read, "chunks_read": report.chunks_read,
             "problems": [{"kind": p.kind, "object": p.obj, "message": p.message} for p in report.problems],
             "repaired": report.repaired, "unrepaired": report.unrepaired,
-        }, indent=2))
+        })
     else:
         for p in report.problems:
             print(f"problem: {p}")

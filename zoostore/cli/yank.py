@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from zoostore.cli._ui import TerminalProgress, add_json, print_json
+
 
 def add_parser(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
@@ -17,11 +19,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("version", metavar="VERSION")
     p.add_argument("--reason", help="why (required unless --undo)")
     p.add_argument("--undo", action="store_true", help="un-yank the version")
+    add_json(p, "the version's yank state after the change")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from zoostore.cli._ui import TerminalProgress
     from zoostore.core.errors import UsageError
     from zoostore.ops.tags import unyank, yank
     from zoostore.repository import open_store
@@ -31,9 +33,15 @@ def run(args: argparse.Namespace) -> int:
     zoo = open_store(args.store)
     progress = TerminalProgress.for_args(args)
     if args.undo:
-        unyank(zoo, args.model, args.version, progress=progress)
-        print(f"{args.model}@{args.version}: un-yanked")
+        m = unyank(zoo, args.model, args.version, progress=progress)
     else:
-        yank(zoo, args.model, args.version, args.reason, progress=progress)
-        print(f"{args.model}@{args.version}: yanked: {args.reason.strip()}")
+        m = yank(zoo, args.model, args.version, args.reason, progress=progress)
+    version = m.same_version(args.version) or args.version
+    reason = m.versions[version].yanked if version in m.versions else ""
+    if args.json:
+        print_json({"model": args.model, "version": version, "yanked": reason or None, "latest": m.latest()})
+    elif args.undo:
+        print(f"{args.model}@{version}: un-yanked")
+    else:
+        print(f"{args.model}@{version}: yanked: {reason}")
     return 0

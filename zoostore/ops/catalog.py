@@ -45,3 +45,19 @@ def catalog_markdown(zoo: Store) -> str:
             ]) + " |")
             first = False
     return "\n".join(lines) + "\n"
+
+
+def catalog_entries(zoo: Store) -> list[dict[str, Any]]:
+    """The catalog as data (`zoostore catalog --json`): one entry per model, newest version first."""
+    out: list[dict[str, Any]] = []
+    for name in zoo.models():
+        m = zoo.manifest(name)
+        versions = []
+        for v in reversed(m.sorted_versions()):
+            r = m.versions[v]
+            versions.append({"version": v, "tags": m.tags_of(v), "archs": r.archs, "size": r.size,
+                             "published": r.published.isoformat(), "yanked": r.yanked or None,
+                             "requires": dict(r.requires), "meta": dict(r.meta)})
+        out.append({"model": name, "summary": m.summary, "latest": m.latest(), "meta": dict(m.meta),
+                    "versions": versions})
+    return out

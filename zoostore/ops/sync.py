@@ -115,10 +115,9 @@ def sync_project(project: Project, *, locked: bool = False, frozen: bool = False
         needed = _needs(desired, todo, state, verify=verify)
         damaged = {b for b, need in needed.items()
                    if need.suspect and cache.has(b) and hash_file(cache.blob_path(b)) != b}
-        if not offline and any(not cache.has(b) or b in damaged for b in needed):
-            zoo = _open_lock_store(project, lock, progress)
-            report.store_opened = True
-            _warn_yanked(zoo, lock, report, progress)
+        if not offline:
+            zoo = _store_for(project, lock, report, progress,
+                             data=any(not cache.has(b) or b in damaged for b in needed))
         progress.start("sync files", len(todo), unit="files")
         cached = _fill_cache(cache, zoo, needed, damaged, lock=lock, progress=progress)
         _place_all(report, desired, todo, cached, new_state, link=link, progress=progress)
@@ -255,6 +254,26 @@ def _open_lock_store(project: Project, lock: Lock, progress: Progress) -> Store:
     from zoostore.ops.lock import open_project_store
 
     return open_project_store(replace(project, store=lock.store), progress)
+
+
+def _store_for(project: Project, lock: Lock, report: SyncReport, progress: Progress, *, data: bool) -> Store | None:
+    """The lock's store, opened whenever sync places files: for the chunks the cache lacks
+    (`data`), and in any case to warn about pins that were yanked since zoo.lock was written.
+    When only the yank check needs it, an unreachable store is a warning, not a failure."""
+    from zoostore.core.errors import ZooError
+
+    try:
+        zoo = _open_lock_store(project, lock, progress)
+        _warn_yanked(zoo, lock, report, progress)
+    except ZooError as exc:
+        if data:
+            raise
+        msg = f"could not check zoo.lock's pins for yanked versions ({exc}); placed the files from the cache"
+        report.warnings.append(msg)
+        progress.note(msg)
+        return None
+    report.store_opened = data
+    return zoo
 
 
 def _warn_yanked(zoo: Store, lock: Lock, report: SyncReport, progress: Progress) -> None:

@@ -1,0 +1,57 @@
+"""The yank warning whenever sync places a pin that was yanked after zoo.lock was written,
+even when every byte comes from a warm cache (the store is read for its manifests only)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from zoostore.cli import main as cli
+from zoostore.documents.project import load_project
+from zoostore.documents.store_config import StoreConfig
+from zoostore.ops.publish import publish
+from zoostore.ops.sync import sync_project
+from zoostore.ops.tags import yank
+from zoostore.repository import init_store
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("ZOOSTORE_CACHE", str(tmp_path / "cache"))
+    zoo, _ = init_store(tmp_path / "store", config=StoreConfig(pack_target_size=256 * 1024))
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "weights.bin").write_bytes(bytes(range(256)) * 64)
+    publish(zoo, "net", "1.0.0", [src], arch="x86_64", check=False)
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "zoo.toml").write_text('store = "../store"\narchs = ["x86_64"]\n[models]\nnet = "^1.0"\n')
+    first = sync_project(load_project(project))
+    assert first.store_opened and not first.warnings
+    yank(zoo, "net", "1.0.0", "wrong labels")
+    return project
+
+
+def test_a_warm_cache_sync_still_warns_about_a_yanked_pin(project: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    r = sync_project(load_project(project), dest=tmp_path / "elsewhere")
+    assert len(r.placed) == 1 and r.bytes_downloaded == 0 and not r.store_opened
+    assert any("net@1.0.0" in w and "yanked: wrong labels" in w for w in r.warnings), r.warnings
+    assert cli(["sync", "--dest", str(tmp_path / "third"), "--project", str(project)]) == 0
+    assert "net@1.0.0, which is yanked: wrong labels" in capsys.readouterr().err
+
+
+def test_an_unreachable_store_only_costs_the_yank_check(project: Path, tmp_path: Path) -> None:
+    shutil.move(tmp_path / "store", tmp_path / "moved")
+    r = sync_project(load_project(project), dest=tmp_path / "elsewhere")
+    assert len(r.placed) == 1 and (tmp_path / "elsewhere" / "net" / "x86_64" / "weights.bin").exists()
+    assert any("could not check zoo.lock's pins for yanked versions" in w for w in r.warnings), r.warnings
+
+
+def test_offline_and_no_op_syncs_do_not_read_the_store(project: Path, tmp_path: Path) -> None:
+    shutil.move(tmp_path / "store", tmp_path / "moved")
+    assert sync_project(load_project(project)).warnings == []  # nothing to place: the store is not read
+    r = sync_project(load_project(project), dest=tmp_path / "elsewhere", offline=True)
+    assert len(r.placed) == 1 and r.warnings == []

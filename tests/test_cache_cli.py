@@ -137,3 +137,57 @@ def test_prune_refuses_a_broken_lock_and_keeps_everything(zoo: Store, cache_dir:
     assert cli(["cache", "prune", "--keep-lock", str(bad)]) == 2  # a malformed zoo.lock is a configuration error (issue 17), not a store format
     assert "zoo.lock" in capsys.readouterr().err
     assert Cache(cache_dir).info().blobs == len(set(blobs.values()))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["cache", "prune"], "needs a scope: --unused"),
+    (["cache", "prune", "--all", "--unused"], "do not combine"),
+    (["cache", "prune", "--all", "--ignore-projects"], "do not combine"),
+])
+def test_prune_needs_one_clear_scope(cache_dir: Path, argv: list[str], message: str,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def _synced_project(zoo: Store, tmp_path: Path, name: str, spec: str) -> Path:
+    from zoostore.documents.project import load_project
+    from zoostore.ops.sync import sync_project
+
+    project = tmp_path / name
+    project.mkdir()
+    (project / "zoo.toml").write_text(f'store = "{zoo.url}"\narchs = ["x86_64"]\n[models]\n{spec}\n')
+    assert sync_project(load_project(project)).placed
+    return project / "models"
+
+
+def test_prune_keeps_what_synced_projects_use_until_they_are_gone(
+        zoo: Store, cache_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    blobs = _fill(zoo, cache_dir)
+    dest = _synced_project(zoo, tmp_path, "app", 'm = "1.1.0"')
+    used = blobs["m@1.1.0/a.bin"]
+    cache = Cache(cache_dir)
+
+    assert cli(["cache", "prune", "--unused", "--dry-run", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["removed"] == len(set(blobs.values())) - 1 and doc["projects"] == [str(dest.resolve())]
+    assert cache.info().blobs == len(set(blobs.values()))  # a dry run deletes nothing
+
+    assert cli(["cache", "prune", "--older-than", "0s"]) == 0
+    assert "kept what 1 synced project(s) use" in capsys.readouterr().out
+    assert cache.has(used) and cache.info().blobs == 1
+
+    shutil.rmtree(dest)  # the project's files are gone: so is its claim on the cache
+    assert cli(["cache", "prune", "--unused"]) == 0
+    assert not cache.has(used) and cache.info().blobs == 0
+    assert not any((cache_dir / "projects").iterdir())
+
+
+def test_ignore_projects_prunes_their_files_too(zoo: Store, cache_dir: Path, tmp_path: Path) -> None:
+    _fill(zoo, cache_dir)
+    dest = _synced_project(zoo, tmp_path, "app", 'm = "1.1.0"')
+    assert cli(["cache", "prune", "--unused", "--ignore-projects"]) == 0
+    assert Cache(cache_dir).info().blobs == 0
+    assert (dest / "m" / "x86_64" / "a.bin").read_bytes() == content(3)  # hard links keep the data

@@ -20,17 +20,23 @@ def add_parser(sub: Any) -> None:
     add_json(info, "the cache's size")
     info.set_defaults(func=run_info)
     prune = commands.add_parser(
-        "prune", help="delete cached files: --all, --older-than DURATION, or those no --keep-lock pins",
-        description="Delete cached files in an explicit scope: --all empties the cache; "
-        "--keep-lock FILE (repeatable) deletes what none of those zoo.lock files pins; "
-        "--older-than DURATION deletes what was not used for that long (combine it with "
-        "--keep-lock to keep pins anyway). --dry-run shows what would be freed. Temp files left "
-        "by killed processes go too. Files that sync hard-linked into projects keep their data there.",
+        "prune", help="delete cached files: --unused, --older-than DURATION, or --all",
+        description="Delete cached files in an explicit scope. --unused deletes what no project "
+        "uses; --older-than DURATION deletes what was not used for that long; --all empties the "
+        "cache. Except with --all, files are kept that a synced project's .zoostore-state.json "
+        "lists (every destination sync placed files into, while it still exists; "
+        "--ignore-projects drops that) and that a --keep-lock FILE pins. --dry-run shows what "
+        "would be freed. Temp files left by killed processes go too. Files that sync hard-linked "
+        "into projects keep their data there.",
     )
     prune.add_argument("--all", action="store_true", help="delete every cached file")
+    prune.add_argument("--unused", action="store_true",
+                       help="delete what no synced project uses and no --keep-lock pins")
     prune.add_argument("--older-than", metavar="DURATION", help="only files not used for this long (e.g. 30d)")
     prune.add_argument("--keep-lock", action="append", default=[], metavar="FILE",
-                       help="keep the files this zoo.lock pins (local path or fsspec URL; repeatable)")
+                       help="also keep the files this zoo.lock pins (local path or fsspec URL; repeatable)")
+    prune.add_argument("--ignore-projects", action="store_true",
+                       help="do not keep the files of synced projects (their copies in the projects stay)")
     prune.add_argument("--dry-run", action="store_true", help="show what would be deleted, delete nothing")
     add_json(prune, "what was (or would be) removed")
     prune.set_defaults(func=run_prune)
@@ -56,29 +62,39 @@ def run_info(args: argparse.Namespace) -> int:
 
 def run_prune(args: argparse.Namespace) -> int:
     import os
+    from pathlib import Path
 
     from zoostore.core.digest import Digest
     from zoostore.core.errors import UsageError
     from zoostore.documents.store_config import parse_duration
+    from zoostore.ops.cache_users import project_pins
     from zoostore.ops.gc import pinned_blobs, read_lock
     from zoostore.storage.cache import Cache
 
-    if not (args.all or args.older_than or args.keep_lock):
-        raise UsageError("cache prune needs a scope: --all (empty the cache), --older-than DURATION, "
-                         "or --keep-lock FILE (delete what no given zoo.lock pins); add --dry-run to see first")
-    if args.all and (args.older_than or args.keep_lock):
-        raise UsageError("cache prune --all deletes everything: do not combine it with --older-than or --keep-lock")
+    if not (args.all or args.unused or args.older_than or args.keep_lock):
+        raise UsageError("cache prune needs a scope: --unused (what no synced project uses), "
+                         "--older-than DURATION, or --all (empty the cache); add --dry-run to see first")
+    if args.all and (args.unused or args.older_than or args.keep_lock or args.ignore_projects):
+        raise UsageError("cache prune --all deletes everything: do not combine it with other options but --dry-run")
+    cache = Cache()
     keep: set[Digest] = set()
+    projects: list[Path] = []
+    if not args.all and not args.ignore_projects:
+        keep, projects = project_pins(cache, forget_missing=not args.dry_run)
     for location in args.keep_lock:
         keep |= pinned_blobs(read_lock(location), where=os.fspath(location))
     older = parse_duration(args.older_than) if args.older_than else None
-    cache = Cache()
     removed, freed = cache.prune(keep, older_than=older, dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
     if args.json:
         print_json({"path": str(cache.root), "removed": removed, "bytes": freed, "dry_run": args.dry_run,
-                    "kept_pins": len(keep)})
+                    "kept_pins": len(keep), "projects": [str(p) for p in projects]})
     else:
+        kept = []
+        if projects:
+            kept.append(f"{len(projects)} synced project(s) use")
+        if args.keep_lock:
+            kept.append(f"{len(args.keep_lock)} lockfile(s) pin")
         print(f"{verb} {removed} file(s), {human_bytes(freed)}, from {cache.root}"
-              + (f"; kept what {len(args.keep_lock)} lockfile(s) pin" if args.keep_lock else ""))
+              + (f"; kept what {' and '.join(kept)}" if kept else ""))
     return 0

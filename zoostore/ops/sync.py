@@ -105,11 +105,13 @@ def sync_project(project: Project, *, locked: bool = False, frozen: bool = False
     if not todo and not stale:
         return report
 
+    from zoostore.ops.cache_users import register_dest
     from zoostore.storage.cache import Cache
 
     cache = cache or Cache()
     zoo: Store | None = None
     report.dest.mkdir(parents=True, exist_ok=True)
+    register_dest(cache, report.dest)
     new_state = {rel: st for rel, st in state.items() if rel in desired and rel not in todo}
     try:
         needed = _needs(desired, todo, state, verify=verify)

@@ -1,0 +1,60 @@
+"""Which projects use the local cache, so `cache prune` keeps what they placed.
+
+    {cache}/projects/{sha256 of dest}     one line: the absolute path of a sync destination
+
+Sync registers its destination whenever it places files. `cache prune` reads each registered
+destination's state file (`.zoostore-state.json`) and keeps the blobs it lists: a project that
+was synced and not yet deleted keeps its files in the cache (a later sync into a new checkout
+then links them instead of downloading). A destination without a state file is forgotten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from zoostore.core.atomic import atomic_write
+from zoostore.core.digest import Digest
+from zoostore.core.errors import ZooError
+from zoostore.ops.place import STATE_NAME, read_state
+from zoostore.storage.cache import Cache
+
+
+def _entry(cache: Cache, dest: Path) -> Path:
+    key = hashlib.sha256(str(dest).encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    return cache.root / "projects" / key
+
+
+def register_dest(cache: Cache, dest: Path) -> None:
+    """Remember `dest` as a user of `cache` (idempotent; a cheap stat when already known)."""
+    dest = dest.resolve()
+    entry = _entry(cache, dest)
+    if entry.exists():
+        return
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(entry, (str(dest) + "\n").encode("utf-8", "surrogateescape"))
+
+
+def project_pins(cache: Cache, *, forget_missing: bool = True) -> tuple[set[Digest], list[Path]]:
+    """The blobs the state files of every registered destination list, and those destinations.
+    Registered destinations whose state file is gone are forgotten (unless `forget_missing`
+    is false: a dry run changes nothing)."""
+    pins: set[Digest] = set()
+    live: list[Path] = []
+    base = cache.root / "projects"
+    for entry in sorted(base.iterdir()) if base.is_dir() else []:
+        try:
+            dest = Path(entry.read_text("utf-8", "surrogateescape").strip())
+        except OSError:
+            continue
+        if entry.name != _entry(cache, dest).name or not (dest / STATE_NAME).is_file():
+            if forget_missing:
+                entry.unlink(missing_ok=True)
+            continue
+        live.append(dest)
+        for item in read_state(dest).values():
+            try:
+                pins.add(Digest.parse(str(item.get("blob"))))
+            except (ZooError, AttributeError):
+                continue  # a damaged entry pins nothing; sync re-examines that file anyway
+    return pins, live

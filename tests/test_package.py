@@ -75,3 +75,15 @@ def test_clean_venv_installs_the_wheel_and_publishes_and_syncs(wheel: Path, tmp_
     run([zoostore, "sync"], cwd=project, env=env)
     placed = list((project / "models").rglob("weights.bin"))
     assert len(placed) == 1 and placed[0].read_bytes() == (files / "weights.bin").read_bytes()
+
+
+def test_runtime_extras_carry_only_what_zoostore_imports() -> None:
+    """boto3 is for the tests (buckets, users); zoostore reaches S3 through s3fs alone."""
+    import tomllib
+
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = meta["optional-dependencies"]
+    assert not any(d.startswith("boto3") for d in extras["s3"] + meta["dependencies"])
+    assert any(d.startswith("boto3") for d in extras["test"])
+    sources = "\n".join(p.read_text() for p in (ROOT / "zoostore").rglob("*.py") if "testing" not in p.parts)
+    assert "import boto3" not in sources

@@ -14,6 +14,8 @@ Steps, each timed and reported, every problem collected rather than stopping at 
     smoke    one onnxruntime run on generated inputs of the declared shapes: floats from a
              seeded normal RNG, integers (token ids, sample rates) and booleans zero; -1 and
              unbound symbolic dimensions are 1
+    data     every `test_data_set_N/` beside the model (the ONNX Model Zoo's layout) run with
+             onnxruntime and compared with its expected outputs (see `test_data`)
 
 onnx, onnxruntime and numpy are imported inside the functions: `import zoostore` stays light,
 and their absence is a `MissingDependencyError` naming the extra to install.
@@ -37,6 +39,8 @@ from zoostore.documents.model_folder import (
     lfs_pointer_message,
     network_of,
 )
+from zoostore.integrations.test_data import find_data_sets, run_data_sets
+
 # Re-exported: they were born here, and tests and callers import them from this module.
 from zoostore.integrations.feeds import concrete_input_shapes as concrete_input_shapes
 from zoostore.integrations.feeds import smoke_inputs as smoke_inputs
@@ -118,6 +122,7 @@ class CheckReport:
     inputs: list[TensorSpec] = field(default_factory=list)
     outputs: list[TensorSpec] = field(default_factory=list)
     descriptor: Path | None = None
+    data_sets: tuple[int, int] = (0, 0)  # (passed, found) test_data_set_N folders
 
     @property
     def ok(self) -> bool:
@@ -138,6 +143,7 @@ class CheckReport:
             "inputs": [n.to_dict() for n in self.inputs],
             "outputs": [n.to_dict() for n in self.outputs],
             "descriptor": str(self.descriptor) if self.descriptor else None,
+            "data_sets": {"passed": self.data_sets[0], "found": self.data_sets[1]},
             "steps": [
                 {"step": s.step, "ok": s.ok, "seconds": round(s.seconds, 4), "detail": s.detail}
                 for s in self.steps
@@ -297,7 +303,29 @@ def check_model(
 
     with steps.step("smoke") as detail:
         _smoke(report, descriptor, detail)
+    if find_data_sets(path):
+        with steps.step("data") as detail:
+            _data_sets(report, detail)
     return report
+
+
+def _data_sets(report: CheckReport, detail: list[str]) -> None:
+    ort = _import("onnxruntime")
+    options = ort.SessionOptions()
+    options.log_severity_level = 4
+    try:
+        session = ort.InferenceSession(str(report.path), options, providers=["CPUExecutionProvider"])
+    except Exception:
+        return  # `smoke` already reported that onnxruntime cannot load the model
+    outputs = [o.name for o in report.outputs]
+
+    def run(feeds: dict[str, Any]) -> dict[str, Any]:
+        return dict(zip(outputs, session.run(outputs, feeds), strict=True))
+
+    results = run_data_sets(report.path, [i.name for i in report.inputs], outputs, run, label="onnxruntime")
+    report.data_sets = (results.passed, results.found)
+    report.problems += [f"data: {p}" for p in results.problems]
+    detail += results.detail
 
 
 def check_files(

@@ -32,13 +32,8 @@ from typing import TYPE_CHECKING, Any
 
 from zoostore.core.errors import CheckFailedError, FormatError, MissingDependencyError, UsageError
 from zoostore.documents.descriptor import ModelDescriptor, TensorSpec
-from zoostore.documents.model_folder import (
-    LfsPointerError,
-    descriptor_for_network,
-    is_lfs_pointer,
-    lfs_pointer_message,
-    network_of,
-)
+from zoostore.documents.model_folder import (LfsPointerError, descriptor_for_network, is_lfs_pointer,
+                                             lfs_pointer_message, network_of)
 from zoostore.integrations.test_data import find_data_sets, run_data_sets
 
 # Re-exported: they were born here, and tests and callers import them from this module.

@@ -574,3 +574,29 @@ int main() {{ return 0; }}
     assert proc.returncode == 0, proc.stderr
     with pytest.raises(UsageError, match="invalid version"):
         build_model(folder, targets=["x86_64"], version="1.2")
+
+
+def test_build_runs_the_models_test_data_sets_and_fails_on_a_wrong_output(tmp_path: Path) -> None:
+    """The ONNX Model Zoo layout's `test_data_set_N` beside the model: the x86_64 library must
+    reproduce the expected outputs; a set of other input shapes is skipped and said so."""
+    from onnx import numpy_helper
+
+    src = model_dir(tmp_path, "mlp", hm.mlp(1), (hm.MLP_IO[0], hm.MLP_IO[1]))
+    rng = np.random.default_rng(3)
+
+    def write_set(n: int, x: np.ndarray, delta: float = 0.0) -> None:
+        folder = src / f"test_data_set_{n}"
+        folder.mkdir()
+        [want] = onnx_reference(src / "model.onnx", {"x": x})
+        (folder / "input_0.pb").write_bytes(numpy_helper.from_array(x, "x").SerializeToString())
+        (folder / "output_0.pb").write_bytes(numpy_helper.from_array(want + delta, "probs").SerializeToString())
+
+    write_set(0, rng.standard_normal((1, 16)).astype(np.float32))
+    write_set(1, rng.standard_normal((3, 16)).astype(np.float32))  # the build bound batch=1
+    [result] = build_model(src, targets=["x86_64"], out=tmp_path / "out")
+    step = next(s for s in result.steps if s.step == "test data x86_64")
+    assert "1/2 test data set(s) match TVM" in step.detail and "1 set(s) skipped" in step.detail
+
+    write_set(2, rng.standard_normal((1, 16)).astype(np.float32), delta=0.01)
+    with pytest.raises(BuildError, match=r"does not reproduce the model's test data: test_data_set_2: TVM output 'probs'"):
+        build_model(src, targets=["x86_64"], out=tmp_path / "out2")

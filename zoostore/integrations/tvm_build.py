@@ -48,6 +48,7 @@ from zoostore.documents.build_record import RECORD_FILE, BuildRecord, read_build
 from zoostore.documents.descriptor import FILE_NAME as DESCRIPTOR_FILE
 from zoostore.documents.descriptor import ModelDescriptor, TensorSpec
 from zoostore.documents.model_folder import descriptor_for_network, network_of, refuse_lfs_pointer
+from zoostore.integrations.test_data import find_data_sets, run_data_sets
 
 if TYPE_CHECKING:
     from zoostore.core.progress import Progress
@@ -324,6 +325,9 @@ def build_model(
             finally:
                 staged.unlink(missing_ok=True)
             detail.append(f"{(arch_dir / LIBRARY).stat().st_size} bytes")
+        if arch.name == platform.machine() and find_data_sets(network):
+            with steps.step("test data", arch.name) as detail:
+                detail += _run_data_sets(arch_dir / LIBRARY, network, in_specs, out_specs, label)
         with steps.step("write", arch.name):
             io_doc = {
                 "format": FORMAT,
@@ -375,6 +379,41 @@ def build_model(
             steps=tuple(steps.done[:1] + steps.done[mark:]) if not results else tuple(steps.done[mark:]),
         ))
     return results
+
+
+def _run_data_sets(library: Path, network: Path, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec],
+                   label: str) -> list[str]:
+    """Run the model's `test_data_set_N` folders through the built library (this machine's
+    arch only) and fail the build when an output leaves the tolerance. A set whose input
+    shapes differ from the shapes the build bound is skipped and said so."""
+    import numpy as np
+    import tvm
+    from tvm import relax
+
+    vm = relax.VirtualMachine(tvm.runtime.load_module(str(library)), tvm.cpu())
+    names = [o.name for o in outputs]
+    bound = {i.name: tuple(i.shape) for i in inputs}
+    skipped: list[str] = []
+
+    def run(feeds: dict[str, Any]) -> dict[str, Any]:
+        result = vm["main"](*[tvm.runtime.tensor(np.ascontiguousarray(feeds[i.name])) for i in inputs])
+        values = [result] if hasattr(result, "numpy") else list(result)  # a tensor, or a tuple of them
+        return {n: v.numpy() for n, v in zip(names, values, strict=True)}
+
+    def guarded(feeds: dict[str, Any]) -> dict[str, Any]:
+        shapes = {k: tuple(np.shape(v)) for k, v in feeds.items()}
+        if shapes != bound:
+            skipped.append(f"{shapes} != {bound}")
+            return {}
+        return run(feeds)
+
+    results = run_data_sets(network, list(bound), names, guarded, label="TVM")
+    problems = [p for p in results.problems if "was not produced" not in p or not skipped]
+    if problems:
+        raise BuildError(f"build {label}: the compiled library does not reproduce the model's test data: "
+                         + "; ".join(problems[:5]))
+    note = [f"{len(skipped)} set(s) skipped: input shapes differ from the build's"] if skipped else []
+    return results.detail + note
 
 
 def _model_name(model_dir: Path, desc: ModelDescriptor | None) -> str:

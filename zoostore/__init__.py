@@ -57,10 +57,9 @@ def publish(
 
     checker: Checker | None = None
     if check is True:
-        def checker(files: Sequence[Path]) -> object:
-            from zoostore.integrations.onnx_check import require_valid
+        from zoostore.integrations.onnx_meta import publish_checker
 
-            return require_valid(files, progress=progress)
+        checker = publish_checker(progress)
     elif check is not False:
         checker = check
     plan = plan_publish(store, model, version, paths, check=checker, progress=progress, **options)

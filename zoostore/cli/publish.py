@@ -42,6 +42,8 @@ def add_parser(sub: Any) -> None:
                    help="runtime requirement, e.g. tvm='>=0.27.0 <0.28.0'; repeatable")
     p.add_argument("--summary", help="one-line model summary")
     p.add_argument("--no-check", action="store_true", help="skip the ONNX check of .onnx files")
+    p.add_argument("--min-opset", type=int, metavar="N",
+                   help="refuse .onnx files whose default-domain opset is below N (default: 7)")
     p.add_argument("--dry-run", action="store_true",
                    help="print the plan (new and stored files, tags, warnings) and change nothing")
     add_json(p, "the result (or with --dry-run the plan)")
@@ -70,16 +72,17 @@ def parse_pairs(items: list[str], option: str, *, toml_values: bool) -> dict[str
     return out
 
 
-def onnx_check(progress: Progress) -> Checker:
-    """The ONNX check of `.onnx` files (`zoostore check`), imported only when there is one."""
-    def check(files: Sequence[Path]) -> object:
-        if not any(f.suffix.lower() == ".onnx" for f in files):
-            return None
-        from zoostore.integrations.onnx_check import require_valid
+def _checker(args: argparse.Namespace, progress: Progress) -> Checker:
+    """The ONNX check (`zoostore check`), which also records each .onnx file's IR version,
+    opsets, producer, inputs and outputs in the version's metadata (`meta.onnx`)."""
+    from zoostore.integrations.onnx_meta import publish_checker
 
-        return require_valid(files, progress=progress)
+    policy = None
+    if args.min_opset is not None:
+        from zoostore.integrations.onnx_check import OpsetPolicy
 
-    return check
+        policy = OpsetPolicy(min_opset=args.min_opset)
+    return publish_checker(progress, policy=policy)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -92,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         zoo, args.model, args.version, args.paths, arch=args.arch, tags=args.tag,
         meta=parse_pairs(args.meta, "--meta", toml_values=True),
         requires=parse_pairs(args.requires, "--requires", toml_values=False),
-        summary=args.summary, check=None if args.no_check else onnx_check(progress), progress=progress,
+        summary=args.summary, check=None if args.no_check else _checker(args, progress), progress=progress,
         new_arch=args.new_arch,
     )
     if args.dry_run:

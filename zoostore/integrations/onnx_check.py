@@ -42,7 +42,6 @@ from zoostore.integrations.feeds import smoke_inputs as smoke_inputs
 
 if TYPE_CHECKING:
     from zoostore.core.progress import Progress
-
 INSTALL_HINT = "pip install 'zoostore[onnx]'"
 
 #: onnxruntime supports every opset from 7 on ("All versions of ONNX Runtime support ONNX opsets
@@ -113,6 +112,7 @@ class CheckReport:
     warnings: list[str] = field(default_factory=list)
     steps: list[StepResult] = field(default_factory=list)
     ir_version: int | None = None
+    producer: str = ""  # producer_name and producer_version, e.g. "pytorch 2.3.0"
     opsets: dict[str, int] = field(default_factory=dict)
     inputs: list[TensorSpec] = field(default_factory=list)
     outputs: list[TensorSpec] = field(default_factory=list)
@@ -133,7 +133,7 @@ class CheckReport:
             "ok": self.ok,
             "problems": list(self.problems),
             "warnings": list(self.warnings),
-            "ir_version": self.ir_version,
+            "ir_version": self.ir_version, "producer": self.producer,
             "opsets": dict(self.opsets),
             "inputs": [n.to_dict() for n in self.inputs],
             "outputs": [n.to_dict() for n in self.outputs],
@@ -276,6 +276,7 @@ def check_model(
         return report
 
     report.ir_version = int(model.ir_version)
+    report.producer = f"{model.producer_name} {model.producer_version}".strip()
     report.opsets = {(o.domain or "ai.onnx"): int(o.version) for o in model.opset_import}
     report.inputs, report.outputs = graph_nodes(model)
 

@@ -359,7 +359,8 @@ def plan_publish(
     new_arch: bool = False,
 ) -> PublishPlan:
     """Decide what publishing `paths` as `model@version` for `arch` does; change nothing.
-    `check` (e.g. the ONNX check) sees every local file before anything is hashed."""
+    `check` (e.g. the ONNX check) sees every local file before anything is hashed; a mapping
+    it returns is merged into the version's metadata, under the explicit `meta`."""
     progress = progress or NullProgress()
     started = time.monotonic()
     arch = _check_request(store, model, version, arch, tags, new_arch)
@@ -371,7 +372,9 @@ def plan_publish(
     model_meta, desc_summary = _descriptor_meta(files)
     all_requires, version_meta = _requires_meta(paths, requires, meta)
     if check is not None:
-        check([files[rel] for rel in sorted(files)])
+        found = check([files[rel] for rel in sorted(files)])
+        if isinstance(found, Mapping):  # what the check learnt (ONNX metadata); explicit --meta wins
+            version_meta = {**found, **version_meta}
     entries = {rel: FileEntry(hash_file(p), p.stat().st_size) for rel, p in files.items()}
     release = Release(model=model, version=version, published=now_utc(), files={arch: entries},
                       requires=all_requires, meta=version_meta)

@@ -79,3 +79,27 @@ def test_a_failing_check_still_refuses(zoo: Store, tmp_path: Path) -> None:
     (src / "model.onnx").write_bytes(b"not onnx")
     with pytest.raises(CheckFailedError):
         zoostore.publish(zoo, "mlp", "1.0.0", [src])
+
+
+def test_catalog_shows_onnx_facts_in_markdown_and_escaped_html(zoo: Store, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    src = mlp_folder(tmp_path, data_set=True)
+    zoostore.publish(zoo, "mlp", "1.0.0", [src], meta={"accuracy": 0.71, "dataset": "<script>x</script>"})
+    zoostore.publish(zoo, "mlp", "1.1.0", [src], meta={"accuracy": 0.72})
+    from zoostore.ops.tags import yank
+
+    yank(zoo, "mlp", "1.0.0", "wrong | labels")
+    assert main(["catalog", zoo.url, "--download-base", "https://mirror.example/zoo/"]) == 0
+    md = capsys.readouterr().out
+    row = next(line for line in md.splitlines() if "~~1.0.0~~" in line)
+    assert f"opset {hm.OPSET}, IR {hm.IR_VERSION}, tests 1/1" in row and "x float32[batch×16]" in row
+    assert "(yanked: wrong \\| labels)" in row and "accuracy=0.71" in row
+    assert "[files](https://mirror.example/zoo/mlp/1.0.0/)" in row
+    assert md.splitlines()[4].count("|") == md.splitlines()[5].count("|") == row.count("|") - row.count("\\|")
+
+    out = tmp_path / "catalog.html"
+    assert main(["catalog", zoo.url, "-o", str(out)]) == 0
+    page = out.read_text()
+    assert page.startswith("<!DOCTYPE html>") and "<script>" not in page
+    assert "&lt;script&gt;x&lt;/script&gt;" in page and '<td class="yanked">1.0.0 (yanked: wrong | labels)</td>' in page
+    assert page.count("<tr>") == 3  # the header and two versions

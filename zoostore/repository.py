@@ -152,10 +152,12 @@ class Store:
         return out
 
 
-def open_store(url: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None) -> Store:
+def open_store(url: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None,
+               default_options: dict[str, Any] | None = None) -> Store:
     """Open an existing store. Raises StoreNotFoundError when the location holds no
-    `zoostore.toml`, NewerFormatError when a newer zoostore wrote it."""
-    backend = open_backend(os.fspath(url), storage_options=storage_options)
+    `zoostore.toml`, NewerFormatError when a newer zoostore wrote it. `default_options` are
+    a project's (zoo.toml), under the environment's, the command line's and `storage_options`."""
+    backend = open_backend(os.fspath(url), storage_options=storage_options, default_options=default_options)
     try:
         text = backend.get(CONFIG_KEY).decode("utf-8")
     except ObjectNotFoundError:

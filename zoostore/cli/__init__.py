@@ -25,6 +25,10 @@ COMMANDS = (
     "blob", "export", "completion", "cmake-dir",
 )
 
+#: The commands that open a store, and so take `--store-option KEY=VALUE`.
+STORE_COMMANDS = ("init", "config", "publish", "meta", "tag", "yank", "ls", "catalog", "lock", "sync",
+                  "outdated", "gc", "verify", "blob", "export")
+
 #: Exit codes, most specific class first. 0 ok, 1 generic failure, 2 usage.
 EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (errors.LockOutOfDateError, 3),
@@ -124,6 +128,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         module = importlib.import_module(f"zoostore.cli.{name.replace('-', '_')}")
         module.add_parser(sub)
     commands: dict[str, argparse.ArgumentParser] = dict(sub.choices)
+    for name in STORE_COMMANDS:
+        commands[name].add_argument(
+            "--store-option", action="append", default=[], metavar="KEY=VALUE",
+            help="an option for the store's backend: endpoint_url, region, profile, anon=true, or any "
+            "fsspec/s3fs option (repeatable; also $ZOOSTORE_STORE_OPTIONS as JSON, and [store_options] "
+            "in zoo.toml; credentials stay in AWS_PROFILE/AWS_ACCESS_KEY_ID...; docs/remote-stores.md)")
     for name, command in commands.items():
         codes = exit_code_help(COMMAND_EXIT_CODES.get(name))
         command.epilog = f"{command.epilog} {codes}." if command.epilog else codes + "."
@@ -160,7 +170,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     debug = args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
-        return int(args.func(args) or 0)
+        from zoostore.storage.options import cli_options, parse_option_pairs
+
+        with cli_options(parse_option_pairs(getattr(args, "store_option", None) or [])):
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("zoostore: interrupted", file=sys.stderr)
         return 130

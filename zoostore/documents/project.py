@@ -3,6 +3,8 @@
     store = "s3://bucket/zoo"          # any fsspec URL or a path (relative to this file)
     archs = ["x86_64", "aarch64"]      # default: this machine's
     dest = "models"                    # sync places {dest}/{model}/{arch}/{path}
+    [store_options]                    # endpoint_url, region, profile, anon, any fsspec option;
+    endpoint_url = "https://s3.example.org"   # never credentials (zoostore.storage.options)
     [runtime]
     tvm = "0.27.0"                     # checked against versions' `requires`
     [models]
@@ -29,6 +31,7 @@ from typing import Any
 
 from zoostore.core.errors import ConfigError, UsageError, ZooError
 from zoostore.core.names import check_model_name, host_arch, normalize_arch
+from zoostore.storage.options import refuse_secrets
 
 CONFIG_NAME = "zoo.toml"
 #: Names the store to read, overriding zoo.toml's `store` (a mirror, a CI cache); see find_store_url.
@@ -58,6 +61,7 @@ class Project:
     dest: Path
     runtime: Mapping[str, str] = field(default_factory=dict)
     models: Mapping[str, ModelRequirement] = field(default_factory=dict)
+    store_options: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def lock_path(self) -> Path:
@@ -100,6 +104,13 @@ def resolve_store_url(store: str, root: Path) -> str:
 
 def find_store_url(explicit: str | os.PathLike[str] | None = None, *,
                    start: str | os.PathLike[str] | None = None, project: Project | None = None) -> str:
+    """The store's URL; see `find_store`."""
+    return find_store(explicit, start=start, project=project)[0]
+
+
+def find_store(explicit: str | os.PathLike[str] | None = None, *,
+               start: str | os.PathLike[str] | None = None, project: Project | None = None,
+               ) -> tuple[str, dict[str, Any]]:
     """The store to read. One precedence for every entry point (the CLI, `zoostore.fetch`,
     `zoostore.sync`, `zoo://`), the order of uv and cargo (command line, environment, files):
 
@@ -110,19 +121,21 @@ def find_store_url(explicit: str | os.PathLike[str] | None = None, *,
        `[tool.zoostore]`) at or above `start` (default: the working directory).
 
     Relative paths in 1 and 2 are relative to the working directory, in 3 to the config file's
-    directory. Raises UsageError saying how to name a store when none of the three gives one."""
+    directory. Returns the URL and, in case 3, zoo.toml's `[store_options]` (a store named
+    elsewhere is not the one those options describe). Raises UsageError saying how to name a
+    store when none of the three gives one."""
     if explicit is not None and os.fspath(explicit).strip():
-        return resolve_store_url(os.fspath(explicit).strip(), Path.cwd())
+        return resolve_store_url(os.fspath(explicit).strip(), Path.cwd()), {}
     env = os.environ.get(STORE_ENV, "").strip()
     if env:
-        return resolve_store_url(env, Path.cwd())
+        return resolve_store_url(env, Path.cwd()), {}
     if project is not None:
-        return resolve_store_url(project.store, project.root)
+        return resolve_store_url(project.store, project.root), dict(project.store_options)
     origin = Path(start) if start is not None else Path.cwd()
     config = find_project(origin)
     if config is not None:
         found = load_project(config)
-        return resolve_store_url(found.store, found.root)
+        return resolve_store_url(found.store, found.root), dict(found.store_options)
     raise UsageError(
         f"no store given: pass store=... (fetch(store=...), or fsspec.open(url, store='s3://bucket/zoo') "
         f"for zoo://), set ${STORE_ENV}, or add store = \"...\" to a {CONFIG_NAME} in {origin.resolve()} "
@@ -164,9 +177,14 @@ def load_project(path: str | os.PathLike[str] | None = None) -> Project:
 
 
 def parse_project(doc: Mapping[str, Any], *, root: Path, config_path: Path, where: str) -> Project:
-    unknown = set(doc) - {"store", "archs", "dest", "runtime", "models"}
+    unknown = set(doc) - {"store", "archs", "dest", "runtime", "models", "store_options"}
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; expected store, archs, dest, runtime, models")
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; expected store, archs, dest, runtime, "
+                          "models, store_options")
+    store_options = doc.get("store_options", {})
+    if not isinstance(store_options, dict):
+        raise ConfigError(f'{where}: [store_options] must be a table, e.g. endpoint_url = "https://s3.example.org"')
+    refuse_secrets(store_options, f"{where}: [store_options]")
     # A project without `store` takes $ZOOSTORE_STORE as its declared store (recorded in zoo.lock).
     store = doc.get("store", os.environ.get(STORE_ENV))
     if not isinstance(store, str) or not store:
@@ -202,7 +220,8 @@ def parse_project(doc: Mapping[str, Any], *, root: Path, config_path: Path, wher
         else:
             raise ConfigError(f'{mwhere}: expected a version range string or a table, got {value!r}')
     return Project(root=root, config_path=config_path, store=store, archs=archs,
-                   dest=Path(os.path.normpath(root / dest)), runtime=dict(runtime), models=models)
+                   dest=Path(os.path.normpath(root / dest)), runtime=dict(runtime), models=models,
+                   store_options=dict(store_options))
 
 
 def _archs(value: Any, where: str) -> tuple[str, ...]:

@@ -57,7 +57,8 @@ def open_project_store(project: Project, progress: Progress | None = None) -> St
     url = project.store_url
     if progress is not None and url != resolve_store_url(project.store, project.root):
         progress.note(f"reading {url} (${STORE_ENV}) instead of {project.store} (zoo.toml)")
-    return open_store(url)
+    return open_store(url, default_options=dict(project.store_options) if url == resolve_store_url(
+        project.store, project.root) else None)
 
 
 def lock_project(project: Project, *, upgrade: bool | Iterable[str] = False, zoo: Store | None = None,

@@ -22,7 +22,7 @@ from zoostore.core.atomic import atomic_writer
 from zoostore.core.digest import Digest
 from zoostore.core.errors import IntegrityError, NotFoundError, ResolutionError
 from zoostore.documents.manifest import FileEntry, Manifest, Release
-from zoostore.documents.project import find_store_url
+from zoostore.documents.project import find_store, find_store_url
 from zoostore.documents.resolve import select
 from zoostore.repository import Store, open_store
 from zoostore.storage.cache import Cache, default_cache_dir
@@ -50,7 +50,9 @@ class _ZooCached(_Cached):  # type: ignore[misc]  # fsspec ships no type hints
         kwargs = apply_config(cls, kwargs)
         store = kwargs.get("store")
         if store is None:
-            kwargs["store"] = find_store_url()
+            kwargs["store"], defaults = find_store()
+            if defaults:  # zoo.toml's [store_options], under any store_options given
+                kwargs["store_defaults"] = defaults
         elif not isinstance(store, Store):
             kwargs["store"] = find_store_url(store)
         cache = kwargs.get("cache")
@@ -66,7 +68,8 @@ class ZooFileSystem(ReadOnlyMixin, AbstractFileSystem, metaclass=_ZooCached):  #
 
     Storage options (all keyword-only):
       store          the store: path, fsspec URL or an opened `Store`; default: discovered
-      store_options  options for the store's backend (s3fs credentials, HTTP headers, ...)
+      store_options  options for the store's backend (endpoint_url, region, profile, anon,
+                     s3fs arguments, HTTP headers, ...; zoostore.storage.options)
       cache          local cache directory; default $ZOOSTORE_CACHE or ~/.cache/zoostore;
                      False reads whole files straight from the store (still verified)
       manifest_ttl   seconds a manifest is reused (default 30); 0 re-reads on every call
@@ -77,10 +80,11 @@ class ZooFileSystem(ReadOnlyMixin, AbstractFileSystem, metaclass=_ZooCached):  #
 
     def __init__(self, *, store: str | Store, store_options: Mapping[str, Any] | None = None,
                  cache: str | bool = True, manifest_ttl: float = DEFAULT_MANIFEST_TTL,
-                 **kwargs: Any) -> None:
+                 store_defaults: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._store_arg = store
         self._store_options = dict(store_options or {})
+        self._store_defaults = dict(store_defaults or {})
         self._zoo: Store | None = store if isinstance(store, Store) else None
         self.cache: Cache | None = None if cache is False else Cache(str(cache))
         self.manifest_ttl = float(manifest_ttl)
@@ -97,7 +101,8 @@ class ZooFileSystem(ReadOnlyMixin, AbstractFileSystem, metaclass=_ZooCached):  #
         if self._zoo is None:
             with self._lock:
                 if self._zoo is None:
-                    zoo = open_store(str(self._store_arg), storage_options=self._store_options or None)
+                    zoo = open_store(str(self._store_arg), storage_options=self._store_options or None,
+                                     default_options=self._store_defaults or None)
                     assert isinstance(zoo, Store)
                     self._zoo = zoo
         return self._zoo

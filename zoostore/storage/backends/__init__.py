@@ -46,7 +46,8 @@ def _file_url_to_path(url: str) -> str:
     return urllib.request.url2pathname(parsed.path)
 
 
-def open_backend(url_or_path: str, *, storage_options: dict[str, Any] | None = None) -> Backend:
+def open_backend(url_or_path: str, *, storage_options: dict[str, Any] | None = None,
+                 default_options: dict[str, Any] | None = None) -> Backend:
     """The backend for a store location: a plain path or any fsspec URL.
 
     `storage_options` go to the backend: `fsync`, `lock_wait` for local directories; s3fs's
@@ -54,10 +55,16 @@ def open_backend(url_or_path: str, *, storage_options: dict[str, Any] | None = N
     the fsspec filesystem's arguments for other protocols. Every backend also takes
     `single_writer` (base.py; meaningful where compare-and-swap is not atomic), and the remote
     ones (`s3://`, `http(s)://`) `max_attempts` and `retry_deadline` (retry.py).
+    `default_options` (a project's zoo.toml), `$ZOOSTORE_STORE_OPTIONS` and the command line's
+    `--store-option`s are layered under them (zoostore.storage.options).
     """
-    options = dict(storage_options or {})
+    from zoostore.storage.options import for_backend
+
     match = _SCHEME.match(url_or_path)
     scheme = match.group(1).lower() if match else ""
+    kind = {"": "local", "file": "local", "local": "local", "memory": "memory", "s3": "s3", "s3a": "s3",
+            "http": "http", "https": "http"}.get(scheme, "generic")
+    options = for_backend(kind, storage_options, default_options, scheme=scheme)
 
     if scheme in ("", "file", "local"):
         from zoostore.storage.backends.local import LocalBackend

@@ -46,6 +46,7 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (errors.ImmutableError, 7),
     (errors.ReadOnlyError, 8),
     (errors.OfflineError, 9),
+    (errors.AccessDeniedError, 14),
     (errors.RemoteError, 13),
     (errors.CheckFailedError, 10),
     (errors.BuildError, 11),
@@ -73,30 +74,31 @@ EXIT_MEANINGS = {
     6: "not found", 7: "conflict / immutable", 8: "read-only store", 9: "offline and not cached",
     10: "check failed", 11: "build failed", 12: "missing optional dependency (the message names the extra)",
     13: "remote store failing or unreachable after retries",
+    14: "access denied: credentials missing, refused or without permission",
     130: "interrupted",
 }
 #: Exit codes each command can return besides 0, 1, 2 and 130.
 COMMAND_EXIT_CODES: dict[str, tuple[int, ...]] = {
-    "init": (5, 7, 8, 12, 13),
-    "config": (5, 6, 7, 8, 12, 13),
-    "publish": (4, 5, 6, 7, 8, 10, 12, 13),
-    "tag": (5, 6, 7, 8, 13),
-    "yank": (5, 6, 7, 8, 13),
-    "ls": (5, 6, 12, 13),
-    "catalog": (5, 6, 12, 13),
-    "lock": (5, 6, 12, 13),
-    "sync": (3, 4, 5, 6, 9, 12, 13),
-    "outdated": (5, 6, 12, 13),
-    "gc": (4, 5, 6, 7, 8, 12, 13),
-    "verify": (4, 5, 6, 12, 13),
+    "init": (5, 7, 8, 12, 13, 14),
+    "config": (5, 6, 7, 8, 12, 13, 14),
+    "publish": (4, 5, 6, 7, 8, 10, 12, 13, 14),
+    "tag": (5, 6, 7, 8, 13, 14),
+    "yank": (5, 6, 7, 8, 13, 14),
+    "ls": (5, 6, 12, 13, 14),
+    "catalog": (5, 6, 12, 13, 14),
+    "lock": (5, 6, 12, 13, 14),
+    "sync": (3, 4, 5, 6, 9, 12, 13, 14),
+    "outdated": (5, 6, 12, 13, 14),
+    "gc": (4, 5, 6, 7, 8, 12, 13, 14),
+    "verify": (4, 5, 6, 12, 13, 14),
     "cache": (4, 5),
     "check": (5, 10, 12),
     "build": (5, 11, 12),
-    "blob": (4, 5, 6, 8, 12, 13),
+    "blob": (4, 5, 6, 8, 12, 13, 14),
     "completion": (),
     "cmake-dir": (),
-    "export": (4, 5, 6, 12, 13),
-    "meta": (5, 6, 7, 8, 13),
+    "export": (4, 5, 6, 12, 13, 14),
+    "meta": (5, 6, 7, 8, 13, 14),
 }
 #: Set to 1 (or pass --debug) to see the Python traceback of an error, for bug reports.
 DEBUG_ENV = "ZOOSTORE_DEBUG"
@@ -191,7 +193,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
         hint = {28: "free some disk space and run the command again",
-                13: "check the permissions of that path", 30: "that file system is read-only"}.get(exc.errno or 0, "")
+                27: "a file grew past the size limit (ulimit -f) or the file system's; free space or raise the limit",
+                1: "check the permissions of that path", 13: "check the permissions of that path",
+                30: "that file system is read-only"}.get(exc.errno or 0, "")
         _report(RuntimeError(f"{exc.strerror or exc}{where}" + (f"; {hint}" if hint else "")), 1, args,
                 kind=type(exc).__name__)
         return 1

@@ -100,6 +100,12 @@ class RemoteError(ZooError, ConnectionError):
     answered with an HTTP error that retrying cannot fix; names the URL, the status and the budget."""
 
 
+class AccessDeniedError(RemoteError):
+    """The store refused us: no credentials found, an unknown profile, credentials the server
+    rejects, or credentials without the permission the operation needs. Retrying cannot help;
+    the message names the store, the endpoint and where credentials come from."""
+
+
 class ReadOnlyError(ZooError, PermissionError):
     """A write to a store or filesystem that only reads (HTTP, `zoo://`)."""
 

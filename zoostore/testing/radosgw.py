@@ -241,6 +241,14 @@ class RadosGW:
         """True while every daemon started is alive."""
         return bool(self._daemons) and all(proc.poll() is None for _, proc in self._daemons)
 
+    def create_user(self, uid: str, *, timeout: float = 30) -> tuple[str, str]:
+        """Another S3 user (for permission tests): returns its (access key, secret key)."""
+        access = f"ZOOSTORE{uid.upper()}"[:20].ljust(20, "X")
+        secret = f"zoostore-{uid}-secret-0123456789abcdefghij"[:40]
+        self._run(time.monotonic() + timeout, "radosgw-admin", "user", "create", "--uid", uid,
+                  "--display-name", f"zoostore tests ({uid})", "--access-key", access, "--secret-key", secret)
+        return access, secret
+
     def make_bucket(self, name: str) -> None:
         """Create bucket `name`, owned by the S3 user."""
         self.client().create_bucket(Bucket=name)

@@ -97,6 +97,7 @@ def open_backend(url_or_path: str, *, storage_options: dict[str, Any] | None = N
 
     if scheme in _EXTRAS:
         _require(*_EXTRAS[scheme], url_or_path)
+    _known_protocol(scheme, url_or_path)
     from zoostore.storage.backends.generic import GenericBackend
 
     return GenericBackend(url_or_path, storage_options=options)
@@ -105,6 +106,16 @@ def open_backend(url_or_path: str, *, storage_options: dict[str, Any] | None = N
 #: URL scheme -> (the package fsspec needs for it, the zoostore extra that installs it).
 _EXTRAS = {"gs": ("gcsfs", "gcs"), "gcs": ("gcsfs", "gcs"), "az": ("adlfs", "azure"), "abfs": ("adlfs", "azure"),
            "abfss": ("adlfs", "azure")}
+
+
+def _known_protocol(scheme: str, url: str) -> None:
+    import fsspec
+
+    if scheme not in fsspec.available_protocols():
+        raise UsageError(
+            f"store URL {url!r}: unknown protocol {scheme}://. A store is a local path or a URL: "
+            "s3://bucket/prefix, https://host/zoo, gs://, az://, file:///path, or another fsspec protocol"
+        )
 
 
 def _require(module: str, extra: str, url: str) -> None:

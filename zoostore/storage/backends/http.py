@@ -51,7 +51,7 @@ import urllib3
 
 from zoostore.storage.backends.base import Backend, Capabilities, ObjectInfo, Versioned
 from zoostore.storage.backends.retry import RETRY_STATUSES, RetryPolicy
-from zoostore.core.errors import ObjectNotFoundError, ReadOnlyError, RemoteError
+from zoostore.core.errors import AccessDeniedError, ObjectNotFoundError, ReadOnlyError, RemoteError
 
 DEFAULT_CACHE_BYTES = 256 * 1024 * 1024
 MAX_REDIRECTS = 5
@@ -230,7 +230,7 @@ class HttpBackend(Backend):
                 continue
             if status < 400 and status != 310 or status in (404, 410, 416):
                 return status, answer, body
-            raise RemoteError(
+            raise (AccessDeniedError if status in (401, 403) else RemoteError)(
                 f"{method} {url} answered HTTP {status}"
                 + (" (more than 5 redirects)" if status == 310 else "")
                 + ": check the URL and that the server lets this machine read the store"

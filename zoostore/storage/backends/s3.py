@@ -73,71 +73,18 @@ import s3fs
 from botocore import exceptions as botoexc
 
 from zoostore.storage.backends.base import Backend, Capabilities, ObjectInfo, Versioned, single_writer_option
-from zoostore.storage.backends.retry import RETRY_CODES, RETRY_STATUSES, RetryPolicy
+from zoostore.storage.backends.retry import RetryPolicy
 from zoostore.core.errors import ConflictError, ObjectNotFoundError, RemoteError, UsageError
+from zoostore.storage.backends.s3_errors import error_of, fatal_error, is_not_found, is_transient, retry_after
 
 T = TypeVar("T")
+#: A syntactically valid ETag that no object has (MD5 of nothing is d41d8cd9..., not this).
+_WRONG_ETAG = "0" * 32
 
 #: DeleteObjects accepts at most 1,000 keys per request (S3 API reference).
 DELETE_BATCH = 1000
 #: Attempts on 409 ConditionalRequestConflict (or a 500 on put_if_absent) before giving up.
 _CONFLICT_ATTEMPTS = 8
-#: Exceptions that mean "the request or its body did not get through": retried.
-_TRANSIENT = tuple(getattr(s3fs.core, "S3_RETRYABLE_ERRORS", ())) + (
-    ConnectionError,
-    TimeoutError,
-    asyncio.TimeoutError,
-    botoexc.HTTPClientError,
-    botoexc.ConnectionError,
-    botoexc.IncompleteReadError,
-)
-#: A syntactically valid ETag that no object has (MD5 of nothing is d41d8cd9..., not this).
-_WRONG_ETAG = "0" * 32
-
-
-def _error(exc: BaseException) -> tuple[str, int]:
-    """(S3 error code, HTTP status) of an exception from s3fs/botocore; ("", 0) if none."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        response = getattr(seen, "response", None)
-        if isinstance(response, dict):
-            code = str(response.get("Error", {}).get("Code", ""))
-            status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-            if not status and code.isdigit():
-                status = int(code)
-            return code, status
-        seen = seen.__cause__
-    return "", 0
-
-
-def _is_not_found(exc: BaseException) -> bool:
-    code, status = _error(exc)
-    return status == 404 or code in ("NoSuchKey", "NotFound", "404")
-
-
-def _is_transient(exc: BaseException) -> bool:
-    code, status = _error(exc)
-    if status in RETRY_STATUSES or code in RETRY_CODES:
-        return True
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, _TRANSIENT):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
-def _retry_after(exc: BaseException) -> float | None:
-    seen: BaseException | None = exc
-    while seen is not None:
-        response = getattr(seen, "response", None)
-        if isinstance(response, dict):
-            value = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("retry-after", "")
-            return float(value) if str(value).isdigit() else None
-        seen = seen.__cause__
-    return None
-
-
 def _client_options(options: dict[str, Any]) -> dict[str, Any]:
     """s3fs options with zoostore's defaults: our retries only, `timeout` for botocore."""
     options = {"skip_instance_cache": True, **options}
@@ -201,9 +148,12 @@ class S3Backend(Backend):
             try:
                 return await attempt_fn()
             except Exception as e:
-                if not _is_transient(e):
+                if not is_transient(e):
+                    fatal = fatal_error(e, url=self.url, endpoint=self.endpoint, bucket=self.bucket)
+                    if fatal is not None:
+                        raise fatal from e
                     raise
-                wait = self.retry.next_delay(attempt, started, retry_after=_retry_after(e))
+                wait = self.retry.next_delay(attempt, started, retry_after=retry_after(e))
                 if wait is None:
                     raise RemoteError(
                         f"S3 request to {self.endpoint} for {self.url} kept failing: gave up after "
@@ -246,7 +196,7 @@ class S3Backend(Backend):
         try:
             return await self._retrying(attempt)
         except Exception as e:
-            if _is_not_found(e):
+            if is_not_found(e):
                 raise self._missing(key) from None
             raise
 
@@ -270,7 +220,7 @@ class S3Backend(Backend):
         except ObjectNotFoundError:
             raise
         except Exception as e:
-            code, status = _error(e)
+            code, status = error_of(e)
             if status == 416 or code == "InvalidRange":
                 return b""  # start is at or past the end of an existing object
             raise
@@ -292,7 +242,7 @@ class S3Backend(Backend):
         try:
             response = await self._call("head_object", Key=self._full(key))
         except Exception as e:
-            if _is_not_found(e):
+            if is_not_found(e):
                 raise self._missing(key) from None
             raise
         return ObjectInfo(
@@ -327,7 +277,7 @@ class S3Backend(Backend):
             try:
                 response = await self._call("put_object", Key=self._full(key), Body=data, **condition)
             except Exception as e:
-                code, status = _error(e)
+                code, status = error_of(e)
                 if status == 412 or code == "PreconditionFailed":
                     return "failed", ""
                 if "IfMatch" in condition and (status == 404 or code == "NoSuchKey"):
@@ -407,7 +357,7 @@ class S3Backend(Backend):
             try:
                 response = await self._call("put_object", Key=key, Body=body, **condition)
             except Exception as e:
-                status = _error(e)[1]
+                status = error_of(e)[1]
                 if not status:
                     raise
                 return status, ""
@@ -468,7 +418,7 @@ class S3Backend(Backend):
                 MetadataDirective="REPLACE",
             )
         except Exception as e:
-            if _is_not_found(e):
+            if is_not_found(e):
                 raise self._missing(key) from None
             raise
 

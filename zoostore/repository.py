@@ -23,6 +23,8 @@ from typing import Any
 from zoostore.core.digest import Digest
 from zoostore.core.errors import (
     ConflictError,
+    FormatError,
+    NewerFormatError,
     NotFoundError,
     ObjectNotFoundError,
     ReadOnlyError,
@@ -34,6 +36,7 @@ from zoostore.core.progress import Progress
 from zoostore.documents.manifest import Manifest, manifest_key
 from zoostore.documents.resolve import Resolved, resolve
 from zoostore.documents.store_config import CONFIG_KEY, StoreConfig
+from zoostore.documents.store_index import INDEX_KEY, parse_index, render_index
 from zoostore.storage.backends import Backend, open_backend
 from zoostore.storage.blobs import BlobStore
 
@@ -66,13 +69,59 @@ class Store:
         self.close()
 
     def models(self) -> list[str]:
-        """Model names (one listing of manifests/)."""
+        """Model names: one listing of manifests/, or where the backend cannot list (HTTPS
+        mirrors), the model index that publish keeps (documents/store_index.py)."""
+        if not self.backend.capabilities.listing:
+            return self._indexed_models()
         names = []
         for info in self.backend.list("manifests/"):
             name = info.key[len("manifests/"):]
             if name.endswith(".toml") and "/" not in name:
                 names.append(name[: -len(".toml")])
         return sorted(names)
+
+    def _indexed_models(self) -> list[str]:
+        try:
+            data = self.backend.get(INDEX_KEY)
+        except ObjectNotFoundError:
+            raise NotFoundError(
+                f"{self.url} cannot be listed and has no {INDEX_KEY}, the model index that publish keeps: "
+                f"name a model directly, or ask the store's maintainer to run 'zoostore init' once on the "
+                f"store's writable URL (s3:// or a directory), which writes it") from None
+        return parse_index(data.decode("utf-8", "replace"), where=f"{self.url.rstrip('/')}/{INDEX_KEY}")
+
+    def refresh_index(self, *, add: str | None = None) -> list[str]:
+        """Keep `index.toml` current, with compare-and-swap: `add` one model (publish's first
+        manifest of a model), or rewrite it from a listing (`init` over an existing store)."""
+        for _ in range(CAS_ATTEMPTS):
+            token: str | None = None
+            have: list[str] = []
+            try:
+                current = self.backend.get_versioned(INDEX_KEY)
+                token = current.token
+                have = parse_index(current.data.decode("utf-8", "replace"), where=f"{self.url}/{INDEX_KEY}")
+            except ObjectNotFoundError:
+                pass
+            except NewerFormatError:
+                raise
+            except FormatError:
+                add = None  # a damaged index is rebuilt from a listing
+            if add is not None and token is not None:
+                want = sorted(set(have) | {add})
+            else:
+                want = sorted(set(self.models()) | ({add} if add else set()))
+            if token is not None and want == have:
+                return have
+            try:
+                if token is None:
+                    if not self.backend.put_if_absent(INDEX_KEY, render_index(want)):
+                        continue
+                else:
+                    self.backend.put_cas(INDEX_KEY, render_index(want), expected=token)
+                return want
+            except ConflictError:
+                time.sleep(random.uniform(0, 0.05))
+        raise ConflictError(f"{INDEX_KEY}: gave up after {CAS_ATTEMPTS} concurrent-update conflicts; retry the command")
 
     def manifest(self, model: str) -> Manifest:
         check_model_name(model)
@@ -134,6 +183,8 @@ class Store:
                 return old
             try:
                 self.backend.put_cas(key, new.to_toml().encode(), expected=token)
+                if old is None:
+                    self.refresh_index(add=model)  # readers that cannot list learn the new model
                 return new
             except ConflictError as e:
                 last = e
@@ -208,7 +259,9 @@ def init_store(url: str | os.PathLike[str], *, config: StoreConfig | None = None
             raise StoreExistsError(f"{backend.url} already holds a zoostore store with other parameters: "
                                    f"{'; '.join(diffs)}. {hint}")
         config = existing
-    return Store(backend, config), created
+    store = Store(backend, config)
+    store.refresh_index()  # a store made before the index existed gets one
+    return store, created
 
 
 def set_grace(store: Store, seconds: float) -> StoreConfig:

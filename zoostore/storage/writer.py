@@ -6,7 +6,9 @@
 
 FastCDC cuts the memory-mapped file; a thread pool hashes each chunk and, unless the chunk is
 already known (an earlier version of the same model, or earlier in this publish), encodes it
-with the smallest codec (chunks travel in batches of about ENCODE_BATCH bytes); the main thread
+(chunks travel in batches of about ENCODE_BATCH bytes; the first new chunk of a batch is tried
+with every codec and, with the file's probe history, picks the codec for the rest of the batch:
+zoostore.storage.codec); the main thread
 appends frames to a pack in file order and hands full packs to upload threads, which join, hash
 and store them. blake3, zstandard and the FastCDC cut loop release the GIL, so this uses every
 core. Recipes are written only after every pack they name is stored, so a visible recipe is
@@ -203,7 +205,9 @@ class BlobWriter:
         self.io.shutdown(wait=True, cancel_futures=True)
 
 
-Batch = list[tuple[memoryview, tuple[int, ...]]]
+Batch = list[memoryview]
+#: What an encoder thread returns per chunk: id, frame (None: already stored), probe sizes.
+Encoded = list[tuple[Digest, "bytes | None", "codec.Probe | None"]]
 
 
 class _FileChunker:
@@ -218,8 +222,9 @@ class _FileChunker:
         self.entries: list[Entry] = []
         # Chunks go to the encoders in batches of about ENCODE_BATCH bytes: one task per
         # 64 KiB chunk spends more time handing work between threads than hashing it.
-        self.window: deque[tuple[Future[list[tuple[Digest, bytes | None]]], list[int]]] = deque()
+        self.window: deque[tuple[Future[Encoded], list[int]]] = deque()
         self.inflight = 0
+        self.submitted = 0
 
     def run(self) -> PutResult:
         if self.size:
@@ -241,14 +246,14 @@ class _FileChunker:
         batch_bytes = 0
         # pyfastcdc maps the file itself and keeps the mapping alive while chunk views exist.
         for i, c in enumerate(cdc.cut_file(str(self.path))):
-            batch.append((c.data, self.chooser.plan(i)))
+            batch.append(c.data)
             lengths.append(c.length)
             batch_bytes += c.length
             if batch_bytes < ENCODE_BATCH and i != codec.PROBE - 1:
                 continue
             self._submit(batch, lengths)
             batch, lengths, batch_bytes = [], [], 0
-            # The chooser learns from the probed chunks before planning the rest.
+            # The chooser learns from the first chunks before the second batch is planned.
             while self.window and (self.inflight >= WRITE_WINDOW or i == codec.PROBE - 1):
                 self._drain()
         if batch:
@@ -257,22 +262,36 @@ class _FileChunker:
             self._drain()
 
     def _submit(self, batch: Batch, lengths: list[int]) -> None:
-        self.window.append((self.w.cpu.submit(self._work, batch), lengths))
+        # The history is taken here, on the main thread, from the chunks drained so far (how
+        # many is fixed by the window, not by thread timing): the same file always gets the
+        # same frames. A file's first PROBE chunks are all probes.
+        first = self.submitted
+        self.submitted += len(lengths)
+        history = None if first < codec.PROBE else self.chooser.history()
+        self.window.append((self.w.cpu.submit(self._work, batch, history), lengths))
         self.inflight += len(lengths)
 
-    def _work(self, batch: Batch) -> list[tuple[Digest, bytes | None]]:
+    def _work(self, batch: Batch, history: codec.History | None) -> Encoded:
         """On an encoder thread: hash each chunk, encode those the store does not hold."""
-        known, session, level = self.w.known, self.w.session, self.w.config.zstd_level
-        out: list[tuple[Digest, bytes | None]] = []
-        for data, plan in batch:
+        known, session = self.w.known, self.w.session
+        encoder = codec.BatchEncoder(self.chooser.codecs, history, level=self.w.config.zstd_level)
+        out: Encoded = []
+        for data in batch:
             d = Digest.from_bytes(blake3.blake3(data).digest())
-            out.append((d, None) if d in known or d in session else (d, codec.encode_best(data, plan, level=level)))
+            # `session` grows while this runs, so it may skip only chunks that are not probes:
+            # which chunks are probes must not depend on thread timing.
+            if d in known or (encoder.planned and d in session):
+                out.append((d, None, None))
+            else:
+                out.append((d, *encoder.encode(data)))
         return out
 
     def _drain(self) -> None:
         fut, lengths = self.window.popleft()
         self.inflight -= len(lengths)
-        for (chunk, frame), raw_len in zip(fut.result(), lengths):
+        for (chunk, frame, probe), raw_len in zip(fut.result(), lengths):
+            if probe is not None:
+                self.chooser.record(probe)
             self._add_chunk(chunk, frame, raw_len)
 
     def _add_chunk(self, chunk: Digest, frame: bytes | None, raw_len: int) -> None:
@@ -292,7 +311,6 @@ class _FileChunker:
         # A worker skips encoding only for chunks in `known` (immutable) or `session` (which
         # only grows), so a frame is always present here.
         assert frame is not None
-        self.chooser.record(codec.frame_codec(frame))
         self.entries.append(w.append_frame(chunk, frame, raw_len))
         result.new_chunks += 1
         result.new_raw_bytes += raw_len

@@ -13,6 +13,12 @@ appends frames to a pack in file order and hands full packs to upload threads, w
 and store them. blake3, zstandard and the FastCDC cut loop release the GIL, so this uses every
 core. Recipes are written only after every pack they name is stored, so a visible recipe is
 always readable.
+
+Each file is hashed once: by the caller (publish hashes every file to plan, and passes the ids
+on as `Hashed`) or by `add` itself, before chunking. A file that changes between its hash and
+its chunking would get a recipe that does not match its id; a stat stamp (size, mtime in ns,
+inode: what git and rsync trust) taken before the hash and again after chunking catches that,
+and the file is refused (readers verify every assembled file against its id as well).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from typing import Protocol
 import blake3
 
 from zoostore.core.digest import Digest, hash_file
+from zoostore.core.errors import UsageError
 from zoostore.core.progress import Progress
 from zoostore.storage import codec
 from zoostore.storage.backends.base import Backend
@@ -57,6 +64,28 @@ class RecipeSource(Protocol):
     def recipe(self, blob: Digest) -> Recipe: ...
     def forget(self, blob: Digest | None = None) -> None: ...
     def remember(self, recipe: Recipe) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FileStamp:
+    """What a file's stat says about its bytes: a new size, mtime or inode means new bytes."""
+
+    size: int
+    mtime_ns: int
+    inode: int
+
+    @classmethod
+    def of(cls, path: str | os.PathLike[str]) -> FileStamp:
+        st = os.stat(path)
+        return cls(st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+@dataclass(frozen=True, slots=True)
+class Hashed:
+    """A file its caller has hashed already: the blob id, and the stamp taken before hashing."""
+
+    blob: Digest
+    stamp: FileStamp
 
 
 @dataclass(slots=True)
@@ -112,13 +141,16 @@ class BlobWriter:
         else:
             self.abort()
 
-    def add(self, path: Path) -> PutResult:
+    def add(self, path: Path, *, hashed: Hashed | None = None) -> PutResult:
+        """Store one file (see the module docstring). With `hashed` the file is not hashed
+        again; UsageError if it changed since that hash, or while it was chunked."""
         path = Path(path)
-        size = path.stat().st_size
+        stamp = hashed.stamp if hashed is not None else FileStamp.of(path)
+        size = stamp.size
         task = f"put {path.name}"
         self.progress.start(task, size)
         try:
-            blob = hash_file(path)
+            blob = hashed.blob if hashed is not None else hash_file(path)
             if blob in self.done:
                 self.progress.advance(task, size)
                 return PutResult(path, blob, size, new=False)
@@ -127,7 +159,7 @@ class BlobWriter:
                 self.done[blob] = result
                 self.progress.advance(task, size)
                 return result
-            result = _FileChunker(self, path, blob, size, task).run()
+            result = _FileChunker(self, path, blob, stamp, task).run()
             self.done[blob] = result
             return result
         finally:
@@ -214,11 +246,12 @@ class _FileChunker:
     """Chunk one new file: cut, hash and encode in batches on the encoder threads, then add
     the chunks in file order on the caller's thread."""
 
-    def __init__(self, writer: BlobWriter, path: Path, blob: Digest, size: int, task: str) -> None:
+    def __init__(self, writer: BlobWriter, path: Path, blob: Digest, stamp: FileStamp, task: str) -> None:
         self.w = writer
-        self.path, self.blob, self.size, self.task = path, blob, size, task
+        self.path, self.blob, self.stamp, self.task = path, blob, stamp, task
+        self.size = stamp.size
         self.chooser = codec.CodecChooser(writer.config.codecs)
-        self.result = PutResult(path, blob, size, new=True)
+        self.result = PutResult(path, blob, self.size, new=True)
         self.entries: list[Entry] = []
         # Chunks go to the encoders in batches of about ENCODE_BATCH bytes: one task per
         # 64 KiB chunk spends more time handing work between threads than hashing it.
@@ -233,8 +266,20 @@ class _FileChunker:
             finally:
                 for fut, _ in self.window:
                     fut.cancel()
+        self._check_unchanged()
         self.w.pending.append(_Pending(self.blob, self.size, self.entries))
         return self.result
+
+    def _check_unchanged(self) -> None:
+        try:
+            now: FileStamp | str = FileStamp.of(self.path)
+        except OSError as exc:
+            now = f"gone ({exc.strerror})"
+        if now != self.stamp:
+            raise UsageError(
+                f"{self.path} changed while it was being stored: before it was hashed (as {self.blob}) it "
+                f"had {self.stamp}, after chunking {now}. Its recipe was not written; store it again "
+                f"once nothing writes to it")
 
     def _cut(self) -> None:
         from pyfastcdc import FastCDC
@@ -317,4 +362,4 @@ class _FileChunker:
         result.new_stored_bytes += len(frame)
 
 
-__all__ = ["BlobWriter", "PutResult", "RecipeSource", "WRITE_WINDOW", "ENCODE_BATCH"]
+__all__ = ["BlobWriter", "FileStamp", "Hashed", "PutResult", "RecipeSource", "WRITE_WINDOW", "ENCODE_BATCH"]

@@ -15,8 +15,9 @@ The writer keeps the smallest encoding and falls back to raw when nothing helps.
 codec on every chunk doubles the compression work, so only probe chunks are encoded with every
 codec: a file's first `PROBE` chunks, then the first new chunk of every encoding batch (about
 1 MiB, zoostore.storage.writer). `BatchEncoder` encodes the rest of a batch with the codec that
-minimises the bytes expected from the batch's own probe plus the file's history (`CodecChooser`:
-a decayed mean of every codec's frame size per raw byte over the file's probe chunks). Votes are
+minimises the bytes expected from the batch's own probe (up to MAX_PROBES probes when the first
+disagrees with the history) plus the file's history (`CodecChooser`: a decayed mean of every
+codec's frame size per raw byte over the file's probe chunks). Votes are
 therefore weighted by bytes, only probes vote, and a batch follows its own data: a native
 library whose ELF headers favour byte-grouping switches to plain zstd at the first batch of
 code (docs/codec.md has the measurements).

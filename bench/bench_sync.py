@@ -21,6 +21,10 @@ same run: `dvc pull` from a local DVC remote into a clone of the producer's git+
 Memory must not grow with file size: a second store holding one --big-mb MB file is synced too,
 and its peak RSS is reported next to the many-files zoo's.
 
+Many small files (--small, default 2000 and 20000): models of 100 files of 4 KiB each, a cold
+first sync (fresh cache and destination, best of --small-repeat) and a no-op sync next to
+`rsync -a` of the same files, and how the time grows with the file count (it should be linear).
+
 Prints the tables and writes them to --out (docs/bench-sync.md).
 """
 
@@ -183,6 +187,52 @@ def heavy_imports(proj: Path, env: dict[str, str]) -> tuple[list[str], float, in
     return sorted(m for m in mods if m in HEAVY), total_us / 1000, count
 
 
+def small_files_rows(work: Path, counts: list[int], repeat: int, use_rsync: bool) -> tuple[list[list[str]], list[str]]:
+    """Cold and no-op sync of `counts` files of 4 KiB (100 per model), next to rsync -a."""
+    import os
+
+    from zoostore.ops.publish import publish
+    from zoostore.repository import init_store
+
+    rows: list[list[str]] = []
+    cold: dict[int, float] = {}
+    for n in counts:
+        base = work / f"small-{n}"
+        src, zoo = base / "src", init_store(base / "store")[0]
+        names = [f"s{m:04}" for m in range((n + 99) // 100)]
+        for m, name in enumerate(names):
+            d = src / name
+            d.mkdir(parents=True)
+            for i in range(min(100, n - 100 * m)):
+                (d / f"f{i:03}.bin").write_bytes(os.urandom(4096))
+            publish(zoo, name, "1.0.0", [d], check=False)
+        proj = base / "project"
+        write_project(proj, base / "store", names)
+        env = {**c.python_env(), "ZOOSTORE_CACHE": str(base / "cache")}
+        c.run(zoostore_cmd("lock"), cwd=proj, env=env)
+
+        def fresh() -> None:
+            c.rmtree(base / "cache")
+            c.rmtree(proj / "models")
+
+        first_t, first = c.best_run(repeat, zoostore_cmd("sync", "--locked", "-q"), setup=fresh, cwd=proj, env=env)
+        noop_t, _ = c.best_run(repeat, zoostore_cmd("sync", "--locked", "-q"), cwd=proj, env=env)
+        cold[n] = first_t.best
+        rows.append([f"zoostore sync, {n:,} files", "first (cold cache)", c.ms(first_t.best), c.human(first.max_rss)])
+        rows.append([f"zoostore sync, {n:,} files", "no-op", c.ms(noop_t.best), ""])
+        if use_rsync:
+            dst = base / "rsync-dst"
+            r1_t, r1 = c.best_run(repeat, ["rsync", "-a", f"{src}/", f"{dst}/"], setup=lambda: c.rmtree(dst))
+            rn_t, _ = c.best_run(repeat, ["rsync", "-a", f"{src}/", f"{dst}/"])
+            rows.append([f"rsync -a, {n:,} files", "first", c.ms(r1_t.best), c.human(r1.max_rss)])
+            rows.append([f"rsync -a, {n:,} files", "no-op", c.ms(rn_t.best), ""])
+            rows.append([f"ratio, {n:,} files", "zoostore / rsync, first", f"{first_t.best / r1_t.best:.1f}×", ""])
+        c.rmtree(base)
+    notes = [f"{b:,} files took {cold[b] / cold[a]:.1f}× the time of {a:,} ({b / a:.0f}× the files)."
+             for a, b in zip(counts, counts[1:])]
+    return rows, notes
+
+
 def rsync_bytes(stats: str) -> int:
     m = re.search(r"Literal data: ([\d,]+)", stats)
     return int(m.group(1).replace(",", "")) if m else -1
@@ -197,6 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--change-pct", type=float, default=5.0, help="%% of each weight file rewritten in 1.1.0")
     ap.add_argument("--repeat", type=int, default=10, help="no-op runs (best kept); first/upgrade run once")
     ap.add_argument("--big-mb", type=float, default=1024, help="size of the single-file store for peak RSS (0: skip)")
+    ap.add_argument("--small", type=int, nargs="*", default=[2000, 20000],
+                    help="file counts for the many-small-files syncs (none: skip)")
+    ap.add_argument("--small-repeat", type=int, default=3)
     ap.add_argument("--no-dvc", action="store_true")
     ap.add_argument("--no-rsync", action="store_true")
     ap.add_argument("--quick", action="store_true", help="5 models, 50 MB, 128 MB big file, 5 repeats")
@@ -206,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.models, args.total_mb, args.big_mb = min(args.models, 5), min(args.total_mb, 50), min(args.big_mb, 128)
         args.changed_models, args.repeat = min(args.changed_models, 2), min(args.repeat, 5)
+        args.small, args.small_repeat = [n for n in args.small if n <= 2000][:1] or [200], 1
 
     from zoostore.ops.publish import publish
     from zoostore.repository import init_store
@@ -339,10 +393,13 @@ def main(argv: list[str] | None = None) -> int:
                            b1.max_rss < first.max_rss + 64 * c.MiB,
                            f"{c.human(b1.max_rss)} ({big / c.MB:,.0f} MB file) vs {c.human(first.max_rss)} (zoo)"))
 
+        small_rows, small_notes = small_files_rows(work, args.small, args.small_repeat, use_rsync) if args.small else ([], [])
+
     table = c.table(["tool", "sync", "wall ms", "MB/s", "bytes downloaded", "peak RSS"], rows)
+    small = c.table(["what", "sync", "wall ms", "peak RSS"], small_rows)
     mem = c.table(["input", "operation", "peak RSS"], mem_rows)
     targets = c.table(["target", "result", "measured"], [[n, c.verdict(ok), v] for n, ok, v in checks])
-    print(f"\n{table}\n\n{mem}\n\n{targets}")
+    print(f"\n{table}\n\n{small}\n\n{mem}\n\n{targets}")
     sections = [
         f"Generated by `{c.command_line()}` in one run.",
         c.machine_markdown(["rsync", "dvc", "git"]),
@@ -363,6 +420,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Upgrade: downloaded {downloaded:,} bytes for {new_stored:,} stored bytes of changed chunks "
         f"({downloaded / max(new_stored, 1):.2f}×); {up_report['bytes_reused']:,} bytes were reused from "
         f"the cached 1.0.0 files.",
+        f"## Many small files (4 KiB, 100 per model, best of {args.small_repeat})\n\n{small}\n\n"
+        + " ".join(small_notes) if small_rows else "",
         f"## Peak memory\n\n{mem}\n\n" + " ".join(notes),
         f"## Targets\n\n{targets}",
     ]

@@ -41,6 +41,7 @@ from zoostore.documents.manifest import FileEntry, Manifest, Release, check_tag,
 from zoostore.repository import Store
 from zoostore.storage.blobs import PutResult
 from zoostore.storage.recipe import ChunkRef
+from zoostore.storage.writer import FileStamp, Hashed
 
 #: Dedup source: the chunks of this many most recent versions of the same model.
 DEDUP_VERSIONS = 8
@@ -90,6 +91,7 @@ class PublishPlan:
     warnings: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)  # the first reuse decision
     uploaded: list[PutResult] | None = None  # set by `upload`
+    stamps: dict[str, FileStamp] = field(default_factory=dict, repr=False)  # stat before hashing
 
     @property
     def new_files(self) -> list[str]:
@@ -132,8 +134,10 @@ class PublishPlan:
         """Store the files' blobs (packs, then recipes). Raises ConflictError when gc deleted an
         object this publish reused; nothing is committed then, and publishing again re-uploads."""
         ordered = sorted(self.files)
+        # The plan's hashes are reused: a file is hashed once; one that changed since is refused.
+        hashed = [Hashed(self.entries[p].blob, self.stamps[p]) if p in self.stamps else None for p in ordered]
         uploaded = self.store.blobs.put_files([self.files[p] for p in ordered], known=self.known,
-                                              progress=progress or NullProgress())
+                                              progress=progress or NullProgress(), hashed=hashed)
         for path, r in zip(ordered, uploaded, strict=True):  # the file must not change after hashing
             if r.blob != self.entries[path].blob:
                 raise UsageError(f"{r.path} changed while it was being published (hashed "
@@ -375,7 +379,8 @@ def plan_publish(
         found = check([files[rel] for rel in sorted(files)])
         if isinstance(found, Mapping):  # what the check learnt (ONNX metadata); explicit --meta wins
             version_meta = {**found, **version_meta}
-    entries = {rel: FileEntry(hash_file(p), p.stat().st_size) for rel, p in files.items()}
+    stamps = {rel: FileStamp.of(p) for rel, p in files.items()}  # before hashing (upload checks them)
+    entries = {rel: FileEntry(hash_file(p), stamps[rel].size) for rel, p in files.items()}
     release = Release(model=model, version=version, published=now_utc(), files={arch: entries},
                       requires=all_requires, meta=version_meta)
     if current is not None:
@@ -389,7 +394,7 @@ def plan_publish(
     return PublishPlan(store, model, version, arch, files, entries, frozenset(present), release,
                        tags=tuple(tags), summary=summary, desc_summary=desc_summary,
                        model_meta=model_meta, unchanged=unchanged, known=known,
-                       warnings=warnings, started=started)
+                       warnings=warnings, started=started, stamps=stamps)
 
 
 def publish(

@@ -206,11 +206,13 @@ def _fill_cache(cache: Cache, zoo: Store | None, needed: Mapping[Digest, Need], 
     and one file's decode leaves cores idle while its next segment is fetched."""
     from concurrent.futures import ThreadPoolExecutor
 
+    index = cache.local_index()  # one per sync: each cached recipe is read at most once
+
     def fill(blob: Digest) -> Path:
         need = needed[blob]
         try:
             return cache.ensure(zoo.blobs if zoo else None, blob, model=need.model, progress=progress,
-                                what=need.what, verify=blob in damaged)
+                                what=need.what, verify=blob in damaged, index=index)
         except BlobNotFoundError:
             raise NotFoundError(f"{need.what} (blob {blob}) is gone from the store {lock.store}: it was deleted "
                                 f"(gc?) or never published. Run 'zoostore lock --upgrade {need.model}' to move to a "

@@ -19,7 +19,7 @@ import os
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +29,7 @@ import blake3
 from zoostore.storage import codec
 from zoostore.storage.backends.base import Backend
 from zoostore.storage.params import StorageParams
-from zoostore.storage.writer import BlobWriter, PutResult
+from zoostore.storage.writer import BlobWriter, Hashed, PutResult
 from zoostore.core.atomic import atomic_writer
 from zoostore.core.digest import Digest
 from zoostore.core.errors import BlobNotFoundError, FormatError, IntegrityError, ObjectNotFoundError
@@ -169,9 +169,14 @@ class BlobStore:
 
     def put_files(self, paths: Iterable[str | os.PathLike[str]], *,
                   known: Mapping[Digest, ChunkRef] | None = None,
-                  progress: Progress | None = None) -> list[PutResult]:
+                  progress: Progress | None = None,
+                  hashed: Sequence[Hashed | None] | None = None) -> list[PutResult]:
+        """Store files; `hashed[i]` (optional) is what the caller knows of `paths[i]` already, so
+        that it is not hashed twice (BlobWriter.add)."""
+        paths = list(paths)
+        given = list(hashed) if hashed is not None else [None] * len(paths)
         with self.writer(known=known, progress=progress) as w:
-            results = [w.add(Path(p)) for p in paths]
+            results = [w.add(Path(p), hashed=h) for p, h in zip(paths, given, strict=True)]
         return results
 
     # ------------------------------------------------------------------ reading

@@ -12,7 +12,10 @@ a rename race simply replaces an identical file. Correctness never depends on fi
 
 Chunk reuse: when a model is upgraded, the chunks the new version shares with cached versions
 of the same model (`models/<model>`) are read from those local files instead of the store, so
-an upgrade that changed 5% of a model downloads about 5%.
+an upgrade that changed 5% of a model downloads about 5%. A `LocalIndex` (one per sync) finds
+them: it reads each cached recipe of a model at most once, and only when that model has cached
+files and a file of it must be fetched; files the sync fetches join it from the recipe in hand.
+A sync of N files therefore costs O(N) recipe reads, not one read per cached file per file.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,9 +106,7 @@ class Cache:
                 continue
         return out
 
-    def _note_model(self, model: str, blob: Digest) -> None:
-        if blob in self.model_blobs(model):
-            return
+    def _append_model(self, model: str, blob: Digest) -> None:
         path = self.root / "models" / model
         path.parent.mkdir(parents=True, exist_ok=True)
         # One short O_APPEND write is atomic enough for a hint file; a torn line is skipped.
@@ -120,34 +121,41 @@ class Cache:
             if not path.is_file():
                 continue
             recipe = self.cached_recipe(blob)
-            if recipe is None:
-                continue
-            for ref, start in zip(recipe.chunks, recipe.starts):
-                index.setdefault(ref.chunk, LocalChunk(path, start, ref.raw_length))
+            if recipe is not None:
+                _add_chunks(index, path, recipe)
         return index
 
+    def local_index(self) -> LocalIndex:
+        """A fresh index of the chunks of cached files, to pass to every `ensure` of one sync."""
+        return LocalIndex(self)
+
     def ensure(self, blobs: BlobStore | None, blob: Digest, *, model: str | None = None,
-               progress: Progress | None = None, what: str = "", verify: bool = False) -> Path:
+               progress: Progress | None = None, what: str = "", verify: bool = False,
+               index: LocalIndex | None = None) -> Path:
         """The cached file for `blob`, fetching it (verified) if absent. With `blobs=None`
-        (offline) a missing file raises OfflineError. `verify` re-hashes a cached file first."""
+        (offline) a missing file raises OfflineError. `verify` re-hashes a cached file first.
+        `index` (from `local_index()`) is shared by the calls of one sync; without it each call
+        reads the recipes of the model's cached files again."""
+        if model and index is None:
+            index = self.local_index()
         path = self.blob_path(blob)
         if path.is_file() and verify and hash_file(path) != blob:
             # A hard-linked copy in some project was written to in place: the cached file is
             # no longer what its name says. Drop it and fetch again.
             path.unlink(missing_ok=True)
         if path.is_file():
-            if model:
-                self._note_model(model, blob)
+            if model and index is not None:
+                index.note(model, blob)
             return path
         if blobs is None:
             raise OfflineError(f"{what or blob} is not in the cache {self.root} and --offline forbids fetching it; run once without --offline")
         self._prepare()
         recipe = blobs.recipe(blob)
         self._write_atomic(self.recipe_path(blob), recipe.encode())
-        local = self.local_chunks(self.model_blobs(model)) if model else {}
+        local = index.chunks(model) if model and index is not None else {}
         blobs.get_file(blob, path, local=local or None, progress=progress, mode=0o444)
-        if model:
-            self._note_model(model, blob)
+        if model and index is not None:
+            index.note(model, blob, recipe)
         return path
 
     def info(self) -> CacheInfo:
@@ -203,3 +211,56 @@ class Cache:
                     yield Digest.parse("blake3:" + f.name), f, st
                 except ZooError:
                     continue
+
+
+def _add_chunks(index: dict[Digest, LocalChunk], path: Path, recipe: Recipe) -> None:
+    for ref, start in zip(recipe.chunks, recipe.starts):
+        index.setdefault(ref.chunk, LocalChunk(path, start, ref.raw_length))
+
+
+class LocalIndex:
+    """Chunk id -> where a cached file of the same model holds it, for one sync (see the module
+    docstring). Thread-safe: a sync fills several files at once. Chunks are only ever added;
+    an entry whose file changed since is harmless (the reader verifies every local chunk and
+    fetches the ones that no longer match)."""
+
+    def __init__(self, cache: Cache) -> None:
+        self._cache = cache
+        self._lock = threading.Lock()
+        self._members: dict[str, set[Digest]] = {}       # models/<model>, read once, plus notes
+        self._unread: dict[str, list[Digest]] = {}       # members whose recipes are not indexed yet
+        self._chunks: dict[str, dict[Digest, LocalChunk]] = {}
+
+    def _members_of(self, model: str) -> set[Digest]:
+        members = self._members.get(model)
+        if members is None:
+            members = self._members[model] = set(self._cache.model_blobs(model))
+            self._unread[model] = list(members)
+        return members
+
+    def chunks(self, model: str) -> Mapping[Digest, LocalChunk]:
+        """The chunks of the model's cached files. The mapping is live: files noted later join
+        it. The first call per model reads the recipes of the model's cached files (none for a
+        model with nothing cached); later calls read only files noted without a recipe."""
+        with self._lock:
+            self._members_of(model)
+            index = self._chunks.setdefault(model, {})
+            for blob in self._unread.pop(model, []):
+                path = self._cache.blob_path(blob)
+                recipe = self._cache.cached_recipe(blob) if path.is_file() else None
+                if recipe is not None:
+                    _add_chunks(index, path, recipe)
+            return index
+
+    def note(self, model: str, blob: Digest, recipe: Recipe | None = None) -> None:
+        """Record that the cache holds `blob` for `model` (models/<model> gets it once). With
+        its `recipe` (a file just fetched) its chunks join the index without any read."""
+        with self._lock:
+            members = self._members_of(model)
+            if blob not in members:
+                members.add(blob)
+                self._cache._append_model(model, blob)
+                if recipe is None:
+                    self._unread.setdefault(model, []).append(blob)
+            if recipe is not None:
+                _add_chunks(self._chunks.setdefault(model, {}), self._cache.blob_path(blob), recipe)

@@ -12,8 +12,15 @@ codec 2 zstd-bytegroup the chunk split into 4 byte planes (bytes 0,4,8,… then 
                        Zarr/Blosc's shuffle filter).
 
 The writer keeps the smallest encoding and falls back to raw when nothing helps. Trying every
-codec on every chunk doubles the compression work, so `CodecChooser` tries all on a file's first
-chunks and then every `REPROBE`-th chunk, and otherwise uses the codec that has been winning.
+codec on every chunk doubles the compression work, so only probe chunks are encoded with every
+codec: a file's first `PROBE` chunks, then the first new chunk of every encoding batch (about
+1 MiB, zoostore.storage.writer). `BatchEncoder` encodes the rest of a batch with the codec that
+minimises the bytes expected from the batch's own probe (up to MAX_PROBES probes when the first
+disagrees with the history) plus the file's history (`CodecChooser`: a decayed mean of every
+codec's frame size per raw byte over the file's probe chunks). Votes are
+therefore weighted by bytes, only probes vote, and a batch follows its own data: a native
+library whose ELF headers favour byte-grouping switches to plain zstd at the first batch of
+code (docs/codec.md has the measurements).
 
 How the writer fills a bytegroup frame (any zstd frame decodes the same way, so this is a
 writer's choice, not format): each plane goes into its own zstd block (a block flush after
@@ -33,7 +40,7 @@ from __future__ import annotations
 
 import struct
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import zstandard
 
@@ -43,9 +50,18 @@ RAW, ZSTD, BYTEGROUP = 0, 1, 2
 CODEC_NAMES = {RAW: "raw", ZSTD: "zstd", BYTEGROUP: "zstd-bytegroup4"}
 HEADER = struct.Struct("<BI")
 HEADER_SIZE = HEADER.size  # 5
-#: Chunks to try with every codec before trusting the running winner, and how often to re-check.
+#: A file's first chunks, all tried with every codec (the writer waits for them before planning
+#: the rest of the file, so that the second batch already has a history).
 PROBE = 8
-REPROBE = 32
+#: How much a probe chunk's sizes count in the file's history: the weight of older probes
+#: decays by this factor per probe (about the last 10 probes, i.e. 10 MiB, matter).
+HISTORY_DECAY = 0.9
+#: How much the file's history weighs against a batch's own probe, in probe chunks: 1 lets a
+#: batch that clearly differs (code after a float table) follow its own data, and keeps a probe
+#: chunk that happens to be atypical from deciding a batch on its own (docs/codec.md).
+HISTORY_WEIGHT = 1.0
+#: Probes per batch at most, when a batch's first probe disagrees with the file's history.
+MAX_PROBES = 3
 #: Byte-plane compression parameters (see `_plane_compressor`): the size a plane of a 64 KiB
 #: chunk has, and the hash table size (2^8 entries).
 PLANE_HINT = 16 * 1024
@@ -157,24 +173,107 @@ def encode_best(data: bytes | memoryview, codecs: tuple[int, ...], *, level: int
     return best
 
 
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """The frame length every codec gave one chunk (raw counts as header + chunk)."""
+
+    raw_length: int
+    sizes: tuple[tuple[int, int], ...]  # (codec, frame length)
+
+
+def encode_probe(data: bytes | memoryview, codecs: tuple[int, ...], *, level: int = 3) -> tuple[bytes, Probe]:
+    """The smallest frame among `codecs` (raw when nothing helps), and what every codec gave."""
+    n = len(data)
+    best: bytes | None = None
+    sizes = [(RAW, HEADER_SIZE + n)]
+    for c in codecs:
+        if c == RAW:
+            continue
+        frame = encode(data, c, level=level)
+        sizes.append((c, len(frame)))
+        if best is None or len(frame) < len(best):
+            best = frame
+    if best is None or len(best) >= HEADER_SIZE + n:
+        best = encode(data, RAW)
+    return best, Probe(n, tuple(sizes))
+
+
+#: Expected frame bytes per raw byte, per codec (a `CodecChooser`'s history at one moment).
+History = tuple[tuple[int, float], ...]
+
+
 @dataclass(slots=True)
 class CodecChooser:
-    """Adaptive codec choice for one file's chunks (see module docstring). Not thread-safe:
-    call `plan(i)` from the producer thread, then encode anywhere, then `record(codec)`."""
+    """One file's probe history, in file order (see the module docstring). Not thread-safe: the
+    writer records probes and takes snapshots on its main thread, in file order, so the
+    codec choice (and the packs) are the same on every run whatever the thread timing."""
 
     codecs: tuple[int, ...]
-    wins: dict[int, int] | None = None
+    _cost: dict[int, float] = field(default_factory=dict)
+    _weight: float = 0.0
 
-    def plan(self, index: int) -> tuple[int, ...]:
-        if index < PROBE or index % REPROBE == 0 or not self.wins:
-            return self.codecs
-        winner = max(self.wins, key=lambda c: self.wins[c] if self.wins else 0)
-        return (winner,)
+    def record(self, probe: Probe) -> None:
+        if not probe.raw_length:
+            return
+        self._weight = self._weight * HISTORY_DECAY + 1.0
+        for c, size in probe.sizes:
+            # A decayed mean: new = old + (x - old) / weight.
+            old = self._cost.get(c, size / probe.raw_length)
+            self._cost[c] = old + (size / probe.raw_length - old) / self._weight
 
-    def record(self, codec: int) -> None:
-        if self.wins is None:
-            self.wins = {}
-        self.wins[codec] = self.wins.get(codec, 0) + 1
+    def history(self) -> History:
+        return tuple(sorted(self._cost.items()))
+
+
+class BatchEncoder:
+    """Encodes one batch of a file's chunks on an encoder thread. The first chunk that needs
+    encoding is a probe (every codec). Where the probe and the file's history prefer the same
+    codec, the rest of the batch gets it; where they disagree, the next chunks are probes too
+    (at most MAX_PROBES), and then the codec that minimises the probes' bytes plus
+    HISTORY_WEIGHT probes' worth of the history's expected bytes wins. With `history=None`
+    every chunk is a probe (a file's first chunks)."""
+
+    def __init__(self, codecs: tuple[int, ...], history: History | None, *, level: int) -> None:
+        self.codecs, self.level = codecs, level
+        self.history = dict(history) if history is not None else None
+        adaptive = sum(1 for c in codecs if c != RAW) >= 2
+        self.probes: list[Probe] = []
+        self.plan: tuple[int, ...] | None = None if adaptive else codecs
+
+    @property
+    def planned(self) -> bool:
+        """Whether the next chunk gets the batch's codec (True) or is a probe."""
+        return self.plan is not None
+
+    def encode(self, data: bytes | memoryview) -> tuple[bytes, Probe | None]:
+        if self.plan is not None:
+            return encode_best(data, self.plan, level=self.level), None
+        frame, probe = encode_probe(data, self.codecs, level=self.level)
+        self.probes.append(probe)
+        if self.history is not None:
+            self.plan = self._decide(self.history)
+        return frame, probe
+
+    def _decide(self, history: dict[int, float]) -> tuple[int, ...] | None:
+        """The batch's codec, or None to probe one more chunk first."""
+        raw = sum(p.raw_length for p in self.probes)
+        local: dict[int, float] = {}
+        for p in self.probes:
+            for c, size in p.sizes:
+                local[c] = local.get(c, 0.0) + size
+        if not history or not raw:
+            return (_cheapest(local),)
+        if _cheapest(local) != _cheapest(history) and len(self.probes) < MAX_PROBES:
+            # A second opinion costs one chunk's extra encoding; a wrong batch costs up to
+            # 20% of a megabyte (a probe chunk can be atypical: a float table inside code).
+            return None
+        share = HISTORY_WEIGHT * raw / len(self.probes)
+        return (_cheapest({c: size + share * history.get(c, size / raw) for c, size in local.items()}),)
+
+
+def _cheapest(expected: dict[int, float]) -> int:
+    # Ties go to the cheaper codec: raw, then zstd, then byte-grouping.
+    return min(sorted(expected), key=lambda c: expected[c])
 
 
 def frame_codec(frame: bytes | memoryview) -> int:

@@ -6,11 +6,19 @@
 
 FastCDC cuts the memory-mapped file; a thread pool hashes each chunk and, unless the chunk is
 already known (an earlier version of the same model, or earlier in this publish), encodes it
-with the smallest codec (chunks travel in batches of about ENCODE_BATCH bytes); the main thread
+(chunks travel in batches of about ENCODE_BATCH bytes; the first new chunk of a batch is tried
+with every codec and, with the file's probe history, picks the codec for the rest of the batch:
+zoostore.storage.codec); the main thread
 appends frames to a pack in file order and hands full packs to upload threads, which join, hash
 and store them. blake3, zstandard and the FastCDC cut loop release the GIL, so this uses every
 core. Recipes are written only after every pack they name is stored, so a visible recipe is
 always readable.
+
+Each file is hashed once: by the caller (publish hashes every file to plan, and passes the ids
+on as `Hashed`) or by `add` itself, before chunking. A file that changes between its hash and
+its chunking would get a recipe that does not match its id; a stat stamp (size, mtime in ns,
+inode: what git and rsync trust) taken before the hash and again after chunking catches that,
+and the file is refused (readers verify every assembled file against its id as well).
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from typing import Protocol
 import blake3
 
 from zoostore.core.digest import Digest, hash_file
+from zoostore.core.errors import UsageError
 from zoostore.core.progress import Progress
 from zoostore.storage import codec
 from zoostore.storage.backends.base import Backend
@@ -55,6 +64,28 @@ class RecipeSource(Protocol):
     def recipe(self, blob: Digest) -> Recipe: ...
     def forget(self, blob: Digest | None = None) -> None: ...
     def remember(self, recipe: Recipe) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FileStamp:
+    """What a file's stat says about its bytes: a new size, mtime or inode means new bytes."""
+
+    size: int
+    mtime_ns: int
+    inode: int
+
+    @classmethod
+    def of(cls, path: str | os.PathLike[str]) -> FileStamp:
+        st = os.stat(path)
+        return cls(st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+@dataclass(frozen=True, slots=True)
+class Hashed:
+    """A file its caller has hashed already: the blob id, and the stamp taken before hashing."""
+
+    blob: Digest
+    stamp: FileStamp
 
 
 @dataclass(slots=True)
@@ -110,13 +141,16 @@ class BlobWriter:
         else:
             self.abort()
 
-    def add(self, path: Path) -> PutResult:
+    def add(self, path: Path, *, hashed: Hashed | None = None) -> PutResult:
+        """Store one file (see the module docstring). With `hashed` the file is not hashed
+        again; UsageError if it changed since that hash, or while it was chunked."""
         path = Path(path)
-        size = path.stat().st_size
+        stamp = hashed.stamp if hashed is not None else FileStamp.of(path)
+        size = stamp.size
         task = f"put {path.name}"
         self.progress.start(task, size)
         try:
-            blob = hash_file(path)
+            blob = hashed.blob if hashed is not None else hash_file(path)
             if blob in self.done:
                 self.progress.advance(task, size)
                 return PutResult(path, blob, size, new=False)
@@ -125,7 +159,7 @@ class BlobWriter:
                 self.done[blob] = result
                 self.progress.advance(task, size)
                 return result
-            result = _FileChunker(self, path, blob, size, task).run()
+            result = _FileChunker(self, path, blob, stamp, task).run()
             self.done[blob] = result
             return result
         finally:
@@ -203,23 +237,27 @@ class BlobWriter:
         self.io.shutdown(wait=True, cancel_futures=True)
 
 
-Batch = list[tuple[memoryview, tuple[int, ...]]]
+Batch = list[memoryview]
+#: What an encoder thread returns per chunk: id, frame (None: already stored), probe sizes.
+Encoded = list[tuple[Digest, "bytes | None", "codec.Probe | None"]]
 
 
 class _FileChunker:
     """Chunk one new file: cut, hash and encode in batches on the encoder threads, then add
     the chunks in file order on the caller's thread."""
 
-    def __init__(self, writer: BlobWriter, path: Path, blob: Digest, size: int, task: str) -> None:
+    def __init__(self, writer: BlobWriter, path: Path, blob: Digest, stamp: FileStamp, task: str) -> None:
         self.w = writer
-        self.path, self.blob, self.size, self.task = path, blob, size, task
+        self.path, self.blob, self.stamp, self.task = path, blob, stamp, task
+        self.size = stamp.size
         self.chooser = codec.CodecChooser(writer.config.codecs)
-        self.result = PutResult(path, blob, size, new=True)
+        self.result = PutResult(path, blob, self.size, new=True)
         self.entries: list[Entry] = []
         # Chunks go to the encoders in batches of about ENCODE_BATCH bytes: one task per
         # 64 KiB chunk spends more time handing work between threads than hashing it.
-        self.window: deque[tuple[Future[list[tuple[Digest, bytes | None]]], list[int]]] = deque()
+        self.window: deque[tuple[Future[Encoded], list[int]]] = deque()
         self.inflight = 0
+        self.submitted = 0
 
     def run(self) -> PutResult:
         if self.size:
@@ -228,8 +266,20 @@ class _FileChunker:
             finally:
                 for fut, _ in self.window:
                     fut.cancel()
+        self._check_unchanged()
         self.w.pending.append(_Pending(self.blob, self.size, self.entries))
         return self.result
+
+    def _check_unchanged(self) -> None:
+        try:
+            now: FileStamp | str = FileStamp.of(self.path)
+        except OSError as exc:
+            now = f"gone ({exc.strerror})"
+        if now != self.stamp:
+            raise UsageError(
+                f"{self.path} changed while it was being stored: before it was hashed (as {self.blob}) it "
+                f"had {self.stamp}, after chunking {now}. Its recipe was not written; store it again "
+                f"once nothing writes to it")
 
     def _cut(self) -> None:
         from pyfastcdc import FastCDC
@@ -241,14 +291,14 @@ class _FileChunker:
         batch_bytes = 0
         # pyfastcdc maps the file itself and keeps the mapping alive while chunk views exist.
         for i, c in enumerate(cdc.cut_file(str(self.path))):
-            batch.append((c.data, self.chooser.plan(i)))
+            batch.append(c.data)
             lengths.append(c.length)
             batch_bytes += c.length
             if batch_bytes < ENCODE_BATCH and i != codec.PROBE - 1:
                 continue
             self._submit(batch, lengths)
             batch, lengths, batch_bytes = [], [], 0
-            # The chooser learns from the probed chunks before planning the rest.
+            # The chooser learns from the first chunks before the second batch is planned.
             while self.window and (self.inflight >= WRITE_WINDOW or i == codec.PROBE - 1):
                 self._drain()
         if batch:
@@ -257,22 +307,36 @@ class _FileChunker:
             self._drain()
 
     def _submit(self, batch: Batch, lengths: list[int]) -> None:
-        self.window.append((self.w.cpu.submit(self._work, batch), lengths))
+        # The history is taken here, on the main thread, from the chunks drained so far (how
+        # many is fixed by the window, not by thread timing): the same file always gets the
+        # same frames. A file's first PROBE chunks are all probes.
+        first = self.submitted
+        self.submitted += len(lengths)
+        history = None if first < codec.PROBE else self.chooser.history()
+        self.window.append((self.w.cpu.submit(self._work, batch, history), lengths))
         self.inflight += len(lengths)
 
-    def _work(self, batch: Batch) -> list[tuple[Digest, bytes | None]]:
+    def _work(self, batch: Batch, history: codec.History | None) -> Encoded:
         """On an encoder thread: hash each chunk, encode those the store does not hold."""
-        known, session, level = self.w.known, self.w.session, self.w.config.zstd_level
-        out: list[tuple[Digest, bytes | None]] = []
-        for data, plan in batch:
+        known, session = self.w.known, self.w.session
+        encoder = codec.BatchEncoder(self.chooser.codecs, history, level=self.w.config.zstd_level)
+        out: Encoded = []
+        for data in batch:
             d = Digest.from_bytes(blake3.blake3(data).digest())
-            out.append((d, None) if d in known or d in session else (d, codec.encode_best(data, plan, level=level)))
+            # `session` grows while this runs, so it may skip only chunks that are not probes:
+            # which chunks are probes must not depend on thread timing.
+            if d in known or (encoder.planned and d in session):
+                out.append((d, None, None))
+            else:
+                out.append((d, *encoder.encode(data)))
         return out
 
     def _drain(self) -> None:
         fut, lengths = self.window.popleft()
         self.inflight -= len(lengths)
-        for (chunk, frame), raw_len in zip(fut.result(), lengths):
+        for (chunk, frame, probe), raw_len in zip(fut.result(), lengths):
+            if probe is not None:
+                self.chooser.record(probe)
             self._add_chunk(chunk, frame, raw_len)
 
     def _add_chunk(self, chunk: Digest, frame: bytes | None, raw_len: int) -> None:
@@ -292,11 +356,10 @@ class _FileChunker:
         # A worker skips encoding only for chunks in `known` (immutable) or `session` (which
         # only grows), so a frame is always present here.
         assert frame is not None
-        self.chooser.record(codec.frame_codec(frame))
         self.entries.append(w.append_frame(chunk, frame, raw_len))
         result.new_chunks += 1
         result.new_raw_bytes += raw_len
         result.new_stored_bytes += len(frame)
 
 
-__all__ = ["BlobWriter", "PutResult", "RecipeSource", "WRITE_WINDOW", "ENCODE_BATCH"]
+__all__ = ["BlobWriter", "FileStamp", "Hashed", "PutResult", "RecipeSource", "WRITE_WINDOW", "ENCODE_BATCH"]

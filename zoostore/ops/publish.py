@@ -14,6 +14,12 @@ retries) or differently (ImmutableError naming the differing hashes, before any 
 A crash between the two leaves only unreferenced objects, which gc sweeps after the grace
 period; it never leaves a manifest naming a missing blob.
 
+Cost against the model's history: hashing, chunking and uploading depend only on the files
+published. The manifest is one TOML document per model (format 1), so reading and rewriting it
+is linear in its versions; a publish does each once when no other writer intervenes (the plan's
+read and CAS token seed the commit's compare-and-swap, `Store.update_manifest(current=...)`),
+and every lookup in it is a dictionary lookup (zoostore.documents.manifest).
+
 Checks of the files (the ONNX checker) are a parameter: this layer imports no integration.
 `zoostore.publish` and `zoostore publish` pass the ONNX check by default.
 """
@@ -90,6 +96,9 @@ class PublishPlan:
     warnings: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)  # the first reuse decision
     uploaded: list[PutResult] | None = None  # set by `upload`
+    #: The manifest as the plan read it and its CAS token: the commit's first compare-and-swap
+    #: starts from it, so an uncontended publish parses the manifest once (module docstring).
+    base: tuple[Manifest | None, str | None] | None = field(default=None, repr=False)
 
     @property
     def new_files(self) -> list[str]:
@@ -123,7 +132,7 @@ class PublishPlan:
         """Upload, then commit. An unchanged plan uploads nothing and only sets its tags."""
         if self.unchanged:
             if self.tags:
-                self.store.update_manifest(self.model, self._tag_change)
+                self.store.update_manifest(self.model, self._tag_change, current=self.base)
             return self._result()
         self.upload(progress)
         return self.commit()
@@ -156,7 +165,7 @@ class PublishPlan:
                 f"meanwhile; nothing was published. Run the publish again (it re-uploads what is missing)"
             )
         release = replace(self.release, published=now_utc())
-        self.store.update_manifest(self.model, lambda m: self._change(m, release))
+        self.store.update_manifest(self.model, lambda m: self._change(m, release), current=self.base)
         return self._result()
 
     def _change(self, m: Manifest | None, release: Release) -> Manifest:
@@ -285,13 +294,6 @@ def _canonical_version(current: Manifest | None, model: str, version: str) -> st
     return same if same is not None else canonical
 
 
-def _current(store: Store, model: str) -> Manifest | None:
-    try:
-        return store.manifest(model)
-    except FileNotFoundError:
-        return None
-
-
 def _is_published(current: Manifest | None, release: Release, arch: str, requested: str) -> bool:
     """True when (version, arch) holds exactly these files; ImmutableError when it holds others."""
     existing = current.versions.get(release.version) if current is not None else None
@@ -364,7 +366,8 @@ def plan_publish(
     started = time.monotonic()
     arch = _check_request(store, model, version, arch, tags, new_arch)
     warnings = [w for w in (semver.date_prerelease_hint(version), store.cas_warning()) if w]
-    current = _current(store, model)
+    base = store.manifest_versioned(model)
+    current = base[0]
     requested, version = version, _canonical_version(current, model, version)
     files = collect_files(paths)
     check_machines(files, arch, paths)
@@ -386,7 +389,7 @@ def plan_publish(
     return PublishPlan(store, model, version, arch, files, entries, frozenset(present), release,
                        tags=tuple(tags), summary=summary, desc_summary=desc_summary,
                        model_meta=model_meta, unchanged=unchanged, known=known,
-                       warnings=warnings, started=started)
+                       warnings=warnings, started=started, base=base)
 
 
 def publish(

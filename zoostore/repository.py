@@ -131,6 +131,16 @@ class Store:
             raise NotFoundError(self.unknown_model(model)) from None
         return Manifest.parse(data.decode("utf-8"), where=self._where(model))
 
+    def manifest_versioned(self, model: str) -> tuple[Manifest | None, str | None]:
+        """The manifest (None if absent) and its compare-and-swap token: a writer that reads
+        first hands both to `update_manifest(current=...)`, which then need not read again."""
+        check_model_name(model)
+        try:
+            got = self.backend.get_versioned(manifest_key(model))
+        except ObjectNotFoundError:
+            return None, None
+        return Manifest.parse(got.data.decode("utf-8"), where=self._where(model)), got.token
+
     def _where(self, model: str) -> str:
         return f"{self.url.rstrip('/')}/{manifest_key(model)}"
 
@@ -158,11 +168,14 @@ class Store:
                 f"from one writer at a time")
 
     def update_manifest(self, model: str, change: Callable[[Manifest | None], Manifest | None], *,
-                        progress: Progress | None = None) -> Manifest | None:
+                        progress: Progress | None = None,
+                        current: tuple[Manifest | None, str | None] | None = None) -> Manifest | None:
         """Apply `change` to the current manifest (None if absent) and store the result with
         compare-and-swap, retrying on conflicts. `change` must be pure: it may run many times.
         Returning the input unchanged writes nothing. Where the backend's compare-and-swap is
-        not atomic, `progress` gets a note saying so (`cas_warning`)."""
+        not atomic, `progress` gets a note saying so (`cas_warning`). `current`, from
+        `manifest_versioned`, is the first attempt's manifest and token (a stale one only costs
+        a conflict and a re-read)."""
         check_model_name(model)
         if not self.backend.capabilities.writes:
             raise ReadOnlyError(f"{self.url} is read-only; publish to the store's s3:// or local URL instead")
@@ -172,14 +185,17 @@ class Store:
         key = manifest_key(model)
         last: ConflictError | None = None
         for attempt in range(CAS_ATTEMPTS):
-            try:
-                current = self.backend.get_versioned(key)
-                token: str | None = current.token
-                old: Manifest | None = Manifest.parse(current.data.decode("utf-8"), where=self._where(model))
-            except ObjectNotFoundError:
-                token, old = None, None
+            token: str | None
+            old: Manifest | None
+            if attempt == 0 and current is not None:
+                old, token = current
+            else:
+                old, token = self.manifest_versioned(model)
             new = change(old)
             if new is None or new == old:
+                if attempt == 0 and current is not None:
+                    current = None  # a no-op on a copy read earlier proves nothing: read the stored one
+                    continue
                 return old
             try:
                 self.backend.put_cas(key, new.to_toml().encode(), expected=token)

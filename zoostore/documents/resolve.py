@@ -63,8 +63,6 @@ def select(manifest: Manifest, spec: str, *, runtime: Mapping[str, str] | None =
     and why, or listing the versions and tags that exist."""
     spec = _spec_text(manifest, spec)
     model = manifest.model
-    available = ", ".join(manifest.sorted_versions()) or "none"
-    tags = ", ".join(f"{t}={v}" for t, v in sorted(manifest.tags.items())) or "none"
     warnings: list[str] = []
     wanted = [] if arch is None else [arch] if isinstance(arch, str) else list(arch)
     wanted = [a for a in wanted if a != ANY]
@@ -86,7 +84,7 @@ def select(manifest: Manifest, spec: str, *, runtime: Mapping[str, str] | None =
     elif semver.is_range(spec):
         rng = spec
     else:
-        raise ResolutionError(f"{model} has no tag or version {spec!r}; tags: {tags}; versions: {available}")
+        raise ResolutionError(f"{model} has no tag or version {spec!r}; {_listing(manifest)}")
 
     excluded: dict[str, list[str]] = {}
     candidates: list[str] = []
@@ -101,8 +99,16 @@ def select(manifest: Manifest, spec: str, *, runtime: Mapping[str, str] | None =
     best = semver.max_satisfying(candidates, rng)
     if best is None:
         why = f"; excluded: {'; '.join(sorted(p for ps in excluded.values() for p in ps))}" if excluded else ""
-        raise ResolutionError(f"no version of {model} matches {spec!r}{why}. Versions: {available}; tags: {tags}")
+        raise ResolutionError(f"no version of {model} matches {spec!r}{why}. {_listing(manifest)}")
     return manifest.versions[best], warnings + _skipped_newer(model, spec, best, excluded)
+
+
+def _listing(manifest: Manifest) -> str:
+    """"tags: …; versions: …" for an error message (built only when one is raised: it costs
+    O(N log N) in the number of versions)."""
+    available = ", ".join(manifest.sorted_versions()) or "none"
+    tags = ", ".join(f"{t}={v}" for t, v in sorted(manifest.tags.items())) or "none"
+    return f"tags: {tags}; versions: {available}"
 
 
 def _skipped_newer(model: str, spec: str, best: str, excluded: Mapping[str, list[str]]) -> list[str]:
@@ -140,10 +146,8 @@ def select_versions(manifest: Manifest, spec: str) -> list[str]:
         latest = manifest.latest()
         return [latest] if latest else []
     if not semver.is_range(spec):
-        available = ", ".join(manifest.sorted_versions()) or "none"
-        tags = ", ".join(f"{t}={v}" for t, v in sorted(manifest.tags.items())) or "none"
         raise ResolutionError(f"{manifest.model} has no tag or version {spec!r}, and it is not a version range; "
-                              f"tags: {tags}; versions: {available}")
+                              f"{_listing(manifest)}")
     return [v for v in manifest.sorted_versions() if semver.satisfies(v, spec)]
 
 

@@ -8,11 +8,25 @@ retries) or differently (ImmutableError naming the differing hashes, before any 
 
     upload   new blobs through the blob writer: packs, then recipes (reused old objects are
              freshened: the publisher's half of the gc handshake, docs/gc.md)
-    commit   the manifest entry and tags, with compare-and-swap (re-checked for a concurrent
-             publisher of different content)
+    commit   the final check, then the manifest entry and tags, with compare-and-swap
+             (re-checked for a concurrent publisher of different content)
+
+The final check confirms that every recipe the version names, and every pack those recipes
+name, exists just before the manifest is written: the objects this publish uploaded, not only
+those it reused. A gc run with a grace period shorter than the publish (unsafe, and warned)
+can delete a publish's new packs before any manifest names them; the check sees that, deletes
+the recipes that name a missing pack (no reader can use them), uploads the affected files
+again without dedup, checks again, and fails with ConflictError if objects are still missing.
+A listed version is never unreadable because of that race.
 
 A crash between the two leaves only unreferenced objects, which gc sweeps after the grace
 period; it never leaves a manifest naming a missing blob.
+
+Cost against the model's history: hashing, chunking and uploading depend only on the files
+published. The manifest is one TOML document per model (format 1), so reading and rewriting it
+is linear in its versions; a publish does each once when no other writer intervenes (the plan's
+read and CAS token seed the commit's compare-and-swap, `Store.update_manifest(current=...)`),
+and every lookup in it is a dictionary lookup (zoostore.documents.manifest).
 
 Checks of the files (the ONNX checker) are a parameter: this layer imports no integration.
 `zoostore.publish` and `zoostore publish` pass the ONNX check by default.
@@ -29,7 +43,7 @@ from typing import Any, Literal
 
 from zoostore.core import semver
 from zoostore.core.digest import Digest, hash_file
-from zoostore.core.errors import ConflictError, ImmutableError, InvalidPathError, NotFoundError, ReadOnlyError, UsageError
+from zoostore.core.errors import BlobNotFoundError, ConflictError, ImmutableError, InvalidPathError, NotFoundError, ReadOnlyError, UsageError
 from zoostore.core import machine
 from zoostore.core.names import KNOWN_ARCHS, check_model_name, check_relpath, normalize_arch
 from zoostore.core.progress import NullProgress, Progress
@@ -40,7 +54,8 @@ from zoostore.documents.descriptor import ModelDescriptor
 from zoostore.documents.manifest import FileEntry, Manifest, Release, check_tag, immutable_message, now_utc
 from zoostore.repository import Store
 from zoostore.storage.blobs import PutResult
-from zoostore.storage.recipe import ChunkRef
+from zoostore.storage.pack import pack_key
+from zoostore.storage.recipe import ChunkRef, blob_key
 from zoostore.storage.writer import FileStamp, Hashed
 
 #: Dedup source: the chunks of this many most recent versions of the same model.
@@ -92,6 +107,9 @@ class PublishPlan:
     started: float = field(default_factory=time.monotonic)  # the first reuse decision
     uploaded: list[PutResult] | None = None  # set by `upload`
     stamps: dict[str, FileStamp] = field(default_factory=dict, repr=False)  # stat before hashing
+    #: The manifest as the plan read it and its CAS token: the commit's first compare-and-swap
+    #: starts from it, so an uncontended publish parses the manifest once (module docstring).
+    base: tuple[Manifest | None, str | None] | None = field(default=None, repr=False)
 
     @property
     def new_files(self) -> list[str]:
@@ -125,7 +143,7 @@ class PublishPlan:
         """Upload, then commit. An unchanged plan uploads nothing and only sets its tags."""
         if self.unchanged:
             if self.tags:
-                self.store.update_manifest(self.model, self._tag_change)
+                self.store.update_manifest(self.model, self._tag_change, current=self.base)
             return self._result()
         self.upload(progress)
         return self.commit()
@@ -138,12 +156,15 @@ class PublishPlan:
         hashed = [Hashed(self.entries[p].blob, self.stamps[p]) if p in self.stamps else None for p in ordered]
         uploaded = self.store.blobs.put_files([self.files[p] for p in ordered], known=self.known,
                                               progress=progress or NullProgress(), hashed=hashed)
-        for path, r in zip(ordered, uploaded, strict=True):  # the file must not change after hashing
+        self._check_unchanged(ordered, uploaded)
+        self.uploaded = uploaded
+        return uploaded
+
+    def _check_unchanged(self, paths: list[str], uploaded: list[PutResult]) -> None:
+        for path, r in zip(paths, uploaded, strict=True):  # the file must not change after hashing
             if r.blob != self.entries[path].blob:
                 raise UsageError(f"{r.path} changed while it was being published (hashed "
                                  f"{self.entries[path].blob}, stored {r.blob}); publish again")
-        self.uploaded = uploaded
-        return uploaded
 
     def commit(self) -> PublishResult:
         """Add the entry and the tags to the manifest with compare-and-swap."""
@@ -159,9 +180,64 @@ class PublishPlan:
                 f"grace period ({grace:.0f} s), so objects it reused may have been garbage-collected "
                 f"meanwhile; nothing was published. Run the publish again (it re-uploads what is missing)"
             )
+        self._confirm_stored()
         release = replace(self.release, published=now_utc())
-        self.store.update_manifest(self.model, lambda m: self._change(m, release))
+        self.store.update_manifest(self.model, lambda m: self._change(m, release), current=self.base)
         return self._result()
+
+    def _missing(self) -> dict[Digest, list[str]]:
+        """Blob -> the keys of its recipe or packs that the store does not hold now (existence
+        is asked of the store; a cached recipe is re-read before a pack is called missing)."""
+        backend, blobs = self.store.backend, self.store.blobs
+        packs_seen: dict[str, bool] = {}
+
+        def gone_packs(blob: Digest) -> list[str]:
+            try:
+                keys = [pack_key(p) for p in blobs.recipe(blob).packs]
+            except BlobNotFoundError:
+                return [blob_key(blob)]
+            for k in keys:
+                if k not in packs_seen:
+                    packs_seen[k] = backend.exists(k)
+            return [k for k in keys if not packs_seen[k]]
+
+        missing: dict[Digest, list[str]] = {}
+        for blob in sorted({e.blob for e in self.entries.values()}, key=str):
+            if not backend.exists(blob_key(blob)):
+                missing[blob] = [blob_key(blob)]
+                continue
+            gone = gone_packs(blob)
+            if gone:
+                blobs.forget(blob)  # gc --repack may have rewritten it: ask the store's copy
+                gone = gone_packs(blob)
+            if gone:
+                missing[blob] = gone
+        return missing
+
+    def _confirm_stored(self) -> None:
+        """The final check (module docstring): repair once by uploading again, else fail."""
+        missing = self._missing()
+        if not missing:
+            return
+        backend, blobs = self.store.backend, self.store.blobs
+        # A recipe naming a missing pack is useless to every reader; deleting it lets the
+        # upload below write a correct one (recipes are put-if-absent).
+        backend.delete([blob_key(b) for b, keys in missing.items() if blob_key(b) not in keys])
+        blobs.forget(None)
+        self.known = {}  # the dedup index may name the deleted packs
+        paths = sorted(p for p, e in self.entries.items() if e.blob in missing)
+        again = blobs.put_files([self.files[p] for p in paths], known={})
+        self._check_unchanged(paths, again)
+        self.uploaded = list(self.uploaded or []) + again
+        still = self._missing()
+        if still:
+            blob, keys = next(iter(still.items()))
+            raise ConflictError(
+                f"{self.model}@{self.version}: {keys[0]} (needed by blob {blob}) was deleted from "
+                f"{self.store.url} while this publish ran, and again after it was uploaded anew; "
+                f"nothing was published. A 'zoostore gc' with a grace period shorter than a "
+                f"publish is running: let it finish or give it a longer --grace, then publish again"
+            )
 
     def _change(self, m: Manifest | None, release: Release) -> Manifest:
         m = (m or Manifest(model=self.model)).with_release(release)
@@ -289,13 +365,6 @@ def _canonical_version(current: Manifest | None, model: str, version: str) -> st
     return same if same is not None else canonical
 
 
-def _current(store: Store, model: str) -> Manifest | None:
-    try:
-        return store.manifest(model)
-    except FileNotFoundError:
-        return None
-
-
 def _is_published(current: Manifest | None, release: Release, arch: str, requested: str) -> bool:
     """True when (version, arch) holds exactly these files; ImmutableError when it holds others."""
     existing = current.versions.get(release.version) if current is not None else None
@@ -369,7 +438,8 @@ def plan_publish(
     started = time.monotonic()
     arch = _check_request(store, model, version, arch, tags, new_arch)
     warnings = [w for w in (semver.date_prerelease_hint(version), store.cas_warning()) if w]
-    current = _current(store, model)
+    base = store.manifest_versioned(model)
+    current = base[0]
     requested, version = version, _canonical_version(current, model, version)
     files = collect_files(paths)
     check_machines(files, arch, paths)
@@ -394,7 +464,7 @@ def plan_publish(
     return PublishPlan(store, model, version, arch, files, entries, frozenset(present), release,
                        tags=tuple(tags), summary=summary, desc_summary=desc_summary,
                        model_meta=model_meta, unchanged=unchanged, known=known,
-                       warnings=warnings, started=started, stamps=stamps)
+                       warnings=warnings, started=started, stamps=stamps, base=base)
 
 
 def publish(

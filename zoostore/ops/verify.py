@@ -118,7 +118,7 @@ def _check_recipes(store: Store, recipe_keys: dict[Digest, str], packs: dict[Dig
         progress.advance("verify recipes")
         report.recipes += 1
         try:
-            recipe = Recipe.decode(blob, store.backend.get(key))
+            recipe = Recipe.decode(blob, store.backend.get(key), max_chunk=store.config.chunking.max_size)
         except (FormatError, IntegrityError) as exc:
             report.add("bad-recipe", key, str(exc))
             broken_blobs.add(blob)
@@ -178,7 +178,7 @@ def _read_pack(store: Store, pack: Digest, report: VerifyReport, bad_chunks: set
         return
     report.packs_read += 1
     report.bytes_read += len(data)
-    for problem in pack_problems(key, data):
+    for problem in pack_problems(key, data, max_chunk=store.config.chunking.max_size):
         report.add(problem.kind, key, problem.message)
         if problem.chunk is not None:
             bad_chunks.add(problem.chunk)

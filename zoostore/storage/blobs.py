@@ -138,7 +138,7 @@ class BlobStore:
                 key=blob_key(blob),
             ) from None
         self.stats.add(requests=1, fetched=len(data))
-        recipe = Recipe.decode(blob, data)
+        recipe = Recipe.decode(blob, data, max_chunk=self.config.chunking.max_size)
         self.remember(recipe)
         return recipe
 

@@ -50,6 +50,10 @@ RAW, ZSTD, BYTEGROUP = 0, 1, 2
 CODEC_NAMES = {RAW: "raw", ZSTD: "zstd", BYTEGROUP: "zstd-bytegroup4"}
 HEADER = struct.Struct("<BI")
 HEADER_SIZE = HEADER.size  # 5
+#: Largest raw chunk any store may declare (documents.store_config.MAX_CHUNK is the same cap on
+#: `chunking.max_size`). A frame header claiming more is malformed before anything is allocated;
+#: readers pass their store's own `max_size`, which is smaller.
+MAX_RAW = 64 * 1024 * 1024
 #: A file's first chunks, all tried with every codec (the writer waits for them before planning
 #: the rest of the file, so that the second batch already has a history).
 PROBE = 8
@@ -280,7 +284,13 @@ def frame_codec(frame: bytes | memoryview) -> int:
     return int(frame[0])
 
 
-def _payload(frame: bytes | memoryview, where: str) -> tuple[int, int, memoryview]:
+def max_frame(max_raw: int) -> int:
+    """Longest frame that holds a chunk of at most `max_raw` bytes: the writer stores a chunk
+    raw whenever no codec makes it smaller (`encode_best`), so no frame exceeds the raw one."""
+    return HEADER_SIZE + max_raw
+
+
+def _payload(frame: bytes | memoryview, where: str, max_raw: int) -> tuple[int, int, memoryview]:
     if len(frame) < HEADER_SIZE:
         raise FormatError(f"{where}: truncated chunk frame ({len(frame)} bytes, header is 5)")
     codec, n = HEADER.unpack_from(frame)
@@ -289,23 +299,50 @@ def _payload(frame: bytes | memoryview, where: str) -> tuple[int, int, memoryvie
             f"{where}: unknown chunk codec {codec}; this zoostore knows "
             f"{sorted(CODEC_NAMES)}: upgrade zoostore"
         )
+    if n > max_raw:
+        raise FormatError(
+            f"{where}: frame says {n} raw bytes, more than the store's largest chunk ({max_raw} "
+            f"bytes): the frame is damaged or hostile; nothing was decoded"
+        )
     return codec, n, memoryview(frame)[HEADER_SIZE:]
 
 
 def _decompress(payload: memoryview, n: int, where: str) -> bytes:
+    """The zstd payload of a frame that declares `n` raw bytes, never producing more.
+
+    python-zstandard's one-shot `decompress` allocates the content size a zstd frame header
+    declares and ignores `max_output_size` then (a 40 KB "bomb" declaring 1 GiB of zeros got
+    1 GiB); so the declared size is checked against `n` first. Without a declared size the
+    output buffer is `max_output_size = n` and a longer payload is an error; with `n = 0`
+    (which python-zstandard reads as "no limit") nothing is decompressed at all."""
+    try:
+        declared = zstandard.frame_content_size(payload)
+    except zstandard.ZstdError as exc:
+        raise FormatError(f"{where}: corrupt zstd payload ({exc})") from exc
+    # python-zstandard's frame_content_size says -1 for "not declared".
+    if declared >= 0 and declared != zstandard.CONTENTSIZE_UNKNOWN and declared != n:
+        raise FormatError(
+            f"{where}: frame says {n} raw bytes but its zstd payload declares {declared}: the "
+            f"frame is damaged or hostile; nothing was decoded"
+        )
+    if n == 0:
+        if declared == 0:
+            return b""
+        raise FormatError(f"{where}: frame says 0 raw bytes but carries a zstd payload of unknown size")
     try:
         data = _decompressor().decompress(payload, max_output_size=n)
     except zstandard.ZstdError as exc:
-        raise FormatError(f"{where}: corrupt zstd payload ({exc})") from exc
+        raise FormatError(f"{where}: corrupt zstd payload, or longer than the {n} bytes the frame "
+                          f"says ({exc})") from exc
     if len(data) != n:
         raise FormatError(f"{where}: frame says {n} raw bytes but decodes to {len(data)}")
     return data
 
 
-def decode(frame: bytes | memoryview, *, where: str = "frame") -> bytes:
-    """The chunk bytes of one frame. Raises FormatError on a malformed frame; the caller
-    verifies the chunk id."""
-    codec, n, payload = _payload(frame, where)
+def decode(frame: bytes | memoryview, *, where: str = "frame", max_raw: int = MAX_RAW) -> bytes:
+    """The chunk bytes of one frame, at most `max_raw` (the store's largest chunk). Raises
+    FormatError on a malformed frame before allocating; the caller verifies the chunk id."""
+    codec, n, payload = _payload(frame, where, max_raw)
     if codec == RAW:
         if len(payload) != n:
             raise FormatError(f"{where}: frame says {n} raw bytes but decodes to {len(payload)}")
@@ -317,7 +354,7 @@ def decode(frame: bytes | memoryview, *, where: str = "frame") -> bytes:
 def decode_into(frame: bytes | memoryview, out: bytearray, offset: int, *, where: str = "frame") -> int:
     """Decode one frame into `out[offset : offset + raw length]` (which must fit); returns the
     raw length. Same errors as `decode`; the caller verifies the chunk id."""
-    codec, n, payload = _payload(frame, where)
+    codec, n, payload = _payload(frame, where, MAX_RAW)
     if offset + n > len(out):
         raise FormatError(f"{where}: frame says {n} raw bytes, more than the {len(out) - offset} expected")
     if codec == RAW:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from zoostore.core.digest import Digest
 from zoostore.core.errors import FormatError, NewerFormatError
+from zoostore.storage.codec import MAX_RAW, max_frame
 
 FORMAT = 1
 MAGIC = b"ZOOPACK1"
@@ -114,16 +115,22 @@ def footer_span(tail: bytes, pack_size: int, *, where: str) -> tuple[int, int]:
     return start, end
 
 
-def parse_footer(footer: bytes, *, where: str) -> Footer:
+def parse_footer(footer: bytes, *, where: str, max_chunk: int = MAX_RAW,
+                 frames_end: int | None = None) -> Footer:
+    """Parse a footer. Every raw length is at most `max_chunk` (the store's largest chunk),
+    every frame at most what such a chunk encodes to, and, given `frames_end` (where the footer
+    starts), every frame lies before the footer: a hostile footer cannot make a reader allocate
+    or fetch more than the pack holds."""
     try:
         fmt, count = _HEAD.unpack_from(footer)
         if fmt > FORMAT:
             raise NewerFormatError(where, fmt, FORMAT)
         pos = _HEAD.size
-        entries = []
+        entries: list[PackEntry] = []
         for _ in range(count):
             raw, offset, length, raw_length = _ENTRY.unpack_from(footer, pos)
             pos += _ENTRY.size
+            _check_entry(where, len(entries), offset, length, raw_length, max_chunk, frames_end)
             entries.append(PackEntry(Digest.from_bytes(raw), offset, length, raw_length))
         (nfiles,) = _U32.unpack_from(footer, pos)
         pos += _U32.size
@@ -135,6 +142,9 @@ def parse_footer(footer: bytes, *, where: str) -> Footer:
             for _ in range(nchunks):
                 craw, raw_length = _FCHUNK.unpack_from(footer, pos)
                 pos += _FCHUNK.size
+                if raw_length > max_chunk:
+                    raise FormatError(f"{where}: file list of blob {raw.hex()[:12]} claims a chunk of "
+                                      f"{raw_length} raw bytes, more than the store's largest ({max_chunk})")
                 chunks.append((Digest.from_bytes(craw), raw_length))
             files.append(FileList(Digest.from_bytes(raw), size, tuple(chunks)))
     except struct.error as exc:
@@ -142,6 +152,21 @@ def parse_footer(footer: bytes, *, where: str) -> Footer:
     if pos != len(footer):
         raise FormatError(f"{where}: pack footer has {len(footer) - pos} unexpected trailing bytes")
     return Footer(entries, files)
+
+
+def _check_entry(where: str, index: int, offset: int, length: int, raw_length: int, max_chunk: int,
+                 frames_end: int | None) -> None:
+    if raw_length > max_chunk or length > max_frame(raw_length):
+        raise FormatError(
+            f"{where}: footer entry #{index} claims a {length}-byte frame of {raw_length} raw bytes; "
+            f"expected at most {max_chunk} raw bytes (the store's largest chunk) and a frame of at "
+            f"most {max_frame(min(raw_length, max_chunk))}: the pack is damaged or hostile"
+        )
+    if frames_end is not None and offset + length > frames_end:
+        raise FormatError(
+            f"{where}: footer entry #{index} names bytes {offset}-{offset + length}, past the "
+            f"frames, which end at {frames_end}: the pack is damaged or hostile"
+        )
 
 
 TRAILER_SIZE = _TRAILER.size

@@ -21,17 +21,18 @@ from zoostore.storage.backends.base import Backend
 from zoostore.storage.pack import TRAILER_SIZE, Footer, PackEntry, footer_span, parse_footer
 
 
-def fetch_footer(backend: Backend, key: str, size: int) -> Footer:
-    """The footer of the pack at `key` (`size` bytes), with two ranged reads."""
+def fetch_footer(backend: Backend, key: str, size: int, *, max_chunk: int = codec.MAX_RAW) -> Footer:
+    """The footer of the pack at `key` (`size` bytes), with two ranged reads; its lengths
+    bounded by `max_chunk`, the store's largest chunk (`parse_footer`)."""
     tail = backend.get_range(key, max(0, size - TRAILER_SIZE), size)
     start, end = footer_span(tail, size, where=key)
-    return parse_footer(backend.get_range(key, start, end), where=key)
+    return parse_footer(backend.get_range(key, start, end), where=key, max_chunk=max_chunk, frames_end=start)
 
 
-def footer_of(data: bytes, key: str) -> Footer:
+def footer_of(data: bytes, key: str, *, max_chunk: int = codec.MAX_RAW) -> Footer:
     """The footer of a whole pack held in memory."""
     start, end = footer_span(data[-TRAILER_SIZE:], len(data), where=key)
-    return parse_footer(data[start:end], where=key)
+    return parse_footer(data[start:end], where=key, max_chunk=max_chunk, frames_end=start)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,22 +44,26 @@ class PackProblem:
     message: str
 
 
-def pack_problems(key: str, data: bytes, frames: Iterable[PackEntry] | None = None) -> Iterator[PackProblem]:
+def pack_problems(key: str, data: bytes, frames: Iterable[PackEntry] | None = None, *,
+                  max_chunk: int = codec.MAX_RAW) -> Iterator[PackProblem]:
     """Everything wrong with the pack `data` stored at `key`: its hash against its name, its
-    footer, and each frame of `frames` (default: every frame the footer lists)."""
+    footer, and each frame of `frames` (default: every frame the footer lists). No frame
+    decodes to more than `max_chunk` bytes, the store's largest chunk (a zstd bomb is a
+    bad-chunk, not an allocation)."""
     name = key.rsplit("/", 1)[-1]
     actual = blake3.blake3(data).hexdigest()
     if actual != name:
         yield PackProblem("bad-pack", None, f"pack bytes hash to blake3:{actual}, expected its name {name}")
     try:
-        footer = footer_of(data, key)
+        footer = footer_of(data, key, max_chunk=max_chunk)
     except FormatError as exc:
         yield PackProblem("bad-pack", None, f"footer unreadable: {exc}")
         return
     view = memoryview(data)
     for e in footer.entries if frames is None else frames:
         try:
-            raw = codec.decode(view[e.offset : e.offset + e.length], where=f"{key} chunk {e.chunk} at offset {e.offset}")
+            raw = codec.decode(view[e.offset : e.offset + e.length], max_raw=max_chunk,
+                               where=f"{key} chunk {e.chunk} at offset {e.offset}")
         except FormatError as exc:
             yield PackProblem("bad-chunk", e.chunk, str(exc))
             continue

@@ -9,7 +9,9 @@ entry  := chunk id (32 bytes) | raw length (u32) | pack index (u32) | offset (u6
           | frame length (u32)
 
 All integers little-endian. Entries are in file order; the raw lengths add up to the file size.
-The checksum catches a damaged recipe before any pack is fetched.
+The checksum catches a damaged recipe before any pack is fetched. The checksum is no defence
+against a hostile store (anyone can compute it), so `decode` also bounds every length field by
+the store's largest chunk before a reader allocates anything for it.
 """
 
 from __future__ import annotations
@@ -23,11 +25,15 @@ import blake3
 
 from zoostore.core.digest import Digest
 from zoostore.core.errors import FormatError, IntegrityError, NewerFormatError
+from zoostore.storage.codec import MAX_RAW, max_frame
 
 FORMAT = 1
 MAGIC = b"ZOORCP"
 _HEAD = struct.Struct("<6sHQII")
 _ENTRY = struct.Struct("<32sIIQI")
+#: Largest pack offset a recipe may name (256 TiB, far past any pack): keeps seeks and range
+#: arithmetic in range (an offset of 2^63 made readers fail with ValueError).
+MAX_OFFSET = 2**48
 
 
 def blob_key(blob: Digest) -> str:
@@ -84,7 +90,9 @@ class Recipe:
         return bytes(out)
 
     @classmethod
-    def decode(cls, blob: Digest, data: bytes) -> Recipe:
+    def decode(cls, blob: Digest, data: bytes, *, max_chunk: int = MAX_RAW) -> Recipe:
+        """Parse a recipe whose chunks are at most `max_chunk` raw bytes (the store's
+        `chunking.max_size`). Any malformed field is a FormatError naming the recipe."""
         where = f"recipe {blob_key(blob)}"
         if len(data) < _HEAD.size + 32:
             raise FormatError(f"{where}: truncated ({len(data)} bytes)")
@@ -109,15 +117,33 @@ class Recipe:
         for _ in range(npacks):
             packs.append(Digest.from_bytes(data[pos : pos + 32]))
             pos += 32
-        chunks = []
+        chunks: list[ChunkRef] = []
         total = 0
         for _ in range(nchunks):
             raw, raw_length, pidx, offset, length = _ENTRY.unpack_from(data, pos)
             pos += _ENTRY.size
             if pidx >= npacks:
                 raise FormatError(f"{where}: chunk entry names pack #{pidx} of {npacks}")
+            _check_entry(where, len(chunks), raw_length, offset, length, max_chunk)
             chunks.append(ChunkRef(Digest.from_bytes(raw), raw_length, packs[pidx], offset, length))
             total += raw_length
         if total != size:
             raise FormatError(f"{where}: chunk lengths add up to {total}, file size is {size}")
         return cls(blob, size, tuple(chunks))
+
+
+def _check_entry(where: str, index: int, raw_length: int, offset: int, length: int, max_chunk: int) -> None:
+    """Bound one entry's lengths by the format before a reader allocates or fetches for them."""
+    if raw_length > max_chunk:
+        raise FormatError(
+            f"{where}: chunk #{index} claims {raw_length} raw bytes, more than the store's largest "
+            f"chunk ({max_chunk} bytes): the recipe is damaged or hostile; nothing was read. "
+            f"Run 'zoostore verify --repair' on the store"
+        )
+    if length > max_frame(max_chunk) or length > max_frame(raw_length):
+        raise FormatError(
+            f"{where}: chunk #{index} has a {length}-byte frame for {raw_length} raw bytes, expected "
+            f"at most {max_frame(raw_length)}: the recipe is damaged or hostile; nothing was read"
+        )
+    if offset + length > MAX_OFFSET:
+        raise FormatError(f"{where}: chunk #{index} lies at pack offset {offset}, beyond any pack ({MAX_OFFSET})")

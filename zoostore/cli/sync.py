@@ -15,7 +15,8 @@ def add_parser(sub: Any) -> None:
         description="Place every locked file at {dest}/{model}/{arch}/{path}. Files come from the "
         "local cache or the store (only chunks no cached version holds are downloaded) and are "
         "verified before they appear. An unchanged destination is recognised without re-hashing. "
-        "Files sync placed that left the lock are removed; other files are never touched.",
+        "Files sync placed that left the lock are removed; other files are never touched: a path "
+        "sync wants that holds a file it did not place is left alone and reported (exit 7) unless --force.",
     )
     g = p.add_mutually_exclusive_group()
     g.add_argument("--locked", action="store_true", help="fail (exit 3) if zoo.lock is out of date with zoo.toml")
@@ -26,6 +27,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--link", choices=["auto", "hardlink", "copy", "symlink"], default="auto",
                    help="how files enter dest: auto = hard link when on the cache's filesystem, else copy")
     p.add_argument("--verify", action="store_true", help="re-hash every file in dest instead of trusting the state file")
+    p.add_argument("--force", action="store_true",
+                   help="replace files at wanted paths that sync did not place (or that were modified since); "
+                   "a directory in the way is never replaced")
     p.add_argument("--project", metavar="PATH", help="zoo.toml, pyproject.toml or a directory (default: search up from here)")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     add_quiet(p)
@@ -41,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     project = load_project(args.project)
     progress = TerminalProgress.for_args(args)
     report = sync_project(project, locked=args.locked, frozen=args.frozen, offline=args.offline,
-                          archs=args.arch, dest=args.dest, link=args.link, verify=args.verify,
+                          archs=args.arch, dest=args.dest, link=args.link, verify=args.verify, force=args.force,
                           progress=progress)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))

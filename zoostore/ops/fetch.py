@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from zoostore.core.errors import UsageError
 from zoostore.core.progress import Progress
+
+if TYPE_CHECKING:
+    from zoostore.core.digest import Digest
+    from zoostore.storage.blobs import BlobStore
+    from zoostore.storage.cache import Cache
 
 
 def fetch(model: str, spec: str = "latest", path: str = "", *, arch: str | None = None,
@@ -35,5 +42,23 @@ def fetch(model: str, spec: str = "latest", path: str = "", *, arch: str | None 
         raise UsageError(f"fetch needs a file path; {parsed.model}@{resolved.version} ({resolved.arch}) has: "
                          f"{', '.join(sorted(resolved.files))}")
     entry = find_file(resolved, path)
-    return Cache(cache).ensure(zoo.blobs, entry.blob, model=parsed.model, progress=progress,
-                               what=f"{parsed.model}@{resolved.version} {resolved.arch}/{path}")
+    what = f"{parsed.model}@{resolved.version} {resolved.arch}/{path}"
+    return _cached_verified(Cache(cache), zoo.blobs, entry.blob, model=parsed.model, what=what, progress=progress)
+
+
+def _cached_verified(cache: Cache, blobs: BlobStore | None, blob: Digest, *, model: str, what: str,
+                     progress: Progress | None) -> Path:
+    """The cached file for `blob`, checked before it is returned (`Cache.check`: hashed unless
+    its verified stamp holds); a damaged one is dropped, fetched again, and warned about."""
+    found = cache.check(blob)
+    if found == "damaged":
+        msg = (f"the cached file for {what} ({cache.blob_path(blob)}) no longer hashes to {blob}: "
+               f"dropped it and fetching it again")
+        if progress is not None:
+            progress.note(msg)
+        else:
+            warnings.warn(msg, UserWarning, stacklevel=3)
+    path = cache.ensure(blobs, blob, model=model, progress=progress, what=what)
+    if found != "ok":
+        cache.stamp(blob)   # ensure() verified it as it fetched it
+    return path

@@ -128,17 +128,20 @@ def sync_project(project: Project, *, locked: bool = False, frozen: bool = False
                  and rel not in report.conflicts}
     try:
         needed = _needs(desired, todo, state.files, verify=verify)
-        damaged = {b for b, need in needed.items()
-                   if need.suspect and cache.has(b) and hash_file(cache.blob_path(b)) != b}
-        if not offline and any(not cache.has(b) or b in damaged for b in needed):
+        missing = _check_cache(cache, needed, report, progress)
+        if not offline and missing:
             zoo = _open_lock_store(project, lock, progress)
             report.store_opened = True
             _warn_yanked(zoo, lock, report, progress)
         progress.start("sync files", len(todo), unit="files")
-        cached = _fill_cache(cache, zoo, needed, damaged, lock=lock, progress=progress)
+        cached = _fill_cache(cache, zoo, needed, set(), lock=lock, progress=progress)
+        for blob in missing:
+            cache.stamp(blob)   # ensure() verified it as it fetched it
         # Stale files go before placing: a path that was a directory may now be a file.
         _remove_stale(report, state.files, stale, progress)
         _place_all(report, desired, todo, cached, new_state, link=link, force=force, progress=progress)
+        for blob in cached:
+            cache.stamp(blob, relinked=True)   # a hard link changed ctime, not the bytes
         progress.done("sync files")
     finally:
         write_state(report.dest, new_state)
@@ -147,6 +150,23 @@ def sync_project(project: Project, *, locked: bool = False, frozen: bool = False
             report.bytes_reused = zoo.blobs.stats.bytes_local
     _raise_conflicts(report)
     return report
+
+
+def _check_cache(cache: Cache, needed: Mapping[Digest, Need], report: SyncReport, progress: Progress) -> set[Digest]:
+    """The needed blobs the cache must fetch: absent ones, and damaged ones, which `Cache.check`
+    dropped (with a warning here). A cached file is hashed unless its verified stamp still
+    matches its stat; a suspect one (see Need) always."""
+    missing = set()
+    for blob, need in needed.items():
+        found = cache.check(blob, recheck=need.suspect)
+        if found == "damaged":
+            msg = (f"the cached file for {need.what} ({cache.blob_path(blob)}) no longer hashes to {blob}: "
+                   f"dropped it and fetching it again")
+            report.warnings.append(msg)
+            progress.note(msg)
+        if found != "ok":
+            missing.add(blob)
+    return missing
 
 
 def _ignore(report: SyncReport, entries: Iterable[str], progress: Progress) -> None:

@@ -21,7 +21,8 @@ def add_parser(sub: Any) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--locked", action="store_true", help="fail (exit 3) if zoo.lock is out of date with zoo.toml")
     g.add_argument("--frozen", action="store_true", help="use zoo.lock as it is, without reading zoo.toml's models")
-    p.add_argument("--offline", action="store_true", help="never contact the store; fail naming what is not cached")
+    p.add_argument("--offline", action="store_true",
+                   help="never contact the store; fail naming what is not cached (also: ZOOSTORE_OFFLINE=1)")
     p.add_argument("--arch", action="append", metavar="ARCH", help="only these architectures (repeatable)")
     p.add_argument("--dest", metavar="DIR", help="destination directory (default: zoo.toml's dest)")
     p.add_argument("--link", choices=["auto", "hardlink", "copy", "symlink"], default="auto",
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
     project = load_project(args.project)
     progress = TerminalProgress.for_args(args)
-    report = sync_project(project, locked=args.locked, frozen=args.frozen, offline=args.offline,
+    report = sync_project(project, locked=args.locked, frozen=args.frozen, offline=True if args.offline else None,
                           archs=args.arch, dest=args.dest, link=args.link, verify=args.verify, force=args.force,
                           progress=progress)
     if args.json:

@@ -96,13 +96,17 @@ class Need:
     suspect: bool
 
 
-def sync_project(project: Project, *, locked: bool = False, frozen: bool = False, offline: bool = False,
+def sync_project(project: Project, *, locked: bool = False, frozen: bool = False, offline: bool | None = None,
                  archs: Iterable[str] | None = None, dest: str | os.PathLike[str] | None = None,
                  link: str = "auto", verify: bool = False, force: bool = False, cache: Cache | None = None,
                  progress: Progress | None = None) -> SyncReport:
     """Materialise zoo.lock under dest; see the module docstring. A path that holds something
     sync did not place is left alone and, once everything else is placed, raises
-    DestinationConflictError naming it; `force` replaces such files instead."""
+    DestinationConflictError naming it; `force` replaces such files instead. `offline` (default:
+    $ZOOSTORE_OFFLINE) never contacts the store."""
+    from zoostore.ops.fetch import offline_requested
+
+    offline = offline_requested(offline)
     if link not in LINK_MODES:
         raise UsageError(f"--link {link!r}: expected one of {', '.join(LINK_MODES)}")
     progress = progress or NullProgress()

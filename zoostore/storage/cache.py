@@ -5,7 +5,10 @@
     ├── blobs/<aa>/<blob hex>      a verified file, read-only, uncompressed (hard-link source)
     ├── recipes/<aa>/<blob hex>    its recipe: which chunks sit at which offsets
     ├── verified/<aa>/<blob hex>   "inode size mtime_ns ctime_ns" of the file when last hashed
-    └── models/<model>             blob ids cached for a model, one per line (append-only)
+    ├── models/<model>             blob ids cached for a model, one per line (append-only)
+    └── manifests/<store key>/     what `zoostore.fetch` last read from a store (for --offline):
+        ├── store                  the store's URL (the key is BLAKE3 of it, first 32 hex)
+        └── <model>.toml           the model's manifest as last fetched
 
 A file enters `blobs/` only after its BLAKE3 matched (temp file, verify, atomic rename), so a
 present file is a verified file; several processes may fill the cache at once and the loser of
@@ -36,6 +39,7 @@ from zoostore.storage.blobs import BlobStore, LocalChunk
 from zoostore.core.atomic import atomic_write, stale_temp
 from zoostore.core.digest import Digest, hash_file
 from zoostore.core.errors import FormatError, IntegrityError, OfflineError, ZooError
+from zoostore.core.names import check_model_name
 from zoostore.core.progress import Progress
 from zoostore.storage.recipe import Recipe
 
@@ -279,3 +283,27 @@ class Cache:
         """Remove a cached file (and its recipe and stamp) that no longer hashes to its name."""
         for path in (self.blob_path(blob), self.recipe_path(blob), self.stamp_path(blob)):
             path.unlink(missing_ok=True)
+
+    # -- manifests as last fetched: what lets `fetch` resolve a spec offline -----------------
+
+    def _manifest_dir(self, store_url: str) -> Path:
+        import blake3
+
+        return self.root / "manifests" / blake3.blake3(store_url.encode("utf-8")).hexdigest()[:32]
+
+    def save_manifest(self, store_url: str, model: str, text: str) -> None:
+        """Keep a copy of `model`'s manifest as just read from `store_url`; best effort."""
+        d = self._manifest_dir(store_url)
+        try:
+            self._write_atomic(d / f"{check_model_name(model)}.toml", text.encode("utf-8"))
+            if not (d / "store").is_file():
+                self._write_atomic(d / "store", store_url.encode("utf-8") + b"\n")
+        except OSError:
+            pass  # a read-only cache: offline resolution is simply unavailable
+
+    def cached_manifest(self, store_url: str, model: str) -> str | None:
+        """The manifest text `save_manifest` kept for (store_url, model), else None."""
+        try:
+            return (self._manifest_dir(store_url) / f"{check_model_name(model)}.toml").read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None

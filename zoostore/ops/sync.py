@@ -87,9 +87,9 @@ class Wanted:
 
 @dataclass(frozen=True, slots=True)
 class Need:
-    """A blob the cache must hold, and whether its cached copy must be re-hashed first (a file
-    sync placed that no longer matches may have been written through a hard link, damaging the
-    cached copy too)."""
+    """A blob the cache must hold, and whether its cached copy must be re-hashed even when its
+    verified stamp holds (`--verify`). Without it a cached copy is re-hashed when its stat moved
+    (`Cache.check`): a write through a project's hard link changes the shared inode's ctime."""
 
     model: str
     what: str
@@ -131,7 +131,7 @@ def sync_project(project: Project, *, locked: bool = False, frozen: bool = False
     new_state = {rel: st for rel, st in state.files.items() if rel in desired and rel not in todo
                  and rel not in report.conflicts}
     try:
-        needed = _needs(desired, todo, state.files, verify=verify)
+        needed = _needs(desired, todo, verify=verify)
         missing = _check_cache(cache, needed, report, progress)
         if not offline and missing:
             zoo = _open_lock_store(project, lock, progress)
@@ -188,8 +188,10 @@ def _claim(report: SyncReport, desired: Mapping[str, Wanted], todo: list[str], s
     mine = []
     for rel in todo:
         entry = state.files.get(rel)
-        blobs = (desired[rel].file.blob, *([Digest.parse(entry["blob"])] if entry and _is_digest(entry["blob"]) else []))
-        if owned(report.dest / rel, entry, blobs):
+        blobs = [desired[rel].file.blob]
+        if entry is not None and _is_digest(entry["blob"]):
+            blobs.append(Digest.parse(entry["blob"]))
+        if owned(report.dest / rel, entry, tuple(blobs)):
             mine.append(rel)
         elif force:
             msg = f"{report.dest / rel}: replaced a file sync did not place (--force)"
@@ -290,14 +292,11 @@ def _changed(dest: Path, desired: Mapping[str, Wanted], state: Mapping[str, Mapp
     return todo
 
 
-def _needs(desired: Mapping[str, Wanted], todo: list[str], state: Mapping[str, Any], *,
-           verify: bool) -> dict[Digest, Need]:
+def _needs(desired: Mapping[str, Wanted], todo: list[str], *, verify: bool) -> dict[Digest, Need]:
     needed: dict[Digest, Need] = {}
     for rel in todo:
         w = desired[rel]
-        prev = needed.get(w.file.blob)
-        suspect = verify or rel in state or bool(prev and prev.suspect)
-        needed[w.file.blob] = Need(w.model, w.what, suspect)
+        needed[w.file.blob] = Need(w.model, w.what, verify)
     return needed
 
 

@@ -76,3 +76,25 @@ def test_sync_honours_the_environment_variable(zoo: Store, tmp_path: Path, monke
     with pytest.raises(OfflineError, match=r"m@1.0.0 x86_64/(a|b).txt is not in the cache"):
         sync_project(load_project(project), dest=tmp_path / "third")
     assert cli(["sync", "--project", str(project), "--dest", str(tmp_path / "third"), "-q"]) == 9
+
+
+def test_zoo_urls_read_the_cache_offline(zoo: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import fsspec
+
+    url = zoo.url
+    with fsspec.open("zoo://m@^1.0/x86_64/a.txt", "rb", store=url) as f:
+        assert f.read() == b"a 1.1.0\n"
+    take_store_away(zoo, tmp_path)
+    monkeypatch.setenv("ZOOSTORE_OFFLINE", "1")
+    # The manifest as that read kept it, and the cached file: no store needed.
+    with fsspec.open("zoo://m@^1.0/x86_64/a.txt", "rb", store=url) as f:
+        assert f.read() == b"a 1.1.0\n"
+    fs = fsspec.filesystem("zoo", store=url)
+    assert fs.offline and fs.cat_file("m@1.1.0/x86_64/a.txt", start=2) == b"1.1.0\n"
+    assert sorted(p.rsplit("/", 1)[-1] for p in fs.ls("m@1.1.0/x86_64", detail=False)) == ["a.txt", "b.txt"]
+    with pytest.raises(OfflineError, match=r"zoo://m@\^1.0/x86_64/b.txt is not in the cache"):
+        fs.cat_file("m@^1.0/x86_64/b.txt")
+    with pytest.raises(OfflineError, match="holds no manifest of other"):
+        fs.cat_file("other@1.0.0/x86_64/a.txt")
+    with pytest.raises(OfflineError, match="needs the store"):
+        fs.ls("")

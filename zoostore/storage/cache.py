@@ -293,6 +293,8 @@ class Cache:
 
     def save_manifest(self, store_url: str, model: str, text: str) -> None:
         """Keep a copy of `model`'s manifest as just read from `store_url`; best effort."""
+        if self.cached_manifest(store_url, model) == text:
+            return
         d = self._manifest_dir(store_url)
         try:
             self._write_atomic(d / f"{check_model_name(model)}.toml", text.encode("utf-8"))

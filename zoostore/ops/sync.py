@@ -1,8 +1,10 @@
 """`zoostore sync`: materialise zoo.lock under the project's destination.
 
     read the lock (relock if zoo.toml moved)  ->  plan: which files differ from the state file
-    ->  fetch what the cache lacks  ->  place files  ->  remove files that left the lock
-    ->  write the state file
+    ->  claim: leave alone what sync did not place (a conflict, unless --force)
+    ->  check cached copies (hash unless their verified stamp holds), fetch what is missing
+    ->  remove files that left the lock  ->  place files  ->  write the state file
+    ->  raise DestinationConflictError naming the conflicts, if any
 
 Placing, the state file and destination safety live in `zoostore.ops.place`; locking in
 `zoostore.ops.lock`.

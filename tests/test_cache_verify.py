@@ -128,3 +128,18 @@ def test_symlinks_left_dangling_by_cache_prune_are_placed_again(zoo: Store, tmp_
     assert sorted(r.placed) == ["m/x86_64/labels.txt", "m/x86_64/weights.bin"] and not r.conflicts
     assert weights.read_bytes() == WEIGHTS
     assert sync_project(load_project(p), link="symlink").unchanged == 2
+
+
+def test_verify_rehashes_the_cache_even_when_the_stamp_holds(zoo: Store, tmp_path: Path) -> None:
+    """Damage no stat shows (bit rot under an unchanged ctime, simulated by re-stamping) passes
+    the stamp; --verify hashes anyway, drops the file and fetches it again."""
+    a = project(tmp_path, "a")
+    sync_project(load_project(a), link="copy")
+    blob = weights_blob(zoo)
+    flip_a_bit(Cache().blob_path(blob))
+    Cache().stamp(blob)   # the stamp now matches the damaged file
+    b = project(tmp_path, "b")
+    r = sync_project(load_project(b), link="copy", verify=True)
+    assert any("no longer hashes to" in w for w in r.warnings)
+    assert (b / "models/m/x86_64/weights.bin").read_bytes() == WEIGHTS
+    assert hash_file(Cache().blob_path(blob)) == blob

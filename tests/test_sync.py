@@ -19,6 +19,7 @@ from zoostore.cli import main as cli
 from zoostore.documents.store_config import StoreConfig
 from zoostore.documents.project import load_project
 from zoostore.core.errors import (
+    DestinationConflictError,
     FormatError, LockOutOfDateError, NotFoundError, OfflineError, ResolutionError, UsageError,
 )
 from zoostore.documents.lockfile import Lock
@@ -158,7 +159,7 @@ def test_files_that_left_the_lock_are_removed_others_never(env: dict[str, Any]) 
     assert mine.read_text() == "keep me"
 
 
-def test_modified_file_is_replaced_and_verify_rehashes(env: dict[str, Any]) -> None:
+def test_modified_file_is_kept_unless_forced_and_verify_rehashes(env: dict[str, Any]) -> None:
     project = env["project"]
     write_config(project, 'net = "1.0.0"')
     sync_project(load_project(project), link="copy")
@@ -166,9 +167,15 @@ def test_modified_file_is_replaced_and_verify_rehashes(env: dict[str, Any]) -> N
     os.chmod(target, 0o644)
     st = target.stat()
     target.write_text("tampered\n")
-    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))  # same mtime, same size? no: size differs
-    r = sync_project(load_project(project))
-    assert "net/x86_64/labels.txt" in r.placed and target.read_text() == "labels v1\n"
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))  # same mtime, but the size differs
+    # A placed file edited since is the user's now: left alone, named, exit 7, unless --force.
+    with pytest.raises(DestinationConflictError, match="net/x86_64/labels.txt.*--force") as exc:
+        sync_project(load_project(project))
+    assert exc.value.paths == ["net/x86_64/labels.txt"] and target.read_text() == "tampered\n"
+    assert cli(["sync", "--project", str(project), "-q"]) == 7 and target.read_text() == "tampered\n"
+    r = sync_project(load_project(project), force=True)
+    assert "net/x86_64/labels.txt" in r.placed and r.replaced == ["net/x86_64/labels.txt"]
+    assert target.read_text() == "labels v1\n"
     # Same size and mtime: only --verify notices.
     os.chmod(target, 0o644)
     st = target.stat()

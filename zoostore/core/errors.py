@@ -95,6 +95,15 @@ class ImmutableError(ZooError, FileExistsError):
     """An attempt to change a published (version, arch) entry."""
 
 
+class DestinationConflictError(ZooError, FileExistsError):
+    """sync wants a path in its destination that holds something it did not place (a user's
+    file, a placed file modified since, a directory); it was left alone. `paths` names them."""
+
+    def __init__(self, message: str, *, paths: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.paths = list(paths or [])
+
+
 class RemoteError(ZooError, ConnectionError):
     """A remote store kept failing (connection, timeout, HTTP 5xx) after the retry budget, or
     answered with an HTTP error that retrying cannot fix; names the URL, the status and the budget."""

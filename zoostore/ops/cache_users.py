@@ -52,7 +52,7 @@ def project_pins(cache: Cache, *, forget_missing: bool = True) -> tuple[set[Dige
                 entry.unlink(missing_ok=True)
             continue
         live.append(dest)
-        for item in read_state(dest).values():
+        for item in read_state(dest).files.values():
             try:
                 pins.add(Digest.parse(str(item.get("blob"))))
             except (ZooError, AttributeError):

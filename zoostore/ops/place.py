@@ -3,10 +3,18 @@
     {dest}/{model}/{arch}/{path}          files placed by sync (hard links into the cache)
     {dest}/.zoostore-state.json           what sync placed: path -> blob, size, mtime, inode
 
-Destination safety: a file is placed through a temp name in its final directory and renamed
-over the target, so a crash never leaves a partial file; a directory that resolves outside
-`dest` (a symlink planted there) is refused; files sync did not place are never touched, and a
-placed file is removed only while its stat still matches the state file.
+Destination safety, the rules (docs/consumer.md repeats them):
+- sync replaces or removes only what it placed: a path whose state entry still matches the
+  file's stat, or whose bytes are those of the blob recorded or wanted. Anything else at a
+  path sync wants (a user's file, a placed file edited since) is a conflict: reported and left
+  alone, unless `force` says to replace it. A directory in the way is never deleted.
+- Every state-file key and lockfile path is checked like a manifest path (relative, no `..`,
+  no empty parts); an invalid one is ignored and reported, never deleted or written through.
+  Directories are walked one component at a time and a symlinked or escaping one is refused.
+- A file is placed through a temp name in its final directory (created with O_EXCL, a link or
+  symlink that fails if the name exists: never following a planted symlink) and renamed over
+  the target, so a crash never leaves a partial file. Temp names are short (core.atomic), so a
+  file name up to the file system's limit fits.
 
 Light on purpose: sync's no-op path reads the state file through this module.
 """
@@ -16,13 +24,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Mapping
+import stat
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zoostore.core.atomic import atomic_write, temp_name
+from zoostore.core.atomic import atomic_write, open_temp, temp_name
 from zoostore.core.digest import Digest, hash_file
-from zoostore.core.errors import IntegrityError, UsageError
+from zoostore.core.errors import DestinationConflictError, IntegrityError, InvalidPathError, UsageError
+from zoostore.core.names import check_relpath
 
 STATE_NAME = ".zoostore-state.json"
 LINK_MODES = ("auto", "hardlink", "copy", "symlink")
@@ -32,35 +43,81 @@ _STAT_KEYS = ("size", "mtime_ns", "ino")
 StateEntry = Mapping[str, Any]
 
 
+@dataclass
+class State:
+    """The state file, read: valid entries by path relative to dest, and what was ignored."""
+
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ignored: list[str] = field(default_factory=list)  # "key: why", never acted upon
+
+
 def stat_key(st: os.stat_result) -> tuple[int, int, int]:
     return st.st_size, st.st_mtime_ns, st.st_ino
 
 
 def unchanged_since(target: Path, entry: StateEntry) -> bool:
-    """Whether `target` still has the size, mtime and inode the state file recorded."""
+    """Whether `target` still has the size, mtime and inode the state file recorded (and, for a
+    symlink, still leads to a file: `cache prune` may have left it dangling)."""
     try:
-        key = stat_key(target.lstat())
+        st = target.lstat()
     except OSError:
         return False
-    return list(key) == [entry.get(k) for k in _STAT_KEYS]
+    if list(stat_key(st)) != [entry.get(k) for k in _STAT_KEYS]:
+        return False
+    return not stat.S_ISLNK(st.st_mode) or os.path.exists(target)
 
 
 def state_entry(target: Path, blob: Digest) -> dict[str, Any]:
     return {"blob": str(blob), **dict(zip(_STAT_KEYS, stat_key(target.lstat())))}
 
 
-def read_state(dest: Path) -> dict[str, dict[str, Any]]:
-    """The state file's entries by path relative to dest; empty when absent or unreadable
-    (sync then re-examines every file, which is slow but correct)."""
+def check_dest_relpath(rel: str) -> str:
+    """A path relative to dest, `{model}/{arch}/{path}`: relative POSIX, no `..`, no empty or
+    `.` parts, at least three parts; else InvalidPathError."""
+    check_relpath(rel, where="destination")
+    if rel.count("/") < 2:
+        raise InvalidPathError(f"destination: path {rel!r} is not {{model}}/{{arch}}/{{path}}")
+    return rel
+
+
+def _entry_problem(rel: Any, entry: Any) -> str | None:
+    if not isinstance(rel, str):
+        return "key is not a string"
+    try:
+        check_dest_relpath(rel)
+    except InvalidPathError as exc:
+        return str(exc).split(": file paths")[0]
+    if not isinstance(entry, dict) or not isinstance(entry.get("blob"), str):
+        return "entry is not a table with a blob"
+    if not all(type(entry.get(k)) is int for k in _STAT_KEYS):
+        return f"entry lacks integer {', '.join(_STAT_KEYS)}"
+    return None
+
+
+def read_state(dest: Path) -> State:
+    """The state file; empty when absent or unreadable (sync then re-examines every file, which
+    is slow but correct: a file whose bytes are the wanted ones is adopted, others conflict).
+    Invalid entries (a planted `../../x`, an absolute key) are ignored and listed."""
+    state = State()
     try:
         doc = json.loads((dest / STATE_NAME).read_text())
-        files = doc.get("files", {})
-        return files if isinstance(files, dict) and doc.get("format") == 1 else {}
     except (OSError, ValueError):
-        return {}
+        return state
+    files = doc.get("files", {}) if isinstance(doc, dict) and doc.get("format") == 1 else {}
+    if not isinstance(files, dict):
+        return state
+    for rel, entry in files.items():
+        problem = _entry_problem(rel, entry)
+        if problem:
+            state.ignored.append(f"{rel!r}: {problem}")
+        else:
+            state.files[rel] = entry
+    return state
 
 
 def write_state(dest: Path, state: Mapping[str, StateEntry]) -> None:
+    """Write the state file atomically; its temp file is created with O_EXCL|O_NOFOLLOW and a
+    symlink planted at the state file's name is replaced, never written through."""
     dest.mkdir(parents=True, exist_ok=True)
     doc = {"format": 1, "files": {k: dict(v) for k, v in sorted(state.items())}}
     atomic_write(dest / STATE_NAME, json.dumps(doc, indent=1).encode())
@@ -71,42 +128,111 @@ def _inside(dest_real: str, directory: Path) -> bool:
     return real == dest_real or real.startswith(dest_real + os.sep)
 
 
-def safe_parent(dest: Path, target: Path) -> None:
-    """Create target's parent directories, refusing any that resolve outside dest."""
+def resolves_inside(dest: Path, rel: str) -> bool:
+    """Whether dest/rel's directory, symlinks resolved, is inside dest (the file itself is
+    never followed: it is lstat-ed, unlinked or renamed over)."""
+    return _inside(os.path.realpath(dest), (dest / rel).parent)
+
+
+def owned(target: Path, entry: StateEntry | None, blobs: tuple[Digest, ...]) -> bool:
+    """Whether what is at `target` is sync's to replace: it matches its state entry, or its
+    bytes (a symlink: its cache target's name) are one of `blobs`. Absent counts as owned, and
+    so does a directory: both are judged when placing, after stale files have left
+    (`safe_parent`, `clear_target`)."""
+    try:
+        st = target.lstat()
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    if stat.S_ISDIR(st.st_mode):
+        return True
+    if entry is not None and list(stat_key(st)) == [entry.get(k) for k in _STAT_KEYS]:
+        return True
+    if stat.S_ISLNK(st.st_mode):
+        name = os.path.basename(os.readlink(target))
+        return any(name == b.hex for b in blobs)
+    if stat.S_ISREG(st.st_mode):
+        return hash_file(target) in blobs
+    return False
+
+
+def safe_parent(dest: Path, target: Path, *, force: bool = False) -> None:
+    """Create target's parent directories, refusing any that is a symlink or resolves outside
+    dest. A file in the way (a path that was a file in an older version) is a conflict, unless
+    `force`, which replaces it by the directory."""
     dest_real = os.path.realpath(dest)
     d = dest
     for part in target.parent.relative_to(dest).parts:
         d = d / part
         if d.is_symlink() or (d.exists() and not _inside(dest_real, d)):
             raise UsageError(f"{d} is a symlink or leaves {dest}; sync never writes through it. Remove it and sync again")
+        if d.exists() and not d.is_dir():
+            if not force:
+                raise DestinationConflictError(f"{d} is a file where sync needs a directory", paths=[str(d)])
+            d.unlink()
         d.mkdir(exist_ok=True)
+
+
+def clear_target(target: Path) -> None:
+    """Make room at target for a file: an empty directory (left by an older version whose files
+    sync removed) goes; a non-empty one is a conflict, even with --force."""
+    if target.is_dir() and not target.is_symlink():
+        try:
+            target.rmdir()
+        except OSError:
+            raise DestinationConflictError(f"{target} is a directory holding files sync did not place",
+                                           paths=[str(target)]) from None
+
+
+def _temp_link(parent: Path, make: Callable[[Path], None]) -> Path:
+    """A fresh temp name in parent made by `make` (os.link or os.symlink), which fails rather
+    than follow or reuse anything planted at that name."""
+    for _ in range(16):
+        tmp = parent / temp_name()
+        try:
+            make(tmp)
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(f"{parent}: could not create a unique temp name after 16 tries")
+
+
+def _temp_copy(parent: Path, source: Path) -> Path:
+    tmp, f = open_temp(parent)
+    try:
+        with f, open(source, "rb") as src:
+            shutil.copyfileobj(src, f, 1 << 20)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
 
 
 def place_file(cache_file: Path, target: Path, blob: Digest, link: str) -> None:
     """Put the verified cache file at target (hard link, copy or symlink, see LINK_MODES),
     through a temp name and a rename; a copy is hashed again before it becomes visible."""
-    # A short temp name (core.atomic): a target name of up to the file system's limit fits.
-    tmp = target.parent / temp_name()
+    tmp: Path | None = None
     try:
         if link == "symlink":
-            os.symlink(cache_file, tmp)
+            tmp = _temp_link(target.parent, lambda t: os.symlink(cache_file, t))
         elif link in ("auto", "hardlink"):
             try:
-                os.link(cache_file, tmp)
+                tmp = _temp_link(target.parent, lambda t: os.link(cache_file, t))
             except OSError:
                 if link == "hardlink":
                     raise UsageError(f"cannot hard-link {cache_file} to {target} (different filesystems?); use --link copy") from None
                 link = "copy"
         if link == "copy":
-            shutil.copyfile(cache_file, tmp)
+            tmp = _temp_copy(target.parent, cache_file)
             actual = hash_file(tmp)
             if actual != blob:
                 raise IntegrityError(f"copy of {cache_file} hashes to {actual}, expected {blob}; the cache is damaged: "
                                      f"delete {cache_file} and sync again", obj=str(cache_file), expected=blob.hex, actual=actual.hex)
             os.chmod(tmp, 0o444)
+        assert tmp is not None
         os.replace(tmp, target)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
         raise
 
 

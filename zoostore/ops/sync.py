@@ -1,8 +1,10 @@
 """`zoostore sync`: materialise zoo.lock under the project's destination.
 
     read the lock (relock if zoo.toml moved)  ->  plan: which files differ from the state file
-    ->  fetch what the cache lacks  ->  place files  ->  remove files that left the lock
-    ->  write the state file
+    ->  claim: leave alone what sync did not place (a conflict, unless --force)
+    ->  check cached copies (hash unless their verified stamp holds), fetch what is missing
+    ->  remove files that left the lock  ->  place files  ->  write the state file
+    ->  raise DestinationConflictError naming the conflicts, if any
 
 Placing, the state file and destination safety live in `zoostore.ops.place`; locking in
 `zoostore.ops.lock`.
@@ -22,13 +24,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoostore.core.digest import Digest, hash_file
-from zoostore.core.errors import BlobNotFoundError, LockOutOfDateError, NotFoundError, OfflineError, UsageError
+from zoostore.core.errors import (
+    BlobNotFoundError, DestinationConflictError, InvalidPathError, LockOutOfDateError, NotFoundError, OfflineError,
+    UsageError,
+)
 from zoostore.core.progress import NullProgress, Progress
 from zoostore.documents.lockfile import Lock, LockedFile
 from zoostore.documents.project import Project, load_project
 from zoostore.ops.lock import lock_project, out_of_date_reasons
 from zoostore.ops.place import (
-    LINK_MODES, place_file, read_state, remove_placed, safe_parent, state_entry, unchanged_since, write_state,
+    LINK_MODES, State, check_dest_relpath, clear_target, owned, place_file, read_state, remove_placed, resolves_inside,
+    safe_parent, state_entry, unchanged_since, write_state,
 )
 
 if TYPE_CHECKING:
@@ -46,6 +52,9 @@ class SyncReport:
     unchanged: int = 0
     removed: list[str] = field(default_factory=list)
     kept_modified: list[str] = field(default_factory=list)
+    conflicts: dict[str, str] = field(default_factory=dict)  # path -> why it was left alone
+    replaced: list[str] = field(default_factory=list)   # paths --force replaced
+    ignored: list[str] = field(default_factory=list)    # invalid state-file or lockfile entries
     bytes_downloaded: int = 0   # stored bytes fetched from the store
     bytes_reused: int = 0       # chunk bytes read from cached older versions instead
     bytes_placed: int = 0
@@ -58,6 +67,7 @@ class SyncReport:
         return {
             "dest": str(self.dest), "placed": self.placed, "unchanged": self.unchanged,
             "removed": self.removed, "kept_modified": self.kept_modified,
+            "conflicts": self.conflicts, "replaced": self.replaced, "ignored": self.ignored,
             "bytes_downloaded": self.bytes_downloaded, "bytes_reused": self.bytes_reused,
             "bytes_placed": self.bytes_placed, "store_opened": self.store_opened,
             "relocked": self.relocked, "locked": self.locked, "warnings": self.warnings,
@@ -79,31 +89,41 @@ class Wanted:
 
 @dataclass(frozen=True, slots=True)
 class Need:
-    """A blob the cache must hold, and whether its cached copy must be re-hashed first (a file
-    sync placed that no longer matches may have been written through a hard link, damaging the
-    cached copy too)."""
+    """A blob the cache must hold, and whether its cached copy must be re-hashed even when its
+    verified stamp holds (`--verify`). Without it a cached copy is re-hashed when its stat moved
+    (`Cache.check`): a write through a project's hard link changes the shared inode's ctime."""
 
     model: str
     what: str
     suspect: bool
 
 
-def sync_project(project: Project, *, locked: bool = False, frozen: bool = False, offline: bool = False,
+def sync_project(project: Project, *, locked: bool = False, frozen: bool = False, offline: bool | None = None,
                  archs: Iterable[str] | None = None, dest: str | os.PathLike[str] | None = None,
-                 link: str = "auto", verify: bool = False, cache: Cache | None = None,
+                 link: str = "auto", verify: bool = False, force: bool = False, cache: Cache | None = None,
                  progress: Progress | None = None) -> SyncReport:
-    """Materialise zoo.lock under dest; see the module docstring."""
+    """Materialise zoo.lock under dest; see the module docstring. A path that holds something
+    sync did not place is left alone and, once everything else is placed, raises
+    DestinationConflictError naming it; `force` replaces such files instead. `offline` (default:
+    $ZOOSTORE_OFFLINE) never contacts the store."""
+    from zoostore.ops.fetch import offline_requested
+
+    offline = offline_requested(offline)
     if link not in LINK_MODES:
         raise UsageError(f"--link {link!r}: expected one of {', '.join(LINK_MODES)}")
     progress = progress or NullProgress()
     report = SyncReport(dest=Path(dest) if dest else project.dest)
     lock = _current_lock(project, locked=locked, frozen=frozen, offline=offline, report=report, progress=progress)
-    desired = _desired(lock, archs)
+    desired = _desired(lock, archs, report, progress)
     state = read_state(report.dest)
-    todo = _changed(report.dest, desired, state, verify=verify, report=report)
-    stale = [rel for rel in state if rel not in desired]
+    _ignore(report, state.ignored, progress)
+    todo = _changed(report.dest, desired, state.files, verify=verify, report=report)
+    stale = [rel for rel in state.files if rel not in desired]
     if not todo and not stale:
+        if state.ignored:
+            write_state(report.dest, state.files)  # forget them: reported once
         return report
+    todo = _claim(report, desired, todo, state, force=force, progress=progress)
 
     from zoostore.ops.cache_users import register_dest
     from zoostore.storage.cache import Cache
@@ -112,25 +132,97 @@ def sync_project(project: Project, *, locked: bool = False, frozen: bool = False
     zoo: Store | None = None
     report.dest.mkdir(parents=True, exist_ok=True)
     register_dest(cache, report.dest)
-    new_state = {rel: st for rel, st in state.items() if rel in desired and rel not in todo}
+    new_state = {rel: st for rel, st in state.files.items() if rel in desired and rel not in todo
+                 and rel not in report.conflicts}
     try:
-        needed = _needs(desired, todo, state, verify=verify)
-        damaged = {b for b, need in needed.items()
-                   if need.suspect and cache.has(b) and hash_file(cache.blob_path(b)) != b}
+        needed = _needs(desired, todo, verify=verify)
+        missing = _check_cache(cache, needed, report, progress)
         if not offline:
-            zoo = _store_for(project, lock, report, progress,
-                             data=any(not cache.has(b) or b in damaged for b in needed))
+            zoo = _store_for(project, lock, report, progress, data=bool(missing))
         progress.start("sync files", len(todo), unit="files")
-        cached = _fill_cache(cache, zoo, needed, damaged, lock=lock, progress=progress)
-        _place_all(report, desired, todo, cached, new_state, link=link, progress=progress)
+        cached = _fill_cache(cache, zoo, needed, set(), lock=lock, progress=progress)
+        for blob in missing:
+            cache.stamp(blob)   # ensure() verified it as it fetched it
+        # Stale files go before placing: a path that was a directory may now be a file.
+        _remove_stale(report, state.files, stale, progress)
+        _place_all(report, desired, todo, cached, new_state, link=link, force=force, progress=progress)
+        for blob in cached:
+            cache.stamp(blob, relinked=True)   # a hard link changed ctime, not the bytes
         progress.done("sync files")
-        _remove_stale(report, state, stale, progress)
     finally:
         write_state(report.dest, new_state)
         if zoo is not None:
             report.bytes_downloaded = zoo.blobs.stats.bytes_fetched
             report.bytes_reused = zoo.blobs.stats.bytes_local
+    _raise_conflicts(report)
     return report
+
+
+def _check_cache(cache: Cache, needed: Mapping[Digest, Need], report: SyncReport, progress: Progress) -> set[Digest]:
+    """The needed blobs the cache must fetch: absent ones, and damaged ones, which `Cache.check`
+    dropped (with a warning here). A cached file is hashed unless its verified stamp still
+    matches its stat; a suspect one (see Need) always."""
+    missing = set()
+    for blob, need in needed.items():
+        found = cache.check(blob, recheck=need.suspect)
+        if found == "damaged":
+            msg = (f"the cached file for {need.what} ({cache.blob_path(blob)}) no longer hashes to {blob}: "
+                   f"dropped it and fetching it again")
+            report.warnings.append(msg)
+            progress.note(msg)
+        if found != "ok":
+            missing.add(blob)
+    return missing
+
+
+def _ignore(report: SyncReport, entries: Iterable[str], progress: Progress) -> None:
+    for entry in entries:
+        msg = f"ignored {entry}; sync neither deletes nor writes through it"
+        report.ignored.append(entry)
+        report.warnings.append(msg)
+        progress.note(msg)
+
+
+def _claim(report: SyncReport, desired: Mapping[str, Wanted], todo: list[str], state: State, *,
+           force: bool, progress: Progress) -> list[str]:
+    """The paths of `todo` that sync may (re)place: what is there is absent, sync's own (see
+    `place.owned`), or replaced by `force`. The others become conflicts, left alone."""
+    mine = []
+    for rel in todo:
+        entry = state.files.get(rel)
+        blobs = [desired[rel].file.blob]
+        if entry is not None and _is_digest(entry["blob"]):
+            blobs.append(Digest.parse(entry["blob"]))
+        if owned(report.dest / rel, entry, tuple(blobs)):
+            mine.append(rel)
+        elif force:
+            msg = f"{report.dest / rel}: replaced a file sync did not place (--force)"
+            report.replaced.append(rel)
+            report.warnings.append(msg)
+            progress.note(msg)
+            mine.append(rel)
+        else:
+            report.conflicts[rel] = "sync did not place this file, or it was modified since"
+    return mine
+
+
+def _is_digest(text: str) -> bool:
+    try:
+        Digest.parse(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _raise_conflicts(report: SyncReport) -> None:
+    if not report.conflicts:
+        return
+    items = [f"{rel} ({why})" for rel, why in report.conflicts.items()]
+    shown = "; ".join(items[:10]) + (f"; and {len(items) - 10} more" if len(items) > 10 else "")
+    raise DestinationConflictError(
+        f"sync left {len(report.conflicts)} path(s) in {report.dest} alone: {shown}. Every other file was placed. "
+        f"Move them away and sync again, or run 'zoostore sync --force' to replace them (a directory is never "
+        f"replaced)", paths=list(report.conflicts))
 
 
 def _current_lock(project: Project, *, locked: bool, frozen: bool, offline: bool, report: SyncReport,
@@ -158,8 +250,9 @@ def _current_lock(project: Project, *, locked: bool, frozen: bool, offline: bool
     return result.lock
 
 
-def _desired(lock: Lock, archs: Iterable[str] | None) -> dict[str, Wanted]:
-    """Every file the lock places (only `archs`, when given), by path relative to dest."""
+def _desired(lock: Lock, archs: Iterable[str] | None, report: SyncReport, progress: Progress) -> dict[str, Wanted]:
+    """Every file the lock places (only `archs`, when given), by path relative to dest. An entry
+    whose path would not stay inside dest is ignored and reported."""
     wanted_archs = None
     if archs:
         from zoostore.core.names import normalize_arch
@@ -168,9 +261,21 @@ def _desired(lock: Lock, archs: Iterable[str] | None) -> dict[str, Wanted]:
         missing = wanted_archs - {f.arch for m in lock.models.values() for f in m.files}
         if missing:
             raise UsageError(f"--arch {', '.join(sorted(missing))}: zoo.lock has no files for it; add it to archs in zoo.toml and lock")
-    return {f"{name}/{f.arch}/{f.path}": Wanted(name, m.version, f)
-            for name, m in sorted(lock.models.items()) for f in m.files
-            if wanted_archs is None or f.arch in wanted_archs}
+    desired: dict[str, Wanted] = {}
+    bad = []
+    for name, m in sorted(lock.models.items()):
+        for f in m.files:
+            if wanted_archs is not None and f.arch not in wanted_archs:
+                continue
+            rel = f"{name}/{f.arch}/{f.path}"
+            try:
+                if "/" in f.arch:
+                    raise InvalidPathError(f"arch {f.arch!r} contains '/'")
+                desired[check_dest_relpath(rel)] = Wanted(name, m.version, f)
+            except InvalidPathError as exc:
+                bad.append(f"zoo.lock entry {rel!r} ({exc})")
+    _ignore(report, bad, progress)
+    return desired
 
 
 def _changed(dest: Path, desired: Mapping[str, Wanted], state: Mapping[str, Mapping[str, Any]], *,
@@ -189,14 +294,11 @@ def _changed(dest: Path, desired: Mapping[str, Wanted], state: Mapping[str, Mapp
     return todo
 
 
-def _needs(desired: Mapping[str, Wanted], todo: list[str], state: Mapping[str, Any], *,
-           verify: bool) -> dict[Digest, Need]:
+def _needs(desired: Mapping[str, Wanted], todo: list[str], *, verify: bool) -> dict[Digest, Need]:
     needed: dict[Digest, Need] = {}
     for rel in todo:
         w = desired[rel]
-        prev = needed.get(w.file.blob)
-        suspect = verify or rel in state or bool(prev and prev.suspect)
-        needed[w.file.blob] = Need(w.model, w.what, suspect)
+        needed[w.file.blob] = Need(w.model, w.what, verify)
     return needed
 
 
@@ -223,12 +325,19 @@ def _fill_cache(cache: Cache, zoo: Store | None, needed: Mapping[Digest, Need], 
 
 
 def _place_all(report: SyncReport, desired: Mapping[str, Wanted], todo: list[str], cached: Mapping[Digest, Path],
-               new_state: dict[str, Any], *, link: str, progress: Progress) -> None:
-    """Place the files, in lock order, recording each in the new state as it lands."""
+               new_state: dict[str, Any], *, link: str, force: bool, progress: Progress) -> None:
+    """Place the files, in lock order, recording each in the new state as it lands; a path
+    whose directories hold something sync did not place becomes a conflict."""
     for rel in todo:
         f = desired[rel].file
         target = report.dest / rel
-        safe_parent(report.dest, target)
+        try:
+            safe_parent(report.dest, target, force=force)
+            clear_target(target)
+        except DestinationConflictError as exc:
+            report.conflicts[rel] = str(exc)
+            progress.advance("sync files")
+            continue
         place_file(cached[f.blob], target, f.blob, link)
         new_state[rel] = state_entry(target, f.blob)
         report.placed.append(rel)
@@ -238,9 +347,13 @@ def _place_all(report: SyncReport, desired: Mapping[str, Wanted], todo: list[str
 
 def _remove_stale(report: SyncReport, state: Mapping[str, Mapping[str, Any]], stale: list[str],
                   progress: Progress) -> None:
-    """Remove files sync placed that left the lock; modified ones stay, with a warning."""
+    """Remove files sync placed that left the lock; modified ones stay, with a warning. An entry
+    whose directory resolves outside dest (a symlink planted there) is ignored and reported."""
     for rel in stale:
         target = report.dest / rel
+        if not resolves_inside(report.dest, rel):
+            _ignore(report, [f"state entry {rel!r}: its directory resolves outside {report.dest}"], progress)
+            continue
         removed = remove_placed(report.dest, target, state[rel])
         if removed:
             report.removed.append(rel)

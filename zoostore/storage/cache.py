@@ -4,11 +4,21 @@
     ├── CACHEDIR.TAG               marks the folder as a cache for backup tools
     ├── blobs/<aa>/<blob hex>      a verified file, read-only, uncompressed (hard-link source)
     ├── recipes/<aa>/<blob hex>    its recipe: which chunks sit at which offsets
-    └── models/<model>             blob ids cached for a model, one per line (append-only)
+    ├── verified/<aa>/<blob hex>   "inode size mtime_ns ctime_ns" of the file when last hashed
+    ├── models/<model>             blob ids cached for a model, one per line (append-only)
+    └── manifests/<store key>/     what `zoostore.fetch` last read from a store (for --offline):
+        ├── store                  the store's URL (the key is BLAKE3 of it, first 32 hex)
+        └── <model>.toml           the model's manifest as last fetched
 
 A file enters `blobs/` only after its BLAKE3 matched (temp file, verify, atomic rename), so a
 present file is a verified file; several processes may fill the cache at once and the loser of
 a rename race simply replaces an identical file. Correctness never depends on file locks.
+
+A present file is still not trusted blindly: hard links share its inode with project files, so
+a write to one of those (root, or after a chmod) damages it. `check` re-hashes a cached file
+before it is linked, copied or returned, unless its verified stamp still matches its stat. The
+stamp includes ctime, which no user-level call can set back: a write followed by `os.utime`
+restoring the mtime still misses the stamp and is hashed (and caught).
 
 Chunk reuse: when a model is upgraded, the chunks the new version shares with cached versions
 of the same model (`models/<model>`) are read from those local files instead of the store, so
@@ -26,13 +36,18 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from zoostore.storage.blobs import BlobStore, LocalChunk
 from zoostore.core.atomic import atomic_write, stale_temp
 from zoostore.core.digest import Digest, hash_file
 from zoostore.core.errors import FormatError, IntegrityError, OfflineError, ZooError
+from zoostore.core.names import check_model_name
 from zoostore.core.progress import Progress
 from zoostore.storage.recipe import Recipe
+
+#: What `Cache.check` found: verified, not cached, or damaged (and dropped).
+CacheCheck = Literal["ok", "absent", "damaged"]
 
 CACHEDIR_TAG = (
     "Signature: 8a477f597d28d172789f06886806bc55\n"
@@ -191,6 +206,7 @@ class Cache:
             if not dry_run:
                 f.unlink(missing_ok=True)
                 self.recipe_path(d).unlink(missing_ok=True)
+                self.stamp_path(d).unlink(missing_ok=True)
         return removed, freed
 
     def _entries(self) -> Iterator[tuple[Digest | None, Path, os.stat_result]]:
@@ -211,6 +227,96 @@ class Cache:
                     yield Digest.parse("blake3:" + f.name), f, st
                 except ZooError:
                     continue
+
+    # -- verification before use: a cached file is hashed again unless its stamp still holds --
+
+    def stamp_path(self, blob: Digest) -> Path:
+        return self.root / "verified" / blob.hex[:2] / blob.hex
+
+    def _stat_key(self, blob: Digest) -> str | None:
+        try:
+            st = self.blob_path(blob).lstat()
+        except OSError:
+            return None
+        return f"{st.st_ino} {st.st_size} {st.st_mtime_ns} {st.st_ctime_ns}"
+
+    def _read_stamp(self, blob: Digest) -> str | None:
+        try:
+            return self.stamp_path(blob).read_text().strip()
+        except OSError:
+            return None
+
+    def check(self, blob: Digest, *, recheck: bool = False) -> CacheCheck:
+        """Whether the cached file for `blob` still hashes to it: "ok" (its verified stamp
+        matches its stat, or it was hashed now and stamped), "absent", or "damaged", in which
+        case it is dropped so that `ensure` fetches it again. `recheck` ignores the stamp."""
+        key = self._stat_key(blob)   # before hashing: a write during the hash changes ctime
+        if key is None:
+            return "absent"
+        if not recheck and self._read_stamp(blob) == key:
+            return "ok"
+        try:
+            actual = hash_file(self.blob_path(blob))
+        except FileNotFoundError:
+            return "absent"
+        if actual == blob:
+            self._write_stamp(blob, key)
+            return "ok"
+        self.drop(blob)
+        return "damaged"
+
+    def stamp(self, blob: Digest, *, relinked: bool = False) -> None:
+        """Record the cached file as verified as it is now. Only for a file zoostore verified
+        itself a moment ago: one `ensure` just fetched, or (`relinked`) one `check` passed and
+        sync then hard-linked, which changes ctime only; a `relinked` stamp is refreshed only
+        while inode, size and mtime are still the stamped ones."""
+        key = self._stat_key(blob)
+        if key is None:
+            return
+        if relinked:
+            old = self._read_stamp(blob)
+            if old is None or old.rsplit(" ", 1)[0] != key.rsplit(" ", 1)[0]:
+                return
+            if old == key:
+                return
+        self._write_stamp(blob, key)
+
+    def _write_stamp(self, blob: Digest, key: str) -> None:
+        try:
+            self._write_atomic(self.stamp_path(blob), key.encode() + b"\n")
+        except OSError:
+            pass  # a read-only cache: the file is simply hashed again next time
+
+    def drop(self, blob: Digest) -> None:
+        """Remove a cached file (and its recipe and stamp) that no longer hashes to its name."""
+        for path in (self.blob_path(blob), self.recipe_path(blob), self.stamp_path(blob)):
+            path.unlink(missing_ok=True)
+
+    # -- manifests as last fetched: what lets `fetch` resolve a spec offline -----------------
+
+    def _manifest_dir(self, store_url: str) -> Path:
+        import blake3
+
+        return self.root / "manifests" / blake3.blake3(store_url.encode("utf-8")).hexdigest()[:32]
+
+    def save_manifest(self, store_url: str, model: str, text: str) -> None:
+        """Keep a copy of `model`'s manifest as just read from `store_url`; best effort."""
+        if self.cached_manifest(store_url, model) == text:
+            return
+        d = self._manifest_dir(store_url)
+        try:
+            self._write_atomic(d / f"{check_model_name(model)}.toml", text.encode("utf-8"))
+            if not (d / "store").is_file():
+                self._write_atomic(d / "store", store_url.encode("utf-8") + b"\n")
+        except OSError:
+            pass  # a read-only cache: offline resolution is simply unavailable
+
+    def cached_manifest(self, store_url: str, model: str) -> str | None:
+        """The manifest text `save_manifest` kept for (store_url, model), else None."""
+        try:
+            return (self._manifest_dir(store_url) / f"{check_model_name(model)}.toml").read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
 
 
 def _add_chunks(index: dict[Digest, LocalChunk], path: Path, recipe: Recipe) -> None:

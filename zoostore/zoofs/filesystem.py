@@ -20,10 +20,11 @@ from fsspec.utils import isfilelike
 
 from zoostore.core.atomic import atomic_writer
 from zoostore.core.digest import Digest
-from zoostore.core.errors import IntegrityError, NotFoundError, ResolutionError
+from zoostore.core.errors import IntegrityError, NotFoundError, OfflineError, ResolutionError
 from zoostore.documents.manifest import FileEntry, Manifest, Release
 from zoostore.documents.project import find_store, find_store_url
 from zoostore.documents.resolve import select
+from zoostore.ops.fetch import OFFLINE_ENV, offline_requested
 from zoostore.repository import Store, open_store
 from zoostore.storage.cache import Cache, default_cache_dir
 from zoostore.storage.recipe import Recipe
@@ -60,6 +61,7 @@ class _ZooCached(_Cached):  # type: ignore[misc]  # fsspec ships no type hints
             kwargs["cache"] = str(default_cache_dir())
         elif cache is not False:
             kwargs["cache"] = str(Path(os.fspath(cache)).expanduser().resolve())
+        kwargs["offline"] = offline_requested(kwargs.get("offline"))   # $ZOOSTORE_OFFLINE, now
         return super().__call__(*args, **kwargs)
 
 
@@ -73,6 +75,7 @@ class ZooFileSystem(ReadOnlyMixin, AbstractFileSystem, metaclass=_ZooCached):  #
       cache          local cache directory; default $ZOOSTORE_CACHE or ~/.cache/zoostore;
                      False reads whole files straight from the store (still verified)
       manifest_ttl   seconds a manifest is reused (default 30); 0 re-reads on every call
+      offline        never contact the store (default: $ZOOSTORE_OFFLINE): cache only
     """
 
     protocol = "zoo"
@@ -80,7 +83,8 @@ class ZooFileSystem(ReadOnlyMixin, AbstractFileSystem, metaclass=_ZooCached):  #
 
     def __init__(self, *, store: str | Store, store_options: Mapping[str, Any] | None = None,
                  cache: str | bool = True, manifest_ttl: float = DEFAULT_MANIFEST_TTL,
-                 store_defaults: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+                 store_defaults: Mapping[str, Any] | None = None, offline: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._store_arg = store
         self._store_options = dict(store_options or {})
@@ -88,6 +92,7 @@ class ZooFileSystem(ReadOnlyMixin, AbstractFileSystem, metaclass=_ZooCached):  #
         self._zoo: Store | None = store if isinstance(store, Store) else None
         self.cache: Cache | None = None if cache is False else Cache(str(cache))
         self.manifest_ttl = float(manifest_ttl)
+        self.offline = bool(offline)
         self._lock = threading.Lock()
         self._manifests: dict[str, tuple[float, Manifest]] = {}
         self._models: tuple[float, list[str]] | None = None
@@ -98,6 +103,9 @@ class ZooFileSystem(ReadOnlyMixin, AbstractFileSystem, metaclass=_ZooCached):  #
     @property
     def zoo(self) -> Store:
         """The opened store, opened on first use."""
+        if self._zoo is None and self.offline:
+            raise OfflineError(f"zoo:// is offline (offline=True or ${OFFLINE_ENV}); a model listing or an uncached "
+                               f"file needs the store {self.store_url}: read it once online, or unset ${OFFLINE_ENV}")
         if self._zoo is None:
             with self._lock:
                 if self._zoo is None:
@@ -145,10 +153,20 @@ class ZooFileSystem(ReadOnlyMixin, AbstractFileSystem, metaclass=_ZooCached):  #
             cached = self._manifests.get(model)
         if cached is not None and self._fresh(cached[0]):
             return cached[1]
-        manifest: Manifest = self.zoo.manifest(model)  # NotFoundError lists the models
+        manifest = self._offline_manifest(model) if self.offline else self.zoo.manifest(model)
+        if self.cache is not None and not self.offline:
+            self.cache.save_manifest(self.store_url, model, manifest.to_toml())
         with self._lock:
             self._manifests[model] = (time.monotonic(), manifest)
         return manifest
+
+    def _offline_manifest(self, model: str) -> Manifest:
+        text = self.cache.cached_manifest(self.store_url, model) if self.cache is not None else None
+        if text is None:
+            raise OfflineError(f"zoo:// is offline (offline=True or ${OFFLINE_ENV}): the cache holds no manifest "
+                               f"of {model} from {self.store_url} (never read online on this machine); read it "
+                               f"once online, or unset ${OFFLINE_ENV}")
+        return Manifest.parse(text, where=f"{self.store_url.rstrip('/')}/manifests/{model}.toml (cached copy)")
 
     def _release(self, zp: ZooPath) -> Release:
         """The release a path's spec picks (for its arch, when it names one)."""
@@ -364,7 +382,7 @@ class ZooFileSystem(ReadOnlyMixin, AbstractFileSystem, metaclass=_ZooCached):  #
         absent), or streamed from the store when this filesystem has no cache."""
         if self.cache is None:
             return b"".join(self._stream(entry, what))
-        blobs = self.zoo.blobs
+        blobs = None if self.offline else self.zoo.blobs   # offline: ensure() names what is not cached
         data = self.cache.ensure(blobs, entry.blob, model=model, what=what).read_bytes()
         if Digest.of(data) != entry.blob:
             # Changed in place through a hard link: re-hash, drop and fetch again.
@@ -457,7 +475,8 @@ class ZooFileSystem(ReadOnlyMixin, AbstractFileSystem, metaclass=_ZooCached):  #
         local = None
         if self.cache is not None:
             # verify=True re-hashes a cached file (changed in place through a hard link?).
-            local = self.cache.ensure(self.zoo.blobs, entry.blob, model=release.model, what=what, verify=True)
+            blobs = None if self.offline else self.zoo.blobs
+            local = self.cache.ensure(blobs, entry.blob, model=release.model, what=what, verify=True)
         if outfile is not None:
             if local is not None:
                 with open(local, "rb") as src:

@@ -1,0 +1,145 @@
+"""The cache is never trusted blindly: a cached file is hashed before it is linked, copied or
+returned by `zoostore.fetch`, unless its verified stamp (inode, size, mtime, ctime) still holds;
+a damaged one is dropped and fetched again with a warning. Dangling symlinks are re-placed."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import zoostore
+import zoostore.storage.cache
+from zoostore.cli import main as cli
+from zoostore.core.digest import Digest, hash_file
+from zoostore.documents.project import load_project
+from zoostore.documents.store_config import StoreConfig
+from zoostore.ops.publish import publish
+from zoostore.ops.sync import sync_project
+from zoostore.repository import Store, init_store
+from zoostore.storage.cache import Cache
+
+WEIGHTS = bytes(range(256)) * 2048   # 512 KiB: several chunks
+
+
+@pytest.fixture
+def zoo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Store:
+    monkeypatch.setenv("ZOOSTORE_CACHE", str(tmp_path / "cache"))
+    store, _ = init_store(tmp_path / "store", config=StoreConfig(pack_target_size=256 * 1024))
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "weights.bin").write_bytes(WEIGHTS)
+    (src / "labels.txt").write_text("cat\ndog\n")
+    publish(store, "m", "1.0.0", [src], arch="x86_64", check=False)
+    return store
+
+
+def project(tmp_path: Path, name: str) -> Path:
+    p = tmp_path / name
+    p.mkdir()
+    (p / "zoo.toml").write_text('store = "../store"\narchs = ["x86_64"]\n[models]\nm = "1.0.0"\n')
+    return p
+
+
+def weights_blob(zoo: Store) -> Digest:
+    return zoo.resolve("m", "1.0.0", arch="x86_64").files["weights.bin"].blob
+
+
+def flip_a_bit(path: Path) -> None:
+    """Damage a file in place the way a stray write would, then set its mtime back: size and
+    mtime are unchanged, only ctime (which no user call can restore) moves."""
+    st = path.stat()
+    os.chmod(path, 0o644)
+    with open(path, "r+b") as f:
+        f.seek(1000)
+        byte = f.read(1)[0]
+        f.seek(1000)
+        f.write(bytes([byte ^ 0x10]))
+    os.chmod(path, st.st_mode & 0o777)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_size, after.st_mtime_ns, after.st_ino) == (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def count_hashes(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    calls: list[Path] = []
+
+    def counting(path: str | os.PathLike[str]) -> Digest:
+        calls.append(Path(path))
+        return hash_file(path)
+
+    monkeypatch.setattr(zoostore.storage.cache, "hash_file", counting)
+    return calls
+
+
+def test_flipped_bit_in_cache_is_dropped_and_fetched_again(zoo: Store, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    first = project(tmp_path, "a")
+    sync_project(load_project(first))
+    blob = weights_blob(zoo)
+    cached = Cache().blob_path(blob)
+    flip_a_bit(cached)
+    second = project(tmp_path, "b")
+    assert cli(["sync", "--project", str(second)]) == 0
+    err = capsys.readouterr().err
+    assert f"no longer hashes to {blob}" in err and "fetching it again" in err
+    assert (second / "models/m/x86_64/weights.bin").read_bytes() == WEIGHTS
+    assert hash_file(cached) == blob
+    # The same damage seen by zoostore.fetch: a warning, then the right bytes.
+    flip_a_bit(cached)
+    with pytest.warns(UserWarning, match="no longer hashes to"):
+        path = zoostore.fetch("m", "1.0.0", "weights.bin", arch="x86_64", store=zoo.url)
+    assert path.read_bytes() == WEIGHTS
+
+
+def test_verified_stamp_avoids_rehashing(zoo: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    hashes = count_hashes(monkeypatch)
+    sync_project(load_project(project(tmp_path, "a")))
+    assert hashes == []   # fetched files were verified while fetching, then stamped
+    # A second project hard-links the same cached files: the stamp survives the first project's
+    # links (which changed ctime), so nothing is hashed again.
+    r = sync_project(load_project(project(tmp_path, "b")))
+    assert len(r.placed) == 2 and hashes == [] and not r.store_opened
+    path = zoostore.fetch("m", "1.0.0", "weights.bin", arch="x86_64", store=zoo.url)
+    assert path.read_bytes() == WEIGHTS and hashes == []
+    # A stamp that no longer matches (here: removed) means one hash, then a new stamp.
+    Cache().stamp_path(weights_blob(zoo)).unlink()
+    sync_project(load_project(project(tmp_path, "c")))
+    assert hashes == [Cache().blob_path(weights_blob(zoo))]
+
+
+def test_copy_mode_also_checks_the_cache_first(zoo: Store, tmp_path: Path) -> None:
+    sync_project(load_project(project(tmp_path, "a")))
+    flip_a_bit(Cache().blob_path(weights_blob(zoo)))
+    r = sync_project(load_project(project(tmp_path, "b")), link="copy")
+    assert any("no longer hashes to" in w for w in r.warnings) and r.store_opened
+    assert (tmp_path / "b/models/m/x86_64/weights.bin").read_bytes() == WEIGHTS
+
+
+def test_symlinks_left_dangling_by_cache_prune_are_placed_again(zoo: Store, tmp_path: Path) -> None:
+    p = project(tmp_path, "a")
+    sync_project(load_project(p), link="symlink")
+    weights = p / "models/m/x86_64/weights.bin"
+    assert weights.is_symlink() and weights.read_bytes() == WEIGHTS
+    assert cli(["cache", "prune", "--all"]) == 0
+    assert not weights.exists()   # dangling
+    r = sync_project(load_project(p), link="symlink")
+    assert sorted(r.placed) == ["m/x86_64/labels.txt", "m/x86_64/weights.bin"] and not r.conflicts
+    assert weights.read_bytes() == WEIGHTS
+    assert sync_project(load_project(p), link="symlink").unchanged == 2
+
+
+def test_verify_rehashes_the_cache_even_when_the_stamp_holds(zoo: Store, tmp_path: Path) -> None:
+    """Damage no stat shows (bit rot under an unchanged ctime, simulated by re-stamping) passes
+    the stamp; --verify hashes anyway, drops the file and fetches it again."""
+    a = project(tmp_path, "a")
+    sync_project(load_project(a), link="copy")
+    blob = weights_blob(zoo)
+    flip_a_bit(Cache().blob_path(blob))
+    Cache().stamp(blob)   # the stamp now matches the damaged file
+    b = project(tmp_path, "b")
+    r = sync_project(load_project(b), link="copy", verify=True)
+    assert any("no longer hashes to" in w for w in r.warnings)
+    assert (b / "models/m/x86_64/weights.bin").read_bytes() == WEIGHTS
+    assert hash_file(Cache().blob_path(blob)) == blob

@@ -14,21 +14,20 @@ from pathlib import Path
 from typing import Any
 
 from fsspec.callbacks import DEFAULT_CALLBACK, Callback
-from fsspec.config import apply_config
-from fsspec.spec import AbstractFileSystem, _Cached
+from fsspec.spec import AbstractFileSystem
 from fsspec.utils import isfilelike
 
 from zoostore.core.atomic import atomic_writer
 from zoostore.core.digest import Digest
 from zoostore.core.errors import IntegrityError, NotFoundError, OfflineError, ResolutionError
 from zoostore.documents.manifest import FileEntry, Manifest, Release
-from zoostore.documents.project import find_store, find_store_url
 from zoostore.documents.resolve import select
-from zoostore.ops.fetch import OFFLINE_ENV, offline_requested
+from zoostore.ops.fetch import OFFLINE_ENV
 from zoostore.repository import Store, open_store
-from zoostore.storage.cache import Cache, default_cache_dir
+from zoostore.storage.cache import Cache
 from zoostore.storage.recipe import Recipe
 from zoostore.zoofs.file import ZooFile
+from zoostore.zoofs.instances import _ZooCached
 from zoostore.zoofs.paths import ZooPath, dir_info, file_info, listing, read_only_error, version_info
 from zoostore.zoofs.reading import read_local, span, stream
 from zoostore.zoofs.readonly import ReadOnlyMixin
@@ -41,29 +40,6 @@ __all__ = ["ZooFileSystem"]
 DEFAULT_MANIFEST_TTL = 30.0
 #: Recipes an instance keeps decoded (a 1 GB file's recipe is about 850 KB).
 RECIPES_KEPT = 256
-
-class _ZooCached(_Cached):  # type: ignore[misc]  # fsspec ships no type hints
-    """fsspec's instance cache, keyed on the store actually used: the store named by the
-    environment or a zoo.toml is resolved before the cache token is computed, so two stores
-    never share an instance and a pickled instance names its store explicitly."""
-
-    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
-        kwargs = apply_config(cls, kwargs)
-        store = kwargs.get("store")
-        if store is None:
-            kwargs["store"], defaults = find_store()
-            if defaults:  # zoo.toml's [store_options], under any store_options given
-                kwargs["store_defaults"] = defaults
-        elif not isinstance(store, Store):
-            kwargs["store"] = find_store_url(store)
-        cache = kwargs.get("cache")
-        if cache is None or cache is True:
-            kwargs["cache"] = str(default_cache_dir())
-        elif cache is not False:
-            kwargs["cache"] = str(Path(os.fspath(cache)).expanduser().resolve())
-        kwargs["offline"] = offline_requested(kwargs.get("offline"))   # $ZOOSTORE_OFFLINE, now
-        return super().__call__(*args, **kwargs)
-
 
 class ZooFileSystem(ReadOnlyMixin, AbstractFileSystem, metaclass=_ZooCached):  # type: ignore[misc]
     """Read-only `zoo://` filesystem; see the package docstring for the path grammar.

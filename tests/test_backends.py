@@ -459,7 +459,7 @@ def test_s3_retries_truncated_bodies(moto_endpoint: str, monkeypatch: pytest.Mon
         if method == "get_object" and truncated[0] < 2:
             truncated[0] += 1
 
-            async def short_read() -> bytes:
+            async def short_read(*_: Any) -> bytes:  # StreamingBody.read(amt=None)
                 raise IncompleteReadError(actual_bytes=10, expected_bytes=len(PAYLOAD))
 
             response["Body"].read = short_read

@@ -31,6 +31,7 @@ STORE_COMMANDS = ("init", "config", "publish", "meta", "tag", "yank", "ls", "cat
 
 #: Exit codes, most specific class first. 0 ok, 1 generic failure, 2 usage.
 EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
+    (errors.Interrupted, 130),
     (errors.LockOutOfDateError, 3),
     (errors.IntegrityError, 4),
     (errors.NewerFormatError, 5),
@@ -177,8 +178,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         with cli_options(parse_option_pairs(getattr(args, "store_option", None) or [])):
             return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print("zoostore: interrupted", file=sys.stderr)
+    except (KeyboardInterrupt, errors.Interrupted):
+        from zoostore.core import cancel
+
+        cancel.request()
+        print("zoostore: interrupted; run the command again to resume", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 1

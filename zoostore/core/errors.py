@@ -141,3 +141,8 @@ class CheckFailedError(ZooError, RuntimeError):
 
 class BuildError(ZooError, RuntimeError):
     """A TVM build failed; names the model, the step and the underlying error."""
+
+
+class Interrupted(ZooError):
+    """The user interrupted the command (Ctrl-C): work stopped at the next check, temp files
+    were removed, and what was verified so far stays for the next run. Exit code 130."""

@@ -308,10 +308,13 @@ def _fill_cache(cache: Cache, zoo: Store | None, needed: Mapping[Digest, Need], 
     and one file's decode leaves cores idle while its next segment is fetched."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from zoostore.core import cancel
+
     index = cache.local_index()  # one per sync: each cached recipe is read at most once
 
     def fill(blob: Digest) -> Path:
         need = needed[blob]
+        cancel.check()  # after Ctrl-C, files not started yet are skipped
         try:
             return cache.ensure(zoo.blobs if zoo else None, blob, model=need.model, progress=progress,
                                 what=need.what, verify=blob in damaged, index=index)
@@ -320,7 +323,7 @@ def _fill_cache(cache: Cache, zoo: Store | None, needed: Mapping[Digest, Need], 
                                 f"(gc?) or never published. Run 'zoostore lock --upgrade {need.model}' to move to a "
                                 f"version the store has") from None
 
-    with ThreadPoolExecutor(max_workers=SYNC_FILES_IN_FLIGHT) as pool:
+    with ThreadPoolExecutor(max_workers=SYNC_FILES_IN_FLIGHT) as pool, cancel.on_interrupt():
         return dict(zip(needed, pool.map(fill, needed)))
 
 

@@ -15,6 +15,7 @@ the blob id, and only then renamed into place. Reader threads live as long as th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -30,7 +31,8 @@ from zoostore.storage import codec
 from zoostore.storage.backends.base import Backend
 from zoostore.storage.params import StorageParams
 from zoostore.storage.writer import BlobWriter, Hashed, PutResult
-from zoostore.core.atomic import atomic_writer
+from zoostore.core import cancel
+from zoostore.core.atomic import open_temp
 from zoostore.core.digest import Digest
 from zoostore.core.errors import BlobNotFoundError, FormatError, IntegrityError, ObjectNotFoundError
 from zoostore.storage.pack import pack_key
@@ -216,6 +218,7 @@ class BlobStore:
     def _load_segment(self, recipe: Recipe, kind: str, idx: list[int],
                       local: Mapping[Digest, LocalChunk] | None) -> bytearray:
         """The raw bytes of the run `idx` (consecutive chunks of the file), each verified."""
+        cancel.check()  # a stopped read starts no new request
         refs = [recipe.chunks[i] for i in idx]
         out = bytearray(sum(ref.raw_length for ref in refs))
         if kind == "remote":
@@ -360,9 +363,13 @@ class BlobStore:
 
     def get_file(self, blob: Digest, dest: str | os.PathLike[str], *,
                  local: Mapping[Digest, LocalChunk] | None = None,
-                 progress: Progress | None = None, mode: int | None = None) -> Path:
+                 progress: Progress | None = None, mode: int | None = None,
+                 partial: Path | None = None) -> Path:
         """Write the blob to `dest`, verified; `dest` appears only when complete and correct.
-        On any failure nothing is left at `dest` (an existing file there stays untouched)."""
+        On any failure nothing is left at `dest` (an existing file there stays untouched). With
+        `partial`, a stopped or failed read keeps what it wrote there (a prefix of verified
+        chunks) when that is more than `partial` held, so the next read can resume from it
+        (the caller offers its chunks as `local`, which are verified again on use)."""
         progress = progress or NullProgress()
         dest = Path(dest)
         recipe = self.recipe(blob)
@@ -370,13 +377,15 @@ class BlobStore:
         hasher = blake3.blake3()
         task = f"get {dest.name}"
         progress.start(task, recipe.size)
+        tmp, out = open_temp(dest.parent)
         try:
             # No fsync, as before: a crash may lose the file but never leaves a partial one at dest.
-            with atomic_writer(dest, fsync=False) as out:
+            with out:
                 for _, data in self._iter_segments(recipe, range(len(recipe.chunks)), local):
                     out.write(data)
                     hasher.update(data)
                     progress.advance(task, len(data))
+                    cancel.check(f"reading {dest.name}")
                 actual = hasher.hexdigest()
                 if actual != blob.hex:
                     raise IntegrityError(
@@ -387,9 +396,29 @@ class BlobStore:
                     )
                 if mode is not None:
                     os.fchmod(out.fileno(), mode)
+            os.replace(tmp, dest)
+            if partial is not None:
+                partial.unlink(missing_ok=True)
+        except BaseException as exc:
+            _keep_or_drop(tmp, partial, keep=not isinstance(exc, IntegrityError))
+            raise
         finally:
             progress.done(task)
         return dest
+
+
+def _keep_or_drop(tmp: Path, partial: Path | None, *, keep: bool) -> None:
+    """After a failed read: keep the temp file as `partial` when it got further than the one
+    there, else remove it. Best effort: this runs while an error is on its way up."""
+    try:
+        if keep and partial is not None and tmp.stat().st_size > (partial.stat().st_size if partial.exists() else 0):
+            partial.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, partial)
+            return
+    except OSError:
+        pass
+    with contextlib.suppress(OSError):
+        tmp.unlink()
 
 
 __all__ = ["BlobStore", "BlobWriter", "LocalChunk", "PutResult", "ReadStats"]

@@ -167,11 +167,17 @@ class Cache:
         self._prepare()
         recipe = blobs.recipe(blob)
         self._write_atomic(self.recipe_path(blob), recipe.encode())
-        local = index.chunks(model) if model and index is not None else {}
-        blobs.get_file(blob, path, local=local or None, progress=progress, mode=0o444)
+        local = dict(index.chunks(model)) if model and index is not None else {}
+        partial = self.partial_path(blob)
+        local.update(_partial_chunks(partial, recipe))  # what an interrupted read verified
+        blobs.get_file(blob, path, local=local or None, progress=progress, mode=0o444, partial=partial)
         if model and index is not None:
             index.note(model, blob, recipe)
         return path
+
+    def partial_path(self, blob: Digest) -> Path:
+        """Where an interrupted read of `blob` keeps the prefix it wrote (resumed from)."""
+        return self.root / "partial" / blob.hex[:2] / blob.hex
 
     def info(self) -> CacheInfo:
         count = total = 0
@@ -207,6 +213,23 @@ class Cache:
                 f.unlink(missing_ok=True)
                 self.recipe_path(d).unlink(missing_ok=True)
                 self.stamp_path(d).unlink(missing_ok=True)
+        n, size = self._prune_partials(keep, older_than=older_than, dry_run=dry_run, now=now)
+        return removed + n, freed + size
+
+    def _prune_partials(self, keep: set[Digest], *, older_than: float | None, dry_run: bool,
+                        now: float) -> tuple[int, int]:
+        """Prefixes kept by interrupted reads (`partial/`) go by the same rules as files."""
+        removed = freed = 0
+        for f in sorted((self.root / "partial").glob("*/*")):
+            try:
+                st, d = f.stat(), Digest.parse("blake3:" + f.name)
+            except (OSError, ZooError):
+                continue
+            if d in keep or (older_than is not None and now - st.st_mtime < older_than):
+                continue
+            removed, freed = removed + 1, freed + st.st_size
+            if not dry_run:
+                f.unlink(missing_ok=True)
         return removed, freed
 
     def _entries(self) -> Iterator[tuple[Digest | None, Path, os.stat_result]]:
@@ -370,3 +393,14 @@ class LocalIndex:
                     self._unread.setdefault(model, []).append(blob)
             if recipe is not None:
                 _add_chunks(self._chunks.setdefault(model, {}), self._cache.blob_path(blob), recipe)
+
+
+def _partial_chunks(partial: Path, recipe: Recipe) -> dict[Digest, LocalChunk]:
+    """The chunks a kept partial file holds whole (its prefix); the reader verifies each before
+    use, so a damaged partial file costs a download, never wrong bytes."""
+    try:
+        size = partial.stat().st_size
+    except OSError:
+        return {}
+    return {ref.chunk: LocalChunk(partial, start, ref.raw_length)
+            for ref, start in zip(recipe.chunks, recipe.starts) if start + ref.raw_length <= size}

@@ -34,6 +34,7 @@ from typing import Protocol
 
 import blake3
 
+from zoostore.core import cancel
 from zoostore.core.digest import Digest, hash_file
 from zoostore.core.errors import UsageError
 from zoostore.core.progress import Progress
@@ -139,6 +140,8 @@ class BlobWriter:
         if exc_type is None:
             self.close()
         else:
+            if isinstance(exc, KeyboardInterrupt):
+                cancel.request()  # uploads and encodes not started yet are skipped
             self.abort()
 
     def add(self, path: Path, *, hashed: Hashed | None = None) -> PutResult:
@@ -188,6 +191,7 @@ class BlobWriter:
     def _finish_pack(self, builder: PackBuilder, slot: PackSlot) -> None:
         # Joining and hashing a 32 MiB pack takes tens of milliseconds: an upload thread does
         # it, so that the main thread keeps the encoders fed meanwhile.
+        cancel.check()
         pack_id, data, _ = builder.finish()
         slot.id = pack_id
         with self._stats_lock:
@@ -298,6 +302,7 @@ class _FileChunker:
                 continue
             self._submit(batch, lengths)
             batch, lengths, batch_bytes = [], [], 0
+            cancel.check(f"publishing {self.path.name}")
             # The chooser learns from the first chunks before the second batch is planned.
             while self.window and (self.inflight >= WRITE_WINDOW or i == codec.PROBE - 1):
                 self._drain()

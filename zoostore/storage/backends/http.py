@@ -44,13 +44,14 @@ import urllib.request
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from http.client import HTTPException
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import blake3
 import urllib3
 
 from zoostore.storage.backends.base import Backend, Capabilities, ObjectInfo, Versioned
 from zoostore.storage.backends.retry import RETRY_STATUSES, RetryPolicy
+from zoostore.core import cancel
 from zoostore.core.errors import AccessDeniedError, ObjectNotFoundError, ReadOnlyError, RemoteError
 
 DEFAULT_CACHE_BYTES = 256 * 1024 * 1024
@@ -199,7 +200,7 @@ class HttpBackend(Backend):
                     url, method = new_url, "GET" if response.status == 303 and method != "HEAD" else method
                     response.drain_conn()  # so that the connection can carry the next request
                     continue
-                body = b"" if method == "HEAD" else response.read()
+                body = b"" if method == "HEAD" else _read_all(response)
                 return response.status, response.headers, body
             finally:
                 response.release_conn()
@@ -220,6 +221,7 @@ class HttpBackend(Backend):
                 wait = self.retry.next_delay(attempt, started)
                 if wait is None:
                     raise self._gave_up(method, url, attempt, f"{type(e).__name__}: {e}") from e
+                cancel.check()
                 time.sleep(wait)
                 continue
             if status in RETRY_STATUSES:
@@ -342,3 +344,16 @@ class HttpBackend(Backend):
 
     def __repr__(self) -> str:
         return f"HttpBackend({self.url!r})"
+
+
+def _read_all(response: Any, piece: int = 1 << 18) -> bytes:
+    """The whole body, in pieces, stopping (and dropping the connection) on Ctrl-C."""
+    parts: list[bytes] = []
+    while True:
+        data = response.read(piece)
+        if not data:
+            return b"".join(parts)
+        parts.append(data)
+        if cancel.requested():
+            response.close()  # a half-read connection must not go back to the pool
+            cancel.check()

@@ -74,6 +74,7 @@ from botocore import exceptions as botoexc
 
 from zoostore.storage.backends.base import Backend, Capabilities, ObjectInfo, Versioned, single_writer_option
 from zoostore.storage.backends.retry import RetryPolicy
+from zoostore.core import cancel
 from zoostore.core.errors import ConflictError, ObjectNotFoundError, RemoteError, UsageError
 from zoostore.storage.backends.s3_errors import error_of, fatal_error, is_not_found, is_transient, retry_after
 
@@ -189,7 +190,11 @@ class S3Backend(Backend):
             response = await self._fs._call_s3("get_object", Bucket=self.bucket, Key=self._full(key), **kwargs)
             body = response["Body"]
             try:
-                return await body.read(), response
+                parts = []
+                while chunk := await body.read(1 << 18):
+                    parts.append(chunk)
+                    cancel.check()  # Ctrl-C: stop between pieces, the connection is dropped
+                return b"".join(parts), response
             finally:
                 body.close()
 

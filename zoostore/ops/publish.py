@@ -50,7 +50,8 @@ from zoostore.core.progress import NullProgress, Progress
 from zoostore.core.units import human_bytes
 from zoostore.documents.build_record import RECORD_FILE, read_build_record
 from zoostore.documents.descriptor import FILE_NAME as DESCRIPTOR_FILE
-from zoostore.documents.descriptor import ModelDescriptor
+from zoostore.documents.model_folder import (DEFINITION_YAML, LfsPointerError, is_lfs_pointer,
+                                             lfs_pointer_message, load_descriptor)
 from zoostore.documents.manifest import FileEntry, Manifest, Release, check_tag, immutable_message, now_utc
 from zoostore.repository import Store
 from zoostore.storage.blobs import PutResult
@@ -290,11 +291,28 @@ def collect_files(paths: Sequence[str | os.PathLike[str]]) -> dict[str, Path]:
 
 
 def _descriptor_meta(files: Mapping[str, Path]) -> tuple[dict[str, Any], str]:
-    path = files.get(DESCRIPTOR_FILE)
-    if path is None:
+    """The published folder's descriptor (`model.toml`, or Autoware's `definition.yaml`) as
+    metadata, and its summary. It describes the version (network, nodes, licences, the
+    preprocessing module): the version keeps it, and the model-level summary shows the latest."""
+    names = [n for n in (DESCRIPTOR_FILE, DEFINITION_YAML) if n in files]
+    if len(names) > 1:
+        raise UsageError(f"the published files hold both {DESCRIPTOR_FILE} and {DEFINITION_YAML}: a model "
+                         f"folder has one descriptor; remove one")
+    if not names:
         return {}, ""
-    desc = ModelDescriptor.load(path)
+    desc = load_descriptor(files[names[0]])
     return desc.to_meta(), desc.summary
+
+
+def refuse_lfs_pointers(files: Mapping[str, Path]) -> None:
+    """Git LFS pointers are never published: the files they stand for were not pulled."""
+    pointers = [files[rel] for rel in sorted(files) if is_lfs_pointer(files[rel])]
+    if pointers:
+        raise LfsPointerError(
+            lfs_pointer_message(pointers[0]) + (f" ({len(pointers)} pointer files in all: "
+                                                 f"{', '.join(str(p) for p in pointers[:5])}"
+                                                 f"{', ...' if len(pointers) > 5 else ''})" if len(pointers) > 1 else ""),
+            path=pointers[0])
 
 
 def _build_record(paths: Sequence[str | os.PathLike[str]]) -> tuple[dict[str, str], dict[str, Any]]:
@@ -442,9 +460,11 @@ def plan_publish(
     current = base[0]
     requested, version = version, _canonical_version(current, model, version)
     files = collect_files(paths)
+    refuse_lfs_pointers(files)
     check_machines(files, arch, paths)
     model_meta, desc_summary = _descriptor_meta(files)
     all_requires, version_meta = _requires_meta(paths, requires, meta)
+    version_meta = {**model_meta, **version_meta}  # the descriptor describes this version too
     if check is not None:
         found = check([files[rel] for rel in sorted(files)])
         if isinstance(found, Mapping):  # what the check learnt (ONNX metadata); explicit --meta wins

@@ -3,8 +3,8 @@
 A local store in tmp gets one small MLP built with `zoostore build --model-version` and published;
 a copy of demo/cpp gets a zoo.toml naming that store and a `zoostore lock`; then `cmake -S -B`
 (which runs `zoostore sync --locked` through zoostore_sync()), `cmake --build`, and the binary's
-printed outputs are compared with onnxruntime's. x86_64 only: the aarch64 cross build of the demo
-is not wired up (tests/test_build.py runs aarch64 artifacts under qemu with demo/driver).
+printed outputs are compared with onnxruntime's; the same demo is cross-built for aarch64 and run under qemu
+(where the cross compiler and the aarch64 TVM runtime that ./dev.sh fetches are present).
 """
 
 from __future__ import annotations
@@ -137,3 +137,48 @@ def test_demo_refuses_a_model_version_it_declares_unsupported(consumer: Path, tm
     run = subprocess.run([str(tmp_path / "b" / "zoo_infer")], capture_output=True, text=True)
     assert run.returncode == 1 and "model version 0.9.0 is not supported" in run.stderr
     assert "output " not in run.stdout
+
+
+def test_demo_cross_builds_for_aarch64_and_runs_under_qemu(consumer: Path, tmp_path: Path) -> None:
+    """The same demo, cross-compiled with aarch64-linux-gnu-g++ against the aarch64 TVM runtime,
+    syncs the aarch64 build of the model (CMAKE_SYSTEM_PROCESSOR picks the arch) and runs under
+    qemu-user with the same outputs as onnxruntime."""
+    qemu = shutil.which("qemu-aarch64-static") or shutil.which("qemu-aarch64")
+    cxx = shutil.which("aarch64-linux-gnu-g++")
+    runtime = Path(os.environ.get("ZOOSTORE_TVM_AARCH64_RUNTIME", "/nonexistent"))
+    if qemu is None or cxx is None or not (runtime / "libtvm_runtime.so").is_file():
+        pytest.skip("needs qemu-user, g++-aarch64-linux-gnu and ZOOSTORE_TVM_AARCH64_RUNTIME (./dev.sh test sets it up)")
+    import tvm_ffi.libinfo
+
+    store = consumer.parent / "store"
+    zoostore("build", str(consumer.parent / "src"), "--target", "aarch64", "--model-version", "1.0.0",
+             "--name", "mlp", "--out", str(tmp_path / "built"), "-q")
+    zoostore("publish", str(store), "mlp", "1.0.0", str(tmp_path / "built" / "aarch64"), "--arch", "aarch64", "--no-check")
+    project = tmp_path / "cross"
+    shutil.copytree(consumer, project, ignore=shutil.ignore_patterns("build", "models", "zoo.lock"))
+    toml = project / "zoo.toml"
+    toml.write_text(toml.read_text().replace('dest = "models"', 'dest = "models"\narchs = ["x86_64", "aarch64"]'))
+    zoostore("lock", "--project", str(project))
+    build = tmp_path / "b"
+    proc = subprocess.run(
+        ["cmake", "-S", str(project), "-B", str(build), f"-DCMAKE_PREFIX_PATH={zoostore('cmake-dir').stdout.strip()}",
+         f"-DZOOSTORE_EXECUTABLE={sys.executable};-m;zoostore", "-DCMAKE_SYSTEM_NAME=Linux",
+         "-DCMAKE_SYSTEM_PROCESSOR=aarch64", f"-DCMAKE_CXX_COMPILER={cxx}",
+         f"-DTVM_FFI_INCLUDE_DIR={tvm_ffi.libinfo.find_include_path()}",
+         f"-DDLPACK_INCLUDE_DIR={tvm_ffi.libinfo.find_dlpack_include_path()}",
+         f"-DTVM_RUNTIME_LIBRARY={runtime / 'libtvm_runtime.so'}", f"-DTVM_FFI_LIBRARY={runtime / 'libtvm_ffi.so'}"],
+        env=env(), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (project / "models" / "mlp" / "aarch64" / "deploy_lib.so").is_file()
+    proc = subprocess.run(["cmake", "--build", str(build)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (build / "zoo_infer").read_bytes()[18:20] == (183).to_bytes(2, "little")  # EM_AARCH64
+    run = subprocess.run([qemu, "-L", "/usr/aarch64-linux-gnu", str(build / "zoo_infer")],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.startswith("model mlp 1.0.0 for aarch64, tvm ")
+    [line] = [ln for ln in run.stdout.splitlines() if ln.startswith("output ")]
+    got = np.array([float(v) for v in line.split(":")[1].split()], dtype=np.float32)
+    x = ((np.arange(16) % 13 - 6) / 4).astype(np.float32).reshape(1, 16)
+    session = ort.InferenceSession(str(consumer.parent / "model.onnx"), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(got, session.run(None, {"x": x})[0].reshape(-1), rtol=1e-5, atol=1e-6)

@@ -2,6 +2,7 @@
 
     store = "s3://bucket/zoo"          # any fsspec URL or a path (relative to this file)
     archs = ["x86_64", "aarch64"]      # default: this machine's
+    new_archs = ["sparc64"]            # archs outside zoostore's list, named deliberately
     dest = "models"                    # sync places {dest}/{model}/{arch}/{path}
     [store_options]                    # endpoint_url, region, profile, anon, any fsspec option;
     endpoint_url = "https://s3.example.org"   # never credentials (zoostore.storage.options)
@@ -177,10 +178,11 @@ def load_project(path: str | os.PathLike[str] | None = None) -> Project:
 
 
 def parse_project(doc: Mapping[str, Any], *, root: Path, config_path: Path, where: str) -> Project:
-    unknown = set(doc) - {"store", "archs", "dest", "runtime", "models", "store_options"}
+    unknown = set(doc) - {"store", "archs", "new_archs", "dest", "runtime", "models", "store_options"}
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; expected store, archs, dest, runtime, "
-                          "models, store_options")
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; expected store, archs, new_archs, dest, "
+                          "runtime, models, store_options")
+    new_archs = _new_archs(doc.get("new_archs"), f"{where}: new_archs")
     store_options = doc.get("store_options", {})
     if not isinstance(store_options, dict):
         raise ConfigError(f'{where}: [store_options] must be a table, e.g. endpoint_url = "https://s3.example.org"')
@@ -189,7 +191,7 @@ def parse_project(doc: Mapping[str, Any], *, root: Path, config_path: Path, wher
     store = doc.get("store", os.environ.get(STORE_ENV))
     if not isinstance(store, str) or not store:
         raise ConfigError(f"{where}: key 'store' is required (a URL such as s3://bucket/zoo or a path), or set {STORE_ENV}")
-    archs = _archs(doc.get("archs"), f"{where}: archs") or (host_arch(),)
+    archs = _archs(doc.get("archs"), f"{where}: archs", new_archs) or (host_arch(),)
     dest = doc.get("dest", "models")
     if not isinstance(dest, str) or not dest:
         raise ConfigError(f"{where}: key 'dest' must be a directory path, got {dest!r}")
@@ -216,7 +218,7 @@ def parse_project(doc: Mapping[str, Any], *, root: Path, config_path: Path, wher
             files = value.get("files", [])
             if not isinstance(spec, str) or not isinstance(files, list) or not all(isinstance(f, str) for f in files):
                 raise ConfigError(f'{mwhere}: expected {{ version = "^1.2", archs = ["x86_64"], files = ["*.so"] }}')
-            models[name] = ModelRequirement(name, spec, _archs(value.get("archs"), f"{mwhere}.archs") or archs, tuple(files))
+            models[name] = ModelRequirement(name, spec, _archs(value.get("archs"), f"{mwhere}.archs", new_archs) or archs, tuple(files))
         else:
             raise ConfigError(f'{mwhere}: expected a version range string or a table, got {value!r}')
     return Project(root=root, config_path=config_path, store=store, archs=archs,
@@ -224,12 +226,26 @@ def parse_project(doc: Mapping[str, Any], *, root: Path, config_path: Path, wher
                    store_options=dict(store_options))
 
 
-def _archs(value: Any, where: str) -> tuple[str, ...]:
+def _archs(value: Any, where: str, new_archs: frozenset[str] = frozenset()) -> tuple[str, ...]:
+    """A list of arch names, normalised; names outside the known vocabulary only when the
+    project lists them under `new_archs` (the zoo.toml side of `publish --new-arch`)."""
     if value is None:
         return ()
     if not isinstance(value, list) or not all(isinstance(a, str) for a in value) or not value:
         raise ConfigError(f'{where}: expected a non-empty list such as ["x86_64", "aarch64"], got {value!r}')
     try:
-        return tuple(dict.fromkeys(normalize_arch(a) for a in value))
+        return tuple(dict.fromkeys(normalize_arch(a, allow_new=a.strip().lower() in new_archs) for a in value))
+    except ZooError as exc:
+        hint = "; an architecture a store publishes with --new-arch is named in new_archs = [\"NAME\"] first"
+        raise ConfigError(f"{where}: {str(exc).split('; to publish')[0]}{hint}") from None
+
+
+def _new_archs(value: Any, where: str) -> frozenset[str]:
+    if value is None:
+        return frozenset()
+    if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
+        raise ConfigError(f'{where}: expected a list of architecture names such as ["sparc64"], got {value!r}')
+    try:
+        return frozenset(normalize_arch(a, allow_new=True) for a in value)
     except ZooError as exc:
         raise ConfigError(f"{where}: {exc}") from None

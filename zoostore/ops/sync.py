@@ -257,8 +257,9 @@ def _desired(lock: Lock, archs: Iterable[str] | None, report: SyncReport, progre
     if archs:
         from zoostore.core.names import normalize_arch
 
-        wanted_archs = {normalize_arch(a) for a in archs}
-        missing = wanted_archs - {f.arch for m in lock.models.values() for f in m.files}
+        locked = {f.arch for m in lock.models.values() for f in m.files}
+        wanted_archs = {normalize_arch(a, allow_new=a.strip().lower() in locked) for a in archs}
+        missing = wanted_archs - locked
         if missing:
             raise UsageError(f"--arch {', '.join(sorted(missing))}: zoo.lock has no files for it; add it to archs in zoo.toml and lock")
     desired: dict[str, Wanted] = {}

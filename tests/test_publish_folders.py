@@ -3,6 +3,7 @@ metadata, and Git LFS pointers are refused before anything is stored."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from test_check import AUTOWARE, ONNX_DEFINITIONS, autoware_folder, stand_in
 
 import zoostore
 from zoostore.cli import main
+from zoostore.core.errors import UsageError
 from zoostore.documents.model_folder import LfsPointerError
 from zoostore.repository import Store, init_store
 
@@ -53,3 +55,59 @@ def test_lfs_pointers_are_refused_before_anything_is_stored(zoo: Store, tmp_path
     assert main(["publish", zoo.url, "net", "1.0.0", str(src), "--no-check"]) == 2
     assert "is a Git LFS pointer" in capsys.readouterr().err
     assert zoo.models() == [] and not any((Path(zoo.url.removeprefix("file://")) / "packs").rglob("*"))
+
+
+def _store_is_empty(zoo: Store) -> bool:
+    root = Path(zoo.url.removeprefix("file://"))
+    return zoo.models() == [] and not any((root / "packs").rglob("*")) and not any((root / "blobs").rglob("*"))
+
+
+def test_names_that_cannot_be_published_are_refused_before_upload(zoo: Store, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from zoostore.core.errors import InvalidPathError
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "ok.bin").write_bytes(b"fine")
+    bad = os.fsdecode(b"bad\xff.bin")
+    (src / bad).write_bytes(b"latin-1 name")
+    with pytest.raises(InvalidPathError, match=r"not valid UTF-8"):
+        zoostore.publish(zoo, "net", "1.0.0", [src], check=False)
+    assert main(["publish", zoo.url, "net", "1.0.0", str(src), "--no-check"]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+    (src / bad).unlink()
+    deep = src / ("d" * 200) / ("e" * 200) / ("f" * 200) / ("g" * 200) / ("h" * 200) / ("i" * 200)
+    deep.mkdir(parents=True)
+    (deep / "w.bin").write_bytes(b"deep")
+    with pytest.raises(InvalidPathError, match="too long to publish"):
+        zoostore.publish(zoo, "net", "1.0.0", [src], check=False)
+    assert _store_is_empty(zoo)
+
+
+def test_symlinks_out_of_the_folder_are_refused_unless_followed(zoo: Store, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    secret = tmp_path / "credentials"
+    secret.write_text("aws_secret_access_key = hunter2\n")
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "model.bin").write_bytes(b"weights" * 100)
+    (src / "alias.bin").symlink_to("model.bin")          # inside: published as the file
+    (src / "creds").symlink_to(secret)                   # outside: refused
+    with pytest.raises(UsageError, match=r"creds is a symbolic link to .*credentials, outside the published directory"):
+        zoostore.publish(zoo, "net", "1.0.0", [src], check=False)
+    assert main(["publish", zoo.url, "net", "1.0.0", str(src), "--no-check"]) == 2
+    assert "--follow-symlinks" in capsys.readouterr().err
+    assert _store_is_empty(zoo)
+    (src / "creds").unlink()
+    (src / "outside").symlink_to(tmp_path, target_is_directory=True)  # a directory link out: refused too
+    with pytest.raises(UsageError, match="outside the published directory"):
+        zoostore.publish(zoo, "net", "1.0.0", [src], check=False)
+    (src / "outside").unlink()
+    (src / "dangling").symlink_to(tmp_path / "nothing")
+    with pytest.raises(UsageError, match="does not exist"):
+        zoostore.publish(zoo, "net", "1.0.0", [src], check=False)
+    (src / "dangling").unlink()
+    (src / "creds").symlink_to(secret)
+    assert main(["publish", zoo.url, "net", "1.0.0", str(src), "--no-check", "--follow-symlinks", "-q"]) == 0
+    files = zoo.manifest("net").versions["1.0.0"].files["any"]
+    assert sorted(files) == ["alias.bin", "creds", "model.bin"]

@@ -33,6 +33,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("paths", metavar="PATH", nargs="+", help="files or directories to publish")
     p.add_argument("--arch", default="any", help="architecture of these files: x86_64, aarch64, armv7l, riscv64, ... "
                    "or any (default: any); aliases such as amd64 and arm64 are normalised")
+    p.add_argument("--follow-symlinks", action="store_true",
+                   help="publish what symbolic links point to even outside the published directory "
+                   "(by default such a link is refused: a credentials file next to a model must never leak)")
     p.add_argument("--new-arch", action="store_true",
                    help="accept an --arch outside zoostore's known list, deliberately")
     p.add_argument("--tag", action="append", default=[], metavar="TAG", help="point TAG (e.g. bleedingedge) at this version; repeatable")
@@ -96,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         meta=parse_pairs(args.meta, "--meta", toml_values=True),
         requires=parse_pairs(args.requires, "--requires", toml_values=False),
         summary=args.summary, check=None if args.no_check else _checker(args, progress), progress=progress,
-        new_arch=args.new_arch,
+        new_arch=args.new_arch, follow_symlinks=args.follow_symlinks,
     )
     if args.dry_run:
         if args.json:

@@ -44,15 +44,12 @@ from typing import Any, Literal
 from zoostore.core import semver
 from zoostore.core.digest import Digest, hash_file
 from zoostore.core.errors import BlobNotFoundError, ConflictError, ImmutableError, InvalidPathError, NotFoundError, ReadOnlyError, UsageError
-from zoostore.core import machine
-from zoostore.core.names import KNOWN_ARCHS, check_model_name, check_relpath, normalize_arch
+from zoostore.core.names import check_model_name, normalize_arch
 from zoostore.core.progress import NullProgress, Progress
 from zoostore.core.units import human_bytes
-from zoostore.documents.build_record import RECORD_FILE, read_build_record
-from zoostore.documents.descriptor import FILE_NAME as DESCRIPTOR_FILE
-from zoostore.documents.model_folder import (DEFINITION_YAML, LfsPointerError, is_lfs_pointer,
-                                             lfs_pointer_message, load_descriptor)
 from zoostore.documents.manifest import FileEntry, Manifest, Release, check_tag, immutable_message, now_utc
+from zoostore.ops.publish_inputs import (build_record, check_machines, collect_files, descriptor_meta,
+                                      refuse_lfs_pointers)
 from zoostore.repository import Store
 from zoostore.storage.blobs import PutResult
 from zoostore.storage.pack import pack_key
@@ -262,95 +259,6 @@ class PublishPlan:
                              warnings=list(self.warnings))
 
 
-def collect_files(paths: Sequence[str | os.PathLike[str]]) -> dict[str, Path]:
-    """Relative path in the version -> local file. A file publishes under its name; a
-    directory publishes its files under their paths relative to it (hidden files skipped)."""
-    out: dict[str, Path] = {}
-
-    def add(rel: str, path: Path) -> None:
-        check_relpath(rel, where=str(path))
-        if rel in out and out[rel].resolve() != path.resolve():
-            raise UsageError(f"two files would publish as {rel!r}: {out[rel]} and {path}; publish them separately or rename one")
-        out[rel] = path
-
-    for p in map(Path, paths):
-        if p.is_dir():
-            for root, dirs, files in os.walk(p):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                for name in sorted(files):
-                    if not name.startswith("."):
-                        full = Path(root) / name
-                        add(full.relative_to(p).as_posix(), full)
-        elif p.is_file():
-            add(p.name, p)
-        else:
-            raise UsageError(f"{p}: no such file or directory")
-    if not out:
-        raise UsageError(f"nothing to publish in {', '.join(map(str, paths))}: no files found")
-    return out
-
-
-def _descriptor_meta(files: Mapping[str, Path]) -> tuple[dict[str, Any], str]:
-    """The published folder's descriptor (`model.toml`, or Autoware's `definition.yaml`) as
-    metadata, and its summary. It describes the version (network, nodes, licences, the
-    preprocessing module): the version keeps it, and the model-level summary shows the latest."""
-    names = [n for n in (DESCRIPTOR_FILE, DEFINITION_YAML) if n in files]
-    if len(names) > 1:
-        raise UsageError(f"the published files hold both {DESCRIPTOR_FILE} and {DEFINITION_YAML}: a model "
-                         f"folder has one descriptor; remove one")
-    if not names:
-        return {}, ""
-    desc = load_descriptor(files[names[0]])
-    return desc.to_meta(), desc.summary
-
-
-def refuse_lfs_pointers(files: Mapping[str, Path]) -> None:
-    """Git LFS pointers are never published: the files they stand for were not pulled."""
-    pointers = [files[rel] for rel in sorted(files) if is_lfs_pointer(files[rel])]
-    if pointers:
-        raise LfsPointerError(
-            lfs_pointer_message(pointers[0]) + (f" ({len(pointers)} pointer files in all: "
-                                                 f"{', '.join(str(p) for p in pointers[:5])}"
-                                                 f"{', ...' if len(pointers) > 5 else ''})" if len(pointers) > 1 else ""),
-            path=pointers[0])
-
-
-def _build_record(paths: Sequence[str | os.PathLike[str]]) -> tuple[dict[str, str], dict[str, Any]]:
-    for p in map(Path, paths):
-        if p.is_dir() and (p / RECORD_FILE).is_file():
-            record = read_build_record(p)
-            return dict(record.requires), dict(record.meta)
-    return {}, {}
-
-
-def check_machines(files: Mapping[str, Path], arch: str, paths: Sequence[str | os.PathLike[str]]) -> None:
-    """Refuse publishing as `arch` what says it is for another: a build.toml's `arch`, or the
-    machine in the header of an ELF, Mach-O or PE file (only its first bytes are read)."""
-    for p in map(Path, paths):
-        if p.is_dir() and (p / RECORD_FILE).is_file():
-            built = normalize_arch(read_build_record(p).arch, allow_new=True)
-            if built != arch:
-                raise UsageError(
-                    f"{p / RECORD_FILE} says arch = {built!r}, but --arch is {arch!r}: these files "
-                    f"were built for {built}. Publish them with --arch {built}, or publish the "
-                    f"build output directory of {arch}.")
-    for rel in sorted(files):
-        with open(files[rel], "rb") as f:
-            head = f.read(machine.HEADER_BYTES)
-        found = machine.machines(head)
-        if found is None or arch in found:
-            continue
-        if arch not in KNOWN_ARCHS and all(m.startswith("unknown:") for m in found):
-            continue  # a deliberately new arch (--new-arch) whose machine number we do not know
-        theirs = " or ".join(sorted(found))
-        fix = (f"publish it with --arch {sorted(found)[0]}" if not theirs.startswith("unknown:")
-               else "publish it for its own architecture (--new-arch for one zoostore does not know)")
-        raise UsageError(
-            f"{rel} ({files[rel]}) is a {machine.describe(head)} binary for {theirs}, but --arch is "
-            f"{arch!r}: a consumer on {arch} could not load it. {fix[0].upper()}{fix[1:]}, or leave it "
-            f"out of this publish.")
-
-
 def _check_request(store: Store, model: str, version: str, arch: str, tags: Sequence[str],
                    new_arch: bool = False) -> str:
     """Validate the names; the normalised arch (an unknown one only with `new_arch`)."""
@@ -366,7 +274,7 @@ def _check_request(store: Store, model: str, version: str, arch: str, tags: Sequ
 def _requires_meta(paths: Sequence[str | os.PathLike[str]], requires: Mapping[str, str] | None,
                    meta: Mapping[str, Any] | None) -> tuple[dict[str, str], dict[str, Any]]:
     """The version's requires and meta: a build.toml's, overridden by the explicit ones."""
-    build_requires, build_meta = _build_record(paths)
+    build_requires, build_meta = build_record(paths)
     all_requires = {**build_requires, **(requires or {})}
     for key, rng in all_requires.items():
         if not semver.is_range(rng):
@@ -448,6 +356,7 @@ def plan_publish(
     check: Checker | None = None,
     progress: Progress | None = None,
     new_arch: bool = False,
+    follow_symlinks: bool = False,
 ) -> PublishPlan:
     """Decide what publishing `paths` as `model@version` for `arch` does; change nothing.
     `check` (e.g. the ONNX check) sees every local file before anything is hashed; a mapping
@@ -459,10 +368,10 @@ def plan_publish(
     base = store.manifest_versioned(model)
     current = base[0]
     requested, version = version, _canonical_version(current, model, version)
-    files = collect_files(paths)
+    files = collect_files(paths, follow_symlinks=follow_symlinks)
     refuse_lfs_pointers(files)
     check_machines(files, arch, paths)
-    model_meta, desc_summary = _descriptor_meta(files)
+    model_meta, desc_summary = descriptor_meta(files)
     all_requires, version_meta = _requires_meta(paths, requires, meta)
     version_meta = {**model_meta, **version_meta}  # the descriptor describes this version too
     if check is not None:

@@ -357,6 +357,11 @@ class BlobStore:
             return b""
         indices = recipe.covering(start, end)
         first = recipe.starts[indices.start]
+        segments = list(self._segments(recipe, indices, None))
+        if len(segments) == 1:  # the usual small read: decoded inline, no thread-pool hop
+            kind, idx = segments[0]
+            data = self._load_segment(recipe, kind, idx, None)
+            return bytes(memoryview(data)[start - first : end - first])
         parts = [data for _, data in self._iter_segments(recipe, indices, None)]
         data = parts[0] if len(parts) == 1 else bytearray().join(parts)
         return bytes(memoryview(data)[start - first : end - first])

@@ -12,6 +12,7 @@ from fsspec.spec import AbstractBufferedFile
 from zoostore.core.digest import Digest
 from zoostore.documents.manifest import FileEntry
 from zoostore.storage.recipe import Recipe
+from zoostore.zoofs.reading import LocalReader
 
 if TYPE_CHECKING:
     from zoostore.repository import Store
@@ -64,6 +65,7 @@ class ZooFile(AbstractBufferedFile):  # type: ignore[misc]
         self._last_end = 0
         self._ahead = 0  # chunks of read-ahead for the next sequential miss
         self._local = fs._cached_path(entry.blob)
+        self._reader: LocalReader | None = None
         super().__init__(fs, path, mode="rb", block_size=block_size, cache_type=cache_type,
                          cache_options=cache_options, size=entry.size)
         self.details = info
@@ -80,7 +82,12 @@ class ZooFile(AbstractBufferedFile):  # type: ignore[misc]
             self._local = fs._cached_path(self.entry.blob)
             return whole
         if self._local is not None:
-            local = fs._read_local(self._local, self.entry, start, end)
+            if self._reader is None:
+                try:
+                    self._reader = LocalReader(self._local, fs._recipe(self.entry.blob))
+                except OSError:
+                    self._local = None
+            local = self._reader.read(start, end) if self._reader is not None else None
             if local is not None:
                 return local
             self._local = None  # the cached copy changed: read from the store from now on
@@ -146,6 +153,8 @@ class ZooFile(AbstractBufferedFile):  # type: ignore[misc]
             self._chunk_bytes -= len(old)
 
     def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
         self._chunks.clear()
         self._chunk_bytes = 0
         super().close()

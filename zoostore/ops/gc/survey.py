@@ -76,6 +76,10 @@ class _RecipeIndex:
             self._frames[key] = tuple((self._intern(pack_key(r.pack)), r.offset, r.length)
                                       for r in recipe.chunks)
 
+    def remember(self, key: str, packs: tuple[str, ...]) -> None:
+        """Record what a cached earlier read found (`recipe_cache`), without reading again."""
+        self._packs[key] = tuple(self._intern(p) for p in packs)
+
     def packs(self, key: str) -> tuple[str, ...]:
         return self._packs.get(key, ())
 
@@ -138,6 +142,15 @@ def _survey(zoo: Store, referenced: set[str], cutoff: float, index: _RecipeIndex
         problems.append(f"a retained version lists blob {key.rsplit('/', 1)[-1]} but the store has "
                         f"no recipe {key} (damaged store; its chunks may still be in packs)")
     kept = {k for k, info in recipes.items() if k in referenced or info.mtime >= cutoff}
+    remembered = None
+    if not frames:  # what an earlier gc on this machine read: only new recipes cost a request
+        from zoostore.ops.gc import recipe_cache
+        from zoostore.storage.cache import default_cache_dir
+
+        remembered = recipe_cache.cache_file(default_cache_dir(), zoo.url)
+        for key, names in recipe_cache.load(remembered, zoo.url, recipes).items():
+            if key in kept and key not in index:
+                index.remember(key, names)
     todo = sorted(k for k in kept if k not in index)
     progress.start("read recipes", len(todo), unit="recipes")
     try:
@@ -148,6 +161,8 @@ def _survey(zoo: Store, referenced: set[str], cutoff: float, index: _RecipeIndex
                     problems.append(problem)
     finally:
         progress.done("read recipes")
+    if remembered is not None:
+        recipe_cache.save(remembered, zoo.url, recipes, ((k, index.packs(k)) for k in kept if k in index))
     live: set[str] = set()
     live_frames: dict[str, dict[int, int]] = {}
     for key in kept:

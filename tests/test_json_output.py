@@ -83,6 +83,7 @@ def test_every_reporting_command_prints_one_versioned_document(zoo: Path, capsys
     assert doc("verify", store)["ok"] is True
     assert "plan" in doc("gc", store, "--dry-run")
     assert doc("export", store, str(zoo / "mirror"))
+    assert doc("get", "net@1.0.0", "--store", store, "--arch", "x86_64")["files"][0]["path"] == "weights.bin"
 
     project = zoo / "project"
     project.mkdir()

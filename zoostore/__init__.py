@@ -4,6 +4,7 @@
     zoo = zoostore.open_store("s3://bucket/zoo")      # or a local path
     zoo.models(); zoo.manifest("yolo"); zoo.resolve("yolo", "^1.2", arch="x86_64")
     path = zoostore.fetch("yolo", "^1.2", "deploy_lib.so", arch="x86_64", store=...)
+    folder = zoostore.fetch_version("yolo", "^1.2", arch="x86_64", store=...)   # every file
     zoostore.sync()                                    # like `zoostore sync` in this project
 
 Attributes are imported on first use, so `import zoostore` stays fast and loads neither the
@@ -20,6 +21,7 @@ _LAZY = {
     "open_store": "zoostore.repository",
     "init_store": "zoostore.repository",
     "fetch": "zoostore.ops.fetch",
+    "fetch_version": "zoostore.ops.fetch",
     "sync": "zoostore.ops.sync",
     "ZooError": "zoostore.core.errors",
 }
@@ -34,7 +36,7 @@ if TYPE_CHECKING:
     from zoostore.ops.publish import Checker, PublishResult
     from zoostore.repository import Store
     from zoostore.repository import init_store, open_store
-    from zoostore.ops.fetch import fetch
+    from zoostore.ops.fetch import fetch, fetch_version
     from zoostore.ops.sync import sync
 
 

@@ -19,7 +19,7 @@ from zoostore.core import errors
 #: Command modules in the order `--help` lists them.
 COMMANDS = (
     "init", "config", "publish", "meta", "tag", "yank", "ls", "catalog",
-    "lock", "sync", "outdated",
+    "lock", "sync", "outdated", "get",
     "gc", "verify", "cache",
     "check", "build",
     "blob", "export", "completion", "cmake-dir",
@@ -27,7 +27,7 @@ COMMANDS = (
 
 #: The commands that open a store, and so take `--store-option KEY=VALUE`.
 STORE_COMMANDS = ("init", "config", "publish", "meta", "tag", "yank", "ls", "catalog", "lock", "sync",
-                  "outdated", "gc", "verify", "blob", "export")
+                  "outdated", "get", "gc", "verify", "blob", "export")
 
 #: Exit codes, most specific class first. 0 ok, 1 generic failure, 2 usage.
 EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
@@ -91,6 +91,7 @@ COMMAND_EXIT_CODES: dict[str, tuple[int, ...]] = {
     "lock": (5, 6, 12, 13, 14),
     "sync": (3, 4, 5, 6, 7, 9, 12, 13, 14),
     "outdated": (5, 6, 12, 13, 14),
+    "get": (4, 5, 6, 7, 9, 12, 13, 14),
     "gc": (4, 5, 6, 7, 8, 12, 13, 14),
     "verify": (4, 5, 6, 12, 13, 14),
     "cache": (4, 5),

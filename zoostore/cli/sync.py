@@ -12,7 +12,7 @@ from zoostore.cli._ui import TerminalProgress, add_json, add_quiet, human_bytes,
 def add_parser(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "sync", help="download and place the files zoo.lock pins (re-locking if zoo.toml changed)",
-        description="Place every locked file at {dest}/{model}/{arch}/{path}. Files come from the "
+        description="Place every locked file at {dest}/{model}/{arch}/{path} (or zoo.toml's layout). Files come from the "
         "local cache or the store (only chunks no cached version holds are downloaded) and are "
         "verified before they appear. An unchanged destination is recognised without re-hashing. "
         "Files sync placed that left the lock are removed; other files are never touched: a path "

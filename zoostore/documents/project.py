@@ -3,7 +3,8 @@
     store = "s3://bucket/zoo"          # any fsspec URL or a path (relative to this file)
     archs = ["x86_64", "aarch64"]      # default: this machine's
     new_archs = ["sparc64"]            # archs outside zoostore's list, named deliberately
-    dest = "models"                    # sync places {dest}/{model}/{arch}/{path}
+    dest = "models"                    # sync places {dest}/{layout}
+    layout = "{model}/{arch}/{path}"   # the default; "{model}/{path}" for single-arch consumers
     [store_options]                    # endpoint_url, region, profile, anon, any fsspec option;
     endpoint_url = "https://s3.example.org"   # never credentials (zoostore.storage.options)
     [runtime]
@@ -30,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zoostore.core.errors import ConfigError, UsageError, ZooError
-from zoostore.core.names import check_model_name, host_arch, normalize_arch
+from zoostore.core.errors import ConfigError, InvalidPathError, UsageError, ZooError
+from zoostore.core.names import check_model_name, check_relpath, host_arch, normalize_arch
 from zoostore.storage.options import refuse_secrets
 
 CONFIG_NAME = "zoo.toml"
@@ -39,6 +40,59 @@ CONFIG_NAME = "zoo.toml"
 STORE_ENV = "ZOOSTORE_STORE"
 LOCK_NAME = "zoo.lock"
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
+#: Where sync places a file under dest, unless zoo.toml says `layout = ...`.
+DEFAULT_LAYOUT = "{model}/{arch}/{path}"
+#: The placeholders a layout may use. No {version}: a consumer with fixed expectations (a CMake
+#: file, a launch file naming models/<network>/deploy_lib.so) must not see its paths move when
+#: `lock --upgrade` moves a pin; the version is in zoo.lock (and a build's generated header).
+LAYOUT_FIELDS = ("model", "arch", "path")
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """Where sync places a locked file under dest: a template such as `{model}/{arch}/{path}`."""
+
+    template: str = DEFAULT_LAYOUT
+
+    @classmethod
+    def parse(cls, value: Any, *, where: str = "layout") -> Layout:
+        """A layout, validated: a relative POSIX template whose placeholders are {model},
+        {arch} and {path}, ending with `{path}` as its own component(s) (files keep their
+        names and subfolders: TVM loads `deploy_lib.so`, ONNX finds external data beside the
+        model). Anything else is a ConfigError saying what is expected."""
+        expected = (f"expected a relative path template using {{model}}, {{arch}} and {{path}}, ending with "
+                    f"{{path}}, such as {DEFAULT_LAYOUT!r} (the default) or '{{model}}/{{path}}'")
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"{where}: {expected}; got {value!r}")
+        names = _PLACEHOLDER.findall(value)
+        unknown = sorted({n for n in names if n not in LAYOUT_FIELDS})
+        if unknown:
+            why = (" ({version} is not offered: paths must not move when a pin moves; the version is in zoo.lock)"
+                   if "version" in unknown else "")
+            raise ConfigError(f"{where}: unknown placeholder(s) {', '.join('{' + n + '}' for n in unknown)} in "
+                              f"{value!r}{why}; {expected}")
+        if "{" in _PLACEHOLDER.sub("", value) or "}" in _PLACEHOLDER.sub("", value):
+            raise ConfigError(f"{where}: unbalanced '{{' or '}}' in {value!r}; {expected}")
+        if names.count("path") != 1 or not (value == "{path}" or value.endswith("/{path}")):
+            raise ConfigError(f"{where}: {value!r} must end with {{path}} as its last component(s), once; {expected}")
+        try:
+            check_relpath(cls(value).apply(model="m", arch="a", path="p"), where=where)
+        except InvalidPathError as exc:
+            raise ConfigError(f"{where}: {value!r}: {exc}") from None
+        return cls(value)
+
+    def apply(self, *, model: str, arch: str, path: str) -> str:
+        """The template filled in one pass: a value is never read as a placeholder itself."""
+        values = {"model": model, "arch": arch, "path": path}
+        return _PLACEHOLDER.sub(lambda m: values[m.group(1)], self.template)
+
+    @property
+    def has_arch(self) -> bool:
+        return "{arch}" in self.template
+
+    def __str__(self) -> str:
+        return self.template
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +117,7 @@ class Project:
     runtime: Mapping[str, str] = field(default_factory=dict)
     models: Mapping[str, ModelRequirement] = field(default_factory=dict)
     store_options: Mapping[str, Any] = field(default_factory=dict)
+    layout: Layout = field(default_factory=Layout)
 
     @property
     def lock_path(self) -> Path:
@@ -178,11 +233,12 @@ def load_project(path: str | os.PathLike[str] | None = None) -> Project:
 
 
 def parse_project(doc: Mapping[str, Any], *, root: Path, config_path: Path, where: str) -> Project:
-    unknown = set(doc) - {"store", "archs", "new_archs", "dest", "runtime", "models", "store_options"}
+    unknown = set(doc) - {"store", "archs", "new_archs", "dest", "layout", "runtime", "models", "store_options"}
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; expected store, archs, new_archs, dest, "
-                          "runtime, models, store_options")
+                          "layout, runtime, models, store_options")
     new_archs = _new_archs(doc.get("new_archs"), f"{where}: new_archs")
+    layout = Layout.parse(doc.get("layout", DEFAULT_LAYOUT), where=f"{where}: layout")
     store_options = doc.get("store_options", {})
     if not isinstance(store_options, dict):
         raise ConfigError(f'{where}: [store_options] must be a table, e.g. endpoint_url = "https://s3.example.org"')
@@ -223,7 +279,7 @@ def parse_project(doc: Mapping[str, Any], *, root: Path, config_path: Path, wher
             raise ConfigError(f'{mwhere}: expected a version range string or a table, got {value!r}')
     return Project(root=root, config_path=config_path, store=store, archs=archs,
                    dest=Path(os.path.normpath(root / dest)), runtime=dict(runtime), models=models,
-                   store_options=dict(store_options))
+                   store_options=dict(store_options), layout=layout)
 
 
 def _archs(value: Any, where: str, new_archs: frozenset[str] = frozenset()) -> tuple[str, ...]:

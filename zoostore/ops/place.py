@@ -72,11 +72,11 @@ def state_entry(target: Path, blob: Digest) -> dict[str, Any]:
 
 
 def check_dest_relpath(rel: str) -> str:
-    """A path relative to dest, `{model}/{arch}/{path}`: relative POSIX, no `..`, no empty or
-    `.` parts, at least three parts; else InvalidPathError."""
+    """A path relative to dest (zoo.toml's layout, by default `{model}/{arch}/{path}`):
+    relative POSIX, no `..`, no empty or `.` parts, not the state file; else InvalidPathError."""
     check_relpath(rel, where="destination")
-    if rel.count("/") < 2:
-        raise InvalidPathError(f"destination: path {rel!r} is not {{model}}/{{arch}}/{{path}}")
+    if rel == STATE_NAME:
+        raise InvalidPathError(f"destination: path {rel!r} is sync's own state file")
     return rel
 
 

@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING, Any
 
 from zoostore.core.digest import Digest, hash_file
 from zoostore.core.errors import (
-    BlobNotFoundError, DestinationConflictError, InvalidPathError, LockOutOfDateError, NotFoundError, OfflineError,
+    BlobNotFoundError, ConfigError, DestinationConflictError, InvalidPathError, LockOutOfDateError, NotFoundError, OfflineError,
     UsageError,
 )
 from zoostore.core.progress import NullProgress, Progress
 from zoostore.documents.lockfile import Lock, LockedFile
-from zoostore.documents.project import Project, load_project
+from zoostore.documents.project import DEFAULT_LAYOUT, Layout, Project, load_project
 from zoostore.ops.lock import lock_project, out_of_date_reasons
 from zoostore.ops.place import (
     LINK_MODES, State, check_dest_relpath, clear_target, owned, place_file, read_state, remove_placed, resolves_inside,
@@ -62,6 +62,7 @@ class SyncReport:
     relocked: bool = False
     locked: list[str] = field(default_factory=list)  # "model old -> new" when sync re-locked
     warnings: list[str] = field(default_factory=list)
+    layout: str = DEFAULT_LAYOUT   # zoo.toml's, for tools that find files (the CMake module)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -71,12 +72,13 @@ class SyncReport:
             "bytes_downloaded": self.bytes_downloaded, "bytes_reused": self.bytes_reused,
             "bytes_placed": self.bytes_placed, "store_opened": self.store_opened,
             "relocked": self.relocked, "locked": self.locked, "warnings": self.warnings,
+            "layout": self.layout,
         }
 
 
 @dataclass(frozen=True, slots=True)
 class Wanted:
-    """One file the lock puts at `{dest}/{model}/{arch}/{path}`."""
+    """One file the lock puts at `{dest}/{layout}` (default `{dest}/{model}/{arch}/{path}`)."""
 
     model: str
     version: str
@@ -112,9 +114,9 @@ def sync_project(project: Project, *, locked: bool = False, frozen: bool = False
     if link not in LINK_MODES:
         raise UsageError(f"--link {link!r}: expected one of {', '.join(LINK_MODES)}")
     progress = progress or NullProgress()
-    report = SyncReport(dest=Path(dest) if dest else project.dest)
+    report = SyncReport(dest=Path(dest) if dest else project.dest, layout=str(project.layout))
     lock = _current_lock(project, locked=locked, frozen=frozen, offline=offline, report=report, progress=progress)
-    desired = _desired(lock, archs, report, progress)
+    desired = _desired(lock, archs, report, progress, project.layout)
     state = read_state(report.dest)
     _ignore(report, state.ignored, progress)
     todo = _changed(report.dest, desired, state.files, verify=verify, report=report)
@@ -250,9 +252,13 @@ def _current_lock(project: Project, *, locked: bool, frozen: bool, offline: bool
     return result.lock
 
 
-def _desired(lock: Lock, archs: Iterable[str] | None, report: SyncReport, progress: Progress) -> dict[str, Wanted]:
-    """Every file the lock places (only `archs`, when given), by path relative to dest. An entry
-    whose path would not stay inside dest is ignored and reported."""
+def _desired(lock: Lock, archs: Iterable[str] | None, report: SyncReport, progress: Progress,
+             layout: Layout | None = None) -> dict[str, Wanted]:
+    """Every file the lock places (only `archs`, when given), by path relative to dest as
+    zoo.toml's `layout` maps it (default `{model}/{arch}/{path}`). An entry whose path would
+    not stay inside dest is ignored and reported. Two different files mapped to one path, or
+    a file where another needs a directory, is a ConfigError naming both (`_check_layout`)."""
+    layout = layout or Layout()
     wanted_archs = None
     if archs:
         from zoostore.core.names import normalize_arch
@@ -268,15 +274,47 @@ def _desired(lock: Lock, archs: Iterable[str] | None, report: SyncReport, progre
         for f in m.files:
             if wanted_archs is not None and f.arch not in wanted_archs:
                 continue
-            rel = f"{name}/{f.arch}/{f.path}"
+            rel = layout.apply(model=name, arch=f.arch, path=f.path)
             try:
                 if "/" in f.arch:
                     raise InvalidPathError(f"arch {f.arch!r} contains '/'")
-                desired[check_dest_relpath(rel)] = Wanted(name, m.version, f)
+                check_dest_relpath(rel)
             except InvalidPathError as exc:
                 bad.append(f"zoo.lock entry {rel!r} ({exc})")
+                continue
+            wanted = Wanted(name, m.version, f)
+            other = desired.setdefault(rel, wanted)
+            if other.file.blob != f.blob:
+                raise _collision(layout, rel, other, wanted)
     _ignore(report, bad, progress)
+    _check_layout(layout, desired)
     return desired
+
+
+def _collision(layout: Layout, rel: str, first: Wanted, second: Wanted, *, prefix: bool = False) -> ConfigError:
+    """Two files the layout puts at one path (or, `prefix`, the first where the second needs a
+    directory). The same bytes at one path are no collision: an `any` file locked for two
+    archs is placed once under a layout without {arch}."""
+    where = f"{rel!r} is a file that {second.what} needs as a directory" if prefix else f"one path, {rel!r}"
+    if first.model != second.model and "{model}" not in layout.template:
+        hint = "put {model} in it (the default is '{model}/{arch}/{path}')"
+    elif first.file.arch != second.file.arch and not layout.has_arch:
+        hint = "put {arch} in it (the default is '{model}/{arch}/{path}'), or sync one arch (archs in zoo.toml, or --arch)"
+    else:
+        hint = "change it, or the files' paths (the default, '{model}/{arch}/{path}', separates models and archs)"
+    return ConfigError(f"zoo.toml's layout {str(layout)!r} maps {first.what} and {second.what} to {where}; {hint}")
+
+
+def _check_layout(layout: Layout, desired: Mapping[str, Wanted]) -> None:
+    """No wanted path may be the parent folder of another (a file where a directory is needed)."""
+    if layout.template == DEFAULT_LAYOUT:
+        return   # per model and arch folders: as before layouts existed (and no cost on the no-op path)
+    for rel, w in desired.items():
+        parts = rel.split("/")
+        for i in range(1, len(parts)):
+            parent = desired.get("/".join(parts[:i]))
+            if parent is not None:
+                raise _collision(layout, "/".join(parts[:i]), parent, w, prefix=True)
 
 
 def _changed(dest: Path, desired: Mapping[str, Wanted], state: Mapping[str, Mapping[str, Any]], *,

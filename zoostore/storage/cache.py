@@ -6,9 +6,13 @@
     ├── recipes/<aa>/<blob hex>    its recipe: which chunks sit at which offsets
     ├── verified/<aa>/<blob hex>   "inode size mtime_ns ctime_ns" of the file when last hashed
     ├── models/<model>             blob ids cached for a model, one per line (append-only)
-    └── manifests/<store key>/     what `zoostore.fetch` last read from a store (for --offline):
-        ├── store                  the store's URL (the key is BLAKE3 of it, first 32 hex)
-        └── <model>.toml           the model's manifest as last fetched
+    ├── manifests/<store key>/     what `zoostore.fetch` last read from a store (for --offline):
+    │   ├── store                  the store's URL (the key is BLAKE3 of it, first 32 hex)
+    │   └── <model>.toml           the model's manifest as last fetched
+    └── snapshots/<store key>/<model>/<version>/<arch>/<path>
+                                   what `zoostore.fetch` returns: a hard link to blobs/<aa>/<hex>
+                                   (a copy where linking fails) under the file's own name, beside
+                                   the version's other fetched files (huggingface_hub's snapshots)
 
 A file enters `blobs/` only after its BLAKE3 matched (temp file, verify, atomic rename), so a
 present file is a verified file; several processes may fill the cache at once and the loser of
@@ -26,6 +30,12 @@ an upgrade that changed 5% of a model downloads about 5%. A `LocalIndex` (one pe
 them: it reads each cached recipe of a model at most once, and only when that model has cached
 files and a file of it must be fetched; files the sync fetches join it from the recipe in hand.
 A sync of N files therefore costs O(N) recipe reads, not one read per cached file per file.
+
+Snapshots: TVM's `load_module` wants a `.so` name and ONNX finds `model.onnx.data` only beside
+`model.onnx`, so `fetch` links each verified blob into a per-version directory under its own
+name (`zoostore.ops.fetch` places the links). A snapshot file is the blob's inode, not a
+second copy; `prune` removes every snapshot file that is not a link to a blob it keeps (links
+to removed blobs, copies, leftovers of dropped damaged blobs), so its data is really freed.
 """
 
 from __future__ import annotations
@@ -39,7 +49,7 @@ from pathlib import Path
 from typing import Literal
 
 from zoostore.storage.blobs import BlobStore, LocalChunk
-from zoostore.core.atomic import atomic_write, stale_temp
+from zoostore.core.atomic import TEMP_PREFIX, atomic_write, stale_temp
 from zoostore.core.digest import Digest, hash_file
 from zoostore.core.errors import FormatError, IntegrityError, OfflineError, ZooError
 from zoostore.core.names import check_model_name
@@ -214,6 +224,8 @@ class Cache:
                 self.recipe_path(d).unlink(missing_ok=True)
                 self.stamp_path(d).unlink(missing_ok=True)
         n, size = self._prune_partials(keep, older_than=older_than, dry_run=dry_run, now=now)
+        if not dry_run:
+            self.prune_snapshots(now=now)
         return removed + n, freed + size
 
     def _prune_partials(self, keep: set[Digest], *, older_than: float | None, dry_run: bool,
@@ -250,6 +262,54 @@ class Cache:
                     yield Digest.parse("blake3:" + f.name), f, st
                 except ZooError:
                     continue
+
+    # -- snapshots: the version's files under their own names, hard links to blobs/ ----------
+
+    @staticmethod
+    def store_key(store_url: str) -> str:
+        """The folder name of a store under manifests/ and snapshots/: BLAKE3 of its URL, 32 hex."""
+        import blake3
+
+        return blake3.blake3(store_url.encode("utf-8")).hexdigest()[:32]
+
+    def snapshot_dir(self, store_url: str, model: str, version: str, arch: str) -> Path:
+        """snapshots/<store key>/<model>/<version>/<arch>: where `fetch` links a version's
+        files. `version` and `arch` come from a parsed manifest and a normalised arch, so none
+        of the parts can leave the cache; the model name is checked here."""
+        for part in (version, arch):
+            if not part or "/" in part or "\\" in part or part in (".", ".."):
+                raise ZooError(f"snapshot: invalid version or arch {part!r} (expected one path component)")
+        return self.root / "snapshots" / self.store_key(store_url) / check_model_name(model) / version / arch
+
+    def prune_snapshots(self, *, now: float | None = None) -> int:
+        """Remove snapshot files that are not hard links to a present cached blob (their blob
+        was pruned or dropped, or linking failed and they are copies), stale temp files, then
+        the directories left empty. Returns the number of files removed. A copy is removed
+        too: the next `fetch` makes it again from the blob, verified."""
+        base = self.root / "snapshots"
+        if not base.is_dir():
+            return 0
+        blobs = {(st.st_dev, st.st_ino) for d, _, st in self._entries() if d is not None}
+        removed = 0
+        for folder, dirs, names in os.walk(base, topdown=False):
+            for name in names:
+                f = Path(folder) / name
+                try:
+                    st = f.lstat()
+                except OSError:
+                    continue
+                # Another fetch's temp link stays until it is stale; anything else not linked
+                # to a kept blob goes.
+                busy = name.startswith(TEMP_PREFIX) and not stale_temp(name, st.st_mtime, now=now)
+                if (st.st_dev, st.st_ino) not in blobs and not busy:
+                    f.unlink(missing_ok=True)
+                    removed += 1
+            for name in dirs:
+                try:
+                    (Path(folder) / name).rmdir()   # only when empty
+                except OSError:
+                    pass
+        return removed
 
     # -- verification before use: a cached file is hashed again unless its stamp still holds --
 
@@ -318,9 +378,7 @@ class Cache:
     # -- manifests as last fetched: what lets `fetch` resolve a spec offline -----------------
 
     def _manifest_dir(self, store_url: str) -> Path:
-        import blake3
-
-        return self.root / "manifests" / blake3.blake3(store_url.encode("utf-8")).hexdigest()[:32]
+        return self.root / "manifests" / self.store_key(store_url)
 
     def save_manifest(self, store_url: str, model: str, text: str) -> None:
         """Keep a copy of `model`'s manifest as just read from `store_url`; best effort."""

@@ -4,10 +4,13 @@
 #                 [ARCH <arch>...])
 #       Runs `zoostore sync --locked` (or --frozen) at configure time; a non-zero exit fails the
 #       configure with zoostore's own message. Records the destination it placed files under in
-#       ZOOSTORE_DEST and re-runs the configure when zoo.toml or zoo.lock change.
+#       ZOOSTORE_DEST, zoo.toml's layout in ZOOSTORE_LAYOUT, and re-runs the configure when
+#       zoo.toml or zoo.lock change.
 #   zoostore_model_dir(<out-var> MODEL <name> [ARCH <arch>])
-#       The directory of a model's files for an arch ({dest}/{model}/{arch}); the arch defaults
-#       to ZOOSTORE_ARCH, else the one CMAKE_SYSTEM_PROCESSOR names (x86_64, aarch64).
+#       The directory of a model's files for an arch: the layout without its {path}, filled in
+#       ({dest}/{model}/{arch} by default, {dest}/{model} with layout = "{model}/{path}", where
+#       ARCH changes nothing); the arch defaults to ZOOSTORE_ARCH, else the one
+#       CMAKE_SYSTEM_PROCESSOR names (x86_64, aarch64).
 #
 # ZOOSTORE_EXECUTABLE: the zoostore command (found on PATH by default); may be a list such as
 # "/usr/bin/python3;-m;zoostore".
@@ -77,6 +80,11 @@ function(zoostore_sync)
                         "(${json_error}); got:\n${out}")
   endif()
   set(ZOOSTORE_DEST "${dest}" CACHE INTERNAL "where zoostore_sync placed the models")
+  string(JSON layout ERROR_VARIABLE json_error GET "${out}" layout)
+  if(json_error)
+    set(layout "{model}/{arch}/{path}")  # a zoostore from before layouts
+  endif()
+  set(ZOOSTORE_LAYOUT "${layout}" CACHE INTERNAL "zoo.toml's layout: where sync placed each file")
   if(IS_DIRECTORY "${project}")
     set(root "${project}")
   else()
@@ -100,7 +108,20 @@ function(zoostore_model_dir out)
   if(NOT ZM_ARCH)
     _zoostore_default_arch(ZM_ARCH)
   endif()
-  set(dir "${ZOOSTORE_DEST}/${ZM_MODEL}/${ZM_ARCH}")
+  set(layout "${ZOOSTORE_LAYOUT}")
+  if(NOT layout)
+    set(layout "{model}/{arch}/{path}")
+  endif()
+  # zoostore validates a layout to end with {path}, once: what is before it is the directory.
+  string(REPLACE "{path}" "" rel "${layout}")
+  string(REGEX REPLACE "/$" "" rel "${rel}")
+  string(REPLACE "{model}" "${ZM_MODEL}" rel "${rel}")
+  string(REPLACE "{arch}" "${ZM_ARCH}" rel "${rel}")
+  if(rel STREQUAL "")
+    set(dir "${ZOOSTORE_DEST}")
+  else()
+    set(dir "${ZOOSTORE_DEST}/${rel}")
+  endif()
   if(NOT IS_DIRECTORY "${dir}")
     message(FATAL_ERROR "zoostore_model_dir: ${dir} does not exist: is model '${ZM_MODEL}' in "
                         "zoo.toml and locked for arch '${ZM_ARCH}'? (run `zoostore lock`, then configure again)")

@@ -143,6 +143,7 @@ class BuildError(ZooError, RuntimeError):
     """A TVM build failed; names the model, the step and the underlying error."""
 
 
-class Interrupted(ZooError):
+class Interrupted(ZooError, KeyboardInterrupt):
     """The user interrupted the command (Ctrl-C): work stopped at the next check, temp files
-    were removed, and what was verified so far stays for the next run. Exit code 130."""
+    were removed, and what was verified so far stays for the next run. Exit code 130. Also a
+    KeyboardInterrupt, so that code written for Ctrl-C treats it as one."""

@@ -275,3 +275,19 @@ def test_gc_keeps_bases_of_live_delta_frames(tmp_path: Path, repack: bool) -> No
     fresh = open_store(zoo.url)
     assert fresh.blobs.get_file(blob_of(zoo, "2.0.0"), tmp_path / "out.so").read_bytes() == v2
     assert verify_store(open_store(zoo.url), read_data=True).ok
+
+
+def test_repair_rebuilds_a_recipe_with_delta_frames(tmp_path: Path) -> None:
+    zoo = make_store(tmp_path / "store")
+    v1 = random.Random(51).randbytes(60_000)
+    v2 = flip(v1, 52)
+    put(zoo, tmp_path, "1.0.0", {"lib.so": v1})
+    put(zoo, tmp_path, "2.0.0", {"lib.so": v2})
+    blob = blob_of(zoo, "2.0.0")
+    assert deltas(zoo, blob)
+    os.remove(Path(zoo.url.removeprefix("file://")) / f"blobs/{blob.hex[:2]}/{blob.hex}")
+    report = verify_store(open_store(zoo.url), repair=True)
+    assert report.repaired and not report.unrepaired and report.ok
+    fresh = open_store(zoo.url)
+    assert deltas(zoo, blob), "the rebuilt recipe names the bases again"
+    assert fresh.blobs.get_file(blob, tmp_path / "out.so").read_bytes() == v2

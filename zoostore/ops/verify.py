@@ -17,7 +17,7 @@ the file lists of each publish's last pack give each file's chunk order (see zoo
 from __future__ import annotations
 
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import blake3
 
@@ -224,6 +224,21 @@ def _check_deltas(store: Store, deferred: list[tuple[str, PackEntry, bytes]], re
             bad_chunks.add(e.chunk)
 
 
+def _with_bases(store: Store, refs: list[ChunkRef], locations: dict[Digest, ChunkRef]) -> list[ChunkRef]:
+    """`refs` with the base of each delta frame (footers do not say which frames are deltas:
+    each frame's header is read, one small ranged read per chunk; repair is rare)."""
+    out = []
+    for ref in refs:
+        head = store.backend.get_range(pack_key(ref.pack), ref.offset, ref.offset + min(ref.length, 37))
+        base_id = codec.delta_base(head, where=f"{pack_key(ref.pack)} chunk {ref.chunk}")
+        base = locations.get(Digest.from_bytes(base_id)) if base_id is not None else None
+        if base_id is not None and base is None:
+            raise IntegrityError(f"delta frame of chunk {ref.chunk} needs base chunk blake3:{base_id.hex()}, "
+                                 f"which is in no pack", obj=pack_key(ref.pack))
+        out.append(replace(ref, base=base))
+    return out
+
+
 def _repair(store: Store, broken: set[Digest], packs: dict[Digest, int], report: VerifyReport,
             progress: Progress, *, prefer: AbstractSet[Digest] = frozenset()) -> None:
     """Rebuild recipes from footers. A chunk found in several packs (after `gc --repack`) is
@@ -253,10 +268,11 @@ def _repair(store: Store, broken: set[Digest], packs: dict[Digest, int], report:
         if missing:
             report.unrepaired.append(f"{blob}: {len(missing)} of its chunks are in no pack (first: {missing[0]}); republish it")
             continue
-        recipe = Recipe(blob, fl.size, tuple(locations[c] for c, _ in fl.chunks))
         # Prove the rebuilt recipe right before making it visible.
         hasher = blake3.blake3()
         try:
+            refs = [locations[c] for c, _ in fl.chunks]
+            recipe = Recipe(blob, fl.size, tuple(_with_bases(store, refs, locations) if store.config.delta else refs))
             for data in store.blobs.iter_chunks(recipe):
                 hasher.update(data)
         except ZooError as exc:

@@ -59,6 +59,10 @@ ENCODE_BATCH = 1024 * 1024
 #: A delta frame is kept only when smaller than this fraction of the chunk's plain frame: a
 #: reader pays an extra base fetch for it on a cold read.
 DELTA_KEEP = 0.8
+#: zstd level of delta frames at least: level 1 barely uses a raw-content dictionary (11 changed
+#: 64 KiB chunks of a 30 MB native library: 121 KB at level 1, 830 bytes at 3, 796 at 9;
+#: docs/bench-delta.md), and level 3 costs about a millisecond per chunk.
+DELTA_LEVEL = 3
 
 #: (chunk, raw length, pack id or the slot of a pack being built, offset, frame length, the
 #: base when the frame is a delta frame)
@@ -403,7 +407,7 @@ class _FileChunker:
             base_bytes = self.w.store.chunk_bytes(list(wanted.values()), blob=finder.recipe.blob)
         except ZooError:
             return  # an unreadable base: these chunks are stored without delta frames
-        level = self.w.config.zstd_level
+        level = max(DELTA_LEVEL, self.w.config.zstd_level)
         for i, base in wanted.items():
             chunk, frame, probe, _ = out[i]
             assert frame is not None

@@ -291,3 +291,29 @@ def test_repair_rebuilds_a_recipe_with_delta_frames(tmp_path: Path) -> None:
     fresh = open_store(zoo.url)
     assert deltas(zoo, blob), "the rebuilt recipe names the bases again"
     assert fresh.blobs.get_file(blob, tmp_path / "out.so").read_bytes() == v2
+
+
+# -- gc under concurrency: the gc state machine on a delta store ----------------------------------
+
+
+def test_gc_state_machine_on_a_delta_store() -> None:
+    """test_gc_state_machine's publish/gc/read interleavings with delta frames: every mutated
+    file of a model is a delta against its previous version, so dropped versions hold bases."""
+    import shutil
+
+    from hypothesis import HealthCheck, settings
+    from hypothesis.stateful import run_state_machine_as_test
+    from test_gc_state_machine import G, GcMachine
+
+    class DeltaGcMachine(GcMachine):
+        def __init__(self) -> None:
+            super().__init__()
+            shutil.rmtree(self.tmp / "store")
+            config = StoreConfig(chunking=Chunking(256, 1024, 4096), pack_target_size=4096, grace_seconds=G,
+                                 settle_seconds=0.01, delta=True)
+            self.zoo = make_store(self.tmp / "delta-store", config)
+            self.reader = open_store(self.zoo.url)
+
+    run_state_machine_as_test(DeltaGcMachine, settings=settings(
+        max_examples=15, stateful_step_count=30, deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))

@@ -48,6 +48,30 @@ NATIVE = "onnxruntime/capi/onnxruntime_pybind11_state.cpython-311-x86_64-linux-g
 CASES = ("native-flip", "native-insert", "scattered", "last-layer", "sparse")
 
 
+NOTES = """\
+How to read this:
+
+- *increment* counts everything the store gains: delta frames, their pack's footer (an entry per
+  new frame, plus the publish's file list: 36 bytes per chunk of every file it added, kept for
+  `verify --repair`), the v2 recipe (about 56 bytes per chunk of the whole file, format 1; format
+  2 adds 4 bytes per chunk and 52 per base), and the manifest's growth. For a 30 MB library with
+  a few changed bytes, the recipe and the file list are most of it: the delta frames themselves
+  are a few hundred bytes. Expressing recipes and file lists against the previous version's is
+  the next step (issue 15) and is not done.
+- *publish v1* has no previous version: a delta store does no delta work for it (the code path
+  is the same as a plain store's); differences there are noise of a shared machine.
+- *publish v2* on a delta store fetches the bases (the previous version's chunks at the same
+  places, one ranged read per encoding batch) and encodes each new chunk once more at zstd
+  level 3 against its base.
+- *cold read v2* is what a reader with an empty cache downloads: a delta frame's base replaces
+  the plain frame it would otherwise fetch, so a cold read costs about what it costs on a plain
+  store (plus the small delta frames). *upgrade sync* finds the bases in the cache.
+- Bases are found by position only (the previous version's chunk overlapping the new one most).
+  Content that moves far within a file (a relinked library whose sections moved) finds no
+  similar base that way; resemblance features (super-features) are not implemented.
+"""
+
+
 def native_library() -> Path:
     import onnxruntime
 
@@ -115,7 +139,7 @@ def patch_from(v1: Path, v2: Path, work: Path) -> int:
 
 
 def run_mode(v1: Path, v2: Path, work: Path, *, delta: bool, repeat: int) -> dict[str, Any]:
-    from zoostore import sync
+    from zoostore.ops.sync import sync
     from zoostore.documents.store_config import StoreConfig
     from zoostore.ops.publish import publish
     from zoostore.repository import init_store, open_store
@@ -163,7 +187,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=c.DOCS / "bench-delta.md")
     args = ap.parse_args()
     sys.path.insert(0, str(c.REPO / "demo"))
-    rows, notes = [], []
+    rows: list[list[Any]] = []
+    notes = [NOTES]
     with c.workdir(args.workdir, "bench-delta-") as work:
         for case in args.cases:
             cdir = work / case

@@ -317,3 +317,52 @@ def test_gc_state_machine_on_a_delta_store() -> None:
     run_state_machine_as_test(DeltaGcMachine, settings=settings(
         max_examples=15, stateful_step_count=30, deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
+
+
+def test_third_version_reuses_deltas_and_never_chains(tmp_path: Path) -> None:
+    zoo = make_store(tmp_path / "store")
+    v1 = random.Random(61).randbytes(60_000)
+    v2 = flip(v1, 62)
+    v3 = flip(v2, 63)  # keeps v2's changes (its delta chunks are reused) and changes more
+    for version, data in (("1.0.0", v1), ("2.0.0", v2), ("3.0.0", v3)):
+        put(zoo, tmp_path, version, {"lib.so": data})
+    r2 = open_store(zoo.url).blobs.recipe(blob_of(zoo, "2.0.0"))
+    r3 = open_store(zoo.url).blobs.recipe(blob_of(zoo, "3.0.0"))
+    assert all(b.base is None for b in r3.bases), "chain depth one"
+    reused = set(r2.chunks) & set(r3.chunks)
+    assert any(r.base is not None for r in reused), "v3 reuses v2's delta frames, bases included"
+    v1_chunks = {r.chunk for r in open_store(zoo.url).blobs.recipe(blob_of(zoo, "1.0.0")).chunks}
+    assert {b.chunk for b in r3.bases} <= v1_chunks | {r.chunk for r in r2.chunks if r.base is None}
+    _age(zoo, 2 * HOUR)
+    plan_gc(zoo, keep=["m@3.0.0"]).execute()
+    fresh = open_store(zoo.url)
+    assert fresh.blobs.get_file(blob_of(zoo, "3.0.0"), tmp_path / "out.so").read_bytes() == v3
+    assert verify_store(open_store(zoo.url), read_data=True).ok
+
+
+def test_no_delta_work_without_a_previous_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*_: Any, **__: Any) -> Any:
+        raise AssertionError("delta work for a file without a previous version")
+
+    zoo = make_store(tmp_path / "store")
+    monkeypatch.setattr(codec, "encode_delta", refuse)
+    monkeypatch.setattr(type(zoo.blobs), "chunk_bytes", refuse)
+    put(zoo, tmp_path, "1.0.0", {"lib.so": random.Random(71).randbytes(30_000)})
+    put(zoo, tmp_path, "2.0.0", {"other.so": random.Random(72).randbytes(30_000)})  # another path
+
+
+def test_hostile_format_2_recipes_are_format_errors() -> None:
+    p = Digest.of(b"pack")
+    base = ChunkRef(Digest.of(b"base"), 100, p, 0, 80)
+    r = Recipe(Digest.of(b"f"), 100, (ChunkRef(Digest.of(b"c"), 100, p, 80, 30, base),))
+    data = bytearray(r.encode())
+    body_end = len(data) - 32
+    entry_end = 6 + 2 + 8 + 4 + 4 + 4 + 32 + 52 + 4  # head, base count, pack id, entry, base index
+    data[entry_end - 4 : entry_end] = (5).to_bytes(4, "little")  # base #5 of 1
+    data[body_end:] = blake3.blake3(bytes(data[:body_end])).digest()
+    with pytest.raises(FormatError, match="names base #5 of 1"):
+        Recipe.decode(r.blob, bytes(data))
+    data = bytearray(r.encode())
+    data[24:28] = (10**6).to_bytes(4, "little")  # a million bases in a 200-byte recipe
+    with pytest.raises(FormatError, match="bytes, expected"):
+        Recipe.decode(r.blob, bytes(data))

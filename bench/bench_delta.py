@@ -63,7 +63,7 @@ How to read this:
 - *publish v2* on a delta store fetches the bases (the previous version's chunks at the same
   places, one ranged read per encoding batch) and encodes each new chunk once more at zstd
   level 3 against its base.
-- *cold read v2* is what a reader with an empty cache downloads: a delta frame's base replaces
+- *cold read v2* is what a reader with an empty cache downloads (and in how many ranged reads): a delta frame's base replaces
   the plain frame it would otherwise fetch, so a cold read costs about what it costs on a plain
   store (plus the small delta frames). *upgrade sync* finds the bases in the cache.
 - Bases are found by position only (the previous version's chunk overlapping the new one most).
@@ -164,6 +164,7 @@ def run_mode(v1: Path, v2: Path, work: Path, *, delta: bool, repeat: int) -> dic
     fresh.blobs.get_file(blob, work / "cold.bin")
     cold_s = time.perf_counter() - t
     cold = fresh.blobs.stats.bytes_fetched
+    cold_requests = fresh.blobs.stats.requests
     deltas = sum(1 for r in fresh.blobs.recipe(blob).chunks if r.base is not None)
     project = work / "project"
     c.rmtree(project)
@@ -175,7 +176,7 @@ def run_mode(v1: Path, v2: Path, work: Path, *, delta: bool, repeat: int) -> dic
         report = sync(project)
     assert (project / "models" / "m" / "x86_64" / v2.name).read_bytes() == v2.read_bytes()
     return {"increment": increment, "recipe": recipe, "publish_v1": best_v1, "publish_v2": best_v2,
-            "cold": cold, "cold_s": cold_s, "upgrade": report.bytes_downloaded, "deltas": deltas,
+            "cold": cold, "cold_s": cold_s, "cold_requests": cold_requests, "upgrade": report.bytes_downloaded, "deltas": deltas,
             "new_chunks": sum(r.new_chunks for r in result.uploaded)}
 
 
@@ -209,11 +210,11 @@ def main() -> None:
                 r = res[mode]
                 rows.append([case, mode, c.human(v2.stat().st_size), f"{changed:,}", c.human(r["increment"]),
                              c.human(r["recipe"]), c.human(patch), c.ratio(r["increment"], patch),
-                             r["deltas"], c.ms(r["publish_v1"]), c.ms(r["publish_v2"]), c.human(r["cold"]),
+                             r["deltas"], c.ms(r["publish_v1"]), c.ms(r["publish_v2"]), f'{c.human(r["cold"])} / {r["cold_requests"]}',
                              c.human(r["upgrade"])])
             shutil.rmtree(cdir, ignore_errors=True)
     headers = ["case", "store", "file", "changed bytes", "increment", "of which recipe", "zstd --patch-from",
-               "increment / patch", "delta frames", "publish v1", "publish v2", "cold read v2",
+               "increment / patch", "delta frames", "publish v1 (ms)", "publish v2 (ms)", "cold read v2 (bytes / requests)",
                "upgrade sync v1->v2"]
     table = c.table(headers, rows)
     print(table)

@@ -15,7 +15,7 @@ import pytest
 import zoostore
 from zoostore.cli import main as cli
 from zoostore.core.digest import Digest
-from zoostore.core.errors import FormatError, IntegrityError, NewerFormatError
+from zoostore.core.errors import FormatError, IntegrityError, NewerFormatError, StoreExistsError
 from zoostore.documents import store_config
 from zoostore.documents.store_config import Chunking, StoreConfig
 from zoostore.ops.gc import plan_gc
@@ -135,6 +135,8 @@ def test_init_delta_flag(tmp_path: Path) -> None:
     assert open_store(str(tmp_path / "s")).config.delta
     assert cli(["init", str(tmp_path / "p")]) == 0
     assert "format = 1" in (tmp_path / "p" / "zoostore.toml").read_text()
+    with pytest.raises(StoreExistsError, match="delta frames: off in the store, on asked"):
+        init_store(tmp_path / "p", config=StoreConfig(delta=True))
 
 
 # -- the writer and readers ------------------------------------------------------------------------

@@ -136,8 +136,9 @@ def test_recipe_round_trip_and_checksum() -> None:
 def test_config_round_trip_and_newer_format() -> None:
     c = StoreConfig(pack_target_size=1234567, grace_seconds=1800)
     assert StoreConfig.from_toml(c.to_toml()) == c
-    with pytest.raises(NewerFormatError, match=r"format 2\).*upgrade zoostore"):
-        StoreConfig.from_toml(c.to_toml().replace("format = 1", "format = 2"))
+    # Format 2 is a store with delta frames (test_delta.py); 3 is newer than this zoostore.
+    with pytest.raises(NewerFormatError, match=r"format 3\).*upgrade zoostore"):
+        StoreConfig.from_toml(c.to_toml().replace("format = 1", "format = 3"))
     with pytest.raises(FormatError, match="missing key"):
         StoreConfig.from_toml("format = 1\n")
 

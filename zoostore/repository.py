@@ -249,6 +249,7 @@ def config_differences(existing: StoreConfig, wanted: StoreConfig) -> list[str]:
             "pack target size": human_bytes(c.pack_target_size),
             "codecs": ", ".join(CODEC_NAMES.get(x, str(x)) for x in c.codecs),
             "zstd level": str(c.zstd_level),
+            "delta frames": "on" if c.delta else "off",
             "gc grace": format_duration(c.grace_seconds),
         }
     have, want = show(existing), show(wanted)

@@ -21,6 +21,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--grace", default="24h",
                    help="gc grace period that publish and gc agree on, at least 10m (default: %(default)s); "
                    "change it later with 'zoostore config STORE --grace'")
+    p.add_argument("--delta", action="store_true",
+                   help="store a new chunk as a delta frame against the same place of the file's previous "
+                   "version when that is clearly smaller (a format-2 store: zoostore older than delta "
+                   "frames refuses it; docs/format.md)")
     add_json(p, "the store's URL and whether it was created")
     p.set_defaults(func=run)
 
@@ -51,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     pack = parse_size(args.pack_size)
     if not 1024**2 <= pack <= 4 * 1024**3:
         raise UsageError(f"invalid --pack-size {args.pack_size!r}: expected between 1MiB and 4GiB (default 32MiB)")
-    config = StoreConfig(pack_target_size=pack, grace_seconds=check_grace(args.grace))
+    config = StoreConfig(pack_target_size=pack, grace_seconds=check_grace(args.grace), delta=args.delta)
     store, created = init_store(args.store, config=config)
     warning = store.cas_warning()
     if args.json:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
@@ -158,6 +158,17 @@ class Manifest:
 
     def sorted_versions(self) -> list[str]:
         return list(self._sorted)
+
+    def previous_blobs(self, version: str, arch: str, paths: Iterable[str]) -> dict[str, Digest]:
+        """Path -> its blob in the newest other version of `arch` (publish's delta bases)."""
+        out: dict[str, Digest] = {}
+        todo = set(paths)
+        for v in reversed(self._sorted):
+            files = self.versions[v].files.get(arch, {}) if v != version else {}
+            for path in todo & files.keys():
+                out[path] = files[path].blob
+            todo -= out.keys()
+        return out
 
     def latest(self) -> str | None:
         """Highest non-prerelease, non-yanked version."""

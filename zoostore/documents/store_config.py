@@ -11,8 +11,12 @@
     [codecs]
     enabled = ["raw", "zstd", "zstd-bytegroup4"]
     zstd_level = 1
+    delta = true        # only in format-2 stores: delta frames (docs/format.md)
     [gc]
     grace = "24h"       # publish and gc must agree on it (see docs/gc.md)
+
+A store without delta frames keeps format 1, byte for byte; `delta = true` makes it format 2,
+which an older zoostore refuses with "upgrade zoostore" (it could not read delta frames).
 """
 
 from __future__ import annotations
@@ -28,7 +32,10 @@ from zoostore.storage.params import Chunking
 from zoostore.core.errors import FormatError, UsageError
 from zoostore.core.tomldoc import load_versioned
 
-FORMAT = 1
+#: The newest config format this zoostore reads; 2 = a store with delta frames.
+FORMAT = 2
+#: The format a store needs for `delta = true`.
+DELTA_FORMAT = 2
 CONFIG_KEY = "zoostore.toml"
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
@@ -77,7 +84,13 @@ class StoreConfig:
     grace_seconds: float = 24 * 3600.0
     #: The handshake's settle time (docs/gc.md); written to zoostore.toml only when not the default.
     settle_seconds: float = DEFAULT_SETTLE
-    format: int = FORMAT
+    #: Publish may store a new chunk as a delta frame against a similar chunk (docs/format.md).
+    delta: bool = False
+    format: int = 1
+
+    def __post_init__(self) -> None:
+        if self.delta and self.format < DELTA_FORMAT:
+            object.__setattr__(self, "format", DELTA_FORMAT)  # delta frames need a format-2 store
 
     def to_toml(self) -> str:
         doc: dict[str, Any] = {
@@ -92,6 +105,7 @@ class StoreConfig:
             "codecs": {
                 "enabled": [codec.CODEC_NAMES[c] for c in self.codecs],
                 "zstd_level": self.zstd_level,
+                **({"delta": True} if self.delta else {}),
             },
             "gc": {"grace": format_duration(self.grace_seconds),
                    **({"settle": format_duration(self.settle_seconds)} if self.settle_seconds != DEFAULT_SETTLE else {})},
@@ -122,6 +136,12 @@ class StoreConfig:
                 f"{where}: codecs.enabled names unknown codecs {unknown}; this zoostore knows "
                 f"{sorted(names)}: upgrade zoostore"
             )
+        delta = codecs.get("delta", False)
+        if not isinstance(delta, bool):
+            raise FormatError(f"{where}: codecs.delta must be true or false, got {delta!r:.40}")
+        if delta and fmt < DELTA_FORMAT:
+            raise FormatError(f"{where}: codecs.delta = true needs format = {DELTA_FORMAT}, the file says "
+                              f"format = {fmt}; an older zoostore would misread the store: fix the format")
         gc = _section(doc, "gc", where)
         grace = gc.get("grace", "24h")
         if not isinstance(grace, str):
@@ -147,6 +167,7 @@ class StoreConfig:
             zstd_level=_int(codecs, "zstd_level", where, "codecs", -7, 22, default=3),
             grace_seconds=grace_seconds,
             settle_seconds=settle_seconds,
+            delta=delta,
             format=fmt,
         )
 

@@ -101,6 +101,8 @@ class PublishPlan:
     model_meta: dict[str, Any] = field(default_factory=dict)
     unchanged: bool = False  # (version, arch) already published with these bytes
     known: dict[Digest, ChunkRef] = field(default_factory=dict, repr=False)  # dedup index
+    #: path -> the blob of that path in the newest other version (delta bases; delta stores only)
+    previous: dict[str, Digest] = field(default_factory=dict, repr=False)
     warnings: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)  # the first reuse decision
     uploaded: list[PutResult] | None = None  # set by `upload`
@@ -153,7 +155,8 @@ class PublishPlan:
         # The plan's hashes are reused: a file is hashed once; one that changed since is refused.
         hashed = [Hashed(self.entries[p].blob, self.stamps[p]) if p in self.stamps else None for p in ordered]
         uploaded = self.store.blobs.put_files([self.files[p] for p in ordered], known=self.known,
-                                              progress=progress or NullProgress(), hashed=hashed)
+                                              progress=progress or NullProgress(), hashed=hashed,
+                                              previous=[self.previous.get(p) for p in ordered])
         self._check_unchanged(ordered, uploaded)
         self.uploaded = uploaded
         return uploaded
@@ -388,11 +391,12 @@ def plan_publish(
     blobs = {e.blob for e in entries.values()}
     present = blobs if unchanged else {b for b in blobs if store.blobs.has_blob(b)}
     known = {} if unchanged or present == blobs else _dedup_index(store, current)
+    previous = current.previous_blobs(version, arch, entries) if store.config.delta and current and known else {}
     for w in warnings:
         progress.note(w)
     return PublishPlan(store, model, version, arch, files, entries, frozenset(present), release,
                        tags=tuple(tags), summary=summary, desc_summary=desc_summary,
-                       model_meta=model_meta, unchanged=unchanged, known=known,
+                       model_meta=model_meta, unchanged=unchanged, known=known, previous=previous,
                        warnings=warnings, started=started, stamps=stamps, base=base)
 
 

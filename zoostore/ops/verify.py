@@ -6,7 +6,9 @@ Checks, cheapest first (restic's `check` is the model):
    names lies inside that pack;
 3. with `read_data` (or a subset n/m of the packs), every pack is downloaded, its id re-hashed,
    its footer parsed, and every frame decoded and re-hashed against its chunk id; recipes that
-   name a bad or missing chunk are reported with the blob they break.
+   name a bad or missing chunk are reported with the blob they break. A delta frame is checked
+   after every pack was read, against its base (located by a recipe or a footer, fetched and
+   verified like any chunk); a bad base breaks every file whose delta frames use it.
 
 `repair` rebuilds missing or damaged recipes from pack footers: entries locate each chunk, and
 the file lists of each publish's last pack give each file's chunk order (see zoostore.storage.pack).
@@ -15,13 +17,14 @@ the file lists of each publish's last pack give each file's chunk order (see zoo
 from __future__ import annotations
 
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import blake3
 
 from zoostore.core.digest import Digest
 from zoostore.core.errors import FormatError, IntegrityError, ObjectNotFoundError, ZooError
-from zoostore.storage.packcheck import fetch_footer, footer_of, pack_problems
+from zoostore.storage import codec
+from zoostore.storage.packcheck import fetch_footer, footer_of, frame_problem, pack_problems
 from zoostore.storage.pack import FileList, Footer, PackEntry, pack_key
 from zoostore.core.progress import NullProgress, Progress
 from zoostore.storage.recipe import ChunkRef, Recipe, blob_key
@@ -102,7 +105,7 @@ def verify_store(store: Store, *, read_data: bool = False, subset: tuple[int, in
         _read_data(store, packs, recipes, subset, report, progress)
 
     if repair and broken_blobs:
-        live_packs = {ref.pack for r in recipes.values() for ref in r.chunks}
+        live_packs = {p for r in recipes.values() for p in r.packs}
         _repair(store, broken_blobs, packs, report, progress, prefer=live_packs)
     return report
 
@@ -128,7 +131,7 @@ def _check_recipes(store: Store, recipe_keys: dict[Digest, str], packs: dict[Dig
         recipes[blob] = recipe
         if blob in referenced and referenced[blob][0] != recipe.size:
             report.add("size-mismatch", key, f"{referenced[blob][1]} says {referenced[blob][0]} bytes, recipe says {recipe.size}")
-        for ref in recipe.chunks:
+        for ref in recipe.refs:  # delta frames' bases too
             psize = packs.get(ref.pack)
             if psize is None:
                 report.add("missing-pack", pack_key(ref.pack), f"blob {blob} needs it (chunk {ref.chunk.short}) but it is not in the store")
@@ -153,12 +156,15 @@ def _read_data(store: Store, packs: dict[Digest, int], recipes: dict[Digest, Rec
         n, m = subset
         ordered = [p for i, p in enumerate(ordered) if i % m == n - 1]
     progress.start("verify packs", sum(packs[p] for p in ordered))
+    deferred: list[tuple[str, PackEntry, bytes]] = []
+    located: dict[Digest, ChunkRef] = {}
     for pack in ordered:
-        _read_pack(store, pack, report, bad_chunks)
+        _read_pack(store, pack, report, bad_chunks, deferred, located)
         progress.advance("verify packs", packs[pack])
     progress.done("verify packs")
+    _check_deltas(store, deferred, recipes, located, report, bad_chunks)
     for blob, recipe in recipes.items():
-        hit = next((r for r in recipe.chunks if r.chunk in bad_chunks), None)
+        hit = next((r for r in recipe.refs if r.chunk in bad_chunks), None)
         if hit is not None:
             report.add("bad-chunk", blob_key(blob), f"blob {blob} uses corrupt chunk {hit.chunk} in pack {hit.pack}")
 
@@ -170,7 +176,9 @@ def _entries(data: bytes, key: str) -> list[PackEntry]:
         return []
 
 
-def _read_pack(store: Store, pack: Digest, report: VerifyReport, bad_chunks: set[Digest]) -> None:
+def _read_pack(store: Store, pack: Digest, report: VerifyReport, bad_chunks: set[Digest],
+               deferred: list[tuple[str, PackEntry, bytes]], located: dict[Digest, ChunkRef]) -> None:
+    """Check one pack's frames; its delta frames go to `deferred`, its chunks to `located`."""
     key = pack_key(pack)
     try:
         data = store.backend.get(key)
@@ -178,11 +186,57 @@ def _read_pack(store: Store, pack: Digest, report: VerifyReport, bad_chunks: set
         return
     report.packs_read += 1
     report.bytes_read += len(data)
-    for problem in pack_problems(key, data, max_chunk=store.config.chunking.max_size):
+    deltas: list[tuple[PackEntry, bytes]] = []
+    for problem in pack_problems(key, data, max_chunk=store.config.chunking.max_size, deferred=deltas):
         report.add(problem.kind, key, problem.message)
         if problem.chunk is not None:
             bad_chunks.add(problem.chunk)
-    report.chunks_read += sum(1 for _ in _entries(data, key))
+    deferred.extend((key, e, frame) for e, frame in deltas)
+    delta_chunks = {e.chunk for e, _ in deltas}
+    entries = _entries(data, key)
+    for e in entries:
+        if e.chunk not in delta_chunks:
+            located.setdefault(e.chunk, ChunkRef(e.chunk, e.raw_length, pack, e.offset, e.length))
+    report.chunks_read += len(entries)
+
+
+def _check_deltas(store: Store, deferred: list[tuple[str, PackEntry, bytes]], recipes: dict[Digest, Recipe],
+                  located: dict[Digest, ChunkRef], report: VerifyReport, bad_chunks: set[Digest]) -> None:
+    """Decode each delta frame against its base: the base a recipe names, else a plain frame of
+    that chunk in a pack read; fetched and verified like any chunk (one read per frame)."""
+    bases = {b.chunk: b for r in recipes.values() for b in r.bases}
+    max_chunk = store.config.chunking.max_size
+    for key, e, frame in deferred:
+        base_id = Digest.from_bytes(codec.delta_base(frame) or b"")
+        ref = bases.get(base_id) or located.get(base_id)
+        try:
+            base = store.blobs.chunk_bytes([ref], blob=e.chunk)[base_id] if ref is not None else None
+        except ZooError:
+            base = None
+        if base is None:
+            bad_chunks.add(e.chunk)
+            report.add("bad-chunk", key, f"delta frame of chunk {e.chunk} at offset {e.offset} needs base chunk "
+                                         f"{base_id}, which is {'corrupt' if ref else 'in no pack or recipe'}")
+            continue
+        problem = frame_problem(key, e, frame, base, max_chunk=max_chunk)
+        if problem is not None:
+            report.add(problem.kind, key, problem.message)
+            bad_chunks.add(e.chunk)
+
+
+def _with_bases(store: Store, refs: list[ChunkRef], locations: dict[Digest, ChunkRef]) -> list[ChunkRef]:
+    """`refs` with the base of each delta frame (footers do not say which frames are deltas:
+    each frame's header is read, one small ranged read per chunk; repair is rare)."""
+    out = []
+    for ref in refs:
+        head = store.backend.get_range(pack_key(ref.pack), ref.offset, ref.offset + min(ref.length, 37))
+        base_id = codec.delta_base(head, where=f"{pack_key(ref.pack)} chunk {ref.chunk}")
+        base = locations.get(Digest.from_bytes(base_id)) if base_id is not None else None
+        if base_id is not None and base is None:
+            raise IntegrityError(f"delta frame of chunk {ref.chunk} needs base chunk blake3:{base_id.hex()}, "
+                                 f"which is in no pack", obj=pack_key(ref.pack))
+        out.append(replace(ref, base=base))
+    return out
 
 
 def _repair(store: Store, broken: set[Digest], packs: dict[Digest, int], report: VerifyReport,
@@ -214,10 +268,11 @@ def _repair(store: Store, broken: set[Digest], packs: dict[Digest, int], report:
         if missing:
             report.unrepaired.append(f"{blob}: {len(missing)} of its chunks are in no pack (first: {missing[0]}); republish it")
             continue
-        recipe = Recipe(blob, fl.size, tuple(locations[c] for c, _ in fl.chunks))
         # Prove the rebuilt recipe right before making it visible.
         hasher = blake3.blake3()
         try:
+            refs = [locations[c] for c, _ in fl.chunks]
+            recipe = Recipe(blob, fl.size, tuple(_with_bases(store, refs, locations) if store.config.delta else refs))
             for data in store.blobs.iter_chunks(recipe):
                 hasher.update(data)
         except ZooError as exc:

@@ -11,6 +11,11 @@ are fetched concurrently and decoded, one per core, straight into one buffer per
 a bounded look-ahead (memory does not grow with file size); each chunk is verified against its
 id, the file is written to a temp file beside the destination, the whole is verified against
 the blob id, and only then renamed into place. Reader threads live as long as the BlobStore.
+
+Delta frames (docs/format.md): a segment whose chunks include delta frames first loads their
+bases (named by the recipe; from a cached file when the sync cache holds them, otherwise from
+the store, neighbouring bases in one ranged read), verifies each, and decodes the deltas
+against them; the result is verified against the chunk id like every chunk.
 """
 
 from __future__ import annotations
@@ -172,13 +177,17 @@ class BlobStore:
     def put_files(self, paths: Iterable[str | os.PathLike[str]], *,
                   known: Mapping[Digest, ChunkRef] | None = None,
                   progress: Progress | None = None,
-                  hashed: Sequence[Hashed | None] | None = None) -> list[PutResult]:
+                  hashed: Sequence[Hashed | None] | None = None,
+                  previous: Sequence[Digest | None] | None = None) -> list[PutResult]:
         """Store files; `hashed[i]` (optional) is what the caller knows of `paths[i]` already, so
-        that it is not hashed twice (BlobWriter.add)."""
+        that it is not hashed twice, and `previous[i]` the blob of its previous version, whose
+        chunks are delta bases in a delta store (BlobWriter.add)."""
         paths = list(paths)
         given = list(hashed) if hashed is not None else [None] * len(paths)
+        prev = list(previous) if previous is not None else [None] * len(paths)
         with self.writer(known=known, progress=progress) as w:
-            results = [w.add(Path(p), hashed=h) for p, h in zip(paths, given, strict=True)]
+            results = [w.add(Path(p), hashed=h, previous=b)
+                       for p, h, b in zip(paths, given, prev, strict=True)]
         return results
 
     # ------------------------------------------------------------------ reading
@@ -222,7 +231,7 @@ class BlobStore:
         refs = [recipe.chunks[i] for i in idx]
         out = bytearray(sum(ref.raw_length for ref in refs))
         if kind == "remote":
-            self._fetch_into(recipe, refs, out, 0)
+            self._fetch_into(recipe, refs, out, 0, local)
             return out
         assert local is not None
         first = local[refs[0].chunk]
@@ -245,12 +254,38 @@ class BlobStore:
         self.stats.add(local_chunks=reused, local_bytes=len(out) - sum(r.raw_length for r, _ in stale))
         for ref, pos in stale:
             # The cached copy changed under us: fetch this chunk from the store.
-            self._fetch_into(recipe, [ref], out, pos)
+            self._fetch_into(recipe, [ref], out, pos, None)
         return out
 
-    def _fetch_into(self, recipe: Recipe, refs: list[ChunkRef], out: bytearray, pos: int) -> None:
+    def chunk_bytes(self, refs: Sequence[ChunkRef], *, blob: Digest,
+                    local: Mapping[Digest, LocalChunk] | None = None) -> dict[Digest, bytes]:
+        """Chunk id -> verified raw bytes of `refs` (plain or delta frames; `blob` names the
+        file that needs them in errors), neighbouring frames in one read, on this thread."""
+        unique = tuple(dict.fromkeys(refs))
+        if not unique:
+            return {}
+        sub = Recipe(blob, sum(r.raw_length for r in unique), unique)
+        out: dict[Digest, bytes] = {}
+        for kind, idx in self._segments(sub, range(len(unique)), local):
+            data = self._load_segment(sub, kind, idx, local)
+            pos = 0
+            for i in idx:
+                n = unique[i].raw_length
+                out[unique[i].chunk] = bytes(data[pos : pos + n])
+                pos += n
+        return out
+
+    def _fetch_into(self, recipe: Recipe, refs: list[ChunkRef], out: bytearray, pos: int,
+                    local: Mapping[Digest, LocalChunk] | None) -> None:
         """Fetch frames that sit close together in one pack in one ranged read, decode them
-        into `out` from `pos` on, and verify each chunk."""
+        into `out` from `pos` on, and verify each chunk. Delta frames' bases are loaded first."""
+        bases = [r.base for r in refs if r.base is not None]
+        if any(b.base is not None for b in bases):
+            raise IntegrityError(
+                f"recipe {blob_key(recipe.blob)} names a delta frame as the base of another (chain "
+                f"depth is one): the recipe is damaged or hostile; run 'zoostore verify'",
+                obj=blob_key(recipe.blob))
+        base_bytes = self.chunk_bytes(bases, blob=recipe.blob, local=local) if bases else {}
         start = refs[0].offset
         end = refs[-1].offset + refs[-1].length
         key = pack_key(refs[0].pack)
@@ -279,7 +314,8 @@ class BlobStore:
                 frame = view[ref.offset - start : ref.offset - start + ref.length]
                 where = f"pack {ref.pack} chunk {ref.chunk}"
                 try:
-                    n = codec.decode_into(frame, out, pos, where=where)
+                    n = codec.decode_into(frame, out, pos, where=where,
+                                          base=base_bytes.get(ref.base.chunk) if ref.base else None)
                 except FormatError as exc:
                     raise IntegrityError(
                         f"{exc}; blob {recipe.blob} cannot be read: run 'zoostore verify' and "

@@ -42,12 +42,18 @@ import struct
 import threading
 from dataclasses import dataclass, field
 
+import blake3
 import zstandard
 
 from zoostore.core.errors import FormatError
 
-RAW, ZSTD, BYTEGROUP = 0, 1, 2
+RAW, ZSTD, BYTEGROUP, DELTA = 0, 1, 2, 3
+#: The codecs a store lists in `codecs.enabled` (every chunk can be encoded with them alone).
 CODEC_NAMES = {RAW: "raw", ZSTD: "zstd", BYTEGROUP: "zstd-bytegroup4"}
+#: Every frame codec a reader knows: the enabled ones and delta frames (`[codecs] delta = true`).
+FRAME_NAMES = {**CODEC_NAMES, DELTA: "zstd-delta"}
+#: A delta frame's payload starts with the id of its base chunk.
+BASE_ID_SIZE = 32
 HEADER = struct.Struct("<BI")
 HEADER_SIZE = HEADER.size  # 5
 #: Largest raw chunk any store may declare (documents.store_config.MAX_CHUNK is the same cap on
@@ -294,10 +300,10 @@ def _payload(frame: bytes | memoryview, where: str, max_raw: int) -> tuple[int, 
     if len(frame) < HEADER_SIZE:
         raise FormatError(f"{where}: truncated chunk frame ({len(frame)} bytes, header is 5)")
     codec, n = HEADER.unpack_from(frame)
-    if codec not in CODEC_NAMES:
+    if codec not in FRAME_NAMES:
         raise FormatError(
             f"{where}: unknown chunk codec {codec}; this zoostore knows "
-            f"{sorted(CODEC_NAMES)}: upgrade zoostore"
+            f"{sorted(FRAME_NAMES)}: upgrade zoostore"
         )
     if n > max_raw:
         raise FormatError(
@@ -307,7 +313,8 @@ def _payload(frame: bytes | memoryview, where: str, max_raw: int) -> tuple[int, 
     return codec, n, memoryview(frame)[HEADER_SIZE:]
 
 
-def _decompress(payload: memoryview, n: int, where: str) -> bytes:
+def _decompress(payload: memoryview, n: int, where: str,
+                dec: zstandard.ZstdDecompressor | None = None) -> bytes:
     """The zstd payload of a frame that declares `n` raw bytes, never producing more.
 
     python-zstandard's one-shot `decompress` allocates the content size a zstd frame header
@@ -330,7 +337,7 @@ def _decompress(payload: memoryview, n: int, where: str) -> bytes:
             return b""
         raise FormatError(f"{where}: frame says 0 raw bytes but carries a zstd payload of unknown size")
     try:
-        data = _decompressor().decompress(payload, max_output_size=n)
+        data = (dec or _decompressor()).decompress(payload, max_output_size=n)
     except zstandard.ZstdError as exc:
         raise FormatError(f"{where}: corrupt zstd payload, or longer than the {n} bytes the frame "
                           f"says ({exc})") from exc
@@ -339,10 +346,14 @@ def _decompress(payload: memoryview, n: int, where: str) -> bytes:
     return data
 
 
-def decode(frame: bytes | memoryview, *, where: str = "frame", max_raw: int = MAX_RAW) -> bytes:
+def decode(frame: bytes | memoryview, *, where: str = "frame", max_raw: int = MAX_RAW,
+           base: bytes | None = None) -> bytes:
     """The chunk bytes of one frame, at most `max_raw` (the store's largest chunk). Raises
-    FormatError on a malformed frame before allocating; the caller verifies the chunk id."""
+    FormatError on a malformed frame before allocating; the caller verifies the chunk id. A
+    delta frame needs `base`, the raw bytes of its base chunk (`delta_base` names it)."""
     codec, n, payload = _payload(frame, where, max_raw)
+    if codec == DELTA:
+        return _undelta(payload, n, where, base)
     if codec == RAW:
         if len(payload) != n:
             raise FormatError(f"{where}: frame says {n} raw bytes but decodes to {len(payload)}")
@@ -351,7 +362,8 @@ def decode(frame: bytes | memoryview, *, where: str = "frame", max_raw: int = MA
     return ungroup_bytes(data, n) if codec == BYTEGROUP else data
 
 
-def decode_into(frame: bytes | memoryview, out: bytearray, offset: int, *, where: str = "frame") -> int:
+def decode_into(frame: bytes | memoryview, out: bytearray, offset: int, *, where: str = "frame",
+                base: bytes | None = None) -> int:
     """Decode one frame into `out[offset : offset + raw length]` (which must fit); returns the
     raw length. Same errors as `decode`; the caller verifies the chunk id."""
     codec, n, payload = _payload(frame, where, MAX_RAW)
@@ -363,6 +375,59 @@ def decode_into(frame: bytes | memoryview, out: bytearray, offset: int, *, where
         out[offset : offset + n] = payload
     elif codec == ZSTD:
         out[offset : offset + n] = _decompress(payload, n, where)
+    elif codec == DELTA:
+        out[offset : offset + n] = _undelta(payload, n, where, base)
     else:
         _ungroup_into(_decompress(payload, n, where), out, offset, n)
     return n
+
+
+# ---------------------------------------------------------------------------------- delta frames
+#
+# frame := codec (u8 = 3) | raw length (u32) | base chunk id (32) | zstd frame
+#
+# The zstd frame (with content size, without a dictionary id) is compressed with the base
+# chunk's raw bytes as a raw-content dictionary (zstd's "reference prefix", what `zstd
+# --patch-from` does for whole files): a chunk that differs from its base in a few bytes costs
+# a few dozen bytes. The base is never itself a delta frame (chain depth one), so a reader needs
+# at most one extra chunk per delta frame. Decoding checks that the base bytes it is given hash
+# to the id the frame names: a wrong or damaged base is a FormatError, never wrong bytes.
+
+
+def _raw_dict(base: bytes) -> zstandard.ZstdCompressionDict:
+    return zstandard.ZstdCompressionDict(base, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+
+
+def encode_delta(data: bytes | memoryview, base_id: bytes, base: bytes, *, level: int = 3) -> bytes:
+    """A delta frame of `data` against the non-delta chunk `base` whose id is `base_id`."""
+    if len(base_id) != BASE_ID_SIZE:
+        raise ValueError(f"base chunk id must be {BASE_ID_SIZE} bytes, got {len(base_id)}")
+    comp = zstandard.ZstdCompressor(level=level, dict_data=_raw_dict(base), write_content_size=True,
+                                    write_dict_id=False)
+    return HEADER.pack(DELTA, len(data)) + base_id + comp.compress(data)
+
+
+def delta_base(frame: bytes | memoryview, *, where: str = "frame", max_raw: int = MAX_RAW) -> bytes | None:
+    """The raw 32-byte id of the base chunk a delta frame names; None for any other frame."""
+    codec, _, payload = _payload(frame, where, max_raw)
+    if codec != DELTA:
+        return None
+    if len(payload) < BASE_ID_SIZE:
+        raise FormatError(f"{where}: truncated delta frame ({len(payload)} payload bytes, the base id is 32)")
+    return bytes(payload[:BASE_ID_SIZE])
+
+
+def _undelta(payload: memoryview, n: int, where: str, base: bytes | None) -> bytes:
+    if len(payload) < BASE_ID_SIZE:
+        raise FormatError(f"{where}: truncated delta frame ({len(payload)} payload bytes, the base id is 32)")
+    named = bytes(payload[:BASE_ID_SIZE])
+    if base is None:
+        raise FormatError(f"{where}: a delta frame against base chunk blake3:{named.hex()}, but "
+                          f"the reader has no base for it (the recipe names none)")
+    actual = blake3.blake3(base).digest()
+    if actual != named:
+        raise FormatError(f"{where}: delta frame names base chunk blake3:{named.hex()} but was given "
+                          f"bytes hashing to blake3:{actual.hex()}: the base is damaged or the recipe "
+                          f"names the wrong one; nothing was decoded")
+    dec = zstandard.ZstdDecompressor(dict_data=_raw_dict(base))
+    return _decompress(payload[BASE_ID_SIZE:], n, where, dec)

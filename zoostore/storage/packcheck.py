@@ -9,7 +9,7 @@ gc's repack checks the frames it is about to copy.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import blake3
@@ -44,12 +44,19 @@ class PackProblem:
     message: str
 
 
+#: Raw bytes of a delta frame's base chunk, by the base's 32-byte id; None when unknown.
+BaseLookup = Callable[[bytes], "bytes | None"]
+
+
 def pack_problems(key: str, data: bytes, frames: Iterable[PackEntry] | None = None, *,
-                  max_chunk: int = codec.MAX_RAW) -> Iterator[PackProblem]:
+                  max_chunk: int = codec.MAX_RAW, bases: BaseLookup | None = None,
+                  deferred: list[tuple[PackEntry, bytes]] | None = None) -> Iterator[PackProblem]:
     """Everything wrong with the pack `data` stored at `key`: its hash against its name, its
     footer, and each frame of `frames` (default: every frame the footer lists). No frame
     decodes to more than `max_chunk` bytes, the store's largest chunk (a zstd bomb is a
-    bad-chunk, not an allocation)."""
+    bad-chunk, not an allocation). A delta frame is decoded against the base `bases` gives
+    (verified bytes); without one it goes to `deferred` (entry, frame) for the caller to check
+    once it has the base, or, with no `deferred` either, is a problem."""
     name = key.rsplit("/", 1)[-1]
     actual = blake3.blake3(data).hexdigest()
     if actual != name:
@@ -61,13 +68,31 @@ def pack_problems(key: str, data: bytes, frames: Iterable[PackEntry] | None = No
         return
     view = memoryview(data)
     for e in footer.entries if frames is None else frames:
+        frame = view[e.offset : e.offset + e.length]
         try:
-            raw = codec.decode(view[e.offset : e.offset + e.length], max_raw=max_chunk,
-                               where=f"{key} chunk {e.chunk} at offset {e.offset}")
+            base_id = codec.delta_base(frame, max_raw=max_chunk, where=f"{key} chunk {e.chunk}")
         except FormatError as exc:
             yield PackProblem("bad-chunk", e.chunk, str(exc))
             continue
-        got = blake3.blake3(raw).hexdigest()
-        if got != e.chunk.hex or len(raw) != e.raw_length:
-            yield PackProblem("bad-chunk", e.chunk, f"chunk {e.chunk} at offset {e.offset}: expected hash "
-                                                    f"{e.chunk.hex} ({e.raw_length} bytes), got {got} ({len(raw)} bytes)")
+        base = bases(base_id) if base_id is not None and bases is not None else None
+        if base_id is not None and base is None and deferred is not None:
+            deferred.append((e, bytes(frame)))
+            continue
+        problem = frame_problem(key, e, frame, base, max_chunk=max_chunk)
+        if problem is not None:
+            yield problem
+
+
+def frame_problem(key: str, e: PackEntry, frame: bytes | memoryview, base: bytes | None, *,
+                  max_chunk: int = codec.MAX_RAW) -> PackProblem | None:
+    """What is wrong with one frame of the pack at `key` (None: it decodes to its chunk);
+    `base` is the verified base of a delta frame."""
+    try:
+        raw = codec.decode(frame, max_raw=max_chunk, where=f"{key} chunk {e.chunk} at offset {e.offset}", base=base)
+    except FormatError as exc:
+        return PackProblem("bad-chunk", e.chunk, str(exc))
+    got = blake3.blake3(raw).hexdigest()
+    if got != e.chunk.hex or len(raw) != e.raw_length:
+        return PackProblem("bad-chunk", e.chunk, f"chunk {e.chunk} at offset {e.offset}: expected hash "
+                                                 f"{e.chunk.hex} ({e.raw_length} bytes), got {got} ({len(raw)} bytes)")
+    return None

@@ -1,13 +1,17 @@
 """gc repack: copy the live frames of mostly-dead old packs (each verified) into new packs and
-rewrite the recipes that name them; the old packs go in a later run, after the grace period."""
+rewrite the recipes that name them; the old packs go in a later run, after the grace period.
+Delta frames and their bases are frames like the others (a recipe names both, `Recipe.refs`):
+each moves on its own and the rewritten recipe points at both new places; a delta frame is
+verified against its base before it is copied."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from zoostore.storage.backends.base import ObjectInfo
 from zoostore.core.digest import Digest
-from zoostore.core.errors import FormatError, IntegrityError, ObjectNotFoundError
-from zoostore.storage.packcheck import footer_of, pack_problems
+from zoostore.core.errors import FormatError, IntegrityError, ObjectNotFoundError, ZooError
+from zoostore.storage.packcheck import BaseLookup, footer_of, pack_problems
 from zoostore.storage.pack import FileList, PackBuilder, PackEntry, PackSlot, pack_key
 from zoostore.core.progress import Progress
 from zoostore.storage.recipe import ChunkRef, Recipe, blob_key
@@ -49,8 +53,9 @@ class _Repacker:
         # (source pack, offset) -> (chunk id, raw length, frame length) and which recipes use it.
         self.wanted: dict[tuple[str, int], tuple[Digest, int, int]] = {}
         self.served_by: dict[tuple[str, int], set[str]] = {}
+        self.bases = {b.chunk: b for r in recipes.values() for b in r.bases}
         for key, recipe in recipes.items():
-            for ref in recipe.chunks:
+            for ref in recipe.refs:
                 pk = pack_key(ref.pack)
                 if pk in source_keys:
                     self.wanted[(pk, ref.offset)] = (ref.chunk, ref.raw_length, ref.length)
@@ -84,7 +89,7 @@ class _Repacker:
             data = self.backend.get(source.key)
         except ObjectNotFoundError:
             return
-        problem = _check_source(source.key, data, self.wanted)
+        problem = _check_source(source.key, data, self.wanted, self._base)
         if problem:
             self.result.notes.append(f"repack skipped {source.key}: {problem}; run 'zoostore verify --read-data'")
             return
@@ -101,6 +106,16 @@ class _Repacker:
             self.moved[(pk, offset)] = (self.slot, self.builder.add(chunk, data[offset : offset + length], raw_length))
             self.serving.update(self.served_by[(pk, offset)])
         self.done_sources.append(source.key)
+
+    def _base(self, base_id: bytes) -> bytes | None:
+        """The verified bytes of a delta frame's base chunk (still at its old place)."""
+        ref = self.bases.get(Digest.from_bytes(base_id))
+        if ref is None:
+            return None
+        try:
+            return self.zoo.blobs.chunk_bytes([ref], blob=ref.chunk).get(ref.chunk)
+        except ZooError:
+            return None
 
     def _flush(self, *, last: bool) -> None:
         if not len(self.builder):
@@ -124,12 +139,8 @@ class _Repacker:
         for key, recipe in self.recipes.items():
             chunks = []
             for ref in recipe.chunks:
-                pk = pack_key(ref.pack)
-                if pk in done:
-                    new_slot, new_offset = self.moved[(pk, ref.offset)]
-                    assert new_slot.id is not None
-                    ref = ChunkRef(ref.chunk, ref.raw_length, new_slot.id, new_offset, ref.length)
-                chunks.append(ref)
+                base = self._moved(ref.base, done) if ref.base is not None else None
+                chunks.append(replace(self._moved(ref, done), base=base))
             rewritten = Recipe(recipe.blob, recipe.size, tuple(chunks))
             if rewritten.chunks != recipe.chunks:
                 # Same key, different bytes: the one overwrite in a content-addressed store.
@@ -138,10 +149,20 @@ class _Repacker:
                 self.zoo.blobs.remember(rewritten)
                 self.result.recipes_rewritten += 1
 
+    def _moved(self, ref: ChunkRef, done: set[str]) -> ChunkRef:
+        """`ref` at its new place when its pack was repacked."""
+        pk = pack_key(ref.pack)
+        if pk not in done:
+            return ref
+        new_slot, new_offset = self.moved[(pk, ref.offset)]
+        assert new_slot.id is not None
+        return replace(ref, pack=new_slot.id, offset=new_offset)
 
-def _check_source(key: str, data: bytes, wanted: Mapping[tuple[str, int], tuple[Digest, int, int]]) -> str | None:
+
+def _check_source(key: str, data: bytes, wanted: Mapping[tuple[str, int], tuple[Digest, int, int]],
+                  bases: BaseLookup) -> str | None:
     """Why the pack must not be copied (its bytes or a live frame fail verification), or None."""
     frames = [PackEntry(chunk, offset, length, raw_length)
               for (pk, offset), (chunk, raw_length, length) in wanted.items() if pk == key]
-    problem = next(pack_problems(key, data, frames), None)
+    problem = next(pack_problems(key, data, frames, bases=bases), None)
     return None if problem is None else problem.message

@@ -55,7 +55,8 @@ def _is_object_key(key: str, prefix: str) -> bool:
 
 class _RecipeIndex:
     """What gc remembers of each recipe it read: the packs it names, and with `frames` every
-    (pack, offset, frame length). Recipes are immutable per key except for repack (gc itself),
+    (pack, offset, frame length); both include the bases of its delta frames, which stay live
+    as long as a kept recipe's delta frame uses them. Recipes are immutable per key except for repack (gc itself),
     so a plan's reads stay valid for its execute."""
 
     def __init__(self, *, frames: bool) -> None:
@@ -74,7 +75,7 @@ class _RecipeIndex:
         self._packs[key] = tuple(self._intern(pack_key(p)) for p in recipe.packs)
         if self.frames:
             self._frames[key] = tuple((self._intern(pack_key(r.pack)), r.offset, r.length)
-                                      for r in recipe.chunks)
+                                      for r in recipe.refs)
 
     def remember(self, key: str, packs: tuple[str, ...]) -> None:
         """Record what a cached earlier read found (`recipe_cache`), without reading again."""

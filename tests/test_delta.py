@@ -368,3 +368,35 @@ def test_hostile_format_2_recipes_are_format_errors() -> None:
     data[24:28] = (10**6).to_bytes(4, "little")  # a million bases in a 200-byte recipe
     with pytest.raises(FormatError, match="bytes, expected"):
         Recipe.decode(r.blob, bytes(data))
+
+
+def test_config_enable_delta_upgrades_an_existing_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An existing format-1 store opts in with `zoostore config STORE --enable-delta`: zoostore.toml
+    becomes format 2 (older versions refuse it), old versions still read, new ones may use deltas."""
+    import json as _json
+
+    from zoostore.cli import main as cli
+    from zoostore.ops.publish import publish as _publish
+    from zoostore.repository import init_store as _init, open_store as _open
+
+    store = tmp_path / "store"
+    zoo, _ = _init(store)
+    src = tmp_path / "v1"
+    src.mkdir()
+    data = bytearray(os.urandom(600_000))
+    (src / "lib.so").write_bytes(bytes(data))
+    _publish(zoo, "m", "1.0.0", [src], check=False)
+    assert "format = 1" in (store / "zoostore.toml").read_text()
+    assert cli(["config", str(store), "--enable-delta", "--json"]) == 0
+    doc = _json.loads(capsys.readouterr().out)
+    assert doc["delta"] is True and doc["format"] == 2
+    data[300_000:300_010] = b"0123456789"
+    src2 = tmp_path / "v2"
+    src2.mkdir()
+    (src2 / "lib.so").write_bytes(bytes(data))
+    zoo = _open(store)
+    _publish(zoo, "m", "1.1.0", [src2], check=False)
+    for version, want in (("1.0.0", src / "lib.so"), ("1.1.0", src2 / "lib.so")):
+        entry = zoo.manifest("m").versions[version].files["any"]["lib.so"]
+        assert zoo.blobs.read_range(entry.blob, 0, entry.size) == want.read_bytes()
+    assert cli(["config", str(store), "--enable-delta"]) == 0  # idempotent

@@ -282,13 +282,27 @@ def init_store(url: str | os.PathLike[str], *, config: StoreConfig | None = None
 
 
 def set_grace(store: Store, seconds: float) -> StoreConfig:
-    """Change the store's gc grace period (compare-and-swap on zoostore.toml). The only store
-    parameter that may change: publish and gc read it at the start of every run."""
+    """Change the store's gc grace period (compare-and-swap on zoostore.toml): publish and gc
+    read it at the start of every run."""
+    return _update_config(store, lambda c: replace(c, grace_seconds=seconds))
+
+
+def enable_delta(store: Store) -> StoreConfig:
+    """Turn delta frames on for an existing store: zoostore.toml becomes format 2, which
+    zoostore versions without delta frames refuse with "upgrade zoostore" (they could not read
+    the frames). Existing packs and recipes stay as they are; new publishes may use deltas. One
+    way: a store with delta frames cannot go back to format 1."""
+    return _update_config(store, lambda c: replace(c, delta=True))
+
+
+def _update_config(store: Store, change: Callable[[StoreConfig], StoreConfig]) -> StoreConfig:
+    """The changeable store parameters (grace, delta frames), with compare-and-swap on
+    zoostore.toml; chunking, packs and codecs never change."""
     for _ in range(CAS_ATTEMPTS):
         current = store.backend.get_versioned(CONFIG_KEY)
         where = f"{store.url.rstrip('/')}/{CONFIG_KEY}"
         config = StoreConfig.from_toml(current.data.decode("utf-8"), where=where)
-        new = replace(config, grace_seconds=seconds)
+        new = change(config)
         if new == config:
             return config
         try:

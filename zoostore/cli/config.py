@@ -1,4 +1,4 @@
-"""`zoostore config STORE [--grace DURATION]`: show a store's parameters; change the gc grace."""
+"""`zoostore config STORE [--grace DURATION] [--enable-delta]`: show a store's parameters; change the changeable ones."""
 
 from __future__ import annotations
 
@@ -21,6 +21,10 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("store", metavar="STORE", help="local directory or fsspec URL (s3://bucket/zoo)")
     p.add_argument("--grace", metavar="DURATION", help="set the gc grace period (e.g. 48h; at least 10m)")
+    p.add_argument("--enable-delta", action="store_true",
+                   help="let publish store new chunks as delta frames against the previous version's "
+                   "(store format 2: zoostore versions without delta frames then refuse the store; "
+                   "cannot be undone; docs/format.md)")
     add_json(p, "the parameters")
     p.set_defaults(func=run)
 
@@ -38,17 +42,20 @@ def check_grace(text: str) -> float:
 
 def run(args: argparse.Namespace) -> int:
     from zoostore.documents.store_config import format_duration
-    from zoostore.repository import open_store, set_grace
+    from zoostore.repository import enable_delta, open_store, set_grace
     from zoostore.storage.codec import CODEC_NAMES
 
     store = open_store(args.store)
     config = set_grace(store, check_grace(args.grace)) if args.grace else store.config
+    if args.enable_delta:
+        config = enable_delta(store)
     doc = {
         "store": store.url, "format": config.format,
         "chunking": {"min_size": config.chunking.min_size, "avg_size": config.chunking.avg_size,
                      "max_size": config.chunking.max_size},
         "pack_target_size": config.pack_target_size, "codecs": [CODEC_NAMES.get(c, str(c)) for c in config.codecs],
         "zstd_level": config.zstd_level, "grace": format_duration(config.grace_seconds),
+        "delta": config.delta,
     }
     if args.json:
         print_json(doc)

@@ -52,6 +52,10 @@ def manifest_key(model: str) -> str:
     return f"manifests/{model}.toml"
 
 
+#: The largest file a manifest may list (256 TiB, the largest a recipe can address).
+MAX_FILE_SIZE = 2**48
+
+
 @dataclass(frozen=True, slots=True)
 class FileEntry:
     blob: Digest
@@ -308,7 +312,9 @@ class Manifest:
                     except ZooError as exc:
                         raise FormatError(f"{fwhere}: {exc}") from None
                     if not isinstance(e, dict) or not isinstance(e.get("blob"), str) or not isinstance(e.get("size"), int):
-                        raise FormatError(f"{fwhere}: expected {{ blob = \"blake3:…\", size = N }}, got {e!r}")
+                        raise FormatError(f"{fwhere}: expected {{ blob = \"blake3:…\", size = N }}, got {e!r:.200}")
+                    if isinstance(e["size"], bool) or not 0 <= e["size"] <= MAX_FILE_SIZE:
+                        raise FormatError(f"{fwhere}.size: expected a byte count from 0 to {MAX_FILE_SIZE}, got {e['size']!r}")
                     try:
                         files[norm][path] = FileEntry(Digest.parse(e["blob"]), e["size"])
                     except ZooError as exc:

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from zoostore.core.digest import Digest, hash_file
 from zoostore.core.errors import (
-    BlobNotFoundError, ConfigError, DestinationConflictError, InvalidPathError, LockOutOfDateError, NotFoundError, OfflineError,
+    BlobNotFoundError, ConfigError, DestinationConflictError, IntegrityError, InvalidPathError, LockOutOfDateError,
+    NotFoundError, OfflineError,
     UsageError,
 )
 from zoostore.core.progress import NullProgress, Progress
@@ -380,6 +381,10 @@ def _place_all(report: SyncReport, desired: Mapping[str, Wanted], todo: list[str
             report.conflicts[rel] = str(exc)
             progress.advance("sync files")
             continue
+        if (actual := cached[f.blob].stat().st_size) != f.size:
+            raise IntegrityError(f"{rel}: zoo.lock says {f.size} bytes but blob {f.blob} holds {actual}: the lock "
+                                 f"or the manifest it came from is wrong; run 'zoostore lock --upgrade' and "
+                                 f"'zoostore verify' on the store", obj=str(f.blob))
         place_file(cached[f.blob], target, f.blob, link)
         new_state[rel] = state_entry(target, f.blob)
         report.placed.append(rel)

@@ -294,7 +294,18 @@ class ZooFileSystem(ReadOnlyMixin, AbstractFileSystem, metaclass=_ZooCached):  #
             if any(p.startswith(zp.rel + "/") for p in files):
                 raise IsADirectoryError(f"zoo://{name} is a directory, not a file")
             raise self._missing_file(zp, release, files)
+        self._check_size(zp, entry)
         return zp, release, entry
+
+    def _check_size(self, zp: ZooPath, entry: FileEntry) -> None:
+        """The manifest's size must be the file's: a mismatch would truncate or pad reads."""
+        local = self._cached_path(entry.blob)
+        actual = local.stat().st_size if local is not None else (
+            self._recipe(entry.blob).size if not self.offline else entry.size)
+        if actual != entry.size:
+            raise IntegrityError(
+                f"zoo://{zp.text}: the manifest says {entry.size} bytes but blob {entry.blob} holds {actual}: "
+                f"the manifest is wrong; run 'zoostore verify' on the store", obj=str(entry.blob))
 
     def ukey(self, path: str) -> str:
         """The blob id: the same content has the same key under every version and spec."""

@@ -112,8 +112,9 @@ def exit_code_help(codes: Sequence[int] | None = None) -> str:
     return "exit codes: " + "; ".join(f"{c} {EXIT_MEANINGS[c]}" for c in wanted if c in EXIT_MEANINGS)
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
-    """The top-level parser and each command's parser by name."""
+def build_parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The top-level parser and each command's parser by name; with `only`, just that command's
+    (its module is the only one imported: a no-op `zoostore sync` starts faster)."""
     parser = argparse.ArgumentParser(
         prog="zoostore",
         description=(
@@ -129,11 +130,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     parser.add_argument("--version", action="version", version=f"zoostore {__version__}")
     parser.add_argument("--debug", action="store_true", help=f"show tracebacks of errors (also: {DEBUG_ENV}=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
+    for name in [only] if only else COMMANDS:
         module = importlib.import_module(f"zoostore.cli.{name.replace('-', '_')}")
         module.add_parser(sub)
     commands: dict[str, argparse.ArgumentParser] = dict(sub.choices)
-    for name in STORE_COMMANDS:
+    for name in STORE_COMMANDS if not only else [only] if only in STORE_COMMANDS else []:
         commands[name].add_argument(
             "--store-option", action="append", default=[], metavar="KEY=VALUE",
             help="an option for the store's backend: endpoint_url, region, profile, anon=true, or any "
@@ -147,7 +148,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     """Parse like argparse, but an unknown option is reported with the command's own usage."""
-    parser, commands = build_parser()
+    first = (list(argv) if argv is not None else sys.argv[1:])[:1]
+    parser, commands = build_parser(first[0] if first and first[0] in COMMANDS else None)
     args, extra = parser.parse_known_args(argv)
     if extra:
         command = commands.get(getattr(args, "command", None) or "", parser)
@@ -175,9 +177,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     debug = args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
+        if not getattr(args, "store_option", None):  # the usual case: nothing to import
+            return int(args.func(args) or 0)
         from zoostore.storage.options import cli_options, parse_option_pairs
 
-        with cli_options(parse_option_pairs(getattr(args, "store_option", None) or [])):
+        with cli_options(parse_option_pairs(args.store_option)):
             return int(args.func(args) or 0)
     except (KeyboardInterrupt, errors.Interrupted):
         from zoostore.core import cancel

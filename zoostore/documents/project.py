@@ -33,7 +33,6 @@ from typing import Any
 
 from zoostore.core.errors import ConfigError, InvalidPathError, UsageError, ZooError
 from zoostore.core.names import check_model_name, check_relpath, host_arch, normalize_arch
-from zoostore.storage.options import refuse_secrets
 
 CONFIG_NAME = "zoo.toml"
 #: Names the store to read, overriding zoo.toml's `store` (a mirror, a CI cache); see find_store_url.
@@ -242,7 +241,10 @@ def parse_project(doc: Mapping[str, Any], *, root: Path, config_path: Path, wher
     store_options = doc.get("store_options", {})
     if not isinstance(store_options, dict):
         raise ConfigError(f'{where}: [store_options] must be a table, e.g. endpoint_url = "https://s3.example.org"')
-    refuse_secrets(store_options, f"{where}: [store_options]")
+    if store_options:
+        from zoostore.storage.options import refuse_secrets
+
+        refuse_secrets(store_options, f"{where}: [store_options]")
     # A project without `store` takes $ZOOSTORE_STORE as its declared store (recorded in zoo.lock).
     store = doc.get("store", os.environ.get(STORE_ENV))
     if not isinstance(store, str) or not store:

@@ -109,7 +109,7 @@ def sync_project(project: Project, *, locked: bool = False, frozen: bool = False
     sync did not place is left alone and, once everything else is placed, raises
     DestinationConflictError naming it; `force` replaces such files instead. `offline` (default:
     $ZOOSTORE_OFFLINE) never contacts the store."""
-    from zoostore.ops.fetch import offline_requested
+    from zoostore.core.offline import offline_requested
 
     offline = offline_requested(offline)
     if link not in LINK_MODES:

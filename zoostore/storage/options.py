@@ -17,7 +17,6 @@ Credentials stay in the standard AWS and cloud mechanisms: zoo.toml refuses keys
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -66,6 +65,8 @@ def env_options() -> dict[str, Any]:
     text = os.environ.get(STORE_OPTIONS_ENV, "").strip()
     if not text:
         return {}
+    import json
+
     try:
         doc = json.loads(text)
     except ValueError as exc:

@@ -22,7 +22,7 @@ from zoostore.core.digest import Digest
 from zoostore.core.errors import IntegrityError, NotFoundError, OfflineError, ResolutionError
 from zoostore.documents.manifest import FileEntry, Manifest, Release
 from zoostore.documents.resolve import select
-from zoostore.ops.fetch import OFFLINE_ENV
+from zoostore.core.offline import OFFLINE_ENV
 from zoostore.repository import Store, open_store
 from zoostore.storage.cache import Cache
 from zoostore.storage.recipe import Recipe

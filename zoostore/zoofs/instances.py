@@ -10,7 +10,7 @@ from fsspec.config import apply_config
 from fsspec.spec import _Cached
 
 from zoostore.documents.project import find_store, find_store_url
-from zoostore.ops.fetch import offline_requested
+from zoostore.core.offline import offline_requested
 from zoostore.repository import Store
 from zoostore.storage.cache import default_cache_dir
 

@@ -1,7 +1,7 @@
 """`zoostore build`: TVM artifacts per arch, reproducible, and really runnable.
 
 x86_64 artifacts run in-process through the TVM runtime; aarch64 artifacts run under
-qemu-user with `demo/driver/tvm_run.cc`, cross-compiled against the aarch64 libtvm_runtime.so
+qemu-user with `zoostore/integrations/driver/tvm_run.cc`, cross-compiled against the aarch64 libtvm_runtime.so
 and libtvm_ffi.so from the apache-tvm / apache-tvm-ffi manylinux aarch64 wheels. Both are
 compared with onnxruntime on the host.
 """
@@ -41,7 +41,7 @@ from zoostore.integrations.tvm_build import (
 )
 
 REPO = Path(__file__).resolve().parent.parent
-DRIVER = REPO / "demo" / "driver" / "tvm_run.cc"
+DRIVER = REPO / "zoostore" / "integrations" / "driver" / "tvm_run.cc"
 EM_X86_64, EM_AARCH64 = 62, 183
 
 needs_cross = pytest.mark.skipif(
@@ -600,3 +600,26 @@ def test_build_runs_the_models_test_data_sets_and_fails_on_a_wrong_output(tmp_pa
     write_set(2, rng.standard_normal((1, 16)).astype(np.float32), delta=0.01)
     with pytest.raises(BuildError, match=r"does not reproduce the model's test data: test_data_set_2: TVM output 'probs'"):
         build_model(src, targets=["x86_64"], out=tmp_path / "out2")
+
+
+def test_build_runs_test_data_through_the_aarch64_library_under_qemu(tmp_path: Path) -> None:
+    from onnx import numpy_helper
+
+    from zoostore.integrations.qemu import Aarch64Runner
+
+    runner = Aarch64Runner.find()
+    if isinstance(runner, str):
+        pytest.skip(runner)
+    src = model_dir(tmp_path, "mlp", hm.mlp(1), (hm.MLP_IO[0], hm.MLP_IO[1]))
+    x = np.random.default_rng(5).standard_normal((1, 16)).astype(np.float32)
+    [want] = onnx_reference(src / "model.onnx", {"x": x})
+    folder = src / "test_data_set_0"
+    folder.mkdir()
+    (folder / "input_0.pb").write_bytes(numpy_helper.from_array(x, "x").SerializeToString())
+    (folder / "output_0.pb").write_bytes(numpy_helper.from_array(want, "probs").SerializeToString())
+    [result] = build_model(src, targets=["aarch64"], out=tmp_path / "out")
+    step = next(s for s in result.steps if s.step == "test data aarch64")
+    assert "1/1 test data set(s) match TVM" in step.detail
+    (folder / "output_0.pb").write_bytes(numpy_helper.from_array(want + 0.01, "probs").SerializeToString())
+    with pytest.raises(BuildError, match="does not reproduce the model's test data"):
+        build_model(src, targets=["aarch64"], out=tmp_path / "out2")

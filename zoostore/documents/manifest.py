@@ -311,10 +311,7 @@ class Manifest:
                         check_relpath(path)
                     except ZooError as exc:
                         raise FormatError(f"{fwhere}: {exc}") from None
-                    if not isinstance(e, dict) or not isinstance(e.get("blob"), str) or not isinstance(e.get("size"), int):
-                        raise FormatError(f"{fwhere}: expected {{ blob = \"blake3:…\", size = N }}, got {e!r:.200}")
-                    if isinstance(e["size"], bool) or not 0 <= e["size"] <= MAX_FILE_SIZE:
-                        raise FormatError(f"{fwhere}.size: expected a byte count from 0 to {MAX_FILE_SIZE}, got {e['size']!r}")
+                    _check_file_entry(e, fwhere)
                     try:
                         files[norm][path] = FileEntry(Digest.parse(e["blob"]), e["size"])
                     except ZooError as exc:
@@ -344,6 +341,13 @@ def _parse_removed(doc: Mapping[str, Any], where: str) -> dict[str, frozenset[Di
         except ZooError as exc:
             raise FormatError(f"{rwhere}: {exc}") from None
     return out
+
+
+def _check_file_entry(e: Any, where: str) -> None:
+    if not isinstance(e, dict) or not isinstance(e.get("blob"), str) or not isinstance(e.get("size"), int):
+        raise FormatError(f"{where}: expected {{ blob = \"blake3:…\", size = N }}, got {e!r:.200}")
+    if isinstance(e["size"], bool) or not 0 <= e["size"] <= MAX_FILE_SIZE:
+        raise FormatError(f"{where}.size: expected a byte count from 0 to {MAX_FILE_SIZE}, got {e['size']!r}")
 
 
 def _get(doc: Mapping[str, Any], key: str, kind: type, where: str, default: Any = None) -> Any:

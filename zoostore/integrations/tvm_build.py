@@ -325,9 +325,9 @@ def build_model(
             finally:
                 staged.unlink(missing_ok=True)
             detail.append(f"{(arch_dir / LIBRARY).stat().st_size} bytes")
-        if arch.name == platform.machine() and find_data_sets(network):
+        if find_data_sets(network):
             with steps.step("test data", arch.name) as detail:
-                detail += _run_data_sets(arch_dir / LIBRARY, network, in_specs, out_specs, label)
+                detail += _run_data_sets(arch_dir / LIBRARY, network, in_specs, out_specs, label, arch.name)
         with steps.step("write", arch.name):
             io_doc = {
                 "format": FORMAT,
@@ -382,23 +382,35 @@ def build_model(
 
 
 def _run_data_sets(library: Path, network: Path, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec],
-                   label: str) -> list[str]:
-    """Run the model's `test_data_set_N` folders through the built library (this machine's
-    arch only) and fail the build when an output leaves the tolerance. A set whose input
-    shapes differ from the shapes the build bound is skipped and said so."""
+                   label: str, arch: str) -> list[str]:
+    """Run the model's `test_data_set_N` folders through the built library (in process on this
+    machine's arch, under qemu for aarch64 on x86_64 when the cross tools are there) and fail
+    the build when an output leaves the tolerance. A set whose input shapes differ from the
+    shapes the build bound is skipped and said so, and so is an arch nothing here can run."""
     import numpy as np
-    import tvm
-    from tvm import relax
 
-    vm = relax.VirtualMachine(tvm.runtime.load_module(str(library)), tvm.cpu())
     names = [o.name for o in outputs]
     bound = {i.name: tuple(i.shape) for i in inputs}
     skipped: list[str] = []
+    if arch == platform.machine():
+        import tvm
+        from tvm import relax
 
-    def run(feeds: dict[str, Any]) -> dict[str, Any]:
-        result = vm["main"](*[tvm.runtime.tensor(np.ascontiguousarray(feeds[i.name])) for i in inputs])
-        values = [result] if hasattr(result, "numpy") else list(result)  # a tensor, or a tuple of them
-        return {n: v.numpy() for n, v in zip(names, values, strict=True)}
+        vm = relax.VirtualMachine(tvm.runtime.load_module(str(library)), tvm.cpu())
+
+        def run(feeds: dict[str, Any]) -> dict[str, Any]:
+            result = vm["main"](*[tvm.runtime.tensor(np.ascontiguousarray(feeds[i.name])) for i in inputs])
+            values = [result] if hasattr(result, "numpy") else list(result)  # a tensor, or a tuple of them
+            return {n: v.numpy() for n, v in zip(names, values, strict=True)}
+    else:
+        from zoostore.integrations.qemu import Aarch64Runner
+
+        runner = Aarch64Runner.find() if arch == "aarch64" else f"no way to run {arch} code here"
+        if isinstance(runner, str):
+            return [f"test data not run on {arch}: {runner}"]
+
+        def run(feeds: dict[str, Any]) -> dict[str, Any]:
+            return runner.run(library, {i.name: feeds[i.name] for i in inputs}, names)
 
     def guarded(feeds: dict[str, Any]) -> dict[str, Any]:
         shapes = {k: tuple(np.shape(v)) for k, v in feeds.items()}

@@ -12,6 +12,7 @@ import importlib
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
 
 from zoostore.core import errors
@@ -175,7 +176,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         from zoostore.storage.options import cli_options, parse_option_pairs
 
-        with cli_options(parse_option_pairs(getattr(args, "store_option", None) or [])):
+        with cli_options(parse_option_pairs(getattr(args, "store_option", None) or [])), warnings.catch_warnings():
+            # Library warnings (a broken stale lock, ...) read like the CLI's own, without a source line.
+            warnings.showwarning = lambda message, *_, **__: print(f"zoostore: warning: {message}", file=sys.stderr)
             return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("zoostore: interrupted", file=sys.stderr)

@@ -53,16 +53,64 @@ def stale_temp(name: str, mtime: float, *, now: float | None = None, older_than:
     now = time.time() if now is None else now
     if now - mtime > older_than:
         return True
-    pid, started = parsed
+    return not writer_alive(*parsed)
+
+
+def writer_alive(pid: int, started: int) -> bool:
+    """Whether the process that wrote `pid` and `started` (its start time as in `temp_name`)
+    may still be running on this machine. False when no process has that pid, or when the one
+    that has it started after `started` (the pid was reused: Linux /proc tells). Unknown
+    (another user's process, no /proc) counts as alive: a live writer's file is never taken."""
     if pid == os.getpid():
-        return started != _STARTED
+        return started == _STARTED
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return True
-    except PermissionError:
         return False
-    return False
+    except PermissionError:
+        pass
+    except OverflowError:
+        return False
+    began = process_start(pid)
+    # `started` is the writer's import time, truncated: its real start is at most 1 s later
+    # as measured here (whole-second boot time), so 2 s of slack never mistakes the writer.
+    return began is None or began <= started + 2
+
+
+def process_start(pid: int) -> float | None:
+    """When process `pid` started (seconds since the epoch), from Linux /proc; None elsewhere."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        # Field 22 (starttime, clock ticks since boot); the command name before it is in
+        # parentheses and may hold spaces, so count from the last ')' (proc(5)).
+        ticks = int(stat.rsplit(")", 1)[1].split()[19])
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def owner() -> str:
+    """This process as `pid=<pid> started=<hex>`, for lock files that `parse_owner` reads back."""
+    return f"pid={os.getpid()} started={_STARTED:x}"
+
+
+def parse_owner(text: str) -> tuple[int, int] | None:
+    """(pid, start time) from text holding `owner()`, else None."""
+    pid = started = None
+    for word in text.split():
+        key, _, value = word.partition("=")
+        try:
+            if key == "pid":
+                pid = int(value)
+            elif key == "started":
+                started = int(value, 16)
+        except ValueError:
+            return None
+    return None if pid is None or started is None else (pid, started)
 
 
 def open_temp(directory: Path) -> tuple[Path, BinaryIO]:

@@ -251,6 +251,9 @@ def place_file(cache_file: Path, target: Path, blob: Digest, link: str) -> None:
             os.chmod(tmp, 0o444)
         assert tmp is not None
         os.replace(tmp, target)
+        # rename(2) does nothing when both names are links to the same file (a re-run after a
+        # killed sync re-links a file already linked from the cache): drop the temp name then.
+        tmp.unlink(missing_ok=True)
     except BaseException:
         if tmp is not None:
             tmp.unlink(missing_ok=True)

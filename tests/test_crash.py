@@ -12,9 +12,11 @@ commit and cleanup), then checks what a crash may and may not leave:
 - `gc` (and, for the local cache, `cache prune`) removes the leftovers of killed processes.
 
 Against a local directory store and a real S3 server (Ceph radosgw, the session fixture of
-tests/conftest.py; skipped with the reason where Ceph is missing). Bounded: KILLS kills per
-command and backend (`ZOOSTORE_CRASH_KILLS` raises it), each run at most RUN_LIMIT seconds.
+tests/conftest.py; skipped with the reason where Ceph is missing). Bounded: KILLS kill attempts
+per command and backend (`ZOOSTORE_CRASH_KILLS` sets it), each run at most RUN_LIMIT seconds.
 Every test prints its figures (`pytest -s` shows them; docs/reliability.md keeps ours).
+These three are marked `slow`; the fast tests at the end pin each leftover rule on its own
+(a dead writer's lock, temp files in the store, the cache and a destination).
 """
 
 from __future__ import annotations
@@ -37,14 +39,17 @@ import pytest
 from zoostore.cli import main
 from zoostore.core.atomic import TEMP_PREFIX
 from zoostore.documents.store_config import Chunking, StoreConfig
+from zoostore.core.errors import ConflictError
+from zoostore.ops.gc import plan_gc
 from zoostore.ops.publish import publish
 from zoostore.repository import init_store, open_store
+from zoostore.storage.backends.local import LocalBackend, StaleLockWarning
 from zoostore.storage.cache import Cache
 
-pytestmark = pytest.mark.slow
-
 ROOT = Path(__file__).resolve().parents[1]
-KILLS = int(os.environ.get("ZOOSTORE_CRASH_KILLS", "12"))
+#: Kill attempts per command: 10 on a local store, 6 on radosgw (slower: about 15 s per kill
+#: with its checks) unless `ZOOSTORE_CRASH_KILLS` says otherwise (docs/reliability.md: 20).
+KILLS = {"local": 10, "radosgw": 6}
 SEED = 13
 #: No run may take longer than this (a hang is a failure, not a wait).
 RUN_LIMIT = 120.0
@@ -59,6 +64,14 @@ class Store:
     options: dict[str, Any]
     root: Path | None  # the directory of a local store
 
+    @property
+    def kind(self) -> str:
+        return "local" if self.root is not None else "radosgw"
+
+    @property
+    def kills(self) -> int:
+        return int(os.environ.get("ZOOSTORE_CRASH_KILLS", KILLS[self.kind]))
+
     def open(self) -> Any:
         return open_store(self.url, storage_options=self.options or None)
 
@@ -72,10 +85,12 @@ class Tally:
     killed: int = 0
     finished: int = 0
     leftovers: list[int] = field(default_factory=list)  # temp files seen right after each kill
+    unreferenced: int = 0  # whole packs and recipes of killed runs that no manifest names
 
     def report(self) -> str:
         return (f"{self.command} on {self.backend}: {self.killed} kills, {self.finished} runs finished "
-                f"before their kill, temp leftovers after kills: {sum(self.leftovers)}, data lost: zero")
+                f"before their kill, temp files left by kills: {sum(self.leftovers)}, unreferenced "
+                f"objects left by kills: {self.unreferenced}, data lost: zero")
 
 
 @pytest.fixture(params=["local", "radosgw"])
@@ -135,12 +150,12 @@ def run_and_kill(args: list[str], delay: float, tally: Tally, **env: str) -> boo
     return False
 
 
-def delays(full: float, seed: int, *, start: float | None = None) -> Iterator[float]:
+def delays(full: float, seed: int, kills: int, *, start: float | None = None) -> Iterator[float]:
     """Kill moments over the span of one complete run (a little beyond, so that the end of a
     run, its commit and cleanup, is hit too), from `start` (default: 30% in, past most of the
     interpreter's start-up)."""
     rng = random.Random(seed)
-    for _ in range(KILLS):
+    for _ in range(kills):
         yield rng.uniform(0.3 * full if start is None else start, 1.05 * full)
 
 
@@ -186,17 +201,20 @@ def read_version(store: Store, model: str, version: str, out: Path) -> dict[str,
 # -- publish ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_kill_publish(store: Store, tmp_path: Path) -> None:
     init_store(store.url, config=CONFIG, storage_options=store.options or None)
-    tally = Tally("publish", "radosgw" if store.root is None else "local")
+    tally = Tally("publish", store.kind)
     full = run_complete(["publish", store.url, "m", "0.1.0", str(write_dir(tmp_path / "src0", model_files(0))),
                          "--no-check", "-q"])
-    for i, delay in enumerate(delays(full, SEED)):
+    for i, delay in enumerate(delays(full, SEED, store.kills)):
         version, files = f"1.{i}.0", model_files(100 + i)
         src = write_dir(tmp_path / f"src{i}", files)
         args = ["publish", store.url, "m", version, str(src), "--no-check", "-q"]
         if run_and_kill(args, delay, tally):
             tally.leftovers.append(len(temp_files(store.root)))
+            gc_plan = plan_gc(store.open(), grace=0)
+            tally.unreferenced += len(gc_plan.recipes) + len(gc_plan.packs)
         assert_verified(store)
         # Listed or not, the version is never half there: if the killed run committed it, it
         # reads back right; a re-run succeeds (uploading only what is missing) either way.
@@ -209,7 +227,7 @@ def test_kill_publish(store: Store, tmp_path: Path) -> None:
     assert temp_files(store.root) == []
     assert_verified(store)
     zoo = store.open()
-    assert sorted(zoo.manifest("m").versions) == sorted(["0.1.0", *(f"1.{i}.0" for i in range(KILLS))])
+    assert sorted(zoo.manifest("m").versions) == sorted(["0.1.0", *(f"1.{i}.0" for i in range(store.kills))])
     print(tally.report())
 
 
@@ -229,6 +247,7 @@ def dest_files(dest: Path) -> dict[str, bytes]:
     return {str(p.relative_to(base)): p.read_bytes() for p in base.rglob("*") if p.is_file()} if base.exists() else {}
 
 
+@pytest.mark.slow
 def test_kill_sync(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     init_store(store.url, config=CONFIG, storage_options=store.options or None)
     zoo = store.open()
@@ -242,13 +261,13 @@ def test_kill_sync(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     to_old = _project(tmp_path / "p-old", store, "1.0.0", dest)
     to_new = _project(tmp_path / "p-new", store, "2.0.0", dest)
     shared_cache = tmp_path / "shared-cache"
-    tally = Tally("sync", "radosgw" if store.root is None else "local")
+    tally = Tally("sync", store.kind)
     calibrate = ["sync", "--project", str(to_new), "--dest", str(tmp_path / "calibrate"), "-q"]
     full = run_complete(calibrate, ZOOSTORE_CACHE=str(tmp_path / "calibrate-cache"))
     # A sync with nothing to do is start-up and reading the state file: kill after that.
     start = run_complete(calibrate, ZOOSTORE_CACHE=str(tmp_path / "calibrate-cache"))
     cache_leftovers = 0
-    for i, delay in enumerate(delays(full, SEED + 1, start=start)):
+    for i, delay in enumerate(delays(full, SEED + 1, store.kills, start=start)):
         # Odd runs share one cache (kills leave temp files in it), even runs start empty.
         cache = shared_cache if i % 2 else tmp_path / f"cache{i}"
         monkeypatch.setenv("ZOOSTORE_CACHE", str(cache))
@@ -267,7 +286,10 @@ def test_kill_sync(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                 cache_leftovers += Cache(cache).info().stale_temps
         assert main(["verify", store.url, "-q"]) == 0  # sync never writes to the store; --read-data at the end
         assert main(args) == 0, f"re-run of sync after a kill at {delay:.2f} s failed"
-        assert dest_files(dest) == new  # no temp file left either
+        got = dest_files(dest)
+        assert got == new, (f"after a kill at {delay:.2f} s and a re-run: extra {sorted(got.keys() - new.keys())}, "
+                            f"missing {sorted(new.keys() - got.keys())}, wrong "
+                            f"{sorted(k for k in got.keys() & new.keys() if got[k] != new[k])}")
     # `cache prune` removes the temp files of the killed runs from the shared cache.
     monkeypatch.setenv("ZOOSTORE_CACHE", str(shared_cache))
     assert main(["cache", "prune", "--unused"]) == 0
@@ -280,10 +302,11 @@ def test_kill_sync(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 # -- gc --------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_kill_gc(store: Store, tmp_path: Path) -> None:
     init_store(store.url, config=CONFIG, storage_options=store.options or None)
     zoo = store.open()
-    tally = Tally("gc", "radosgw" if store.root is None else "local")
+    tally = Tally("gc", store.kind)
     kept: dict[str, dict[str, bytes]] = {}
 
     def garbage(i: int) -> list[str]:
@@ -305,7 +328,7 @@ def test_kill_gc(store: Store, tmp_path: Path) -> None:
         return ["gc", store.url, "--keep", f"m@>={i}.2.0", "--grace", "0s", "--yes", "-q", *extra]
 
     full = run_complete(garbage(0))
-    for i, delay in enumerate(delays(full, SEED + 2), start=1):
+    for i, delay in enumerate(delays(full, SEED + 2, store.kills), start=1):
         args = garbage(i)
         if run_and_kill(args, delay, tally):
             tally.leftovers.append(len(temp_files(store.root)))
@@ -317,3 +340,179 @@ def test_kill_gc(store: Store, tmp_path: Path) -> None:
     assert_verified(store)
     assert temp_files(store.root) == []
     print(tally.report())
+
+
+# -- the leftover rules, one at a time (fast) -------------------------------------------------
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(proc.stdout)
+
+
+def test_a_dead_writers_lock_is_broken_at_once_with_a_warning(tmp_path: Path) -> None:
+    backend = LocalBackend(tmp_path, lock_wait=5.0)
+    token = backend.put_cas("manifests/m.toml", b"1", expected=None)
+    lock = tmp_path / "manifests" / "m.toml.lock"
+    import socket
+
+    # What a publish killed while holding the lock leaves: host, pid and start time, fresh mtime.
+    lock.write_text(f"{socket.gethostname()} pid={dead_pid()} started={int(time.time()) - 1:x} abc")
+    started = time.monotonic()
+    with pytest.warns(StaleLockWarning, match="broke the stale lock .* no longer running"):
+        backend.put_cas("manifests/m.toml", b"2", expected=token)
+    assert time.monotonic() - started < 1.0  # not the 30 s of an old lock, nor the lock_wait
+    assert backend.get("manifests/m.toml") == b"2"
+    assert sorted(p.name for p in (tmp_path / "manifests").iterdir()) == ["m.toml"]
+
+
+def test_a_live_writers_lock_is_waited_for_with_a_note(tmp_path: Path) -> None:
+    import socket
+
+    backend = LocalBackend(tmp_path, lock_wait=1.5)
+    token = backend.put_cas("manifests/m.toml", b"1", expected=None)
+    lock = tmp_path / "manifests" / "m.toml.lock"
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        # A live process (this test's child) that started before the time in the lock.
+        lock.write_text(f"{socket.gethostname()} pid={holder.pid} started={int(time.time()) + 5:x} abc")
+        with pytest.warns(StaleLockWarning, match=f"waiting for the lock .* process {holder.pid}"):
+            with pytest.raises(ConflictError, match="locked by another writer"):
+                backend.put_cas("manifests/m.toml", b"2", expected=token)
+        assert lock.exists()
+        # The same pid with a start time before the process's own: the pid was reused, the
+        # writer is gone.
+        lock.write_text(f"{socket.gethostname()} pid={holder.pid} started={int(time.time()) - 3600:x} abc")
+        with pytest.warns(StaleLockWarning, match="no longer running"):
+            backend.put_cas("manifests/m.toml", b"2", expected=token)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_lock_from_another_host_waits_for_its_age(tmp_path: Path) -> None:
+    backend = LocalBackend(tmp_path, lock_wait=0.3)
+    token = backend.put_cas("manifests/m.toml", b"1", expected=None)
+    lock = tmp_path / "manifests" / "m.toml.lock"
+    lock.write_text(f"elsewhere pid={dead_pid()} started=0 abc")  # its pid means nothing here
+    with pytest.raises(ConflictError, match="locked by another writer"):
+        backend.put_cas("manifests/m.toml", b"2", expected=token)
+    assert lock.exists()
+
+
+def test_store_temp_names_carry_the_writer_and_gc_removes_only_stale_ones(tmp_path: Path) -> None:
+    zoo, _ = init_store(tmp_path / "store", config=CONFIG)
+    backend = zoo.backend
+    assert isinstance(backend, LocalBackend)
+    made = backend._temp_for(tmp_path / "store" / "packs" / "ab" / "x")  # noqa: SLF001
+    assert made.name.startswith(f"{TEMP_PREFIX}{os.getpid()}-")
+    packs = tmp_path / "store" / "packs" / "ab"
+    packs.mkdir(parents=True)
+    dead = packs / f"{TEMP_PREFIX}{dead_pid()}-{int(time.time()):x}-0badf00d"
+    dead.write_bytes(b"partial pack" * 1000)
+    live = packs / made.name  # this process: alive, so kept however old
+    live.write_bytes(b"being written")
+    old_style_new = packs / ".abcd.0123456789abcdef.tmp"     # an older zoostore's temp name, fresh
+    old_style_new.write_bytes(b"x")
+    old_style_old = packs / ".abcd.fedcba9876543210.tmp"     # and one older than the grace period
+    old_style_old.write_bytes(b"y")
+    week_ago = time.time() - 7 * 86400
+    os.utime(old_style_old, (week_ago, week_ago))
+    assert list(backend.list("packs/")) == []  # never listed as objects
+
+    expected = sorted(["packs/ab/" + p.name for p in (dead, old_style_old)])
+    plan = plan_gc(zoo)
+    assert [i.key for i in plan.leftovers] == expected
+    assert "2 leftover(s) of killed writers" in str(plan) and not plan.empty
+    assert main(["verify", str(tmp_path / "store")]) == 0  # reported, not a problem
+    result = plan.execute()
+    assert result.leftovers_deleted == 2 and "deleted 2 leftover(s)" in str(result)
+    assert sorted(p.name for p in packs.iterdir()) == sorted([live.name, old_style_new.name])
+
+
+def test_verify_reports_leftovers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    init_store(tmp_path / "store", config=CONFIG)
+    (tmp_path / "store" / "blobs").mkdir()
+    (tmp_path / "store" / "blobs" / f"{TEMP_PREFIX}{dead_pid()}-0-00000000").write_bytes(b"partial")
+    assert main(["verify", str(tmp_path / "store"), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["ok"] and doc["problems"] == [] and len(doc["leftovers"]) == 1
+
+
+def test_gc_removes_old_probes_on_s3(tmp_path: Path, moto_endpoint: str) -> None:
+    """An object store has no partial objects; a killed command can leave only its clock or
+    compare-and-swap probe under tmp/, which gc deletes once older than the grace period."""
+    import boto3
+
+    from conftest import moto_options
+
+    bucket = f"probe-{os.urandom(6).hex()}"
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, aws_access_key_id="testing",
+                      aws_secret_access_key="testing", region_name="us-east-1")
+    s3.create_bucket(Bucket=bucket)
+    zoo, _ = init_store(f"s3://{bucket}/zoo", config=CONFIG, storage_options=moto_options(moto_endpoint))
+    probe = f"zoo/tmp/clock-{os.urandom(16).hex()}"
+    s3.put_object(Bucket=bucket, Key=probe, Body=b"")
+    s3.put_object(Bucket=bucket, Key="zoo/tmp/not-a-probe", Body=b"mine")
+    assert plan_gc(zoo).leftovers == ()  # younger than the grace period
+    later = time.time() + CONFIG.grace_seconds + 60
+    plan = plan_gc(zoo, now=later)
+    assert [i.key for i in plan.leftovers] == [probe.removeprefix("zoo/")]
+    plan.execute()
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="zoo/tmp/").get("Contents", [])]
+    assert keys == ["zoo/tmp/not-a-probe"]
+
+
+def test_cache_info_and_prune_see_temps_anywhere_in_the_cache(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    cache = Cache(tmp_path / "cache")
+    pid = dead_pid()
+    planted = []
+    for sub in ("blobs/ab", "recipes/ab", "verified/ab", "manifests/0123"):
+        (cache.root / sub).mkdir(parents=True)
+        planted.append(cache.root / sub / f"{TEMP_PREFIX}{pid}-{int(time.time()):x}-{len(planted):08x}")
+        planted[-1].write_bytes(b"p" * 1000)
+    mine = cache.root / "blobs" / "ab" / f"{TEMP_PREFIX}{os.getpid()}-0-00000000"
+    mine.write_bytes(b"a live writer's")  # start time 0 is not this process's: reused pid, stale
+    info = cache.info()
+    assert (info.stale_temps, info.stale_temp_bytes) == (5, 4000 + len(b"a live writer's"))
+    assert main(["cache", "info"]) == 0
+    assert "stale temp files: 5" in capsys.readouterr().out
+    assert main(["cache", "prune", "--unused"]) == 0
+    assert not any(p.exists() for p in [*planted, mine])
+    assert cache.info().stale_temps == 0
+
+
+def test_sync_removes_partial_files_a_killed_sync_left(tmp_path: Path) -> None:
+    zoo, _ = init_store(tmp_path / "store", config=CONFIG)
+    publish(zoo, "m", "1.0.0", [write_dir(tmp_path / "v1", {"a.bin": b"1" * 5000})], check=False)
+    publish(zoo, "m", "2.0.0", [write_dir(tmp_path / "v2", {"a.bin": b"2" * 5000})], check=False)
+    dest = tmp_path / "dest"
+    p1 = _project(tmp_path / "p1", Store(str(tmp_path / "store"), {}, tmp_path / "store"), "1.0.0", dest)
+    p2 = _project(tmp_path / "p2", Store(str(tmp_path / "store"), {}, tmp_path / "store"), "2.0.0", dest)
+    assert main(["sync", "--project", str(p1), "-q"]) == 0
+    pid = dead_pid()
+    partial = dest / "m" / "x86_64" / f"{TEMP_PREFIX}{pid}-{int(time.time()):x}-00000001"
+    partial.write_bytes(b"2" * 100)
+    state_temp = dest / f"{TEMP_PREFIX}{pid}-{int(time.time()):x}-00000002"
+    state_temp.write_bytes(b"{")
+    user = dest / "m" / "x86_64" / ".zoostore-tmp-mine"  # not a zoostore temp name: never touched
+    user.write_bytes(b"mine")
+    assert main(["sync", "--project", str(p2), "-q"]) == 0
+    assert not partial.exists() and not state_temp.exists() and user.exists()
+    assert (dest / "m" / "x86_64" / "a.bin").read_bytes() == b"2" * 5000
+
+
+def test_a_rerun_after_a_kill_before_the_state_file_leaves_no_temp_links(tmp_path: Path) -> None:
+    """Found by test_kill_sync: a sync killed after placing its hard links but before writing
+    its state file; the next sync re-links the same cache file, and rename(2) of one link of a
+    file over another link of the same file does nothing, which left the temp names in dest."""
+    zoo, _ = init_store(tmp_path / "store", config=CONFIG)
+    publish(zoo, "m", "1.0.0", [write_dir(tmp_path / "v1", {"a.bin": b"1" * 5000, "b.txt": b"b"})], check=False)
+    project = _project(tmp_path / "p", Store(str(tmp_path / "store"), {}, tmp_path / "store"), "1.0.0",
+                       tmp_path / "dest")
+    assert main(["sync", "--project", str(project), "-q"]) == 0
+    (tmp_path / "dest" / ".zoostore-state.json").unlink()  # what the kill left: links, no state
+    assert main(["sync", "--project", str(project), "-q"]) == 0
+    assert sorted(p.name for p in (tmp_path / "dest" / "m" / "x86_64").iterdir()) == ["a.bin", "b.txt"]

@@ -36,11 +36,14 @@ def find_leftovers(zoo: Store, *, grace: float, now: float) -> list[ObjectInfo]:
                    if _PROBE.fullmatch(info.key) and info.mtime < now - grace), key=lambda i: i.key)
 
 
-def delete_leftovers(zoo: Store, planned: tuple[ObjectInfo, ...], *, grace: float) -> tuple[int, int]:
-    """Delete the planned leftovers that are still stale now; returns (count, bytes)."""
+def delete_leftovers(zoo: Store, planned: tuple[ObjectInfo, ...], *, grace: float,
+                     now: float) -> tuple[int, int]:
+    """Delete the planned leftovers that are still stale (looked at again: a writer may have
+    finished or renamed its temp file since the plan; `now` is the plan's clock); returns
+    (count, bytes)."""
     if not planned:
         return 0, 0
-    still = {info.key: info for info in find_leftovers(zoo, grace=grace, now=zoo.backend.now())}
+    still = {info.key: info for info in find_leftovers(zoo, grace=grace, now=now)}
     gone = [info for info in planned if info.key in still]
     try:
         zoo.backend.delete([info.key for info in gone])

@@ -127,7 +127,8 @@ class GcPlan:
         self._executed = True
         progress = progress or NullProgress()
         result = GcResult()
-        result.leftovers_deleted, result.leftover_bytes = delete_leftovers(self.zoo, self.leftovers, grace=self.grace)
+        result.leftovers_deleted, result.leftover_bytes = delete_leftovers(self.zoo, self.leftovers, grace=self.grace,
+                                                                             now=self.now)
         self._drop_versions(result)
         # Survey the store as it is now: live set from the manifests after the drop, then
         # listings, then recipes not read yet.

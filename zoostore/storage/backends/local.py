@@ -43,6 +43,7 @@ up to `lock_wait` seconds (default 10), then raises `ConflictError`.
 
 from __future__ import annotations
 
+import builtins
 import errno
 import os
 import socket
@@ -340,7 +341,7 @@ class LocalBackend(Backend):
 
     # -- leftovers of killed writers ---------------------------------------------------------
 
-    def leftovers(self, *, older_than: float, now: float | None = None) -> list[ObjectInfo]:
+    def leftovers(self, *, older_than: float, now: float | None = None) -> builtins.list[ObjectInfo]:
         """Temp files and broken-lock files that no running writer will finish: written by a
         process of this machine that is gone, or older than `older_than` seconds (written from
         another machine, or by an older zoostore whose temp names carry no pid). Keys are

@@ -516,3 +516,28 @@ def test_a_rerun_after_a_kill_before_the_state_file_leaves_no_temp_links(tmp_pat
     (tmp_path / "dest" / ".zoostore-state.json").unlink()  # what the kill left: links, no state
     assert main(["sync", "--project", str(project), "-q"]) == 0
     assert sorted(p.name for p in (tmp_path / "dest" / "m" / "x86_64").iterdir()) == ["a.bin", "b.txt"]
+
+
+def test_a_publish_killed_holding_the_manifest_lock_delays_the_next_by_nothing(tmp_path: Path,
+                                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """A real process takes the lock the way a publish does and is SIGKILLed holding it."""
+    store = tmp_path / "store"
+    init_store(store, config=CONFIG)
+    src = write_dir(tmp_path / "src", {"a.txt": b"a"})
+    assert main(["publish", str(store), "m", "1.0.0", str(src), "--no-check", "-q"]) == 0
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from zoostore.storage.backends.local import LocalBackend; "
+         "b = LocalBackend(sys.argv[1]); b._acquire(b.root / 'manifests' / 'm.toml.lock', 'manifests/m.toml'); "
+         "print('held', flush=True); time.sleep(60)", str(store)],
+        env=_env(), stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert (store / "manifests" / "m.toml.lock").exists()
+    started = time.monotonic()
+    assert main(["publish", str(store), "m", "1.1.0", str(src), "--no-check", "-q"]) == 0
+    assert time.monotonic() - started < 5.0  # it waited 10 s, then failed: lock_wait < 30 s
+    assert f"broke the stale lock {store / 'manifests' / 'm.toml.lock'}" in capsys.readouterr().err
+    assert not (store / "manifests" / "m.toml.lock").exists()

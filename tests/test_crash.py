@@ -37,7 +37,7 @@ import numpy as np
 import pytest
 
 from zoostore.cli import main
-from zoostore.core.atomic import TEMP_PREFIX
+from zoostore.core.atomic import TEMP_PREFIX, machine, stale_temp
 from zoostore.documents.store_config import Chunking, StoreConfig
 from zoostore.core.errors import ConflictError
 from zoostore.ops.gc import plan_gc
@@ -358,7 +358,7 @@ def test_a_dead_writers_lock_is_broken_at_once_with_a_warning(tmp_path: Path) ->
     import socket
 
     # What a publish killed while holding the lock leaves: host, pid and start time, fresh mtime.
-    lock.write_text(f"{socket.gethostname()} pid={dead_pid()} started={int(time.time()) - 1:x} abc")
+    lock.write_text(f"{socket.gethostname()} pid={dead_pid()} started={int(time.time()) - 1:x} machine={machine()} abc")
     started = time.monotonic()
     with pytest.warns(StaleLockWarning, match="broke the stale lock .* no longer running"):
         backend.put_cas("manifests/m.toml", b"2", expected=token)
@@ -376,14 +376,14 @@ def test_a_live_writers_lock_is_waited_for_with_a_note(tmp_path: Path) -> None:
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         # A live process (this test's child) that started before the time in the lock.
-        lock.write_text(f"{socket.gethostname()} pid={holder.pid} started={int(time.time()) + 5:x} abc")
+        lock.write_text(f"{socket.gethostname()} pid={holder.pid} started={int(time.time()) + 5:x} machine={machine()} abc")
         with pytest.warns(StaleLockWarning, match=f"waiting for the lock .* process {holder.pid}"):
             with pytest.raises(ConflictError, match="locked by another writer"):
                 backend.put_cas("manifests/m.toml", b"2", expected=token)
         assert lock.exists()
         # The same pid with a start time before the process's own: the pid was reused, the
         # writer is gone.
-        lock.write_text(f"{socket.gethostname()} pid={holder.pid} started={int(time.time()) - 3600:x} abc")
+        lock.write_text(f"{socket.gethostname()} pid={holder.pid} started={int(time.time()) - 3600:x} machine={machine()} abc")
         with pytest.warns(StaleLockWarning, match="no longer running"):
             backend.put_cas("manifests/m.toml", b"2", expected=token)
     finally:
@@ -391,11 +391,19 @@ def test_a_live_writers_lock_is_waited_for_with_a_note(tmp_path: Path) -> None:
         holder.wait()
 
 
-def test_a_lock_from_another_host_waits_for_its_age(tmp_path: Path) -> None:
+def other_machine() -> str:
+    return "000000" if machine() != "000000" else "000001"
+
+
+def test_a_lock_from_another_machine_waits_for_its_age(tmp_path: Path) -> None:
+    """Another NFS client, or another container (pid namespace) on this host: its pid means
+    nothing here, so only the lock's age can tell that it is stale."""
     backend = LocalBackend(tmp_path, lock_wait=0.3)
     token = backend.put_cas("manifests/m.toml", b"1", expected=None)
     lock = tmp_path / "manifests" / "m.toml.lock"
-    lock.write_text(f"elsewhere pid={dead_pid()} started=0 abc")  # its pid means nothing here
+    import socket
+
+    lock.write_text(f"{socket.gethostname()} pid={dead_pid()} started=0 machine={other_machine()} abc")
     with pytest.raises(ConflictError, match="locked by another writer"):
         backend.put_cas("manifests/m.toml", b"2", expected=token)
     assert lock.exists()
@@ -413,6 +421,8 @@ def test_store_temp_names_carry_the_writer_and_gc_removes_only_stale_ones(tmp_pa
     dead.write_bytes(b"partial pack" * 1000)
     live = packs / made.name  # this process: alive, so kept however old
     live.write_bytes(b"being written")
+    elsewhere = packs / f"{TEMP_PREFIX}{dead_pid()}-{int(time.time()):x}-{other_machine()}-00000000"
+    elsewhere.write_bytes(b"another NFS client's write in progress")  # kept until the grace period
     old_style_new = packs / ".abcd.0123456789abcdef.tmp"     # an older zoostore's temp name, fresh
     old_style_new.write_bytes(b"x")
     old_style_old = packs / ".abcd.fedcba9876543210.tmp"     # and one older than the grace period
@@ -428,7 +438,8 @@ def test_store_temp_names_carry_the_writer_and_gc_removes_only_stale_ones(tmp_pa
     assert main(["verify", str(tmp_path / "store")]) == 0  # reported, not a problem
     result = plan.execute()
     assert result.leftovers_deleted == 2 and "deleted 2 leftover(s)" in str(result)
-    assert sorted(p.name for p in packs.iterdir()) == sorted([live.name, old_style_new.name])
+    assert sorted(p.name for p in packs.iterdir()) == sorted([live.name, old_style_new.name, elsewhere.name])
+    assert stale_temp(elsewhere.name, time.time() - 2 * CONFIG.grace_seconds, older_than=CONFIG.grace_seconds)
 
 
 def test_verify_reports_leftovers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,16 +2,17 @@
 
     <root>/zoostore.toml
     <root>/packs/3f/3fa9...e1                    one key = one regular file
-    <root>/packs/3f/.zoostore-tmp-<pid>-<start>-<hex>          a write in progress (never listed)
+    <root>/packs/3f/.zoostore-tmp-<pid>-<start>-<machine>-<hex>          a write in progress
     <root>/manifests/yolo.toml
-    <root>/manifests/yolo.toml.lock                            compare-and-swap lock (never listed)
-    <root>/manifests/.zoostore-tmp-<pid>-<start>-<hex>.broken  a stale lock being broken
+    <root>/manifests/yolo.toml.lock              compare-and-swap lock
+    <root>/manifests/.zoostore-tmp-<pid>-<start>-<machine>-<hex>.broken  a lock being broken
 
 Names whose last part ends in `.lock`, starts with `.zoostore-tmp-` (core.atomic.TEMP_PREFIX),
-or starts with "." and ends in `.tmp` / `.broken` (the names of zoostore before 0.x, still
-recognised) are reserved for this bookkeeping: `list` skips them and writes to them raise
-`InvalidPathError`. A temp name carries its writer's pid and start time, so `leftovers` can
-tell the files of a killed writer (`zoostore gc` removes them, `zoostore verify` reports them).
+or starts with "." and ends in `.tmp` / `.broken` (the temp names of earlier zoostore
+versions, still recognised) are reserved for this bookkeeping: `list` skips them and writes to
+them raise `InvalidPathError`. A temp name says which process of which machine wrote it, so
+`leftovers` can tell the files of a killed writer (`zoostore gc` removes them, `zoostore
+verify` reports them).
 
 put_if_absent: write a unique temp file in the target directory (fsync'd unless `fsync=False`),
 then `os.link(temp, final)`, which fails with `FileExistsError` when the key exists, then unlink
@@ -32,8 +33,8 @@ host by a process that is no longer running (killed: its pid is gone or was reus
 at once, with a `StaleLockWarning` saying so. Any other lock whose mtime is more than
 `STALE_LOCK_SECONDS` (30 s) older than this machine's clock belongs to a crashed or hung writer
 (possibly on another NFS client) and is broken too; while it waits for a live holder, a writer
-says so once (`StaleLockWarning`) after `LOCK_NOTE_SECONDS`. Breaking means: renamed to a unique `.broken` name
-(atomic, so only one breaker wins), checked to still be the same stale file (same inode and
+says so once (`StaleLockWarning`) after `LOCK_NOTE_SECONDS`. Breaking a lock: it is renamed to
+a unique `.broken` name (atomic, so only one breaker wins), checked to still be the same stale file (same inode and
 mtime), then deleted. A writer re-reads its own nonce from the lock just before `os.replace` and
 gives up with `ConflictError` if its lock was broken meanwhile. Holders finish in milliseconds
 (manifests are small), so the rule only fires after a crash, or with clocks skewed by more than
@@ -56,7 +57,7 @@ from pathlib import Path
 import blake3
 
 from zoostore.storage.backends.base import Backend, Capabilities, ObjectInfo, Versioned
-from zoostore.core.atomic import TEMP_PREFIX, owner, parse_owner, stale_temp, temp_name, writer_alive
+from zoostore.core.atomic import TEMP_PREFIX, owner, owner_gone, stale_temp, temp_name
 from zoostore.core.errors import ConflictError, InvalidPathError, ObjectNotFoundError
 
 #: Age after which a `.lock` file is considered abandoned and may be broken (see module doc).
@@ -75,13 +76,6 @@ def _token(data: bytes) -> str:
     return blake3.blake3(data).hexdigest()
 
 
-def _dead_holder(text: str) -> bool:
-    """Whether a lock's text names a writer on this host that is no longer running."""
-    parts = text.split()
-    parsed = parse_owner(text)
-    return bool(parts) and parts[0] == socket.gethostname() and parsed is not None and not writer_alive(*parsed)
-
-
 def _holder(lock: Path) -> str:
     try:
         return _holder_of(lock.read_text(errors="replace"))
@@ -91,10 +85,10 @@ def _holder(lock: Path) -> str:
 
 def _holder_of(text: str) -> str:
     parts = text.split()
-    parsed = parse_owner(text)
-    if not parts or parsed is None:
+    pid = next((w.removeprefix("pid=") for w in parts if w.startswith("pid=")), None)
+    if not parts or pid is None:
         return "an unknown writer"
-    return f"process {parsed[0]} on {parts[0]}"
+    return f"process {pid} on {parts[0]}"
 
 
 def _is_reserved(name: str) -> bool:
@@ -314,7 +308,7 @@ class LocalBackend(Backend):
         except FileNotFoundError:
             return True  # released meanwhile: try again at once
         age = time.time() - before.st_mtime
-        dead = _dead_holder(text)
+        dead = owner_gone(text)
         if not dead and age <= STALE_LOCK_SECONDS:
             return False
         grabbed = self._temp_for(lock, "broken")

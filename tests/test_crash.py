@@ -225,6 +225,8 @@ def test_kill_publish(store: Store, tmp_path: Path) -> None:
     # packs and recipes, and in a local store the temp files of dead writers.
     assert main(["gc", store.url, "--grace", "0s", "-q"]) == 0
     assert temp_files(store.root) == []
+    after = plan_gc(store.open(), grace=0)
+    assert (after.recipes, after.packs, after.leftovers) == ((), (), ())
     assert_verified(store)
     zoo = store.open()
     assert sorted(zoo.manifest("m").versions) == sorted(["0.1.0", *(f"1.{i}.0" for i in range(store.kills))])

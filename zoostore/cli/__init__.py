@@ -8,10 +8,12 @@ Command modules import heavy libraries (onnx, tvm, s3fs) only inside `run`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
 
 from zoostore.core import errors
@@ -170,6 +172,16 @@ def _report(exc: BaseException, code: int, args: argparse.Namespace, *, kind: st
         print(f"zoostore: error: {message}", file=sys.stderr)
 
 
+def _store_options(args: argparse.Namespace) -> contextlib.AbstractContextManager[None]:
+    """`--store-option`s as the defaults of every store the command opens (nothing is imported
+    in the usual case, a command without them)."""
+    if not getattr(args, "store_option", None):
+        return contextlib.nullcontext()
+    from zoostore.storage.options import cli_options, parse_option_pairs
+
+    return cli_options(parse_option_pairs(args.store_option))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
     if not getattr(args, "func", None):
@@ -177,11 +189,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     debug = args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
-        if not getattr(args, "store_option", None):  # the usual case: nothing to import
-            return int(args.func(args) or 0)
-        from zoostore.storage.options import cli_options, parse_option_pairs
-
-        with cli_options(parse_option_pairs(args.store_option)):
+        with warnings.catch_warnings(), _store_options(args):
+            # Library warnings (a broken stale lock, ...) read like the CLI's own, without a source line.
+            warnings.showwarning = lambda message, *_, **__: print(f"zoostore: warning: {message}", file=sys.stderr)
             return int(args.func(args) or 0)
     except (KeyboardInterrupt, errors.Interrupted):
         from zoostore.core import cancel

@@ -52,11 +52,15 @@ def run_info(args: argparse.Namespace) -> int:
 
     info = Cache().info()
     if args.json:
-        print_json({"path": str(info.root), "blobs": info.blobs, "bytes": info.bytes})
+        print_json({"path": str(info.root), "blobs": info.blobs, "bytes": info.bytes,
+                    "stale_temps": info.stale_temps, "stale_temp_bytes": info.stale_temp_bytes})
     else:
         print(f"path:  {info.root}")
         print(f"blobs: {info.blobs}")
         print(f"size:  {human_bytes(info.bytes)} ({info.bytes} bytes)")
+        if info.stale_temps:
+            print(f"stale temp files: {info.stale_temps} ({human_bytes(info.stale_temp_bytes)}), left by "
+                  "killed processes; 'zoostore cache prune' removes them")
     return 0
 
 

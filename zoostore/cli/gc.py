@@ -90,7 +90,8 @@ def _run_json(args: argparse.Namespace, plan: Any, progress: Any) -> int:
 
     doc: dict[str, Any] = {"dry_run": bool(args.dry_run), "plan": {
         "drop": [str(d) for d in plan.dropped_versions], "recipes": len(plan.recipes), "packs": len(plan.packs),
-        "repacks": len(plan.repacks), "bytes_to_delete": plan.bytes_to_delete, "notes": list(plan.notes)}}
+        "repacks": len(plan.repacks), "bytes_to_delete": plan.bytes_to_delete, "notes": list(plan.notes),
+        "leftovers": len(plan.leftovers)}}
     if not args.dry_run and not plan.empty:
         if plan.dropped_versions and not args.yes:
             raise UsageError("gc --json cannot ask before dropping versions: add --yes, or --dry-run")

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
             "ok": report.ok, "recipes": report.recipes, "packs": report.packs,
             "packs_read": report.packs_read, "chunks_read": report.chunks_read,
             "problems": [{"kind": p.kind, "object": p.obj, "message": p.message} for p in report.problems],
-            "repaired": report.repaired, "unrepaired": report.unrepaired,
+            "repaired": report.repaired, "unrepaired": report.unrepaired, "leftovers": report.leftovers,
         })
     else:
         for p in report.problems:
@@ -59,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"repaired: {r}")
         for r in report.unrepaired:
             print(f"not repaired: {r}")
+        for r in report.leftovers:
+            print(f"leftover of a killed writer (zoostore gc deletes it): {r}")
         read = f", read {report.packs_read} packs ({human_bytes(report.bytes_read)}), {report.chunks_read} chunks re-hashed" if report.packs_read else ""
         status = "no problems" if not report.problems else f"{len(report.problems)} problem(s)"
         print(f"checked {report.recipes} recipes, {report.packs} packs{read}: {status}", file=sys.stderr)

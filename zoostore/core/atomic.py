@@ -1,19 +1,24 @@
 """Atomic file writes: the one way zoostore creates a local file that others may read.
 
-    <dir>/.zoostore-tmp-<pid>-<start>-<random>   written, fsynced, then renamed over <dir>/<name>
+    <dir>/.zoostore-tmp-<pid>-<start>-<machine>-<random>   written, fsynced, renamed over <dir>/<name>
 
 The temp file is created in the target's own directory (a rename never crosses file systems)
 with O_EXCL and O_NOFOLLOW (a planted file or symlink at that name is never followed or
 reused), and removed on every failure, Ctrl-C included. Its name is short (a target name of up
 to the file system's limit still fits) and says which process wrote it and when that process
-started, so that leftovers of a killed process can be recognised (`stale_temp`). Correctness
+started, on which machine (a short hash of the host name and pid namespace: a pid means
+nothing on another NFS client or in another container), so that leftovers of a killed process
+can be recognised (`stale_temp`). Correctness
 never depends on locks: readers see the old file or the new one, never a partial one.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import os
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,22 +30,43 @@ TEMP_PREFIX = ".zoostore-tmp-"
 _STARTED = int(time.time())
 
 
+@functools.cache
+def machine() -> str:
+    """6 hex digits naming this host and pid namespace: where a pid means this process."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        namespace = ""
+    return hashlib.blake2s(f"{socket.gethostname()}\0{namespace}".encode(), digest_size=3).hexdigest()
+
+
 def temp_name() -> str:
-    """A fresh temp file name: prefix, pid, process start time, random."""
-    return f"{TEMP_PREFIX}{os.getpid()}-{_STARTED:x}-{os.urandom(4).hex()}"
+    """A fresh temp file name: prefix, pid, process start time, machine, random."""
+    return f"{TEMP_PREFIX}{os.getpid()}-{_STARTED:x}-{machine()}-{os.urandom(4).hex()}"
+
+
+def _temp_parts(name: str) -> list[str] | None:
+    if not name.startswith(TEMP_PREFIX):
+        return None
+    parts = name[len(TEMP_PREFIX):].split("-")
+    return parts if len(parts) in (3, 4) else None  # 3: names without a machine (older zoostore)
 
 
 def parse_temp_name(name: str) -> tuple[int, int] | None:
     """(pid, process start time) of a temp name zoostore wrote, else None."""
-    if not name.startswith(TEMP_PREFIX):
-        return None
-    parts = name[len(TEMP_PREFIX):].split("-")
-    if len(parts) != 3:
+    parts = _temp_parts(name)
+    if parts is None:
         return None
     try:
         return int(parts[0]), int(parts[1], 16)
     except ValueError:
         return None
+
+
+def temp_machine(name: str) -> str | None:
+    """The machine part of a temp name (see `machine`); None for names without one."""
+    parts = _temp_parts(name)
+    return parts[2] if parts is not None and len(parts) == 4 else None
 
 
 def stale_temp(name: str, mtime: float, *, now: float | None = None, older_than: float = 3600.0) -> bool:
@@ -53,16 +79,63 @@ def stale_temp(name: str, mtime: float, *, now: float | None = None, older_than:
     now = time.time() if now is None else now
     if now - mtime > older_than:
         return True
-    pid, started = parsed
+    written_on = temp_machine(name)
+    if written_on is not None and written_on != machine():
+        return False  # its pid means nothing here: only its age can tell
+    return not writer_alive(*parsed)
+
+
+def writer_alive(pid: int, started: int) -> bool:
+    """Whether the process that wrote `pid` and `started` (its start time as in `temp_name`)
+    may still be running on this machine. False when no process has that pid, or when the one
+    that has it started after `started` (the pid was reused: Linux /proc tells). Unknown
+    (another user's process, no /proc) counts as alive: a live writer's file is never taken."""
     if pid == os.getpid():
-        return started != _STARTED
+        return started == _STARTED
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return True
-    except PermissionError:
         return False
-    return False
+    except PermissionError:
+        pass
+    except OverflowError:
+        return False
+    began = process_start(pid)
+    # `started` is the writer's import time, truncated: its real start is at most 1 s later
+    # as measured here (whole-second boot time), so 2 s of slack never mistakes the writer.
+    return began is None or began <= started + 2
+
+
+def process_start(pid: int) -> float | None:
+    """When process `pid` started (seconds since the epoch), from Linux /proc; None elsewhere."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        # Field 22 (starttime, clock ticks since boot); the command name before it is in
+        # parentheses and may hold spaces, so count from the last ')' (proc(5)).
+        ticks = int(stat.rsplit(")", 1)[1].split()[19])
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def owner() -> str:
+    """This process as `pid=<pid> started=<hex> machine=<hex>`, for lock files (`owner_gone`)."""
+    return f"pid={os.getpid()} started={_STARTED:x} machine={machine()}"
+
+
+def owner_gone(text: str) -> bool:
+    """Whether text holding `owner()` names a process of this machine that is no longer
+    running. False when it names another machine, or no owner at all."""
+    fields = dict(word.partition("=")[::2] for word in text.split())
+    try:
+        pid, started = int(fields["pid"]), int(fields["started"], 16)
+    except (KeyError, ValueError):
+        return False
+    return fields.get("machine") == machine() and not writer_alive(pid, started)
 
 
 def open_temp(directory: Path) -> tuple[Path, BinaryIO]:

@@ -14,7 +14,8 @@ Destination safety, the rules (docs/consumer.md repeats them):
 - A file is placed through a temp name in its final directory (created with O_EXCL, a link or
   symlink that fails if the name exists: never following a planted symlink) and renamed over
   the target, so a crash never leaves a partial file. Temp names are short (core.atomic), so a
-  file name up to the file system's limit fits.
+  file name up to the file system's limit fits. The temp files a killed sync left (its pid is
+  in their names) are removed by the next sync that places files in that directory.
 
 Light on purpose: sync's no-op path reads the state file through this module.
 """
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zoostore.core.atomic import atomic_write, open_temp, temp_name
+from zoostore.core.atomic import TEMP_PREFIX, atomic_write, open_temp, stale_temp, temp_name
 from zoostore.core.digest import Digest, hash_file
 from zoostore.core.errors import DestinationConflictError, IntegrityError, InvalidPathError, UsageError
 from zoostore.core.names import check_relpath
@@ -172,6 +173,26 @@ def safe_parent(dest: Path, target: Path, *, force: bool = False) -> None:
         d.mkdir(exist_ok=True)
 
 
+def remove_stale_temps(directory: Path) -> int:
+    """Remove the temp files in `directory` (one a sync made safe: real, inside dest) that no
+    running zoostore will finish: partial files of a killed sync (core.atomic.stale_temp).
+    Never follows a link, never touches anything but a temp name. Returns how many went."""
+    removed = 0
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return 0
+    for entry in entries:
+        if entry.name.startswith(TEMP_PREFIX) and not entry.is_dir(follow_symlinks=False):
+            try:
+                if stale_temp(entry.name, entry.stat(follow_symlinks=False).st_mtime):
+                    os.unlink(entry.path)
+                    removed += 1
+            except FileNotFoundError:
+                continue
+    return removed
+
+
 def clear_target(target: Path) -> None:
     """Make room at target for a file: an empty directory (left by an older version whose files
     sync removed) goes; a non-empty one is a conflict, even with --force."""
@@ -230,6 +251,9 @@ def place_file(cache_file: Path, target: Path, blob: Digest, link: str) -> None:
             os.chmod(tmp, 0o444)
         assert tmp is not None
         os.replace(tmp, target)
+        # rename(2) does nothing when both names are links to the same file (a re-run after a
+        # killed sync re-links a file already linked from the cache): drop the temp name then.
+        tmp.unlink(missing_ok=True)
     except BaseException:
         if tmp is not None:
             tmp.unlink(missing_ok=True)

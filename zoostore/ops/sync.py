@@ -34,7 +34,8 @@ from zoostore.documents.lockfile import Lock, LockedFile
 from zoostore.documents.project import DEFAULT_LAYOUT, Layout, Project, load_project
 from zoostore.ops.lock import lock_project, out_of_date_reasons
 from zoostore.ops.place import (
-    LINK_MODES, State, check_dest_relpath, clear_target, owned, place_file, read_state, remove_placed, resolves_inside,
+    LINK_MODES, State, check_dest_relpath, clear_target, owned, place_file, read_state, remove_placed, remove_stale_temps,
+    resolves_inside,
     safe_parent, state_entry, unchanged_since, write_state,
 )
 
@@ -371,11 +372,16 @@ def _place_all(report: SyncReport, desired: Mapping[str, Wanted], todo: list[str
                new_state: dict[str, Any], *, link: str, force: bool, progress: Progress) -> None:
     """Place the files, in lock order, recording each in the new state as it lands; a path
     whose directories hold something sync did not place becomes a conflict."""
+    cleaned = {report.dest}
+    remove_stale_temps(report.dest)  # a killed sync's state-file temp
     for rel in todo:
         f = desired[rel].file
         target = report.dest / rel
         try:
             safe_parent(report.dest, target, force=force)
+            if target.parent not in cleaned:
+                cleaned.add(target.parent)
+                remove_stale_temps(target.parent)  # a killed sync's partial files
             clear_target(target)
         except DestinationConflictError as exc:
             report.conflicts[rel] = str(exc)

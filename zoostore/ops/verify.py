@@ -16,6 +16,7 @@ the file lists of each publish's last pack give each file's chunk order (see zoo
 
 from __future__ import annotations
 
+import time
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 
@@ -29,6 +30,7 @@ from zoostore.storage.pack import FileList, Footer, PackEntry, pack_key
 from zoostore.core.progress import NullProgress, Progress
 from zoostore.storage.recipe import ChunkRef, Recipe, blob_key
 from zoostore.repository import Store
+from zoostore.ops.gc.leftovers import find_leftovers
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +53,9 @@ class VerifyReport:
     bytes_read: int = 0
     repaired: list[str] = field(default_factory=list)
     unrepaired: list[str] = field(default_factory=list)
+    #: Stale leftovers of killed writers (partial temp files, probes; ops.gc.leftovers): not
+    #: problems, nothing lists them, but `zoostore gc` deletes them.
+    leftovers: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -104,6 +109,8 @@ def verify_store(store: Store, *, read_data: bool = False, subset: tuple[int, in
     if read_data or subset:
         _read_data(store, packs, recipes, subset, report, progress)
 
+    for info in find_leftovers(store, grace=store.config.grace_seconds, now=time.time()):  # no probe write: verify also runs read-only
+        report.leftovers.append(f"{info.key} ({info.size} bytes)")
     if repair and broken_blobs:
         live_packs = {p for r in recipes.values() for p in r.packs}
         _repair(store, broken_blobs, packs, report, progress, prefer=live_packs)

@@ -81,6 +81,8 @@ class CacheInfo:
     root: Path
     blobs: int
     bytes: int
+    stale_temps: int = 0       # temp files of killed processes (`prune` removes them)
+    stale_temp_bytes: int = 0
 
 
 class Cache:
@@ -199,7 +201,24 @@ class Cache:
                         if not f.name.startswith("."):
                             count += 1
                             total += f.stat().st_size
-        return CacheInfo(self.root, count, total)
+        temps = self.stale_temps()
+        return CacheInfo(self.root, count, total, len(temps), sum(size for _, size in temps))
+
+    def stale_temps(self, *, now: float | None = None) -> list[tuple[Path, int]]:
+        """(path, size) of every temp file in the cache that no running zoostore will finish
+        (core.atomic.stale_temp): what a killed fetch or sync left, anywhere under the root."""
+        out = []
+        for directory, _, files in os.walk(self.root):
+            for name in files:
+                if name.startswith(TEMP_PREFIX):
+                    path = Path(directory) / name
+                    try:
+                        st = path.lstat()
+                    except FileNotFoundError:
+                        continue
+                    if stale_temp(name, st.st_mtime, now=now):
+                        out.append((path, st.st_size))
+        return out
 
     def prune(self, keep: set[Digest], *, older_than: float | None = None, dry_run: bool = False,
               now: float | None = None) -> tuple[int, int]:
@@ -209,13 +228,11 @@ class Cache:
         project destinations keep their data alive."""
         removed = freed = 0
         now = time.time() if now is None else now
+        for path, size in self.stale_temps(now=now):
+            removed, freed = removed + 1, freed + size
+            if not dry_run:
+                path.unlink(missing_ok=True)
         for d, f, st in self._entries():
-            if d is None:
-                if stale_temp(f.name, st.st_mtime, now=now):
-                    removed, freed = removed + 1, freed + st.st_size
-                    if not dry_run:
-                        f.unlink(missing_ok=True)
-                continue
             if d in keep or (older_than is not None and now - max(st.st_atime, st.st_mtime) < older_than):
                 continue
             removed, freed = removed + 1, freed + st.st_size
@@ -244,19 +261,18 @@ class Cache:
                 f.unlink(missing_ok=True)
         return removed, freed
 
-    def _entries(self) -> Iterator[tuple[Digest | None, Path, os.stat_result]]:
-        """(blob id or None for a temp file, path, stat) of every file under blobs/."""
+    def _entries(self) -> Iterator[tuple[Digest, Path, os.stat_result]]:
+        """(blob id, path, stat) of every cached file under blobs/ (temp files are not)."""
         base = self.root / "blobs"
         if not base.is_dir():
             return
         for sub in base.iterdir():
             for f in sub.iterdir() if sub.is_dir() else []:
+                if f.name.startswith("."):
+                    continue
                 try:
                     st = f.stat()
                 except FileNotFoundError:
-                    continue
-                if f.name.startswith("."):
-                    yield None, f, st
                     continue
                 try:
                     yield Digest.parse("blake3:" + f.name), f, st

@@ -36,7 +36,8 @@ Order of a run (the safety argument is in docs/gc.md):
    packs once they are unreferenced and older than the cutoff.
 
 One module per job: `retention` (keep rules, lockfile pins, tags), `survey` (what exists and
-what is referenced), `plan` (GcPlan, plan_gc, execute), `repack`, `results` (plain values).
+what is referenced), `plan` (GcPlan, plan_gc, execute), `repack`, `results` (plain values),
+`leftovers` (temp files, broken locks and probes of killed writers: deleted first in execute).
 """
 
 from zoostore.ops.gc.plan import DELETE_BATCH, REPACK_THRESHOLD, GcPlan, plan_gc

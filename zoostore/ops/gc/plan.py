@@ -23,6 +23,7 @@ from zoostore.ops.gc.retention import KeepRule, _always_retained, pinned_version
 from zoostore.ops.gc.results import DroppedVersion, GcResult, RepackItem
 from zoostore.ops.gc.survey import IO_WORKERS, _RecipeIndex, _Survey, _read_manifests, _referenced, _survey
 from zoostore.ops.gc.repack import _repack
+from zoostore.ops.gc.leftovers import delete_leftovers, describe, find_leftovers
 
 
 #: Candidates stat-ed and deleted per request: small enough that a batch's stats and its delete
@@ -38,6 +39,9 @@ REPACK_THRESHOLD = 0.5
 
 class GcPlan:
     """What a gc run will do. `str(plan)` lists it; `execute` does it (once)."""
+
+    #: Stale leftovers of killed writers to delete (ops.gc.leftovers); set by plan_gc.
+    leftovers: tuple[ObjectInfo, ...] = ()
 
     def __init__(self, zoo: Store, *, now: float, grace: float, drops: Mapping[str, Sequence[DroppedVersion]],
                  recipes: Sequence[ObjectInfo], packs: Sequence[ObjectInfo], repacks: Sequence[RepackItem],
@@ -74,7 +78,7 @@ class GcPlan:
 
     @property
     def empty(self) -> bool:
-        return not (self.drops or self.recipes or self.packs or self.repacks)
+        return not (self.drops or self.recipes or self.packs or self.repacks or self.leftovers)
 
     def summary(self) -> str:
         stamp = dt.datetime.fromtimestamp(self.cutoff, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -102,6 +106,8 @@ class GcPlan:
         lines.append(f"kept: {self.kept_recipes} recipes, {self.kept_packs} packs (of which "
                      f"{self.young_recipes} unreferenced recipes and {self.young_packs} unreferenced "
                      f"packs are younger than the grace period)")
+        if self.leftovers:
+            lines.append(f"to delete: {describe(self.leftovers)}")
         lines.append(f"total to delete: {human_bytes(self.bytes_to_delete)}")
         lines.extend(f"warning: {p}" for p in self.problems)
         lines.extend(f"note: {n}" for n in self.notes)
@@ -121,6 +127,8 @@ class GcPlan:
         self._executed = True
         progress = progress or NullProgress()
         result = GcResult()
+        result.leftovers_deleted, result.leftover_bytes = delete_leftovers(self.zoo, self.leftovers, grace=self.grace,
+                                                                             now=self.now)
         self._drop_versions(result)
         # Survey the store as it is now: live set from the manifests after the drop, then
         # listings, then recipes not read yet.
@@ -285,7 +293,7 @@ def plan_gc(
         notes.append("no pack will be deleted or repacked because of the warnings above; run "
                      "'zoostore verify --repair' first")
     unreferenced_packs = [k for k in survey.packs if k not in survey.live_packs]
-    return GcPlan(
+    plan = GcPlan(
         zoo, now=started, grace=grace, drops=drops, recipes=recipes, packs=packs, repacks=repacks,
         repack_threshold=repack_threshold,
         kept_recipes=len(survey.recipes) - len(recipes),
@@ -294,6 +302,8 @@ def plan_gc(
         young_packs=sum(1 for k in unreferenced_packs if survey.packs[k].mtime >= cutoff),
         notes=notes, problems=problems, index=index, repack=repack,
     )
+    plan.leftovers = tuple(find_leftovers(zoo, grace=grace, now=started))
+    return plan
 
 
 def _check_arguments(zoo: Store, grace: float | None, repack_threshold: float, notes: list[str],

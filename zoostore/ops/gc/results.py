@@ -43,6 +43,8 @@ class GcResult:
     bytes_written: int = 0
     recipes_rewritten: int = 0
     kept_changed: int = 0  # objects the plan listed that execute kept (used or refreshed meanwhile)
+    leftovers_deleted: int = 0  # temp files, broken locks, probes of killed writers (ops.gc.leftovers)
+    leftover_bytes: int = 0
     notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
@@ -55,6 +57,9 @@ class GcResult:
             lines.append(f"repacked {self.packs_repacked} pack(s) into {self.packs_written} "
                          f"({human_bytes(self.bytes_written)}), rewrote {self.recipes_rewritten} recipe(s); "
                          f"the old packs go in a run after the grace period")
+        if self.leftovers_deleted:
+            lines.append(f"deleted {self.leftovers_deleted} leftover(s) of killed writers "
+                         f"({human_bytes(self.leftover_bytes)})")
         if self.kept_changed:
             lines.append(f"kept {self.kept_changed} object(s) the plan listed: they were used or "
                          f"refreshed since it was made")

@@ -2,13 +2,17 @@
 
     <root>/zoostore.toml
     <root>/packs/3f/3fa9...e1                    one key = one regular file
-    <root>/packs/3f/.3fa9...e1.<hex>.tmp         a write in progress (never listed)
+    <root>/packs/3f/.zoostore-tmp-<pid>-<start>-<machine>-<hex>          a write in progress
     <root>/manifests/yolo.toml
-    <root>/manifests/yolo.toml.lock              compare-and-swap lock (never listed)
-    <root>/manifests/.yolo.toml.lock.<hex>.broken  a stale lock being broken (never listed)
+    <root>/manifests/yolo.toml.lock              compare-and-swap lock
+    <root>/manifests/.zoostore-tmp-<pid>-<start>-<machine>-<hex>.broken  a lock being broken
 
-Names whose last part ends in `.lock`, or starts with "." and ends in `.tmp` / `.broken`, are
-reserved for this bookkeeping: `list` skips them and writes to them raise `InvalidPathError`.
+Names whose last part ends in `.lock`, starts with `.zoostore-tmp-` (core.atomic.TEMP_PREFIX),
+or starts with "." and ends in `.tmp` / `.broken` (the temp names of earlier zoostore
+versions, still recognised) are reserved for this bookkeeping: `list` skips them and writes to
+them raise `InvalidPathError`. A temp name says which process of which machine wrote it, so
+`leftovers` can tell the files of a killed writer (`zoostore gc` removes them, `zoostore
+verify` reports them).
 
 put_if_absent: write a unique temp file in the target directory (fsync'd unless `fsync=False`),
 then `os.link(temp, final)`, which fails with `FileExistsError` when the key exists, then unlink
@@ -24,9 +28,13 @@ put_cas: no `flock`/`fcntl` (unreliable on NFS and Lustre). The writer creates `
 current object, compares tokens, writes a temp file and `os.replace`s it over the key, then removes
 the lock. The CAS token is the BLAKE3 hex digest of the object's bytes.
 
-Stale locks: a lock whose mtime is more than `STALE_LOCK_SECONDS` (30 s) older than this machine's
-clock belongs to a crashed or hung writer and is broken: renamed to a unique `.broken` name
-(atomic, so only one breaker wins), checked to still be the same stale file (same inode and
+Stale locks: the lock file holds its writer's host, pid and start time. A lock written on this
+host by a process that is no longer running (killed: its pid is gone or was reused) is broken
+at once, with a `StaleLockWarning` saying so. Any other lock whose mtime is more than
+`STALE_LOCK_SECONDS` (30 s) older than this machine's clock belongs to a crashed or hung writer
+(possibly on another NFS client) and is broken too; while it waits for a live holder, a writer
+says so once (`StaleLockWarning`) after `LOCK_NOTE_SECONDS`. Breaking a lock: it is renamed to
+a unique `.broken` name (atomic, so only one breaker wins), checked to still be the same stale file (same inode and
 mtime), then deleted. A writer re-reads its own nonce from the lock just before `os.replace` and
 gives up with `ConflictError` if its lock was broken meanwhile. Holders finish in milliseconds
 (manifests are small), so the rule only fires after a crash, or with clocks skewed by more than
@@ -36,21 +44,30 @@ up to `lock_wait` seconds (default 10), then raises `ConflictError`.
 
 from __future__ import annotations
 
+import builtins
 import errno
 import os
 import socket
 import time
 import uuid
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import blake3
 
 from zoostore.storage.backends.base import Backend, Capabilities, ObjectInfo, Versioned
+from zoostore.core.atomic import TEMP_PREFIX, owner, owner_gone, stale_temp, temp_name
 from zoostore.core.errors import ConflictError, InvalidPathError, ObjectNotFoundError
 
 #: Age after which a `.lock` file is considered abandoned and may be broken (see module doc).
 STALE_LOCK_SECONDS = 30.0
+#: How long a writer waits for a live lock holder before it says that it is waiting.
+LOCK_NOTE_SECONDS = 1.0
+
+
+class StaleLockWarning(UserWarning):
+    """A manifest lock was broken (its writer was killed), or a writer is waiting for one."""
 
 _LOCK_SUFFIX = ".lock"
 
@@ -59,9 +76,24 @@ def _token(data: bytes) -> str:
     return blake3.blake3(data).hexdigest()
 
 
+def _holder(lock: Path) -> str:
+    try:
+        return _holder_of(lock.read_text(errors="replace"))
+    except OSError:
+        return "a writer that just released it"
+
+
+def _holder_of(text: str) -> str:
+    parts = text.split()
+    pid = next((w.removeprefix("pid=") for w in parts if w.startswith("pid=")), None)
+    if not parts or pid is None:
+        return "an unknown writer"
+    return f"process {pid} on {parts[0]}"
+
+
 def _is_reserved(name: str) -> bool:
     """Bookkeeping names that are never keys (temp files, locks, broken locks)."""
-    return name.endswith(_LOCK_SUFFIX) or (
+    return name.endswith(_LOCK_SUFFIX) or name.startswith(TEMP_PREFIX) or (
         name.startswith(".") and (name.endswith(".tmp") or name.endswith(".broken"))
     )
 
@@ -106,7 +138,7 @@ class LocalBackend(Backend):
         return ObjectNotFoundError(f"object {key!r} not found in {self.root}", key=key)
 
     def _temp_for(self, path: Path, kind: str = "tmp") -> Path:
-        return path.with_name(f".{path.name}.{uuid.uuid4().hex}.{kind}")
+        return path.with_name(temp_name() + (".broken" if kind == "broken" else ""))
 
     def _write_temp(self, path: Path, data: bytes) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -238,40 +270,52 @@ class LocalBackend(Backend):
 
     def _acquire(self, lock: Path, key: str) -> str:
         lock.parent.mkdir(parents=True, exist_ok=True)
-        nonce = f"{socket.gethostname()} pid={os.getpid()} {uuid.uuid4().hex}"
-        deadline = time.monotonic() + self._lock_wait
+        nonce = f"{socket.gethostname()} {owner()} {uuid.uuid4().hex}"
+        started = time.monotonic()
+        deadline = started + self._lock_wait
         delay = 0.001
+        noted = False
         while True:
             try:
                 fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             except FileExistsError:
-                self._break_if_stale(lock)
+                if self._break_if_stale(lock):
+                    continue
             else:
                 with os.fdopen(fd, "w") as f:
                     f.write(nonce)
                 return nonce
-            if time.monotonic() >= deadline:
+            now = time.monotonic()
+            if now >= deadline:
                 raise ConflictError(
                     f"{key!r} in {self.root} is locked by another writer ({lock} held for more "
-                    f"than {self._lock_wait:.0f} s); retry later. The lock is broken "
-                    f"automatically once it is {STALE_LOCK_SECONDS:.0f} s old; delete it by hand "
-                    "only if no publisher is running"
+                    f"than {self._lock_wait:.0f} s by {_holder(lock)}); retry later. The lock is "
+                    f"broken automatically once its writer is gone or it is {STALE_LOCK_SECONDS:.0f} s "
+                    "old; delete it by hand only if no publisher is running"
                 )
+            if not noted and now - started >= LOCK_NOTE_SECONDS:
+                noted = True
+                warnings.warn(f"waiting for the lock {lock} on {key!r}, held by {_holder(lock)} (running); "
+                              f"giving up after {self._lock_wait:.0f} s", StaleLockWarning, stacklevel=2)
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
 
-    def _break_if_stale(self, lock: Path) -> None:
+    def _break_if_stale(self, lock: Path) -> bool:
+        """Break `lock` if its writer is gone or it is too old; True if it was broken."""
         try:
             before = lock.stat()
+            text = lock.read_text(errors="replace")
         except FileNotFoundError:
-            return
-        if time.time() - before.st_mtime <= STALE_LOCK_SECONDS:
-            return
+            return True  # released meanwhile: try again at once
+        age = time.time() - before.st_mtime
+        dead = owner_gone(text)
+        if not dead and age <= STALE_LOCK_SECONDS:
+            return False
         grabbed = self._temp_for(lock, "broken")
         try:
             os.rename(lock, grabbed)
         except FileNotFoundError:
-            return  # another writer broke or released it first
+            return True  # another writer broke or released it first
         try:
             after = grabbed.stat()
             if (after.st_ino, after.st_mtime_ns) != (before.st_ino, before.st_mtime_ns):
@@ -281,8 +325,37 @@ class LocalBackend(Backend):
                     os.link(grabbed, lock)
                 except FileExistsError:
                     pass
+                return False
         finally:
             grabbed.unlink(missing_ok=True)
+        why = "whose process is no longer running" if dead else f"{age:.0f} s old"
+        warnings.warn(f"broke the stale lock {lock} left by {_holder_of(text)}, {why} (a killed or "
+                      "hung writer); its write either finished or left nothing visible", StaleLockWarning, stacklevel=3)
+        return True
+
+    # -- leftovers of killed writers ---------------------------------------------------------
+
+    def leftovers(self, *, older_than: float, now: float | None = None) -> builtins.list[ObjectInfo]:
+        """Temp files and broken-lock files that no running writer will finish: written by a
+        process of this machine that is gone, or older than `older_than` seconds (written from
+        another machine, or by an older zoostore whose temp names carry no pid). Keys are
+        relative to the root; `delete` removes them."""
+        now = time.time() if now is None else now
+        out = []
+        for directory, _, files in os.walk(self.root):
+            for name in files:
+                if not _is_reserved(name) or name.endswith(_LOCK_SUFFIX):
+                    continue
+                path = Path(directory) / name
+                try:
+                    st = path.lstat()
+                except FileNotFoundError:
+                    continue
+                if (stale_temp(name, st.st_mtime, now=now, older_than=older_than)
+                        or (not name.startswith(TEMP_PREFIX) and now - st.st_mtime > older_than)):
+                    out.append(ObjectInfo(key=path.relative_to(self.root).as_posix(), size=st.st_size,
+                                          mtime=st.st_mtime))
+        return sorted(out, key=lambda info: info.key)
 
     @staticmethod
     def _still_ours(lock: Path, nonce: str) -> bool:

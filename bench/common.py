@@ -373,3 +373,31 @@ def command_line() -> str:
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------ data for report.py
+DATA = DOCS / "bench-data"
+
+
+def record(metric: str, tool: str, values: Sequence[float], *, unit: str, backend: str = "local",
+           x: float | None = None, **extra: Any) -> dict[str, Any]:
+    """One measured series for bench/report.py: every run's value (the report shows the median
+    with min and max), what it measures (`metric`), who (`tool`) and where (`backend`)."""
+    out: dict[str, Any] = {"metric": metric, "tool": tool, "backend": backend, "unit": unit,
+                           "values": [float(v) for v in values]}
+    if x is not None:
+        out["x"] = x
+    out.update(extra)
+    return out
+
+
+def write_data(name: str, records: Sequence[Mapping[str, Any]], **meta: Any) -> Path:
+    """docs/bench-data/<name>.json: the records plus the command, the machine and `meta`."""
+    DATA.mkdir(parents=True, exist_ok=True)
+    path = DATA / f"{name}.json"
+    doc = {"name": name, "command": command_line(), "quick": "--quick" in sys.argv,
+           "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
+           **meta, "records": list(records)}
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+    print(f"wrote {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
+    return path

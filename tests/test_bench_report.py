@@ -1,0 +1,60 @@
+"""bench/report.py and bench/wheels.py: the pure parts (no benchmark is run here)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+
+import common  # noqa: E402
+import report  # noqa: E402
+import wheels  # noqa: E402
+
+
+def rec(metric: str, tool: str, values: list[float], unit: str, **kw: object) -> dict[str, object]:
+    return common.record(metric, tool, values, unit=unit, **kw)  # type: ignore[arg-type]
+
+
+def test_stable_names_drop_build_hashes_and_library_versions() -> None:
+    assert wheels.stable_name("numpy.libs/libscipy_openblas64_-fdde5778.so") == "numpy.libs__libscipy_openblas64_.so"
+    assert wheels.stable_name("onnxruntime/capi/libonnxruntime.so.1.30.0") == "onnxruntime__capi__libonnxruntime.so"
+    assert wheels.stable_name("numpy.libs/libgfortran-040039e1-0352e75f.so.5.0.0") == "numpy.libs__libgfortran.so"
+
+
+def test_tables_show_median_min_max_and_escape_pipes() -> None:
+    text = report.tables_markdown([rec("ingest_s", "tar | zstd -1 -T0", [0.3, 0.1, 0.2], "s")])
+    assert "tar \\| zstd -1 -T0" in text
+    assert "200 ms [100 ms–300 ms]" in text
+
+
+def test_targets_are_ratios_of_medians_from_the_same_run() -> None:
+    data = {"release": {"records": [
+        rec("stored_first", "zoostore", [90], "B"), rec("stored_first", "restic", [100], "B"),
+        rec("ingest_mbps", "zoostore publish", [100, 50, 60], "MB/s"),
+        rec("ingest_mbps", "tar | zstd -1 -T0", [200, 100, 300], "MB/s"),
+    ]}, "sync": {"records": [
+        rec("small_cold_s", "zoostore sync", [2.0], "s", x=2000), rec("small_cold_s", "rsync -a", [0.5], "s", x=2000),
+    ]}}
+    got = {name: (value, ok) for name, value, _, ok in report.targets(data)}
+    assert got["stored bytes, release 1 ≤ restic's repository"] == ("0.90×", True)
+    assert got["publish ≥ 0.9× `tar | zstd -1 -T0`"] == ("0.30×", False)  # 60 / 200
+    assert got["cold sync of 2,000 small files ≤ 3× `rsync -a`"] == ("4.00×", False)
+    assert not any("gc" in name for name in got)  # nothing measured, nothing claimed
+
+
+def test_report_writes_markdown_and_plots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = tmp_path / "bench-data"
+    monkeypatch.setattr(common, "DATA", data)
+    monkeypatch.setattr(report, "IMG", tmp_path / "img")
+    common.write_data("release", [rec("first_sync_s", "zoostore sync", [1.0, 1.2], "s"),
+                                  rec("first_sync_s", "rsync -a", [0.5, 0.6], "s")],
+                      tools={"rsync": "3"}, inputs=[], release_bytes=[1, 1], release_files=[1, 1])
+    out = report.write(tmp_path / "benchmarks.md")
+    text = out.read_text()
+    assert "## Where zoostore is behind" in text and "first sync ≤ 1.0× `rsync -a`" in text
+    if report._plt() is not None:
+        assert (tmp_path / "img" / "first-sync.png").stat().st_size > 0
+        assert "img/first-sync.png" in text

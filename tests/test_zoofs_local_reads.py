@@ -39,6 +39,18 @@ def test_each_chunk_is_hashed_once_per_open_file(fs: Any, monkeypatch: pytest.Mo
         return real(data)
 
     monkeypatch.setattr(reading.blake3, "blake3", counting)
+    # The cache's verified stamp holds (cat_file hashed the whole file): no chunk is hashed.
+    with fs.open("m@1.0.0/any/w.bin", "rb", block_size=0) as f:
+        for off in (0, 100_000, 2_000_000):
+            f.seek(off)
+            assert f.read(4096) == DATA[off : off + 4096]
+            assert fs.cat_file("m@1.0.0/any/w.bin", off, off + 4096) == DATA[off : off + 4096]
+    assert hashed == []
+    # Without the stamp, each covering chunk is hashed once per open file.
+    blob = fs.info("m@1.0.0/any/w.bin")["blob"]
+    from zoostore.core.digest import Digest
+
+    fs.cache.stamp_path(Digest.parse(blob)).unlink()
     rounds = []
     with fs.open("m@1.0.0/any/w.bin", "rb", block_size=0) as f:
         for _ in range(3):

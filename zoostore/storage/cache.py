@@ -345,6 +345,12 @@ class Cache:
         except OSError:
             return None
 
+    def stamp_holds(self, blob: Digest) -> bool:
+        """Whether the cached file is still exactly as zoostore verified it (its stamp matches
+        its inode, size, mtime and ctime): a stat and a small read, no hashing."""
+        key = self._stat_key(blob)
+        return key is not None and self._read_stamp(blob) == key
+
     def check(self, blob: Digest, *, recheck: bool = False) -> CacheCheck:
         """Whether the cached file for `blob` still hashes to it: "ok" (its verified stamp
         matches its stat, or it was hashed now and stamped), "absent", or "damaged", in which

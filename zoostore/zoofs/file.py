@@ -40,6 +40,8 @@ class ChunkSource(Protocol):
 
     def _read_local(self, local: Path, entry: FileEntry, start: int, end: int) -> bytes | None: ...
 
+    def _local_reader(self, local: Path, blob: Digest) -> LocalReader: ...
+
     def _whole(self, model: str, entry: FileEntry, what: str) -> bytes: ...
 
 
@@ -84,7 +86,7 @@ class ZooFile(AbstractBufferedFile):  # type: ignore[misc]
         if self._local is not None:
             if self._reader is None:
                 try:
-                    self._reader = LocalReader(self._local, fs._recipe(self.entry.blob))
+                    self._reader = fs._local_reader(self._local, self.entry.blob)
                 except OSError:
                     self._local = None
             local = self._reader.read(start, end) if self._reader is not None else None

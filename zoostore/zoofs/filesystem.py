@@ -29,7 +29,7 @@ from zoostore.storage.recipe import Recipe
 from zoostore.zoofs.file import ZooFile
 from zoostore.zoofs.instances import _ZooCached
 from zoostore.zoofs.paths import ZooPath, dir_info, file_info, listing, read_only_error, version_info
-from zoostore.zoofs.reading import read_local, span, stream
+from zoostore.zoofs.reading import LocalReader, ReaderPool, span, stream
 from zoostore.zoofs.readonly import ReadOnlyMixin
 
 __all__ = ["ZooFileSystem"]
@@ -38,8 +38,8 @@ __all__ = ["ZooFileSystem"]
 #: mutable (new versions, tags, yanks); a short reuse keeps one glob or one `get` consistent
 #: and cheap without hiding a publish for long. `invalidate_cache()` forgets them at once.
 DEFAULT_MANIFEST_TTL = 30.0
-#: Recipes an instance keeps decoded (a 1 GB file's recipe is about 850 KB).
-RECIPES_KEPT = 256
+#: Recipes an instance keeps decoded (a 1 GB file's recipe is about 850 KB); cached files kept open.
+RECIPES_KEPT, READERS_KEPT = 256, 8
 
 class ZooFileSystem(ReadOnlyMixin, AbstractFileSystem, metaclass=_ZooCached):  # type: ignore[misc]
     """Read-only `zoo://` filesystem; see the package docstring for the path grammar.
@@ -74,6 +74,7 @@ class ZooFileSystem(ReadOnlyMixin, AbstractFileSystem, metaclass=_ZooCached):  #
         self._models: tuple[float, list[str]] | None = None
         self._warned: set[str] = set()
         self._recipes: OrderedDict[Digest, Recipe] = OrderedDict()
+        self._readers = ReaderPool(READERS_KEPT)
 
     # ------------------------------------------------------------------ store and manifests
     @property
@@ -347,9 +348,13 @@ class ZooFileSystem(ReadOnlyMixin, AbstractFileSystem, metaclass=_ZooCached):  #
                 self._recipes.popitem(last=False)
         return recipe
 
+    def _local_reader(self, local: Path, blob: Digest) -> LocalReader:
+        """A reader of the cached file, trusted while the cache's verified stamp holds."""
+        return LocalReader(local, self._recipe(blob), trusted=self.cache is not None and self.cache.stamp_holds(blob))
+
     def _read_local(self, local: Path, entry: FileEntry, start: int, end: int) -> bytes | None:
-        """Bytes [start, end) of the cached file `local`, chunk-verified; None if it changed."""
-        return read_local(local, self._recipe(entry.blob), start, end)
+        """Bytes [start, end) of the cached file `local`, verified; None if it changed."""
+        return self._readers.read(local, entry.blob, start, end, lambda: self._local_reader(local, entry.blob))
 
     def _read(self, entry: FileEntry, start: int, end: int) -> bytes:
         """Bytes [start, end) of a file: from the cache when it holds the file, else from the
@@ -371,7 +376,9 @@ class ZooFileSystem(ReadOnlyMixin, AbstractFileSystem, metaclass=_ZooCached):  #
             return b"".join(self._stream(entry, what))
         blobs = None if self.offline else self.zoo.blobs   # offline: ensure() names what is not cached
         data = self.cache.ensure(blobs, entry.blob, model=model, what=what).read_bytes()
-        if Digest.of(data) != entry.blob:
+        if Digest.of(data) == entry.blob:
+            self.cache.stamp(entry.blob)  # verified whole just now: later range reads trust it
+        else:
             # Changed in place through a hard link: re-hash, drop and fetch again.
             data = self.cache.ensure(blobs, entry.blob, model=model, what=what, verify=True).read_bytes()
             if Digest.of(data) != entry.blob:

@@ -4,12 +4,15 @@ file streamed from the store and checked against its blob id, and fsspec's start
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import blake3
 
+from zoostore.core.digest import Digest
 from zoostore.core.errors import IntegrityError
 from zoostore.documents.manifest import FileEntry
 from zoostore.storage.recipe import Recipe
@@ -18,44 +21,35 @@ if TYPE_CHECKING:
     from zoostore.repository import Store
 
 
-def read_local(local: Path, recipe: Recipe, start: int, end: int) -> bytes | None:
-    """Bytes [start, end) of a cached file, each covering chunk checked against its id.
-    None when the cached copy no longer matches (a hard-linked copy of it in some project
-    was written to in place); the caller then reads from the store."""
-    cover = recipe.covering(start, end)
-    base = recipe.starts[cover.start]
-    last = recipe.chunks[cover.stop - 1]
-    stop = recipe.starts[cover.stop - 1] + last.raw_length
-    try:
-        with open(local, "rb") as f:
-            f.seek(base)
-            data = f.read(stop - base)
-    except OSError:
-        return None
-    view = memoryview(data)
-    for i in cover:
-        ref = recipe.chunks[i]
-        off = recipe.starts[i] - base
-        piece = view[off : off + ref.raw_length]
-        if len(piece) != ref.raw_length or blake3.blake3(piece).digest() != ref.chunk.raw:
-            return None
-    return data[start - base : end - base]
-
-
 class LocalReader:
     """Reads of one open cached file: the descriptor stays open (`os.pread`, no open and seek
     per read) and each chunk is hashed the first time this open file reads it, not on every
-    read. The cache's files are read-only hard links; one written to in place while open is
-    caught when a chunk is first read, and the reader then says so (None) for good."""
+    read, or not at all while the cache's verified stamp of the file holds (`trusted`). The
+    cache's files are read-only hard links; one written to in place while open is caught when a
+    chunk is first read (untrusted), and the reader then says so (None) for good."""
 
-    def __init__(self, local: Path, recipe: Recipe) -> None:
+    def __init__(self, local: Path, recipe: Recipe, *, trusted: bool = False) -> None:
         self.recipe = recipe
         self.fd: int | None = os.open(local, os.O_RDONLY)
         self.verified: set[int] = set()
+        #: The cache's verified stamp held when this reader opened the file (nothing wrote to it
+        #: since zoostore hashed it whole): reads need no per-chunk hashing while an fstat shows
+        #: the same size, mtime and ctime (a write through a hard link changes them).
+        self.trusted = trusted
+        self._key = self._stat()
+
+    def _stat(self) -> tuple[int, int, int]:
+        assert self.fd is not None
+        st = os.fstat(self.fd)
+        return st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
     def read(self, start: int, end: int) -> bytes | None:
         if self.fd is None:
             return None
+        if self.trusted:
+            if self._stat() == self._key:
+                return os.pread(self.fd, end - start, start)
+            self.trusted = False  # written to since: check chunk by chunk from now on
         recipe = self.recipe
         cover = recipe.covering(start, end)
         base = recipe.starts[cover.start]
@@ -84,6 +78,32 @@ class LocalReader:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+
+
+class ReaderPool:
+    """The few cached files a filesystem keeps open for range reads (`cat_file(path, s, e)`),
+    so that repeated reads neither reopen nor re-hash; least recently used closed first."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._lock = threading.Lock()
+        self._readers: OrderedDict[Digest, LocalReader] = OrderedDict()
+
+    def read(self, local: Path, blob: Digest, start: int, end: int,
+             make: Callable[[], LocalReader]) -> bytes | None:
+        with self._lock:
+            reader = self._readers.pop(blob, None)
+        if reader is None:
+            try:
+                reader = make()
+            except OSError:
+                return None
+        data = reader.read(start, end)
+        with self._lock:
+            self._readers[blob] = reader
+            while len(self._readers) > self.size:
+                self._readers.popitem(last=False)[1].close()
+        return data
 
 
 def stream(zoo: Store, entry: FileEntry, what: str) -> Iterator[bytes]:

@@ -596,6 +596,9 @@ def test_build_runs_the_models_test_data_sets_and_fails_on_a_wrong_output(tmp_pa
     [result] = build_model(src, targets=["x86_64"], out=tmp_path / "out")
     step = next(s for s in result.steps if s.step == "test data x86_64")
     assert "1/2 test data set(s) match TVM" in step.detail and "1 set(s) skipped" in step.detail
+    # The result is in build.toml, and so in the metadata publish gives the version.
+    assert result.record.test_data == {"passed": 1, "found": 2, "skipped": 1}
+    assert result.record.meta["test_data"] == {"passed": 1, "found": 2, "skipped": 1}
 
     write_set(2, rng.standard_normal((1, 16)).astype(np.float32), delta=0.01)
     with pytest.raises(BuildError, match=r"does not reproduce the model's test data: test_data_set_2: TVM output 'probs'"):

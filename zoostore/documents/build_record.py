@@ -11,6 +11,7 @@
     [compiler] command, version
     [source]   file, blake3              # the ONNX network compiled
     [[inputs]] / [[outputs]]             name, shape, dtype
+    [test_data] passed, found, skipped   # only when the model has test_data_set_N folders
 
 `zoostore.integrations.tvm_build` writes it; `publish` turns it into
 `requires.tvm = ">=X.Y.0 <X.(Y+1).0"` plus per-arch metadata. It lives here, with the other
@@ -63,6 +64,8 @@ class BuildRecord:
     files: tuple[str, ...] = ()
     #: The zoo version given to build (`--model-version`), else "".
     model_version: str = ""
+    #: The model's test data sets run through this library: passed, found, skipped ({} if none).
+    test_data: Mapping[str, int] = field(default_factory=dict, hash=False)
     path: Path | None = field(default=None, compare=False)
 
     @property
@@ -81,6 +84,7 @@ class BuildRecord:
             "executor": "relax.vm",
             "options": json.loads(json.dumps(dict(self.options))),
             "source": {"file": self.source_file, "blake3": self.source_blake3},
+            **({"test_data": dict(self.test_data)} if self.test_data else {}),
         }
 
 
@@ -130,5 +134,12 @@ def read_build_record(directory: Path | str) -> BuildRecord:
         outputs=io_nodes[1],
         files=tuple(doc.get("files", [])),
         model_version=str(doc.get("version", "")),
+        test_data=_test_data(doc.get("test_data", {}), path),
         path=path,
     )
+
+
+def _test_data(value: Any, path: Path) -> dict[str, int]:
+    if not isinstance(value, dict) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value.values()):
+        raise FormatError(f"{path}: test_data: expected a table of counts (passed, found, skipped), got {value!r:.80}")
+    return {str(k): int(v) for k, v in value.items()}

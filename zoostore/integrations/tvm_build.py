@@ -325,9 +325,10 @@ def build_model(
             finally:
                 staged.unlink(missing_ok=True)
             detail.append(f"{(arch_dir / LIBRARY).stat().st_size} bytes")
+        tested: dict[str, int] = {}
         if find_data_sets(network):
             with steps.step("test data", arch.name) as detail:
-                detail += _run_data_sets(arch_dir / LIBRARY, network, in_specs, out_specs, label, arch.name)
+                detail += _run_data_sets(arch_dir / LIBRARY, network, in_specs, out_specs, label, arch.name, tested)
         with steps.step("write", arch.name):
             io_doc = {
                 "format": FORMAT,
@@ -366,6 +367,7 @@ def build_model(
                 },
                 "inputs": [n.to_dict() for n in in_specs],
                 "outputs": [n.to_dict() for n in out_specs],
+                **({"test_data": tested} if tested else {}),
             }
             _write_atomic(
                 arch_dir / RECORD_FILE,
@@ -382,7 +384,7 @@ def build_model(
 
 
 def _run_data_sets(library: Path, network: Path, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec],
-                   label: str, arch: str) -> list[str]:
+                   label: str, arch: str, tested: dict[str, int]) -> list[str]:
     """Run the model's `test_data_set_N` folders through the built library (in process on this
     machine's arch, under qemu for aarch64 on x86_64 when the cross tools are there) and fail
     the build when an output leaves the tolerance. A set whose input shapes differ from the
@@ -425,6 +427,7 @@ def _run_data_sets(library: Path, network: Path, inputs: Sequence[TensorSpec], o
         raise BuildError(f"build {label}: the compiled library does not reproduce the model's test data: "
                          + "; ".join(problems[:5]))
     note = [f"{len(skipped)} set(s) skipped: input shapes differ from the build's"] if skipped else []
+    tested.update(passed=results.passed, found=results.found, skipped=len(skipped))  # into build.toml
     return results.detail + note
 
 

@@ -42,10 +42,14 @@ def catalog_entries(zoo: Store) -> list[dict[str, Any]]:
 
 def _onnx_cells(meta: Mapping[str, Any]) -> tuple[str, str]:
     """(opset and IR version, inputs) from the `onnx` metadata publish recorded."""
+    facts: list[str] = []
+    inputs: list[str] = []
+    built = meta.get("test_data")  # a build's own run of the test data (build.toml)
+    if isinstance(built, Mapping) and built.get("found"):
+        facts.append(f"TVM tests {built.get('passed')}/{built.get('found')}")
     onnx = meta.get("onnx")
     if not isinstance(onnx, Mapping):
-        return "", ""
-    facts, inputs = [], []
+        return "; ".join(facts), ""
     for path, f in sorted(onnx.items()):
         if not isinstance(f, Mapping):
             continue

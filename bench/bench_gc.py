@@ -50,18 +50,6 @@ from zoostore.storage.backends.base import Backend, ObjectInfo, Versioned  # noq
 DAY = 86400.0
 KEEP_FROM = 45  # of 100 versions per model: versions 1.45.0 and up stay
 
-_MOTO = r"""
-import logging, sys
-logging.getLogger("werkzeug").setLevel(logging.ERROR)
-from moto.server import ThreadedMotoServer
-server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-server.start()
-host, port = server.get_host_and_port()
-print(f"http://{host}:{port}", flush=True)
-sys.stdin.read()
-server.stop()
-"""
-
 
 class CountingBackend(Backend):
     """Delegates every call to `inner` and counts it (thread-safe)."""
@@ -235,18 +223,6 @@ def measure(spec: dict[str, Any], work: Path) -> tuple[dict[str, Any], int]:
 
 
 # ------------------------------------------------------------------------------ main
-def start_moto() -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen([sys.executable, "-c", _MOTO], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True,
-                            env={**os.environ, "NO_PROXY": "127.0.0.1,localhost"})
-    assert proc.stdout is not None
-    endpoint = proc.stdout.readline().strip()
-    if not endpoint.startswith("http"):
-        proc.kill()
-        raise RuntimeError("the moto server did not start; pip install 'moto[server]'")
-    return proc, endpoint
-
-
 def s3_location(endpoint: str, name: str) -> tuple[str, dict[str, Any]]:
     import boto3
 
@@ -297,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     if backend == "local":
                         return str(work / name), {}
                     if moto is None:
-                        moto, endpoint = start_moto()
+                        moto, endpoint = c.start_moto()
                         location.endpoint = endpoint  # type: ignore[attr-defined]
                     return s3_location(location.endpoint, f"bench-gc-{name}-{os.getpid()}")  # type: ignore[attr-defined]
 
@@ -340,9 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         details.append(f"- {backend}, {label}: {calls_text(res['calls'])}")
         finally:
             if moto is not None:
-                assert moto.stdin is not None
-                moto.stdin.close()
-                moto.wait(10)
+                c.stop_moto(moto)
 
     c.write_data("gc", records, blobs=args.blobs, packs=args.packs)
     headers = ["backend", "run", "wall s", "plan s", "execute s", "peak RSS MiB", "requests", "effect"]

@@ -168,16 +168,8 @@ def main() -> int:
         if "local" in args.backends:
             backends.append(Backend("local", str(work / "local"), {}))
         if "moto" in args.backends:
-            import logging
-
-            from moto.server import ThreadedMotoServer
-
-            logging.getLogger("werkzeug").setLevel(logging.ERROR)
-            moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-            moto.start()
-            stops.append(moto.stop)
-            host, port = moto.get_host_and_port()
-            endpoint = f"http://{host}:{port}"
+            moto, endpoint = c.start_moto()
+            stops.append(lambda: c.stop_moto(moto))
             _bucket(endpoint, "testing", "testing", "bench")
             backends.append(Backend("moto", "s3://bench", s3_env(endpoint, "testing", "testing"), endpoint))
         if "radosgw" in args.backends:

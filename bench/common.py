@@ -319,6 +319,44 @@ def machine_markdown(tools: Iterable[str] = ()) -> str:
     return "\n".join(lines)
 
 
+# ------------------------------------------------------------------------------ S3 on loopback
+_MOTO = r"""
+import logging, sys
+logging.getLogger("werkzeug").setLevel(logging.ERROR)
+from moto.server import ThreadedMotoServer
+server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+server.start()
+host, port = server.get_host_and_port()
+print(f"http://{host}:{port}", flush=True)
+sys.stdin.read()
+server.stop()
+"""
+
+
+def start_moto() -> tuple[subprocess.Popen[str], str]:
+    """moto's S3 server in a child process on 127.0.0.1 (its CPU apart from the benchmark's);
+    returns the process (close its stdin to stop it) and the endpoint URL."""
+    proc = subprocess.Popen([sys.executable, "-c", _MOTO], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True,
+                            env={**os.environ, "NO_PROXY": "127.0.0.1,localhost"})
+    assert proc.stdout is not None
+    endpoint = proc.stdout.readline().strip()
+    if not endpoint.startswith("http"):
+        proc.kill()
+        raise RuntimeError("the moto server did not start; pip install 'moto[server]'")
+    return proc, endpoint
+
+
+def stop_moto(proc: subprocess.Popen[str]) -> None:
+    assert proc.stdin is not None
+    proc.stdin.close()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 # ------------------------------------------------------------------------------ output
 def human(n: float) -> str:
     from zoostore.core.units import human_bytes

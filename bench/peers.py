@@ -83,18 +83,6 @@ def dvc_bin(install: bool = True, limit: float = 180) -> str | None:
 
 
 # ------------------------------------------------------------------------------ S3 servers
-_MOTO = r"""
-import logging, sys
-logging.getLogger("werkzeug").setLevel(logging.ERROR)
-from moto.server import ThreadedMotoServer
-server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-server.start()
-host, port = server.get_host_and_port()
-print(f"http://{host}:{port}", flush=True)
-sys.stdin.read()
-server.stop()
-"""
-
 
 class S3Server:
     """moto or radosgw on loopback; `bucket()` makes a fresh bucket and returns its name."""
@@ -122,14 +110,7 @@ class S3Server:
 
     def start(self) -> S3Server:
         if self.kind == "moto":
-            self.proc = subprocess.Popen([sys.executable, "-c", _MOTO], stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                                         env={**os.environ, "NO_PROXY": "127.0.0.1,localhost"})
-            assert self.proc.stdout is not None
-            self.endpoint = self.proc.stdout.readline().strip()
-            if not self.endpoint.startswith("http"):
-                self.stop()
-                raise RuntimeError("the moto server did not start")
+            self.proc, self.endpoint = c.start_moto()
         else:
             from zoostore.testing.radosgw import RadosGW
 
@@ -142,13 +123,7 @@ class S3Server:
 
     def stop(self) -> None:
         if self.proc is not None:
-            assert self.proc.stdin is not None
-            self.proc.stdin.close()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            c.stop_moto(self.proc)
             self.proc = None
         if self.rgw is not None:
             self.rgw.stop()

@@ -48,11 +48,15 @@ def check_model_name(name: str) -> str:
     return name
 
 
-def normalize_arch(name: str, *, allow_new: bool = False) -> str:
+#: How a publisher names a new architecture deliberately (the default `new_hint`).
+NEW_ARCH_HINT = "to publish for a new architecture deliberately, add --new-arch"
+
+
+def normalize_arch(name: str, *, allow_new: bool = False, new_hint: str = NEW_ARCH_HINT) -> str:
     """`amd64` -> `x86_64`, `arm64` -> `aarch64`, `armhf` -> `armv7l`, `noarch` -> `any`.
-    A name outside `KNOWN_ARCHS` is refused, listing them, unless `allow_new` (a deliberate new
-    arch, `publish --new-arch`; manifests that hold one), when it is kept lower-cased if it
-    looks like an architecture."""
+    A name outside `KNOWN_ARCHS` is refused, listing them and ending with `new_hint` (how the
+    caller's user names a new one), unless `allow_new` (a deliberate new arch, `publish
+    --new-arch`; manifests that hold one), when it is kept lower-cased if it looks like one."""
     if not isinstance(name, str):
         raise UsageError(f"invalid architecture {name!r}: expected a string such as x86_64")
     key = name.strip().lower()
@@ -67,8 +71,7 @@ def normalize_arch(name: str, *, allow_new: bool = False) -> str:
     if not allow_new:
         raise UsageError(
             f"unknown architecture {name!r}: expected one of {known} (aliases such as amd64, "
-            f"arm64, armhf and noarch are accepted); to publish for a new architecture "
-            f"deliberately, add --new-arch"
+            f"arm64, armhf and noarch are accepted); {new_hint}"
         )
     return key
 

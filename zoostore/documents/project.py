@@ -291,11 +291,12 @@ def _archs(value: Any, where: str, new_archs: frozenset[str] = frozenset()) -> t
         return ()
     if not isinstance(value, list) or not all(isinstance(a, str) for a in value) or not value:
         raise ConfigError(f'{where}: expected a non-empty list such as ["x86_64", "aarch64"], got {value!r}')
+    hint = 'an architecture a store publishes with --new-arch is named in new_archs = ["NAME"] first'
     try:
-        return tuple(dict.fromkeys(normalize_arch(a, allow_new=a.strip().lower() in new_archs) for a in value))
+        return tuple(dict.fromkeys(normalize_arch(a, allow_new=a.strip().lower() in new_archs, new_hint=hint)
+                                   for a in value))
     except ZooError as exc:
-        hint = "; an architecture a store publishes with --new-arch is named in new_archs = [\"NAME\"] first"
-        raise ConfigError(f"{where}: {str(exc).split('; to publish')[0]}{hint}") from None
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def _new_archs(value: Any, where: str) -> frozenset[str]:

@@ -406,23 +406,17 @@ def publish(
     version: str,
     paths: Sequence[str | os.PathLike[str]],
     *,
-    arch: str = "any",
-    tags: Sequence[str] = (),
-    meta: Mapping[str, Any] | None = None,
-    requires: Mapping[str, str] | None = None,
-    summary: str | None = None,
     check: Checker | Literal[False] | None = None,
     progress: Progress | None = None,
-    new_arch: bool = False,
+    **options: Any,
 ) -> PublishResult:
-    """`plan_publish(...).execute(progress)`. `check=None` (or False, the spelling of callers
-    written when this was a boolean) runs no check; `zoostore.publish` runs the ONNX check."""
+    """`plan_publish(...).execute(progress)`, with `plan_publish`'s keyword options (arch, tags,
+    meta, requires, summary, new_arch, follow_symlinks). `check=None` (or False, the spelling of
+    callers written when this was a boolean) runs no check; `zoostore.publish` runs the ONNX check."""
     if check is True:  # type: ignore[comparison-overlap]  # a caller from before the checker callback
         raise UsageError("publish(check=True): this layer has no default check; pass a checker, or "
                          "call zoostore.publish, which runs the ONNX check by default")
-    plan = plan_publish(store, model, version, paths, arch=arch, tags=tags, meta=meta,
-                        requires=requires, summary=summary, check=check or None, progress=progress,
-                        new_arch=new_arch)
+    plan = plan_publish(store, model, version, paths, check=check or None, progress=progress, **options)
     return plan.execute(progress)
 
 

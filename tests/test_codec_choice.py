@@ -113,3 +113,20 @@ def test_a_single_compressing_codec_needs_no_probes() -> None:
     encoder = codec.BatchEncoder((codec.RAW, codec.ZSTD), None, level=1)
     frame, probe = encoder.encode(b"abc" * 10000)
     assert probe is None and codec.frame_codec(frame) == codec.ZSTD
+
+
+def test_byte_grouping_is_tried_only_where_zstd_leaves_much() -> None:
+    # Code compresses to ~40% with zstd: byte-grouping is not tried on it (it costs more CPU
+    # than zstd and would save a fraction of a percent). Float weights stay near 90% with zstd:
+    # byte-grouping is tried and wins.
+    codecs = (codec.RAW, codec.ZSTD, codec.BYTEGROUP)
+    code = native_library()[:65536]
+    frame, probe = codec.encode_probe(code, codecs, level=1)
+    assert [c for c, _ in probe.sizes] == [codec.RAW, codec.ZSTD]
+    assert codec.frame_codec(frame) == codec.ZSTD
+    assert len(frame) <= codec.WORTH_TRYING[codec.BYTEGROUP] * len(code)
+    w = weights(64 * 1024)[:65536]
+    frame, probe = codec.encode_probe(w, codecs, level=1)
+    assert [c for c, _ in probe.sizes] == [codec.RAW, codec.ZSTD, codec.BYTEGROUP]
+    assert codec.frame_codec(frame) == codec.BYTEGROUP
+    assert codec.decode(frame) == w

@@ -72,6 +72,14 @@ HISTORY_DECAY = 0.9
 HISTORY_WEIGHT = 1.0
 #: Probes per batch at most, when a batch's first probe disagrees with the file's history.
 MAX_PROBES = 3
+#: A codec is tried on a probe chunk only when the frames of the codecs before it (in
+#: `codecs.enabled` order) are above this fraction of the raw chunk. Byte-grouping pays off on
+#: float weights, which plain zstd leaves at 85-95% of raw; on code and tables it is rarely
+#: better and never by much: on the benchmark zoo's 537 MB (two releases of numpy, onnxruntime
+#: and scipy libraries and a float32 model), chunks zstd brings to 60% or less would gain 0.79 MB
+#: (0.15%) from byte-grouping, while trying it on them was a quarter of publish's CPU time
+#: (docs/codec.md).
+WORTH_TRYING = {BYTEGROUP: 0.6}
 #: Byte-plane compression parameters (see `_plane_compressor`): the size a plane of a 64 KiB
 #: chunk has, and the hash table size (2^8 entries).
 PLANE_HINT = 16 * 1024
@@ -192,12 +200,16 @@ class Probe:
 
 
 def encode_probe(data: bytes | memoryview, codecs: tuple[int, ...], *, level: int = 3) -> tuple[bytes, Probe]:
-    """The smallest frame among `codecs` (raw when nothing helps), and what every codec gave."""
+    """The smallest frame among `codecs` (raw when nothing helps), and what every codec tried
+    gave: a codec in WORTH_TRYING is skipped (and left out of the probe) when a cheaper one
+    already made the chunk smaller than its threshold."""
     n = len(data)
     best: bytes | None = None
     sizes = [(RAW, HEADER_SIZE + n)]
     for c in codecs:
         if c == RAW:
+            continue
+        if best is not None and len(best) <= WORTH_TRYING.get(c, 1.0) * n:
             continue
         frame = encode(data, c, level=level)
         sizes.append((c, len(frame)))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 import urllib.parse
-import urllib.request
 from typing import Any
 
 from zoostore.storage.backends.base import Backend, Capabilities, ObjectInfo, Versioned
@@ -43,7 +42,10 @@ def _file_url_to_path(url: str) -> str:
             f"store URL {url!r} names host {parsed.netloc!r}: file:// URLs must be local "
             "(file:///absolute/path); mount remote disks and use their local path"
         )
-    return urllib.request.url2pathname(parsed.path)
+    # urllib.request pulls in http.client, email and ssl (about 30 ms): only file:// URLs need it.
+    from urllib.request import url2pathname
+
+    return url2pathname(parsed.path)
 
 
 def open_backend(url_or_path: str, *, storage_options: dict[str, Any] | None = None,

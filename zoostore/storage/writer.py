@@ -17,7 +17,9 @@ always readable.
 Delta frames (stores with `[codecs] delta = true`, docs/format.md): a file given the blob id of
 its previous version (`add(previous=...)`) pairs each new chunk with the previous version's chunk
 at the same file offset (the one overlapping it most; that chunk's own base when it is a delta
-frame, so a base is never a delta). The encoder thread fetches those bases (one ranged read
+frame, so a base is never a delta), or, where that chunk shares little with the new one (code
+that moved in a rebuilt library), with the previous version's chunk it resembles most
+(zoostore.storage.resemblance). The encoder thread fetches those bases (one ranged read
 per batch, verified), encodes the chunk against its base, and keeps the delta frame only when
 it is below DELTA_KEEP of the plain frame. Files without a previous version do no delta work.
 
@@ -33,7 +35,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +47,7 @@ from zoostore.core import cancel
 from zoostore.core.digest import Digest, hash_file
 from zoostore.core.errors import UsageError, ZooError
 from zoostore.core.progress import Progress
-from zoostore.storage import codec
+from zoostore.storage import codec, resemblance
 from zoostore.storage.backends.base import Backend
 from zoostore.storage.handshake import Handshake
 from zoostore.storage.pack import FileList, PackBuilder, PackSlot, pack_key
@@ -279,9 +281,10 @@ class _BaseFinder:
     """Delta bases for one file from its previous version's recipe: by position (module
     docstring). Read-only after construction, so encoder threads share it."""
 
-    def __init__(self, recipe: Recipe) -> None:
+    def __init__(self, recipe: Recipe, read: Callable[[Sequence[ChunkRef]], dict[Digest, bytes]]) -> None:
         self.recipe = recipe
         self.starts = recipe.starts
+        self.index = resemblance.ResemblanceIndex(recipe, read)
 
     def candidate(self, start: int, n: int, chunk: Digest) -> ChunkRef | None:
         """The non-delta chunk of the previous version that overlaps file bytes
@@ -306,7 +309,8 @@ class _FileChunker:
     def __init__(self, writer: BlobWriter, path: Path, blob: Digest, stamp: FileStamp, task: str,
                  base_recipe: Recipe | None = None) -> None:
         self.w = writer
-        self.bases = _BaseFinder(base_recipe) if base_recipe is not None else None
+        self.bases = (_BaseFinder(base_recipe, lambda refs: writer.store.chunk_bytes(refs, blob=base_recipe.blob))
+                      if base_recipe is not None else None)
         self.offset = 0  # file offset of the next batch
         self.path, self.blob, self.stamp, self.task = path, blob, stamp, task
         self.size = stamp.size
@@ -397,21 +401,23 @@ class _FileChunker:
         return out
 
     def _deltas(self, finder: _BaseFinder, batch: Batch, out: Encoded, start: int) -> None:
-        """Replace new chunks' frames by delta frames against their bases where clearly smaller."""
-        wanted: dict[int, ChunkRef] = {}
-        pos = start
-        for i, data in enumerate(batch):
-            if out[i][1] is not None:
-                cand = finder.candidate(pos, len(data), out[i][0])
-                if cand is not None:
-                    wanted[i] = cand
+        """Replace new chunks' frames by delta frames against their bases where clearly smaller:
+        the previous version's chunk at the same offset, or, where that one shares little
+        with the new chunk, the one that resembles it most (zoostore.storage.resemblance)."""
+        offsets, pos = [], start
+        for data in batch:
+            offsets.append(pos)
             pos += len(data)
-        if not wanted:
-            return
+        new = [i for i in range(len(batch)) if out[i][1] is not None]
+        wanted = {i: cand for i in new
+                  if (cand := finder.candidate(offsets[i], len(batch[i]), out[i][0])) is not None}
         try:
-            base_bytes = self.w.store.chunk_bytes(list(wanted.values()), blob=finder.recipe.blob)
+            base_bytes = self._base_bytes(finder, list(wanted.values()))
+            moved = self._moved(finder, batch, new, offsets, wanted, base_bytes)
+            base_bytes.update(self._base_bytes(finder, list(moved.values())))
         except ZooError:
             return  # an unreadable base: these chunks are stored without delta frames
+        wanted.update(moved)
         level = max(DELTA_LEVEL, self.w.config.zstd_level)
         for i, base in wanted.items():
             chunk, frame, probe, _ = out[i]
@@ -419,6 +425,27 @@ class _FileChunker:
             delta = codec.encode_delta(batch[i], base.chunk.raw, base_bytes[base.chunk], level=level)
             if len(delta) < DELTA_KEEP * len(frame):
                 out[i] = (chunk, delta, probe, base)
+
+    def _base_bytes(self, finder: _BaseFinder, refs: list[ChunkRef]) -> dict[Digest, bytes]:
+        return self.w.store.chunk_bytes(refs, blob=finder.recipe.blob) if refs else {}
+
+    @staticmethod
+    def _moved(finder: _BaseFinder, batch: Batch, new: list[int], offsets: list[int],
+               wanted: dict[int, ChunkRef], base_bytes: dict[Digest, bytes]) -> dict[int, ChunkRef]:
+        """Better bases by resemblance for the new chunks whose position base shares less than
+        GOOD_OVERLAP of their features. Decided from each chunk's own bytes (and the previous
+        version's), never from thread timing: the same file gives the same frames."""
+        moved: dict[int, ChunkRef] = {}
+        for i in new:
+            feats = resemblance.features(batch[i])
+            base = wanted.get(i)
+            shared = resemblance.overlap(feats, resemblance.features(base_bytes[base.chunk])) if base else 0.0
+            if shared >= resemblance.GOOD_OVERLAP:
+                continue
+            cand, share = finder.index.similar(feats, offsets[i])
+            if cand is not None and share > shared and cand != base:
+                moved[i] = cand
+        return moved
 
     def _drain(self) -> None:
         fut, lengths = self.window.popleft()

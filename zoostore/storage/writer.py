@@ -286,20 +286,22 @@ class _BaseFinder:
         self.starts = recipe.starts
         self.index = resemblance.ResemblanceIndex(recipe, read)
 
-    def candidate(self, start: int, n: int, chunk: Digest) -> ChunkRef | None:
+    def candidate(self, start: int, n: int, chunk: Digest) -> tuple[ChunkRef, int, int] | None:
         """The non-delta chunk of the previous version that overlaps file bytes
-        `[start, start + n)` most, or None."""
-        best: ChunkRef | None = None
+        `[start, start + n)` most, the offset of that place in the previous version and its
+        index in the previous recipe; or None."""
+        best: int | None = None
         best_overlap = 0
         for i in self.recipe.covering(start, start + n):
-            ref = self.recipe.chunks[i]
             lo = max(start, self.starts[i])
-            overlap = min(start + n, self.starts[i] + ref.raw_length) - lo
+            overlap = min(start + n, self.starts[i] + self.recipe.chunks[i].raw_length) - lo
             if overlap > best_overlap:
-                best, best_overlap = ref, overlap
-        if best is not None and best.base is not None:
-            best = best.base  # chain depth one: a delta frame's own base stands in for it
-        return best if best is not None and best.chunk != chunk else None
+                best, best_overlap = i, overlap
+        if best is None:
+            return None
+        ref = self.recipe.chunks[best]
+        ref = ref.base if ref.base is not None else ref  # chain depth one: a delta frame's base stands in
+        return (ref, self.starts[best], best) if ref.chunk != chunk else None
 
 
 class _FileChunker:
@@ -409,11 +411,13 @@ class _FileChunker:
             offsets.append(pos)
             pos += len(data)
         new = [i for i in range(len(batch)) if out[i][1] is not None]
-        wanted = {i: cand for i in new
+        placed = {i: cand for i in new
                   if (cand := finder.candidate(offsets[i], len(batch[i]), out[i][0])) is not None}
+        wanted = {i: ref for i, (ref, _, _) in placed.items()}
         try:
             base_bytes = self._base_bytes(finder, list(wanted.values()))
-            moved = self._moved(finder, batch, new, offsets, wanted, base_bytes)
+            frames = [frame or b"" for _, frame, _, _ in out]
+            moved = self._moved(finder, batch, frames, new, offsets, placed, base_bytes)
             base_bytes.update(self._base_bytes(finder, list(moved.values())))
         except ZooError:
             return  # an unreadable base: these chunks are stored without delta frames
@@ -430,20 +434,22 @@ class _FileChunker:
         return self.w.store.chunk_bytes(refs, blob=finder.recipe.blob) if refs else {}
 
     @staticmethod
-    def _moved(finder: _BaseFinder, batch: Batch, new: list[int], offsets: list[int],
-               wanted: dict[int, ChunkRef], base_bytes: dict[Digest, bytes]) -> dict[int, ChunkRef]:
+    def _moved(finder: _BaseFinder, batch: Batch, frames: list[bytes], new: list[int], offsets: list[int],
+               placed: dict[int, tuple[ChunkRef, int, int]], base_bytes: dict[Digest, bytes]) -> dict[int, ChunkRef]:
         """Better bases by resemblance for the new chunks whose position base shares less than
         GOOD_OVERLAP of their features. Decided from each chunk's own bytes (and the previous
         version's), never from thread timing: the same file gives the same frames."""
         moved: dict[int, ChunkRef] = {}
         for i in new:
-            feats = resemblance.features(batch[i])
-            base = wanted.get(i)
-            shared = resemblance.overlap(feats, resemblance.features(base_bytes[base.chunk])) if base else 0.0
-            if shared >= resemblance.GOOD_OVERLAP:
-                continue
-            cand, share = finder.index.similar(feats, offsets[i])
-            if cand is not None and share > shared and cand != base:
+            if len(frames[i]) > resemblance.COMPRESSIBLE * len(batch[i]):
+                continue  # weights or compressed data: see resemblance.COMPRESSIBLE
+            base, base_start, _ = placed.get(i, (None, 0, 0))
+            if base is not None and resemblance.aligned_match(
+                    batch[i], offsets[i], base_bytes[base.chunk], base_start) >= resemblance.GOOD_OVERLAP:
+                continue  # a patched chunk: its position base is the right one
+            cand, _ = finder.index.similar(resemblance.features(batch[i]), offsets[i],
+                                           here=placed[i][2] if i in placed else None)
+            if cand is not None and cand != base:
                 moved[i] = cand
         return moved
 

@@ -288,11 +288,13 @@ def set_grace(store: Store, seconds: float) -> StoreConfig:
 
 
 def enable_delta(store: Store) -> StoreConfig:
-    """Turn delta frames on for an existing store: zoostore.toml becomes format 2, which
-    zoostore versions without delta frames refuse with "upgrade zoostore" (they could not read
-    the frames). Existing packs and recipes stay as they are; new publishes may use deltas. One
-    way: a store with delta frames cannot go back to format 1."""
-    return _update_config(store, lambda c: replace(c, delta=True))
+    """Turn delta frames and recipe edits on for an existing store: zoostore.toml becomes
+    format 3, which zoostore versions without them refuse with "upgrade zoostore" (they could
+    not read the frames or recipes). Existing packs and recipes stay as they are; new publishes
+    may use deltas. One way: the store cannot go back to an older format."""
+    from zoostore.documents.store_config import EDITS_FORMAT
+
+    return _update_config(store, lambda c: replace(c, delta=True, format=max(c.format, EDITS_FORMAT)))
 
 
 def _update_config(store: Store, change: Callable[[StoreConfig], StoreConfig]) -> StoreConfig:

@@ -12,11 +12,12 @@ Cases (v1 -> v2 of one file):
 - sparse: the same file with 2,000 single float32 weights spread over the whole file changed
   (every chunk changes a little: the case chunk-level dedup cannot help at all).
 
-For each case, a fresh local store per mode (plain: format 1; delta: `init --delta`) gets v1,
+For each case, a fresh local store per mode (plain: format 1; delta: `init --delta`, format 3:
+delta frames and recipes stored as edits of the previous version's) gets v1,
 then v2, both published as `m` with `zoostore.publish`. Reported:
 - increment: growth of the store directory by publishing v2 (packs, recipe, manifest): what
   the new version costs in storage and in upload;
-- recipe: of which the v2 recipe itself;
+- recipe: of which the v2 recipe itself, and its recipe format (3: edits of v1's recipe);
 - zstd --patch-from: `zstd -3 --patch-from=v1 v2` (the per-file ideal of a delta format);
 - publish v1 / v2: wall time (best of --repeat; v1 has no previous version, so it shows that
   files without one pay nothing for delta);
@@ -161,7 +162,8 @@ def run_mode(v1: Path, v2: Path, work: Path, *, delta: bool, repeat: int) -> dic
         cpu_v2 = min(cpu_v2, time.process_time() - cpu)
         increment = c.dir_size(root) - before
     blob = zoo.manifest("m").versions["2.0.0"].files["x86_64"][v2.name].blob
-    recipe = (root / "blobs" / blob.hex[:2] / blob.hex).stat().st_size
+    recipe_bytes = (root / "blobs" / blob.hex[:2] / blob.hex).read_bytes()
+    recipe, recipe_format = len(recipe_bytes), int.from_bytes(recipe_bytes[6:8], "little")
     fresh = open_store(str(root))
     t = time.perf_counter()
     fresh.blobs.get_file(blob, work / "cold.bin")
@@ -178,7 +180,7 @@ def run_mode(v1: Path, v2: Path, work: Path, *, delta: bool, repeat: int) -> dic
         (project / "zoo.toml").write_text(f'store = "{root}"\narchs = ["x86_64"]\n[models]\nm = "{version}"\n')
         report = sync(project)
     assert (project / "models" / "m" / "x86_64" / v2.name).read_bytes() == v2.read_bytes()
-    return {"increment": increment, "recipe": recipe, "publish_v1": best_v1, "publish_v2": best_v2,
+    return {"increment": increment, "recipe": recipe, "recipe_format": recipe_format, "publish_v1": best_v1, "publish_v2": best_v2,
             "cpu_v1": cpu_v1, "cpu_v2": cpu_v2,
             "cold": cold, "cold_s": cold_s, "cold_requests": cold_requests, "upgrade": report.bytes_downloaded, "deltas": deltas,
             "new_chunks": sum(r.new_chunks for r in result.uploaded)}
@@ -213,11 +215,11 @@ def main() -> None:
             for mode in ("plain", "delta"):
                 r = res[mode]
                 rows.append([case, mode, c.human(v2.stat().st_size), f"{changed:,}", c.human(r["increment"]),
-                             c.human(r["recipe"]), c.human(patch), c.ratio(r["increment"], patch),
+                             f'{c.human(r["recipe"])} ({r["recipe_format"]})', c.human(patch), c.ratio(r["increment"], patch),
                              r["deltas"], f'{c.ms(r["publish_v1"])} / {c.ms(r["cpu_v1"])}', f'{c.ms(r["publish_v2"])} / {c.ms(r["cpu_v2"])}', f'{c.human(r["cold"])} / {r["cold_requests"]}',
                              c.human(r["upgrade"])])
             shutil.rmtree(cdir, ignore_errors=True)
-    headers = ["case", "store", "file", "changed bytes", "increment", "of which recipe", "zstd --patch-from",
+    headers = ["case", "store", "file", "changed bytes", "increment", "of which recipe (format)", "zstd --patch-from",
                "increment / patch", "delta frames", "publish v1 wall / CPU (ms)", "publish v2 wall / CPU (ms)", "cold read v2 (bytes / requests)",
                "upgrade sync v1->v2"]
     table = c.table(headers, rows)

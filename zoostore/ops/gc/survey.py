@@ -190,7 +190,7 @@ def _survey(zoo: Store, referenced: set[str], cutoff: float, index: _RecipeIndex
 
         remembered = recipe_cache.cache_file(default_cache_dir(), zoo.url)
         for key, names in recipe_cache.load(remembered, zoo.url, recipes).items():
-            if key in kept and key not in index:
+            if key not in index:  # kept ones, and maybe base recipes of kept ones (_keep_bases)
                 index.remember(key, names)
     todo = sorted(k for k in kept if k not in index)
     progress.start("read recipes", len(todo), unit="recipes")

@@ -140,10 +140,18 @@ def test_init_delta_flag(tmp_path: Path) -> None:
     text = (tmp_path / "s" / "zoostore.toml").read_text()
     assert "format = 3" in text and "delta = true" in text
     assert open_store(str(tmp_path / "s")).config.delta
-    assert cli(["init", str(tmp_path / "p")]) == 0
+    assert cli(["init", str(tmp_path / "p"), "--no-delta"]) == 0
     assert "format = 1" in (tmp_path / "p" / "zoostore.toml").read_text()
     with pytest.raises(StoreExistsError, match="delta frames: off in the store, on asked"):
         init_store(tmp_path / "p", config=StoreConfig(delta=True))
+    assert cli(["init", str(tmp_path / "p"), "--delta"]) == 7  # an existing store keeps its format
+    # Without a flag: a new store gets delta frames (the default since docs/bench-delta.md), an
+    # existing one is fine as it is.
+    assert cli(["init", str(tmp_path / "d")]) == 0
+    assert "format = 3" in (tmp_path / "d" / "zoostore.toml").read_text()
+    assert cli(["init", str(tmp_path / "p")]) == 0
+    assert "format = 1" in (tmp_path / "p" / "zoostore.toml").read_text()
+    assert cli(["init", str(tmp_path / "d"), "--no-delta"]) == 7
 
 
 # -- the writer and readers ------------------------------------------------------------------------

@@ -185,6 +185,21 @@ class Recipe:
         return cls(blob, size, tuple(chunks))
 
 
+#: A recipe is stored as edits of its base only below this fraction of its whole encoding and
+#: at least EDITS_MIN_SAVING bytes smaller: a cold reader fetches the base recipe as well.
+EDITS_KEEP = 0.5
+EDITS_MIN_SAVING = 1024
+
+
+def edits_if_smaller(base: Recipe, chunks: Sequence[tuple[Digest, int]]) -> tuple[list[Run], list[int]] | None:
+    """The runs and new chunk indices of the list `chunks` (chunk id, raw length) as edits of
+    `base`, when that is clearly smaller than the whole list (sizes of the entries: 56 bytes
+    whole, 60 new plus 12 per run and about 100 of header as edits)."""
+    runs, new = edits.diff([_key(r) for r in base.chunks], chunks)
+    whole, edited = 56 * len(chunks), 100 + 12 * len(runs) + 60 * len(new)
+    return (runs, new) if edited <= EDITS_KEEP * whole and whole - edited >= EDITS_MIN_SAVING else None
+
+
 def _key(ref: ChunkRef) -> tuple[Digest, int]:
     return ref.chunk, ref.raw_length
 

@@ -23,7 +23,7 @@ it is below DELTA_KEEP of the plain frame. Files without a previous version do n
 
 Recipe edits (format-3 stores, docs/format.md): a file with a previous version is stored as
 edits of the previous version's recipe (of that recipe's own base when it is edits itself:
-chain depth one) when that is clearly smaller (EDITS_KEEP, EDITS_MIN_SAVING); its file list in
+chain depth one) when that is clearly smaller (recipe.edits_if_smaller); its file list in
 the footer is then edits of the base's too. The base recipe is freshened like a reused object.
 
 Each file is hashed once: by the caller (publish hashes every file to plan, and passes the ids
@@ -55,8 +55,8 @@ from zoostore.storage.backends.base import Backend
 from zoostore.storage.handshake import Handshake
 from zoostore.storage.pack import FileList, PackBuilder, PackSlot, pack_key
 from zoostore.storage.params import StorageParams
-from zoostore.storage.edits import Run, diff
-from zoostore.storage.recipe import ChunkRef, Recipe, blob_key
+from zoostore.storage.edits import Run
+from zoostore.storage.recipe import ChunkRef, Recipe, blob_key, edits_if_smaller
 
 #: Chunks in flight while writing.
 WRITE_WINDOW = 256
@@ -70,11 +70,6 @@ DELTA_KEEP = 0.8
 #: 64 KiB chunks of a 30 MB native library: 121 KB at level 1, 830 bytes at 3, 796 at 9;
 #: docs/bench-delta.md), and level 3 costs about a millisecond per chunk.
 DELTA_LEVEL = 3
-
-#: A recipe is stored as edits of its base only below this fraction of its whole encoding and
-#: at least EDITS_MIN_SAVING bytes smaller: a cold reader fetches the base recipe as well.
-EDITS_KEEP = 0.5
-EDITS_MIN_SAVING = 1024
 
 #: (chunk, raw length, pack id or the slot of a pack being built, offset, frame length, the
 #: base when the frame is a delta frame)
@@ -137,17 +132,6 @@ class _Pending:
     entries: list[Entry]
     edit_base: Recipe | None = None  # a whole recipe of the previous version (recipe edits)
     runs: list[Run] | None = None  # set by close(): stored as edits of edit_base
-
-
-def _edits_worth_it(p: _Pending) -> tuple[list[Run], list[int]] | None:
-    """The runs and new chunks of `p` against its edit base, when clearly smaller (by the
-    entries' sizes in recipe formats 1-3, docs/format.md)."""
-    if p.edit_base is None:
-        return None
-    runs, new = diff([(r.chunk, r.raw_length) for r in p.edit_base.chunks], [(c, n) for c, n, *_ in p.entries])
-    whole = 56 * len(p.entries)
-    edited = 100 + 12 * len(runs) + 60 * len(new)
-    return (runs, new) if edited <= EDITS_KEEP * whole and whole - edited >= EDITS_MIN_SAVING else None
 
 
 class BlobWriter:
@@ -224,15 +208,11 @@ class BlobWriter:
 
     def _edit_base(self, base: Recipe | None) -> Recipe | None:
         """The whole recipe a new recipe may be stored as edits of (format-3 stores)."""
-        if base is None or not self.config.recipe_edits:
-            return None
-        if base.against is None:
-            return base
         try:
-            whole = self.store.recipe(base.against)
+            whole = base if base is None or base.against is None else self.store.recipe(base.against)
         except ZooError:
             return None
-        return whole if whole.against is None else None
+        return whole if self.config.recipe_edits and whole is not None and whole.against is None else None
 
     def append_frame(self, chunk: Digest, frame: bytes, raw_len: int, base: ChunkRef | None = None) -> Entry:
         """Put a new frame into the pack being built (flushing it when full)."""
@@ -286,7 +266,7 @@ class BlobWriter:
         """The footer's list of `p`'s chunks; decides (once, here) whether its recipe is stored as
         edits, and then freshens the base recipe (a reused object: handshake.py)."""
         chunks = tuple((c, n) for c, n, *_ in p.entries)
-        found = _edits_worth_it(p)
+        found = edits_if_smaller(p.edit_base, chunks) if p.edit_base is not None else None
         if found is None or p.edit_base is None or not self.handshake.freshen_blob(p.edit_base.blob):
             return FileList(p.blob, p.size, chunks)
         p.runs, new = found

@@ -156,6 +156,49 @@ def test_hostile_edits_are_refused_before_allocating() -> None:
         decode_stored(new.blob, bytes(damaged))
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=8))
+def test_mutated_edits_and_edit_footers_fail_only_cleanly(changes: list[tuple[int, int]]) -> None:
+    """Any bytes of a format-3 recipe (checksum re-signed, as a hostile store would) or of a
+    format-2 footer: a FormatError or IntegrityError, or a recipe that resolves within bounds."""
+    base, new = _pair()
+    data = bytearray(new.as_edits(base).encode())
+    for at, value in changes:
+        data[at % (len(data) - 32)] = value
+    try:
+        got = decode_stored(new.blob, _resign(data))
+        if isinstance(got, RecipeEdits):
+            assert len(got.resolve(base).chunks) <= len(base.chunks) + len(got.new)
+    except (FormatError, IntegrityError):
+        pass
+    builder = pack_mod.PackBuilder()
+    builder.add(Digest.of(b"x"), b"\x00\x01\x00\x00\x00x", 1)
+    builder.add_file_list([pack_mod.FileList(new.blob, 1050, ((Digest.of(b"x"), 100),), base.blob,
+                                             (edits.Run(0, 3, 1), edits.Run(4, 6, 0)))])
+    _, pack, _ = builder.finish()
+    mutated = bytearray(pack)
+    for at, value in changes:
+        mutated[at % (len(mutated) - 12)] = value
+    try:
+        footer_of(bytes(mutated), "packs/xx/test")
+    except FormatError:
+        pass
+
+
+def test_footer_format_2_round_trip() -> None:
+    base, new = _pair()
+    builder = pack_mod.PackBuilder()
+    builder.add(Digest.of(b"x"), b"\x00\x01\x00\x00\x00x", 1)
+    lists = [pack_mod.FileList(base.blob, 1000, tuple((c.chunk, c.raw_length) for c in base.chunks)),
+             pack_mod.FileList(new.blob, 1050, ((Digest.of(b"x"), 100),), base.blob, (edits.Run(0, 3, 1),))]
+    builder.add_file_list(lists)
+    _, data, _ = builder.finish()
+    footer = footer_of(data, "packs/xx/test")
+    assert footer.files == lists
+    start = len(data) - 12 - int.from_bytes(data[-12:-8], "little")
+    assert data[start : start + 2] == (2).to_bytes(2, "little")
+
+
 # -- publish and read --------------------------------------------------------------------------
 
 

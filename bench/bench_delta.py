@@ -12,11 +12,12 @@ Cases (v1 -> v2 of one file):
 - sparse: the same file with 2,000 single float32 weights spread over the whole file changed
   (every chunk changes a little: the case chunk-level dedup cannot help at all).
 
-For each case, a fresh local store per mode (plain: format 1; delta: `init --delta`) gets v1,
+For each case, a fresh local store per mode (plain: format 1; delta: `init --delta`, format 3:
+delta frames and recipes stored as edits of the previous version's) gets v1,
 then v2, both published as `m` with `zoostore.publish`. Reported:
 - increment: growth of the store directory by publishing v2 (packs, recipe, manifest): what
   the new version costs in storage and in upload;
-- recipe: of which the v2 recipe itself;
+- recipe: of which the v2 recipe itself, and its recipe format (3: edits of v1's recipe);
 - zstd --patch-from: `zstd -3 --patch-from=v1 v2` (the per-file ideal of a delta format);
 - publish v1 / v2: wall time (best of --repeat; v1 has no previous version, so it shows that
   files without one pay nothing for delta);
@@ -51,22 +52,31 @@ CASES = ("native-flip", "native-insert", "scattered", "last-layer", "sparse")
 NOTES = """\
 How to read this:
 
-- *increment* counts everything the store gains: delta frames, their pack's footer (an entry per
-  new frame, plus the publish's file list: 36 bytes per chunk of every file it added, kept for
-  `verify --repair`), the v2 recipe (about 56 bytes per chunk of the whole file, format 1; format
-  2 adds 4 bytes per chunk and 52 per base), and the manifest's growth. For a 30 MB library with
-  a few changed bytes, the recipe and the file list are most of it: the delta frames themselves
-  are a few hundred bytes. Expressing recipes and file lists against the previous version's is
-  the next step (issue 15) and is not done.
+- *increment* counts everything the store gains: new frames (delta frames where clearly
+  smaller), their pack's footer (an entry per new frame, plus the publish's file list), the v2
+  recipe, and the manifest's growth. On the delta store (format 3) the v2 recipe is stored as
+  edits of v1's (recipe format 3: runs of v1's chunk list plus the new entries) and the footer's
+  file list as the same edits, when that is clearly smaller (below half of the whole recipe and
+  at least 1 KiB smaller); otherwise the recipe is whole (format 1, or 2 with delta frames) and
+  the file list lists every chunk (36 bytes each).
+- *zstd --patch-from* is the per-file ideal (`zstd -3 --patch-from=v1 v2`, the whole file as one
+  zstd frame against the whole previous file); targets of issue 15: the native cases at most
+  32 KiB, the float32 fine-tunes (scattered, last-layer) at most 1.1x patch-from.
 - *publish v1* has no previous version: a delta store does no delta work for it (the code path
-  is the same as a plain store's); differences there are noise of a shared machine (wall time
-  more than CPU time, which counts every thread of the process; both best of --repeat).
+  is the same as a plain store's); the interleaved table below compares the two by medians
+  (the main table's best-of times are noisy on a shared machine: wall time more than CPU time,
+  which counts every thread of the process).
 - *publish v2* on a delta store fetches the bases (the previous version's chunks at the same
   places, one ranged read per encoding batch) and encodes each new chunk once more at zstd
-  level 3 against its base.
-- *cold read v2* is what a reader with an empty cache downloads (and in how many ranged reads): a delta frame's base replaces
-  the plain frame it would otherwise fetch, so a cold read costs about what it costs on a plain
-  store (plus the small delta frames). *upgrade sync* finds the bases in the cache.
+  level 3 against its base; its recipe is diffed against v1's (a few milliseconds).
+- *cold read v2* is what a reader with an empty cache downloads (and in how many ranged reads):
+  a delta frame's base replaces the plain frame it would otherwise fetch, and a recipe stored as
+  edits costs one more request (v1's recipe, the base). *upgrade sync* finds the frame bases in
+  the cache, but fetches v1's recipe again (about 19 KiB for the native library; the sync cache
+  keeps recipes, but a cached recipe may name packs that `gc --repack` has since replaced, so it
+  is not used as a base).
+- *sparse* changes nearly every chunk a little: the recipe lists 881 new entries and stays whole
+  (format 2); its increment is mostly delta frames.
 - Bases are found by position only (the previous version's chunk overlapping the new one most).
   Content that moves far within a file (a relinked library whose sections moved) finds no
   similar base that way; resemblance features (super-features) are not implemented.
@@ -161,7 +171,8 @@ def run_mode(v1: Path, v2: Path, work: Path, *, delta: bool, repeat: int) -> dic
         cpu_v2 = min(cpu_v2, time.process_time() - cpu)
         increment = c.dir_size(root) - before
     blob = zoo.manifest("m").versions["2.0.0"].files["x86_64"][v2.name].blob
-    recipe = (root / "blobs" / blob.hex[:2] / blob.hex).stat().st_size
+    recipe_bytes = (root / "blobs" / blob.hex[:2] / blob.hex).read_bytes()
+    recipe, recipe_format = len(recipe_bytes), int.from_bytes(recipe_bytes[6:8], "little")
     fresh = open_store(str(root))
     t = time.perf_counter()
     fresh.blobs.get_file(blob, work / "cold.bin")
@@ -178,10 +189,33 @@ def run_mode(v1: Path, v2: Path, work: Path, *, delta: bool, repeat: int) -> dic
         (project / "zoo.toml").write_text(f'store = "{root}"\narchs = ["x86_64"]\n[models]\nm = "{version}"\n')
         report = sync(project)
     assert (project / "models" / "m" / "x86_64" / v2.name).read_bytes() == v2.read_bytes()
-    return {"increment": increment, "recipe": recipe, "publish_v1": best_v1, "publish_v2": best_v2,
+    return {"increment": increment, "recipe": recipe, "recipe_format": recipe_format, "publish_v1": best_v1, "publish_v2": best_v2,
             "cpu_v1": cpu_v1, "cpu_v2": cpu_v2,
             "cold": cold, "cold_s": cold_s, "cold_requests": cold_requests, "upgrade": report.bytes_downloaded, "deltas": deltas,
             "new_chunks": sum(r.new_chunks for r in result.uploaded)}
+
+
+def v1_times(v1: Path, work: Path, rounds: int) -> dict[str, tuple[float, float]]:
+    """Median (wall, CPU) seconds of publishing v1 (no previous version) into a fresh plain and
+    a fresh delta store, the two interleaved round by round so that the load of a shared machine
+    falls on both alike."""
+    import statistics
+
+    from zoostore.documents.store_config import StoreConfig
+    from zoostore.ops.publish import publish
+    from zoostore.repository import init_store
+
+    times: dict[str, list[tuple[float, float]]] = {"plain": [], "delta": []}
+    for i in range(rounds):
+        for mode in ("plain", "delta") if i % 2 == 0 else ("delta", "plain"):
+            root = work / f"v1-{mode}"
+            c.rmtree(root)
+            zoo, _ = init_store(root, config=StoreConfig(delta=mode == "delta"))
+            t, cpu = time.perf_counter(), time.process_time()
+            publish(zoo, "m", "1.0.0", [v1.parent], arch="x86_64", check=False)
+            times[mode].append((time.perf_counter() - t, time.process_time() - cpu))
+            c.rmtree(root)
+    return {m: (statistics.median(w for w, _ in ts), statistics.median(u for _, u in ts)) for m, ts in times.items()}
 
 
 def main() -> None:
@@ -189,10 +223,13 @@ def main() -> None:
     ap.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES)
     ap.add_argument("--repeat", type=int, default=1, help="publishes per mode; the best time is shown")
     ap.add_argument("--workdir", default=None)
+    ap.add_argument("--v1-rounds", type=int, default=9,
+                    help="interleaved publishes of v1 per store kind for the v1 timing table (median)")
     ap.add_argument("--out", type=Path, default=c.DOCS / "bench-delta.md")
     args = ap.parse_args()
     sys.path.insert(0, str(c.REPO / "demo"))
     rows: list[list[Any]] = []
+    v1_rows: list[list[Any]] = []
     notes = [NOTES]
     with c.workdir(args.workdir, "bench-delta-") as work:
         for case in args.cases:
@@ -206,6 +243,12 @@ def main() -> None:
                 v1, v2, changed = make_weights(cdir, case)
             patch = patch_from(v1, v2, cdir)
             c.log(f"{case}: {v2.stat().st_size:,} bytes, {changed:,} changed, patch-from {patch:,}")
+            if args.v1_rounds and case in ("native-flip", "scattered"):  # one native library, one weights file
+                t = v1_times(v1, cdir, args.v1_rounds)
+                c.log(f"  v1 medians: {t}")
+                v1_rows.append([case, c.human(v1.stat().st_size), f"{c.ms(t['plain'][0])} / {c.ms(t['plain'][1])}",
+                                f"{c.ms(t['delta'][0])} / {c.ms(t['delta'][1])}",
+                                f"{100 * (t['delta'][0] / t['plain'][0] - 1):+.1f}% / {100 * (t['delta'][1] / t['plain'][1] - 1):+.1f}%"])
             res = {}
             for mode in ("plain", "delta"):
                 res[mode] = run_mode(v1, v2, cdir / mode, delta=mode == "delta", repeat=args.repeat)
@@ -213,16 +256,23 @@ def main() -> None:
             for mode in ("plain", "delta"):
                 r = res[mode]
                 rows.append([case, mode, c.human(v2.stat().st_size), f"{changed:,}", c.human(r["increment"]),
-                             c.human(r["recipe"]), c.human(patch), c.ratio(r["increment"], patch),
+                             f'{c.human(r["recipe"])} ({r["recipe_format"]})', c.human(patch), c.ratio(r["increment"], patch),
                              r["deltas"], f'{c.ms(r["publish_v1"])} / {c.ms(r["cpu_v1"])}', f'{c.ms(r["publish_v2"])} / {c.ms(r["cpu_v2"])}', f'{c.human(r["cold"])} / {r["cold_requests"]}',
                              c.human(r["upgrade"])])
             shutil.rmtree(cdir, ignore_errors=True)
-    headers = ["case", "store", "file", "changed bytes", "increment", "of which recipe", "zstd --patch-from",
+    headers = ["case", "store", "file", "changed bytes", "increment", "of which recipe (format)", "zstd --patch-from",
                "increment / patch", "delta frames", "publish v1 wall / CPU (ms)", "publish v2 wall / CPU (ms)", "cold read v2 (bytes / requests)",
                "upgrade sync v1->v2"]
     table = c.table(headers, rows)
     print(table)
-    sections = [f"Generated by `{c.command_line()}`.", c.machine_markdown(["zstd"]), table] + notes
+    sections = [f"Generated by `{c.command_line()}`.", c.machine_markdown(["zstd"]), table]
+    if v1_rows:
+        v1_table = c.table(["file", "size", "plain store wall / CPU (ms)", "delta store wall / CPU (ms)",
+                            "delta vs plain"], v1_rows)
+        print(v1_table)
+        sections += [f"Publishing v1 (no previous version), plain and delta stores interleaved, median of "
+                     f"{args.v1_rounds} each:", v1_table]
+    sections += notes
     c.write_markdown(args.out, "Delta frames: the cost of a second version", sections)
 
 

@@ -116,12 +116,19 @@ def test_config_opt_in_bumps_format_and_older_zoostore_refuses(monkeypatch: pyte
     assert plain.format == 1 and "delta" not in plain.to_toml()
     on = StoreConfig(delta=True)
     text = on.to_toml()
-    assert on.format == 2 and "format = 2" in text and "delta = true" in text
+    assert on.format == 3 and "format = 3" in text and "delta = true" in text and on.recipe_edits
     assert StoreConfig.from_toml(text) == on
+    # A format-2 store (delta frames, as the first zoostore with them made it) stays readable
+    # and keeps writing whole recipes.
+    frames_only = StoreConfig.from_toml(text.replace("format = 3", "format = 2"))
+    assert frames_only.delta and frames_only.format == 2 and not frames_only.recipe_edits
     with pytest.raises(FormatError, match="needs format = 2"):
-        StoreConfig.from_toml(text.replace("format = 2", "format = 1"))
+        StoreConfig.from_toml(text.replace("format = 3", "format = 1"))
     with pytest.raises(FormatError, match="codecs.delta must be"):
         StoreConfig.from_toml(text.replace("delta = true", 'delta = "yes"'))
+    monkeypatch.setattr(store_config, "FORMAT", 2)  # what a zoostore before recipe edits knows
+    with pytest.raises(NewerFormatError, match="upgrade zoostore"):
+        StoreConfig.from_toml(text)
     monkeypatch.setattr(store_config, "FORMAT", 1)  # what a zoostore before delta frames knows
     with pytest.raises(NewerFormatError, match="upgrade zoostore"):
         StoreConfig.from_toml(text)
@@ -131,12 +138,20 @@ def test_config_opt_in_bumps_format_and_older_zoostore_refuses(monkeypatch: pyte
 def test_init_delta_flag(tmp_path: Path) -> None:
     assert cli(["init", str(tmp_path / "s"), "--delta"]) == 0
     text = (tmp_path / "s" / "zoostore.toml").read_text()
-    assert "format = 2" in text and "delta = true" in text
+    assert "format = 3" in text and "delta = true" in text
     assert open_store(str(tmp_path / "s")).config.delta
-    assert cli(["init", str(tmp_path / "p")]) == 0
+    assert cli(["init", str(tmp_path / "p"), "--no-delta"]) == 0
     assert "format = 1" in (tmp_path / "p" / "zoostore.toml").read_text()
     with pytest.raises(StoreExistsError, match="delta frames: off in the store, on asked"):
         init_store(tmp_path / "p", config=StoreConfig(delta=True))
+    assert cli(["init", str(tmp_path / "p"), "--delta"]) == 7  # an existing store keeps its format
+    # Without a flag: a new store gets delta frames (the default since docs/bench-delta.md), an
+    # existing one is fine as it is.
+    assert cli(["init", str(tmp_path / "d")]) == 0
+    assert "format = 3" in (tmp_path / "d" / "zoostore.toml").read_text()
+    assert cli(["init", str(tmp_path / "p")]) == 0
+    assert "format = 1" in (tmp_path / "p" / "zoostore.toml").read_text()
+    assert cli(["init", str(tmp_path / "d"), "--no-delta"]) == 7
 
 
 # -- the writer and readers ------------------------------------------------------------------------
@@ -389,7 +404,7 @@ def test_config_enable_delta_upgrades_an_existing_store(tmp_path: Path, capsys: 
     assert "format = 1" in (store / "zoostore.toml").read_text()
     assert cli(["config", str(store), "--enable-delta", "--json"]) == 0
     doc = _json.loads(capsys.readouterr().out)
-    assert doc["delta"] is True and doc["format"] == 2
+    assert doc["delta"] is True and doc["format"] == 3
     data[300_000:300_010] = b"0123456789"
     src2 = tmp_path / "v2"
     src2.mkdir()

@@ -110,7 +110,7 @@ def test_pack_from_newer_format_is_refused_with_upgrade_hint() -> None:
     _, data, _ = b.finish()
     start, end = footer_span(data[-12:], len(data), where="p")
     footer = bytearray(data[start:end])
-    footer[0] = 2
+    footer[0] = 3  # footer format 2 exists (file lists as edits): 3 is newer
     with pytest.raises(NewerFormatError, match="upgrade zoostore"):
         parse_footer(bytes(footer), where="p")
 
@@ -136,9 +136,10 @@ def test_recipe_round_trip_and_checksum() -> None:
 def test_config_round_trip_and_newer_format() -> None:
     c = StoreConfig(pack_target_size=1234567, grace_seconds=1800)
     assert StoreConfig.from_toml(c.to_toml()) == c
-    # Format 2 is a store with delta frames (test_delta.py); 3 is newer than this zoostore.
-    with pytest.raises(NewerFormatError, match=r"format 3\).*upgrade zoostore"):
-        StoreConfig.from_toml(c.to_toml().replace("format = 1", "format = 3"))
+    # Format 2 is a store with delta frames, 3 with recipe edits (test_delta.py); 4 is newer
+    # than this zoostore.
+    with pytest.raises(NewerFormatError, match=r"format 4\).*upgrade zoostore"):
+        StoreConfig.from_toml(c.to_toml().replace("format = 1", "format = 4"))
     with pytest.raises(FormatError, match="missing key"):
         StoreConfig.from_toml("format = 1\n")
 

@@ -257,17 +257,18 @@ def config_differences(existing: StoreConfig, wanted: StoreConfig) -> list[str]:
 
 
 def init_store(url: str | os.PathLike[str], *, config: StoreConfig | None = None,
-               storage_options: dict[str, Any] | None = None) -> tuple[Store, bool]:
+               storage_options: dict[str, Any] | None = None, any_delta: bool = False) -> tuple[Store, bool]:
     """Create a store (write `zoostore.toml`, never replacing one). Returns (store, created). An
     existing store with the same parameters is fine (created=False); one with different ones is
-    refused, naming each parameter that differs."""
+    refused, naming each parameter that differs. With `any_delta`, an existing store may have
+    delta frames on or off (`config.delta` is only the choice for a new store)."""
     config = config or StoreConfig()
     backend = open_backend(os.fspath(url), storage_options=storage_options)
     created = backend.put_if_absent(CONFIG_KEY, config.to_toml().encode())
     if not created:
         where = f"{backend.url.rstrip('/')}/{CONFIG_KEY}"
         existing = StoreConfig.from_toml(backend.get(CONFIG_KEY).decode("utf-8"), where=where)
-        diffs = config_differences(existing, config)
+        diffs = config_differences(existing, replace(config, delta=existing.delta) if any_delta else config)
         if diffs:
             only_grace = all(d.startswith("gc grace") for d in diffs)
             hint = (f"The grace period may change: zoostore config {url} --grace DURATION" if only_grace else
@@ -288,11 +289,13 @@ def set_grace(store: Store, seconds: float) -> StoreConfig:
 
 
 def enable_delta(store: Store) -> StoreConfig:
-    """Turn delta frames on for an existing store: zoostore.toml becomes format 2, which
-    zoostore versions without delta frames refuse with "upgrade zoostore" (they could not read
-    the frames). Existing packs and recipes stay as they are; new publishes may use deltas. One
-    way: a store with delta frames cannot go back to format 1."""
-    return _update_config(store, lambda c: replace(c, delta=True))
+    """Turn delta frames and recipe edits on for an existing store: zoostore.toml becomes
+    format 3, which zoostore versions without them refuse with "upgrade zoostore" (they could
+    not read the frames or recipes). Existing packs and recipes stay as they are; new publishes
+    may use deltas. One way: the store cannot go back to an older format."""
+    from zoostore.documents.store_config import EDITS_FORMAT
+
+    return _update_config(store, lambda c: replace(c, delta=True, format=max(c.format, EDITS_FORMAT)))
 
 
 def _update_config(store: Store, change: Callable[[StoreConfig], StoreConfig]) -> StoreConfig:

@@ -1,5 +1,8 @@
 """Write the golden files of the current formats into tests/golden/format<N>/.
 
+    python tests/golden/make_golden.py format1   # store format 1: three files, one version
+    python tests/golden/make_golden.py format3   # store format 3: a version stored as edits
+
 Run once when a format is introduced or bumped; never regenerate an existing directory:
 golden files prove that every released format stays readable forever.
 """
@@ -13,6 +16,29 @@ from pathlib import Path
 HERE = Path(__file__).parent
 
 
+def format3(out: Path) -> None:
+    """A format-3 store (delta frames, recipes as edits): lib.so 1.0.0 whole, 2.0.0 a few bytes
+    changed (delta frames; its recipe format 3, edits of 1.0.0's; its pack footer format 2)."""
+    import random
+
+    from zoostore.documents.store_config import Chunking, StoreConfig
+    from zoostore.ops.publish import publish
+    from zoostore.repository import init_store
+
+    config = StoreConfig(chunking=Chunking(256, 1024, 4096), pack_target_size=16 * 1024, delta=True)
+    zoo, _ = init_store(out / "store", config=config)
+    rng = random.Random(3)
+    v1 = bytes(rng.getrandbits(8) for _ in range(60000))
+    v2 = bytearray(v1)
+    for _ in range(6):
+        v2[rng.randrange(len(v2))] ^= 0x5A
+    for version, data in (("1.0.0", v1), ("2.0.0", bytes(v2))):
+        src = out / "expected" / version
+        src.mkdir(parents=True)
+        (src / "lib.so").write_bytes(data)
+        publish(zoo, "golden", version, [src], arch="x86_64", check=False)
+
+
 def main() -> None:
     from zoostore.documents.store_config import StoreConfig
     from zoostore.documents.lockfile import Lock, LockedFile, LockedModel
@@ -22,6 +48,8 @@ def main() -> None:
     out = HERE / sys.argv[1]
     if out.exists():
         raise SystemExit(f"{out} exists: golden files are never regenerated")
+    if sys.argv[1] == "format3":
+        return format3(out)
     work = out / "src"
     work.mkdir(parents=True)
     # Compressible text, float-like bytes, and incompressible bytes: all three codecs appear.

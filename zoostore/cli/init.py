@@ -21,10 +21,14 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--grace", default="24h",
                    help="gc grace period that publish and gc agree on, at least 10m (default: %(default)s); "
                    "change it later with 'zoostore config STORE --grace'")
-    p.add_argument("--delta", action="store_true",
-                   help="store a new chunk as a delta frame against the same place of the file's previous "
-                   "version when that is clearly smaller (a format-2 store: zoostore older than delta "
-                   "frames refuses it; docs/format.md)")
+    delta = p.add_mutually_exclusive_group()
+    delta.add_argument("--delta", action="store_true", default=None,
+                       help="the default for a new store: store a new chunk as a delta frame against the same "
+                       "place of the file's previous version, and a recipe as edits of the previous version's, "
+                       "when clearly smaller (a format-3 store: zoostore versions without recipe edits refuse "
+                       "it; docs/format.md, docs/design-decisions.md)")
+    delta.add_argument("--no-delta", dest="delta", action="store_false", default=None,
+                       help="a new store without delta frames or recipe edits (format 1: every zoostore reads it)")
     add_json(p, "the store's URL and whether it was created")
     p.set_defaults(func=run)
 
@@ -55,8 +59,10 @@ def run(args: argparse.Namespace) -> int:
     pack = parse_size(args.pack_size)
     if not 1024**2 <= pack <= 4 * 1024**3:
         raise UsageError(f"invalid --pack-size {args.pack_size!r}: expected between 1MiB and 4GiB (default 32MiB)")
-    config = StoreConfig(pack_target_size=pack, grace_seconds=check_grace(args.grace), delta=args.delta)
-    store, created = init_store(args.store, config=config)
+    # Without --delta/--no-delta a new store gets delta frames, and an existing one is fine
+    # whichever it has (`config --enable-delta` upgrades one; docs/design-decisions.md).
+    config = StoreConfig(pack_target_size=pack, grace_seconds=check_grace(args.grace), delta=args.delta is not False)
+    store, created = init_store(args.store, config=config, any_delta=args.delta is None)
     warning = store.cas_warning()
     if args.json:
         print_json({"store": store.url, "created": created, "warnings": [warning] if warning else []})

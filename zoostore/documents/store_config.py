@@ -11,12 +11,13 @@
     [codecs]
     enabled = ["raw", "zstd", "zstd-bytegroup4"]
     zstd_level = 1
-    delta = true        # only in format-2 stores: delta frames (docs/format.md)
+    delta = true        # only in format-2/3 stores: delta frames (docs/format.md)
     [gc]
     grace = "24h"       # publish and gc must agree on it (see docs/gc.md)
 
-A store without delta frames keeps format 1, byte for byte; `delta = true` makes it format 2,
-which an older zoostore refuses with "upgrade zoostore" (it could not read delta frames).
+A store without delta frames keeps format 1, byte for byte; `delta = true` makes it format 3
+(format 2: delta frames only, as the first zoostore with them wrote it; 3 adds recipes stored as
+edits of the previous version's), which an older zoostore refuses with "upgrade zoostore".
 """
 
 from __future__ import annotations
@@ -32,10 +33,13 @@ from zoostore.storage.params import Chunking
 from zoostore.core.errors import FormatError, UsageError
 from zoostore.core.tomldoc import load_versioned
 
-#: The newest config format this zoostore reads; 2 = a store with delta frames.
-FORMAT = 2
+#: The newest config format this zoostore reads; 2 = a store with delta frames, 3 = and with
+#: recipes stored as edits of a base recipe (recipe format 3, pack footer format 2).
+FORMAT = 3
 #: The format a store needs for `delta = true`.
 DELTA_FORMAT = 2
+#: The format a store needs for recipes stored as edits; what a delta store gets when created.
+EDITS_FORMAT = 3
 CONFIG_KEY = "zoostore.toml"
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
@@ -90,7 +94,12 @@ class StoreConfig:
 
     def __post_init__(self) -> None:
         if self.delta and self.format < DELTA_FORMAT:
-            object.__setattr__(self, "format", DELTA_FORMAT)  # delta frames need a format-2 store
+            object.__setattr__(self, "format", EDITS_FORMAT)  # delta frames need a format-2 store at least
+
+    @property
+    def recipe_edits(self) -> bool:
+        """Publish may store a recipe as edits of the previous version's (format-3 stores)."""
+        return self.delta and self.format >= EDITS_FORMAT
 
     def to_toml(self) -> str:
         doc: dict[str, Any] = {

@@ -194,7 +194,10 @@ class PublishPlan:
 
         def gone_packs(blob: Digest) -> list[str]:
             try:
-                keys = [pack_key(p) for p in blobs.recipe(blob).packs]
+                recipe = blobs.recipe(blob)
+                keys = [pack_key(p) for p in recipe.packs]
+                if recipe.against is not None:  # stored as edits: read with its base recipe
+                    keys.append(blob_key(recipe.against))
             except BlobNotFoundError:
                 return [blob_key(blob)]
             for k in keys:

@@ -11,7 +11,12 @@ Checks, cheapest first (restic's `check` is the model):
    verified like any chunk); a bad base breaks every file whose delta frames use it.
 
 `repair` rebuilds missing or damaged recipes from pack footers: entries locate each chunk, and
-the file lists of each publish's last pack give each file's chunk order (see zoostore.storage.pack).
+the file lists of each publish's last pack give each file's chunk order (see zoostore.storage.pack);
+a file list written as edits of a base blob's is resolved against that blob's recipe or, when
+that is damaged too, its file list. A rebuilt recipe is always a whole one (format 1 or 2).
+
+A recipe stored as edits (format 3) is checked resolved against its base recipe: a missing or
+unfitting base makes it a bad-recipe.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ from zoostore.storage import codec
 from zoostore.storage.packcheck import fetch_footer, footer_of, frame_problem, pack_problems
 from zoostore.storage.pack import FileList, Footer, PackEntry, pack_key
 from zoostore.core.progress import NullProgress, Progress
-from zoostore.storage.recipe import ChunkRef, Recipe, blob_key
+from zoostore.storage import edits
+from zoostore.storage.recipe import ChunkRef, Recipe, RecipeEdits, blob_key, decode_stored
 from zoostore.repository import Store
 from zoostore.ops.gc.leftovers import find_leftovers
 
@@ -113,7 +119,7 @@ def verify_store(store: Store, *, read_data: bool = False, subset: tuple[int, in
         report.leftovers.append(f"{info.key} ({info.size} bytes)")
     if repair and broken_blobs:
         live_packs = {p for r in recipes.values() for p in r.packs}
-        _repair(store, broken_blobs, packs, report, progress, prefer=live_packs)
+        _repair(store, broken_blobs, packs, report, progress, prefer=live_packs, intact=recipes)
     return report
 
 
@@ -123,12 +129,13 @@ def _check_recipes(store: Store, recipe_keys: dict[Digest, str], packs: dict[Dig
     """Read every recipe; each must parse, match its manifest size, and name existing packs
     and frame ranges inside them."""
     recipes: dict[Digest, Recipe] = {}
+    stored: dict[Digest, Recipe | RecipeEdits] = {}
     progress.start("verify recipes", len(recipe_keys), unit="recipes")
     for blob, key in sorted(recipe_keys.items()):
         progress.advance("verify recipes")
         report.recipes += 1
         try:
-            recipe = Recipe.decode(blob, store.backend.get(key), max_chunk=store.config.chunking.max_size)
+            recipe = _whole_recipe(store, blob, stored)
         except (FormatError, IntegrityError) as exc:
             report.add("bad-recipe", key, str(exc))
             broken_blobs.add(blob)
@@ -151,6 +158,28 @@ def _check_recipes(store: Store, recipe_keys: dict[Digest, str], packs: dict[Dig
                 break
     progress.done("verify recipes")
     return recipes
+
+
+def _stored(store: Store, blob: Digest, memo: dict[Digest, Recipe | RecipeEdits]) -> Recipe | RecipeEdits:
+    if blob not in memo:
+        memo[blob] = decode_stored(blob, store.backend.get(blob_key(blob)), max_chunk=store.config.chunking.max_size)
+    return memo[blob]
+
+
+def _whole_recipe(store: Store, blob: Digest, memo: dict[Digest, Recipe | RecipeEdits]) -> Recipe:
+    """The blob's recipe, resolved against its base recipe when stored as edits (read once each)."""
+    stored = _stored(store, blob, memo)
+    if isinstance(stored, Recipe):
+        return stored
+    try:
+        base = _stored(store, stored.against, memo)
+    except ObjectNotFoundError:
+        raise IntegrityError(f"recipe {blob_key(blob)} is stored as edits of recipe {blob_key(stored.against)}, "
+                             f"which the store does not have", obj=blob_key(blob)) from None
+    except (FormatError, IntegrityError) as exc:
+        raise IntegrityError(f"recipe {blob_key(blob)} is stored as edits of recipe {blob_key(stored.against)}, "
+                             f"which is damaged ({exc})", obj=blob_key(blob)) from None
+    return stored.resolve(base)
 
 
 def _read_data(store: Store, packs: dict[Digest, int], recipes: dict[Digest, Recipe],
@@ -246,8 +275,27 @@ def _with_bases(store: Store, refs: list[ChunkRef], locations: dict[Digest, Chun
     return out
 
 
+def _whole_list(fl: FileList, lists: dict[Digest, FileList],
+                intact: dict[Digest, Recipe]) -> tuple[tuple[Digest, int], ...] | str:
+    """A file list's chunks in file order, or why they cannot be known. A list written as edits
+    takes its base's list from the base's intact recipe, else from the base's own file list."""
+    if fl.base is None:
+        return fl.chunks
+    if fl.base in intact:
+        base = [(r.chunk, r.raw_length) for r in intact[fl.base].chunks]
+    elif fl.base in lists and lists[fl.base].base is None:
+        base = list(lists[fl.base].chunks)
+    else:
+        return f"its file list is edits of blob {fl.base}, whose chunk list is in no intact recipe or footer"
+    try:
+        return tuple(edits.apply(base, fl.runs, fl.chunks, where=f"file list of blob {fl.blob}"))
+    except IntegrityError as exc:
+        return str(exc)
+
+
 def _repair(store: Store, broken: set[Digest], packs: dict[Digest, int], report: VerifyReport,
-            progress: Progress, *, prefer: AbstractSet[Digest] = frozenset()) -> None:
+            progress: Progress, *, prefer: AbstractSet[Digest] = frozenset(),
+            intact: dict[Digest, Recipe] | None = None) -> None:
     """Rebuild recipes from footers. A chunk found in several packs (after `gc --repack`) is
     taken from a pack that intact recipes use (`prefer`), so repair keeps no dead pack alive."""
     locations: dict[Digest, ChunkRef] = {}
@@ -263,14 +311,19 @@ def _repair(store: Store, broken: set[Digest], packs: dict[Digest, int], report:
             if e.chunk not in locations or (pack in prefer and locations[e.chunk].pack not in prefer):
                 locations[e.chunk] = ChunkRef(e.chunk, e.raw_length, pack, e.offset, e.length)
         for fl in footer.files:
-            file_lists.setdefault(fl.blob, fl)
+            if fl.blob not in file_lists or (fl.base is None and file_lists[fl.blob].base is not None):
+                file_lists[fl.blob] = fl  # a whole list over edits: it needs no base
     progress.done("read pack footers")
     for blob in sorted(broken):
         found = file_lists.get(blob)
         if found is None:
             report.unrepaired.append(f"{blob}: no pack footer lists this file; republish it")
             continue
-        fl = found
+        whole = _whole_list(found, file_lists, intact or {})
+        if isinstance(whole, str):
+            report.unrepaired.append(f"{blob}: {whole}; republish it")
+            continue
+        fl = replace(found, chunks=whole, base=None, runs=())
         missing = [c for c, _ in fl.chunks if c not in locations]
         if missing:
             report.unrepaired.append(f"{blob}: {len(missing)} of its chunks are in no pack (first: {missing[0]}); republish it")

@@ -15,7 +15,8 @@ the blob id, and only then renamed into place. Reader threads live as long as th
 Delta frames (docs/format.md): a segment whose chunks include delta frames first loads their
 bases (named by the recipe; from a cached file when the sync cache holds them, otherwise from
 the store, neighbouring bases in one ranged read), verifies each, and decodes the deltas
-against them; the result is verified against the chunk id like every chunk.
+against them; the result is verified against the chunk id like every chunk. A recipe stored
+as edits of its previous version's (format 3) is resolved against that recipe when read.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from zoostore.core.digest import Digest
 from zoostore.core.errors import BlobNotFoundError, FormatError, IntegrityError, ObjectNotFoundError
 from zoostore.storage.pack import pack_key
 from zoostore.core.progress import NullProgress, Progress
-from zoostore.storage.recipe import ChunkRef, Recipe, blob_key
+from zoostore.storage.recipe import ChunkRef, Recipe, RecipeEdits, blob_key, decode_stored
 
 #: Two frames of one pack closer than this are fetched in one ranged read (the gap is wasted).
 COALESCE_GAP = 256 * 1024
@@ -133,9 +134,31 @@ class BlobStore:
         return self._cached(blob) is not None or self.backend.exists(blob_key(blob))
 
     def recipe(self, blob: Digest) -> Recipe:
+        """The blob's whole recipe; one stored as edits (format 3) is resolved against its base
+        recipe, which is fetched (or taken from memory) once and remembered too."""
         cached = self._cached(blob)
         if cached is not None:
             return cached
+        stored = self._stored(blob)
+        if isinstance(stored, RecipeEdits):
+            base: Recipe | RecipeEdits | None = self._cached(stored.against)
+            if base is None:
+                try:
+                    base = self._stored(stored.against)
+                except BlobNotFoundError:
+                    raise IntegrityError(
+                        f"recipe {blob_key(blob)} is stored as edits of recipe {blob_key(stored.against)}, which "
+                        f"is not in the store {self.backend.url}: the store is damaged; run 'zoostore verify "
+                        f"--repair'", obj=blob_key(blob), expected="present", actual="missing") from None
+                if isinstance(base, Recipe):
+                    self.remember(base)
+            recipe = stored.resolve(base)  # base is not None: _stored raised otherwise
+        else:
+            recipe = stored
+        self.remember(recipe)
+        return recipe
+
+    def _stored(self, blob: Digest) -> Recipe | RecipeEdits:
         try:
             data = self.backend.get(blob_key(blob))
         except ObjectNotFoundError:
@@ -145,9 +168,7 @@ class BlobStore:
                 key=blob_key(blob),
             ) from None
         self.stats.add(requests=1, fetched=len(data))
-        recipe = Recipe.decode(blob, data, max_chunk=self.config.chunking.max_size)
-        self.remember(recipe)
-        return recipe
+        return decode_stored(blob, data, max_chunk=self.config.chunking.max_size)
 
     def remember(self, recipe: Recipe) -> None:
         with self._recipes_lock:

@@ -64,8 +64,11 @@ class Handshake:
         key = blob_key(blob)
         try:
             if self.freshen_if_old(key):
-                for p in self._recipe(blob).packs:
+                recipe = self._recipe(blob)
+                for p in recipe.packs:
                     self.freshen_if_old(pack_key(p))
+                if recipe.against is not None:  # stored as edits: its base recipe is read with it
+                    self.freshen_if_old(blob_key(recipe.against))
                 return True
         except BlobNotFoundError:
             pass

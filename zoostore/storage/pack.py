@@ -7,6 +7,14 @@ entry  := chunk id (32 bytes, BLAKE3 of the raw chunk) | offset (u64) | frame le
           | raw length (u32)
 file   := blob id (32) | size (u64) | chunk count (u32) | chunk count × (chunk id (32) | raw length (u32))
 
+footer (format 2: a pack listing a file stored as edits of its previous version; format-3 stores)
+       := format (u16 = 2) | count (u32) | count × entry | file count (u32) | file count × file2
+file2  := blob id (32) | size (u64) | base blob (32; zeros: none) | run count (u32) | run count × run
+          | chunk count (u32) | chunk count × (chunk id (32) | raw length (u32))
+run    := base start (u32) | copy count (u32) | new count (u32)   (zoostore.storage.edits)
+          A file2 with a base lists the new chunks only; its whole list is the base blob's list
+          (from its recipe or its own file list) edited by the runs. Without one, it is a file.
+
 All integers little-endian. The pack id is the BLAKE3 of the whole pack file.
 
 Readers normally never read the footer, because recipes carry every frame's pack, offset and
@@ -24,8 +32,11 @@ from dataclasses import dataclass
 from zoostore.core.digest import Digest
 from zoostore.core.errors import FormatError, NewerFormatError
 from zoostore.storage.codec import MAX_RAW, max_frame
+from zoostore.storage.edits import Run
 
-FORMAT = 1
+#: The newest footer format (2: file lists as edits of a base). A footer without such a file
+#: list is written as format 1.
+FORMAT = 2
 MAGIC = b"ZOOPACK1"
 _TRAILER = struct.Struct("<I8s")
 _HEAD = struct.Struct("<HI")
@@ -33,6 +44,9 @@ _ENTRY = struct.Struct("<32sQII")
 _U32 = struct.Struct("<I")
 _FILE = struct.Struct("<32sQI")
 _FCHUNK = struct.Struct("<32sI")
+_FILE2 = struct.Struct("<32sQ32sI")
+_RUN = struct.Struct("<III")
+_NO_BLOB = bytes(32)
 
 
 def pack_key(pack: Digest) -> str:
@@ -52,6 +66,10 @@ class FileList:
     blob: Digest
     size: int
     chunks: tuple[tuple[Digest, int], ...]  # (chunk id, raw length) in file order
+    #: With a base: `chunks` are the new chunks only, and the file's list is the base blob's
+    #: list edited by `runs` (footer format 2).
+    base: Digest | None = None
+    runs: tuple[Run, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,12 +103,19 @@ class PackBuilder:
 
     def finish(self) -> tuple[Digest, bytes, list[PackEntry]]:
         """The pack's id, bytes and entries. The builder is empty afterwards."""
-        footer = bytearray(_HEAD.pack(FORMAT, len(self._entries)))
+        fmt = 2 if any(fl.base is not None for fl in self._files) else 1
+        footer = bytearray(_HEAD.pack(fmt, len(self._entries)))
         for e in self._entries:
             footer += _ENTRY.pack(e.chunk.raw, e.offset, e.length, e.raw_length)
         footer += _U32.pack(len(self._files))
         for fl in self._files:
-            footer += _FILE.pack(fl.blob.raw, fl.size, len(fl.chunks))
+            if fmt == 1:
+                footer += _FILE.pack(fl.blob.raw, fl.size, len(fl.chunks))
+            else:
+                footer += _FILE2.pack(fl.blob.raw, fl.size, fl.base.raw if fl.base else _NO_BLOB, len(fl.runs))
+                for r in fl.runs:
+                    footer += _RUN.pack(r.start, r.copy, r.new)
+                footer += _U32.pack(len(fl.chunks))
             for chunk, raw_length in fl.chunks:
                 footer += _FCHUNK.pack(chunk.raw, raw_length)
         self._parts.append(bytes(footer))
@@ -136,8 +161,19 @@ def parse_footer(footer: bytes, *, where: str, max_chunk: int = MAX_RAW,
         pos += _U32.size
         files = []
         for _ in range(nfiles):
-            raw, size, nchunks = _FILE.unpack_from(footer, pos)
-            pos += _FILE.size
+            base: Digest | None = None
+            runs: tuple[Run, ...] = ()
+            if fmt == 1:
+                raw, size, nchunks = _FILE.unpack_from(footer, pos)
+                pos += _FILE.size
+            else:
+                raw, size, braw, nruns = _FILE2.unpack_from(footer, pos)
+                pos += _FILE2.size
+                runs = tuple(Run(*_RUN.unpack_from(footer, pos + _RUN.size * i)) for i in range(nruns))
+                pos += _RUN.size * nruns
+                (nchunks,) = _U32.unpack_from(footer, pos)
+                pos += _U32.size
+                base = Digest.from_bytes(braw) if braw != _NO_BLOB else None
             chunks = []
             for _ in range(nchunks):
                 craw, raw_length = _FCHUNK.unpack_from(footer, pos)
@@ -146,7 +182,7 @@ def parse_footer(footer: bytes, *, where: str, max_chunk: int = MAX_RAW,
                     raise FormatError(f"{where}: file list of blob {raw.hex()[:12]} claims a chunk of "
                                       f"{raw_length} raw bytes, more than the store's largest ({max_chunk})")
                 chunks.append((Digest.from_bytes(craw), raw_length))
-            files.append(FileList(Digest.from_bytes(raw), size, tuple(chunks)))
+            files.append(FileList(Digest.from_bytes(raw), size, tuple(chunks), base, runs))
     except struct.error as exc:
         raise FormatError(f"{where}: truncated pack footer ({exc})") from exc
     if pos != len(footer):

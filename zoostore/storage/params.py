@@ -32,6 +32,9 @@ class StorageParams(Protocol):
     #: Whether publish may store new chunks as delta frames against similar chunks.
     @property
     def delta(self) -> bool: ...
+    #: Whether publish may store a recipe as edits of the previous version's (recipe format 3).
+    @property
+    def recipe_edits(self) -> bool: ...
     #: gc deletes only objects older than this; a publisher freshens reused objects older than half.
     @property
     def grace_seconds(self) -> float: ...

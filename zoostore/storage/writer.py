@@ -23,6 +23,11 @@ that moved in a rebuilt library), with the previous version's chunk it resembles
 per batch, verified), encodes the chunk against its base, and keeps the delta frame only when
 it is below DELTA_KEEP of the plain frame. Files without a previous version do no delta work.
 
+Recipe edits (format-3 stores, docs/format.md): a file with a previous version is stored as
+edits of the previous version's recipe (of that recipe's own base when it is edits itself:
+chain depth one) when that is clearly smaller (recipe.edits_if_smaller); its file list in
+the footer is then edits of the base's too. The base recipe is freshened like a reused object.
+
 Each file is hashed once: by the caller (publish hashes every file to plan, and passes the ids
 on as `Hashed`) or by `add` itself, before chunking. A file that changes between its hash and
 its chunking would get a recipe that does not match its id; a stat stamp (size, mtime in ns,
@@ -52,7 +57,8 @@ from zoostore.storage.backends.base import Backend
 from zoostore.storage.handshake import Handshake
 from zoostore.storage.pack import FileList, PackBuilder, PackSlot, pack_key
 from zoostore.storage.params import StorageParams
-from zoostore.storage.recipe import ChunkRef, Recipe, blob_key
+from zoostore.storage.edits import Run
+from zoostore.storage.recipe import ChunkRef, Recipe, blob_key, edits_if_smaller
 
 #: Chunks in flight while writing.
 WRITE_WINDOW = 256
@@ -126,6 +132,8 @@ class _Pending:
     blob: Digest
     size: int
     entries: list[Entry]
+    edit_base: Recipe | None = None  # a whole recipe of the previous version (recipe edits)
+    runs: list[Run] | None = None  # set by close(): stored as edits of edit_base
 
 
 class BlobWriter:
@@ -183,7 +191,9 @@ class BlobWriter:
                 self.done[blob] = result
                 self.progress.advance(task, size)
                 return result
-            result = _FileChunker(self, path, blob, stamp, task, self._base_recipe(previous, blob)).run()
+            base = self._base_recipe(previous, blob)
+            result = _FileChunker(self, path, blob, stamp, task, base).run()
+            self.pending[-1].edit_base = self._edit_base(base)
             self.done[blob] = result
             return result
         finally:
@@ -197,6 +207,14 @@ class BlobWriter:
             return self.store.recipe(previous)
         except ZooError:
             return None  # no delta bases then: the file is stored as without delta frames
+
+    def _edit_base(self, base: Recipe | None) -> Recipe | None:
+        """The whole recipe a new recipe may be stored as edits of (format-3 stores)."""
+        try:
+            whole = base if base is None or base.against is None else self.store.recipe(base.against)
+        except ZooError:
+            return None
+        return whole if self.config.recipe_edits and whole is not None and whole.against is None else None
 
     def append_frame(self, chunk: Digest, frame: bytes, raw_len: int, base: ChunkRef | None = None) -> Entry:
         """Put a new frame into the pack being built (flushing it when full)."""
@@ -235,10 +253,7 @@ class BlobWriter:
             if self.pending:
                 # The publish's last pack lists the files it added, so that `verify --repair`
                 # can rebuild their recipes from packs alone (see zoostore.storage.pack).
-                self.builder.add_file_list([
-                    FileList(p.blob, p.size, tuple((c, n) for c, n, *_ in p.entries))
-                    for p in self.pending
-                ])
+                self.builder.add_file_list([self._file_list(p) for p in self.pending])
             self._flush_pack()
             for u in self.uploads:
                 u.result()
@@ -249,16 +264,35 @@ class BlobWriter:
             self.cpu.shutdown(wait=True)
             self.io.shutdown(wait=True)
 
+    def _file_list(self, p: _Pending) -> FileList:
+        """The footer's list of `p`'s chunks; decides (once, here) whether its recipe is stored as
+        edits, and then freshens the base recipe (a reused object: handshake.py)."""
+        chunks = tuple((c, n) for c, n, *_ in p.entries)
+        found = edits_if_smaller(p.edit_base, chunks) if p.edit_base is not None else None
+        if found is None or p.edit_base is None or not self.handshake.freshen_blob(p.edit_base.blob):
+            return FileList(p.blob, p.size, chunks)
+        p.runs, new = found
+        return FileList(p.blob, p.size, tuple(chunks[i] for i in new), p.edit_base.blob, tuple(p.runs))
+
     def _write_recipes(self) -> None:
-        recipes = []
+        recipes, stored = [], []
         for p in self.pending:
             chunks = []
             for chunk, raw_len, pack, offset, length, base in p.entries:
                 pid = pack if isinstance(pack, Digest) else pack.id
                 assert pid is not None
                 chunks.append(ChunkRef(chunk, raw_len, pid, offset, length, base))
-            recipes.append(Recipe(p.blob, p.size, tuple(chunks)))
-        futures = [self.io.submit(self.backend.put_if_absent, blob_key(r.blob), r.encode()) for r in recipes]
+            whole = Recipe(p.blob, p.size, tuple(chunks))
+            if p.runs is not None and p.edit_base is not None:
+                edited = whole.as_edits(p.edit_base)
+                assert list(edited.runs) == p.runs  # the footer's file list says the same
+                stored.append(edited.encode())
+                whole = edited.resolve(p.edit_base)
+            else:
+                stored.append(whole.encode())
+            recipes.append(whole)
+        futures = [self.io.submit(self.backend.put_if_absent, blob_key(r.blob), data)
+                   for r, data in zip(recipes, stored)]
         for f in futures:
             f.result()
         for r in recipes:

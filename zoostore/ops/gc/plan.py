@@ -179,7 +179,16 @@ class GcPlan:
         candidates = [i.key for i in self.recipes
                       if (info := survey.recipes.get(i.key)) is not None
                       and i.key not in survey.kept and info.mtime < self.cutoff]
-        deleted, skipped = self._delete_checked(candidates, "delete recipes", progress, result)
+        # Base recipes (of recipes stored as edits) go after the recipes that name them, and stay
+        # when one of those stays: a publisher reusing it freshened its base too (docs/gc.md).
+        bases = _bases_of(self.zoo, self._index, candidates) if self.zoo.config.recipe_edits else set()
+        deleted, skipped = self._delete_checked([k for k in candidates if k not in bases], "delete recipes",
+                                                progress, result)
+        held = {b for k in skipped if (b := self._index.base(k)) is not None}
+        more, skipped_bases = self._delete_checked([k for k in candidates if k in bases and k not in held],
+                                                   "delete recipes", progress, result)
+        deleted += more
+        skipped += skipped_bases + sorted(held & bases)
         result.kept_changed += len(self.recipes) - len(deleted)
         result.recipes_deleted = len(deleted)
         result.recipe_bytes = sum(survey.recipes[k].size for k in deleted)
@@ -392,6 +401,13 @@ def _has_dead_frames(zoo: Store, info: ObjectInfo, live: Mapping[int, int], note
         notes.append(f"not repacking {info.key}: its footer is unreadable ({exc})")
         return False
     return any(e.offset not in live for e in footer.entries)
+
+
+def _bases_of(zoo: Store, index: _RecipeIndex, keys: list[str]) -> set[str]:
+    """Which of `keys` some recipe among them is stored as edits of (reads those not read yet)."""
+    with ThreadPoolExecutor(max_workers=IO_WORKERS) as pool:
+        list(pool.map(lambda k: index.packs_of(zoo, k), [k for k in keys if k not in index]))
+    return {b for k in keys if (b := index.base(k)) is not None} & set(keys)
 
 
 def _version_key(v: str) -> Any:

@@ -2,7 +2,9 @@
 rewrite the recipes that name them; the old packs go in a later run, after the grace period.
 Delta frames and their bases are frames like the others (a recipe names both, `Recipe.refs`):
 each moves on its own and the rewritten recipe points at both new places; a delta frame is
-verified against its base before it is copied."""
+verified against its base before it is copied. A recipe stored as edits (format 3) names only
+its new frames: those move like any, and it is rewritten as edits of the same base; the frames
+it copies are its base recipe's, which is rewritten on its own."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from zoostore.core.errors import FormatError, IntegrityError, ObjectNotFoundErro
 from zoostore.storage.packcheck import BaseLookup, footer_of, pack_problems
 from zoostore.storage.pack import FileList, PackBuilder, PackEntry, PackSlot, pack_key
 from zoostore.core.progress import Progress
-from zoostore.storage.recipe import ChunkRef, Recipe, blob_key
+from zoostore.storage.recipe import ChunkRef, Recipe, RecipeEdits, blob_key, decode_stored
 from zoostore.repository import Store
 from zoostore.ops.gc.results import GcResult
 from zoostore.ops.gc.survey import _RecipeIndex, _Survey
@@ -28,10 +30,10 @@ def _repack(zoo: Store, sources: list[ObjectInfo], survey: _Survey, index: _Reci
     """Copy the live frames of `sources` into new packs and point the recipes at them."""
     source_keys = {s.key for s in sources}
     users = sorted(k for k in survey.kept if source_keys.intersection(index.packs(k)))
-    recipes: dict[str, Recipe] = {}
+    recipes: dict[str, Recipe | RecipeEdits] = {}
     for key in users:
         try:
-            recipes[key] = Recipe.decode(Digest(key.rsplit("/", 1)[-1]), zoo.backend.get(key))
+            recipes[key] = decode_stored(Digest(key.rsplit("/", 1)[-1]), zoo.backend.get(key))
         except (ObjectNotFoundError, FormatError, IntegrityError) as exc:
             result.notes.append(f"repack skipped: recipe {key} could not be read again ({exc})")
             return
@@ -46,7 +48,7 @@ class _Repacker:
     """One repack: the frames the kept recipes use in the source packs, copied in order into
     new packs (which also carry the file lists of the blobs they serve), then the recipes."""
 
-    def __init__(self, zoo: Store, recipes: dict[str, Recipe], source_keys: set[str], survey: _Survey,
+    def __init__(self, zoo: Store, recipes: dict[str, Recipe | RecipeEdits], source_keys: set[str], survey: _Survey,
                  index: _RecipeIndex, result: GcResult) -> None:
         self.zoo, self.backend, self.recipes, self.survey = zoo, zoo.backend, recipes, survey
         self.index, self.result = index, result
@@ -122,8 +124,7 @@ class _Repacker:
             return
         lists = {}
         for k in sorted(self.serving):
-            r = self.recipes[k]
-            lists[r.blob] = FileList(r.blob, r.size, tuple((c.chunk, c.raw_length) for c in r.chunks))
+            lists[self.recipes[k].blob] = _file_list(self.recipes[k])
         if last:  # file lists the source packs carried for blobs that stay
             for blob, fl in self.carried.items():
                 lists.setdefault(blob, fl)
@@ -138,15 +139,19 @@ class _Repacker:
     def _rewrite_recipes(self, done: set[str]) -> None:
         for key, recipe in self.recipes.items():
             chunks = []
-            for ref in recipe.chunks:
+            for ref in recipe.chunks if isinstance(recipe, Recipe) else recipe.new:
                 base = self._moved(ref.base, done) if ref.base is not None else None
                 chunks.append(replace(self._moved(ref, done), base=base))
-            rewritten = Recipe(recipe.blob, recipe.size, tuple(chunks))
-            if rewritten.chunks != recipe.chunks:
+            rewritten = (Recipe(recipe.blob, recipe.size, tuple(chunks)) if isinstance(recipe, Recipe)
+                         else replace(recipe, new=tuple(chunks)))
+            if rewritten != recipe:
                 # Same key, different bytes: the one overwrite in a content-addressed store.
                 self.backend.put(key, rewritten.encode())
                 self.index.record(key, rewritten)
-                self.zoo.blobs.remember(rewritten)
+                if isinstance(rewritten, Recipe):
+                    self.zoo.blobs.remember(rewritten)
+                else:  # resolved on the next read
+                    self.zoo.blobs.forget(recipe.blob)
                 self.result.recipes_rewritten += 1
 
     def _moved(self, ref: ChunkRef, done: set[str]) -> ChunkRef:
@@ -157,6 +162,14 @@ class _Repacker:
         new_slot, new_offset = self.moved[(pk, ref.offset)]
         assert new_slot.id is not None
         return replace(ref, pack=new_slot.id, offset=new_offset)
+
+
+def _file_list(recipe: Recipe | RecipeEdits) -> FileList:
+    """What a footer says of a file whose frames it holds (as edits when the recipe is)."""
+    if isinstance(recipe, Recipe):
+        return FileList(recipe.blob, recipe.size, tuple((c.chunk, c.raw_length) for c in recipe.chunks))
+    return FileList(recipe.blob, recipe.size, tuple((c.chunk, c.raw_length) for c in recipe.new),
+                    recipe.against, recipe.runs)
 
 
 def _check_source(key: str, data: bytes, wanted: Mapping[tuple[str, int], tuple[Digest, int, int]],

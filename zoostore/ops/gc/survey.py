@@ -13,7 +13,7 @@ from zoostore.core.errors import FormatError, IntegrityError, NewerFormatError, 
 from zoostore.documents.manifest import Manifest
 from zoostore.storage.pack import pack_key
 from zoostore.core.progress import Progress
-from zoostore.storage.recipe import Recipe, blob_key
+from zoostore.storage.recipe import Recipe, RecipeEdits, blob_key, decode_stored
 from zoostore.repository import Store
 
 
@@ -56,12 +56,13 @@ def _is_object_key(key: str, prefix: str) -> bool:
 class _RecipeIndex:
     """What gc remembers of each recipe it read: the packs it names, and with `frames` every
     (pack, offset, frame length); both include the bases of its delta frames, which stay live
-    as long as a kept recipe's delta frame uses them. Recipes are immutable per key except for repack (gc itself),
+    as long as a kept recipe's delta frame uses them; and the base recipe of one stored as edits. Recipes are immutable per key except for repack (gc itself),
     so a plan's reads stay valid for its execute."""
 
     def __init__(self, *, frames: bool) -> None:
         self.frames = frames
         self._packs: dict[str, tuple[str, ...]] = {}
+        self._bases: dict[str, str] = {}  # recipe key -> the key of the recipe it is stored as edits of
         self._frames: dict[str, tuple[tuple[str, int, int], ...]] = {}
         self._names: dict[str, str] = {}
 
@@ -71,18 +72,34 @@ class _RecipeIndex:
     def _intern(self, name: str) -> str:
         return self._names.setdefault(name, name)
 
-    def record(self, key: str, recipe: Recipe) -> None:
+    def record(self, key: str, recipe: Recipe | RecipeEdits) -> None:
+        """A recipe stored as edits names its own frames; the frames it copies are its base
+        recipe's, which stays kept (and so live) as long as it is (`_keep_bases`)."""
         self._packs[key] = tuple(self._intern(pack_key(p)) for p in recipe.packs)
+        if isinstance(recipe, RecipeEdits):
+            self._bases[key] = self._intern(blob_key(recipe.against))
         if self.frames:
             self._frames[key] = tuple((self._intern(pack_key(r.pack)), r.offset, r.length)
                                       for r in recipe.refs)
 
-    def remember(self, key: str, packs: tuple[str, ...]) -> None:
-        """Record what a cached earlier read found (`recipe_cache`), without reading again."""
-        self._packs[key] = tuple(self._intern(p) for p in packs)
+    def remember(self, key: str, names: tuple[str, ...]) -> None:
+        """Record what a cached earlier read found (`recipe_cache`: `names`), without reading again."""
+        self._packs[key] = tuple(self._intern(p) for p in names if not p.startswith("blobs/"))
+        for name in names:
+            if name.startswith("blobs/"):
+                self._bases[key] = self._intern(name)
 
     def packs(self, key: str) -> tuple[str, ...]:
         return self._packs.get(key, ())
+
+    def base(self, key: str) -> str | None:
+        """The key of the recipe `key` is stored as edits of, if any."""
+        return self._bases.get(key)
+
+    def names(self, key: str) -> tuple[str, ...]:
+        """What `recipe_cache` keeps of a recipe: its packs, then its base recipe's key."""
+        base = self._bases.get(key)
+        return self.packs(key) + ((base,) if base else ())
 
     def frames_of(self, key: str) -> tuple[tuple[str, int, int], ...]:
         return self._frames.get(key, ())
@@ -91,7 +108,7 @@ class _RecipeIndex:
         """Read and record one recipe; returns a problem description, or None."""
         digest = Digest(key.rsplit("/", 1)[-1])
         try:
-            recipe = Recipe.decode(digest, zoo.backend.get(key))
+            recipe = decode_stored(digest, zoo.backend.get(key))
         except ObjectNotFoundError:
             return f"recipe {key} disappeared while gc read it"
         except (FormatError, IntegrityError) as exc:
@@ -105,6 +122,29 @@ class _RecipeIndex:
             if problem:
                 return (), problem
         return self._packs[key], None
+
+
+def _keep_bases(zoo: Store, recipes: Mapping[str, ObjectInfo], kept: set[str], index: _RecipeIndex,
+                problems: list[str]) -> None:
+    """Add to `kept` the base recipes of kept recipes stored as edits (however old, whether or
+    not a version lists them), reading those not read yet. A base is a whole recipe (chain depth
+    one), so this ends after one round unless the store is damaged."""
+    seen: set[str] = set()
+    while True:
+        wanted = {b: k for k in sorted(kept) if (b := index.base(k)) is not None and b not in kept and b not in seen}
+        if not wanted:
+            return
+        seen.update(wanted)
+        for base, user in sorted(wanted.items()):
+            if base not in recipes:
+                problems.append(f"recipe {user} is stored as edits of recipe {base}, which the store does not "
+                                f"have (damaged store; 'zoostore verify --repair' rebuilds it from pack footers)")
+                continue
+            kept.add(base)
+            if base not in index:
+                problem = index.read(zoo, base)
+                if problem:
+                    problems.append(problem)
 
 
 @dataclass(slots=True)
@@ -150,7 +190,7 @@ def _survey(zoo: Store, referenced: set[str], cutoff: float, index: _RecipeIndex
 
         remembered = recipe_cache.cache_file(default_cache_dir(), zoo.url)
         for key, names in recipe_cache.load(remembered, zoo.url, recipes).items():
-            if key in kept and key not in index:
+            if key not in index:  # kept ones, and maybe base recipes of kept ones (_keep_bases)
                 index.remember(key, names)
     todo = sorted(k for k in kept if k not in index)
     progress.start("read recipes", len(todo), unit="recipes")
@@ -162,8 +202,9 @@ def _survey(zoo: Store, referenced: set[str], cutoff: float, index: _RecipeIndex
                     problems.append(problem)
     finally:
         progress.done("read recipes")
+    _keep_bases(zoo, recipes, kept, index, problems)
     if remembered is not None:
-        recipe_cache.save(remembered, zoo.url, recipes, ((k, index.packs(k)) for k in kept if k in index))
+        recipe_cache.save(remembered, zoo.url, recipes, ((k, index.names(k)) for k in kept if k in index))
     live: set[str] = set()
     live_frames: dict[str, dict[int, int]] = {}
     for key in kept:

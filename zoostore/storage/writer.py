@@ -15,13 +15,9 @@ core. Recipes are written only after every pack they name is stored, so a visibl
 always readable.
 
 Delta frames (stores with `[codecs] delta = true`, docs/format.md): a file given the blob id of
-its previous version (`add(previous=...)`) pairs each new chunk with the previous version's chunk
-at the same file offset (the one overlapping it most; that chunk's own base when it is a delta
-frame, so a base is never a delta), or, where that chunk shares little with the new one (code
-that moved in a rebuilt library), with the previous version's chunk it resembles most
-(zoostore.storage.resemblance). The encoder thread fetches those bases (one ranged read
-per batch, verified), encodes the chunk against its base, and keeps the delta frame only when
-it is below DELTA_KEEP of the plain frame. Files without a previous version do no delta work.
+its previous version (`add(previous=...)`) has its new chunks encoded against similar chunks of
+that version where clearly smaller, on the encoder threads (zoostore.storage.delta_bases).
+Files without a previous version do no delta work.
 
 Recipe edits (format-3 stores, docs/format.md): a file with a previous version is stored as
 edits of the previous version's recipe (of that recipe's own base when it is edits itself:
@@ -40,7 +36,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,8 +48,9 @@ from zoostore.core import cancel
 from zoostore.core.digest import Digest, hash_file
 from zoostore.core.errors import UsageError, ZooError
 from zoostore.core.progress import Progress
-from zoostore.storage import codec, resemblance
+from zoostore.storage import codec
 from zoostore.storage.backends.base import Backend
+from zoostore.storage.delta_bases import Batch, DeltaBases, Encoded
 from zoostore.storage.handshake import Handshake
 from zoostore.storage.pack import FileList, PackBuilder, PackSlot, pack_key
 from zoostore.storage.params import StorageParams
@@ -64,14 +61,6 @@ from zoostore.storage.recipe import ChunkRef, Recipe, blob_key, edits_if_smaller
 WRITE_WINDOW = 256
 #: Raw bytes per encoding task while writing.
 ENCODE_BATCH = 1024 * 1024
-
-#: A delta frame is kept only when smaller than this fraction of the chunk's plain frame: a
-#: reader pays an extra base fetch for it on a cold read.
-DELTA_KEEP = 0.8
-#: zstd level of delta frames at least: level 1 barely uses a raw-content dictionary (11 changed
-#: 64 KiB chunks of a 30 MB native library: 121 KB at level 1, 830 bytes at 3, 796 at 9;
-#: docs/bench-delta.md), and level 3 costs about a millisecond per chunk.
-DELTA_LEVEL = 3
 
 #: (chunk, raw length, pack id or the slot of a pack being built, offset, frame length, the
 #: base when the frame is a delta frame)
@@ -305,39 +294,6 @@ class BlobWriter:
         self.io.shutdown(wait=True, cancel_futures=True)
 
 
-Batch = list[memoryview]
-#: What an encoder thread returns per chunk: id, frame (None: already stored), probe sizes, and
-#: the base when the frame is a delta frame.
-Encoded = list[tuple[Digest, "bytes | None", "codec.Probe | None", "ChunkRef | None"]]
-
-
-class _BaseFinder:
-    """Delta bases for one file from its previous version's recipe: by position (module
-    docstring). Read-only after construction, so encoder threads share it."""
-
-    def __init__(self, recipe: Recipe, read: Callable[[Sequence[ChunkRef]], dict[Digest, bytes]]) -> None:
-        self.recipe = recipe
-        self.starts = recipe.starts
-        self.index = resemblance.ResemblanceIndex(recipe, read)
-
-    def candidate(self, start: int, n: int, chunk: Digest) -> tuple[ChunkRef, int, int] | None:
-        """The non-delta chunk of the previous version that overlaps file bytes
-        `[start, start + n)` most, the offset of that place in the previous version and its
-        index in the previous recipe; or None."""
-        best: int | None = None
-        best_overlap = 0
-        for i in self.recipe.covering(start, start + n):
-            lo = max(start, self.starts[i])
-            overlap = min(start + n, self.starts[i] + self.recipe.chunks[i].raw_length) - lo
-            if overlap > best_overlap:
-                best, best_overlap = i, overlap
-        if best is None:
-            return None
-        ref = self.recipe.chunks[best]
-        ref = ref.base if ref.base is not None else ref  # chain depth one: a delta frame's base stands in
-        return (ref, self.starts[best], best) if ref.chunk != chunk else None
-
-
 class _FileChunker:
     """Chunk one new file: cut, hash and encode in batches on the encoder threads, then add
     the chunks in file order on the caller's thread."""
@@ -345,7 +301,7 @@ class _FileChunker:
     def __init__(self, writer: BlobWriter, path: Path, blob: Digest, stamp: FileStamp, task: str,
                  base_recipe: Recipe | None = None) -> None:
         self.w = writer
-        self.bases = (_BaseFinder(base_recipe, lambda refs: writer.store.chunk_bytes(refs, blob=base_recipe.blob))
+        self.bases = (DeltaBases(base_recipe, writer.store.chunk_bytes, level=writer.config.zstd_level)
                       if base_recipe is not None else None)
         self.offset = 0  # file offset of the next batch
         self.path, self.blob, self.stamp, self.task = path, blob, stamp, task
@@ -433,59 +389,8 @@ class _FileChunker:
             else:
                 out.append((d, *encoder.encode(data), None))
         if self.bases is not None:
-            self._deltas(self.bases, batch, out, start)
+            self.bases.apply(batch, out, start)
         return out
-
-    def _deltas(self, finder: _BaseFinder, batch: Batch, out: Encoded, start: int) -> None:
-        """Replace new chunks' frames by delta frames against their bases where clearly smaller:
-        the previous version's chunk at the same offset, or, where that one shares little
-        with the new chunk, the one that resembles it most (zoostore.storage.resemblance)."""
-        offsets, pos = [], start
-        for data in batch:
-            offsets.append(pos)
-            pos += len(data)
-        new = [i for i in range(len(batch)) if out[i][1] is not None]
-        placed = {i: cand for i in new
-                  if (cand := finder.candidate(offsets[i], len(batch[i]), out[i][0])) is not None}
-        wanted = {i: ref for i, (ref, _, _) in placed.items()}
-        try:
-            base_bytes = self._base_bytes(finder, list(wanted.values()))
-            frames = [frame or b"" for _, frame, _, _ in out]
-            moved = self._moved(finder, batch, frames, new, offsets, placed, base_bytes)
-            base_bytes.update(self._base_bytes(finder, list(moved.values())))
-        except ZooError:
-            return  # an unreadable base: these chunks are stored without delta frames
-        wanted.update(moved)
-        level = max(DELTA_LEVEL, self.w.config.zstd_level)
-        for i, base in wanted.items():
-            chunk, frame, probe, _ = out[i]
-            assert frame is not None
-            delta = codec.encode_delta(batch[i], base.chunk.raw, base_bytes[base.chunk], level=level)
-            if len(delta) < DELTA_KEEP * len(frame):
-                out[i] = (chunk, delta, probe, base)
-
-    def _base_bytes(self, finder: _BaseFinder, refs: list[ChunkRef]) -> dict[Digest, bytes]:
-        return self.w.store.chunk_bytes(refs, blob=finder.recipe.blob) if refs else {}
-
-    @staticmethod
-    def _moved(finder: _BaseFinder, batch: Batch, frames: list[bytes], new: list[int], offsets: list[int],
-               placed: dict[int, tuple[ChunkRef, int, int]], base_bytes: dict[Digest, bytes]) -> dict[int, ChunkRef]:
-        """Better bases by resemblance for the new chunks whose position base shares less than
-        GOOD_OVERLAP of their features. Decided from each chunk's own bytes (and the previous
-        version's), never from thread timing: the same file gives the same frames."""
-        moved: dict[int, ChunkRef] = {}
-        for i in new:
-            if len(frames[i]) > resemblance.COMPRESSIBLE * len(batch[i]):
-                continue  # weights or compressed data: see resemblance.COMPRESSIBLE
-            base, base_start, _ = placed.get(i, (None, 0, 0))
-            if base is not None and resemblance.aligned_match(
-                    batch[i], offsets[i], base_bytes[base.chunk], base_start) >= resemblance.GOOD_OVERLAP:
-                continue  # a patched chunk: its position base is the right one
-            cand, _ = finder.index.similar(resemblance.features(batch[i]), offsets[i],
-                                           here=placed[i][2] if i in placed else None)
-            if cand is not None and cand != base:
-                moved[i] = cand
-        return moved
 
     def _drain(self) -> None:
         fut, lengths = self.window.popleft()

@@ -40,7 +40,8 @@ what is referenced), `plan` (GcPlan, plan_gc, execute), `repack`, `results` (pla
 `leftovers` (temp files, broken locks and probes of killed writers: deleted first in execute).
 """
 
-from zoostore.ops.gc.plan import DELETE_BATCH, REPACK_THRESHOLD, GcPlan, plan_gc
+from zoostore.ops.gc.deletes import DELETE_BATCH
+from zoostore.ops.gc.plan import REPACK_THRESHOLD, GcPlan, plan_gc
 from zoostore.ops.gc.results import DroppedVersion, GcResult, RepackItem
 from zoostore.ops.gc.retention import KeepRule, pinned_blobs, pinned_versions, read_lock
 

@@ -21,14 +21,11 @@ from zoostore.repository import Store
 from zoostore.core.units import human_bytes
 from zoostore.ops.gc.retention import KeepRule, _always_retained, pinned_versions, read_lock
 from zoostore.ops.gc.results import DroppedVersion, GcResult, RepackItem
-from zoostore.ops.gc.survey import IO_WORKERS, _RecipeIndex, _Survey, _read_manifests, _referenced, _survey
+from zoostore.ops.gc.survey import _RecipeIndex, _Survey, _read_manifests, _referenced, _survey
 from zoostore.ops.gc.repack import _repack
 from zoostore.ops.gc.leftovers import delete_leftovers, describe, find_leftovers
+from zoostore.ops.gc.deletes import delete_checked
 
-
-#: Candidates stat-ed and deleted per request: small enough that a batch's stats and its delete
-#: fit in the settle window on a slow link; S3 allows 1,000 keys per DeleteObjects.
-DELETE_BATCH = 100
 
 #: Default `--repack-threshold`: rewrite packs less than half live (restic's prune default
 #: tolerates 5% unused space overall; per pack, half is the usual "mostly dead" line).
@@ -179,7 +176,8 @@ class GcPlan:
         candidates = [i.key for i in self.recipes
                       if (info := survey.recipes.get(i.key)) is not None
                       and i.key not in survey.kept and info.mtime < self.cutoff]
-        deleted, skipped = self._delete_checked(candidates, "delete recipes", progress, result)
+        deleted, skipped = self._delete_checked(candidates, "delete recipes", progress, result,
+                                                prefix="blobs/", listed=len(survey.recipes))
         result.kept_changed += len(self.recipes) - len(deleted)
         result.recipes_deleted = len(deleted)
         result.recipe_bytes = sum(survey.recipes[k].size for k in deleted)
@@ -196,62 +194,20 @@ class GcPlan:
         candidates = [i.key for i in self.packs
                       if (info := survey.packs.get(i.key)) is not None
                       and i.key not in live and info.mtime < self.cutoff]
-        deleted, _ = self._delete_checked(candidates, "delete packs", progress, result)
+        deleted, _ = self._delete_checked(candidates, "delete packs", progress, result,
+                                          prefix="packs/", listed=len(survey.packs))
         result.kept_changed += len(self.packs) - len(deleted)
         result.packs_deleted = len(deleted)
         result.pack_bytes = sum(survey.packs[k].size for k in deleted)
 
-    def _delete_checked(self, keys: list[str], task: str, progress: Progress,
-                        result: GcResult) -> tuple[list[str], list[str]]:
-        """Delete `keys` that a stat right before the request still shows older than the cutoff.
-        Returns (deleted, skipped). Each request goes out within the settle window of its stats
-        (see the module docstring); a batch whose stats were slow is split and stat-ed again."""
-        backend = self.zoo.backend
-        deleted: list[str] = []
-        skipped: list[str] = []
-        progress.start(task, len(keys), unit="objects")
-
-        def stat(key: str) -> ObjectInfo | None:
-            try:
-                return backend.stat(key)
-            except ObjectNotFoundError:
-                return None
-
-        def run(batch: list[str], pool: ThreadPoolExecutor) -> None:
-            window = self.zoo.config.settle_seconds
-            started = time.monotonic()
-            infos = list(pool.map(stat, batch))
-            if time.monotonic() - started > window / 2:
-                if len(batch) > 1:
-                    half = len(batch) // 2
-                    run(batch[:half], pool)
-                    run(batch[half:], pool)
-                else:
-                    skipped.extend(batch)
-                    result.notes.append(f"kept {batch[0]}: stat-ing it took longer than half the "
-                                        f"settle window ({window:g} s)")
-                return
-            old = [k for k, info in zip(batch, infos) if info is not None and info.mtime < self.cutoff]
-            skipped.extend(k for k, info in zip(batch, infos) if info is not None and info.mtime >= self.cutoff)
-            if old:
-                backend.delete(old)
-                deleted.extend(old)
-            elapsed = time.monotonic() - started
-            if elapsed > window:
-                result.notes.append(
-                    f"a delete request went out {elapsed:.1f} s after its stats, beyond the "
-                    f"{window:g} s settle window: a publish racing it may have reused a deleted "
-                    f"object; run 'zoostore verify'"
-                )
-            progress.advance(task, len(batch))
-
-        try:
-            with ThreadPoolExecutor(max_workers=IO_WORKERS) as pool:
-                for start in range(0, len(keys), DELETE_BATCH):
-                    run(keys[start : start + DELETE_BATCH], pool)
-        finally:
-            progress.done(task)
-        return deleted, skipped
+    def _delete_checked(self, keys: list[str], task: str, progress: Progress, result: GcResult, *,
+                        prefix: str, listed: int) -> tuple[list[str], list[str]]:
+        """Delete `keys` that a look (stat or listing) right before the request still shows
+        older than the cutoff. Returns (deleted, kept because fresh); see ops.gc.deletes."""
+        done = delete_checked(self.zoo.backend, keys, prefix=prefix, listed=listed, cutoff=self.cutoff,
+                              window=self.zoo.config.settle_seconds, task=task, progress=progress,
+                              result=result)
+        return done.deleted, done.fresh
 
 
 def plan_gc(

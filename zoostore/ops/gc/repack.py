@@ -7,6 +7,7 @@ verified against its base before it is copied."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from zoostore.storage.backends.base import ObjectInfo
 from zoostore.core.digest import Digest
@@ -17,7 +18,7 @@ from zoostore.core.progress import Progress
 from zoostore.storage.recipe import ChunkRef, Recipe, blob_key
 from zoostore.repository import Store
 from zoostore.ops.gc.results import GcResult
-from zoostore.ops.gc.survey import _RecipeIndex, _Survey
+from zoostore.ops.gc.survey import IO_WORKERS, _RecipeIndex, _Survey
 
 
 # ---------------------------------------------------------------------------------- repack
@@ -28,13 +29,20 @@ def _repack(zoo: Store, sources: list[ObjectInfo], survey: _Survey, index: _Reci
     """Copy the live frames of `sources` into new packs and point the recipes at them."""
     source_keys = {s.key for s in sources}
     users = sorted(k for k in survey.kept if source_keys.intersection(index.packs(k)))
-    recipes: dict[str, Recipe] = {}
-    for key in users:
+
+    def read(key: str) -> Recipe | str:
         try:
-            recipes[key] = Recipe.decode(Digest(key.rsplit("/", 1)[-1]), zoo.backend.get(key))
+            return Recipe.decode(Digest(key.rsplit("/", 1)[-1]), zoo.backend.get(key))
         except (ObjectNotFoundError, FormatError, IntegrityError) as exc:
-            result.notes.append(f"repack skipped: recipe {key} could not be read again ({exc})")
-            return
+            return f"repack skipped: recipe {key} could not be read again ({exc})"
+
+    recipes: dict[str, Recipe] = {}
+    with ThreadPoolExecutor(max_workers=IO_WORKERS) as pool:  # one GET each: in parallel
+        for key, got in zip(users, pool.map(read, users)):
+            if isinstance(got, str):
+                result.notes.append(got)
+                return
+            recipes[key] = got
     progress.start("repack", sum(s.size for s in sources))
     try:
         _Repacker(zoo, recipes, source_keys, survey, index, result).run(sources, cutoff, progress)
@@ -74,11 +82,14 @@ class _Repacker:
             return
         # Old packs stay readable for at least the grace period from now: readers and
         # publishers may hold recipes that still name them.
-        for key in self.done_sources:
+        def freshen(key: str) -> None:
             try:
                 self.backend.freshen(key)
             except ObjectNotFoundError:
                 pass
+
+        with ThreadPoolExecutor(max_workers=IO_WORKERS) as pool:  # one request each: in parallel
+            list(pool.map(freshen, self.done_sources))
         self._rewrite_recipes(set(self.done_sources))
         self.result.packs_repacked = len(self.done_sources)
 
@@ -136,6 +147,7 @@ class _Repacker:
         self.builder, self.slot, self.serving = PackBuilder(), PackSlot(), set()
 
     def _rewrite_recipes(self, done: set[str]) -> None:
+        changed: list[tuple[str, Recipe]] = []
         for key, recipe in self.recipes.items():
             chunks = []
             for ref in recipe.chunks:
@@ -143,8 +155,14 @@ class _Repacker:
                 chunks.append(replace(self._moved(ref, done), base=base))
             rewritten = Recipe(recipe.blob, recipe.size, tuple(chunks))
             if rewritten.chunks != recipe.chunks:
-                # Same key, different bytes: the one overwrite in a content-addressed store.
-                self.backend.put(key, rewritten.encode())
+                changed.append((key, rewritten))
+
+        def put(item: tuple[str, Recipe]) -> None:
+            # Same key, different bytes: the one overwrite in a content-addressed store.
+            self.backend.put(item[0], item[1].encode())
+
+        with ThreadPoolExecutor(max_workers=IO_WORKERS) as pool:  # one PUT each: in parallel
+            for (key, rewritten), _ in zip(changed, pool.map(put, changed)):
                 self.index.record(key, rewritten)
                 self.zoo.blobs.remember(rewritten)
                 self.result.recipes_rewritten += 1

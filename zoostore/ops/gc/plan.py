@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import re
-import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -21,7 +19,7 @@ from zoostore.repository import Store
 from zoostore.core.units import human_bytes
 from zoostore.ops.gc.retention import KeepRule, _always_retained, pinned_versions, read_lock
 from zoostore.ops.gc.results import DroppedVersion, GcResult, RepackItem
-from zoostore.ops.gc.survey import _RecipeIndex, _Survey, _read_manifests, _referenced, _survey
+from zoostore.ops.gc.survey import IO_WORKERS, _RecipeIndex, _Survey, _read_manifests, _referenced, _survey
 from zoostore.ops.gc.repack import _repack
 from zoostore.ops.gc.leftovers import delete_leftovers, describe, find_leftovers
 from zoostore.ops.gc.deletes import delete_checked
@@ -151,11 +149,11 @@ class GcPlan:
     def _drop_versions(self, result: GcResult) -> None:
         """Drop the planned versions (CAS). The change re-reads tags: a tag moved onto a dropped
         version since the plan keeps it."""
-        for model, drops in sorted(self.drops.items()):
-            wanted = {d.version for d in drops}
+        def drop(model: str) -> set[str]:
+            wanted = {d.version for d in self.drops[model]}
             actually: set[str] = set()
 
-            def change(m: Manifest | None, wanted: set[str] = wanted, actually: set[str] = actually) -> Manifest | None:
+            def change(m: Manifest | None) -> Manifest | None:
                 actually.clear()
                 if m is None:
                     return None
@@ -164,10 +162,16 @@ class GcPlan:
                 return m.drop_versions(drop) if drop else m
 
             self.zoo.update_manifest(model, change)
-            result.dropped.extend(d for d in drops if d.version in actually)
-            if len(actually) < len(wanted):
-                kept = sorted(wanted - actually, key=semver.parse_version)
-                result.notes.append(f"{model}: kept {', '.join(kept)}: tagged or gone since the plan")
+            return actually
+
+        models = sorted(self.drops)
+        with ThreadPoolExecutor(max_workers=IO_WORKERS) as pool:  # one CAS per model, independent
+            for model, actually in zip(models, pool.map(drop, models)):
+                drops = self.drops[model]
+                result.dropped.extend(d for d in drops if d.version in actually)
+                if len(actually) < len(drops):
+                    kept = sorted({d.version for d in drops} - actually, key=semver.parse_version)
+                    result.notes.append(f"{model}: kept {', '.join(kept)}: tagged or gone since the plan")
 
     def _delete_recipes(self, survey: _Survey, problems: list[str], progress: Progress,
                         result: GcResult) -> set[str]:

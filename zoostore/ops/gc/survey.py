@@ -26,19 +26,23 @@ IO_WORKERS = 16
 
 
 def _read_manifests(zoo: Store) -> dict[str, Manifest]:
-    """Every manifest. One that does not parse stops gc: its references would be unknown."""
-    out = {}
-    for model in zoo.models():
+    """Every manifest (IO_WORKERS at a time). One that does not parse stops gc: its references
+    would be unknown."""
+
+    def read(model: str) -> Manifest | None:
         try:
-            out[model] = zoo.manifest(model)
+            return zoo.manifest(model)
         except NotFoundError:
-            continue  # deleted while we listed
+            return None  # deleted while we listed
         except NewerFormatError:
             raise  # "upgrade zoostore" says it all
         except FormatError as exc:
             raise FormatError(f"{exc}; gc cannot tell what this manifest references and deleted "
                               f"nothing: fix or restore it first") from exc
-    return out
+
+    models = zoo.models()
+    with ThreadPoolExecutor(max_workers=IO_WORKERS) as pool:
+        return {model: m for model, m in zip(models, pool.map(read, models)) if m is not None}
 
 
 def _referenced(manifests: Mapping[str, Manifest]) -> set[str]:

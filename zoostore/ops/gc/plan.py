@@ -124,11 +124,13 @@ class GcPlan:
         result = GcResult()
         result.leftovers_deleted, result.leftover_bytes = delete_leftovers(self.zoo, self.leftovers, grace=self.grace,
                                                                              now=self.now)
-        self._drop_versions(result)
-        # Survey the store as it is now: live set from the manifests after the drop, then
+        written = self._drop_versions(result)
+        # Survey the store as it is now: live set from the manifests after the drop (the ones
+        # the drop just wrote need no second read: each is the model's state at its CAS, after
+        # the cutoff was taken, which is all the safety argument asks of the re-read), then
         # listings, then recipes not read yet.
-        survey = _survey(self.zoo, _referenced(_read_manifests(self.zoo)), self.cutoff, self._index,
-                         progress, frames=self.repack)
+        survey = _survey(self.zoo, _referenced(_read_manifests(self.zoo, known=written)), self.cutoff,
+                         self._index, progress, frames=self.repack)
         problems = list(survey.problems)
         extra_live = self._delete_recipes(survey, problems, progress, result)
         if problems:
@@ -146,10 +148,10 @@ class GcPlan:
                 _repack(self.zoo, sources, survey, self._index, self.cutoff, progress, result)
         return result
 
-    def _drop_versions(self, result: GcResult) -> None:
+    def _drop_versions(self, result: GcResult) -> dict[str, Manifest]:
         """Drop the planned versions (CAS). The change re-reads tags: a tag moved onto a dropped
-        version since the plan keeps it."""
-        def drop(model: str) -> set[str]:
+        version since the plan keeps it. Returns each model's manifest as the CAS left it."""
+        def drop(model: str) -> tuple[set[str], Manifest | None]:
             wanted = {d.version for d in self.drops[model]}
             actually: set[str] = set()
 
@@ -161,17 +163,21 @@ class GcPlan:
                 actually.update(drop)
                 return m.drop_versions(drop) if drop else m
 
-            self.zoo.update_manifest(model, change)
-            return actually
+            after = self.zoo.update_manifest(model, change)
+            return actually, after
 
         models = sorted(self.drops)
+        written: dict[str, Manifest] = {}
         with ThreadPoolExecutor(max_workers=IO_WORKERS) as pool:  # one CAS per model, independent
-            for model, actually in zip(models, pool.map(drop, models)):
+            for model, (actually, after) in zip(models, pool.map(drop, models)):
+                if after is not None:
+                    written[model] = after
                 drops = self.drops[model]
                 result.dropped.extend(d for d in drops if d.version in actually)
                 if len(actually) < len(drops):
                     kept = sorted({d.version for d in drops} - actually, key=semver.parse_version)
                     result.notes.append(f"{model}: kept {', '.join(kept)}: tagged or gone since the plan")
+        return written
 
     def _delete_recipes(self, survey: _Survey, problems: list[str], progress: Progress,
                         result: GcResult) -> set[str]:

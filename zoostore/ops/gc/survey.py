@@ -25,9 +25,11 @@ IO_WORKERS = 16
 # ---------------------------------------------------------------------------------- the survey
 
 
-def _read_manifests(zoo: Store) -> dict[str, Manifest]:
-    """Every manifest (IO_WORKERS at a time). One that does not parse stops gc: its references
-    would be unknown."""
+def _read_manifests(zoo: Store, *, known: Mapping[str, Manifest] | None = None) -> dict[str, Manifest]:
+    """Every manifest (IO_WORKERS at a time), except that the ones in `known` (read or written
+    by the caller after its cutoff) are taken as they are. One that does not parse stops gc:
+    its references would be unknown."""
+    known = known or {}
 
     def read(model: str) -> Manifest | None:
         try:
@@ -40,9 +42,10 @@ def _read_manifests(zoo: Store) -> dict[str, Manifest]:
             raise FormatError(f"{exc}; gc cannot tell what this manifest references and deleted "
                               f"nothing: fix or restore it first") from exc
 
-    models = zoo.models()
+    models = [m for m in zoo.models() if m not in known]
     with ThreadPoolExecutor(max_workers=IO_WORKERS) as pool:
-        return {model: m for model, m in zip(models, pool.map(read, models)) if m is not None}
+        out = {model: m for model, m in zip(models, pool.map(read, models)) if m is not None}
+    return {**known, **out}
 
 
 def _referenced(manifests: Mapping[str, Manifest]) -> set[str]:

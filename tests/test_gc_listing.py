@@ -1,6 +1,8 @@
 """gc's re-check before deleting, done from a listing (ops.gc.deletes): one list request per
 1,000 objects instead of one stat per candidate, with the same guarantee: a candidate that a
-publisher freshened (or re-uploaded) after the plan, or after execute's own survey, survives."""
+publisher freshened (or re-uploaded) after the plan, or after execute's own survey, survives.
+Also the other per-object requests execute saves: manifests the plan read are not read again
+unless they changed."""
 
 from __future__ import annotations
 
@@ -161,3 +163,30 @@ def test_listing_check_on_s3(tmp_path: Path, s3_bucket: str, s3_storage_options:
     for o in orphans[:2]:
         assert {pack_key(p) for p in check.blobs.recipe(o).packs} <= keys(check, "packs/")
         assert check.blobs.get_file(o, tmp_path / "out" / o.hex).stat().st_size > 0
+
+
+def test_execute_drops_from_the_manifests_the_plan_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The drop's first compare-and-swap uses the plan's copy and token: no read when nothing
+    changed, and the manifest it wrote is not read again; a changed manifest still wins."""
+    zoo = make_zoo(tmp_path / "store")
+    for v in ("1.0.0", "1.1.0", "1.2.0"):
+        put_version(zoo, tmp_path, "m", v, {"w.bin": content(50 + int(v[2]))})
+        put_version(zoo, tmp_path, "n", v, {"w.bin": content(60 + int(v[2]))})
+    age_store(zoo, 2 * HOUR)
+    plan = plan_gc(zoo, keep=["m@1.2.0", "n@1.2.0"])
+    zoo.update_manifest("n", lambda mf: mf.with_tag("stable", "1.0.0") if mf else None)  # n changed since
+    reads: list[str] = []
+    for name in ("manifest", "manifest_versioned"):
+        real = getattr(Store, name)
+
+        def counted(self: Store, model: str, real: Any = real) -> Any:
+            reads.append(model)
+            return real(self, model)
+
+        monkeypatch.setattr(Store, name, counted)
+    result = plan.execute()
+    assert reads == ["n"], "only the manifest that changed since the plan is read"
+    assert set(zoo.manifest("m").versions) == {"1.2.0"}
+    assert set(zoo.manifest("n").versions) == {"1.0.0", "1.2.0"}
+    assert sorted((d.model, d.version) for d in result.dropped) == [("m", "1.0.0"), ("m", "1.1.0"), ("n", "1.1.0")]
+    assert assert_all_readable(zoo.url, tmp_path) == 3

@@ -37,6 +37,10 @@ class GcPlan:
 
     #: Stale leftovers of killed writers to delete (ops.gc.leftovers); set by plan_gc.
     leftovers: tuple[ObjectInfo, ...] = ()
+    #: The manifests the plan drops versions from, as it read them, with their CAS tokens: the
+    #: drop's first compare-and-swap tries them (a changed manifest only costs a conflict and a
+    #: re-read); set by plan_gc.
+    read: Mapping[str, tuple[Manifest, str]] = {}
 
     def __init__(self, zoo: Store, *, now: float, grace: float, drops: Mapping[str, Sequence[DroppedVersion]],
                  recipes: Sequence[ObjectInfo], packs: Sequence[ObjectInfo], repacks: Sequence[RepackItem],
@@ -163,7 +167,7 @@ class GcPlan:
                 actually.update(drop)
                 return m.drop_versions(drop) if drop else m
 
-            after = self.zoo.update_manifest(model, change)
+            after = self.zoo.update_manifest(model, change, current=self.read.get(model))
             return actually, after
 
         models = sorted(self.drops)
@@ -241,7 +245,8 @@ def plan_gc(
     pins = _lock_pins(keep_locks, lock_storage_options)
     started = zoo.backend.now() if now is None else float(now)
     cutoff = started - grace
-    manifests = _read_manifests(zoo)
+    tokens: dict[str, tuple[Manifest, str]] = {}
+    manifests = _read_manifests(zoo, tokens=tokens)
     drops = _drops(manifests, rules, pins, notes)
 
     index = _RecipeIndex(frames=repack)
@@ -269,6 +274,7 @@ def plan_gc(
         notes=notes, problems=problems, index=index, repack=repack,
     )
     plan.leftovers = tuple(find_leftovers(zoo, grace=grace, now=started))
+    plan.read = {m: tokens[m] for m in drops if m in tokens}
     return plan
 
 

@@ -25,15 +25,22 @@ IO_WORKERS = 16
 # ---------------------------------------------------------------------------------- the survey
 
 
-def _read_manifests(zoo: Store, *, known: Mapping[str, Manifest] | None = None) -> dict[str, Manifest]:
+def _read_manifests(zoo: Store, *, known: Mapping[str, Manifest] | None = None,
+                    tokens: dict[str, tuple[Manifest, str]] | None = None) -> dict[str, Manifest]:
     """Every manifest (IO_WORKERS at a time), except that the ones in `known` (read or written
-    by the caller after its cutoff) are taken as they are. One that does not parse stops gc:
-    its references would be unknown."""
+    by the caller after its cutoff) are taken as they are; `tokens`, if given, receives each
+    manifest read with its compare-and-swap token. One that does not parse stops gc: its
+    references would be unknown."""
     known = known or {}
 
     def read(model: str) -> Manifest | None:
         try:
-            return zoo.manifest(model)
+            if tokens is None:
+                return zoo.manifest(model)
+            m, token = zoo.manifest_versioned(model)
+            if m is not None and token is not None:
+                tokens[model] = (m, token)  # one key per thread: dict assignment is atomic
+            return m
         except NotFoundError:
             return None  # deleted while we listed
         except NewerFormatError:

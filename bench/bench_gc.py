@@ -104,6 +104,17 @@ class CountingBackend(Backend):
         with self._lock:
             self.listed.append(n)
 
+    def list_pages(self, prefix: str) -> Iterator[list[ObjectInfo]]:
+        self._n("list")
+        pages = 0
+        try:
+            for page in self.inner.list_pages(prefix):
+                pages += 1
+                yield page
+        finally:  # gc stops early once it has seen every candidate
+            with self._lock:
+                self.listed.append(max(0, pages - 1) * 1000 + 1)  # counts as `pages` requests
+
     def delete(self, keys: Iterable[str]) -> None:
         keys = list(keys)
         self._n("delete")
@@ -215,11 +226,64 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def measure(spec: dict[str, Any], work: Path) -> tuple[dict[str, Any], int]:
+def measure(spec: dict[str, Any], work: Path, *, profile: Path | None = None) -> tuple[dict[str, Any], int]:
+    """Run `spec` in a fresh child; with `profile`, under `py-spy record` (raw collapsed stacks
+    written there; sampling at 100 Hz without pausing the child, so the wall time barely moves)."""
     path = work / f"spec-{time.monotonic_ns()}.json"
     path.write_text(json.dumps(spec))
-    proc = c.run(c.python_cmd(str(Path(__file__).resolve()), "--child", str(path)), env=c.python_env())
-    return json.loads(proc.stdout.strip().splitlines()[-1]), proc.max_rss
+    cmd = c.python_cmd(str(Path(__file__).resolve()), "--child", str(path))
+    if profile is not None:
+        cmd = [py_spy(), "record", "--nonblocking", "--format", "raw", "-r", "100", "-o", str(profile), "--", *cmd]
+    # A cache of its own: the gc recipe cache must start cold, whatever ran before.
+    proc = c.run(cmd, env={**c.python_env(), "ZOOSTORE_CACHE": str(work / "cache")})
+    last = [line for line in proc.stdout.splitlines() if line.startswith("{")][-1]  # py-spy talks too
+    return json.loads(last), proc.max_rss
+
+
+def profile_markdown(label: str, raw: Path) -> str:
+    rows = [[f"`{f}`", f"{own:.1f}", f"{anywhere:.1f}"] for f, own, anywhere in top_frames(raw)]
+    return (f"py-spy of the {label} run (`--profile`; 100 Hz, active threads only, so time spent "
+            f"waiting on the network is not in it): the functions most often on top of a stack, "
+            f"with the share of samples where they are anywhere on it.\n\n"
+            + c.table(["function (file)", "% own", "% anywhere"], rows))
+
+
+def py_spy() -> str:
+    import shutil
+
+    found = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(found).exists():
+        raise SystemExit("--profile needs py-spy (pip install py-spy)")
+    return found
+
+
+def top_frames(raw: Path, n: int = 12) -> list[tuple[str, float, float]]:
+    """(function (file), % of samples where it is on top, % where it is anywhere on the stack),
+    the `n` largest by own share, from py-spy's raw collapsed stacks ("f (file:line);g (...) N")."""
+    own: Counter[str] = Counter()
+    anywhere: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = [_frame_name(f) for f in stack.split(";")]
+        total += int(count)
+        own[frames[-1]] += int(count)
+        for f in set(frames):
+            anywhere[f] += int(count)
+    return [(f, 100 * k / total, 100 * anywhere[f] / total) for f, k in own.most_common(n)] if total else []
+
+
+def _frame_name(frame: str) -> str:
+    """"get (zoostore/storage/backends/s3.py:212)" -> "get (zoostore/storage/backends/s3.py)"."""
+    name, _, where = frame.partition(" (")
+    where = where.rstrip(")").rsplit(":", 1)[0]
+    for marker in ("site-packages/", "/lib/python3"):
+        if marker in where:
+            where = where.split(marker, 1)[1]
+    where = where.replace(str(c.REPO) + "/", "")
+    return f"{name} ({where})"
 
 
 # ------------------------------------------------------------------------------ main
@@ -250,6 +314,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="1,000 blobs in 100 packs, 10 models")
     ap.add_argument("--work", help="scratch directory (default: a temporary one)")
     ap.add_argument("--out", type=Path, default=c.DOCS / "bench-gc.md")
+    ap.add_argument("--profile", type=Path, metavar="DIR",
+                    help="run the S3 'gc' row under py-spy, keep its raw stacks in DIR and add its top entries to --out")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -263,6 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows: list[list[Any]] = []
     records: list[dict[str, Any]] = []
     details: list[str] = []
+    profiles: list[str] = []
     now = time.time() + 2 * DAY  # every object is older than the 24 h grace period
     moto: subprocess.Popen[str] | None = None
     with c.workdir(args.work, "bench-gc-") as work:
@@ -290,7 +357,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                              if name == "main" else [("gc --repack", "gc")])
                     for label, mode in steps:
                         c.log(f"  {label} ...")
-                        res, rss = measure({**base, "mode": mode, "repack": name == "repack"}, work)
+                        raw = args.profile / f"py-spy-{backend}-{mode}.txt" if (
+                            args.profile and backend == "s3" and label == "gc") else None
+                        if raw is not None:
+                            raw.parent.mkdir(parents=True, exist_ok=True)
+                        res, rss = measure({**base, "mode": mode, "repack": name == "repack"}, work, profile=raw)
+                        if raw is not None:
+                            profiles.append(profile_markdown(f"{backend}, {label}", raw))
                         wall = res.get("plan_s", 0.0) + res.get("execute_s", 0.0)
                         effect = ""
                         if mode == "plan":
@@ -336,12 +409,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"request counts are. See the module docstring of bench/bench_gc.py for the method.",
         text,
         "Backend calls per run:\n\n" + "\n".join(details),
-        "Reading the numbers: a gc run lists packs/ and blobs/ once (10 and 11 list pages for this "
-        "store), reads every recipe it keeps once (the dominant cost, one GET each, 16 at a time), "
-        "and stats each deletion candidate once right before deleting it (the safety re-check, "
-        "docs/gc.md), deleting 100 keys per request. `gc --dry-run` costs the same reads without "
-        "the stats and deletes. Memory grows with the number of recipes and packs kept in the "
-        "index (tens of bytes per pack reference), not with their sizes.",
+        *profiles,
+        "Reading the numbers: a gc run lists packs/ and blobs/ (11 and 2 list pages for this "
+        "store), reads every recipe it keeps once (one GET each, 16 at a time; the *plan* row "
+        "starts with a cold recipe cache, later rows find what it read in the machine's cache, "
+        "docs/gc.md), reads the manifests and drops versions 16 models at a time, and looks at "
+        "every deletion candidate once more right before deleting it (the safety re-check, "
+        "docs/gc.md): here by listing blobs/ and packs/ again, one request per 1,000 objects, and "
+        "deleting each page's old candidates in one request, instead of one stat per candidate. "
+        "`gc --dry-run` costs the listings and reads without the re-check and the deletes. "
+        "`gc --repack` reads recipes without the cache (it needs every frame, which the cache "
+        "does not keep), then per repacked pack a stat, a read and a freshen, per affected "
+        "recipe a read and a write. Memory grows with the number of recipes and packs kept in "
+        "the index (tens of bytes per pack reference), not with their sizes.",
     ])
     return 0
 

@@ -24,8 +24,9 @@ Order of a run (the safety argument is in docs/gc.md):
 2. `GcPlan.execute` drops the versions (CAS, re-applied to the current manifest, so a tag moved
    meanwhile still protects its version), re-reads every manifest, re-lists packs/ and blobs/,
    reads recipes it has not seen, and deletes only objects that the plan listed and that are
-   still unreferenced and older than the cutoff. Right before each delete request it stats the
-   candidates again and sends the request within the store's settle time of those stats; a publisher
+   still unreferenced and older than the cutoff. Right before each delete request it looks at the
+   candidates again (a stat each, or a listing page when that takes fewer requests: `deletes`)
+   and sends the request within the store's settle time of that look; a publisher
    that freshened an old object re-checks it the store's settle time later (zoostore.storage.handshake), so a
    delete that raced a freshen is seen before any manifest names the object. Recipes go before
    packs, so a visible recipe's packs exist.
@@ -37,10 +38,13 @@ Order of a run (the safety argument is in docs/gc.md):
 
 One module per job: `retention` (keep rules, lockfile pins, tags), `survey` (what exists and
 what is referenced), `plan` (GcPlan, plan_gc, execute), `repack`, `results` (plain values),
-`leftovers` (temp files, broken locks and probes of killed writers: deleted first in execute).
+`leftovers` (temp files, broken locks and probes of killed writers: deleted first in execute),
+`deletes` (the re-check right before each delete request), `recipe_cache` (what an earlier run
+on this machine read).
 """
 
-from zoostore.ops.gc.plan import DELETE_BATCH, REPACK_THRESHOLD, GcPlan, plan_gc
+from zoostore.ops.gc.deletes import DELETE_BATCH
+from zoostore.ops.gc.plan import REPACK_THRESHOLD, GcPlan, plan_gc
 from zoostore.ops.gc.results import DroppedVersion, GcResult, RepackItem
 from zoostore.ops.gc.retention import KeepRule, pinned_blobs, pinned_versions, read_lock
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import re
-import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -24,11 +22,8 @@ from zoostore.ops.gc.results import DroppedVersion, GcResult, RepackItem
 from zoostore.ops.gc.survey import IO_WORKERS, _RecipeIndex, _Survey, _read_manifests, _referenced, _survey
 from zoostore.ops.gc.repack import _repack
 from zoostore.ops.gc.leftovers import delete_leftovers, describe, find_leftovers
+from zoostore.ops.gc.deletes import delete_checked
 
-
-#: Candidates stat-ed and deleted per request: small enough that a batch's stats and its delete
-#: fit in the settle window on a slow link; S3 allows 1,000 keys per DeleteObjects.
-DELETE_BATCH = 100
 
 #: Default `--repack-threshold`: rewrite packs less than half live (restic's prune default
 #: tolerates 5% unused space overall; per pack, half is the usual "mostly dead" line).
@@ -42,6 +37,10 @@ class GcPlan:
 
     #: Stale leftovers of killed writers to delete (ops.gc.leftovers); set by plan_gc.
     leftovers: tuple[ObjectInfo, ...] = ()
+    #: The manifests the plan drops versions from, as it read them, with their CAS tokens: the
+    #: drop's first compare-and-swap tries them (a changed manifest only costs a conflict and a
+    #: re-read); set by plan_gc.
+    read: Mapping[str, tuple[Manifest, str]] = {}
 
     def __init__(self, zoo: Store, *, now: float, grace: float, drops: Mapping[str, Sequence[DroppedVersion]],
                  recipes: Sequence[ObjectInfo], packs: Sequence[ObjectInfo], repacks: Sequence[RepackItem],
@@ -129,11 +128,13 @@ class GcPlan:
         result = GcResult()
         result.leftovers_deleted, result.leftover_bytes = delete_leftovers(self.zoo, self.leftovers, grace=self.grace,
                                                                              now=self.now)
-        self._drop_versions(result)
-        # Survey the store as it is now: live set from the manifests after the drop, then
+        written = self._drop_versions(result)
+        # Survey the store as it is now: live set from the manifests after the drop (the ones
+        # the drop just wrote need no second read: each is the model's state at its CAS, after
+        # the cutoff was taken, which is all the safety argument asks of the re-read), then
         # listings, then recipes not read yet.
-        survey = _survey(self.zoo, _referenced(_read_manifests(self.zoo)), self.cutoff, self._index,
-                         progress, frames=self.repack)
+        survey = _survey(self.zoo, _referenced(_read_manifests(self.zoo, known=written)), self.cutoff,
+                         self._index, progress, frames=self.repack)
         problems = list(survey.problems)
         extra_live = self._delete_recipes(survey, problems, progress, result)
         if problems:
@@ -151,14 +152,14 @@ class GcPlan:
                 _repack(self.zoo, sources, survey, self._index, self.cutoff, progress, result)
         return result
 
-    def _drop_versions(self, result: GcResult) -> None:
+    def _drop_versions(self, result: GcResult) -> dict[str, Manifest]:
         """Drop the planned versions (CAS). The change re-reads tags: a tag moved onto a dropped
-        version since the plan keeps it."""
-        for model, drops in sorted(self.drops.items()):
-            wanted = {d.version for d in drops}
+        version since the plan keeps it. Returns each model's manifest as the CAS left it."""
+        def drop(model: str) -> tuple[set[str], Manifest | None]:
+            wanted = {d.version for d in self.drops[model]}
             actually: set[str] = set()
 
-            def change(m: Manifest | None, wanted: set[str] = wanted, actually: set[str] = actually) -> Manifest | None:
+            def change(m: Manifest | None) -> Manifest | None:
                 actually.clear()
                 if m is None:
                     return None
@@ -166,11 +167,21 @@ class GcPlan:
                 actually.update(drop)
                 return m.drop_versions(drop) if drop else m
 
-            self.zoo.update_manifest(model, change)
-            result.dropped.extend(d for d in drops if d.version in actually)
-            if len(actually) < len(wanted):
-                kept = sorted(wanted - actually, key=semver.parse_version)
-                result.notes.append(f"{model}: kept {', '.join(kept)}: tagged or gone since the plan")
+            after = self.zoo.update_manifest(model, change, current=self.read.get(model))
+            return actually, after
+
+        models = sorted(self.drops)
+        written: dict[str, Manifest] = {}
+        with ThreadPoolExecutor(max_workers=IO_WORKERS) as pool:  # one CAS per model, independent
+            for model, (actually, after) in zip(models, pool.map(drop, models)):
+                if after is not None:
+                    written[model] = after
+                drops = self.drops[model]
+                result.dropped.extend(d for d in drops if d.version in actually)
+                if len(actually) < len(drops):
+                    kept = sorted({d.version for d in drops} - actually, key=semver.parse_version)
+                    result.notes.append(f"{model}: kept {', '.join(kept)}: tagged or gone since the plan")
+        return written
 
     def _delete_recipes(self, survey: _Survey, problems: list[str], progress: Progress,
                         result: GcResult) -> set[str]:
@@ -183,10 +194,11 @@ class GcPlan:
         # when one of those stays: a publisher reusing it freshened its base too (docs/gc.md).
         bases = _bases_of(self.zoo, self._index, candidates) if self.zoo.config.recipe_edits else set()
         deleted, skipped = self._delete_checked([k for k in candidates if k not in bases], "delete recipes",
-                                                progress, result)
+                                                progress, result, prefix="blobs/", listed=len(survey.recipes))
         held = {b for k in skipped if (b := self._index.base(k)) is not None}
         more, skipped_bases = self._delete_checked([k for k in candidates if k in bases and k not in held],
-                                                   "delete recipes", progress, result)
+                                                   "delete recipes", progress, result,
+                                                   prefix="blobs/", listed=len(survey.recipes))
         deleted += more
         skipped += skipped_bases + sorted(held & bases)
         result.kept_changed += len(self.recipes) - len(deleted)
@@ -205,62 +217,20 @@ class GcPlan:
         candidates = [i.key for i in self.packs
                       if (info := survey.packs.get(i.key)) is not None
                       and i.key not in live and info.mtime < self.cutoff]
-        deleted, _ = self._delete_checked(candidates, "delete packs", progress, result)
+        deleted, _ = self._delete_checked(candidates, "delete packs", progress, result,
+                                          prefix="packs/", listed=len(survey.packs))
         result.kept_changed += len(self.packs) - len(deleted)
         result.packs_deleted = len(deleted)
         result.pack_bytes = sum(survey.packs[k].size for k in deleted)
 
-    def _delete_checked(self, keys: list[str], task: str, progress: Progress,
-                        result: GcResult) -> tuple[list[str], list[str]]:
-        """Delete `keys` that a stat right before the request still shows older than the cutoff.
-        Returns (deleted, skipped). Each request goes out within the settle window of its stats
-        (see the module docstring); a batch whose stats were slow is split and stat-ed again."""
-        backend = self.zoo.backend
-        deleted: list[str] = []
-        skipped: list[str] = []
-        progress.start(task, len(keys), unit="objects")
-
-        def stat(key: str) -> ObjectInfo | None:
-            try:
-                return backend.stat(key)
-            except ObjectNotFoundError:
-                return None
-
-        def run(batch: list[str], pool: ThreadPoolExecutor) -> None:
-            window = self.zoo.config.settle_seconds
-            started = time.monotonic()
-            infos = list(pool.map(stat, batch))
-            if time.monotonic() - started > window / 2:
-                if len(batch) > 1:
-                    half = len(batch) // 2
-                    run(batch[:half], pool)
-                    run(batch[half:], pool)
-                else:
-                    skipped.extend(batch)
-                    result.notes.append(f"kept {batch[0]}: stat-ing it took longer than half the "
-                                        f"settle window ({window:g} s)")
-                return
-            old = [k for k, info in zip(batch, infos) if info is not None and info.mtime < self.cutoff]
-            skipped.extend(k for k, info in zip(batch, infos) if info is not None and info.mtime >= self.cutoff)
-            if old:
-                backend.delete(old)
-                deleted.extend(old)
-            elapsed = time.monotonic() - started
-            if elapsed > window:
-                result.notes.append(
-                    f"a delete request went out {elapsed:.1f} s after its stats, beyond the "
-                    f"{window:g} s settle window: a publish racing it may have reused a deleted "
-                    f"object; run 'zoostore verify'"
-                )
-            progress.advance(task, len(batch))
-
-        try:
-            with ThreadPoolExecutor(max_workers=IO_WORKERS) as pool:
-                for start in range(0, len(keys), DELETE_BATCH):
-                    run(keys[start : start + DELETE_BATCH], pool)
-        finally:
-            progress.done(task)
-        return deleted, skipped
+    def _delete_checked(self, keys: list[str], task: str, progress: Progress, result: GcResult, *,
+                        prefix: str, listed: int) -> tuple[list[str], list[str]]:
+        """Delete `keys` that a look (stat or listing) right before the request still shows
+        older than the cutoff. Returns (deleted, kept because fresh); see ops.gc.deletes."""
+        done = delete_checked(self.zoo.backend, keys, prefix=prefix, listed=listed, cutoff=self.cutoff,
+                              window=self.zoo.config.settle_seconds, task=task, progress=progress,
+                              result=result)
+        return done.deleted, done.fresh
 
 
 def plan_gc(
@@ -284,7 +254,8 @@ def plan_gc(
     pins = _lock_pins(keep_locks, lock_storage_options)
     started = zoo.backend.now() if now is None else float(now)
     cutoff = started - grace
-    manifests = _read_manifests(zoo)
+    tokens: dict[str, tuple[Manifest, str]] = {}
+    manifests = _read_manifests(zoo, tokens=tokens)
     drops = _drops(manifests, rules, pins, notes)
 
     index = _RecipeIndex(frames=repack)
@@ -312,6 +283,7 @@ def plan_gc(
         notes=notes, problems=problems, index=index, repack=repack,
     )
     plan.leftovers = tuple(find_leftovers(zoo, grace=grace, now=started))
+    plan.read = {m: tokens[m] for m in drops if m in tokens}
     return plan
 
 

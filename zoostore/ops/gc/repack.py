@@ -9,6 +9,7 @@ it copies are its base recipe's, which is rewritten on its own."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from zoostore.storage.backends.base import ObjectInfo
 from zoostore.core.digest import Digest
@@ -19,7 +20,7 @@ from zoostore.core.progress import Progress
 from zoostore.storage.recipe import ChunkRef, Recipe, RecipeEdits, blob_key, decode_stored
 from zoostore.repository import Store
 from zoostore.ops.gc.results import GcResult
-from zoostore.ops.gc.survey import _RecipeIndex, _Survey
+from zoostore.ops.gc.survey import IO_WORKERS, _RecipeIndex, _Survey
 
 
 # ---------------------------------------------------------------------------------- repack
@@ -30,13 +31,20 @@ def _repack(zoo: Store, sources: list[ObjectInfo], survey: _Survey, index: _Reci
     """Copy the live frames of `sources` into new packs and point the recipes at them."""
     source_keys = {s.key for s in sources}
     users = sorted(k for k in survey.kept if source_keys.intersection(index.packs(k)))
-    recipes: dict[str, Recipe | RecipeEdits] = {}
-    for key in users:
+
+    def read(key: str) -> Recipe | RecipeEdits | str:
         try:
-            recipes[key] = decode_stored(Digest(key.rsplit("/", 1)[-1]), zoo.backend.get(key))
+            return decode_stored(Digest(key.rsplit("/", 1)[-1]), zoo.backend.get(key))
         except (ObjectNotFoundError, FormatError, IntegrityError) as exc:
-            result.notes.append(f"repack skipped: recipe {key} could not be read again ({exc})")
-            return
+            return f"repack skipped: recipe {key} could not be read again ({exc})"
+
+    recipes: dict[str, Recipe | RecipeEdits] = {}
+    with ThreadPoolExecutor(max_workers=IO_WORKERS) as pool:  # one GET each: in parallel
+        for key, got in zip(users, pool.map(read, users)):
+            if isinstance(got, str):
+                result.notes.append(got)
+                return
+            recipes[key] = got
     progress.start("repack", sum(s.size for s in sources))
     try:
         _Repacker(zoo, recipes, source_keys, survey, index, result).run(sources, cutoff, progress)
@@ -76,11 +84,14 @@ class _Repacker:
             return
         # Old packs stay readable for at least the grace period from now: readers and
         # publishers may hold recipes that still name them.
-        for key in self.done_sources:
+        def freshen(key: str) -> None:
             try:
                 self.backend.freshen(key)
             except ObjectNotFoundError:
                 pass
+
+        with ThreadPoolExecutor(max_workers=IO_WORKERS) as pool:  # one request each: in parallel
+            list(pool.map(freshen, self.done_sources))
         self._rewrite_recipes(set(self.done_sources))
         self.result.packs_repacked = len(self.done_sources)
 
@@ -137,6 +148,7 @@ class _Repacker:
         self.builder, self.slot, self.serving = PackBuilder(), PackSlot(), set()
 
     def _rewrite_recipes(self, done: set[str]) -> None:
+        changed: list[tuple[str, Recipe | RecipeEdits]] = []
         for key, recipe in self.recipes.items():
             chunks = []
             for ref in recipe.chunks if isinstance(recipe, Recipe) else recipe.new:
@@ -145,13 +157,19 @@ class _Repacker:
             rewritten = (Recipe(recipe.blob, recipe.size, tuple(chunks)) if isinstance(recipe, Recipe)
                          else replace(recipe, new=tuple(chunks)))
             if rewritten != recipe:
-                # Same key, different bytes: the one overwrite in a content-addressed store.
-                self.backend.put(key, rewritten.encode())
+                changed.append((key, rewritten))
+
+        def put(item: tuple[str, Recipe | RecipeEdits]) -> None:
+            # Same key, different bytes: the one overwrite in a content-addressed store.
+            self.backend.put(item[0], item[1].encode())
+
+        with ThreadPoolExecutor(max_workers=IO_WORKERS) as pool:  # one PUT each: in parallel
+            for (key, rewritten), _ in zip(changed, pool.map(put, changed)):
                 self.index.record(key, rewritten)
                 if isinstance(rewritten, Recipe):
                     self.zoo.blobs.remember(rewritten)
                 else:  # resolved on the next read
-                    self.zoo.blobs.forget(recipe.blob)
+                    self.zoo.blobs.forget(rewritten.blob)
                 self.result.recipes_rewritten += 1
 
     def _moved(self, ref: ChunkRef, done: set[str]) -> ChunkRef:

@@ -25,20 +25,34 @@ IO_WORKERS = 16
 # ---------------------------------------------------------------------------------- the survey
 
 
-def _read_manifests(zoo: Store) -> dict[str, Manifest]:
-    """Every manifest. One that does not parse stops gc: its references would be unknown."""
-    out = {}
-    for model in zoo.models():
+def _read_manifests(zoo: Store, *, known: Mapping[str, Manifest] | None = None,
+                    tokens: dict[str, tuple[Manifest, str]] | None = None) -> dict[str, Manifest]:
+    """Every manifest (IO_WORKERS at a time), except that the ones in `known` (read or written
+    by the caller after its cutoff) are taken as they are; `tokens`, if given, receives each
+    manifest read with its compare-and-swap token. One that does not parse stops gc: its
+    references would be unknown."""
+    known = known or {}
+
+    def read(model: str) -> Manifest | None:
         try:
-            out[model] = zoo.manifest(model)
+            if tokens is None:
+                return zoo.manifest(model)
+            m, token = zoo.manifest_versioned(model)
+            if m is not None and token is not None:
+                tokens[model] = (m, token)  # one key per thread: dict assignment is atomic
+            return m
         except NotFoundError:
-            continue  # deleted while we listed
+            return None  # deleted while we listed
         except NewerFormatError:
             raise  # "upgrade zoostore" says it all
         except FormatError as exc:
             raise FormatError(f"{exc}; gc cannot tell what this manifest references and deleted "
                               f"nothing: fix or restore it first") from exc
-    return out
+
+    models = [m for m in zoo.models() if m not in known]
+    with ThreadPoolExecutor(max_workers=IO_WORKERS) as pool:
+        out = {model: m for model, m in zip(models, pool.map(read, models)) if m is not None}
+    return {**known, **out}
 
 
 def _referenced(manifests: Mapping[str, Manifest]) -> set[str]:

@@ -16,6 +16,7 @@ promises that one process at a time writes manifests; nothing else checks it.
 from __future__ import annotations
 
 import abc
+import builtins
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -69,6 +70,11 @@ class Capabilities:
     #: put_cas is atomic against concurrent writers (S3 conditional writes, local lock file).
     #: On S3 it becomes what the server showed on the first `put_cas` (see `S3Backend`).
     atomic_cas: bool = True
+    #: `list` shows every completed write, overwrite and `freshen` as promptly as `stat` does
+    #: (AWS S3 lists are strongly consistent since 2020-12; a directory trivially). gc then
+    #: re-checks its deletion candidates from a listing instead of one stat each; without it
+    #: (fsspec filesystems may answer from a listing cache) gc stats them.
+    fresh_listing: bool = False
 
 
 class Backend(abc.ABC):
@@ -127,6 +133,13 @@ class Backend(abc.ABC):
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         """Every object whose key starts with `prefix` (a directory-like prefix ending in "/"
         or ""), recursively, in no particular order. Empty when nothing matches."""
+
+    def list_pages(self, prefix: str) -> Iterator[builtins.list[ObjectInfo]]:
+        """`list(prefix)` in pages. Each page is read when the iterator is advanced to it, never
+        ahead, so a caller that reads its clock before advancing knows that every object in
+        the page was observed after that instant (gc's settle window counts from there).
+        Default: the whole listing as one page."""
+        yield list(self.list(prefix))
 
     @abc.abstractmethod
     def delete(self, keys: Iterable[str]) -> None:

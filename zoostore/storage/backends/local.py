@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import builtins
 import errno
+import itertools
 import os
 import socket
 import time
@@ -64,6 +65,8 @@ from zoostore.core.errors import ConflictError, InvalidPathError, ObjectNotFound
 STALE_LOCK_SECONDS = 30.0
 #: How long a writer waits for a live lock holder before it says that it is waiting.
 LOCK_NOTE_SECONDS = 1.0
+#: Objects per `list_pages` page (S3's page size, so that gc's cost estimates hold for both).
+LIST_PAGE = 1000
 
 
 class StaleLockWarning(UserWarning):
@@ -101,7 +104,7 @@ def _is_reserved(name: str) -> bool:
 class LocalBackend(Backend):
     """A `Backend` over a directory. `root` need not exist yet: writes create it."""
 
-    capabilities = Capabilities()
+    capabilities = Capabilities(fresh_listing=True)
 
     def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True, lock_wait: float = 10.0) -> None:
         self.root = Path(root).expanduser().absolute()
@@ -195,6 +198,13 @@ class LocalBackend(Backend):
         base = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
         start = self._path(base) if base else self.root
         yield from self._walk(start, base + "/" if base else "", prefix)
+
+    def list_pages(self, prefix: str) -> Iterator[builtins.list[ObjectInfo]]:
+        """Pages of 1,000 objects: the walk stats each file when it reaches it, so a page's
+        mtimes are all read while the caller advances to it."""
+        walk = self.list(prefix)
+        while page := list(itertools.islice(walk, LIST_PAGE)):
+            yield page
 
     def _walk(self, directory: Path, rel: str, prefix: str) -> Iterator[ObjectInfo]:
         try:

@@ -72,7 +72,7 @@ def forget(path: str) -> None:
 class MemoryBackend(Backend):
     """A `Backend` over a `MemoryStore`; `path` is the part after `memory://`."""
 
-    capabilities = Capabilities()
+    capabilities = Capabilities(fresh_listing=True)
 
     def __init__(self, path: str = "", *, store: MemoryStore | None = None) -> None:
         name = _normalise(path)

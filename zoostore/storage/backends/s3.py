@@ -42,7 +42,9 @@ changed meanwhile.
 - put: a plain PutObject (S3 replaces objects atomically).
 - get_range: ranged GetObject; 416 (start at or past the end) -> b""; a server that ignores Range
   (200 instead of 206) has its full body sliced, so bytes never come from the wrong offset.
-- list: paginated ListObjectsV2 under the prefix; LastModified -> mtime.
+- list: paginated ListObjectsV2 under the prefix; LastModified -> mtime. `fresh_listing`: AWS S3
+  lists are strongly consistent (since 2020-12), moto's trivially, and radosgw checks an index
+  entry with a pending write against the object itself while it lists.
 - delete: DeleteObjects, 1,000 keys per request (the S3 limit), Quiet mode; absent keys count as
   deleted. Per-key errors raise `OSError` naming them.
 - freshen: CopyObject onto itself with `MetadataDirective=REPLACE`, which S3 accepts as a change
@@ -59,6 +61,7 @@ and, as measured, on radosgw 16 (docs/radosgw.md).
 from __future__ import annotations
 
 import asyncio
+import builtins
 import itertools
 import os
 import threading
@@ -115,7 +118,7 @@ class S3Backend(Backend):
     (with `skip_instance_cache=True` unless given, so backends never share hidden state), except
     zoostore's own: `single_writer`, `max_attempts`, `retry_deadline`, `timeout`."""
 
-    capabilities = Capabilities()
+    capabilities = Capabilities(fresh_listing=True)
 
     def __init__(self, url: str, *, storage_options: dict[str, Any] | None = None) -> None:
         scheme, sep, rest = url.partition("://")
@@ -258,15 +261,18 @@ class S3Backend(Backend):
         return self._run(self._stat, key)
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        for page in self.list_pages(prefix):
+            yield from page
+
+    def list_pages(self, prefix: str) -> Iterator[builtins.list[ObjectInfo]]:
+        """One ListObjectsV2 request (up to 1,000 keys) per page, sent when the caller asks."""
         kwargs: dict[str, Any] = {"Prefix": self._full(prefix)}
         strip = len(self.prefix)
         while True:
             page = self._run(self._call, "list_objects_v2", **kwargs)
-            for item in page.get("Contents", []):
-                name = item["Key"]
-                if name.endswith("/"):
-                    continue  # a console "folder" marker, not an object
-                yield ObjectInfo(key=name[strip:], size=int(item["Size"]), mtime=item["LastModified"].timestamp())
+            # A key ending in "/" is a console "folder" marker, not an object.
+            yield [ObjectInfo(key=item["Key"][strip:], size=int(item["Size"]), mtime=item["LastModified"].timestamp())
+                   for item in page.get("Contents", []) if not item["Key"].endswith("/")]
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated") or not token:
                 return

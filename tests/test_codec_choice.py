@@ -130,3 +130,12 @@ def test_byte_grouping_is_tried_only_where_zstd_leaves_much() -> None:
     assert [c for c, _ in probe.sizes] == [codec.RAW, codec.ZSTD, codec.BYTEGROUP]
     assert codec.frame_codec(frame) == codec.BYTEGROUP
     assert codec.decode(frame) == w
+
+
+def test_a_codec_without_a_threshold_is_always_tried() -> None:
+    # Only codecs listed in WORTH_TRYING may be skipped: with byte-grouping listed before zstd,
+    # a text chunk is still tried with zstd (and gets it).
+    text = b"".join(b"line %d of some text\n" % i for i in range(3000))[:65536]
+    frame, probe = codec.encode_probe(text, (codec.RAW, codec.BYTEGROUP, codec.ZSTD), level=1)
+    assert [c for c, _ in probe.sizes] == [codec.RAW, codec.BYTEGROUP, codec.ZSTD]
+    assert codec.frame_codec(frame) == codec.ZSTD

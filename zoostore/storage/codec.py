@@ -209,7 +209,7 @@ def encode_probe(data: bytes | memoryview, codecs: tuple[int, ...], *, level: in
     for c in codecs:
         if c == RAW:
             continue
-        if best is not None and len(best) <= WORTH_TRYING.get(c, 1.0) * n:
+        if c in WORTH_TRYING and best is not None and len(best) <= WORTH_TRYING[c] * n:
             continue
         frame = encode(data, c, level=level)
         sizes.append((c, len(frame)))

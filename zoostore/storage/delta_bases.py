@@ -86,12 +86,15 @@ class DeltaBases:
         wanted = {i: ref for i, (ref, _, _) in placed.items()}
         try:
             base_bytes = self._chunk_bytes(list(wanted.values()))
+        except ZooError:
+            return  # an unreadable base: these chunks are stored without delta frames
+        try:
             frames = [frame or b"" for _, frame, _, _ in out]
             moved = self._moved(batch, frames, new, offsets, placed, base_bytes)
             base_bytes.update(self._chunk_bytes(list(moved.values())))
+            wanted.update(moved)
         except ZooError:
-            return  # an unreadable base: these chunks are stored without delta frames
-        wanted.update(moved)
+            pass  # the previous version could not be read for resemblance: position bases only
         for i, base in wanted.items():
             chunk, frame, probe, _ = out[i]
             assert frame is not None

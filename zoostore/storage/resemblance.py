@@ -1,8 +1,8 @@
 """Which chunk of a file's previous version a new chunk resembles most: delta bases for
 content that moved.
 
-The writer pairs a new chunk first with the previous version's chunk at the same file offset
-(zoostore.storage.writer). That finds the base of a patched library or a fine-tuned weight file,
+Delta frames pair a new chunk first with the previous version's chunk at the same file offset
+(zoostore.storage.delta_bases). That finds the base of a patched library or a fine-tuned weight file,
 whose bytes stay in place, but not of a library rebuilt for a new release: its sections move by
 a few kilobytes, so the chunk at the same offset holds other code. Measured on the benchmark
 zoo's second release (bench/wheels.py: numpy 2.3.5 -> 2.4.6, onnxruntime 1.30.0 -> 1.31.1,
@@ -29,12 +29,14 @@ padding) say nothing and are dropped. The gear hash, unlike Python's `hash`, is 
 every process, so the same files give the same bases (and packs).
 
 The index needs the previous version's bytes, so it is built only for a file that needs it:
-when some new chunk shares less than GOOD_OVERLAP of its features with its position base. A
-patched library or a fine-tune never builds it; a rebuilt library reads its previous version
-once (decoded in groups of READ_GROUP chunks, through the store's verified reads). Previous
-versions larger than MAX_INDEXED are not indexed (position bases only), and above
-FULL_INDEX only every fourth feature is kept, so that memory stays bounded (about 100 bytes per
-kept feature).
+when some new chunk's position base fails the cheap test (`aligned_match`: fewer than
+GOOD_OVERLAP of its aligned byte samples equal). A patched library or a fine-tune never builds
+it; a rebuilt library reads its previous version once (decoded in groups of READ_GROUP chunks,
+through the store's verified reads). Previous versions larger than MAX_INDEXED are not indexed
+(position bases only), and above FULL_INDEX only every fourth feature is kept, so that memory
+stays bounded (about 100 bytes per kept feature). Encoder threads that need the index while
+another builds it wait for it, so which chunks get a resemblance base never depends on thread
+timing.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ MAX_SHARED = 8
 #: a large weight file costs a read of its previous version: on the benchmark's last-layer
 #: fine-tune of MiniLM (87 MB) the lookup found nothing and cost 0.2-0.3 s of CPU.
 COMPRESSIBLE = 0.8
-#: A position base sharing at least this fraction of the new chunk's features is kept as is.
+#: A position base matching at least this fraction of the new chunk's aligned samples is kept.
 GOOD_OVERLAP = 0.5
 #: Previous versions up to this size index every feature; up to MAX_INDEXED one in four.
 FULL_INDEX = 64 * 1024 * 1024
@@ -96,11 +98,6 @@ def aligned_match(new: bytes | memoryview, new_start: int, old: bytes | memoryvi
     return hits / total
 
 
-def overlap(a: set[int], b: set[int]) -> float:
-    """The fraction of `a`'s features that `b` has too."""
-    return len(a & b) / len(a) if a else 0.0
-
-
 class ResemblanceIndex:
     """Features of one previous version's chunks, built on first use (thread-safe; read-only
     afterwards). `read` returns verified chunk bytes for refs of `recipe`, as
@@ -112,24 +109,32 @@ class ResemblanceIndex:
         self.starts = recipe.starts
         self.sample = 1 if recipe.size <= FULL_INDEX else 4
         self.usable = 0 < recipe.size <= MAX_INDEXED
+        self._failed = False
         self._lock = threading.Lock()
         self._index: dict[int, list[int]] | None = None
 
     def _build(self) -> dict[int, list[int]]:
+        """The index, built by the first caller; others wait for it (never an empty answer
+        because another thread is still building). A read that failed is not retried."""
         with self._lock:
-            if self._index is None and self.usable:
-                self.usable = False  # until built: a read that fails is not retried per batch
-                index: dict[int, list[int]] = {}
-                chunks = self.recipe.chunks
-                for lo in range(0, len(chunks), READ_GROUP):
-                    group = chunks[lo : lo + READ_GROUP]
-                    data = self.read(group)
-                    for i, ref in enumerate(group, lo):
-                        for f in features(data[ref.chunk], self.sample):
-                            index.setdefault(f, []).append(i)
-                self._index = {f: ids for f, ids in index.items() if len(ids) <= MAX_SHARED}
-                self.usable = True
+            if self._index is None and not self._failed:
+                try:
+                    self._index = self._read_all()
+                except BaseException:
+                    self._failed = True
+                    raise
             return self._index or {}
+
+    def _read_all(self) -> dict[int, list[int]]:
+        index: dict[int, list[int]] = {}
+        chunks = self.recipe.chunks
+        for lo in range(0, len(chunks), READ_GROUP):
+            group = chunks[lo : lo + READ_GROUP]
+            data = self.read(group)
+            for i, ref in enumerate(group, lo):
+                for f in features(data[ref.chunk], self.sample):
+                    index.setdefault(f, []).append(i)
+        return {f: ids for f, ids in index.items() if len(ids) <= MAX_SHARED}
 
     def similar(self, feats: set[int], start: int, here: int | None = None) -> tuple[ChunkRef | None, float]:
         """The old chunk sharing the most of `feats` (the new chunk starting at file offset
@@ -154,4 +159,4 @@ class ResemblanceIndex:
         return (ref.base if ref.base is not None else ref), votes[best] / len(feats)
 
 
-__all__ = ["ResemblanceIndex", "aligned_match", "features", "overlap", "GOOD_OVERLAP"]
+__all__ = ["ResemblanceIndex", "aligned_match", "features", "GOOD_OVERLAP"]

@@ -1,7 +1,8 @@
 """Placing verified files in a consumer's destination, and the state file that remembers them.
 
     {dest}/{model}/{arch}/{path}          files placed by sync (hard links into the cache)
-    {dest}/.zoostore-state.json           what sync placed: path -> blob, size, mtime, inode
+    {dest}/.zoostore-state.json           what sync placed: path -> blob, size, mtime, inode;
+                                          and the zoo.lock it placed (`zoostore.ops.sync_fast`)
 
 Destination safety, the rules (docs/consumer.md repeats them):
 - sync replaces or removes only what it placed: a path whose state entry still matches the
@@ -50,6 +51,8 @@ class State:
 
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     ignored: list[str] = field(default_factory=list)  # "key: why", never acted upon
+    #: What `files` is exactly the placement of (zoostore.ops.sync_fast): string fields only.
+    lock: dict[str, str] | None = None
 
 
 def stat_key(st: os.stat_result) -> tuple[int, int, int]:
@@ -107,6 +110,9 @@ def read_state(dest: Path) -> State:
     files = doc.get("files", {}) if isinstance(doc, dict) and doc.get("format") == 1 else {}
     if not isinstance(files, dict):
         return state
+    record = doc.get("lock") if isinstance(doc, dict) else None
+    if isinstance(record, dict) and all(isinstance(v, str) for v in record.values()):
+        state.lock = record
     for rel, entry in files.items():
         problem = _entry_problem(rel, entry)
         if problem:
@@ -116,11 +122,14 @@ def read_state(dest: Path) -> State:
     return state
 
 
-def write_state(dest: Path, state: Mapping[str, StateEntry]) -> None:
+def write_state(dest: Path, state: Mapping[str, StateEntry], *, lock: Mapping[str, str] | None = None) -> None:
     """Write the state file atomically; its temp file is created with O_EXCL|O_NOFOLLOW and a
-    symlink planted at the state file's name is replaced, never written through."""
+    symlink planted at the state file's name is replaced, never written through. `lock`
+    records which zoo.lock `state` is exactly the placement of (zoostore.ops.sync_fast)."""
     dest.mkdir(parents=True, exist_ok=True)
-    doc = {"format": 1, "files": {k: dict(v) for k, v in sorted(state.items())}}
+    doc: dict[str, Any] = {"format": 1, "files": {k: dict(v) for k, v in sorted(state.items())}}
+    if lock is not None:
+        doc["lock"] = dict(lock)
     atomic_write(dest / STATE_NAME, json.dumps(doc, indent=1).encode())
 
 

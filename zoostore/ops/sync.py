@@ -26,20 +26,18 @@ from typing import TYPE_CHECKING, Any
 from zoostore.core.digest import Digest, hash_file
 from zoostore.core.errors import (
     BlobNotFoundError, ConfigError, DestinationConflictError, IntegrityError, InvalidPathError, LockOutOfDateError,
-    NotFoundError, OfflineError,
-    UsageError,
+    NotFoundError, OfflineError, UsageError,
 )
 from zoostore.core.progress import NullProgress, Progress
-from zoostore.documents.lockfile import Lock, LockedFile
 from zoostore.documents.project import DEFAULT_LAYOUT, Layout, Project, load_project
-from zoostore.ops.lock import lock_project, out_of_date_reasons
+from zoostore.ops import sync_fast
 from zoostore.ops.place import (
     LINK_MODES, State, check_dest_relpath, clear_target, owned, place_file, read_state, remove_placed, remove_stale_temps,
-    resolves_inside,
-    safe_parent, state_entry, unchanged_since, write_state,
+    resolves_inside, safe_parent, state_entry, unchanged_since, write_state,
 )
 
 if TYPE_CHECKING:
+    from zoostore.documents.lockfile import Lock, LockedFile
     from zoostore.repository import Store
     from zoostore.storage.cache import Cache
 
@@ -117,21 +115,51 @@ def sync_project(project: Project, *, locked: bool = False, frozen: bool = False
         raise UsageError(f"--link {link!r}: expected one of {', '.join(LINK_MODES)}")
     progress = progress or NullProgress()
     report = SyncReport(dest=Path(dest) if dest else project.dest, layout=str(project.layout))
-    lock = _current_lock(project, locked=locked, frozen=frozen, offline=offline, report=report, progress=progress)
-    desired = _desired(lock, archs, report, progress, project.layout)
     state = read_state(report.dest)
+    archs = list(archs) if archs else None
+    if not verify:
+        count = sync_fast.unchanged(project, report.dest, state, archs=archs, frozen=frozen)
+        if count is not None:
+            report.unchanged = count
+            return report
+    lock, lock_hash, checked = _current_lock(project, locked=locked, frozen=frozen, offline=offline, report=report,
+                                             progress=progress)
+    desired = _desired(lock, archs, report, progress, project.layout)
     _ignore(report, state.ignored, progress)
     todo = _changed(report.dest, desired, state.files, verify=verify, report=report)
     stale = [rel for rel in state.files if rel not in desired]
+    plan = _Plan(lock, desired, todo, stale, state, sync_fast.record(project, lock_hash, archs, up_to_date=checked))
     if not todo and not stale:
-        if state.ignored:
-            write_state(report.dest, state.files)  # forget them: reported once
+        if state.ignored or (state.lock != plan.record and not report.ignored):
+            # forget ignored entries (reported once); remember the lock for the next no-op
+            write_state(report.dest, state.files, lock=None if report.ignored else plan.record)
         return report
-    todo = _claim(report, desired, todo, state, force=force, progress=progress)
+    _execute(project, plan, report, cache=cache, offline=offline, link=link, force=force, verify=verify,
+             progress=progress)
+    _raise_conflicts(report)
+    return report
 
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a sync that has something to do works from."""
+
+    lock: Lock
+    desired: dict[str, Wanted]
+    todo: list[str]             # paths to (re)place
+    stale: list[str]            # paths sync placed that left the lock
+    state: State                # the state file as read
+    record: dict[str, str]      # what the new state file is the placement of, if it is exact (sync_fast)
+
+
+def _execute(project: Project, plan: _Plan, report: SyncReport, *, cache: Cache | None, offline: bool, link: str,
+             force: bool, verify: bool, progress: Progress) -> None:
+    """Claim, fetch what the cache lacks, remove stale files, place, write the state file."""
     from zoostore.ops.cache_users import register_dest
     from zoostore.storage.cache import Cache
 
+    desired, state = plan.desired, plan.state
+    todo = _claim(report, desired, plan.todo, state, force=force, progress=progress)
     cache = cache or Cache()
     zoo: Store | None = None
     report.dest.mkdir(parents=True, exist_ok=True)
@@ -142,24 +170,24 @@ def sync_project(project: Project, *, locked: bool = False, frozen: bool = False
         needed = _needs(desired, todo, verify=verify)
         missing = _check_cache(cache, needed, report, progress)
         if not offline:
-            zoo = _store_for(project, lock, report, progress, data=bool(missing))
+            zoo = _store_for(project, plan.lock, report, progress, data=bool(missing))
         progress.start("sync files", len(todo), unit="files")
-        cached = _fill_cache(cache, zoo, needed, set(), lock=lock, progress=progress)
+        cached = _fill_cache(cache, zoo, needed, set(), lock=plan.lock, progress=progress)
         for blob in missing:
             cache.stamp(blob)   # ensure() verified it as it fetched it
         # Stale files go before placing: a path that was a directory may now be a file.
-        _remove_stale(report, state.files, stale, progress)
+        _remove_stale(report, state.files, plan.stale, progress)
         _place_all(report, desired, todo, cached, new_state, link=link, force=force, progress=progress)
         for blob in cached:
             cache.stamp(blob, relinked=True)   # a hard link changed ctime, not the bytes
         progress.done("sync files")
     finally:
-        write_state(report.dest, new_state)
+        exact = not report.ignored and not report.conflicts and new_state.keys() == desired.keys() and all(
+            new_state[rel]["blob"] == str(w.file.blob) for rel, w in desired.items())
+        write_state(report.dest, new_state, lock=plan.record if exact else None)
         if zoo is not None:
             report.bytes_downloaded = zoo.blobs.stats.bytes_fetched
             report.bytes_reused = zoo.blobs.stats.bytes_local
-    _raise_conflicts(report)
-    return report
 
 
 def _check_cache(cache: Cache, needed: Mapping[Digest, Need], report: SyncReport, progress: Progress) -> set[Digest]:
@@ -230,18 +258,26 @@ def _raise_conflicts(report: SyncReport) -> None:
 
 
 def _current_lock(project: Project, *, locked: bool, frozen: bool, offline: bool, report: SyncReport,
-                  progress: Progress) -> Lock:
+                  progress: Progress) -> tuple[Lock, str, bool]:
     """zoo.lock, re-locked first when it is out of date with zoo.toml (unless --locked,
-    --offline or --frozen say otherwise)."""
-    lock = Lock.read(project.lock_path)
+    --offline or --frozen say otherwise); with the BLAKE3 of its bytes (`sync_fast`) and
+    whether it is up to date with zoo.toml (not known with --frozen)."""
+    from zoostore.documents.lockfile import Lock
+    from zoostore.ops.lock import lock_project, out_of_date_reasons
+
+    try:
+        data: bytes | None = project.lock_path.read_bytes()
+    except FileNotFoundError:
+        data = None
+    lock = None if data is None else Lock.from_bytes(data, where=str(project.lock_path))
     if frozen:
-        if lock is None:
+        if lock is None or data is None:
             raise UsageError(f"--frozen needs {project.lock_path}, which does not exist; run 'zoostore lock'")
-        return lock
+        return lock, sync_fast.lock_digest(data), False
     reasons = out_of_date_reasons(project, lock)
     if not reasons:
-        assert lock is not None
-        return lock
+        assert lock is not None and data is not None
+        return lock, sync_fast.lock_digest(data), True
     if locked:
         raise LockOutOfDateError(f"{project.lock_path} is out of date with {project.config_path.name}: "
                                  f"{'; '.join(reasons)}. Run 'zoostore lock' and commit the result")
@@ -251,7 +287,7 @@ def _current_lock(project: Project, *, locked: bool, frozen: bool, offline: bool
     report.relocked = True
     result = lock_project(project, progress=progress)
     report.locked = [f"{name} {old or '(new)'} -> {new or '(removed)'}" for name, old, new in result.changes]
-    return result.lock
+    return result.lock, sync_fast.lock_digest(result.lock.dumps().encode("utf-8")), True
 
 
 def _desired(lock: Lock, archs: Iterable[str] | None, report: SyncReport, progress: Progress,

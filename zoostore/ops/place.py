@@ -14,7 +14,8 @@ Destination safety, the rules (docs/consumer.md repeats them):
   Directories are walked one component at a time and a symlinked or escaping one is refused.
 - A file is placed through a temp name in its final directory (created with O_EXCL, a link or
   symlink that fails if the name exists: never following a planted symlink) and renamed over
-  the target, so a crash never leaves a partial file. Temp names are short (core.atomic), so a
+  the target, so a crash never leaves a partial file; a link to an absent target is made at
+  the target's name directly (it appears whole, and fails if the name was taken meanwhile). Temp names are short (core.atomic), so a
   file name up to the file system's limit fits. The temp files a killed sync left (its pid is
   in their names) are removed by the next sync that places files in that directory.
 
@@ -239,7 +240,15 @@ def _temp_copy(parent: Path, source: Path) -> Path:
 
 def place_file(cache_file: Path, target: Path, blob: Digest, link: str) -> None:
     """Put the verified cache file at target (hard link, copy or symlink, see LINK_MODES),
-    through a temp name and a rename; a copy is hashed again before it becomes visible."""
+    through a temp name and a rename; a copy is hashed again before it becomes visible. A link
+    to an absent target is made in place: link(2) and symlink(2) create the name whole, with
+    the complete verified file behind it, and fail if anything (a planted symlink) is there."""
+    if link != "copy":
+        try:
+            (os.symlink if link == "symlink" else os.link)(cache_file, target)
+            return
+        except OSError:
+            pass   # something is there (replaced through a rename below), or another file system
     tmp: Path | None = None
     try:
         if link == "symlink":

@@ -44,10 +44,10 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from zoostore.storage.blobs import BlobStore, LocalChunk
 from zoostore.core.atomic import TEMP_PREFIX, atomic_write, open_temp, stale_temp
@@ -62,6 +62,8 @@ from zoostore.storage.recipe import Recipe
 #: them the reader's thread-pool hops, look-ahead and partial-file bookkeeping cost more than
 #: the bytes. Their chunks are still verified one by one, and the file as a whole.
 SMALL_FILE = 1024 * 1024
+
+T = TypeVar("T")
 
 #: What `Cache.check` found: verified, not cached, or damaged (and dropped).
 CacheCheck = Literal["ok", "absent", "damaged"]
@@ -119,8 +121,7 @@ class Cache:
         return self.blob_path(blob).is_file()
 
     def _write_atomic(self, path: Path, data: bytes) -> None:
-        self._dir(path.parent)
-        atomic_write(path, data, fsync=False)
+        self._in_dir(path.parent, lambda: atomic_write(path, data, fsync=False))
 
     def _write_checked(self, path: Path, data: bytes) -> None:
         """Write a file whose reader detects a torn or raced write by itself, in place (no temp
@@ -128,20 +129,26 @@ class Cache:
         carries its checksum (`cached_recipe` returns None for a damaged one, which costs a
         store read, never wrong bytes) and a stamp must equal the file's stat exactly (a
         damaged one costs a hash). Never follows a symlink planted at the name."""
-        self._dir(path.parent)
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-        fd = os.open(path, flags, 0o644)
+        fd = self._in_dir(path.parent, lambda: os.open(path, flags, 0o644))
         try:
             os.write(fd, data)
         finally:
             os.close(fd)
 
-    def _dir(self, directory: Path) -> None:
-        """Make `directory` (a fan-out folder under the root, which zoostore never removes) once
-        per Cache: a sync of thousands of small files otherwise spends a mkdir per file on it."""
+    def _in_dir(self, directory: Path, make: Callable[[], T]) -> T:
+        """`make()`, which creates a file in `directory` (a fan-out folder under the root, which
+        zoostore never removes), made once per Cache: a sync of thousands of small files
+        otherwise spends a mkdir per file on it. If it went away since (the cache was deleted
+        under a long-lived Cache), it is made again."""
         if directory not in self._dirs:
             directory.mkdir(parents=True, exist_ok=True)
             self._dirs.add(directory)
+        try:
+            return make()
+        except FileNotFoundError:
+            directory.mkdir(parents=True, exist_ok=True)
+            return make()
 
     def cached_recipe(self, blob: Digest) -> Recipe | None:
         try:
@@ -164,9 +171,8 @@ class Cache:
 
     def _append_model(self, model: str, *blobs: Digest) -> None:
         path = self.root / "models" / model
-        self._dir(path.parent)
         # One short O_APPEND write is atomic enough for a hint file; a torn line is skipped.
-        with open(path, "a") as f:
+        with self._in_dir(path.parent, lambda: open(path, "a")) as f:
             f.write("".join(blob.hex + "\n" for blob in blobs))
 
     def local_chunks(self, blobs: Iterable[Digest]) -> dict[Digest, LocalChunk]:
@@ -238,8 +244,7 @@ class Cache:
                 f"assembled file for blob {recipe.blob} hashes to blake3:{actual}: expected {recipe.blob.hex}; "
                 f"the recipe {recipe.blob.short} in the store is wrong. Nothing was written to {path}; run "
                 f"'zoostore verify --repair' on the store", obj=str(recipe.blob), expected=recipe.blob.hex, actual=actual)
-        self._dir(path.parent)
-        tmp, out = open_temp(path.parent)
+        tmp, out = self._in_dir(path.parent, lambda: open_temp(path.parent))
         try:
             with out:
                 out.write(data)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 import urllib.parse
-import urllib.request
 from typing import Any
 
 from zoostore.storage.backends.base import Backend, Capabilities, ObjectInfo, Versioned
@@ -43,7 +42,9 @@ def _file_url_to_path(url: str) -> str:
             f"store URL {url!r} names host {parsed.netloc!r}: file:// URLs must be local "
             "(file:///absolute/path); mount remote disks and use their local path"
         )
-    return urllib.request.url2pathname(parsed.path)
+    from urllib.request import url2pathname   # here: it loads http.client, email, ssl (13 ms per sync)
+
+    return url2pathname(parsed.path)
 
 
 def open_backend(url_or_path: str, *, storage_options: dict[str, Any] | None = None,

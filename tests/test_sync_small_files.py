@@ -118,3 +118,33 @@ def test_links_to_absent_targets_are_made_in_place_and_never_follow_a_planted_on
     place_file(cached, target, blob, link)
     assert victim.read_text() == "keep me" and target.read_bytes() == b"verified bytes"
     assert temps(tmp_path) == []
+
+
+def test_a_small_delta_upgrade_reads_its_bases_from_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import random
+
+    from zoostore.documents.store_config import Chunking, StoreConfig
+
+    monkeypatch.setenv("ZOOSTORE_CACHE", str(tmp_path / "cache"))
+    config = StoreConfig(chunking=Chunking(256, 1024, 4096), pack_target_size=16 * 1024, delta=True)
+    zoo, _ = init_store(tmp_path / "store", config=config)
+    # one chunk (below the minimum chunk size), changed: a delta frame whose base only the
+    # cached 1.0.0 file holds, so no chunk of 2.0.0 is in the cache but its base is
+    v1 = random.Random(11).randbytes(250)
+    v2 = bytearray(v1)
+    v2[100] ^= 0x5A
+    for version, data in (("1.0.0", v1), ("2.0.0", bytes(v2))):
+        src = tmp_path / "src" / version
+        src.mkdir(parents=True)
+        (src / "lib.so").write_bytes(data)
+        publish(zoo, "m", version, [src], check=False)
+    proj = tmp_path / "p"
+    proj.mkdir()
+    (proj / "zoo.toml").write_text('store = "../store"\narchs = ["x86_64"]\n[models]\nm = "1.0.0"\n')
+    sync_project(load_project(proj))
+    (proj / "zoo.toml").write_text('store = "../store"\narchs = ["x86_64"]\n[models]\nm = "2.0.0"\n')
+    up = sync_project(load_project(proj))
+    assert (proj / "models/m/x86_64/lib.so").read_bytes() == bytes(v2)
+    recipe = zoo.blobs.recipe(zoo.manifest("m").versions["2.0.0"].files["any"]["lib.so"].blob)
+    assert recipe.chunks[0].base is not None
+    assert up.bytes_reused == 250, up.to_dict()   # the base came from the cache, not the store

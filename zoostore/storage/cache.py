@@ -219,8 +219,10 @@ class Cache:
         self._write_checked(self.recipe_path(blob), recipe.encode())
         local: dict[Digest, LocalChunk] = {}
         if model and index is not None:
+            # the file's chunks, and the bases of its delta frames, that cached files hold
             known = index.chunks(model)
-            local = {ref.chunk: known[ref.chunk] for ref in recipe.chunks if ref.chunk in known}
+            wanted = [ref.chunk for ref in recipe.chunks] + [ref.base.chunk for ref in recipe.chunks if ref.base]
+            local = {chunk: known[chunk] for chunk in wanted if chunk in known}
         partial = self.partial_path(blob)
         local.update(partial_chunks(partial, recipe))  # what an interrupted read verified
         if not local and recipe.size <= SMALL_FILE:

@@ -42,6 +42,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common as c  # noqa: E402
 
 TARGET_NOOP_MS = 150
+#: Issue 14's targets for many small files (2,000 of 4 KiB): no-op wall time, cold sync / rsync -a.
+TARGET_SMALL_NOOP_MS = 100
+TARGET_SMALL_COLD_RATIO = 3.0
 TARGET_UPGRADE = 1.2
 HEAVY = ("fsspec", "s3fs", "botocore", "aiobotocore", "aiohttp", "zstandard", "onnx", "onnxruntime", "tvm",
          "numpy", "pyfastcdc", "blake3", "requests", "tomli_w")
@@ -188,10 +191,13 @@ def heavy_imports(proj: Path, env: dict[str, str]) -> tuple[list[str], float, in
 
 
 def small_files_rows(work: Path, counts: list[int], repeat: int, use_rsync: bool,
-                     records: list[dict[str, object]] | None = None) -> tuple[list[list[str]], list[str]]:
+                     records: list[dict[str, object]] | None = None,
+                     checks: list[tuple[str, bool, str]] | None = None) -> tuple[list[list[str]], list[str]]:
     """Cold and no-op sync of `counts` files of 4 KiB (100 per model), next to rsync -a; every
-    run's time is appended to `records` (for bench/report.py)."""
+    run's time is appended to `records` (for bench/report.py), and for 2,000 files issue 14's
+    targets to `checks`."""
     records = [] if records is None else records
+    checks = [] if checks is None else checks
     import os
 
     from zoostore.ops.publish import publish
@@ -234,6 +240,13 @@ def small_files_rows(work: Path, counts: list[int], repeat: int, use_rsync: bool
             rows.append([f"rsync -a, {n:,} files", "first", c.ms(r1_t.best), c.human(r1.max_rss)])
             rows.append([f"rsync -a, {n:,} files", "no-op", c.ms(rn_t.best), ""])
             rows.append([f"ratio, {n:,} files", "zoostore / rsync, first", f"{first_t.best / r1_t.best:.1f}×", ""])
+            if n == 2000:
+                ratio = first_t.best / r1_t.best
+                checks.append((f"cold sync of 2,000 small files ≤ {TARGET_SMALL_COLD_RATIO:g}× rsync -a (same run)",
+                               ratio <= TARGET_SMALL_COLD_RATIO, f"{ratio:.1f}×"))
+        if n == 2000:
+            checks.append((f"no-op sync of 2,000 files ≤ {TARGET_SMALL_NOOP_MS} ms (wall, start-up included)",
+                           noop_t.best * 1000 <= TARGET_SMALL_NOOP_MS, f"{c.ms(noop_t.best)} ms"))
         c.rmtree(base)
     notes = [f"{b:,} files took {cold[b] / cold[a]:.1f}× the time of {a:,} ({b / a:.0f}× the files)."
              for a, b in zip(counts, counts[1:])]
@@ -401,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
                            f"{c.human(b1.max_rss)} ({big / c.MB:,.0f} MB file) vs {c.human(first.max_rss)} (zoo)"))
 
         records: list[dict[str, object]] = []
-        small_rows, small_notes = (small_files_rows(work, args.small, args.small_repeat, use_rsync, records)
+        small_rows, small_notes = (small_files_rows(work, args.small, args.small_repeat, use_rsync, records, checks)
                                    if args.small else ([], []))
         records.append(c.record("noop_sync_s", "zoostore sync (generated zoo)", noop_t.runs, unit="s"))
         records.append(c.record("first_sync_rss", "zoostore sync (generated zoo)", [first.max_rss], unit="B"))

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import os
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +31,9 @@ _STARTED = int(time.time())
 @functools.cache
 def machine() -> str:
     """6 hex digits naming this host and pid namespace: where a pid means this process."""
+    import hashlib   # here: `import` of this module is on the no-op sync path, which writes nothing
+    import socket
+
     try:
         namespace = os.readlink("/proc/self/ns/pid")
     except OSError:

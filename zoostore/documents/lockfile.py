@@ -117,11 +117,16 @@ class Lock:
             data = path.read_bytes()
         except FileNotFoundError:
             return None
+        return cls.from_bytes(data, where=str(path))
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, where: str) -> Lock:
+        """Parse zoo.lock's bytes (`read` without the file: sync fingerprints the same bytes)."""
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}){_HINT}") from None
-        return cls.loads(text, where=str(path))
+            raise ConfigError(f"{where}: not UTF-8 text (byte {exc.start}){_HINT}") from None
+        return cls.loads(text, where=where)
 
 
 _HINT = "; regenerate it with 'zoostore lock'"

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from zoostore.documents.manifest import FileEntry, Manifest
     from zoostore.documents.resolve import Resolved
     from zoostore.storage.blobs import BlobStore
-    from zoostore.storage.cache import Cache, LocalIndex
+    from zoostore.storage.cache import Cache
+    from zoostore.storage.local_index import LocalIndex
 
 
 from zoostore.core.offline import OFFLINE_ENV, offline_requested  # noqa: E402 - re-exported

@@ -1,7 +1,8 @@
 """Placing verified files in a consumer's destination, and the state file that remembers them.
 
     {dest}/{model}/{arch}/{path}          files placed by sync (hard links into the cache)
-    {dest}/.zoostore-state.json           what sync placed: path -> blob, size, mtime, inode
+    {dest}/.zoostore-state.json           what sync placed: path -> blob, size, mtime, inode;
+                                          and the zoo.lock it placed (`zoostore.ops.sync_fast`)
 
 Destination safety, the rules (docs/consumer.md repeats them):
 - sync replaces or removes only what it placed: a path whose state entry still matches the
@@ -13,7 +14,8 @@ Destination safety, the rules (docs/consumer.md repeats them):
   Directories are walked one component at a time and a symlinked or escaping one is refused.
 - A file is placed through a temp name in its final directory (created with O_EXCL, a link or
   symlink that fails if the name exists: never following a planted symlink) and renamed over
-  the target, so a crash never leaves a partial file. Temp names are short (core.atomic), so a
+  the target, so a crash never leaves a partial file; a link to an absent target is made at
+  the target's name directly (it appears whole, and fails if the name was taken meanwhile). Temp names are short (core.atomic), so a
   file name up to the file system's limit fits. The temp files a killed sync left (its pid is
   in their names) are removed by the next sync that places files in that directory.
 
@@ -50,6 +52,8 @@ class State:
 
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     ignored: list[str] = field(default_factory=list)  # "key: why", never acted upon
+    #: What `files` is exactly the placement of (zoostore.ops.sync_fast): string fields only.
+    lock: dict[str, str] | None = None
 
 
 def stat_key(st: os.stat_result) -> tuple[int, int, int]:
@@ -107,6 +111,9 @@ def read_state(dest: Path) -> State:
     files = doc.get("files", {}) if isinstance(doc, dict) and doc.get("format") == 1 else {}
     if not isinstance(files, dict):
         return state
+    record = doc.get("lock") if isinstance(doc, dict) else None
+    if isinstance(record, dict) and all(isinstance(v, str) for v in record.values()):
+        state.lock = record
     for rel, entry in files.items():
         problem = _entry_problem(rel, entry)
         if problem:
@@ -116,11 +123,14 @@ def read_state(dest: Path) -> State:
     return state
 
 
-def write_state(dest: Path, state: Mapping[str, StateEntry]) -> None:
+def write_state(dest: Path, state: Mapping[str, StateEntry], *, lock: Mapping[str, str] | None = None) -> None:
     """Write the state file atomically; its temp file is created with O_EXCL|O_NOFOLLOW and a
-    symlink planted at the state file's name is replaced, never written through."""
+    symlink planted at the state file's name is replaced, never written through. `lock`
+    records which zoo.lock `state` is exactly the placement of (zoostore.ops.sync_fast)."""
     dest.mkdir(parents=True, exist_ok=True)
-    doc = {"format": 1, "files": {k: dict(v) for k, v in sorted(state.items())}}
+    doc: dict[str, Any] = {"format": 1, "files": {k: dict(v) for k, v in sorted(state.items())}}
+    if lock is not None:
+        doc["lock"] = dict(lock)
     atomic_write(dest / STATE_NAME, json.dumps(doc, indent=1).encode())
 
 
@@ -230,7 +240,15 @@ def _temp_copy(parent: Path, source: Path) -> Path:
 
 def place_file(cache_file: Path, target: Path, blob: Digest, link: str) -> None:
     """Put the verified cache file at target (hard link, copy or symlink, see LINK_MODES),
-    through a temp name and a rename; a copy is hashed again before it becomes visible."""
+    through a temp name and a rename; a copy is hashed again before it becomes visible. A link
+    to an absent target is made in place: link(2) and symlink(2) create the name whole, with
+    the complete verified file behind it, and fail if anything (a planted symlink) is there."""
+    if link != "copy":
+        try:
+            (os.symlink if link == "symlink" else os.link)(cache_file, target)
+            return
+        except OSError:
+            pass   # something is there (replaced through a rename below), or another file system
     tmp: Path | None = None
     try:
         if link == "symlink":

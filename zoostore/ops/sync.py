@@ -25,21 +25,20 @@ from typing import TYPE_CHECKING, Any
 
 from zoostore.core.digest import Digest, hash_file
 from zoostore.core.errors import (
-    BlobNotFoundError, ConfigError, DestinationConflictError, IntegrityError, InvalidPathError, LockOutOfDateError,
-    NotFoundError, OfflineError,
+    BlobNotFoundError, DestinationConflictError, IntegrityError, LockOutOfDateError, NotFoundError, OfflineError,
     UsageError,
 )
 from zoostore.core.progress import NullProgress, Progress
-from zoostore.documents.lockfile import Lock, LockedFile
-from zoostore.documents.project import DEFAULT_LAYOUT, Layout, Project, load_project
-from zoostore.ops.lock import lock_project, out_of_date_reasons
+from zoostore.documents.project import DEFAULT_LAYOUT, Project, load_project
+from zoostore.ops import sync_fast
+from zoostore.ops.sync_paths import Wanted, desired_paths
 from zoostore.ops.place import (
-    LINK_MODES, State, check_dest_relpath, clear_target, owned, place_file, read_state, remove_placed, remove_stale_temps,
-    resolves_inside,
-    safe_parent, state_entry, unchanged_since, write_state,
+    LINK_MODES, State, clear_target, owned, place_file, read_state, remove_placed, remove_stale_temps,
+    resolves_inside, safe_parent, state_entry, unchanged_since, write_state,
 )
 
 if TYPE_CHECKING:
+    from zoostore.documents.lockfile import Lock
     from zoostore.repository import Store
     from zoostore.storage.cache import Cache
 
@@ -79,19 +78,6 @@ class SyncReport:
 
 
 @dataclass(frozen=True, slots=True)
-class Wanted:
-    """One file the lock puts at `{dest}/{layout}` (default `{dest}/{model}/{arch}/{path}`)."""
-
-    model: str
-    version: str
-    file: LockedFile
-
-    @property
-    def what(self) -> str:
-        return f"{self.model}@{self.version} {self.file.arch}/{self.file.path}"
-
-
-@dataclass(frozen=True, slots=True)
 class Need:
     """A blob the cache must hold, and whether its cached copy must be re-hashed even when its
     verified stamp holds (`--verify`). Without it a cached copy is re-hashed when its stat moved
@@ -100,6 +86,7 @@ class Need:
     model: str
     what: str
     suspect: bool
+    size: int = 0
 
 
 def sync_project(project: Project, *, locked: bool = False, frozen: bool = False, offline: bool | None = None,
@@ -117,21 +104,52 @@ def sync_project(project: Project, *, locked: bool = False, frozen: bool = False
         raise UsageError(f"--link {link!r}: expected one of {', '.join(LINK_MODES)}")
     progress = progress or NullProgress()
     report = SyncReport(dest=Path(dest) if dest else project.dest, layout=str(project.layout))
-    lock = _current_lock(project, locked=locked, frozen=frozen, offline=offline, report=report, progress=progress)
-    desired = _desired(lock, archs, report, progress, project.layout)
     state = read_state(report.dest)
+    archs = list(archs) if archs else None
+    if not verify:
+        count = sync_fast.unchanged(project, report.dest, state, archs=archs, frozen=frozen)
+        if count is not None:
+            report.unchanged = count
+            return report
+    lock, lock_hash, checked = _current_lock(project, locked=locked, frozen=frozen, offline=offline, report=report,
+                                             progress=progress)
+    desired, bad = desired_paths(lock, archs, project.layout)
+    _ignore(report, bad, progress)
     _ignore(report, state.ignored, progress)
     todo = _changed(report.dest, desired, state.files, verify=verify, report=report)
     stale = [rel for rel in state.files if rel not in desired]
+    plan = _Plan(lock, desired, todo, stale, state, sync_fast.record(project, lock_hash, archs, up_to_date=checked))
     if not todo and not stale:
-        if state.ignored:
-            write_state(report.dest, state.files)  # forget them: reported once
+        if state.ignored or (state.lock != plan.record and not report.ignored):
+            # forget ignored entries (reported once); remember the lock for the next no-op
+            write_state(report.dest, state.files, lock=None if report.ignored else plan.record)
         return report
-    todo = _claim(report, desired, todo, state, force=force, progress=progress)
+    _execute(project, plan, report, cache=cache, offline=offline, link=link, force=force, verify=verify,
+             progress=progress)
+    _raise_conflicts(report)
+    return report
 
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a sync that has something to do works from."""
+
+    lock: Lock
+    desired: dict[str, Wanted]
+    todo: list[str]             # paths to (re)place
+    stale: list[str]            # paths sync placed that left the lock
+    state: State                # the state file as read
+    record: dict[str, str]      # what the new state file is the placement of, if it is exact (sync_fast)
+
+
+def _execute(project: Project, plan: _Plan, report: SyncReport, *, cache: Cache | None, offline: bool, link: str,
+             force: bool, verify: bool, progress: Progress) -> None:
+    """Claim, fetch what the cache lacks, remove stale files, place, write the state file."""
     from zoostore.ops.cache_users import register_dest
     from zoostore.storage.cache import Cache
 
+    desired, state = plan.desired, plan.state
+    todo = _claim(report, desired, plan.todo, state, force=force, progress=progress)
     cache = cache or Cache()
     zoo: Store | None = None
     report.dest.mkdir(parents=True, exist_ok=True)
@@ -142,24 +160,24 @@ def sync_project(project: Project, *, locked: bool = False, frozen: bool = False
         needed = _needs(desired, todo, verify=verify)
         missing = _check_cache(cache, needed, report, progress)
         if not offline:
-            zoo = _store_for(project, lock, report, progress, data=bool(missing))
+            zoo = _store_for(project, plan.lock, report, progress, data=bool(missing))
         progress.start("sync files", len(todo), unit="files")
-        cached = _fill_cache(cache, zoo, needed, set(), lock=lock, progress=progress)
-        for blob in missing:
-            cache.stamp(blob)   # ensure() verified it as it fetched it
+        cached = _fill_cache(cache, zoo, needed, set(), lock=plan.lock, progress=progress)
+        # ensure() verified what it fetched: its stat now stands for the stamp, written once below
+        fetched = {blob: cache.stat_key(blob) for blob in missing}
         # Stale files go before placing: a path that was a directory may now be a file.
-        _remove_stale(report, state.files, stale, progress)
+        _remove_stale(report, state.files, plan.stale, progress)
         _place_all(report, desired, todo, cached, new_state, link=link, force=force, progress=progress)
-        for blob in cached:
-            cache.stamp(blob, relinked=True)   # a hard link changed ctime, not the bytes
+        for blob in cached:   # a hard link changed ctime, not the bytes
+            cache.stamp(blob, relinked=True, since=fetched.get(blob))
         progress.done("sync files")
     finally:
-        write_state(report.dest, new_state)
+        exact = not report.ignored and not report.conflicts and new_state.keys() == desired.keys() and all(
+            new_state[rel]["blob"] == str(w.file.blob) for rel, w in desired.items())
+        write_state(report.dest, new_state, lock=plan.record if exact else None)
         if zoo is not None:
             report.bytes_downloaded = zoo.blobs.stats.bytes_fetched
             report.bytes_reused = zoo.blobs.stats.bytes_local
-    _raise_conflicts(report)
-    return report
 
 
 def _check_cache(cache: Cache, needed: Mapping[Digest, Need], report: SyncReport, progress: Progress) -> set[Digest]:
@@ -230,18 +248,26 @@ def _raise_conflicts(report: SyncReport) -> None:
 
 
 def _current_lock(project: Project, *, locked: bool, frozen: bool, offline: bool, report: SyncReport,
-                  progress: Progress) -> Lock:
+                  progress: Progress) -> tuple[Lock, str, bool]:
     """zoo.lock, re-locked first when it is out of date with zoo.toml (unless --locked,
-    --offline or --frozen say otherwise)."""
-    lock = Lock.read(project.lock_path)
+    --offline or --frozen say otherwise); with the BLAKE3 of its bytes (`sync_fast`) and
+    whether it is up to date with zoo.toml (not known with --frozen)."""
+    from zoostore.documents.lockfile import Lock
+    from zoostore.ops.lock import lock_project, out_of_date_reasons
+
+    try:
+        data: bytes | None = project.lock_path.read_bytes()
+    except FileNotFoundError:
+        data = None
+    lock = None if data is None else Lock.from_bytes(data, where=str(project.lock_path))
     if frozen:
-        if lock is None:
+        if lock is None or data is None:
             raise UsageError(f"--frozen needs {project.lock_path}, which does not exist; run 'zoostore lock'")
-        return lock
+        return lock, sync_fast.lock_digest(data), False
     reasons = out_of_date_reasons(project, lock)
     if not reasons:
-        assert lock is not None
-        return lock
+        assert lock is not None and data is not None
+        return lock, sync_fast.lock_digest(data), True
     if locked:
         raise LockOutOfDateError(f"{project.lock_path} is out of date with {project.config_path.name}: "
                                  f"{'; '.join(reasons)}. Run 'zoostore lock' and commit the result")
@@ -251,72 +277,7 @@ def _current_lock(project: Project, *, locked: bool, frozen: bool, offline: bool
     report.relocked = True
     result = lock_project(project, progress=progress)
     report.locked = [f"{name} {old or '(new)'} -> {new or '(removed)'}" for name, old, new in result.changes]
-    return result.lock
-
-
-def _desired(lock: Lock, archs: Iterable[str] | None, report: SyncReport, progress: Progress,
-             layout: Layout | None = None) -> dict[str, Wanted]:
-    """Every file the lock places (only `archs`, when given), by path relative to dest as
-    zoo.toml's `layout` maps it (default `{model}/{arch}/{path}`). An entry whose path would
-    not stay inside dest is ignored and reported. Two different files mapped to one path, or
-    a file where another needs a directory, is a ConfigError naming both (`_check_layout`)."""
-    layout = layout or Layout()
-    wanted_archs = None
-    if archs:
-        from zoostore.core.names import normalize_arch
-
-        locked = {f.arch for m in lock.models.values() for f in m.files}
-        wanted_archs = {normalize_arch(a, allow_new=a.strip().lower() in locked) for a in archs}
-        missing = wanted_archs - locked
-        if missing:
-            raise UsageError(f"--arch {', '.join(sorted(missing))}: zoo.lock has no files for it; add it to archs in zoo.toml and lock")
-    desired: dict[str, Wanted] = {}
-    bad = []
-    for name, m in sorted(lock.models.items()):
-        for f in m.files:
-            if wanted_archs is not None and f.arch not in wanted_archs:
-                continue
-            rel = layout.apply(model=name, arch=f.arch, path=f.path)
-            try:
-                if "/" in f.arch:
-                    raise InvalidPathError(f"arch {f.arch!r} contains '/'")
-                check_dest_relpath(rel)
-            except InvalidPathError as exc:
-                bad.append(f"zoo.lock entry {rel!r} ({exc})")
-                continue
-            wanted = Wanted(name, m.version, f)
-            other = desired.setdefault(rel, wanted)
-            if other.file.blob != f.blob:
-                raise _collision(layout, rel, other, wanted)
-    _ignore(report, bad, progress)
-    _check_layout(layout, desired)
-    return desired
-
-
-def _collision(layout: Layout, rel: str, first: Wanted, second: Wanted, *, prefix: bool = False) -> ConfigError:
-    """Two files the layout puts at one path (or, `prefix`, the first where the second needs a
-    directory). The same bytes at one path are no collision: an `any` file locked for two
-    archs is placed once under a layout without {arch}."""
-    where = f"{rel!r} is a file that {second.what} needs as a directory" if prefix else f"one path, {rel!r}"
-    if first.model != second.model and "{model}" not in layout.template:
-        hint = "put {model} in it (the default is '{model}/{arch}/{path}')"
-    elif first.file.arch != second.file.arch and not layout.has_arch:
-        hint = "put {arch} in it (the default is '{model}/{arch}/{path}'), or sync one arch (archs in zoo.toml, or --arch)"
-    else:
-        hint = "change it, or the files' paths (the default, '{model}/{arch}/{path}', separates models and archs)"
-    return ConfigError(f"zoo.toml's layout {str(layout)!r} maps {first.what} and {second.what} to {where}; {hint}")
-
-
-def _check_layout(layout: Layout, desired: Mapping[str, Wanted]) -> None:
-    """No wanted path may be the parent folder of another (a file where a directory is needed)."""
-    if layout.template == DEFAULT_LAYOUT:
-        return   # per model and arch folders: as before layouts existed (and no cost on the no-op path)
-    for rel, w in desired.items():
-        parts = rel.split("/")
-        for i in range(1, len(parts)):
-            parent = desired.get("/".join(parts[:i]))
-            if parent is not None:
-                raise _collision(layout, "/".join(parts[:i]), parent, w, prefix=True)
+    return result.lock, sync_fast.lock_digest(result.lock.dumps().encode("utf-8")), True
 
 
 def _changed(dest: Path, desired: Mapping[str, Wanted], state: Mapping[str, Mapping[str, Any]], *,
@@ -339,19 +300,23 @@ def _needs(desired: Mapping[str, Wanted], todo: list[str], *, verify: bool) -> d
     needed: dict[Digest, Need] = {}
     for rel in todo:
         w = desired[rel]
-        needed[w.file.blob] = Need(w.model, w.what, verify)
+        needed[w.file.blob] = Need(w.model, w.what, verify, w.file.size)
     return needed
 
 
 def _fill_cache(cache: Cache, zoo: Store | None, needed: Mapping[Digest, Need], damaged: set[Digest], *,
                 lock: Lock, progress: Progress) -> dict[Digest, Path]:
     """Every needed blob in the cache, a few files at a time: small files are latency-bound,
-    and one file's decode leaves cores idle while its next segment is fetched."""
+    and one file's decode leaves cores idle while its next segment is fetched. From a local
+    store small files are filled on this thread instead, while the pool does the large ones:
+    there nothing waits on latency, and threads creating files side by side only contend (with
+    4 of them each file creation cost 7× as much, and the GIL hand-offs more than the work)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from zoostore.core import cancel
+    from zoostore.storage.cache import SMALL_FILE
 
-    index = cache.local_index()  # one per sync: each cached recipe is read at most once
+    index = cache.local_index(batch=True)  # one per sync: each cached recipe is read at most once
 
     def fill(blob: Digest) -> Path:
         need = needed[blob]
@@ -364,22 +329,31 @@ def _fill_cache(cache: Cache, zoo: Store | None, needed: Mapping[Digest, Need], 
                                 f"(gc?) or never published. Run 'zoostore lock --upgrade {need.model}' to move to a "
                                 f"version the store has") from None
 
-    with ThreadPoolExecutor(max_workers=SYNC_FILES_IN_FLIGHT) as pool, cancel.on_interrupt():
-        return dict(zip(needed, pool.map(fill, needed)))
+    inline = zoo is None or zoo.blobs.backend.url.startswith("file:")
+    here = [blob for blob, need in needed.items() if inline and need.size <= SMALL_FILE]
+    pooled = [blob for blob in needed if not (inline and needed[blob].size <= SMALL_FILE)]
+    try:
+        with ThreadPoolExecutor(max_workers=SYNC_FILES_IN_FLIGHT) as pool, cancel.on_interrupt():
+            results = pool.map(fill, pooled)
+            out = {blob: fill(blob) for blob in here}
+            out.update(zip(pooled, results))
+            return out
+    finally:
+        index.flush()
 
 
 def _place_all(report: SyncReport, desired: Mapping[str, Wanted], todo: list[str], cached: Mapping[Digest, Path],
                new_state: dict[str, Any], *, link: str, force: bool, progress: Progress) -> None:
     """Place the files, in lock order, recording each in the new state as it lands; a path
     whose directories hold something sync did not place becomes a conflict."""
-    cleaned = {report.dest}
+    cleaned = {report.dest}   # directories made safe (once per sync: thousands of files share a few)
     remove_stale_temps(report.dest)  # a killed sync's state-file temp
     for rel in todo:
         f = desired[rel].file
         target = report.dest / rel
         try:
-            safe_parent(report.dest, target, force=force)
             if target.parent not in cleaned:
+                safe_parent(report.dest, target, force=force)
                 cleaned.add(target.parent)
                 remove_stale_temps(target.parent)  # a killed sync's partial files
             clear_target(target)
@@ -387,7 +361,7 @@ def _place_all(report: SyncReport, desired: Mapping[str, Wanted], todo: list[str
             report.conflicts[rel] = str(exc)
             progress.advance("sync files")
             continue
-        if (actual := cached[f.blob].stat().st_size) != f.size:
+        if (actual := os.stat(cached[f.blob]).st_size) != f.size:
             raise IntegrityError(f"{rel}: zoo.lock says {f.size} bytes but blob {f.blob} holds {actual}: the lock "
                                  f"or the manifest it came from is wrong; run 'zoostore lock --upgrade' and "
                                  f"'zoostore verify' on the store", obj=str(f.blob))

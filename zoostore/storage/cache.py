@@ -26,9 +26,10 @@ restoring the mtime still misses the stamp and is hashed (and caught).
 
 Chunk reuse: when a model is upgraded, the chunks the new version shares with cached versions
 of the same model (`models/<model>`) are read from those local files instead of the store, so
-an upgrade that changed 5% of a model downloads about 5%. A `LocalIndex` (one per sync) finds
-them: it reads each cached recipe of a model at most once, and only when that model has cached
-files and a file of it must be fetched; files the sync fetches join it from the recipe in hand.
+an upgrade that changed 5% of a model downloads about 5%. A `LocalIndex` (one per sync, in
+`zoostore.storage.local_index`) finds them: it reads each cached recipe of a model at most
+once, and only when that model has cached files and a file of it must be fetched; files the
+sync fetches join it from the recipe in hand.
 A sync of N files therefore costs O(N) recipe reads, not one read per cached file per file.
 
 Snapshots: TVM's `load_module` wants a `.so` name and ONNX finds `model.onnx.data` only beside
@@ -43,18 +44,26 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from zoostore.storage.blobs import BlobStore, LocalChunk
-from zoostore.core.atomic import TEMP_PREFIX, atomic_write, stale_temp
+from zoostore.core.atomic import TEMP_PREFIX, atomic_write, open_temp, stale_temp
 from zoostore.core.digest import Digest, hash_file
 from zoostore.core.errors import FormatError, IntegrityError, OfflineError, ZooError
 from zoostore.core.names import check_model_name
 from zoostore.core.progress import Progress
+from zoostore.storage.local_index import LocalIndex, add_chunks, partial_chunks
 from zoostore.storage.recipe import Recipe
+
+#: Files up to this size are fetched on the calling thread in one go (`Cache._get_small`): for
+#: them the reader's thread-pool hops, look-ahead and partial-file bookkeeping cost more than
+#: the bytes. Their chunks are still verified one by one, and the file as a whole.
+SMALL_FILE = 1024 * 1024
+
+T = TypeVar("T")
 
 #: What `Cache.check` found: verified, not cached, or damaged (and dropped).
 CacheCheck = Literal["ok", "absent", "damaged"]
@@ -90,6 +99,7 @@ class Cache:
         self.root = Path(root) if root is not None else default_cache_dir()
         self._lock = threading.Lock()
         self._ready = False
+        self._dirs: set[Path] = set()   # directories this Cache made or found: no mkdir per file
 
     def _prepare(self) -> None:
         with self._lock:
@@ -111,8 +121,34 @@ class Cache:
         return self.blob_path(blob).is_file()
 
     def _write_atomic(self, path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, data, fsync=False)
+        self._in_dir(path.parent, lambda: atomic_write(path, data, fsync=False))
+
+    def _write_checked(self, path: Path, data: bytes) -> None:
+        """Write a file whose reader detects a torn or raced write by itself, in place (no temp
+        file and rename: a sync of thousands of small files writes two per file): a recipe
+        carries its checksum (`cached_recipe` returns None for a damaged one, which costs a
+        store read, never wrong bytes) and a stamp must equal the file's stat exactly (a
+        damaged one costs a hash). Never follows a symlink planted at the name."""
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        fd = self._in_dir(path.parent, lambda: os.open(path, flags, 0o644))
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+
+    def _in_dir(self, directory: Path, make: Callable[[], T]) -> T:
+        """`make()`, which creates a file in `directory` (a fan-out folder under the root, which
+        zoostore never removes), made once per Cache: a sync of thousands of small files
+        otherwise spends a mkdir per file on it. If it went away since (the cache was deleted
+        under a long-lived Cache), it is made again."""
+        if directory not in self._dirs:
+            directory.mkdir(parents=True, exist_ok=True)
+            self._dirs.add(directory)
+        try:
+            return make()
+        except FileNotFoundError:
+            directory.mkdir(parents=True, exist_ok=True)
+            return make()
 
     def cached_recipe(self, blob: Digest) -> Recipe | None:
         try:
@@ -133,12 +169,11 @@ class Cache:
                 continue
         return out
 
-    def _append_model(self, model: str, blob: Digest) -> None:
+    def _append_model(self, model: str, *blobs: Digest) -> None:
         path = self.root / "models" / model
-        path.parent.mkdir(parents=True, exist_ok=True)
         # One short O_APPEND write is atomic enough for a hint file; a torn line is skipped.
-        with open(path, "a") as f:
-            f.write(blob.hex + "\n")
+        with self._in_dir(path.parent, lambda: open(path, "a")) as f:
+            f.write("".join(blob.hex + "\n" for blob in blobs))
 
     def local_chunks(self, blobs: Iterable[Digest]) -> dict[Digest, LocalChunk]:
         """Chunk id -> location in a cached file, for the given cached blobs."""
@@ -149,12 +184,13 @@ class Cache:
                 continue
             recipe = self.cached_recipe(blob)
             if recipe is not None:
-                _add_chunks(index, path, recipe)
+                add_chunks(index, path, recipe)
         return index
 
-    def local_index(self) -> LocalIndex:
-        """A fresh index of the chunks of cached files, to pass to every `ensure` of one sync."""
-        return LocalIndex(self)
+    def local_index(self, *, batch: bool = False) -> LocalIndex:
+        """A fresh index of the chunks of cached files, to pass to every `ensure` of one sync;
+        `batch` appends to models/<model> once per model, at `LocalIndex.flush()`."""
+        return LocalIndex(self, batch=batch)
 
     def ensure(self, blobs: BlobStore | None, blob: Digest, *, model: str | None = None,
                progress: Progress | None = None, what: str = "", verify: bool = False,
@@ -166,11 +202,13 @@ class Cache:
         if model and index is None:
             index = self.local_index()
         path = self.blob_path(blob)
-        if path.is_file() and verify and hash_file(path) != blob:
+        present = path.is_file()
+        if present and verify and hash_file(path) != blob:
             # A hard-linked copy in some project was written to in place: the cached file is
             # no longer what its name says. Drop it and fetch again.
             path.unlink(missing_ok=True)
-        if path.is_file():
+            present = False
+        if present:
             if model and index is not None:
                 index.note(model, blob)
             return path
@@ -178,14 +216,45 @@ class Cache:
             raise OfflineError(f"{what or blob} is not in the cache {self.root} and --offline forbids fetching it; run once without --offline")
         self._prepare()
         recipe = blobs.recipe(blob)
-        self._write_atomic(self.recipe_path(blob), recipe.encode())
-        local = dict(index.chunks(model)) if model and index is not None else {}
+        self._write_checked(self.recipe_path(blob), recipe.encode())
+        local: dict[Digest, LocalChunk] = {}
+        if model and index is not None:
+            # the file's chunks, and the bases of its delta frames, that cached files hold
+            known = index.chunks(model)
+            wanted = [ref.chunk for ref in recipe.chunks] + [ref.base.chunk for ref in recipe.chunks if ref.base]
+            local = {chunk: known[chunk] for chunk in wanted if chunk in known}
         partial = self.partial_path(blob)
-        local.update(_partial_chunks(partial, recipe))  # what an interrupted read verified
-        blobs.get_file(blob, path, local=local or None, progress=progress, mode=0o444, partial=partial)
+        local.update(partial_chunks(partial, recipe))  # what an interrupted read verified
+        if not local and recipe.size <= SMALL_FILE:
+            self._get_small(blobs, recipe, path)
+        else:
+            blobs.get_file(blob, path, local=local or None, progress=progress, mode=0o444, partial=partial)
         if model and index is not None:
             index.note(model, blob, recipe)
         return path
+
+    def _get_small(self, blobs: BlobStore, recipe: Recipe, path: Path) -> None:
+        """A small file on this thread: its chunks (usually one ranged read, decoded inline and
+        each verified by `read_range`), the whole verified against the blob id, then a temp file
+        renamed into place. Nothing is left behind on failure."""
+        import blake3
+
+        data = blobs.read_range(recipe.blob, 0, recipe.size)
+        actual = blake3.blake3(data).hexdigest()
+        if actual != recipe.blob.hex or len(data) != recipe.size:
+            raise IntegrityError(
+                f"assembled file for blob {recipe.blob} hashes to blake3:{actual}: expected {recipe.blob.hex}; "
+                f"the recipe {recipe.blob.short} in the store is wrong. Nothing was written to {path}; run "
+                f"'zoostore verify --repair' on the store", obj=str(recipe.blob), expected=recipe.blob.hex, actual=actual)
+        tmp, out = self._in_dir(path.parent, lambda: open_temp(path.parent))
+        try:
+            with out:
+                out.write(data)
+                os.fchmod(out.fileno(), 0o444)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     def partial_path(self, blob: Digest) -> Path:
         """Where an interrupted read of `blob` keeps the prefix it wrote (resumed from)."""
@@ -334,10 +403,15 @@ class Cache:
 
     def _stat_key(self, blob: Digest) -> str | None:
         try:
-            st = self.blob_path(blob).lstat()
+            st = os.lstat(self.blob_path(blob))
         except OSError:
             return None
         return f"{st.st_ino} {st.st_size} {st.st_mtime_ns} {st.st_ctime_ns}"
+
+    def stat_key(self, blob: Digest) -> str | None:
+        """The cached file's "inode size mtime_ns ctime_ns" now (what a stamp records), or None
+        when it is absent: sync notes it after fetching and stamps once after placing."""
+        return self._stat_key(blob)
 
     def _read_stamp(self, blob: Digest) -> str | None:
         try:
@@ -370,16 +444,18 @@ class Cache:
         self.drop(blob)
         return "damaged"
 
-    def stamp(self, blob: Digest, *, relinked: bool = False) -> None:
+    def stamp(self, blob: Digest, *, relinked: bool = False, since: str | None = None) -> None:
         """Record the cached file as verified as it is now. Only for a file zoostore verified
         itself a moment ago: one `ensure` just fetched, or (`relinked`) one `check` passed and
         sync then hard-linked, which changes ctime only; a `relinked` stamp is refreshed only
-        while inode, size and mtime are still the stamped ones."""
+        while inode, size and mtime are still the stamped ones. `since` (with `relinked`) is
+        the key the file had when it was verified (`stat_key` right after `ensure` fetched it),
+        taking the place of a stamp that was never written: one stamp write per fetched file."""
         key = self._stat_key(blob)
         if key is None:
             return
         if relinked:
-            old = self._read_stamp(blob)
+            old = since if since is not None else self._read_stamp(blob)
             if old is None or old.rsplit(" ", 1)[0] != key.rsplit(" ", 1)[0]:
                 return
             if old == key:
@@ -388,7 +464,7 @@ class Cache:
 
     def _write_stamp(self, blob: Digest, key: str) -> None:
         try:
-            self._write_atomic(self.stamp_path(blob), key.encode() + b"\n")
+            self._write_checked(self.stamp_path(blob), key.encode() + b"\n")
         except OSError:
             pass  # a read-only cache: the file is simply hashed again next time
 
@@ -420,67 +496,3 @@ class Cache:
             return (self._manifest_dir(store_url) / f"{check_model_name(model)}.toml").read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
             return None
-
-
-def _add_chunks(index: dict[Digest, LocalChunk], path: Path, recipe: Recipe) -> None:
-    for ref, start in zip(recipe.chunks, recipe.starts):
-        index.setdefault(ref.chunk, LocalChunk(path, start, ref.raw_length))
-
-
-class LocalIndex:
-    """Chunk id -> where a cached file of the same model holds it, for one sync (see the module
-    docstring). Thread-safe: a sync fills several files at once. Chunks are only ever added;
-    an entry whose file changed since is harmless (the reader verifies every local chunk and
-    fetches the ones that no longer match)."""
-
-    def __init__(self, cache: Cache) -> None:
-        self._cache = cache
-        self._lock = threading.Lock()
-        self._members: dict[str, set[Digest]] = {}       # models/<model>, read once, plus notes
-        self._unread: dict[str, list[Digest]] = {}       # members whose recipes are not indexed yet
-        self._chunks: dict[str, dict[Digest, LocalChunk]] = {}
-
-    def _members_of(self, model: str) -> set[Digest]:
-        members = self._members.get(model)
-        if members is None:
-            members = self._members[model] = set(self._cache.model_blobs(model))
-            self._unread[model] = list(members)
-        return members
-
-    def chunks(self, model: str) -> Mapping[Digest, LocalChunk]:
-        """The chunks of the model's cached files. The mapping is live: files noted later join
-        it. The first call per model reads the recipes of the model's cached files (none for a
-        model with nothing cached); later calls read only files noted without a recipe."""
-        with self._lock:
-            self._members_of(model)
-            index = self._chunks.setdefault(model, {})
-            for blob in self._unread.pop(model, []):
-                path = self._cache.blob_path(blob)
-                recipe = self._cache.cached_recipe(blob) if path.is_file() else None
-                if recipe is not None:
-                    _add_chunks(index, path, recipe)
-            return index
-
-    def note(self, model: str, blob: Digest, recipe: Recipe | None = None) -> None:
-        """Record that the cache holds `blob` for `model` (models/<model> gets it once). With
-        its `recipe` (a file just fetched) its chunks join the index without any read."""
-        with self._lock:
-            members = self._members_of(model)
-            if blob not in members:
-                members.add(blob)
-                self._cache._append_model(model, blob)
-                if recipe is None:
-                    self._unread.setdefault(model, []).append(blob)
-            if recipe is not None:
-                _add_chunks(self._chunks.setdefault(model, {}), self._cache.blob_path(blob), recipe)
-
-
-def _partial_chunks(partial: Path, recipe: Recipe) -> dict[Digest, LocalChunk]:
-    """The chunks a kept partial file holds whole (its prefix); the reader verifies each before
-    use, so a damaged partial file costs a download, never wrong bytes."""
-    try:
-        size = partial.stat().st_size
-    except OSError:
-        return {}
-    return {ref.chunk: LocalChunk(partial, start, ref.raw_length)
-            for ref, start in zip(recipe.chunks, recipe.starts) if start + ref.raw_length <= size}

@@ -42,7 +42,7 @@ def _file_url_to_path(url: str) -> str:
             f"store URL {url!r} names host {parsed.netloc!r}: file:// URLs must be local "
             "(file:///absolute/path); mount remote disks and use their local path"
         )
-    # urllib.request pulls in http.client, email and ssl (about 30 ms): only file:// URLs need it.
+    # urllib.request pulls in http.client, email and ssl: only file:// URLs need it.
     from urllib.request import url2pathname
 
     return url2pathname(parsed.path)

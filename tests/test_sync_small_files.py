@@ -1,0 +1,150 @@
+"""A cold sync of many small files: filled on the syncing thread from a local store, each chunk
+and each file still verified, nothing partial left on failure, one stamp per fetched file, the
+models/ hint appended once per model, links made at absent targets directly."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from zoostore.core.atomic import TEMP_PREFIX
+from zoostore.core.digest import Digest, hash_file
+from zoostore.core.errors import IntegrityError
+from zoostore.documents.project import load_project
+from zoostore.ops.place import place_file
+from zoostore.ops.publish import publish
+from zoostore.ops.sync import sync_project
+from zoostore.repository import Store, init_store
+from zoostore.storage.blobs import BlobStore
+from zoostore.storage.cache import Cache
+
+FILES = {f"f{i:02}.bin": os.urandom(3000 + i) for i in range(12)}
+
+
+@pytest.fixture
+def zoo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Store:
+    monkeypatch.setenv("ZOOSTORE_CACHE", str(tmp_path / "cache"))
+    store, _ = init_store(tmp_path / "store")
+    src = tmp_path / "src"
+    src.mkdir()
+    for name, data in FILES.items():
+        (src / name).write_bytes(data)
+    publish(store, "m", "1.0.0", [src], arch="x86_64", check=False)
+    return store
+
+
+def project(tmp_path: Path, name: str) -> Path:
+    p = tmp_path / name
+    p.mkdir()
+    (p / "zoo.toml").write_text(f'store = "{tmp_path / "store"}"\narchs = ["x86_64"]\n[models]\nm = "1.0.0"\n')
+    return p
+
+
+def temps(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.name.startswith(TEMP_PREFIX)]
+
+
+def test_small_files_skip_the_reader_pool_and_are_verified(zoo: Store, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(BlobStore, "get_file", lambda *a, **k: pytest.fail("reader pool used for a small file"))
+    stamps: Counter[Digest] = Counter()
+    real_stamp = Cache._write_stamp
+
+    def counting(self: Cache, blob: Digest, key: str) -> None:
+        stamps[blob] += 1
+        real_stamp(self, blob, key)
+
+    monkeypatch.setattr(Cache, "_write_stamp", counting)
+    report = sync_project(load_project(project(tmp_path, "a")))
+    assert len(report.placed) == len(FILES)
+    cache = Cache()
+    for rel in report.placed:
+        placed = tmp_path / "a/models" / rel
+        assert placed.read_bytes() == FILES[placed.name]
+        blob = hash_file(placed)
+        assert cache.blob_path(blob).stat().st_mode & 0o777 == 0o444
+        assert os.path.samefile(placed, cache.blob_path(blob))
+        assert cache.cached_recipe(blob) is not None and cache.stamp_holds(blob)
+    assert set(stamps.values()) == {1}   # one stamp per fetched file, written after its link
+    assert sorted(cache.model_blobs("m")) == sorted(hash_file(tmp_path / "a/models" / r) for r in report.placed)
+    assert (cache.root / "models/m").read_text().count("\n") == len(FILES)   # once each
+    assert temps(tmp_path) == []
+
+
+def test_a_corrupt_chunk_leaves_nothing_in_cache_or_dest(zoo: Store, tmp_path: Path) -> None:
+    packs = [p for p in (tmp_path / "store/packs").rglob("*") if p.is_file()]
+    for pack in packs:
+        data = bytearray(pack.read_bytes())
+        data[20] ^= 0xFF   # inside the first frame
+        pack.chmod(0o644)
+        pack.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError):
+        sync_project(load_project(project(tmp_path, "a")))
+    blobs = tmp_path / "cache/blobs"
+    cached = [p for p in blobs.rglob("*") if p.is_file()] if blobs.exists() else []
+    for p in cached:   # whatever got in is verified
+        assert hash_file(p).hex == p.name
+    assert len(cached) < len(FILES) and temps(tmp_path) == []
+
+
+def test_a_whole_file_mismatch_is_refused(zoo: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = BlobStore.read_range
+    monkeypatch.setattr(BlobStore, "read_range", lambda self, blob, start, end: real(self, blob, start, end)[::-1])
+    with pytest.raises(IntegrityError, match="hashes to"):
+        sync_project(load_project(project(tmp_path, "a")))
+    assert not any(p.is_file() for p in (tmp_path / "cache/blobs").rglob("*")) and temps(tmp_path) == []
+    assert not (tmp_path / "a/models/m/x86_64").exists() or not any((tmp_path / "a/models/m/x86_64").iterdir())
+
+
+@pytest.mark.parametrize("link", ["auto", "symlink"])
+def test_links_to_absent_targets_are_made_in_place_and_never_follow_a_planted_one(tmp_path: Path, link: str) -> None:
+    cached = tmp_path / "cached.bin"
+    cached.write_bytes(b"verified bytes")
+    blob = hash_file(cached)
+    target = tmp_path / "dest/file.bin"
+    target.parent.mkdir()
+    place_file(cached, target, blob, link)
+    assert target.read_bytes() == b"verified bytes" and temps(tmp_path) == []
+    if link == "auto":
+        assert os.path.samefile(target, cached)
+    # a symlink planted at the name is replaced (through a temp name), its target untouched
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    target.unlink()
+    target.symlink_to(victim)
+    place_file(cached, target, blob, link)
+    assert victim.read_text() == "keep me" and target.read_bytes() == b"verified bytes"
+    assert temps(tmp_path) == []
+
+
+def test_a_small_delta_upgrade_reads_its_bases_from_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import random
+
+    from zoostore.documents.store_config import Chunking, StoreConfig
+
+    monkeypatch.setenv("ZOOSTORE_CACHE", str(tmp_path / "cache"))
+    config = StoreConfig(chunking=Chunking(256, 1024, 4096), pack_target_size=16 * 1024, delta=True)
+    zoo, _ = init_store(tmp_path / "store", config=config)
+    # one chunk (below the minimum chunk size), changed: a delta frame whose base only the
+    # cached 1.0.0 file holds, so no chunk of 2.0.0 is in the cache but its base is
+    v1 = random.Random(11).randbytes(250)
+    v2 = bytearray(v1)
+    v2[100] ^= 0x5A
+    for version, data in (("1.0.0", v1), ("2.0.0", bytes(v2))):
+        src = tmp_path / "src" / version
+        src.mkdir(parents=True)
+        (src / "lib.so").write_bytes(data)
+        publish(zoo, "m", version, [src], check=False)
+    proj = tmp_path / "p"
+    proj.mkdir()
+    (proj / "zoo.toml").write_text('store = "../store"\narchs = ["x86_64"]\n[models]\nm = "1.0.0"\n')
+    sync_project(load_project(proj))
+    (proj / "zoo.toml").write_text('store = "../store"\narchs = ["x86_64"]\n[models]\nm = "2.0.0"\n')
+    up = sync_project(load_project(proj))
+    assert (proj / "models/m/x86_64/lib.so").read_bytes() == bytes(v2)
+    recipe = zoo.blobs.recipe(zoo.manifest("m").versions["2.0.0"].files["any"]["lib.so"].blob)
+    assert recipe.chunks[0].base is not None
+    assert up.bytes_reused == 250, up.to_dict()   # the base came from the cache, not the store

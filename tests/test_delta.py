@@ -415,3 +415,12 @@ def test_config_enable_delta_upgrades_an_existing_store(tmp_path: Path, capsys: 
         entry = zoo.manifest("m").versions[version].files["any"]["lib.so"]
         assert zoo.blobs.read_range(entry.blob, 0, entry.size) == want.read_bytes()
     assert cli(["config", str(store), "--enable-delta"]) == 0  # idempotent
+
+
+def test_init_delta_on_a_format_2_store_says_how_to_upgrade(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    init_store(tmp_path / "s", config=StoreConfig(delta=True, format=2))
+    capsys.readouterr()
+    assert cli(["init", str(tmp_path / "s"), "--delta"]) == 0
+    err = capsys.readouterr().err
+    assert "format-2 store" in err and "--enable-delta" in err
+    assert open_store(str(tmp_path / "s")).config.format == 2

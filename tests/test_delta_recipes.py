@@ -460,3 +460,22 @@ def test_gc_recipe_cache_remembers_bases(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setattr(survey._RecipeIndex, "read", no_reads)
     plan = plan_gc(zoo, keep=["m@3.0.0"])  # from the cache: 3.0.0's base is still known
     assert f"blobs/{b1.hex[:2]}/{b1.hex}" not in {i.key for i in plan.recipes}
+
+
+def test_format_zero_is_a_format_error() -> None:
+    # A footer or recipe claiming format 0 does not exist (footers were read as format 1 before).
+    footer = struct.pack("<HI", 0, 0) + struct.pack("<I", 0)
+    with pytest.raises(FormatError, match="format 0 does not exist"):
+        pack_mod.parse_footer(footer, where="test")
+    whole = recipe_mod.Recipe(Digest.of(b"x"), 0, ()).encode()
+    zero = whole[:6] + struct.pack("<H", 0) + whole[8:]
+    with pytest.raises(FormatError, match="format 0 does not exist"):
+        recipe_mod.decode_stored(Digest.of(b"x"), zero)
+
+
+def test_footer_runs_without_a_base_are_a_format_error() -> None:
+    footer = (struct.pack("<HI", 2, 0) + struct.pack("<I", 1)
+              + struct.pack("<32sQ32sI", bytes(range(32)), 10, bytes(32), 1) + struct.pack("<III", 0, 0, 1)
+              + struct.pack("<I", 0))
+    with pytest.raises(FormatError, match="names no base"):
+        pack_mod.parse_footer(footer, where="test")

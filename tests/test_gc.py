@@ -637,3 +637,25 @@ def test_cli_asks_on_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert asked[0].startswith("Drop 2 version(s)") and asked[0].endswith("[y/N] ")
     assert cli(["gc", zoo.url, "--keep", "m@~1.1", "-q"]) == 0
     assert "1.0.0" not in zoo.manifest("m").versions
+
+
+def test_a_model_whose_drop_gives_up_keeps_its_versions_and_the_others_are_dropped(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Drops run model by model in parallel: one model's compare-and-swap giving up (other writers
+    # kept winning) leaves that model as it was, reported, while the other models' drops stand.
+    zoo = _zoo_with_history(tmp_path)
+    plan = plan_gc(zoo, keep=["m@~1.1", "other@0.2.0"])
+    assert sorted(str(d) for d in plan.dropped_versions) == ["m@1.0.0", "m@1.2.0", "other@0.1.0"]
+    real = zoo.update_manifest
+
+    def flaky(model: str, *args: Any, **kwargs: Any) -> Any:
+        if model == "other":
+            raise ConflictError("manifests/other.toml: gave up after 8 concurrent-update conflicts")
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(zoo, "update_manifest", flaky)
+    result = plan.execute()
+    assert [str(d) for d in result.dropped] == ["m@1.0.0", "m@1.2.0"]
+    assert any(n.startswith("other: no version dropped") for n in result.notes)
+    assert open_store(zoo.url).manifest("other").sorted_versions() == ["0.1.0", "0.2.0"]
+    assert assert_all_readable(zoo.url, tmp_path) == 4 * 2 - 1 + 2

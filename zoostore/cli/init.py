@@ -64,6 +64,10 @@ def run(args: argparse.Namespace) -> int:
     config = StoreConfig(pack_target_size=pack, grace_seconds=check_grace(args.grace), delta=args.delta is not False)
     store, created = init_store(args.store, config=config, any_delta=args.delta is None)
     warning = store.cas_warning()
+    if not created and args.delta and not store.config.recipe_edits:
+        warning = "; ".join(filter(None, [warning, (
+            f"{store.url} is a format-{store.config.format} store (delta frames without recipe edits): it "
+            f"was left as it is; 'zoostore config {args.store} --enable-delta' upgrades it to format 3")]))
     if args.json:
         print_json({"store": store.url, "created": created, "warnings": [warning] if warning else []})
         return 0

@@ -150,6 +150,8 @@ def parse_footer(footer: bytes, *, where: str, max_chunk: int = MAX_RAW,
         fmt, count = _HEAD.unpack_from(footer)
         if fmt > FORMAT:
             raise NewerFormatError(where, fmt, FORMAT)
+        if fmt < 1:
+            raise FormatError(f"{where}: pack footer format {fmt} does not exist (formats are 1 to {FORMAT})")
         pos = _HEAD.size
         entries: list[PackEntry] = []
         for _ in range(count):
@@ -174,6 +176,9 @@ def parse_footer(footer: bytes, *, where: str, max_chunk: int = MAX_RAW,
                 (nchunks,) = _U32.unpack_from(footer, pos)
                 pos += _U32.size
                 base = Digest.from_bytes(braw) if braw != _NO_BLOB else None
+                if base is None and runs:
+                    raise FormatError(f"{where}: file list of blob {raw.hex()[:12]} has {len(runs)} runs of "
+                                      f"a base recipe but names no base")
             chunks = []
             for _ in range(nchunks):
                 craw, raw_length = _FCHUNK.unpack_from(footer, pos)

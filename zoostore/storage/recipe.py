@@ -314,6 +314,8 @@ def decode_stored(blob: Digest, data: bytes, *, max_chunk: int = MAX_RAW) -> Rec
         raise FormatError(f"{where}: not a zoostore recipe (magic {magic!r}, expected {MAGIC!r})")
     if fmt > FORMAT:
         raise NewerFormatError(where, fmt, FORMAT)
+    if fmt < 1:
+        raise FormatError(f"{where}: recipe format {fmt} does not exist (formats are 1 to {FORMAT})")
     if fmt == 3:
         return RecipeEdits._decode(blob, data, max_chunk)
     return Recipe._decode_whole(blob, data, fmt, max_chunk)

@@ -11,7 +11,7 @@ from typing import Any
 from zoostore.core import semver
 from zoostore.storage.backends.base import ObjectInfo
 from zoostore.documents.store_config import format_duration
-from zoostore.core.errors import FormatError, ObjectNotFoundError, ReadOnlyError, UsageError, ZooError
+from zoostore.core.errors import ConflictError, FormatError, ObjectNotFoundError, ReadOnlyError, UsageError, ZooError
 from zoostore.documents.manifest import Manifest
 from zoostore.storage.packcheck import fetch_footer
 from zoostore.core.progress import NullProgress, Progress
@@ -163,9 +163,9 @@ class GcPlan:
                 actually.clear()
                 if m is None:
                     return None
-                drop = (wanted & set(m.versions)) - _always_retained(m)
-                actually.update(drop)
-                return m.drop_versions(drop) if drop else m
+                dropping = (wanted & set(m.versions)) - _always_retained(m)
+                actually.update(dropping)
+                return m.drop_versions(dropping) if dropping else m
 
             after = self.zoo.update_manifest(model, change, current=self.read.get(model))
             return actually, after
@@ -173,14 +173,26 @@ class GcPlan:
         models = sorted(self.drops)
         written: dict[str, Manifest] = {}
         with ThreadPoolExecutor(max_workers=IO_WORKERS) as pool:  # one CAS per model, independent
-            for model, (actually, after) in zip(models, pool.map(drop, models)):
-                if after is not None:
-                    written[model] = after
-                drops = self.drops[model]
-                result.dropped.extend(d for d in drops if d.version in actually)
-                if len(actually) < len(drops):
-                    kept = sorted({d.version for d in drops} - actually, key=semver.parse_version)
-                    result.notes.append(f"{model}: kept {', '.join(kept)}: tagged or gone since the plan")
+            futures = [pool.submit(drop, model) for model in models]
+        failed: BaseException | None = None
+        for model, future in zip(models, futures):
+            try:
+                actually, after = future.result()
+            except ConflictError as exc:  # the CAS gave up: this model keeps every version (safe)
+                result.notes.append(f"{model}: no version dropped ({exc}); run gc again")
+                continue
+            except BaseException as exc:  # re-raised below, after every model's outcome is counted
+                failed = failed or exc
+                continue
+            if after is not None:
+                written[model] = after
+            drops = self.drops[model]
+            result.dropped.extend(d for d in drops if d.version in actually)
+            if len(actually) < len(drops):
+                kept = sorted({d.version for d in drops} - actually, key=semver.parse_version)
+                result.notes.append(f"{model}: kept {', '.join(kept)}: tagged or gone since the plan")
+        if failed is not None:
+            raise failed
         return written
 
     def _delete_recipes(self, survey: _Survey, problems: list[str], progress: Progress,

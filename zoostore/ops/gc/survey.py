@@ -149,6 +149,7 @@ def _keep_bases(zoo: Store, recipes: Mapping[str, ObjectInfo], kept: set[str], i
         if not wanted:
             return
         seen.update(wanted)
+        todo = []
         for base, user in sorted(wanted.items()):
             if base not in recipes:
                 problems.append(f"recipe {user} is stored as edits of recipe {base}, which the store does not "
@@ -156,9 +157,9 @@ def _keep_bases(zoo: Store, recipes: Mapping[str, ObjectInfo], kept: set[str], i
                 continue
             kept.add(base)
             if base not in index:
-                problem = index.read(zoo, base)
-                if problem:
-                    problems.append(problem)
+                todo.append(base)
+        with ThreadPoolExecutor(max_workers=IO_WORKERS) as pool:  # one GET each, as for kept recipes
+            problems.extend(p for p in pool.map(lambda k: index.read(zoo, k), todo) if p)
 
 
 @dataclass(slots=True)

@@ -26,10 +26,11 @@ import os
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import blake3
 
@@ -69,6 +70,34 @@ class LocalChunk:
     length: int
 
 
+class _Buffers:
+    """Segment buffers reused by one `get_file`: a fresh 4 MiB bytearray is zeroed and
+    page-faulted on every segment (about 1 ms each, ~10% of a large read's CPU). A buffer is
+    given back only once the writer and the hasher are done with it; one taken is always
+    filled completely before use (decoding writes every byte, a short local read refetches)."""
+
+    def __init__(self, keep: int) -> None:
+        self._free: list[bytearray] = []
+        self._keep = keep
+        self._lock = threading.Lock()
+
+    def take(self, n: int) -> bytearray:
+        with self._lock:
+            buf = self._free.pop() if self._free else None
+        if buf is None:
+            return bytearray(n)
+        if len(buf) > n:
+            del buf[n:]  # no reallocation while n is over half the allocation (CPython)
+        elif len(buf) < n:
+            buf.extend(bytes(n - len(buf)))
+        return buf
+
+    def give(self, buf: bytearray) -> None:
+        with self._lock:
+            if len(self._free) < self._keep:
+                self._free.append(buf)
+
+
 @dataclass(slots=True)
 class ReadStats:
     """What reads cost; counters are cumulative per BlobStore (thread-safe)."""
@@ -105,6 +134,8 @@ class BlobStore:
         self._readers: ThreadPoolExecutor | None = None
         self._readers_pid = 0
         self._readers_lock = threading.Lock()
+        self._hasher: ThreadPoolExecutor | None = None
+        self._hasher_pid = 0
         # blob -> (recipe, monotonic time it was read). Entries expire after half the gc grace
         # period: `gc --repack` rewrites recipes and deletes the old packs a grace period later.
         self._recipes: OrderedDict[Digest, tuple[Recipe, float]] = OrderedDict()
@@ -246,11 +277,14 @@ class BlobStore:
             yield kind, run
 
     def _load_segment(self, recipe: Recipe, kind: str, idx: list[int],
-                      local: Mapping[Digest, LocalChunk] | None) -> bytearray:
-        """The raw bytes of the run `idx` (consecutive chunks of the file), each verified."""
+                      local: Mapping[Digest, LocalChunk] | None,
+                      buffers: _Buffers | None = None) -> bytearray:
+        """The raw bytes of the run `idx` (consecutive chunks of the file), each verified; in a
+        buffer from `buffers` when given."""
         cancel.check()  # a stopped read starts no new request
         refs = [recipe.chunks[i] for i in idx]
-        out = bytearray(sum(ref.raw_length for ref in refs))
+        size = sum(ref.raw_length for ref in refs)
+        out = buffers.take(size) if buffers is not None else bytearray(size)
         if kind == "remote":
             self._fetch_into(recipe, refs, out, 0, local)
             return out
@@ -354,15 +388,16 @@ class BlobStore:
                 pos += n
 
     def _iter_segments(self, recipe: Recipe, indices: range,
-                       local: Mapping[Digest, LocalChunk] | None) -> Iterator[tuple[list[int], bytearray]]:
+                       local: Mapping[Digest, LocalChunk] | None,
+                       buffers: _Buffers | None = None) -> Iterator[tuple[list[int], bytearray]]:
         """(chunk indices, their verified raw bytes) per run, in file order, loaded
-        concurrently with a bounded look-ahead."""
+        concurrently with a bounded look-ahead (into buffers from `buffers` when given)."""
         segments = self._segments(recipe, indices, local)
         pool = self._reader_pool()
         inflight: deque[tuple[list[int], Future[bytearray]]] = deque()
         try:
             for kind, idx in segments:
-                inflight.append((idx, pool.submit(self._load_segment, recipe, kind, idx, local)))
+                inflight.append((idx, pool.submit(self._load_segment, recipe, kind, idx, local, buffers)))
                 if len(inflight) >= LOOKAHEAD:
                     done, fut = inflight.popleft()
                     yield done, fut.result()
@@ -380,8 +415,11 @@ class BlobStore:
         """Stop the reader threads (started again by the next read)."""
         with self._readers_lock:
             pool, self._readers = self._readers, None
+            hasher, self._hasher = self._hasher, None
         if pool is not None and self._readers_pid == os.getpid():
             pool.shutdown(wait=True)
+        if hasher is not None and self._hasher_pid == os.getpid():
+            hasher.shutdown(wait=True)
 
     def _reader_pool(self) -> ThreadPoolExecutor:
         with self._readers_lock:
@@ -391,6 +429,14 @@ class BlobStore:
                                                    thread_name_prefix="zoo-read")
                 self._readers_pid = os.getpid()
             return self._readers
+
+    def _hash_pool(self) -> ThreadPoolExecutor:
+        """One thread that hashes whole files while the reading thread writes them."""
+        with self._readers_lock:
+            if self._hasher is None or self._hasher_pid != os.getpid():
+                self._hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zoo-hash")
+                self._hasher_pid = os.getpid()
+            return self._hasher
 
     def iter_chunks(self, recipe: Recipe, indices: range | None = None, *,
                     local: Mapping[Digest, LocalChunk] | None = None) -> Iterator[bytes]:
@@ -423,6 +469,43 @@ class BlobStore:
         data = parts[0] if len(parts) == 1 else bytearray().join(parts)
         return bytes(memoryview(data)[start - first : end - first])
 
+    def _write_hashed(self, recipe: Recipe, out: BinaryIO, local: Mapping[Digest, LocalChunk] | None,
+                      advance: Callable[[int], None], name: str) -> str:
+        """Write the blob's verified chunks to `out` in order; the hex BLAKE3 of all of it.
+
+        A file of more than one segment is hashed on the hash thread while this thread writes
+        (both release the GIL): hashing segment k overlaps writing segment k, and segment k+1
+        is handed over only once k is hashed (one hasher, in order). Its segment buffers are
+        reused once written and hashed, so at most LOOKAHEAD + 2 of them exist."""
+        hasher = blake3.blake3()
+        if recipe.size <= MAX_SEGMENT:  # one segment: a thread hop would cost more than it saves
+            for _, data in self._iter_segments(recipe, range(len(recipe.chunks)), local):
+                out.write(data)
+                hasher.update(data)
+                advance(len(data))
+                cancel.check(f"reading {name}")
+            return hasher.hexdigest()
+        buffers = _Buffers(LOOKAHEAD + 2)
+        pool = self._hash_pool()
+        hashing: Future[object] | None = None
+        previous: bytearray | None = None
+        try:
+            for _, data in self._iter_segments(recipe, range(len(recipe.chunks)), local, buffers):
+                if hashing is not None:
+                    hashing.result()
+                    assert previous is not None
+                    buffers.give(previous)
+                hashing, previous = pool.submit(hasher.update, data), data
+                out.write(data)
+                advance(len(data))
+                cancel.check(f"reading {name}")
+            if hashing is not None:
+                hashing.result()
+        finally:
+            if hashing is not None:  # the hasher never outlives the read, even a failed one
+                hashing.exception()
+        return hasher.hexdigest()
+
     def get_file(self, blob: Digest, dest: str | os.PathLike[str], *,
                  local: Mapping[Digest, LocalChunk] | None = None,
                  progress: Progress | None = None, mode: int | None = None,
@@ -436,19 +519,14 @@ class BlobStore:
         dest = Path(dest)
         recipe = self.recipe(blob)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        hasher = blake3.blake3()
         task = f"get {dest.name}"
         progress.start(task, recipe.size)
         tmp, out = open_temp(dest.parent)
         try:
             # No fsync, as before: a crash may lose the file but never leaves a partial one at dest.
             with out:
-                for _, data in self._iter_segments(recipe, range(len(recipe.chunks)), local):
-                    out.write(data)
-                    hasher.update(data)
-                    progress.advance(task, len(data))
-                    cancel.check(f"reading {dest.name}")
-                actual = hasher.hexdigest()
+                actual = self._write_hashed(recipe, out, local, lambda n: progress.advance(task, n),
+                                            dest.name)
                 if actual != blob.hex:
                     raise IntegrityError(
                         f"assembled file for blob {blob} hashes to blake3:{actual}: expected "

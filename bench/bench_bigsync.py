@@ -7,13 +7,15 @@ into a fresh local store with the working tree's code, then syncs it with a cold
 fresh destination, alternating in each round: `rsync -a` of the file, `zoostore sync --locked`
 with the code of git revision --before (extracted with `git archive`), and with the working
 tree's code. Every run is a subprocess timed from spawn to exit with its peak RSS (os.wait4).
-Prints the median, min and max of every variant and the ratios to rsync of the same round's
+The order of the three rotates every round, and
+dirty pages are flushed (sync) before every run. Prints the median, min and max of every variant and the ratios to rsync of the same round's
 medians. The machine is shared and noisy: only ratios from one run mean anything.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -56,10 +58,14 @@ def main(argv: list[str] | None = None) -> int:
         times: dict[str, list[float]] = {"rsync -a": [], "before": [], "after": []}
         rss: dict[str, list[int]] = {k: [] for k in times}
         for r in range(args.repeat):
-            for name in times:
+            # Rotate the order each round and flush dirty pages before every run: a run right
+            # after another pays for the previous one's 512 MB of writeback otherwise.
+            names = list(times)
+            for name in names[r % 3:] + names[: r % 3]:
                 c.rmtree(work / "cache")
                 c.rmtree(proj / "models")
                 c.rmtree(work / "rsync-dst")
+                os.sync()
                 if name == "rsync -a":
                     p = c.run(["rsync", "-a", f"{src}/", f"{work / 'rsync-dst'}/"])
                 else:

@@ -84,18 +84,40 @@ class _Buffers:
     def take(self, n: int) -> bytearray:
         with self._lock:
             buf = self._free.pop() if self._free else None
-        if buf is None:
-            return bytearray(n)
-        if len(buf) > n:
-            del buf[n:]  # no reallocation while n is over half the allocation (CPython)
-        elif len(buf) < n:
-            buf.extend(bytes(n - len(buf)))
-        return buf
+        return bytearray(n) if buf is None else _resized(buf, n)
 
     def give(self, buf: bytearray) -> None:
         with self._lock:
             if len(self._free) < self._keep:
                 self._free.append(buf)
+
+
+def _resized(buf: bytearray, n: int) -> bytearray:
+    """`buf` resized to n bytes in place (contents are garbage), or a new buffer when `buf` is
+    still exported (a memoryview kept alive, say by a traceback: resizing would raise)."""
+    try:
+        if len(buf) > n:
+            del buf[n:]  # no reallocation while n is over half the allocation (CPython)
+        elif len(buf) < n:
+            buf.extend(bytes(n - len(buf)))
+    except BufferError:
+        return bytearray(n)
+    return buf
+
+
+_scratch = threading.local()
+
+
+def _range_buffer(n: int) -> bytearray:
+    """A buffer for one ranged pack read of n bytes: this thread's reused one for large reads
+    (at most MAX_SEGMENT plus a frame, kept while the thread lives), a new one for small reads
+    so that zoo:// 4 KiB reads do not shrink it."""
+    if n < 256 * 1024:
+        return bytearray(n)
+    buf: bytearray | None = getattr(_scratch, "buf", None)
+    buf = bytearray(n) if buf is None else _resized(buf, n)
+    _scratch.buf = buf
+    return buf
 
 
 @dataclass(slots=True)
@@ -344,8 +366,9 @@ class BlobStore:
         start = refs[0].offset
         end = refs[-1].offset + refs[-1].length
         key = pack_key(refs[0].pack)
+        buf = _range_buffer(end - start)  # bases are loaded above: no nested use of it below
         try:
-            buf = self.backend.get_range(key, start, end)
+            got = self.backend.get_range_into(key, start, buf)
         except ObjectNotFoundError:
             raise IntegrityError(
                 f"pack {refs[0].pack} is missing from the store {self.backend.url} but blob "
@@ -353,13 +376,13 @@ class BlobStore:
                 f"run 'zoostore verify' and republish the file",
                 obj=key, expected="present", actual="missing",
             ) from None
-        self.stats.add(requests=1, fetched=len(buf), chunks=len(refs))
-        if len(buf) != end - start:
+        self.stats.add(requests=1, fetched=got, chunks=len(refs))
+        if got != end - start:
             raise IntegrityError(
                 f"pack {refs[0].pack} is truncated: blob {recipe.blob} needs bytes {start}-{end} "
-                f"(chunk {refs[0].chunk.short}) but the store returned {len(buf)} of "
+                f"(chunk {refs[0].chunk.short}) but the store returned {got} of "
                 f"{end - start}; run 'zoostore verify' and republish the file",
-                obj=key, expected=str(end - start), actual=str(len(buf)),
+                obj=key, expected=str(end - start), actual=str(got),
             )
         # Fetches may overlap freely (latency), decoding only one per core: otherwise every
         # segment in flight progresses at a fraction of a core and the first one, which the

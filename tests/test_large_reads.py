@@ -1,5 +1,6 @@
-"""Reading files of many segments: bytegroup frames decoded straight into the caller's buffer,
-the whole file hashed on the hash thread while it is written, segment buffers reused; and
+"""Reading files of many segments: bytegroup frames decoded into the segment buffer (any
+offset, exact lengths), pack ranges read into a reused buffer, the whole file hashed on the
+hash thread while it is written, segment buffers reused; and
 every safety property of the read path kept on that path (each chunk verified, the whole file
 verified, nothing at the destination after a failure, memory bounded by the look-ahead)."""
 
@@ -50,7 +51,7 @@ def test_bytegroup_decode_into_refuses_payloads_of_the_wrong_length() -> None:
     undeclared = zstandard.ZstdCompressor(write_content_size=False).compress(planes)
     declared = zstandard.ZstdCompressor(write_content_size=True).compress(planes)
     out = bytearray(2048)
-    with pytest.raises(FormatError, match="ends early"):
+    with pytest.raises(FormatError, match="decodes to 1024"):
         codec.decode_into(_bytegroup(undeclared, 1028), out, 0)
     with pytest.raises(FormatError, match="longer than the 1020"):
         codec.decode_into(_bytegroup(undeclared, 1020), out, 0)

@@ -325,9 +325,15 @@ def _payload(frame: bytes | memoryview, where: str, max_raw: int) -> tuple[int, 
     return codec, n, memoryview(frame)[HEADER_SIZE:]
 
 
-def _check_declared(payload: memoryview, n: int, where: str) -> int:
-    """The content size the zstd frame header of `payload` declares (-1: none), which must be
-    `n` when declared (python-zstandard allocates what a header declares: see `_decompress`)."""
+def _decompress(payload: memoryview, n: int, where: str,
+                dec: zstandard.ZstdDecompressor | None = None) -> bytes:
+    """The zstd payload of a frame that declares `n` raw bytes, never producing more.
+
+    python-zstandard's one-shot `decompress` allocates the content size a zstd frame header
+    declares and ignores `max_output_size` then (a 40 KB "bomb" declaring 1 GiB of zeros got
+    1 GiB); so the declared size is checked against `n` first. Without a declared size the
+    output buffer is `max_output_size = n` and a longer payload is an error; with `n = 0`
+    (which python-zstandard reads as "no limit") nothing is decompressed at all."""
     try:
         declared = zstandard.frame_content_size(payload)
     except zstandard.ZstdError as exc:
@@ -338,19 +344,6 @@ def _check_declared(payload: memoryview, n: int, where: str) -> int:
             f"{where}: frame says {n} raw bytes but its zstd payload declares {declared}: the "
             f"frame is damaged or hostile; nothing was decoded"
         )
-    return int(declared)
-
-
-def _decompress(payload: memoryview, n: int, where: str,
-                dec: zstandard.ZstdDecompressor | None = None) -> bytes:
-    """The zstd payload of a frame that declares `n` raw bytes, never producing more.
-
-    python-zstandard's one-shot `decompress` allocates the content size a zstd frame header
-    declares and ignores `max_output_size` then (a 40 KB "bomb" declaring 1 GiB of zeros got
-    1 GiB); so the declared size is checked against `n` first. Without a declared size the
-    output buffer is `max_output_size = n` and a longer payload is an error; with `n = 0`
-    (which python-zstandard reads as "no limit") nothing is decompressed at all."""
-    declared = _check_declared(payload, n, where)
     if n == 0:
         if declared == 0:
             return b""
@@ -363,31 +356,6 @@ def _decompress(payload: memoryview, n: int, where: str,
     if len(data) != n:
         raise FormatError(f"{where}: frame says {n} raw bytes but decodes to {len(data)}")
     return data
-
-
-def _decompress_planes(payload: memoryview, n: int, where: str) -> list[bytearray]:
-    """The 4 byte planes of a bytegroup frame of `n` (> 0) raw bytes, decompressed straight
-    into one buffer per plane: no intermediate bytes object and no copies of it (the plane
-    merge needs bytearray sources, see `_ungroup_into`). Never writes more than `n` bytes: the
-    buffers hold exactly n, and a payload with more is an error."""
-    _check_declared(payload, n, where)
-    planes = [bytearray((n - i + 3) // 4) for i in range(min(4, n))]
-    try:
-        with _decompressor().stream_reader(payload, read_across_frames=False) as reader:
-            for plane in planes:
-                filled = 0
-                with memoryview(plane) as view:
-                    while filled < len(plane):
-                        got = reader.readinto(view[filled:])
-                        if got <= 0:
-                            raise FormatError(f"{where}: frame says {n} raw bytes but its zstd "
-                                              f"payload ends early")
-                        filled += got
-            if reader.read(1):
-                raise FormatError(f"{where}: zstd payload longer than the {n} bytes the frame says")
-    except zstandard.ZstdError as exc:
-        raise FormatError(f"{where}: corrupt zstd payload ({exc})") from exc
-    return planes
 
 
 def decode(frame: bytes | memoryview, *, where: str = "frame", max_raw: int = MAX_RAW,
@@ -422,8 +390,7 @@ def decode_into(frame: bytes | memoryview, out: bytearray, offset: int, *, where
     elif codec == DELTA:
         out[offset : offset + n] = _undelta(payload, n, where, base)
     else:
-        for i, plane in enumerate(_decompress_planes(payload, n, where) if n else ()):
-            out[offset + i : offset + n : 4] = plane
+        _ungroup_into(_decompress(payload, n, where), out, offset, n)
     return n
 
 

@@ -17,7 +17,7 @@ from zoostore.core.atomic import TEMP_PREFIX
 from zoostore.core.digest import Digest
 from zoostore.core.errors import FormatError, IntegrityError
 from zoostore.repository import Store, init_store
-from zoostore.storage import blobs, codec
+from zoostore.storage import blobs, codec, segments
 from zoostore.storage.blobs import BlobStore
 from zoostore.storage.pack import pack_key
 
@@ -72,7 +72,7 @@ def test_bytegroup_bomb_without_a_size_fills_only_the_frame() -> None:
 
 
 def test_buffers_are_resized_to_each_take_and_kept_up_to_their_limit() -> None:
-    pool = blobs._Buffers(keep=2)
+    pool = segments.SegmentBuffers(keep=2)
     first = pool.take(100)
     assert len(first) == 100
     pool.give(first)
@@ -86,7 +86,7 @@ def test_buffers_are_resized_to_each_take_and_kept_up_to_their_limit() -> None:
 
 @pytest.fixture
 def zoo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Store:
-    monkeypatch.setattr(blobs, "MAX_SEGMENT", SEGMENT)
+    monkeypatch.setattr(segments, "MAX_SEGMENT", SEGMENT)
     store, _ = init_store(tmp_path / "store")
     return store
 
@@ -108,7 +108,7 @@ def test_a_many_segment_file_is_hashed_on_the_hash_thread_with_reused_buffers(
     fresh: list[int] = []
     hashed_on: set[str] = set()
 
-    class Counting(blobs._Buffers):
+    class Counting(segments.SegmentBuffers):
         def take(self, n: int) -> bytearray:
             fresh.append(len(self._free) == 0)
             return super().take(n)
@@ -120,14 +120,15 @@ def test_a_many_segment_file_is_hashed_on_the_hash_thread_with_reused_buffers(
         pool.submit(lambda: hashed_on.add(threading.current_thread().name)).result()
         return pool
 
-    monkeypatch.setattr(blobs, "_Buffers", Counting)
+    monkeypatch.setattr(blobs, "SegmentBuffers", Counting)
     monkeypatch.setattr(BlobStore, "_hash_pool", spy)
     out = zoo.blobs.get_file(blob, tmp_path / "out" / "w.bin")
     assert out.read_bytes() == data
-    segments = len(list(zoo.blobs._segments(zoo.blobs.recipe(blob), range(len(zoo.blobs.recipe(blob).chunks)), None)))
-    assert segments > 3 * (blobs.LOOKAHEAD + 2)
+    recipe = zoo.blobs.recipe(blob)
+    runs = len(list(segments.plan_segments(recipe, range(len(recipe.chunks)), None)))
+    assert runs > 3 * (blobs.LOOKAHEAD + 2)
     # Buffers are taken once per segment; new ones only while the look-ahead fills up.
-    assert len(fresh) == segments and sum(fresh) <= blobs.LOOKAHEAD + 3
+    assert len(fresh) == runs and sum(fresh) <= blobs.LOOKAHEAD + 3
     assert hashed_on and all(name.startswith("zoo-hash") for name in hashed_on)
 
 
@@ -172,18 +173,18 @@ def test_a_whole_file_mismatch_on_the_many_segment_path_is_refused(
 def test_a_buffer_still_exported_is_replaced_not_resized() -> None:
     buf = bytearray(100)
     with memoryview(buf)[10:20]:
-        other = blobs._resized(buf, 50)
+        other = segments.resized(buf, 50)
         assert other is not buf and len(other) == 50 and len(buf) == 100
-    assert blobs._resized(buf, 50) is buf and len(buf) == 50
+    assert segments.resized(buf, 50) is buf and len(buf) == 50
 
 
 def test_large_pack_reads_reuse_this_threads_buffer() -> None:
-    big = blobs._range_buffer(1 << 20)
-    assert blobs._range_buffer((1 << 20) - 5) is big and len(big) == (1 << 20) - 5
-    small = blobs._range_buffer(4096)  # a zoo:// read leaves the large buffer alone
-    assert small is not big and blobs._range_buffer(1 << 20) is big
+    big = segments.range_buffer(1 << 20)
+    assert segments.range_buffer((1 << 20) - 5) is big and len(big) == (1 << 20) - 5
+    small = segments.range_buffer(4096)  # a zoo:// read leaves the large buffer alone
+    assert small is not big and segments.range_buffer(1 << 20) is big
     other: list[bytearray] = []
-    thread = threading.Thread(target=lambda: other.append(blobs._range_buffer(1 << 20)))
+    thread = threading.Thread(target=lambda: other.append(segments.range_buffer(1 << 20)))
     thread.start()
     thread.join()
     assert other[0] is not big

@@ -4,7 +4,7 @@ zoostore.storage.writer; the publish/gc handshake zoostore.storage.handshake.
     <store>/packs/<aa>/<pack id>   chunk frames + footer        (zoostore.storage.pack)
     <store>/blobs/<aa>/<blob id>   recipe: file size + chunk refs (zoostore.storage.recipe)
 
-Read path: a recipe's chunks are grouped into segments: runs of chunks that sit close together
+Read path: a recipe's chunks are grouped into segments (zoostore.storage.segments): runs of chunks that sit close together
 in one pack become one ranged read ("coalescing"), and chunks that a local cached file already
 holds are read from it instead (back-to-back chunks of one cached file in one read). Segments
 are fetched concurrently and decoded, one per core, straight into one buffer per segment, with
@@ -34,7 +34,7 @@ from typing import BinaryIO
 
 import blake3
 
-from zoostore.storage import codec
+from zoostore.storage import codec, segments
 from zoostore.storage.backends.base import Backend
 from zoostore.storage.params import StorageParams
 from zoostore.storage.writer import BlobWriter, Hashed, PutResult
@@ -45,79 +45,14 @@ from zoostore.core.errors import BlobNotFoundError, FormatError, IntegrityError,
 from zoostore.storage.pack import pack_key
 from zoostore.core.progress import NullProgress, Progress
 from zoostore.storage.recipe import ChunkRef, Recipe, RecipeEdits, blob_key, decode_stored
+from zoostore.storage.segments import LocalChunk, SegmentBuffers, plan_segments, range_buffer
 
-#: Two frames of one pack closer than this are fetched in one ranged read (the gap is wasted).
-COALESCE_GAP = 256 * 1024
-#: Upper bound of one ranged read and of the raw bytes it decodes to, which bounds memory per
-#: in-flight segment. 4 MiB: small enough that the writer starts early and decoding spreads
-#: over the cores (16 MiB segments made get ~40% slower on 2 cores), large enough for object
-#: stores (a few MiB per ranged GET).
-MAX_SEGMENT = 4 * 1024 * 1024
 #: Segments in flight while reading; memory is at most about 2 × LOOKAHEAD × MAX_SEGMENT.
 LOOKAHEAD = 8
 
 
 def _cpu_workers() -> int:
     return max(2, os.cpu_count() or 2)
-
-
-@dataclass(frozen=True, slots=True)
-class LocalChunk:
-    """A chunk held by a verified local file (the sync cache): read it instead of fetching."""
-
-    path: Path
-    offset: int
-    length: int
-
-
-class _Buffers:
-    """Segment buffers reused by one `get_file`: a fresh 4 MiB bytearray is zeroed and
-    page-faulted on every segment (about 1 ms each, ~10% of a large read's CPU). A buffer is
-    given back only once the writer and the hasher are done with it; one taken is always
-    filled completely before use (decoding writes every byte, a short local read refetches)."""
-
-    def __init__(self, keep: int) -> None:
-        self._free: list[bytearray] = []
-        self._keep = keep
-        self._lock = threading.Lock()
-
-    def take(self, n: int) -> bytearray:
-        with self._lock:
-            buf = self._free.pop() if self._free else None
-        return bytearray(n) if buf is None else _resized(buf, n)
-
-    def give(self, buf: bytearray) -> None:
-        with self._lock:
-            if len(self._free) < self._keep:
-                self._free.append(buf)
-
-
-def _resized(buf: bytearray, n: int) -> bytearray:
-    """`buf` resized to n bytes in place (contents are garbage), or a new buffer when `buf` is
-    still exported (a memoryview kept alive, say by a traceback: resizing would raise)."""
-    try:
-        if len(buf) > n:
-            del buf[n:]  # no reallocation while n is over half the allocation (CPython)
-        elif len(buf) < n:
-            buf.extend(bytes(n - len(buf)))
-    except BufferError:
-        return bytearray(n)
-    return buf
-
-
-_scratch = threading.local()
-
-
-def _range_buffer(n: int) -> bytearray:
-    """A buffer for one ranged pack read of n bytes: this thread's reused one for large reads
-    (at most MAX_SEGMENT plus a frame, kept while the thread lives), a new one for small reads
-    so that zoo:// 4 KiB reads do not shrink it."""
-    if n < 256 * 1024:
-        return bytearray(n)
-    buf: bytearray | None = getattr(_scratch, "buf", None)
-    buf = bytearray(n) if buf is None else _resized(buf, n)
-    _scratch.buf = buf
-    return buf
 
 
 @dataclass(slots=True)
@@ -265,42 +200,9 @@ class BlobStore:
         return results
 
     # ------------------------------------------------------------------ reading
-    def _segments(self, recipe: Recipe, indices: range,
-                  local: Mapping[Digest, LocalChunk] | None) -> Iterator[tuple[str, list[int]]]:
-        """Group chunk indices into runs that are read in one go: ('local', [i, ...]) for
-        chunks back to back in one cached file, ('remote', [i, j, ...]) for frames close
-        together in one pack (coalescing). A run's stored and raw bytes both stay within
-        MAX_SEGMENT, which bounds the memory of every run in flight."""
-        run: list[int] = []
-        kind = ""
-        run_key: object = None
-        run_start = run_end = raw = 0
-        key: Path | Digest
-        for i in indices:
-            ref = recipe.chunks[i]
-            loc = local.get(ref.chunk) if local is not None else None
-            if loc is not None:
-                new_kind, key, offset, length = "local", loc.path, loc.offset, loc.length
-                joins = kind == "local" and key == run_key and offset == run_end
-            else:
-                new_kind, key, offset, length = "remote", ref.pack, ref.offset, ref.length
-                joins = kind == "remote" and key == run_key and run_end <= offset <= run_end + COALESCE_GAP
-            if (run and joins and offset + length - run_start <= MAX_SEGMENT
-                    and raw + ref.raw_length <= MAX_SEGMENT):
-                run.append(i)
-                run_end = offset + length
-                raw += ref.raw_length
-                continue
-            if run:
-                yield kind, run
-            run, kind, run_key = [i], new_kind, key
-            run_start, run_end, raw = offset, offset + length, ref.raw_length
-        if run:
-            yield kind, run
-
     def _load_segment(self, recipe: Recipe, kind: str, idx: list[int],
                       local: Mapping[Digest, LocalChunk] | None,
-                      buffers: _Buffers | None = None) -> bytearray:
+                      buffers: SegmentBuffers | None = None) -> bytearray:
         """The raw bytes of the run `idx` (consecutive chunks of the file), each verified; in a
         buffer from `buffers` when given."""
         cancel.check()  # a stopped read starts no new request
@@ -343,7 +245,7 @@ class BlobStore:
             return {}
         sub = Recipe(blob, sum(r.raw_length for r in unique), unique)
         out: dict[Digest, bytes] = {}
-        for kind, idx in self._segments(sub, range(len(unique)), local):
+        for kind, idx in plan_segments(sub, range(len(unique)), local):
             data = self._load_segment(sub, kind, idx, local)
             pos = 0
             for i in idx:
@@ -366,7 +268,7 @@ class BlobStore:
         start = refs[0].offset
         end = refs[-1].offset + refs[-1].length
         key = pack_key(refs[0].pack)
-        buf = _range_buffer(end - start)  # bases are loaded above: no nested use of it below
+        buf = range_buffer(end - start)  # bases are loaded above: no nested use of it below
         try:
             got = self.backend.get_range_into(key, start, buf)
         except ObjectNotFoundError:
@@ -412,14 +314,14 @@ class BlobStore:
 
     def _iter_segments(self, recipe: Recipe, indices: range,
                        local: Mapping[Digest, LocalChunk] | None,
-                       buffers: _Buffers | None = None) -> Iterator[tuple[list[int], bytearray]]:
+                       buffers: SegmentBuffers | None = None) -> Iterator[tuple[list[int], bytearray]]:
         """(chunk indices, their verified raw bytes) per run, in file order, loaded
         concurrently with a bounded look-ahead (into buffers from `buffers` when given)."""
-        segments = self._segments(recipe, indices, local)
+        runs = plan_segments(recipe, indices, local)
         pool = self._reader_pool()
         inflight: deque[tuple[list[int], Future[bytearray]]] = deque()
         try:
-            for kind, idx in segments:
+            for kind, idx in runs:
                 inflight.append((idx, pool.submit(self._load_segment, recipe, kind, idx, local, buffers)))
                 if len(inflight) >= LOOKAHEAD:
                     done, fut = inflight.popleft()
@@ -483,9 +385,9 @@ class BlobStore:
             return b""
         indices = recipe.covering(start, end)
         first = recipe.starts[indices.start]
-        segments = list(self._segments(recipe, indices, None))
-        if len(segments) == 1:  # the usual small read: decoded inline, no thread-pool hop
-            kind, idx = segments[0]
+        runs = list(plan_segments(recipe, indices, None))
+        if len(runs) == 1:  # the usual small read: decoded inline, no thread-pool hop
+            kind, idx = runs[0]
             data = self._load_segment(recipe, kind, idx, None)
             return bytes(memoryview(data)[start - first : end - first])
         parts = [data for _, data in self._iter_segments(recipe, indices, None)]
@@ -501,14 +403,14 @@ class BlobStore:
         is handed over only once k is hashed (one hasher, in order). Its segment buffers are
         reused once written and hashed, so at most LOOKAHEAD + 2 of them exist."""
         hasher = blake3.blake3()
-        if recipe.size <= MAX_SEGMENT:  # one segment: a thread hop would cost more than it saves
+        if recipe.size <= segments.MAX_SEGMENT:  # one segment: a thread hop would cost more than it saves
             for _, data in self._iter_segments(recipe, range(len(recipe.chunks)), local):
                 out.write(data)
                 hasher.update(data)
                 advance(len(data))
                 cancel.check(f"reading {name}")
             return hasher.hexdigest()
-        buffers = _Buffers(LOOKAHEAD + 2)
+        buffers = SegmentBuffers(LOOKAHEAD + 2)
         pool = self._hash_pool()
         hashing: Future[object] | None = None
         previous: bytearray | None = None

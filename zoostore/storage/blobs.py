@@ -4,7 +4,7 @@ zoostore.storage.writer; the publish/gc handshake zoostore.storage.handshake.
     <store>/packs/<aa>/<pack id>   chunk frames + footer        (zoostore.storage.pack)
     <store>/blobs/<aa>/<blob id>   recipe: file size + chunk refs (zoostore.storage.recipe)
 
-Read path: a recipe's chunks are grouped into segments: runs of chunks that sit close together
+Read path: a recipe's chunks are grouped into segments (zoostore.storage.segments): runs of chunks that sit close together
 in one pack become one ranged read ("coalescing"), and chunks that a local cached file already
 holds are read from it instead (back-to-back chunks of one cached file in one read). Segments
 are fetched concurrently and decoded, one per core, straight into one buffer per segment, with
@@ -26,14 +26,15 @@ import os
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import blake3
 
-from zoostore.storage import codec
+from zoostore.storage import codec, segments
 from zoostore.storage.backends.base import Backend
 from zoostore.storage.params import StorageParams
 from zoostore.storage.writer import BlobWriter, Hashed, PutResult
@@ -44,29 +45,14 @@ from zoostore.core.errors import BlobNotFoundError, FormatError, IntegrityError,
 from zoostore.storage.pack import pack_key
 from zoostore.core.progress import NullProgress, Progress
 from zoostore.storage.recipe import ChunkRef, Recipe, RecipeEdits, blob_key, decode_stored
+from zoostore.storage.segments import LocalChunk, SegmentBuffers, plan_segments, range_buffer
 
-#: Two frames of one pack closer than this are fetched in one ranged read (the gap is wasted).
-COALESCE_GAP = 256 * 1024
-#: Upper bound of one ranged read and of the raw bytes it decodes to, which bounds memory per
-#: in-flight segment. 4 MiB: small enough that the writer starts early and decoding spreads
-#: over the cores (16 MiB segments made get ~40% slower on 2 cores), large enough for object
-#: stores (a few MiB per ranged GET).
-MAX_SEGMENT = 4 * 1024 * 1024
 #: Segments in flight while reading; memory is at most about 2 × LOOKAHEAD × MAX_SEGMENT.
 LOOKAHEAD = 8
 
 
 def _cpu_workers() -> int:
     return max(2, os.cpu_count() or 2)
-
-
-@dataclass(frozen=True, slots=True)
-class LocalChunk:
-    """A chunk held by a verified local file (the sync cache): read it instead of fetching."""
-
-    path: Path
-    offset: int
-    length: int
 
 
 @dataclass(slots=True)
@@ -105,6 +91,8 @@ class BlobStore:
         self._readers: ThreadPoolExecutor | None = None
         self._readers_pid = 0
         self._readers_lock = threading.Lock()
+        self._hasher: ThreadPoolExecutor | None = None
+        self._hasher_pid = 0
         # blob -> (recipe, monotonic time it was read). Entries expire after half the gc grace
         # period: `gc --repack` rewrites recipes and deletes the old packs a grace period later.
         self._recipes: OrderedDict[Digest, tuple[Recipe, float]] = OrderedDict()
@@ -212,45 +200,15 @@ class BlobStore:
         return results
 
     # ------------------------------------------------------------------ reading
-    def _segments(self, recipe: Recipe, indices: range,
-                  local: Mapping[Digest, LocalChunk] | None) -> Iterator[tuple[str, list[int]]]:
-        """Group chunk indices into runs that are read in one go: ('local', [i, ...]) for
-        chunks back to back in one cached file, ('remote', [i, j, ...]) for frames close
-        together in one pack (coalescing). A run's stored and raw bytes both stay within
-        MAX_SEGMENT, which bounds the memory of every run in flight."""
-        run: list[int] = []
-        kind = ""
-        run_key: object = None
-        run_start = run_end = raw = 0
-        key: Path | Digest
-        for i in indices:
-            ref = recipe.chunks[i]
-            loc = local.get(ref.chunk) if local is not None else None
-            if loc is not None:
-                new_kind, key, offset, length = "local", loc.path, loc.offset, loc.length
-                joins = kind == "local" and key == run_key and offset == run_end
-            else:
-                new_kind, key, offset, length = "remote", ref.pack, ref.offset, ref.length
-                joins = kind == "remote" and key == run_key and run_end <= offset <= run_end + COALESCE_GAP
-            if (run and joins and offset + length - run_start <= MAX_SEGMENT
-                    and raw + ref.raw_length <= MAX_SEGMENT):
-                run.append(i)
-                run_end = offset + length
-                raw += ref.raw_length
-                continue
-            if run:
-                yield kind, run
-            run, kind, run_key = [i], new_kind, key
-            run_start, run_end, raw = offset, offset + length, ref.raw_length
-        if run:
-            yield kind, run
-
     def _load_segment(self, recipe: Recipe, kind: str, idx: list[int],
-                      local: Mapping[Digest, LocalChunk] | None) -> bytearray:
-        """The raw bytes of the run `idx` (consecutive chunks of the file), each verified."""
+                      local: Mapping[Digest, LocalChunk] | None,
+                      buffers: SegmentBuffers | None = None) -> bytearray:
+        """The raw bytes of the run `idx` (consecutive chunks of the file), each verified; in a
+        buffer from `buffers` when given."""
         cancel.check()  # a stopped read starts no new request
         refs = [recipe.chunks[i] for i in idx]
-        out = bytearray(sum(ref.raw_length for ref in refs))
+        size = sum(ref.raw_length for ref in refs)
+        out = buffers.take(size) if buffers is not None else bytearray(size)
         if kind == "remote":
             self._fetch_into(recipe, refs, out, 0, local)
             return out
@@ -287,7 +245,7 @@ class BlobStore:
             return {}
         sub = Recipe(blob, sum(r.raw_length for r in unique), unique)
         out: dict[Digest, bytes] = {}
-        for kind, idx in self._segments(sub, range(len(unique)), local):
+        for kind, idx in plan_segments(sub, range(len(unique)), local):
             data = self._load_segment(sub, kind, idx, local)
             pos = 0
             for i in idx:
@@ -310,8 +268,9 @@ class BlobStore:
         start = refs[0].offset
         end = refs[-1].offset + refs[-1].length
         key = pack_key(refs[0].pack)
+        buf = range_buffer(end - start)  # bases are loaded above: no nested use of it below
         try:
-            buf = self.backend.get_range(key, start, end)
+            got = self.backend.get_range_into(key, start, buf)
         except ObjectNotFoundError:
             raise IntegrityError(
                 f"pack {refs[0].pack} is missing from the store {self.backend.url} but blob "
@@ -319,13 +278,13 @@ class BlobStore:
                 f"run 'zoostore verify' and republish the file",
                 obj=key, expected="present", actual="missing",
             ) from None
-        self.stats.add(requests=1, fetched=len(buf), chunks=len(refs))
-        if len(buf) != end - start:
+        self.stats.add(requests=1, fetched=got, chunks=len(refs))
+        if got != end - start:
             raise IntegrityError(
                 f"pack {refs[0].pack} is truncated: blob {recipe.blob} needs bytes {start}-{end} "
-                f"(chunk {refs[0].chunk.short}) but the store returned {len(buf)} of "
+                f"(chunk {refs[0].chunk.short}) but the store returned {got} of "
                 f"{end - start}; run 'zoostore verify' and republish the file",
-                obj=key, expected=str(end - start), actual=str(len(buf)),
+                obj=key, expected=str(end - start), actual=str(got),
             )
         # Fetches may overlap freely (latency), decoding only one per core: otherwise every
         # segment in flight progresses at a fraction of a core and the first one, which the
@@ -354,15 +313,16 @@ class BlobStore:
                 pos += n
 
     def _iter_segments(self, recipe: Recipe, indices: range,
-                       local: Mapping[Digest, LocalChunk] | None) -> Iterator[tuple[list[int], bytearray]]:
+                       local: Mapping[Digest, LocalChunk] | None,
+                       buffers: SegmentBuffers | None = None) -> Iterator[tuple[list[int], bytearray]]:
         """(chunk indices, their verified raw bytes) per run, in file order, loaded
-        concurrently with a bounded look-ahead."""
-        segments = self._segments(recipe, indices, local)
+        concurrently with a bounded look-ahead (into buffers from `buffers` when given)."""
+        runs = plan_segments(recipe, indices, local)
         pool = self._reader_pool()
         inflight: deque[tuple[list[int], Future[bytearray]]] = deque()
         try:
-            for kind, idx in segments:
-                inflight.append((idx, pool.submit(self._load_segment, recipe, kind, idx, local)))
+            for kind, idx in runs:
+                inflight.append((idx, pool.submit(self._load_segment, recipe, kind, idx, local, buffers)))
                 if len(inflight) >= LOOKAHEAD:
                     done, fut = inflight.popleft()
                     yield done, fut.result()
@@ -380,8 +340,11 @@ class BlobStore:
         """Stop the reader threads (started again by the next read)."""
         with self._readers_lock:
             pool, self._readers = self._readers, None
+            hasher, self._hasher = self._hasher, None
         if pool is not None and self._readers_pid == os.getpid():
             pool.shutdown(wait=True)
+        if hasher is not None and self._hasher_pid == os.getpid():
+            hasher.shutdown(wait=True)
 
     def _reader_pool(self) -> ThreadPoolExecutor:
         with self._readers_lock:
@@ -391,6 +354,14 @@ class BlobStore:
                                                    thread_name_prefix="zoo-read")
                 self._readers_pid = os.getpid()
             return self._readers
+
+    def _hash_pool(self) -> ThreadPoolExecutor:
+        """One thread that hashes whole files while the reading thread writes them."""
+        with self._readers_lock:
+            if self._hasher is None or self._hasher_pid != os.getpid():
+                self._hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zoo-hash")
+                self._hasher_pid = os.getpid()
+            return self._hasher
 
     def iter_chunks(self, recipe: Recipe, indices: range | None = None, *,
                     local: Mapping[Digest, LocalChunk] | None = None) -> Iterator[bytes]:
@@ -414,14 +385,51 @@ class BlobStore:
             return b""
         indices = recipe.covering(start, end)
         first = recipe.starts[indices.start]
-        segments = list(self._segments(recipe, indices, None))
-        if len(segments) == 1:  # the usual small read: decoded inline, no thread-pool hop
-            kind, idx = segments[0]
+        runs = list(plan_segments(recipe, indices, None))
+        if len(runs) == 1:  # the usual small read: decoded inline, no thread-pool hop
+            kind, idx = runs[0]
             data = self._load_segment(recipe, kind, idx, None)
             return bytes(memoryview(data)[start - first : end - first])
         parts = [data for _, data in self._iter_segments(recipe, indices, None)]
         data = parts[0] if len(parts) == 1 else bytearray().join(parts)
         return bytes(memoryview(data)[start - first : end - first])
+
+    def _write_hashed(self, recipe: Recipe, out: BinaryIO, local: Mapping[Digest, LocalChunk] | None,
+                      advance: Callable[[int], None], name: str) -> str:
+        """Write the blob's verified chunks to `out` in order; the hex BLAKE3 of all of it.
+
+        A file of more than one segment is hashed on the hash thread while this thread writes
+        (both release the GIL): hashing segment k overlaps writing segment k, and segment k+1
+        is handed over only once k is hashed (one hasher, in order). Its segment buffers are
+        reused once written and hashed, so at most LOOKAHEAD + 2 of them exist."""
+        hasher = blake3.blake3()
+        if recipe.size <= segments.MAX_SEGMENT:  # one segment: a thread hop would cost more than it saves
+            for _, data in self._iter_segments(recipe, range(len(recipe.chunks)), local):
+                out.write(data)
+                hasher.update(data)
+                advance(len(data))
+                cancel.check(f"reading {name}")
+            return hasher.hexdigest()
+        buffers = SegmentBuffers(LOOKAHEAD + 2)
+        pool = self._hash_pool()
+        hashing: Future[object] | None = None
+        previous: bytearray | None = None
+        try:
+            for _, data in self._iter_segments(recipe, range(len(recipe.chunks)), local, buffers):
+                if hashing is not None:
+                    hashing.result()
+                    assert previous is not None
+                    buffers.give(previous)
+                hashing, previous = pool.submit(hasher.update, data), data
+                out.write(data)
+                advance(len(data))
+                cancel.check(f"reading {name}")
+            if hashing is not None:
+                hashing.result()
+        finally:
+            if hashing is not None:  # the hasher never outlives the read, even a failed one
+                hashing.exception()
+        return hasher.hexdigest()
 
     def get_file(self, blob: Digest, dest: str | os.PathLike[str], *,
                  local: Mapping[Digest, LocalChunk] | None = None,
@@ -436,19 +444,14 @@ class BlobStore:
         dest = Path(dest)
         recipe = self.recipe(blob)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        hasher = blake3.blake3()
         task = f"get {dest.name}"
         progress.start(task, recipe.size)
         tmp, out = open_temp(dest.parent)
         try:
             # No fsync, as before: a crash may lose the file but never leaves a partial one at dest.
             with out:
-                for _, data in self._iter_segments(recipe, range(len(recipe.chunks)), local):
-                    out.write(data)
-                    hasher.update(data)
-                    progress.advance(task, len(data))
-                    cancel.check(f"reading {dest.name}")
-                actual = hasher.hexdigest()
+                actual = self._write_hashed(recipe, out, local, lambda n: progress.advance(task, n),
+                                            dest.name)
                 if actual != blob.hex:
                     raise IntegrityError(
                         f"assembled file for blob {blob} hashes to blake3:{actual}: expected "

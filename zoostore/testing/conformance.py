@@ -85,6 +85,12 @@ class ReadConformance:
     def test_get_range_past_the_end(self, backend: Backend, seeded: dict[str, bytes], start: int, end: int) -> None:
         assert backend.get_range("packs/3f/3fa9e1", start, end) == PAYLOAD[start:end]
 
+    @pytest.mark.parametrize(("start", "size"), [(0, 10_000), (250, 253), (9_990, 110), (12_000, 5), (77, 0)])
+    def test_get_range_into(self, backend: Backend, seeded: dict[str, bytes], start: int, size: int) -> None:
+        buf = bytearray(b"\xaa" * size)
+        got = backend.get_range_into("packs/3f/3fa9e1", start, buf)
+        assert got == len(PAYLOAD[start : start + size]) and buf[:got] == PAYLOAD[start : start + size]
+
     def test_get_range_of_empty_object(self, backend: Backend, seeded: dict[str, bytes]) -> None:
         assert backend.get_range("empty", 0, 10) == b""
 
@@ -119,6 +125,7 @@ class ReadConformance:
             pytest.param(lambda b, k: b.get_range(k, 0, 10), id="get_range"),
             pytest.param(lambda b, k: b.get_range(k, 3, 3), id="get_range-empty"),
             pytest.param(lambda b, k: b.get_ranges(k, [(0, 1)]), id="get_ranges"),
+            pytest.param(lambda b, k: b.get_range_into(k, 0, bytearray(10)), id="get_range_into"),
             pytest.param(lambda b, k: b.stat(k), id="stat"),
             pytest.param(lambda b, k: b.get_versioned(k), id="get_versioned"),
         ],

@@ -100,6 +100,14 @@ class Backend(abc.ABC):
         """Several ranges of one object; default: one request each."""
         return [self.get_range(key, start, end) for start, end in ranges]
 
+    def get_range_into(self, key: str, start: int, buf: bytearray) -> int:
+        """Bytes `[start, start + len(buf))` of the object into `buf`; returns how many (fewer
+        only at the object's end). Same contract as `get_range`, which the default calls; a
+        local backend reads straight into `buf` (no fresh buffer per read)."""
+        data = self.get_range(key, start, start + len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
     @abc.abstractmethod
     def stat(self, key: str) -> ObjectInfo:
         """Size and mtime. Raises `ObjectNotFoundError` if absent."""

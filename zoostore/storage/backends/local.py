@@ -178,6 +178,30 @@ class LocalBackend(Backend):
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise self._missing(key) from None
 
+    def get_range_into(self, key: str, start: int, buf: bytearray) -> int:
+        # os.preadv fills the caller's buffer: no fresh (page-faulted) bytes object per range,
+        # which cost ~1 ms per 4 MiB read segment of a large file.
+        if start < 0:
+            raise ValueError(f"invalid byte range start {start} for {key!r}")
+        path = self._path(key)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise self._missing(key) from None
+        try:
+            got = 0
+            with memoryview(buf) as view:
+                while got < len(buf):
+                    n = os.preadv(fd, [view[got:]], start + got)
+                    if n == 0:
+                        break
+                    got += n
+            return got
+        except IsADirectoryError:
+            raise self._missing(key) from None
+        finally:
+            os.close(fd)
+
     def stat(self, key: str) -> ObjectInfo:
         path = self._path(key)
         try:

@@ -326,3 +326,18 @@ def test_publish_racing_a_release_cleanup() -> None:
     assert pending not in machine.inflight and not pending.uploaded
     machine.sync()
     machine.teardown()
+
+
+def test_reader_holding_a_recipe_of_a_blob_gc_deleted_and_a_publish_brought_back() -> None:
+    """Regression sequence (found by the machine): a long-lived reader caches a file's recipe,
+    gc drops that version and deletes the recipe and its packs, the same file is published
+    again (a new recipe naming new packs), and the reader reads the new version: it must read
+    the new recipe instead of failing on the packs its cached copy names."""
+    machine = GcMachine()
+    machine.history(seeds=[0, 0, 1, 0, 0])
+    machine.sync()
+    machine.gc(defer=False, mode="from", model="a", pick=116, repack=False, zero_grace=False)
+    machine.sync()
+    machine.publish_whole(how=1, model="a", seed=1)
+    machine.sync()
+    machine.teardown()

@@ -28,7 +28,6 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -41,11 +40,11 @@ from zoostore.storage.writer import BlobWriter, Hashed, PutResult
 from zoostore.core import cancel
 from zoostore.core.atomic import open_temp
 from zoostore.core.digest import Digest
-from zoostore.core.errors import BlobNotFoundError, FormatError, IntegrityError, ObjectNotFoundError
+from zoostore.core.errors import BlobNotFoundError, FormatError, IntegrityError, ObjectNotFoundError, ZooError
 from zoostore.storage.pack import pack_key
 from zoostore.core.progress import NullProgress, Progress
 from zoostore.storage.recipe import ChunkRef, Recipe, RecipeEdits, blob_key, decode_stored
-from zoostore.storage.segments import LocalChunk, SegmentBuffers, plan_segments, range_buffer
+from zoostore.storage.segments import LocalChunk, ReadStats, SegmentBuffers, plan_segments, range_buffer
 
 #: Segments in flight while reading; memory is at most about 2 × LOOKAHEAD × MAX_SEGMENT.
 LOOKAHEAD = 8
@@ -53,27 +52,6 @@ LOOKAHEAD = 8
 
 def _cpu_workers() -> int:
     return max(2, os.cpu_count() or 2)
-
-
-@dataclass(slots=True)
-class ReadStats:
-    """What reads cost; counters are cumulative per BlobStore (thread-safe)."""
-
-    requests: int = 0
-    bytes_fetched: int = 0
-    chunks_fetched: int = 0
-    chunks_local: int = 0
-    bytes_local: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def add(self, *, requests: int = 0, fetched: int = 0, chunks: int = 0, local_chunks: int = 0,
-            local_bytes: int = 0) -> None:
-        with self._lock:
-            self.requests += requests
-            self.bytes_fetched += fetched
-            self.chunks_fetched += chunks
-            self.chunks_local += local_chunks
-            self.bytes_local += local_bytes
 
 
 class BlobStore:
@@ -254,6 +232,27 @@ class BlobStore:
                 pos += n
         return out
 
+    def _read_relocated(self, blob: Digest, refs: list[ChunkRef], out: bytearray, pos: int,
+                        local: Mapping[Digest, LocalChunk] | None) -> bool:
+        """Read `refs` into `out` from where the store's recipe of `blob` places them now, if
+        that is elsewhere; False if it is not. A reader that kept a recipe in memory (up to
+        G/2) can meet a pack gc deleted: gc dropped the version and deleted the recipe and its
+        packs, and a publish stored the same file again (a new recipe naming new packs).
+        Chunks are content-addressed, so the bytes are the same (and verified again)."""
+        self.forget(blob)
+        try:
+            where = {r.chunk: r for r in self.recipe(blob).chunks}
+        except ZooError:
+            return False
+        moved = [where.get(r.chunk) for r in refs]
+        if any(m is None for m in moved) or moved == refs:
+            return False  # the store's recipe names the same places: the pack is really missing
+        fresh = self.chunk_bytes([m for m in moved if m is not None], blob=blob, local=local)
+        for ref in refs:
+            out[pos : pos + ref.raw_length] = fresh[ref.chunk]
+            pos += ref.raw_length
+        return True
+
     def _fetch_into(self, recipe: Recipe, refs: list[ChunkRef], out: bytearray, pos: int,
                     local: Mapping[Digest, LocalChunk] | None) -> None:
         """Fetch frames that sit close together in one pack in one ranged read, decode them
@@ -272,6 +271,8 @@ class BlobStore:
         try:
             got = self.backend.get_range_into(key, start, buf)
         except ObjectNotFoundError:
+            if self._read_relocated(recipe.blob, refs, out, pos, local):
+                return
             raise IntegrityError(
                 f"pack {refs[0].pack} is missing from the store {self.backend.url} but blob "
                 f"{recipe.blob} needs it (chunk {refs[0].chunk.short}): the store is damaged; "

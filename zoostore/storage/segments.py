@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from zoostore.core.digest import Digest
@@ -116,3 +116,26 @@ def plan_segments(recipe: Recipe, indices: range,
         run_start, run_end, raw = offset, offset + length, ref.raw_length
     if run:
         yield kind, run
+
+
+@dataclass(slots=True)
+class ReadStats:
+    """What reads cost; counters are cumulative per BlobStore (thread-safe)."""
+
+    requests: int = 0
+    bytes_fetched: int = 0
+    chunks_fetched: int = 0
+    chunks_local: int = 0
+    bytes_local: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, *, requests: int = 0, fetched: int = 0, chunks: int = 0, local_chunks: int = 0,
+            local_bytes: int = 0) -> None:
+        with self._lock:
+            self.requests += requests
+            self.bytes_fetched += fetched
+            self.chunks_fetched += chunks
+            self.chunks_local += local_chunks
+            self.bytes_local += local_bytes
+
+

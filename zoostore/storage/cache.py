@@ -3,8 +3,10 @@
     $ZOOSTORE_CACHE, else $XDG_CACHE_HOME/zoostore, else ~/.cache/zoostore
     ├── CACHEDIR.TAG               marks the folder as a cache for backup tools
     ├── blobs/<aa>/<blob hex>      a verified file, read-only, uncompressed (hard-link source)
-    ├── recipes/<aa>/<blob hex>    its recipe: which chunks sit at which offsets
-    ├── verified/<aa>/<blob hex>   "inode size mtime_ns ctime_ns" of the file when last hashed
+    ├── recipes/<aa>/<blob hex>    its recipe (which chunks sit at which offsets), for a file of
+    │                              several chunks only: a single-chunk file is its own chunk
+    ├── verified/<aa>/<blob hex>   "inode size mtime_ns ctime_ns" of the file when last hashed,
+    │                              for files over UNSTAMPED (64 KiB) only
     ├── models/<model>             blob ids cached for a model, one per line (append-only)
     ├── manifests/<store key>/     what `zoostore.fetch` last read from a store (for --offline):
     │   ├── store                  the store's URL (the key is BLAKE3 of it, first 32 hex)
@@ -32,6 +34,16 @@ once, and only when that model has cached files and a file of it must be fetched
 sync fetches join it from the recipe in hand.
 A sync of N files therefore costs O(N) recipe reads, not one read per cached file per file.
 
+Small files cost one file creation each, like rsync's: a file of one chunk has chunk id == blob
+id (both BLAKE3 of the same bytes), so its recipe says nothing the cache needs and is not
+written; `cached_recipe` of a cached file without a recipe is the file as one chunk (exact for a
+single-chunk file, and still a correct, coarser, check for any other: the whole file must hash
+to the blob id). A file up to UNSTAMPED bytes gets no verified stamp: hashing it again (about
+5 µs at 4 KiB, 15 µs at 64 KiB) costs less than writing a stamp, and not much more than reading
+one, so `check` simply hashes it every time. Caches written before (a recipe and a stamp for
+every file) stay valid: their recipes are read as before, their stamps of small files are not
+consulted, and `prune` and `drop` remove both.
+
 Snapshots: TVM's `load_module` wants a `.so` name and ONNX finds `model.onnx.data` only beside
 `model.onnx`, so `fetch` links each verified blob into a per-version directory under its own
 name (`zoostore.ops.fetch` places the links). A snapshot file is the blob's inode, not a
@@ -56,12 +68,17 @@ from zoostore.core.errors import FormatError, IntegrityError, OfflineError, ZooE
 from zoostore.core.names import check_model_name
 from zoostore.core.progress import Progress
 from zoostore.storage.local_index import LocalIndex, add_chunks, partial_chunks
-from zoostore.storage.recipe import Recipe
+from zoostore.storage.recipe import ChunkRef, Recipe
 
 #: Files up to this size are fetched on the calling thread in one go (`Cache._get_small`): for
 #: them the reader's thread-pool hops, look-ahead and partial-file bookkeeping cost more than
 #: the bytes. Their chunks are still verified one by one, and the file as a whole.
 SMALL_FILE = 1024 * 1024
+
+#: Files up to this size get no verified stamp and are hashed by every `check` (see the module
+#: docstring): on the 2-core bench machine hashing 64 KiB from the page cache takes 15 µs,
+#: reading a stamp 5.5 µs and writing one a file creation (tens of µs, more under load).
+UNSTAMPED = 64 * 1024
 
 T = TypeVar("T")
 
@@ -73,6 +90,15 @@ CACHEDIR_TAG = (
     "# This file is a cache directory tag created by zoostore.\n"
     "# For information about cache directory tags, see https://bford.info/cachedir/\n"
 )
+
+
+#: The pack of a recipe `cached_recipe` made up: none (all zeros), never read from a store.
+NO_PACK = Digest("0" * 64)
+
+
+def whole_file_recipe(blob: Digest, size: int) -> Recipe:
+    """A recipe of one chunk, the whole file: its chunk id is the blob id, by definition."""
+    return Recipe(blob, size, (ChunkRef(blob, size, NO_PACK, 0, 0),) if size else ())
 
 
 def default_cache_dir() -> Path:
@@ -126,9 +152,9 @@ class Cache:
     def _write_checked(self, path: Path, data: bytes) -> None:
         """Write a file whose reader detects a torn or raced write by itself, in place (no temp
         file and rename: a sync of thousands of small files writes two per file): a recipe
-        carries its checksum (`cached_recipe` returns None for a damaged one, which costs a
-        store read, never wrong bytes) and a stamp must equal the file's stat exactly (a
-        damaged one costs a hash). Never follows a symlink planted at the name."""
+        carries its checksum (`cached_recipe` falls back to the whole file as one chunk for a
+        damaged one, which costs reuse, never wrong bytes) and a stamp must equal the file's
+        stat exactly (a damaged one costs a hash). Never follows a symlink planted at the name."""
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
         fd = self._in_dir(path.parent, lambda: os.open(path, flags, 0o644))
         try:
@@ -151,10 +177,20 @@ class Cache:
             return make()
 
     def cached_recipe(self, blob: Digest) -> Recipe | None:
+        """The cached file's recipe: as the store gave it for a file of several chunks, else
+        (no recipe kept, or a damaged one) the cached file as one chunk, whose id is the blob
+        id. None when neither file is there. Local reads and chunk reuse only need chunk ids
+        and offsets, and verify every chunk they use; a recipe made here names no pack (never
+        a store read)."""
         try:
             return Recipe.decode(blob, self.recipe_path(blob).read_bytes())
         except (OSError, FormatError, IntegrityError):
+            pass
+        try:
+            size = os.stat(self.blob_path(blob)).st_size
+        except OSError:
             return None
+        return whole_file_recipe(blob, size)
 
     def model_blobs(self, model: str) -> list[Digest]:
         try:
@@ -216,7 +252,8 @@ class Cache:
             raise OfflineError(f"{what or blob} is not in the cache {self.root} and --offline forbids fetching it; run once without --offline")
         self._prepare()
         recipe = blobs.recipe(blob)
-        self._write_checked(self.recipe_path(blob), recipe.encode())
+        if len(recipe.chunks) > 1:   # a single-chunk file is its own recipe (`cached_recipe`)
+            self._write_checked(self.recipe_path(blob), recipe.encode())
         local: dict[Digest, LocalChunk] = {}
         if model and index is not None:
             # the file's chunks, and the bases of its delta frames, that cached files hold
@@ -419,27 +456,36 @@ class Cache:
         except OSError:
             return None
 
+    @staticmethod
+    def _stamped(key: str) -> bool:
+        """Whether a file of this stat key carries a stamp: larger than UNSTAMPED."""
+        return int(key.split(" ", 2)[1]) > UNSTAMPED
+
     def stamp_holds(self, blob: Digest) -> bool:
         """Whether the cached file is still exactly as zoostore verified it (its stamp matches
-        its inode, size, mtime and ctime): a stat and a small read, no hashing."""
+        its inode, size, mtime and ctime): a stat and a small read, no hashing. Always False
+        for a file up to UNSTAMPED bytes, which is hashed instead."""
         key = self._stat_key(blob)
-        return key is not None and self._read_stamp(blob) == key
+        return key is not None and self._stamped(key) and self._read_stamp(blob) == key
 
     def check(self, blob: Digest, *, recheck: bool = False) -> CacheCheck:
         """Whether the cached file for `blob` still hashes to it: "ok" (its verified stamp
         matches its stat, or it was hashed now and stamped), "absent", or "damaged", in which
-        case it is dropped so that `ensure` fetches it again. `recheck` ignores the stamp."""
+        case it is dropped so that `ensure` fetches it again. `recheck` ignores the stamp. A
+        file up to UNSTAMPED bytes is hashed every time (and never stamped)."""
         key = self._stat_key(blob)   # before hashing: a write during the hash changes ctime
         if key is None:
             return "absent"
-        if not recheck and self._read_stamp(blob) == key:
+        stamped = self._stamped(key)
+        if stamped and not recheck and self._read_stamp(blob) == key:
             return "ok"
         try:
             actual = hash_file(self.blob_path(blob))
         except FileNotFoundError:
             return "absent"
         if actual == blob:
-            self._write_stamp(blob, key)
+            if stamped:
+                self._write_stamp(blob, key)
             return "ok"
         self.drop(blob)
         return "damaged"
@@ -450,9 +496,10 @@ class Cache:
         sync then hard-linked, which changes ctime only; a `relinked` stamp is refreshed only
         while inode, size and mtime are still the stamped ones. `since` (with `relinked`) is
         the key the file had when it was verified (`stat_key` right after `ensure` fetched it),
-        taking the place of a stamp that was never written: one stamp write per fetched file."""
+        taking the place of a stamp that was never written: one stamp write per fetched file.
+        Nothing for a file up to UNSTAMPED bytes."""
         key = self._stat_key(blob)
-        if key is None:
+        if key is None or not self._stamped(key):
             return
         if relinked:
             old = since if since is not None else self._read_stamp(blob)

@@ -55,19 +55,18 @@ from __future__ import annotations
 
 import os
 import threading
-import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, TypeVar
 
 from zoostore.storage.blobs import BlobStore, LocalChunk
-from zoostore.core.atomic import TEMP_PREFIX, atomic_write, open_temp, stale_temp
+from zoostore.core.atomic import atomic_write, open_temp
 from zoostore.core.digest import Digest, hash_file
 from zoostore.core.errors import FormatError, IntegrityError, OfflineError, ZooError
 from zoostore.core.names import check_model_name
 from zoostore.core.progress import Progress
-from zoostore.storage.local_index import LocalIndex, add_chunks, partial_chunks
+from zoostore.storage.cache_prune import CacheInfo, CachePruning
+from zoostore.storage.local_index import LocalIndex, partial_chunks
 from zoostore.storage.recipe import ChunkRef, Recipe
 
 #: Files up to this size are fetched on the calling thread in one go (`Cache._get_small`): for
@@ -111,16 +110,7 @@ def default_cache_dir() -> Path:
     return Path.home() / ".cache" / "zoostore"
 
 
-@dataclass(frozen=True, slots=True)
-class CacheInfo:
-    root: Path
-    blobs: int
-    bytes: int
-    stale_temps: int = 0       # temp files of killed processes (`prune` removes them)
-    stale_temp_bytes: int = 0
-
-
-class Cache:
+class Cache(CachePruning):
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
         self.root = Path(root) if root is not None else default_cache_dir()
         self._lock = threading.Lock()
@@ -211,18 +201,6 @@ class Cache:
         with self._in_dir(path.parent, lambda: open(path, "a")) as f:
             f.write("".join(blob.hex + "\n" for blob in blobs))
 
-    def local_chunks(self, blobs: Iterable[Digest]) -> dict[Digest, LocalChunk]:
-        """Chunk id -> location in a cached file, for the given cached blobs."""
-        index: dict[Digest, LocalChunk] = {}
-        for blob in blobs:
-            path = self.blob_path(blob)
-            if not path.is_file():
-                continue
-            recipe = self.cached_recipe(blob)
-            if recipe is not None:
-                add_chunks(index, path, recipe)
-        return index
-
     def local_index(self, *, batch: bool = False) -> LocalIndex:
         """A fresh index of the chunks of cached files, to pass to every `ensure` of one sync;
         `batch` appends to models/<model> once per model, at `LocalIndex.flush()`."""
@@ -297,94 +275,6 @@ class Cache:
         """Where an interrupted read of `blob` keeps the prefix it wrote (resumed from)."""
         return self.root / "partial" / blob.hex[:2] / blob.hex
 
-    def info(self) -> CacheInfo:
-        count = total = 0
-        base = self.root / "blobs"
-        if base.is_dir():
-            for sub in base.iterdir():
-                if sub.is_dir():
-                    for f in sub.iterdir():
-                        if not f.name.startswith("."):
-                            count += 1
-                            total += f.stat().st_size
-        temps = self.stale_temps()
-        return CacheInfo(self.root, count, total, len(temps), sum(size for _, size in temps))
-
-    def stale_temps(self, *, now: float | None = None) -> list[tuple[Path, int]]:
-        """(path, size) of every temp file in the cache that no running zoostore will finish
-        (core.atomic.stale_temp): what a killed fetch or sync left, anywhere under the root."""
-        out = []
-        for directory, _, files in os.walk(self.root):
-            for name in files:
-                if name.startswith(TEMP_PREFIX):
-                    path = Path(directory) / name
-                    try:
-                        st = path.lstat()
-                    except FileNotFoundError:
-                        continue
-                    if stale_temp(name, st.st_mtime, now=now):
-                        out.append((path, st.st_size))
-        return out
-
-    def prune(self, keep: set[Digest], *, older_than: float | None = None, dry_run: bool = False,
-              now: float | None = None) -> tuple[int, int]:
-        """Delete cached files not in `keep` (and, with `older_than`, only those last used more
-        than that many seconds ago); returns (files, bytes) removed, or that would be with
-        `dry_run`. Temp files that no running zoostore will finish go too. Hard links in
-        project destinations keep their data alive."""
-        removed = freed = 0
-        now = time.time() if now is None else now
-        for path, size in self.stale_temps(now=now):
-            removed, freed = removed + 1, freed + size
-            if not dry_run:
-                path.unlink(missing_ok=True)
-        for d, f, st in self._entries():
-            if d in keep or (older_than is not None and now - max(st.st_atime, st.st_mtime) < older_than):
-                continue
-            removed, freed = removed + 1, freed + st.st_size
-            if not dry_run:
-                f.unlink(missing_ok=True)
-                self.recipe_path(d).unlink(missing_ok=True)
-                self.stamp_path(d).unlink(missing_ok=True)
-        n, size = self._prune_partials(keep, older_than=older_than, dry_run=dry_run, now=now)
-        if not dry_run:
-            self.prune_snapshots(now=now)
-        return removed + n, freed + size
-
-    def _prune_partials(self, keep: set[Digest], *, older_than: float | None, dry_run: bool,
-                        now: float) -> tuple[int, int]:
-        """Prefixes kept by interrupted reads (`partial/`) go by the same rules as files."""
-        removed = freed = 0
-        for f in sorted((self.root / "partial").glob("*/*")):
-            try:
-                st, d = f.stat(), Digest.parse("blake3:" + f.name)
-            except (OSError, ZooError):
-                continue
-            if d in keep or (older_than is not None and now - st.st_mtime < older_than):
-                continue
-            removed, freed = removed + 1, freed + st.st_size
-            if not dry_run:
-                f.unlink(missing_ok=True)
-        return removed, freed
-
-    def _entries(self) -> Iterator[tuple[Digest, Path, os.stat_result]]:
-        """(blob id, path, stat) of every cached file under blobs/ (temp files are not)."""
-        base = self.root / "blobs"
-        if not base.is_dir():
-            return
-        for sub in base.iterdir():
-            for f in sub.iterdir() if sub.is_dir() else []:
-                if f.name.startswith("."):
-                    continue
-                try:
-                    st = f.stat()
-                except FileNotFoundError:
-                    continue
-                try:
-                    yield Digest.parse("blake3:" + f.name), f, st
-                except ZooError:
-                    continue
-
     # -- snapshots: the version's files under their own names, hard links to blobs/ ----------
 
     @staticmethod
@@ -402,36 +292,6 @@ class Cache:
             if not part or "/" in part or "\\" in part or part in (".", ".."):
                 raise ZooError(f"snapshot: invalid version or arch {part!r} (expected one path component)")
         return self.root / "snapshots" / self.store_key(store_url) / check_model_name(model) / version / arch
-
-    def prune_snapshots(self, *, now: float | None = None) -> int:
-        """Remove snapshot files that are not hard links to a present cached blob (their blob
-        was pruned or dropped, or linking failed and they are copies), stale temp files, then
-        the directories left empty. Returns the number of files removed. A copy is removed
-        too: the next `fetch` makes it again from the blob, verified."""
-        base = self.root / "snapshots"
-        if not base.is_dir():
-            return 0
-        blobs = {(st.st_dev, st.st_ino) for d, _, st in self._entries() if d is not None}
-        removed = 0
-        for folder, dirs, names in os.walk(base, topdown=False):
-            for name in names:
-                f = Path(folder) / name
-                try:
-                    st = f.lstat()
-                except OSError:
-                    continue
-                # Another fetch's temp link stays until it is stale; anything else not linked
-                # to a kept blob goes.
-                busy = name.startswith(TEMP_PREFIX) and not stale_temp(name, st.st_mtime, now=now)
-                if (st.st_dev, st.st_ino) not in blobs and not busy:
-                    f.unlink(missing_ok=True)
-                    removed += 1
-            for name in dirs:
-                try:
-                    (Path(folder) / name).rmdir()   # only when empty
-                except OSError:
-                    pass
-        return removed
 
     # -- verification before use: a cached file is hashed again unless its stamp still holds --
 

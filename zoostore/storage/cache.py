@@ -65,7 +65,7 @@ from zoostore.core.digest import Digest, hash_file
 from zoostore.core.errors import FormatError, IntegrityError, OfflineError, ZooError
 from zoostore.core.names import check_model_name
 from zoostore.core.progress import Progress
-from zoostore.storage.cache_prune import CacheInfo, CachePruning
+from zoostore.storage.cache_prune import CachePruning
 from zoostore.storage.local_index import LocalIndex, partial_chunks
 from zoostore.storage.recipe import ChunkRef, Recipe
 

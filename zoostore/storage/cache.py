@@ -150,7 +150,7 @@ class Cache(CachePruning):
 
     def _write_checked(self, path: Path, data: bytes) -> None:
         """Write a file whose reader detects a torn or raced write by itself, in place (no temp
-        file and rename: a sync of thousands of small files writes two per file): a recipe
+        file and rename: a sync of many files of several chunks writes two per file): a recipe
         carries its checksum (`cached_recipe` falls back to the whole file as one chunk for a
         damaged one, which costs reuse, never wrong bytes) and a stamp must equal the file's
         stat exactly (a damaged one costs a hash). Never follows a symlink planted at the name."""

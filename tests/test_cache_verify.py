@@ -18,7 +18,7 @@ from zoostore.documents.store_config import StoreConfig
 from zoostore.ops.publish import publish
 from zoostore.ops.sync import sync_project
 from zoostore.repository import Store, init_store
-from zoostore.storage.cache import Cache
+from zoostore.storage.cache import UNSTAMPED, Cache
 
 WEIGHTS = bytes(range(256)) * 2048   # 512 KiB: several chunks
 
@@ -44,6 +44,10 @@ def project(tmp_path: Path, name: str) -> Path:
 
 def weights_blob(zoo: Store) -> Digest:
     return zoo.resolve("m", "1.0.0", arch="x86_64").files["weights.bin"].blob
+
+
+def labels_blob(zoo: Store) -> Digest:
+    return zoo.resolve("m", "1.0.0", arch="x86_64").files["labels.txt"].blob
 
 
 def flip_a_bit(path: Path) -> None:
@@ -98,15 +102,19 @@ def test_verified_stamp_avoids_rehashing(zoo: Store, tmp_path: Path, monkeypatch
     sync_project(load_project(project(tmp_path, "a")))
     assert hashes == []   # fetched files were verified while fetching, then stamped
     # A second project hard-links the same cached files: the stamp survives the first project's
-    # links (which changed ctime), so nothing is hashed again.
+    # links (which changed ctime), so the weights are not hashed again; labels.txt (up to
+    # UNSTAMPED bytes) has no stamp and is hashed at every check, which costs less than one.
+    labels = Cache().blob_path(labels_blob(zoo))
+    assert labels.stat().st_size <= UNSTAMPED < len(WEIGHTS)
     r = sync_project(load_project(project(tmp_path, "b")))
-    assert len(r.placed) == 2 and hashes == [] and not r.store_opened
+    assert len(r.placed) == 2 and hashes == [labels] and not r.store_opened
     path = zoostore.fetch("m", "1.0.0", "weights.bin", arch="x86_64", store=zoo.url)
-    assert path.read_bytes() == WEIGHTS and hashes == []
+    assert path.read_bytes() == WEIGHTS and hashes == [labels]
     # A stamp that no longer matches (here: removed) means one hash, then a new stamp.
     Cache().stamp_path(weights_blob(zoo)).unlink()
     sync_project(load_project(project(tmp_path, "c")))
-    assert hashes == [Cache().blob_path(weights_blob(zoo))]
+    assert sorted(hashes[1:]) == sorted([Cache().blob_path(weights_blob(zoo)), labels])
+    assert Cache().stamp_holds(weights_blob(zoo)) and not Cache().stamp_path(labels_blob(zoo)).exists()
 
 
 def test_copy_mode_also_checks_the_cache_first(zoo: Store, tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """A cold sync of many small files: filled on the syncing thread from a local store, each chunk
-and each file still verified, nothing partial left on failure, one stamp per fetched file, the
-models/ hint appended once per model, links made at absent targets directly."""
+and each file still verified, nothing partial left on failure, one file created in the cache per
+file (no recipe, no stamp), the models/ hint appended once per model, links made at absent
+targets directly."""
 
 from __future__ import annotations
 
@@ -67,8 +68,12 @@ def test_small_files_skip_the_reader_pool_and_are_verified(zoo: Store, tmp_path:
         blob = hash_file(placed)
         assert cache.blob_path(blob).stat().st_mode & 0o777 == 0o444
         assert os.path.samefile(placed, cache.blob_path(blob))
-        assert cache.cached_recipe(blob) is not None and cache.stamp_holds(blob)
-    assert set(stamps.values()) == {1}   # one stamp per fetched file, written after its link
+        # one file creation per small file: no recipe (a single chunk is its own), no stamp
+        assert not cache.recipe_path(blob).exists() and not cache.stamp_path(blob).exists()
+        recipe = cache.cached_recipe(blob)   # the file as one chunk, its id the blob id
+        assert recipe is not None and [(r.chunk, r.raw_length) for r in recipe.chunks] == [(blob, len(FILES[placed.name]))]
+        assert not cache.stamp_holds(blob) and cache.check(blob) == "ok"   # hashed instead
+    assert stamps == Counter()
     assert sorted(cache.model_blobs("m")) == sorted(hash_file(tmp_path / "a/models" / r) for r in report.placed)
     assert (cache.root / "models/m").read_text().count("\n") == len(FILES)   # once each
     assert temps(tmp_path) == []

@@ -146,7 +146,7 @@ def _execute(project: Project, plan: _Plan, report: SyncReport, *, cache: Cache 
              force: bool, verify: bool, progress: Progress) -> None:
     """Claim, fetch what the cache lacks, remove stale files, place, write the state file."""
     from zoostore.ops.cache_users import register_dest
-    from zoostore.storage.cache import Cache
+    from zoostore.storage.cache import UNSTAMPED, Cache
 
     desired, state = plan.desired, plan.state
     todo = _claim(report, desired, plan.todo, state, force=force, progress=progress)
@@ -164,11 +164,13 @@ def _execute(project: Project, plan: _Plan, report: SyncReport, *, cache: Cache 
         progress.start("sync files", len(todo), unit="files")
         cached = _fill_cache(cache, zoo, needed, set(), lock=plan.lock, progress=progress)
         # ensure() verified what it fetched: its stat now stands for the stamp, written once below
-        fetched = {blob: cache.stat_key(blob) for blob in missing}
+        # (small files have none: `Cache.check` hashes them instead)
+        stamped = [blob for blob in cached if needed[blob].size > UNSTAMPED]
+        fetched = {blob: cache.stat_key(blob) for blob in stamped if blob in missing}
         # Stale files go before placing: a path that was a directory may now be a file.
         _remove_stale(report, state.files, plan.stale, progress)
         _place_all(report, desired, todo, cached, new_state, link=link, force=force, progress=progress)
-        for blob in cached:   # a hard link changed ctime, not the bytes
+        for blob in stamped:   # a hard link changed ctime, not the bytes
             cache.stamp(blob, relinked=True, since=fetched.get(blob))
         progress.done("sync files")
     finally:

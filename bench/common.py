@@ -157,7 +157,20 @@ def python_cmd(*args: str) -> list[str]:
     return [sys.executable, *args]
 
 
+_compiled = False
+
+
 def python_env() -> dict[str, str]:
+    """The environment for running this checkout's zoostore. The first call compiles the package
+    to bytecode: an installed package has it (pip compiles on install), but a checkout run
+    with PYTHONDONTWRITEBYTECODE=1 (as some CI images set) would otherwise compile every module
+    in every run and time that as start-up."""
+    global _compiled
+    if not _compiled:
+        import compileall
+
+        compileall.compile_dir(str(REPO / "zoostore"), quiet=1)
+        _compiled = True
     path = os.environ.get("PYTHONPATH", "")
     return {"PYTHONPATH": str(REPO) + (os.pathsep + path if path else "")}
 

@@ -51,7 +51,7 @@ from zoostore.documents.manifest import FileEntry, Manifest, Release, check_tag,
 from zoostore.ops.publish_inputs import (build_record, check_machines, collect_files, descriptor_meta,
                                       refuse_lfs_pointers)
 from zoostore.repository import Store
-from zoostore.storage.blobs import PutResult
+from zoostore.storage.writer import PutResult
 from zoostore.storage.pack import pack_key
 from zoostore.storage.recipe import ChunkRef, blob_key
 from zoostore.storage.writer import FileStamp, Hashed

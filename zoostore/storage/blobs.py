@@ -29,14 +29,13 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import blake3
 
 from zoostore.storage import codec, segments
 from zoostore.storage.backends.base import Backend
 from zoostore.storage.params import StorageParams
-from zoostore.storage.writer import BlobWriter, Hashed, PutResult
 from zoostore.core import cancel
 from zoostore.core.atomic import open_temp
 from zoostore.core.digest import Digest
@@ -45,6 +44,9 @@ from zoostore.storage.pack import pack_key
 from zoostore.core.progress import NullProgress, Progress
 from zoostore.storage.recipe import ChunkRef, Recipe, RecipeEdits, blob_key, decode_stored
 from zoostore.storage.segments import LocalChunk, ReadStats, SegmentBuffers, plan_segments, range_buffer
+
+if TYPE_CHECKING:  # the writer (FastCDC, delta bases) is imported when something writes: sync never does
+    from zoostore.storage.writer import BlobWriter, Hashed, PutResult
 
 #: Segments in flight while reading; memory is at most about 2 × LOOKAHEAD × MAX_SEGMENT.
 LOOKAHEAD = 8
@@ -159,6 +161,8 @@ class BlobStore:
     # ------------------------------------------------------------------ writing
     def writer(self, *, known: Mapping[Digest, ChunkRef] | None = None,
                progress: Progress | None = None) -> BlobWriter:
+        from zoostore.storage.writer import BlobWriter
+
         return BlobWriter(self, known=known or {}, progress=progress or NullProgress())
 
     def put_files(self, paths: Iterable[str | os.PathLike[str]], *,
@@ -485,6 +489,15 @@ def _keep_or_drop(tmp: Path, partial: Path | None, *, keep: bool) -> None:
         pass
     with contextlib.suppress(OSError):
         tmp.unlink()
+
+
+def __getattr__(name: str) -> Any:
+    # `from zoostore.storage.blobs import PutResult` (and BlobWriter, Hashed) still works.
+    if name in ("BlobWriter", "Hashed", "PutResult"):
+        from zoostore.storage import writer
+
+        return getattr(writer, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["BlobStore", "BlobWriter", "LocalChunk", "PutResult", "ReadStats"]

@@ -54,7 +54,7 @@ class Row:
 
 def zoostore_rows(files: list[Path], raw: int, level: int | None, repeat: int, work: Path,
                   label: str) -> tuple[Row, Row, Row]:
-    from zoostore.storage.blobs import PutResult
+    from zoostore.storage.writer import PutResult
     from zoostore.documents.store_config import StoreConfig
     from zoostore.repository import init_store, open_store
 

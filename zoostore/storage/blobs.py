@@ -29,7 +29,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import blake3
 
@@ -491,13 +491,4 @@ def _keep_or_drop(tmp: Path, partial: Path | None, *, keep: bool) -> None:
         tmp.unlink()
 
 
-def __getattr__(name: str) -> Any:
-    # `from zoostore.storage.blobs import PutResult` (and BlobWriter, Hashed) still works.
-    if name in ("BlobWriter", "Hashed", "PutResult"):
-        from zoostore.storage import writer
-
-        return getattr(writer, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-__all__ = ["BlobStore", "BlobWriter", "LocalChunk", "PutResult", "ReadStats"]
+__all__ = ["BlobStore", "LocalChunk", "ReadStats"]

@@ -93,7 +93,7 @@ def test_same_files_give_the_same_packs(tmp_path: Path) -> None:
     assert keys[0] == keys[1]
 
 
-def test_a_patched_file_never_builds_the_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_patched_file_with_an_insertion_never_builds_the_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Position bases share most features with a patched chunk: the previous version is not
     # read again to index it.
     built = []
@@ -108,6 +108,7 @@ def test_a_patched_file_never_builds_the_index(tmp_path: Path, monkeypatch: pyte
     patched = bytearray(v1)
     for pos in (1000, 300_000, 700_000):
         patched[pos] ^= 1
+    patched[400_000:400_000] = b"inserted"  # a few bytes inserted: what follows shifts by 8
     zoo, increment, _ = publish_both(tmp_path, v1, bytes(patched))
     assert built == []
     blob = zoo.manifest("m").versions["2.0.0"].files["any"]["lib.so"].blob

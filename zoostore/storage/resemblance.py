@@ -65,9 +65,12 @@ GOOD_OVERLAP = 0.5
 #: Previous versions up to this size index every feature; up to MAX_INDEXED one in four.
 FULL_INDEX = 64 * 1024 * 1024
 MAX_INDEXED = 1024 * 1024 * 1024
-#: The cheap test of a position base: ALIGNED_SAMPLES comparisons of ALIGNED_WIDTH bytes at
-#: the same file offsets in the new chunk and the base.
+#: The cheap test of a position base: ALIGNED_SAMPLES samples of ALIGNED_WIDTH bytes of the new
+#: chunk, looked for near the same file offset in the base.
 ALIGNED_SAMPLES, ALIGNED_WIDTH = 16, 32
+#: How far from the same offset a sample may be found: insertions of up to this many bytes
+#: before it keep a chunk on its position base; sections of a rebuilt library move further.
+ALIGNED_SLACK = 256
 #: Chunks of the previous version decoded per read while indexing.
 READ_GROUP = 64
 
@@ -82,10 +85,11 @@ def features(data: bytes | memoryview, sample: int = 1) -> set[int]:
     return out if sample == 1 else {f for f in out if f % sample == 0}
 
 
-def aligned_match(new: bytes | memoryview, new_start: int, old: bytes | memoryview, old_start: int) -> float:
-    """The fraction of ALIGNED_SAMPLES probes of `new` (at file offset `new_start`) whose bytes
-    equal `old`'s (at `old_start`) at the same file offset: about 1 for a patched chunk or a
-    sparse fine-tune, about 0 when the content moved. Costs no more than a few comparisons."""
+def aligned_match(new: bytes | memoryview, new_start: int, old: bytes, old_start: int) -> float:
+    """The fraction of ALIGNED_SAMPLES probes of `new` (at file offset `new_start`) found in
+    `old` (at `old_start`) within ALIGNED_SLACK bytes of the same file offset: about 1 for a
+    patched chunk, a sparse fine-tune or a few inserted bytes, about 0 when the content moved
+    further or changed. Costs a few short `find`s."""
     lo, hi = max(new_start, old_start), min(new_start + len(new), old_start + len(old))
     if hi - lo < ALIGNED_WIDTH:
         return 0.0
@@ -93,7 +97,8 @@ def aligned_match(new: bytes | memoryview, new_start: int, old: bytes | memoryvi
     hits = total = 0
     for pos in range(lo, hi - ALIGNED_WIDTH + 1, step):
         a, b = pos - new_start, pos - old_start
-        hits += new[a : a + ALIGNED_WIDTH] == old[b : b + ALIGNED_WIDTH]
+        sample = bytes(new[a : a + ALIGNED_WIDTH])
+        hits += old.find(sample, max(0, b - ALIGNED_SLACK), b + ALIGNED_WIDTH + ALIGNED_SLACK) >= 0
         total += 1
     return hits / total
 

@@ -178,13 +178,3 @@ def test_a_buffer_still_exported_is_replaced_not_resized() -> None:
     assert segments.resized(buf, 50) is buf and len(buf) == 50
 
 
-def test_large_pack_reads_reuse_this_threads_buffer() -> None:
-    big = segments.range_buffer(1 << 20)
-    assert segments.range_buffer((1 << 20) - 5) is big and len(big) == (1 << 20) - 5
-    small = segments.range_buffer(4096)  # a zoo:// read leaves the large buffer alone
-    assert small is not big and segments.range_buffer(1 << 20) is big
-    other: list[bytearray] = []
-    thread = threading.Thread(target=lambda: other.append(segments.range_buffer(1 << 20)))
-    thread.start()
-    thread.join()
-    assert other[0] is not big

@@ -415,7 +415,7 @@ class BlobStore:
                 advance(len(data))
                 cancel.check(f"reading {name}")
             return hasher.hexdigest()
-        buffers = SegmentBuffers(LOOKAHEAD + 2)
+        buffers = SegmentBuffers(2)  # spares kept: more stay resident through a sync of many files
         pool = self._hash_pool()
         hashing: Future[object] | None = None
         previous: bytearray | None = None

@@ -55,3 +55,33 @@ def test_offline_and_no_op_syncs_do_not_read_the_store(project: Path, tmp_path: 
     assert sync_project(load_project(project)).warnings == []  # nothing to place: the store is not read
     r = sync_project(load_project(project), dest=tmp_path / "elsewhere", offline=True)
     assert len(r.placed) == 1 and r.warnings == []
+
+
+def test_the_yank_check_parses_only_manifests_that_yank_something(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from zoostore.documents import manifest as manifest_mod
+
+    zoo, _ = init_store(tmp_path / "store")
+    plain, odd = tmp_path / "plain", tmp_path / "odd"
+    plain.mkdir()
+    odd.mkdir()
+    (plain / "weights.bin").write_bytes(b"weights")
+    (odd / "yanked.txt").write_bytes(b"a file whose name mentions it")
+    for model, src in (("a", plain), ("b", plain), ("c", odd)):
+        publish(zoo, model, "1.0.0", [src], arch="x86_64", check=False)
+        publish(zoo, model, "1.1.0", [src], arch="x86_64", check=False)
+    yank(zoo, "b", "1.0.0", "wrong labels")
+    parsed: list[str] = []
+    real = manifest_mod.Manifest.parse
+
+    def counting(text: str, **kwargs: object) -> manifest_mod.Manifest:
+        parsed.append(str(kwargs.get("where", "")).rsplit("/", 1)[-1])
+        return real(text, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(manifest_mod.Manifest, "parse", staticmethod(counting))
+    assert zoo.yanked("a", "1.0.0") is None and zoo.yanked("a", "1.1.0") is None
+    assert zoo.yanked("b", "1.0.0") == "wrong labels" and zoo.yanked("b", "1.1.0") is None
+    assert zoo.yanked("c", "1.0.0") is None and zoo.yanked("gone", "1.0.0") is None
+    # a only says `yanked = ""`: never parsed. b yanks: parsed. c names a file "yanked.txt": that
+    # line is not an empty yank, so it is parsed too (the pre-check only ever skips a parse).
+    assert parsed == ["b.toml", "b.toml", "c.toml"]

@@ -131,6 +131,21 @@ class Store:
             raise NotFoundError(self.unknown_model(model)) from None
         return Manifest.parse(data.decode("utf-8"), where=self._where(model))
 
+    def yanked(self, model: str, version: str) -> str | None:
+        """Why `model@version` was yanked, or None when it is not (or the model is gone). A
+        manifest whose every line that mentions `yanked` is the empty `yanked = ""` that
+        zoostore writes for each version is not parsed: a sync that places files checks every
+        pinned model, and parsing is most of that check's cost."""
+        check_model_name(model)
+        try:
+            data = self.backend.get(manifest_key(model))
+        except ObjectNotFoundError:
+            return None
+        if all(line.strip() == b'yanked = ""' for line in data.splitlines() if b"yanked" in line):
+            return None
+        release = Manifest.parse(data.decode("utf-8"), where=self._where(model)).versions.get(version)
+        return release.yanked if release is not None and release.yanked else None
+
     def manifest_versioned(self, model: str) -> tuple[Manifest | None, str | None]:
         """The manifest (None if absent) and its compare-and-swap token: a writer that reads
         first hands both to `update_manifest(current=...)`, which then need not read again."""

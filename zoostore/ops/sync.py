@@ -423,13 +423,15 @@ def _store_for(project: Project, lock: Lock, report: SyncReport, progress: Progr
 
 
 def _warn_yanked(zoo: Store, lock: Lock, report: SyncReport, progress: Progress) -> None:
-    for name, m in lock.models.items():
-        try:
-            release = zoo.manifest(name).versions.get(m.version)
-        except FileNotFoundError:
-            continue
-        if release is not None and release.yanked:
-            msg = f"zoo.lock pins {name}@{m.version}, which is yanked: {release.yanked}. Consider 'zoostore lock --upgrade {name}'"
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = sorted(lock.models)
+    with ThreadPoolExecutor(max_workers=8) as pool:  # one GET per model: in parallel on remote stores
+        reasons = list(pool.map(lambda n: zoo.yanked(n, lock.models[n].version), names))
+    for name, reason in zip(names, reasons):
+        if reason:
+            version = lock.models[name].version
+            msg = f"zoo.lock pins {name}@{version}, which is yanked: {reason}. Consider 'zoostore lock --upgrade {name}'"
             report.warnings.append(msg)
             progress.note(msg)
 

@@ -127,8 +127,9 @@ def test_a_many_segment_file_is_hashed_on_the_hash_thread_with_reused_buffers(
     recipe = zoo.blobs.recipe(blob)
     runs = len(list(segments.plan_segments(recipe, range(len(recipe.chunks)), None)))
     assert runs > 3 * (blobs.LOOKAHEAD + 2)
-    # Buffers are taken once per segment; new ones only while the look-ahead fills up.
-    assert len(fresh) == runs and sum(fresh) <= blobs.LOOKAHEAD + 3
+    # Buffers are taken once per segment, mostly reused: new ones while the look-ahead fills up
+    # and when the writer lags (only two spares are kept, so how many depends on timing).
+    assert len(fresh) == runs and sum(fresh) <= runs // 2
     assert hashed_on and all(name.startswith("zoo-hash") for name in hashed_on)
 
 
@@ -178,3 +179,15 @@ def test_a_buffer_still_exported_is_replaced_not_resized() -> None:
     assert segments.resized(buf, 50) is buf and len(buf) == 50
 
 
+
+
+def test_segment_buffers_keep_only_their_spares() -> None:
+    # What bounds memory: buffers in flight (the look-ahead) plus `keep` spares; more given
+    # back are dropped.
+    pool = segments.SegmentBuffers(2)
+    taken = [pool.take(1024) for _ in range(5)]
+    for buf in taken:
+        pool.give(buf)
+    assert len(pool._free) == 2
+    again = [pool.take(1024) for _ in range(3)]
+    assert again[0] is taken[1] and again[1] is taken[0] and all(again[2] is not b for b in taken)

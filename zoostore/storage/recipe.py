@@ -111,7 +111,7 @@ class Recipe:
     @cached_property
     def bases(self) -> tuple[ChunkRef, ...]:
         """The base chunks of the file's delta frames, each once, in order of first use."""
-        return tuple(dict.fromkeys(ref.base for ref in self.chunks if ref.base is not None))
+        return _bases(self.chunks)
 
     @property
     def refs(self) -> tuple[ChunkRef, ...]:
@@ -121,7 +121,7 @@ class Recipe:
     @property
     def packs(self) -> tuple[Digest, ...]:
         """Every pack the file needs, bases' packs included (gc keeps them all)."""
-        return tuple(dict.fromkeys(ref.pack for ref in self.refs))
+        return _packs(self.refs)
 
     def as_edits(self, base: Recipe) -> RecipeEdits:
         """This chunk list as edits of `base`'s (a whole recipe of another blob)."""
@@ -229,7 +229,7 @@ class RecipeEdits:
     @cached_property
     def bases(self) -> tuple[ChunkRef, ...]:
         """The bases of the new chunks' delta frames (copied chunks' bases are the base recipe's)."""
-        return tuple(dict.fromkeys(ref.base for ref in self.new if ref.base is not None))
+        return _bases(self.new)
 
     @property
     def refs(self) -> tuple[ChunkRef, ...]:
@@ -238,7 +238,8 @@ class RecipeEdits:
 
     @property
     def packs(self) -> tuple[Digest, ...]:
-        return tuple(dict.fromkeys(ref.pack for ref in self.refs))
+        """The packs of `refs`: what gc keeps for this recipe itself."""
+        return _packs(self.refs)
 
     def resolve(self, base: Recipe | RecipeEdits) -> Recipe:
         """The whole recipe, from the base blob's recipe. IntegrityError when the base is not
@@ -302,6 +303,15 @@ class RecipeEdits:
         new = _parse_entries(data, pos, nnew, nbases, packs, where, max_chunk, with_base=True)
         edits.check_runs(runs, 2**32, nnew, where=where)  # the base's length is checked on resolve
         return cls(blob, size, base_blob, runs, tuple(new), digest)
+
+
+def _bases(chunks: tuple[ChunkRef, ...]) -> tuple[ChunkRef, ...]:
+    """The bases of the delta frames among `chunks`, each once, in order of first use."""
+    return tuple(dict.fromkeys(ref.base for ref in chunks if ref.base is not None))
+
+
+def _packs(refs: tuple[ChunkRef, ...]) -> tuple[Digest, ...]:
+    return tuple(dict.fromkeys(ref.pack for ref in refs))
 
 
 def decode_stored(blob: Digest, data: bytes, *, max_chunk: int = MAX_RAW) -> Recipe | RecipeEdits:

@@ -101,8 +101,15 @@ class PackBuilder:
         self.size += len(frame)
         return offset
 
-    def finish(self) -> tuple[Digest, bytes, list[PackEntry]]:
-        """The pack's id, bytes and entries. The builder is empty afterwards."""
+    def take_frames(self) -> list[bytes]:
+        """The frames added since the last call, for a writer that streams them out as they
+        come (zoostore.storage.pack_stream); such a writer ends the pack with `footer()`, never
+        with `finish()`."""
+        parts, self._parts = self._parts, []
+        return parts
+
+    def footer(self) -> bytes:
+        """The footer and trailer that end the pack (after every frame added so far)."""
         fmt = 2 if any(fl.base is not None for fl in self._files) else 1
         footer = bytearray(_HEAD.pack(fmt, len(self._entries)))
         for e in self._entries:
@@ -118,8 +125,12 @@ class PackBuilder:
                 footer += _U32.pack(len(fl.chunks))
             for chunk, raw_length in fl.chunks:
                 footer += _FCHUNK.pack(chunk.raw, raw_length)
-        self._parts.append(bytes(footer))
-        self._parts.append(_TRAILER.pack(len(footer), MAGIC))
+        footer += _TRAILER.pack(len(footer), MAGIC)
+        return bytes(footer)
+
+    def finish(self) -> tuple[Digest, bytes, list[PackEntry]]:
+        """The pack's id, bytes and entries. The builder is empty afterwards."""
+        self._parts.append(self.footer())
         data = b"".join(self._parts)
         entries = self._entries
         self._parts, self._entries, self._files, self.size = [], [], [], 0

@@ -34,7 +34,6 @@ and the file is refused (readers verify every assembled file against its id as w
 from __future__ import annotations
 
 import os
-import threading
 from collections import deque
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -52,7 +51,8 @@ from zoostore.storage import codec
 from zoostore.storage.backends.base import Backend
 from zoostore.storage.delta_bases import Batch, DeltaBases, Encoded
 from zoostore.storage.handshake import Handshake
-from zoostore.storage.pack import FileList, PackBuilder, PackSlot, pack_key
+from zoostore.storage.pack import FileList, PackSlot, pack_key
+from zoostore.storage.pack_stream import PackStream
 from zoostore.storage.params import StorageParams
 from zoostore.storage.edits import Run
 from zoostore.storage.recipe import ChunkRef, Recipe, blob_key, edits_if_smaller
@@ -61,6 +61,8 @@ from zoostore.storage.recipe import ChunkRef, Recipe, blob_key, edits_if_smaller
 WRITE_WINDOW = 256
 #: Raw bytes per encoding task while writing.
 ENCODE_BATCH = 1024 * 1024
+#: Files with batches in flight (each keeps its memory map, and so a descriptor, open).
+FILES_IN_FLIGHT = 64
 
 #: (chunk, raw length, pack id or the slot of a pack being built, offset, frame length, the
 #: base when the frame is a delta frame)
@@ -138,16 +140,16 @@ class BlobWriter:
         self.handshake = Handshake(store.backend, grace=store.config.grace_seconds,
                                    settle=store.config.settle_seconds, recipe=store.recipe, forget=store.forget)
         self.session: dict[Digest, tuple[Digest | PackSlot, int, int, ChunkRef | None]] = {}
-        self.builder = PackBuilder()
-        self.slot = PackSlot()
         self.pending: list[_Pending] = []
         self.done: dict[Digest, PutResult] = {}
         self.cpu = ThreadPoolExecutor(max_workers=store.workers, thread_name_prefix="zoo-encode")
         self.io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="zoo-upload")
-        self.uploads: list[Future[None]] = []
-        self.packs_written = 0
-        self.stored_bytes = 0
-        self._stats_lock = threading.Lock()
+        self.packs = PackStream(store.backend, store.config.pack_target_size, self.io)
+        # Encoding batches of every file, in file order: a file's last batches are still being
+        # encoded while the next file is cut (no idle encoder at each file's end).
+        self.window: deque[tuple[Future[Encoded], list[int], _FileChunker]] = deque()
+        self.inflight = 0  # chunks in `window`
+        self.files_inflight = 0  # files with batches in `window`
         self._closed = False
 
     def __enter__(self) -> BlobWriter:
@@ -205,52 +207,43 @@ class BlobWriter:
             return None
         return whole if self.config.recipe_edits and whole is not None and whole.against is None else None
 
+    def drain(self) -> None:
+        """Add the oldest encoding batch's chunks to packs and to its file's entries."""
+        fut, lengths, chunker = self.window.popleft()
+        self.inflight -= len(lengths)
+        chunker.batches -= 1
+        if not chunker.batches:
+            self.files_inflight -= 1
+        chunker.accept(fut.result(), lengths)
+        self.packs.send()
+
     def append_frame(self, chunk: Digest, frame: bytes, raw_len: int, base: ChunkRef | None = None) -> Entry:
         """Put a new frame into the pack being built (flushing it when full)."""
-        offset = self.builder.add(chunk, frame, raw_len)
-        self.session[chunk] = (self.slot, offset, len(frame), base)
-        entry: Entry = (chunk, raw_len, self.slot, offset, len(frame), base)
-        if self.builder.size >= self.config.pack_target_size:
-            self._flush_pack()
+        slot, offset = self.packs.add(chunk, frame, raw_len)
+        self.session[chunk] = (slot, offset, len(frame), base)
+        entry: Entry = (chunk, raw_len, slot, offset, len(frame), base)
+        if self.packs.full:
+            self.packs.flush()
         return entry
-
-    def _flush_pack(self) -> None:
-        if not len(self.builder):
-            return
-        builder, slot = self.builder, self.slot
-        self.builder, self.slot = PackBuilder(), PackSlot()
-        self.packs_written += 1
-        # Bound memory: at most a few packs wait for upload.
-        while sum(1 for u in self.uploads if not u.done()) >= 3:
-            next(u for u in self.uploads if not u.done()).result()
-        self.uploads.append(self.io.submit(self._finish_pack, builder, slot))
-
-    def _finish_pack(self, builder: PackBuilder, slot: PackSlot) -> None:
-        # Joining and hashing a 32 MiB pack takes tens of milliseconds: an upload thread does
-        # it, so that the main thread keeps the encoders fed meanwhile.
-        cancel.check()
-        pack_id, data, _ = builder.finish()
-        slot.id = pack_id
-        with self._stats_lock:
-            self.stored_bytes += len(data)
-        self.backend.put_if_absent(pack_key(pack_id), data)
 
     def close(self) -> None:
         if self._closed:
             return
         try:
+            while self.window:
+                self.drain()
             if self.pending:
                 # The publish's last pack lists the files it added, so that `verify --repair`
                 # can rebuild their recipes from packs alone (see zoostore.storage.pack).
-                self.builder.add_file_list([self._file_list(p) for p in self.pending])
-            self._flush_pack()
-            for u in self.uploads:
-                u.result()
+                self.packs.add_file_list([self._file_list(p) for p in self.pending])
+            self.packs.flush()
+            self.packs.wait()
             self.handshake.settle()
             self._write_recipes()
         finally:
             self._closed = True
             self.cpu.shutdown(wait=True)
+            self.packs.close()
             self.io.shutdown(wait=True)
 
     def _file_list(self, p: _Pending) -> FileList:
@@ -291,6 +284,7 @@ class BlobWriter:
         """Stop without writing recipes. Packs already uploaded stay as garbage for gc."""
         self._closed = True
         self.cpu.shutdown(wait=True, cancel_futures=True)
+        self.packs.abort()
         self.io.shutdown(wait=True, cancel_futures=True)
 
 
@@ -309,19 +303,16 @@ class _FileChunker:
         self.chooser = codec.CodecChooser(writer.config.codecs)
         self.result = PutResult(path, blob, self.size, new=True)
         self.entries: list[Entry] = []
-        # Chunks go to the encoders in batches of about ENCODE_BATCH bytes: one task per
-        # 64 KiB chunk spends more time handing work between threads than hashing it.
-        self.window: deque[tuple[Future[Encoded], list[int]]] = deque()
-        self.inflight = 0
         self.submitted = 0
+        self.batches = 0  # in the writer's window
 
     def run(self) -> PutResult:
+        """Cut the file and hand its batches to the encoders. Its chunks join packs and
+        `entries` (and the result's counts) as the writer drains them: by `close()`."""
         if self.size:
-            try:
-                self._cut()
-            finally:
-                for fut, _ in self.window:
-                    fut.cancel()
+            while self.w.files_inflight >= FILES_IN_FLIGHT:
+                self.w.drain()
+            self._cut()
         self._check_unchanged()
         self.w.pending.append(_Pending(self.blob, self.size, self.entries))
         return self.result
@@ -345,6 +336,7 @@ class _FileChunker:
         batch: Batch = []
         lengths: list[int] = []
         batch_bytes = 0
+        w = self.w
         # pyfastcdc maps the file itself and keeps the mapping alive while chunk views exist.
         for i, c in enumerate(cdc.cut_file(str(self.path))):
             batch.append(c.data)
@@ -352,27 +344,31 @@ class _FileChunker:
             batch_bytes += c.length
             if batch_bytes < ENCODE_BATCH and i != codec.PROBE - 1:
                 continue
-            self._submit(batch, lengths)
+            self._submit(batch, lengths, batch_bytes)
             batch, lengths, batch_bytes = [], [], 0
             cancel.check(f"publishing {self.path.name}")
             # The chooser learns from the first chunks before the second batch is planned.
-            while self.window and (self.inflight >= WRITE_WINDOW or i == codec.PROBE - 1):
-                self._drain()
+            while w.window and (w.inflight >= WRITE_WINDOW or i == codec.PROBE - 1):
+                w.drain()
         if batch:
-            self._submit(batch, lengths)
-        while self.window:
-            self._drain()
+            self._submit(batch, lengths, batch_bytes)
+        while w.inflight >= WRITE_WINDOW:
+            w.drain()
 
-    def _submit(self, batch: Batch, lengths: list[int]) -> None:
+    def _submit(self, batch: Batch, lengths: list[int], nbytes: int) -> None:
         # The history is taken here, on the main thread, from the chunks drained so far (how
         # many is fixed by the window, not by thread timing): the same file always gets the
         # same frames. A file's first PROBE chunks are all probes.
         first = self.submitted
         self.submitted += len(lengths)
         history = None if first < codec.PROBE else self.chooser.history()
-        self.window.append((self.w.cpu.submit(self._work, batch, history, self.offset), lengths))
-        self.offset += sum(lengths)
-        self.inflight += len(lengths)
+        self.w.window.append((self.w.cpu.submit(self._work, batch, history, self.offset), lengths, self))
+        if not self.batches:
+            self.w.files_inflight += 1
+        self.batches += 1
+        self.offset += nbytes
+        self.w.inflight += len(lengths)
+        self.w.progress.advance(self.task, nbytes)
 
     def _work(self, batch: Batch, history: codec.History | None, start: int) -> Encoded:
         """On an encoder thread: hash each chunk, encode those the store does not hold (the
@@ -392,10 +388,9 @@ class _FileChunker:
             self.bases.apply(batch, out, start)
         return out
 
-    def _drain(self) -> None:
-        fut, lengths = self.window.popleft()
-        self.inflight -= len(lengths)
-        for (chunk, frame, probe, base), raw_len in zip(fut.result(), lengths):
+    def accept(self, encoded: Encoded, lengths: list[int]) -> None:
+        """On the writer's thread, in file order: one encoded batch of this file."""
+        for (chunk, frame, probe, base), raw_len in zip(encoded, lengths):
             if probe is not None:
                 self.chooser.record(probe)
             self._add_chunk(chunk, frame, raw_len, base)
@@ -403,7 +398,6 @@ class _FileChunker:
     def _add_chunk(self, chunk: Digest, frame: bytes | None, raw_len: int, base: ChunkRef | None) -> None:
         w, result = self.w, self.result
         result.chunks += 1
-        w.progress.advance(self.task, raw_len)
         ref = w.known.get(chunk)
         if ref is not None:
             self._freshen(ref)

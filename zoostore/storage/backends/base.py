@@ -77,6 +77,27 @@ class Capabilities:
     fresh_listing: bool = False
 
 
+class ObjectWriter:
+    """An object written in pieces whose key is known only at the end (a pack: its key is the
+    hash of its bytes). `commit(key)` stores it with `put_if_absent`'s contract; `discard()`
+    drops it. This default keeps the pieces in memory for one `put_if_absent`; a local store
+    writes them to a temp file as they come. Pieces are written from one thread at a time."""
+
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+        self._parts: builtins.list[bytes] = []
+
+    def write(self, parts: Sequence[bytes]) -> None:
+        self._parts.extend(parts)
+
+    def commit(self, key: str) -> bool:
+        data, self._parts = b"".join(self._parts), []
+        return self._backend.put_if_absent(key, data)
+
+    def discard(self) -> None:
+        self._parts = []
+
+
 class Backend(abc.ABC):
     """Primitives over one store location. Subclasses override the abstract methods; the
     concrete ones are defaults built on them."""
@@ -126,6 +147,10 @@ class Backend(abc.ABC):
         """Write `data` under `key` unless the key exists. Returns True if this call wrote it,
         False if it was already there (content-addressed keys: losing the race to an identical
         writer is success). Readers never see a partial object."""
+
+    def object_writer(self, prefix: str) -> ObjectWriter:
+        """A writer for one object under `prefix/` whose key is chosen at `commit` (ObjectWriter)."""
+        return ObjectWriter(self)
 
     @abc.abstractmethod
     def get_versioned(self, key: str) -> Versioned:

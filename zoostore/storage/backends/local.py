@@ -52,12 +52,12 @@ import socket
 import time
 import uuid
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import blake3
 
-from zoostore.storage.backends.base import Backend, Capabilities, ObjectInfo, Versioned
+from zoostore.storage.backends.base import Backend, Capabilities, ObjectInfo, ObjectWriter, Versioned
 from zoostore.core.atomic import TEMP_PREFIX, owner, owner_gone, stale_temp, temp_name
 from zoostore.core.errors import ConflictError, InvalidPathError, ObjectNotFoundError
 
@@ -65,6 +65,8 @@ from zoostore.core.errors import ConflictError, InvalidPathError, ObjectNotFound
 STALE_LOCK_SECONDS = 30.0
 #: How long a writer waits for a live lock holder before it says that it is waiting.
 LOCK_NOTE_SECONDS = 1.0
+#: Pieces per writev call (below every system's IOV_MAX).
+_IOV_BATCH = 512
 #: Objects per `list_pages` page (S3's page size, so that gc's cost estimates hold for both).
 LIST_PAGE = 1000
 
@@ -253,8 +255,13 @@ class LocalBackend(Backend):
         path = self._path(key, writing=True)
         if path.exists():
             return False  # cheap early exit; the link below is what decides races
-        tmp = self._write_temp(path, data)
+        return self._link_temp(self._write_temp(path, data), path)
+
+    def _link_temp(self, tmp: Path, path: Path) -> bool:
+        """Make the written temp file `tmp` the object at `path` unless it exists (the link
+        decides races); the temp file is gone afterwards."""
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             try:
                 os.link(tmp, path)
             except FileExistsError:
@@ -269,6 +276,9 @@ class LocalBackend(Backend):
             return True
         finally:
             tmp.unlink(missing_ok=True)
+
+    def object_writer(self, prefix: str) -> ObjectWriter:
+        return _TempFileWriter(self, self._path(prefix))
 
     def put_cas(self, key: str, data: bytes, *, expected: str | None) -> str:
         path = self._path(key, writing=True)
@@ -414,3 +424,57 @@ class LocalBackend(Backend):
 
     def now(self) -> float:
         return time.time()
+
+
+class _TempFileWriter(ObjectWriter):
+    """Pieces go straight to a temp file in `directory` (a reserved name: `list` skips it and
+    `leftovers` finds it after a crash); `commit` fsyncs it and links it into place like
+    `put_if_absent`. A pack is never held in memory whole."""
+
+    def __init__(self, backend: LocalBackend, directory: Path) -> None:
+        super().__init__(backend)
+        self._local = backend
+        self._dir = directory
+        self._tmp: Path | None = None
+        self._fd = -1
+
+    def _open(self) -> int:
+        if self._fd < 0:
+            self._dir.mkdir(parents=True, exist_ok=True)
+            tmp = self._dir / temp_name()
+            self._fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            self._tmp = tmp
+        return self._fd
+
+    def write(self, parts: Sequence[bytes]) -> None:
+        fd = self._open()
+        for i in range(0, len(parts), _IOV_BATCH):
+            batch = parts[i : i + _IOV_BATCH]
+            done, total = os.writev(fd, batch), sum(len(p) for p in batch)
+            if done < total:  # a short write (rare on regular files): the rest one by one
+                rest = memoryview(b"".join(batch))[done:]
+                while rest:
+                    rest = rest[os.write(fd, rest):]
+
+    def commit(self, key: str) -> bool:
+        fd = self._open()
+        self._fd = -1
+        try:
+            if self._local._fsync:
+                os.fsync(fd)
+        except BaseException:
+            self.discard()
+            raise
+        finally:
+            os.close(fd)
+        tmp, self._tmp = self._tmp, None
+        assert tmp is not None
+        return self._local._link_temp(tmp, self._local._path(key, writing=True))
+
+    def discard(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        if self._tmp is not None:
+            self._tmp.unlink(missing_ok=True)
+            self._tmp = None

@@ -19,6 +19,7 @@ from zoostore.documents.store_config import StoreConfig
 from zoostore.ops.publish import publish
 from zoostore.repository import Store, init_store
 from zoostore.storage.backends.base import ObjectWriter
+from zoostore.storage.backends import local
 from zoostore.storage.backends.local import LocalBackend
 from zoostore.storage.pack import FileList, PackBuilder, pack_key, parse_footer, footer_span
 from zoostore.storage.pack_stream import PackStream
@@ -56,8 +57,9 @@ def temps(root: Path) -> list[Path]:
 
 
 @pytest.mark.parametrize("backend_type", [LocalBackend, MemoryWriterBackend])
-def test_a_streamed_pack_is_byte_for_byte_the_pack_joined_in_memory(tmp_path: Path,
-                                                                     backend_type: type[LocalBackend]) -> None:
+def test_a_streamed_pack_is_byte_for_byte_the_pack_joined_in_memory(tmp_path: Path, backend_type: type[LocalBackend],
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(local, "SYNC_EVERY", 20_000)  # flushed to disk many times on the way
     backend = backend_type(tmp_path / "store")
     reference = PackBuilder()
     with ThreadPoolExecutor(2) as io:

@@ -30,14 +30,11 @@ from dataclasses import dataclass, field
 from zoostore.core.errors import ObjectNotFoundError
 from zoostore.core.progress import Progress
 from zoostore.ops.gc.results import GcResult
-from zoostore.storage.backends.base import Backend, ObjectInfo
+from zoostore.storage.backends.base import LIST_PAGE, Backend, ObjectInfo
 
 #: Candidates stat-ed and deleted per request: small enough that a batch's stats and its delete
 #: fit in the settle window on a slow link; S3 allows 1,000 keys per DeleteObjects.
 DELETE_BATCH = 100
-
-#: Keys per list request on S3 (ListObjectsV2's maximum and default), for the cost estimate.
-LIST_PAGE = 1000
 
 #: Concurrent stats.
 STAT_WORKERS = 16

@@ -77,6 +77,11 @@ class Capabilities:
     fresh_listing: bool = False
 
 
+#: Keys per list page: S3's ListObjectsV2 maximum and default. A local store pages the same, so
+#: that gc's cost estimates (ops/gc/deletes.py) hold for both.
+LIST_PAGE = 1000
+
+
 class ObjectWriter:
     """An object written in pieces whose key is known only at the end (a pack: its key is the
     hash of its bytes). `commit(key)` stores it with `put_if_absent`'s contract; `discard()`

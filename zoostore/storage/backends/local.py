@@ -57,7 +57,7 @@ from pathlib import Path
 
 import blake3
 
-from zoostore.storage.backends.base import Backend, Capabilities, ObjectInfo, ObjectWriter, Versioned
+from zoostore.storage.backends.base import LIST_PAGE, Backend, Capabilities, ObjectInfo, ObjectWriter, Versioned
 from zoostore.core.atomic import TEMP_PREFIX, owner, owner_gone, stale_temp, temp_name
 from zoostore.core.errors import ConflictError, InvalidPathError, ObjectNotFoundError
 
@@ -69,8 +69,6 @@ LOCK_NOTE_SECONDS = 1.0
 SYNC_EVERY = 4 * 1024 * 1024
 #: Pieces per writev call (below every system's IOV_MAX).
 _IOV_BATCH = 512
-#: Objects per `list_pages` page (S3's page size, so that gc's cost estimates hold for both).
-LIST_PAGE = 1000
 
 
 class StaleLockWarning(UserWarning):

@@ -165,6 +165,26 @@ def test_listing_check_on_s3(tmp_path: Path, s3_bucket: str, s3_storage_options:
         assert check.blobs.get_file(o, tmp_path / "out" / o.hex).stat().st_size > 0
 
 
+def test_stale_listing_option_makes_gc_check_each_candidate_with_its_own_request(
+        tmp_path: Path, s3_bucket: str, s3_storage_options: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """For an S3-compatible server whose listings may lag: `stale_listing = true` (a store option,
+    also from the command line) and gc stats every candidate instead of trusting a listing."""
+    grace = 1.0
+    url = f"s3://{s3_bucket}/stale"
+    config = StoreConfig(chunking=TINY.chunking, pack_target_size=TINY.pack_target_size, grace_seconds=grace,
+                         settle_seconds=1.0)
+    options = {**s3_storage_options, "stale_listing": "true"}
+    zoo, _ = init_store(url, config=config, storage_options=options)
+    assert not zoo.backend.capabilities.fresh_listing
+    assert open_store(url, storage_options=s3_storage_options).backend.capabilities.fresh_listing
+    orphans = [orphan(zoo, tmp_path, f"s{i}.bin", content(70 + i)) for i in range(3)]
+    time.sleep(grace + 1.5)  # LastModified has one-second resolution
+    stats = count_stats(zoo, monkeypatch)
+    result = plan_gc(zoo).execute()
+    assert result.recipes_deleted == 3 and not {blob_key(o) for o in orphans} & keys(zoo, "blobs/")
+    assert {blob_key(o) for o in orphans} <= set(stats), "a candidate was deleted without its own check"
+
+
 def test_execute_drops_from_the_manifests_the_plan_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The drop's first compare-and-swap uses the plan's copy and token: no read when nothing
     changed, and the manifest it wrote is not read again; a changed manifest still wins."""

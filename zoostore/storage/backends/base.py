@@ -31,14 +31,19 @@ SINGLE_WRITER_ENV = "ZOOSTORE_SINGLE_WRITER"
 PUT_ATTEMPTS = 20
 
 
-def single_writer_option(options: dict[str, Any]) -> bool:
-    """Pop `single_writer` from storage options; else read `ZOOSTORE_SINGLE_WRITER`."""
-    value = options.pop("single_writer", None)
+def flag_option(options: dict[str, Any], key: str, env: str | None = None) -> bool:
+    """Pop the yes/no storage option `key` (true, "1", "yes", "on"); else read `env` if given."""
+    value = options.pop(key, None)
     if value is None:
-        value = os.environ.get(SINGLE_WRITER_ENV, "")
+        value = os.environ.get(env, "") if env else False
     if isinstance(value, str):
         return value.strip().lower() in ("1", "true", "yes", "on")
     return bool(value)
+
+
+def single_writer_option(options: dict[str, Any]) -> bool:
+    """Pop `single_writer` from storage options; else read `ZOOSTORE_SINGLE_WRITER`."""
+    return flag_option(options, "single_writer", SINGLE_WRITER_ENV)
 
 #: Backoff between `Backend.put` rounds: short, as a lost round means another writer made progress.
 _PUT_BACKOFF = RetryPolicy(base=0.05, cap=2.0)

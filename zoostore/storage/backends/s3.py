@@ -44,7 +44,8 @@ changed meanwhile.
   (200 instead of 206) has its full body sliced, so bytes never come from the wrong offset.
 - list: paginated ListObjectsV2 under the prefix; LastModified -> mtime. `fresh_listing`: AWS S3
   lists are strongly consistent (since 2020-12), moto's trivially, and radosgw checks an index
-  entry with a pending write against the object itself while it lists.
+  entry with a pending write against the object itself while it lists. For an S3-compatible server
+  whose listings may lag its writes, the storage option `stale_listing = true` turns it off.
 - delete: DeleteObjects, 1,000 keys per request (the S3 limit), Quiet mode; absent keys count as
   deleted. Per-key errors raise `OSError` naming them.
 - freshen: CopyObject onto itself with `MetadataDirective=REPLACE`, which S3 accepts as a change
@@ -75,7 +76,8 @@ import fsspec.asyn
 import s3fs
 from botocore import exceptions as botoexc
 
-from zoostore.storage.backends.base import Backend, Capabilities, ObjectInfo, Versioned, single_writer_option
+from zoostore.storage.backends.base import (Backend, Capabilities, ObjectInfo, Versioned, flag_option,
+                                            single_writer_option)
 from zoostore.storage.backends.retry import RetryPolicy
 from zoostore.core import cancel
 from zoostore.core.errors import ConflictError, ObjectNotFoundError, RemoteError, UsageError
@@ -116,7 +118,7 @@ def _endpoint(options: dict[str, Any]) -> str:
 class S3Backend(Backend):
     """A `Backend` over `s3://bucket/prefix`. `storage_options` go to `s3fs.S3FileSystem`
     (with `skip_instance_cache=True` unless given, so backends never share hidden state), except
-    zoostore's own: `single_writer`, `max_attempts`, `retry_deadline`, `timeout`."""
+    zoostore's own: `single_writer`, `stale_listing`, `max_attempts`, `retry_deadline`, `timeout`."""
 
     capabilities = Capabilities(fresh_listing=True)
 
@@ -131,6 +133,10 @@ class S3Backend(Backend):
         self.url = f"{scheme}://{bucket}/{prefix}".rstrip("/")
         options = dict(storage_options or {})
         self.single_writer = single_writer_option(options)
+        if flag_option(options, "stale_listing"):
+            # A server whose listings may lag its writes: gc re-checks every candidate with a
+            # HEAD before deleting it instead of trusting a listing (docs/remote-stores.md).
+            self.capabilities = Capabilities(fresh_listing=False)
         self.retry = RetryPolicy.from_options(options)
         self.endpoint = _endpoint(options)
         self._fs = s3fs.S3FileSystem(**_client_options(options))
@@ -357,7 +363,7 @@ class S3Backend(Backend):
         atomic, quoted, report = self._run(self._probe)
         self._quoted_if_match = quoted
         self.cas_report = report
-        self.capabilities = replace(type(self).capabilities, atomic_cas=atomic)
+        self.capabilities = replace(self.capabilities, atomic_cas=atomic)
         return atomic
 
     async def _probe(self) -> tuple[bool, bool, str]:

@@ -305,6 +305,7 @@ class _FileChunker:
         self.entries: list[Entry] = []
         self.submitted = 0
         self.batches = 0  # in the writer's window
+        self.probed = False  # the probes' votes are in the chooser
 
     def run(self) -> PutResult:
         """Cut the file and hand its batches to the encoders. Its chunks join packs and
@@ -342,13 +343,14 @@ class _FileChunker:
             batch.append(c.data)
             lengths.append(c.length)
             batch_bytes += c.length
-            if batch_bytes < ENCODE_BATCH and i != codec.PROBE - 1:
+            # A file's first PROBE chunks (tried with every codec) go one per task, so that
+            # every encoder thread works on them while this thread waits for their votes.
+            if batch_bytes < ENCODE_BATCH and i >= codec.PROBE:
                 continue
             self._submit(batch, lengths, batch_bytes)
             batch, lengths, batch_bytes = [], [], 0
             cancel.check(f"publishing {self.path.name}")
-            # The chooser learns from the first chunks before the second batch is planned.
-            while w.window and (w.inflight >= WRITE_WINDOW or i == codec.PROBE - 1):
+            while w.window and w.inflight >= WRITE_WINDOW:
                 w.drain()
         if batch:
             self._submit(batch, lengths, batch_bytes)
@@ -361,6 +363,12 @@ class _FileChunker:
         # same frames. A file's first PROBE chunks are all probes.
         first = self.submitted
         self.submitted += len(lengths)
+        if first >= codec.PROBE and not self.probed:
+            # The chooser learns from the probes before the first batch is planned. Waiting here
+            # rather than right after the probes lets this thread cut that batch meanwhile.
+            while self.w.window:
+                self.w.drain()
+            self.probed = True
         history = None if first < codec.PROBE else self.chooser.history()
         self.w.window.append((self.w.cpu.submit(self._work, batch, history, self.offset), lengths, self))
         if not self.batches:

@@ -123,9 +123,10 @@ class Recipe:
         """Every pack the file needs, bases' packs included (gc keeps them all)."""
         return _packs(self.refs)
 
-    def as_edits(self, base: Recipe) -> RecipeEdits:
-        """This chunk list as edits of `base`'s (a whole recipe of another blob)."""
-        runs, new = edits.diff([_key(r) for r in base.chunks], [_key(r) for r in self.chunks])
+    def as_edits(self, base: Recipe, diff: tuple[list[Run], list[int]] | None = None) -> RecipeEdits:
+        """This chunk list as edits of `base`'s (a whole recipe of another blob); `diff` is
+        `edits_if_smaller`'s answer for the two lists when the caller has it already."""
+        runs, new = diff or edits.diff([_key(r) for r in base.chunks], [_key(r) for r in self.chunks])
         return RecipeEdits(self.blob, self.size, base.blob, tuple(runs), tuple(self.chunks[i] for i in new),
                            chunk_list_digest(self.chunks))
 

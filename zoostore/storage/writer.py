@@ -124,7 +124,8 @@ class _Pending:
     size: int
     entries: list[Entry]
     edit_base: Recipe | None = None  # a whole recipe of the previous version (recipe edits)
-    runs: list[Run] | None = None  # set by close(): stored as edits of edit_base
+    #: Set by close() when the file is stored as edits of edit_base: (runs, new chunk indices).
+    diff: tuple[list[Run], list[int]] | None = None
 
 
 class BlobWriter:
@@ -253,8 +254,8 @@ class BlobWriter:
         found = edits_if_smaller(p.edit_base, chunks) if p.edit_base is not None else None
         if found is None or p.edit_base is None or not self.handshake.freshen_blob(p.edit_base.blob):
             return FileList(p.blob, p.size, chunks)
-        p.runs, new = found
-        return FileList(p.blob, p.size, tuple(chunks[i] for i in new), p.edit_base.blob, tuple(p.runs))
+        p.diff = runs, new = found
+        return FileList(p.blob, p.size, tuple(chunks[i] for i in new), p.edit_base.blob, tuple(runs))
 
     def _write_recipes(self) -> None:
         recipes, stored = [], []
@@ -265,9 +266,8 @@ class BlobWriter:
                 assert pid is not None
                 chunks.append(ChunkRef(chunk, raw_len, pid, offset, length, base))
             whole = Recipe(p.blob, p.size, tuple(chunks))
-            if p.runs is not None and p.edit_base is not None:
-                edited = whole.as_edits(p.edit_base)
-                assert list(edited.runs) == p.runs  # the footer's file list says the same
+            if p.diff is not None and p.edit_base is not None:
+                edited = whole.as_edits(p.edit_base, p.diff)  # what the footer's file list says
                 stored.append(edited.encode())
                 whole = edited.resolve(p.edit_base)
             else:

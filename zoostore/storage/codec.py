@@ -11,16 +11,12 @@ codec 2 zstd-bytegroup the chunk split into 4 byte planes (bytes 0,4,8,… then 
                        sees noise (the "byte grouping" of Hugging Face Xet and of
                        Zarr/Blosc's shuffle filter).
 
-The writer keeps the smallest encoding and falls back to raw when nothing helps. Trying every
-codec on every chunk doubles the compression work, so only probe chunks are encoded with every
-codec: a file's first `PROBE` chunks, then the first new chunk of every encoding batch (about
-1 MiB, zoostore.storage.writer). `BatchEncoder` encodes the rest of a batch with the codec that
-minimises the bytes expected from the batch's own probe (up to MAX_PROBES probes when the first
-disagrees with the history) plus the file's history (`CodecChooser`: a decayed mean of every
-codec's frame size per raw byte over the file's probe chunks). Votes are
-therefore weighted by bytes, only probes vote, and a batch follows its own data: a native
-library whose ELF headers favour byte-grouping switches to plain zstd at the first batch of
-code (docs/codec.md has the measurements).
+The writer keeps the smallest encoding and falls back to raw when nothing helps. Only probe
+chunks are encoded with every codec: a file's first `PROBE` chunks, then the first new chunk of
+every encoding batch (about 1 MiB, zoostore.storage.writer). `BatchEncoder` encodes the rest of
+a batch with the codec that minimises the bytes expected from the batch's probes plus the
+file's history (`CodecChooser`), and plain zstd frames of code with more match search than a
+level-1 store's (`boosted_zstd`). docs/codec.md explains both and has the measurements.
 
 How the writer fills a bytegroup frame (any zstd frame decodes the same way, so this is a
 writer's choice, not format): each plane goes into its own zstd block (a block flush after
@@ -74,12 +70,20 @@ HISTORY_WEIGHT = 1.0
 MAX_PROBES = 3
 #: A codec is tried on a probe chunk only when the frames of the codecs before it (in
 #: `codecs.enabled` order) are above this fraction of the raw chunk. Byte-grouping pays off on
-#: float weights, which plain zstd leaves at 85-95% of raw; on code and tables it is rarely
-#: better and never by much: on the benchmark zoo's 537 MB (two releases of numpy, onnxruntime
-#: and scipy libraries and a float32 model), chunks zstd brings to 60% or less would gain 0.79 MB
-#: (0.15%) from byte-grouping, while trying it on them was a quarter of publish's CPU time
-#: (docs/codec.md).
+#: float weights, which plain zstd leaves at 85-95% of raw; on chunks zstd brings to 60% or less
+#: it would gain 0.15% of the benchmark zoo, at a quarter of publish's CPU (docs/codec.md).
 WORTH_TRYING = {BYTEGROUP: 0.6}
+#: In stores at zstd level 1 or 2 (the default is 1), plain zstd frames of chunks that compress
+#: to BOOST_BELOW or less (code, tables, text) get more match search (`boosted_zstd`): a frame
+#: per chunk cannot refer back across chunks, and at level 1 template-heavy C++ libraries lose up
+#: to 17% against whole-file `zstd -1`. Chunks up to BIG_CHUNK: BOOST_LEVEL with 4-byte matches
+#: (zstd's own choice for larger inputs); longer ones BOOST_LEVEL, plus BIG_LEVEL (greedy) where
+#: that leaves at most REPETITIVE. Weights and byte planes keep the store's level (docs/codec.md).
+BOOST_BELOW = 0.7
+BOOST_LEVEL = 3
+BIG_CHUNK = 128 * 1024
+REPETITIVE = 0.15
+BIG_LEVEL = 4
 #: Byte-plane compression parameters (see `_plane_compressor`): the size a plane of a 64 KiB
 #: chunk has, and the hash table size (2^8 entries).
 PLANE_HINT = 16 * 1024
@@ -96,6 +100,15 @@ def _compressor(level: int) -> zstandard.ZstdCompressor:
     if comp is None:
         # write_content_size lets the decoder allocate exactly once.
         comp = cache[level] = zstandard.ZstdCompressor(level=level, write_content_size=True)
+    return comp
+
+
+def _code_compressor() -> zstandard.ZstdCompressor:
+    comp: zstandard.ZstdCompressor | None = getattr(_local, "code_compressor", None)
+    if comp is None:
+        params = zstandard.ZstdCompressionParameters.from_level(
+            BOOST_LEVEL, source_size=BIG_CHUNK, min_match=4, write_content_size=1)
+        comp = _local.code_compressor = zstandard.ZstdCompressor(compression_params=params)
     return comp
 
 
@@ -166,7 +179,7 @@ def _bytegroup_frame(data: bytes | memoryview, level: int) -> bytes:
 
 
 def encode(data: bytes | memoryview, codec: int, *, level: int = 3) -> bytes:
-    """One frame of `data` with a given codec (no size comparison)."""
+    """One frame of `data` with a given codec at exactly this zstd level (no size comparison)."""
     n = len(data)
     if codec == RAW:
         return HEADER.pack(codec, n) + data
@@ -177,18 +190,56 @@ def encode(data: bytes | memoryview, codec: int, *, level: int = 3) -> bytes:
     raise ValueError(f"unknown codec {codec}")
 
 
-def encode_best(data: bytes | memoryview, codecs: tuple[int, ...], *, level: int = 3) -> bytes:
-    """The smallest frame among `codecs`; raw when no codec makes the chunk smaller."""
+def boosts(level: int) -> bool:
+    """Whether a store at this zstd level gets boosted plain zstd frames."""
+    return 0 < level < BOOST_LEVEL
+
+
+def boosted_zstd(data: bytes | memoryview) -> bytes:
+    """The boosted plain zstd frame of a chunk (see BOOST_BELOW)."""
+    n = len(data)
+    if n <= BIG_CHUNK:
+        return HEADER.pack(ZSTD, n) + _code_compressor().compress(data)
+    frame = encode(data, ZSTD, level=BOOST_LEVEL)
+    if len(frame) > REPETITIVE * n:
+        return frame
+    greedy = encode(data, ZSTD, level=BIG_LEVEL)
+    return greedy if len(greedy) < len(frame) else frame
+
+
+def boosted(data: bytes | memoryview, frame: bytes, level: int) -> bytes:
+    """`frame` (encoded at the store's `level`), or the chunk's smaller `boosted_zstd` frame
+    where `frame` is plain zstd of at most BOOST_BELOW of the chunk and the store `boosts`."""
+    if frame[0] != ZSTD or not boosts(level) or len(frame) > BOOST_BELOW * len(data):
+        return frame
+    better = boosted_zstd(data)
+    return better if len(better) < len(frame) else frame
+
+
+def _smallest(data: bytes | memoryview, codecs: tuple[int, ...], level: int, boost: bool,
+              probe: bool) -> tuple[bytes, list[tuple[int, int]]]:
+    n = len(data)
     best: bytes | None = None
-    for codec in codecs:
-        if codec == RAW:
+    sizes = [(RAW, HEADER_SIZE + n)]
+    for c in codecs:
+        if c == RAW:
             continue
-        frame = encode(data, codec, level=level)
+        if probe and c in WORTH_TRYING and best is not None and len(best) <= WORTH_TRYING[c] * n:
+            continue
+        frame = boosted_zstd(data) if boost and c == ZSTD and boosts(level) else encode(data, c, level=level)
+        sizes.append((c, len(frame)))
         if best is None or len(frame) < len(best):
             best = frame
-    if best is None or len(best) >= HEADER_SIZE + len(data):
-        return encode(data, RAW)
-    return best
+    if best is None or len(best) >= HEADER_SIZE + n:
+        return encode(data, RAW), sizes
+    return (best if boost else boosted(data, best, level)), sizes
+
+
+def encode_best(data: bytes | memoryview, codecs: tuple[int, ...], *, level: int = 3,
+                boost: bool = False) -> bytes:
+    """The smallest frame among `codecs`; raw when no codec makes the chunk smaller. Plain zstd
+    is encoded `boosted_zstd` right away with `boost`, else at `level` and then `boosted`."""
+    return _smallest(data, codecs, level, boost, probe=False)[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,25 +250,18 @@ class Probe:
     sizes: tuple[tuple[int, int], ...]  # (codec, frame length)
 
 
-def encode_probe(data: bytes | memoryview, codecs: tuple[int, ...], *, level: int = 3) -> tuple[bytes, Probe]:
-    """The smallest frame among `codecs` (raw when nothing helps), and what every codec tried
-    gave: a codec in WORTH_TRYING is skipped (and left out of the probe) when a cheaper one
-    already made the chunk smaller than its threshold."""
-    n = len(data)
-    best: bytes | None = None
-    sizes = [(RAW, HEADER_SIZE + n)]
-    for c in codecs:
-        if c == RAW:
-            continue
-        if c in WORTH_TRYING and best is not None and len(best) <= WORTH_TRYING[c] * n:
-            continue
-        frame = encode(data, c, level=level)
-        sizes.append((c, len(frame)))
-        if best is None or len(frame) < len(best):
-            best = frame
-    if best is None or len(best) >= HEADER_SIZE + n:
-        best = encode(data, RAW)
-    return best, Probe(n, tuple(sizes))
+def encode_probe(data: bytes | memoryview, codecs: tuple[int, ...], *, level: int = 3,
+                 boost: bool = False) -> tuple[bytes, Probe]:
+    """`encode_best`, and what every codec tried gave: a codec in WORTH_TRYING is skipped (and
+    left out of the probe) when a cheaper one already made the chunk smaller than its threshold."""
+    frame, sizes = _smallest(data, codecs, level, boost, probe=True)
+    return frame, Probe(len(data), tuple(sizes))
+
+
+def compresses_well(probe: Probe) -> bool:
+    """Whether a probe's plain zstd frame is at most BOOST_BELOW of its chunk."""
+    zstd = dict(probe.sizes).get(ZSTD)
+    return zstd is not None and zstd <= BOOST_BELOW * probe.raw_length
 
 
 #: Expected frame bytes per raw byte, per codec (a `CodecChooser`'s history at one moment).
@@ -253,7 +297,9 @@ class BatchEncoder:
     codec, the rest of the batch gets it; where they disagree, the next chunks are probes too
     (at most MAX_PROBES), and then the codec that minimises the probes' bytes plus
     HISTORY_WEIGHT probes' worth of the history's expected bytes wins. With `history=None`
-    every chunk is a probe (a file's first chunks)."""
+    every chunk is a probe (a file's first chunks). A batch planned for plain zstd whose
+    expected bytes are at most BOOST_BELOW of raw gets `boosted_zstd` frames, and so does a probe
+    after a probe (or history) that compressed well; other chunks are `boosted` on their own."""
 
     def __init__(self, codecs: tuple[int, ...], history: History | None, *, level: int) -> None:
         self.codecs, self.level = codecs, level
@@ -261,6 +307,8 @@ class BatchEncoder:
         adaptive = sum(1 for c in codecs if c != RAW) >= 2
         self.probes: list[Probe] = []
         self.plan: tuple[int, ...] | None = None if adaptive else codecs
+        self.boost = False  # plain zstd frames `boosted_zstd` right away (else `boosted`)
+        self._expect_code = self.history is not None and self.history.get(ZSTD, 1.0) <= BOOST_BELOW
 
     @property
     def planned(self) -> bool:
@@ -269,8 +317,9 @@ class BatchEncoder:
 
     def encode(self, data: bytes | memoryview) -> tuple[bytes, Probe | None]:
         if self.plan is not None:
-            return encode_best(data, self.plan, level=self.level), None
-        frame, probe = encode_probe(data, self.codecs, level=self.level)
+            return encode_best(data, self.plan, level=self.level, boost=self.boost), None
+        frame, probe = encode_probe(data, self.codecs, level=self.level, boost=self._expect_code)
+        self._expect_code = compresses_well(probe)
         self.probes.append(probe)
         if self.history is not None:
             self.plan = self._decide(self.history)
@@ -284,13 +333,18 @@ class BatchEncoder:
             for c, size in p.sizes:
                 local[c] = local.get(c, 0.0) + size
         if not history or not raw:
-            return (_cheapest(local),)
-        if _cheapest(local) != _cheapest(history) and len(self.probes) < MAX_PROBES:
+            expected, total = local, float(raw)
+        elif _cheapest(local) != _cheapest(history) and len(self.probes) < MAX_PROBES:
             # A second opinion costs one chunk's extra encoding; a wrong batch costs up to
             # 20% of a megabyte (a probe chunk can be atypical: a float table inside code).
             return None
-        share = HISTORY_WEIGHT * raw / len(self.probes)
-        return (_cheapest({c: size + share * history.get(c, size / raw) for c, size in local.items()}),)
+        else:
+            share = HISTORY_WEIGHT * raw / len(self.probes)
+            expected = {c: size + share * history.get(c, size / raw) for c, size in local.items()}
+            total = raw + share
+        best = _cheapest(expected)
+        self.boost = best == ZSTD and expected[best] <= BOOST_BELOW * total
+        return (best,)
 
 
 def _cheapest(expected: dict[int, float]) -> int:

@@ -92,6 +92,20 @@ def test_a_code_batch_is_boosted_and_a_weight_batch_is_not() -> None:
     assert encoder.plan == (codec.BYTEGROUP,) and not encoder.boost
 
 
+def test_a_files_first_chunks_are_tasted() -> None:
+    # Without a history, the first TASTE bytes at the store's level say whether a probe tries
+    # plain zstd boosted at once (code, text) or at the store's level (weights).
+    code = b"".join(b'{"id": %d, "name": "layer.%d.weight", "shape": [%d, 384]},\n' % (i, i % 97, i % 7)
+                    for i in range(2000))[:CHUNK]
+    w = weights(CHUNK)
+    frame, probe = codec.BatchEncoder(CODECS, None, level=1).encode(code)
+    assert frame == codec.boosted_zstd(code) and probe is not None
+    assert dict(probe.sizes)[codec.ZSTD] == len(frame)
+    frame, probe = codec.BatchEncoder(CODECS, None, level=1).encode(w)
+    assert probe is not None and dict(probe.sizes)[codec.ZSTD] == level1(w)
+    assert codec.frame_codec(frame) == codec.BYTEGROUP
+
+
 def test_byte_planes_keep_the_store_level() -> None:
     w = weights(CHUNK)
     assert codec.encode_best(w, CODECS, level=1) == codec.encode(w, codec.BYTEGROUP, level=1)
@@ -102,7 +116,8 @@ def test_only_levels_1_and_2_are_boosted() -> None:
     # "fast" levels too.
     code = template_code(CHUNK)
     for level in (-3, 0, 3, 6):
-        assert codec.encode_best(code, (codec.RAW, codec.ZSTD), level=level) == codec.encode(code, codec.ZSTD, level=level)
+        plain = codec.encode(code, codec.ZSTD, level=level)
+        assert codec.encode_best(code, (codec.RAW, codec.ZSTD), level=level) == plain
     assert codec.encode_best(code, (codec.RAW, codec.ZSTD), level=2) == codec.boosted_zstd(code)
 
 

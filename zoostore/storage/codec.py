@@ -81,6 +81,8 @@ WORTH_TRYING = {BYTEGROUP: 0.6}
 #: that leaves at most REPETITIVE. Weights and byte planes keep the store's level (docs/codec.md).
 BOOST_BELOW = 0.7
 BOOST_LEVEL = 3
+#: A file's first chunks (no history) are tasted: their first TASTE bytes at the store's level.
+TASTE = 8 * 1024
 BIG_CHUNK = 128 * 1024
 REPETITIVE = 0.15
 BIG_LEVEL = 4
@@ -142,8 +144,6 @@ def _planes(raw: bytes) -> list[bytes]:
     return [raw[0::4], raw[1::4], raw[2::4], raw[3::4]]
 
 
-
-
 def _ungroup_into(planes: bytes, out: bytearray, offset: int, n: int) -> None:
     """Interleave the 4 planes of an n-byte chunk into out[offset : offset + n]."""
     # bytearray slice assignment copies a non-bytearray value first: hand it bytearray slices.
@@ -190,11 +190,6 @@ def encode(data: bytes | memoryview, codec: int, *, level: int = 3) -> bytes:
     raise ValueError(f"unknown codec {codec}")
 
 
-def boosts(level: int) -> bool:
-    """Whether a store at this zstd level gets boosted plain zstd frames."""
-    return 0 < level < BOOST_LEVEL
-
-
 def boosted_zstd(data: bytes | memoryview) -> bytes:
     """The boosted plain zstd frame of a chunk (see BOOST_BELOW)."""
     n = len(data)
@@ -209,8 +204,8 @@ def boosted_zstd(data: bytes | memoryview) -> bytes:
 
 def boosted(data: bytes | memoryview, frame: bytes, level: int) -> bytes:
     """`frame` (encoded at the store's `level`), or the chunk's smaller `boosted_zstd` frame
-    where `frame` is plain zstd of at most BOOST_BELOW of the chunk and the store `boosts`."""
-    if frame[0] != ZSTD or not boosts(level) or len(frame) > BOOST_BELOW * len(data):
+    where `frame` is plain zstd of at most BOOST_BELOW of the chunk in a level-1/2 store."""
+    if frame[0] != ZSTD or not 0 < level < BOOST_LEVEL or len(frame) > BOOST_BELOW * len(data):
         return frame
     better = boosted_zstd(data)
     return better if len(better) < len(frame) else frame
@@ -226,7 +221,7 @@ def _smallest(data: bytes | memoryview, codecs: tuple[int, ...], level: int, boo
             continue
         if probe and c in WORTH_TRYING and best is not None and len(best) <= WORTH_TRYING[c] * n:
             continue
-        frame = boosted_zstd(data) if boost and c == ZSTD and boosts(level) else encode(data, c, level=level)
+        frame = boosted_zstd(data) if boost and c == ZSTD and 0 < level < BOOST_LEVEL else encode(data, c, level=level)
         sizes.append((c, len(frame)))
         if best is None or len(frame) < len(best):
             best = frame
@@ -299,7 +294,7 @@ class BatchEncoder:
     HISTORY_WEIGHT probes' worth of the history's expected bytes wins. With `history=None`
     every chunk is a probe (a file's first chunks). A batch planned for plain zstd whose
     expected bytes are at most BOOST_BELOW of raw gets `boosted_zstd` frames, and so does a probe
-    after a probe (or history) that compressed well; other chunks are `boosted` on their own."""
+    after a probe (or history, or TASTE) that compressed well; others are `boosted` alone."""
 
     def __init__(self, codecs: tuple[int, ...], history: History | None, *, level: int) -> None:
         self.codecs, self.level = codecs, level
@@ -308,7 +303,7 @@ class BatchEncoder:
         self.probes: list[Probe] = []
         self.plan: tuple[int, ...] | None = None if adaptive else codecs
         self.boost = False  # plain zstd frames `boosted_zstd` right away (else `boosted`)
-        self._expect_code = self.history is not None and self.history.get(ZSTD, 1.0) <= BOOST_BELOW
+        self._expect_code = None if self.history is None else self.history.get(ZSTD, 1.0) <= BOOST_BELOW
 
     @property
     def planned(self) -> bool:
@@ -318,7 +313,10 @@ class BatchEncoder:
     def encode(self, data: bytes | memoryview) -> tuple[bytes, Probe | None]:
         if self.plan is not None:
             return encode_best(data, self.plan, level=self.level, boost=self.boost), None
-        frame, probe = encode_probe(data, self.codecs, level=self.level, boost=self._expect_code)
+        if self._expect_code is None and 0 < self.level < BOOST_LEVEL:
+            taste = data[:TASTE]
+            self._expect_code = len(encode(taste, ZSTD, level=self.level)) <= BOOST_BELOW * len(taste) + HEADER_SIZE
+        frame, probe = encode_probe(data, self.codecs, level=self.level, boost=bool(self._expect_code))
         self._expect_code = compresses_well(probe)
         self.probes.append(probe)
         if self.history is not None:

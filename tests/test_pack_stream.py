@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import os
 import random
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -129,3 +130,69 @@ def test_a_publishs_packs_do_not_depend_on_threads(tmp_path: Path) -> None:
         start, end = footer_span(data[-12:], len(data), where=key)
         parse_footer(data[start:end], where=key, frames_end=start)
         assert key == pack_key(Digest.of(data))
+
+
+def test_a_pack_write_that_fails_once_fails_the_publish_and_leaves_nothing(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A frame write fails (the disk was full for a moment) and later ones succeed: the pack is
+    never committed (its id would not match its bytes), no temp file stays, and a second
+    publish, once there is space, stores everything readable."""
+    rng = random.Random(4)
+    src = tmp_path / "src"
+    src.mkdir()
+    files = {f"f{i}.bin": rng.randbytes(600_000) for i in range(4)}
+    for name, data in files.items():
+        (src / name).write_bytes(data)
+    zoo, _ = init_store(tmp_path / "store", config=StoreConfig(pack_target_size=8 << 20))
+    real, calls = os.writev, [0]
+
+    def flaky(fd: int, buffers: Sequence[bytes]) -> int:
+        calls[0] += 1
+        if calls[0] == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, buffers)
+
+    monkeypatch.setattr(os, "writev", flaky)
+    with pytest.raises(OSError, match="No space left"):
+        publish(zoo, "m", "1.0.0", [src], check=False)
+    assert list(zoo.backend.list("packs/")) == [] and list(zoo.backend.list("blobs/")) == []
+    assert temps(tmp_path / "store") == []
+    monkeypatch.setattr(os, "writev", real)
+    result = publish(zoo, "m", "1.0.0", [src], check=False)
+    for name, entry in result.files.items():
+        assert zoo.blobs.get_file(entry.blob, tmp_path / "out" / name).read_bytes() == files[name]
+
+
+def test_a_file_changed_after_add_returned_is_refused_once_its_last_chunks_are_read(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`add` returns while the file's last batches still wait for an encoder (the window spans
+    files); the file's stamp is checked when they are done, so a write in between is caught:
+    no recipe names bytes that do not hash to its blob id, and no temp file stays."""
+    from zoostore.core.errors import UsageError
+    from zoostore.storage import writer as W
+    from zoostore.storage.recipe import blob_key
+
+    rng = random.Random(5)
+    a, b = tmp_path / "a.bin", tmp_path / "b.bin"
+    a.write_bytes(rng.randbytes(3_000_000))
+    b.write_bytes(rng.randbytes(10_000))
+    zoo, _ = init_store(tmp_path / "store")
+    gate = threading.Event()
+    real_work = W._FileChunker._work
+
+    def held_work(self: W._FileChunker, batch: object, history: object, start: int) -> object:
+        if history is not None:  # planned batches (after the probes): the encoders are behind
+            gate.wait(10)
+        return real_work(self, batch, history, start)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(W._FileChunker, "_work", held_work)
+    with pytest.raises(UsageError, match="changed while it was being stored"):
+        with zoo.blobs.writer() as w:
+            ra = w.add(a)
+            with open(a, "r+b") as f:  # rewritten in place, same size
+                f.seek(2_500_000)
+                f.write(b"\xff" * 100_000)
+            gate.set()
+            w.add(b)
+    assert not zoo.backend.exists(blob_key(ra.blob))
+    assert temps(tmp_path / "store") == []

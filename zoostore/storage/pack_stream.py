@@ -33,9 +33,9 @@ MAX_COMMITS = 3
 
 
 def _write(hasher: blake3.blake3, sink: ObjectWriter, parts: Sequence[bytes]) -> None:
-    for part in parts:
-        hasher.update(part)
     sink.write(parts)
+    for part in parts:  # only bytes that reached the sink count towards the pack's id
+        hasher.update(part)
 
 
 class PackStream:
@@ -58,6 +58,7 @@ class PackStream:
         self.hasher = blake3.blake3()
         self.sink = self.backend.object_writer("packs")
         self.sinks.append(self.sink)
+        self.writes: list[Future[None]] = []  # of this pack: a pack with a failed write is never committed
 
     @property
     def full(self) -> bool:
@@ -74,28 +75,36 @@ class PackStream:
         """Hand the frames added since the last call to the pack thread."""
         frames = self.builder.take_frames()
         if frames:
-            self.thread.submit(_write, self.hasher, self.sink, frames)
+            self.writes.append(self.thread.submit(_write, self.hasher, self.sink, frames))
 
     def flush(self) -> None:
         """End the pack being built (if it holds anything) and start its commit."""
         if not len(self.builder):
             return
         self.send()
-        builder, slot, hasher, sink = self.builder, self.slot, self.hasher, self.sink
+        builder, slot, hasher, sink, writes = self.builder, self.slot, self.hasher, self.sink, self.writes
         self._new()
         while sum(1 for c in self.commits if not c.done()) >= MAX_COMMITS:
             next(c for c in self.commits if not c.done()).result()
+        for c in self.commits:
+            if c.done():
+                c.result()  # a failed pack fails the publish now, not after everything is encoded
         footer = builder.footer()
-        written = self.thread.submit(_write, hasher, sink, [footer])
+        writes.append(self.thread.submit(_write, hasher, sink, [footer]))
         self.packs_written += 1
-        self.commits.append(self.io.submit(self._commit, written, hasher, sink, slot, builder.size + len(footer)))
+        self.commits.append(self.io.submit(self._commit, writes, hasher, sink, slot, builder.size + len(footer)))
 
-    def _commit(self, written: Future[None], hasher: blake3.blake3, sink: ObjectWriter, slot: PackSlot,
+    def _commit(self, writes: list[Future[None]], hasher: blake3.blake3, sink: ObjectWriter, slot: PackSlot,
                 size: int) -> None:
-        written.result()  # every byte of the pack, footer last, is written and hashed
-        cancel.check()
-        pack_id = Digest(hasher.hexdigest())
-        sink.commit(pack_key(pack_id))
+        try:
+            for w in writes:  # every byte of the pack, footer last, written and hashed
+                w.result()
+            cancel.check()
+            pack_id = Digest(hasher.hexdigest())
+            sink.commit(pack_key(pack_id))
+        except BaseException:
+            sink.discard()
+            raise
         slot.id = pack_id
         with self._lock:
             self.stored_bytes += size

@@ -167,7 +167,8 @@ class BlobWriter:
     def add(self, path: Path, *, hashed: Hashed | None = None, previous: Digest | None = None) -> PutResult:
         """Store one file (see the module docstring). With `hashed` the file is not hashed
         again; UsageError if it changed since that hash, or while it was chunked. `previous`
-        is the blob of the file's previous version: its chunks are delta bases (delta stores)."""
+        is the blob of the file's previous version: its chunks are delta bases (delta stores).
+        The result's chunk and byte counts are complete once `close()` returns."""
         path = Path(path)
         stamp = hashed.stamp if hashed is not None else FileStamp.of(path)
         size = stamp.size
@@ -216,6 +217,9 @@ class BlobWriter:
         if not chunker.batches:
             self.files_inflight -= 1
         chunker.accept(fut.result(), lengths)
+        if not chunker.batches and chunker.cut_done:
+            # Its last chunks are encoded: the file must still be what was hashed and read.
+            chunker.check_unchanged()
         self.packs.send()
 
     def append_frame(self, chunk: Digest, frame: bytes, raw_len: int, base: ChunkRef | None = None) -> Entry:
@@ -228,24 +232,33 @@ class BlobWriter:
         return entry
 
     def close(self) -> None:
+        """Drain, store the last pack, then write the recipes. On any failure (a file changed,
+        a pack write failed, Ctrl-C) it aborts instead: nothing half-written stays behind."""
         if self._closed:
             return
         try:
-            while self.window:
-                self.drain()
-            if self.pending:
-                # The publish's last pack lists the files it added, so that `verify --repair`
-                # can rebuild their recipes from packs alone (see zoostore.storage.pack).
-                self.packs.add_file_list([self._file_list(p) for p in self.pending])
-            self.packs.flush()
-            self.packs.wait()
-            self.handshake.settle()
-            self._write_recipes()
-        finally:
-            self._closed = True
-            self.cpu.shutdown(wait=True)
-            self.packs.close()
-            self.io.shutdown(wait=True)
+            self._finish()
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt):
+                cancel.request()
+            self.abort()
+            raise
+        self._closed = True
+        self.cpu.shutdown(wait=True)
+        self.packs.close()
+        self.io.shutdown(wait=True)
+
+    def _finish(self) -> None:
+        while self.window:
+            self.drain()
+        if self.pending:
+            # The publish's last pack lists the files it added, so that `verify --repair`
+            # can rebuild their recipes from packs alone (see zoostore.storage.pack).
+            self.packs.add_file_list([self._file_list(p) for p in self.pending])
+        self.packs.flush()
+        self.packs.wait()
+        self.handshake.settle()
+        self._write_recipes()
 
     def _file_list(self, p: _Pending) -> FileList:
         """The footer's list of `p`'s chunks; decides (once, here) whether its recipe is stored as
@@ -306,6 +319,7 @@ class _FileChunker:
         self.submitted = 0
         self.batches = 0  # in the writer's window
         self.probed = False  # the probes' votes are in the chooser
+        self.cut_done = False
 
     def run(self) -> PutResult:
         """Cut the file and hand its batches to the encoders. Its chunks join packs and
@@ -314,11 +328,13 @@ class _FileChunker:
             while self.w.files_inflight >= FILES_IN_FLIGHT:
                 self.w.drain()
             self._cut()
-        self._check_unchanged()
+        self.cut_done = True
+        if not self.batches:
+            self.check_unchanged()
         self.w.pending.append(_Pending(self.blob, self.size, self.entries))
         return self.result
 
-    def _check_unchanged(self) -> None:
+    def check_unchanged(self) -> None:
         try:
             now: FileStamp | str = FileStamp.of(self.path)
         except OSError as exc:
@@ -326,7 +342,7 @@ class _FileChunker:
         if now != self.stamp:
             raise UsageError(
                 f"{self.path} changed while it was being stored: before it was hashed (as {self.blob}) it "
-                f"had {self.stamp}, after chunking {now}. Its recipe was not written; store it again "
+                f"had {self.stamp}, after it was read {now}. Its recipe was not written; store it again "
                 f"once nothing writes to it")
 
     def _cut(self) -> None:

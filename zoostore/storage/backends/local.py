@@ -65,6 +65,8 @@ from zoostore.core.errors import ConflictError, InvalidPathError, ObjectNotFound
 STALE_LOCK_SECONDS = 30.0
 #: How long a writer waits for a live lock holder before it says that it is waiting.
 LOCK_NOTE_SECONDS = 1.0
+#: fdatasync where the system has it (Linux), else fsync (macOS).
+_fdatasync = getattr(os, "fdatasync", os.fsync)
 #: A streamed object is flushed to disk every this many bytes (_TempFileWriter).
 SYNC_EVERY = 4 * 1024 * 1024
 #: Pieces per writev call (below every system's IOV_MAX).
@@ -440,8 +442,11 @@ class _TempFileWriter(ObjectWriter):
         self._tmp: Path | None = None
         self._fd = -1
         self._unsynced = 0
+        self._dropped = False  # discarded: later writes go nowhere (no second temp file)
 
     def _open(self) -> int:
+        if self._dropped:
+            raise OSError(errno.ECANCELED, "write to a discarded object")
         if self._fd < 0:
             self._dir.mkdir(parents=True, exist_ok=True)
             tmp = self._dir / temp_name()
@@ -460,25 +465,27 @@ class _TempFileWriter(ObjectWriter):
                     rest = rest[os.write(fd, rest):]
             self._unsynced += total
         if self._local._fsync and self._unsynced >= SYNC_EVERY:
-            os.fdatasync(fd)
+            _fdatasync(fd)
             self._unsynced = 0
 
     def commit(self, key: str) -> bool:
         fd = self._open()
         self._fd = -1
         try:
-            if self._local._fsync:
-                os.fsync(fd)
+            try:
+                if self._local._fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
         except BaseException:
             self.discard()
             raise
-        finally:
-            os.close(fd)
         tmp, self._tmp = self._tmp, None
         assert tmp is not None
         return self._local._link_temp(tmp, self._local._path(key, writing=True))
 
     def discard(self) -> None:
+        self._dropped = True
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

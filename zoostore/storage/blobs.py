@@ -25,25 +25,27 @@ import contextlib
 import os
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 import blake3
 
-from zoostore.storage import codec, segments
+from zoostore.storage import segments
 from zoostore.storage.backends.base import Backend
 from zoostore.storage.params import StorageParams
 from zoostore.core import cancel
 from zoostore.core.atomic import open_temp
 from zoostore.core.digest import Digest
 from zoostore.core.errors import BlobNotFoundError, FormatError, IntegrityError, ObjectNotFoundError, ZooError
+from zoostore.storage.frames_into import decode_into
 from zoostore.storage.pack import pack_key
 from zoostore.core.progress import NullProgress, Progress
 from zoostore.storage.recipe import ChunkRef, Recipe, RecipeEdits, blob_key, decode_stored
-from zoostore.storage.segments import LocalChunk, ReadStats, SegmentBuffers, plan_segments, range_buffer
+from zoostore.storage.segments import (LocalChunk, ReadStats, SegmentBuffers, in_order, plan_segments,
+                                       reader_threads)
 
 if TYPE_CHECKING:  # the writer (FastCDC, delta bases) is imported when something writes: sync never does
     from zoostore.storage.writer import BlobWriter, Hashed, PutResult
@@ -65,6 +67,13 @@ class BlobStore:
         self.workers = workers or _cpu_workers()
         self.stats = ReadStats()
         self._decode_slots = threading.BoundedSemaphore(self.workers)
+        self._reader_count = reader_threads(self.workers, local=backend.url.startswith("file:"))
+        # Segments submitted and not yet taken, over the reads of `_segment_buffers` (in_order);
+        # reused buffers (get_file): ranges, one per reader; segments, those in the slots and
+        # the two each read writes and hashes (four at once: sync's files in flight).
+        self._segment_slots = threading.BoundedSemaphore(2 * self._reader_count)
+        self._range_buffers = SegmentBuffers(self._reader_count)
+        self._segment_buffers = SegmentBuffers(2 * self._reader_count + 2 * 4)
         # Reader threads live as long as this BlobStore (sync reads many files through one):
         # starting 4 threads per file cost more than decoding a small file. The pool's idle
         # threads exit when it is garbage-collected with the BlobStore.
@@ -184,22 +193,22 @@ class BlobStore:
     # ------------------------------------------------------------------ reading
     def _load_segment(self, recipe: Recipe, kind: str, idx: list[int],
                       local: Mapping[Digest, LocalChunk] | None,
-                      buffers: SegmentBuffers | None = None) -> bytearray:
-        """The raw bytes of the run `idx` (consecutive chunks of the file), each verified; in a
-        buffer from `buffers` when given."""
+                      buffers: SegmentBuffers | None = None) -> memoryview:
+        """The raw bytes of the run `idx` (consecutive chunks of the file), each verified: a
+        view of a buffer from `buffers` when given (`SegmentBuffers.give` takes the view)."""
         cancel.check()  # a stopped read starts no new request
         refs = [recipe.chunks[i] for i in idx]
         size = sum(ref.raw_length for ref in refs)
         out = buffers.take(size) if buffers is not None else bytearray(size)
         if kind == "remote":
             self._fetch_into(recipe, refs, out, 0, local)
-            return out
+            return memoryview(out)[:size]
         assert local is not None
         first = local[refs[0].chunk]
         try:
-            with open(first.path, "rb") as f:
+            with open(first.path, "rb") as f, memoryview(out) as whole:
                 f.seek(first.offset)
-                got = f.readinto(out)
+                got = f.readinto(whole[:size])
         except OSError:
             got = 0
         stale: list[tuple[ChunkRef, int]] = []
@@ -212,11 +221,11 @@ class BlobStore:
                 else:
                     stale.append((ref, pos))
                 pos = end
-        self.stats.add(local_chunks=reused, local_bytes=len(out) - sum(r.raw_length for r, _ in stale))
+        self.stats.add(local_chunks=reused, local_bytes=size - sum(r.raw_length for r, _ in stale))
         for ref, pos in stale:
             # The cached copy changed under us: fetch this chunk from the store.
             self._fetch_into(recipe, [ref], out, pos, None)
-        return out
+        return memoryview(out)[:size]
 
     def chunk_bytes(self, refs: Sequence[ChunkRef], *, blob: Digest,
                     local: Mapping[Digest, LocalChunk] | None = None) -> dict[Digest, bytes]:
@@ -271,9 +280,10 @@ class BlobStore:
         start = refs[0].offset
         end = refs[-1].offset + refs[-1].length
         key = pack_key(refs[0].pack)
-        buf = range_buffer(end - start)  # bases are loaded above: no nested use of it below
+        buf = self._range_buffers.take(end - start)
         try:
-            got = self.backend.get_range_into(key, start, buf)
+            with memoryview(buf) as whole:  # get_range_into takes any writable buffer of the range's length
+                got = self.backend.get_range_into(key, start, cast(bytearray, whole[: end - start]))
         except ObjectNotFoundError:
             if self._read_relocated(recipe.blob, refs, out, pos, local):
                 return
@@ -294,13 +304,20 @@ class BlobStore:
         # Fetches may overlap freely (latency), decoding only one per core: otherwise every
         # segment in flight progresses at a fraction of a core and the first one, which the
         # writer is waiting for, finishes last.
-        with self._decode_slots, memoryview(buf) as view, memoryview(out) as oview:
+        with self._decode_slots:
+            self._decode_run(recipe, refs, buf, start, out, pos, base_bytes)
+        self._range_buffers.give(buf)  # not on errors: a view in a traceback may still read it
+
+    def _decode_run(self, recipe: Recipe, refs: list[ChunkRef], buf: bytearray, start: int,
+                    out: bytearray, pos: int, base_bytes: Mapping[Digest, bytes]) -> None:
+        """Decode the frames of `refs` (read into `buf` from pack offset `start`) into `out`
+        from `pos` on, verifying each chunk against its id."""
+        with memoryview(buf) as view, memoryview(out) as oview:
             for ref in refs:
-                frame = view[ref.offset - start : ref.offset - start + ref.length]
                 where = f"pack {ref.pack} chunk {ref.chunk}"
                 try:
-                    n = codec.decode_into(frame, out, pos, where=where,
-                                          base=base_bytes.get(ref.base.chunk) if ref.base else None)
+                    n = decode_into(view[ref.offset - start : ref.offset - start + ref.length], out, pos,
+                                          where=where, base=base_bytes.get(ref.base.chunk) if ref.base else None)
                 except FormatError as exc:
                     raise IntegrityError(
                         f"{exc}; blob {recipe.blob} cannot be read: run 'zoostore verify' and "
@@ -319,27 +336,14 @@ class BlobStore:
 
     def _iter_segments(self, recipe: Recipe, indices: range,
                        local: Mapping[Digest, LocalChunk] | None,
-                       buffers: SegmentBuffers | None = None) -> Iterator[tuple[list[int], bytearray]]:
+                       buffers: SegmentBuffers | None = None) -> Iterator[tuple[list[int], memoryview]]:
         """(chunk indices, their verified raw bytes) per run, in file order, loaded
-        concurrently with a bounded look-ahead (into buffers from `buffers` when given)."""
-        runs = plan_segments(recipe, indices, local)
+        concurrently with a bounded look-ahead (into buffers from `buffers` when given, then
+        also within this BlobStore's segment slots: `segments.in_order`)."""
         pool = self._reader_pool()
-        inflight: deque[tuple[list[int], Future[bytearray]]] = deque()
-        try:
-            for kind, idx in runs:
-                inflight.append((idx, pool.submit(self._load_segment, recipe, kind, idx, local, buffers)))
-                if len(inflight) >= LOOKAHEAD:
-                    done, fut = inflight.popleft()
-                    yield done, fut.result()
-            while inflight:
-                done, fut = inflight.popleft()
-                yield done, fut.result()
-        finally:
-            for _, fut in inflight:
-                fut.cancel()
-            for _, fut in inflight:  # let loads already running finish: nothing outlives the read
-                if not fut.cancelled():
-                    fut.exception()
+        return in_order(plan_segments(recipe, indices, local),
+                        lambda kind, idx: pool.submit(self._load_segment, recipe, kind, idx, local, buffers),
+                        lookahead=LOOKAHEAD, slots=self._segment_slots if buffers is not None else None)
 
     def close(self) -> None:
         """Stop the reader threads (started again by the next read)."""
@@ -355,7 +359,7 @@ class BlobStore:
         with self._readers_lock:
             # A forked child inherits the pool object but not its threads: start a new one.
             if self._readers is None or self._readers_pid != os.getpid():
-                self._readers = ThreadPoolExecutor(max_workers=max(4, self.workers * 2),
+                self._readers = ThreadPoolExecutor(max_workers=self._reader_count,
                                                    thread_name_prefix="zoo-read")
                 self._readers_pid = os.getpid()
             return self._readers
@@ -396,8 +400,8 @@ class BlobStore:
             data = self._load_segment(recipe, kind, idx, None)
             return bytes(memoryview(data)[start - first : end - first])
         parts = [data for _, data in self._iter_segments(recipe, indices, None)]
-        data = parts[0] if len(parts) == 1 else bytearray().join(parts)
-        return bytes(memoryview(data)[start - first : end - first])
+        whole = parts[0] if len(parts) == 1 else memoryview(bytearray().join(parts))
+        return bytes(whole[start - first : end - first])
 
     def _write_hashed(self, recipe: Recipe, out: BinaryIO, local: Mapping[Digest, LocalChunk] | None,
                       advance: Callable[[int], None], name: str) -> str:
@@ -415,10 +419,10 @@ class BlobStore:
                 advance(len(data))
                 cancel.check(f"reading {name}")
             return hasher.hexdigest()
-        buffers = SegmentBuffers(2)  # spares kept: more stay resident through a sync of many files
+        buffers = self._segment_buffers
         pool = self._hash_pool()
         hashing: Future[object] | None = None
-        previous: bytearray | None = None
+        previous: memoryview | None = None
         try:
             for _, data in self._iter_segments(recipe, range(len(recipe.chunks)), local, buffers):
                 if hashing is not None:
@@ -431,6 +435,8 @@ class BlobStore:
                 cancel.check(f"reading {name}")
             if hashing is not None:
                 hashing.result()
+                assert previous is not None
+                buffers.give(previous)
         finally:
             if hashing is not None:  # the hasher never outlives the read, even a failed one
                 hashing.exception()
@@ -454,7 +460,7 @@ class BlobStore:
         tmp, out = open_temp(dest.parent)
         try:
             # No fsync, as before: a crash may lose the file but never leaves a partial one at dest.
-            with out:
+            with out, self._range_buffers.reading(), self._segment_buffers.reading():
                 actual = self._write_hashed(recipe, out, local, lambda n: progress.advance(task, n),
                                             dest.name)
                 if actual != blob.hex:

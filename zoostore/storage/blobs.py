@@ -68,9 +68,8 @@ class BlobStore:
         self.stats = ReadStats()
         self._decode_slots = threading.BoundedSemaphore(self.workers)
         self._reader_count = reader_threads(self.workers, local=backend.url.startswith("file:"))
-        # Segments submitted and not yet taken, over the reads of `_segment_buffers` (in_order);
-        # reused buffers (get_file): ranges, one per reader; segments, those in the slots and
-        # the two each read writes and hashes (four at once: sync's files in flight).
+        # Segments submitted, not yet taken (in_order); reused buffers (get_file): ranges, one per
+        # reader; segments, those in the slots and two per read (four at once, as sync does).
         self._segment_slots = threading.BoundedSemaphore(2 * self._reader_count)
         self._range_buffers = SegmentBuffers(self._reader_count)
         self._segment_buffers = SegmentBuffers(2 * self._reader_count + 2 * 4)
@@ -412,14 +411,15 @@ class BlobStore:
         is handed over only once k is hashed (one hasher, in order). Its segment buffers are
         reused once written and hashed, so at most LOOKAHEAD + 2 of them exist."""
         hasher = blake3.blake3()
+        buffers = self._segment_buffers
         if recipe.size <= segments.MAX_SEGMENT:  # one segment: a thread hop would cost more than it saves
-            for _, data in self._iter_segments(recipe, range(len(recipe.chunks)), local):
+            for _, data in self._iter_segments(recipe, range(len(recipe.chunks)), local, buffers):
                 out.write(data)
                 hasher.update(data)
+                buffers.give(data)
                 advance(len(data))
                 cancel.check(f"reading {name}")
             return hasher.hexdigest()
-        buffers = self._segment_buffers
         pool = self._hash_pool()
         hashing: Future[object] | None = None
         previous: memoryview | None = None

@@ -268,3 +268,32 @@ def test_concurrent_reads_share_one_segment_slot_without_deadlock(
         t.join(timeout=60)
     assert not any(t.is_alive() for t in threads) and errors == []
     assert _slots_free(zoo.blobs) == 1
+
+
+def test_only_reader_threads_decode_within_the_decode_slots(zoo: Store, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    # An inline read (read_range on the caller's thread) never waits for a slot the reader
+    # threads hold: with every slot taken, it still completes; a many-segment read uses them.
+    small = _publish(zoo, tmp_path, weights(30_000, 7))
+    big = _publish(zoo, tmp_path, weights(1_000_000, 8))
+    for _ in range(zoo.blobs.workers):
+        zoo.blobs._decode_slots.acquire()
+    try:
+        assert zoo.blobs.read_range(small, 0, 30_000) == weights(30_000, 7)
+    finally:
+        for _ in range(zoo.blobs.workers):
+            zoo.blobs._decode_slots.release()
+    used: list[str] = []
+    real = zoo.blobs._decode_slots
+
+    class Spy:
+        def __enter__(self) -> None:
+            used.append(threading.current_thread().name)
+            real.acquire()
+
+        def __exit__(self, *exc: object) -> None:
+            real.release()
+
+    monkeypatch.setattr(zoo.blobs, "_decode_slots", Spy())
+    assert zoo.blobs.get_file(big, tmp_path / "out" / "big.bin").read_bytes() == weights(1_000_000, 8)
+    assert used and all(name.startswith("zoo-read") for name in used)

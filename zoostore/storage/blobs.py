@@ -40,7 +40,7 @@ from zoostore.core import cancel
 from zoostore.core.atomic import open_temp
 from zoostore.core.digest import Digest
 from zoostore.core.errors import BlobNotFoundError, FormatError, IntegrityError, ObjectNotFoundError, ZooError
-from zoostore.storage.frames_into import decode_into
+from zoostore.storage.frames_into import decode_run
 from zoostore.storage.pack import pack_key
 from zoostore.core.progress import NullProgress, Progress
 from zoostore.storage.recipe import ChunkRef, Recipe, RecipeEdits, blob_key, decode_stored
@@ -52,6 +52,13 @@ if TYPE_CHECKING:  # the writer (FastCDC, delta bases) is imported when somethin
 
 #: Segments in flight while reading; memory is at most about 2 × LOOKAHEAD × MAX_SEGMENT.
 LOOKAHEAD = 8
+
+
+_reader = threading.local()
+
+
+def _reader_thread() -> None:
+    _reader.slot = True  # decodes within `_decode_slots` (see _fetch_into)
 
 
 def _cpu_workers() -> int:
@@ -300,38 +307,13 @@ class BlobStore:
                 f"{end - start}; run 'zoostore verify' and republish the file",
                 obj=key, expected=str(end - start), actual=str(got),
             )
-        # Fetches may overlap freely (latency), decoding only one per core: otherwise every
-        # segment in flight progresses at a fraction of a core and the first one, which the
-        # writer is waiting for, finishes last.
-        with self._decode_slots:
-            self._decode_run(recipe, refs, buf, start, out, pos, base_bytes)
+        # Reader threads fetch freely (latency) but decode one per core: otherwise every segment
+        # in flight progresses at a fraction of a core and the first one, which the writer waits
+        # for, finishes last. A caller's own inline read (read_range) takes no slot: waiting for
+        # one behind the readers made sync's small files, read inline, the last to finish.
+        with self._decode_slots if getattr(_reader, "slot", False) else contextlib.nullcontext():
+            decode_run(recipe.blob, refs, buf, start, out, pos, base_bytes)
         self._range_buffers.give(buf)  # not on errors: a view in a traceback may still read it
-
-    def _decode_run(self, recipe: Recipe, refs: list[ChunkRef], buf: bytearray, start: int,
-                    out: bytearray, pos: int, base_bytes: Mapping[Digest, bytes]) -> None:
-        """Decode the frames of `refs` (read into `buf` from pack offset `start`) into `out`
-        from `pos` on, verifying each chunk against its id."""
-        with memoryview(buf) as view, memoryview(out) as oview:
-            for ref in refs:
-                where = f"pack {ref.pack} chunk {ref.chunk}"
-                try:
-                    n = decode_into(view[ref.offset - start : ref.offset - start + ref.length], out, pos,
-                                          where=where, base=base_bytes.get(ref.base.chunk) if ref.base else None)
-                except FormatError as exc:
-                    raise IntegrityError(
-                        f"{exc}; blob {recipe.blob} cannot be read: run 'zoostore verify' and "
-                        f"republish the file", obj=where,
-                    ) from exc
-                actual = blake3.blake3(oview[pos : pos + n]).digest()
-                if n != ref.raw_length or actual != ref.chunk.raw:
-                    raise IntegrityError(
-                        f"chunk {ref.chunk} in pack {ref.pack} at offset {ref.offset} is corrupt: "
-                        f"expected hash {ref.chunk.hex} ({ref.raw_length} bytes) but got "
-                        f"{actual.hex()} ({n} bytes); blob {recipe.blob} cannot be read: run "
-                        f"'zoostore verify' and republish the file",
-                        obj=where, expected=ref.chunk.hex, actual=actual.hex(),
-                    )
-                pos += n
 
     def _iter_segments(self, recipe: Recipe, indices: range,
                        local: Mapping[Digest, LocalChunk] | None,
@@ -358,7 +340,7 @@ class BlobStore:
         with self._readers_lock:
             # A forked child inherits the pool object but not its threads: start a new one.
             if self._readers is None or self._readers_pid != os.getpid():
-                self._readers = ThreadPoolExecutor(max_workers=self._reader_count,
+                self._readers = ThreadPoolExecutor(max_workers=self._reader_count, initializer=_reader_thread,
                                                    thread_name_prefix="zoo-read")
                 self._readers_pid = os.getpid()
             return self._readers

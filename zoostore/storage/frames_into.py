@@ -1,8 +1,9 @@
-"""Decoding chunk frames (zoostore.storage.codec) straight into a caller's buffer: the read
-path's decode. A reader assembles a whole read segment in one buffer without per-chunk copies:
-zstd payloads are decompressed into it directly, byte planes into a buffer kept per thread and
-then interleaved into it, where `codec.decode` makes a bytes object per chunk (and per plane
-set) that is page-faulted, copied and freed.
+"""Decoding chunk frames (zoostore.storage.codec) straight into a caller's buffer, and a read
+run of them verified chunk by chunk (`decode_run`): the read path's decode. A reader assembles
+a whole read segment in one buffer without per-chunk copies: zstd payloads are decompressed
+into it directly, byte planes into a buffer kept per thread and then interleaved into it, where
+`codec.decode` makes a bytes object per chunk (and per plane set) that is page-faulted, copied
+and freed.
 
 Same frames accepted and refused as `codec.decode` (tests/test_codec_decode_into.py): a
 streaming zstd reader, unlike the one-shot decoder, would accept a frame cut after its last
@@ -12,12 +13,16 @@ bytes (an empty last block, a checksum), so `frame_end` walks the block headers 
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping, Sequence
 
+import blake3
 import zstandard
 
-from zoostore.core.errors import FormatError
+from zoostore.core.digest import Digest
+from zoostore.core.errors import FormatError, IntegrityError
 # The frame format's private helpers: this module is codec's decode side for the read path.
 from zoostore.storage import codec
+from zoostore.storage.recipe import ChunkRef
 
 _local = threading.local()
 
@@ -134,3 +139,30 @@ def decode_into(frame: bytes | memoryview, out: bytearray, offset: int, *, where
             decompress_into(payload, view, where)
         codec._ungroup_into(planes, out, offset, n)
     return n
+
+
+def decode_run(blob: Digest, refs: Sequence[ChunkRef], buf: bytearray, start: int, out: bytearray, pos: int,
+               base_bytes: Mapping[Digest, bytes]) -> None:
+    """Decode the frames of `refs`, read into `buf` from pack offset `start`, into `out` from
+    `pos` on, verifying each chunk against its id (IntegrityError naming `blob`, the file)."""
+    with memoryview(buf) as view, memoryview(out) as oview:
+        for ref in refs:
+            where = f"pack {ref.pack} chunk {ref.chunk}"
+            try:
+                n = decode_into(view[ref.offset - start : ref.offset - start + ref.length], out, pos,
+                                where=where, base=base_bytes.get(ref.base.chunk) if ref.base else None)
+            except FormatError as exc:
+                raise IntegrityError(
+                    f"{exc}; blob {blob} cannot be read: run 'zoostore verify' and "
+                    f"republish the file", obj=where,
+                ) from exc
+            actual = blake3.blake3(oview[pos : pos + n]).digest()
+            if n != ref.raw_length or actual != ref.chunk.raw:
+                raise IntegrityError(
+                    f"chunk {ref.chunk} in pack {ref.pack} at offset {ref.offset} is corrupt: "
+                    f"expected hash {ref.chunk.hex} ({ref.raw_length} bytes) but got "
+                    f"{actual.hex()} ({n} bytes); blob {blob} cannot be read: run "
+                    f"'zoostore verify' and republish the file",
+                    obj=where, expected=ref.chunk.hex, actual=actual.hex(),
+                )
+            pos += n

@@ -27,7 +27,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, cast
 
@@ -76,10 +76,10 @@ class BlobStore:
         self._decode_slots = threading.BoundedSemaphore(self.workers)
         self._reader_count = reader_threads(self.workers, local=backend.url.startswith("file:"))
         # Segments submitted, not yet taken (in_order); reused buffers (get_file): ranges, one per
-        # reader; segments, those in the slots and two per read (four at once, as sync does).
+        # reader; segments, those in the slots and one per read (four at once, as sync does).
         self._segment_slots = threading.BoundedSemaphore(2 * self._reader_count)
         self._range_buffers = SegmentBuffers(self._reader_count)
-        self._segment_buffers = SegmentBuffers(2 * self._reader_count + 2 * 4)
+        self._segment_buffers = SegmentBuffers(2 * self._reader_count + 4)
         # Reader threads live as long as this BlobStore (sync reads many files through one):
         # starting 4 threads per file cost more than decoding a small file. The pool's idle
         # threads exit when it is garbage-collected with the BlobStore.
@@ -389,9 +389,9 @@ class BlobStore:
         """Write the blob's verified chunks to `out` in order; the hex BLAKE3 of all of it.
 
         A file of more than one segment is hashed on the hash thread while this thread writes
-        (both release the GIL): hashing segment k overlaps writing segment k, and segment k+1
-        is handed over only once k is hashed (one hasher, in order). Its segment buffers are
-        reused once written and hashed, so at most LOOKAHEAD + 2 of them exist."""
+        (both release the GIL): hashing segment k overlaps writing it, and the next segment is
+        taken only once k is hashed and its buffer given back (one hasher, in order): a read
+        holds one segment buffer besides those in flight (it held two, one written, one hashed)."""
         hasher = blake3.blake3()
         buffers = self._segment_buffers
         if recipe.size <= segments.MAX_SEGMENT:  # one segment: a thread hop would cost more than it saves
@@ -403,25 +403,16 @@ class BlobStore:
                 cancel.check(f"reading {name}")
             return hasher.hexdigest()
         pool = self._hash_pool()
-        hashing: Future[object] | None = None
-        previous: memoryview | None = None
-        try:
-            for _, data in self._iter_segments(recipe, range(len(recipe.chunks)), local, buffers):
-                if hashing is not None:
-                    hashing.result()
-                    assert previous is not None
-                    buffers.give(previous)
-                hashing, previous = pool.submit(hasher.update, data), data
+        for _, data in self._iter_segments(recipe, range(len(recipe.chunks)), local, buffers):
+            hashing = pool.submit(hasher.update, data)
+            try:
                 out.write(data)
-                advance(len(data))
-                cancel.check(f"reading {name}")
-            if hashing is not None:
-                hashing.result()
-                assert previous is not None
-                buffers.give(previous)
-        finally:
-            if hashing is not None:  # the hasher never outlives the read, even a failed one
+            finally:  # the hasher never outlives the read, even a failed one
                 hashing.exception()
+            hashing.result()
+            buffers.give(data)
+            advance(len(data))
+            cancel.check(f"reading {name}")
         return hasher.hexdigest()
 
     def get_file(self, blob: Digest, dest: str | os.PathLike[str], *,

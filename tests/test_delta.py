@@ -22,7 +22,7 @@ from zoostore.ops.gc import plan_gc
 from zoostore.ops.publish import publish
 from zoostore.ops.verify import verify_store
 from zoostore.repository import Store, init_store, open_store
-from zoostore.storage import codec, recipe as recipe_mod
+from zoostore.storage import codec, frames_into, recipe as recipe_mod
 from zoostore.storage.recipe import ChunkRef, Recipe
 
 HOUR = 3600.0
@@ -74,7 +74,7 @@ def test_delta_frame_round_trip_and_wrong_base() -> None:
     assert codec.delta_base(frame) == base_id and codec.delta_base(codec.encode(new, codec.ZSTD)) is None
     assert codec.decode(frame, base=base) == new
     out = bytearray(len(new) + 3)
-    assert codec.decode_into(frame, out, 3, base=base) == len(new) and out[3:] == new
+    assert frames_into.decode_into(frame, out, 3, base=base) == len(new) and out[3:] == new
     with pytest.raises(FormatError, match="has no base"):
         codec.decode(frame)
     with pytest.raises(FormatError, match="names base chunk"):

@@ -1,5 +1,5 @@
 """Reading files of many segments: bytegroup frames decoded into the segment buffer (any
-offset, exact lengths), pack ranges read into a reused buffer, the whole file hashed on the
+offset, exact lengths), pack ranges read into reused buffers, the whole file hashed on the
 hash thread while it is written, segment buffers reused; and
 every safety property of the read path kept on that path (each chunk verified, the whole file
 verified, nothing at the destination after a failure, memory bounded by the look-ahead)."""
@@ -17,7 +17,7 @@ from zoostore.core.atomic import TEMP_PREFIX
 from zoostore.core.digest import Digest
 from zoostore.core.errors import FormatError, IntegrityError
 from zoostore.repository import Store, init_store
-from zoostore.storage import blobs, codec, segments
+from zoostore.storage import blobs, codec, frames_into, segments
 from zoostore.storage.blobs import BlobStore
 from zoostore.storage.pack import pack_key
 
@@ -37,7 +37,7 @@ def test_bytegroup_decode_into_writes_exactly_its_bytes_at_any_offset(n: int) ->
     raw = weights(n, n)
     frame = codec.encode(raw, codec.BYTEGROUP, level=1)
     out = bytearray(b"\xaa" * (n + 20))
-    assert codec.decode_into(frame, out, 7) == n
+    assert frames_into.decode_into(frame, out, 7) == n
     assert out[7 : 7 + n] == raw and out[:7] == b"\xaa" * 7 and out[7 + n :] == b"\xaa" * 13
     assert codec.decode(frame) == raw
 
@@ -52,36 +52,65 @@ def test_bytegroup_decode_into_refuses_payloads_of_the_wrong_length() -> None:
     declared = zstandard.ZstdCompressor(write_content_size=True).compress(planes)
     out = bytearray(2048)
     with pytest.raises(FormatError, match="decodes to 1024"):
-        codec.decode_into(_bytegroup(undeclared, 1028), out, 0)
+        frames_into.decode_into(_bytegroup(undeclared, 1028), out, 0)
     with pytest.raises(FormatError, match="longer than the 1020"):
-        codec.decode_into(_bytegroup(undeclared, 1020), out, 0)
+        frames_into.decode_into(_bytegroup(undeclared, 1020), out, 0)
     with pytest.raises(FormatError, match="declares 1024"):
-        codec.decode_into(_bytegroup(declared, 1020), out, 0)
+        frames_into.decode_into(_bytegroup(declared, 1020), out, 0)
     with pytest.raises(FormatError):
-        codec.decode_into(_bytegroup(declared[: len(declared) // 2], 1024), out, 0)
+        frames_into.decode_into(_bytegroup(declared[: len(declared) // 2], 1024), out, 0)
     with pytest.raises(FormatError, match="more than the 100 expected"):
-        codec.decode_into(_bytegroup(declared, 1024), bytearray(100), 0)
-    assert codec.decode_into(_bytegroup(declared, 1024), out, 0) == 1024
+        frames_into.decode_into(_bytegroup(declared, 1024), bytearray(100), 0)
+    assert frames_into.decode_into(_bytegroup(declared, 1024), out, 0) == 1024
 
 
 def test_bytegroup_bomb_without_a_size_fills_only_the_frame() -> None:
     comp = zstandard.ZstdCompressor(level=1, write_content_size=False).compressobj()
     bomb = b"".join([comp.compress(bytes(1 << 20)) for _ in range(64)] + [comp.flush()])
     with pytest.raises(FormatError, match="longer than the 1000"):
-        codec.decode_into(_bytegroup(bomb, 1000), bytearray(1000), 0)
+        frames_into.decode_into(_bytegroup(bomb, 1000), bytearray(1000), 0)
 
 
-def test_buffers_are_resized_to_each_take_and_kept_up_to_their_limit() -> None:
+def test_buffers_are_reused_while_reading_and_kept_up_to_their_limit() -> None:
     pool = segments.SegmentBuffers(keep=2)
-    first = pool.take(100)
-    assert len(first) == 100
-    pool.give(first)
-    assert pool.take(60) is first and len(first) == 60
-    pool.give(first)
-    assert pool.take(300) is first and len(first) == 300
-    for buf in (bytearray(1), bytearray(2), bytearray(3)):
-        pool.give(buf)
-    assert len(pool._free) == 2
+    with pool.reading():
+        first = pool.take(100)
+        assert len(first) == 100
+        pool.give(first)
+        assert pool.take(60) is first and len(first) == 100  # never resized: the caller uses 60
+        pool.give(memoryview(first)[:60])  # a view gives its buffer back
+        bigger = pool.take(300)
+        assert bigger is not first and len(bigger) == 300
+        for buf in (bytearray(1), bytearray(2), bytearray(3)):
+            pool.give(buf)
+        assert len(pool._free) == 2
+    assert pool._free == []  # the last read dropped the spares
+
+
+def test_buffers_over_a_quarter_segment_get_a_whole_one_and_none_are_kept_when_idle() -> None:
+    pool = segments.SegmentBuffers(keep=2)
+    quarter = segments.MAX_SEGMENT // 4
+    with pool.reading():
+        assert len(pool.take(quarter)) == quarter
+        big = pool.take(quarter + 1)
+        assert len(big) == segments.MAX_SEGMENT
+        pool.give(big)
+        assert pool.take(segments.MAX_SEGMENT) is big
+        assert len(pool.take(segments.MAX_SEGMENT + 5)) == segments.MAX_SEGMENT + 5
+    # Outside a read: exactly the size asked for, and nothing given back is kept.
+    assert len(pool.take(quarter + 1)) == quarter + 1
+    pool.give(big)
+    assert pool._free == []
+
+
+def test_nested_reads_keep_the_spares_until_the_last_one_ends() -> None:
+    pool = segments.SegmentBuffers(keep=4)
+    with pool.reading():
+        with pool.reading():
+            buf = pool.take(10)
+            pool.give(buf)
+        assert pool._free == [buf]
+    assert pool._free == []
 
 
 @pytest.fixture
@@ -120,7 +149,7 @@ def test_a_many_segment_file_is_hashed_on_the_hash_thread_with_reused_buffers(
         pool.submit(lambda: hashed_on.add(threading.current_thread().name)).result()
         return pool
 
-    monkeypatch.setattr(blobs, "SegmentBuffers", Counting)
+    monkeypatch.setattr(zoo.blobs, "_segment_buffers", Counting(blobs.LOOKAHEAD + 2))
     monkeypatch.setattr(BlobStore, "_hash_pool", spy)
     out = zoo.blobs.get_file(blob, tmp_path / "out" / "w.bin")
     assert out.read_bytes() == data
@@ -158,8 +187,8 @@ def test_a_whole_file_mismatch_on_the_many_segment_path_is_refused(
     real = BlobStore._load_segment
     calls = iter(range(1_000_000))
 
-    def swap_one(self: BlobStore, *args: object) -> bytearray:
-        data: bytearray = real(self, *args)  # type: ignore[arg-type]
+    def swap_one(self: BlobStore, *args: object) -> memoryview:
+        data: memoryview = real(self, *args)  # type: ignore[arg-type]
         if next(calls) == 5:  # a bug after verification: bytes swapped inside a segment
             data[0], data[1] = data[1] ^ 1, data[0]
         return data
@@ -171,23 +200,100 @@ def test_a_whole_file_mismatch_on_the_many_segment_path_is_refused(
     assert not dest.exists() and _temps(tmp_path / "out") == []
 
 
-def test_a_buffer_still_exported_is_replaced_not_resized() -> None:
-    buf = bytearray(100)
-    with memoryview(buf)[10:20]:
-        other = segments.resized(buf, 50)
-        assert other is not buf and len(other) == 50 and len(buf) == 100
-    assert segments.resized(buf, 50) is buf and len(buf) == 50
-
-
+def test_a_buffer_given_back_while_a_view_of_it_lives_is_reused_as_it_is() -> None:
+    # Buffers are never resized, so a view still alive (say in a traceback) never blocks reuse.
+    pool = segments.SegmentBuffers(2)
+    with pool.reading():
+        buf = pool.take(100)
+        view = memoryview(buf)[10:20]
+        pool.give(buf)
+        assert pool.take(50) is buf and len(buf) == 100 and len(view) == 10
 
 
 def test_segment_buffers_keep_only_their_spares() -> None:
     # What bounds memory: buffers in flight (the look-ahead) plus `keep` spares; more given
     # back are dropped.
     pool = segments.SegmentBuffers(2)
-    taken = [pool.take(1024) for _ in range(5)]
-    for buf in taken:
-        pool.give(buf)
-    assert len(pool._free) == 2
-    again = [pool.take(1024) for _ in range(3)]
-    assert again[0] is taken[1] and again[1] is taken[0] and all(again[2] is not b for b in taken)
+    with pool.reading():
+        taken = [pool.take(1024) for _ in range(5)]
+        for buf in taken:
+            pool.give(buf)
+        assert len(pool._free) == 2
+        again = [pool.take(1024) for _ in range(3)]
+        assert again[0] is taken[1] and again[1] is taken[0] and all(again[2] is not b for b in taken)
+
+
+def _slots_free(store: BlobStore) -> int:
+    return store._segment_slots._value  # type: ignore[attr-defined,no-any-return]
+
+
+def test_segment_slots_are_all_given_back_after_reads_that_succeed_or_fail(zoo: Store, tmp_path: Path) -> None:
+    full = _slots_free(zoo.blobs)
+    good = _publish(zoo, tmp_path, weights(2_000_000, 5))
+    zoo.blobs.get_file(good, tmp_path / "out" / "good.bin")
+    assert _slots_free(zoo.blobs) == full
+    bad = _publish(zoo, tmp_path, weights(2_000_000, 6))
+    ref = zoo.blobs.recipe(bad).chunks[5]
+    pack = tmp_path / "store" / pack_key(ref.pack)
+    damaged = bytearray(pack.read_bytes())
+    damaged[ref.offset + ref.length - 3] ^= 0xFF
+    pack.chmod(0o644)
+    pack.write_bytes(bytes(damaged))
+    with pytest.raises(IntegrityError):
+        zoo.blobs.get_file(bad, tmp_path / "out" / "bad.bin")
+    assert _slots_free(zoo.blobs) == full
+    assert zoo.blobs._segment_buffers._free == [] and zoo.blobs._range_buffers._free == []
+
+
+def test_concurrent_reads_share_one_segment_slot_without_deadlock(
+        zoo: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A read with nothing in flight waits for a slot; one with segments in flight yields its
+    # oldest instead: with a single slot for four reads, all of them still finish.
+    monkeypatch.setattr(zoo.blobs, "_segment_slots", threading.BoundedSemaphore(1))
+    files = {i: weights(1_000_000 + i, 10 + i) for i in range(4)}
+    blobs_ = {i: _publish(zoo, tmp_path, data) for i, data in files.items()}
+    errors: list[BaseException] = []
+
+    def read(i: int) -> None:
+        try:
+            out = zoo.blobs.get_file(blobs_[i], tmp_path / "out" / f"{i}.bin")
+            assert out.read_bytes() == files[i]
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=read, args=(i,)) for i in files]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads) and errors == []
+    assert _slots_free(zoo.blobs) == 1
+
+
+def test_only_reader_threads_decode_within_the_decode_slots(zoo: Store, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    # An inline read (read_range on the caller's thread) never waits for a slot the reader
+    # threads hold: with every slot taken, it still completes; a many-segment read uses them.
+    small = _publish(zoo, tmp_path, weights(30_000, 7))
+    big = _publish(zoo, tmp_path, weights(1_000_000, 8))
+    for _ in range(zoo.blobs.workers):
+        zoo.blobs._decode_slots.acquire()
+    try:
+        assert zoo.blobs.read_range(small, 0, 30_000) == weights(30_000, 7)
+    finally:
+        for _ in range(zoo.blobs.workers):
+            zoo.blobs._decode_slots.release()
+    used: list[str] = []
+    real = zoo.blobs._decode_slots
+
+    class Spy:
+        def __enter__(self) -> None:
+            used.append(threading.current_thread().name)
+            real.acquire()
+
+        def __exit__(self, *exc: object) -> None:
+            real.release()
+
+    monkeypatch.setattr(zoo.blobs, "_decode_slots", Spy())
+    assert zoo.blobs.get_file(big, tmp_path / "out" / "big.bin").read_bytes() == weights(1_000_000, 8)
+    assert used and all(name.startswith("zoo-read") for name in used)

@@ -25,31 +25,40 @@ import contextlib
 import os
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 import blake3
 
-from zoostore.storage import codec, segments
+from zoostore.storage import segments
 from zoostore.storage.backends.base import Backend
 from zoostore.storage.params import StorageParams
 from zoostore.core import cancel
 from zoostore.core.atomic import open_temp
 from zoostore.core.digest import Digest
 from zoostore.core.errors import BlobNotFoundError, FormatError, IntegrityError, ObjectNotFoundError, ZooError
+from zoostore.storage.frames_into import decode_run
 from zoostore.storage.pack import pack_key
 from zoostore.core.progress import NullProgress, Progress
 from zoostore.storage.recipe import ChunkRef, Recipe, RecipeEdits, blob_key, decode_stored
-from zoostore.storage.segments import LocalChunk, ReadStats, SegmentBuffers, plan_segments, range_buffer
+from zoostore.storage.segments import (LocalChunk, ReadStats, SegmentBuffers, in_order, plan_segments,
+                                       reader_threads)
 
 if TYPE_CHECKING:  # the writer (FastCDC, delta bases) is imported when something writes: sync never does
     from zoostore.storage.writer import BlobWriter, Hashed, PutResult
 
 #: Segments in flight while reading; memory is at most about 2 × LOOKAHEAD × MAX_SEGMENT.
 LOOKAHEAD = 8
+
+
+_reader = threading.local()
+
+
+def _reader_thread() -> None:
+    _reader.slot = True  # decodes within `_decode_slots` (see _fetch_into)
 
 
 def _cpu_workers() -> int:
@@ -65,6 +74,12 @@ class BlobStore:
         self.workers = workers or _cpu_workers()
         self.stats = ReadStats()
         self._decode_slots = threading.BoundedSemaphore(self.workers)
+        self._reader_count = reader_threads(self.workers, local=backend.url.startswith("file:"))
+        # Segments submitted, not yet taken (in_order); reused buffers (get_file): ranges, one per
+        # reader; segments, those in the slots and one per read (four at once, as sync does).
+        self._segment_slots = threading.BoundedSemaphore(2 * self._reader_count)
+        self._range_buffers = SegmentBuffers(self._reader_count)
+        self._segment_buffers = SegmentBuffers(2 * self._reader_count + 4)
         # Reader threads live as long as this BlobStore (sync reads many files through one):
         # starting 4 threads per file cost more than decoding a small file. The pool's idle
         # threads exit when it is garbage-collected with the BlobStore.
@@ -184,22 +199,22 @@ class BlobStore:
     # ------------------------------------------------------------------ reading
     def _load_segment(self, recipe: Recipe, kind: str, idx: list[int],
                       local: Mapping[Digest, LocalChunk] | None,
-                      buffers: SegmentBuffers | None = None) -> bytearray:
-        """The raw bytes of the run `idx` (consecutive chunks of the file), each verified; in a
-        buffer from `buffers` when given."""
+                      buffers: SegmentBuffers | None = None) -> memoryview:
+        """The raw bytes of the run `idx` (consecutive chunks of the file), each verified: a
+        view of a buffer from `buffers` when given (`SegmentBuffers.give` takes the view)."""
         cancel.check()  # a stopped read starts no new request
         refs = [recipe.chunks[i] for i in idx]
         size = sum(ref.raw_length for ref in refs)
         out = buffers.take(size) if buffers is not None else bytearray(size)
         if kind == "remote":
             self._fetch_into(recipe, refs, out, 0, local)
-            return out
+            return memoryview(out)[:size]
         assert local is not None
         first = local[refs[0].chunk]
         try:
-            with open(first.path, "rb") as f:
+            with open(first.path, "rb") as f, memoryview(out) as whole:
                 f.seek(first.offset)
-                got = f.readinto(out)
+                got = f.readinto(whole[:size])
         except OSError:
             got = 0
         stale: list[tuple[ChunkRef, int]] = []
@@ -212,11 +227,11 @@ class BlobStore:
                 else:
                     stale.append((ref, pos))
                 pos = end
-        self.stats.add(local_chunks=reused, local_bytes=len(out) - sum(r.raw_length for r, _ in stale))
+        self.stats.add(local_chunks=reused, local_bytes=size - sum(r.raw_length for r, _ in stale))
         for ref, pos in stale:
             # The cached copy changed under us: fetch this chunk from the store.
             self._fetch_into(recipe, [ref], out, pos, None)
-        return out
+        return memoryview(out)[:size]
 
     def chunk_bytes(self, refs: Sequence[ChunkRef], *, blob: Digest,
                     local: Mapping[Digest, LocalChunk] | None = None) -> dict[Digest, bytes]:
@@ -271,9 +286,10 @@ class BlobStore:
         start = refs[0].offset
         end = refs[-1].offset + refs[-1].length
         key = pack_key(refs[0].pack)
-        buf = range_buffer(end - start)  # bases are loaded above: no nested use of it below
+        buf = self._range_buffers.take(end - start)
         try:
-            got = self.backend.get_range_into(key, start, buf)
+            with memoryview(buf) as whole:  # get_range_into takes any writable buffer of the range's length
+                got = self.backend.get_range_into(key, start, cast(bytearray, whole[: end - start]))
         except ObjectNotFoundError:
             if self._read_relocated(recipe.blob, refs, out, pos, local):
                 return
@@ -291,55 +307,24 @@ class BlobStore:
                 f"{end - start}; run 'zoostore verify' and republish the file",
                 obj=key, expected=str(end - start), actual=str(got),
             )
-        # Fetches may overlap freely (latency), decoding only one per core: otherwise every
-        # segment in flight progresses at a fraction of a core and the first one, which the
-        # writer is waiting for, finishes last.
-        with self._decode_slots, memoryview(buf) as view, memoryview(out) as oview:
-            for ref in refs:
-                frame = view[ref.offset - start : ref.offset - start + ref.length]
-                where = f"pack {ref.pack} chunk {ref.chunk}"
-                try:
-                    n = codec.decode_into(frame, out, pos, where=where,
-                                          base=base_bytes.get(ref.base.chunk) if ref.base else None)
-                except FormatError as exc:
-                    raise IntegrityError(
-                        f"{exc}; blob {recipe.blob} cannot be read: run 'zoostore verify' and "
-                        f"republish the file", obj=where,
-                    ) from exc
-                actual = blake3.blake3(oview[pos : pos + n]).digest()
-                if n != ref.raw_length or actual != ref.chunk.raw:
-                    raise IntegrityError(
-                        f"chunk {ref.chunk} in pack {ref.pack} at offset {ref.offset} is corrupt: "
-                        f"expected hash {ref.chunk.hex} ({ref.raw_length} bytes) but got "
-                        f"{actual.hex()} ({n} bytes); blob {recipe.blob} cannot be read: run "
-                        f"'zoostore verify' and republish the file",
-                        obj=where, expected=ref.chunk.hex, actual=actual.hex(),
-                    )
-                pos += n
+        # Reader threads fetch freely (latency) but decode one per core: otherwise every segment
+        # in flight progresses at a fraction of a core and the first one, which the writer waits
+        # for, finishes last. A caller's own inline read (read_range) takes no slot: waiting for
+        # one behind the readers made sync's small files, read inline, the last to finish.
+        with self._decode_slots if getattr(_reader, "slot", False) else contextlib.nullcontext():
+            decode_run(recipe.blob, refs, buf, start, out, pos, base_bytes)
+        self._range_buffers.give(buf)  # not on errors: a view in a traceback may still read it
 
     def _iter_segments(self, recipe: Recipe, indices: range,
                        local: Mapping[Digest, LocalChunk] | None,
-                       buffers: SegmentBuffers | None = None) -> Iterator[tuple[list[int], bytearray]]:
+                       buffers: SegmentBuffers | None = None) -> Iterator[tuple[list[int], memoryview]]:
         """(chunk indices, their verified raw bytes) per run, in file order, loaded
-        concurrently with a bounded look-ahead (into buffers from `buffers` when given)."""
-        runs = plan_segments(recipe, indices, local)
+        concurrently with a bounded look-ahead (into buffers from `buffers` when given, then
+        also within this BlobStore's segment slots: `segments.in_order`)."""
         pool = self._reader_pool()
-        inflight: deque[tuple[list[int], Future[bytearray]]] = deque()
-        try:
-            for kind, idx in runs:
-                inflight.append((idx, pool.submit(self._load_segment, recipe, kind, idx, local, buffers)))
-                if len(inflight) >= LOOKAHEAD:
-                    done, fut = inflight.popleft()
-                    yield done, fut.result()
-            while inflight:
-                done, fut = inflight.popleft()
-                yield done, fut.result()
-        finally:
-            for _, fut in inflight:
-                fut.cancel()
-            for _, fut in inflight:  # let loads already running finish: nothing outlives the read
-                if not fut.cancelled():
-                    fut.exception()
+        return in_order(plan_segments(recipe, indices, local),
+                        lambda kind, idx: pool.submit(self._load_segment, recipe, kind, idx, local, buffers),
+                        lookahead=LOOKAHEAD, slots=self._segment_slots if buffers is not None else None)
 
     def close(self) -> None:
         """Stop the reader threads (started again by the next read)."""
@@ -355,7 +340,7 @@ class BlobStore:
         with self._readers_lock:
             # A forked child inherits the pool object but not its threads: start a new one.
             if self._readers is None or self._readers_pid != os.getpid():
-                self._readers = ThreadPoolExecutor(max_workers=max(4, self.workers * 2),
+                self._readers = ThreadPoolExecutor(max_workers=self._reader_count, initializer=_reader_thread,
                                                    thread_name_prefix="zoo-read")
                 self._readers_pid = os.getpid()
             return self._readers
@@ -396,44 +381,38 @@ class BlobStore:
             data = self._load_segment(recipe, kind, idx, None)
             return bytes(memoryview(data)[start - first : end - first])
         parts = [data for _, data in self._iter_segments(recipe, indices, None)]
-        data = parts[0] if len(parts) == 1 else bytearray().join(parts)
-        return bytes(memoryview(data)[start - first : end - first])
+        whole = parts[0] if len(parts) == 1 else memoryview(bytearray().join(parts))
+        return bytes(whole[start - first : end - first])
 
     def _write_hashed(self, recipe: Recipe, out: BinaryIO, local: Mapping[Digest, LocalChunk] | None,
                       advance: Callable[[int], None], name: str) -> str:
         """Write the blob's verified chunks to `out` in order; the hex BLAKE3 of all of it.
 
         A file of more than one segment is hashed on the hash thread while this thread writes
-        (both release the GIL): hashing segment k overlaps writing segment k, and segment k+1
-        is handed over only once k is hashed (one hasher, in order). Its segment buffers are
-        reused once written and hashed, so at most LOOKAHEAD + 2 of them exist."""
+        (both release the GIL): hashing segment k overlaps writing it, and the next segment is
+        taken only once k is hashed and its buffer given back (one hasher, in order): a read
+        holds one segment buffer besides those in flight (it held two, one written, one hashed)."""
         hasher = blake3.blake3()
+        buffers = self._segment_buffers
         if recipe.size <= segments.MAX_SEGMENT:  # one segment: a thread hop would cost more than it saves
-            for _, data in self._iter_segments(recipe, range(len(recipe.chunks)), local):
+            for _, data in self._iter_segments(recipe, range(len(recipe.chunks)), local, buffers):
                 out.write(data)
                 hasher.update(data)
+                buffers.give(data)
                 advance(len(data))
                 cancel.check(f"reading {name}")
             return hasher.hexdigest()
-        buffers = SegmentBuffers(2)  # spares kept: more stay resident through a sync of many files
         pool = self._hash_pool()
-        hashing: Future[object] | None = None
-        previous: bytearray | None = None
-        try:
-            for _, data in self._iter_segments(recipe, range(len(recipe.chunks)), local, buffers):
-                if hashing is not None:
-                    hashing.result()
-                    assert previous is not None
-                    buffers.give(previous)
-                hashing, previous = pool.submit(hasher.update, data), data
+        for _, data in self._iter_segments(recipe, range(len(recipe.chunks)), local, buffers):
+            hashing = pool.submit(hasher.update, data)
+            try:
                 out.write(data)
-                advance(len(data))
-                cancel.check(f"reading {name}")
-            if hashing is not None:
-                hashing.result()
-        finally:
-            if hashing is not None:  # the hasher never outlives the read, even a failed one
+            finally:  # the hasher never outlives the read, even a failed one
                 hashing.exception()
+            hashing.result()
+            buffers.give(data)
+            advance(len(data))
+            cancel.check(f"reading {name}")
         return hasher.hexdigest()
 
     def get_file(self, blob: Digest, dest: str | os.PathLike[str], *,
@@ -454,7 +433,7 @@ class BlobStore:
         tmp, out = open_temp(dest.parent)
         try:
             # No fsync, as before: a crash may lose the file but never leaves a partial one at dest.
-            with out:
+            with out, self._range_buffers.reading(), self._segment_buffers.reading():
                 actual = self._write_hashed(recipe, out, local, lambda n: progress.advance(task, n),
                                             dest.name)
                 if actual != blob.hex:

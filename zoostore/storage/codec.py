@@ -28,7 +28,8 @@ parameters of `_plane_compressor` 82.6% (docs/benchmarks.md).
 
 Speed notes (docs/benchmarks.md): the byte split and merge are C-speed extended slices
 (`raw[i::4]`, `out[i::4] = plane`), which hold the GIL, while zstd and BLAKE3 release it;
-`decode_into` writes a chunk straight into a caller's buffer, so a reader assembles a whole
+`zoostore.storage.frames_into.decode_into` writes a chunk straight into a caller's buffer (zstd
+decompressing into it), so a reader assembles a whole
 read segment without per-chunk copies.
 """
 
@@ -144,10 +145,10 @@ def _planes(raw: bytes) -> list[bytes]:
     return [raw[0::4], raw[1::4], raw[2::4], raw[3::4]]
 
 
-def _ungroup_into(planes: bytes, out: bytearray, offset: int, n: int) -> None:
+def _ungroup_into(planes: bytes | bytearray, out: bytearray, offset: int, n: int) -> None:
     """Interleave the 4 planes of an n-byte chunk into out[offset : offset + n]."""
     # bytearray slice assignment copies a non-bytearray value first: hand it bytearray slices.
-    src = bytearray(planes)
+    src = planes if isinstance(planes, bytearray) else bytearray(planes)
     pos = 0
     for i in range(min(4, n)):
         count = (n - i + 3) // 4
@@ -424,26 +425,6 @@ def decode(frame: bytes | memoryview, *, where: str = "frame", max_raw: int = MA
         return bytes(payload)
     data = _decompress(payload, n, where)
     return ungroup_bytes(data, n) if codec == BYTEGROUP else data
-
-
-def decode_into(frame: bytes | memoryview, out: bytearray, offset: int, *, where: str = "frame",
-                base: bytes | None = None) -> int:
-    """Decode one frame into `out[offset : offset + raw length]` (which must fit); returns the
-    raw length. Same errors as `decode`; the caller verifies the chunk id."""
-    codec, n, payload = _payload(frame, where, MAX_RAW)
-    if offset + n > len(out):
-        raise FormatError(f"{where}: frame says {n} raw bytes, more than the {len(out) - offset} expected")
-    if codec == RAW:
-        if len(payload) != n:
-            raise FormatError(f"{where}: frame says {n} raw bytes but decodes to {len(payload)}")
-        out[offset : offset + n] = payload
-    elif codec == ZSTD:
-        out[offset : offset + n] = _decompress(payload, n, where)
-    elif codec == DELTA:
-        out[offset : offset + n] = _undelta(payload, n, where, base)
-    else:
-        _ungroup_into(_decompress(payload, n, where), out, offset, n)
-    return n
 
 
 # ---------------------------------------------------------------------------------- delta frames

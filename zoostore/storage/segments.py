@@ -8,8 +8,11 @@ reads and their decoded bytes go into (zoostore.storage.blobs reads them).
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Iterator, Mapping
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,46 +38,59 @@ class LocalChunk:
 
 
 class SegmentBuffers:
-    """Segment buffers reused by one `get_file`: a fresh 4 MiB bytearray is zeroed and
-    page-faulted on every segment (about 1 ms each, ~10% of a large read's CPU). A buffer is
-    given back only once the writer and the hasher are done with it; one taken is always
-    filled completely before use (decoding writes every byte, a short local read refetches)."""
+    """Read buffers (of pack ranges, or of decoded segments) reused by the reads of one
+    BlobStore. A fresh 4 MiB bytearray is zeroed and page-faulted while holding the GIL, and
+    one resized below half its size is reallocated and faulted again when it grows back: with a
+    new buffer per range and per segment that was a tenth of a first sync's CPU time.
+
+    While a read that uses the pool is under way (`reading()`), `take(n)` hands out a buffer
+    of at least n bytes (a whole segment's worth, MAX_SEGMENT, for anything over a quarter of
+    that) whose first n bytes are the caller's, and given-back buffers are kept for reuse, up to
+    `keep`; the last read to end drops them, so an idle BlobStore holds none. Outside such a
+    read, `take(n)` is a fresh buffer of exactly n bytes and `give` drops it. A buffer is given
+    back only once nothing reads it any more (the writer and the hasher are done with a segment,
+    the decoder with a range); one taken is always filled before use (decoding writes every
+    byte of a segment, a short read is an error or refetches)."""
 
     def __init__(self, keep: int) -> None:
         self._free: list[bytearray] = []
         self._keep = keep
+        self._readers = 0
         self._lock = threading.Lock()
 
     def take(self, n: int) -> bytearray:
         with self._lock:
-            buf = self._free.pop() if self._free else None
-        return bytearray(n) if buf is None else resized(buf, n)
+            if not self._readers:
+                pooled = False
+            else:
+                pooled = True
+                for i in range(len(self._free) - 1, -1, -1):  # the most recently given first
+                    if len(self._free[i]) >= n:
+                        return self._free.pop(i)
+        return bytearray(MAX_SEGMENT if pooled and MAX_SEGMENT // 4 < n < MAX_SEGMENT else n)
 
-    def give(self, buf: bytearray) -> None:
+    def give(self, buf: bytearray | memoryview) -> None:
+        """Give back a buffer `take` handed out, or a view of one."""
+        if isinstance(buf, memoryview):
+            if not isinstance(buf.obj, bytearray):
+                return
+            buf = buf.obj
         with self._lock:
-            if len(self._free) < self._keep:
+            if self._readers and len(self._free) < self._keep:
                 self._free.append(buf)
 
-
-def resized(buf: bytearray, n: int) -> bytearray:
-    """`buf` resized to n bytes in place (contents are garbage), or a new buffer when `buf` is
-    still exported (a memoryview kept alive, say by a traceback: resizing would raise)."""
-    try:
-        if len(buf) > n:
-            del buf[n:]  # no reallocation while n is over half the allocation (CPython)
-        elif len(buf) < n:
-            buf.extend(bytes(n - len(buf)))
-    except BufferError:
-        return bytearray(n)
-    return buf
-
-
-def range_buffer(n: int) -> bytearray:
-    """A buffer for one ranged pack read of n bytes. Fresh each time: keeping one 4 MiB buffer
-    per reader thread saved its page faults but kept about 12 MiB more resident through a
-    first sync (bench_release: 124 MiB peak against 91 MiB), over the 100 MiB the issue sets,
-    for a speed gain lost in the noise of a shared machine."""
-    return bytearray(n)
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """Keep given-back buffers for reuse while this block runs."""
+        with self._lock:
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._readers -= 1
+                if not self._readers:
+                    self._free.clear()
 
 
 def plan_segments(recipe: Recipe, indices: range,
@@ -109,6 +125,59 @@ def plan_segments(recipe: Recipe, indices: range,
         run_start, run_end, raw = offset, offset + length, ref.raw_length
     if run:
         yield kind, run
+
+
+#: Reader threads at least, for a store over the network (two per core on larger machines).
+READERS_MIN = 4
+
+
+def reader_threads(workers: int, *, local: bool) -> int:
+    """Reader threads of a BlobStore with `workers` decode slots: one per slot on a local
+    store, where a read is a copy from the page cache (more only wait for a slot, holding
+    buffers, and contend for the GIL: on 2 cores a first sync of 271 MB faulted 30% fewer pages
+    with 2 than with 4); two per slot over a network, where reads wait on latency."""
+    return workers if local else max(READERS_MIN, workers * 2)
+
+
+def in_order(runs: Iterable[tuple[str, list[int]]],
+             submit: Callable[[str, list[int]], Future[memoryview]], *, lookahead: int,
+             slots: threading.BoundedSemaphore | None) -> Iterator[tuple[list[int], memoryview]]:
+    """(indices, bytes) of each run `submit` loads, in order, at most `lookahead` submitted
+    ahead; the loads still running when the consumer stops are waited for (nothing outlives
+    the read).
+
+    `slots` (optional) bounds the runs submitted and not yet yielded across every read that
+    shares it: a sync reads several files at once, and each one's look-ahead filling up made
+    peak memory depend on thread timing. A read with nothing in flight waits for a slot; one
+    with runs in flight yields its oldest instead, so a slot is only ever awaited while other
+    reads' runs are loading (they finish without needing one)."""
+    inflight: deque[tuple[list[int], Future[memoryview]]] = deque()
+
+    def oldest() -> tuple[list[int], memoryview]:
+        done, fut = inflight.popleft()
+        try:
+            return done, fut.result()
+        finally:
+            if slots is not None:
+                slots.release()
+
+    try:
+        for kind, idx in runs:
+            while slots is not None and not slots.acquire(blocking=not inflight):
+                yield oldest()
+            inflight.append((idx, submit(kind, idx)))
+            if len(inflight) >= lookahead:
+                yield oldest()
+        while inflight:
+            yield oldest()
+    finally:
+        for _, fut in inflight:
+            fut.cancel()
+        for _, fut in inflight:
+            if not fut.cancelled():
+                fut.exception()
+            if slots is not None:
+                slots.release()
 
 
 @dataclass(slots=True)

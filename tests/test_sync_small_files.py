@@ -6,6 +6,7 @@ targets directly."""
 from __future__ import annotations
 
 import os
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -98,6 +99,9 @@ def test_a_corrupt_chunk_leaves_nothing_in_cache_or_dest(zoo: Store, tmp_path: P
 def test_a_whole_file_mismatch_is_refused(zoo: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real = BlobStore.read_range
     monkeypatch.setattr(BlobStore, "read_range", lambda self, blob, start, end: real(self, blob, start, end)[::-1])
+    real_chunks = BlobStore.chunk_bytes   # the batched read of a sync's small files (ops.sync_fill)
+    monkeypatch.setattr(BlobStore, "chunk_bytes", lambda self, refs, **kw: {
+        chunk: data[::-1] for chunk, data in real_chunks(self, refs, **kw).items()})
     with pytest.raises(IntegrityError, match="hashes to"):
         sync_project(load_project(project(tmp_path, "a")))
     assert not any(p.is_file() for p in (tmp_path / "cache/blobs").rglob("*")) and temps(tmp_path) == []
@@ -153,3 +157,36 @@ def test_a_small_delta_upgrade_reads_its_bases_from_the_cache(tmp_path: Path, mo
     recipe = zoo.blobs.recipe(zoo.manifest("m").versions["2.0.0"].files["any"]["lib.so"].blob)
     assert recipe.chunks[0].base is not None
     assert up.bytes_reused == 250, up.to_dict()   # the base came from the cache, not the store
+
+
+def test_missing_small_files_are_read_in_a_few_ranged_reads(zoo: Store, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from zoostore.storage.backends.local import LocalBackend
+
+    ranges: list[str] = []
+    real = LocalBackend.get_range_into
+
+    def counting(self: LocalBackend, key: str, start: int, buf: bytearray) -> int:
+        ranges.append(key)
+        return real(self, key, start, buf)
+
+    monkeypatch.setattr(LocalBackend, "get_range_into", counting)
+    report = sync_project(load_project(project(tmp_path, "a")))
+    assert len(report.placed) == len(FILES)
+    packs = [p for p in (tmp_path / "store/packs").rglob("*") if p.is_file()]
+    assert 0 < len(ranges) <= len(packs) < len(FILES)   # not one read per file
+    for rel in report.placed:
+        assert (tmp_path / "a/models" / rel).read_bytes() == FILES[Path(rel).name]
+    assert sorted(Cache().model_blobs("m")) == sorted(hash_file(tmp_path / "a/models" / r) for r in report.placed)
+
+
+def test_a_small_file_whose_recipe_is_gone_is_named(zoo: Store, tmp_path: Path) -> None:
+    from zoostore.core.errors import NotFoundError
+
+    proj = project(tmp_path, "a")
+    sync_project(load_project(proj), dest=str(tmp_path / "first"))   # writes zoo.lock
+    gone = hash_file(tmp_path / "first/m/x86_64/f03.bin")
+    (tmp_path / "store/blobs" / gone.hex[:2] / gone.hex).unlink()
+    shutil.rmtree(tmp_path / "cache")
+    with pytest.raises(NotFoundError, match=r"m@1\.0\.0 x86_64/f03\.bin .*is gone from the store"):
+        sync_project(load_project(proj))

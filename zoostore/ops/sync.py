@@ -31,6 +31,7 @@ from zoostore.core.errors import (
 from zoostore.core.progress import NullProgress, Progress
 from zoostore.documents.project import DEFAULT_LAYOUT, Project, load_project
 from zoostore.ops import sync_fast
+from zoostore.ops.sync_fill import Need, check_cache, fill_cache
 from zoostore.ops.sync_paths import Wanted, desired_paths
 from zoostore.ops.place import (
     LINK_MODES, State, clear_target, owned, place_file, read_state, remove_placed, remove_stale_temps,
@@ -41,10 +42,6 @@ if TYPE_CHECKING:
     from zoostore.documents.lockfile import Lock
     from zoostore.repository import Store
     from zoostore.storage.cache import Cache
-
-#: Files fetched into the cache concurrently by one sync.
-SYNC_FILES_IN_FLIGHT = 4
-
 
 @dataclass
 class SyncReport:
@@ -75,18 +72,6 @@ class SyncReport:
             "relocked": self.relocked, "locked": self.locked, "warnings": self.warnings,
             "layout": self.layout,
         }
-
-
-@dataclass(frozen=True, slots=True)
-class Need:
-    """A blob the cache must hold, and whether its cached copy must be re-hashed even when its
-    verified stamp holds (`--verify`). Without it a cached copy is re-hashed when its stat moved
-    (`Cache.check`): a write through a project's hard link changes the shared inode's ctime."""
-
-    model: str
-    what: str
-    suspect: bool
-    size: int = 0
 
 
 def sync_project(project: Project, *, locked: bool = False, frozen: bool = False, offline: bool | None = None,
@@ -158,11 +143,11 @@ def _execute(project: Project, plan: _Plan, report: SyncReport, *, cache: Cache 
                  and rel not in report.conflicts}
     try:
         needed = _needs(desired, todo, verify=verify)
-        missing = _check_cache(cache, needed, report, progress)
+        missing = check_cache(cache, needed, lambda msg: _warn(report, msg, progress))
         if not offline:
             zoo = _store_for(project, plan.lock, report, progress, data=bool(missing))
         progress.start("sync files", len(todo), unit="files")
-        cached = _fill_cache(cache, zoo, needed, set(), lock=plan.lock, progress=progress)
+        cached = fill_cache(cache, zoo, needed, missing, lock=plan.lock, progress=progress)
         # ensure() verified what it fetched: its stat now stands for the stamp, written once below
         # (small files have none: `Cache.check` hashes them instead)
         stamped = [blob for blob in cached if needed[blob].size > UNSTAMPED]
@@ -182,21 +167,9 @@ def _execute(project: Project, plan: _Plan, report: SyncReport, *, cache: Cache 
             report.bytes_reused = zoo.blobs.stats.bytes_local
 
 
-def _check_cache(cache: Cache, needed: Mapping[Digest, Need], report: SyncReport, progress: Progress) -> set[Digest]:
-    """The needed blobs the cache must fetch: absent ones, and damaged ones, which `Cache.check`
-    dropped (with a warning here). A cached file is hashed unless its verified stamp still
-    matches its stat; a suspect one (see Need) always."""
-    missing = set()
-    for blob, need in needed.items():
-        found = cache.check(blob, recheck=need.suspect)
-        if found == "damaged":
-            msg = (f"the cached file for {need.what} ({cache.blob_path(blob)}) no longer hashes to {blob}: "
-                   f"dropped it and fetching it again")
-            report.warnings.append(msg)
-            progress.note(msg)
-        if found != "ok":
-            missing.add(blob)
-    return missing
+def _warn(report: SyncReport, msg: str, progress: Progress) -> None:
+    report.warnings.append(msg)
+    progress.note(msg)
 
 
 def _ignore(report: SyncReport, entries: Iterable[str], progress: Progress) -> None:
@@ -304,44 +277,6 @@ def _needs(desired: Mapping[str, Wanted], todo: list[str], *, verify: bool) -> d
         w = desired[rel]
         needed[w.file.blob] = Need(w.model, w.what, verify, w.file.size)
     return needed
-
-
-def _fill_cache(cache: Cache, zoo: Store | None, needed: Mapping[Digest, Need], damaged: set[Digest], *,
-                lock: Lock, progress: Progress) -> dict[Digest, Path]:
-    """Every needed blob in the cache, a few files at a time: small files are latency-bound,
-    and one file's decode leaves cores idle while its next segment is fetched. From a local
-    store small files are filled on this thread instead, while the pool does the large ones:
-    there nothing waits on latency, and threads creating files side by side only contend (with
-    4 of them each file creation cost 7× as much, and the GIL hand-offs more than the work)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from zoostore.core import cancel
-    from zoostore.storage.cache import SMALL_FILE
-
-    index = cache.local_index(batch=True)  # one per sync: each cached recipe is read at most once
-
-    def fill(blob: Digest) -> Path:
-        need = needed[blob]
-        cancel.check()  # after Ctrl-C, files not started yet are skipped
-        try:
-            return cache.ensure(zoo.blobs if zoo else None, blob, model=need.model, progress=progress,
-                                what=need.what, verify=blob in damaged, index=index)
-        except BlobNotFoundError:
-            raise NotFoundError(f"{need.what} (blob {blob}) is gone from the store {lock.store}: it was deleted "
-                                f"(gc?) or never published. Run 'zoostore lock --upgrade {need.model}' to move to a "
-                                f"version the store has") from None
-
-    inline = zoo is None or zoo.blobs.backend.url.startswith("file:")
-    here = [blob for blob, need in needed.items() if inline and need.size <= SMALL_FILE]
-    pooled = [blob for blob in needed if not (inline and needed[blob].size <= SMALL_FILE)]
-    try:
-        with ThreadPoolExecutor(max_workers=SYNC_FILES_IN_FLIGHT) as pool, cancel.on_interrupt():
-            results = pool.map(fill, pooled)
-            out = {blob: fill(blob) for blob in here}
-            out.update(zip(pooled, results))
-            return out
-    finally:
-        index.flush()
 
 
 def _place_all(report: SyncReport, desired: Mapping[str, Wanted], todo: list[str], cached: Mapping[Digest, Path],

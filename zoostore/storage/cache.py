@@ -261,9 +261,23 @@ class Cache(CachePruning):
         """A small file on this thread: its chunks (usually one ranged read, decoded inline and
         each verified by `read_range`), the whole verified against the blob id, then a temp file
         renamed into place. Nothing is left behind on failure."""
+        self._write_small(recipe, blobs.read_range(recipe.blob, 0, recipe.size), path)
+
+    def put_small(self, recipe: Recipe, data: bytes) -> Path:
+        """A small file's bytes, read by the caller (a sync reading many small files in a few
+        ranged reads), into the cache as `ensure` puts them: verified against the blob id,
+        its recipe kept when it has several chunks, a temp file renamed into place. The
+        caller notes it in its `LocalIndex`. Returns the cached path."""
+        self._prepare()
+        if len(recipe.chunks) > 1:
+            self._write_checked(self.recipe_path(recipe.blob), recipe.encode())
+        path = self.blob_path(recipe.blob)
+        self._write_small(recipe, data, path)
+        return path
+
+    def _write_small(self, recipe: Recipe, data: bytes, path: Path) -> None:
         import blake3
 
-        data = blobs.read_range(recipe.blob, 0, recipe.size)
         actual = blake3.blake3(data).hexdigest()
         if actual != recipe.blob.hex or len(data) != recipe.size:
             raise IntegrityError(

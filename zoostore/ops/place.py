@@ -72,8 +72,8 @@ def unchanged_since(target: Path, entry: StateEntry) -> bool:
     return not stat.S_ISLNK(st.st_mode) or os.path.exists(target)
 
 
-def state_entry(target: Path, blob: Digest) -> dict[str, Any]:
-    return {"blob": str(blob), **dict(zip(_STAT_KEYS, stat_key(target.lstat())))}
+def state_entry(target: str | os.PathLike[str], blob: Digest) -> dict[str, Any]:
+    return {"blob": str(blob), **dict(zip(_STAT_KEYS, stat_key(os.lstat(target))))}
 
 
 def check_dest_relpath(rel: str) -> str:

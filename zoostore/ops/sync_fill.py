@@ -55,6 +55,8 @@ def check_cache(cache: Cache, needed: Mapping[Digest, Need], warn: Callable[[str
     """The needed blobs the cache must fetch: absent ones, and damaged ones, which `Cache.check`
     dropped (`warn` is told). A cached file is hashed unless its verified stamp still matches
     its stat; a suspect one (see Need) always."""
+    if needed and not os.path.isdir(os.path.dirname(os.path.dirname(cache.blob_path(next(iter(needed)))))):
+        return set(needed)   # no blobs/ folder (blobs/<aa>/<hex>): a cold cache, one stat instead of one per file
     missing = set()
     for blob, need in needed.items():
         found = cache.check(blob, recheck=need.suspect)
@@ -155,5 +157,5 @@ def _read_batch(cache: Cache, blobs: BlobStore, batch: list[Recipe], needed: Map
     for recipe in batch:
         parts = recipe.chunks
         data = chunks[parts[0].chunk] if len(parts) == 1 else b"".join(chunks[r.chunk] for r in parts)
-        out[recipe.blob] = cache.put_small(recipe, data)
-        index.note(needed[recipe.blob].model, recipe.blob, recipe)
+        out[recipe.blob] = path = cache.put_small(recipe, data)
+        index.note(needed[recipe.blob].model, recipe.blob, recipe, path=path)

@@ -119,6 +119,8 @@ def _fill_small(cache: Cache, blobs: BlobStore, todo: list[Digest], needed: Mapp
     from zoostore.storage.cache import SMALL_FILE
 
     out: dict[Digest, Path] = {}
+    # partial/<aa>/<hex>: without the folder (most caches) no file has one, and no stat per file
+    partials = bool(todo) and os.path.isdir(os.path.dirname(os.path.dirname(cache.partial_path(todo[0]))))
     batch: list[Recipe] = []
     size = 0
     for blob in todo:
@@ -128,7 +130,7 @@ def _fill_small(cache: Cache, blobs: BlobStore, todo: list[Digest], needed: Mapp
             continue
         known = index.chunks(needed[blob].model)
         if (recipe.size > SMALL_FILE or any(ref.base is not None or ref.chunk in known for ref in recipe.chunks)
-                or os.path.exists(cache.partial_path(blob))):
+                or (partials and os.path.exists(cache.partial_path(blob)))):
             continue
         batch.append(recipe)
         size += recipe.size

@@ -53,6 +53,7 @@ to removed blobs, copies, leftovers of dropped damaged blobs), so its data is re
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Callable
@@ -60,7 +61,7 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 from zoostore.storage.blobs import BlobStore, LocalChunk
-from zoostore.core.atomic import atomic_write, open_temp
+from zoostore.core.atomic import atomic_write, create_temp
 from zoostore.core.digest import Digest, hash_file
 from zoostore.core.errors import FormatError, IntegrityError, OfflineError, ZooError
 from zoostore.core.names import check_model_name
@@ -284,14 +285,21 @@ class Cache(CachePruning):
                 f"assembled file for blob {recipe.blob} hashes to blake3:{actual}: expected {recipe.blob.hex}; "
                 f"the recipe {recipe.blob.short} in the store is wrong. Nothing was written to {path}; run "
                 f"'zoostore verify --repair' on the store", obj=str(recipe.blob), expected=recipe.blob.hex, actual=actual)
-        tmp, out = self._in_dir(path.parent, lambda: open_temp(path.parent))
+        # os-level calls over string paths: the Path and file objects cost more than the write
+        folder = path.parent
+        tmp, fd = self._in_dir(folder, lambda: create_temp(folder))
         try:
-            with out:
-                out.write(data)
-                os.fchmod(out.fileno(), 0o444)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fchmod(fd, 0o444)
+            finally:
+                os.close(fd)
             os.replace(tmp, path)
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
             raise
 
     def partial_path(self, blob: Digest) -> Path:

@@ -390,8 +390,11 @@ def _warn_yanked(zoo: Store, lock: Lock, report: SyncReport, progress: Progress)
     from concurrent.futures import ThreadPoolExecutor
 
     names = sorted(lock.models)
-    with ThreadPoolExecutor(max_workers=8) as pool:  # one GET per model: in parallel on remote stores
-        reasons = list(pool.map(lambda n: zoo.yanked(n, lock.models[n].version), names))
+    if zoo.url.startswith("file:"):   # nothing to wait for: threads would only add their start-up
+        reasons = [zoo.yanked(n, lock.models[n].version) for n in names]
+    else:
+        with ThreadPoolExecutor(max_workers=8) as pool:  # one GET per model: in parallel on remote stores
+            reasons = list(pool.map(lambda n: zoo.yanked(n, lock.models[n].version), names))
     for name, reason in zip(names, reasons):
         if reason:
             version = lock.models[name].version

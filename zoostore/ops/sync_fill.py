@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from zoostore.storage.blobs import BlobStore
     from zoostore.storage.cache import Cache
     from zoostore.storage.local_index import LocalIndex
+    from zoostore.storage.segments import LocalChunk
     from zoostore.storage.recipe import ChunkRef, Recipe
 
 #: Files fetched into the cache concurrently by one sync.
@@ -122,13 +123,17 @@ def _fill_small(cache: Cache, blobs: BlobStore, todo: list[Digest], needed: Mapp
     # partial/<aa>/<hex>: without the folder (most caches) no file has one, and no stat per file
     partials = bool(todo) and os.path.isdir(os.path.dirname(os.path.dirname(cache.partial_path(todo[0]))))
     batch: list[Recipe] = []
+    chunks: dict[str, Mapping[Digest, LocalChunk]] = {}
     size = 0
     for blob in todo:
         try:
             recipe = blobs.recipe(blob)
         except ZooError:
             continue
-        known = index.chunks(needed[blob].model)
+        model = needed[blob].model
+        known = chunks.get(model)
+        if known is None:
+            known = chunks[model] = index.chunks(model)   # live: files noted later join it
         if (recipe.size > SMALL_FILE or any(ref.base is not None or ref.chunk in known for ref in recipe.chunks)
                 or (partials and os.path.exists(cache.partial_path(blob)))):
             continue

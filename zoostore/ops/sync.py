@@ -147,14 +147,15 @@ def _execute(project: Project, plan: _Plan, report: SyncReport, *, cache: Cache 
         if not offline:
             zoo = _store_for(project, plan.lock, report, progress, data=bool(missing))
         progress.start("sync files", len(todo), unit="files")
-        cached = fill_cache(cache, zoo, needed, missing, lock=plan.lock, progress=progress)
+        sizes: dict[Digest, int] = {}
+        cached = fill_cache(cache, zoo, needed, missing, lock=plan.lock, progress=progress, sizes=sizes)
         # ensure() verified what it fetched: its stat now stands for the stamp, written once below
         # (small files have none: `Cache.check` hashes them instead)
         stamped = [blob for blob in cached if needed[blob].size > UNSTAMPED]
         fetched = {blob: cache.stat_key(blob) for blob in stamped if blob in missing}
         # Stale files go before placing: a path that was a directory may now be a file.
         _remove_stale(report, state.files, plan.stale, progress)
-        _place_all(report, desired, todo, cached, new_state, link=link, force=force, progress=progress)
+        _place_all(report, desired, todo, cached, sizes, new_state, link=link, force=force, progress=progress)
         for blob in stamped:   # a hard link changed ctime, not the bytes
             cache.stamp(blob, relinked=True, since=fetched.get(blob))
         progress.done("sync files")
@@ -295,11 +296,13 @@ def _needs(desired: Mapping[str, Wanted], todo: list[str], *, verify: bool) -> d
 
 
 def _place_all(report: SyncReport, desired: Mapping[str, Wanted], todo: list[str], cached: Mapping[Digest, Path],
-               new_state: dict[str, Any], *, link: str, force: bool, progress: Progress) -> None:
+               sizes: Mapping[Digest, int], new_state: dict[str, Any], *, link: str, force: bool,
+               progress: Progress) -> None:
     """Place the files, in lock order, recording each in the new state as it lands; a path
     whose directories hold something sync did not place becomes a conflict. A hard link to
     an absent target is made first (`place_file` does the same, but this loop over string
-    paths is most of placing thousands of small files); anything else goes to `place_file`."""
+    paths is most of placing thousands of small files); anything else goes to `place_file`.
+    `sizes`: files the fill just wrote and verified, whose size need not be read again."""
     cleaned = {str(report.dest)}   # directories made safe (once per sync: thousands of files share a few)
     remove_stale_temps(report.dest)  # a killed sync's state-file temp
     base = f"{report.dest}{os.sep}"
@@ -312,7 +315,7 @@ def _place_all(report: SyncReport, desired: Mapping[str, Wanted], todo: list[str
                 safe_parent(report.dest, Path(target), force=force)
                 cleaned.add(parent)
                 remove_stale_temps(Path(parent))  # a killed sync's partial files
-            if (actual := os.stat(source).st_size) != f.size:
+            if sizes.get(f.blob) != f.size and (actual := os.stat(source).st_size) != f.size:
                 raise IntegrityError(f"{rel}: zoo.lock says {f.size} bytes but blob {f.blob} holds {actual}: the "
                                      f"lock or the manifest it came from is wrong; run 'zoostore lock --upgrade' "
                                      f"and 'zoostore verify' on the store", obj=str(f.blob))

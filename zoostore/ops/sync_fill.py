@@ -70,13 +70,14 @@ def check_cache(cache: Cache, needed: Mapping[Digest, Need], warn: Callable[[str
 
 
 def fill_cache(cache: Cache, zoo: Store | None, needed: Mapping[Digest, Need], missing: set[Digest], *,
-               lock: Lock, progress: Progress) -> dict[Digest, Path]:
+               lock: Lock, progress: Progress, sizes: dict[Digest, int] | None = None) -> dict[Digest, Path]:
     """Every needed blob in the cache, a few files at a time: small files are latency-bound,
     and one file's decode leaves cores idle while its next segment is fetched. From a local
     store the missing small files are read in batches on this thread instead (`_fill_small`),
     while the pool does the large ones: there nothing waits on latency, and threads creating
     files side by side only contend (with 4 of them each file creation cost 7× as much, and
-    the GIL hand-offs more than the work)."""
+    the GIL hand-offs more than the work). `sizes` gets the size of each file written here,
+    as verified (a placer need not stat it again)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from zoostore.core import cancel
@@ -103,7 +104,8 @@ def fill_cache(cache: Cache, zoo: Store | None, needed: Mapping[Digest, Need], m
         with ThreadPoolExecutor(max_workers=SYNC_FILES_IN_FLIGHT) as pool, cancel.on_interrupt():
             results = pool.map(fill, pooled)
             if zoo is not None:
-                out = _fill_small(cache, zoo.blobs, [b for b in here if b in missing], needed, index)
+                out = _fill_small(cache, zoo.blobs, [b for b in here if b in missing], needed, index,
+                                  {} if sizes is None else sizes)
             out.update({blob: fill(blob) for blob in here if blob not in out})
             out.update(zip(pooled, results))
             return out
@@ -112,7 +114,7 @@ def fill_cache(cache: Cache, zoo: Store | None, needed: Mapping[Digest, Need], m
 
 
 def _fill_small(cache: Cache, blobs: BlobStore, todo: list[Digest], needed: Mapping[Digest, Need],
-                index: LocalIndex) -> dict[Digest, Path]:
+                index: LocalIndex, sizes: dict[Digest, int]) -> dict[Digest, Path]:
     """Cache the small files of `todo` that take no chunk from a cached file and have no delta
     frame and no partial file, their chunks read in batches (`_read_batch`); the cached paths.
     The others, and files whose recipe or batch failed, are left to `Cache.ensure`, which
@@ -140,14 +142,14 @@ def _fill_small(cache: Cache, blobs: BlobStore, todo: list[Digest], needed: Mapp
         batch.append(recipe)
         size += recipe.size
         if size >= BATCH_BYTES:
-            _read_batch(cache, blobs, batch, needed, index, out)
+            _read_batch(cache, blobs, batch, needed, index, out, sizes)
             batch, size = [], 0
-    _read_batch(cache, blobs, batch, needed, index, out)
+    _read_batch(cache, blobs, batch, needed, index, out, sizes)
     return out
 
 
 def _read_batch(cache: Cache, blobs: BlobStore, batch: list[Recipe], needed: Mapping[Digest, Need],
-                index: LocalIndex, out: dict[Digest, Path]) -> None:
+                index: LocalIndex, out: dict[Digest, Path], sizes: dict[Digest, int]) -> None:
     """The chunks of `batch` in pack order (neighbouring frames in one ranged read, each
     verified), then each file put into the cache (verified as a whole) and noted in `index`."""
     if not batch:
@@ -164,5 +166,6 @@ def _read_batch(cache: Cache, blobs: BlobStore, batch: list[Recipe], needed: Map
     for recipe in batch:
         parts = recipe.chunks
         data = chunks[parts[0].chunk] if len(parts) == 1 else b"".join(chunks[r.chunk] for r in parts)
-        out[recipe.blob] = path = cache.put_small(recipe, data)
+        out[recipe.blob] = path = cache.put_small(recipe, data)   # verified: recipe.size bytes
+        sizes[recipe.blob] = recipe.size
         index.note(needed[recipe.blob].model, recipe.blob, recipe, path=path)

@@ -22,6 +22,7 @@ from zoostore.ops.sync import sync_project
 from zoostore.repository import Store, init_store
 from zoostore.storage.blobs import BlobStore
 from zoostore.storage.cache import Cache
+from zoostore.storage.recipe import Recipe
 
 FILES = {f"f{i:02}.bin": os.urandom(3000 + i) for i in range(12)}
 
@@ -190,3 +191,57 @@ def test_a_small_file_whose_recipe_is_gone_is_named(zoo: Store, tmp_path: Path) 
     shutil.rmtree(tmp_path / "cache")
     with pytest.raises(NotFoundError, match=r"m@1\.0\.0 x86_64/f03\.bin .*is gone from the store"):
         sync_project(load_project(proj))
+
+
+def test_batched_small_files_of_several_chunks_shared_chunks_and_delta_frames(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import random
+
+    from zoostore.documents.store_config import Chunking, StoreConfig
+
+    monkeypatch.setenv("ZOOSTORE_CACHE", str(tmp_path / "cache"))
+    config = StoreConfig(chunking=Chunking(256, 1024, 4096), pack_target_size=16 * 1024, delta=True)
+    zoo, _ = init_store(tmp_path / "store", config=config)
+    rng = random.Random(5)
+    base = rng.randbytes(20_000)
+    edited = bytearray(base)
+    edited[10_000] ^= 0x55
+    versions = {"1.0.0": {"a.bin": base, "c.bin": base, "empty.bin": b""},
+                # several chunks each; b shares most chunks with a; c is a, edited (delta frames)
+                "2.0.0": {"a.bin": base, "b.bin": base[:12_000] + rng.randbytes(3_000), "c.bin": bytes(edited),
+                          "empty.bin": b"", "same-as-a.bin": base}}
+    for version, files in versions.items():
+        src = tmp_path / "src" / version
+        src.mkdir(parents=True)
+        for name, data in files.items():
+            (src / name).write_bytes(data)
+        publish(zoo, "m", version, [src], check=False)
+    proj = tmp_path / "p"
+    proj.mkdir()
+    (proj / "zoo.toml").write_text('store = "../store"\narchs = ["x86_64"]\n[models]\nm = "2.0.0"\n')
+    batched: list[Digest] = []
+    real_put = Cache.put_small
+
+    def put_small(self: Cache, recipe: Recipe, data: bytes) -> Path:
+        batched.append(recipe.blob)
+        return real_put(self, recipe, data)
+
+    monkeypatch.setattr(Cache, "put_small", put_small)
+    report = sync_project(load_project(proj))   # a cold cache: no 1.0.0 file to take chunks from
+    assert len(report.placed) == 5
+    # the file with a delta frame is read alone (Cache.ensure: its base from the cached a.bin),
+    # the others in the batch
+    placed = {name: hash_file(proj / "models/m/x86_64" / name) for name in versions["2.0.0"]}
+    assert sorted(batched) == sorted({blob for name, blob in placed.items() if name != "c.bin"})
+    cache = Cache()
+    for name, data in versions["2.0.0"].items():
+        placed = proj / "models/m/x86_64" / name
+        assert placed.read_bytes() == data
+        blob = hash_file(placed)
+        assert os.path.samefile(placed, cache.blob_path(blob))
+        stored = zoo.blobs.recipe(blob)
+        assert cache.recipe_path(blob).exists() == (len(stored.chunks) > 1)
+        recipe = cache.cached_recipe(blob)
+        assert recipe is not None and [r.chunk for r in recipe.chunks] == [r.chunk for r in stored.chunks]
+    assert any(r.base is not None for r in zoo.blobs.recipe(hash_file(proj / "models/m/x86_64/c.bin")).chunks)
+    assert temps(tmp_path) == []

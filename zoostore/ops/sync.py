@@ -7,7 +7,8 @@
     ->  raise DestinationConflictError naming the conflicts, if any
 
 Placing, the state file and destination safety live in `zoostore.ops.place`; locking in
-`zoostore.ops.lock`.
+`zoostore.ops.lock`; checking and filling the cache (small files from a local store in
+batches) in `zoostore.ops.sync_fill`.
 
 The no-op path is the common one (every CI build): it reads zoo.toml, zoo.lock and the state
 file, stats each file, and stops. It imports neither the storage stack (fsspec, s3fs) nor onnx

@@ -100,3 +100,69 @@ def test_fuzz_loads_raises_only_zoo_errors(text: str) -> None:
             Lock.loads(candidate, where="zoo.lock")
         except ZooError:
             pass
+
+
+# -- the fast reader: the same document as tomllib, or none (then tomllib reads it) --------------
+def _fast_or_toml(text: str) -> None:
+    from zoostore.documents.lockfile import _fast_document
+
+    fast = _fast_document(text)
+    if fast is not None:
+        assert fast == tomllib.loads(text)
+
+
+@settings(max_examples=200, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(part, min_size=1, max_size=3).map("/".join), min_size=1, max_size=5, unique=True),
+       st.text(max_size=30))
+def test_fast_reader_reads_what_dumps_writes_as_tomllib_does(paths: list[str], store: str) -> None:
+    from zoostore.documents.lockfile import _fast_document
+
+    try:
+        text = lock_with(paths, store=store).dumps()
+    except ZooError:
+        return
+    fast = _fast_document(text)
+    if not any(c in text for c in '\\\t'):   # no escaped string: the fast reader takes it
+        assert fast is not None
+    _fast_or_toml(text)
+
+
+def test_fast_reader_takes_the_golden_lock_and_a_lock_without_models() -> None:
+    from zoostore.documents.lockfile import _fast_document
+
+    assert _fast_document(GOOD) == tomllib.loads(GOOD)
+    empty = Lock(store="s3://b/zoo").dumps()
+    assert _fast_document(empty) == tomllib.loads(empty) == {"format": 1, "store": "s3://b/zoo", "runtime": {}}
+
+
+@pytest.mark.parametrize("text", [
+    GOOD.replace('[models."golden"]', '[models."golden"]\n\n[models."golden"]', 1),    # a table twice
+    GOOD.replace('runtime = { "tvm" = "0.27.0" }', 'runtime = { "tvm" = "1", "tvm" = "2" }'),
+    GOOD.replace("size = 70000", "size = 07"),                                          # not a TOML integer
+    GOOD.replace('path = "noise.bin"', 'path = "noi\\u0073e.bin"'),                     # an escape
+    GOOD.replace('path = "noise.bin"', 'path = "noise.bin" '),
+    GOOD.replace("]\n", "", 1),                                                         # files never closed
+    GOOD.replace("\n", "\r\n"),
+    GOOD.replace("# This file", "#\x01 This file"),
+    GOOD + "extra = 1\n",
+    GOOD.replace('spec = "^1.0"\n', ""),
+])
+def test_fast_reader_leaves_anything_else_to_tomllib(text: str) -> None:
+    from zoostore.documents.lockfile import _fast_document
+
+    _fast_or_toml(text)
+    assert _fast_document(text) is None
+
+
+@settings(max_examples=300, derandomize=True)
+@given(st.integers(0, len(GOOD) - 1), st.integers(0, 8), st.text(max_size=4))
+def test_fast_reader_never_disagrees_with_tomllib_on_an_edited_lock(at: int, cut: int, insert: str) -> None:
+    text = GOOD[:at] + insert + GOOD[at + cut:]
+    try:
+        tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        from zoostore.documents.lockfile import _fast_document
+
+        assert _fast_document(text) is None
+        return
+    _fast_or_toml(text)

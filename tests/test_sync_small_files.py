@@ -6,6 +6,7 @@ targets directly."""
 from __future__ import annotations
 
 import os
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from zoostore.ops.sync import sync_project
 from zoostore.repository import Store, init_store
 from zoostore.storage.blobs import BlobStore
 from zoostore.storage.cache import Cache
+from zoostore.storage.recipe import Recipe
 
 FILES = {f"f{i:02}.bin": os.urandom(3000 + i) for i in range(12)}
 
@@ -98,6 +100,9 @@ def test_a_corrupt_chunk_leaves_nothing_in_cache_or_dest(zoo: Store, tmp_path: P
 def test_a_whole_file_mismatch_is_refused(zoo: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real = BlobStore.read_range
     monkeypatch.setattr(BlobStore, "read_range", lambda self, blob, start, end: real(self, blob, start, end)[::-1])
+    real_chunks = BlobStore.chunk_bytes   # the batched read of a sync's small files (ops.sync_fill)
+    monkeypatch.setattr(BlobStore, "chunk_bytes", lambda self, refs, **kw: {
+        chunk: data[::-1] for chunk, data in real_chunks(self, refs, **kw).items()})
     with pytest.raises(IntegrityError, match="hashes to"):
         sync_project(load_project(project(tmp_path, "a")))
     assert not any(p.is_file() for p in (tmp_path / "cache/blobs").rglob("*")) and temps(tmp_path) == []
@@ -153,3 +158,90 @@ def test_a_small_delta_upgrade_reads_its_bases_from_the_cache(tmp_path: Path, mo
     recipe = zoo.blobs.recipe(zoo.manifest("m").versions["2.0.0"].files["any"]["lib.so"].blob)
     assert recipe.chunks[0].base is not None
     assert up.bytes_reused == 250, up.to_dict()   # the base came from the cache, not the store
+
+
+def test_missing_small_files_are_read_in_a_few_ranged_reads(zoo: Store, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from zoostore.storage.backends.local import LocalBackend
+
+    ranges: list[str] = []
+    real = LocalBackend.get_range_into
+
+    def counting(self: LocalBackend, key: str, start: int, buf: bytearray) -> int:
+        ranges.append(key)
+        return real(self, key, start, buf)
+
+    monkeypatch.setattr(LocalBackend, "get_range_into", counting)
+    report = sync_project(load_project(project(tmp_path, "a")))
+    assert len(report.placed) == len(FILES)
+    packs = [p for p in (tmp_path / "store/packs").rglob("*") if p.is_file()]
+    assert 0 < len(ranges) <= len(packs) < len(FILES)   # not one read per file
+    for rel in report.placed:
+        assert (tmp_path / "a/models" / rel).read_bytes() == FILES[Path(rel).name]
+    assert sorted(Cache().model_blobs("m")) == sorted(hash_file(tmp_path / "a/models" / r) for r in report.placed)
+
+
+def test_a_small_file_whose_recipe_is_gone_is_named(zoo: Store, tmp_path: Path) -> None:
+    from zoostore.core.errors import NotFoundError
+
+    proj = project(tmp_path, "a")
+    sync_project(load_project(proj), dest=str(tmp_path / "first"))   # writes zoo.lock
+    gone = hash_file(tmp_path / "first/m/x86_64/f03.bin")
+    (tmp_path / "store/blobs" / gone.hex[:2] / gone.hex).unlink()
+    shutil.rmtree(tmp_path / "cache")
+    with pytest.raises(NotFoundError, match=r"m@1\.0\.0 x86_64/f03\.bin .*is gone from the store"):
+        sync_project(load_project(proj))
+
+
+def test_batched_small_files_of_several_chunks_shared_chunks_and_delta_frames(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import random
+
+    from zoostore.documents.store_config import Chunking, StoreConfig
+
+    monkeypatch.setenv("ZOOSTORE_CACHE", str(tmp_path / "cache"))
+    config = StoreConfig(chunking=Chunking(256, 1024, 4096), pack_target_size=16 * 1024, delta=True)
+    zoo, _ = init_store(tmp_path / "store", config=config)
+    rng = random.Random(5)
+    base = rng.randbytes(20_000)
+    edited = bytearray(base)
+    edited[10_000] ^= 0x55
+    versions = {"1.0.0": {"a.bin": base, "c.bin": base, "empty.bin": b""},
+                # several chunks each; b shares most chunks with a; c is a, edited (delta frames)
+                "2.0.0": {"a.bin": base, "b.bin": base[:12_000] + rng.randbytes(3_000), "c.bin": bytes(edited),
+                          "empty.bin": b"", "same-as-a.bin": base}}
+    for version, files in versions.items():
+        src = tmp_path / "src" / version
+        src.mkdir(parents=True)
+        for name, data in files.items():
+            (src / name).write_bytes(data)
+        publish(zoo, "m", version, [src], check=False)
+    proj = tmp_path / "p"
+    proj.mkdir()
+    (proj / "zoo.toml").write_text('store = "../store"\narchs = ["x86_64"]\n[models]\nm = "2.0.0"\n')
+    batched: list[Digest] = []
+    real_put = Cache.put_small
+
+    def put_small(self: Cache, recipe: Recipe, data: bytes) -> Path:
+        batched.append(recipe.blob)
+        return real_put(self, recipe, data)
+
+    monkeypatch.setattr(Cache, "put_small", put_small)
+    report = sync_project(load_project(proj))   # a cold cache: no 1.0.0 file to take chunks from
+    assert len(report.placed) == 5
+    # the file with a delta frame is read alone (Cache.ensure: its base from the cached a.bin),
+    # the others in the batch
+    placed = {name: hash_file(proj / "models/m/x86_64" / name) for name in versions["2.0.0"]}
+    assert sorted(batched) == sorted({blob for name, blob in placed.items() if name != "c.bin"})
+    cache = Cache()
+    for name, data in versions["2.0.0"].items():
+        placed = proj / "models/m/x86_64" / name
+        assert placed.read_bytes() == data
+        blob = hash_file(placed)
+        assert os.path.samefile(placed, cache.blob_path(blob))
+        stored = zoo.blobs.recipe(blob)
+        assert cache.recipe_path(blob).exists() == (len(stored.chunks) > 1)
+        recipe = cache.cached_recipe(blob)
+        assert recipe is not None and [r.chunk for r in recipe.chunks] == [r.chunk for r in stored.chunks]
+    assert any(r.base is not None for r in zoo.blobs.recipe(hash_file(proj / "models/m/x86_64/c.bin")).chunks)
+    assert temps(tmp_path) == []

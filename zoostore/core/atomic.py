@@ -141,14 +141,20 @@ def owner_gone(text: str) -> bool:
 
 def open_temp(directory: Path) -> tuple[Path, BinaryIO]:
     """Create a new temp file in `directory` (O_EXCL, O_NOFOLLOW, mode 0o644 less the umask)."""
+    path, fd = create_temp(directory)
+    return Path(path), os.fdopen(fd, "wb")
+
+
+def create_temp(directory: str | os.PathLike[str]) -> tuple[str, int]:
+    """`open_temp` at the os level: the temp file's path and a write-only descriptor (a sync
+    writing thousands of small files into the cache skips the Path and file objects)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     for _ in range(16):
-        path = directory / temp_name()
+        path = os.path.join(directory, temp_name())
         try:
-            fd = os.open(path, flags, 0o644)
+            return path, os.open(path, flags, 0o644)
         except FileExistsError:
             continue
-        return path, os.fdopen(fd, "wb")
     raise FileExistsError(f"{directory}: could not create a unique temp file after 16 tries")
 
 

@@ -32,7 +32,9 @@ def register_dest(cache: Cache, dest: Path) -> None:
     if entry.exists():
         return
     entry.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(entry, (str(dest) + "\n").encode("utf-8", "surrogateescape"))
+    # No fsync: an entry lost in a crash costs `cache prune` keeping less (the next sync that
+    # places files registers dest again), never a wrong file; two fsyncs per first sync do.
+    atomic_write(entry, (str(dest) + "\n").encode("utf-8", "surrogateescape"), fsync=False)
 
 
 def project_pins(cache: Cache, *, forget_missing: bool = True) -> tuple[set[Digest], list[Path]]:

@@ -72,8 +72,8 @@ def unchanged_since(target: Path, entry: StateEntry) -> bool:
     return not stat.S_ISLNK(st.st_mode) or os.path.exists(target)
 
 
-def state_entry(target: Path, blob: Digest) -> dict[str, Any]:
-    return {"blob": str(blob), **dict(zip(_STAT_KEYS, stat_key(target.lstat())))}
+def state_entry(target: str | os.PathLike[str], blob: Digest) -> dict[str, Any]:
+    return {"blob": str(blob), **dict(zip(_STAT_KEYS, stat_key(os.lstat(target))))}
 
 
 def check_dest_relpath(rel: str) -> str:
@@ -131,7 +131,8 @@ def write_state(dest: Path, state: Mapping[str, StateEntry], *, lock: Mapping[st
     doc: dict[str, Any] = {"format": 1, "files": {k: dict(v) for k, v in sorted(state.items())}}
     if lock is not None:
         doc["lock"] = dict(lock)
-    atomic_write(dest / STATE_NAME, json.dumps(doc, indent=1).encode())
+    # no indent: the C encoder (indent falls back to the Python one: 6 ms for 2,000 files)
+    atomic_write(dest / STATE_NAME, json.dumps(doc).encode())
 
 
 def _inside(dest_real: str, directory: Path) -> bool:

@@ -7,7 +7,8 @@
     ->  raise DestinationConflictError naming the conflicts, if any
 
 Placing, the state file and destination safety live in `zoostore.ops.place`; locking in
-`zoostore.ops.lock`.
+`zoostore.ops.lock`; checking and filling the cache (small files from a local store in
+batches) in `zoostore.ops.sync_fill`.
 
 The no-op path is the common one (every CI build): it reads zoo.toml, zoo.lock and the state
 file, stats each file, and stops. It imports neither the storage stack (fsspec, s3fs) nor onnx
@@ -31,6 +32,7 @@ from zoostore.core.errors import (
 from zoostore.core.progress import NullProgress, Progress
 from zoostore.documents.project import DEFAULT_LAYOUT, Project, load_project
 from zoostore.ops import sync_fast
+from zoostore.ops.sync_fill import Need, check_cache, fill_cache
 from zoostore.ops.sync_paths import Wanted, desired_paths
 from zoostore.ops.place import (
     LINK_MODES, State, clear_target, owned, place_file, read_state, remove_placed, remove_stale_temps,
@@ -41,10 +43,6 @@ if TYPE_CHECKING:
     from zoostore.documents.lockfile import Lock
     from zoostore.repository import Store
     from zoostore.storage.cache import Cache
-
-#: Files fetched into the cache concurrently by one sync.
-SYNC_FILES_IN_FLIGHT = 4
-
 
 @dataclass
 class SyncReport:
@@ -75,18 +73,6 @@ class SyncReport:
             "relocked": self.relocked, "locked": self.locked, "warnings": self.warnings,
             "layout": self.layout,
         }
-
-
-@dataclass(frozen=True, slots=True)
-class Need:
-    """A blob the cache must hold, and whether its cached copy must be re-hashed even when its
-    verified stamp holds (`--verify`). Without it a cached copy is re-hashed when its stat moved
-    (`Cache.check`): a write through a project's hard link changes the shared inode's ctime."""
-
-    model: str
-    what: str
-    suspect: bool
-    size: int = 0
 
 
 def sync_project(project: Project, *, locked: bool = False, frozen: bool = False, offline: bool | None = None,
@@ -158,18 +144,19 @@ def _execute(project: Project, plan: _Plan, report: SyncReport, *, cache: Cache 
                  and rel not in report.conflicts}
     try:
         needed = _needs(desired, todo, verify=verify)
-        missing = _check_cache(cache, needed, report, progress)
+        missing = check_cache(cache, needed, lambda msg: _warn(report, msg, progress))
         if not offline:
             zoo = _store_for(project, plan.lock, report, progress, data=bool(missing))
         progress.start("sync files", len(todo), unit="files")
-        cached = _fill_cache(cache, zoo, needed, set(), lock=plan.lock, progress=progress)
+        sizes: dict[Digest, int] = {}
+        cached = fill_cache(cache, zoo, needed, missing, lock=plan.lock, progress=progress, sizes=sizes)
         # ensure() verified what it fetched: its stat now stands for the stamp, written once below
         # (small files have none: `Cache.check` hashes them instead)
         stamped = [blob for blob in cached if needed[blob].size > UNSTAMPED]
         fetched = {blob: cache.stat_key(blob) for blob in stamped if blob in missing}
         # Stale files go before placing: a path that was a directory may now be a file.
         _remove_stale(report, state.files, plan.stale, progress)
-        _place_all(report, desired, todo, cached, new_state, link=link, force=force, progress=progress)
+        _place_all(report, desired, todo, cached, sizes, new_state, link=link, force=force, progress=progress)
         for blob in stamped:   # a hard link changed ctime, not the bytes
             cache.stamp(blob, relinked=True, since=fetched.get(blob))
         progress.done("sync files")
@@ -182,21 +169,9 @@ def _execute(project: Project, plan: _Plan, report: SyncReport, *, cache: Cache 
             report.bytes_reused = zoo.blobs.stats.bytes_local
 
 
-def _check_cache(cache: Cache, needed: Mapping[Digest, Need], report: SyncReport, progress: Progress) -> set[Digest]:
-    """The needed blobs the cache must fetch: absent ones, and damaged ones, which `Cache.check`
-    dropped (with a warning here). A cached file is hashed unless its verified stamp still
-    matches its stat; a suspect one (see Need) always."""
-    missing = set()
-    for blob, need in needed.items():
-        found = cache.check(blob, recheck=need.suspect)
-        if found == "damaged":
-            msg = (f"the cached file for {need.what} ({cache.blob_path(blob)}) no longer hashes to {blob}: "
-                   f"dropped it and fetching it again")
-            report.warnings.append(msg)
-            progress.note(msg)
-        if found != "ok":
-            missing.add(blob)
-    return missing
+def _warn(report: SyncReport, msg: str, progress: Progress) -> None:
+    report.warnings.append(msg)
+    progress.note(msg)
 
 
 def _ignore(report: SyncReport, entries: Iterable[str], progress: Progress) -> None:
@@ -212,8 +187,12 @@ def _claim(report: SyncReport, desired: Mapping[str, Wanted], todo: list[str], s
     """The paths of `todo` that sync may (re)place: what is there is absent, sync's own (see
     `place.owned`), or replaced by `force`. The others become conflicts, left alone."""
     mine = []
+    base = f"{report.dest}{os.sep}"
     for rel in todo:
         entry = state.files.get(rel)
+        if entry is None and _absent(base + rel):
+            mine.append(rel)   # `owned` says so too; a cold sync of thousands of files asks only this
+            continue
         blobs = [desired[rel].file.blob]
         if entry is not None and _is_digest(entry["blob"]):
             blobs.append(Digest.parse(entry["blob"]))
@@ -228,6 +207,14 @@ def _claim(report: SyncReport, desired: Mapping[str, Wanted], todo: list[str], s
         else:
             report.conflicts[rel] = "sync did not place this file, or it was modified since"
     return mine
+
+
+def _absent(path: str) -> bool:
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    return False
 
 
 def _is_digest(text: str) -> bool:
@@ -289,8 +276,11 @@ def _changed(dest: Path, desired: Mapping[str, Wanted], state: Mapping[str, Mapp
     todo: list[str] = []
     for rel, w in desired.items():
         st = state.get(rel)
+        if st is None:
+            todo.append(rel)
+            continue
         target = dest / rel
-        if st is not None and st.get("blob") == str(w.file.blob) and unchanged_since(target, st):
+        if st.get("blob") == str(w.file.blob) and unchanged_since(target, st):
             if not verify or hash_file(target.resolve() if target.is_symlink() else target) == w.file.blob:
                 report.unchanged += 1
                 continue
@@ -306,72 +296,50 @@ def _needs(desired: Mapping[str, Wanted], todo: list[str], *, verify: bool) -> d
     return needed
 
 
-def _fill_cache(cache: Cache, zoo: Store | None, needed: Mapping[Digest, Need], damaged: set[Digest], *,
-                lock: Lock, progress: Progress) -> dict[Digest, Path]:
-    """Every needed blob in the cache, a few files at a time: small files are latency-bound,
-    and one file's decode leaves cores idle while its next segment is fetched. From a local
-    store small files are filled on this thread instead, while the pool does the large ones:
-    there nothing waits on latency, and threads creating files side by side only contend (with
-    4 of them each file creation cost 7× as much, and the GIL hand-offs more than the work)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from zoostore.core import cancel
-    from zoostore.storage.cache import SMALL_FILE
-
-    index = cache.local_index(batch=True)  # one per sync: each cached recipe is read at most once
-
-    def fill(blob: Digest) -> Path:
-        need = needed[blob]
-        cancel.check()  # after Ctrl-C, files not started yet are skipped
-        try:
-            return cache.ensure(zoo.blobs if zoo else None, blob, model=need.model, progress=progress,
-                                what=need.what, verify=blob in damaged, index=index)
-        except BlobNotFoundError:
-            raise NotFoundError(f"{need.what} (blob {blob}) is gone from the store {lock.store}: it was deleted "
-                                f"(gc?) or never published. Run 'zoostore lock --upgrade {need.model}' to move to a "
-                                f"version the store has") from None
-
-    inline = zoo is None or zoo.blobs.backend.url.startswith("file:")
-    here = [blob for blob, need in needed.items() if inline and need.size <= SMALL_FILE]
-    pooled = [blob for blob in needed if not (inline and needed[blob].size <= SMALL_FILE)]
-    try:
-        with ThreadPoolExecutor(max_workers=SYNC_FILES_IN_FLIGHT) as pool, cancel.on_interrupt():
-            results = pool.map(fill, pooled)
-            out = {blob: fill(blob) for blob in here}
-            out.update(zip(pooled, results))
-            return out
-    finally:
-        index.flush()
-
-
 def _place_all(report: SyncReport, desired: Mapping[str, Wanted], todo: list[str], cached: Mapping[Digest, Path],
-               new_state: dict[str, Any], *, link: str, force: bool, progress: Progress) -> None:
+               sizes: Mapping[Digest, int], new_state: dict[str, Any], *, link: str, force: bool,
+               progress: Progress) -> None:
     """Place the files, in lock order, recording each in the new state as it lands; a path
-    whose directories hold something sync did not place becomes a conflict."""
-    cleaned = {report.dest}   # directories made safe (once per sync: thousands of files share a few)
+    whose directories hold something sync did not place becomes a conflict. A hard link to
+    an absent target is made first (`place_file` does the same, but this loop over string
+    paths is most of placing thousands of small files); anything else goes to `place_file`.
+    `sizes`: files the fill just wrote and verified, whose size need not be read again."""
+    cleaned = {str(report.dest)}   # directories made safe (once per sync: thousands of files share a few)
     remove_stale_temps(report.dest)  # a killed sync's state-file temp
+    base = f"{report.dest}{os.sep}"
     for rel in todo:
         f = desired[rel].file
-        target = report.dest / rel
+        target = base + rel
+        source = cached[f.blob]
         try:
-            if target.parent not in cleaned:
-                safe_parent(report.dest, target, force=force)
-                cleaned.add(target.parent)
-                remove_stale_temps(target.parent)  # a killed sync's partial files
-            clear_target(target)
+            if (parent := os.path.dirname(target)) not in cleaned:
+                safe_parent(report.dest, Path(target), force=force)
+                cleaned.add(parent)
+                remove_stale_temps(Path(parent))  # a killed sync's partial files
+            if sizes.get(f.blob) != f.size and (actual := os.stat(source).st_size) != f.size:
+                raise IntegrityError(f"{rel}: zoo.lock says {f.size} bytes but blob {f.blob} holds {actual}: the "
+                                     f"lock or the manifest it came from is wrong; run 'zoostore lock --upgrade' "
+                                     f"and 'zoostore verify' on the store", obj=str(f.blob))
+            if link == "copy" or link == "symlink" or not _linked(source, target):
+                clear_target(Path(target))
+                place_file(source, Path(target), f.blob, link)
         except DestinationConflictError as exc:
             report.conflicts[rel] = str(exc)
             progress.advance("sync files")
             continue
-        if (actual := os.stat(cached[f.blob]).st_size) != f.size:
-            raise IntegrityError(f"{rel}: zoo.lock says {f.size} bytes but blob {f.blob} holds {actual}: the lock "
-                                 f"or the manifest it came from is wrong; run 'zoostore lock --upgrade' and "
-                                 f"'zoostore verify' on the store", obj=str(f.blob))
-        place_file(cached[f.blob], target, f.blob, link)
         new_state[rel] = state_entry(target, f.blob)
         report.placed.append(rel)
         report.bytes_placed += f.size
         progress.advance("sync files")
+
+
+def _linked(source: Path, target: str) -> bool:
+    """A hard link at target, if nothing is there (link(2) never follows or replaces a name)."""
+    try:
+        os.link(source, target)
+    except OSError:
+        return False
+    return True
 
 
 def _remove_stale(report: SyncReport, state: Mapping[str, Mapping[str, Any]], stale: list[str],
@@ -426,8 +394,11 @@ def _warn_yanked(zoo: Store, lock: Lock, report: SyncReport, progress: Progress)
     from concurrent.futures import ThreadPoolExecutor
 
     names = sorted(lock.models)
-    with ThreadPoolExecutor(max_workers=8) as pool:  # one GET per model: in parallel on remote stores
-        reasons = list(pool.map(lambda n: zoo.yanked(n, lock.models[n].version), names))
+    if zoo.url.startswith("file:"):   # nothing to wait for: threads would only add their start-up
+        reasons = [zoo.yanked(n, lock.models[n].version) for n in names]
+    else:
+        with ThreadPoolExecutor(max_workers=8) as pool:  # one GET per model: in parallel on remote stores
+            reasons = list(pool.map(lambda n: zoo.yanked(n, lock.models[n].version), names))
     for name, reason in zip(names, reasons):
         if reason:
             version = lock.models[name].version

@@ -48,11 +48,12 @@ def desired_paths(lock: Lock, archs: Iterable[str] | None,
             raise UsageError(f"--arch {', '.join(sorted(missing))}: zoo.lock has no files for it; add it to archs in zoo.toml and lock")
     desired: dict[str, Wanted] = {}
     bad = []
+    default = layout.template == DEFAULT_LAYOUT   # formatted here: the same string, a regex pass less per file
     for name, m in sorted(lock.models.items()):
         for f in m.files:
             if wanted_archs is not None and f.arch not in wanted_archs:
                 continue
-            rel = layout.apply(model=name, arch=f.arch, path=f.path)
+            rel = f"{name}/{f.arch}/{f.path}" if default else layout.apply(model=name, arch=f.arch, path=f.path)
             try:
                 if "/" in f.arch:
                     raise InvalidPathError(f"arch {f.arch!r} contains '/'")

@@ -53,6 +53,7 @@ to removed blobs, copies, leftovers of dropped damaged blobs), so its data is re
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Callable
@@ -60,7 +61,7 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 from zoostore.storage.blobs import BlobStore, LocalChunk
-from zoostore.core.atomic import atomic_write, open_temp
+from zoostore.core.atomic import atomic_write, create_temp
 from zoostore.core.digest import Digest, hash_file
 from zoostore.core.errors import FormatError, IntegrityError, OfflineError, ZooError
 from zoostore.core.names import check_model_name
@@ -261,23 +262,44 @@ class Cache(CachePruning):
         """A small file on this thread: its chunks (usually one ranged read, decoded inline and
         each verified by `read_range`), the whole verified against the blob id, then a temp file
         renamed into place. Nothing is left behind on failure."""
+        self._write_small(recipe, blobs.read_range(recipe.blob, 0, recipe.size), path)
+
+    def put_small(self, recipe: Recipe, data: bytes) -> Path:
+        """A small file's bytes, read by the caller (a sync reading many small files in a few
+        ranged reads), into the cache as `ensure` puts them: verified against the blob id,
+        its recipe kept when it has several chunks, a temp file renamed into place. The
+        caller notes it in its `LocalIndex`. Returns the cached path."""
+        self._prepare()
+        if len(recipe.chunks) > 1:
+            self._write_checked(self.recipe_path(recipe.blob), recipe.encode())
+        path = self.blob_path(recipe.blob)
+        self._write_small(recipe, data, path)
+        return path
+
+    def _write_small(self, recipe: Recipe, data: bytes, path: Path) -> None:
         import blake3
 
-        data = blobs.read_range(recipe.blob, 0, recipe.size)
         actual = blake3.blake3(data).hexdigest()
         if actual != recipe.blob.hex or len(data) != recipe.size:
             raise IntegrityError(
                 f"assembled file for blob {recipe.blob} hashes to blake3:{actual}: expected {recipe.blob.hex}; "
                 f"the recipe {recipe.blob.short} in the store is wrong. Nothing was written to {path}; run "
                 f"'zoostore verify --repair' on the store", obj=str(recipe.blob), expected=recipe.blob.hex, actual=actual)
-        tmp, out = self._in_dir(path.parent, lambda: open_temp(path.parent))
+        # os-level calls over string paths: the Path and file objects cost more than the write
+        folder = path.parent
+        tmp, fd = self._in_dir(folder, lambda: create_temp(folder))
         try:
-            with out:
-                out.write(data)
-                os.fchmod(out.fileno(), 0o444)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fchmod(fd, 0o444)
+            finally:
+                os.close(fd)
             os.replace(tmp, path)
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
             raise
 
     def partial_path(self, blob: Digest) -> Path:

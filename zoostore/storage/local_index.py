@@ -67,9 +67,10 @@ class LocalIndex:
                     add_chunks(index, path, recipe)
             return index
 
-    def note(self, model: str, blob: Digest, recipe: Recipe | None = None) -> None:
+    def note(self, model: str, blob: Digest, recipe: Recipe | None = None, *, path: Path | None = None) -> None:
         """Record that the cache holds `blob` for `model` (models/<model> gets it once). With
-        its `recipe` (a file just fetched) its chunks join the index without any read."""
+        its `recipe` (a file just fetched) its chunks join the index without any read; `path`
+        is its cached file, when the caller has it at hand."""
         with self._lock:
             members = self._members_of(model)
             if blob not in members:
@@ -81,7 +82,7 @@ class LocalIndex:
                 if recipe is None:
                     self._unread.setdefault(model, []).append(blob)
             if recipe is not None:
-                add_chunks(self._chunks.setdefault(model, {}), self._cache.blob_path(blob), recipe)
+                add_chunks(self._chunks.setdefault(model, {}), path or self._cache.blob_path(blob), recipe)
 
 
     def flush(self) -> None:

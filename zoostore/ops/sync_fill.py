@@ -1,0 +1,171 @@
+"""Filling the local cache for a sync: which needed files it lacks, and fetching them.
+
+    needed blobs  ->  check: absent, damaged (dropped) or ok (hashed unless its stamp holds)
+    missing small files from a local store: their recipes, then their chunks in a few ranged
+        reads (files published together sit back to back in one pack), each file verified and
+        put into the cache on this thread
+    the rest: `Cache.ensure` per file, a few at a time
+
+A cold sync of thousands of small files is mostly this: read per file, the batch costs one
+recipe read and one file creation; before, each file also had its own open, read and close of
+its pack.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from zoostore.core.digest import Digest
+from zoostore.core.errors import BlobNotFoundError, NotFoundError, ZooError
+from zoostore.core.progress import Progress
+
+if TYPE_CHECKING:
+    from zoostore.documents.lockfile import Lock
+    from zoostore.repository import Store
+    from zoostore.storage.blobs import BlobStore
+    from zoostore.storage.cache import Cache
+    from zoostore.storage.local_index import LocalIndex
+    from zoostore.storage.segments import LocalChunk
+    from zoostore.storage.recipe import ChunkRef, Recipe
+
+#: Files fetched into the cache concurrently by one sync.
+SYNC_FILES_IN_FLIGHT = 4
+
+#: Raw bytes of small files read in one batch (ranged reads of up to MAX_SEGMENT each); a batch
+#: is held twice while it is split into files (segment buffers, then each chunk's bytes).
+BATCH_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Need:
+    """A blob the cache must hold, and whether its cached copy must be re-hashed even when its
+    verified stamp holds (`--verify`). Without it a cached copy is re-hashed when its stat moved
+    (`Cache.check`): a write through a project's hard link changes the shared inode's ctime."""
+
+    model: str
+    what: str
+    suspect: bool
+    size: int = 0
+
+
+def check_cache(cache: Cache, needed: Mapping[Digest, Need], warn: Callable[[str], None]) -> set[Digest]:
+    """The needed blobs the cache must fetch: absent ones, and damaged ones, which `Cache.check`
+    dropped (`warn` is told). A cached file is hashed unless its verified stamp still matches
+    its stat; a suspect one (see Need) always."""
+    if needed and not os.path.isdir(os.path.dirname(os.path.dirname(cache.blob_path(next(iter(needed)))))):
+        return set(needed)   # no blobs/ folder (blobs/<aa>/<hex>): a cold cache, one stat instead of one per file
+    missing = set()
+    for blob, need in needed.items():
+        found = cache.check(blob, recheck=need.suspect)
+        if found == "damaged":
+            warn(f"the cached file for {need.what} ({cache.blob_path(blob)}) no longer hashes to {blob}: "
+                 f"dropped it and fetching it again")
+        if found != "ok":
+            missing.add(blob)
+    return missing
+
+
+def fill_cache(cache: Cache, zoo: Store | None, needed: Mapping[Digest, Need], missing: set[Digest], *,
+               lock: Lock, progress: Progress, sizes: dict[Digest, int] | None = None) -> dict[Digest, Path]:
+    """Every needed blob in the cache, a few files at a time: small files are latency-bound,
+    and one file's decode leaves cores idle while its next segment is fetched. From a local
+    store the missing small files are read in batches on this thread instead (`_fill_small`),
+    while the pool does the large ones: there nothing waits on latency, and threads creating
+    files side by side only contend (with 4 of them each file creation cost 7× as much, and
+    the GIL hand-offs more than the work). `sizes` gets the size of each file written here,
+    as verified (a placer need not stat it again)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from zoostore.core import cancel
+    from zoostore.storage.cache import SMALL_FILE
+
+    index = cache.local_index(batch=True)  # one per sync: each cached recipe is read at most once
+
+    def fill(blob: Digest) -> Path:
+        need = needed[blob]
+        cancel.check()  # after Ctrl-C, files not started yet are skipped
+        try:
+            return cache.ensure(zoo.blobs if zoo else None, blob, model=need.model, progress=progress,
+                                what=need.what, verify=False, index=index)
+        except BlobNotFoundError:
+            raise NotFoundError(f"{need.what} (blob {blob}) is gone from the store {lock.store}: it was deleted "
+                                f"(gc?) or never published. Run 'zoostore lock --upgrade {need.model}' to move to a "
+                                f"version the store has") from None
+
+    inline = zoo is None or zoo.blobs.backend.url.startswith("file:")
+    here = [blob for blob, need in needed.items() if inline and need.size <= SMALL_FILE]
+    pooled = [blob for blob in needed if not (inline and needed[blob].size <= SMALL_FILE)]
+    out: dict[Digest, Path] = {}
+    try:
+        with ThreadPoolExecutor(max_workers=SYNC_FILES_IN_FLIGHT) as pool, cancel.on_interrupt():
+            results = pool.map(fill, pooled)
+            if zoo is not None:
+                out = _fill_small(cache, zoo.blobs, [b for b in here if b in missing], needed, index,
+                                  {} if sizes is None else sizes)
+            out.update({blob: fill(blob) for blob in here if blob not in out})
+            out.update(zip(pooled, results))
+            return out
+    finally:
+        index.flush()
+
+
+def _fill_small(cache: Cache, blobs: BlobStore, todo: list[Digest], needed: Mapping[Digest, Need],
+                index: LocalIndex, sizes: dict[Digest, int]) -> dict[Digest, Path]:
+    """Cache the small files of `todo` that take no chunk from a cached file and have no delta
+    frame and no partial file, their chunks read in batches (`_read_batch`); the cached paths.
+    The others, and files whose recipe or batch failed, are left to `Cache.ensure`, which
+    reads each alone and says what is wrong with it."""
+    from zoostore.storage.cache import SMALL_FILE
+
+    out: dict[Digest, Path] = {}
+    # partial/<aa>/<hex>: without the folder (most caches) no file has one, and no stat per file
+    partials = bool(todo) and os.path.isdir(os.path.dirname(os.path.dirname(cache.partial_path(todo[0]))))
+    batch: list[Recipe] = []
+    chunks: dict[str, Mapping[Digest, LocalChunk]] = {}
+    size = 0
+    for blob in todo:
+        try:
+            recipe = blobs.recipe(blob)
+        except ZooError:
+            continue
+        model = needed[blob].model
+        known = chunks.get(model)
+        if known is None:
+            known = chunks[model] = index.chunks(model)   # live: files noted later join it
+        if (recipe.size > SMALL_FILE or any(ref.base is not None or ref.chunk in known for ref in recipe.chunks)
+                or (partials and os.path.exists(cache.partial_path(blob)))):
+            continue
+        batch.append(recipe)
+        size += recipe.size
+        if size >= BATCH_BYTES:
+            _read_batch(cache, blobs, batch, needed, index, out, sizes)
+            batch, size = [], 0
+    _read_batch(cache, blobs, batch, needed, index, out, sizes)
+    return out
+
+
+def _read_batch(cache: Cache, blobs: BlobStore, batch: list[Recipe], needed: Mapping[Digest, Need],
+                index: LocalIndex, out: dict[Digest, Path], sizes: dict[Digest, int]) -> None:
+    """The chunks of `batch` in pack order (neighbouring frames in one ranged read, each
+    verified), then each file put into the cache (verified as a whole) and noted in `index`."""
+    if not batch:
+        return
+    refs: dict[Digest, ChunkRef] = {}
+    for recipe in batch:
+        for ref in recipe.chunks:
+            refs.setdefault(ref.chunk, ref)
+    ordered = sorted(refs.values(), key=lambda r: (r.pack.hex, r.offset))
+    try:
+        chunks = blobs.chunk_bytes(ordered, blob=batch[0].blob)
+    except ZooError:
+        return   # each file alone then, through `Cache.ensure`
+    for recipe in batch:
+        parts = recipe.chunks
+        data = chunks[parts[0].chunk] if len(parts) == 1 else b"".join(chunks[r.chunk] for r in parts)
+        out[recipe.blob] = path = cache.put_small(recipe, data)   # verified: recipe.size bytes
+        sizes[recipe.blob] = recipe.size
+        index.note(needed[recipe.blob].model, recipe.blob, recipe, path=path)

@@ -378,15 +378,9 @@ def _payload(frame: bytes | memoryview, where: str, max_raw: int) -> tuple[int, 
     return codec, n, memoryview(frame)[HEADER_SIZE:]
 
 
-def _decompress(payload: memoryview, n: int, where: str,
-                dec: zstandard.ZstdDecompressor | None = None) -> bytes:
-    """The zstd payload of a frame that declares `n` raw bytes, never producing more.
-
-    python-zstandard's one-shot `decompress` allocates the content size a zstd frame header
-    declares and ignores `max_output_size` then (a 40 KB "bomb" declaring 1 GiB of zeros got
-    1 GiB); so the declared size is checked against `n` first. Without a declared size the
-    output buffer is `max_output_size = n` and a longer payload is an error; with `n = 0`
-    (which python-zstandard reads as "no limit") nothing is decompressed at all."""
+def _empty_or_checked(payload: memoryview, n: int, where: str) -> bool:
+    """Check the size a zstd payload's header declares against the frame's `n` raw bytes (see
+    `_decompress`); True when the frame is empty (nothing to decompress)."""
     try:
         declared = zstandard.frame_content_size(payload)
     except zstandard.ZstdError as exc:
@@ -399,8 +393,22 @@ def _decompress(payload: memoryview, n: int, where: str,
         )
     if n == 0:
         if declared == 0:
-            return b""
+            return True
         raise FormatError(f"{where}: frame says 0 raw bytes but carries a zstd payload of unknown size")
+    return False
+
+
+def _decompress(payload: memoryview, n: int, where: str,
+                dec: zstandard.ZstdDecompressor | None = None) -> bytes:
+    """The zstd payload of a frame that declares `n` raw bytes, never producing more.
+
+    python-zstandard's one-shot `decompress` allocates the content size a zstd frame header
+    declares and ignores `max_output_size` then (a 40 KB "bomb" declaring 1 GiB of zeros got
+    1 GiB); so the declared size is checked against `n` first. Without a declared size the
+    output buffer is `max_output_size = n` and a longer payload is an error; with `n = 0`
+    (which python-zstandard reads as "no limit") nothing is decompressed at all."""
+    if _empty_or_checked(payload, n, where):
+        return b""
     try:
         data = (dec or _decompressor()).decompress(payload, max_output_size=n)
     except zstandard.ZstdError as exc:

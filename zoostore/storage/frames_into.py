@@ -57,20 +57,12 @@ def decompress_into(payload: memoryview, target: memoryview, where: str) -> None
     Same checks and errors as `codec._decompress`: a streaming reader would accept a frame cut
     after its last bytes (an empty last block, a checksum), so the blocks are walked first."""
     n = len(target)
+    if codec._empty_or_checked(payload, n, where):
+        return
     try:
-        declared = zstandard.frame_content_size(payload)
         end = frame_end(payload)
     except zstandard.ZstdError as exc:
         raise FormatError(f"{where}: corrupt zstd payload ({exc})") from exc
-    if declared >= 0 and declared != zstandard.CONTENTSIZE_UNKNOWN and declared != n:
-        raise FormatError(
-            f"{where}: frame says {n} raw bytes but its zstd payload declares {declared}: the "
-            f"frame is damaged or hostile; nothing was decoded"
-        )
-    if n == 0:
-        if declared == 0:
-            return
-        raise FormatError(f"{where}: frame says 0 raw bytes but carries a zstd payload of unknown size")
     if end is None:
         target[:] = codec._decompress(payload, n, where)
         return

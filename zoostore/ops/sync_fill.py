@@ -98,7 +98,9 @@ def fill_cache(cache: Cache, zoo: Store | None, needed: Mapping[Digest, Need], m
 
     inline = zoo is None or zoo.blobs.backend.url.startswith("file:")
     here = [blob for blob, need in needed.items() if inline and need.size <= SMALL_FILE]
-    pooled = [blob for blob in needed if not (inline and needed[blob].size <= SMALL_FILE)]
+    # Largest first: the longest file starts at once instead of finishing last, alone.
+    pooled = sorted((blob for blob in needed if not (inline and needed[blob].size <= SMALL_FILE)),
+                    key=lambda blob: -needed[blob].size)
     out: dict[Digest, Path] = {}
     try:
         with ThreadPoolExecutor(max_workers=SYNC_FILES_IN_FLIGHT) as pool, cancel.on_interrupt():

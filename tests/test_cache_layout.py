@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from helpers_store import project_dir, published_store
+
 from zoostore.cli import main as cli
 from zoostore.core.digest import Digest, hash_file
 from zoostore.documents.project import load_project
 from zoostore.documents.store_config import StoreConfig
-from zoostore.ops.publish import publish
 from zoostore.ops.sync import sync_project
-from zoostore.repository import Store, init_store
+from zoostore.repository import Store
 from zoostore.storage.blobs import LocalChunk
 from zoostore.storage.cache import NO_PACK, UNSTAMPED, Cache
 
@@ -28,21 +29,12 @@ SMALL = {"labels.txt": b"cat\ndog\n", "config.json": os.urandom(4096)}
 def zoo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Store:
     monkeypatch.setenv("ZOOSTORE_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("ZOOSTORE_OFFLINE", raising=False)
-    store, _ = init_store(tmp_path / "store", config=StoreConfig(pack_target_size=256 * 1024))
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "weights.bin").write_bytes(WEIGHTS)
-    for name, data in SMALL.items():
-        (src / name).write_bytes(data)
-    publish(store, "m", "1.0.0", [src], arch="x86_64", check=False)
-    return store
+    return published_store(tmp_path, {"weights.bin": WEIGHTS, **SMALL},
+                           config=StoreConfig(pack_target_size=256 * 1024))
 
 
 def project(tmp_path: Path, name: str) -> Path:
-    p = tmp_path / name
-    p.mkdir()
-    (p / "zoo.toml").write_text('store = "../store"\narchs = ["x86_64"]\n[models]\nm = "1.0.0"\n')
-    return p
+    return project_dir(tmp_path, name)
 
 
 def blob(zoo: Store, name: str) -> Digest:

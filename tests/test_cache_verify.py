@@ -11,13 +11,14 @@ import pytest
 
 import zoostore
 import zoostore.storage.cache
+from helpers_store import project_dir, published_store
+
 from zoostore.cli import main as cli
 from zoostore.core.digest import Digest, hash_file
 from zoostore.documents.project import load_project
 from zoostore.documents.store_config import StoreConfig
-from zoostore.ops.publish import publish
 from zoostore.ops.sync import sync_project
-from zoostore.repository import Store, init_store
+from zoostore.repository import Store
 from zoostore.storage.cache import UNSTAMPED, Cache
 
 WEIGHTS = bytes(range(256)) * 2048   # 512 KiB: several chunks
@@ -26,20 +27,12 @@ WEIGHTS = bytes(range(256)) * 2048   # 512 KiB: several chunks
 @pytest.fixture
 def zoo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Store:
     monkeypatch.setenv("ZOOSTORE_CACHE", str(tmp_path / "cache"))
-    store, _ = init_store(tmp_path / "store", config=StoreConfig(pack_target_size=256 * 1024))
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "weights.bin").write_bytes(WEIGHTS)
-    (src / "labels.txt").write_text("cat\ndog\n")
-    publish(store, "m", "1.0.0", [src], arch="x86_64", check=False)
-    return store
+    return published_store(tmp_path, {"weights.bin": WEIGHTS, "labels.txt": "cat\ndog\n"},
+                           config=StoreConfig(pack_target_size=256 * 1024))
 
 
 def project(tmp_path: Path, name: str) -> Path:
-    p = tmp_path / name
-    p.mkdir()
-    (p / "zoo.toml").write_text('store = "../store"\narchs = ["x86_64"]\n[models]\nm = "1.0.0"\n')
-    return p
+    return project_dir(tmp_path, name)
 
 
 def weights_blob(zoo: Store) -> Digest:

@@ -36,6 +36,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from helpers_store import write_dir
+
 from zoostore.cli import main
 from zoostore.core.atomic import TEMP_PREFIX, machine, stale_temp
 from zoostore.documents.store_config import Chunking, StoreConfig
@@ -180,13 +182,6 @@ def data(seed: int, n: int) -> bytes:
 def model_files(seed: int, *, scale: int = 1) -> dict[str, bytes]:
     return {"weights.bin": data(seed, 6_000_000 * scale), "lib.so": data(seed + 1, 2_000_000 * scale),
             "labels.txt": f"labels {seed}\n".encode()}
-
-
-def write_dir(d: Path, files: dict[str, bytes]) -> Path:
-    d.mkdir(parents=True, exist_ok=True)
-    for name, blob in files.items():
-        (d / name).write_bytes(blob)
-    return d
 
 
 def read_version(store: Store, model: str, version: str, out: Path) -> dict[str, bytes]:

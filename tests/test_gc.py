@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from helpers_store import write_dir as write_files
+
 from zoostore.cli import main as cli
 from zoostore.documents.store_config import Chunking, StoreConfig
 from zoostore.core.digest import Digest
@@ -54,13 +56,6 @@ def mutate(data: bytes, seed: int, size: int = 6_000) -> bytes:
     rng = random.Random(seed)
     at = rng.randrange(0, max(1, len(data) - size))
     return data[:at] + rng.randbytes(size) + data[at + size :]
-
-
-def write_files(d: Path, files: dict[str, bytes]) -> Path:
-    d.mkdir(parents=True, exist_ok=True)
-    for name, data in files.items():
-        (d / name).write_bytes(data)
-    return d
 
 
 def put_version(zoo: Store, tmp: Path, model: str, version: str, files: dict[str, bytes], *,

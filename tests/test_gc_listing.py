@@ -136,15 +136,19 @@ def test_local_pages_hold_every_object_once(tmp_path: Path, monkeypatch: pytest.
     assert sorted(i.key for p in pages for i in p) == sorted(keys(zoo, "blobs/"))
 
 
+def s3_config(grace: float) -> StoreConfig:
+    """Tiny chunks and packs, and a grace period short enough for S3 objects to age for real."""
+    return StoreConfig(chunking=TINY.chunking, pack_target_size=TINY.pack_target_size, grace_seconds=grace,
+                       settle_seconds=1.0)
+
+
 def test_listing_check_on_s3(tmp_path: Path, s3_bucket: str, s3_storage_options: dict[str, Any],
                              monkeypatch: pytest.MonkeyPatch) -> None:
     """On S3 (moto; radosgw where available): mtimes cannot be moved back, so the objects age
     for real past a short grace period; a freshen sets LastModified to the server's now."""
     grace = 2.0
     url = f"s3://{s3_bucket}/zoo"
-    config = StoreConfig(chunking=TINY.chunking, pack_target_size=TINY.pack_target_size, grace_seconds=grace,
-                         settle_seconds=1.0)
-    zoo, _ = init_store(url, config=config, storage_options=s3_storage_options)
+    zoo, _ = init_store(url, config=s3_config(grace), storage_options=s3_storage_options)
     assert zoo.backend.capabilities.fresh_listing
     orphans = [orphan(zoo, tmp_path, f"o{i}.bin", content(40 + i)) for i in range(4)]
     time.sleep(grace + 1.5)  # LastModified has one-second resolution
@@ -171,10 +175,8 @@ def test_stale_listing_option_makes_gc_check_each_candidate_with_its_own_request
     also from the command line) and gc stats every candidate instead of trusting a listing."""
     grace = 1.0
     url = f"s3://{s3_bucket}/stale"
-    config = StoreConfig(chunking=TINY.chunking, pack_target_size=TINY.pack_target_size, grace_seconds=grace,
-                         settle_seconds=1.0)
     options = {**s3_storage_options, "stale_listing": "true"}
-    zoo, _ = init_store(url, config=config, storage_options=options)
+    zoo, _ = init_store(url, config=s3_config(grace), storage_options=options)
     assert not zoo.backend.capabilities.fresh_listing
     assert open_store(url, storage_options=s3_storage_options).backend.capabilities.fresh_listing
     orphans = [orphan(zoo, tmp_path, f"s{i}.bin", content(70 + i)) for i in range(3)]

@@ -8,12 +8,12 @@ from pathlib import Path
 import fsspec
 import pytest
 
+from helpers_store import published_store
+
 from zoostore.core.errors import FormatError, IntegrityError
 from zoostore.documents.manifest import MAX_FILE_SIZE, Manifest
 from zoostore.documents.project import load_project
-from zoostore.ops.publish import publish
 from zoostore.ops.sync import sync_project
-from zoostore.repository import init_store
 
 MANIFEST = '''format = 1
 model = "m"
@@ -34,11 +34,7 @@ def test_absurd_sizes_are_refused(size: str) -> None:
 def lying(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A store whose manifest says a.bin is 10 bytes shorter than its blob."""
     monkeypatch.setenv("ZOOSTORE_CACHE", str(tmp_path / "cache"))
-    zoo, _ = init_store(tmp_path / "store")
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "a.bin").write_bytes(b"x" * 1000)
-    publish(zoo, "m", "1.0.0", [src], arch="x86_64", check=False)
+    published_store(tmp_path, {"a.bin": b"x" * 1000})
     path = tmp_path / "store" / "manifests" / "m.toml"
     path.write_text(path.read_text().replace("size = 1000", "size = 990"))
     return tmp_path

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers_store import project_dir, published_store
+
 from zoostore.core.atomic import TEMP_PREFIX
 from zoostore.core.digest import Digest, hash_file
 from zoostore.core.errors import IntegrityError
@@ -30,20 +32,11 @@ FILES = {f"f{i:02}.bin": os.urandom(3000 + i) for i in range(12)}
 @pytest.fixture
 def zoo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Store:
     monkeypatch.setenv("ZOOSTORE_CACHE", str(tmp_path / "cache"))
-    store, _ = init_store(tmp_path / "store")
-    src = tmp_path / "src"
-    src.mkdir()
-    for name, data in FILES.items():
-        (src / name).write_bytes(data)
-    publish(store, "m", "1.0.0", [src], arch="x86_64", check=False)
-    return store
+    return published_store(tmp_path, FILES)
 
 
 def project(tmp_path: Path, name: str) -> Path:
-    p = tmp_path / name
-    p.mkdir()
-    (p / "zoo.toml").write_text(f'store = "{tmp_path / "store"}"\narchs = ["x86_64"]\n[models]\nm = "1.0.0"\n')
-    return p
+    return project_dir(tmp_path, name, store=str(tmp_path / "store"))
 
 
 def temps(root: Path) -> list[Path]:

@@ -1,0 +1,42 @@
+"""Small stores and projects for tests: a folder of files, published as one model version, and a
+project whose zoo.toml pins it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from zoostore.documents.store_config import StoreConfig
+from zoostore.ops.publish import publish
+from zoostore.repository import Store, init_store
+
+
+def write_dir(d: Path, files: Mapping[str, bytes | str]) -> Path:
+    """`files` (relative path -> bytes, or text) under `d`; returns `d`."""
+    d.mkdir(parents=True, exist_ok=True)
+    for rel, data in files.items():
+        (d / rel).parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(data, str):
+            (d / rel).write_text(data)
+        else:
+            (d / rel).write_bytes(data)
+    return d
+
+
+def published_store(tmp_path: Path, files: Mapping[str, bytes | str], *, config: StoreConfig | None = None,
+                    model: str = "m", version: str = "1.0.0", arch: str = "x86_64") -> Store:
+    """A store at tmp_path/store holding `files` (written to tmp_path/src) as model@version."""
+    store, _ = init_store(tmp_path / "store", config=config)
+    publish(store, model, version, [write_dir(tmp_path / "src", files)], arch=arch, check=False)
+    return store
+
+
+def project_dir(tmp_path: Path, name: str = "project", *, models: Mapping[str, str] | None = None,
+                archs: Iterable[str] = ("x86_64",), store: str = "../store") -> Path:
+    """A project folder tmp_path/name whose zoo.toml pins `models` (default m = 1.0.0)."""
+    p = tmp_path / name
+    p.mkdir()
+    pins = "".join(f'{m} = "{spec}"\n' for m, spec in (models or {"m": "1.0.0"}).items())
+    arch_list = ", ".join(f'"{a}"' for a in archs)
+    (p / "zoo.toml").write_text(f'store = "{store}"\narchs = [{arch_list}]\n[models]\n{pins}')
+    return p

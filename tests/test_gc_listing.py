@@ -16,7 +16,7 @@ from test_gc import HOUR, TINY, age_store, assert_all_readable, content, keys, m
 from zoostore.core.digest import Digest
 from zoostore.core.progress import NullProgress
 from zoostore.documents.store_config import StoreConfig
-from zoostore.ops.gc import GcResult, plan_gc
+from zoostore.ops.gc import GcPlan, GcResult, plan_gc
 from zoostore.ops.gc import deletes
 from zoostore.repository import Store, init_store, open_store
 from zoostore.storage.backends.base import ObjectInfo
@@ -44,6 +44,21 @@ def count_stats(zoo: Store, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return stats
 
 
+def execute_with_two_freshened(zoo: Store, plan: GcPlan, orphans: list[Digest],
+                               monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Freshen orphans[0] between plan and execute and orphans[1] between execute's survey and
+    its deletes, then execute: those two stay, orphans[2:4] go. Returns the keys stat-ed."""
+    freshen_blob(zoo, orphans[0])
+    freshen_after_execute_surveys(monkeypatch, zoo, orphans[1])
+    stats = count_stats(zoo, monkeypatch)
+    result = plan.execute()
+    left = keys(zoo, "blobs/")
+    assert blob_key(orphans[0]) in left and blob_key(orphans[1]) in left
+    assert blob_key(orphans[2]) not in left and blob_key(orphans[3]) not in left
+    assert result.recipes_deleted == 2
+    return stats
+
+
 def freshen_after_execute_surveys(monkeypatch: pytest.MonkeyPatch, zoo: Store, blob: Digest) -> None:
     """A publisher reuses `blob` after execute listed the store and before it deletes."""
     import zoostore.ops.gc.plan as gc_plan
@@ -67,14 +82,7 @@ def test_listing_check_keeps_candidates_freshened_since_the_plan(tmp_path: Path,
     plan = plan_gc(zoo)
     assert {blob_key(o) for o in orphans} <= {i.key for i in plan.recipes}
     assert deletes.use_listing(zoo.backend, len(plan.recipes), len(keys(zoo, "blobs/")))
-    freshen_blob(zoo, orphans[0])  # between plan and execute
-    freshen_after_execute_surveys(monkeypatch, zoo, orphans[1])  # between execute's survey and its deletes
-    stats = count_stats(zoo, monkeypatch)
-    result = plan.execute()
-    left = keys(zoo, "blobs/")
-    assert blob_key(orphans[0]) in left and blob_key(orphans[1]) in left
-    assert blob_key(orphans[2]) not in left and blob_key(orphans[3]) not in left
-    assert result.recipes_deleted == 2
+    stats = execute_with_two_freshened(zoo, plan, orphans, monkeypatch)
     for o in orphans[:2]:
         assert {pack_key(p) for p in zoo.blobs.recipe(o).packs} <= keys(zoo, "packs/")
     assert not [k for k in stats if k.startswith("blobs/")], "recipes were stat-ed one by one"
@@ -154,14 +162,7 @@ def test_listing_check_on_s3(tmp_path: Path, s3_bucket: str, s3_storage_options:
     time.sleep(grace + 1.5)  # LastModified has one-second resolution
     plan = plan_gc(zoo)
     assert {blob_key(o) for o in orphans} <= {i.key for i in plan.recipes}
-    freshen_blob(zoo, orphans[0])
-    freshen_after_execute_surveys(monkeypatch, zoo, orphans[1])
-    stats = count_stats(zoo, monkeypatch)
-    result = plan.execute()
-    left = keys(zoo, "blobs/")
-    assert blob_key(orphans[0]) in left and blob_key(orphans[1]) in left
-    assert blob_key(orphans[2]) not in left and blob_key(orphans[3]) not in left
-    assert result.recipes_deleted == 2
+    stats = execute_with_two_freshened(zoo, plan, orphans, monkeypatch)
     assert not [k for k in stats if k.startswith("blobs/")], "recipes were stat-ed one by one"
     check = open_store(url, storage_options=s3_storage_options)
     for o in orphans[:2]:

@@ -213,3 +213,17 @@ def test_execute_drops_from_the_manifests_the_plan_read(tmp_path: Path, monkeypa
     assert set(zoo.manifest("n").versions) == {"1.0.0", "1.2.0"}
     assert sorted((d.model, d.version) for d in result.dropped) == [("m", "1.0.0"), ("m", "1.1.0"), ("n", "1.1.0")]
     assert assert_all_readable(zoo.url, tmp_path) == 3
+
+
+def test_a_yes_no_store_option_refuses_other_words(monkeypatch: pytest.MonkeyPatch) -> None:
+    from zoostore.core.errors import UsageError
+    from zoostore.storage.backends.base import flag_option
+
+    assert flag_option({"stale_listing": "true"}, "stale_listing") is True
+    assert flag_option({"stale_listing": "off"}, "stale_listing") is False
+    assert flag_option({}, "stale_listing") is False
+    with pytest.raises(UsageError, match=r"storage option stale_listing = 'ture': expected true or false"):
+        flag_option({"stale_listing": "ture"}, "stale_listing")
+    monkeypatch.setenv("ZOOSTORE_SINGLE_WRITER", "maybe")
+    with pytest.raises(UsageError, match=r"\$ZOOSTORE_SINGLE_WRITER = 'maybe'"):
+        flag_option({}, "single_writer", "ZOOSTORE_SINGLE_WRITER")

@@ -32,13 +32,22 @@ PUT_ATTEMPTS = 20
 
 
 def flag_option(options: dict[str, Any], key: str, env: str | None = None) -> bool:
-    """Pop the yes/no storage option `key` (true, "1", "yes", "on"); else read `env` if given."""
+    """Pop the yes/no storage option `key` (true/false, 1/0, yes/no, on/off); else read `env` if
+    given. Anything else is a UsageError: a misspelt "ture" must not quietly mean no."""
     value = options.pop(key, None)
-    if value is None:
-        value = os.environ.get(env, "") if env else False
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    return bool(value)
+    source = f"storage option {key}"
+    if value is None and env:
+        value, source = os.environ.get(env, ""), f"${env}"
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    word = str(value).strip().lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("", "0", "false", "no", "off"):
+        return False
+    from zoostore.core.errors import UsageError
+
+    raise UsageError(f"{source} = {value!r}: expected true or false (also 1/0, yes/no, on/off)")
 
 
 def single_writer_option(options: dict[str, Any]) -> bool:

@@ -138,7 +138,8 @@ def test_config_opt_in_bumps_format_and_older_zoostore_refuses(monkeypatch: pyte
 def test_init_delta_flag(tmp_path: Path) -> None:
     assert cli(["init", str(tmp_path / "s"), "--delta"]) == 0
     text = (tmp_path / "s" / "zoostore.toml").read_text()
-    assert "format = 3" in text and "delta = true" in text
+    # A new store also cuts code into larger chunks: format 4 (tests/test_code_chunks.py).
+    assert "format = 4" in text and "delta = true" in text and "[chunking.code]" in text
     assert open_store(str(tmp_path / "s")).config.delta
     assert cli(["init", str(tmp_path / "p"), "--no-delta"]) == 0
     assert "format = 1" in (tmp_path / "p" / "zoostore.toml").read_text()
@@ -148,7 +149,7 @@ def test_init_delta_flag(tmp_path: Path) -> None:
     # Without a flag: a new store gets delta frames (the default since docs/bench-delta.md), an
     # existing one is fine as it is.
     assert cli(["init", str(tmp_path / "d")]) == 0
-    assert "format = 3" in (tmp_path / "d" / "zoostore.toml").read_text()
+    assert "format = 4" in (tmp_path / "d" / "zoostore.toml").read_text()
     assert cli(["init", str(tmp_path / "p")]) == 0
     assert "format = 1" in (tmp_path / "p" / "zoostore.toml").read_text()
     assert cli(["init", str(tmp_path / "d"), "--no-delta"]) == 7

@@ -136,10 +136,10 @@ def test_recipe_round_trip_and_checksum() -> None:
 def test_config_round_trip_and_newer_format() -> None:
     c = StoreConfig(pack_target_size=1234567, grace_seconds=1800)
     assert StoreConfig.from_toml(c.to_toml()) == c
-    # Format 2 is a store with delta frames, 3 with recipe edits (test_delta.py); 4 is newer
-    # than this zoostore.
-    with pytest.raises(NewerFormatError, match=r"format 4\).*upgrade zoostore"):
-        StoreConfig.from_toml(c.to_toml().replace("format = 1", "format = 4"))
+    # Format 2 is a store with delta frames, 3 with recipe edits (test_delta.py), 4 with larger
+    # chunks for code (test_code_chunks.py); 5 is newer than this zoostore.
+    with pytest.raises(NewerFormatError, match=r"format 5\).*upgrade zoostore"):
+        StoreConfig.from_toml(c.to_toml().replace("format = 1", "format = 5"))
     with pytest.raises(FormatError, match="missing key"):
         StoreConfig.from_toml("format = 1\n")
 

@@ -261,6 +261,7 @@ def config_differences(existing: StoreConfig, wanted: StoreConfig) -> list[str]:
     def show(c: StoreConfig) -> dict[str, str]:
         return {
             "chunking": f"{c.chunking.min_size}/{c.chunking.avg_size}/{c.chunking.max_size} bytes (min/avg/max)",
+            "code chunking": "/".join(map(str, c.chunking.code)) + " bytes" if c.chunking.code else "as other files",
             "pack target size": human_bytes(c.pack_target_size),
             "codecs": ", ".join(CODEC_NAMES.get(x, str(x)) for x in c.codecs),
             "zstd level": str(c.zstd_level),
@@ -276,13 +277,15 @@ def init_store(url: str | os.PathLike[str], *, config: StoreConfig | None = None
     """Create a store (write `zoostore.toml`, never replacing one). Returns (store, created). An
     existing store with the same parameters is fine (created=False); one with different ones is
     refused, naming each parameter that differs. With `any_delta`, an existing store may have
-    delta frames on or off (`config.delta` is only the choice for a new store)."""
+    delta frames on or off (`config.delta` is only the choice for a new store). Code chunking
+    (`chunking.code`) is only the choice for a new store too: an existing store keeps its own."""
     config = config or StoreConfig()
     backend = open_backend(os.fspath(url), storage_options=storage_options)
     created = backend.put_if_absent(CONFIG_KEY, config.to_toml().encode())
     if not created:
         where = f"{backend.url.rstrip('/')}/{CONFIG_KEY}"
         existing = StoreConfig.from_toml(backend.get(CONFIG_KEY).decode("utf-8"), where=where)
+        config = replace(config, chunking=replace(config.chunking, code=existing.chunking.code))
         diffs = config_differences(existing, replace(config, delta=existing.delta) if any_delta else config)
         if diffs:
             only_grace = all(d.startswith("gc grace") for d in diffs)

@@ -52,7 +52,9 @@ def run(args: argparse.Namespace) -> int:
     doc = {
         "store": store.url, "format": config.format,
         "chunking": {"min_size": config.chunking.min_size, "avg_size": config.chunking.avg_size,
-                     "max_size": config.chunking.max_size},
+                     "max_size": config.chunking.max_size,
+                     **({"code": dict(zip(("min_size", "avg_size", "max_size"), config.chunking.code))}
+                        if config.chunking.code else {})},
         "pack_target_size": config.pack_target_size, "codecs": [CODEC_NAMES.get(c, str(c)) for c in config.codecs],
         "zstd_level": config.zstd_level, "grace": format_duration(config.grace_seconds),
         "delta": config.delta,

@@ -25,10 +25,12 @@ def add_parser(sub: Any) -> None:
     delta.add_argument("--delta", action="store_true", default=None,
                        help="the default for a new store: store a new chunk as a delta frame against the same "
                        "place of the file's previous version, and a recipe as edits of the previous version's, "
-                       "when clearly smaller (a format-3 store: zoostore versions without recipe edits refuse "
-                       "it; docs/format.md, docs/design-decisions.md)")
+                       "when clearly smaller; executables and libraries are cut into 512 KiB chunks instead "
+                       "of 64 KiB (a format-4 store: older zoostore versions refuse it; docs/format.md, "
+                       "docs/design-decisions.md)")
     delta.add_argument("--no-delta", dest="delta", action="store_false", default=None,
-                       help="a new store without delta frames or recipe edits (format 1: every zoostore reads it)")
+                       help="a new store without delta frames, recipe edits or larger chunks for code "
+                       "(format 1: every zoostore reads it)")
     add_json(p, "the store's URL and whether it was created")
     p.set_defaults(func=run)
 
@@ -52,6 +54,7 @@ def parse_size(text: str) -> int:
 def run(args: argparse.Namespace) -> int:
     from zoostore.documents.store_config import StoreConfig
     from zoostore.repository import init_store
+    from zoostore.storage.params import CODE_SIZES, Chunking
 
     from zoostore.cli.config import check_grace
     from zoostore.core.errors import UsageError
@@ -61,7 +64,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"invalid --pack-size {args.pack_size!r}: expected between 1MiB and 4GiB (default 32MiB)")
     # Without --delta/--no-delta a new store gets delta frames, and an existing one is fine
     # whichever it has (`config --enable-delta` upgrades one; docs/design-decisions.md).
-    config = StoreConfig(pack_target_size=pack, grace_seconds=check_grace(args.grace), delta=args.delta is not False)
+    # A new store also cuts code into larger chunks (format 4), except with --no-delta (format 1).
+    chunking = Chunking(code=CODE_SIZES) if args.delta is not False else Chunking()
+    config = StoreConfig(chunking=chunking, pack_target_size=pack, grace_seconds=check_grace(args.grace),
+                         delta=args.delta is not False)
     store, created = init_store(args.store, config=config, any_delta=args.delta is None)
     warning = store.cas_warning()
     if not created and args.delta and not store.config.recipe_edits:

@@ -11,13 +11,20 @@
     [codecs]
     enabled = ["raw", "zstd", "zstd-bytegroup4"]
     zstd_level = 1
-    delta = true        # only in format-2/3 stores: delta frames (docs/format.md)
+    delta = true        # only in format-2/3/4 stores: delta frames (docs/format.md)
+    [chunking.code]     # only in format-4 stores: executables and libraries get larger chunks
+    min_size = 131072
+    avg_size = 524288
+    max_size = 2097152
     [gc]
     grace = "24h"       # publish and gc must agree on it (see docs/gc.md)
 
 A store without delta frames keeps format 1, byte for byte; `delta = true` makes it format 3
 (format 2: delta frames only, as the first zoostore with them wrote it; 3 adds recipes stored as
 edits of the previous version's), which an older zoostore refuses with "upgrade zoostore".
+A `[chunking.code]` table (what `zoostore init` writes) makes it format 4: files that start
+like code (ELF, Mach-O, PE, `ar`, wasm) are cut into larger chunks, which a format-3 zoostore
+would refuse as too long.
 """
 
 from __future__ import annotations
@@ -34,12 +41,15 @@ from zoostore.core.errors import FormatError, UsageError
 from zoostore.core.tomldoc import load_versioned
 
 #: The newest config format this zoostore reads; 2 = a store with delta frames, 3 = and with
-#: recipes stored as edits of a base recipe (recipe format 3, pack footer format 2).
-FORMAT = 3
+#: recipes stored as edits of a base recipe (recipe format 3, pack footer format 2), 4 = and
+#: with larger chunks for code (`[chunking.code]`).
+FORMAT = 4
 #: The format a store needs for `delta = true`.
 DELTA_FORMAT = 2
 #: The format a store needs for recipes stored as edits; what a delta store gets when created.
 EDITS_FORMAT = 3
+#: The format a store needs for `[chunking.code]`.
+CODE_FORMAT = 4
 CONFIG_KEY = "zoostore.toml"
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
@@ -95,6 +105,8 @@ class StoreConfig:
     def __post_init__(self) -> None:
         if self.delta and self.format < DELTA_FORMAT:
             object.__setattr__(self, "format", EDITS_FORMAT)  # delta frames need a format-2 store at least
+        if self.chunking.code is not None and self.format < CODE_FORMAT:
+            object.__setattr__(self, "format", CODE_FORMAT)
 
     @property
     def recipe_edits(self) -> bool:
@@ -109,6 +121,8 @@ class StoreConfig:
                 "min_size": self.chunking.min_size,
                 "avg_size": self.chunking.avg_size,
                 "max_size": self.chunking.max_size,
+                **({"code": dict(zip(("min_size", "avg_size", "max_size"), self.chunking.code))}
+                   if self.chunking.code else {}),
             },
             "packs": {"target_size": self.pack_target_size},
             "codecs": {
@@ -131,9 +145,11 @@ class StoreConfig:
         ch = _section(doc, "chunking", where)
         if ch.get("algorithm", "fastcdc-2020") != "fastcdc-2020":
             raise FormatError(f"{where}: chunking.algorithm {ch['algorithm']!r} is unknown; expected 'fastcdc-2020'")
-        sizes = [_int(ch, k, where, "chunking", 64, MAX_CHUNK) for k in ("min_size", "avg_size", "max_size")]
-        if not sizes[0] <= sizes[1] <= sizes[2]:
-            raise FormatError(f"{where}: chunking sizes must satisfy min_size <= avg_size <= max_size, got {sizes}")
+        sizes = _sizes(ch, where, "chunking")
+        code = _sizes(_section(ch, "code", where), where, "chunking.code") if "code" in ch else None
+        if code is not None and fmt < CODE_FORMAT:
+            raise FormatError(f"{where}: [chunking.code] needs format = {CODE_FORMAT}, the file says format = "
+                              f"{fmt}; an older zoostore would misread the store: fix the format")
         codecs = _section(doc, "codecs", where)
         names = {v: k for k, v in codec.CODEC_NAMES.items()}
         enabled = codecs.get("enabled", list(names))
@@ -169,7 +185,7 @@ class StoreConfig:
         if not 0 <= settle_seconds <= 600:
             raise FormatError(f"{where}: gc.settle must be a duration from 0s to 10m, got {settle!r}")
         return cls(
-            chunking=Chunking(min_size=sizes[0], avg_size=sizes[1], max_size=sizes[2]),
+            chunking=Chunking(min_size=sizes[0], avg_size=sizes[1], max_size=sizes[2], code=code),
             pack_target_size=_int(_section(doc, "packs", where), "target_size", where, "packs", 1024, 2**40,
                                   default=32 * 1024 * 1024),
             codecs=tuple(names[n] for n in enabled),
@@ -185,6 +201,14 @@ class StoreConfig:
 MAX_CHUNK = 64 * 1024 * 1024
 #: Longest gc grace period (ten years): past it, time arithmetic overflows.
 MAX_GRACE = 3650 * 86400.0
+
+
+def _sizes(table: dict[str, Any], where: str, section: str) -> tuple[int, int, int]:
+    low, avg, high = (_int(table, k, where, section, 64, MAX_CHUNK) for k in ("min_size", "avg_size", "max_size"))
+    if not low <= avg <= high:
+        raise FormatError(f"{where}: {section} sizes must satisfy min_size <= avg_size <= max_size, "
+                          f"got {[low, avg, high]}")
+    return low, avg, high
 
 
 def _section(doc: dict[str, Any], key: str, where: str) -> dict[str, Any]:

@@ -162,7 +162,7 @@ def _check_recipes(store: Store, recipe_keys: dict[Digest, str], packs: dict[Dig
 
 def _stored(store: Store, blob: Digest, memo: dict[Digest, Recipe | RecipeEdits]) -> Recipe | RecipeEdits:
     if blob not in memo:
-        memo[blob] = decode_stored(blob, store.backend.get(blob_key(blob)), max_chunk=store.config.chunking.max_size)
+        memo[blob] = decode_stored(blob, store.backend.get(blob_key(blob)), max_chunk=store.config.chunking.largest)
     return memo[blob]
 
 
@@ -223,7 +223,7 @@ def _read_pack(store: Store, pack: Digest, report: VerifyReport, bad_chunks: set
     report.packs_read += 1
     report.bytes_read += len(data)
     deltas: list[tuple[PackEntry, bytes]] = []
-    for problem in pack_problems(key, data, max_chunk=store.config.chunking.max_size, deferred=deltas):
+    for problem in pack_problems(key, data, max_chunk=store.config.chunking.largest, deferred=deltas):
         report.add(problem.kind, key, problem.message)
         if problem.chunk is not None:
             bad_chunks.add(problem.chunk)
@@ -241,7 +241,7 @@ def _check_deltas(store: Store, deferred: list[tuple[str, PackEntry, bytes]], re
     """Decode each delta frame against its base: the base a recipe names, else a plain frame of
     that chunk in a pack read; fetched and verified like any chunk (one read per frame)."""
     bases = {b.chunk: b for r in recipes.values() for b in r.bases}
-    max_chunk = store.config.chunking.max_size
+    max_chunk = store.config.chunking.largest
     for key, e, frame in deferred:
         base_id = Digest.from_bytes(codec.delta_base(frame) or b"")
         ref = bases.get(base_id) or located.get(base_id)

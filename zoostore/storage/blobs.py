@@ -151,7 +151,7 @@ class BlobStore:
                 key=blob_key(blob),
             ) from None
         self.stats.add(requests=1, fetched=len(data))
-        return decode_stored(blob, data, max_chunk=self.config.chunking.max_size)
+        return decode_stored(blob, data, max_chunk=self.config.chunking.largest)
 
     def remember(self, recipe: Recipe) -> None:
         with self._recipes_lock:

@@ -54,8 +54,8 @@ BASE_ID_SIZE = 32
 HEADER = struct.Struct("<BI")
 HEADER_SIZE = HEADER.size  # 5
 #: Largest raw chunk any store may declare (documents.store_config.MAX_CHUNK is the same cap on
-#: `chunking.max_size`). A frame header claiming more is malformed before anything is allocated;
-#: readers pass their store's own `max_size`, which is smaller.
+#: each chunking size). A frame header claiming more is malformed before anything is allocated;
+#: readers pass their store's own `chunking.largest`, which is smaller.
 MAX_RAW = 64 * 1024 * 1024
 #: A file's first chunks, all tried with every codec (the writer waits for them before planning
 #: the rest of the file, so that the second batch already has a history).
@@ -203,17 +203,23 @@ def boosted_zstd(data: bytes | memoryview) -> bytes:
     return greedy if len(greedy) < len(frame) else frame
 
 
+def boostable(level: int) -> bool:
+    """Whether plain zstd frames of a store at `level` may be boosted (levels 1 and 2)."""
+    return 0 < level < BOOST_LEVEL
+
+
 def boosted(data: bytes | memoryview, frame: bytes, level: int) -> bytes:
     """`frame` (encoded at the store's `level`), or the chunk's smaller `boosted_zstd` frame
     where `frame` is plain zstd of at most BOOST_BELOW of the chunk in a level-1/2 store."""
-    if frame[0] != ZSTD or not 0 < level < BOOST_LEVEL or len(frame) > BOOST_BELOW * len(data):
+    if frame[0] != ZSTD or not boostable(level) or len(frame) > BOOST_BELOW * len(data):
         return frame
     better = boosted_zstd(data)
     return better if len(better) < len(frame) else frame
 
 
-def _smallest(data: bytes | memoryview, codecs: tuple[int, ...], level: int, boost: bool,
+def _smallest(data: bytes | memoryview, codecs: tuple[int, ...], level: int, boost: bool | None,
               probe: bool) -> tuple[bytes, list[tuple[int, int]]]:
+    # boost: True = boosted_zstd right away, False = `boosted` afterwards, None = never.
     n = len(data)
     best: bytes | None = None
     sizes = [(RAW, HEADER_SIZE + n)]
@@ -222,19 +228,20 @@ def _smallest(data: bytes | memoryview, codecs: tuple[int, ...], level: int, boo
             continue
         if probe and c in WORTH_TRYING and best is not None and len(best) <= WORTH_TRYING[c] * n:
             continue
-        frame = boosted_zstd(data) if boost and c == ZSTD and 0 < level < BOOST_LEVEL else encode(data, c, level=level)
+        frame = boosted_zstd(data) if boost and c == ZSTD and boostable(level) else encode(data, c, level=level)
         sizes.append((c, len(frame)))
         if best is None or len(frame) < len(best):
             best = frame
     if best is None or len(best) >= HEADER_SIZE + n:
         return encode(data, RAW), sizes
-    return (best if boost else boosted(data, best, level)), sizes
+    return (boosted(data, best, level) if boost is False else best), sizes
 
 
 def encode_best(data: bytes | memoryview, codecs: tuple[int, ...], *, level: int = 3,
-                boost: bool = False) -> bytes:
+                boost: bool | None = False) -> bytes:
     """The smallest frame among `codecs`; raw when no codec makes the chunk smaller. Plain zstd
-    is encoded `boosted_zstd` right away with `boost`, else at `level` and then `boosted`."""
+    is encoded `boosted_zstd` right away with `boost=True`, at `level` and then `boosted` with
+    False, and at exactly `level` with None."""
     return _smallest(data, codecs, level, boost, probe=False)[0]
 
 
@@ -247,7 +254,7 @@ class Probe:
 
 
 def encode_probe(data: bytes | memoryview, codecs: tuple[int, ...], *, level: int = 3,
-                 boost: bool = False) -> tuple[bytes, Probe]:
+                 boost: bool | None = False) -> tuple[bytes, Probe]:
     """`encode_best`, and what every codec tried gave: a codec in WORTH_TRYING is skipped (and
     left out of the probe) when a cheaper one already made the chunk smaller than its threshold."""
     frame, sizes = _smallest(data, codecs, level, boost, probe=True)
@@ -295,10 +302,13 @@ class BatchEncoder:
     HISTORY_WEIGHT probes' worth of the history's expected bytes wins. With `history=None`
     every chunk is a probe (a file's first chunks). A batch planned for plain zstd whose
     expected bytes are at most BOOST_BELOW of raw gets `boosted_zstd` frames, and so does a probe
-    after a probe (or history, or TASTE) that compressed well; others are `boosted` alone."""
+    after a probe (or history, or TASTE) that compressed well; others are `boosted` alone. With
+    `boostable=False` (code cut into large chunks) nothing is boosted."""
 
-    def __init__(self, codecs: tuple[int, ...], history: History | None, *, level: int) -> None:
+    def __init__(self, codecs: tuple[int, ...], history: History | None, *, level: int,
+                 boostable: bool = True) -> None:
         self.codecs, self.level = codecs, level
+        self.may_boost = boostable and 0 < level < BOOST_LEVEL
         self.history = dict(history) if history is not None else None
         adaptive = sum(1 for c in codecs if c != RAW) >= 2
         self.probes: list[Probe] = []
@@ -313,11 +323,12 @@ class BatchEncoder:
 
     def encode(self, data: bytes | memoryview) -> tuple[bytes, Probe | None]:
         if self.plan is not None:
-            return encode_best(data, self.plan, level=self.level, boost=self.boost), None
-        if self._expect_code is None and 0 < self.level < BOOST_LEVEL:
+            return encode_best(data, self.plan, level=self.level, boost=self.boost if self.may_boost else None), None
+        if self._expect_code is None and self.may_boost:
             taste = data[:TASTE]
             self._expect_code = len(encode(taste, ZSTD, level=self.level)) <= BOOST_BELOW * len(taste) + HEADER_SIZE
-        frame, probe = encode_probe(data, self.codecs, level=self.level, boost=bool(self._expect_code))
+        boost = bool(self._expect_code) if self.may_boost else None
+        frame, probe = encode_probe(data, self.codecs, level=self.level, boost=boost)
         self._expect_code = compresses_well(probe)
         self.probes.append(probe)
         if self.history is not None:

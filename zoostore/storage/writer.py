@@ -53,7 +53,7 @@ from zoostore.storage.delta_bases import Batch, DeltaBases, Encoded
 from zoostore.storage.handshake import Handshake
 from zoostore.storage.pack import FileList, PackSlot, pack_key
 from zoostore.storage.pack_stream import PackStream
-from zoostore.storage.params import StorageParams
+from zoostore.storage.params import CODE_MAGIC_LEN, StorageParams
 from zoostore.storage.edits import Run
 from zoostore.storage.recipe import ChunkRef, Recipe, blob_key, edits_if_smaller
 
@@ -319,6 +319,7 @@ class _FileChunker:
         self.submitted = 0
         self.batches = 0  # in the writer's window
         self.probed = False  # the probes' votes are in the chooser
+        self.code = False  # cut with the store's code sizes (known once cutting starts)
         self.cut_done = False
 
     def run(self) -> PutResult:
@@ -349,7 +350,10 @@ class _FileChunker:
         from pyfastcdc import FastCDC
 
         ch = self.w.config.chunking
-        cdc = FastCDC(ch.avg_size, min_size=ch.min_size, max_size=ch.max_size)
+        with open(self.path, "rb") as f:
+            self.code = ch.cuts_as_code(f.read(CODE_MAGIC_LEN))
+        low, avg, high = ch.sizes(self.code)
+        cdc = FastCDC(avg, min_size=low, max_size=high)
         batch: Batch = []
         lengths: list[int] = []
         batch_bytes = 0
@@ -398,7 +402,9 @@ class _FileChunker:
         """On an encoder thread: hash each chunk, encode those the store does not hold (the
         batch starts at file offset `start`)."""
         known, session = self.w.known, self.w.session
-        encoder = codec.BatchEncoder(self.chooser.codecs, history, level=self.w.config.zstd_level)
+        # Code cut into code-sized chunks needs no boost (docs/design-decisions.md).
+        encoder = codec.BatchEncoder(self.chooser.codecs, history, level=self.w.config.zstd_level,
+                                     boostable=not self.code)
         out: Encoded = []
         for data in batch:
             d = Digest.from_bytes(blake3.blake3(data).digest())

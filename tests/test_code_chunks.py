@@ -44,6 +44,9 @@ def test_code_sizes_need_format_4_and_round_trip() -> None:
         StoreConfig.from_toml(text.replace("avg_size = 524288", "avg_size = 4096"))
     with pytest.raises(FormatError, match=r"chunking.code.max_size must be an integer"):
         StoreConfig.from_toml(text.replace("max_size = 2097152", 'max_size = "2MiB"'))
+    with pytest.raises(FormatError, match=r"\[chunking.code\] must be a table"):
+        StoreConfig.from_toml(text.replace("[chunking.code]", "[chunking.other]").replace(
+            'algorithm = "fastcdc-2020"', 'algorithm = "fastcdc-2020"\ncode = 5'))
 
 
 def test_older_zoostores_refuse_a_format_4_store(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -53,6 +56,9 @@ def test_older_zoostores_refuse_a_format_4_store(monkeypatch: pytest.MonkeyPatch
 
 
 def test_which_files_are_cut_as_code() -> None:
+    # The magic numbers are part of format 4 (docs/format.md): never change them.
+    assert CODE_MAGIC == (b"\x7fELF", b"\xfe\xed\xfa\xce", b"\xfe\xed\xfa\xcf", b"\xce\xfa\xed\xfe",
+                          b"\xcf\xfa\xed\xfe", b"\xca\xfe\xba\xbe", b"MZ", b"!<arch>\n", b"\x00asm")
     assert all(SMALL.cuts_as_code(m + bytes(8)) for m in CODE_MAGIC)
     for head in (b"\x08\x07\x12\x04", b"GGUF\x03\x00\x00\x00", struct.pack("<Q", 1234), b"", b"\x7fEL"):
         assert not SMALL.cuts_as_code(head)
@@ -85,6 +91,25 @@ def test_code_gets_larger_chunks_and_both_read_back(tmp_path: Path) -> None:
     fresh = open_store(zoo.url)
     for name, r in results.items():
         assert fresh.blobs.read_range(r.blob, 0, (src / name).stat().st_size) == (src / name).read_bytes()
+    assert verify_store(fresh, read_data=True).ok
+
+
+def test_a_rebuilt_library_gets_delta_frames_of_code_chunks_that_verify(tmp_path: Path) -> None:
+    zoo, _ = init_store(tmp_path / "s", config=StoreConfig(chunking=SMALL, delta=True, pack_target_size=64 * 1024))
+    v1 = ELF + template_code(400_000, seed=2)
+    v2 = bytearray(v1)
+    for i in range(50):
+        v2[1000 + i * 7919:1004 + i * 7919] = bytes([i, 255 - i, 7, i ^ 0x5A])
+    (tmp_path / "v1.so").write_bytes(v1)
+    (tmp_path / "v2.so").write_bytes(bytes(v2))
+    with zoo.blobs.writer() as w:
+        r1 = w.add(tmp_path / "v1.so")
+    with zoo.blobs.writer() as w:
+        r2 = w.add(tmp_path / "v2.so", previous=r1.blob)
+    deltas = [c.raw_length for c in zoo.blobs.recipe(r2.blob).chunks if c.base]
+    assert deltas and max(deltas) > 4096, "delta frames of chunks longer than the other files' max_size"
+    fresh = open_store(zoo.url)
+    assert fresh.blobs.read_range(r2.blob, 0, len(v2)) == bytes(v2)
     assert verify_store(fresh, read_data=True).ok
 
 

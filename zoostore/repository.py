@@ -261,7 +261,6 @@ def config_differences(existing: StoreConfig, wanted: StoreConfig) -> list[str]:
     def show(c: StoreConfig) -> dict[str, str]:
         return {
             "chunking": f"{c.chunking.min_size}/{c.chunking.avg_size}/{c.chunking.max_size} bytes (min/avg/max)",
-            "code chunking": "/".join(map(str, c.chunking.code)) + " bytes" if c.chunking.code else "as other files",
             "pack target size": human_bytes(c.pack_target_size),
             "codecs": ", ".join(CODEC_NAMES.get(x, str(x)) for x in c.codecs),
             "zstd level": str(c.zstd_level),
@@ -308,7 +307,7 @@ def set_grace(store: Store, seconds: float) -> StoreConfig:
 
 def enable_delta(store: Store) -> StoreConfig:
     """Turn delta frames and recipe edits on for an existing store: zoostore.toml becomes
-    format 3, which zoostore versions without them refuse with "upgrade zoostore" (they could
+    format 3 (a format-4 store stays 4), which zoostore versions without them refuse with "upgrade zoostore" (they could
     not read the frames or recipes). Existing packs and recipes stay as they are; new publishes
     may use deltas. One way: the store cannot go back to an older format."""
     from zoostore.documents.store_config import EDITS_FORMAT

@@ -23,7 +23,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--grace", metavar="DURATION", help="set the gc grace period (e.g. 48h; at least 10m)")
     p.add_argument("--enable-delta", action="store_true",
                    help="let publish store new chunks as delta frames and recipes as edits of the previous "
-                   "version's (store format 3: zoostore versions without them then refuse the store; "
+                   "version's (store format 3, a format-4 store stays 4: zoostore versions without them then refuse the store; "
                    "cannot be undone; docs/format.md)")
     add_json(p, "the parameters")
     p.set_defaults(func=run)

@@ -146,7 +146,7 @@ class StoreConfig:
         if ch.get("algorithm", "fastcdc-2020") != "fastcdc-2020":
             raise FormatError(f"{where}: chunking.algorithm {ch['algorithm']!r} is unknown; expected 'fastcdc-2020'")
         sizes = _sizes(ch, where, "chunking")
-        code = _sizes(_section(ch, "code", where), where, "chunking.code") if "code" in ch else None
+        code = _sizes(_section(ch, "code", where, "chunking.code"), where, "chunking.code") if "code" in ch else None
         if code is not None and fmt < CODE_FORMAT:
             raise FormatError(f"{where}: [chunking.code] needs format = {CODE_FORMAT}, the file says format = "
                               f"{fmt}; an older zoostore would misread the store: fix the format")
@@ -211,10 +211,10 @@ def _sizes(table: dict[str, Any], where: str, section: str) -> tuple[int, int, i
     return low, avg, high
 
 
-def _section(doc: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+def _section(doc: dict[str, Any], key: str, where: str, name: str = "") -> dict[str, Any]:
     value = doc.get(key, {})
     if not isinstance(value, dict):
-        raise FormatError(f"{where}: [{key}] must be a table, got {type(value).__name__} {value!r:.40}")
+        raise FormatError(f"{where}: [{name or key}] must be a table, got {type(value).__name__} {value!r:.40}")
     return value
 
 

@@ -27,10 +27,11 @@ from zoostore.storage.recipe import ChunkRef
 _local = threading.local()
 
 
-#: Blocks `frame_end` walks at most (the writer's frames have up to 5: a 256 KiB chunk is two
-#: 128 KiB blocks, a bytegroup frame one per plane and an empty last one); a frame of more is
-#: decoded by the one-shot path, so that a hostile frame of many tiny blocks costs no Python loop.
-MAX_WALK = 16
+#: Blocks `frame_end` walks at most (a zstd block holds up to 128 KiB: the writer's frames have
+#: up to 17, a 2 MiB code chunk of a format-4 store in 16 blocks plus an empty last one; a
+#: bytegroup frame has one per plane); a frame of more is decoded by the one-shot path, so that
+#: a hostile frame of many tiny blocks costs no long Python loop.
+MAX_WALK = 24
 
 
 def frame_end(payload: memoryview) -> int | None:

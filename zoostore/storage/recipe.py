@@ -48,7 +48,7 @@ from zoostore.storage.codec import MAX_RAW, max_frame
 from zoostore.storage.edits import Run
 
 #: The newest recipe format (2: delta frames, 3: edits of a base recipe). A recipe without
-#: delta frames is written as 1; format 3 only where the store allows it (store format 3).
+#: delta frames is written as 1; format 3 only where the store allows it (store format 3 or 4).
 FORMAT = 3
 MAGIC = b"ZOORCP"
 _HEAD = struct.Struct("<6sHQII")
@@ -153,7 +153,7 @@ class Recipe:
     def decode(cls, blob: Digest, data: bytes, *, max_chunk: int = MAX_RAW,
                base: Callable[[Digest], Recipe | RecipeEdits] | None = None) -> Recipe:
         """Parse a recipe whose chunks are at most `max_chunk` raw bytes (the store's
-        `chunking.max_size`). Any malformed field is a FormatError naming the recipe. A
+        `chunking.largest`). Any malformed field is a FormatError naming the recipe. A
         format-3 recipe is resolved against `base(its base blob)`; without `base` it is a
         FormatError (read it through a BlobStore, which fetches the base)."""
         stored = decode_stored(blob, data, max_chunk=max_chunk)

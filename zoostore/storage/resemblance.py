@@ -71,8 +71,9 @@ ALIGNED_SAMPLES, ALIGNED_WIDTH = 16, 32
 #: How far from the same offset a sample may be found: insertions of up to this many bytes
 #: before it keep a chunk on its position base; sections of a rebuilt library move further.
 ALIGNED_SLACK = 256
-#: Chunks of the previous version decoded per read while indexing.
+#: Chunks of the previous version decoded per read while indexing, and their raw bytes at most.
 READ_GROUP = 64
+READ_BYTES = 16 * 1024 * 1024
 
 _cutter = FastCDC(PIECE_AVG, min_size=PIECE_MIN, max_size=PIECE_MAX)
 
@@ -133,10 +134,15 @@ class ResemblanceIndex:
     def _read_all(self) -> dict[int, list[int]]:
         index: dict[int, list[int]] = {}
         chunks = self.recipe.chunks
-        for lo in range(0, len(chunks), READ_GROUP):
-            group = chunks[lo : lo + READ_GROUP]
+        lo = 0
+        while lo < len(chunks):
+            hi, nbytes = lo + 1, chunks[lo].raw_length
+            while hi < len(chunks) and hi - lo < READ_GROUP and nbytes + chunks[hi].raw_length <= READ_BYTES:
+                nbytes += chunks[hi].raw_length
+                hi += 1
+            group, start, lo = chunks[lo:hi], lo, hi
             data = self.read(group)
-            for i, ref in enumerate(group, lo):
+            for i, ref in enumerate(group, start):
                 for f in features(data[ref.chunk], self.sample):
                     index.setdefault(f, []).append(i)
         return {f: ids for f, ids in index.items() if len(ids) <= MAX_SHARED}

@@ -57,8 +57,10 @@ from zoostore.storage.params import CODE_MAGIC_LEN, StorageParams
 from zoostore.storage.edits import Run
 from zoostore.storage.recipe import ChunkRef, Recipe, blob_key, edits_if_smaller
 
-#: Chunks in flight while writing.
+#: Chunks in flight while writing, and their raw bytes at most (2 MiB code chunks would
+#: otherwise hold 512 MiB; 256 chunks of a store's other files hold at most 64 MiB anyway).
 WRITE_WINDOW = 256
+WRITE_WINDOW_BYTES = 64 * 1024 * 1024
 #: Raw bytes per encoding task while writing.
 ENCODE_BATCH = 1024 * 1024
 #: Files with batches in flight (each keeps its memory map, and so a descriptor, open).
@@ -150,6 +152,7 @@ class BlobWriter:
         # encoded while the next file is cut (no idle encoder at each file's end).
         self.window: deque[tuple[Future[Encoded], list[int], _FileChunker]] = deque()
         self.inflight = 0  # chunks in `window`
+        self.inflight_bytes = 0  # their raw bytes
         self.files_inflight = 0  # files with batches in `window`
         self._closed = False
 
@@ -209,10 +212,16 @@ class BlobWriter:
             return None
         return whole if self.config.recipe_edits and whole is not None and whole.against is None else None
 
+    @property
+    def full(self) -> bool:
+        """Whether the window holds WRITE_WINDOW chunks or WRITE_WINDOW_BYTES (then drain first)."""
+        return self.inflight >= WRITE_WINDOW or self.inflight_bytes >= WRITE_WINDOW_BYTES
+
     def drain(self) -> None:
         """Add the oldest encoding batch's chunks to packs and to its file's entries."""
         fut, lengths, chunker = self.window.popleft()
         self.inflight -= len(lengths)
+        self.inflight_bytes -= sum(lengths)
         chunker.batches -= 1
         if not chunker.batches:
             self.files_inflight -= 1
@@ -350,8 +359,13 @@ class _FileChunker:
         from pyfastcdc import FastCDC
 
         ch = self.w.config.chunking
-        with open(self.path, "rb") as f:
-            self.code = ch.cuts_as_code(f.read(CODE_MAGIC_LEN))
+        if ch.code is not None:
+            try:
+                with open(self.path, "rb") as f:
+                    self.code = ch.cuts_as_code(f.read(CODE_MAGIC_LEN))
+            except OSError:
+                self.check_unchanged()  # gone or replaced: says so
+                raise
         low, avg, high = ch.sizes(self.code)
         cdc = FastCDC(avg, min_size=low, max_size=high)
         batch: Batch = []
@@ -370,11 +384,11 @@ class _FileChunker:
             self._submit(batch, lengths, batch_bytes)
             batch, lengths, batch_bytes = [], [], 0
             cancel.check(f"publishing {self.path.name}")
-            while w.window and w.inflight >= WRITE_WINDOW:
+            while w.window and w.full:
                 w.drain()
         if batch:
             self._submit(batch, lengths, batch_bytes)
-        while w.inflight >= WRITE_WINDOW:
+        while w.window and w.full:
             w.drain()
 
     def _submit(self, batch: Batch, lengths: list[int], nbytes: int) -> None:
@@ -396,6 +410,7 @@ class _FileChunker:
         self.batches += 1
         self.offset += nbytes
         self.w.inflight += len(lengths)
+        self.w.inflight_bytes += nbytes
         self.w.progress.advance(self.task, nbytes)
 
     def _work(self, batch: Batch, history: codec.History | None, start: int) -> Encoded:

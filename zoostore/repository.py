@@ -307,8 +307,8 @@ def set_grace(store: Store, seconds: float) -> StoreConfig:
 
 def enable_delta(store: Store) -> StoreConfig:
     """Turn delta frames and recipe edits on for an existing store: zoostore.toml becomes
-    format 3 (a format-4 store stays 4), which zoostore versions without them refuse with "upgrade zoostore" (they could
-    not read the frames or recipes). Existing packs and recipes stay as they are; new publishes
+    format 3 (a format-4 store stays 4), which zoostore versions without them refuse with
+    "upgrade zoostore" (they could not read the frames or recipes). Existing packs and recipes stay as they are; new publishes
     may use deltas. One way: the store cannot go back to an older format."""
     from zoostore.documents.store_config import EDITS_FORMAT
 

@@ -23,7 +23,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--grace", metavar="DURATION", help="set the gc grace period (e.g. 48h; at least 10m)")
     p.add_argument("--enable-delta", action="store_true",
                    help="let publish store new chunks as delta frames and recipes as edits of the previous "
-                   "version's (store format 3, a format-4 store stays 4: zoostore versions without them then refuse the store; "
+                   "version's (store format 3, a format-4 store stays 4: zoostore versions without them "
+                   "then refuse the store; "
                    "cannot be undone; docs/format.md)")
     add_json(p, "the parameters")
     p.set_defaults(func=run)
@@ -41,7 +42,7 @@ def check_grace(text: str) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    from zoostore.documents.store_config import format_duration
+    from zoostore.documents.store_config import chunking_table, format_duration
     from zoostore.repository import enable_delta, open_store, set_grace
     from zoostore.storage.codec import CODEC_NAMES
 
@@ -51,10 +52,7 @@ def run(args: argparse.Namespace) -> int:
         config = enable_delta(store)
     doc = {
         "store": store.url, "format": config.format,
-        "chunking": {"min_size": config.chunking.min_size, "avg_size": config.chunking.avg_size,
-                     "max_size": config.chunking.max_size,
-                     **({"code": dict(zip(("min_size", "avg_size", "max_size"), config.chunking.code))}
-                        if config.chunking.code else {})},
+        "chunking": chunking_table(config.chunking),
         "pack_target_size": config.pack_target_size, "codecs": [CODEC_NAMES.get(c, str(c)) for c in config.codecs],
         "zstd_level": config.zstd_level, "grace": format_duration(config.grace_seconds),
         "delta": config.delta,

@@ -116,14 +116,7 @@ class StoreConfig:
     def to_toml(self) -> str:
         doc: dict[str, Any] = {
             "format": self.format,
-            "chunking": {
-                "algorithm": self.chunking.algorithm,
-                "min_size": self.chunking.min_size,
-                "avg_size": self.chunking.avg_size,
-                "max_size": self.chunking.max_size,
-                **({"code": dict(zip(("min_size", "avg_size", "max_size"), self.chunking.code))}
-                   if self.chunking.code else {}),
-            },
+            "chunking": {"algorithm": self.chunking.algorithm, **chunking_table(self.chunking)},
             "packs": {"target_size": self.pack_target_size},
             "codecs": {
                 "enabled": [codec.CODEC_NAMES[c] for c in self.codecs],
@@ -201,6 +194,12 @@ class StoreConfig:
 MAX_CHUNK = 64 * 1024 * 1024
 #: Longest gc grace period (ten years): past it, time arithmetic overflows.
 MAX_GRACE = 3650 * 86400.0
+
+
+def chunking_table(ch: Chunking) -> dict[str, Any]:
+    """The chunk sizes as zoostore.toml's `[chunking]` (and `config --json`) show them."""
+    keys = ("min_size", "avg_size", "max_size")
+    return {**dict(zip(keys, ch.sizes(False))), **({"code": dict(zip(keys, ch.code))} if ch.code else {})}
 
 
 def _sizes(table: dict[str, Any], where: str, section: str) -> tuple[int, int, int]:

@@ -203,7 +203,7 @@ def boosted_zstd(data: bytes | memoryview) -> bytes:
     return greedy if len(greedy) < len(frame) else frame
 
 
-def boostable(level: int) -> bool:
+def level_boosts(level: int) -> bool:
     """Whether plain zstd frames of a store at `level` may be boosted (levels 1 and 2)."""
     return 0 < level < BOOST_LEVEL
 
@@ -211,7 +211,7 @@ def boostable(level: int) -> bool:
 def boosted(data: bytes | memoryview, frame: bytes, level: int) -> bytes:
     """`frame` (encoded at the store's `level`), or the chunk's smaller `boosted_zstd` frame
     where `frame` is plain zstd of at most BOOST_BELOW of the chunk in a level-1/2 store."""
-    if frame[0] != ZSTD or not boostable(level) or len(frame) > BOOST_BELOW * len(data):
+    if frame[0] != ZSTD or not level_boosts(level) or len(frame) > BOOST_BELOW * len(data):
         return frame
     better = boosted_zstd(data)
     return better if len(better) < len(frame) else frame
@@ -228,7 +228,7 @@ def _smallest(data: bytes | memoryview, codecs: tuple[int, ...], level: int, boo
             continue
         if probe and c in WORTH_TRYING and best is not None and len(best) <= WORTH_TRYING[c] * n:
             continue
-        frame = boosted_zstd(data) if boost and c == ZSTD and boostable(level) else encode(data, c, level=level)
+        frame = boosted_zstd(data) if boost and c == ZSTD and level_boosts(level) else encode(data, c, level=level)
         sizes.append((c, len(frame)))
         if best is None or len(frame) < len(best):
             best = frame
@@ -308,7 +308,7 @@ class BatchEncoder:
     def __init__(self, codecs: tuple[int, ...], history: History | None, *, level: int,
                  boostable: bool = True) -> None:
         self.codecs, self.level = codecs, level
-        self.may_boost = boostable and 0 < level < BOOST_LEVEL
+        self.may_boost = boostable and level_boosts(level)
         self.history = dict(history) if history is not None else None
         adaptive = sum(1 for c in codecs if c != RAW) >= 2
         self.probes: list[Probe] = []

@@ -12,7 +12,7 @@ from typing import Protocol
 #: either byte order, universal), PE/COFF, `ar` archives (`.a`), WebAssembly.
 CODE_MAGIC = (b"\x7fELF", b"\xfe\xed\xfa\xce", b"\xfe\xed\xfa\xcf", b"\xce\xfa\xed\xfe", b"\xcf\xfa\xed\xfe",
               b"\xca\xfe\xba\xbe", b"MZ", b"!<arch>\n", b"\x00asm")
-#: How many first bytes of a file `Chunking.sizes_for` looks at.
+#: How many first bytes of a file `Chunking.cuts_as_code` looks at.
 CODE_MAGIC_LEN = max(map(len, CODE_MAGIC))
 #: The (min, avg, max) chunk sizes of code in stores created by `zoostore init` (format 4).
 #: Code repeats itself 128-512 KiB apart, which a frame per 64 KiB chunk cannot reach; code of

@@ -66,6 +66,8 @@ def test_every_reporting_command_prints_one_versioned_document(zoo: Path, capsys
     assert doc("publish", store, "net", "1.1.0", str(zoo / "net"), "--arch", "x86_64", "--no-check",
                "--dry-run")["dry_run"] is True
     doc("publish", store, "net", "1.1.0", str(zoo / "net"), "--arch", "x86_64", "--no-check")
+    released = doc("publish-release", store, "1.1.0", str(zoo / "net"), "--arch", "x86_64", "--no-check")
+    assert [(m["model"], m["version"], m["unchanged"]) for m in released["models"]] == [("net", "1.1.0", True)]
     assert doc("tag", store, "net", "stable", "1.0.0") == {
         "schema": 1, "model": "net", "tag": "stable", "version": "1.0.0", "tags": {"stable": "1.0.0"}}
     assert doc("tag", store, "net", "stable", "--delete")["version"] is None
@@ -100,7 +102,7 @@ def test_every_reporting_command_prints_one_versioned_document(zoo: Path, capsys
 
 def test_every_json_command_is_documented() -> None:
     text = (ROOT / "docs" / "json.md").read_text()
-    documented = set(re.findall(r"`([a-z]+(?: [a-z]+)?) --json`", text))
+    documented = set(re.findall(r"`([a-z-]+(?: [a-z]+)?) --json`", text))
     documented |= {f"cache {s}" for s in ("info", "prune") if "`cache info/prune --json`" in text}
     assert json_commands() <= documented, json_commands() - documented
 

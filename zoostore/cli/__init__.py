@@ -20,7 +20,7 @@ from zoostore.core import errors
 
 #: Command modules in the order `--help` lists them.
 COMMANDS = (
-    "init", "config", "publish", "meta", "tag", "yank", "ls", "catalog",
+    "init", "config", "publish", "publish-release", "meta", "tag", "yank", "ls", "catalog",
     "lock", "sync", "outdated", "get",
     "gc", "verify", "cache",
     "check", "build",
@@ -28,7 +28,7 @@ COMMANDS = (
 )
 
 #: The commands that open a store, and so take `--store-option KEY=VALUE`.
-STORE_COMMANDS = ("init", "config", "publish", "meta", "tag", "yank", "ls", "catalog", "lock", "sync",
+STORE_COMMANDS = ("init", "config", "publish", "publish-release", "meta", "tag", "yank", "ls", "catalog", "lock", "sync",
                   "outdated", "get", "gc", "verify", "blob", "export")
 
 #: Exit codes, most specific class first. 0 ok, 1 generic failure, 2 usage.
@@ -86,6 +86,7 @@ COMMAND_EXIT_CODES: dict[str, tuple[int, ...]] = {
     "init": (5, 7, 8, 12, 13, 14),
     "config": (5, 6, 7, 8, 12, 13, 14),
     "publish": (4, 5, 6, 7, 8, 10, 12, 13, 14),
+    "publish-release": (4, 5, 6, 7, 8, 10, 12, 13, 14),
     "tag": (5, 6, 7, 8, 13, 14),
     "yank": (5, 6, 7, 8, 13, 14),
     "ls": (5, 6, 12, 13, 14),

@@ -75,7 +75,7 @@ def parse_pairs(items: list[str], option: str, *, toml_values: bool) -> dict[str
     return out
 
 
-def _checker(args: argparse.Namespace, progress: Progress) -> Checker:
+def onnx_checker(args: argparse.Namespace, progress: Progress) -> Checker:
     """The ONNX check (`zoostore check`), which also records each .onnx file's IR version,
     opsets, producer, inputs and outputs in the version's metadata (`meta.onnx`)."""
     from zoostore.integrations.onnx_meta import publish_checker
@@ -98,12 +98,12 @@ def run(args: argparse.Namespace) -> int:
         zoo, args.model, args.version, args.paths, arch=args.arch, tags=args.tag,
         meta=parse_pairs(args.meta, "--meta", toml_values=True),
         requires=parse_pairs(args.requires, "--requires", toml_values=False),
-        summary=args.summary, check=None if args.no_check else _checker(args, progress), progress=progress,
+        summary=args.summary, check=None if args.no_check else onnx_checker(args, progress), progress=progress,
         new_arch=args.new_arch, follow_symlinks=args.follow_symlinks,
     )
     if args.dry_run:
         if args.json:
-            print_json({**_json(plan.model, plan.version, plan.arch, plan.entries, plan.warnings),
+            print_json({**files_json(plan.model, plan.version, plan.arch, plan.entries, plan.warnings),
                         "dry_run": True, "unchanged": plan.unchanged, "new": plan.new_files,
                         "tags": list(plan.tags)})
         else:
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     result = plan.execute(progress)
     if args.json:
-        print_json({**_json(result.model, result.version, result.arch, result.files, result.warnings),
+        print_json({**files_json(result.model, result.version, result.arch, result.files, result.warnings),
                     "unchanged": result.unchanged, "size": result.size,
                     "new_stored_bytes": result.new_stored_bytes})
         return 0
@@ -126,6 +126,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _json(model: str, version: str, arch: str, files: Mapping[str, FileEntry], warnings: list[str]) -> dict[str, Any]:
+def files_json(model: str, version: str, arch: str, files: Mapping[str, FileEntry], warnings: list[str]) -> dict[str, Any]:
     return {"model": model, "version": version, "arch": arch, "warnings": warnings,
             "files": {p: {"blob": str(e.blob), "size": e.size} for p, e in sorted(files.items())}}

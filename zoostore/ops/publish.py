@@ -151,15 +151,24 @@ class PublishPlan:
     def upload(self, progress: Progress | None = None) -> list[PutResult]:
         """Store the files' blobs (packs, then recipes). Raises ConflictError when gc deleted an
         object this publish reused; nothing is committed then, and publishing again re-uploads."""
-        ordered = sorted(self.files)
-        # The plan's hashes are reused: a file is hashed once; one that changed since is refused.
-        hashed = [Hashed(self.entries[p].blob, self.stamps[p]) if p in self.stamps else None for p in ordered]
-        uploaded = self.store.blobs.put_files([self.files[p] for p in ordered], known=self.known,
-                                              progress=progress or NullProgress(), hashed=hashed,
-                                              previous=[self.previous.get(p) for p in ordered])
-        self._check_unchanged(ordered, uploaded)
-        self.uploaded = uploaded
+        files, hashed, previous = self.upload_inputs()
+        uploaded = self.store.blobs.put_files(files, known=self.known, progress=progress or NullProgress(),
+                                              hashed=hashed, previous=previous)
+        self.uploaded_as(uploaded)
         return uploaded
+
+    def upload_inputs(self) -> tuple[list[Path], list[Hashed | None], list[Digest | None]]:
+        """What `upload` hands the blob writer, in path order: the local files, their hashes
+        from the plan (a file is hashed once; one that changed since is refused) and the blobs
+        of their previous versions (delta bases)."""
+        ordered = sorted(self.files)
+        hashed = [Hashed(self.entries[p].blob, self.stamps[p]) if p in self.stamps else None for p in ordered]
+        return [self.files[p] for p in ordered], hashed, [self.previous.get(p) for p in ordered]
+
+    def uploaded_as(self, uploaded: list[PutResult]) -> None:
+        """Take the writer's results for `upload_inputs()` (checked: nothing changed since the plan)."""
+        self._check_unchanged(sorted(self.files), uploaded)
+        self.uploaded = uploaded
 
     def _check_unchanged(self, paths: list[str], uploaded: list[PutResult]) -> None:
         for path, r in zip(paths, uploaded, strict=True):  # the file must not change after hashing

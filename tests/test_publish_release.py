@@ -1,0 +1,125 @@
+"""`zoostore publish-release`: several models as one release, planned first, uploaded through one
+writer (shared packs), committed model by model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from helpers_store import write_dir
+
+from zoostore.cli import main
+from zoostore.core.errors import ImmutableError, UsageError
+from zoostore.ops.publish import plan_publish, publish
+from zoostore.ops.release import execute_release
+from zoostore.repository import Store, init_store, open_store
+
+
+def _files(seed: int) -> dict[str, bytes]:
+    """A model's files: 300 KiB that compress (several chunks) and a small config."""
+    rows = b"".join(b"row %08d of model %d\n" % (i * seed, seed) for i in range(13000))
+    return {"weights.bin": rows, "config.json": b'{"seed": %d}' % seed}
+
+
+@pytest.fixture
+def zoo(tmp_path: Path) -> Store:
+    return init_store(tmp_path / "store")[0]
+
+
+def _root(zoo: Store) -> Path:
+    return Path(zoo.url.removeprefix("file://"))
+
+
+def _objects(zoo: Store) -> set[str]:
+    root = _root(zoo)
+    return {str(p.relative_to(root)) for sub in ("packs", "blobs") for p in (root / sub).rglob("*") if p.is_file()}
+
+
+def _models(tmp_path: Path, names: list[str]) -> list[Path]:
+    return [write_dir(tmp_path / "release" / n, _files(i + 1)) for i, n in enumerate(names)]
+
+
+def test_release_publishes_every_model_as_publishing_each_would_and_shares_packs(zoo: Store, tmp_path: Path,
+                                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    dirs = _models(tmp_path, ["alpha", "beta", "gamma"])
+    assert main(["publish-release", zoo.url, "1.0.0", *map(str, dirs), "--arch", "x86_64", "--no-check",
+                 "--tag", "bleedingedge"]) == 0
+    out = capsys.readouterr()
+    assert "alpha@1.0.0 (x86_64): 2 file(s)" in out.out and "published 3 model(s) as 1.0.0" in out.err
+    # The same blobs as publishing each model alone into another store.
+    alone = init_store(tmp_path / "alone")[0]
+    store = open_store(zoo.url)
+    packs: dict[str, set[str]] = {}
+    for d in dirs:
+        publish(alone, d.name, "1.0.0", [d], arch="x86_64", check=False)
+        m = store.manifest(d.name)
+        assert m.versions["1.0.0"].files["x86_64"] == alone.manifest(d.name).versions["1.0.0"].files["x86_64"]
+        assert m.tags == {"bleedingedge": "1.0.0"}
+        for path, entry in m.versions["1.0.0"].files["x86_64"].items():
+            packs.setdefault(d.name, set()).update(str(p) for p in store.blobs.recipe(entry.blob).packs)
+            assert store.blobs.read_range(entry.blob, 0, entry.size) == (d / path).read_bytes()
+    # One writer: the models' chunks share a pack (each model alone would end its own).
+    assert packs["alpha"] & packs["beta"] & packs["gamma"]
+    assert len({k for k in _objects(zoo) if k.startswith("packs")}) < len({k for k in _objects(alone) if k.startswith("packs")})
+    assert main(["verify", zoo.url]) == 0
+
+
+def test_an_immutable_conflict_in_any_model_refuses_the_release_before_anything_is_uploaded(zoo: Store, tmp_path: Path) -> None:
+    dirs = _models(tmp_path, ["alpha", "beta"])
+    other = write_dir(tmp_path / "other", {"weights.bin": b"different bytes"})
+    publish(zoo, "beta", "1.0.0", [other], arch="x86_64", check=False)
+    before = _objects(zoo)
+    assert main(["publish-release", zoo.url, "1.0.0", *map(str, dirs), "--arch", "x86_64", "--no-check"]) == 7
+    assert _objects(zoo) == before
+    assert zoo.models() == ["beta"]
+
+
+def test_publishing_the_release_again_uploads_nothing(zoo: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dirs = _models(tmp_path, ["alpha", "beta"])
+    args = ["publish-release", zoo.url, "1.0.0", *map(str, dirs), "--arch", "x86_64", "--no-check"]
+    assert main(args) == 0
+    before = _objects(zoo)
+    capsys.readouterr()
+    assert main([*args, "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)["models"]
+    assert [(r["model"], r["unchanged"], r["new_stored_bytes"]) for r in doc] == [("alpha", True, 0), ("beta", True, 0)]
+    assert _objects(zoo) == before
+
+
+def test_a_failed_commit_names_the_models_already_published(zoo: Store, tmp_path: Path) -> None:
+    dirs = _models(tmp_path, ["alpha", "beta"])
+    plans = [plan_publish(zoo, d.name, "1.0.0", [d], arch="x86_64") for d in dirs]
+    # A concurrent publisher puts other bytes in beta@1.0.0 between the plan and the commit.
+    publish(open_store(zoo.url), "beta", "1.0.0", [write_dir(tmp_path / "other", {"x": b"x"})], arch="x86_64", check=False)
+    with pytest.raises(ImmutableError, match=r"published before this failed: alpha@1\.0\.0"):
+        execute_release(plans)
+    assert "1.0.0" in open_store(zoo.url).manifest("alpha").versions
+
+
+def test_model_names_dry_run_and_bad_arguments(zoo: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dirs = _models(tmp_path, ["alpha", "beta"])
+    before = _objects(zoo)
+    assert main(["publish-release", zoo.url, "2.0.0", f"renamed={dirs[0]}", str(dirs[1]), "--no-check",
+                 "--dry-run", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)["models"]
+    assert [(p["model"], p["dry_run"], sorted(p["new"])) for p in doc] == [
+        ("renamed", True, ["config.json", "weights.bin"]), ("beta", True, ["config.json", "weights.bin"])]
+    assert _objects(zoo) == before and zoo.models() == []
+    # The same model twice is refused before anything is read; so is a file or a missing folder.
+    assert main(["publish-release", zoo.url, "2.0.0", f"alpha={dirs[1]}", str(dirs[0]), "--no-check"]) == 2
+    assert "given twice" in capsys.readouterr().err
+    assert main(["publish-release", zoo.url, "2.0.0", str(dirs[0] / "config.json"), "--no-check"]) == 2
+    assert "is not a directory" in capsys.readouterr().err
+    assert main(["publish-release", zoo.url, "2.0.0", "Bad Name=" + str(dirs[0]), "--no-check"]) == 2
+    assert zoo.models() == [] and _objects(zoo) == before
+
+
+def test_the_api_refuses_two_plans_of_one_model(zoo: Store, tmp_path: Path) -> None:
+    d = _models(tmp_path, ["alpha"])[0]
+    plans = [plan_publish(zoo, "alpha", "1.0.0", [d], arch=a) for a in ("x86_64", "aarch64")]
+    with pytest.raises(UsageError, match="given twice"):
+        execute_release(plans)
+    with pytest.raises(UsageError, match="no models given"):
+        execute_release([])
+    assert zoo.models() == [] and not _objects(zoo)

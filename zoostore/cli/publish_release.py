@@ -1,0 +1,109 @@
+"""`zoostore publish-release STORE VERSION DIR...`: publish several models as one release."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from zoostore.cli._ui import TerminalProgress, add_json, add_quiet, human_bytes, print_json
+from zoostore.cli.publish import files_json, onnx_checker, parse_pairs
+
+if TYPE_CHECKING:
+    from zoostore.ops.publish import PublishPlan
+
+
+def add_parser(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "publish-release", help="publish several models' directories as one release VERSION",
+        description="Publish each DIR as the model named after the directory (or MODEL=DIR), all as "
+        "VERSION for one architecture, in one pass: every model is planned and checked first (an "
+        "immutable conflict refuses the release before anything is uploaded), the new files of all "
+        "of them share one upload, then each model's manifest is updated. The same as 'zoostore "
+        "publish' per model, with the same options, but faster for a zoo's release: one start, "
+        "and packs shared across models. Models are committed one by one: if one fails, those "
+        "before it stay published, and running the command again finishes the release.",
+        epilog="example: zoostore publish-release s3://zoo/models 1.3.0 out/x86_64/* --arch x86_64 --tag bleedingedge",
+    )
+    p.add_argument("store", metavar="STORE")
+    p.add_argument("version", metavar="VERSION", help="semver version of every model, e.g. 1.3.0")
+    p.add_argument("dirs", metavar="DIR", nargs="+",
+                   help="a model's directory, published as the model named after it; MODEL=DIR names it")
+    p.add_argument("--arch", default="any", help="architecture of these files: x86_64, aarch64, ... or any (default: any)")
+    p.add_argument("--follow-symlinks", action="store_true",
+                   help="publish what symbolic links point to even outside each directory")
+    p.add_argument("--new-arch", action="store_true", help="accept an --arch outside zoostore's known list, deliberately")
+    p.add_argument("--tag", action="append", default=[], metavar="TAG",
+                   help="point TAG at VERSION in every model; repeatable")
+    p.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
+                   help="metadata of every model's version (value parsed as TOML if it can be); repeatable")
+    p.add_argument("--requires", action="append", default=[], metavar="KEY=RANGE",
+                   help="runtime requirement of every model's version, e.g. tvm='>=0.27.0 <0.28.0'; repeatable")
+    p.add_argument("--no-check", action="store_true", help="skip the ONNX check of .onnx files")
+    p.add_argument("--min-opset", type=int, metavar="N", help="refuse .onnx files whose default-domain opset is below N")
+    p.add_argument("--dry-run", action="store_true", help="print every model's plan and change nothing")
+    add_json(p, "the results under \"models\", one per model (or with --dry-run the plans)")
+    add_quiet(p)
+    p.set_defaults(func=run)
+
+
+def model_dirs(items: list[str]) -> list[tuple[str, Path]]:
+    """(model, directory) for each DIR or MODEL=DIR argument (an existing path wins over '=')."""
+    from zoostore.core.errors import UsageError
+
+    out: list[tuple[str, Path]] = []
+    for item in items:
+        name, sep, rest = item.partition("=")
+        if sep and not Path(item).exists() and "/" not in name:
+            model, folder = name, Path(rest)
+        else:
+            folder = Path(item)
+            model = folder.resolve().name
+        if not folder.is_dir():
+            raise UsageError(f"publish-release: {str(folder)!r} is not a directory; expected one directory "
+                             f"per model (MODEL=DIR to name it), e.g. out/x86_64/yolo")
+        for other, where in out:
+            if other == model:
+                raise UsageError(f"publish-release: model {model!r} is given twice ({where} and {folder}); give "
+                                 f"each model once, or name one with MODEL=DIR")
+        out.append((model, folder))
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from zoostore.ops.publish import plan_publish
+    from zoostore.ops.release import check_release, execute_release
+    from zoostore.repository import open_store
+
+    zoo = open_store(args.store)
+    progress = TerminalProgress.for_args(args)
+    meta = parse_pairs(args.meta, "--meta", toml_values=True)
+    requires = parse_pairs(args.requires, "--requires", toml_values=False)
+    check = None if args.no_check else onnx_checker(args, progress)
+    plans: list[PublishPlan] = []
+    for model, folder in model_dirs(args.dirs):
+        plans.append(plan_publish(zoo, model, args.version, [folder], arch=args.arch, tags=args.tag, meta=meta,
+                                  requires=requires, check=check, progress=progress, new_arch=args.new_arch,
+                                  follow_symlinks=args.follow_symlinks))
+    check_release(plans)
+    if args.dry_run:
+        if args.json:
+            print_json({"dry_run": True, "models": [
+                {**files_json(p.model, p.version, p.arch, p.entries, p.warnings), "dry_run": True,
+                 "unchanged": p.unchanged, "new": p.new_files, "tags": list(p.tags)} for p in plans]})
+        else:
+            print("\n\n".join(str(p) for p in plans))
+        print("dry run: nothing was changed", file=sys.stderr)
+        return 0
+    results = execute_release(plans, progress)
+    if args.json:
+        print_json({"models": [{**files_json(r.model, r.version, r.arch, r.files, r.warnings), "unchanged": r.unchanged,
+                                "size": r.size, "new_stored_bytes": r.new_stored_bytes} for r in results]})
+        return 0
+    for r in results:
+        state = "unchanged (already published)" if r.unchanged else f"uploaded {human_bytes(r.new_stored_bytes)}"
+        print(f"{r.model}@{r.version} ({r.arch}): {len(r.files)} file(s), {human_bytes(r.size)}; {state}")
+    print(f"published {len(results)} model(s) as {results[0].version}: {human_bytes(sum(r.size for r in results))}, "
+          f"uploaded {human_bytes(sum(r.new_stored_bytes for r in results))}", file=sys.stderr)
+    return 0

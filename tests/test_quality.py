@@ -14,6 +14,10 @@ HEAVY = ("fsspec", "s3fs", "botocore", "aiobotocore", "onnx", "onnxruntime", "tv
 
 HEAVY_ML = ("onnx", "onnxruntime", "tvm", "tvm_ffi", "numpy")
 S3 = ("s3fs", "botocore", "aiobotocore", "aiohttp")
+#: Parsers and readers a publish of plain files never runs, kept off its start-up (issue 14).
+PUBLISH_LAZY = ("zoostore.documents.descriptor", "zoostore.documents.definition_yaml",
+                "zoostore.documents.build_record", "zoostore.documents.resolve",
+                "zoostore.storage.frames_into", "zoostore.storage.resemblance")
 
 
 @pytest.mark.parametrize("what, code, must_not_load", [
@@ -25,6 +29,8 @@ S3 = ("s3fs", "botocore", "aiobotocore", "aiohttp")
      "import zoostore.cli.check, zoostore.cli.build, zoostore.integrations.onnx_check, "
      "zoostore.integrations.tvm_build, zoostore.documents.descriptor", HEAVY_ML),
     ("import zoo://", "import zoostore.zoofs", S3 + HEAVY_ML),
+    ("import publish and open_store", "from zoostore.ops.publish import publish; "
+     "from zoostore.repository import open_store", S3 + HEAVY_ML + PUBLISH_LAZY),
 ])
 def test_imports_are_light(what: str, code: str, must_not_load: tuple[str, ...]) -> None:
     """Heavy optional libraries load inside the function that needs them, never on import.

@@ -126,7 +126,8 @@ def test_noop_sync_imports_no_storage_stack(env: dict[str, Any]) -> None:
     write_config(project, 'net = "1.0.0"')
     sync_project(load_project(project))
     code = ("import sys; from zoostore.cli import main; rc = main(['sync', '--locked', '-q']);"
-            "heavy = [m for m in ('fsspec', 's3fs', 'botocore', 'onnx', 'onnxruntime', 'tvm', 'zstandard') if m in sys.modules];"
+            "heavy = [m for m in ('fsspec', 's3fs', 'botocore', 'onnx', 'onnxruntime', 'tvm', 'zstandard',"
+            " 'zoostore.ops.sync_fill', 'zoostore.ops.sync_paths') if m in sys.modules];"
             "print(rc, heavy)")
     out = subprocess.run([sys.executable, "-c", code], cwd=project, capture_output=True, text=True,
                          env={**os.environ}, check=True).stdout

@@ -14,11 +14,10 @@ local disks), else re-read and re-apply. Two publishers never lose each other's 
 from __future__ import annotations
 
 import os
-import random
 from dataclasses import replace
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zoostore.core.digest import Digest
 from zoostore.core.errors import (
@@ -34,14 +33,23 @@ from zoostore.core.errors import (
 from zoostore.core.names import check_model_name, host_arch
 from zoostore.core.progress import Progress
 from zoostore.documents.manifest import Manifest, manifest_key
-from zoostore.documents.resolve import Resolved, resolve
 from zoostore.documents.store_config import CONFIG_KEY, StoreConfig
 from zoostore.documents.store_index import INDEX_KEY, parse_index, render_index
 from zoostore.storage.backends import Backend, open_backend
 from zoostore.storage.blobs import BlobStore
 
+if TYPE_CHECKING:
+    from zoostore.documents.resolve import Resolved
+
 #: CAS retries before giving up; with jittered backoff this rides out dozens of publishers.
 CAS_ATTEMPTS = 200
+
+
+def _jitter(low: float, high: float) -> float:
+    """`random.uniform`, imported only when a CAS conflict needs it (not at start-up)."""
+    import random
+
+    return random.uniform(low, high)
 
 
 class Store:
@@ -120,7 +128,7 @@ class Store:
                     self.backend.put_cas(INDEX_KEY, render_index(want), expected=token)
                 return want
             except ConflictError:
-                time.sleep(random.uniform(0, 0.05))
+                time.sleep(_jitter(0, 0.05))
         raise ConflictError(f"{INDEX_KEY}: gave up after {CAS_ATTEMPTS} concurrent-update conflicts; retry the command")
 
     def manifest(self, model: str) -> Manifest:
@@ -171,6 +179,8 @@ class Store:
     def resolve(self, model: str, spec: str = "latest", *, arch: str | None = None,
                 runtime: Mapping[str, str] | None = None) -> Resolved:
         """The version `spec` picks for `arch` (default: this machine's), with its files."""
+        from zoostore.documents.resolve import resolve  # not at import: publish never resolves
+
         return resolve(self.manifest(model), spec, arch=arch or host_arch(), runtime=runtime)
 
     def cas_warning(self) -> str | None:
@@ -219,7 +229,7 @@ class Store:
                 return new
             except ConflictError as e:
                 last = e
-                time.sleep(random.uniform(0, min(0.5, 0.005 * 2 ** min(attempt, 7))))
+                time.sleep(_jitter(0, min(0.5, 0.005 * 2 ** min(attempt, 7))))
         raise ConflictError(f"{key}: gave up after {CAS_ATTEMPTS} concurrent-update conflicts; retry the command "
                             f"(last: {last})")
 
@@ -328,7 +338,7 @@ def _update_config(store: Store, change: Callable[[StoreConfig], StoreConfig]) -
         try:
             store.backend.put_cas(CONFIG_KEY, new.to_toml().encode(), expected=current.token)
         except ConflictError:
-            time.sleep(random.uniform(0, 0.05))
+            time.sleep(_jitter(0, 0.05))
             continue
         store.config = new
         return new

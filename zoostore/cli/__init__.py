@@ -12,7 +12,6 @@ import contextlib
 import importlib
 import os
 import sys
-import traceback
 import warnings
 from collections.abc import Sequence
 
@@ -204,14 +203,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except errors.ZooError as exc:
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         code = exit_code_for(exc)
         _report(exc, code, args, kind=type(exc).__name__)
         return code
     except OSError as exc:
         # Disk full, permission denied, a vanished directory: the OS's words and the path.
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
         hint = {28: "free some disk space and run the command again",
                 27: "a file grew past the size limit (ulimit -f) or the file system's; free space or raise the limit",
@@ -222,10 +221,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except Exception as exc:  # a bug: say so, never dump a traceback on a user unasked
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         _report(RuntimeError(f"internal error: {type(exc).__name__}: {exc}. This is a zoostore bug: "
                              f"run again with --debug and report the traceback"), 1, args, kind="InternalError")
         return 1
+
+
+def _print_traceback() -> None:
+    """The traceback being handled, for --debug; traceback is imported only then (it and
+    textwrap cost ~1.5 ms of every command's start-up)."""
+    import traceback
+
+    traceback.print_exc()
 
 
 if __name__ == "__main__":  # pragma: no cover

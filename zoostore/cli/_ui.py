@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import os
 import sys
-import threading
 import time
 from typing import Any, TextIO
 
@@ -39,7 +39,8 @@ class TerminalProgress:
         self.enabled = enabled
         self.quiet = quiet
         self.tasks: dict[str, list[Any]] = {}
-        self.lock = threading.Lock()
+        # threading.Lock is _thread.allocate_lock; importing threading costs a no-op sync ~1 ms.
+        self.lock = _thread.allocate_lock()
         self.last = 0.0
         self.notes: list[str] = []
         # Totals over every task started so far, finished ones included.

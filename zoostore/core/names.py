@@ -8,7 +8,7 @@ path validator does the same for the same reason).
 
 from __future__ import annotations
 
-import platform
+import os
 import re
 
 from zoostore.core.errors import InvalidPathError, UsageError
@@ -78,7 +78,15 @@ def normalize_arch(name: str, *, allow_new: bool = False, new_hint: str = NEW_AR
 
 def host_arch() -> str:
     """This machine's arch; an unusual one (uname) is kept rather than refused."""
-    return normalize_arch(platform.machine() or "x86_64", allow_new=True)
+    if hasattr(os, "uname"):
+        # What platform.machine() returns on POSIX, without importing platform (~1.5 ms of
+        # start-up on every command that resolves an arch).
+        machine = os.uname().machine
+    else:
+        import platform
+
+        machine = platform.machine()
+    return normalize_arch(machine or "x86_64", allow_new=True)
 
 
 def check_relpath(path: str, *, where: str = "") -> str:

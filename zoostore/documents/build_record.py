@@ -30,9 +30,10 @@ from typing import Any
 
 from zoostore.core.errors import FormatError, NewerFormatError
 from zoostore.documents.descriptor import TensorSpec
+from zoostore.documents.folder_files import BUILD_TOML
 
 FORMAT = 1
-RECORD_FILE = "build.toml"
+RECORD_FILE = BUILD_TOML
 
 
 def tvm_requirement(version: str) -> str:

@@ -46,8 +46,9 @@ from typing import Any
 
 from zoostore.core.errors import FormatError, MissingDependencyError, NewerFormatError
 from zoostore.documents.descriptor import FieldReader, ModelDescriptor, Preprocessing, TensorSpec
+from zoostore.documents.folder_files import DEFINITION_YAML
 
-FILE_NAME = "definition.yaml"
+FILE_NAME = DEFINITION_YAML
 #: The `version` Autoware's definition_template.yaml documents ("integer version number of
 #: the definition.yaml format"); both the per-node and the older shared `datatype` are 1.
 FORMAT = 1

@@ -57,9 +57,10 @@ from typing import Any
 
 from zoostore.core.errors import FormatError, InvalidPathError, NewerFormatError
 from zoostore.core.names import check_relpath
+from zoostore.documents.folder_files import MODEL_TOML
 
 FORMAT = 1
-FILE_NAME = "model.toml"
+FILE_NAME = MODEL_TOML
 
 #: A dimension whose size the network fixes only at run time. Autoware's definition.yaml
 #: writes it as -1 ("Use -1 for variable sizes", its definition_template.yaml); model.toml

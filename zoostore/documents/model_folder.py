@@ -21,13 +21,14 @@ as "Wire format was corrupt", and publish would store it as a model; `is_lfs_poi
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from zoostore.core.errors import FormatError, UsageError
-from zoostore.documents import definition_yaml
-from zoostore.documents.descriptor import FILE_NAME as MODEL_TOML
-from zoostore.documents.descriptor import ModelDescriptor
+from zoostore.documents.folder_files import DEFINITION_YAML, MODEL_TOML
 
-DEFINITION_YAML = definition_yaml.FILE_NAME
+if TYPE_CHECKING:
+    from zoostore.documents.descriptor import ModelDescriptor
+
 #: The descriptor file names a model folder may hold, in the order they are looked for.
 DESCRIPTOR_FILES = (MODEL_TOML, DEFINITION_YAML)
 #: The folder Autoware keeps networks in, below the definition.yaml.
@@ -105,8 +106,14 @@ def load_descriptor(path: Path | str) -> ModelDescriptor:
                 f"its network (see docs/pipeline.md, docs/autoware.md)"
             )
         p = found
+    # The parsers are imported here: publish imports this module for every publish, and most
+    # published folders (build outputs, libraries) hold no descriptor.
     if p.suffix in (".yaml", ".yml"):
+        from zoostore.documents import definition_yaml
+
         return definition_yaml.load(p)
+    from zoostore.documents.descriptor import ModelDescriptor
+
     return ModelDescriptor.load(p)
 
 

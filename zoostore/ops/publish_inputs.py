@@ -8,15 +8,18 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zoostore.core import machine
 from zoostore.core.errors import InvalidPathError, UsageError
 from zoostore.core.names import KNOWN_ARCHS, check_relpath, normalize_arch
-from zoostore.documents.build_record import RECORD_FILE, read_build_record
-from zoostore.documents.descriptor import FILE_NAME as DESCRIPTOR_FILE
-from zoostore.documents.model_folder import (DEFINITION_YAML, LfsPointerError, is_lfs_pointer,
-                                             lfs_pointer_message, load_descriptor)
+from zoostore.documents.folder_files import BUILD_TOML as RECORD_FILE
+from zoostore.documents.folder_files import DEFINITION_YAML
+from zoostore.documents.folder_files import MODEL_TOML as DESCRIPTOR_FILE
+from zoostore.documents.model_folder import LfsPointerError, is_lfs_pointer, lfs_pointer_message, load_descriptor
+
+if TYPE_CHECKING:
+    from zoostore.documents.build_record import BuildRecord
 
 
 #: Longest file name component and whole path inside a version, in UTF-8 bytes: what common
@@ -117,10 +120,18 @@ def refuse_lfs_pointers(files: Mapping[str, Path]) -> None:
             path=pointers[0])
 
 
+def _read_build_record(folder: Path) -> BuildRecord:
+    """Its parser is imported only when a published folder holds a build.toml (json, tomllib
+    and the descriptor's types: ~5 ms of every publish's start-up otherwise)."""
+    from zoostore.documents.build_record import read_build_record
+
+    return read_build_record(folder)
+
+
 def build_record(paths: Sequence[str | os.PathLike[str]]) -> tuple[dict[str, str], dict[str, Any]]:
     for p in map(Path, paths):
         if p.is_dir() and (p / RECORD_FILE).is_file():
-            record = read_build_record(p)
+            record = _read_build_record(p)
             return dict(record.requires), dict(record.meta)
     return {}, {}
 
@@ -130,7 +141,7 @@ def check_machines(files: Mapping[str, Path], arch: str, paths: Sequence[str | o
     machine in the header of an ELF, Mach-O or PE file (only its first bytes are read)."""
     for p in map(Path, paths):
         if p.is_dir() and (p / RECORD_FILE).is_file():
-            built = normalize_arch(read_build_record(p).arch, allow_new=True)
+            built = normalize_arch(_read_build_record(p).arch, allow_new=True)
             if built != arch:
                 raise UsageError(
                     f"{p / RECORD_FILE} says arch = {built!r}, but --arch is {arch!r}: these files "

@@ -32,8 +32,6 @@ from zoostore.core.errors import (
 from zoostore.core.progress import NullProgress, Progress
 from zoostore.documents.project import DEFAULT_LAYOUT, Project, load_project
 from zoostore.ops import sync_fast
-from zoostore.ops.sync_fill import Need, check_cache, fill_cache
-from zoostore.ops.sync_paths import Wanted, desired_paths
 from zoostore.ops.place import (
     LINK_MODES, State, clear_target, owned, place_file, read_state, remove_placed, remove_stale_temps,
     resolves_inside, safe_parent, state_entry, unchanged_since, write_state,
@@ -41,6 +39,8 @@ from zoostore.ops.place import (
 
 if TYPE_CHECKING:
     from zoostore.documents.lockfile import Lock
+    from zoostore.ops.sync_fill import Need
+    from zoostore.ops.sync_paths import Wanted
     from zoostore.repository import Store
     from zoostore.storage.cache import Cache
 
@@ -97,6 +97,8 @@ def sync_project(project: Project, *, locked: bool = False, frozen: bool = False
         if count is not None:
             report.unchanged = count
             return report
+    from zoostore.ops.sync_paths import desired_paths  # here: the no-op sync above never needs it
+
     lock, lock_hash, checked = _current_lock(project, locked=locked, frozen=frozen, offline=offline, report=report,
                                              progress=progress)
     desired, bad = desired_paths(lock, archs, project.layout)
@@ -132,6 +134,7 @@ def _execute(project: Project, plan: _Plan, report: SyncReport, *, cache: Cache 
              force: bool, verify: bool, progress: Progress) -> None:
     """Claim, fetch what the cache lacks, remove stale files, place, write the state file."""
     from zoostore.ops.cache_users import register_dest
+    from zoostore.ops.sync_fill import check_cache, fill_cache
     from zoostore.storage.cache import UNSTAMPED, Cache
 
     desired, state = plan.desired, plan.state
@@ -289,6 +292,8 @@ def _changed(dest: Path, desired: Mapping[str, Wanted], state: Mapping[str, Mapp
 
 
 def _needs(desired: Mapping[str, Wanted], todo: list[str], *, verify: bool) -> dict[Digest, Need]:
+    from zoostore.ops.sync_fill import Need
+
     needed: dict[Digest, Need] = {}
     for rel in todo:
         w = desired[rel]

@@ -40,7 +40,6 @@ from zoostore.core import cancel
 from zoostore.core.atomic import open_temp
 from zoostore.core.digest import Digest
 from zoostore.core.errors import BlobNotFoundError, FormatError, IntegrityError, ObjectNotFoundError, ZooError
-from zoostore.storage.frames_into import decode_run
 from zoostore.storage.pack import pack_key
 from zoostore.core.progress import NullProgress, Progress
 from zoostore.storage.recipe import ChunkRef, Recipe, RecipeEdits, blob_key, decode_stored
@@ -311,6 +310,8 @@ class BlobStore:
         # in flight progresses at a fraction of a core and the first one, which the writer waits
         # for, finishes last. A caller's own inline read (read_range) takes no slot: waiting for
         # one behind the readers made sync's small files, read inline, the last to finish.
+        from zoostore.storage.frames_into import decode_run  # reads only: publish never decodes
+
         with self._decode_slots if getattr(_reader, "slot", False) else contextlib.nullcontext():
             decode_run(recipe.blob, refs, buf, start, out, pos, base_bytes)
         self._range_buffers.give(buf)  # not on errors: a view in a traceback may still read it

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 
 from zoostore.core.digest import Digest
 from zoostore.core.errors import ZooError
-from zoostore.storage import codec, resemblance
+from zoostore.storage import codec
 from zoostore.storage.recipe import ChunkRef, Recipe
 
 #: A delta frame is kept only when smaller than this fraction of the chunk's plain frame: a
@@ -52,6 +52,10 @@ class DeltaBases:
         self.starts = recipe.starts
         self.level = max(DELTA_LEVEL, level)
         self._read = read
+        # Here, not at import: the writer imports this module for every publish, but a first
+        # version has no previous one to resemble (resemblance brings pyfastcdc's imports).
+        from zoostore.storage import resemblance
+
         self.index = resemblance.ResemblanceIndex(recipe, self._chunk_bytes)
 
     def _chunk_bytes(self, refs: Sequence[ChunkRef]) -> dict[Digest, bytes]:
@@ -106,6 +110,8 @@ class DeltaBases:
                placed: dict[int, Placed], base_bytes: dict[Digest, bytes]) -> dict[int, ChunkRef]:
         """Better bases by resemblance for the new chunks whose position base matches less
         than GOOD_OVERLAP of their aligned samples."""
+        from zoostore.storage import resemblance
+
         moved: dict[int, ChunkRef] = {}
         for i in new:
             if len(frames[i]) > resemblance.COMPRESSIBLE * len(batch[i]):

@@ -48,7 +48,6 @@ import builtins
 import errno
 import itertools
 import os
-import socket
 import time
 import uuid
 import warnings
@@ -58,7 +57,7 @@ from pathlib import Path
 import blake3
 
 from zoostore.storage.backends.base import LIST_PAGE, Backend, Capabilities, ObjectInfo, ObjectWriter, Versioned
-from zoostore.core.atomic import TEMP_PREFIX, owner, owner_gone, stale_temp, temp_name
+from zoostore.core.atomic import TEMP_PREFIX, host_name, owner, owner_gone, stale_temp, temp_name
 from zoostore.core.errors import ConflictError, InvalidPathError, ObjectNotFoundError
 
 #: Age after which a `.lock` file is considered abandoned and may be broken (see module doc).
@@ -319,7 +318,7 @@ class LocalBackend(Backend):
 
     def _acquire(self, lock: Path, key: str) -> str:
         lock.parent.mkdir(parents=True, exist_ok=True)
-        nonce = f"{socket.gethostname()} {owner()} {uuid.uuid4().hex}"
+        nonce = f"{host_name()} {owner()} {uuid.uuid4().hex}"
         started = time.monotonic()
         deadline = started + self._lock_wait
         delay = 0.001

@@ -18,7 +18,6 @@ return wrong bytes silently.
 from __future__ import annotations
 
 import os
-import random
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -70,6 +69,8 @@ class RetryPolicy:
 
     def delay(self, attempt: int, *, retry_after: float | None = None) -> float:
         """Seconds to wait after failed attempt `attempt` (0-based)."""
+        import random  # only after a failure: keeps random off every command's start-up
+
         wait = random.uniform(0, min(self.cap, self.base * 2**attempt))
         if retry_after is not None:
             wait = max(wait, min(self.cap, retry_after))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers_store import project_dir, published_store
+from helpers_store import project_dir, published_store, write_dir
 
 from zoostore.core.atomic import TEMP_PREFIX
 from zoostore.core.digest import Digest, hash_file
@@ -238,3 +238,52 @@ def test_batched_small_files_of_several_chunks_shared_chunks_and_delta_frames(tm
         assert recipe is not None and [r.chunk for r in recipe.chunks] == [r.chunk for r in stored.chunks]
     assert any(r.base is not None for r in zoo.blobs.recipe(hash_file(proj / "models/m/x86_64/c.bin")).chunks)
     assert temps(tmp_path) == []
+
+
+def test_small_files_from_s3_fetch_recipes_together_and_chunks_in_a_few_reads(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, s3_bucket: str, s3_storage_options: dict[str, object]) -> None:
+    """From a remote store each small file costs its recipe request, made RECIPE_FETCHES at a
+    time, and its chunks come in a few ranged reads of the packs (before: a recipe and a ranged
+    read per file, SYNC_FILES_IN_FLIGHT files at a time)."""
+    import json
+    import threading
+    import time
+
+    from zoostore.ops.sync_fill import SYNC_FILES_IN_FLIGHT
+    from zoostore.storage.backends.s3 import S3Backend
+
+    monkeypatch.setenv("ZOOSTORE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("ZOOSTORE_STORE_OPTIONS", json.dumps(s3_storage_options))
+    url = f"s3://{s3_bucket}/zoo"
+    files = {f"f{i:02}.bin": os.urandom(2000 + i) for i in range(40)}
+    zoo = init_store(url, storage_options=s3_storage_options)[0]
+    publish(zoo, "m", "1.0.0", [write_dir(tmp_path / "src", files)], arch="x86_64", check=False)
+    lock = threading.Lock()
+    state = {"now": 0, "most": 0, "ranges": 0}
+    real_get, real_range = S3Backend.get, S3Backend.get_range_into
+
+    def get(self: S3Backend, key: str) -> bytes:
+        with lock:
+            state["now"] += 1
+            state["most"] = max(state["most"], state["now"])
+        try:
+            time.sleep(0.02)   # a network's latency: requests made together overlap
+            return real_get(self, key)
+        finally:
+            with lock:
+                state["now"] -= 1
+
+    def get_range_into(self: S3Backend, key: str, start: int, buf: bytearray) -> int:
+        with lock:
+            state["ranges"] += 1
+        return real_range(self, key, start, buf)
+
+    monkeypatch.setattr(S3Backend, "get", get)
+    monkeypatch.setattr(S3Backend, "get_range_into", get_range_into)
+    report = sync_project(load_project(project_dir(tmp_path, "a", store=url)))
+    assert len(report.placed) == len(files)
+    for rel in report.placed:
+        assert (tmp_path / "a/models" / rel).read_bytes() == files[Path(rel).name]
+    assert state["most"] > SYNC_FILES_IN_FLIGHT
+    assert 0 < state["ranges"] < len(files)
+

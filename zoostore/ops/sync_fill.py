@@ -1,14 +1,15 @@
 """Filling the local cache for a sync: which needed files it lacks, and fetching them.
 
     needed blobs  ->  check: absent, damaged (dropped) or ok (hashed unless its stamp holds)
-    missing small files from a local store: their recipes, then their chunks in a few ranged
-        reads (files published together sit back to back in one pack), each file verified and
-        put into the cache on this thread
+    missing small files: their recipes (from a remote store RECIPE_FETCHES requests at a time),
+        then their chunks in a few ranged reads (files published together sit back to back in
+        one pack), each file verified and put into the cache on this thread
     the rest: `Cache.ensure` per file, a few at a time
 
 A cold sync of thousands of small files is mostly this: read per file, the batch costs one
 recipe read and one file creation; before, each file also had its own open, read and close of
-its pack.
+its pack, and from a remote store its own ranged request, four files at a time (2,000 files of
+4 KiB from radosgw on loopback: 32 s before, 11 s now; docs/remote-stores.md).
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ SYNC_FILES_IN_FLIGHT = 4
 #: Raw bytes of small files read in one batch (ranged reads of up to MAX_SEGMENT each); a batch
 #: is held twice while it is split into files (segment buffers, then each chunk's bytes).
 BATCH_BYTES = 8 * 1024 * 1024
+#: From a remote store, the recipes of this many small files are fetched ahead at once, by
+#: RECIPE_FETCHES threads (one request each: latency, not bandwidth); the BlobStore remembers
+#: 4,096 recipes, so a sync of more small files fetches them part by part.
+RECIPES_AHEAD = 1024
+RECIPE_FETCHES = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,19 +102,21 @@ def fill_cache(cache: Cache, zoo: Store | None, needed: Mapping[Digest, Need], m
                                 f"(gc?) or never published. Run 'zoostore lock --upgrade {need.model}' to move to a "
                                 f"version the store has") from None
 
-    inline = zoo is None or zoo.blobs.backend.url.startswith("file:")
-    here = [blob for blob, need in needed.items() if inline and need.size <= SMALL_FILE]
+    local = zoo is None or zoo.blobs.backend.url.startswith("file:")
+    here = [blob for blob, need in needed.items() if need.size <= SMALL_FILE]
     # Largest first: the longest file starts at once instead of finishing last, alone.
-    pooled = sorted((blob for blob in needed if not (inline and needed[blob].size <= SMALL_FILE)),
-                    key=lambda blob: -needed[blob].size)
+    pooled = sorted((blob for blob in needed if needed[blob].size > SMALL_FILE), key=lambda blob: -needed[blob].size)
     out: dict[Digest, Path] = {}
     try:
         with ThreadPoolExecutor(max_workers=SYNC_FILES_IN_FLIGHT) as pool, cancel.on_interrupt():
             results = pool.map(fill, pooled)
             if zoo is not None:
                 out = _fill_small(cache, zoo.blobs, [b for b in here if b in missing], needed, index,
-                                  {} if sizes is None else sizes)
-            out.update({blob: fill(blob) for blob in here if blob not in out})
+                                  {} if sizes is None else sizes, fetch_ahead=not local)
+            rest = [blob for blob in here if blob not in out]
+            # The rest one by one: from a local store on this thread (creating files side by side
+            # only contends), from a remote one on the pool (each waits on requests).
+            out.update(zip(rest, map(fill, rest) if local else pool.map(fill, rest)))
             out.update(zip(pooled, results))
             return out
     finally:
@@ -116,12 +124,13 @@ def fill_cache(cache: Cache, zoo: Store | None, needed: Mapping[Digest, Need], m
 
 
 def _fill_small(cache: Cache, blobs: BlobStore, todo: list[Digest], needed: Mapping[Digest, Need],
-                index: LocalIndex, sizes: dict[Digest, int]) -> dict[Digest, Path]:
+                index: LocalIndex, sizes: dict[Digest, int], *, fetch_ahead: bool = False) -> dict[Digest, Path]:
     """Cache the small files of `todo` that take no chunk from a cached file and have no delta
     frame and no partial file, their chunks read in batches (`_read_batch`); the cached paths.
     The others, and files whose recipe or batch failed, are left to `Cache.ensure`, which
-    reads each alone and says what is wrong with it."""
-    from zoostore.storage.cache import SMALL_FILE
+    reads each alone and says what is wrong with it. With `fetch_ahead` (a remote store) the
+    recipes are fetched RECIPE_FETCHES at a time, RECIPES_AHEAD files ahead."""
+    from concurrent.futures import ThreadPoolExecutor
 
     out: dict[Digest, Path] = {}
     # partial/<aa>/<hex>: without the folder (most caches) no file has one, and no stat per file
@@ -129,6 +138,37 @@ def _fill_small(cache: Cache, blobs: BlobStore, todo: list[Digest], needed: Mapp
     batch: list[Recipe] = []
     chunks: dict[str, Mapping[Digest, LocalChunk]] = {}
     size = 0
+    fetcher = ThreadPoolExecutor(max_workers=RECIPE_FETCHES, thread_name_prefix="zoo-recipes") if fetch_ahead else None
+    try:
+        for start in range(0, len(todo), RECIPES_AHEAD):
+            if fetcher is not None:
+                list(fetcher.map(lambda blob: _remembered(blobs, blob), todo[start:start + RECIPES_AHEAD]))
+            batch, size = _batch_small(cache, blobs, todo[start:start + RECIPES_AHEAD], needed, index, out, sizes,
+                                       chunks, partials, batch, size)
+    finally:
+        if fetcher is not None:
+            fetcher.shutdown(wait=True, cancel_futures=True)
+    _read_batch(cache, blobs, batch, needed, index, out, sizes)
+    return out
+
+
+def _remembered(blobs: BlobStore, blob: Digest) -> None:
+    """Fetch `blob`'s recipe into the BlobStore's memory; a failure is left for the caller's own
+    read, which says what is wrong."""
+    try:
+        blobs.recipe(blob)
+    except ZooError:
+        pass
+
+
+def _batch_small(cache: Cache, blobs: BlobStore, todo: list[Digest], needed: Mapping[Digest, Need],
+                 index: LocalIndex, out: dict[Digest, Path], sizes: dict[Digest, int],
+                 chunks: dict[str, Mapping[Digest, LocalChunk]], partials: bool,
+                 batch: list[Recipe], size: int) -> tuple[list[Recipe], int]:
+    """Add the files of `todo` that `_fill_small` takes to `batch`, reading each full batch;
+    the batch still open and its size."""
+    from zoostore.storage.cache import SMALL_FILE
+
     for blob in todo:
         try:
             recipe = blobs.recipe(blob)
@@ -146,8 +186,7 @@ def _fill_small(cache: Cache, blobs: BlobStore, todo: list[Digest], needed: Mapp
         if size >= BATCH_BYTES:
             _read_batch(cache, blobs, batch, needed, index, out, sizes)
             batch, size = [], 0
-    _read_batch(cache, blobs, batch, needed, index, out, sizes)
-    return out
+    return batch, size
 
 
 def _read_batch(cache: Cache, blobs: BlobStore, batch: list[Recipe], needed: Mapping[Digest, Need],

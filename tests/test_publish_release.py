@@ -123,3 +123,23 @@ def test_the_api_refuses_two_plans_of_one_model(zoo: Store, tmp_path: Path) -> N
     with pytest.raises(UsageError, match="no models given"):
         execute_release([])
     assert zoo.models() == [] and not _objects(zoo)
+
+
+def test_dir_arguments_name_models_as_given_and_never_default_to_the_working_directory(
+        zoo: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    dirs = _models(tmp_path, ["alpha", "beta"])
+    links = tmp_path / "out"
+    links.mkdir()
+    (links / "yolo").symlink_to(dirs[0], target_is_directory=True)  # a build tree of links
+    monkeypatch.chdir(tmp_path / "release")
+    assert main(["publish-release", zoo.url, "1.0.0", str(links / "yolo"), "beta/", ".", "--no-check",
+                 "--dry-run", "--json"]) == 0
+    assert [p["model"] for p in json.loads(capsys.readouterr().out)["models"]] == ["yolo", "beta", "release"]
+    # `yolo=$OUT` with $OUT unset would otherwise publish the working directory as yolo.
+    assert main(["publish-release", zoo.url, "1.0.0", "yolo=", "--no-check"]) == 2
+    assert "names no directory" in capsys.readouterr().err
+    # A directory that is no model name is refused with the way out, before any model is read.
+    (tmp_path / "release" / "My Model").mkdir()
+    assert main(["publish-release", zoo.url, "1.0.0", "alpha", "My Model", "--no-check"]) == 2
+    assert "invalid model name 'My Model'" in (err := capsys.readouterr().err) and "MODEL=DIR" in err
+    assert zoo.models() == [] and not _objects(zoo)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,20 +50,28 @@ def add_parser(sub: Any) -> None:
 
 
 def model_dirs(items: list[str]) -> list[tuple[str, Path]]:
-    """(model, directory) for each DIR or MODEL=DIR argument (an existing path wins over '=')."""
+    """(model, directory) for each DIR or MODEL=DIR argument (an existing path wins over '='),
+    every name checked before anything is read. A DIR's model is the last part of the path as
+    given (a symbolic link's own name, not its target's; `.` and `..` taken lexically)."""
     from zoostore.core.errors import UsageError
+    from zoostore.core.names import check_model_name
 
     out: list[tuple[str, Path]] = []
     for item in items:
         name, sep, rest = item.partition("=")
-        if sep and not Path(item).exists() and "/" not in name:
-            model, folder = name, Path(rest)
-        else:
-            folder = Path(item)
-            model = folder.resolve().name
+        named = bool(sep) and not Path(item).exists() and "/" not in name
+        if named and not rest:
+            # `yolo=$OUT` with $OUT unset: Path("") is ".", which would publish the working directory.
+            raise UsageError(f"publish-release: {item!r} names no directory; expected MODEL=DIR, e.g. yolo=out/x86_64/yolo")
+        folder = Path(rest) if named else Path(item)
+        model = name if named else Path(os.path.abspath(item)).name
         if not folder.is_dir():
             raise UsageError(f"publish-release: {str(folder)!r} is not a directory; expected one directory "
                              f"per model (MODEL=DIR to name it), e.g. out/x86_64/yolo")
+        try:
+            check_model_name(model)
+        except UsageError as exc:
+            raise UsageError(f"publish-release: {item}: {exc}" + ("" if named else "; or name the model with MODEL=DIR")) from None
         for other, where in out:
             if other == model:
                 raise UsageError(f"publish-release: model {model!r} is given twice ({where} and {folder}); give "

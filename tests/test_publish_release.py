@@ -13,6 +13,7 @@ from zoostore.cli import main
 from zoostore.core.errors import ImmutableError, UsageError
 from zoostore.ops.publish import plan_publish, publish
 from zoostore.ops.release import execute_release
+from zoostore.documents.store_config import StoreConfig
 from zoostore.repository import Store, init_store, open_store
 
 
@@ -143,3 +144,22 @@ def test_dir_arguments_name_models_as_given_and_never_default_to_the_working_dir
     assert main(["publish-release", zoo.url, "1.0.0", "alpha", "My Model", "--no-check"]) == 2
     assert "invalid model name 'My Model'" in (err := capsys.readouterr().err) and "MODEL=DIR" in err
     assert zoo.models() == [] and not _objects(zoo)
+
+
+def test_the_grace_period_counts_from_the_shared_upload_not_from_planning_the_other_models(
+        tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from zoostore.core.errors import ConflictError
+
+    zoo = init_store(tmp_path / "store", config=StoreConfig(grace_seconds=3600))[0]
+    dirs = _models(tmp_path, ["alpha", "beta"])
+    plans = [plan_publish(zoo, d.name, "1.0.0", [d], arch="x86_64") for d in dirs]
+    plans[0].started -= 3600  # as if planning the other models (ONNX checks, hashing) took an hour
+    assert [r.model for r in execute_release(plans)] == ["alpha", "beta"]
+    # An upload slower than half the grace period still commits nothing.
+    zoo.config = replace(zoo.config, grace_seconds=0.0)
+    later = [plan_publish(zoo, d.name, "1.1.0", [d], arch="x86_64") for d in dirs]
+    with pytest.raises(ConflictError, match="more than half the store's gc grace period"):
+        execute_release(later)
+    assert sorted(open_store(zoo.url).manifest("alpha").versions) == ["1.0.0"]

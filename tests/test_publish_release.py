@@ -163,3 +163,14 @@ def test_the_grace_period_counts_from_the_shared_upload_not_from_planning_the_ot
     with pytest.raises(ConflictError, match="more than half the store's gc grace period"):
         execute_release(later)
     assert sorted(open_store(zoo.url).manifest("alpha").versions) == ["1.0.0"]
+
+
+def test_a_warning_about_the_store_or_the_version_is_said_once_not_once_per_model(
+        zoo: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    dirs = _models(tmp_path, ["alpha", "beta", "gamma"])
+    # gs:// and az:// stores (the generic backend) have no atomic compare-and-swap.
+    monkeypatch.setattr(Store, "cas_warning", lambda self: "no atomic compare-and-swap here")
+    assert main(["publish-release", zoo.url, "1.0.0-20220504", *map(str, dirs), "--no-check"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("no atomic compare-and-swap here") == 1
+    assert err.count("which looks like the date 2022-05-04") == 1

@@ -174,3 +174,29 @@ def test_a_warning_about_the_store_or_the_version_is_said_once_not_once_per_mode
     err = capsys.readouterr().err
     assert err.count("no atomic compare-and-swap here") == 1
     assert err.count("which looks like the date 2022-05-04") == 1
+
+
+def test_an_unchanged_model_gets_its_tags_and_a_file_two_models_share_is_stored_once(
+        zoo: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    alpha = _models(tmp_path, ["alpha"])[0]
+    publish(zoo, "alpha", "1.0.0", [alpha], arch="x86_64", check=False)
+    shared = (alpha / "weights.bin").read_bytes()
+    beta = write_dir(tmp_path / "release" / "beta", {"weights.bin": shared, "copy/weights.bin": shared,
+                                                     "config.json": b'{"beta": true}'})
+    gamma = write_dir(tmp_path / "release" / "gamma", {"w.bin": b"gamma " * 50000, "again.bin": b"gamma " * 50000})
+    before = _objects(zoo)
+    assert main(["publish-release", zoo.url, "1.0.0", str(alpha), str(beta), str(gamma), "--arch", "x86_64",
+                 "--no-check", "--tag", "stable", "--json"]) == 0
+    doc = {m["model"]: m for m in json.loads(capsys.readouterr().out)["models"]}
+    assert doc["alpha"]["unchanged"] and doc["alpha"]["new_stored_bytes"] == 0
+    assert doc["beta"]["new_stored_bytes"] < 100  # only config.json: the weights are alpha's blob
+    store = open_store(zoo.url)
+    assert {m: store.manifest(m).tags for m in ("alpha", "beta", "gamma")} == {m: {"stable": "1.0.0"} for m in
+                                                                              ("alpha", "beta", "gamma")}
+    files = store.manifest("beta").versions["1.0.0"].files["x86_64"]
+    assert files["weights.bin"] == files["copy/weights.bin"] == store.manifest("alpha").versions["1.0.0"].files["x86_64"]["weights.bin"]
+    new_blobs = {k for k in _objects(zoo) - before if k.startswith("blobs")}
+    assert len(new_blobs) == 2  # beta's config.json and gamma's one blob, not the shared ones again
+    g = store.manifest("gamma").versions["1.0.0"].files["x86_64"]
+    assert store.blobs.read_range(g["again.bin"].blob, 0, g["again.bin"].size) == b"gamma " * 50000
+    assert main(["verify", zoo.url]) == 0

@@ -200,3 +200,32 @@ def test_an_unchanged_model_gets_its_tags_and_a_file_two_models_share_is_stored_
     g = store.manifest("gamma").versions["1.0.0"].files["x86_64"]
     assert store.blobs.read_range(g["again.bin"].blob, 0, g["again.bin"].size) == b"gamma " * 50000
     assert main(["verify", zoo.url]) == 0
+
+
+def test_a_chunk_reused_from_another_models_versions_is_freshened_like_any_reuse(tmp_path: Path) -> None:
+    import os
+    import random
+
+    from zoostore.storage.pack import pack_key
+
+    zoo = init_store(tmp_path / "store", config=StoreConfig(grace_seconds=3600))[0]
+    rng = random.Random(7)
+    a_bytes, b_bytes = rng.randbytes(1 << 20), rng.randbytes(1 << 20)
+    publish(zoo, "alpha", "1.0.0", [write_dir(tmp_path / "a1", {"w.bin": a_bytes})], check=False)
+    publish(zoo, "beta", "1.0.0", [write_dir(tmp_path / "b1", {"w.bin": b_bytes})], check=False)
+    beta_packs = {pack_key(p) for p in zoo.blobs.recipe(zoo.manifest("beta").versions["1.0.0"].files["any"]["w.bin"].blob).packs}
+    old = zoo.backend.now() - 7200  # older than the grace period: gc could delete them if unreferenced
+    for info in list(zoo.backend.list("packs/")) + list(zoo.backend.list("blobs/")):
+        os.utime(_root(zoo) / info.key, (old, old))
+    # alpha 2.0.0 holds beta's 1.0.0 bytes with a new tail: its chunks come from beta's dedup index
+    # (beta 2.0.0 is other bytes, so only alpha's reuse can freshen beta's old pack).
+    plans = [plan_publish(zoo, "alpha", "2.0.0", [write_dir(tmp_path / "a2", {"w.bin": b_bytes + b"tail"})]),
+             plan_publish(zoo, "beta", "2.0.0", [write_dir(tmp_path / "b2", {"w.bin": rng.randbytes(1 << 16)})])]
+    results = execute_release(plans)
+    assert results[0].new_stored_bytes < 100_000  # not alpha's 1 MiB again: beta's chunks were reused
+    store = open_store(zoo.url)
+    alpha2 = store.manifest("alpha").versions["2.0.0"].files["any"]["w.bin"]
+    assert {pack_key(p) for p in store.blobs.recipe(alpha2.blob).packs} & beta_packs
+    cutoff = zoo.backend.now() - 1800
+    assert beta_packs and all(zoo.backend.stat(k).mtime > cutoff for k in beta_packs)
+    assert store.blobs.read_range(alpha2.blob, 0, alpha2.size) == b_bytes + b"tail"

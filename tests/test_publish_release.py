@@ -229,3 +229,31 @@ def test_a_chunk_reused_from_another_models_versions_is_freshened_like_any_reuse
     cutoff = zoo.backend.now() - 1800
     assert beta_packs and all(zoo.backend.stat(k).mtime > cutoff for k in beta_packs)
     assert store.blobs.read_range(alpha2.blob, 0, alpha2.size) == b_bytes + b"tail"
+
+
+def test_a_commit_that_fails_midway_exits_with_its_code_and_running_again_finishes_the_release(
+        zoo: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from zoostore.core.errors import ConflictError
+    from zoostore.ops.publish import PublishPlan
+
+    dirs = _models(tmp_path, ["alpha", "beta", "gamma"])
+    commit = PublishPlan.commit
+
+    def beta_loses(plan: PublishPlan) -> object:
+        if plan.model == "beta":
+            raise ConflictError("beta: lost a race (simulated)")
+        return commit(plan)
+
+    monkeypatch.setattr(PublishPlan, "commit", beta_loses)
+    args = ["publish-release", zoo.url, "1.0.0", *map(str, dirs), "--no-check"]
+    assert main(args) == 7
+    err = capsys.readouterr().err
+    assert "lost a race" in err and "published before this failed: alpha@1.0.0;" in err
+    assert zoo.models() == ["alpha"]
+    uploaded = _objects(zoo)
+    monkeypatch.setattr(PublishPlan, "commit", commit)
+    assert main([*args, "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)["models"]
+    assert [(m["model"], m["unchanged"], m["new_stored_bytes"]) for m in doc] == [
+        ("alpha", True, 0), ("beta", False, 0), ("gamma", False, 0)]  # the first run uploaded them
+    assert _objects(zoo) == uploaded and open_store(zoo.url).models() == ["alpha", "beta", "gamma"]

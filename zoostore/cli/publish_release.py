@@ -22,7 +22,7 @@ def add_parser(sub: Any) -> None:
         "VERSION for one architecture, in one pass: every model is planned and checked first (an "
         "immutable conflict refuses the release before anything is uploaded), the new files of all "
         "of them share one upload, then each model's manifest is updated. The same as 'zoostore "
-        "publish' per model, with the same options, but faster for a zoo's release: one start, "
+        "publish' per model (with its options, all but --summary: a model.toml's still applies), only faster for a zoo's release: one start, "
         "and packs shared across models. Models are committed one by one: if one fails, those "
         "before it stay published, and running the command again finishes the release.",
         epilog="example: zoostore publish-release s3://zoo/models 1.3.0 out/x86_64/* --arch x86_64 --tag bleedingedge",

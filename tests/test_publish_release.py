@@ -194,7 +194,8 @@ def test_an_unchanged_model_gets_its_tags_and_a_file_two_models_share_is_stored_
     assert {m: store.manifest(m).tags for m in ("alpha", "beta", "gamma")} == {m: {"stable": "1.0.0"} for m in
                                                                               ("alpha", "beta", "gamma")}
     files = store.manifest("beta").versions["1.0.0"].files["x86_64"]
-    assert files["weights.bin"] == files["copy/weights.bin"] == store.manifest("alpha").versions["1.0.0"].files["x86_64"]["weights.bin"]
+    alpha_files = store.manifest("alpha").versions["1.0.0"].files["x86_64"]
+    assert files["weights.bin"] == files["copy/weights.bin"] == alpha_files["weights.bin"]
     new_blobs = {k for k in _objects(zoo) - before if k.startswith("blobs")}
     assert len(new_blobs) == 2  # beta's config.json and gamma's one blob, not the shared ones again
     g = store.manifest("gamma").versions["1.0.0"].files["x86_64"]

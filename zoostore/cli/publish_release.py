@@ -22,8 +22,8 @@ def add_parser(sub: Any) -> None:
         "VERSION for one architecture, in one pass: every model is planned and checked first (an "
         "immutable conflict refuses the release before anything is uploaded), the new files of all "
         "of them share one upload, then each model's manifest is updated. The same as 'zoostore "
-        "publish' per model (with its options, all but --summary: a model.toml's still applies), only faster for a zoo's release: one start, "
-        "and packs shared across models. Models are committed one by one: if one fails, those "
+        "publish' per model (with its options, all but --summary: a model.toml's still applies), "
+        "only faster for a zoo's release: one start, and packs shared across models. Models are committed one by one: if one fails, those "
         "before it stay published, and running the command again finishes the release.",
         epilog="example: zoostore publish-release s3://zoo/models 1.3.0 out/x86_64/* --arch x86_64 --tag bleedingedge",
     )
@@ -62,7 +62,8 @@ def model_dirs(items: list[str]) -> list[tuple[str, Path]]:
         named = bool(sep) and not Path(item).exists() and "/" not in name
         if named and not rest:
             # `yolo=$OUT` with $OUT unset: Path("") is ".", which would publish the working directory.
-            raise UsageError(f"publish-release: {item!r} names no directory; expected MODEL=DIR, e.g. yolo=out/x86_64/yolo")
+            raise UsageError(f"publish-release: {item!r} names no directory; expected MODEL=DIR, "
+                             f"e.g. yolo=out/x86_64/yolo")
         folder = Path(rest) if named else Path(item)
         model = name if named else Path(os.path.abspath(item)).name
         if not folder.is_dir():

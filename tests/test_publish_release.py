@@ -258,3 +258,13 @@ def test_a_commit_that_fails_midway_exits_with_its_code_and_running_again_finish
     assert [(m["model"], m["unchanged"], m["new_stored_bytes"]) for m in doc] == [
         ("alpha", True, 0), ("beta", False, 0), ("gamma", False, 0)]  # the first run uploaded them
     assert _objects(zoo) == uploaded and open_store(zoo.url).models() == ["alpha", "beta", "gamma"]
+
+
+def test_an_immutable_refusal_explains_precedence_only_when_the_version_was_spelt_otherwise(
+        zoo: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    publish(zoo, "alpha", "1.0.0+20220504", [write_dir(tmp_path / "old", {"w.bin": b"old"})], check=False)
+    alpha = _models(tmp_path, ["alpha"])[0]
+    assert main(["publish-release", zoo.url, "1.0.0+20220504", str(alpha), "--no-check"]) == 7
+    assert "equal in precedence" not in (err := capsys.readouterr().err) and "already published" in err
+    assert main(["publish-release", zoo.url, "v1.0.0", str(alpha), "--no-check"]) == 7
+    assert "v1.0.0 and 1.0.0+20220504 are equal in precedence" in capsys.readouterr().err

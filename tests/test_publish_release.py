@@ -13,6 +13,7 @@ from zoostore.cli import main
 from zoostore.core.errors import ImmutableError, UsageError
 from zoostore.ops.publish import plan_publish, publish
 from zoostore.ops.release import execute_release
+from zoostore.documents.store_config import StoreConfig
 from zoostore.repository import Store, init_store, open_store
 
 
@@ -123,3 +124,147 @@ def test_the_api_refuses_two_plans_of_one_model(zoo: Store, tmp_path: Path) -> N
     with pytest.raises(UsageError, match="no models given"):
         execute_release([])
     assert zoo.models() == [] and not _objects(zoo)
+
+
+def test_dir_arguments_name_models_as_given_and_never_default_to_the_working_directory(
+        zoo: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    dirs = _models(tmp_path, ["alpha", "beta"])
+    links = tmp_path / "out"
+    links.mkdir()
+    (links / "yolo").symlink_to(dirs[0], target_is_directory=True)  # a build tree of links
+    monkeypatch.chdir(tmp_path / "release")
+    assert main(["publish-release", zoo.url, "1.0.0", str(links / "yolo"), "beta/", ".", "--no-check",
+                 "--dry-run", "--json"]) == 0
+    assert [p["model"] for p in json.loads(capsys.readouterr().out)["models"]] == ["yolo", "beta", "release"]
+    # `yolo=$OUT` with $OUT unset would otherwise publish the working directory as yolo.
+    assert main(["publish-release", zoo.url, "1.0.0", "yolo=", "--no-check"]) == 2
+    assert "names no directory" in capsys.readouterr().err
+    # A directory that is no model name is refused with the way out, before any model is read.
+    (tmp_path / "release" / "My Model").mkdir()
+    assert main(["publish-release", zoo.url, "1.0.0", "alpha", "My Model", "--no-check"]) == 2
+    assert "invalid model name 'My Model'" in (err := capsys.readouterr().err) and "MODEL=DIR" in err
+    assert zoo.models() == [] and not _objects(zoo)
+
+
+def test_the_grace_period_counts_from_the_shared_upload_not_from_planning_the_other_models(
+        tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from zoostore.core.errors import ConflictError
+
+    zoo = init_store(tmp_path / "store", config=StoreConfig(grace_seconds=3600))[0]
+    dirs = _models(tmp_path, ["alpha", "beta"])
+    plans = [plan_publish(zoo, d.name, "1.0.0", [d], arch="x86_64") for d in dirs]
+    plans[0].started -= 3600  # as if planning the other models (ONNX checks, hashing) took an hour
+    assert [r.model for r in execute_release(plans)] == ["alpha", "beta"]
+    # An upload slower than half the grace period still commits nothing.
+    zoo.config = replace(zoo.config, grace_seconds=0.0)
+    later = [plan_publish(zoo, d.name, "1.1.0", [d], arch="x86_64") for d in dirs]
+    with pytest.raises(ConflictError, match="more than half the store's gc grace period"):
+        execute_release(later)
+    assert sorted(open_store(zoo.url).manifest("alpha").versions) == ["1.0.0"]
+
+
+def test_a_warning_about_the_store_or_the_version_is_said_once_not_once_per_model(
+        zoo: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    dirs = _models(tmp_path, ["alpha", "beta", "gamma"])
+    # gs:// and az:// stores (the generic backend) have no atomic compare-and-swap.
+    monkeypatch.setattr(Store, "cas_warning", lambda self: "no atomic compare-and-swap here")
+    assert main(["publish-release", zoo.url, "1.0.0-20220504", *map(str, dirs), "--no-check"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("no atomic compare-and-swap here") == 1
+    assert err.count("which looks like the date 2022-05-04") == 1
+
+
+def test_an_unchanged_model_gets_its_tags_and_a_file_two_models_share_is_stored_once(
+        zoo: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    alpha = _models(tmp_path, ["alpha"])[0]
+    publish(zoo, "alpha", "1.0.0", [alpha], arch="x86_64", check=False)
+    shared = (alpha / "weights.bin").read_bytes()
+    beta = write_dir(tmp_path / "release" / "beta", {"weights.bin": shared, "copy/weights.bin": shared,
+                                                     "config.json": b'{"beta": true}'})
+    gamma = write_dir(tmp_path / "release" / "gamma", {"w.bin": b"gamma " * 50000, "again.bin": b"gamma " * 50000})
+    before = _objects(zoo)
+    assert main(["publish-release", zoo.url, "1.0.0", str(alpha), str(beta), str(gamma), "--arch", "x86_64",
+                 "--no-check", "--tag", "stable", "--json"]) == 0
+    doc = {m["model"]: m for m in json.loads(capsys.readouterr().out)["models"]}
+    assert doc["alpha"]["unchanged"] and doc["alpha"]["new_stored_bytes"] == 0
+    assert doc["beta"]["new_stored_bytes"] < 100  # only config.json: the weights are alpha's blob
+    store = open_store(zoo.url)
+    assert {m: store.manifest(m).tags for m in ("alpha", "beta", "gamma")} == {m: {"stable": "1.0.0"} for m in
+                                                                              ("alpha", "beta", "gamma")}
+    files = store.manifest("beta").versions["1.0.0"].files["x86_64"]
+    alpha_files = store.manifest("alpha").versions["1.0.0"].files["x86_64"]
+    assert files["weights.bin"] == files["copy/weights.bin"] == alpha_files["weights.bin"]
+    new_blobs = {k for k in _objects(zoo) - before if k.startswith("blobs")}
+    assert len(new_blobs) == 2  # beta's config.json and gamma's one blob, not the shared ones again
+    g = store.manifest("gamma").versions["1.0.0"].files["x86_64"]
+    assert store.blobs.read_range(g["again.bin"].blob, 0, g["again.bin"].size) == b"gamma " * 50000
+    assert main(["verify", zoo.url]) == 0
+
+
+def test_a_chunk_reused_from_another_models_versions_is_freshened_like_any_reuse(tmp_path: Path) -> None:
+    import os
+    import random
+
+    from zoostore.storage.pack import pack_key
+
+    zoo = init_store(tmp_path / "store", config=StoreConfig(grace_seconds=3600))[0]
+    rng = random.Random(7)
+    a_bytes, b_bytes = rng.randbytes(1 << 20), rng.randbytes(1 << 20)
+    publish(zoo, "alpha", "1.0.0", [write_dir(tmp_path / "a1", {"w.bin": a_bytes})], check=False)
+    publish(zoo, "beta", "1.0.0", [write_dir(tmp_path / "b1", {"w.bin": b_bytes})], check=False)
+    beta_packs = {pack_key(p) for p in zoo.blobs.recipe(zoo.manifest("beta").versions["1.0.0"].files["any"]["w.bin"].blob).packs}
+    old = zoo.backend.now() - 7200  # older than the grace period: gc could delete them if unreferenced
+    for info in list(zoo.backend.list("packs/")) + list(zoo.backend.list("blobs/")):
+        os.utime(_root(zoo) / info.key, (old, old))
+    # alpha 2.0.0 holds beta's 1.0.0 bytes with a new tail: its chunks come from beta's dedup index
+    # (beta 2.0.0 is other bytes, so only alpha's reuse can freshen beta's old pack).
+    plans = [plan_publish(zoo, "alpha", "2.0.0", [write_dir(tmp_path / "a2", {"w.bin": b_bytes + b"tail"})]),
+             plan_publish(zoo, "beta", "2.0.0", [write_dir(tmp_path / "b2", {"w.bin": rng.randbytes(1 << 16)})])]
+    results = execute_release(plans)
+    assert results[0].new_stored_bytes < 100_000  # not alpha's 1 MiB again: beta's chunks were reused
+    store = open_store(zoo.url)
+    alpha2 = store.manifest("alpha").versions["2.0.0"].files["any"]["w.bin"]
+    assert {pack_key(p) for p in store.blobs.recipe(alpha2.blob).packs} & beta_packs
+    cutoff = zoo.backend.now() - 1800
+    assert beta_packs and all(zoo.backend.stat(k).mtime > cutoff for k in beta_packs)
+    assert store.blobs.read_range(alpha2.blob, 0, alpha2.size) == b_bytes + b"tail"
+
+
+def test_a_commit_that_fails_midway_exits_with_its_code_and_running_again_finishes_the_release(
+        zoo: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from zoostore.core.errors import ConflictError
+    from zoostore.ops.publish import PublishPlan
+
+    dirs = _models(tmp_path, ["alpha", "beta", "gamma"])
+    commit = PublishPlan.commit
+
+    def beta_loses(plan: PublishPlan) -> object:
+        if plan.model == "beta":
+            raise ConflictError("beta: lost a race (simulated)")
+        return commit(plan)
+
+    monkeypatch.setattr(PublishPlan, "commit", beta_loses)
+    args = ["publish-release", zoo.url, "1.0.0", *map(str, dirs), "--no-check"]
+    assert main(args) == 7
+    err = capsys.readouterr().err
+    assert "lost a race" in err and "published before this failed: alpha@1.0.0;" in err
+    assert zoo.models() == ["alpha"]
+    uploaded = _objects(zoo)
+    monkeypatch.setattr(PublishPlan, "commit", commit)
+    assert main([*args, "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)["models"]
+    assert [(m["model"], m["unchanged"], m["new_stored_bytes"]) for m in doc] == [
+        ("alpha", True, 0), ("beta", False, 0), ("gamma", False, 0)]  # the first run uploaded them
+    assert _objects(zoo) == uploaded and open_store(zoo.url).models() == ["alpha", "beta", "gamma"]
+
+
+def test_an_immutable_refusal_explains_precedence_only_when_the_version_was_spelt_otherwise(
+        zoo: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    publish(zoo, "alpha", "1.0.0+20220504", [write_dir(tmp_path / "old", {"w.bin": b"old"})], check=False)
+    alpha = _models(tmp_path, ["alpha"])[0]
+    assert main(["publish-release", zoo.url, "1.0.0+20220504", str(alpha), "--no-check"]) == 7
+    assert "equal in precedence" not in (err := capsys.readouterr().err) and "already published" in err
+    assert main(["publish-release", zoo.url, "v1.0.0", str(alpha), "--no-check"]) == 7
+    assert "v1.0.0 and 1.0.0+20220504 are equal in precedence" in capsys.readouterr().err

@@ -83,6 +83,8 @@ class TerminalProgress:
             self._draw(force=True)
 
     def note(self, message: str) -> None:
+        if message in self.notes:  # said once is enough (publish-release plans N models on one store)
+            return
         self.notes.append(message)
         with self.lock:
             self._clear()

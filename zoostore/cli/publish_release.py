@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,8 +22,8 @@ def add_parser(sub: Any) -> None:
         "VERSION for one architecture, in one pass: every model is planned and checked first (an "
         "immutable conflict refuses the release before anything is uploaded), the new files of all "
         "of them share one upload, then each model's manifest is updated. The same as 'zoostore "
-        "publish' per model, with the same options, but faster for a zoo's release: one start, "
-        "and packs shared across models. Models are committed one by one: if one fails, those "
+        "publish' per model (with its options, all but --summary: a model.toml's still applies), "
+        "only faster for a zoo's release: one start, and packs shared across models. Models are committed one by one: if one fails, those "
         "before it stay published, and running the command again finishes the release.",
         epilog="example: zoostore publish-release s3://zoo/models 1.3.0 out/x86_64/* --arch x86_64 --tag bleedingedge",
     )
@@ -49,20 +50,29 @@ def add_parser(sub: Any) -> None:
 
 
 def model_dirs(items: list[str]) -> list[tuple[str, Path]]:
-    """(model, directory) for each DIR or MODEL=DIR argument (an existing path wins over '=')."""
+    """(model, directory) for each DIR or MODEL=DIR argument (an existing path wins over '='),
+    every name checked before anything is read. A DIR's model is the last part of the path as
+    given (a symbolic link's own name, not its target's; `.` and `..` taken lexically)."""
     from zoostore.core.errors import UsageError
+    from zoostore.core.names import check_model_name
 
     out: list[tuple[str, Path]] = []
     for item in items:
         name, sep, rest = item.partition("=")
-        if sep and not Path(item).exists() and "/" not in name:
-            model, folder = name, Path(rest)
-        else:
-            folder = Path(item)
-            model = folder.resolve().name
+        named = bool(sep) and not Path(item).exists() and "/" not in name
+        if named and not rest:
+            # `yolo=$OUT` with $OUT unset: Path("") is ".", which would publish the working directory.
+            raise UsageError(f"publish-release: {item!r} names no directory; expected MODEL=DIR, "
+                             f"e.g. yolo=out/x86_64/yolo")
+        folder = Path(rest) if named else Path(item)
+        model = name if named else Path(os.path.abspath(item)).name
         if not folder.is_dir():
             raise UsageError(f"publish-release: {str(folder)!r} is not a directory; expected one directory "
                              f"per model (MODEL=DIR to name it), e.g. out/x86_64/yolo")
+        try:
+            check_model_name(model)
+        except UsageError as exc:
+            raise UsageError(f"publish-release: {item}: {exc}" + ("" if named else "; or name the model with MODEL=DIR")) from None
         for other, where in out:
             if other == model:
                 raise UsageError(f"publish-release: model {model!r} is given twice ({where} and {folder}); give "

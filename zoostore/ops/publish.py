@@ -314,9 +314,9 @@ def _is_published(current: Manifest | None, release: Release, arch: str, request
         return False
     new = release.files[arch]
     if dict(published) != dict(new):
-        raise ImmutableError(immutable_message(release.model, release.version, arch, published, new)
-                             + f"\n({requested} and {release.version} are equal in precedence, so they are one "
-                               "version; build metadata and a v/= prefix do not make a new one.)")
+        same = (f"\n({requested} and {release.version} are equal in precedence, so they are one version; "
+                "build metadata and a v/= prefix do not make a new one.)") if requested != release.version else ""
+        raise ImmutableError(immutable_message(release.model, release.version, arch, published, new) + same)
     changed = {k: v for k, v in release.meta.items() if k in existing.meta and existing.meta[k] != v}  # type: ignore[union-attr]
     if changed:
         keys = " ".join(f"{k}={v!r}" for k, v in sorted(changed.items()))

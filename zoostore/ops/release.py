@@ -5,6 +5,8 @@
     upload once          the new files of every plan through one blob writer: shared packs, one
                           final pack and one batch of recipes, encoders busy across model ends
     commit each model    in the order given, each its own compare-and-swap on its manifest
+                          (gc's "commit within half the grace period", docs/gc.md, counts from
+                          the upload's start: the writer makes every reuse decision)
 
 A release is not atomic across models: each model's manifest is its own document. When a commit
 fails (a concurrent publisher of different content, a gc that deleted what the upload reused),
@@ -17,6 +19,7 @@ its writer's drain at the model's end and its final pack and recipe flush (docs/
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -56,6 +59,14 @@ def execute_release(plans: Sequence[PublishPlan], progress: Progress | None = No
     progress = progress or NullProgress()
     todo = [p for p in plans if not p.unchanged]
     if todo:
+        # gc's rule (docs/gc.md) counts from a publish's first reuse decision, and a release
+        # makes them all in the shared upload: a plan only lists candidates, the writer stats
+        # and freshens each object it reuses. Planning the other models must not count against
+        # the first one: a release whose planning alone took half the grace period could then
+        # never commit, however often it was run again.
+        started = time.monotonic()
+        for plan in todo:
+            plan.started = max(plan.started, started)
         _upload(todo, progress)
     results: list[PublishResult] = []
     for plan in plans:

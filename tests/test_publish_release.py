@@ -268,3 +268,52 @@ def test_an_immutable_refusal_explains_precedence_only_when_the_version_was_spel
     assert "equal in precedence" not in (err := capsys.readouterr().err) and "already published" in err
     assert main(["publish-release", zoo.url, "v1.0.0", str(alpha), "--no-check"]) == 7
     assert "v1.0.0 and 1.0.0+20220504 are equal in precedence" in capsys.readouterr().err
+
+
+def test_planning_shows_the_hashing_as_progress(zoo: Store, tmp_path: Path) -> None:
+    """A large release hashes for a while before anything is uploaded: each model's hashing is a
+    progress task over its bytes."""
+    from zoostore.core.progress import NullProgress
+
+    class Recorder(NullProgress):
+        def __init__(self) -> None:
+            super().__init__()
+            self.tasks: dict[str, list[int]] = {}
+
+        def start(self, task: str, total: int | None = None, *, unit: str = "B") -> None:
+            self.tasks[task] = [total or 0, 0]
+
+        def advance(self, task: str, amount: int = 1) -> None:
+            self.tasks[task][1] += amount
+
+    progress = Recorder()
+    dirs = _models(tmp_path, ["alpha", "beta"])
+    plans = [plan_publish(zoo, d.name, "1.0.0", [d], arch="x86_64", progress=progress) for d in dirs]
+    for d in dirs:
+        size = sum(p.stat().st_size for p in d.iterdir())
+        assert progress.tasks[f"hash {d.name}"] == [size, size]
+    assert [p.model for p in plans] == ["alpha", "beta"] and zoo.models() == []
+
+
+def test_json_of_a_release_that_fails_midway_lists_what_was_published(
+        zoo: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from zoostore.core.errors import ConflictError
+    from zoostore.ops.publish import PublishPlan
+
+    dirs = _models(tmp_path, ["alpha", "beta"])
+    commit = PublishPlan.commit
+
+    def beta_loses(plan: PublishPlan) -> object:
+        if plan.model == "beta":
+            raise ConflictError("beta: lost a race (simulated)")
+        return commit(plan)
+
+    monkeypatch.setattr(PublishPlan, "commit", beta_loses)
+    assert main(["publish-release", zoo.url, "1.0.0", *map(str, dirs), "--no-check", "--json"]) == 7
+    out, err = capsys.readouterr()
+    doc = json.loads(out)
+    assert doc["complete"] is False and [m["model"] for m in doc["models"]] == ["alpha"]
+    assert json.loads(err)["error"]["code"] == 7 and "alpha@1.0.0" in json.loads(err)["error"]["message"]
+    monkeypatch.setattr(PublishPlan, "commit", commit)
+    assert main(["publish-release", zoo.url, "1.0.0", *map(str, dirs), "--no-check", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["complete"] is True

@@ -11,8 +11,10 @@ from typing import TYPE_CHECKING, Any
 from zoostore.cli._ui import TerminalProgress, add_json, add_quiet, human_bytes, print_json
 from zoostore.cli.publish import files_json, onnx_checker, parse_pairs
 
+from zoostore.core.errors import ZooError
+
 if TYPE_CHECKING:
-    from zoostore.ops.publish import PublishPlan
+    from zoostore.ops.publish import PublishPlan, PublishResult
 
 
 def add_parser(sub: Any) -> None:
@@ -106,10 +108,16 @@ def run(args: argparse.Namespace) -> int:
             print("\n\n".join(str(p) for p in plans))
         print("dry run: nothing was changed", file=sys.stderr)
         return 0
-    results = execute_release(plans, progress)
+    try:
+        results = execute_release(plans, progress)
+    except ZooError as exc:
+        if args.json and getattr(exc, "published", None):
+            # The models committed before the failure, as a document of their own (the error
+            # document goes to stderr): complete is false.
+            print_json({"models": _results_json(exc.published), "complete": False})  # type: ignore[attr-defined]
+        raise
     if args.json:
-        print_json({"models": [{**files_json(r.model, r.version, r.arch, r.files, r.warnings), "unchanged": r.unchanged,
-                                "size": r.size, "new_stored_bytes": r.new_stored_bytes} for r in results]})
+        print_json({"models": _results_json(results), "complete": True})
         return 0
     for r in results:
         state = "unchanged (already published)" if r.unchanged else f"uploaded {human_bytes(r.new_stored_bytes)}"
@@ -117,3 +125,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"published {len(results)} model(s) as {results[0].version}: {human_bytes(sum(r.size for r in results))}, "
           f"uploaded {human_bytes(sum(r.new_stored_bytes for r in results))}", file=sys.stderr)
     return 0
+
+
+def _results_json(results: list[PublishResult]) -> list[dict[str, Any]]:
+    return [{**files_json(r.model, r.version, r.arch, r.files, r.warnings), "unchanged": r.unchanged,
+             "size": r.size, "new_stored_bytes": r.new_stored_bytes} for r in results]

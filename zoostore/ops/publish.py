@@ -348,6 +348,20 @@ def edit_meta(store: Store, model: str, version: str, changes: Mapping[str, Any]
     return updated.versions[updated.same_version(version) or version]
 
 
+def _hash_files(files: Mapping[str, Path], stamps: Mapping[str, FileStamp], progress: Progress,
+                task: str) -> dict[str, FileEntry]:
+    """Each file's blob id, with a progress bar over their bytes (a large release hashes for a while)."""
+    progress.start(task, sum(s.size for s in stamps.values()))
+    try:
+        entries = {}
+        for rel, path in files.items():
+            entries[rel] = FileEntry(hash_file(path), stamps[rel].size)
+            progress.advance(task, stamps[rel].size)
+        return entries
+    finally:
+        progress.done(task)
+
+
 def _dedup_index(store: Store, current: Manifest | None) -> dict[Digest, ChunkRef]:
     """Chunks of the model's recent versions: new files reuse them instead of uploading."""
     if current is None:
@@ -394,7 +408,7 @@ def plan_publish(
         if isinstance(found, Mapping):  # what the check learnt (ONNX metadata); explicit --meta wins
             version_meta = {**found, **version_meta}
     stamps = {rel: FileStamp.of(p) for rel, p in files.items()}  # before hashing (upload checks them)
-    entries = {rel: FileEntry(hash_file(p), stamps[rel].size) for rel, p in files.items()}
+    entries = _hash_files(files, stamps, progress, f"hash {model}")
     release = Release(model=model, version=version, published=now_utc(), files={arch: entries},
                       requires=all_requires, meta=version_meta)
     if current is not None:

@@ -38,7 +38,7 @@ def check_release(plans: Sequence[PublishPlan]) -> None:
         raise UsageError("publish-release: no models given; expected at least one model directory")
     seen: dict[str, PublishPlan] = {}
     for plan in plans:
-        if plan.store is not plans[0].store:
+        if plan.store.url != plans[0].store.url:
             raise UsageError(f"publish-release: {plan.model} is planned against {plan.store.url}, the "
                              f"others against {plans[0].store.url}; a release goes to one store")
         first = seen.setdefault(plan.model, plan)
@@ -78,6 +78,7 @@ def execute_release(plans: Sequence[PublishPlan], progress: Progress | None = No
             done = ", ".join(f"{r.model}@{r.version}" for r in results)
             exc.args = (f"{exc}\n(published before this failed: {done}; publishing the release again "
                         f"uploads nothing for those and carries on with the rest)", *exc.args[1:])
+            exc.published = results  # type: ignore[attr-defined]  # read by `publish-release --json`
             raise
     return results
 

@@ -232,12 +232,12 @@ def test_a_chunk_reused_from_another_models_versions_is_freshened_like_any_reuse
     assert store.blobs.read_range(alpha2.blob, 0, alpha2.size) == b_bytes + b"tail"
 
 
-def test_a_commit_that_fails_midway_exits_with_its_code_and_running_again_finishes_the_release(
-        zoo: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def _beta_loses_its_commit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Model beta's commit fails as if a concurrent publisher won its manifest (until
+    `monkeypatch.undo()`)."""
     from zoostore.core.errors import ConflictError
     from zoostore.ops.publish import PublishPlan
 
-    dirs = _models(tmp_path, ["alpha", "beta", "gamma"])
     commit = PublishPlan.commit
 
     def beta_loses(plan: PublishPlan) -> object:
@@ -246,13 +246,19 @@ def test_a_commit_that_fails_midway_exits_with_its_code_and_running_again_finish
         return commit(plan)
 
     monkeypatch.setattr(PublishPlan, "commit", beta_loses)
+
+
+def test_a_commit_that_fails_midway_exits_with_its_code_and_running_again_finishes_the_release(
+        zoo: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    dirs = _models(tmp_path, ["alpha", "beta", "gamma"])
+    _beta_loses_its_commit(monkeypatch)
     args = ["publish-release", zoo.url, "1.0.0", *map(str, dirs), "--no-check"]
     assert main(args) == 7
     err = capsys.readouterr().err
     assert "lost a race" in err and "published before this failed: alpha@1.0.0;" in err
     assert zoo.models() == ["alpha"]
     uploaded = _objects(zoo)
-    monkeypatch.setattr(PublishPlan, "commit", commit)
+    monkeypatch.undo()
     assert main([*args, "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)["models"]
     assert [(m["model"], m["unchanged"], m["new_stored_bytes"]) for m in doc] == [
@@ -297,23 +303,13 @@ def test_planning_shows_the_hashing_as_progress(zoo: Store, tmp_path: Path) -> N
 
 def test_json_of_a_release_that_fails_midway_lists_what_was_published(
         zoo: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    from zoostore.core.errors import ConflictError
-    from zoostore.ops.publish import PublishPlan
-
     dirs = _models(tmp_path, ["alpha", "beta"])
-    commit = PublishPlan.commit
-
-    def beta_loses(plan: PublishPlan) -> object:
-        if plan.model == "beta":
-            raise ConflictError("beta: lost a race (simulated)")
-        return commit(plan)
-
-    monkeypatch.setattr(PublishPlan, "commit", beta_loses)
+    _beta_loses_its_commit(monkeypatch)
     assert main(["publish-release", zoo.url, "1.0.0", *map(str, dirs), "--no-check", "--json"]) == 7
     out, err = capsys.readouterr()
     doc = json.loads(out)
     assert doc["complete"] is False and [m["model"] for m in doc["models"]] == ["alpha"]
     assert json.loads(err)["error"]["code"] == 7 and "alpha@1.0.0" in json.loads(err)["error"]["message"]
-    monkeypatch.setattr(PublishPlan, "commit", commit)
+    monkeypatch.undo()
     assert main(["publish-release", zoo.url, "1.0.0", *map(str, dirs), "--no-check", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["complete"] is True

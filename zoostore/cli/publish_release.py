@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 from zoostore.cli._ui import TerminalProgress, add_json, add_quiet, human_bytes, print_json
 from zoostore.cli.publish import files_json, onnx_checker, parse_pairs
-
 from zoostore.core.errors import ZooError
 
 if TYPE_CHECKING:
@@ -25,8 +24,9 @@ def add_parser(sub: Any) -> None:
         "immutable conflict refuses the release before anything is uploaded), the new files of all "
         "of them share one upload, then each model's manifest is updated. The same as 'zoostore "
         "publish' per model (with its options, all but --summary: a model.toml's still applies), "
-        "only faster for a zoo's release: one start, and packs shared across models. Models are committed one by one: if one fails, those "
-        "before it stay published, and running the command again finishes the release.",
+        "only faster for a zoo's release: one start, and packs shared across models. Models are "
+        "committed one by one: if one fails, those before it stay published, and running the "
+        "command again finishes the release.",
         epilog="example: zoostore publish-release s3://zoo/models 1.3.0 out/x86_64/* --arch x86_64 --tag bleedingedge",
     )
     p.add_argument("store", metavar="STORE")

@@ -31,6 +31,18 @@ def add_parser(sub: Any) -> None:
     p.add_argument("model", metavar="MODEL")
     p.add_argument("version", metavar="VERSION", help="semver version, e.g. 1.2.0 or 1.3.0-rc.1+20260504")
     p.add_argument("paths", metavar="PATH", nargs="+", help="files or directories to publish")
+    add_version_options(p)
+    p.add_argument("--summary", help="one-line model summary")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the plan (new and stored files, tags, warnings) and change nothing")
+    add_json(p, "the result (or with --dry-run the plan)")
+    add_quiet(p)
+    p.set_defaults(func=run)
+
+
+def add_version_options(p: argparse.ArgumentParser, *, each: str = "") -> None:
+    """The options of the version(s) published, shared by publish and publish-release (`each`:
+    " of every model" there)."""
     p.add_argument("--arch", default="any", help="architecture of these files: x86_64, aarch64, armv7l, riscv64, ... "
                    "or any (default: any); aliases such as amd64 and arm64 are normalised")
     p.add_argument("--follow-symlinks", action="store_true",
@@ -38,20 +50,15 @@ def add_parser(sub: Any) -> None:
                    "(by default such a link is refused: a credentials file next to a model must never leak)")
     p.add_argument("--new-arch", action="store_true",
                    help="accept an --arch outside zoostore's known list, deliberately")
-    p.add_argument("--tag", action="append", default=[], metavar="TAG", help="point TAG (e.g. bleedingedge) at this version; repeatable")
+    p.add_argument("--tag", action="append", default=[], metavar="TAG",
+                   help=f"point TAG (e.g. bleedingedge) at the version{each}; repeatable")
     p.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
-                   help="version metadata (value parsed as TOML if it can be: 0.71, true, \"text\"); repeatable")
+                   help=f"metadata of the version{each} (value parsed as TOML if it can be: 0.71, true, \"text\"); repeatable")
     p.add_argument("--requires", action="append", default=[], metavar="KEY=RANGE",
-                   help="runtime requirement, e.g. tvm='>=0.27.0 <0.28.0'; repeatable")
-    p.add_argument("--summary", help="one-line model summary")
+                   help=f"runtime requirement of the version{each}, e.g. tvm='>=0.27.0 <0.28.0'; repeatable")
     p.add_argument("--no-check", action="store_true", help="skip the ONNX check of .onnx files")
     p.add_argument("--min-opset", type=int, metavar="N",
                    help="refuse .onnx files whose default-domain opset is below N (default: 7)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="print the plan (new and stored files, tags, warnings) and change nothing")
-    add_json(p, "the result (or with --dry-run the plan)")
-    add_quiet(p)
-    p.set_defaults(func=run)
 
 
 def parse_pairs(items: list[str], option: str, *, toml_values: bool) -> dict[str, Any]:

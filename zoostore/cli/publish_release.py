@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoostore.cli._ui import TerminalProgress, add_json, add_quiet, human_bytes, print_json
-from zoostore.cli.publish import files_json, onnx_checker, parse_pairs
+from zoostore.cli.publish import add_version_options, files_json, onnx_checker, parse_pairs
 from zoostore.core.errors import ZooError
 
 if TYPE_CHECKING:
@@ -33,18 +33,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("version", metavar="VERSION", help="semver version of every model, e.g. 1.3.0")
     p.add_argument("dirs", metavar="DIR", nargs="+",
                    help="a model's directory, published as the model named after it; MODEL=DIR names it")
-    p.add_argument("--arch", default="any", help="architecture of these files: x86_64, aarch64, ... or any (default: any)")
-    p.add_argument("--follow-symlinks", action="store_true",
-                   help="publish what symbolic links point to even outside each directory")
-    p.add_argument("--new-arch", action="store_true", help="accept an --arch outside zoostore's known list, deliberately")
-    p.add_argument("--tag", action="append", default=[], metavar="TAG",
-                   help="point TAG at VERSION in every model; repeatable")
-    p.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
-                   help="metadata of every model's version (value parsed as TOML if it can be); repeatable")
-    p.add_argument("--requires", action="append", default=[], metavar="KEY=RANGE",
-                   help="runtime requirement of every model's version, e.g. tvm='>=0.27.0 <0.28.0'; repeatable")
-    p.add_argument("--no-check", action="store_true", help="skip the ONNX check of .onnx files")
-    p.add_argument("--min-opset", type=int, metavar="N", help="refuse .onnx files whose default-domain opset is below N")
+    add_version_options(p, each=" of every model")
     p.add_argument("--dry-run", action="store_true", help="print every model's plan and change nothing")
     add_json(p, "the results under \"models\", one per model (or with --dry-run the plans)")
     add_quiet(p)

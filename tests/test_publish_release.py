@@ -313,3 +313,21 @@ def test_json_of_a_release_that_fails_midway_lists_what_was_published(
     monkeypatch.undo()
     assert main(["publish-release", zoo.url, "1.0.0", *map(str, dirs), "--no-check", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["complete"] is True
+
+
+def test_bad_arguments_say_which_is_wrong_as_given(zoo: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    _models(tmp_path, ["alpha"])
+    monkeypatch.chdir(tmp_path / "release")
+    # VERSION and DIR swapped: the version is named, not a missing directory called "1.0.0".
+    assert main(["publish-release", zoo.url, "alpha", "1.0.0", "--no-check"]) == 2
+    assert "invalid version 'alpha'" in (err := capsys.readouterr().err) and "not a directory" not in err
+    # A missing path is said to be missing, a file to be no directory.
+    assert main(["publish-release", zoo.url, "1.0.0", "alpah", "--no-check"]) == 2
+    assert "'alpah' does not exist" in capsys.readouterr().err
+    assert main(["publish-release", zoo.url, "1.0.0", "alpha/config.json", "--no-check"]) == 2
+    assert "'alpha/config.json' is not a directory" in capsys.readouterr().err
+    # One model given twice is shown as the user spelt both arguments.
+    assert main(["publish-release", zoo.url, "1.0.0", "alpha", "./alpha/", "--no-check"]) == 2
+    assert "given twice (alpha and ./alpha/)" in capsys.readouterr().err
+    assert zoo.models() == [] and not _objects(zoo)

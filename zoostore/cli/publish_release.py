@@ -58,25 +58,30 @@ def model_dirs(items: list[str]) -> list[tuple[str, Path]]:
         folder = Path(rest) if named else Path(item)
         model = name if named else Path(os.path.abspath(item)).name
         if not folder.is_dir():
-            raise UsageError(f"publish-release: {str(folder)!r} is not a directory; expected one directory "
+            what = "is not a directory" if folder.exists() else "does not exist"
+            raise UsageError(f"publish-release: {str(folder)!r} {what}; expected one directory "
                              f"per model (MODEL=DIR to name it), e.g. out/x86_64/yolo")
         try:
             check_model_name(model)
         except UsageError as exc:
             raise UsageError(f"publish-release: {item}: {exc}" + ("" if named else "; or name the model with MODEL=DIR")) from None
-        for other, where in out:
+        for (other, _), given in zip(out, items):
             if other == model:
-                raise UsageError(f"publish-release: model {model!r} is given twice ({where} and {folder}); give "
+                raise UsageError(f"publish-release: model {model!r} is given twice ({given} and {item}); give "
                                  f"each model once, or name one with MODEL=DIR")
         out.append((model, folder))
     return out
 
 
 def run(args: argparse.Namespace) -> int:
+    from zoostore.core.semver import parse_version
     from zoostore.ops.publish import plan_publish
     from zoostore.ops.release import check_release, execute_release
     from zoostore.repository import open_store
 
+    # The version first: `STORE DIR VERSION` (swapped) says the version is wrong, not that a
+    # directory named like a version is missing.
+    parse_version(args.version)
     zoo = open_store(args.store)
     progress = TerminalProgress.for_args(args)
     meta = parse_pairs(args.meta, "--meta", toml_values=True)

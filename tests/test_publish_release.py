@@ -331,3 +331,15 @@ def test_bad_arguments_say_which_is_wrong_as_given(zoo: Store, tmp_path: Path, m
     assert main(["publish-release", zoo.url, "1.0.0", "alpha", "./alpha/", "--no-check"]) == 2
     assert "given twice (alpha and ./alpha/)" in capsys.readouterr().err
     assert zoo.models() == [] and not _objects(zoo)
+
+
+def test_the_summary_names_the_tags_set_and_the_models_already_published(
+        zoo: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dirs = _models(tmp_path, ["alpha", "beta"])
+    assert main(["publish-release", zoo.url, "1.0.0", str(dirs[0]), "--no-check"]) == 0
+    capsys.readouterr()
+    assert main(["publish-release", zoo.url, "1.0.0", *map(str, dirs), "--no-check", "--tag", "edge"]) == 0
+    out, err = capsys.readouterr()
+    assert "alpha@1.0.0 (any)" in out and "unchanged (already published); tagged edge" in out
+    assert "beta@1.0.0 (any)" in out and out.count("tagged edge") == 2
+    assert "published 2 model(s) as 1.0.0 (1 of them already published)" in err

@@ -113,11 +113,15 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"models": _results_json(results), "complete": True})
         return 0
+    tagged = f"; tagged {', '.join(plans[0].tags)}" if plans[0].tags else ""
     for r in results:
         state = "unchanged (already published)" if r.unchanged else f"uploaded {human_bytes(r.new_stored_bytes)}"
-        print(f"{r.model}@{r.version} ({r.arch}): {len(r.files)} file(s), {human_bytes(r.size)}; {state}")
-    print(f"published {len(results)} model(s) as {results[0].version}: {human_bytes(sum(r.size for r in results))}, "
-          f"uploaded {human_bytes(sum(r.new_stored_bytes for r in results))}", file=sys.stderr)
+        print(f"{r.model}@{r.version} ({r.arch}): {len(r.files)} file(s), {human_bytes(r.size)}; {state}{tagged}")
+    unchanged = sum(r.unchanged for r in results)
+    already = f" ({unchanged} of them already published)" if unchanged else ""
+    print(f"published {len(results)} model(s) as {results[0].version}{already}: "
+          f"{human_bytes(sum(r.size for r in results))}, uploaded {human_bytes(sum(r.new_stored_bytes for r in results))}",
+          file=sys.stderr)
     return 0
 
 

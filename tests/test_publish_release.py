@@ -343,3 +343,18 @@ def test_the_summary_names_the_tags_set_and_the_models_already_published(
     assert "alpha@1.0.0 (any)" in out and "unchanged (already published); tagged edge" in out
     assert "beta@1.0.0 (any)" in out and out.count("tagged edge") == 2
     assert "published 2 model(s) as 1.0.0 (1 of them already published)" in err
+
+
+def test_every_conflicting_model_is_named_in_one_run(zoo: Store, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    dirs = _models(tmp_path, ["alpha", "beta", "gamma"])
+    assert main(["publish-release", zoo.url, "1.0.0", *map(str, dirs), "--no-check"]) == 0
+    before = _objects(zoo)
+    for d in (dirs[0], dirs[2]):
+        (d / "config.json").write_bytes(b'{"changed": true}')
+    capsys.readouterr()
+    assert main(["publish-release", zoo.url, "1.0.0", *map(str, dirs), "--no-check"]) == 7
+    err = capsys.readouterr().err
+    assert "2 of 3 models conflict with what is published; nothing was uploaded" in err
+    assert "alpha@1.0.0 (any) is already published" in err and "gamma@1.0.0 (any) is already published" in err
+    assert "beta@" not in err and _objects(zoo) == before

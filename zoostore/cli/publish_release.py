@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from zoostore.cli._ui import TerminalProgress, add_json, add_quiet, human_bytes, print_json
 from zoostore.cli.publish import add_version_options, files_json, onnx_checker, parse_pairs
-from zoostore.core.errors import ZooError
+from zoostore.core.errors import ImmutableError, ZooError
 
 if TYPE_CHECKING:
     from zoostore.ops.publish import PublishPlan, PublishResult
@@ -88,10 +88,20 @@ def run(args: argparse.Namespace) -> int:
     requires = parse_pairs(args.requires, "--requires", toml_values=False)
     check = None if args.no_check else onnx_checker(args, progress)
     plans: list[PublishPlan] = []
-    for model, folder in model_dirs(args.dirs):
-        plans.append(plan_publish(zoo, model, args.version, [folder], arch=args.arch, tags=args.tag, meta=meta,
-                                  requires=requires, check=check, progress=progress, new_arch=args.new_arch,
-                                  follow_symlinks=args.follow_symlinks))
+    conflicts: list[ImmutableError] = []
+    items = model_dirs(args.dirs)
+    for model, folder in items:
+        try:
+            plans.append(plan_publish(zoo, model, args.version, [folder], arch=args.arch, tags=args.tag, meta=meta,
+                                      requires=requires, check=check, progress=progress, new_arch=args.new_arch,
+                                      follow_symlinks=args.follow_symlinks))
+        except ImmutableError as exc:
+            conflicts.append(exc)  # planning the others still names every conflict in one run
+    if len(conflicts) > 1:
+        raise ImmutableError(f"{len(conflicts)} of {len(items)} models conflict with what is published; nothing "
+                             "was uploaded:\n" + "\n".join(str(c) for c in conflicts))
+    if conflicts:
+        raise conflicts[0]
     check_release(plans)
     if args.dry_run:
         if args.json:

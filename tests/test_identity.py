@@ -206,7 +206,7 @@ def test_real_cross_compiled_shared_object_is_refused_as_x86_64(zoo, tmp_path: P
     (tmp_path / "f.c").write_text("int answer(void) { return 42; }\n")
     subprocess.run([gcc, "-shared", "-fPIC", "-o", str(d / "deploy_lib.so"), str(tmp_path / "f.c")], check=True)
     assert machines((d / "deploy_lib.so").read_bytes()[:4096]) == {"aarch64"}
-    with pytest.raises(UsageError, match=r"deploy_lib.so .* ELF binary for aarch64, but --arch is 'x86_64'"):
+    with pytest.raises(UsageError, match=r"deploy_lib.so .* is an ELF binary for aarch64, but --arch is 'x86_64'"):
         publish(zoo, "m", "1.0.0", [d], arch="x86_64")
     publish(zoo, "m", "1.0.0", [d], arch="aarch64")
 

@@ -159,6 +159,11 @@ def check_machines(files: Mapping[str, Path], arch: str, paths: Sequence[str | o
         fix = (f"publish it with --arch {sorted(found)[0]}" if not theirs.startswith("unknown:")
                else "publish it for its own architecture (--new-arch for one zoostore does not know)")
         raise UsageError(
-            f"{rel} ({files[rel]}) is a {machine.describe(head)} binary for {theirs}, but --arch is "
+            f"{rel} ({files[rel]}) is {_article(machine.describe(head))} binary for {theirs}, but --arch is "
             f"{arch!r}: a consumer on {arch} could not load it. {fix[0].upper()}{fix[1:]}, or leave it "
             f"out of this publish.")
+
+
+def _article(word: str) -> str:
+    """`an ELF`, `a PE`, `a Mach-O`: the article as the name is read aloud (ELF starts with a vowel sound)."""
+    return f"an {word}" if word[0] in "AEIOU" else f"a {word}"

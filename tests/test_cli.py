@@ -37,6 +37,8 @@ def test_every_command_help_ends_with_its_exit_codes() -> None:
         for code in (0, 1, 2, *COMMAND_EXIT_CODES[name]):
             assert f"{code} {EXIT_MEANINGS[code].split()[0]}" in tail, (name, code)
     assert "3 zoo.lock out of date" in " ".join(zoostore("--help").stdout.split())
+    # An example command at the end of the epilog stays apart from the exit codes that follow it.
+    assert "--tag bleedingedge; exit codes: 0 ok" in " ".join(zoostore("publish-release", "--help").stdout.split())
 
 
 def test_errors_are_json_with_json(tmp_path: Path) -> None:

@@ -144,7 +144,8 @@ def build_parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict
             "in zoo.toml; credentials stay in AWS_PROFILE/AWS_ACCESS_KEY_ID...; docs/remote-stores.md)")
     for name, command in commands.items():
         codes = exit_code_help(COMMAND_EXIT_CODES.get(name))
-        command.epilog = f"{command.epilog} {codes}." if command.epilog else codes + "."
+        # "; " so that an epilog ending in an example command does not read "--tag bleedingedge exit codes".
+        command.epilog = f"{command.epilog.rstrip('.')}; {codes}." if command.epilog else codes + "."
     return parser, commands
 
 

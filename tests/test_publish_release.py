@@ -355,6 +355,17 @@ def test_every_conflicting_model_is_named_in_one_run(zoo: Store, tmp_path: Path,
     capsys.readouterr()
     assert main(["publish-release", zoo.url, "1.0.0", *map(str, dirs), "--no-check"]) == 7
     err = capsys.readouterr().err
-    assert "2 of 3 models conflict with what is published; nothing was uploaded" in err
+    assert "2 of 3 models were refused" in err and "nothing was uploaded" in err
     assert "alpha@1.0.0 (any) is already published" in err and "gamma@1.0.0 (any) is already published" in err
     assert "beta@" not in err and _objects(zoo) == before
+
+
+def test_every_model_failing_the_onnx_check_is_named_in_one_run(zoo: Store, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("onnx", reason="the ONNX check needs onnx (pip install 'zoostore[onnx]')")
+    pytest.importorskip("onnxruntime", reason="the ONNX check needs onnxruntime (pip install 'zoostore[onnx]')")
+    dirs = [write_dir(tmp_path / n, {"model.onnx": b"not a model " + n.encode()}) for n in ("alpha", "beta")]
+    assert main(["publish-release", zoo.url, "1.0.0", *map(str, dirs)]) == 10
+    err = capsys.readouterr().err
+    assert "2 of 2 models were refused" in err and "alpha/model.onnx" in err and "beta/model.onnx" in err
+    assert zoo.models() == [] and not _objects(zoo)

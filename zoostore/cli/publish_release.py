@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 from zoostore.cli._ui import TerminalProgress, add_json, add_quiet, human_bytes, print_json
 from zoostore.cli.publish import add_version_options, files_json, onnx_checker, parse_pairs
-from zoostore.core.errors import ImmutableError, ZooError
+from zoostore.core.errors import CheckFailedError, ImmutableError, ZooError
 
 if TYPE_CHECKING:
     from zoostore.ops.publish import PublishPlan, PublishResult
+    from zoostore.repository import Store
 
 
 def add_parser(sub: Any) -> None:
@@ -75,7 +76,6 @@ def model_dirs(items: list[str]) -> list[tuple[str, Path]]:
 
 def run(args: argparse.Namespace) -> int:
     from zoostore.core.semver import parse_version
-    from zoostore.ops.publish import plan_publish
     from zoostore.ops.release import check_release, execute_release
     from zoostore.repository import open_store
 
@@ -84,24 +84,7 @@ def run(args: argparse.Namespace) -> int:
     parse_version(args.version)
     zoo = open_store(args.store)
     progress = TerminalProgress.for_args(args)
-    meta = parse_pairs(args.meta, "--meta", toml_values=True)
-    requires = parse_pairs(args.requires, "--requires", toml_values=False)
-    check = None if args.no_check else onnx_checker(args, progress)
-    plans: list[PublishPlan] = []
-    conflicts: list[ImmutableError] = []
-    items = model_dirs(args.dirs)
-    for model, folder in items:
-        try:
-            plans.append(plan_publish(zoo, model, args.version, [folder], arch=args.arch, tags=args.tag, meta=meta,
-                                      requires=requires, check=check, progress=progress, new_arch=args.new_arch,
-                                      follow_symlinks=args.follow_symlinks))
-        except ImmutableError as exc:
-            conflicts.append(exc)  # planning the others still names every conflict in one run
-    if len(conflicts) > 1:
-        raise ImmutableError(f"{len(conflicts)} of {len(items)} models conflict with what is published; nothing "
-                             "was uploaded:\n" + "\n".join(str(c) for c in conflicts))
-    if conflicts:
-        raise conflicts[0]
+    plans = _plan_all(zoo, args, progress)
     check_release(plans)
     if args.dry_run:
         if args.json:
@@ -134,6 +117,34 @@ def run(args: argparse.Namespace) -> int:
           file=sys.stderr)
     return 0
 
+
+
+def _plan_all(zoo: Store, args: argparse.Namespace, progress: TerminalProgress) -> list[PublishPlan]:
+    """Every model's plan; a model refused (a conflict with what is published, a failed ONNX
+    check) does not stop the planning of the others, so one run names every refused model."""
+    from zoostore.ops.publish import plan_publish
+
+    meta = parse_pairs(args.meta, "--meta", toml_values=True)
+    requires = parse_pairs(args.requires, "--requires", toml_values=False)
+    check = None if args.no_check else onnx_checker(args, progress)
+    plans: list[PublishPlan] = []
+    refused: list[ImmutableError | CheckFailedError] = []
+    items = model_dirs(args.dirs)
+    for model, folder in items:
+        try:
+            plans.append(plan_publish(zoo, model, args.version, [folder], arch=args.arch, tags=args.tag, meta=meta,
+                                      requires=requires, check=check, progress=progress, new_arch=args.new_arch,
+                                      follow_symlinks=args.follow_symlinks))
+        except (ImmutableError, CheckFailedError) as exc:
+            refused.append(exc)
+    if len(refused) > 1:
+        # The first refusal's kind gives the exit code (7 conflict, 10 check failed).
+        raise type(refused[0])(f"{len(refused)} of {len(items)} models were refused (a conflict with what is "
+                               "published, or a failed ONNX check); nothing was uploaded:\n"
+                               + "\n".join(str(c) for c in refused))
+    if refused:
+        raise refused[0]
+    return plans
 
 def _results_json(results: list[PublishResult]) -> list[dict[str, Any]]:
     return [{**files_json(r.model, r.version, r.arch, r.files, r.warnings), "unchanged": r.unchanged,

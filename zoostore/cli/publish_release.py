@@ -118,7 +118,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-
 def _plan_all(zoo: Store, args: argparse.Namespace, progress: TerminalProgress) -> list[PublishPlan]:
     """Every model's plan; a model refused (a conflict with what is published, a failed ONNX
     check) does not stop the planning of the others, so one run names every refused model."""
@@ -145,6 +144,7 @@ def _plan_all(zoo: Store, args: argparse.Namespace, progress: TerminalProgress) 
     if refused:
         raise refused[0]
     return plans
+
 
 def _results_json(results: list[PublishResult]) -> list[dict[str, Any]]:
     return [{**files_json(r.model, r.version, r.arch, r.files, r.warnings), "unchanged": r.unchanged,

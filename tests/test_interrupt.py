@@ -117,6 +117,7 @@ def test_interrupted_publish_commits_nothing_and_publishing_again_works(moto_end
         p.send_signal(signal.SIGINT)
         _, err = p.communicate(timeout=60)
         assert p.returncode == 130 and "Traceback" not in err, err
+        assert "nothing was published; run the command again" in err, err
     options = {"key": "testing", "secret": "testing", "client_kwargs": {"endpoint_url": moto_endpoint,
                                                                          "region_name": "us-east-1"}}
     zoo = open_store(url, storage_options=options)

@@ -105,6 +105,12 @@ COMMAND_EXIT_CODES: dict[str, tuple[int, ...]] = {
     "export": (4, 5, 6, 12, 13, 14),
     "meta": (5, 6, 7, 8, 13, 14),
 }
+#: What an interrupted command tells (default: "run the command again to resume").
+INTERRUPTED = {
+    "publish": "nothing was published; run the command again (it uploads again what it had not committed)",
+    "publish-release": "models not committed yet were not published; run the command again to finish "
+                       "the release (those already published upload nothing)",
+}
 #: Set to 1 (or pass --debug) to see the Python traceback of an error, for bug reports.
 DEBUG_ENV = "ZOOSTORE_DEBUG"
 
@@ -198,7 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from zoostore.core import cancel
 
         cancel.request()
-        print("zoostore: interrupted; run the command again to resume", file=sys.stderr)
+        print(f"zoostore: interrupted; {INTERRUPTED.get(args.command, 'run the command again to resume')}",
+              file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 1

@@ -13,7 +13,7 @@ from zoostore.cli._ui import TerminalProgress, add_json, add_quiet, human_bytes,
 if TYPE_CHECKING:
     from zoostore.core.progress import Progress
     from zoostore.documents.manifest import FileEntry
-    from zoostore.ops.publish import Checker
+    from zoostore.ops.publish import Checker, PublishPlan, PublishResult
 
 
 def add_parser(sub: Any) -> None:
@@ -110,18 +110,14 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.dry_run:
         if args.json:
-            print_json({**files_json(plan.model, plan.version, plan.arch, plan.entries, plan.warnings),
-                        "dry_run": True, "unchanged": plan.unchanged, "new": plan.new_files,
-                        "tags": list(plan.tags)})
+            print_json(plan_json(plan))
         else:
             print(plan)
         print("dry run: nothing was changed", file=sys.stderr)
         return 0
     result = plan.execute(progress)
     if args.json:
-        print_json({**files_json(result.model, result.version, result.arch, result.files, result.warnings),
-                    "unchanged": result.unchanged, "size": result.size,
-                    "new_stored_bytes": result.new_stored_bytes})
+        print_json(result_json(result))
         return 0
     for path, entry in sorted(result.files.items()):
         print(f"{entry.blob}  {path}")
@@ -133,6 +129,18 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def files_json(model: str, version: str, arch: str, files: Mapping[str, FileEntry], warnings: list[str]) -> dict[str, Any]:
+def plan_json(plan: PublishPlan) -> dict[str, Any]:
+    """`publish --dry-run --json`'s document (without its schema), one per model in publish-release's."""
+    return {**_files_json(plan.model, plan.version, plan.arch, plan.entries, plan.warnings), "dry_run": True,
+            "unchanged": plan.unchanged, "new": plan.new_files, "tags": list(plan.tags)}
+
+
+def result_json(result: PublishResult) -> dict[str, Any]:
+    """`publish --json`'s document (without its schema), one per model in publish-release's."""
+    return {**_files_json(result.model, result.version, result.arch, result.files, result.warnings),
+            "unchanged": result.unchanged, "size": result.size, "new_stored_bytes": result.new_stored_bytes}
+
+
+def _files_json(model: str, version: str, arch: str, files: Mapping[str, FileEntry], warnings: list[str]) -> dict[str, Any]:
     return {"model": model, "version": version, "arch": arch, "warnings": warnings,
             "files": {p: {"blob": str(e.blob), "size": e.size} for p, e in sorted(files.items())}}

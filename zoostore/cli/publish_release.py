@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoostore.cli._ui import TerminalProgress, add_json, add_quiet, human_bytes, print_json
-from zoostore.cli.publish import add_version_options, files_json, onnx_checker, parse_pairs
+from zoostore.cli.publish import add_version_options, onnx_checker, parse_pairs, plan_json, result_json
 from zoostore.core.errors import CheckFailedError, ImmutableError, ZooError
 
 if TYPE_CHECKING:
@@ -88,23 +88,22 @@ def run(args: argparse.Namespace) -> int:
     check_release(plans)
     if args.dry_run:
         if args.json:
-            print_json({"dry_run": True, "models": [
-                {**files_json(p.model, p.version, p.arch, p.entries, p.warnings), "dry_run": True,
-                 "unchanged": p.unchanged, "new": p.new_files, "tags": list(p.tags)} for p in plans]})
+            print_json({"dry_run": True, "models": [plan_json(p) for p in plans]})
         else:
             print("\n\n".join(str(p) for p in plans))
         print("dry run: nothing was changed", file=sys.stderr)
         return 0
+    results: list[PublishResult] = []
     try:
-        results = execute_release(plans, progress)
-    except ZooError as exc:
-        if args.json and getattr(exc, "published", None):
+        execute_release(plans, progress, published=results)
+    except ZooError:
+        if args.json and results:
             # The models committed before the failure, as a document of their own (the error
             # document goes to stderr): complete is false.
-            print_json({"models": _results_json(exc.published), "complete": False})  # type: ignore[attr-defined]
+            print_json({"models": [result_json(r) for r in results], "complete": False})
         raise
     if args.json:
-        print_json({"models": _results_json(results), "complete": True})
+        print_json({"models": [result_json(r) for r in results], "complete": True})
         return 0
     tagged = f"; tagged {', '.join(plans[0].tags)}" if plans[0].tags else ""
     for r in results:
@@ -145,7 +144,3 @@ def _plan_all(zoo: Store, args: argparse.Namespace, progress: TerminalProgress) 
         raise refused[0]
     return plans
 
-
-def _results_json(results: list[PublishResult]) -> list[dict[str, Any]]:
-    return [{**files_json(r.model, r.version, r.arch, r.files, r.warnings), "unchanged": r.unchanged,
-             "size": r.size, "new_stored_bytes": r.new_stored_bytes} for r in results]

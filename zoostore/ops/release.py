@@ -52,9 +52,12 @@ def _where(plan: PublishPlan) -> str:
     return paths[0] if paths else "no files"
 
 
-def execute_release(plans: Sequence[PublishPlan], progress: Progress | None = None) -> list[PublishResult]:
+def execute_release(plans: Sequence[PublishPlan], progress: Progress | None = None, *,
+                    published: list[PublishResult] | None = None) -> list[PublishResult]:
     """Upload every plan's new files through one writer, then commit each plan in order (see
-    the module docstring). Unchanged plans upload nothing and only set their tags."""
+    the module docstring). Unchanged plans upload nothing and only set their tags. Each result
+    is also appended to `published` as its commit succeeds: after a failure it holds the
+    models committed before it."""
     check_release(plans)
     progress = progress or NullProgress()
     todo = [p for p in plans if not p.unchanged]
@@ -68,7 +71,7 @@ def execute_release(plans: Sequence[PublishPlan], progress: Progress | None = No
         for plan in todo:
             plan.started = max(plan.started, started)
         _upload(todo, progress)
-    results: list[PublishResult] = []
+    results: list[PublishResult] = [] if published is None else published
     for plan in plans:
         try:
             results.append(plan.execute(progress) if plan.unchanged else plan.commit())
@@ -78,7 +81,6 @@ def execute_release(plans: Sequence[PublishPlan], progress: Progress | None = No
             done = ", ".join(f"{r.model}@{r.version}" for r in results)
             exc.args = (f"{exc}\n(published before this failed: {done}; publishing the release again "
                         f"uploads nothing for those and carries on with the rest)", *exc.args[1:])
-            exc.published = results  # type: ignore[attr-defined]  # read by `publish-release --json`
             raise
     return results
 

@@ -27,6 +27,7 @@ counts carry over to AWS, wall times do not. Prints the table and writes --out (
 from __future__ import annotations
 
 import argparse
+import builtins
 import json
 import math
 import os
@@ -35,7 +36,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -59,6 +60,7 @@ class CountingBackend(Backend):
         self.url = inner.url
         self.capabilities = inner.capabilities
         self.calls: Counter[str] = Counter()
+        self.seconds: dict[str, float] = defaultdict(float)  # wall time inside each method, summed over threads
         self.listed: list[int] = []  # objects returned per list call
         self.deleted: list[int] = []  # keys per delete call
         self._lock = threading.Lock()
@@ -67,48 +69,96 @@ class CountingBackend(Backend):
         with self._lock:
             self.calls[name] += 1
 
+    def _t(self, name: str, t0: float) -> None:
+        with self._lock:
+            self.seconds[name] += time.perf_counter() - t0
+
     def get(self, key: str) -> bytes:
         self._n("get")
-        return self.inner.get(key)
+        t0 = time.perf_counter()
+        try:
+            return self.inner.get(key)
+        finally:
+            self._t("get", t0)
 
     def get_range(self, key: str, start: int, end: int) -> bytes:
         self._n("get_range")
-        return self.inner.get_range(key, start, end)
+        t0 = time.perf_counter()
+        try:
+            return self.inner.get_range(key, start, end)
+        finally:
+            self._t("get_range", t0)
 
     def stat(self, key: str) -> ObjectInfo:
         self._n("stat")
-        return self.inner.stat(key)
+        t0 = time.perf_counter()
+        try:
+            return self.inner.stat(key)
+        finally:
+            self._t("stat", t0)
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
         self._n("put_if_absent")
-        return self.inner.put_if_absent(key, data)
+        t0 = time.perf_counter()
+        try:
+            return self.inner.put_if_absent(key, data)
+        finally:
+            self._t("put_if_absent", t0)
 
     def get_versioned(self, key: str) -> Versioned:
         self._n("get_versioned")
-        return self.inner.get_versioned(key)
+        t0 = time.perf_counter()
+        try:
+            return self.inner.get_versioned(key)
+        finally:
+            self._t("get_versioned", t0)
 
     def put_cas(self, key: str, data: bytes, *, expected: str | None) -> str:
         self._n("put_cas")
-        return self.inner.put_cas(key, data, expected=expected)
+        t0 = time.perf_counter()
+        try:
+            return self.inner.put_cas(key, data, expected=expected)
+        finally:
+            self._t("put_cas", t0)
 
     def put(self, key: str, data: bytes) -> None:
         self._n("put")
-        self.inner.put(key, data)
+        t0 = time.perf_counter()
+        try:
+            self.inner.put(key, data)
+        finally:
+            self._t("put", t0)
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         self._n("list")
         n = 0
-        for info in self.inner.list(prefix):
+        it = iter(self.inner.list(prefix))
+        while True:
+            t0 = time.perf_counter()
+            try:
+                info = next(it)
+            except StopIteration:
+                break
+            finally:
+                self._t("list", t0)
             n += 1
             yield info
         with self._lock:
             self.listed.append(n)
 
-    def list_pages(self, prefix: str) -> Iterator[list[ObjectInfo]]:
+    def list_pages(self, prefix: str) -> Iterator[builtins.list[ObjectInfo]]:
         self._n("list")
         pages = 0
+        it = iter(self.inner.list_pages(prefix))
         try:
-            for page in self.inner.list_pages(prefix):
+            while True:
+                t0 = time.perf_counter()
+                try:
+                    page = next(it)
+                except StopIteration:
+                    break
+                finally:
+                    self._t("list", t0)
                 pages += 1
                 yield page
         finally:  # gc stops early once it has seen every candidate
@@ -120,11 +170,19 @@ class CountingBackend(Backend):
         self._n("delete")
         with self._lock:
             self.deleted.append(len(keys))
-        self.inner.delete(keys)
+        t0 = time.perf_counter()
+        try:
+            self.inner.delete(keys)
+        finally:
+            self._t("delete", t0)
 
     def freshen(self, key: str) -> None:
         self._n("freshen")
-        self.inner.freshen(key)
+        t0 = time.perf_counter()
+        try:
+            self.inner.freshen(key)
+        finally:
+            self._t("freshen", t0)
 
     def now(self) -> float:
         self._n("now")
@@ -222,6 +280,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         out["packs_repacked"] = result.packs_repacked
         out["recipes_rewritten"] = result.recipes_rewritten
     out["calls"] = dict(counting.calls)
+    out["seconds"] = dict(counting.seconds)
     out["requests"] = counting.http_requests()
     return out
 
@@ -297,10 +356,13 @@ def s3_location(endpoint: str, name: str) -> tuple[str, dict[str, Any]]:
     return f"s3://{name}/zoo", options
 
 
-def calls_text(calls: dict[str, int]) -> str:
+def calls_text(calls: dict[str, int], seconds: dict[str, float]) -> str:
+    """"list 9 (1.20 s), get 100 (0.31 s)": calls per method and the wall time spent in them
+    (summed over threads, so calls made 16 at a time can add up to more than the run)."""
     order = ["list", "get", "get_range", "stat", "delete", "put_if_absent", "put", "freshen", "get_versioned",
              "put_cas", "now"]
-    return ", ".join(f"{k} {calls[k]:,}" for k in order if calls.get(k))
+    return ", ".join(f"{k} {calls[k]:,}" + (f" ({seconds[k]:.2f} s)" if k in seconds else "")
+                     for k in order if calls.get(k))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -386,7 +448,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      f"{res.get('plan_s', 0):.2f}" if mode != "open" else "",
                                      f"{res['execute_s']:.2f}" if "execute_s" in res else "",
                                      f"{rss / c.MiB:.0f}", f"{res['requests']:,}", effect])
-                        details.append(f"- {backend}, {label}: {calls_text(res['calls'])}")
+                        details.append(f"- {backend}, {label}: {calls_text(res['calls'], res.get('seconds', {}))}")
         finally:
             if moto is not None:
                 c.stop_moto(moto)
@@ -408,10 +470,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"file system operations). S3 is moto on loopback: its wall times are not AWS's, its "
         f"request counts are. See the module docstring of bench/bench_gc.py for the method.",
         text,
-        "Backend calls per run:\n\n" + "\n".join(details),
+        "Backend calls per run, with the wall time spent in each kind (summed over threads: calls "
+        "made 16 at a time add up to more than the run):\n\n" + "\n".join(details),
         *profiles,
         "Reading the numbers: a gc run lists packs/ and blobs/ (11 and 2 list pages for this "
-        "store), reads every recipe it keeps once (one GET each, 16 at a time; the *plan* row "
+        "store; execute lists them again only when the manifests changed since the plan), reads every recipe it keeps once (one GET each, 16 at a time; the *plan* row "
         "starts with a cold recipe cache, later rows find what it read in the machine's cache, "
         "docs/gc.md), reads the manifests and drops versions 16 models at a time, and looks at "
         "every deletion candidate once more right before deleting it (the safety re-check, "

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import random
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -301,6 +302,44 @@ def test_execute_keeps_what_changed_since_the_plan(tmp_path: Path) -> None:
     assert verify_store(open_store(zoo.url)).problems == []
 
 
+def _count_surveys(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """One entry per survey (listings of packs/ and blobs/, recipe reads) execute makes."""
+    import zoostore.ops.gc.plan as gc_plan
+
+    surveys: list[int] = []
+    real = gc_plan._survey
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        surveys.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(gc_plan, "_survey", counting)
+    return surveys
+
+
+@pytest.mark.parametrize("change", [None, "tag", "publish"])
+def test_execute_lists_the_store_again_only_when_the_manifests_changed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: str | None) -> None:
+    zoo = _zoo_with_history(tmp_path)
+    plan = plan_gc(zoo, keep=["m@1.3.0"])
+    dropped = {d.version for d in plan.dropped_versions}
+    assert {"1.0.0", "1.1.0"} <= dropped and plan.recipes
+    if change == "tag":  # a tag moves onto a version the plan drops: it stays, and its blobs
+        zoo.update_manifest("m", lambda mf: mf.with_tag("stable", "1.1.0") if mf else None)
+    elif change == "publish":  # a new version names a blob the plan was about to delete
+        old = zoo.manifest("m").versions["1.0.0"]
+        zoo.update_manifest("m", lambda mf: mf.with_release(replace(old, version="3.0.0")) if mf else None)
+    surveys = _count_surveys(monkeypatch)
+    result = plan.execute()
+    if change is None:
+        assert surveys == [] and result.recipes_deleted == len(plan.recipes)
+    else:
+        assert surveys == [1]
+        assert result.recipes_deleted < len(plan.recipes)
+    assert assert_all_readable(zoo.url, tmp_path) > 0
+    assert verify_store(open_store(zoo.url)).problems == []
+
+
 def test_execute_stats_again_right_before_deleting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import zoostore.ops.gc.plan as gc_module
 
@@ -310,17 +349,17 @@ def test_execute_stats_again_right_before_deleting(tmp_path: Path, monkeypatch: 
     age_store(zoo, 2 * HOUR)
     plan = plan_gc(zoo)
     assert blob_key(o) in {i.key for i in plan.recipes}
-    real_survey = gc_module._survey
+    real_delete_checked = gc_module.delete_checked
 
-    def survey_then_a_publisher_freshens(*args: Any, **kwargs: Any) -> Any:
-        result = real_survey(*args, **kwargs)
-        # A publisher reuses the orphan after execute listed it and before it deletes.
+    def a_publisher_freshens_then_delete(*args: Any, **kwargs: Any) -> Any:
+        # A publisher reuses the orphan after every listing execute relies on (the plan's, or
+        # its own) and before the look that precedes the first delete.
         zoo.backend.freshen(blob_key(o))
         for p in zoo.blobs.recipe(o).packs:
             zoo.backend.freshen(pack_key(p))
-        return result
+        return real_delete_checked(*args, **kwargs)
 
-    monkeypatch.setattr(gc_module, "_survey", survey_then_a_publisher_freshens)
+    monkeypatch.setattr(gc_module, "delete_checked", a_publisher_freshens_then_delete)
     result = plan.execute()
     assert blob_key(o) in keys(zoo, "blobs/") and result.recipes_deleted == 0
     assert {pack_key(p) for p in zoo.blobs.recipe(o).packs} <= keys(zoo, "packs/")

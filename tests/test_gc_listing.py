@@ -46,8 +46,8 @@ def count_stats(zoo: Store, monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 def execute_with_two_freshened(zoo: Store, plan: GcPlan, orphans: list[Digest],
                                monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Freshen orphans[0] between plan and execute and orphans[1] between execute's survey and
-    its deletes, then execute: those two stay, orphans[2:4] go. Returns the keys stat-ed."""
+    """Freshen orphans[0] between plan and execute and orphans[1] between execute's last listing
+    and its deletes, then execute: those two stay, orphans[2:4] go. Returns the keys stat-ed."""
     freshen_blob(zoo, orphans[0])
     freshen_after_execute_surveys(monkeypatch, zoo, orphans[1])
     stats = count_stats(zoo, monkeypatch)
@@ -60,17 +60,17 @@ def execute_with_two_freshened(zoo: Store, plan: GcPlan, orphans: list[Digest],
 
 
 def freshen_after_execute_surveys(monkeypatch: pytest.MonkeyPatch, zoo: Store, blob: Digest) -> None:
-    """A publisher reuses `blob` after execute listed the store and before it deletes."""
+    """A publisher reuses `blob` after every listing execute acts on (the plan's, or a new one
+    when the manifests changed) and before the look that precedes its first delete."""
     import zoostore.ops.gc.plan as gc_plan
 
-    real = gc_plan._survey
+    real = gc_plan.delete_checked
 
-    def survey_then_freshen(*args: Any, **kwargs: Any) -> Any:
-        result = real(*args, **kwargs)
+    def freshen_then_delete(*args: Any, **kwargs: Any) -> Any:
         freshen_blob(zoo, blob)
-        return result
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(gc_plan, "_survey", survey_then_freshen)
+    monkeypatch.setattr(gc_plan, "delete_checked", freshen_then_delete)
 
 
 def test_listing_check_keeps_candidates_freshened_since_the_plan(tmp_path: Path,

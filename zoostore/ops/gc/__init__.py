@@ -22,8 +22,9 @@ Order of a run (the safety argument is in docs/gc.md):
    manifest, decides the drops, and surveys the store as it would be after them: lists packs/,
    then blobs/, reads every kept recipe. Nothing is changed.
 2. `GcPlan.execute` drops the versions (CAS, re-applied to the current manifest, so a tag moved
-   meanwhile still protects its version), re-reads every manifest, re-lists packs/ and blobs/,
-   reads recipes it has not seen, and deletes only objects that the plan listed and that are
+   meanwhile still protects its version), re-reads every manifest, and, if they now reference a
+   blob the plan's did not (or with repack), re-lists packs/ and blobs/ and reads recipes it
+   has not seen; otherwise it acts on the plan's listings. It deletes only objects that the plan listed and that are
    still unreferenced and older than the cutoff. Right before each delete request it looks at the
    candidates again (a stat each, or a listing page when that takes fewer requests: `deletes`)
    and sends the request within the store's settle time of that look; a publisher

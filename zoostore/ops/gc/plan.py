@@ -41,6 +41,9 @@ class GcPlan:
     #: drop's first compare-and-swap tries them (a changed manifest only costs a conflict and a
     #: re-read); set by plan_gc.
     read: Mapping[str, tuple[Manifest, str]] = {}
+    #: The plan's own survey (listings, kept recipes, live packs); execute acts on it instead of
+    #: listing again when the manifests after the drop reference nothing it did not (set by plan_gc).
+    surveyed: _Survey | None = None
 
     def __init__(self, zoo: Store, *, now: float, grace: float, drops: Mapping[str, Sequence[DroppedVersion]],
                  recipes: Sequence[ObjectInfo], packs: Sequence[ObjectInfo], repacks: Sequence[RepackItem],
@@ -129,12 +132,12 @@ class GcPlan:
         result.leftovers_deleted, result.leftover_bytes = delete_leftovers(self.zoo, self.leftovers, grace=self.grace,
                                                                              now=self.now)
         written = self._drop_versions(result)
-        # Survey the store as it is now: live set from the manifests after the drop (the ones
-        # the drop just wrote need no second read: each is the model's state at its CAS, after
-        # the cutoff was taken, which is all the safety argument asks of the re-read), then
-        # listings, then recipes not read yet.
-        survey = _survey(self.zoo, _referenced(_read_manifests(self.zoo, known=written)), self.cutoff,
-                         self._index, progress, frames=self.repack)
+        # The live set from the manifests after the drop (the ones the drop just wrote need no
+        # second read: each is the model's state at its CAS, after the cutoff was taken, which
+        # is all the safety argument asks of the re-read).
+        referenced = _referenced(_read_manifests(self.zoo, known=written))
+        survey = self._unchanged_survey(referenced) or _survey(
+            self.zoo, referenced, self.cutoff, self._index, progress, frames=self.repack)
         problems = list(survey.problems)
         extra_live = self._delete_recipes(survey, problems, progress, result)
         if problems:
@@ -151,6 +154,17 @@ class GcPlan:
             if sources:
                 _repack(self.zoo, sources, survey, self._index, self.cutoff, progress, result)
         return result
+
+    def _unchanged_survey(self, referenced: set[str]) -> _Survey | None:
+        """The plan's survey, if it still holds: the manifests reference no blob it did not
+        (the drop went as planned, nothing committed since names a new blob) and there is no
+        repack (which needs every frame as it is now). What changed since its listings is what
+        in-flight publishers wrote or freshened, and the look before each delete covers that as
+        it covers what they write after a fresh listing (docs/gc.md, "Safety")."""
+        plan = self.surveyed
+        if plan is None or self.repack or plan.problems or not referenced <= plan.referenced:
+            return None
+        return plan
 
     def _drop_versions(self, result: GcResult) -> dict[str, Manifest]:
         """Drop the planned versions (CAS). The change re-reads tags: a tag moved onto a dropped
@@ -296,6 +310,7 @@ def plan_gc(
     )
     plan.leftovers = tuple(find_leftovers(zoo, grace=grace, now=started))
     plan.read = {m: tokens[m] for m in drops if m in tokens}
+    plan.surveyed = survey
     return plan
 
 

@@ -379,8 +379,8 @@ def write(out: Path = c.DOCS / "benchmarks.md") -> Path:
         section("Upgrade", bars(plt, rel, "upgrade_bytes", "upgrade-bytes.png", scale=1 / c.MB, label="MB"),
                 tables_markdown(rel, ["upgrade_bytes", "upgrade_s"])),
         section("gc", bars(plt, gc, "gc_s", "gc.png", label="seconds"),
-                "One run each in a fresh process (a gc changes the store); local disk and moto only: "
-                "bench_gc.py has no radosgw backend yet. Requests per run are in "
+                "One run each in a fresh process (a gc changes the store); local disk, moto and radosgw "
+                "(where it installs). Requests per run are in "
                 "[bench-gc.md](bench-gc.md).\n\n" + tables_markdown(gc, ["gc_s", "gc_rss"])),
         section("zoo:// read latency", bars(plt, zf, "read_us", "zoofs.png", label="µs", log=True),
                 tables_markdown(zf, ["read_us"])),

@@ -219,7 +219,9 @@ def test_not_an_onnx_file(tmp_path: Path) -> None:
 def test_broken_model_toml_is_a_problem_not_a_crash(tmp_path: Path) -> None:
     path = mlp_dir(tmp_path, descriptor='network = "model.onnx"\n')
     report = check_model(path)
-    assert_problem(report, "load:", "model.toml: framework: missing")
+    # Every missing key in one problem (was the first one only).
+    assert_problem(report, "load:", "model.toml: 4 problems", "\n  framework: missing (required)",
+                   "\n  model_license: missing", "\n  inputs: missing", "\n  outputs: missing")
 
 
 def test_external_data(tmp_path: Path) -> None:

@@ -414,3 +414,17 @@ def test_lfs_pointer_is_refused_with_the_git_lfs_hint(tmp_path: Path, capsys: py
     assert main(["check", str(folder)]) == 10
     out = capsys.readouterr().out
     assert f"FAIL {desc.network_path}" in out and "git lfs pull" in out
+
+
+def test_a_failed_check_of_many_files_lists_ten_problems_then_a_count(tmp_path: Path) -> None:
+    bad = []
+    for i in range(13):
+        bad.append(tmp_path / f"broken{i:02d}.onnx")
+        bad[-1].write_bytes(b"not a protobuf")
+    with pytest.raises(CheckFailedError) as info:
+        require_valid(bad)
+    lines = str(info.value).splitlines()
+    assert lines[0] == "13 of 13 ONNX file(s) failed the check:"
+    assert [line.split(":")[0].rsplit("/", 1)[-1] for line in lines[1:11]] == [f"broken{i:02d}.onnx" for i in range(10)]
+    assert lines[11] == "  ... and 3 more problems ('zoostore check PATH' lists every one)"
+    assert len(info.value.reports) == 13  # type: ignore[attr-defined]

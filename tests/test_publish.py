@@ -483,3 +483,30 @@ def test_cli_warns_on_a_backend_without_atomic_cas(tmp_path: Path, monkeypatch: 
     assert "one writer at a time" in capsys.readouterr().err
     assert cli(["tag", store, "m", "stable", "1.0.0"]) == 0
     assert "one writer at a time" in capsys.readouterr().err
+
+
+def test_a_conflict_lists_the_first_ten_differing_files_and_json_keeps_them_all(zoo, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    """scipy's 47 differing libraries drowned what to do; the message now shows ten."""
+    def folder(name: str, salt: str) -> Path:
+        d = tmp_path / name
+        d.mkdir()
+        for i in range(47):
+            (d / f"lib{i:02d}.so").write_text(f"{salt}{i}")
+        return d
+
+    publish(zoo, "scipy", "1.0.0", [folder("a", "old")], check=False)
+    new = folder("b", "new")
+    assert cli(["publish", zoo.url, "scipy", "1.0.0", str(new), "--no-check", "-q"]) == 7
+    err = capsys.readouterr().err
+    listed = [line for line in err.splitlines() if line.startswith("  lib")]
+    assert [line.split(":")[0] for line in listed] == [f"  lib{i:02d}.so" for i in range(10)], err
+    assert "Differences (47 files):" in err and "  ... and 37 more (--json lists every one under error.differences)" in err
+    assert err.rstrip().endswith("Publish a new version instead (e.g. bump the patch number)."), err
+    assert cli(["publish", zoo.url, "scipy", "1.0.0", str(new), "--no-check", "--json"]) == 7
+    error = json.loads(capsys.readouterr().err)["error"]
+    assert "... and 37 more" in error["message"]
+    assert [d["path"] for d in error["differences"]] == [f"lib{i:02d}.so" for i in range(47)]
+    assert error["differences"][0]["published"].startswith("blake3:") and error["differences"][0]["now"].startswith("blake3:")
+    with pytest.raises(ImmutableError) as info:
+        publish(zoo, "scipy", "1.0.0", [new], check=False)
+    assert len(info.value.differences) == 47 and len(str(info.value).splitlines()) == 13

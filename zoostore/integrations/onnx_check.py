@@ -347,9 +347,13 @@ def require_valid(
     reports = [check_model(p, policy=policy, progress=progress) for p in onnx_files]
     failed = [r for r in reports if not r.ok]
     if failed:
+        from zoostore.documents.manifest import LISTED
+
         lines = [f"{len(failed)} of {len(reports)} ONNX file(s) failed the check:"]
-        for r in failed:
-            lines += [f"  {r.path}: {p}" for p in r.problems]
+        problems = [f"  {r.path}: {p}" for r in failed for p in r.problems]
+        lines += problems[:LISTED]
+        if len(problems) > LISTED:
+            lines.append(f"  ... and {len(problems) - LISTED} more problems ('zoostore check PATH' lists every one)")
         lines.append("fix the model or its descriptor (model.toml or definition.yaml), or publish with --no-check to skip the check")
         err = CheckFailedError("\n".join(lines))
         err.reports = reports  # type: ignore[attr-defined]

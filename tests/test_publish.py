@@ -510,3 +510,39 @@ def test_a_conflict_lists_the_first_ten_differing_files_and_json_keeps_them_all(
     with pytest.raises(ImmutableError) as info:
         publish(zoo, "scipy", "1.0.0", [new], check=False)
     assert len(info.value.differences) == 47 and len(str(info.value).splitlines()) == 13
+
+
+def _with_hidden(d: Path) -> Path:
+    write_model(d)
+    (d / ".DS_Store").write_bytes(b"\0")
+    (d / ".gitattributes").write_text("*.bin filter=lfs\n")
+    (d / ".git").mkdir()
+    (d / ".git" / "config").write_text("[core]\n")
+    (d / "sub").mkdir()
+    (d / "sub" / ".keep").write_text("")
+    return d
+
+
+def test_hidden_files_are_skipped_and_said_once_on_stderr(zoo, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    """They were skipped silently; a trial user lost a .gitattributes without knowing."""
+    src = _with_hidden(tmp_path / "v")
+    assert cli(["publish", zoo.url, "m", "1.0.0", str(src), "--no-check"]) == 0
+    err = capsys.readouterr().err
+    notes = [line for line in err.splitlines() if "hidden" in line]
+    assert notes == ["zoostore: skipped 3 hidden files and 1 hidden directory (.git/, .DS_Store, .gitattributes, "
+                     "sub/.keep): a directory's files and subdirectories whose names start with '.' are not "
+                     "published; name such a file as a PATH of its own to publish it"], err
+    assert sorted(zoo.manifest("m").versions["1.0.0"].files["any"]) == ["config.json", "weights.bin"]
+    assert cli(["publish", zoo.url, "m", "1.0.0", str(src), "--no-check", "-q"]) == 0
+    assert "hidden" not in capsys.readouterr().err
+    # Named on the command line, a hidden file is published.
+    assert cli(["publish", zoo.url, "m", "1.0.1", str(src), str(src / ".gitattributes"), "--no-check", "-q"]) == 0
+    assert ".gitattributes" in zoo.manifest("m").versions["1.0.1"].files["any"]
+
+
+def test_a_folder_of_only_hidden_files_says_they_were_skipped(zoo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    d = tmp_path / "only"
+    d.mkdir()
+    (d / ".env").write_text("x")
+    with pytest.raises(UsageError, match=r"no files found \(skipped 1 hidden file \(\.env\)"):
+        publish(zoo, "m", "1.0.0", [d], check=False)

@@ -386,3 +386,14 @@ def test_many_refused_models_are_listed_ten_in_full_then_by_name(zoo: Store, tmp
     assert main([*args, "--json"]) == 7
     error = json.loads(capsys.readouterr().err)["error"]
     assert sorted({d["model"] for d in error["differences"]}) == names
+
+
+def test_hidden_files_of_every_model_are_said_once(zoo: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dirs = _models(tmp_path, ["alpha", "beta"])
+    for d in dirs:
+        (d / ".DS_Store").write_bytes(b"\0")
+    assert main(["publish-release", zoo.url, "1.0.0", *map(str, dirs), "--no-check"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if "hidden" in line]
+    assert len(notes) == 1 and notes[0].startswith("zoostore: skipped 2 hidden files (alpha/.DS_Store, beta/.DS_Store): ")
+    assert main(["publish-release", zoo.url, "1.0.0", *map(str, dirs), "--no-check", "-q"]) == 0
+    assert "hidden" not in capsys.readouterr().err

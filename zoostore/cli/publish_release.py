@@ -86,6 +86,11 @@ def run(args: argparse.Namespace) -> int:
     progress = TerminalProgress.for_args(args)
     plans = _plan_all(zoo, args, progress)
     check_release(plans)
+    hidden = [f"{p.model}/{h}" for p in plans for h in p.skipped_hidden]
+    if hidden and not args.quiet:
+        from zoostore.ops.publish_inputs import hidden_note
+
+        print(f"zoostore: {hidden_note(hidden)}", file=sys.stderr)
     if args.dry_run:
         if args.json:
             print_json({"dry_run": True, "models": [plan_json(p) for p in plans]})

@@ -104,6 +104,8 @@ class PublishPlan:
     #: path -> the blob of that path in the newest other version (delta bases; delta stores only)
     previous: dict[str, Digest] = field(default_factory=dict, repr=False)
     warnings: list[str] = field(default_factory=list)
+    #: Hidden files and directories (`dir/` ones) of the published directories, not published.
+    skipped_hidden: tuple[str, ...] = ()
     started: float = field(default_factory=time.monotonic)  # the first reuse decision
     uploaded: list[PutResult] | None = None  # set by `upload`
     stamps: dict[str, FileStamp] = field(default_factory=dict, repr=False)  # stat before hashing
@@ -397,7 +399,8 @@ def plan_publish(
     base = store.manifest_versioned(model)
     current = base[0]
     requested, version = version, _canonical_version(current, model, version)
-    files = collect_files(paths, follow_symlinks=follow_symlinks)
+    hidden: list[str] = []
+    files = collect_files(paths, follow_symlinks=follow_symlinks, skipped=hidden)
     refuse_lfs_pointers(files)
     check_machines(files, arch, paths)
     model_meta, desc_summary = descriptor_meta(files)
@@ -423,7 +426,7 @@ def plan_publish(
     return PublishPlan(store, model, version, arch, files, entries, frozenset(present), release,
                        tags=tuple(tags), summary=summary, desc_summary=desc_summary,
                        model_meta=model_meta, unchanged=unchanged, known=known, previous=previous,
-                       warnings=warnings, started=started, stamps=stamps, base=base)
+                       warnings=warnings, skipped_hidden=tuple(hidden), started=started, stamps=stamps, base=base)
 
 
 def publish(

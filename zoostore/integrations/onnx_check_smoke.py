@@ -1,6 +1,15 @@
 """The smoke step of `zoostore check`: one onnxruntime (CPU) run of a model on generated inputs,
 its outputs compared with the descriptor's declared shapes.
 
+When onnxruntime refuses to load a model whose IR version or opset is newer than it supports
+(`onnx.helper.make_model` stamps the newest its onnx knows, often ahead of the onnxruntime
+installed), the problem says so in words, with the model's number, the highest this
+onnxruntime loads, and the three ways out, instead of onnxruntime's C++ source location. The
+numbers come from onnxruntime's own message (onnxruntime/core/graph/model.cc, "Unsupported model
+IR version: A, max supported IR version: B"; model_load_utils.h, "Opset A is under development
+... support for domain D is till opset B"). onnxruntime stops at the IR version, so a tiny model
+with the same opset is loaded too, and an opset it would refuse next is named in the same run.
+
 Split from `zoostore.integrations.onnx_check`, which runs it as the step after `nodes`; the
 report it fills is that module's `CheckReport` (typed here by the attributes it touches, so
 that the import points one way).
@@ -8,6 +17,7 @@ that the import points one way).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -18,6 +28,10 @@ if TYPE_CHECKING:
     from zoostore.documents.descriptor import ModelDescriptor, TensorSpec
 
 INSTALL_HINT = "pip install 'zoostore[onnx]'"
+
+_IR_TOO_NEW = re.compile(r"Unsupported model IR version: (\d+), max supported IR version: (\d+)")
+_OPSET_TOO_NEW = re.compile(r"Opset (\d+) is under development.*?support for domain (\S+) is till opset (\d+)", re.S)
+_WAYS_OUT = "or publish with --no-check to skip the check"
 
 
 class SmokeReport(Protocol):
@@ -66,7 +80,7 @@ def smoke(report: SmokeReport, desc: ModelDescriptor | None, detail: list[str]) 
     try:
         session = ort.InferenceSession(str(report.path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:
-        report.problems.append(f"smoke: onnxruntime cannot load the model: {one_line(exc)}")
+        report.problems += load_refusal(report, ort, str(exc)) or [f"smoke: onnxruntime cannot load the model: {one_line(exc)}"]
         return
     try:
         results = session.run(None, feeds)
@@ -102,3 +116,53 @@ def smoke(report: SmokeReport, desc: ModelDescriptor | None, detail: list[str]) 
                 f"declares {list(declared.shape)}"
                 + (f" with dims {dict(desc.dims)}" if desc.dims else "")
             )
+
+
+def load_refusal(report: SmokeReport, ort: Any, text: str) -> list[str]:
+    """onnxruntime's refusal to load a model too new for it, explained (module docstring); []
+    for any other failure."""
+    version = getattr(ort, "__version__", "?")
+    ir = _IR_TOO_NEW.search(text)
+    if ir is None:
+        opset = _OPSET_TOO_NEW.search(text)
+        if opset is None:
+            return []
+        return [_opset_problem(version, int(opset.group(1)), int(opset.group(3)), opset.group(2))]
+    have, most = int(ir.group(1)), int(ir.group(2))
+    problems = [
+        f"smoke: the model has IR version {have}, but onnxruntime {version} loads IR versions up to {most} "
+        f"(onnx.helper.make_model stamps the newest IR version the installed onnx knows): re-save the model "
+        f"with a lower IR version (model.ir_version = {most}, or make_model(..., ir_version={most})), "
+        f"upgrade onnxruntime (pip install -U onnxruntime), {_WAYS_OUT}"]
+    default_opset = report.opsets.get("ai.onnx")
+    refused = _probe_opset(ort, default_opset, most) if default_opset is not None else None
+    if refused is not None:
+        problems.append(_opset_problem(version, *refused))
+    return problems
+
+
+def _opset_problem(version: str, have: int, most: int, domain: str = "ai.onnx") -> str:
+    return (f"smoke: the model imports opset {have} of {domain}, but onnxruntime {version} supports opsets up "
+            f"to {most}: convert it (onnx.version_converter.convert_version(model, {most})) or make it with "
+            f"opset_imports=[onnx.helper.make_opsetid('', {most})], upgrade onnxruntime "
+            f"(pip install -U onnxruntime), {_WAYS_OUT}")
+
+
+def _probe_opset(ort: Any, opset: int, ir_version: int) -> tuple[int, int] | None:
+    """(the model's opset, the highest this onnxruntime supports) when it refuses a one-node
+    model of that opset at an IR version it loads; None when it loads it (or the probe fails
+    otherwise: the IR problem alone is reported)."""
+    try:
+        helper = import_optional("onnx.helper")
+        onnx = import_optional("onnx")
+        vi = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])
+        graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "probe", [vi],
+                                  [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])])
+        probe = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=ir_version)
+        options = ort.SessionOptions()
+        options.log_severity_level = 4
+        ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        found = _OPSET_TOO_NEW.search(str(exc))
+        return (int(found.group(1)), int(found.group(3))) if found else None
+    return None

@@ -481,7 +481,7 @@ def test_every_problem_of_a_model_toml_is_reported_at_once(tmp_path: Path) -> No
     assert message.startswith(f"{path}: 8 problems; fix them all, then run again"), message
     lines = message.splitlines()[1:]
     assert lines == [
-        "  sumary: unknown key; expected one of data_license, dims, enable_testing, format, framework, inputs, meta, "
+        "  sumary: unknown key (did you mean 'summary'?); expected one of data_license, dims, enable_testing, format, framework, inputs, meta, "
         "model_license, network, outputs, preprocessing, provenance, summary, task, training (free metadata goes in [meta])",
         '  network: missing (required): expected the network file, a path inside the model folder such as "model.onnx"',
         '  framework: missing (required): expected the network\'s framework, such as "onnx"',

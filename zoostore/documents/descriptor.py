@@ -346,8 +346,15 @@ class _TomlReader(FieldReader):
     only a newer `format` stops the reading, since the rest may mean something else there."""
 
     def unknown(self, doc: Mapping[str, Any], allowed: frozenset[str], prefix: str) -> None:
-        for extra in sorted(set(doc) - allowed):
-            self.note(prefix + extra, f"unknown key; expected one of {', '.join(sorted(allowed))} "
+        extras = sorted(set(doc) - allowed)
+        if not extras:
+            return
+        import difflib  # only when a key is wrong
+
+        for extra in extras:
+            close = difflib.get_close_matches(extra, allowed, n=1)
+            guess = f" (did you mean {close[0]!r}?)" if close else ""
+            self.note(prefix + extra, f"unknown key{guess}; expected one of {', '.join(sorted(allowed))} "
                       f"(free metadata goes in [meta])")
 
     def table(self, doc: Mapping[str, Any], key: str, expected: str) -> dict[str, Any]:

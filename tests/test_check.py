@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import helpers_models as hm
 import numpy as np
@@ -219,7 +221,9 @@ def test_not_an_onnx_file(tmp_path: Path) -> None:
 def test_broken_model_toml_is_a_problem_not_a_crash(tmp_path: Path) -> None:
     path = mlp_dir(tmp_path, descriptor='network = "model.onnx"\n')
     report = check_model(path)
-    assert_problem(report, "load:", "model.toml: framework: missing")
+    # Every missing key in one problem (was the first one only).
+    assert_problem(report, "load:", "model.toml: 4 problems", "\n  framework: missing (required)",
+                   "\n  model_license: missing", "\n  inputs: missing", "\n  outputs: missing")
 
 
 def test_external_data(tmp_path: Path) -> None:
@@ -412,3 +416,98 @@ def test_lfs_pointer_is_refused_with_the_git_lfs_hint(tmp_path: Path, capsys: py
     assert main(["check", str(folder)]) == 10
     out = capsys.readouterr().out
     assert f"FAIL {desc.network_path}" in out and "git lfs pull" in out
+
+
+def test_a_failed_check_of_many_files_lists_ten_problems_then_a_count(tmp_path: Path) -> None:
+    bad = []
+    for i in range(13):
+        bad.append(tmp_path / f"broken{i:02d}.onnx")
+        bad[-1].write_bytes(b"not a protobuf")
+    with pytest.raises(CheckFailedError) as info:
+        require_valid(bad)
+    lines = str(info.value).splitlines()
+    assert lines[0] == "13 of 13 ONNX file(s) failed the check:"
+    assert [line.split(":")[0].rsplit("/", 1)[-1] for line in lines[1:11]] == [f"broken{i:02d}.onnx" for i in range(10)]
+    assert lines[11] == "  ... and 3 more problems ('zoostore check PATH' lists every one)"
+    assert len(info.value.reports) == 13  # type: ignore[attr-defined]
+
+
+def _relu_model(path: Path, **kwargs: Any) -> Path:
+    """A one-node model made with onnx.helper's defaults (the newest IR version and opset the
+    installed onnx knows), or with `kwargs` (ir_version, opset_imports) for make_model."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "relu", [x], [y])
+    onnx.save(helper.make_model(graph, **kwargs), path)
+    return path
+
+
+def _ort_refuses_helper_defaults(tmp_path: Path) -> bool:
+    import onnxruntime as ort
+
+    try:
+        ort.InferenceSession(str(_relu_model(tmp_path / "probe.onnx")), providers=["CPUExecutionProvider"])
+    except Exception:
+        return True
+    return False
+
+
+def test_an_ir_version_newer_than_onnxruntime_loads_is_explained(tmp_path: Path) -> None:
+    """A trial user's onnx.helper model failed the smoke run with onnxruntime's raw C++ message."""
+    import onnxruntime as ort
+
+    if not _ort_refuses_helper_defaults(tmp_path):
+        pytest.skip(f"onnxruntime {ort.__version__} loads onnx {onnx.__version__}'s newest IR version and opset")
+    path = _relu_model(tmp_path / "new.onnx")
+    report = check_model(path)
+    smoke = [p for p in report.problems if p.startswith("smoke:")]
+    assert smoke and not any("ONNXRuntimeError" in p or ".cc:" in p for p in smoke), smoke
+    if "IR version" not in smoke[0]:
+        pytest.skip("onnxruntime loads this IR version, only the opset is too new (the next test)")
+    found = re.fullmatch(
+        rf"smoke: the model has IR version {onnx.IR_VERSION}, but onnxruntime {re.escape(ort.__version__)} loads "
+        r"IR versions up to (\d+) \(onnx.helper.make_model stamps the newest IR version the installed onnx knows\): "
+        r"re-save the model with a lower IR version \(model.ir_version = \1, or make_model\(..., ir_version=\1\)\), "
+        r"upgrade onnxruntime \(pip install -U onnxruntime\), or publish with --no-check to skip the check", smoke[0])
+    assert found, smoke[0]
+    most = int(found.group(1))
+    assert most < onnx.IR_VERSION
+    # Re-saved as the message says: the IR version passes (the opset may still be too new).
+    lower = check_model(_relu_model(tmp_path / "lower.onnx", ir_version=most))
+    assert not any("IR version" in p for p in lower.problems), lower.problems
+
+
+def test_an_opset_newer_than_onnxruntime_supports_is_explained_in_the_same_run(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    opset = onnx.defs.onnx_opset_version()
+    path = _relu_model(tmp_path / "m.onnx", ir_version=8, opset_imports=[helper.make_opsetid("", opset)])
+    try:
+        ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        pytest.skip(f"onnxruntime {ort.__version__} supports opset {opset}, the newest onnx {onnx.__version__} knows")
+    except Exception as exc:
+        if "is under development" not in str(exc):
+            pytest.skip(f"onnxruntime refuses opset {opset} with another message: {exc}")
+    message = (rf"smoke: the model imports opset {opset} of ai.onnx, but onnxruntime {re.escape(ort.__version__)} supports "
+               r"opsets up to (\d+): convert it \(onnx.version_converter.convert_version\(model, \1\)\) or make it with "
+               r"opset_imports=\[onnx.helper.make_opsetid\('', \1\)\], upgrade onnxruntime \(pip install -U onnxruntime\), "
+               r"or publish with --no-check to skip the check")
+    assert [p for p in check_model(path).problems if re.fullmatch(message, p)], check_model(path).problems
+    # With onnx.helper's defaults both are named at once, the IR version first.
+    both = [p for p in check_model(_relu_model(tmp_path / "d.onnx")).problems if p.startswith("smoke:")]
+    if "IR version" in both[0]:
+        assert len(both) == 2 and re.fullmatch(message, both[1]), both
+
+
+def test_publish_of_a_model_too_new_for_onnxruntime_says_what_to_do(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    if not _ort_refuses_helper_defaults(tmp_path):
+        pytest.skip("the installed onnxruntime loads onnx.helper's defaults")
+    folder = tmp_path / "m"
+    folder.mkdir()
+    _relu_model(folder / "model.onnx")
+    assert main(["init", str(tmp_path / "store")]) == 0
+    assert main(["publish", str(tmp_path / "store"), "m", "1.0.0", str(folder), "-q"]) == 10
+    err = capsys.readouterr().err
+    assert "smoke: the model " in err and "upgrade onnxruntime" in err and "--no-check" in err, err
+    assert "ONNXRuntimeError" not in err
+    assert main(["publish", str(tmp_path / "store"), "m", "1.0.0", str(folder), "-q", "--no-check"]) == 0

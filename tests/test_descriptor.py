@@ -467,3 +467,36 @@ def test_missing_pyyaml_names_the_package(monkeypatch: pytest.MonkeyPatch) -> No
         load_descriptor(RPN)
 
 
+
+
+def test_every_problem_of_a_model_toml_is_reported_at_once(tmp_path: Path) -> None:
+    """A trial user fixed an incomplete model.toml one key per run; one error now names each
+    missing or invalid key with what it expects."""
+    path = write(tmp_path, 'summary = 3\nsumary = "typo"\n[[inputs]]\nname = "x"\nshape = [1, -3]\ndtype = "float"\n'
+                           '[[outputs]]\nname = "y"\nshape = [1]\ndtype = "float32"\n[[outputs]]\nname = "y"\nshape = [1]\n'
+                           'dtype = "float32"\n')
+    with pytest.raises(FormatError) as info:
+        ModelDescriptor.load(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: 8 problems; fix them all, then run again"), message
+    lines = message.splitlines()[1:]
+    assert lines == [
+        "  sumary: unknown key (did you mean 'summary'?); expected one of data_license, dims, enable_testing, format, framework, inputs, meta, "
+        "model_license, network, outputs, preprocessing, provenance, summary, task, training (free metadata goes in [meta])",
+        '  network: missing (required): expected the network file, a path inside the model folder such as "model.onnx"',
+        '  framework: missing (required): expected the network\'s framework, such as "onnx"',
+        '  model_license: missing (required): expected the model\'s licence, an SPDX id such as "Apache-2.0"',
+        "  summary: expected a string, found int 3",
+        "  inputs[0].dtype: unknown dtype 'float'; expected one of bfloat16, bool, float16, float32, float64, int16, "
+        "int32, int64, int8, uint16, uint32, uint64, uint8",
+        "  inputs[0].shape[1]: expected a size >= 0, or -1 for a dynamic size, found -3",
+        "  outputs[1].name: duplicate node name 'y'",
+    ], message
+
+
+def test_missing_nodes_and_tables_are_all_reported(tmp_path: Path) -> None:
+    path = write(tmp_path, 'network = "m.onnx"\nframework = "onnx"\nmodel_license = "MIT"\nprovenance = 1\n[dims]\nb = 0\n')
+    with pytest.raises(FormatError) as info:
+        ModelDescriptor.load(path)
+    keys = [line.split(":")[0].strip() for line in str(info.value).splitlines()[1:]]
+    assert keys == ["provenance", "dims.b", "inputs", "outputs"]

@@ -182,6 +182,17 @@ def test_descriptor_becomes_model_metadata(zoo, tmp_path: Path) -> None:  # type
     assert m.summary == "tiny test net"
 
 
+def test_an_incomplete_model_toml_names_every_missing_key_in_one_run(zoo, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    src = write_model(tmp_path / "v")
+    (src / "model.toml").write_text('framework = "onnx"\n[[inputs]]\nname = "x"\nshape = [1, 3]\ndtype = "float32"\n')
+    assert cli(["publish", zoo.url, "m", "1.0.0", str(src), "--no-check", "-q"]) == 5
+    err = capsys.readouterr().err
+    assert "model.toml: 3 problems; fix them all, then run again" in err, err
+    for key in ("network", "model_license", "outputs"):
+        assert f"\n  {key}: missing (required)" in err, err
+    assert "m" not in list(zoo.models())
+
+
 def test_publish_to_http_store_is_refused(zoo, tmp_path: Path, serve_directory: Any) -> None:  # type: ignore[no-untyped-def]
     served = serve_directory(Path(zoo.url.removeprefix("file://")).parent)
     http_zoo = open_store(served.url + "/store")
@@ -472,3 +483,66 @@ def test_cli_warns_on_a_backend_without_atomic_cas(tmp_path: Path, monkeypatch: 
     assert "one writer at a time" in capsys.readouterr().err
     assert cli(["tag", store, "m", "stable", "1.0.0"]) == 0
     assert "one writer at a time" in capsys.readouterr().err
+
+
+def test_a_conflict_lists_the_first_ten_differing_files_and_json_keeps_them_all(zoo, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    """scipy's 47 differing libraries drowned what to do; the message now shows ten."""
+    def folder(name: str, salt: str) -> Path:
+        d = tmp_path / name
+        d.mkdir()
+        for i in range(47):
+            (d / f"lib{i:02d}.so").write_text(f"{salt}{i}")
+        return d
+
+    publish(zoo, "scipy", "1.0.0", [folder("a", "old")], check=False)
+    new = folder("b", "new")
+    assert cli(["publish", zoo.url, "scipy", "1.0.0", str(new), "--no-check", "-q"]) == 7
+    err = capsys.readouterr().err
+    listed = [line for line in err.splitlines() if line.startswith("  lib")]
+    assert [line.split(":")[0] for line in listed] == [f"  lib{i:02d}.so" for i in range(10)], err
+    assert "Differences (47 files):" in err and "  ... and 37 more (--json lists every one under error.differences)" in err
+    assert err.rstrip().endswith("Publish a new version instead (e.g. bump the patch number)."), err
+    assert cli(["publish", zoo.url, "scipy", "1.0.0", str(new), "--no-check", "--json"]) == 7
+    error = json.loads(capsys.readouterr().err)["error"]
+    assert "... and 37 more" in error["message"]
+    assert [d["path"] for d in error["differences"]] == [f"lib{i:02d}.so" for i in range(47)]
+    assert error["differences"][0]["published"].startswith("blake3:") and error["differences"][0]["now"].startswith("blake3:")
+    with pytest.raises(ImmutableError) as info:
+        publish(zoo, "scipy", "1.0.0", [new], check=False)
+    assert len(info.value.differences) == 47 and len(str(info.value).splitlines()) == 13
+
+
+def _with_hidden(d: Path) -> Path:
+    write_model(d)
+    (d / ".DS_Store").write_bytes(b"\0")
+    (d / ".gitattributes").write_text("*.bin filter=lfs\n")
+    (d / ".git").mkdir()
+    (d / ".git" / "config").write_text("[core]\n")
+    (d / "sub").mkdir()
+    (d / "sub" / ".keep").write_text("")
+    return d
+
+
+def test_hidden_files_are_skipped_and_said_once_on_stderr(zoo, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    """They were skipped silently; a trial user lost a .gitattributes without knowing."""
+    src = _with_hidden(tmp_path / "v")
+    assert cli(["publish", zoo.url, "m", "1.0.0", str(src), "--no-check"]) == 0
+    err = capsys.readouterr().err
+    notes = [line for line in err.splitlines() if "hidden" in line]
+    assert notes == ["zoostore: skipped 3 hidden files and 1 hidden directory (.git/, .DS_Store, .gitattributes, "
+                     "sub/.keep): a directory's files and subdirectories whose names start with '.' are not "
+                     "published; name such a file as a PATH of its own to publish it"], err
+    assert sorted(zoo.manifest("m").versions["1.0.0"].files["any"]) == ["config.json", "weights.bin"]
+    assert cli(["publish", zoo.url, "m", "1.0.0", str(src), "--no-check", "-q"]) == 0
+    assert "hidden" not in capsys.readouterr().err
+    # Named on the command line, a hidden file is published.
+    assert cli(["publish", zoo.url, "m", "1.0.1", str(src), str(src / ".gitattributes"), "--no-check", "-q"]) == 0
+    assert ".gitattributes" in zoo.manifest("m").versions["1.0.1"].files["any"]
+
+
+def test_a_folder_of_only_hidden_files_says_they_were_skipped(zoo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    d = tmp_path / "only"
+    d.mkdir()
+    (d / ".env").write_text("x")
+    with pytest.raises(UsageError, match=r"no files found \(skipped 1 hidden file \(\.env\)"):
+        publish(zoo, "m", "1.0.0", [d], check=False)

@@ -369,3 +369,31 @@ def test_every_model_failing_the_onnx_check_is_named_in_one_run(zoo: Store, tmp_
     err = capsys.readouterr().err
     assert "2 of 2 models were refused" in err and "alpha/model.onnx" in err and "beta/model.onnx" in err
     assert zoo.models() == [] and not _objects(zoo)
+
+
+def test_many_refused_models_are_listed_ten_in_full_then_by_name(zoo: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    names = [f"m{i:02d}" for i in range(13)]
+    dirs = _models(tmp_path, names)
+    for name in names:
+        publish(zoo, name, "1.0.0", [write_dir(tmp_path / "other" / name, {"weights.bin": b"other " + name.encode()})],
+                arch="x86_64", check=False)
+    args = ["publish-release", zoo.url, "1.0.0", *map(str, dirs), "--arch", "x86_64", "--no-check"]
+    assert main(args) == 7
+    err = capsys.readouterr().err
+    assert "13 of 13 models were refused" in err
+    assert err.count("is already published with different content") == 10, err
+    assert "\n... and 3 more models refused: m10, m11, m12" in err
+    assert main([*args, "--json"]) == 7
+    error = json.loads(capsys.readouterr().err)["error"]
+    assert sorted({d["model"] for d in error["differences"]}) == names
+
+
+def test_hidden_files_of_every_model_are_said_once(zoo: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dirs = _models(tmp_path, ["alpha", "beta"])
+    for d in dirs:
+        (d / ".DS_Store").write_bytes(b"\0")
+    assert main(["publish-release", zoo.url, "1.0.0", *map(str, dirs), "--no-check"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if "hidden" in line]
+    assert len(notes) == 1 and notes[0].startswith("zoostore: skipped 2 hidden files (alpha/.DS_Store, beta/.DS_Store): ")
+    assert main(["publish-release", zoo.url, "1.0.0", *map(str, dirs), "--no-check", "-q"]) == 0
+    assert "hidden" not in capsys.readouterr().err

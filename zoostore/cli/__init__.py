@@ -174,7 +174,10 @@ def _report(exc: BaseException, code: int, args: argparse.Namespace, *, kind: st
 
         # On stderr: stdout carries the command's own JSON document (check prints its report
         # and then fails), so that each stream holds at most one document.
-        print(json.dumps({"error": {"code": code, "kind": kind, "message": message}}), file=sys.stderr)
+        error: dict[str, object] = {"code": code, "kind": kind, "message": message}
+        if getattr(exc, "differences", None):  # the full list a message shortens (ImmutableError)
+            error["differences"] = exc.differences  # type: ignore[attr-defined]
+        print(json.dumps({"error": error}), file=sys.stderr)
     else:
         print(f"zoostore: error: {message}", file=sys.stderr)
 

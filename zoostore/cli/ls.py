@@ -1,4 +1,4 @@
-"""`zoostore ls STORE [MODEL[@RANGE]] [--json]`: models, versions, files."""
+"""`zoostore ls STORE [MODEL[@RANGE] | MODEL VERSION] [--json]`: models, versions, files."""
 
 from __future__ import annotations
 
@@ -12,10 +12,14 @@ def add_parser(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "ls", help="list models, a model's versions, or a version's files",
         description="Without MODEL: every model with its latest version. With MODEL[@RANGE]: "
-        "the versions (archs, sizes, tags, yanked). With MODEL@VERSION (or --files): the files.",
+        "the versions (archs, sizes, tags, yanked). With MODEL@VERSION, MODEL VERSION (a version, "
+        "tag or range) or --files: also each version's files per arch, with sizes and blob ids.",
+        epilog="example: zoostore ls s3://zoo/models yolo-v2-tiny 1.2.0",
     )
     p.add_argument("store", metavar="STORE")
     p.add_argument("target", metavar="MODEL[@RANGE]", nargs="?")
+    p.add_argument("version", metavar="VERSION", nargs="?",
+                   help="a version, tag or range of MODEL whose files to list (the same as MODEL@VERSION)")
     p.add_argument("--files", action="store_true", help="list files of every matching version")
     add_json(p, "the listing")
     p.set_defaults(func=run)
@@ -41,13 +45,24 @@ def run(args: argparse.Namespace) -> int:
         return 0
     target = ModelSpec.parse(args.target)
     model, spec = target.model, target.spec if target.explicit else ""
+    if args.version is not None:
+        if target.explicit:
+            from zoostore.core.errors import UsageError
+
+            raise UsageError(f"ls: {args.target!r} already names a version; give MODEL@VERSION or MODEL VERSION, "
+                             f"not both (e.g. zoostore ls STORE {model} {args.version})")
+        spec = args.version.strip()
+        if not spec:
+            from zoostore.core.errors import UsageError
+
+            raise UsageError(f"ls: empty VERSION; expected a version, tag or range of {model}, e.g. 1.2.0")
     m = zoo.manifest(model)
     versions = select_versions(m, spec) if spec else m.sorted_versions()
     if spec and not versions and m.versions:
         from zoostore.core.errors import ResolutionError
 
         raise ResolutionError(f"no version of {model} matches {spec!r}; versions: {', '.join(m.sorted_versions())}")
-    show_files = args.files or (bool(spec) and len(versions) == 1)
+    show_files = args.files or args.version is not None or (bool(spec) and len(versions) == 1)
     out = []
     for v in versions:
         r = m.versions[v]

@@ -108,6 +108,10 @@ def run(args: argparse.Namespace) -> int:
         summary=args.summary, check=None if args.no_check else onnx_checker(args, progress), progress=progress,
         new_arch=args.new_arch, follow_symlinks=args.follow_symlinks,
     )
+    if plan.skipped_hidden and not args.quiet:
+        from zoostore.ops.publish_inputs import hidden_note
+
+        print(f"zoostore: {hidden_note(plan.skipped_hidden)}", file=sys.stderr)
     if args.dry_run:
         if args.json:
             print_json(plan_json(plan))

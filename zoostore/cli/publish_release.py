@@ -86,6 +86,11 @@ def run(args: argparse.Namespace) -> int:
     progress = TerminalProgress.for_args(args)
     plans = _plan_all(zoo, args, progress)
     check_release(plans)
+    hidden = [f"{p.model}/{h}" for p in plans for h in p.skipped_hidden]
+    if hidden and not args.quiet:
+        from zoostore.ops.publish_inputs import hidden_note
+
+        print(f"zoostore: {hidden_note(hidden)}", file=sys.stderr)
     if args.dry_run:
         if args.json:
             print_json({"dry_run": True, "models": [plan_json(p) for p in plans]})
@@ -126,7 +131,7 @@ def _plan_all(zoo: Store, args: argparse.Namespace, progress: TerminalProgress) 
     requires = parse_pairs(args.requires, "--requires", toml_values=False)
     check = None if args.no_check else onnx_checker(args, progress)
     plans: list[PublishPlan] = []
-    refused: list[ImmutableError | CheckFailedError] = []
+    refused: list[tuple[str, ImmutableError | CheckFailedError]] = []
     items = model_dirs(args.dirs)
     for model, folder in items:
         try:
@@ -134,13 +139,26 @@ def _plan_all(zoo: Store, args: argparse.Namespace, progress: TerminalProgress) 
                                       requires=requires, check=check, progress=progress, new_arch=args.new_arch,
                                       follow_symlinks=args.follow_symlinks))
         except (ImmutableError, CheckFailedError) as exc:
-            refused.append(exc)
+            refused.append((model, exc))
     if len(refused) > 1:
-        # The first refusal's kind gives the exit code (7 conflict, 10 check failed).
-        raise type(refused[0])(f"{len(refused)} of {len(items)} models were refused (a conflict with what is "
-                               "published, or a failed ONNX check); nothing was uploaded:\n"
-                               + "\n".join(str(c) for c in refused))
+        raise _refusal(refused, len(items))
     if refused:
-        raise refused[0]
+        raise refused[0][1]
     return plans
+
+
+def _refusal(refused: list[tuple[str, ImmutableError | CheckFailedError]], models: int) -> ZooError:
+    """One error for every refused model: the first `LISTED` in full (each list already
+    shortened), the others by name; every differing file stays in `differences` for --json.
+    The first refusal's kind gives the exit code (7 conflict, 10 check failed)."""
+    from zoostore.documents.manifest import LISTED
+
+    text = (f"{len(refused)} of {models} models were refused (a conflict with what is published, or a failed "
+            "ONNX check); nothing was uploaded:\n" + "\n".join(str(exc) for _, exc in refused[:LISTED]))
+    if len(refused) > LISTED:
+        text += f"\n... and {len(refused) - LISTED} more models refused: {', '.join(m for m, _ in refused[LISTED:])}"
+    if isinstance(refused[0][1], ImmutableError):
+        differences = [d for _, exc in refused if isinstance(exc, ImmutableError) for d in exc.differences]
+        return ImmutableError(text, differences=differences)
+    return CheckFailedError(text)
 

@@ -92,7 +92,12 @@ class CasUnsupportedError(UsageError):
 
 
 class ImmutableError(ZooError, FileExistsError):
-    """An attempt to change a published (version, arch) entry."""
+    """An attempt to change a published (version, arch) entry. `differences` lists every
+    differing file (the message shows the first few); `--json` error documents carry it."""
+
+    def __init__(self, message: str, *, differences: list[dict[str, str | None]] | None = None) -> None:
+        super().__init__(message)
+        self.differences = list(differences or [])
 
 
 class DestinationConflictError(ZooError, FileExistsError):

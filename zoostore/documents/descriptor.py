@@ -49,11 +49,11 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 from zoostore.core.errors import FormatError, InvalidPathError, NewerFormatError
 from zoostore.core.names import check_relpath
@@ -73,6 +73,15 @@ DTYPES = frozenset({
     "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
     "float16", "bfloat16", "float32", "float64",
 })
+
+_T = TypeVar("_T")
+
+#: What a required top-level key holds, for the message that says it is missing.
+_REQUIRED = {
+    "network": 'the network file, a path inside the model folder such as "model.onnx"',
+    "framework": 'the network\'s framework, such as "onnx"',
+    "model_license": 'the model\'s licence, an SPDX id such as "Apache-2.0"',
+}
 
 _SYMBOL = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
 _TOP_KEYS = frozenset({
@@ -245,16 +254,45 @@ class FieldReader:
 
     def __init__(self, where: str) -> None:
         self.where = where
+        #: Problems noted so far (`<key>: <what is wrong>`), for readers that report them all.
+        self.problems: list[str] = []
 
     def fail(self, key: str, message: str) -> FormatError:
         return FormatError(f"{self.where}: {key}: {message}")
+
+    def note(self, key: str, message: str) -> None:
+        """Record a problem and read on: `finish` reports every one in one error."""
+        self.problems.append(f"{key}: {message}")
+
+    def attempt(self, read: Callable[[], _T], default: _T) -> _T:
+        """`read()`, or `default` with its problem noted (a NewerFormatError still stops)."""
+        try:
+            return read()
+        except NewerFormatError:
+            raise
+        except FormatError as exc:
+            text = str(exc)
+            self.problems.append(text.removeprefix(f"{self.where}: "))
+            return default
+
+    def finish(self) -> None:
+        """Raise one FormatError listing every noted problem, if any: a maintainer fixes a
+        descriptor in one pass instead of one key per run."""
+        if len(self.problems) == 1:
+            raise FormatError(f"{self.where}: {self.problems[0]}")
+        if self.problems:
+            raise FormatError(
+                f"{self.where}: {len(self.problems)} problems; fix them all, then run again "
+                f"(the keys are described in docs/pipeline.md):\n"
+                + "\n".join(f"  {p}" for p in self.problems))
 
     def string(self, doc: Mapping[str, Any], key: str, *, prefix: str = "", required: bool = False) -> str:
         full = prefix + key
         value = doc.get(key)
         if value is None:
             if required:
-                raise self.fail(full, "missing (required)")
+                what = _REQUIRED.get(full)
+                raise self.fail(full, f"missing (required): expected {what}" if what else "missing (required)")
             return ""
         if not isinstance(value, str):
             raise self.fail(full, f"expected a string, found {type(value).__name__} {value!r}")
@@ -304,100 +342,113 @@ class FieldReader:
 
 
 class _TomlReader(FieldReader):
-    """model.toml into a ModelDescriptor."""
+    """model.toml into a ModelDescriptor. Every problem is noted and reported at once (`finish`);
+    only a newer `format` stops the reading, since the rest may mean something else there."""
 
     def unknown(self, doc: Mapping[str, Any], allowed: frozenset[str], prefix: str) -> None:
-        extra = sorted(set(doc) - allowed)
-        if extra:
-            raise self.fail(
-                prefix + extra[0],
-                f"unknown key; expected one of {', '.join(sorted(allowed))} "
-                f"(free metadata goes in [meta])",
-            )
+        extras = sorted(set(doc) - allowed)
+        if not extras:
+            return
+        import difflib  # only when a key is wrong
+
+        for extra in extras:
+            close = difflib.get_close_matches(extra, allowed, n=1)
+            guess = f" (did you mean {close[0]!r}?)" if close else ""
+            self.note(prefix + extra, f"unknown key{guess}; expected one of {', '.join(sorted(allowed))} "
+                      f"(free metadata goes in [meta])")
+
+    def table(self, doc: Mapping[str, Any], key: str, expected: str) -> dict[str, Any]:
+        """An optional table, {} when absent (or wrong, noted)."""
+        value = doc.get(key, {})
+        if not isinstance(value, dict):
+            self.note(key, f"expected {expected}, found {type(value).__name__} {value!r}")
+            return {}
+        return value
 
     def descriptor(self, doc: dict[str, Any], path: Path | None) -> ModelDescriptor:
         fmt = doc.get("format", FORMAT)
         if not isinstance(fmt, int) or isinstance(fmt, bool) or fmt < 1:
-            raise self.fail("format", f"expected a positive integer, found {fmt!r}")
-        if fmt > FORMAT:
+            self.note("format", f"expected a positive integer, found {fmt!r}")
+        elif fmt > FORMAT:
             raise NewerFormatError(self.where, fmt, FORMAT)
         self.unknown(doc, _TOP_KEYS, "")
-        network = self.relpath(self.string(doc, "network", required=True), "network")
-        prov = doc.get("provenance", {})
-        if not isinstance(prov, dict):
-            raise self.fail("provenance", "expected a table with source and description")
+        network = self.attempt(lambda: self.relpath(self.string(doc, "network", required=True), "network"), "")
+        framework = self.attempt(lambda: self.string(doc, "framework", required=True), "")
+        model_license = self.attempt(lambda: self.string(doc, "model_license", required=True), "")
+        optional = {key: self.attempt(lambda: self.string(doc, key), "")  # noqa: B023 (called at once)
+                    for key in ("summary", "task", "data_license", "training")}
+        prov = self.table(doc, "provenance", "a table with source and description")
         self.unknown(prov, _PROVENANCE_KEYS, "provenance.")
+        source = self.attempt(lambda: self.string(prov, "source", prefix="provenance."), "")
+        provenance = self.attempt(lambda: self.string(prov, "description", prefix="provenance."), "")
         dims = self.dims(doc.get("dims", {}))
-        meta = doc.get("meta", {})
-        if not isinstance(meta, dict):
-            raise self.fail("meta", f"expected a table, found {type(meta).__name__}")
-        shadow = sorted(set(meta) & _RESERVED_META)
-        if shadow:
-            raise self.fail(f"meta.{shadow[0]}", "is a descriptor field; set it at the top level")
+        meta = self.table(doc, "meta", "a table of free metadata")
+        for key in sorted(set(meta) & _RESERVED_META):
+            self.note(f"meta.{key}", "is a descriptor field; set it at the top level")
         testing = doc.get("enable_testing", True)
         if not isinstance(testing, bool):
-            raise self.fail("enable_testing", f"expected true or false, found {testing!r}")
-        framework = self.string(doc, "framework", required=True)
-        model_license = self.string(doc, "model_license", required=True)
+            self.note("enable_testing", f"expected true or false, found {testing!r}")
         inputs = self.nodes(doc, "inputs")
         outputs = self.nodes(doc, "outputs")
+        preprocessing = self.preprocessing(doc.get("preprocessing"))
+        self.finish()
         # A symbolic dimension that `dims` does not bind is fine: it defaults to 1.
         return ModelDescriptor(
-            network=network,
-            framework=framework,
-            model_license=model_license,
-            inputs=inputs,
-            outputs=outputs,
-            summary=self.string(doc, "summary"),
-            task=self.string(doc, "task"),
-            data_license=self.string(doc, "data_license"),
-            source=self.string(prov, "source", prefix="provenance."),
-            provenance=self.string(prov, "description", prefix="provenance."),
-            training=self.string(doc, "training"),
-            enable_testing=testing,
-            preprocessing=self.preprocessing(doc.get("preprocessing")),
-            dims=MappingProxyType(dims),
-            meta=MappingProxyType(meta),
-            path=path,
+            network=network, framework=framework, model_license=model_license, inputs=inputs, outputs=outputs,
+            summary=optional["summary"], task=optional["task"], data_license=optional["data_license"],
+            source=source, provenance=provenance, training=optional["training"], enable_testing=bool(testing),
+            preprocessing=preprocessing, dims=MappingProxyType(dims), meta=MappingProxyType(meta), path=path,
         )
 
     def preprocessing(self, raw: Any) -> Preprocessing | None:
         if raw is None:
             return None
         if not isinstance(raw, dict):
-            raise self.fail("preprocessing", "expected a table with module, module_name, inputs, outputs")
+            self.note("preprocessing", "expected a table with module, module_name, inputs, outputs")
+            return None
         self.unknown(raw, _PREPROCESSING_KEYS, "preprocessing.")
-        module = self.relpath(self.string(raw, "module", prefix="preprocessing.", required=True), "preprocessing.module")
+        module = self.attempt(lambda: self.relpath(
+            self.string(raw, "module", prefix="preprocessing.", required=True), "preprocessing.module"), "")
         return Preprocessing(
             module=module,
-            module_name=self.string(raw, "module_name", prefix="preprocessing.", required=True),
+            module_name=self.attempt(lambda: self.string(raw, "module_name", prefix="preprocessing.", required=True), ""),
             inputs=self.nodes(raw, "inputs", prefix="preprocessing."),
             outputs=self.nodes(raw, "outputs", prefix="preprocessing."),
         )
 
     def dims(self, raw: Any) -> dict[str, int]:
         if not isinstance(raw, dict):
-            raise self.fail("dims", "expected a table of name = positive integer")
+            self.note("dims", "expected a table of name = positive integer")
+            return {}
         out: dict[str, int] = {}
         for name, value in raw.items():
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise self.fail(f"dims.{name}", f"expected a positive integer, found {value!r}")
-            out[name] = value
+                self.note(f"dims.{name}", f"expected a positive integer, found {value!r}")
+            else:
+                out[name] = value
         return out
 
     def nodes(self, doc: Mapping[str, Any], key: str, *, prefix: str = "") -> tuple[TensorSpec, ...]:
         full = prefix + key
         raw = doc.get(key)
         if raw is None:
-            raise self.fail(full, f"missing (required): declare each node as [[{full}]] name, shape, dtype")
+            self.note(full, f"missing (required): declare each node as [[{full}]] with name, shape and dtype")
+            return ()
         if not isinstance(raw, list) or not raw or not all(isinstance(n, dict) for n in raw):
-            raise self.fail(full, f"expected a non-empty array of tables ([[{full}]])")
-        out = []
+            self.note(full, f"expected a non-empty array of tables ([[{full}]]), found {raw!r}")
+            return ()
+        out: list[TensorSpec] = []
+        no_shape: tuple[int | str, ...] = ()
         for i, node in enumerate(raw):
             at = f"{full}[{i}]."
             self.unknown(node, _NODE_KEYS, at)
-            name = self.string(node, "name", prefix=at, required=True)
-            dtype = self.dtype(self.string(node, "dtype", prefix=at, required=True), at + "dtype")
-            shape = self.shape(node.get("shape"), at + "shape")
-            out.append(TensorSpec(name, shape, dtype, self.string(node, "description", prefix=at)))
-        return self.unique(out, full)
+            name = self.attempt(lambda: self.string(node, "name", prefix=at, required=True), "")
+            dtype = self.attempt(lambda: self.dtype(self.string(node, "dtype", prefix=at, required=True), at + "dtype"), "")
+            shape = self.attempt(lambda: self.shape(node.get("shape"), at + "shape"), no_shape)
+            out.append(TensorSpec(name, shape, dtype, self.attempt(lambda: self.string(node, "description", prefix=at), "")))
+        seen: set[str] = set()
+        for i, spec in enumerate(out):
+            if spec.name in seen:  # a name that failed to read ("") was noted already
+                self.note(f"{full}[{i}].name", f"duplicate node name {spec.name!r}")
+            seen.add(spec.name or f"\0{i}")
+        return tuple(out)

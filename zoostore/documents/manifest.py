@@ -202,7 +202,7 @@ class Manifest:
                 merged[arch] = files
                 continue
             if dict(old) != dict(files):
-                raise ImmutableError(immutable_message(self.model, release.version, arch, old, files))
+                raise immutable_error(self.model, release.version, arch, old, files)
         requires = dict(existing.requires)
         requires.update(release.requires)
         meta = dict(existing.meta)
@@ -367,16 +367,29 @@ def check_tag(tag: str) -> str:
     return tag
 
 
-def immutable_message(model: str, version: str, arch: str, old: Mapping[str, FileEntry],
-                      new: Mapping[str, FileEntry]) -> str:
-    lines = []
+#: How many differing files a refusal lists before "... and N more" (scipy's 47 drowned the
+#: sentence that says what to do); the error's `differences` keeps them all.
+LISTED = 10
+
+
+def immutable_error(model: str, version: str, arch: str, old: Mapping[str, FileEntry],
+                    new: Mapping[str, FileEntry], *, note: str = "") -> ImmutableError:
+    """The refusal to change a published (version, arch): the first `LISTED` differing files in
+    the message (then `note`), every one in its `differences`."""
+    differences: list[dict[str, str | None]] = []
     for path in sorted(set(old) | set(new)):
         a, b = old.get(path), new.get(path)
         if a != b:
-            lines.append(f"  {path}: published {a.blob if a else '(absent)'}, now {b.blob if b else '(absent)'}")
-    return (f"{model}@{version} ({arch}) is already published with different content; published "
-            f"versions are immutable. Differences:\n" + "\n".join(lines) +
-            "\nPublish a new version instead (e.g. bump the patch number).")
+            differences.append({"model": model, "version": version, "arch": arch, "path": path,
+                                "published": str(a.blob) if a else None, "now": str(b.blob) if b else None})
+    lines = [f"  {d['path']}: published {d['published'] or '(absent)'}, now {d['now'] or '(absent)'}"
+             for d in differences[:LISTED]]
+    if len(differences) > LISTED:
+        lines.append(f"  ... and {len(differences) - LISTED} more (--json lists every one under error.differences)")
+    message = (f"{model}@{version} ({arch}) is already published with different content; published "
+               f"versions are immutable. Differences ({len(differences)} files):\n" + "\n".join(lines) +
+               "\nPublish a new version instead (e.g. bump the patch number)." + note)
+    return ImmutableError(message, differences=differences)
 
 
 def now_utc() -> dt.datetime:

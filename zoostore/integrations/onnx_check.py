@@ -34,6 +34,10 @@ from zoostore.core.errors import CheckFailedError, FormatError, MissingDependenc
 from zoostore.documents.descriptor import ModelDescriptor, TensorSpec
 from zoostore.documents.model_folder import (LfsPointerError, descriptor_for_network, is_lfs_pointer,
                                              lfs_pointer_message, network_of)
+from zoostore.integrations.onnx_check_smoke import INSTALL_HINT as INSTALL_HINT
+from zoostore.integrations.onnx_check_smoke import import_optional as _import
+from zoostore.integrations.onnx_check_smoke import one_line as _text
+from zoostore.integrations.onnx_check_smoke import smoke as _smoke
 from zoostore.integrations.test_data import find_data_sets, run_data_sets
 
 # Re-exported: they were born here, and tests and callers import them from this module.
@@ -42,8 +46,6 @@ from zoostore.integrations.feeds import smoke_inputs as smoke_inputs
 
 if TYPE_CHECKING:
     from zoostore.core.progress import Progress
-INSTALL_HINT = "pip install 'zoostore[onnx]'"
-
 #: onnxruntime supports every opset from 7 on ("All versions of ONNX Runtime support ONNX opsets
 #: from ONNX v1.2.1+ (opset version 7 and higher)", onnxruntime docs, Compatibility); IR version 3
 #: is the one ONNX 1.0 wrote and the oldest the checker accepts.
@@ -52,18 +54,6 @@ DEFAULT_MIN_IR_VERSION = 3
 
 #: ONNX TensorProto element type names (lower-cased) that differ from numpy's.
 _ONNX_TO_DTYPE = {"float": "float32", "double": "float64"}
-
-
-def _import(name: str) -> Any:
-    import importlib
-
-    try:
-        return importlib.import_module(name)
-    except ImportError as exc:
-        raise MissingDependencyError(
-            f"zoostore check needs {name.split('.')[0]}, which is not installed ({exc}): "
-            f"{INSTALL_HINT}"
-        ) from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,19 +337,18 @@ def require_valid(
     reports = [check_model(p, policy=policy, progress=progress) for p in onnx_files]
     failed = [r for r in reports if not r.ok]
     if failed:
+        from zoostore.documents.manifest import LISTED
+
         lines = [f"{len(failed)} of {len(reports)} ONNX file(s) failed the check:"]
-        for r in failed:
-            lines += [f"  {r.path}: {p}" for p in r.problems]
+        problems = [f"  {r.path}: {p}" for r in failed for p in r.problems]
+        lines += problems[:LISTED]
+        if len(problems) > LISTED:
+            lines.append(f"  ... and {len(problems) - LISTED} more problems ('zoostore check PATH' lists every one)")
         lines.append("fix the model or its descriptor (model.toml or definition.yaml), or publish with --no-check to skip the check")
         err = CheckFailedError("\n".join(lines))
         err.reports = reports  # type: ignore[attr-defined]
         raise err
     return reports
-
-
-def _text(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return " ".join(text.split()) if len(text) < 2000 else " ".join(text[:2000].split()) + " ..."
 
 
 def _check_policy(report: CheckReport, pol: OpsetPolicy, detail: list[str]) -> None:
@@ -443,56 +432,3 @@ def _compare_nodes(report: CheckReport, desc: ModelDescriptor) -> None:
                             f"{want!r}{f' = {bound}' if isinstance(want, str) else ''}, "
                             f"the graph fixes {have}"
                         )
-
-
-def _smoke(report: CheckReport, desc: ModelDescriptor | None, detail: list[str]) -> None:
-    np = _import("numpy")
-    ort = _import("onnxruntime")
-    try:
-        feeds = smoke_inputs(report.inputs, desc)
-    except UsageError as exc:
-        report.problems.append(f"smoke: {exc}")
-        return
-    options = ort.SessionOptions()
-    # Fatal only: the report carries the error text, and warnings about unused initializers
-    # are noise.
-    options.log_severity_level = 4
-    try:
-        session = ort.InferenceSession(str(report.path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        report.problems.append(f"smoke: onnxruntime cannot load the model: {_text(exc)}")
-        return
-    try:
-        results = session.run(None, feeds)
-    except Exception as exc:
-        shapes = ", ".join(f"{k}{list(v.shape)}:{v.dtype}" for k, v in feeds.items())
-        report.problems.append(f"smoke: onnxruntime run on inputs {shapes} failed: {_text(exc)}")
-        return
-    detail.append(
-        "inputs " + ", ".join(f"{k}{list(v.shape)}" for k, v in feeds.items())
-        + " -> outputs " + ", ".join(f"{o.name}{list(np.shape(r))}" for o, r in zip(session.get_outputs(), results, strict=False))
-    )
-    names = [o.name for o in session.get_outputs()]
-    for name, value in zip(names, results, strict=True):
-        arr = np.asarray(value)
-        if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
-            report.warnings.append(f"smoke: output {name!r} holds non-finite values (NaN or inf) on the generated inputs")
-        declared = desc.output(name) if desc else None
-        if desc is None or declared is None:
-            continue
-        # What the graph fixes was compared in `nodes`; the run checks the rest.
-        graph = next((o.shape for o in report.outputs if o.name == name), ())
-        if graph and len(graph) != len(declared.shape):
-            continue
-        mismatch = arr.ndim != len(declared.shape)
-        for i, want in enumerate(declared.shape if not mismatch else ()):
-            if graph and isinstance(graph[i], int):
-                continue
-            bound = desc.bind(want)
-            mismatch = mismatch or (bound is not None and bound != arr.shape[i])
-        if mismatch:
-            report.problems.append(
-                f"smoke: output {name!r} came out with shape {list(arr.shape)}; {desc.file_name} "
-                f"declares {list(declared.shape)}"
-                + (f" with dims {dict(desc.dims)}" if desc.dims else "")
-            )

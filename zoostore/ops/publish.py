@@ -47,7 +47,7 @@ from zoostore.core.errors import BlobNotFoundError, ConflictError, ImmutableErro
 from zoostore.core.names import check_model_name, normalize_arch
 from zoostore.core.progress import NullProgress, Progress
 from zoostore.core.units import human_bytes
-from zoostore.documents.manifest import FileEntry, Manifest, Release, check_tag, immutable_message, now_utc
+from zoostore.documents.manifest import FileEntry, Manifest, Release, check_tag, immutable_error, now_utc
 from zoostore.ops.publish_inputs import (build_record, check_machines, collect_files, descriptor_meta,
                                       refuse_lfs_pointers)
 from zoostore.repository import Store
@@ -104,6 +104,8 @@ class PublishPlan:
     #: path -> the blob of that path in the newest other version (delta bases; delta stores only)
     previous: dict[str, Digest] = field(default_factory=dict, repr=False)
     warnings: list[str] = field(default_factory=list)
+    #: Hidden files and directories (`dir/` ones) of the published directories, not published.
+    skipped_hidden: tuple[str, ...] = ()
     started: float = field(default_factory=time.monotonic)  # the first reuse decision
     uploaded: list[PutResult] | None = None  # set by `upload`
     stamps: dict[str, FileStamp] = field(default_factory=dict, repr=False)  # stat before hashing
@@ -316,7 +318,7 @@ def _is_published(current: Manifest | None, release: Release, arch: str, request
     if dict(published) != dict(new):
         same = (f"\n({requested} and {release.version} are equal in precedence, so they are one version; "
                 "build metadata and a v/= prefix do not make a new one.)") if requested != release.version else ""
-        raise ImmutableError(immutable_message(release.model, release.version, arch, published, new) + same)
+        raise immutable_error(release.model, release.version, arch, published, new, note=same)
     changed = {k: v for k, v in release.meta.items() if k in existing.meta and existing.meta[k] != v}  # type: ignore[union-attr]
     if changed:
         keys = " ".join(f"{k}={v!r}" for k, v in sorted(changed.items()))
@@ -397,7 +399,8 @@ def plan_publish(
     base = store.manifest_versioned(model)
     current = base[0]
     requested, version = version, _canonical_version(current, model, version)
-    files = collect_files(paths, follow_symlinks=follow_symlinks)
+    hidden: list[str] = []
+    files = collect_files(paths, follow_symlinks=follow_symlinks, skipped=hidden)
     refuse_lfs_pointers(files)
     check_machines(files, arch, paths)
     model_meta, desc_summary = descriptor_meta(files)
@@ -423,7 +426,7 @@ def plan_publish(
     return PublishPlan(store, model, version, arch, files, entries, frozenset(present), release,
                        tags=tuple(tags), summary=summary, desc_summary=desc_summary,
                        model_meta=model_meta, unchanged=unchanged, known=known, previous=previous,
-                       warnings=warnings, started=started, stamps=stamps, base=base)
+                       warnings=warnings, skipped_hidden=tuple(hidden), started=started, stamps=stamps, base=base)
 
 
 def publish(

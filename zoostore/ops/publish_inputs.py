@@ -28,12 +28,16 @@ MAX_NAME_BYTES = 255
 MAX_PATH_BYTES = 1024
 
 
-def collect_files(paths: Sequence[str | os.PathLike[str]], *, follow_symlinks: bool = False) -> dict[str, Path]:
+def collect_files(paths: Sequence[str | os.PathLike[str]], *, follow_symlinks: bool = False,
+                  skipped: list[str] | None = None) -> dict[str, Path]:
     """Relative path in the version -> local file. A file publishes under its name; a
-    directory publishes its files under their paths relative to it (hidden files skipped).
+    directory publishes its files under their paths relative to it, hidden ones (a name
+    starting with '.': .DS_Store, .git/, .gitattributes) skipped and appended to `skipped`
+    (a directory with a trailing '/', not descended), for the CLI to say so (`hidden_note`).
     Every name is checked before anything is read: valid UTF-8, within the length limits, and
     a symbolic link must stay inside the published directory unless `follow_symlinks`."""
     out: dict[str, Path] = {}
+    hidden: list[str] = []
 
     def add(rel: str, path: Path, root: Path | None) -> None:
         check_name(rel, path)
@@ -47,20 +51,38 @@ def collect_files(paths: Sequence[str | os.PathLike[str]], *, follow_symlinks: b
     for p in map(Path, paths):
         if p.is_dir():
             for root, dirs, files in os.walk(p, followlinks=follow_symlinks):
-                for d in [d for d in dirs if not d.startswith(".") and (Path(root) / d).is_symlink()]:
-                    check_link(Path(root) / d, p, follow_symlinks)  # not descended unless following links
+                here = Path(root)
+                for d in [d for d in dirs if not d.startswith(".") and (here / d).is_symlink()]:
+                    check_link(here / d, p, follow_symlinks)  # not descended unless following links
+                hidden += sorted((here / d).relative_to(p).as_posix() + "/" for d in dirs if d.startswith("."))
+                hidden += sorted((here / f).relative_to(p).as_posix() for f in files if f.startswith("."))
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 for name in sorted(files):
                     if not name.startswith("."):
-                        full = Path(root) / name
+                        full = here / name
                         add(full.relative_to(p).as_posix(), full, p)
         elif p.is_file():
             add(p.name, p, None)
         else:
             raise UsageError(f"{p}: no such file or directory")
+    if skipped is not None:
+        skipped += hidden
     if not out:
-        raise UsageError(f"nothing to publish in {', '.join(map(str, paths))}: no files found")
+        also = f" ({hidden_note(hidden)})" if hidden else ""
+        raise UsageError(f"nothing to publish in {', '.join(map(str, paths))}: no files found{also}")
     return out
+
+
+def hidden_note(skipped: Sequence[str]) -> str:
+    """What `collect_files` skipped, in one line: `skipped 2 hidden files and 1 hidden directory
+    (.DS_Store, .gitattributes, .git/): ...`, naming the first five."""
+    dirs = sum(s.endswith("/") for s in skipped)
+    files = len(skipped) - dirs
+    counts = " and ".join(f"{n} hidden {one if n == 1 else many}"
+                          for n, one, many in ((files, "file", "files"), (dirs, "directory", "directories")) if n)
+    names = ", ".join(skipped[:5]) + (", ..." if len(skipped) > 5 else "")
+    return (f"skipped {counts} ({names}): a directory's files and subdirectories whose names start with '.' "
+            f"are not published; name such a file as a PATH of its own to publish it")
 
 
 def check_name(rel: str, path: Path) -> None:

@@ -112,7 +112,9 @@ def _load_yaml(text: str, where: str) -> Any:
 
 
 class _YamlReader(FieldReader):
-    """definition.yaml (already loaded, every scalar a string or None) into a ModelDescriptor."""
+    """definition.yaml (already loaded, every scalar a string or None) into a ModelDescriptor.
+    Every problem is noted and reported at once (`finish`); only a newer `version` stops the
+    reading, and a missing table's keys are not reported again one by one."""
 
     def table(self, doc: Mapping[str, Any], key: str, allowed: frozenset[str], *, prefix: str = "") -> dict[str, Any]:
         value = doc.get(key)
@@ -122,9 +124,8 @@ class _YamlReader(FieldReader):
         return value
 
     def unknown(self, doc: Mapping[str, Any], allowed: frozenset[str], prefix: str) -> None:
-        extra = sorted(str(k) for k in set(doc) - allowed)
-        if extra:
-            raise self.fail(prefix + extra[0], f"unknown key; expected one of {', '.join(sorted(allowed))}")
+        for extra in sorted(str(k) for k in set(doc) - allowed):
+            self.note(prefix + extra, f"unknown key; expected one of {', '.join(sorted(allowed))}")
 
     def integer(self, value: Any, key: str) -> int:
         if not isinstance(value, str) or not _INT.fullmatch(value.strip()):
@@ -132,6 +133,8 @@ class _YamlReader(FieldReader):
         return int(value)
 
     def boolean(self, value: Any, key: str) -> bool:
+        if value is None:
+            raise self.fail(key, "missing (required): expected true or false")
         text = value.strip().lower() if isinstance(value, str) else value
         if text in _TRUE:
             return True
@@ -141,27 +144,36 @@ class _YamlReader(FieldReader):
 
     def descriptor(self, doc: dict[str, Any], path: Path | None) -> ModelDescriptor:
         self.unknown(doc, _TOP_KEYS, "")
-        version = self.integer(doc.get("version"), "version")
+        version = self.attempt(lambda: self.integer(doc.get("version"), "version"), FORMAT)
         if version > FORMAT:
             raise NewerFormatError(f"{self.where} (definition.yaml version {version})", version, FORMAT)
         if version < 1:
-            raise self.fail("version", f"expected 1, found {version}")
-        network = self.table(doc, "network", _NETWORK_KEYS)
-        params = self.table(doc, "network_parameters", _PARAMETER_KEYS)
-        pre = doc.get("preprocessing")
-        return ModelDescriptor(
-            network=self.relpath(self.string(network, "filename", prefix="network.", required=True), "network.filename"),
-            framework=self.string(network, "framework", prefix="network.", required=True),
-            model_license=self.string(network, "model_license", prefix="network.", required=True),
-            data_license=self.string(network, "data_license", prefix="network."),
-            source=self.string(network, "provenance", prefix="network."),
-            training=self.string(network, "training", prefix="network."),
-            enable_testing=self.boolean(doc.get("enable_testing"), "enable_testing"),
-            inputs=self.nodes(params, "input_nodes", "network_parameters."),
-            outputs=self.nodes(params, "output_nodes", "network_parameters."),
-            preprocessing=None if pre is None else self.preprocessing(doc),
-            path=path,
-        )
+            self.note("version", f"expected 1, found {version}")
+        network = self.attempt(lambda: self.table(doc, "network", _NETWORK_KEYS), None)
+        params = self.attempt(lambda: self.table(doc, "network_parameters", _PARAMETER_KEYS), None)
+        net = network or {}
+
+        def text(key: str, *, required: bool = False) -> str:
+            if network is None:
+                return ""  # the table's own problem is noted already
+            return self.attempt(lambda: self.string(net, key, prefix="network.", required=required), "")
+
+        def nodes(key: str) -> tuple[TensorSpec, ...]:
+            if params is None:
+                return ()
+            return self.attempt(lambda: self.nodes(params, key, "network_parameters."), ())
+
+        filename = text("filename", required=True)
+        network_path = self.attempt(lambda: self.relpath(filename, "network.filename"), "") if filename else ""
+        framework, model_license = text("framework", required=True), text("model_license", required=True)
+        data_license, source, training = text("data_license"), text("provenance"), text("training")
+        testing = self.attempt(lambda: self.boolean(doc.get("enable_testing"), "enable_testing"), True)
+        inputs, outputs = nodes("input_nodes"), nodes("output_nodes")
+        pre = None if doc.get("preprocessing") is None else self.attempt(lambda: self.preprocessing(doc), None)
+        self.finish()
+        return ModelDescriptor(network=network_path, framework=framework, model_license=model_license,
+                               data_license=data_license, source=source, training=training, enable_testing=testing,
+                               inputs=inputs, outputs=outputs, preprocessing=pre, path=path)
 
     def preprocessing(self, doc: Mapping[str, Any]) -> Preprocessing:
         raw = self.table(doc, "preprocessing", _PREPROCESSING_KEYS)

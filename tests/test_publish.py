@@ -109,6 +109,24 @@ def test_new_arch_joins_existing_version(zoo, tmp_path: Path) -> None:  # type: 
         zoo.resolve("m", "1.0.0", arch="riscv64")
 
 
+def test_a_path_under_any_and_under_an_arch_with_other_bytes_warns(zoo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    publish(zoo, "m", "1.0.0", [write_model(tmp_path / "any", seed=1)], check=False)
+    r = publish(zoo, "m", "1.0.0", [write_model(tmp_path / "x86", seed=2)], arch="x86_64", check=False)
+    assert any("weights.bin" in w and "under any with other bytes" in w and "consumers on x86_64" in w
+               for w in r.warnings), r.warnings
+    # The other way round: `any` published after an arch that holds the same path.
+    r = publish(zoo, "m", "1.1.0", [write_model(tmp_path / "a2", seed=3)], arch="aarch64", check=False)
+    assert not r.warnings
+    r = publish(zoo, "m", "1.1.0", [write_model(tmp_path / "any2", seed=4)], check=False)
+    assert any("under aarch64 with other bytes: consumers on aarch64" in w for w in r.warnings), r.warnings
+    # The same bytes under both say nothing, and neither does a no-op re-run.
+    same = write_model(tmp_path / "same", seed=5)
+    publish(zoo, "m", "1.2.0", [same], check=False)
+    assert not publish(zoo, "m", "1.2.0", [same], arch="x86_64", check=False).warnings
+    assert not publish(zoo, "m", "1.0.0", [write_model(tmp_path / "x86", seed=2)], arch="x86_64",
+                       check=False).warnings
+
+
 def test_date_like_prerelease_warns_and_suggests_build_metadata(zoo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     r = publish(zoo, "m", "1.2.3-20220504", [write_model(tmp_path / "v")], check=False)
     assert any("1.2.3+20220504" in w for w in r.warnings)

@@ -44,7 +44,7 @@ from typing import Any, Literal
 from zoostore.core import semver
 from zoostore.core.digest import Digest, hash_file
 from zoostore.core.errors import BlobNotFoundError, ConflictError, ImmutableError, InvalidPathError, NotFoundError, ReadOnlyError, UsageError
-from zoostore.core.names import check_model_name, normalize_arch
+from zoostore.core.names import ANY, check_model_name, normalize_arch
 from zoostore.core.progress import NullProgress, Progress
 from zoostore.core.units import human_bytes
 from zoostore.documents.manifest import FileEntry, Manifest, Release, check_tag, immutable_error, now_utc
@@ -417,6 +417,8 @@ def plan_publish(
     if current is not None:
         current.check_not_removed(version, {e.blob for e in entries.values()})
     unchanged = _is_published(current, release, arch, requested)
+    if not unchanged:
+        warnings += _shadowed(current, version, arch, entries)
     blobs = {e.blob for e in entries.values()}
     present = blobs if unchanged else {b for b in blobs if store.blobs.has_blob(b)}
     known = {} if unchanged or present == blobs else _dedup_index(store, current)
@@ -427,6 +429,26 @@ def plan_publish(
                        tags=tuple(tags), summary=summary, desc_summary=desc_summary,
                        model_meta=model_meta, unchanged=unchanged, known=known, previous=previous,
                        warnings=warnings, skipped_hidden=tuple(hidden), started=started, stamps=stamps, base=base)
+
+
+def _shadowed(current: Manifest | None, version: str, arch: str, entries: Mapping[str, FileEntry]) -> list[str]:
+    """Warnings for paths this version also holds under `any` (publishing an arch) or under an
+    arch (publishing `any`) with other bytes: a consumer on that arch gets the arch's file."""
+    published = current.versions.get(version) if current is not None else None
+    if published is None:
+        return []
+    pairs = ([(arch, published.files.get(ANY, {}))] if arch != ANY else
+             [(a, files) for a, files in sorted(published.files.items()) if a != ANY])
+    out = []
+    for target, other in pairs:
+        differ = sorted(p for p in entries if p in other and other[p].blob != entries[p].blob)
+        if differ:
+            shown = ", ".join(differ[:5]) + (f" and {len(differ) - 5} more" if len(differ) > 5 else "")
+            out.append(f"{version} already has {shown} under "
+                       f"{'any' if arch != ANY else target} with other bytes: consumers on {target} "
+                       f"get the {target} file{'s' if len(differ) > 1 else ''} (an architecture's file replaces "
+                       f"the 'any' file of the same path)")
+    return out
 
 
 def publish(

@@ -693,3 +693,84 @@ def test_a_model_whose_drop_gives_up_keeps_its_versions_and_the_others_are_dropp
     assert any(n.startswith("other: no version dropped") for n in result.notes)
     assert open_store(zoo.url).manifest("other").sorted_versions() == ["0.1.0", "0.2.0"]
     assert assert_all_readable(zoo.url, tmp_path) == 4 * 2 - 1 + 2
+
+
+def _failed_publish_then_retry(zoo: Store, tmp_path: Path) -> tuple[Any, set[str]]:
+    """A publish that crashed after storing its packs (no recipe, no manifest entry), more than G
+    ago, and its retry planned now: the retry writes byte-identical packs, so its put-if-absent
+    finds the orphans instead of writing them. Returns (the retry's plan, the orphan pack keys)."""
+    from zoostore.ops.publish import plan_publish
+
+    src = write_files(tmp_path / "v", {"w.bin": content(61)})
+    first = plan_publish(zoo, "m", "1.0.0", [src], check=None)
+    first.upload()
+    blob = first.entries["w.bin"].blob
+    orphans = {pack_key(p) for p in zoo.blobs.recipe(blob).packs}
+    zoo.backend.delete([blob_key(blob)])  # as if the crash came before the recipe was written
+    zoo.blobs.forget(None)
+    age_store(zoo, 2 * HOUR)
+    return plan_publish(zoo, "m", "1.0.0", [src], check=None), orphans
+
+
+@pytest.mark.parametrize("upload", ["before execute", "after execute listed"])
+def test_a_retried_publish_whose_packs_collide_with_old_orphans_keeps_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, upload: str) -> None:
+    """A pack the publisher writes and finds already there (same bytes: a retry of a failed
+    publish) is reused as surely as a chunk it deduplicates: freshened when old, and checked
+    after the settle time. gc's look then keeps it, whenever the retry's recipe appeared
+    (before execute, which then acts on the plan's listings; or after execute listed the store)
+    and however late the retry commits after its last check."""
+    import zoostore.ops.gc.plan as gc_plan
+
+    zoo = make_zoo(tmp_path / "store")
+    retry, orphans = _failed_publish_then_retry(zoo, tmp_path)
+    plan = plan_gc(zoo)
+    assert orphans <= {i.key for i in plan.packs}
+    confirm = retry._confirm_stored  # the commit's last look at what its version names
+
+    def upload_and_confirm() -> None:
+        retry.upload()
+        assert orphans <= {pack_key(p) for r in retry.uploaded or [] for p in zoo.blobs.recipe(r.blob).packs}
+        confirm()
+
+    if upload == "before execute":
+        upload_and_confirm()
+    else:
+        real = gc_plan.delete_checked
+        calls: list[int] = []
+
+        def upload_then_delete(*args: Any, **kwargs: Any) -> Any:
+            if not calls:
+                upload_and_confirm()
+            calls.append(1)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(gc_plan, "delete_checked", upload_then_delete)
+    plan.execute()  # its looks and deletes land between the commit's check and its CAS
+    monkeypatch.setattr(retry, "_confirm_stored", lambda: None)  # confirmed above
+    retry.commit()
+    assert orphans <= keys(zoo, "packs/"), "gc deleted packs that a committed version names"
+    assert assert_all_readable(zoo.url, tmp_path) == 1
+
+
+def test_a_found_pack_that_gc_deletes_after_the_freshen_fails_the_publish(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The settle check covers a found pack like any reused one: gc looked before the freshen
+    and its delete lands after it; the publish fails instead of committing, and a retry works."""
+    zoo = make_zoo(tmp_path / "store")
+    retry, orphans = _failed_publish_then_retry(zoo, tmp_path)
+    real_freshen = zoo.backend.freshen
+    freshened: list[str] = []
+
+    def freshen_then_gc_deletes(key: str) -> None:
+        real_freshen(key)
+        freshened.append(key)
+        zoo.backend.delete([key])
+
+    monkeypatch.setattr(zoo.backend, "freshen", freshen_then_gc_deletes)
+    with pytest.raises(ConflictError, match="deleted .* while this publish was reusing it"):
+        retry.upload()
+    assert set(freshened) == orphans and zoo.models() == []
+    monkeypatch.setattr(zoo.backend, "freshen", real_freshen)
+    publish(zoo, "m", "1.0.0", [tmp_path / "v"], check=False)
+    assert assert_all_readable(zoo.url, tmp_path) == 1

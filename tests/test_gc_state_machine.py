@@ -5,9 +5,12 @@ Publishes run the real phases of `zoostore.ops.publish`, one rule each, so gc ca
 them: begin (`plan_publish`: hash, read the manifest, index the chunks of recent versions for
 dedup), upload (`PublishPlan.upload`: packs, then recipes through the blob writer, which
 freshens reused old objects and re-checks them), commit (`PublishPlan.commit`: compare-and-swap
-the manifest). A publish may also be abandoned (a crash) or fail because gc deleted something
-it reused; it then publishes nothing. gc is planned and
-executed as two steps, with other steps in between, as when a user reads the plan at the prompt.
+the manifest; its last existence check may be taken early, as its own rule, so that gc can
+delete between that check and the compare-and-swap). A publish may also be abandoned (a crash),
+crash after storing its packs and be retried later (the retry stores byte-identical packs and
+finds them there), or fail because gc deleted something it reused; it then publishes nothing.
+gc is planned and executed as two steps, with other steps in between, as when a user reads the
+plan at the prompt.
 
 Safety claim under test (docs/gc.md): while every publish finishes within half the grace period
 G and gc runs with the store's G, every version a manifest lists can be fetched and verified,
@@ -29,7 +32,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import event as _hypothesis_event
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, initialize, invariant, rule
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, initialize, invariant, multiple, rule
 
 from test_gc import age_store, assert_all_readable, content, make_zoo, mutate, write_files
 from zoostore.core import semver
@@ -39,6 +42,7 @@ from zoostore.ops.gc import GcPlan, plan_gc
 from zoostore.ops.publish import PublishPlan, plan_publish, publish
 from zoostore.repository import open_store
 from zoostore.repository import Store
+from zoostore.storage.recipe import blob_key
 
 def event(text: str) -> None:
     """Hypothesis statistics; a no-op when the machine is driven by hand (regression tests)."""
@@ -86,6 +90,7 @@ class GcMachine(RuleBasedStateMachine):
         self.tags: dict[str, str] = {}
         self.counter = 0
         self.inflight: list[Pending] = []
+        self.crashed: list[tuple[str, dict[str, Path]]] = []  # publishes that crashed after their packs
         self.plan: GcPlan | None = None
         self.plan_keep: list[str] = []
         # A long-lived reader, as a service holding a Store open: its cached recipes may predate
@@ -149,6 +154,20 @@ class GcMachine(RuleBasedStateMachine):
             assert r.blob == hash_file(p.plan.files[name]) == p.plan.entries[name].blob
         p.uploaded = True
 
+    @rule(p=pending)
+    def confirm(self, p: Pending) -> None:
+        """The commit's last check that every object the version names is stored, taken early:
+        gc may delete between it and the compare-and-swap, and the freshen rule alone must
+        make that safe (docs/gc.md)."""
+        if not p.uploaded or p not in self.inflight:
+            return
+        try:
+            p.plan._confirm_stored()
+        except ConflictError:
+            self.inflight.remove(p)
+            return
+        p.plan._confirm_stored = lambda: None  # type: ignore[method-assign]
+
     @rule(p=consumes(pending))
     def commit(self, p: Pending) -> None:
         if not p.uploaded or p not in self.inflight:
@@ -166,6 +185,30 @@ class GcMachine(RuleBasedStateMachine):
     def abandon(self, p: Pending) -> None:
         if p in self.inflight:
             self.inflight.remove(p)  # a crash: packs (and maybe recipes) stay as garbage
+
+    @rule(p=consumes(pending))
+    def crash_after_packs(self, p: Pending) -> None:
+        """A crash after the packs were stored and before the recipes: its retry (`retry`)
+        writes byte-identical packs and finds these there."""
+        if p not in self.inflight or p.uploaded:
+            return
+        self.inflight.remove(p)
+        try:
+            results = p.plan.upload()
+        except ConflictError:
+            return
+        self.zoo.backend.delete([blob_key(r.blob) for r in results if r.new])
+        self.zoo.blobs.forget(None)
+        self.crashed.append((p.model, dict(p.plan.files)))
+
+    @rule(target=pending, pick=st.integers(0, 1000))
+    def retry(self, pick: int) -> Pending:
+        if not self.crashed:
+            return multiple()
+        model, files = self.crashed[pick % len(self.crashed)]
+        p = Pending(plan_publish(self.zoo, model, self._new_version(), [files[n] for n in sorted(files)]))
+        self.inflight.append(p)
+        return p
 
     @rule(model=st.sampled_from(MODELS), how=st.integers(0, 2), seed=st.integers(0, 10_000))
     def publish_whole(self, model: str, how: int, seed: int) -> None:
@@ -339,5 +382,24 @@ def test_reader_holding_a_recipe_of_a_blob_gc_deleted_and_a_publish_brought_back
     machine.gc(defer=False, mode="from", model="a", pick=116, repack=False, zero_grace=False)
     machine.sync()
     machine.publish_whole(how=1, model="a", seed=1)
+    machine.sync()
+    machine.teardown()
+
+
+def test_retry_of_a_publish_that_crashed_after_its_packs_races_a_deferred_gc() -> None:
+    """Regression sequence: a publish crashes after storing its packs; more than G later gc
+    plans (the orphan packs are candidates), the retry stores byte-identical packs and checks
+    them, and only then does gc execute on the plan's listings, before the retry's CAS."""
+    machine = GcMachine()
+    machine.history(seeds=[1, 2])
+    crashed = cast(Pending, machine.begin_publish(model="a", how=0, seed=5, two=False))
+    machine.crash_after_packs(crashed)
+    machine.time_passes(3 * G)
+    machine.gc(model="a", pick=0, mode="sweep", repack=False, zero_grace=False, defer=True)
+    retry = cast(Pending, machine.retry(pick=0))
+    machine.upload(retry)
+    machine.confirm(retry)
+    machine.gc(model="a", pick=0, mode="sweep", repack=False, zero_grace=False, defer=False)  # executes
+    machine.commit(retry)
     machine.sync()
     machine.teardown()

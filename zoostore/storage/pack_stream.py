@@ -50,6 +50,9 @@ class PackStream:
         self.sinks: list[ObjectWriter] = []  # every writer opened (abort discards them)
         self.packs_written = 0
         self.stored_bytes = 0
+        #: Keys of packs that were already stored, byte for byte (a retry of a failed publish):
+        #: reused rather than written, so the writer freshens them (handshake.py).
+        self.found: list[str] = []
         self._lock = threading.Lock()
         self._new()
 
@@ -101,13 +104,15 @@ class PackStream:
                 w.result()
             cancel.check()
             pack_id = Digest(hasher.hexdigest())
-            sink.commit(pack_key(pack_id))
+            written = sink.commit(pack_key(pack_id))
         except BaseException:
             sink.discard()
             raise
         slot.id = pack_id
         with self._lock:
             self.stored_bytes += size
+            if not written:
+                self.found.append(pack_key(pack_id))
 
     def wait(self) -> None:
         """Until every ended pack is stored; raises what a write or commit raised."""

@@ -266,6 +266,8 @@ class BlobWriter:
             self.packs.add_file_list([self._file_list(p) for p in self.pending])
         self.packs.flush()
         self.packs.wait()
+        for key in self.packs.found:  # stored already: reused, so freshened like any reused pack
+            self.handshake.freshen_if_old(key)
         self.handshake.settle()
         self._write_recipes()
 

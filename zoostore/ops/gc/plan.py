@@ -159,8 +159,9 @@ class GcPlan:
         """The plan's survey, if it still holds: the manifests reference no blob it did not
         (the drop went as planned, nothing committed since names a new blob) and there is no
         repack (which needs every frame as it is now). What changed since its listings is what
-        in-flight publishers wrote or freshened, and the look before each delete covers that as
-        it covers what they write after a fresh listing (docs/gc.md, "Safety")."""
+        in-flight publishers wrote or freshened (a pack a publisher wrote and found already
+        stored counts as reused: it freshens that too), and the look before each delete covers
+        that as it covers what they write after a fresh listing (docs/gc.md, "Listing once")."""
         plan = self.surveyed
         if plan is None or self.repack or plan.problems or not referenced <= plan.referenced:
             return None

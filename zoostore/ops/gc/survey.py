@@ -71,7 +71,9 @@ class _RecipeIndex:
     """What gc remembers of each recipe it read: the packs it names, and with `frames` every
     (pack, offset, frame length); both include the bases of its delta frames, which stay live
     as long as a kept recipe's delta frame uses them; and the base recipe of one stored as edits. Recipes are immutable per key except for repack (gc itself),
-    so a plan's reads stay valid for its execute."""
+    so a plan's reads stay valid for its execute. (A publish's last check deletes a recipe that
+    names a missing pack and writes it anew; the new one names packs younger than the cutoff
+    or reused, and so freshened, ones: what a stale read of it misses, the look keeps.)"""
 
     def __init__(self, *, frames: bool) -> None:
         self.frames = frames

@@ -84,7 +84,8 @@ class Handshake:
         return ConflictError(
             f"{key} was deleted from {self.backend.url} (by a concurrent 'zoostore gc') while this "
             f"publish was reusing it; nothing was published. Publish again: the retry uploads the "
-            f"data anew"
+            f"data anew. If the retry fails the same way while no gc runs, the store is damaged "
+            f"(a recipe names a pack that is missing): 'zoostore verify' names what is missing"
         )
 
     def settle(self) -> None:

@@ -127,6 +127,28 @@ def test_a_path_under_any_and_under_an_arch_with_other_bytes_warns(zoo, tmp_path
                        check=False).warnings
 
 
+def test_republishing_a_file_whose_recipe_names_a_missing_pack_repairs_it(zoo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from zoostore.ops.verify import verify_store
+
+    src = write_model(tmp_path / "v1")
+    publish(zoo, "m", "1.0.0", [src], check=False)
+    root = Path(zoo.url.removeprefix("file://"))
+    for pack in (root / "packs").rglob("*"):
+        if pack.is_file():
+            pack.unlink()  # a damaged store: every recipe names a missing pack
+    assert verify_store(open_store(zoo.url)).problems
+    # Republishing the same files (as a new version) stores them anew and overwrites the
+    # damaged recipes, instead of failing at the settle check on every retry.
+    r = publish(open_store(zoo.url), "m", "1.1.0", [src], check=False)
+    assert r.new_stored_bytes > 0
+    fresh = open_store(zoo.url)
+    assert verify_store(fresh, read_data=True).problems == []
+    for version in ("1.0.0", "1.1.0"):  # the same blobs: the old version reads again too
+        for path, entry in fresh.manifest("m").versions[version].files["any"].items():
+            out = fresh.blobs.get_file(entry.blob, tmp_path / "out" / version / path)
+            assert out.read_bytes() == (src / path).read_bytes()
+
+
 def test_date_like_prerelease_warns_and_suggests_build_metadata(zoo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     r = publish(zoo, "m", "1.2.3-20220504", [write_model(tmp_path / "v")], check=False)
     assert any("1.2.3+20220504" in w for w in r.warnings)

@@ -33,6 +33,9 @@ class Handshake:
         self._forget = forget
         self.checked: dict[str, bool] = {}  # reused object key -> it existed when checked
         self.freshened: dict[str, float] = {}  # key -> monotonic time its freshen returned
+        #: Blobs whose stored recipe names a pack that is missing (a damaged store): not reused;
+        #: the writer stores the file anew and overwrites the recipe (`freshen_blob`).
+        self.damaged: set[Digest] = set()
         self._cutoff: float | None = None
 
     def cutoff(self) -> float:
@@ -60,13 +63,15 @@ class Handshake:
 
     def freshen_blob(self, blob: Digest) -> bool:
         """Freshen an existing blob's recipe and packs; False if the recipe is gone (gc deleted
-        it since `has_blob` said yes, or an in-memory copy outlived it): chunk the file again."""
+        it since `has_blob` said yes, or an in-memory copy outlived it) or names a missing pack
+        (`_damaged`): chunk the file again."""
         key = blob_key(blob)
         try:
             if self.freshen_if_old(key):
                 recipe = self._recipe(blob)
-                for p in recipe.packs:
-                    self.freshen_if_old(pack_key(p))
+                missing = [k for k in map(pack_key, recipe.packs) if not self.freshen_if_old(k)]
+                if missing:
+                    return self._damaged(blob, missing)
                 if recipe.against is not None:  # stored as edits: its base recipe is read with it
                     self.freshen_if_old(blob_key(recipe.against))
                 return True
@@ -75,6 +80,18 @@ class Handshake:
         except (FormatError, IntegrityError):
             return True  # damaged, not gone: verify --repair's business
         self.checked.pop(key, None)
+        self._forget(blob)
+        return False
+
+    def _damaged(self, blob: Digest, missing: list[str]) -> bool:
+        """The recipe of `blob` names packs that were missing when this publish looked (not
+        gone since it decided to reuse them): the store is damaged there, or a gc deleted
+        them a moment ago. Either way the file is not reused but stored anew, and its recipe
+        overwritten, so a republish repairs it; nothing of this publish names those packs, so
+        they are no reason to fail at the settle check."""
+        for k in missing:
+            self.checked.pop(k, None)
+        self.damaged.add(blob)
         self._forget(blob)
         return False
 

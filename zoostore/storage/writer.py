@@ -297,7 +297,10 @@ class BlobWriter:
             else:
                 stored.append(whole.encode())
             recipes.append(whole)
-        futures = [self.io.submit(self.backend.put_if_absent, blob_key(r.blob), data)
+        # A recipe naming a missing pack (handshake.damaged) is overwritten with this one; any
+        # other existing recipe of the same blob is as good as this one and stays.
+        futures = [self.io.submit(self.backend.put if r.blob in self.handshake.damaged else
+                                  self.backend.put_if_absent, blob_key(r.blob), data)
                    for r, data in zip(recipes, stored)]
         for f in futures:
             f.result()

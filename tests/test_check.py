@@ -511,3 +511,25 @@ def test_publish_of_a_model_too_new_for_onnxruntime_says_what_to_do(tmp_path: Pa
     assert "smoke: the model " in err and "upgrade onnxruntime" in err and "--no-check" in err, err
     assert "ONNXRuntimeError" not in err
     assert main(["publish", str(tmp_path / "store"), "m", "1.0.0", str(folder), "-q", "--no-check"]) == 0
+
+
+def test_an_ai_onnx_ml_opset_too_new_is_not_advised_as_a_default_domain_one(tmp_path: Path) -> None:
+    """onnx.version_converter converts the default domain only, and make_opsetid('', N) sets
+    the default domain: neither fixes an ai.onnx.ml opset that onnxruntime refuses."""
+    import onnxruntime as ort
+
+    path = _relu_model(tmp_path / "ml.onnx", ir_version=8,
+                       opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("ai.onnx.ml", 99)])
+    try:
+        ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        pytest.skip(f"onnxruntime {ort.__version__} loads ai.onnx.ml opset 99")
+    except Exception as exc:
+        if "is under development" not in str(exc):
+            pytest.skip(f"onnxruntime refuses ai.onnx.ml opset 99 with another message: {exc}")
+    smoke = [p for p in check_model(path).problems if p.startswith("smoke:")]
+    found = re.fullmatch(
+        r"smoke: the model imports opset 99 of ai.onnx.ml, but onnxruntime \S+ supports opsets up to (\d+): "
+        r"make it with opset_imports=\[..., onnx.helper.make_opsetid\('ai.onnx.ml', \1\)\] \(and nodes of that "
+        r"opset\), upgrade onnxruntime \(pip install -U onnxruntime\), or publish with --no-check to skip the check",
+        smoke[0]) if smoke else None
+    assert found, smoke

@@ -397,3 +397,20 @@ def test_hidden_files_of_every_model_are_said_once(zoo: Store, tmp_path: Path, c
     assert len(notes) == 1 and notes[0].startswith("zoostore: skipped 2 hidden files (alpha/.DS_Store, beta/.DS_Store): ")
     assert main(["publish-release", zoo.url, "1.0.0", *map(str, dirs), "--no-check", "-q"]) == 0
     assert "hidden" not in capsys.readouterr().err
+
+
+def test_a_conflict_after_a_failed_check_keeps_its_differences_for_json(zoo: Store, tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """The conflict's message says '--json lists every one under error.differences'; that held
+    only when the first refused model was a conflict, not a failed ONNX check."""
+    pytest.importorskip("onnx", reason="the ONNX check needs onnx (pip install 'zoostore[onnx]')")
+    pytest.importorskip("onnxruntime", reason="the ONNX check needs onnxruntime (pip install 'zoostore[onnx]')")
+    alpha = write_dir(tmp_path / "alpha", {"model.onnx": b"not a model"})
+    many = {f"lib{i:02d}.so": b"new %d" % i for i in range(12)}
+    publish(zoo, "beta", "1.0.0", [write_dir(tmp_path / "old" / "beta", {p: b"old " + b for p, b in many.items()})],
+            check=False)
+    beta = write_dir(tmp_path / "beta", many)
+    assert main(["publish-release", zoo.url, "1.0.0", str(alpha), str(beta), "--json"]) == 10
+    error = json.loads(capsys.readouterr().err)["error"]
+    assert "... and 2 more (--json lists every one under error.differences)" in error["message"]
+    assert [d["path"] for d in error["differences"]] == sorted(many)

@@ -157,8 +157,11 @@ def _refusal(refused: list[tuple[str, ImmutableError | CheckFailedError]], model
             "ONNX check); nothing was uploaded:\n" + "\n".join(str(exc) for _, exc in refused[:LISTED]))
     if len(refused) > LISTED:
         text += f"\n... and {len(refused) - LISTED} more models refused: {', '.join(m for m, _ in refused[LISTED:])}"
+    differences = [d for _, exc in refused if isinstance(exc, ImmutableError) for d in exc.differences]
     if isinstance(refused[0][1], ImmutableError):
-        differences = [d for _, exc in refused if isinstance(exc, ImmutableError) for d in exc.differences]
         return ImmutableError(text, differences=differences)
-    return CheckFailedError(text)
+    failed = CheckFailedError(text)
+    # A conflict listed after a failed check says '--json lists every one': keep them here too.
+    failed.differences = differences  # type: ignore[attr-defined]
+    return failed
 

@@ -335,13 +335,42 @@ def test_template_is_refused_cleanly() -> None:
     with pytest.raises(FormatError) as info:
         definition_yaml.load(AUTOWARE / "definition_template.yaml")
     message = str(info.value)
-    assert "definition_template.yaml: 6 problems; fix them all" in message
+    assert "definition_template.yaml: 10 problems; fix them all" in message
     for line in ["network.filename: missing (required)", "network.framework: missing (required)",
                  "network.model_license: missing (required)", "enable_testing: missing (required)",
                  "network_parameters.input_nodes[0].name: missing (required)",
-                 "network_parameters.output_nodes[0].name: missing (required)"]:
+                 "network_parameters.input_nodes[0].datatype: missing",
+                 "network_parameters.output_nodes[0].name: missing (required)",
+                 "network_parameters.output_nodes[0].datatype: missing",
+                 "network_parameters.output_nodes[1].name: missing (required)",
+                 "network_parameters.output_nodes[1].datatype: missing"]:
         assert f"\n  {line}" in message, line
 
+
+
+def test_every_node_problem_of_a_definition_yaml_at_once(tmp_path: Path) -> None:
+    """Within a node list only the first problem was reported (one node per run)."""
+    (tmp_path / "definition.yaml").write_text(
+        "version: 1\nenable_testing: true\n"
+        "network: {filename: m.onnx, framework: ONNX, model_license: MIT}\n"
+        "network_parameters:\n"
+        "  input_nodes:\n"
+        "    - {name: a, datatype: float33, shape: [1, x y]}\n"
+        "    - {name: , datatype: float32, shape: [1]}\n"
+        "    - {name: a, datatype: float32, shape: 3}\n"
+        "  output_nodes:\n"
+        "    - {name: o, shape: [1], colour: red}\n"
+        "preprocessing: {module: /abs.py, input_nodes: []}\n", encoding="utf-8")
+    with pytest.raises(FormatError) as info:
+        load_descriptor(tmp_path)
+    lines = [line.strip() for line in str(info.value).splitlines()[1:]]
+    assert str(info.value).startswith(f"{tmp_path / 'definition.yaml'}: 11 problems; fix them all, then run again "
+                                      "(the keys are described in docs/autoware.md):"), str(info.value)
+    at = "network_parameters.input_nodes"
+    assert [line.split(":")[0] for line in lines] == [
+        f"{at}[0].datatype", f"{at}[0].shape[1]", f"{at}[1].name", f"{at}[2].shape", f"{at}[2].name",
+        "network_parameters.output_nodes[0].colour", "network_parameters.output_nodes[0].datatype",
+        "preprocessing.module", "preprocessing.module_name", "preprocessing.input_nodes", "preprocessing.output_nodes"], lines
 
 RPN = AUTOWARE / "perception/lidar_obstacle_detection/point_pillars_rpn/onnx_fp32_kitti/definition.yaml"
 

@@ -252,6 +252,9 @@ class FieldReader:
     """Validation shared by both descriptor formats, with messages that name the file and the
     key: `<file>: <key>: <what is wrong>`."""
 
+    #: Where the keys are described, for the message listing several problems.
+    docs = "docs/pipeline.md"
+
     def __init__(self, where: str) -> None:
         self.where = where
         #: Problems noted so far (`<key>: <what is wrong>`), for readers that report them all.
@@ -283,7 +286,7 @@ class FieldReader:
         if self.problems:
             raise FormatError(
                 f"{self.where}: {len(self.problems)} problems; fix them all, then run again "
-                f"(the keys are described in docs/pipeline.md):\n"
+                f"(the keys are described in {self.docs}):\n"
                 + "\n".join(f"  {p}" for p in self.problems))
 
     def string(self, doc: Mapping[str, Any], key: str, *, prefix: str = "", required: bool = False) -> str:

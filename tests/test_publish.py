@@ -564,3 +564,13 @@ def test_a_folder_of_only_hidden_files_says_they_were_skipped(zoo, tmp_path: Pat
     (d / ".env").write_text("x")
     with pytest.raises(UsageError, match=r"no files found \(skipped 1 hidden file \(\.env\)"):
         publish(zoo, "m", "1.0.0", [d], check=False)
+
+
+def test_a_hidden_file_also_named_as_a_path_is_not_said_to_be_skipped(zoo, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    """The note said '.gitattributes' was skipped while the same command published it."""
+    src = _with_hidden(tmp_path / "v")
+    assert cli(["publish", zoo.url, "m", "1.0.0", str(src), str(src / ".gitattributes"), "--no-check"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if "hidden" in line]
+    assert notes and notes[0].startswith("zoostore: skipped 2 hidden files and 1 hidden directory "
+                                         "(.git/, .DS_Store, sub/.keep): "), notes
+    assert ".gitattributes" in zoo.manifest("m").versions["1.0.0"].files["any"]

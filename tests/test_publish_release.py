@@ -414,3 +414,17 @@ def test_a_conflict_after_a_failed_check_keeps_its_differences_for_json(zoo: Sto
     error = json.loads(capsys.readouterr().err)["error"]
     assert "... and 2 more (--json lists every one under error.differences)" in error["message"]
     assert [d["path"] for d in error["differences"]] == sorted(many)
+
+
+def test_each_models_shadowed_path_warning_names_the_model(zoo: Store, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """Two models whose `any` file differs from their x86_64 one warned with the same text
+    ('1.0.0 already has w under x86_64'), which the terminal says once: one model's was lost."""
+    for name in ("alpha", "beta"):
+        publish(zoo, name, "1.0.0", [write_dir(tmp_path / "x86" / name, {"w": b"x86 " + name.encode()})],
+                arch="x86_64", check=False)
+    dirs = [write_dir(tmp_path / name, {"w": b"any " + name.encode()}) for name in ("alpha", "beta")]
+    assert main(["publish-release", zoo.url, "1.0.0", *map(str, dirs), "--no-check"]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "already has w under x86_64" in line]
+    assert [line.split(" already has")[0] for line in warned] == ["zoostore: warning: alpha@1.0.0",
+                                                                 "zoostore: warning: beta@1.0.0"], warned

@@ -542,3 +542,27 @@ def test_missing_nodes_and_tables_are_all_reported(tmp_path: Path) -> None:
         ModelDescriptor.load(path)
     keys = [line.split(":")[0].strip() for line in str(info.value).splitlines()[1:]]
     assert keys == ["provenance", "dims.b", "inputs", "outputs"]
+
+
+def test_a_node_without_shape_and_a_blank_network_key_say_missing_and_what_to_give(tmp_path: Path) -> None:
+    """A node without `shape` said 'expected an array ..., found None'; definition.yaml's blank
+    network keys said only 'missing (required)' where model.toml's say what they hold."""
+    path = tmp_path / "model.toml"
+    path.write_text('network = "m.onnx"\nframework = "onnx"\nmodel_license = "MIT"\n'
+                    '[[inputs]]\nname = "x"\nshape = [1]\ndtype = "float32"\n'
+                    '[[outputs]]\nname = "y"\ndtype = "float32"\n', encoding="utf-8")
+    with pytest.raises(FormatError, match=r"outputs\[0\]\.shape: missing \(required\): expected an array of "):
+        load_descriptor(path)
+    (tmp_path / "yaml").mkdir()
+    (tmp_path / "yaml" / "definition.yaml").write_text(
+        "version: 1\nenable_testing: true\nnetwork: {filename: m.onnx, framework: , model_license: }\n"
+        "network_parameters:\n  input_nodes: [{name: x, datatype: float32}]\n"
+        "  output_nodes: [{name: y, datatype: float32, shape: [1]}]\n", encoding="utf-8")
+    with pytest.raises(FormatError) as info:
+        load_descriptor(tmp_path / "yaml")
+    lines = [line.strip() for line in str(info.value).splitlines()[1:]]
+    assert lines == [
+        "network.framework: missing (required): expected the network's framework, such as \"onnx\"",
+        "network.model_license: missing (required): expected the model's licence, an SPDX id such as \"Apache-2.0\"",
+        "network_parameters.input_nodes[0].shape: missing (required): expected a list of sizes (-1 for a dynamic one)",
+    ], lines

@@ -221,6 +221,8 @@ class _YamlReader(FieldReader):
         raise self.fail(at + "datatype", f"missing: give each node a datatype (or {prefix}datatype for all)")
 
     def sizes(self, raw: Any, key: str) -> tuple[int | str, ...]:
+        if raw is None:
+            raise self.fail(key, "missing (required): expected a list of sizes (-1 for a dynamic one)")
         if not isinstance(raw, list):
             raise self.fail(key, f"expected a list of sizes (-1 for a dynamic one), found {raw!r}")
         # Sizes arrive as text (no implicit ints): integers become ints, names stay symbolic.

@@ -82,6 +82,9 @@ _REQUIRED = {
     "framework": 'the network\'s framework, such as "onnx"',
     "model_license": 'the model\'s licence, an SPDX id such as "Apache-2.0"',
 }
+# definition.yaml holds them in its `network:` table (filename is the network).
+_REQUIRED |= {"network.filename": _REQUIRED["network"], "network.framework": _REQUIRED["framework"],
+              "network.model_license": _REQUIRED["model_license"]}
 
 _SYMBOL = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
 _TOP_KEYS = frozenset({
@@ -322,6 +325,9 @@ class FieldReader:
         return value
 
     def shape(self, shape: Any, key: str) -> tuple[int | str, ...]:
+        if shape is None:
+            raise self.fail(key, "missing (required): expected an array of sizes and dimension names, "
+                            "such as [1, 3, 224, 224] or [\"batch\", 80]")
         if not isinstance(shape, list):
             raise self.fail(key, f"expected an array of ints and dimension names, found {shape!r}")
         dims: list[int | str] = []

@@ -566,3 +566,11 @@ def test_a_node_without_shape_and_a_blank_network_key_say_missing_and_what_to_gi
         "network.model_license: missing (required): expected the model's licence, an SPDX id such as \"Apache-2.0\"",
         "network_parameters.input_nodes[0].shape: missing (required): expected a list of sizes (-1 for a dynamic one)",
     ], lines
+
+
+def test_a_definition_yaml_without_version_says_it_is_missing(tmp_path: Path) -> None:
+    """It said 'version: expected an integer, found None'."""
+    path = yaml_variant(tmp_path, "version: 1\n", "")
+    with pytest.raises(FormatError, match=r"definition.yaml: version: missing \(required\): expected the format "
+                                          r"number, 1 \(Autoware's template starts with 'version: 1'\)$"):
+        load_descriptor(path)

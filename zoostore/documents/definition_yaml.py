@@ -130,6 +130,9 @@ class _YamlReader(FieldReader):
             self.note(prefix + extra, f"unknown key; expected one of {', '.join(sorted(allowed))}")
 
     def integer(self, value: Any, key: str) -> int:
+        if value is None and key == "version":
+            raise self.fail(key, f"missing (required): expected the format number, {FORMAT} (Autoware's template "
+                            f"starts with 'version: {FORMAT}')")
         if not isinstance(value, str) or not _INT.fullmatch(value.strip()):
             raise self.fail(key, f"expected an integer, found {value!r}")
         return int(value)

@@ -533,3 +533,35 @@ def test_an_ai_onnx_ml_opset_too_new_is_not_advised_as_a_default_domain_one(tmp_
         r"opset\), upgrade onnxruntime \(pip install -U onnxruntime\), or publish with --no-check to skip the check",
         smoke[0]) if smoke else None
     assert found, smoke
+
+
+def test_onnxruntime_refusals_are_read_from_its_messages_whatever_is_installed(tmp_path: Path) -> None:
+    """Known answers for `load_refusal` from onnxruntime 1.31.1's own texts: the tests above
+    skip when the installed onnxruntime loads onnx.helper's defaults, and then nothing would fail."""
+    from types import SimpleNamespace
+
+    from zoostore.integrations.onnx_check_smoke import load_refusal
+
+    ort = SimpleNamespace(__version__="1.31.1")
+    report = SimpleNamespace(opsets={}, path=tmp_path / "m.onnx")
+    prefix = "[ONNXRuntimeError] : 1 : FAIL : Load model from m.onnx failed:/onnxruntime_src/onnxruntime/core/graph/"
+    ir = prefix + "model.cc:256 onnxruntime::Model::Model(...) Unsupported model IR version: 14, max supported IR version: 13\n"
+    opset = (prefix + "model_load_utils.h:46 void onnxruntime::model_load_utils::ValidateOpsetForDomain(...) ONNX Runtime "
+             "only *guarantees* support for models stamped with official released onnx opset versions. Opset {have} is "
+             "under development and support for this is limited. The operator schemas and or other functionality may "
+             "change before next ONNX release and in this case ONNX Runtime will not guarantee backward compatibility. "
+             "Current official support for domain {domain} is till opset {most}.\n")
+    assert load_refusal(report, ort, ir) == [
+        "smoke: the model has IR version 14, but onnxruntime 1.31.1 loads IR versions up to 13 (onnx.helper.make_model "
+        "stamps the newest IR version the installed onnx knows): re-save the model with a lower IR version "
+        "(model.ir_version = 13, or make_model(..., ir_version=13)), upgrade onnxruntime (pip install -U onnxruntime), "
+        "or publish with --no-check to skip the check"]
+    assert load_refusal(report, ort, opset.format(have=28, domain="ai.onnx", most=26)) == [
+        "smoke: the model imports opset 28 of ai.onnx, but onnxruntime 1.31.1 supports opsets up to 26: convert it "
+        "(onnx.version_converter.convert_version(model, 26)) or make it with opset_imports=[onnx.helper.make_opsetid('', 26)], "
+        "upgrade onnxruntime (pip install -U onnxruntime), or publish with --no-check to skip the check"]
+    assert load_refusal(report, ort, opset.format(have=9, domain="ai.onnx.ml", most=5)) == [
+        "smoke: the model imports opset 9 of ai.onnx.ml, but onnxruntime 1.31.1 supports opsets up to 5: make it with "
+        "opset_imports=[..., onnx.helper.make_opsetid('ai.onnx.ml', 5)] (and nodes of that opset), upgrade onnxruntime "
+        "(pip install -U onnxruntime), or publish with --no-check to skip the check"]
+    assert load_refusal(report, ort, prefix + "model.cc:1 Protobuf parsing failed.") == []

@@ -549,7 +549,8 @@ def test_hidden_files_are_skipped_and_said_once_on_stderr(zoo, tmp_path: Path, c
     notes = [line for line in err.splitlines() if "hidden" in line]
     assert notes == ["zoostore: skipped 3 hidden files and 1 hidden directory (.git/, .DS_Store, .gitattributes, "
                      "sub/.keep): a directory's files and subdirectories whose names start with '.' are not "
-                     "published; name such a file as a PATH of its own to publish it"], err
+                     "published; name such a file as a PATH of its own to publish it (under its bare name, at the top "
+                     "of the version)"], err
     assert sorted(zoo.manifest("m").versions["1.0.0"].files["any"]) == ["config.json", "weights.bin"]
     assert cli(["publish", zoo.url, "m", "1.0.0", str(src), "--no-check", "-q"]) == 0
     assert "hidden" not in capsys.readouterr().err
@@ -574,3 +575,15 @@ def test_a_hidden_file_also_named_as_a_path_is_not_said_to_be_skipped(zoo, tmp_p
     assert notes and notes[0].startswith("zoostore: skipped 2 hidden files and 1 hidden directory "
                                          "(.git/, .DS_Store, sub/.keep): "), notes
     assert ".gitattributes" in zoo.manifest("m").versions["1.0.0"].files["any"]
+
+
+def test_the_hidden_note_says_a_named_file_publishes_under_its_bare_name(zoo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """'name such a file as a PATH of its own' suggested sub/.keep would keep its folder; it
+    publishes as '.keep', at the top of the version."""
+    src = _with_hidden(tmp_path / "v")
+    r = publish(zoo, "m", "1.0.0", [src, src / "sub" / ".keep"], check=False)
+    assert ".keep" in r.files and "sub/.keep" not in r.files
+    from zoostore.ops.publish_inputs import hidden_note
+
+    assert hidden_note(["sub/.keep"]).endswith("name such a file as a PATH of its own to publish it "
+                                               "(under its bare name, at the top of the version)")

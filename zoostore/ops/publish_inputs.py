@@ -85,7 +85,8 @@ def hidden_note(skipped: Sequence[str]) -> str:
                           for n, one, many in ((files, "file", "files"), (dirs, "directory", "directories")) if n)
     names = ", ".join(skipped[:5]) + (", ..." if len(skipped) > 5 else "")
     return (f"skipped {counts} ({names}): a directory's files and subdirectories whose names start with '.' "
-            f"are not published; name such a file as a PATH of its own to publish it")
+            f"are not published; name such a file as a PATH of its own to publish it (under its bare name, "
+            f"at the top of the version)")
 
 
 def check_name(rel: str, path: Path) -> None:

@@ -587,3 +587,12 @@ def test_the_hidden_note_says_a_named_file_publishes_under_its_bare_name(zoo, tm
 
     assert hidden_note(["sub/.keep"]).endswith("name such a file as a PATH of its own to publish it "
                                                "(under its bare name, at the top of the version)")
+
+
+def test_a_conflict_of_one_file_says_one_file(zoo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "w.bin").write_bytes(name.encode())
+    publish(zoo, "m", "1.0.0", [tmp_path / "a"], check=False)
+    with pytest.raises(ImmutableError, match=r"Differences \(1 file\):\n  w\.bin: published blake3:"):
+        publish(zoo, "m", "1.0.0", [tmp_path / "b"], check=False)

@@ -574,3 +574,10 @@ def test_a_definition_yaml_without_version_says_it_is_missing(tmp_path: Path) ->
     with pytest.raises(FormatError, match=r"definition.yaml: version: missing \(required\): expected the format "
                                           r"number, 1 \(Autoware's template starts with 'version: 1'\)$"):
         load_descriptor(path)
+
+
+def test_a_misspelt_definition_yaml_key_suggests_the_closest_one(tmp_path: Path) -> None:
+    """model.toml's unknown keys suggest the closest known one (sumary -> summary); the doc's
+    own example typo of a definition.yaml, trainng:, did not."""
+    with pytest.raises(FormatError, match=r"network\.trainng: unknown key \(did you mean 'training'\?\); expected one of "):
+        load_descriptor(yaml_variant(tmp_path, "  training: Kitti", "  trainng: Kitti"))

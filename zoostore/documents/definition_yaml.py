@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from zoostore.core.errors import FormatError, MissingDependencyError, NewerFormatError
-from zoostore.documents.descriptor import FieldReader, ModelDescriptor, Preprocessing, TensorSpec
+from zoostore.documents.descriptor import FieldReader, ModelDescriptor, Preprocessing, TensorSpec, did_you_mean
 from zoostore.documents.folder_files import DEFINITION_YAML
 
 FILE_NAME = DEFINITION_YAML
@@ -127,7 +127,7 @@ class _YamlReader(FieldReader):
 
     def unknown(self, doc: Mapping[str, Any], allowed: frozenset[str], prefix: str) -> None:
         for extra in sorted(str(k) for k in set(doc) - allowed):
-            self.note(prefix + extra, f"unknown key; expected one of {', '.join(sorted(allowed))}")
+            self.note(prefix + extra, f"unknown key{did_you_mean(extra, allowed)}; expected one of {', '.join(sorted(allowed))}")
 
     def integer(self, value: Any, key: str) -> int:
         if value is None and key == "version":

@@ -251,6 +251,14 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def did_you_mean(key: str, allowed: frozenset[str]) -> str:
+    """` (did you mean 'summary'?)` for a misspelt key, or ''."""
+    import difflib  # only when a key is wrong
+
+    close = difflib.get_close_matches(key, sorted(allowed), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 class FieldReader:
     """Validation shared by both descriptor formats, with messages that name the file and the
     key: `<file>: <key>: <what is wrong>`."""
@@ -358,13 +366,9 @@ class _TomlReader(FieldReader):
         extras = sorted(set(doc) - allowed)
         if not extras:
             return
-        import difflib  # only when a key is wrong
-
         for extra in extras:
-            close = difflib.get_close_matches(extra, allowed, n=1)
-            guess = f" (did you mean {close[0]!r}?)" if close else ""
-            self.note(prefix + extra, f"unknown key{guess}; expected one of {', '.join(sorted(allowed))} "
-                      f"(free metadata goes in [meta])")
+            self.note(prefix + extra, f"unknown key{did_you_mean(extra, allowed)}; expected one of "
+                      f"{', '.join(sorted(allowed))} (free metadata goes in [meta])")
 
     def table(self, doc: Mapping[str, Any], key: str, expected: str) -> dict[str, Any]:
         """An optional table, {} when absent (or wrong, noted)."""

@@ -565,3 +565,13 @@ def test_onnxruntime_refusals_are_read_from_its_messages_whatever_is_installed(t
         "opset_imports=[..., onnx.helper.make_opsetid('ai.onnx.ml', 5)] (and nodes of that opset), upgrade onnxruntime "
         "(pip install -U onnxruntime), or publish with --no-check to skip the check"]
     assert load_refusal(report, ort, prefix + "model.cc:1 Protobuf parsing failed.") == []
+
+
+def test_one_problem_beyond_the_ten_listed_is_one_more_problem(tmp_path: Path) -> None:
+    bad = []
+    for i in range(11):
+        bad.append(tmp_path / f"broken{i:02d}.onnx")
+        bad[-1].write_bytes(b"not a protobuf")
+    with pytest.raises(CheckFailedError) as info:
+        require_valid(bad)
+    assert str(info.value).splitlines()[11] == "  ... and 1 more problem ('zoostore check PATH' lists every one)"

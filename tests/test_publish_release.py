@@ -428,3 +428,14 @@ def test_each_models_shadowed_path_warning_names_the_model(zoo: Store, tmp_path:
     warned = [line for line in capsys.readouterr().err.splitlines() if "already has w under x86_64" in line]
     assert [line.split(" already has")[0] for line in warned] == ["zoostore: warning: alpha@1.0.0",
                                                                  "zoostore: warning: beta@1.0.0"], warned
+
+
+def test_one_refused_model_beyond_the_ten_listed_is_one_more_model(zoo: Store, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    names = [f"m{i:02d}" for i in range(11)]
+    dirs = _models(tmp_path, names)
+    for name in names:
+        publish(zoo, name, "1.0.0", [write_dir(tmp_path / "other" / name, {"weights.bin": b"other " + name.encode()})],
+                check=False)
+    assert main(["publish-release", zoo.url, "1.0.0", *map(str, dirs), "--no-check"]) == 7
+    assert "\n... and 1 more model refused: m10" in capsys.readouterr().err

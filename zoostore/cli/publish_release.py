@@ -156,7 +156,8 @@ def _refusal(refused: list[tuple[str, ImmutableError | CheckFailedError]], model
     text = (f"{len(refused)} of {models} models were refused (a conflict with what is published, or a failed "
             "ONNX check); nothing was uploaded:\n" + "\n".join(str(exc) for _, exc in refused[:LISTED]))
     if len(refused) > LISTED:
-        text += f"\n... and {len(refused) - LISTED} more models refused: {', '.join(m for m, _ in refused[LISTED:])}"
+        more = len(refused) - LISTED
+        text += f"\n... and {more} more model{'s' if more > 1 else ''} refused: {', '.join(m for m, _ in refused[LISTED:])}"
     differences = [d for _, exc in refused if isinstance(exc, ImmutableError) for d in exc.differences]
     if isinstance(refused[0][1], ImmutableError):
         return ImmutableError(text, differences=differences)

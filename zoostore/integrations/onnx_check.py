@@ -343,7 +343,8 @@ def require_valid(
         problems = [f"  {r.path}: {p}" for r in failed for p in r.problems]
         lines += problems[:LISTED]
         if len(problems) > LISTED:
-            lines.append(f"  ... and {len(problems) - LISTED} more problems ('zoostore check PATH' lists every one)")
+            more = len(problems) - LISTED
+            lines.append(f"  ... and {more} more problem{'s' if more > 1 else ''} ('zoostore check PATH' lists every one)")
         lines.append("fix the model or its descriptor (model.toml or definition.yaml), or publish with --no-check to skip the check")
         err = CheckFailedError("\n".join(lines))
         err.reports = reports  # type: ignore[attr-defined]

@@ -208,12 +208,7 @@ class _YamlReader(FieldReader):
             shape = self.attempt(lambda: self.sizes(node.get("shape"), at + "shape"), no_shape)  # noqa: B023
             out.append(TensorSpec(name, shape, dtype,
                                   self.attempt(lambda: self.string(node, "description", prefix=at), "")))  # noqa: B023
-        seen: set[str] = set()
-        for i, spec in enumerate(out):
-            if spec.name in seen:  # a name that failed to read ("") was noted already
-                self.note(f"{full}[{i}].name", f"duplicate node name {spec.name!r}")
-            seen.add(spec.name or f"\0{i}")
-        return tuple(out)
+        return self.unique(out, full)
 
     def datatype(self, node: Mapping[str, Any], shared: Any, at: str, prefix: str) -> str:
         """A node's own datatype (modelzoo since a49fcc0), else the older shared one."""

@@ -350,11 +350,12 @@ class FieldReader:
         return tuple(dims)
 
     def unique(self, nodes: list[TensorSpec], key: str) -> tuple[TensorSpec, ...]:
+        """`nodes`, each repeated name noted (a name that failed to read, "", was noted already)."""
         seen: set[str] = set()
         for i, node in enumerate(nodes):
             if node.name in seen:
-                raise self.fail(f"{key}[{i}].name", f"duplicate node name {node.name!r}")
-            seen.add(node.name)
+                self.note(f"{key}[{i}].name", f"duplicate node name {node.name!r}")
+            seen.add(node.name or f"\0{i}")
         return tuple(nodes)
 
 
@@ -459,9 +460,4 @@ class _TomlReader(FieldReader):
             dtype = self.attempt(lambda: self.dtype(self.string(node, "dtype", prefix=at, required=True), at + "dtype"), "")
             shape = self.attempt(lambda: self.shape(node.get("shape"), at + "shape"), no_shape)
             out.append(TensorSpec(name, shape, dtype, self.attempt(lambda: self.string(node, "description", prefix=at), "")))
-        seen: set[str] = set()
-        for i, spec in enumerate(out):
-            if spec.name in seen:  # a name that failed to read ("") was noted already
-                self.note(f"{full}[{i}].name", f"duplicate node name {spec.name!r}")
-            seen.add(spec.name or f"\0{i}")
-        return tuple(out)
+        return self.unique(out, full)

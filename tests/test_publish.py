@@ -596,3 +596,14 @@ def test_a_conflict_of_one_file_says_one_file(zoo, tmp_path: Path) -> None:  # t
     publish(zoo, "m", "1.0.0", [tmp_path / "a"], check=False)
     with pytest.raises(ImmutableError, match=r"Differences \(1 file\):\n  w\.bin: published blake3:"):
         publish(zoo, "m", "1.0.0", [tmp_path / "b"], check=False)
+
+
+def test_json_documents_list_the_skipped_hidden_files(zoo, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    """With --json a script learnt of skipped hidden files only from a line of text on stderr."""
+    src = _with_hidden(tmp_path / "v")
+    hidden = [".git/", ".DS_Store", ".gitattributes", "sub/.keep"]
+    for extra in (["--dry-run"], []):
+        assert cli(["publish", zoo.url, "m", "1.0.0", str(src), "--no-check", "--json", *extra]) == 0
+        assert json.loads(capsys.readouterr().out)["skipped_hidden"] == hidden, extra
+    assert cli(["publish-release", zoo.url, "1.0.1", f"m={src}", "--no-check", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["models"][0]["skipped_hidden"] == hidden

@@ -73,6 +73,7 @@ class PublishResult:
     uploaded: list[PutResult] = field(default_factory=list)
     unchanged: bool = False  # identical content was already published
     warnings: list[str] = field(default_factory=list)
+    skipped_hidden: tuple[str, ...] = ()  # as PublishPlan's
 
     @property
     def new_stored_bytes(self) -> int:
@@ -273,7 +274,7 @@ class PublishPlan:
     def _result(self) -> PublishResult:
         return PublishResult(self.model, self.version, self.arch, dict(self.entries),
                              uploaded=list(self.uploaded or []), unchanged=self.unchanged,
-                             warnings=list(self.warnings))
+                             warnings=list(self.warnings), skipped_hidden=self.skipped_hidden)
 
 
 def _check_request(store: Store, model: str, version: str, arch: str, tags: Sequence[str],

@@ -439,3 +439,17 @@ def test_one_refused_model_beyond_the_ten_listed_is_one_more_model(zoo: Store, t
                 check=False)
     assert main(["publish-release", zoo.url, "1.0.0", *map(str, dirs), "--no-check"]) == 7
     assert "\n... and 1 more model refused: m10" in capsys.readouterr().err
+
+
+def test_every_models_invalid_model_toml_is_named_in_one_run(zoo: Store, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """A model.toml names all its problems at once, but publish-release stopped at the first
+    model with one: a zoo whose descriptors all lacked a key took a run per model."""
+    dirs = _models(tmp_path, ["alpha", "beta", "gamma"])
+    for d in (dirs[0], dirs[2]):
+        (d / "model.toml").write_text('framework = "onnx"\n')
+    assert main(["publish-release", zoo.url, "1.0.0", *map(str, dirs), "--no-check"]) == 5
+    err = capsys.readouterr().err
+    assert "2 of 3 models were refused" in err and "nothing was uploaded" in err, err
+    assert "alpha/model.toml: 4 problems" in err and "gamma/model.toml: 4 problems" in err, err
+    assert zoo.models() == [] and not _objects(zoo)

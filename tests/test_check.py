@@ -575,3 +575,16 @@ def test_one_problem_beyond_the_ten_listed_is_one_more_problem(tmp_path: Path) -
     with pytest.raises(CheckFailedError) as info:
         require_valid(bad)
     assert str(info.value).splitlines()[11] == "  ... and 1 more problem ('zoostore check PATH' lists every one)"
+
+
+def test_a_multi_line_problem_stays_indented_under_its_file(tmp_path: Path) -> None:
+    """A model.toml's problems (one per line) came out at column 2, under no file."""
+    from zoostore.cli.check import format_report
+
+    folder = tmp_path / "m"
+    folder.mkdir()
+    _relu_model(folder / "model.onnx", ir_version=8, opset_imports=[helper.make_opsetid("", 13)])
+    (folder / "model.toml").write_text('framework = "onnx"\n')
+    lines = "\n".join(format_report(check_model(folder / "model.onnx"), quiet=True)).splitlines()
+    problem = next(i for i, line in enumerate(lines) if line.startswith("     problem: load:"))
+    assert lines[problem + 1].startswith(" " * 14 + "  network: missing (required)"), lines

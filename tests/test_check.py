@@ -588,3 +588,21 @@ def test_a_multi_line_problem_stays_indented_under_its_file(tmp_path: Path) -> N
     lines = "\n".join(format_report(check_model(folder / "model.onnx"), quiet=True)).splitlines()
     problem = next(i for i, line in enumerate(lines) if line.startswith("     problem: load:"))
     assert lines[problem + 1].startswith(" " * 14 + "  network: missing (required)"), lines
+
+
+def test_every_model_folder_with_an_invalid_descriptor_is_named_in_one_run(tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """`zoostore check models/*` stopped at the first folder whose model.toml was invalid."""
+    from zoostore.cli import main
+
+    folders = []
+    for name in ("a", "b", "c"):
+        folders.append(tmp_path / name)
+        folders[-1].mkdir()
+        _relu_model(folders[-1] / "model.onnx", ir_version=8, opset_imports=[helper.make_opsetid("", 13)])
+    for folder in (folders[0], folders[2]):
+        (folder / "model.toml").write_text('framework = "onnx"\n')
+    assert main(["check", *map(str, folders)]) == 5
+    err = capsys.readouterr().err
+    assert err.startswith("zoostore: error: 2 of 3 folders have an invalid model.toml or definition.yaml:\n"), err
+    assert f"{folders[0] / 'model.toml'}: 4 problems" in err and f"{folders[2] / 'model.toml'}: 4 problems" in err, err

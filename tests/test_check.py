@@ -511,3 +511,98 @@ def test_publish_of_a_model_too_new_for_onnxruntime_says_what_to_do(tmp_path: Pa
     assert "smoke: the model " in err and "upgrade onnxruntime" in err and "--no-check" in err, err
     assert "ONNXRuntimeError" not in err
     assert main(["publish", str(tmp_path / "store"), "m", "1.0.0", str(folder), "-q", "--no-check"]) == 0
+
+
+def test_an_ai_onnx_ml_opset_too_new_is_not_advised_as_a_default_domain_one(tmp_path: Path) -> None:
+    """onnx.version_converter converts the default domain only, and make_opsetid('', N) sets
+    the default domain: neither fixes an ai.onnx.ml opset that onnxruntime refuses."""
+    import onnxruntime as ort
+
+    path = _relu_model(tmp_path / "ml.onnx", ir_version=8,
+                       opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("ai.onnx.ml", 99)])
+    try:
+        ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        pytest.skip(f"onnxruntime {ort.__version__} loads ai.onnx.ml opset 99")
+    except Exception as exc:
+        if "is under development" not in str(exc):
+            pytest.skip(f"onnxruntime refuses ai.onnx.ml opset 99 with another message: {exc}")
+    smoke = [p for p in check_model(path).problems if p.startswith("smoke:")]
+    found = re.fullmatch(
+        r"smoke: the model imports opset 99 of ai.onnx.ml, but onnxruntime \S+ supports opsets up to (\d+): "
+        r"make it with opset_imports=\[..., onnx.helper.make_opsetid\('ai.onnx.ml', \1\)\] \(and nodes of that "
+        r"opset\), upgrade onnxruntime \(pip install -U onnxruntime\), or publish with --no-check to skip the check",
+        smoke[0]) if smoke else None
+    assert found, smoke
+
+
+def test_onnxruntime_refusals_are_read_from_its_messages_whatever_is_installed(tmp_path: Path) -> None:
+    """Known answers for `load_refusal` from onnxruntime 1.31.1's own texts: the tests above
+    skip when the installed onnxruntime loads onnx.helper's defaults, and then nothing would fail."""
+    from types import SimpleNamespace
+
+    from zoostore.integrations.onnx_check_smoke import load_refusal
+
+    ort = SimpleNamespace(__version__="1.31.1")
+    report = SimpleNamespace(opsets={}, path=tmp_path / "m.onnx")
+    prefix = "[ONNXRuntimeError] : 1 : FAIL : Load model from m.onnx failed:/onnxruntime_src/onnxruntime/core/graph/"
+    ir = prefix + "model.cc:256 onnxruntime::Model::Model(...) Unsupported model IR version: 14, max supported IR version: 13\n"
+    opset = (prefix + "model_load_utils.h:46 void onnxruntime::model_load_utils::ValidateOpsetForDomain(...) ONNX Runtime "
+             "only *guarantees* support for models stamped with official released onnx opset versions. Opset {have} is "
+             "under development and support for this is limited. The operator schemas and or other functionality may "
+             "change before next ONNX release and in this case ONNX Runtime will not guarantee backward compatibility. "
+             "Current official support for domain {domain} is till opset {most}.\n")
+    assert load_refusal(report, ort, ir) == [
+        "smoke: the model has IR version 14, but onnxruntime 1.31.1 loads IR versions up to 13 (onnx.helper.make_model "
+        "stamps the newest IR version the installed onnx knows): re-save the model with a lower IR version "
+        "(model.ir_version = 13, or make_model(..., ir_version=13)), upgrade onnxruntime (pip install -U onnxruntime), "
+        "or publish with --no-check to skip the check"]
+    assert load_refusal(report, ort, opset.format(have=28, domain="ai.onnx", most=26)) == [
+        "smoke: the model imports opset 28 of ai.onnx, but onnxruntime 1.31.1 supports opsets up to 26: convert it "
+        "(onnx.version_converter.convert_version(model, 26)) or make it with opset_imports=[onnx.helper.make_opsetid('', 26)], "
+        "upgrade onnxruntime (pip install -U onnxruntime), or publish with --no-check to skip the check"]
+    assert load_refusal(report, ort, opset.format(have=9, domain="ai.onnx.ml", most=5)) == [
+        "smoke: the model imports opset 9 of ai.onnx.ml, but onnxruntime 1.31.1 supports opsets up to 5: make it with "
+        "opset_imports=[..., onnx.helper.make_opsetid('ai.onnx.ml', 5)] (and nodes of that opset), upgrade onnxruntime "
+        "(pip install -U onnxruntime), or publish with --no-check to skip the check"]
+    assert load_refusal(report, ort, prefix + "model.cc:1 Protobuf parsing failed.") == []
+
+
+def test_one_problem_beyond_the_ten_listed_is_one_more_problem(tmp_path: Path) -> None:
+    bad = []
+    for i in range(11):
+        bad.append(tmp_path / f"broken{i:02d}.onnx")
+        bad[-1].write_bytes(b"not a protobuf")
+    with pytest.raises(CheckFailedError) as info:
+        require_valid(bad)
+    assert str(info.value).splitlines()[11] == "  ... and 1 more problem ('zoostore check PATH' lists every one)"
+
+
+def test_a_multi_line_problem_stays_indented_under_its_file(tmp_path: Path) -> None:
+    """A model.toml's problems (one per line) came out at column 2, under no file."""
+    from zoostore.cli.check import format_report
+
+    folder = tmp_path / "m"
+    folder.mkdir()
+    _relu_model(folder / "model.onnx", ir_version=8, opset_imports=[helper.make_opsetid("", 13)])
+    (folder / "model.toml").write_text('framework = "onnx"\n')
+    lines = "\n".join(format_report(check_model(folder / "model.onnx"), quiet=True)).splitlines()
+    problem = next(i for i, line in enumerate(lines) if line.startswith("     problem: load:"))
+    assert lines[problem + 1].startswith(" " * 14 + "  network: missing (required)"), lines
+
+
+def test_every_model_folder_with_an_invalid_descriptor_is_named_in_one_run(tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """`zoostore check models/*` stopped at the first folder whose model.toml was invalid."""
+    from zoostore.cli import main
+
+    folders = []
+    for name in ("a", "b", "c"):
+        folders.append(tmp_path / name)
+        folders[-1].mkdir()
+        _relu_model(folders[-1] / "model.onnx", ir_version=8, opset_imports=[helper.make_opsetid("", 13)])
+    for folder in (folders[0], folders[2]):
+        (folder / "model.toml").write_text('framework = "onnx"\n')
+    assert main(["check", *map(str, folders)]) == 5
+    err = capsys.readouterr().err
+    assert err.startswith("zoostore: error: 2 of 3 folders have an invalid model.toml or definition.yaml:\n"), err
+    assert f"{folders[0] / 'model.toml'}: 4 problems" in err and f"{folders[2] / 'model.toml'}: 4 problems" in err, err

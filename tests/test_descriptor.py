@@ -335,13 +335,42 @@ def test_template_is_refused_cleanly() -> None:
     with pytest.raises(FormatError) as info:
         definition_yaml.load(AUTOWARE / "definition_template.yaml")
     message = str(info.value)
-    assert "definition_template.yaml: 6 problems; fix them all" in message
+    assert "definition_template.yaml: 10 problems; fix them all" in message
     for line in ["network.filename: missing (required)", "network.framework: missing (required)",
                  "network.model_license: missing (required)", "enable_testing: missing (required)",
                  "network_parameters.input_nodes[0].name: missing (required)",
-                 "network_parameters.output_nodes[0].name: missing (required)"]:
+                 "network_parameters.input_nodes[0].datatype: missing",
+                 "network_parameters.output_nodes[0].name: missing (required)",
+                 "network_parameters.output_nodes[0].datatype: missing",
+                 "network_parameters.output_nodes[1].name: missing (required)",
+                 "network_parameters.output_nodes[1].datatype: missing"]:
         assert f"\n  {line}" in message, line
 
+
+
+def test_every_node_problem_of_a_definition_yaml_at_once(tmp_path: Path) -> None:
+    """Within a node list only the first problem was reported (one node per run)."""
+    (tmp_path / "definition.yaml").write_text(
+        "version: 1\nenable_testing: true\n"
+        "network: {filename: m.onnx, framework: ONNX, model_license: MIT}\n"
+        "network_parameters:\n"
+        "  input_nodes:\n"
+        "    - {name: a, datatype: float33, shape: [1, x y]}\n"
+        "    - {name: , datatype: float32, shape: [1]}\n"
+        "    - {name: a, datatype: float32, shape: 3}\n"
+        "  output_nodes:\n"
+        "    - {name: o, shape: [1], colour: red}\n"
+        "preprocessing: {module: /abs.py, input_nodes: []}\n", encoding="utf-8")
+    with pytest.raises(FormatError) as info:
+        load_descriptor(tmp_path)
+    lines = [line.strip() for line in str(info.value).splitlines()[1:]]
+    assert str(info.value).startswith(f"{tmp_path / 'definition.yaml'}: 11 problems; fix them all, then run again "
+                                      "(the keys are described in docs/autoware.md):"), str(info.value)
+    at = "network_parameters.input_nodes"
+    assert [line.split(":")[0] for line in lines] == [
+        f"{at}[0].datatype", f"{at}[0].shape[1]", f"{at}[1].name", f"{at}[2].shape", f"{at}[2].name",
+        "network_parameters.output_nodes[0].colour", "network_parameters.output_nodes[0].datatype",
+        "preprocessing.module", "preprocessing.module_name", "preprocessing.input_nodes", "preprocessing.output_nodes"], lines
 
 RPN = AUTOWARE / "perception/lidar_obstacle_detection/point_pillars_rpn/onnx_fp32_kitti/definition.yaml"
 
@@ -513,3 +542,42 @@ def test_missing_nodes_and_tables_are_all_reported(tmp_path: Path) -> None:
         ModelDescriptor.load(path)
     keys = [line.split(":")[0].strip() for line in str(info.value).splitlines()[1:]]
     assert keys == ["provenance", "dims.b", "inputs", "outputs"]
+
+
+def test_a_node_without_shape_and_a_blank_network_key_say_missing_and_what_to_give(tmp_path: Path) -> None:
+    """A node without `shape` said 'expected an array ..., found None'; definition.yaml's blank
+    network keys said only 'missing (required)' where model.toml's say what they hold."""
+    path = tmp_path / "model.toml"
+    path.write_text('network = "m.onnx"\nframework = "onnx"\nmodel_license = "MIT"\n'
+                    '[[inputs]]\nname = "x"\nshape = [1]\ndtype = "float32"\n'
+                    '[[outputs]]\nname = "y"\ndtype = "float32"\n', encoding="utf-8")
+    with pytest.raises(FormatError, match=r"outputs\[0\]\.shape: missing \(required\): expected an array of "):
+        load_descriptor(path)
+    (tmp_path / "yaml").mkdir()
+    (tmp_path / "yaml" / "definition.yaml").write_text(
+        "version: 1\nenable_testing: true\nnetwork: {filename: m.onnx, framework: , model_license: }\n"
+        "network_parameters:\n  input_nodes: [{name: x, datatype: float32}]\n"
+        "  output_nodes: [{name: y, datatype: float32, shape: [1]}]\n", encoding="utf-8")
+    with pytest.raises(FormatError) as info:
+        load_descriptor(tmp_path / "yaml")
+    lines = [line.strip() for line in str(info.value).splitlines()[1:]]
+    assert lines == [
+        "network.framework: missing (required): expected the network's framework, such as \"onnx\"",
+        "network.model_license: missing (required): expected the model's licence, an SPDX id such as \"Apache-2.0\"",
+        "network_parameters.input_nodes[0].shape: missing (required): expected a list of sizes (-1 for a dynamic one)",
+    ], lines
+
+
+def test_a_definition_yaml_without_version_says_it_is_missing(tmp_path: Path) -> None:
+    """It said 'version: expected an integer, found None'."""
+    path = yaml_variant(tmp_path, "version: 1\n", "")
+    with pytest.raises(FormatError, match=r"definition.yaml: version: missing \(required\): expected the format "
+                                          r"number, 1 \(Autoware's template starts with 'version: 1'\)$"):
+        load_descriptor(path)
+
+
+def test_a_misspelt_definition_yaml_key_suggests_the_closest_one(tmp_path: Path) -> None:
+    """model.toml's unknown keys suggest the closest known one (sumary -> summary); the doc's
+    own example typo of a definition.yaml, trainng:, did not."""
+    with pytest.raises(FormatError, match=r"network\.trainng: unknown key \(did you mean 'training'\?\); expected one of "):
+        load_descriptor(yaml_variant(tmp_path, "  training: Kitti", "  trainng: Kitti"))

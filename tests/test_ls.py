@@ -55,3 +55,10 @@ def test_model_version_errors_say_what_to_run(zoo: Store, capsys: pytest.Capture
     assert "versions: 1.2.0, 1.3.0" in capsys.readouterr().err
     assert main(["ls", zoo.url, "net@1.2.0", "1.2.0"]) == 2
     assert "give MODEL@VERSION or MODEL VERSION, not both" in capsys.readouterr().err
+
+
+def test_an_empty_model_with_a_version_is_refused_not_the_model_list(zoo: Store, capsys: pytest.CaptureFixture[str]) -> None:
+    """`ls STORE "" 1.2.0` (an unset shell variable as MODEL) listed every model and ignored 1.2.0."""
+    assert main(["ls", zoo.url, "", "1.2.0"]) == 2
+    captured = capsys.readouterr()
+    assert "invalid model name ''" in captured.err and captured.out == ""

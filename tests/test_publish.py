@@ -571,7 +571,8 @@ def test_hidden_files_are_skipped_and_said_once_on_stderr(zoo, tmp_path: Path, c
     notes = [line for line in err.splitlines() if "hidden" in line]
     assert notes == ["zoostore: skipped 3 hidden files and 1 hidden directory (.git/, .DS_Store, .gitattributes, "
                      "sub/.keep): a directory's files and subdirectories whose names start with '.' are not "
-                     "published; name such a file as a PATH of its own to publish it"], err
+                     "published; name such a file as a PATH of its own to publish it (under its bare name, at the top "
+                     "of the version)"], err
     assert sorted(zoo.manifest("m").versions["1.0.0"].files["any"]) == ["config.json", "weights.bin"]
     assert cli(["publish", zoo.url, "m", "1.0.0", str(src), "--no-check", "-q"]) == 0
     assert "hidden" not in capsys.readouterr().err
@@ -586,3 +587,45 @@ def test_a_folder_of_only_hidden_files_says_they_were_skipped(zoo, tmp_path: Pat
     (d / ".env").write_text("x")
     with pytest.raises(UsageError, match=r"no files found \(skipped 1 hidden file \(\.env\)"):
         publish(zoo, "m", "1.0.0", [d], check=False)
+
+
+def test_a_hidden_file_also_named_as_a_path_is_not_said_to_be_skipped(zoo, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    """The note said '.gitattributes' was skipped while the same command published it."""
+    src = _with_hidden(tmp_path / "v")
+    assert cli(["publish", zoo.url, "m", "1.0.0", str(src), str(src / ".gitattributes"), "--no-check"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if "hidden" in line]
+    assert notes and notes[0].startswith("zoostore: skipped 2 hidden files and 1 hidden directory "
+                                         "(.git/, .DS_Store, sub/.keep): "), notes
+    assert ".gitattributes" in zoo.manifest("m").versions["1.0.0"].files["any"]
+
+
+def test_the_hidden_note_says_a_named_file_publishes_under_its_bare_name(zoo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """'name such a file as a PATH of its own' suggested sub/.keep would keep its folder; it
+    publishes as '.keep', at the top of the version."""
+    src = _with_hidden(tmp_path / "v")
+    r = publish(zoo, "m", "1.0.0", [src, src / "sub" / ".keep"], check=False)
+    assert ".keep" in r.files and "sub/.keep" not in r.files
+    from zoostore.ops.publish_inputs import hidden_note
+
+    assert hidden_note(["sub/.keep"]).endswith("name such a file as a PATH of its own to publish it "
+                                               "(under its bare name, at the top of the version)")
+
+
+def test_a_conflict_of_one_file_says_one_file(zoo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "w.bin").write_bytes(name.encode())
+    publish(zoo, "m", "1.0.0", [tmp_path / "a"], check=False)
+    with pytest.raises(ImmutableError, match=r"Differences \(1 file\):\n  w\.bin: published blake3:"):
+        publish(zoo, "m", "1.0.0", [tmp_path / "b"], check=False)
+
+
+def test_json_documents_list_the_skipped_hidden_files(zoo, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    """With --json a script learnt of skipped hidden files only from a line of text on stderr."""
+    src = _with_hidden(tmp_path / "v")
+    hidden = [".git/", ".DS_Store", ".gitattributes", "sub/.keep"]
+    for extra in (["--dry-run"], []):
+        assert cli(["publish", zoo.url, "m", "1.0.0", str(src), "--no-check", "--json", *extra]) == 0
+        assert json.loads(capsys.readouterr().out)["skipped_hidden"] == hidden, extra
+    assert cli(["publish-release", zoo.url, "1.0.1", f"m={src}", "--no-check", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["models"][0]["skipped_hidden"] == hidden

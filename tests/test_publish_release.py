@@ -397,3 +397,59 @@ def test_hidden_files_of_every_model_are_said_once(zoo: Store, tmp_path: Path, c
     assert len(notes) == 1 and notes[0].startswith("zoostore: skipped 2 hidden files (alpha/.DS_Store, beta/.DS_Store): ")
     assert main(["publish-release", zoo.url, "1.0.0", *map(str, dirs), "--no-check", "-q"]) == 0
     assert "hidden" not in capsys.readouterr().err
+
+
+def test_a_conflict_after_a_failed_check_keeps_its_differences_for_json(zoo: Store, tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """The conflict's message says '--json lists every one under error.differences'; that held
+    only when the first refused model was a conflict, not a failed ONNX check."""
+    pytest.importorskip("onnx", reason="the ONNX check needs onnx (pip install 'zoostore[onnx]')")
+    pytest.importorskip("onnxruntime", reason="the ONNX check needs onnxruntime (pip install 'zoostore[onnx]')")
+    alpha = write_dir(tmp_path / "alpha", {"model.onnx": b"not a model"})
+    many = {f"lib{i:02d}.so": b"new %d" % i for i in range(12)}
+    publish(zoo, "beta", "1.0.0", [write_dir(tmp_path / "old" / "beta", {p: b"old " + b for p, b in many.items()})],
+            check=False)
+    beta = write_dir(tmp_path / "beta", many)
+    assert main(["publish-release", zoo.url, "1.0.0", str(alpha), str(beta), "--json"]) == 10
+    error = json.loads(capsys.readouterr().err)["error"]
+    assert "... and 2 more (--json lists every one under error.differences)" in error["message"]
+    assert [d["path"] for d in error["differences"]] == sorted(many)
+
+
+def test_each_models_shadowed_path_warning_names_the_model(zoo: Store, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """Two models whose `any` file differs from their x86_64 one warned with the same text
+    ('1.0.0 already has w under x86_64'), which the terminal says once: one model's was lost."""
+    for name in ("alpha", "beta"):
+        publish(zoo, name, "1.0.0", [write_dir(tmp_path / "x86" / name, {"w": b"x86 " + name.encode()})],
+                arch="x86_64", check=False)
+    dirs = [write_dir(tmp_path / name, {"w": b"any " + name.encode()}) for name in ("alpha", "beta")]
+    assert main(["publish-release", zoo.url, "1.0.0", *map(str, dirs), "--no-check"]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "already has w under x86_64" in line]
+    assert [line.split(" already has")[0] for line in warned] == ["zoostore: warning: alpha@1.0.0",
+                                                                 "zoostore: warning: beta@1.0.0"], warned
+
+
+def test_one_refused_model_beyond_the_ten_listed_is_one_more_model(zoo: Store, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    names = [f"m{i:02d}" for i in range(11)]
+    dirs = _models(tmp_path, names)
+    for name in names:
+        publish(zoo, name, "1.0.0", [write_dir(tmp_path / "other" / name, {"weights.bin": b"other " + name.encode()})],
+                check=False)
+    assert main(["publish-release", zoo.url, "1.0.0", *map(str, dirs), "--no-check"]) == 7
+    assert "\n... and 1 more model refused: m10" in capsys.readouterr().err
+
+
+def test_every_models_invalid_model_toml_is_named_in_one_run(zoo: Store, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """A model.toml names all its problems at once, but publish-release stopped at the first
+    model with one: a zoo whose descriptors all lacked a key took a run per model."""
+    dirs = _models(tmp_path, ["alpha", "beta", "gamma"])
+    for d in (dirs[0], dirs[2]):
+        (d / "model.toml").write_text('framework = "onnx"\n')
+    assert main(["publish-release", zoo.url, "1.0.0", *map(str, dirs), "--no-check"]) == 5
+    err = capsys.readouterr().err
+    assert "2 of 3 models were refused" in err and "nothing was uploaded" in err, err
+    assert "alpha/model.toml: 4 problems" in err and "gamma/model.toml: 4 problems" in err, err
+    assert zoo.models() == [] and not _objects(zoo)

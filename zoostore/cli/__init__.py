@@ -175,7 +175,7 @@ def _report(exc: BaseException, code: int, args: argparse.Namespace, *, kind: st
         # On stderr: stdout carries the command's own JSON document (check prints its report
         # and then fails), so that each stream holds at most one document.
         error: dict[str, object] = {"code": code, "kind": kind, "message": message}
-        if getattr(exc, "differences", None):  # the full list a message shortens (ImmutableError)
+        if getattr(exc, "differences", None):  # the full list a message shortens (a refused publish)
             error["differences"] = exc.differences  # type: ignore[attr-defined]
         print(json.dumps({"error": error}), file=sys.stderr)
     else:

@@ -48,8 +48,9 @@ def format_report(report: Any, *, quiet: bool = False) -> list[str]:
         for s in report.steps:
             mark = " " if s.ok else "!"
             lines.append(f"   {mark} {s.step:<8} {s.seconds * 1000:8.1f} ms  {s.detail}".rstrip())
-    lines += [f"     problem: {p}" for p in report.problems]
-    lines += [f"     warning: {w}" for w in report.warnings]
+    # A problem may span lines (a descriptor's list): they stay indented under it.
+    lines += ["     problem: " + p.replace("\n", "\n" + " " * 14) for p in report.problems]
+    lines += ["     warning: " + w.replace("\n", "\n" + " " * 14) for w in report.warnings]
     return lines
 
 

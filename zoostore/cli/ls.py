@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from zoostore.repository import open_store
 
     zoo = open_store(args.store)
-    if not args.target:
+    if not args.target and args.version is None:
         rows: list[dict[str, Any]] = []
         for name in zoo.models():
             m = zoo.manifest(name)

@@ -135,16 +135,17 @@ def run(args: argparse.Namespace) -> int:
 
 def plan_json(plan: PublishPlan) -> dict[str, Any]:
     """`publish --dry-run --json`'s document (without its schema), one per model in publish-release's."""
-    return {**_files_json(plan.model, plan.version, plan.arch, plan.entries, plan.warnings), "dry_run": True,
+    return {**_files_json(plan.model, plan.version, plan.arch, plan.entries, plan.warnings, plan.skipped_hidden), "dry_run": True,
             "unchanged": plan.unchanged, "new": plan.new_files, "tags": list(plan.tags)}
 
 
 def result_json(result: PublishResult) -> dict[str, Any]:
     """`publish --json`'s document (without its schema), one per model in publish-release's."""
-    return {**_files_json(result.model, result.version, result.arch, result.files, result.warnings),
+    return {**_files_json(result.model, result.version, result.arch, result.files, result.warnings, result.skipped_hidden),
             "unchanged": result.unchanged, "size": result.size, "new_stored_bytes": result.new_stored_bytes}
 
 
-def _files_json(model: str, version: str, arch: str, files: Mapping[str, FileEntry], warnings: list[str]) -> dict[str, Any]:
-    return {"model": model, "version": version, "arch": arch, "warnings": warnings,
+def _files_json(model: str, version: str, arch: str, files: Mapping[str, FileEntry], warnings: list[str],
+                hidden: Sequence[str]) -> dict[str, Any]:
+    return {"model": model, "version": version, "arch": arch, "warnings": warnings, "skipped_hidden": list(hidden),
             "files": {p: {"blob": str(e.blob), "size": e.size} for p, e in sorted(files.items())}}

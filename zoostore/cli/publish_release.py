@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from zoostore.cli._ui import TerminalProgress, add_json, add_quiet, human_bytes, print_json
 from zoostore.cli.publish import add_version_options, onnx_checker, parse_pairs, plan_json, result_json
-from zoostore.core.errors import CheckFailedError, ImmutableError, ZooError
+from zoostore.core.errors import CheckFailedError, FormatError, ImmutableError, ZooError
 
 if TYPE_CHECKING:
     from zoostore.ops.publish import PublishPlan, PublishResult
@@ -122,23 +122,28 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Why publish-release refuses a model at planning; every model is planned before one is raised.
+Refusal = ImmutableError | CheckFailedError | FormatError
+
+
 def _plan_all(zoo: Store, args: argparse.Namespace, progress: TerminalProgress) -> list[PublishPlan]:
     """Every model's plan; a model refused (a conflict with what is published, a failed ONNX
-    check) does not stop the planning of the others, so one run names every refused model."""
+    check, an invalid model.toml or definition.yaml) does not stop the planning of the others,
+    so one run names every refused model."""
     from zoostore.ops.publish import plan_publish
 
     meta = parse_pairs(args.meta, "--meta", toml_values=True)
     requires = parse_pairs(args.requires, "--requires", toml_values=False)
     check = None if args.no_check else onnx_checker(args, progress)
     plans: list[PublishPlan] = []
-    refused: list[tuple[str, ImmutableError | CheckFailedError]] = []
+    refused: list[tuple[str, Refusal]] = []
     items = model_dirs(args.dirs)
     for model, folder in items:
         try:
             plans.append(plan_publish(zoo, model, args.version, [folder], arch=args.arch, tags=args.tag, meta=meta,
                                       requires=requires, check=check, progress=progress, new_arch=args.new_arch,
                                       follow_symlinks=args.follow_symlinks))
-        except (ImmutableError, CheckFailedError) as exc:
+        except (ImmutableError, CheckFailedError, FormatError) as exc:
             refused.append((model, exc))
     if len(refused) > 1:
         raise _refusal(refused, len(items))
@@ -147,18 +152,23 @@ def _plan_all(zoo: Store, args: argparse.Namespace, progress: TerminalProgress) 
     return plans
 
 
-def _refusal(refused: list[tuple[str, ImmutableError | CheckFailedError]], models: int) -> ZooError:
+def _refusal(refused: list[tuple[str, Refusal]], models: int) -> ZooError:
     """One error for every refused model: the first `LISTED` in full (each list already
     shortened), the others by name; every differing file stays in `differences` for --json.
-    The first refusal's kind gives the exit code (7 conflict, 10 check failed)."""
+    The first refusal's kind gives the exit code (7 conflict, 10 check failed, 5 invalid descriptor)."""
     from zoostore.documents.manifest import LISTED
 
-    text = (f"{len(refused)} of {models} models were refused (a conflict with what is published, or a failed "
-            "ONNX check); nothing was uploaded:\n" + "\n".join(str(exc) for _, exc in refused[:LISTED]))
+    text = (f"{len(refused)} of {models} models were refused (a conflict with what is published, a failed "
+            "ONNX check, or an invalid model.toml or definition.yaml); nothing was uploaded:\n"
+            + "\n".join(str(exc) for _, exc in refused[:LISTED]))
     if len(refused) > LISTED:
-        text += f"\n... and {len(refused) - LISTED} more models refused: {', '.join(m for m, _ in refused[LISTED:])}"
+        more = len(refused) - LISTED
+        text += f"\n... and {more} more model{'s' if more > 1 else ''} refused: {', '.join(m for m, _ in refused[LISTED:])}"
+    differences = [d for _, exc in refused if isinstance(exc, ImmutableError) for d in exc.differences]
     if isinstance(refused[0][1], ImmutableError):
-        differences = [d for _, exc in refused if isinstance(exc, ImmutableError) for d in exc.differences]
         return ImmutableError(text, differences=differences)
-    return CheckFailedError(text)
+    failed: ZooError = CheckFailedError(text) if isinstance(refused[0][1], CheckFailedError) else FormatError(text)
+    # A conflict listed after another refusal says '--json lists every one': keep them here too.
+    failed.differences = differences  # type: ignore[attr-defined]
+    return failed
 

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from zoostore.core.errors import FormatError, MissingDependencyError, NewerFormatError
-from zoostore.documents.descriptor import FieldReader, ModelDescriptor, Preprocessing, TensorSpec
+from zoostore.documents.descriptor import FieldReader, ModelDescriptor, Preprocessing, TensorSpec, did_you_mean
 from zoostore.documents.folder_files import DEFINITION_YAML
 
 FILE_NAME = DEFINITION_YAML
@@ -116,6 +116,8 @@ class _YamlReader(FieldReader):
     Every problem is noted and reported at once (`finish`); only a newer `version` stops the
     reading, and a missing table's keys are not reported again one by one."""
 
+    docs = "docs/autoware.md"
+
     def table(self, doc: Mapping[str, Any], key: str, allowed: frozenset[str], *, prefix: str = "") -> dict[str, Any]:
         value = doc.get(key)
         if not isinstance(value, dict):
@@ -125,9 +127,12 @@ class _YamlReader(FieldReader):
 
     def unknown(self, doc: Mapping[str, Any], allowed: frozenset[str], prefix: str) -> None:
         for extra in sorted(str(k) for k in set(doc) - allowed):
-            self.note(prefix + extra, f"unknown key; expected one of {', '.join(sorted(allowed))}")
+            self.note(prefix + extra, f"unknown key{did_you_mean(extra, allowed)}; expected one of {', '.join(sorted(allowed))}")
 
     def integer(self, value: Any, key: str) -> int:
+        if value is None and key == "version":
+            raise self.fail(key, f"missing (required): expected the format number, {FORMAT} (Autoware's template "
+                            f"starts with 'version: {FORMAT}')")
         if not isinstance(value, str) or not _INT.fullmatch(value.strip()):
             raise self.fail(key, f"expected an integer, found {value!r}")
         return int(value)
@@ -177,12 +182,13 @@ class _YamlReader(FieldReader):
 
     def preprocessing(self, doc: Mapping[str, Any]) -> Preprocessing:
         raw = self.table(doc, "preprocessing", _PREPROCESSING_KEYS)
-        module = self.string(raw, "module", prefix="preprocessing.", required=True)
+        module = self.attempt(lambda: self.relpath(
+            self.string(raw, "module", prefix="preprocessing.", required=True), "preprocessing.module"), "")
         return Preprocessing(
-            module=self.relpath(module, "preprocessing.module"),
-            module_name=self.string(raw, "module_name", prefix="preprocessing.", required=True),
-            inputs=self.nodes(raw, "input_nodes", "preprocessing."),
-            outputs=self.nodes(raw, "output_nodes", "preprocessing."),
+            module=module,
+            module_name=self.attempt(lambda: self.string(raw, "module_name", prefix="preprocessing.", required=True), ""),
+            inputs=self.attempt(lambda: self.nodes(raw, "input_nodes", "preprocessing."), ()),
+            outputs=self.attempt(lambda: self.nodes(raw, "output_nodes", "preprocessing."), ()),
         )
 
     def nodes(self, table: Mapping[str, Any], key: str, prefix: str) -> tuple[TensorSpec, ...]:
@@ -191,23 +197,30 @@ class _YamlReader(FieldReader):
         if not isinstance(raw, list) or not raw or not all(isinstance(n, dict) for n in raw):
             raise self.fail(full, f"expected a non-empty list of nodes (name, description, datatype, shape), found {raw!r}")
         shared = table.get("datatype")
-        out = []
+        out: list[TensorSpec] = []
+        no_shape: tuple[int | str, ...] = ()
         for i, node in enumerate(raw):
+            # Each key's problem is noted and the next read, as in model.toml (`_TomlReader.nodes`).
             at = f"{full}[{i}]."
             self.unknown(node, _NODE_KEYS, at)
-            name = self.string(node, "name", prefix=at, required=True)
-            # Per-node datatype (modelzoo since a49fcc0), else the older shared one.
-            if node.get("datatype") is not None:
-                dtype = self.dtype(node["datatype"], at + "datatype")
-            elif shared is not None:
-                dtype = self.dtype(shared, prefix + "datatype")
-            else:
-                raise self.fail(at + "datatype", f"missing: give each node a datatype (or {prefix}datatype for all)")
-            out.append(TensorSpec(name, self.sizes(node.get("shape"), at + "shape"), dtype,
-                                  self.string(node, "description", prefix=at)))
+            name = self.attempt(lambda: self.string(node, "name", prefix=at, required=True), "")  # noqa: B023
+            dtype = self.attempt(lambda: self.datatype(node, shared, at, prefix), "")  # noqa: B023
+            shape = self.attempt(lambda: self.sizes(node.get("shape"), at + "shape"), no_shape)  # noqa: B023
+            out.append(TensorSpec(name, shape, dtype,
+                                  self.attempt(lambda: self.string(node, "description", prefix=at), "")))  # noqa: B023
         return self.unique(out, full)
 
+    def datatype(self, node: Mapping[str, Any], shared: Any, at: str, prefix: str) -> str:
+        """A node's own datatype (modelzoo since a49fcc0), else the older shared one."""
+        if node.get("datatype") is not None:
+            return self.dtype(node["datatype"], at + "datatype")
+        if shared is not None:
+            return self.dtype(shared, prefix + "datatype")
+        raise self.fail(at + "datatype", f"missing: give each node a datatype (or {prefix}datatype for all)")
+
     def sizes(self, raw: Any, key: str) -> tuple[int | str, ...]:
+        if raw is None:
+            raise self.fail(key, "missing (required): expected a list of sizes (-1 for a dynamic one)")
         if not isinstance(raw, list):
             raise self.fail(key, f"expected a list of sizes (-1 for a dynamic one), found {raw!r}")
         # Sizes arrive as text (no implicit ints): integers become ints, names stay symbolic.

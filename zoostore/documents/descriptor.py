@@ -82,6 +82,9 @@ _REQUIRED = {
     "framework": 'the network\'s framework, such as "onnx"',
     "model_license": 'the model\'s licence, an SPDX id such as "Apache-2.0"',
 }
+# definition.yaml holds them in its `network:` table (filename is the network).
+_REQUIRED |= {"network.filename": _REQUIRED["network"], "network.framework": _REQUIRED["framework"],
+              "network.model_license": _REQUIRED["model_license"]}
 
 _SYMBOL = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
 _TOP_KEYS = frozenset({
@@ -248,9 +251,20 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def did_you_mean(key: str, allowed: frozenset[str]) -> str:
+    """` (did you mean 'summary'?)` for a misspelt key, or ''."""
+    import difflib  # only when a key is wrong
+
+    close = difflib.get_close_matches(key, sorted(allowed), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 class FieldReader:
     """Validation shared by both descriptor formats, with messages that name the file and the
     key: `<file>: <key>: <what is wrong>`."""
+
+    #: Where the keys are described, for the message listing several problems.
+    docs = "docs/pipeline.md"
 
     def __init__(self, where: str) -> None:
         self.where = where
@@ -283,7 +297,7 @@ class FieldReader:
         if self.problems:
             raise FormatError(
                 f"{self.where}: {len(self.problems)} problems; fix them all, then run again "
-                f"(the keys are described in docs/pipeline.md):\n"
+                f"(the keys are described in {self.docs}):\n"
                 + "\n".join(f"  {p}" for p in self.problems))
 
     def string(self, doc: Mapping[str, Any], key: str, *, prefix: str = "", required: bool = False) -> str:
@@ -319,6 +333,9 @@ class FieldReader:
         return value
 
     def shape(self, shape: Any, key: str) -> tuple[int | str, ...]:
+        if shape is None:
+            raise self.fail(key, "missing (required): expected an array of sizes and dimension names, "
+                            "such as [1, 3, 224, 224] or [\"batch\", 80]")
         if not isinstance(shape, list):
             raise self.fail(key, f"expected an array of ints and dimension names, found {shape!r}")
         dims: list[int | str] = []
@@ -333,11 +350,12 @@ class FieldReader:
         return tuple(dims)
 
     def unique(self, nodes: list[TensorSpec], key: str) -> tuple[TensorSpec, ...]:
+        """`nodes`, each repeated name noted (a name that failed to read, "", was noted already)."""
         seen: set[str] = set()
         for i, node in enumerate(nodes):
             if node.name in seen:
-                raise self.fail(f"{key}[{i}].name", f"duplicate node name {node.name!r}")
-            seen.add(node.name)
+                self.note(f"{key}[{i}].name", f"duplicate node name {node.name!r}")
+            seen.add(node.name or f"\0{i}")
         return tuple(nodes)
 
 
@@ -349,13 +367,9 @@ class _TomlReader(FieldReader):
         extras = sorted(set(doc) - allowed)
         if not extras:
             return
-        import difflib  # only when a key is wrong
-
         for extra in extras:
-            close = difflib.get_close_matches(extra, allowed, n=1)
-            guess = f" (did you mean {close[0]!r}?)" if close else ""
-            self.note(prefix + extra, f"unknown key{guess}; expected one of {', '.join(sorted(allowed))} "
-                      f"(free metadata goes in [meta])")
+            self.note(prefix + extra, f"unknown key{did_you_mean(extra, allowed)}; expected one of "
+                      f"{', '.join(sorted(allowed))} (free metadata goes in [meta])")
 
     def table(self, doc: Mapping[str, Any], key: str, expected: str) -> dict[str, Any]:
         """An optional table, {} when absent (or wrong, noted)."""
@@ -446,9 +460,4 @@ class _TomlReader(FieldReader):
             dtype = self.attempt(lambda: self.dtype(self.string(node, "dtype", prefix=at, required=True), at + "dtype"), "")
             shape = self.attempt(lambda: self.shape(node.get("shape"), at + "shape"), no_shape)
             out.append(TensorSpec(name, shape, dtype, self.attempt(lambda: self.string(node, "description", prefix=at), "")))
-        seen: set[str] = set()
-        for i, spec in enumerate(out):
-            if spec.name in seen:  # a name that failed to read ("") was noted already
-                self.note(f"{full}[{i}].name", f"duplicate node name {spec.name!r}")
-            seen.add(spec.name or f"\0{i}")
-        return tuple(out)
+        return self.unique(out, full)

@@ -386,8 +386,9 @@ def immutable_error(model: str, version: str, arch: str, old: Mapping[str, FileE
              for d in differences[:LISTED]]
     if len(differences) > LISTED:
         lines.append(f"  ... and {len(differences) - LISTED} more (--json lists every one under error.differences)")
+    files = f"{len(differences)} file{'' if len(differences) == 1 else 's'}"
     message = (f"{model}@{version} ({arch}) is already published with different content; published "
-               f"versions are immutable. Differences ({len(differences)} files):\n" + "\n".join(lines) +
+               f"versions are immutable. Differences ({files}):\n" + "\n".join(lines) +
                "\nPublish a new version instead (e.g. bump the patch number)." + note)
     return ImmutableError(message, differences=differences)
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoostore.core.errors import CheckFailedError, FormatError, MissingDependencyError, UsageError
+from zoostore.core.errors import CheckFailedError, FormatError, MissingDependencyError, NewerFormatError, UsageError
 from zoostore.documents.descriptor import ModelDescriptor, TensorSpec
 from zoostore.documents.model_folder import (LfsPointerError, descriptor_for_network, is_lfs_pointer,
                                              lfs_pointer_message, network_of)
@@ -196,12 +196,20 @@ def find_onnx_files(paths: Iterable[Path | str]) -> list[Path]:
     """Files named on the command line; for a model folder with a descriptor (model.toml or
     definition.yaml), the network it names; for other directories every `*.onnx` below, sorted."""
     found: list[Path] = []
+    invalid: list[FormatError] = []  # every folder's descriptor problems, then one error
+    folders = 0
     for raw in paths:
         p = Path(raw)
+        folders += p.is_dir()
         try:
             described = network_of(p) if p.is_dir() else None
         except LfsPointerError as exc:
             found.append(exc.path)  # check_model reports it, with the hint to run git lfs pull
+            continue
+        except NewerFormatError:
+            raise
+        except FormatError as exc:
+            invalid.append(exc)
             continue
         if described is not None:
             network, desc = described
@@ -219,6 +227,11 @@ def find_onnx_files(paths: Iterable[Path | str]) -> list[Path]:
             found.append(p)
         else:
             raise UsageError(f"{p}: no such file or directory")
+    if len(invalid) > 1:
+        raise FormatError(f"{len(invalid)} of {folders} folders have an invalid model.toml or definition.yaml:\n"
+                          + "\n".join(map(str, invalid)))
+    if invalid:
+        raise invalid[0]
     return found
 
 
@@ -343,7 +356,8 @@ def require_valid(
         problems = [f"  {r.path}: {p}" for r in failed for p in r.problems]
         lines += problems[:LISTED]
         if len(problems) > LISTED:
-            lines.append(f"  ... and {len(problems) - LISTED} more problems ('zoostore check PATH' lists every one)")
+            more = len(problems) - LISTED
+            lines.append(f"  ... and {more} more problem{'s' if more > 1 else ''} ('zoostore check PATH' lists every one)")
         lines.append("fix the model or its descriptor (model.toml or definition.yaml), or publish with --no-check to skip the check")
         err = CheckFailedError("\n".join(lines))
         err.reports = reports  # type: ignore[attr-defined]

@@ -142,10 +142,13 @@ def load_refusal(report: SmokeReport, ort: Any, text: str) -> list[str]:
 
 
 def _opset_problem(version: str, have: int, most: int, domain: str = "ai.onnx") -> str:
+    # onnx.version_converter converts the default domain only, and make_opsetid('') names it:
+    # another domain (ai.onnx.ml) is re-made with its own opset id.
+    fix = (f"convert it (onnx.version_converter.convert_version(model, {most})) or make it with "
+           f"opset_imports=[onnx.helper.make_opsetid('', {most})]" if domain in ("ai.onnx", "") else
+           f"make it with opset_imports=[..., onnx.helper.make_opsetid('{domain}', {most})] (and nodes of that opset)")
     return (f"smoke: the model imports opset {have} of {domain}, but onnxruntime {version} supports opsets up "
-            f"to {most}: convert it (onnx.version_converter.convert_version(model, {most})) or make it with "
-            f"opset_imports=[onnx.helper.make_opsetid('', {most})], upgrade onnxruntime "
-            f"(pip install -U onnxruntime), {_WAYS_OUT}")
+            f"to {most}: {fix}, upgrade onnxruntime (pip install -U onnxruntime), {_WAYS_OUT}")
 
 
 def _probe_opset(ort: Any, opset: int, ir_version: int) -> tuple[int, int] | None:

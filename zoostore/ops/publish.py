@@ -73,6 +73,7 @@ class PublishResult:
     uploaded: list[PutResult] = field(default_factory=list)
     unchanged: bool = False  # identical content was already published
     warnings: list[str] = field(default_factory=list)
+    skipped_hidden: tuple[str, ...] = ()  # as PublishPlan's
 
     @property
     def new_stored_bytes(self) -> int:
@@ -273,7 +274,7 @@ class PublishPlan:
     def _result(self) -> PublishResult:
         return PublishResult(self.model, self.version, self.arch, dict(self.entries),
                              uploaded=list(self.uploaded or []), unchanged=self.unchanged,
-                             warnings=list(self.warnings))
+                             warnings=list(self.warnings), skipped_hidden=self.skipped_hidden)
 
 
 def _check_request(store: Store, model: str, version: str, arch: str, tags: Sequence[str],
@@ -418,7 +419,7 @@ def plan_publish(
         current.check_not_removed(version, {e.blob for e in entries.values()})
     unchanged = _is_published(current, release, arch, requested)
     if not unchanged:
-        warnings += _shadowed(current, version, arch, entries)
+        warnings += _shadowed(current, model, version, arch, entries)
     blobs = {e.blob for e in entries.values()}
     present = blobs if unchanged else {b for b in blobs if store.blobs.has_blob(b)}
     known = {} if unchanged or present == blobs else _dedup_index(store, current)
@@ -431,9 +432,11 @@ def plan_publish(
                        warnings=warnings, skipped_hidden=tuple(hidden), started=started, stamps=stamps, base=base)
 
 
-def _shadowed(current: Manifest | None, version: str, arch: str, entries: Mapping[str, FileEntry]) -> list[str]:
+def _shadowed(current: Manifest | None, model: str, version: str, arch: str,
+              entries: Mapping[str, FileEntry]) -> list[str]:
     """Warnings for paths this version also holds under `any` (publishing an arch) or under an
-    arch (publishing `any`) with other bytes: a consumer on that arch gets the arch's file."""
+    arch (publishing `any`) with other bytes: a consumer on that arch gets the arch's file.
+    They name the model: publish-release plans several, and a terminal says a text once."""
     published = current.versions.get(version) if current is not None else None
     if published is None:
         return []
@@ -444,7 +447,7 @@ def _shadowed(current: Manifest | None, version: str, arch: str, entries: Mappin
         differ = sorted(p for p in entries if p in other and other[p].blob != entries[p].blob)
         if differ:
             shown = ", ".join(differ[:5]) + (f" and {len(differ) - 5} more" if len(differ) > 5 else "")
-            out.append(f"{version} already has {shown} under "
+            out.append(f"{model}@{version} already has {shown} under "
                        f"{'any' if arch != ANY else target} with other bytes: consumers on {target} "
                        f"get the {target} file{'s' if len(differ) > 1 else ''} (an architecture's file replaces "
                        f"the 'any' file of the same path)")

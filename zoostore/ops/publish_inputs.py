@@ -37,7 +37,7 @@ def collect_files(paths: Sequence[str | os.PathLike[str]], *, follow_symlinks: b
     Every name is checked before anything is read: valid UTF-8, within the length limits, and
     a symbolic link must stay inside the published directory unless `follow_symlinks`."""
     out: dict[str, Path] = {}
-    hidden: list[str] = []
+    hidden: list[tuple[str, Path]] = []  # (path shown, local path)
 
     def add(rel: str, path: Path, root: Path | None) -> None:
         check_name(rel, path)
@@ -54,8 +54,8 @@ def collect_files(paths: Sequence[str | os.PathLike[str]], *, follow_symlinks: b
                 here = Path(root)
                 for d in [d for d in dirs if not d.startswith(".") and (here / d).is_symlink()]:
                     check_link(here / d, p, follow_symlinks)  # not descended unless following links
-                hidden += sorted((here / d).relative_to(p).as_posix() + "/" for d in dirs if d.startswith("."))
-                hidden += sorted((here / f).relative_to(p).as_posix() for f in files if f.startswith("."))
+                hidden += sorted(((here / d).relative_to(p).as_posix() + "/", here / d) for d in dirs if d.startswith("."))
+                hidden += sorted(((here / f).relative_to(p).as_posix(), here / f) for f in files if f.startswith("."))
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 for name in sorted(files):
                     if not name.startswith("."):
@@ -65,10 +65,13 @@ def collect_files(paths: Sequence[str | os.PathLike[str]], *, follow_symlinks: b
             add(p.name, p, None)
         else:
             raise UsageError(f"{p}: no such file or directory")
+    # A hidden file also named as a PATH of its own is published, not skipped.
+    published = {f.resolve() for f in out.values()}
+    shown = [name for name, local in hidden if local.resolve() not in published]
     if skipped is not None:
-        skipped += hidden
+        skipped += shown
     if not out:
-        also = f" ({hidden_note(hidden)})" if hidden else ""
+        also = f" ({hidden_note(shown)})" if shown else ""
         raise UsageError(f"nothing to publish in {', '.join(map(str, paths))}: no files found{also}")
     return out
 
@@ -82,7 +85,8 @@ def hidden_note(skipped: Sequence[str]) -> str:
                           for n, one, many in ((files, "file", "files"), (dirs, "directory", "directories")) if n)
     names = ", ".join(skipped[:5]) + (", ..." if len(skipped) > 5 else "")
     return (f"skipped {counts} ({names}): a directory's files and subdirectories whose names start with '.' "
-            f"are not published; name such a file as a PATH of its own to publish it")
+            f"are not published; name such a file as a PATH of its own to publish it (under its bare name, "
+            f"at the top of the version)")
 
 
 def check_name(rel: str, path: Path) -> None:

@@ -98,3 +98,21 @@ def test_zoo_urls_read_the_cache_offline(zoo: Store, tmp_path: Path, monkeypatch
         fs.cat_file("other@1.0.0/x86_64/a.txt")
     with pytest.raises(OfflineError, match="needs the store"):
         fs.ls("")
+
+
+def test_offline_errors_name_both_switches(zoo: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Offline errors advised only one way out: with $ZOOSTORE_OFFLINE=1 set, 'run once without
+    --offline' (there was no --offline to drop); with --offline, 'unset $ZOOSTORE_OFFLINE' (it was
+    not set). Each message now names both switches."""
+    url = zoo.url
+    zoostore.fetch("m", "^1.0", "a.txt", arch="x86_64", store=url)
+    monkeypatch.setenv("ZOOSTORE_OFFLINE", "1")
+    with pytest.raises(OfflineError) as exc:
+        zoostore.fetch("m", "^1.0", "b.txt", arch="x86_64", store=url)
+    assert "--offline" in str(exc.value) and "$ZOOSTORE_OFFLINE unset" in str(exc.value)
+    monkeypatch.delenv("ZOOSTORE_OFFLINE")
+    for call in (lambda: zoostore.fetch_version("m", "^1.0", arch="x86_64", store=url, offline=True),
+                 lambda: zoostore.fetch("other", "^1.0", "a.txt", arch="x86_64", store=url, offline=True)):
+        with pytest.raises(OfflineError) as exc:
+            call()
+        assert "without --offline" in str(exc.value) and "$ZOOSTORE_OFFLINE unset" in str(exc.value)

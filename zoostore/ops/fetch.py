@@ -101,7 +101,7 @@ def snapshot_version(model: str, spec: str = "latest", *, arch: str | None = Non
         if missing:
             raise OfflineError(f"offline (--offline or ${OFFLINE_ENV}): {r.model}@{r.version} ({r.arch}) has "
                                f"{len(missing)} file(s) not in the cache {files.root}: {', '.join(missing)}; "
-                               f"fetch them once online, or unset ${OFFLINE_ENV}")
+                               f"fetch them once online (without --offline, ${OFFLINE_ENV} unset)")
     index = files.local_index()
     for path, entry in sorted(r.files.items()):
         what = f"{r.model}@{r.version} {r.arch}/{path}"
@@ -207,7 +207,7 @@ def _manifest(cache: Cache, url: str, model: str, spec: str, *, offline: bool,
         if text is None:
             raise OfflineError(f"offline (--offline or ${OFFLINE_ENV}): cannot resolve {model}@{spec}: the cache "
                                f"{cache.root} holds no manifest of {model} from {url} (no online fetch of it on this "
-                               f"machine yet). Fetch it once online, or unset ${OFFLINE_ENV}")
+                               f"machine yet). Fetch it once online (without --offline, ${OFFLINE_ENV} unset)")
         return Manifest.parse(text, where=f"{url.rstrip('/')}/manifests/{model}.toml (cached copy)"), None
     zoo = open_store(url, storage_options=storage_options, default_options=default_options)
     manifest = zoo.manifest(model)

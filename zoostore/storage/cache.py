@@ -65,6 +65,7 @@ from zoostore.core.atomic import atomic_write, create_temp
 from zoostore.core.digest import Digest, hash_file
 from zoostore.core.errors import FormatError, IntegrityError, OfflineError, ZooError
 from zoostore.core.names import check_model_name
+from zoostore.core.offline import OFFLINE_ENV
 from zoostore.core.progress import Progress
 from zoostore.storage.cache_prune import CachePruning
 from zoostore.storage.local_index import LocalIndex, partial_chunks
@@ -237,7 +238,9 @@ class Cache(CachePruning):
                 index.note(model, blob)
             return path
         if blobs is None:
-            raise OfflineError(f"{what or blob} is not in the cache {self.root} and --offline forbids fetching it; run once without --offline")
+            raise OfflineError(f"{what or blob} is not in the cache {self.root} and offline mode (--offline or "
+                               f"${OFFLINE_ENV}) forbids fetching it; run once online (without --offline, "
+                               f"${OFFLINE_ENV} unset)")
         self._prepare()
         recipe = blobs.recipe(blob)
         if len(recipe.chunks) > 1:   # a single-chunk file is its own recipe (`cached_recipe`)

@@ -427,3 +427,22 @@ def test_environment_store_redirects_lock_and_sync_but_lock_records_zoo_toml(
     assert r.store_opened and len(r.placed) == 2
     monkeypatch.delenv("ZOOSTORE_STORE")
     assert sync_project(load_project(project), locked=True).placed == []  # no-op: nothing to read
+
+
+def test_cli_sync_summary_does_not_say_reused_bytes_came_from_older_versions(
+        env: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """After an interrupted sync, the next one said 'reused 19.8 MiB from cached versions':
+    those bytes came from the interrupted download's kept prefix (cache/partial), not from a
+    cached version. The summary says where they really come from: the cache."""
+    import zoostore.ops.sync as ops_sync
+    from zoostore.ops.sync import SyncReport
+
+    def fake_sync(*args: Any, **kwargs: Any) -> SyncReport:
+        return SyncReport(dest=env["project"] / "models", placed=["big/x86_64/model.bin"], store_opened=True,
+                          bytes_downloaded=30 << 20, bytes_reused=20 << 20)
+
+    monkeypatch.setattr(ops_sync, "sync_project", fake_sync)
+    write_config(env["project"], 'net = "1.0.0"')
+    assert cli(["sync", "--project", str(env["project"])]) == 0
+    err = capsys.readouterr().err
+    assert "reused 20.0 MiB" in err and "cached versions" not in err and "interrupted" in err, err

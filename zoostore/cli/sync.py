@@ -57,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
         if report.store_opened:
             parts.append(f"downloaded {human_bytes(report.bytes_downloaded)}")
             if report.bytes_reused:
-                parts.append(f"reused {human_bytes(report.bytes_reused)} from cached versions")
+                # Chunks of cached older versions, or of an interrupted download's kept prefix.
+                parts.append(f"reused {human_bytes(report.bytes_reused)} from the cache "
+                             "(older versions, interrupted downloads)")
         print(f"sync {report.dest}: {', '.join(parts)}", file=sys.stderr)
     return 0

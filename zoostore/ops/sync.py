@@ -55,7 +55,7 @@ class SyncReport:
     replaced: list[str] = field(default_factory=list)   # paths --force replaced
     ignored: list[str] = field(default_factory=list)    # invalid state-file or lockfile entries
     bytes_downloaded: int = 0   # stored bytes fetched from the store
-    bytes_reused: int = 0       # chunk bytes read from cached older versions instead
+    bytes_reused: int = 0       # chunk bytes read from the cache (older versions, partial downloads) instead
     bytes_placed: int = 0
     store_opened: bool = False
     relocked: bool = False

@@ -244,3 +244,23 @@ def test_file_name_of_250_bytes_publishes_and_syncs(tmp_path: Path, monkeypatch:
     assert r.placed == [f"m/x86_64/{name}"]
     assert (project / "models/m/x86_64" / name).read_text() == "long\n"
     assert sync_project(load_project(project), link=link).unchanged == 1
+
+
+def test_force_warning_tells_a_modified_placed_file_from_a_foreign_one(zoo: Store, project: Path) -> None:
+    """`sync --force` over a file sync had placed and the user then edited warned 'replaced a
+    file sync did not place': it had placed it. The warning now says which of the two it was."""
+    sync_project(load_project(project), link="copy")
+    placed = project / "models" / "m" / "x86_64" / "keep"
+    placed.chmod(0o644)
+    placed.write_text("edited\n")
+    (project / "models" / "m" / "x86_64" / "c").unlink()
+    (project / "models" / "m" / "x86_64" / "c").write_text("mine\n")
+    state = json.loads((project / "models" / STATE).read_text())
+    del state["files"]["m/x86_64/c"]   # as if the user's file had been there first
+    (project / "models" / STATE).write_text(json.dumps(state))
+    r = sync_project(load_project(project), force=True, link="copy")
+    assert sorted(r.replaced) == ["m/x86_64/c", "m/x86_64/keep"]
+    by_path = {w.split(": ", 1)[0].rsplit("/", 1)[-1]: w for w in r.warnings}
+    assert "modified since sync placed it" in by_path["keep"] and "did not place" not in by_path["keep"], r.warnings
+    assert "did not place" in by_path["c"], r.warnings
+    assert placed.read_text() == "k\n"

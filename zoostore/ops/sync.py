@@ -202,7 +202,8 @@ def _claim(report: SyncReport, desired: Mapping[str, Wanted], todo: list[str], s
         if owned(report.dest / rel, entry, tuple(blobs)):
             mine.append(rel)
         elif force:
-            msg = f"{report.dest / rel}: replaced a file sync did not place (--force)"
+            why = "a file modified since sync placed it" if entry is not None else "a file sync did not place"
+            msg = f"{report.dest / rel}: replaced {why} (--force)"
             report.replaced.append(rel)
             report.warnings.append(msg)
             progress.note(msg)

@@ -112,7 +112,7 @@ def fill_cache(cache: Cache, zoo: Store | None, needed: Mapping[Digest, Need], m
             results = pool.map(fill, pooled)
             if zoo is not None:
                 out = _fill_small(cache, zoo.blobs, [b for b in here if b in missing], needed, index,
-                                  {} if sizes is None else sizes, fetch_ahead=not local)
+                                  {} if sizes is None else sizes, fetch_ahead=not local, progress=progress)
             rest = [blob for blob in here if blob not in out]
             # The rest one by one: from a local store on this thread (creating files side by side
             # only contends), from a remote one on the pool (each waits on requests).
@@ -124,12 +124,14 @@ def fill_cache(cache: Cache, zoo: Store | None, needed: Mapping[Digest, Need], m
 
 
 def _fill_small(cache: Cache, blobs: BlobStore, todo: list[Digest], needed: Mapping[Digest, Need],
-                index: LocalIndex, sizes: dict[Digest, int], *, fetch_ahead: bool = False) -> dict[Digest, Path]:
+                index: LocalIndex, sizes: dict[Digest, int], *, fetch_ahead: bool = False,
+                progress: Progress | None = None) -> dict[Digest, Path]:
     """Cache the small files of `todo` that take no chunk from a cached file and have no delta
     frame and no partial file, their chunks read in batches (`_read_batch`); the cached paths.
     The others, and files whose recipe or batch failed, are left to `Cache.ensure`, which
     reads each alone and says what is wrong with it. With `fetch_ahead` (a remote store) the
-    recipes are fetched RECIPE_FETCHES at a time, RECIPES_AHEAD files ahead."""
+    recipes are fetched RECIPE_FETCHES at a time, RECIPES_AHEAD files ahead, each advancing
+    the task "fetch small files" (the bar of "sync files" moves only as files are placed)."""
     from concurrent.futures import ThreadPoolExecutor
 
     out: dict[Digest, Path] = {}
@@ -139,15 +141,26 @@ def _fill_small(cache: Cache, blobs: BlobStore, todo: list[Digest], needed: Mapp
     chunks: dict[str, Mapping[Digest, LocalChunk]] = {}
     size = 0
     fetcher = ThreadPoolExecutor(max_workers=RECIPE_FETCHES, thread_name_prefix="zoo-recipes") if fetch_ahead else None
+    task = "fetch small files"
+
+    def remember(blob: Digest) -> None:
+        _remembered(blobs, blob)
+        if progress is not None:
+            progress.advance(task)
+
+    if fetcher is not None and progress is not None and todo:
+        progress.start(task, len(todo), unit="files")
     try:
         for start in range(0, len(todo), RECIPES_AHEAD):
             if fetcher is not None:
-                list(fetcher.map(lambda blob: _remembered(blobs, blob), todo[start:start + RECIPES_AHEAD]))
+                list(fetcher.map(remember, todo[start:start + RECIPES_AHEAD]))
             batch, size = _batch_small(cache, blobs, todo[start:start + RECIPES_AHEAD], needed, index, out, sizes,
                                        chunks, partials, batch, size)
     finally:
         if fetcher is not None:
             fetcher.shutdown(wait=True, cancel_futures=True)
+            if progress is not None and todo:
+                progress.done(task)
     _read_batch(cache, blobs, batch, needed, index, out, sizes)
     return out
 

@@ -116,3 +116,15 @@ def test_offline_errors_name_both_switches(zoo: Store, tmp_path: Path, monkeypat
         with pytest.raises(OfflineError) as exc:
             call()
         assert "without --offline" in str(exc.value) and "$ZOOSTORE_OFFLINE unset" in str(exc.value)
+
+
+def test_zoo_url_offline_errors_name_both_switches(zoo: Store) -> None:
+    """fsspec.filesystem('zoo', offline=True) said 'read it once online, or unset
+    $ZOOSTORE_OFFLINE', which was not set: the way out is offline=False too."""
+    import fsspec
+
+    fs = fsspec.filesystem("zoo", store=zoo.url, offline=True, skip_instance_cache=True)
+    for call in (lambda: fs.ls(""), lambda: fs.cat_file("m@1.0.0/x86_64/a.txt")):
+        with pytest.raises(OfflineError) as exc:
+            call()
+        assert "offline=False" in str(exc.value) and "$ZOOSTORE_OFFLINE unset" in str(exc.value), exc.value

@@ -82,7 +82,8 @@ class ZooFileSystem(ReadOnlyMixin, AbstractFileSystem, metaclass=_ZooCached):  #
         """The opened store, opened on first use."""
         if self._zoo is None and self.offline:
             raise OfflineError(f"zoo:// is offline (offline=True or ${OFFLINE_ENV}); a model listing or an uncached "
-                               f"file needs the store {self.store_url}: read it once online, or unset ${OFFLINE_ENV}")
+                               f"file needs the store {self.store_url}: read it once online (offline=False, "
+                               f"${OFFLINE_ENV} unset)")
         if self._zoo is None:
             with self._lock:
                 if self._zoo is None:
@@ -142,7 +143,7 @@ class ZooFileSystem(ReadOnlyMixin, AbstractFileSystem, metaclass=_ZooCached):  #
         if text is None:
             raise OfflineError(f"zoo:// is offline (offline=True or ${OFFLINE_ENV}): the cache holds no manifest "
                                f"of {model} from {self.store_url} (never read online on this machine); read it "
-                               f"once online, or unset ${OFFLINE_ENV}")
+                               f"once online (offline=False, ${OFFLINE_ENV} unset)")
         return Manifest.parse(text, where=f"{self.store_url.rstrip('/')}/manifests/{model}.toml (cached copy)")
 
     def _release(self, zp: ZooPath) -> Release:

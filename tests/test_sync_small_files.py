@@ -324,3 +324,28 @@ def test_small_files_from_a_remote_store_show_progress_while_they_download(
     task = fetching[0][1]
     assert sum(e[2] or 0 for e in fetching if e[0] == "advance" and e[1] == task) == len(files)
     assert ("done", task, None) in fetching
+
+
+def test_a_large_file_s_progress_is_named_after_the_file_not_its_blob(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The byte bar of a 50 MB file read 'a4202c0d6be696508e5780ac71fbf0e23303d4fe [####...]':
+    the tail of the cache path get_file writes, a blob id. It is named after the locked file."""
+    monkeypatch.setenv("ZOOSTORE_CACHE", str(tmp_path / "cache"))
+    published_store(tmp_path, {"big.bin": os.urandom(3 << 20)})
+    started: list[str] = []
+
+    class Recording:
+        def start(self, task: str, total: int | None = None, *, unit: str = "B") -> None:
+            started.append(task)
+
+        def advance(self, task: str, amount: int = 1) -> None:
+            assert task in started
+
+        def done(self, task: str) -> None:
+            assert task in started
+
+        def note(self, message: str) -> None:
+            pass
+
+    sync_project(load_project(project(tmp_path, "a")), progress=Recording())
+    assert [t for t in started if t != "sync files"] == ["m@1.0.0 x86_64/big.bin"], started

@@ -256,7 +256,8 @@ class Cache(CachePruning):
         if not local and recipe.size <= SMALL_FILE:
             self._get_small(blobs, recipe, path)
         else:
-            blobs.get_file(blob, path, local=local or None, progress=progress, mode=0o444, partial=partial)
+            named = _Named(progress, what) if progress is not None and what else progress
+            blobs.get_file(blob, path, local=local or None, progress=named, mode=0o444, partial=partial)
         if model and index is not None:
             index.note(model, blob, recipe)
         return path
@@ -437,3 +438,23 @@ class Cache(CachePruning):
             return (self._manifest_dir(store_url) / f"{check_model_name(model)}.toml").read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
             return None
+
+
+class _Named:
+    """`progress` with get_file's task (named after the cache path it writes: a blob id, all a
+    bar showed) named `what` instead, the file as the user knows it ("m@1.0.0 x86_64/w.bin")."""
+
+    def __init__(self, progress: Progress, what: str) -> None:
+        self.progress, self.what = progress, what
+
+    def start(self, task: str, total: int | None = None, *, unit: str = "B") -> None:
+        self.progress.start(self.what, total, unit=unit)
+
+    def advance(self, task: str, amount: int = 1) -> None:
+        self.progress.advance(self.what, amount)
+
+    def done(self, task: str) -> None:
+        self.progress.done(self.what)
+
+    def note(self, message: str) -> None:
+        self.progress.note(message)

@@ -35,3 +35,31 @@ def test_new_arch_in_zoo_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     (project / "zoo.toml").write_text('store = "../store"\nnew_archs = ["not an arch!"]\n[models]\n')
     with pytest.raises(ConfigError, match="new_archs"):
         load_project(project)
+
+
+def test_new_arch_files_read_through_zoo_urls_and_sync_arch_hint(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """zoo://net@1.0.0/sparc64/weights.bin was refused ('unknown architecture ...; add
+    --new-arch'), though the store holds that arch deliberately; and `sync --arch sparc` told a
+    consumer to 'add --new-arch', an option of publish only."""
+    import fsspec
+
+    from zoostore.core.errors import NotFoundError, UsageError
+
+    monkeypatch.setenv("ZOOSTORE_CACHE", str(tmp_path / "cache"))
+    zoo, _ = init_store(tmp_path / "store")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "weights.bin").write_bytes(b"sp64" * 1000)
+    publish(zoo, "net", "1.0.0", [src], arch="sparc64", new_arch=True, check=False)
+    with fsspec.open("zoo://net@1.0.0/sparc64/weights.bin", "rb", store=zoo.url) as f:
+        assert f.read() == b"sp64" * 1000
+    with pytest.raises(NotFoundError):
+        fsspec.open("zoo://net@1.0.0/mips99/weights.bin", "rb", store=zoo.url).open()
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "zoo.toml").write_text(
+        'store = "../store"\narchs = ["sparc64"]\nnew_archs = ["sparc64"]\n[models]\nnet = "^1"\n')
+    with pytest.raises(UsageError) as exc:
+        sync_project(load_project(project), archs=["sparc"])
+    assert "add --new-arch" not in str(exc.value) and "new_archs" in str(exc.value), exc.value

@@ -42,7 +42,8 @@ def desired_paths(lock: Lock, archs: Iterable[str] | None,
         from zoostore.core.names import normalize_arch
 
         locked = {f.arch for m in lock.models.values() for f in m.files}
-        wanted_archs = {normalize_arch(a, allow_new=a.strip().lower() in locked) for a in archs}
+        hint = 'an architecture a store publishes with --new-arch is named in new_archs = ["NAME"] in zoo.toml'
+        wanted_archs = {normalize_arch(a, allow_new=a.strip().lower() in locked, new_hint=hint) for a in archs}
         missing = wanted_archs - locked
         if missing:
             raise UsageError(f"--arch {', '.join(sorted(missing))}: zoo.lock has no files for it; add it to archs in zoo.toml and lock")

@@ -41,7 +41,9 @@ class ZooPath:
         arch, _, rel = rest.partition("/")
         if rel:
             check_relpath(rel, where=f"zoo://{text}")
-        return cls(text, ms.model, ms.spec, normalize_arch(arch), rel)
+        # allow_new: a store may hold an arch published with --new-arch; one the version lacks
+        # is a NotFoundError naming the version's archs.
+        return cls(text, ms.model, ms.spec, normalize_arch(arch, allow_new=True), rel)
 
 
 def listing(names: list[str]) -> str:

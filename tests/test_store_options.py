@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import uuid
 from pathlib import Path
@@ -121,3 +122,20 @@ def test_every_store_command_takes_store_options() -> None:
         assert any("--store-option" in a.option_strings for a in commands[name]._actions), name
 
 
+
+
+def test_the_documented_timeout_defaults_are_the_ones_in_effect() -> None:
+    """docs/remote-stores.md said `timeout` defaults to 60 s for s3 too; an S3 store that stalled
+    gave up after 5 attempts in 77 s: without the option, s3fs's own 5 s (connect) and 15 s
+    (read) apply. The table says so."""
+    import s3fs
+
+    from zoostore.storage.backends.http import HttpBackend
+    from zoostore.storage.backends.s3 import _client_options
+
+    doc = (Path(__file__).parent.parent / "docs" / "remote-stores.md").read_text()
+    row = next(line for line in doc.splitlines() if line.startswith("| `timeout`"))
+    config = _client_options({})["config_kwargs"]
+    assert "read_timeout" not in config and "connect_timeout" not in config   # s3fs's then
+    assert f"{s3fs.S3FileSystem.read_timeout} s to read" in row and f"{s3fs.S3FileSystem.connect_timeout} s to connect" in row, row
+    assert inspect.signature(HttpBackend.__init__).parameters["timeout"].default == 60.0 and "60 (http)" in row, row

@@ -264,3 +264,19 @@ def test_force_warning_tells_a_modified_placed_file_from_a_foreign_one(zoo: Stor
     assert "modified since sync placed it" in by_path["keep"] and "did not place" not in by_path["keep"], r.warnings
     assert "did not place" in by_path["c"], r.warnings
     assert placed.read_text() == "k\n"
+
+
+def test_sync_with_another_link_mode_replaces_symlinks_it_placed(zoo: Store, project: Path) -> None:
+    """`sync --link symlink`, then `sync --link copy` (say, to ship the folder): '0 placed, N
+    unchanged', and the symlinks into the cache stayed. An explicit --link now re-places files
+    placed the other way; `auto` accepts either."""
+    sync_project(load_project(project), link="symlink")
+    placed = project / "models" / "m" / "x86_64" / "keep"
+    assert placed.is_symlink()
+    r = sync_project(load_project(project), link="copy")
+    assert len(r.placed) == 3 and r.unchanged == 0
+    assert not placed.is_symlink() and placed.read_text() == "k\n"
+    for link in ("copy", "hardlink", "auto"):
+        assert sync_project(load_project(project), link=link).unchanged == 3
+    r = sync_project(load_project(project), link="symlink")
+    assert len(r.placed) == 3 and placed.is_symlink()

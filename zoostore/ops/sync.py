@@ -93,7 +93,7 @@ def sync_project(project: Project, *, locked: bool = False, frozen: bool = False
     state = read_state(report.dest)
     archs = list(archs) if archs else None
     if not verify:
-        count = sync_fast.unchanged(project, report.dest, state, archs=archs, frozen=frozen)
+        count = sync_fast.unchanged(project, report.dest, state, archs=archs, frozen=frozen, link=link)
         if count is not None:
             report.unchanged = count
             return report
@@ -104,7 +104,7 @@ def sync_project(project: Project, *, locked: bool = False, frozen: bool = False
     desired, bad = desired_paths(lock, archs, project.layout)
     _ignore(report, bad, progress)
     _ignore(report, state.ignored, progress)
-    todo = _changed(report.dest, desired, state.files, verify=verify, report=report)
+    todo = _changed(report.dest, desired, state.files, verify=verify, report=report, link=link)
     stale = [rel for rel in state.files if rel not in desired]
     plan = _Plan(lock, desired, todo, stale, state, sync_fast.record(project, lock_hash, archs, up_to_date=checked))
     if not todo and not stale:
@@ -274,9 +274,10 @@ def _current_lock(project: Project, *, locked: bool, frozen: bool, offline: bool
 
 
 def _changed(dest: Path, desired: Mapping[str, Wanted], state: Mapping[str, Mapping[str, Any]], *,
-             verify: bool, report: SyncReport) -> list[str]:
+             verify: bool, report: SyncReport, link: str = "auto") -> list[str]:
     """The files to place: those whose state entry is missing, names another blob, or whose
-    stat changed (or, with verify, whose content no longer hashes to the blob)."""
+    stat changed (or, with verify, whose content no longer hashes to the blob), and with `link`
+    other than auto, those placed the other way (a symlink where copies or hard links are asked)."""
     todo: list[str] = []
     for rel, w in desired.items():
         st = state.get(rel)
@@ -284,7 +285,8 @@ def _changed(dest: Path, desired: Mapping[str, Wanted], state: Mapping[str, Mapp
             todo.append(rel)
             continue
         target = dest / rel
-        if st.get("blob") == str(w.file.blob) and unchanged_since(target, st):
+        if (st.get("blob") == str(w.file.blob) and unchanged_since(target, st)
+                and (link == "auto" or target.is_symlink() == (link == "symlink"))):
             if not verify or hash_file(target.resolve() if target.is_symlink() else target) == w.file.blob:
                 report.unchanged += 1
                 continue

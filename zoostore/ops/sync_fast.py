@@ -58,7 +58,7 @@ def record(project: Project, lock: str, archs: Iterable[str] | None, *, up_to_da
 
 
 def unchanged(project: Project, dest: Path, state: State, *, archs: Iterable[str] | None,
-              frozen: bool) -> int | None:
+              frozen: bool, link: str = "auto") -> int | None:
     """The number of placed files when the destination is exactly what the state file recorded
     for this zoo.lock and nothing moved (nothing to do); None when the full sync must look."""
     rec = state.lock
@@ -72,10 +72,10 @@ def unchanged(project: Project, dest: Path, state: State, *, archs: Iterable[str
         return None
     if not frozen and (not rec.get("project") or rec.get("project") != requirements(project)):
         return None
-    return len(state.files) if all_unchanged(dest, state.files) else None
+    return len(state.files) if all_unchanged(dest, state.files, link) else None
 
 
-def all_unchanged(dest: Path, files: Mapping[str, Mapping[str, Any]]) -> bool:
+def all_unchanged(dest: Path, files: Mapping[str, Mapping[str, Any]], link: str = "auto") -> bool:
     """`place.unchanged_since` for every entry (read_state checked their keys and fields), as a
     tight loop over string paths: this loop is most of a no-op sync of thousands of files."""
     base = f"{dest}{os.sep}"
@@ -88,4 +88,6 @@ def all_unchanged(dest: Path, files: Mapping[str, Mapping[str, Any]]) -> bool:
             return False
         if stat.S_ISLNK(st.st_mode) and not unchanged_since(dest / rel, entry):
             return False
+        if link != "auto" and stat.S_ISLNK(st.st_mode) != (link == "symlink"):
+            return False   # placed as a symlink, now asked for copies or hard links (or the reverse)
     return True

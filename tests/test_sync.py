@@ -446,3 +446,37 @@ def test_cli_sync_summary_does_not_say_reused_bytes_came_from_older_versions(
     assert cli(["sync", "--project", str(env["project"])]) == 0
     err = capsys.readouterr().err
     assert "reused 20.0 MiB" in err and "cached versions" not in err and "interrupted" in err, err
+
+
+def test_yanked_pin_warning_does_not_advise_an_upgrade_that_cannot_resolve(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pin yanked with nothing else in its range: sync warned "Consider 'zoostore lock
+    --upgrade small'", which then failed (exit 6, no version matches). The warning says to
+    change the range instead; with another version in range it still names the upgrade."""
+    from zoostore.ops.tags import yank
+
+    monkeypatch.setenv("ZOOSTORE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("ZOOSTORE_OFFLINE", raising=False)
+    zoo, _ = init_store(tmp_path / "store")
+    for version in ("1.0.0", "2.0.0", "2.0.1"):
+        src = tmp_path / "src" / version
+        src.mkdir(parents=True)
+        (src / "a.txt").write_text(version)
+        publish(zoo, "small", version, [src], arch="any", check=False)
+    project = tmp_path / "p"
+    project.mkdir()
+    (project / "zoo.toml").write_text('store = "../store"\narchs = ["x86_64"]\n[models]\nsmall = "^2"\n')
+    sync_project(load_project(project))
+    yank(zoo, "small", "2.0.1", reason="worse")
+    (project / "models" / "small" / "x86_64" / "a.txt").unlink()   # the store is opened to place it
+    warned = sync_project(load_project(project)).warnings
+    assert any("2.0.1, which is yanked" in w and "lock --upgrade small" in w and "2.0.0" in w for w in warned), warned
+    yank(zoo, "small", "2.0.0", reason="bad weights")
+    (project / "models" / "small" / "x86_64" / "a.txt").unlink()   # the store is opened to place it
+    warned = sync_project(load_project(project)).warnings
+    assert any("yanked" in w and "lock --upgrade" not in w and "zoo.toml" in w for w in warned), warned
+    (project / "zoo.toml").write_text('store = "../store"\narchs = ["x86_64"]\n[models]\nsmall = "2.0.0"\n')
+    sync_project(load_project(project))   # an exact pin of a yanked version: re-locked to it
+    (project / "models" / "small" / "x86_64" / "a.txt").unlink()
+    warned = sync_project(load_project(project)).warnings
+    assert any("2.0.0, which is yanked" in w and "lock --upgrade" not in w for w in warned), warned

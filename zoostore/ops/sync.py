@@ -410,9 +410,29 @@ def _warn_yanked(zoo: Store, lock: Lock, report: SyncReport, progress: Progress)
     for name, reason in zip(names, reasons):
         if reason:
             version = lock.models[name].version
-            msg = f"zoo.lock pins {name}@{version}, which is yanked: {reason}. Consider 'zoostore lock --upgrade {name}'"
+            msg = f"zoo.lock pins {name}@{version}, which is yanked: {reason}. {_yanked_advice(zoo, lock, name)}"
             report.warnings.append(msg)
             progress.note(msg)
+
+
+def _yanked_advice(zoo: Store, lock: Lock, name: str) -> str:
+    """What to do about a yanked pin: the upgrade, when the range holds another version (else
+    `lock --upgrade` would only fail: no version matches)."""
+    from zoostore.core.errors import ResolutionError, ZooError
+    from zoostore.documents.resolve import select
+
+    pinned = lock.models[name]
+    upgrade = f"Consider 'zoostore lock --upgrade {name}'"
+    try:
+        other = select(zoo.manifest(name), pinned.spec, runtime=lock.runtime, arch=list(pinned.archs))[0].version
+    except ResolutionError:
+        other = None
+    except ZooError:
+        return upgrade   # advice only: a failing read must not fail the sync
+    if other is None or other == pinned.version:   # an exact pin may still name the yanked version
+        return (f"No other version matches {pinned.spec!r}: change {name}'s range in zoo.toml, then run "
+                f"'zoostore lock'")
+    return f"{upgrade} (to {other})"
 
 
 def sync(project: str | os.PathLike[str] | None = None, **options: Any) -> SyncReport:

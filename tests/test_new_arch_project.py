@@ -12,16 +12,23 @@ from zoostore.core.errors import ConfigError
 from zoostore.documents.project import load_project
 from zoostore.ops.publish import publish
 from zoostore.ops.sync import sync_project
-from zoostore.repository import init_store
+from zoostore.repository import Store, init_store
 
 
-def test_new_arch_in_zoo_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _store_with_sparc64(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Store:
+    """A store holding net@1.0.0 for sparc64 only (published with --new-arch)."""
     monkeypatch.setenv("ZOOSTORE_CACHE", str(tmp_path / "cache"))
     zoo, _ = init_store(tmp_path / "store")
+    assert isinstance(zoo, Store)
     src = tmp_path / "src"
     src.mkdir()
     (src / "weights.bin").write_bytes(b"sp64" * 1000)
     publish(zoo, "net", "1.0.0", [src], arch="sparc64", new_arch=True, check=False)
+    return zoo
+
+
+def test_new_arch_in_zoo_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    zoo = _store_with_sparc64(tmp_path, monkeypatch)
     project = tmp_path / "project"
     project.mkdir()
     (project / "zoo.toml").write_text('store = "../store"\narchs = ["sparc64"]\n[models]\nnet = "^1"\n')
@@ -46,12 +53,7 @@ def test_new_arch_files_read_through_zoo_urls_and_sync_arch_hint(tmp_path: Path,
 
     from zoostore.core.errors import NotFoundError, UsageError
 
-    monkeypatch.setenv("ZOOSTORE_CACHE", str(tmp_path / "cache"))
-    zoo, _ = init_store(tmp_path / "store")
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "weights.bin").write_bytes(b"sp64" * 1000)
-    publish(zoo, "net", "1.0.0", [src], arch="sparc64", new_arch=True, check=False)
+    zoo = _store_with_sparc64(tmp_path, monkeypatch)
     with fsspec.open("zoo://net@1.0.0/sparc64/weights.bin", "rb", store=zoo.url) as f:
         assert f.read() == b"sp64" * 1000
     with pytest.raises(NotFoundError):

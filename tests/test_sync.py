@@ -103,6 +103,20 @@ def test_unchanged_specs_keep_pins_until_upgrade(env: dict[str, Any]) -> None:
     assert Lock.read(project / "zoo.lock").models["net"].version == "1.2.0"  # type: ignore[union-attr]
 
 
+def test_lock_summary_counts_the_models_that_changed(env: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    project, zoo, tmp = env["project"], env["zoo"], env["tmp"]
+    write_config(project, 'net = "^1.0"\nother = "*"', '[runtime]\ntvm = "0.27.0"')
+    assert cli(["lock", "--project", str(project)]) == 0
+    assert "updated (2 of 2 model(s) changed)" in capsys.readouterr().err  # a new lock: both are new
+    publish(zoo, "net", "1.2.0", [model_dir(tmp / "src/1.2.0", 5, change=100)], arch="x86_64", check=False)
+    assert cli(["lock", "--project", str(project), "--upgrade"]) == 0
+    captured = capsys.readouterr()
+    assert "~ net 1.1.0 -> 1.2.0" in captured.out
+    assert "updated (1 of 2 model(s) changed)" in captured.err
+    assert cli(["lock", "--project", str(project)]) == 0
+    assert "unchanged (2 model(s))" in capsys.readouterr().err
+
+
 def test_sync_places_verifies_and_noop_touches_nothing(env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     project = env["project"]
     write_config(project, 'net = "1.0.0"\nother = "*"')

@@ -47,6 +47,12 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"~ {name} {old} -> {new}")
     if not args.quiet:
-        state = "updated" if result.written else "unchanged"
-        print(f"{project.lock_path}: {state} ({len(result.lock.models)} model(s))", file=sys.stderr)
+        total = len(result.lock.models)
+        if not result.written:
+            state = f"unchanged ({total} model(s))"
+        elif result.changes:
+            state = f"updated ({len(result.changes)} of {total} model(s) changed)"
+        else:
+            state = f"updated ({total} model(s); no version changed)"
+        print(f"{project.lock_path}: {state}", file=sys.stderr)
     return 0

@@ -103,6 +103,22 @@ def test_unchanged_specs_keep_pins_until_upgrade(env: dict[str, Any]) -> None:
     assert Lock.read(project / "zoo.lock").models["net"].version == "1.2.0"  # type: ignore[union-attr]
 
 
+def test_outdated_marks_a_pin_whose_range_changed_since_the_lock(env: dict[str, Any],
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    project = env["project"]
+    write_config(project, 'net = "^1.0"', '[runtime]\ntvm = "0.27.0"')
+    lock_project(load_project(project))
+    assert not outdated(load_project(project))[0].stale
+    write_config(project, 'net = "1.0.0"', '[runtime]\ntvm = "0.27.0"')  # edited, not locked again
+    row = outdated(load_project(project))[0]
+    assert row.stale and row.locked == "1.1.0" and row.matching == "1.0.0"
+    assert cli(["outdated", "--project", str(project)]) == 0
+    out = capsys.readouterr().out
+    assert "stale: zoo.toml changed since the lock, run 'zoostore lock'" in out
+    assert cli(["lock", "--project", str(project), "-q"]) == 0
+    assert not outdated(load_project(project))[0].stale
+
+
 def test_lock_summary_counts_the_models_that_changed(env: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
     project, zoo, tmp = env["project"], env["zoo"], env["tmp"]
     write_config(project, 'net = "^1.0"\nother = "*"', '[runtime]\ntvm = "0.27.0"')

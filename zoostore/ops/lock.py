@@ -132,6 +132,9 @@ class OutdatedRow:
     locked: str | None
     matching: str | None
     newest: str | None
+    #: The lock pinned this model under another requirement than zoo.toml's (edited since the
+    #: last `zoostore lock`): `locked` may be outside `spec`; plain `zoostore lock` re-pins it.
+    stale: bool = False
 
 
 def outdated(project: Project, *, zoo: Store | None = None) -> list[OutdatedRow]:
@@ -151,6 +154,8 @@ def outdated(project: Project, *, zoo: Store | None = None) -> list[OutdatedRow]
             matching = None
         alive = [v for v, r in m.versions.items() if not r.yanked]
         newest = max(alive, key=semver.parse_version) if alive else None
-        locked = lock.models[name].version if lock and name in lock.models else None
-        rows.append(OutdatedRow(name, req.spec, locked, matching, newest))
+        got = lock.models.get(name) if lock else None
+        locked = got.version if got else None
+        stale = got is not None and (req.spec, req.archs, req.files) != (got.spec, got.archs, got.files_filter)
+        rows.append(OutdatedRow(name, req.spec, locked, matching, newest, stale))
     return rows

@@ -470,6 +470,22 @@ def test_s3_retries_truncated_bodies(moto_endpoint: str, monkeypatch: pytest.Mon
     assert truncated[0] == 2
 
 
+def test_s3_give_up_message_drops_botocores_zero_retries(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from botocore.exceptions import ClientError
+
+    backend = open_backend(f"s3://{_bucket_at(moto_endpoint)}/zoo",
+                           storage_options={**moto_options(moto_endpoint), "max_attempts": 2})
+    # What botocore raises with its own retries off: "... (reached max retries: 0): ..."
+    error = ClientError({"Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."},
+                         "ResponseMetadata": {"HTTPStatusCode": 503, "HTTPHeaders": {},
+                                              "MaxAttemptsReached": True, "RetryAttempts": 0}}, "GetObject")
+    assert "reached max retries: 0" in str(error)
+    _flaky_s3(backend, monkeypatch, lambda m, kw, n: error)
+    with pytest.raises(RemoteError, match="gave up after 2 attempt") as info:
+        backend.get("zoostore.toml")
+    assert "reached max retries" not in str(info.value) and "SlowDown" in str(info.value)
+
+
 def test_s3_retry_budget_is_bounded(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
     backend = open_backend(f"s3://{_bucket_at(moto_endpoint)}/zoo",
                            storage_options={**moto_options(moto_endpoint), "max_attempts": 4})

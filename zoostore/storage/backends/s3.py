@@ -65,6 +65,7 @@ import asyncio
 import builtins
 import itertools
 import os
+import re
 import threading
 import time
 import uuid
@@ -165,10 +166,13 @@ class S3Backend(Backend):
                     raise
                 wait = self.retry.next_delay(attempt, started, retry_after=retry_after(e))
                 if wait is None:
+                    # botocore's own retries are off (zoostore retries): drop its "(reached max
+                    # retries: 0)", which reads as if nothing had been retried.
+                    last = re.sub(r"\s*\(reached max retries: \d+\)", "", str(e))
                     raise RemoteError(
                         f"S3 request to {self.endpoint} for {self.url} kept failing: gave up after "
                         f"{attempt + 1} attempt(s) (retry budget: {self.retry.describe()}); last error: "
-                        f"{type(e).__name__}: {e}. Check that the endpoint is up and reachable, or "
+                        f"{type(e).__name__}: {last}. Check that the endpoint is up and reachable, or "
                         "raise max_attempts / retry_deadline (docs/remote-stores.md)"
                     ) from e
                 await asyncio.sleep(wait)

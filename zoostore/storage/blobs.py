@@ -419,17 +419,18 @@ class BlobStore:
     def get_file(self, blob: Digest, dest: str | os.PathLike[str], *,
                  local: Mapping[Digest, LocalChunk] | None = None,
                  progress: Progress | None = None, mode: int | None = None,
-                 partial: Path | None = None) -> Path:
+                 partial: Path | None = None, task: str | None = None) -> Path:
         """Write the blob to `dest`, verified; `dest` appears only when complete and correct.
         On any failure nothing is left at `dest` (an existing file there stays untouched). With
         `partial`, a stopped or failed read keeps what it wrote there (a prefix of verified
         chunks) when that is more than `partial` held, so the next read can resume from it
-        (the caller offers its chunks as `local`, which are verified again on use)."""
+        (the caller offers its chunks as `local`, which are verified again on use). `task` names
+        the progress task (default "get <dest name>")."""
         progress = progress or NullProgress()
         dest = Path(dest)
         recipe = self.recipe(blob)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        task = f"get {dest.name}"
+        task = task or f"get {dest.name}"
         progress.start(task, recipe.size)
         tmp, out = open_temp(dest.parent)
         try:

@@ -256,8 +256,10 @@ class Cache(CachePruning):
         if not local and recipe.size <= SMALL_FILE:
             self._get_small(blobs, recipe, path)
         else:
-            named = _Named(progress, what) if progress is not None and what else progress
-            blobs.get_file(blob, path, local=local or None, progress=named, mode=0o444, partial=partial)
+            # The bar names the file as the user knows it ("m@1.0.0 x86_64/w.bin"), not the cache
+            # path (a blob id).
+            blobs.get_file(blob, path, local=local or None, progress=progress, mode=0o444, partial=partial,
+                           task=what or None)
         if model and index is not None:
             index.note(model, blob, recipe)
         return path
@@ -439,22 +441,3 @@ class Cache(CachePruning):
         except (OSError, UnicodeDecodeError):
             return None
 
-
-class _Named:
-    """`progress` with get_file's task (named after the cache path it writes: a blob id, all a
-    bar showed) named `what` instead, the file as the user knows it ("m@1.0.0 x86_64/w.bin")."""
-
-    def __init__(self, progress: Progress, what: str) -> None:
-        self.progress, self.what = progress, what
-
-    def start(self, task: str, total: int | None = None, *, unit: str = "B") -> None:
-        self.progress.start(self.what, total, unit=unit)
-
-    def advance(self, task: str, amount: int = 1) -> None:
-        self.progress.advance(self.what, amount)
-
-    def done(self, task: str) -> None:
-        self.progress.done(self.what)
-
-    def note(self, message: str) -> None:
-        self.progress.note(message)

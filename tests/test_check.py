@@ -418,11 +418,16 @@ def test_lfs_pointer_is_refused_with_the_git_lfs_hint(tmp_path: Path, capsys: py
     assert f"FAIL {desc.network_path}" in out and "git lfs pull" in out
 
 
+def _broken_onnx_files(tmp_path: Path, n: int) -> list[Path]:
+    """`n` files named brokenNN.onnx that are not protobuf."""
+    bad = [tmp_path / f"broken{i:02d}.onnx" for i in range(n)]
+    for path in bad:
+        path.write_bytes(b"not a protobuf")
+    return bad
+
+
 def test_a_failed_check_of_many_files_lists_ten_problems_then_a_count(tmp_path: Path) -> None:
-    bad = []
-    for i in range(13):
-        bad.append(tmp_path / f"broken{i:02d}.onnx")
-        bad[-1].write_bytes(b"not a protobuf")
+    bad = _broken_onnx_files(tmp_path, 13)
     with pytest.raises(CheckFailedError) as info:
         require_valid(bad)
     lines = str(info.value).splitlines()
@@ -477,17 +482,26 @@ def test_an_ir_version_newer_than_onnxruntime_loads_is_explained(tmp_path: Path)
     assert not any("IR version" in p for p in lower.problems), lower.problems
 
 
+def _skip_unless_onnxruntime_refuses(path: Path, what: str) -> None:
+    """Skip the test unless this onnxruntime refuses `path` as "under development" (`what` it
+    imports is newer than it supports): the message these tests read."""
+    import onnxruntime as ort
+
+    try:
+        ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        if "is under development" not in str(exc):
+            pytest.skip(f"onnxruntime refuses {what} with another message: {exc}")
+        return
+    pytest.skip(f"onnxruntime {ort.__version__} loads {what} (onnx {onnx.__version__})")
+
+
 def test_an_opset_newer_than_onnxruntime_supports_is_explained_in_the_same_run(tmp_path: Path) -> None:
     import onnxruntime as ort
 
     opset = onnx.defs.onnx_opset_version()
     path = _relu_model(tmp_path / "m.onnx", ir_version=8, opset_imports=[helper.make_opsetid("", opset)])
-    try:
-        ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        pytest.skip(f"onnxruntime {ort.__version__} supports opset {opset}, the newest onnx {onnx.__version__} knows")
-    except Exception as exc:
-        if "is under development" not in str(exc):
-            pytest.skip(f"onnxruntime refuses opset {opset} with another message: {exc}")
+    _skip_unless_onnxruntime_refuses(path, f"opset {opset}")
     message = (rf"smoke: the model imports opset {opset} of ai.onnx, but onnxruntime {re.escape(ort.__version__)} supports "
                r"opsets up to (\d+): convert it \(onnx.version_converter.convert_version\(model, \1\)\) or make it with "
                r"opset_imports=\[onnx.helper.make_opsetid\('', \1\)\], upgrade onnxruntime \(pip install -U onnxruntime\), "
@@ -516,16 +530,9 @@ def test_publish_of_a_model_too_new_for_onnxruntime_says_what_to_do(tmp_path: Pa
 def test_an_ai_onnx_ml_opset_too_new_is_not_advised_as_a_default_domain_one(tmp_path: Path) -> None:
     """onnx.version_converter converts the default domain only, and make_opsetid('', N) sets
     the default domain: neither fixes an ai.onnx.ml opset that onnxruntime refuses."""
-    import onnxruntime as ort
-
     path = _relu_model(tmp_path / "ml.onnx", ir_version=8,
                        opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("ai.onnx.ml", 99)])
-    try:
-        ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        pytest.skip(f"onnxruntime {ort.__version__} loads ai.onnx.ml opset 99")
-    except Exception as exc:
-        if "is under development" not in str(exc):
-            pytest.skip(f"onnxruntime refuses ai.onnx.ml opset 99 with another message: {exc}")
+    _skip_unless_onnxruntime_refuses(path, "ai.onnx.ml opset 99")
     smoke = [p for p in check_model(path).problems if p.startswith("smoke:")]
     found = re.fullmatch(
         r"smoke: the model imports opset 99 of ai.onnx.ml, but onnxruntime \S+ supports opsets up to (\d+): "
@@ -568,10 +575,7 @@ def test_onnxruntime_refusals_are_read_from_its_messages_whatever_is_installed(t
 
 
 def test_one_problem_beyond_the_ten_listed_is_one_more_problem(tmp_path: Path) -> None:
-    bad = []
-    for i in range(11):
-        bad.append(tmp_path / f"broken{i:02d}.onnx")
-        bad[-1].write_bytes(b"not a protobuf")
+    bad = _broken_onnx_files(tmp_path, 11)
     with pytest.raises(CheckFailedError) as info:
         require_valid(bad)
     assert str(info.value).splitlines()[11] == "  ... and 1 more problem ('zoostore check PATH' lists every one)"

@@ -240,24 +240,33 @@ def test_batched_small_files_of_several_chunks_shared_chunks_and_delta_frames(tm
     assert temps(tmp_path) == []
 
 
+def _s3_store_of_small_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bucket: str,
+                             options: dict[str, object], n: int) -> tuple[str, dict[str, bytes]]:
+    """An S3 store holding m@1.0.0 (x86_64) of `n` small files, and the environment a project
+    syncing from it needs; (its URL, the files)."""
+    import json
+
+    monkeypatch.setenv("ZOOSTORE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("ZOOSTORE_STORE_OPTIONS", json.dumps(options))
+    url = f"s3://{bucket}/zoo"
+    files = {f"f{i:02}.bin": os.urandom(2000 + i) for i in range(n)}
+    zoo = init_store(url, storage_options=options)[0]
+    publish(zoo, "m", "1.0.0", [write_dir(tmp_path / "src", files)], arch="x86_64", check=False)
+    return url, files
+
+
 def test_small_files_from_s3_fetch_recipes_together_and_chunks_in_a_few_reads(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, s3_bucket: str, s3_storage_options: dict[str, object]) -> None:
     """From a remote store each small file costs its recipe request, made RECIPE_FETCHES at a
     time, and its chunks come in a few ranged reads of the packs (before: a recipe and a ranged
     read per file, SYNC_FILES_IN_FLIGHT files at a time)."""
-    import json
     import threading
     import time
 
     from zoostore.ops.sync_fill import SYNC_FILES_IN_FLIGHT
     from zoostore.storage.backends.s3 import S3Backend
 
-    monkeypatch.setenv("ZOOSTORE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("ZOOSTORE_STORE_OPTIONS", json.dumps(s3_storage_options))
-    url = f"s3://{s3_bucket}/zoo"
-    files = {f"f{i:02}.bin": os.urandom(2000 + i) for i in range(40)}
-    zoo = init_store(url, storage_options=s3_storage_options)[0]
-    publish(zoo, "m", "1.0.0", [write_dir(tmp_path / "src", files)], arch="x86_64", check=False)
+    url, files = _s3_store_of_small_files(tmp_path, monkeypatch, s3_bucket, s3_storage_options, 40)
     lock = threading.Lock()
     state = {"now": 0, "most": 0, "ranges": 0}
     real_get, real_range = S3Backend.get, S3Backend.get_range_into
@@ -294,14 +303,7 @@ def test_small_files_from_a_remote_store_show_progress_while_they_download(
     """A cold sync of 500 small files from S3 (3.7 s behind 50 ms of latency) showed 'sync files
     0/502' the whole time, then finished: that counter moves only as files are placed, after
     every download. The recipe requests, where the time goes, now advance a counter of their own."""
-    import json
-
-    monkeypatch.setenv("ZOOSTORE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("ZOOSTORE_STORE_OPTIONS", json.dumps(s3_storage_options))
-    url = f"s3://{s3_bucket}/zoo"
-    files = {f"f{i:02}.bin": os.urandom(2000 + i) for i in range(30)}
-    zoo = init_store(url, storage_options=s3_storage_options)[0]
-    publish(zoo, "m", "1.0.0", [write_dir(tmp_path / "src", files)], arch="x86_64", check=False)
+    url, files = _s3_store_of_small_files(tmp_path, monkeypatch, s3_bucket, s3_storage_options, 30)
     events: list[tuple[str, str, int | None]] = []
 
     class Recording:

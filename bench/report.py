@@ -285,8 +285,9 @@ BEHIND_NOTES = [
     "about 0.97× its throughput, so 0.9× leaves some 80 ms for everything in Python and the fsyncs; "
     "zoostore is measured from its command's start (`zoostore publish-release`, interpreter and "
     "imports included).",
-    "Sync verifies every chunk and every file and writes through a cache; `rsync -a` and `cp -a` "
-    "copy bytes (cp with copy_file_range), `zstd -d | tar -x` only decompresses.",
+    "Sync decompresses, verifies every file against its BLAKE3 id and writes through a cache; "
+    "`rsync -a` and `cp -a` copy bytes (cp with copy_file_range), `zstd -d | tar -x` only "
+    "decompresses.",
     "Small files: one file creation, rename and hard link per file, as rsync, plus parsing "
     "zoo.lock and the yank check's manifest reads (tens of milliseconds per sync).",
 ]

@@ -20,6 +20,7 @@ from zoostore.repository import Store, init_store
 from zoostore.storage import blobs, codec, frames_into, segments
 from zoostore.storage.blobs import BlobStore
 from zoostore.storage.pack import pack_key
+from zoostore.storage.recipe import Recipe
 
 SEGMENT = 64 * 1024  # small segments make a 2 MB file take the many-segment path
 
@@ -185,11 +186,13 @@ def test_a_whole_file_mismatch_on_the_many_segment_path_is_refused(
         zoo: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     blob = _publish(zoo, tmp_path, weights(2_000_000, 4))
     real = BlobStore._load_segment
-    calls = iter(range(1_000_000))
+    passes: list[bool] = []
 
-    def swap_one(self: BlobStore, *args: object) -> memoryview:
-        data: memoryview = real(self, *args)  # type: ignore[arg-type]
-        if next(calls) == 5:  # a bug after verification: bytes swapped inside a segment
+    def swap_one(self: BlobStore, recipe: Recipe, kind: str, idx: list[int], *args: object) -> memoryview:
+        data: memoryview = real(self, recipe, kind, idx, *args)  # type: ignore[arg-type]
+        if idx[0] == 0:
+            passes.append(bool(args[-1]))  # check: each chunk verified
+        if 5 in idx:  # a bug after verification: bytes swapped inside a segment, on every read
             data[0], data[1] = data[1] ^ 1, data[0]
         return data
 
@@ -198,6 +201,30 @@ def test_a_whole_file_mismatch_on_the_many_segment_path_is_refused(
     with pytest.raises(IntegrityError, match="hashes to"):
         zoo.blobs.get_file(blob, dest)
     assert not dest.exists() and _temps(tmp_path / "out") == []
+    # Read first without per-chunk hashes, then again (after the mismatch) with them.
+    assert passes == [False, True]
+
+
+def test_a_file_that_hashes_wrong_once_is_read_again_chunk_by_chunk(
+        zoo: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The first read hashes only the whole file; a mismatch (here bytes that go wrong once, as
+    # a cached chunk edited through a hard link would) makes a second read, each chunk verified.
+    data = weights(2_000_000, 4)
+    blob = _publish(zoo, tmp_path, data)
+    real = BlobStore._load_segment
+    checks: list[bool] = []
+
+    def once(self: BlobStore, recipe: Recipe, kind: str, idx: list[int], *args: object) -> memoryview:
+        out: memoryview = real(self, recipe, kind, idx, *args)  # type: ignore[arg-type]
+        checks.append(bool(args[-1]))
+        if len(checks) == 2:
+            out[0] ^= 1
+        return out
+
+    monkeypatch.setattr(BlobStore, "_load_segment", once)
+    dest = tmp_path / "out" / "w.bin"
+    assert zoo.blobs.get_file(blob, dest).read_bytes() == data
+    assert not any(checks[:2]) and checks[-1] and _temps(tmp_path / "out") == []
 
 
 def test_a_buffer_given_back_while_a_view_of_it_lives_is_reused_as_it_is() -> None:

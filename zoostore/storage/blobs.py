@@ -198,15 +198,16 @@ class BlobStore:
     # ------------------------------------------------------------------ reading
     def _load_segment(self, recipe: Recipe, kind: str, idx: list[int],
                       local: Mapping[Digest, LocalChunk] | None,
-                      buffers: SegmentBuffers | None = None) -> memoryview:
-        """The raw bytes of the run `idx` (consecutive chunks of the file), each verified: a
-        view of a buffer from `buffers` when given (`SegmentBuffers.give` takes the view)."""
+                      buffers: SegmentBuffers | None = None, check: bool = True) -> memoryview:
+        """The raw bytes of the run `idx` (consecutive chunks of the file), each verified unless
+        `check` is false (decode_run): a view of a buffer from `buffers` when given
+        (`SegmentBuffers.give` takes the view)."""
         cancel.check()  # a stopped read starts no new request
         refs = [recipe.chunks[i] for i in idx]
         size = sum(ref.raw_length for ref in refs)
         out = buffers.take(size) if buffers is not None else bytearray(size)
         if kind == "remote":
-            self._fetch_into(recipe, refs, out, 0, local)
+            self._fetch_into(recipe, refs, out, 0, local, check)
             return memoryview(out)[:size]
         assert local is not None
         first = local[refs[0].chunk]
@@ -221,7 +222,7 @@ class BlobStore:
         with memoryview(out) as view:
             for ref in refs:
                 end = pos + ref.raw_length
-                if end <= got and blake3.blake3(view[pos:end]).digest() == ref.chunk.raw:
+                if end <= got and (not check or blake3.blake3(view[pos:end]).digest() == ref.chunk.raw):
                     reused += 1
                 else:
                     stale.append((ref, pos))
@@ -229,7 +230,7 @@ class BlobStore:
         self.stats.add(local_chunks=reused, local_bytes=size - sum(r.raw_length for r, _ in stale))
         for ref, pos in stale:
             # The cached copy changed under us: fetch this chunk from the store.
-            self._fetch_into(recipe, [ref], out, pos, None)
+            self._fetch_into(recipe, [ref], out, pos, None, check)
         return memoryview(out)[:size]
 
     def chunk_bytes(self, refs: Sequence[ChunkRef], *, blob: Digest,
@@ -272,9 +273,10 @@ class BlobStore:
         return True
 
     def _fetch_into(self, recipe: Recipe, refs: list[ChunkRef], out: bytearray, pos: int,
-                    local: Mapping[Digest, LocalChunk] | None) -> None:
+                    local: Mapping[Digest, LocalChunk] | None, check: bool = True) -> None:
         """Fetch frames that sit close together in one pack in one ranged read, decode them
-        into `out` from `pos` on, and verify each chunk. Delta frames' bases are loaded first."""
+        into `out` from `pos` on, and verify each chunk (unless `check` is false: decode_run).
+        Delta frames' bases are loaded first (always verified)."""
         bases = [r.base for r in refs if r.base is not None]
         if any(b.base is not None for b in bases):
             raise IntegrityError(
@@ -313,18 +315,19 @@ class BlobStore:
         from zoostore.storage.frames_into import decode_run  # reads only: publish never decodes
 
         with self._decode_slots if getattr(_reader, "slot", False) else contextlib.nullcontext():
-            decode_run(recipe.blob, refs, buf, start, out, pos, base_bytes)
+            decode_run(recipe.blob, refs, buf, start, out, pos, base_bytes, check=check)
         self._range_buffers.give(buf)  # not on errors: a view in a traceback may still read it
 
     def _iter_segments(self, recipe: Recipe, indices: range,
                        local: Mapping[Digest, LocalChunk] | None,
-                       buffers: SegmentBuffers | None = None) -> Iterator[tuple[list[int], memoryview]]:
+                       buffers: SegmentBuffers | None = None,
+                       check: bool = True) -> Iterator[tuple[list[int], memoryview]]:
         """(chunk indices, their verified raw bytes) per run, in file order, loaded
         concurrently with a bounded look-ahead (into buffers from `buffers` when given, then
         also within this BlobStore's segment slots: `segments.in_order`)."""
         pool = self._reader_pool()
         return in_order(plan_segments(recipe, indices, local),
-                        lambda kind, idx: pool.submit(self._load_segment, recipe, kind, idx, local, buffers),
+                        lambda kind, idx: pool.submit(self._load_segment, recipe, kind, idx, local, buffers, check),
                         lookahead=LOOKAHEAD, slots=self._segment_slots if buffers is not None else None)
 
     def close(self) -> None:
@@ -386,8 +389,9 @@ class BlobStore:
         return bytes(whole[start - first : end - first])
 
     def _write_hashed(self, recipe: Recipe, out: BinaryIO, local: Mapping[Digest, LocalChunk] | None,
-                      advance: Callable[[int], None], name: str) -> str:
-        """Write the blob's verified chunks to `out` in order; the hex BLAKE3 of all of it.
+                      advance: Callable[[int], None], name: str, check: bool) -> str:
+        """Write the blob's chunks to `out` in order, each verified if `check`; the hex BLAKE3
+        of all of it.
 
         A file of more than one segment is hashed on the hash thread while this thread writes
         (both release the GIL): hashing segment k overlaps writing it, and the next segment is
@@ -396,7 +400,7 @@ class BlobStore:
         hasher = blake3.blake3()
         buffers = self._segment_buffers
         if recipe.size <= segments.MAX_SEGMENT:  # one segment: a thread hop would cost more than it saves
-            for _, data in self._iter_segments(recipe, range(len(recipe.chunks)), local, buffers):
+            for _, data in self._iter_segments(recipe, range(len(recipe.chunks)), local, buffers, check):
                 out.write(data)
                 hasher.update(data)
                 buffers.give(data)
@@ -404,7 +408,7 @@ class BlobStore:
                 cancel.check(f"reading {name}")
             return hasher.hexdigest()
         pool = self._hash_pool()
-        for _, data in self._iter_segments(recipe, range(len(recipe.chunks)), local, buffers):
+        for _, data in self._iter_segments(recipe, range(len(recipe.chunks)), local, buffers, check):
             hashing = pool.submit(hasher.update, data)
             try:
                 out.write(data)
@@ -422,9 +426,10 @@ class BlobStore:
                  partial: Path | None = None, task: str | None = None) -> Path:
         """Write the blob to `dest`, verified; `dest` appears only when complete and correct.
         On any failure nothing is left at `dest` (an existing file there stays untouched). With
-        `partial`, a stopped or failed read keeps what it wrote there (a prefix of verified
+        `partial`, a stopped or failed read keeps what it wrote there (a prefix of decoded
         chunks) when that is more than `partial` held, so the next read can resume from it
-        (the caller offers its chunks as `local`, which are verified again on use). `task` names
+        (the caller offers its chunks as `local`; the file's hash checks them again, and after
+        a mismatch each is verified on its own, a changed one taken from the store). `task` names
         the progress task (default "get <dest name>")."""
         progress = progress or NullProgress()
         dest = Path(dest)
@@ -436,8 +441,15 @@ class BlobStore:
         try:
             # No fsync, as before: a crash may lose the file but never leaves a partial one at dest.
             with out, self._range_buffers.reading(), self._segment_buffers.reading():
+                # The file's hash verifies every byte, so chunks are not hashed one by one as
+                # well; only after a mismatch is it read again, each chunk verified: that names
+                # the damaged pack, or takes from the store a chunk whose cached copy changed.
                 actual = self._write_hashed(recipe, out, local, lambda n: progress.advance(task, n),
-                                            dest.name)
+                                            dest.name, check=False)
+                if actual != blob.hex:
+                    out.seek(0)
+                    out.truncate()
+                    actual = self._write_hashed(recipe, out, local, lambda n: None, dest.name, check=True)
                 if actual != blob.hex:
                     raise IntegrityError(
                         f"assembled file for blob {blob} hashes to blake3:{actual}: expected "

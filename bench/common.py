@@ -169,7 +169,7 @@ def python_env() -> dict[str, str]:
     if not _compiled:
         import compileall
 
-        compileall.compile_dir(str(REPO / "zoostore"), quiet=1)
+        compileall.compile_dir(str(REPO / "zoostore"), quiet=1, force=True)  # force: an edit within the second of an earlier compile keeps its mtime
         _compiled = True
     path = os.environ.get("PYTHONPATH", "")
     return {"PYTHONPATH": str(REPO) + (os.pathsep + path if path else "")}

@@ -528,18 +528,22 @@ def test_repack_threshold_selects_packs(tmp_path: Path) -> None:
 # -- the publisher's side -----------------------------------------------------------------------
 
 
-def test_publish_refuses_to_reuse_a_pack_gc_deleted(tmp_path: Path) -> None:
+def test_publish_stores_anew_the_chunks_of_a_pack_gc_deleted(tmp_path: Path) -> None:
     zoo = make_zoo(tmp_path / "store")
     base = content(31)
     put_version(zoo, tmp_path, "m", "1.0.0", {"w.bin": base})
     blob = zoo.manifest("m").versions["1.0.0"].files["any"]["w.bin"].blob
     known = zoo.blobs.known_chunks([blob])  # the publisher read 1.0.0 before gc dropped it...
     zoo.update_manifest("m", lambda m: m.without_versions({"1.0.0"}) if m else None)
-    zoo.backend.delete([blob_key(blob)] + [pack_key(p) for p in zoo.blobs.recipe(blob).packs])
+    deleted = [pack_key(p) for p in zoo.blobs.recipe(blob).packs]
+    zoo.backend.delete([blob_key(blob)] + deleted)
     path = write_files(tmp_path / "v2", {"w.bin": mutate(base, 3)}) / "w.bin"
-    with pytest.raises(ConflictError, match="deleted .* while this publish was reusing it"):
-        zoo.blobs.put_files([path], known=known)  # ...so reusing its chunks must fail, not dangle
-    publish(zoo, "m", "2.0.0", [path.parent], check=False)  # the retry uploads anew
+    # ...so its chunks are not reused (a recipe naming the deleted packs would dangle) but
+    # stored anew; it used to fail with "deleted ... while this publish was reusing it".
+    (result,) = zoo.blobs.put_files([path], known=known)
+    assert result.new_chunks == result.chunks
+    assert not {pack_key(p) for p in zoo.blobs.recipe(result.blob).packs} & set(deleted)
+    publish(zoo, "m", "2.0.0", [path.parent], check=False)
     assert assert_all_readable(zoo.url, tmp_path) == 1
 
 

@@ -358,7 +358,9 @@ def test_reader_holding_recipes_across_a_repack(monkeypatch: pytest.MonkeyPatch)
 
 def test_publish_racing_a_release_cleanup() -> None:
     """Regression sequence: a publish indexes chunks of old versions, gc drops those versions
-    and deletes their packs, then the publish uploads: it must fail cleanly, not dangle."""
+    and deletes their packs, then the publish uploads: it must not dangle. It used to fail
+    cleanly ("publish again"); now it stores those chunks anew, and the version it commits
+    reads back (teardown reads every listed version)."""
     machine = GcMachine()
     for seed in (1, 2, 3):
         machine.publish_whole("a", 0, seed)
@@ -366,7 +368,9 @@ def test_publish_racing_a_release_cleanup() -> None:
     pending = cast(Pending, machine.begin_publish(model="a", how=2, seed=1, two=False))
     machine.gc(model="a", pick=0, mode="newest", repack=False, zero_grace=False, defer=False)
     machine.upload(pending)
-    assert pending not in machine.inflight and not pending.uploaded
+    assert pending in machine.inflight and pending.uploaded
+    machine.commit(pending)
+    assert pending.version in machine.expected["a"]
     machine.sync()
     machine.teardown()
 

@@ -22,6 +22,7 @@ from zoostore.documents.manifest import Manifest, manifest_key
 from zoostore.core.names import check_relpath, normalize_arch
 from zoostore.ops.publish import publish
 from zoostore.repository import init_store, open_store
+from zoostore.storage.pack import pack_key
 
 SMALL = StoreConfig(pack_target_size=256 * 1024)
 
@@ -147,6 +148,39 @@ def test_republishing_a_file_whose_recipe_names_a_missing_pack_repairs_it(zoo, t
         for path, entry in fresh.manifest("m").versions[version].files["any"].items():
             out = fresh.blobs.get_file(entry.blob, tmp_path / "out" / version / path)
             assert out.read_bytes() == (src / path).read_bytes()
+
+
+@pytest.mark.parametrize("lost", ["all packs", "one pack"])
+def test_a_changed_file_whose_earlier_chunks_sit_in_a_lost_pack_is_stored_anew(
+        zoo, tmp_path: Path, lost: str) -> None:  # type: ignore[no-untyped-def]
+    # A damaged store: the packs of version 1.0.0 are gone. A new version of a changed file
+    # would reuse most of 1.0.0's chunks (and take delta bases and recipe edits from them);
+    # it stores those chunks anew instead, where it used to fail with "deleted by a concurrent
+    # gc ... publish again" on every retry.
+    from zoostore.ops.verify import verify_store
+
+    v1 = write_model(tmp_path / "v1", n=1_000_000)
+    publish(zoo, "m", "1.0.0", [v1], check=False)
+    root = Path(zoo.url.removeprefix("file://"))
+    packs = sorted(p for p in (root / "packs").rglob("*") if p.is_file())
+    for pack in packs if lost == "all packs" else packs[:1]:
+        pack.unlink()
+    w = np.fromfile(v1 / "weights.bin", dtype=np.float32)
+    w[500_000:500_100] += 1.0
+    v2 = tmp_path / "v2"
+    shutil.copytree(v1, v2)
+    w.tofile(v2 / "weights.bin")
+    r = publish(open_store(zoo.url), "m", "1.1.0", [v2], check=False)
+    fresh = open_store(zoo.url)
+    files = fresh.manifest("m").versions["1.1.0"].files["any"]
+    for path, entry in files.items():
+        assert fresh.blobs.get_file(entry.blob, tmp_path / "out" / path).read_bytes() == (v2 / path).read_bytes()
+    # 1.1.0's recipes name only packs that exist, and its changed
+    # file is stored whole again: verify still finds 1.0.0's damage, which is not repaired.
+    for entry in files.values():
+        assert all((root / pack_key(pack)).is_file() for pack in fresh.blobs.recipe(entry.blob).packs)
+    assert verify_store(fresh).problems
+    assert r.new_stored_bytes > 0
 
 
 def test_date_like_prerelease_warns_and_suggests_build_metadata(zoo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -36,6 +36,8 @@ class Handshake:
         #: Blobs whose stored recipe names a pack that is missing (a damaged store): not reused;
         #: the writer stores the file anew and overwrites the recipe (`freshen_blob`).
         self.damaged: set[Digest] = set()
+        #: Packs a chunk was to be reused from but that were missing (`reusable`).
+        self.lost: set[str] = set()
         self._cutoff: float | None = None
 
     def cutoff(self) -> float:
@@ -60,6 +62,19 @@ class Handshake:
             alive = False
         self.checked[key] = alive
         return alive
+
+    def reusable(self, key: str) -> bool:
+        """Freshen a pack to reuse a frame from; False if it is missing. Such a pack is a damaged
+        store, or a gc deleted it a moment ago: either way the writer stores the chunk anew
+        instead of failing, and since nothing of this publish names the pack, it is no reason to
+        fail at the settle check either (as for `_damaged`)."""
+        if key in self.lost:
+            return False
+        if self.freshen_if_old(key):
+            return True
+        self.checked.pop(key, None)
+        self.lost.add(key)
+        return False
 
     def freshen_blob(self, blob: Digest) -> bool:
         """Freshen an existing blob's recipe and packs; False if the recipe is gone (gc deleted

@@ -150,7 +150,7 @@ class BlobWriter:
         self.packs = PackStream(store.backend, store.config.pack_target_size, self.io)
         # Encoding batches of every file, in file order: a file's last batches are still being
         # encoded while the next file is cut (no idle encoder at each file's end).
-        self.window: deque[tuple[Future[Encoded], list[int], _FileChunker]] = deque()
+        self.window: deque[tuple[Future[Encoded], Batch, _FileChunker]] = deque()
         self.inflight = 0  # chunks in `window`
         self.inflight_bytes = 0  # their raw bytes
         self.files_inflight = 0  # files with batches in `window`
@@ -219,13 +219,13 @@ class BlobWriter:
 
     def drain(self) -> None:
         """Add the oldest encoding batch's chunks to packs and to its file's entries."""
-        fut, lengths, chunker = self.window.popleft()
-        self.inflight -= len(lengths)
-        self.inflight_bytes -= sum(lengths)
+        fut, batch, chunker = self.window.popleft()
+        self.inflight -= len(batch)
+        self.inflight_bytes -= sum(map(len, batch))
         chunker.batches -= 1
         if not chunker.batches:
             self.files_inflight -= 1
-        chunker.accept(fut.result(), lengths)
+        chunker.accept(fut.result(), batch)
         if not chunker.batches and chunker.cut_done:
             # Its last chunks are encoded: the file must still be what was hashed and read.
             chunker.check_unchanged()
@@ -409,7 +409,7 @@ class _FileChunker:
                 self.w.drain()
             self.probed = True
         history = None if first < codec.PROBE else self.chooser.history()
-        self.w.window.append((self.w.cpu.submit(self._work, batch, history, self.offset), lengths, self))
+        self.w.window.append((self.w.cpu.submit(self._work, batch, history, self.offset), batch, self))
         if not self.batches:
             self.w.files_inflight += 1
         self.batches += 1
@@ -438,32 +438,30 @@ class _FileChunker:
             self.bases.apply(batch, out, start)
         return out
 
-    def accept(self, encoded: Encoded, lengths: list[int]) -> None:
+    def accept(self, encoded: Encoded, batch: Batch) -> None:
         """On the writer's thread, in file order: one encoded batch of this file."""
-        for (chunk, frame, probe, base), raw_len in zip(encoded, lengths):
+        for (chunk, frame, probe, base), data in zip(encoded, batch):
             if probe is not None:
                 self.chooser.record(probe)
-            self._add_chunk(chunk, frame, raw_len, base)
+            self._add_chunk(chunk, frame, data, base)
 
-    def _add_chunk(self, chunk: Digest, frame: bytes | None, raw_len: int, base: ChunkRef | None) -> None:
+    def _add_chunk(self, chunk: Digest, frame: bytes | None, data: memoryview, base: ChunkRef | None) -> None:
         w, result = self.w, self.result
+        raw_len = len(data)
         result.chunks += 1
         ref = w.known.get(chunk)
-        if ref is not None:
-            self._freshen(ref)
-            if ref.base is not None:
-                self._freshen(ref.base)
+        if ref is not None and self._reusable(ref):
             self.entries.append((chunk, raw_len, ref.pack, ref.offset, ref.length, ref.base))
             return
         seen = w.session.get(chunk)
         if seen is not None:
             self.entries.append((chunk, raw_len, *seen))
             return
-        # A worker skips encoding only for chunks in `known` (immutable) or `session` (which
-        # only grows), so a frame is always present here.
-        assert frame is not None
-        if base is not None:
-            self._freshen(base)  # a delta frame keeps its base's pack alive (docs/gc.md)
+        if frame is None or (base is not None and not self._reusable(base)):
+            # A known chunk (or a delta frame's base) in a pack that is missing: a damaged store
+            # (or a gc deleted it a moment ago). The chunk is stored anew, on this thread: rare.
+            frame = codec.encode_best(data, self.chooser.codecs, level=w.config.zstd_level, boost=None)
+            base = None
         self.entries.append(w.append_frame(chunk, frame, raw_len, base))
         result.new_chunks += 1
         result.new_raw_bytes += raw_len
@@ -471,10 +469,11 @@ class _FileChunker:
         if base is not None:
             result.delta_chunks += 1
 
-    def _freshen(self, ref: ChunkRef) -> None:
-        """Reusing a stored frame (a chunk or a delta base): its pack must outlive gc's grace."""
-        if not self.w.handshake.freshen_if_old(pack_key(ref.pack)):
-            raise self.w.handshake.gone(pack_key(ref.pack))
+    def _reusable(self, ref: ChunkRef) -> bool:
+        """Whether a stored frame (a chunk, or a delta base) can be reused: its pack, and its
+        base's, are present, and now freshened to outlive gc's grace (docs/gc.md)."""
+        reusable = self.w.handshake.reusable
+        return reusable(pack_key(ref.pack)) and (ref.base is None or reusable(pack_key(ref.base.pack)))
 
 
 __all__ = ["BlobWriter", "FileStamp", "Hashed", "PutResult", "RecipeSource", "WRITE_WINDOW", "ENCODE_BATCH"]

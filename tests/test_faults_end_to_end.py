@@ -112,3 +112,30 @@ def test_a_server_that_keeps_failing_is_a_clear_error_and_places_nothing(http_st
             sync_project(load_project(proj), locked=True)
     dest = proj / "models" / "net" / "x86_64"
     assert not dest.exists() or not any(p.is_file() for p in dest.iterdir())
+
+
+@pytest.mark.slow  # the real backoff: about 3 s of waits
+def test_the_default_retry_budget_rides_out_a_server_failing_for_a_few_seconds(
+        http_store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # The first 6 requests answer 503 (the first request fails 6 times in a row): the default
+    # budget of 10 attempts outlasts that, where the earlier default of 5 gave up after at
+    # most 1.5 s. The pause is said once on stderr, as a warning.
+    from zoostore.cli import main as cli
+
+    zoo, _ = init_store(http_store.root, config=SMALL)
+    src = model(tmp_path)
+    publish(zoo, "net", "1.0.0", [src], arch="x86_64", check=False)
+    base = http_store.url.rsplit("/", 1)[0]
+    monkeypatch.delenv("ZOOSTORE_MAX_ATTEMPTS", raising=False)
+    monkeypatch.delenv("ZOOSTORE_RETRY_DEADLINE", raising=False)
+    monkeypatch.setattr("zoostore.storage.backends.retry._noticed", set())
+    with FaultProxy(base, Faults(status_5xx=1.0, status_codes=(503,), seed=1, max_faults=6)) as proxy:
+        proj = project(tmp_path, f"{proxy.url}/zoo", monkeypatch)
+        monkeypatch.chdir(proj)
+        assert cli(["sync", "-q"]) == 0
+        assert proxy.stats.faults_total == 6
+    retries = [line for line in capsys.readouterr().err.splitlines() if "retrying" in line]
+    assert len(retries) == 1 and retries[0].startswith("zoostore: warning: ") and "HTTP 503" in retries[0], retries
+    assert "10 attempts" in retries[0]
+    assert_same_files(src, proj / "models" / "net" / "x86_64")

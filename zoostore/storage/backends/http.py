@@ -50,7 +50,7 @@ import blake3
 import urllib3
 
 from zoostore.storage.backends.base import Backend, Capabilities, ObjectInfo, Versioned
-from zoostore.storage.backends.retry import RETRY_STATUSES, RetryPolicy
+from zoostore.storage.backends.retry import RETRY_STATUSES, RetryPolicy, notice_retry
 from zoostore.core import cancel
 from zoostore.core.errors import AccessDeniedError, ObjectNotFoundError, ReadOnlyError, RemoteError
 
@@ -221,6 +221,7 @@ class HttpBackend(Backend):
                 wait = self.retry.next_delay(attempt, started)
                 if wait is None:
                     raise self._gave_up(method, url, attempt, f"{type(e).__name__}: {e}") from e
+                notice_retry(self.url, f"{method} failed ({type(e).__name__})", self.retry)
                 cancel.check()
                 time.sleep(wait)
                 continue
@@ -228,6 +229,7 @@ class HttpBackend(Backend):
                 wait = self.retry.next_delay(attempt, started, retry_after=_retry_after(answer))
                 if wait is None:
                     raise self._gave_up(method, url, attempt, f"HTTP {status}")
+                notice_retry(self.url, f"{method} answered HTTP {status}", self.retry)
                 time.sleep(wait)
                 continue
             if status < 400 and status != 310 or status in (404, 410, 416):

@@ -9,8 +9,12 @@ Transient failures (a refused or reset connection, a timeout, a truncated body, 
 Full jitter (each wait uniform between 0 and the exponential bound) is the variant the AWS
 Architecture Blog measured as spreading competing clients best ("Exponential Backoff And
 Jitter", 2015). A `Retry-After` answer (seconds) raises the wait to what the server asked, capped
-by `cap`. Storage options `max_attempts` (default 5; 1 disables retries) and `retry_deadline`
+by `cap`. Storage options `max_attempts` (default 10; 1 disables retries) and `retry_deadline`
 (seconds, default 120) configure it; so do `ZOOSTORE_MAX_ATTEMPTS` and `ZOOSTORE_RETRY_DEADLINE`.
+Ten attempts wait up to 33 s in all (16 s expected), so a store that restarts or a load
+balancer that answers 503 for a few seconds costs a sync a pause, not a failure (five attempts,
+the default before, gave up after at most 1.5 s). The first retry against a store is said once
+on stderr (`notice_retry`), so a pause is never silent.
 Every retried read is verified by the layers above (chunk and blob hashes), so a retry can never
 return wrong bytes silently.
 """
@@ -18,7 +22,9 @@ return wrong bytes silently.
 from __future__ import annotations
 
 import os
+import threading
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +37,7 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 RETRY_CODES = frozenset({"SlowDown", "InternalError", "RequestTimeout", "ServiceUnavailable",
                          "Throttling", "ThrottlingException"})
 
-DEFAULT_ATTEMPTS = 5
+DEFAULT_ATTEMPTS = 10
 DEFAULT_DEADLINE = 120.0
 
 
@@ -88,3 +94,19 @@ class RetryPolicy:
 
     def describe(self) -> str:
         return f"{self.max_attempts} attempts within {self.deadline:g} s"
+
+
+_noticed: set[str] = set()
+_noticed_lock = threading.Lock()
+
+
+def notice_retry(where: str, error: str, policy: RetryPolicy) -> None:
+    """Warn, once per store and process, that a request to `where` failed with a transient
+    `error` and is being retried (the CLI prints warnings as `zoostore: warning: ...`)."""
+    with _noticed_lock:
+        if where in _noticed:
+            return
+        _noticed.add(where)
+    warnings.warn(f"{where}: {error}; retrying with backoff ({policy.describe()} per request; "
+                  f"storage option max_attempts=1 or ZOOSTORE_MAX_ATTEMPTS=1 fails at once instead)",
+                  stacklevel=2)

@@ -79,7 +79,7 @@ from botocore import exceptions as botoexc
 
 from zoostore.storage.backends.base import (Backend, Capabilities, ObjectInfo, Versioned, flag_option,
                                             single_writer_option)
-from zoostore.storage.backends.retry import RetryPolicy
+from zoostore.storage.backends.retry import RetryPolicy, notice_retry
 from zoostore.core import cancel
 from zoostore.core.errors import ConflictError, ObjectNotFoundError, RemoteError, UsageError
 from zoostore.storage.backends.s3_errors import error_of, fatal_error, is_not_found, is_transient, retry_after
@@ -175,6 +175,7 @@ class S3Backend(Backend):
                         f"{type(e).__name__}: {last}. Check that the endpoint is up and reachable, or "
                         "raise max_attempts / retry_deadline (docs/remote-stores.md)"
                     ) from e
+                notice_retry(self.url, f"S3 request to {self.endpoint} failed ({type(e).__name__})", self.retry)
                 await asyncio.sleep(wait)
         raise AssertionError("unreachable")
 

@@ -259,7 +259,7 @@ def test_reused_old_objects_are_freshened(tmp_path: Path) -> None:
 def test_cli_publish_ls_catalog(zoo, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
     src = write_model(tmp_path / "v")
     assert cli(["publish", zoo.url, "m", "1.0.0", str(src), "--arch", "x86_64", "--meta", "acc@1=0.71",
-                "--requires", "tvm=>=0.27.0 <0.28.0", "--no-check", "-q"]) == 0
+                "--requires", "tvm=>=0.27.0 <0.28.0", "--no-check"]) == 0
     assert "weights.bin" in capsys.readouterr().out
     assert cli(["ls", zoo.url, "m", "--json"]) == 0
     out = capsys.readouterr().out

@@ -453,3 +453,22 @@ def test_every_models_invalid_model_toml_is_named_in_one_run(zoo: Store, tmp_pat
     assert "2 of 3 models were refused" in err and "nothing was uploaded" in err, err
     assert "alpha/model.toml: 4 problems" in err and "gamma/model.toml: 4 problems" in err, err
     assert zoo.models() == [] and not _objects(zoo)
+
+
+def test_quiet_publish_and_release_print_nothing_on_success_but_still_warn(zoo: Store, tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """-q is for scripts that need only the exit status: no hash line per file, no summary;
+    a warning (a date written as a prerelease) still reaches stderr."""
+    dirs = _models(tmp_path, ["alpha", "beta"])
+    assert main(["publish", zoo.url, "alpha", "1.0.0", str(dirs[0]), "--no-check", "-q"]) == 0
+    assert capsys.readouterr() == ("", "")
+    assert main(["publish", zoo.url, "alpha", "1.0.0", str(dirs[0]), "--no-check", "-q"]) == 0  # unchanged
+    assert capsys.readouterr() == ("", "")
+    assert main(["publish-release", zoo.url, "2.0.0", *map(str, dirs), "--no-check", "-q"]) == 0
+    assert capsys.readouterr() == ("", "")
+    assert main(["publish", zoo.url, "alpha", "1.2.3-20260504", str(dirs[0]), "--no-check", "-q"]) == 0
+    out = capsys.readouterr()
+    assert out.out == "" and out.err.startswith("zoostore: warning: ") and "+20260504" in out.err
+    assert main(["publish-release", zoo.url, "1.2.4-20260504", *map(str, dirs), "--no-check", "-q"]) == 0
+    out = capsys.readouterr()
+    assert out.out == "" and out.err.count("zoostore: warning: ") == 1

@@ -145,7 +145,7 @@ def print_json(document: dict[str, Any]) -> None:
     print(json.dumps({"schema": JSON_SCHEMA, **document}, indent=2, default=str))
 
 
-def add_quiet(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars, only errors and results")
+def add_quiet(parser: argparse.ArgumentParser, *, what: str = "no progress bars, only errors and results") -> None:
+    parser.add_argument("-q", "--quiet", action="store_true", help=what)
     parser.add_argument("--no-progress", action="store_true",
                         help=f"no progress bars (also: {NO_PROGRESS_ENV}=1); summaries still print")

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoostore.cli._ui import TerminalProgress, add_json, add_quiet, human_bytes, print_json
-from zoostore.cli.publish import add_version_options, onnx_checker, parse_pairs, plan_json, result_json
+from zoostore.cli.publish import QUIET, add_version_options, onnx_checker, parse_pairs, plan_json, result_json
 from zoostore.core.errors import CheckFailedError, FormatError, ImmutableError, ZooError
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ def add_parser(sub: Any) -> None:
     add_version_options(p, each=" of every model")
     p.add_argument("--dry-run", action="store_true", help="print every model's plan and change nothing")
     add_json(p, "the results under \"models\", one per model (or with --dry-run the plans)")
-    add_quiet(p)
+    add_quiet(p, what=QUIET)
     p.set_defaults(func=run)
 
 
@@ -109,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
         raise
     if args.json:
         print_json({"models": [result_json(r) for r in results], "complete": True})
+        return 0
+    if args.quiet:
         return 0
     tagged = f"; tagged {', '.join(plans[0].tags)}" if plans[0].tags else ""
     for r in results:

@@ -448,11 +448,17 @@ def test_every_models_invalid_model_toml_is_named_in_one_run(zoo: Store, tmp_pat
     dirs = _models(tmp_path, ["alpha", "beta", "gamma"])
     for d in (dirs[0], dirs[2]):
         (d / "model.toml").write_text('framework = "onnx"\n')
-    assert main(["publish-release", zoo.url, "1.0.0", *map(str, dirs), "--no-check"]) == 5
+    assert main(["publish-release", zoo.url, "1.0.0", *map(str, dirs), "--no-check"]) == 2  # bad input
     err = capsys.readouterr().err
     assert "2 of 3 models were refused" in err and "nothing was uploaded" in err, err
     assert "alpha/model.toml: 4 problems" in err and "gamma/model.toml: 4 problems" in err, err
     assert zoo.models() == [] and not _objects(zoo)
+    # --json: every problem of both files as data, not only in the message.
+    assert main(["publish-release", zoo.url, "1.0.0", *map(str, dirs), "--no-check", "--json"]) == 2
+    error = json.loads(capsys.readouterr().err)["error"]
+    assert error["kind"] == "DescriptorError" and len(error["problems"]) == 8
+    assert {(Path(p["file"]).parent.name, p["key"]) for p in error["problems"]} == {
+        (m, k) for m in ("alpha", "gamma") for k in ("network", "model_license", "inputs", "outputs")}
 
 
 def test_quiet_publish_and_release_print_nothing_on_success_but_still_warn(zoo: Store, tmp_path: Path,

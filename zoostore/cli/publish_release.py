@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from zoostore.cli._ui import TerminalProgress, add_json, add_quiet, human_bytes, print_json
 from zoostore.cli.publish import QUIET, add_version_options, onnx_checker, parse_pairs, plan_json, result_json
-from zoostore.core.errors import CheckFailedError, FormatError, ImmutableError, ZooError
+from zoostore.core.errors import CheckFailedError, DescriptorError, FormatError, ImmutableError, ZooError
 
 if TYPE_CHECKING:
     from zoostore.ops.publish import PublishPlan, PublishResult
@@ -156,8 +156,9 @@ def _plan_all(zoo: Store, args: argparse.Namespace, progress: TerminalProgress) 
 
 def _refusal(refused: list[tuple[str, Refusal]], models: int) -> ZooError:
     """One error for every refused model: the first `LISTED` in full (each list already
-    shortened), the others by name; every differing file stays in `differences` for --json.
-    The first refusal's kind gives the exit code (7 conflict, 10 check failed, 5 invalid descriptor)."""
+    shortened), the others by name; every differing file stays in `differences` and every
+    descriptor problem in `problems` for --json. The first refusal's kind gives the exit code
+    (7 conflict, 10 check failed, 2 invalid descriptor)."""
     from zoostore.documents.manifest import LISTED
 
     text = (f"{len(refused)} of {models} models were refused (a conflict with what is published, a failed "
@@ -166,11 +167,13 @@ def _refusal(refused: list[tuple[str, Refusal]], models: int) -> ZooError:
     if len(refused) > LISTED:
         more = len(refused) - LISTED
         text += f"\n... and {more} more model{'s' if more > 1 else ''} refused: {', '.join(m for m, _ in refused[LISTED:])}"
-    differences = [d for _, exc in refused if isinstance(exc, ImmutableError) for d in exc.differences]
-    if isinstance(refused[0][1], ImmutableError):
-        return ImmutableError(text, differences=differences)
-    failed: ZooError = CheckFailedError(text) if isinstance(refused[0][1], CheckFailedError) else FormatError(text)
-    # A conflict listed after another refusal says '--json lists every one': keep them here too.
-    failed.differences = differences  # type: ignore[attr-defined]
+    first = refused[0][1]
+    failed: ZooError = (ImmutableError(text) if isinstance(first, ImmutableError)
+                        else CheckFailedError(text) if isinstance(first, CheckFailedError)
+                        else DescriptorError(text) if isinstance(first, DescriptorError) else FormatError(text))
+    # Whichever refusal comes first, the lists stay whole for --json (a conflict's message says
+    # '--json lists every one'; a descriptor's problems are data there).
+    failed.differences = [d for _, exc in refused if isinstance(exc, ImmutableError) for d in exc.differences]  # type: ignore[attr-defined]
+    failed.problems = [p for _, exc in refused if isinstance(exc, DescriptorError) for p in exc.problems]  # type: ignore[attr-defined]
     return failed
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoostore.core.errors import CheckFailedError, FormatError, MissingDependencyError, NewerFormatError, UsageError
+from zoostore.core.errors import CheckFailedError, DescriptorError, FormatError, MissingDependencyError, NewerFormatError, UsageError
 from zoostore.documents.descriptor import ModelDescriptor, TensorSpec
 from zoostore.documents.model_folder import (LfsPointerError, descriptor_for_network, is_lfs_pointer,
                                              lfs_pointer_message, network_of)
@@ -228,8 +228,9 @@ def find_onnx_files(paths: Iterable[Path | str]) -> list[Path]:
         else:
             raise UsageError(f"{p}: no such file or directory")
     if len(invalid) > 1:
-        raise FormatError(f"{len(invalid)} of {folders} folders have an invalid model.toml or definition.yaml:\n"
-                          + "\n".join(map(str, invalid)))
+        raise DescriptorError(f"{len(invalid)} of {folders} folders have an invalid model.toml or definition.yaml:\n"
+                              + "\n".join(map(str, invalid)),
+                              problems=[p for exc in invalid for p in getattr(exc, "problems", [])])
     if invalid:
         raise invalid[0]
     return found

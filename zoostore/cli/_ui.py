@@ -11,7 +11,7 @@ from typing import Any, TextIO
 
 from zoostore.core.units import human_bytes
 
-__all__ = ["JSON_SCHEMA", "TerminalProgress", "add_json", "add_quiet", "human_bytes", "print_json"]
+__all__ = ["JSON_SCHEMA", "TerminalProgress", "add_json", "add_quiet", "human_bytes", "ljust", "print_json"]
 
 
 #: Set to 1 to turn progress bars off everywhere (CI logs), like `--no-progress`.
@@ -126,6 +126,19 @@ class TerminalProgress:
         text = self.line(now)
         self.stream.write("\r\x1b[2K" + text[:120])
         self.stream.flush()
+
+
+def ljust(text: str, width: int) -> str:
+    """`text` padded with spaces to `width` terminal columns, for columns of paths that may hold
+    CJK names: `f"{text:40}"` counts code points, but an East Asian wide or fullwidth character
+    (Unicode UAX #11 classes W and F) takes two columns, and a combining mark none."""
+    if text.isascii():
+        return f"{text:{width}}"
+    import unicodedata  # only for non-ASCII text
+
+    columns = sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1
+                  for c in text)
+    return text + " " * (width - columns)
 
 
 #: The version of every `--json` document (docs/json.md). A new key is a compatible change;

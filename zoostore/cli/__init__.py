@@ -176,10 +176,11 @@ def _report(exc: BaseException, code: int, args: argparse.Namespace, *, kind: st
         # On stderr: stdout carries the command's own JSON document (check prints its report
         # and then fails), so that each stream holds at most one document.
         error: dict[str, object] = {"code": code, "kind": kind, "message": message}
-        if getattr(exc, "differences", None):  # the full list a message shortens (a refused publish)
-            error["differences"] = exc.differences  # type: ignore[attr-defined]
-        if getattr(exc, "problems", None):  # every problem of an invalid descriptor, as data
-            error["problems"] = exc.problems  # type: ignore[attr-defined]
+        # The full lists a message shortens: the files of a refused publish (`differences`), the
+        # problems of invalid descriptors (`problems`), the models a publish-release refused (`refused`).
+        for key in ("differences", "problems", "refused"):
+            if getattr(exc, key, None):
+                error[key] = getattr(exc, key)
         print(json.dumps({"error": error}), file=sys.stderr)
     else:
         print(f"zoostore: error: {message}", file=sys.stderr)

@@ -154,19 +154,23 @@ def _plan_all(zoo: Store, args: argparse.Namespace, progress: TerminalProgress) 
     return plans
 
 
-def _refusal(refused: list[tuple[str, Refusal]], models: int) -> ZooError:
-    """One error for every refused model: the first `LISTED` in full (each list already
-    shortened), the others by name; every differing file stays in `differences` and every
-    descriptor problem in `problems` for --json. The first refusal's kind gives the exit code
-    (7 conflict, 10 check failed, 2 invalid descriptor)."""
-    from zoostore.documents.manifest import LISTED
+#: Refused models shown in full: each takes up to a dozen lines (its own list is shortened to
+#: ten), so ten of them buried the summary under ~130 lines; the others are named in one line.
+REFUSALS_IN_FULL = 3
 
+
+def _refusal(refused: list[tuple[str, Refusal]], models: int) -> ZooError:
+    """One error for every refused model: the first `REFUSALS_IN_FULL` in full (each list
+    already shortened), the others by name; for --json, every refusal's full message stays in
+    `refused`, every differing file in `differences` and every descriptor problem in `problems`.
+    The first refusal's kind gives the exit code (7 conflict, 10 check failed, 2 invalid descriptor)."""
     text = (f"{len(refused)} of {models} models were refused (a conflict with what is published, a failed "
             "ONNX check, or an invalid model.toml or definition.yaml); nothing was uploaded:\n"
-            + "\n".join(str(exc) for _, exc in refused[:LISTED]))
-    if len(refused) > LISTED:
-        more = len(refused) - LISTED
-        text += f"\n... and {more} more model{'s' if more > 1 else ''} refused: {', '.join(m for m, _ in refused[LISTED:])}"
+            + "\n".join(str(exc) for _, exc in refused[:REFUSALS_IN_FULL]))
+    if len(refused) > REFUSALS_IN_FULL:
+        more = len(refused) - REFUSALS_IN_FULL
+        text += (f"\n... and {more} more model{'s' if more > 1 else ''} refused: "
+                 f"{', '.join(m for m, _ in refused[REFUSALS_IN_FULL:])} (--json lists each in full under error.refused)")
     first = refused[0][1]
     failed: ZooError = (ImmutableError(text) if isinstance(first, ImmutableError)
                         else CheckFailedError(text) if isinstance(first, CheckFailedError)
@@ -175,5 +179,6 @@ def _refusal(refused: list[tuple[str, Refusal]], models: int) -> ZooError:
     # '--json lists every one'; a descriptor's problems are data there).
     failed.differences = [d for _, exc in refused if isinstance(exc, ImmutableError) for d in exc.differences]  # type: ignore[attr-defined]
     failed.problems = [p for _, exc in refused if isinstance(exc, DescriptorError) for p in exc.problems]  # type: ignore[attr-defined]
+    failed.refused = [{"model": m, "kind": type(exc).__name__, "message": str(exc)} for m, exc in refused]  # type: ignore[attr-defined]
     return failed
 

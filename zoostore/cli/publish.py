@@ -41,7 +41,8 @@ def add_parser(sub: Any) -> None:
 
 
 #: publish's and publish-release's -q: a script that only needs the exit status gets silence.
-QUIET = "print nothing on success (no file hashes, no summary, no bars); warnings and errors still go to stderr"
+QUIET = ("print nothing on success (no file hashes, no summary, no bars; --dry-run still prints its plan); "
+         "warnings and errors still go to stderr")
 
 
 def add_version_options(p: argparse.ArgumentParser, *, each: str = "") -> None:

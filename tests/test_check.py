@@ -606,7 +606,41 @@ def test_every_model_folder_with_an_invalid_descriptor_is_named_in_one_run(tmp_p
         _relu_model(folders[-1] / "model.onnx", ir_version=8, opset_imports=[helper.make_opsetid("", 13)])
     for folder in (folders[0], folders[2]):
         (folder / "model.toml").write_text('framework = "onnx"\n')
-    assert main(["check", *map(str, folders)]) == 5
+    assert main(["check", *map(str, folders)]) == 2  # bad input, not a newer format
     err = capsys.readouterr().err
     assert err.startswith("zoostore: error: 2 of 3 folders have an invalid model.toml or definition.yaml:\n"), err
     assert f"{folders[0] / 'model.toml'}: 4 problems" in err and f"{folders[2] / 'model.toml'}: 4 problems" in err, err
+
+
+def test_every_path_that_cannot_be_checked_is_named_in_one_run(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """`zoostore check models/*` stopped at the first folder with a usage problem (a network
+    that is not ONNX, a missing network file, nothing to check): a zoo took one run per folder."""
+    toml = ('network = "model.onnx"\nframework = "onnx"\nmodel_license = "MIT"\n'
+            '[[inputs]]\nname = "x"\nshape = [1, 2]\ndtype = "float32"\n'
+            '[[outputs]]\nname = "y"\nshape = [1, 2]\ndtype = "float32"\n')
+    folders = {name: tmp_path / name for name in ("tflite", "gone", "invalid", "empty", "ok")}
+    for name, folder in folders.items():
+        folder.mkdir()
+        if name != "empty":
+            _relu_model(folder / "model.onnx", ir_version=8, opset_imports=[helper.make_opsetid("", 13)])
+    (folders["tflite"] / "model.toml").write_text(toml.replace('framework = "onnx"', 'framework = "tflite"'))
+    (folders["gone"] / "model.toml").write_text(toml.replace('network = "model.onnx"', 'network = "gone.onnx"'))
+    (folders["invalid"] / "model.toml").write_text(toml.replace('model_license = "MIT"', 'licence = "MIT"'))
+    (folders["ok"] / "model.toml").write_text(toml)
+    argv = ["check", *map(str, folders.values()), str(tmp_path / "nowhere.onnx")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("zoostore: error: 5 of 6 paths cannot be checked:\n"), err
+    for words in ("framework is 'tflite'", "'gone.onnx' does not exist", "invalid/model.toml: 2 problems",
+                  "empty: no .onnx files", "nowhere.onnx: no such file"):
+        assert words in err, (words, err)
+    assert main([*argv, "--json"]) == 2
+    error = json.loads(capsys.readouterr().err)["error"]
+    assert [p["key"] for p in error["problems"]] == ["licence", "model_license"]
+    # One path with a problem is raised as it is; a descriptor from a newer zoostore still stops (exit 5).
+    assert main(["check", str(folders["ok"]), str(folders["tflite"])]) == 2
+    assert capsys.readouterr().err.startswith("zoostore: error: " + str(folders["tflite"] / "model.toml"))
+    (folders["invalid"] / "model.toml").write_text("format = 9\n" + toml)
+    assert main(["check", str(folders["gone"]), str(folders["invalid"])]) == 5
+    assert "upgrade zoostore" in capsys.readouterr().err

@@ -122,6 +122,23 @@ def test_progress_shows_file_name_total_rate_and_eta(monkeypatch: pytest.MonkeyP
     assert "/s" in line and "ETA" in line
 
 
+def test_progress_keeps_the_bar_in_place_for_a_wide_file_name() -> None:
+    """A CJK name took 40 code points but up to 80 columns: the bar moved, and the line could wrap."""
+    import unicodedata
+
+    def columns(text: str) -> int:
+        return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+    starts = set()
+    for name in ("models/plain.bin", "模型/" + "权重" * 30 + ".bin", "模型/权重.bin"):
+        p = TerminalProgress(stream=FakeTTY(), enabled=True)
+        p.start(name, 100)
+        line = p.line(p.started_at + 1.0)  # type: ignore[operator]
+        starts.add(columns(line[:line.index(" [")]))
+        assert line.split(" [")[0].rstrip().endswith(".bin")  # the end of the name is what shows
+    assert starts == {40}
+
+
 def test_progress_is_off_when_asked_or_not_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TERM", "xterm")
     monkeypatch.setenv("ZOOSTORE_NO_PROGRESS", "1")

@@ -581,3 +581,32 @@ def test_a_misspelt_definition_yaml_key_suggests_the_closest_one(tmp_path: Path)
     own example typo of a definition.yaml, trainng:, did not."""
     with pytest.raises(FormatError, match=r"network\.trainng: unknown key \(did you mean 'training'\?\); expected one of "):
         load_descriptor(yaml_variant(tmp_path, "  training: Kitti", "  trainng: Kitti"))
+
+
+def test_an_invalid_descriptor_is_bad_input_with_every_problem_as_data(tmp_path: Path) -> None:
+    """An invalid model.toml or definition.yaml is the maintainer's input to fix (exit 2 like a
+    usage error), not a store document from a newer zoostore (exit 5); each problem is data."""
+    from zoostore.cli import exit_code_for
+    from zoostore.core.errors import DescriptorError
+
+    path = write(tmp_path, replace(replace(FULL, 'summary = "Camera obstacle detection"', 'sumary = "typo"'),
+                                   "batch = 2", "batch = 0"))
+    with pytest.raises(DescriptorError) as info:
+        ModelDescriptor.load(path)
+    assert isinstance(info.value, UsageError) and exit_code_for(info.value) == 2
+    assert [(p["file"], p["key"]) for p in info.value.problems] == [(str(path), "sumary"), (str(path), "dims.batch")]
+    assert all(p["message"] in str(info.value) for p in info.value.problems)
+    # A whole-file problem (not TOML, no such file, not YAML) has an empty key.
+    for sub in ("t", "y", "n"):
+        (tmp_path / sub).mkdir()
+    for bad in (lambda: ModelDescriptor.load(write(tmp_path / "t", "network = \n")),
+                lambda: ModelDescriptor.load(tmp_path / "elsewhere" / "model.toml"),
+                lambda: load_descriptor(yaml_variant(tmp_path / "y", "network:\n", "network:\n  - [unclosed\n"))):
+        with pytest.raises(DescriptorError) as info:
+            bad()
+        [problem] = info.value.problems
+        assert problem["key"] == "" and str(info.value) == f"{problem['file']}: {problem['message']}"
+    # A store document from a newer zoostore keeps exit 5.
+    with pytest.raises(NewerFormatError) as newer:
+        ModelDescriptor.load(write(tmp_path / "n", replace(FULL, "format = 1", "format = 7")))
+    assert not isinstance(newer.value, DescriptorError) and exit_code_for(newer.value) == 5

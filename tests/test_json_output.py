@@ -113,3 +113,21 @@ def test_a_failure_with_json_is_one_error_document(zoo: Path, capsys: pytest.Cap
     assert captured.out == ""
     error = json.loads(captured.err)["error"]
     assert error["code"] == 6 and error["kind"] == "StoreNotFoundError" and "zoostore.toml" in error["message"]
+
+
+def test_an_invalid_model_toml_is_exit_2_with_its_problems_listed(zoo: Path, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """The message lists every problem for a person; `problems` lists them for a script."""
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "w.bin").write_bytes(b"weights")
+    (folder / "model.toml").write_text('network = 3\nframework = "onnx"\n')
+    assert main(["init", str(zoo / "store")]) == 0
+    capsys.readouterr()
+    assert main(["publish", str(zoo / "store"), "bad", "1.0.0", str(folder), "--no-check", "--json"]) == 2
+    captured = capsys.readouterr()
+    error = json.loads(captured.err)["error"]
+    assert captured.out == "" and error["code"] == 2 and error["kind"] == "DescriptorError"
+    assert [p["key"] for p in error["problems"]] == ["network", "model_license", "inputs", "outputs"]
+    assert {p["file"] for p in error["problems"]} == {str(folder / "model.toml")}
+    assert all(f"  {p['key']}: {p['message']}" in error["message"] for p in error["problems"])

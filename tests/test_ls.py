@@ -62,3 +62,36 @@ def test_an_empty_model_with_a_version_is_refused_not_the_model_list(zoo: Store,
     assert main(["ls", zoo.url, "", "1.2.0"]) == 2
     captured = capsys.readouterr()
     assert "invalid model name ''" in captured.err and captured.out == ""
+
+
+def _columns(text: str) -> int:
+    """Terminal columns of `text`: East Asian wide and fullwidth characters take two."""
+    import unicodedata
+
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 0 if unicodedata.combining(c) else 1 for c in text)
+
+
+def test_file_columns_line_up_with_wide_characters_in_paths(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A CJK path took 40 code points but more columns, pushing its size and blob id right."""
+    store, _ = init_store(tmp_path / "store")
+    publish(store, "zh", "1.0.0", [write_dir(tmp_path / "zh", {"模型/权重.bin": b"w", "plain.bin": b"p",
+                                                                "ｆｕｌｌ.bin": b"f", "cafe\u0301.txt": b"c"})], check=False)
+    assert main(["ls", store.url, "zh", "1.0.0"]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    assert len(lines) == 4
+    ends = {_columns(line[:line.index(" B  blake3:")]) for line in lines}
+    assert len(ends) == 1, lines
+    from zoostore.cli._ui import ljust
+
+    assert ljust("模型", 6) == "模型  " and ljust("abc", 6) == "abc   " and ljust("模" * 5, 6) == "模" * 5
+
+
+def test_ls_and_a_resolution_error_agree_that_latest_is_a_tag(zoo: Store, capsys: pytest.CaptureFixture[str]) -> None:
+    """ls shows `tags=latest` (`net@latest` resolves); the error listing the tags said `tags: none`."""
+    assert main(["ls", zoo.url, "net"]) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last.startswith("net@1.3.0") and last.endswith(" tags=latest,stable"), last
+    assert main(["ls", zoo.url, "net@latest"]) == 0
+    capsys.readouterr()
+    assert main(["ls", zoo.url, "net@nosuchtag"]) == 6
+    assert "tags: latest=1.3.0, stable=1.3.0; versions: 1.2.0, 1.3.0" in capsys.readouterr().err

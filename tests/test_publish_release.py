@@ -371,7 +371,9 @@ def test_every_model_failing_the_onnx_check_is_named_in_one_run(zoo: Store, tmp_
     assert zoo.models() == [] and not _objects(zoo)
 
 
-def test_many_refused_models_are_listed_ten_in_full_then_by_name(zoo: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_many_refused_models_are_listed_three_in_full_then_by_name(zoo: Store, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Ten refused models in full took ~130 lines; three in full, then names, --json every one."""
     names = [f"m{i:02d}" for i in range(13)]
     dirs = _models(tmp_path, names)
     for name in names:
@@ -381,11 +383,16 @@ def test_many_refused_models_are_listed_ten_in_full_then_by_name(zoo: Store, tmp
     assert main(args) == 7
     err = capsys.readouterr().err
     assert "13 of 13 models were refused" in err
-    assert err.count("is already published with different content") == 10, err
-    assert "\n... and 3 more models refused: m10, m11, m12" in err
+    assert err.count("is already published with different content") == 3, err
+    assert ("\n... and 10 more models refused: m03, m04, m05, m06, m07, m08, m09, m10, m11, m12 "
+            "(--json lists each in full under error.refused)") in err
+    assert len(err.splitlines()) < 50, err
     assert main([*args, "--json"]) == 7
     error = json.loads(capsys.readouterr().err)["error"]
     assert sorted({d["model"] for d in error["differences"]}) == names
+    assert [r["model"] for r in error["refused"]] == names
+    assert all(r["kind"] == "ImmutableError" and f"{r['model']}@1.0.0 (x86_64) is already published" in r["message"]
+               for r in error["refused"])
 
 
 def test_hidden_files_of_every_model_are_said_once(zoo: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -430,15 +437,15 @@ def test_each_models_shadowed_path_warning_names_the_model(zoo: Store, tmp_path:
                                                                  "zoostore: warning: beta@1.0.0"], warned
 
 
-def test_one_refused_model_beyond_the_ten_listed_is_one_more_model(zoo: Store, tmp_path: Path,
-                                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    names = [f"m{i:02d}" for i in range(11)]
+def test_one_refused_model_beyond_those_listed_is_one_more_model(zoo: Store, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    names = [f"m{i:02d}" for i in range(4)]
     dirs = _models(tmp_path, names)
     for name in names:
         publish(zoo, name, "1.0.0", [write_dir(tmp_path / "other" / name, {"weights.bin": b"other " + name.encode()})],
                 check=False)
     assert main(["publish-release", zoo.url, "1.0.0", *map(str, dirs), "--no-check"]) == 7
-    assert "\n... and 1 more model refused: m10" in capsys.readouterr().err
+    assert "\n... and 1 more model refused: m03 (--json" in capsys.readouterr().err
 
 
 def test_every_models_invalid_model_toml_is_named_in_one_run(zoo: Store, tmp_path: Path,
@@ -448,8 +455,33 @@ def test_every_models_invalid_model_toml_is_named_in_one_run(zoo: Store, tmp_pat
     dirs = _models(tmp_path, ["alpha", "beta", "gamma"])
     for d in (dirs[0], dirs[2]):
         (d / "model.toml").write_text('framework = "onnx"\n')
-    assert main(["publish-release", zoo.url, "1.0.0", *map(str, dirs), "--no-check"]) == 5
+    assert main(["publish-release", zoo.url, "1.0.0", *map(str, dirs), "--no-check"]) == 2  # bad input
     err = capsys.readouterr().err
     assert "2 of 3 models were refused" in err and "nothing was uploaded" in err, err
     assert "alpha/model.toml: 4 problems" in err and "gamma/model.toml: 4 problems" in err, err
     assert zoo.models() == [] and not _objects(zoo)
+    # --json: every problem of both files as data, not only in the message.
+    assert main(["publish-release", zoo.url, "1.0.0", *map(str, dirs), "--no-check", "--json"]) == 2
+    error = json.loads(capsys.readouterr().err)["error"]
+    assert error["kind"] == "DescriptorError" and len(error["problems"]) == 8
+    assert {(Path(p["file"]).parent.name, p["key"]) for p in error["problems"]} == {
+        (m, k) for m in ("alpha", "gamma") for k in ("network", "model_license", "inputs", "outputs")}
+
+
+def test_quiet_publish_and_release_print_nothing_on_success_but_still_warn(zoo: Store, tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """-q is for scripts that need only the exit status: no hash line per file, no summary;
+    a warning (a date written as a prerelease) still reaches stderr."""
+    dirs = _models(tmp_path, ["alpha", "beta"])
+    assert main(["publish", zoo.url, "alpha", "1.0.0", str(dirs[0]), "--no-check", "-q"]) == 0
+    assert capsys.readouterr() == ("", "")
+    assert main(["publish", zoo.url, "alpha", "1.0.0", str(dirs[0]), "--no-check", "-q"]) == 0  # unchanged
+    assert capsys.readouterr() == ("", "")
+    assert main(["publish-release", zoo.url, "2.0.0", *map(str, dirs), "--no-check", "-q"]) == 0
+    assert capsys.readouterr() == ("", "")
+    assert main(["publish", zoo.url, "alpha", "1.2.3-20260504", str(dirs[0]), "--no-check", "-q"]) == 0
+    out = capsys.readouterr()
+    assert out.out == "" and out.err.startswith("zoostore: warning: ") and "+20260504" in out.err
+    assert main(["publish-release", zoo.url, "1.2.4-20260504", *map(str, dirs), "--no-check", "-q"]) == 0
+    out = capsys.readouterr()
+    assert out.out == "" and out.err.count("zoostore: warning: ") == 1

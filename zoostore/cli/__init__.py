@@ -37,6 +37,7 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (errors.IntegrityError, 4),
     (errors.NewerFormatError, 5),
     (errors.ConfigError, 2),
+    (errors.DescriptorError, 2),
     (errors.FormatError, 5),
     (errors.NotFoundError, 6),
     (errors.BlobNotFoundError, 6),
@@ -72,7 +73,7 @@ def exit_code_for(exc: BaseException) -> int:
 
 #: What each exit code means, for `--help` and docs (the README lists the same).
 EXIT_MEANINGS = {
-    0: "ok", 1: "error", 2: "usage or configuration error", 3: "zoo.lock out of date (--locked)",
+    0: "ok", 1: "error", 2: "usage, configuration or model descriptor error", 3: "zoo.lock out of date (--locked)",
     4: "integrity problem", 5: "format written by a newer zoostore (upgrade zoostore) or corrupt",
     6: "not found", 7: "conflict / immutable", 8: "read-only store", 9: "offline and not cached",
     10: "check failed", 11: "build failed", 12: "missing optional dependency (the message names the extra)",
@@ -175,8 +176,11 @@ def _report(exc: BaseException, code: int, args: argparse.Namespace, *, kind: st
         # On stderr: stdout carries the command's own JSON document (check prints its report
         # and then fails), so that each stream holds at most one document.
         error: dict[str, object] = {"code": code, "kind": kind, "message": message}
-        if getattr(exc, "differences", None):  # the full list a message shortens (a refused publish)
-            error["differences"] = exc.differences  # type: ignore[attr-defined]
+        # The full lists a message shortens: the files of a refused publish (`differences`), the
+        # problems of invalid descriptors (`problems`), the models a publish-release refused (`refused`).
+        for key in ("differences", "problems", "refused"):
+            if getattr(exc, key, None):
+                error[key] = getattr(exc, key)
         print(json.dumps({"error": error}), file=sys.stderr)
     else:
         print(f"zoostore: error: {message}", file=sys.stderr)

@@ -11,7 +11,7 @@ from typing import Any, TextIO
 
 from zoostore.core.units import human_bytes
 
-__all__ = ["JSON_SCHEMA", "TerminalProgress", "add_json", "add_quiet", "human_bytes", "print_json"]
+__all__ = ["JSON_SCHEMA", "TerminalProgress", "add_json", "add_quiet", "human_bytes", "ljust", "print_json"]
 
 
 #: Set to 1 to turn progress bars off everywhere (CI logs), like `--no-progress`.
@@ -102,7 +102,8 @@ class TerminalProgress:
             return ""
         name, (done, total, unit, _) = next(reversed(self.tasks.items()))
         elapsed = max(now - (self.started_at or now), 1e-6)
-        head = f"[{self.finished}/{self.count}] {name[-40:]:40}" if self.count > 1 else f"{name[-40:]:40}"
+        head = ljust(tail(name, 40), 40)  # a file's name, possibly CJK: the bar stays in place
+        head = f"[{self.finished}/{self.count}] {head}" if self.count > 1 else head
         if unit != "B":
             return f"{head} {done}/{total}" if total else f"{head} {done}"
         rate = self.done_bytes / elapsed
@@ -128,6 +129,33 @@ class TerminalProgress:
         self.stream.flush()
 
 
+def _columns(char: str) -> int:
+    """Terminal columns of one character: an East Asian wide or fullwidth one (Unicode UAX #11
+    classes W and F: CJK) takes two, a combining mark none."""
+    import unicodedata  # only for non-ASCII text
+
+    return 0 if unicodedata.combining(char) else 2 if unicodedata.east_asian_width(char) in "WF" else 1
+
+
+def ljust(text: str, width: int) -> str:
+    """`text` padded with spaces to `width` terminal columns, for columns of paths that may hold
+    CJK names: `f"{text:40}"` counts code points, so a wide name pushed the next column right."""
+    if text.isascii():
+        return f"{text:{width}}"
+    return text + " " * (width - sum(map(_columns, text)))
+
+
+def tail(text: str, width: int) -> str:
+    """The end of `text` that fits in `width` terminal columns (`text[-width:]` for ASCII)."""
+    if text.isascii():
+        return text[-width:]
+    used, start = 0, len(text)
+    while start > 0 and used + _columns(text[start - 1]) <= width:
+        start -= 1
+        used += _columns(text[start])
+    return text[start:]
+
+
 #: The version of every `--json` document (docs/json.md). A new key is a compatible change;
 #: removing or retyping one bumps it.
 JSON_SCHEMA = 1
@@ -145,7 +173,7 @@ def print_json(document: dict[str, Any]) -> None:
     print(json.dumps({"schema": JSON_SCHEMA, **document}, indent=2, default=str))
 
 
-def add_quiet(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars, only errors and results")
+def add_quiet(parser: argparse.ArgumentParser, *, what: str = "no progress bars, only errors and results") -> None:
+    parser.add_argument("-q", "--quiet", action="store_true", help=what)
     parser.add_argument("--no-progress", action="store_true",
                         help=f"no progress bars (also: {NO_PROGRESS_ENV}=1); summaries still print")

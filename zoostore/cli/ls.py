@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from zoostore.cli._ui import add_json, human_bytes, print_json
+from zoostore.cli._ui import add_json, human_bytes, ljust, print_json
 
 
 def add_parser(sub: Any) -> None:
@@ -82,5 +82,5 @@ def run(args: argparse.Namespace) -> int:
         flags += f" YANKED({e['yanked']})" if e["yanked"] else ""
         print(f"{model}@{e['version']:16} {','.join(e['archs']):20} {human_bytes(e['size']):>10}  {e['published'][:10]}{flags}")
         for f in e.get("files", []):
-            print(f"    {f['arch']:8} {f['path']:40} {human_bytes(f['size']):>10}  {f['blob']}")
+            print(f"    {f['arch']:8} {ljust(f['path'], 40)} {human_bytes(f['size']):>10}  {f['blob']}")
     return 0

@@ -36,8 +36,13 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--dry-run", action="store_true",
                    help="print the plan (new and stored files, tags, warnings) and change nothing")
     add_json(p, "the result (or with --dry-run the plan)")
-    add_quiet(p)
+    add_quiet(p, what=QUIET)
     p.set_defaults(func=run)
+
+
+#: publish's and publish-release's -q: a script that only needs the exit status gets silence.
+QUIET = ("print nothing on success (no file hashes, no summary, no bars; --dry-run still prints its plan); "
+         "warnings and errors still go to stderr")
 
 
 def add_version_options(p: argparse.ArgumentParser, *, each: str = "") -> None:
@@ -122,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
     result = plan.execute(progress)
     if args.json:
         print_json(result_json(result))
+        return 0
+    if args.quiet:
         return 0
     for path, entry in sorted(result.files.items()):
         print(f"{entry.blob}  {path}")

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoostore.cli._ui import TerminalProgress, add_json, add_quiet, human_bytes, print_json
-from zoostore.cli.publish import add_version_options, onnx_checker, parse_pairs, plan_json, result_json
-from zoostore.core.errors import CheckFailedError, FormatError, ImmutableError, ZooError
+from zoostore.cli.publish import QUIET, add_version_options, onnx_checker, parse_pairs, plan_json, result_json
+from zoostore.core.errors import CheckFailedError, DescriptorError, FormatError, ImmutableError, ZooError
 
 if TYPE_CHECKING:
     from zoostore.ops.publish import PublishPlan, PublishResult
@@ -37,7 +37,7 @@ def add_parser(sub: Any) -> None:
     add_version_options(p, each=" of every model")
     p.add_argument("--dry-run", action="store_true", help="print every model's plan and change nothing")
     add_json(p, "the results under \"models\", one per model (or with --dry-run the plans)")
-    add_quiet(p)
+    add_quiet(p, what=QUIET)
     p.set_defaults(func=run)
 
 
@@ -110,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"models": [result_json(r) for r in results], "complete": True})
         return 0
+    if args.quiet:
+        return 0
     tagged = f"; tagged {', '.join(plans[0].tags)}" if plans[0].tags else ""
     for r in results:
         state = "unchanged (already published)" if r.unchanged else f"uploaded {human_bytes(r.new_stored_bytes)}"
@@ -152,23 +154,31 @@ def _plan_all(zoo: Store, args: argparse.Namespace, progress: TerminalProgress) 
     return plans
 
 
-def _refusal(refused: list[tuple[str, Refusal]], models: int) -> ZooError:
-    """One error for every refused model: the first `LISTED` in full (each list already
-    shortened), the others by name; every differing file stays in `differences` for --json.
-    The first refusal's kind gives the exit code (7 conflict, 10 check failed, 5 invalid descriptor)."""
-    from zoostore.documents.manifest import LISTED
+#: Refused models shown in full: each takes up to a dozen lines (its own list is shortened to
+#: ten), so ten of them buried the summary under ~130 lines; the others are named in one line.
+REFUSALS_IN_FULL = 3
 
+
+def _refusal(refused: list[tuple[str, Refusal]], models: int) -> ZooError:
+    """One error for every refused model: the first `REFUSALS_IN_FULL` in full (each list
+    already shortened), the others by name; for --json, every refusal's full message stays in
+    `refused`, every differing file in `differences` and every descriptor problem in `problems`.
+    The first refusal's kind gives the exit code (7 conflict, 10 check failed, 2 invalid descriptor)."""
     text = (f"{len(refused)} of {models} models were refused (a conflict with what is published, a failed "
             "ONNX check, or an invalid model.toml or definition.yaml); nothing was uploaded:\n"
-            + "\n".join(str(exc) for _, exc in refused[:LISTED]))
-    if len(refused) > LISTED:
-        more = len(refused) - LISTED
-        text += f"\n... and {more} more model{'s' if more > 1 else ''} refused: {', '.join(m for m, _ in refused[LISTED:])}"
-    differences = [d for _, exc in refused if isinstance(exc, ImmutableError) for d in exc.differences]
-    if isinstance(refused[0][1], ImmutableError):
-        return ImmutableError(text, differences=differences)
-    failed: ZooError = CheckFailedError(text) if isinstance(refused[0][1], CheckFailedError) else FormatError(text)
-    # A conflict listed after another refusal says '--json lists every one': keep them here too.
-    failed.differences = differences  # type: ignore[attr-defined]
+            + "\n".join(str(exc) for _, exc in refused[:REFUSALS_IN_FULL]))
+    if len(refused) > REFUSALS_IN_FULL:
+        more = len(refused) - REFUSALS_IN_FULL
+        text += (f"\n... and {more} more model{'s' if more > 1 else ''} refused: "
+                 f"{', '.join(m for m, _ in refused[REFUSALS_IN_FULL:])} (--json lists each in full under error.refused)")
+    first = refused[0][1]
+    failed: ZooError = (ImmutableError(text) if isinstance(first, ImmutableError)
+                        else CheckFailedError(text) if isinstance(first, CheckFailedError)
+                        else DescriptorError(text) if isinstance(first, DescriptorError) else FormatError(text))
+    # Whichever refusal comes first, the lists stay whole for --json (a conflict's message says
+    # '--json lists every one'; a descriptor's problems are data there).
+    failed.differences = [d for _, exc in refused if isinstance(exc, ImmutableError) for d in exc.differences]  # type: ignore[attr-defined]
+    failed.problems = [p for _, exc in refused if isinstance(exc, DescriptorError) for p in exc.problems]  # type: ignore[attr-defined]
+    failed.refused = [{"model": m, "kind": type(exc).__name__, "message": str(exc)} for m, exc in refused]  # type: ignore[attr-defined]
     return failed
 

@@ -60,6 +60,22 @@ class ConfigError(FormatError, UsageError):
     [tool.zoostore]) is malformed: a usage error (exit 2), not a store format problem."""
 
 
+class DescriptorError(FormatError, UsageError):
+    """A model descriptor (model.toml, Autoware's definition.yaml) is invalid: input its
+    maintainer fixes (exit 2, like a bad argument), not a store document from a newer zoostore.
+    `problems` holds every problem found, `{"file", "key", "message"}` each ("key" empty when
+    the whole file is wrong); the message lists them too, and `--json` error documents carry them."""
+
+    def __init__(self, message: str, *, problems: list[dict[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.problems = list(problems or [])
+
+    @classmethod
+    def whole(cls, where: object, message: str) -> DescriptorError:
+        """`<where>: <message>`, a problem with the whole file (unreadable, not TOML, missing)."""
+        return cls(f"{where}: {message}", problems=[{"file": str(where), "key": "", "message": message}])
+
+
 class NewerFormatError(FormatError):
     """Written by a newer zoostore than this one."""
 

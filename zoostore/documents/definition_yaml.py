@@ -44,7 +44,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from zoostore.core.errors import FormatError, MissingDependencyError, NewerFormatError
+from zoostore.core.errors import DescriptorError, MissingDependencyError, NewerFormatError
 from zoostore.documents.descriptor import FieldReader, ModelDescriptor, Preprocessing, TensorSpec, did_you_mean
 from zoostore.documents.folder_files import DEFINITION_YAML
 
@@ -72,9 +72,9 @@ def load(path: Path | str) -> ModelDescriptor:
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise FormatError(f"{p}: no such file") from None
+        raise DescriptorError.whole(p, "no such file") from None
     except UnicodeDecodeError as exc:
-        raise FormatError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+        raise DescriptorError.whole(p, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     return parse(text, path=p)
 
 
@@ -82,8 +82,8 @@ def parse(text: str, *, path: Path | None = None) -> ModelDescriptor:
     where = str(path) if path else FILE_NAME
     doc = _load_yaml(text, where)
     if not isinstance(doc, dict):
-        raise FormatError(f"{where}: expected a mapping with version, network and network_parameters, "
-                          f"found {type(doc).__name__}")
+        raise DescriptorError.whole(where, "expected a mapping with version, network and network_parameters, "
+                                    f"found {type(doc).__name__}")
     return _YamlReader(where).descriptor(doc, path)
 
 
@@ -108,7 +108,7 @@ def _load_yaml(text: str, where: str) -> Any:
         mark = getattr(exc, "problem_mark", None)
         at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise FormatError(f"{where}: not valid YAML{at}: {' '.join(str(problem).split())}") from exc
+        raise DescriptorError.whole(where, f"not valid YAML{at}: {' '.join(str(problem).split())}") from exc
 
 
 class _YamlReader(FieldReader):

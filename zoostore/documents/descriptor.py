@@ -55,7 +55,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-from zoostore.core.errors import FormatError, InvalidPathError, NewerFormatError
+from zoostore.core.errors import DescriptorError, FormatError, InvalidPathError, NewerFormatError
 from zoostore.core.names import check_relpath
 from zoostore.documents.folder_files import MODEL_TOML
 
@@ -183,8 +183,8 @@ class ModelDescriptor:
         try:
             text = p.read_text(encoding="utf-8")
         except FileNotFoundError:
-            raise FormatError(
-                f"{p}: no such file; a model directory needs a {FILE_NAME} (or Autoware's "
+            raise DescriptorError.whole(
+                p, f"no such file; a model directory needs a {FILE_NAME} (or Autoware's "
                 f"definition.yaml) describing its network (see docs/pipeline.md)"
             ) from None
         return cls.parse(text, path=p)
@@ -195,7 +195,7 @@ class ModelDescriptor:
         try:
             doc = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
-            raise FormatError(f"{where}: not valid TOML: {exc}") from exc
+            raise DescriptorError.whole(where, f"not valid TOML: {exc}") from exc
         return _TomlReader(where).descriptor(doc, path)
 
     @property
@@ -268,15 +268,18 @@ class FieldReader:
 
     def __init__(self, where: str) -> None:
         self.where = where
-        #: Problems noted so far (`<key>: <what is wrong>`), for readers that report them all.
-        self.problems: list[str] = []
+        #: Problems noted so far (`DescriptorError.problems` items), for readers that report them all.
+        self.problems: list[dict[str, str]] = []
 
-    def fail(self, key: str, message: str) -> FormatError:
-        return FormatError(f"{self.where}: {key}: {message}")
+    def problem(self, key: str, message: str) -> dict[str, str]:
+        return {"file": self.where, "key": key, "message": message}
+
+    def fail(self, key: str, message: str) -> DescriptorError:
+        return DescriptorError(f"{self.where}: {key}: {message}", problems=[self.problem(key, message)])
 
     def note(self, key: str, message: str) -> None:
         """Record a problem and read on: `finish` reports every one in one error."""
-        self.problems.append(f"{key}: {message}")
+        self.problems.append(self.problem(key, message))
 
     def attempt(self, read: Callable[[], _T], default: _T) -> _T:
         """`read()`, or `default` with its problem noted (a NewerFormatError still stops)."""
@@ -284,21 +287,24 @@ class FieldReader:
             return read()
         except NewerFormatError:
             raise
+        except DescriptorError as exc:
+            self.problems += exc.problems or [self.problem("", str(exc).removeprefix(f"{self.where}: "))]
+            return default
         except FormatError as exc:
-            text = str(exc)
-            self.problems.append(text.removeprefix(f"{self.where}: "))
+            self.problems.append(self.problem("", str(exc).removeprefix(f"{self.where}: ")))
             return default
 
     def finish(self) -> None:
-        """Raise one FormatError listing every noted problem, if any: a maintainer fixes a
+        """Raise one DescriptorError listing every noted problem, if any: a maintainer fixes a
         descriptor in one pass instead of one key per run."""
-        if len(self.problems) == 1:
-            raise FormatError(f"{self.where}: {self.problems[0]}")
-        if self.problems:
-            raise FormatError(
-                f"{self.where}: {len(self.problems)} problems; fix them all, then run again "
+        lines = [f"{p['key']}: {p['message']}" if p["key"] else p["message"] for p in self.problems]
+        if len(lines) == 1:
+            raise DescriptorError(f"{self.where}: {lines[0]}", problems=self.problems)
+        if lines:
+            raise DescriptorError(
+                f"{self.where}: {len(lines)} problems; fix them all, then run again "
                 f"(the keys are described in {self.docs}):\n"
-                + "\n".join(f"  {p}" for p in self.problems))
+                + "\n".join(f"  {line}" for line in lines), problems=self.problems)
 
     def string(self, doc: Mapping[str, Any], key: str, *, prefix: str = "", required: bool = False) -> str:
         full = prefix + key

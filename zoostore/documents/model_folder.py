@@ -23,7 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from zoostore.core.errors import FormatError, UsageError
+from zoostore.core.errors import DescriptorError, UsageError
 from zoostore.documents.folder_files import DEFINITION_YAML, MODEL_TOML
 
 if TYPE_CHECKING:
@@ -82,27 +82,26 @@ def refuse_lfs_pointer(path: Path | str) -> None:
 
 
 def find_descriptor(directory: Path | str) -> Path | None:
-    """The descriptor file of a model folder, or None; both kinds at once is a FormatError."""
+    """The descriptor file of a model folder, or None; both kinds at once is a DescriptorError."""
     d = Path(directory)
     found = [d / name for name in DESCRIPTOR_FILES if (d / name).is_file()]
     if len(found) > 1:
-        raise FormatError(
-            f"{d}: holds both {MODEL_TOML} and {DEFINITION_YAML}; a model folder has one "
-            f"descriptor: remove one of them"
+        raise DescriptorError.whole(
+            d, f"holds both {MODEL_TOML} and {DEFINITION_YAML}; a model folder has one descriptor: remove one of them"
         )
     return found[0] if found else None
 
 
 def load_descriptor(path: Path | str) -> ModelDescriptor:
     """The descriptor of a model folder (`model.toml` or `definition.yaml`), or of the
-    descriptor file named. Raises FormatError naming the file and key on bad content, and when
+    descriptor file named. Raises DescriptorError naming the file and key on bad content, and when
     the folder holds none."""
     p = Path(path)
     if p.is_dir():
         found = find_descriptor(p)
         if found is None:
-            raise FormatError(
-                f"{p}: no {MODEL_TOML} or {DEFINITION_YAML}: a model folder needs one describing "
+            raise DescriptorError.whole(
+                p, f"no {MODEL_TOML} or {DEFINITION_YAML}: a model folder needs one describing "
                 f"its network (see docs/pipeline.md, docs/autoware.md)"
             )
         p = found

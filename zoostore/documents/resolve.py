@@ -107,7 +107,9 @@ def _listing(manifest: Manifest) -> str:
     """"tags: …; versions: …" for an error message (built only when one is raised: it costs
     O(N log N) in the number of versions)."""
     available = ", ".join(manifest.sorted_versions()) or "none"
-    tags = ", ".join(f"{t}={v}" for t, v in sorted(manifest.tags.items())) or "none"
+    # `latest` resolves like a tag, and `ls` lists it as one: say so here too (not "tags: none").
+    latest = {"latest": manifest.latest()} if manifest.latest() else {}
+    tags = ", ".join(f"{t}={v}" for t, v in sorted({**manifest.tags, **latest}.items())) or "none"
     return f"tags: {tags}; versions: {available}"
 
 

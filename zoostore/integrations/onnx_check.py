@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoostore.core.errors import CheckFailedError, FormatError, MissingDependencyError, NewerFormatError, UsageError
+from zoostore.core.errors import CheckFailedError, DescriptorError, FormatError, MissingDependencyError, UsageError
 from zoostore.documents.descriptor import ModelDescriptor, TensorSpec
 from zoostore.documents.model_folder import (LfsPointerError, descriptor_for_network, is_lfs_pointer,
                                              lfs_pointer_message, network_of)
@@ -194,45 +194,49 @@ def graph_nodes(model: Any) -> tuple[list[TensorSpec], list[TensorSpec]]:
 
 def find_onnx_files(paths: Iterable[Path | str]) -> list[Path]:
     """Files named on the command line; for a model folder with a descriptor (model.toml or
-    definition.yaml), the network it names; for other directories every `*.onnx` below, sorted."""
+    definition.yaml), the network it names; for other directories every `*.onnx` below, sorted.
+    A path that cannot be checked (an invalid descriptor, a network that is missing or not ONNX,
+    nothing there) does not stop the others: one error names every such path."""
     found: list[Path] = []
-    invalid: list[FormatError] = []  # every folder's descriptor problems, then one error
-    folders = 0
-    for raw in paths:
-        p = Path(raw)
-        folders += p.is_dir()
+    refused: list[UsageError] = []
+    given = [Path(raw) for raw in paths]
+    for p in given:
         try:
-            described = network_of(p) if p.is_dir() else None
-        except LfsPointerError as exc:
-            found.append(exc.path)  # check_model reports it, with the hint to run git lfs pull
-            continue
-        except NewerFormatError:
-            raise
-        except FormatError as exc:
-            invalid.append(exc)
-            continue
-        if described is not None:
-            network, desc = described
-            if desc.framework.lower() != "onnx":
-                raise UsageError(
-                    f"{desc.path}: framework is {desc.framework!r}: check tests ONNX networks only"
-                )
-            found.append(network)
-        elif p.is_dir():
-            files = sorted(f for f in p.rglob("*.onnx") if f.is_file())
-            if not files:
-                raise UsageError(f"{p}: no .onnx files in this directory or below it")
-            found.extend(files)
-        elif p.is_file():
-            found.append(p)
-        else:
-            raise UsageError(f"{p}: no such file or directory")
-    if len(invalid) > 1:
-        raise FormatError(f"{len(invalid)} of {folders} folders have an invalid model.toml or definition.yaml:\n"
-                          + "\n".join(map(str, invalid)))
-    if invalid:
-        raise invalid[0]
+            found.extend(_onnx_files_of(p))
+        except UsageError as exc:  # a NewerFormatError (upgrade zoostore) is no UsageError: it stops
+            refused.append(exc)
+    if len(refused) == 1:
+        raise refused[0]
+    if refused and all(isinstance(exc, DescriptorError) for exc in refused):
+        raise DescriptorError(f"{len(refused)} of {sum(p.is_dir() for p in given)} folders have an invalid "
+                              "model.toml or definition.yaml:\n" + "\n".join(map(str, refused)),
+                              problems=[p for exc in refused for p in getattr(exc, "problems", [])])
+    if refused:
+        error = UsageError(f"{len(refused)} of {len(given)} paths cannot be checked:\n" + "\n".join(map(str, refused)))
+        error.problems = [p for exc in refused for p in getattr(exc, "problems", [])]  # type: ignore[attr-defined]
+        raise error
     return found
+
+
+def _onnx_files_of(p: Path) -> list[Path]:
+    """The ONNX files one command-line path stands for (`find_onnx_files`); UsageError when none."""
+    try:
+        described = network_of(p) if p.is_dir() else None
+    except LfsPointerError as exc:
+        return [exc.path]  # check_model reports it, with the hint to run git lfs pull
+    if described is not None:
+        network, desc = described
+        if desc.framework.lower() != "onnx":
+            raise UsageError(f"{desc.path}: framework is {desc.framework!r}: check tests ONNX networks only")
+        return [network]
+    if p.is_dir():
+        files = sorted(f for f in p.rglob("*.onnx") if f.is_file())
+        if not files:
+            raise UsageError(f"{p}: no .onnx files in this directory or below it")
+        return files
+    if p.is_file():
+        return [p]
+    raise UsageError(f"{p}: no such file or directory")
 
 
 # longer than 60 lines: the check's steps (load, checker, opset, nodes, smoke run) append to one

@@ -20,7 +20,7 @@ from zoostore.repository import Store, init_store
 from zoostore.storage import blobs, codec, frames_into, segments
 from zoostore.storage.blobs import BlobStore
 from zoostore.storage.pack import pack_key
-from zoostore.storage.recipe import Recipe
+from zoostore.storage.recipe import ChunkRef, Recipe
 
 SEGMENT = 64 * 1024  # small segments make a 2 MB file take the many-segment path
 
@@ -324,3 +324,19 @@ def test_only_reader_threads_decode_within_the_decode_slots(zoo: Store, tmp_path
     monkeypatch.setattr(zoo.blobs, "_decode_slots", Spy())
     assert zoo.blobs.get_file(big, tmp_path / "out" / "big.bin").read_bytes() == weights(1_000_000, 8)
     assert used and all(name.startswith("zoo-read") for name in used)
+
+
+@pytest.mark.parametrize("check", [True, False])
+def test_a_frame_of_the_wrong_length_names_the_hash_it_decoded_to_with_or_without_chunk_hashes(
+        check: bool) -> None:
+    # A recipe expects 1,001 bytes, the frame holds 1,000: refused whether or not the read
+    # hashes chunks (get_file's first read does not), and the error's "got" is the hash of
+    # what the frame decoded to, never the expected hash repeated.
+    data = random.Random(7).randbytes(1000)
+    want = Digest.of(data + b"\0")
+    frame = codec.encode(data, codec.RAW)
+    ref = ChunkRef(want, 1001, Digest.of(b"pack"), 0, len(frame))
+    with pytest.raises(IntegrityError, match=f"got {Digest.of(data).hex} \\(1000 bytes\\)") as exc:
+        frames_into.decode_run(Digest.of(b"file"), [ref], bytearray(frame), 0, bytearray(1001), 0, {},
+                               check=check)
+    assert exc.value.expected == want.hex and exc.value.actual == Digest.of(data).hex

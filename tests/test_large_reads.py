@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,10 +16,12 @@ import zstandard
 
 from zoostore.core.atomic import TEMP_PREFIX
 from zoostore.core.digest import Digest
-from zoostore.core.errors import FormatError, IntegrityError
+from zoostore.core import cancel
+from zoostore.core.errors import FormatError, IntegrityError, Interrupted, RemoteError
 from zoostore.repository import Store, init_store
 from zoostore.storage import blobs, codec, frames_into, segments
 from zoostore.storage.blobs import BlobStore
+from zoostore.storage.local_index import partial_chunks
 from zoostore.storage.pack import pack_key
 from zoostore.storage.recipe import ChunkRef, Recipe
 
@@ -340,3 +343,82 @@ def test_a_frame_of_the_wrong_length_names_the_hash_it_decoded_to_with_or_withou
         frames_into.decode_run(Digest.of(b"file"), [ref], bytearray(frame), 0, bytearray(1001), 0, {},
                                check=check)
     assert exc.value.expected == want.hex and exc.value.actual == Digest.of(data).hex
+
+
+def _stop(how: str) -> None:
+    """A read that stops here: a network failure, or Ctrl-C (a stop request, as `cancel` sees it)."""
+    if how == "network":
+        raise RemoteError("connection reset by peer (simulated)")
+    cancel.request()
+
+
+@pytest.fixture
+def stops() -> Iterator[None]:
+    yield
+    cancel.reset()
+
+
+@pytest.mark.parametrize("how", ["network", "interrupt"])
+def test_a_second_read_that_stops_keeps_only_its_verified_prefix_and_resumes_from_it(
+        zoo: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stops: None, how: str) -> None:
+    data = weights(2_000_000, 5)
+    blob = _publish(zoo, tmp_path, data)
+    recipe = zoo.blobs.recipe(blob)
+    middle = len(recipe.chunks) // 2
+    real = BlobStore._load_segment
+
+    def load(self: BlobStore, recipe: Recipe, kind: str, idx: list[int], *args: object) -> memoryview:
+        out: memoryview = real(self, recipe, kind, idx, *args)  # type: ignore[arg-type]
+        if not args[-1] and idx[0] == 0:
+            out[0] ^= 1                # the first read (no chunk hashes) goes wrong at byte 0
+        if args[-1] and middle in idx:
+            _stop(how)                 # the second read stops half way
+        return out
+
+    monkeypatch.setattr(BlobStore, "_load_segment", load)
+    dest, partial = tmp_path / "out" / "w.bin", tmp_path / "partial" / "w.bin"
+    with pytest.raises(RemoteError if how == "network" else Interrupted):
+        zoo.blobs.get_file(blob, dest, partial=partial)
+    assert not dest.exists() and _temps(tmp_path / "out") == []
+    kept = partial.read_bytes()   # the second read's prefix: verified, byte 0 right again
+    assert 0 < len(kept) < len(data) and kept == data[: len(kept)]
+    cancel.reset()
+    monkeypatch.setattr(BlobStore, "_load_segment", real)
+    before = zoo.blobs.stats.bytes_local
+    assert zoo.blobs.get_file(blob, dest, local=partial_chunks(partial, recipe), partial=partial).read_bytes() == data
+    assert not partial.exists() and zoo.blobs.stats.bytes_local - before == len(kept)
+
+
+def test_a_partial_kept_by_a_stopped_first_read_may_hold_a_wrong_chunk_and_the_resume_heals_it(
+        zoo: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stops: None) -> None:
+    # The first read hashes no chunk, so a prefix it keeps when stopped is not verified chunk by
+    # chunk (here a wrong byte, as a cached chunk edited through a hard link would give). The
+    # resume takes the partial's chunks unhashed, the file hashes wrong, and the second read
+    # verifies each: the wrong chunk comes from the store and does not count as reused.
+    data = weights(2_000_000, 6)
+    blob = _publish(zoo, tmp_path, data)
+    recipe = zoo.blobs.recipe(blob)
+    middle = len(recipe.chunks) // 2
+    real = BlobStore._load_segment
+
+    def load(self: BlobStore, recipe: Recipe, kind: str, idx: list[int], *args: object) -> memoryview:
+        out: memoryview = real(self, recipe, kind, idx, *args)  # type: ignore[arg-type]
+        if idx[0] == 0:
+            out[0] ^= 1
+        if middle in idx:
+            _stop("interrupt")
+        return out
+
+    monkeypatch.setattr(BlobStore, "_load_segment", load)
+    dest, partial = tmp_path / "out" / "w.bin", tmp_path / "partial" / "w.bin"
+    with pytest.raises(Interrupted):
+        zoo.blobs.get_file(blob, dest, partial=partial)
+    kept = partial.read_bytes()
+    assert len(kept) > recipe.starts[1] and kept[0] != data[0] and kept[1:] == data[1 : len(kept)]
+    cancel.reset()
+    monkeypatch.setattr(BlobStore, "_load_segment", real)
+    whole = sum(1 for start, ref in zip(recipe.starts, recipe.chunks) if start + ref.raw_length <= len(kept))
+    before = zoo.blobs.stats.bytes_local
+    assert zoo.blobs.get_file(blob, dest, local=partial_chunks(partial, recipe), partial=partial).read_bytes() == data
+    reused = sum(ref.raw_length for ref in recipe.chunks[1:whole])
+    assert not partial.exists() and zoo.blobs.stats.bytes_local - before == reused

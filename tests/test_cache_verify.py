@@ -186,5 +186,6 @@ def test_a_cached_chunk_edited_through_a_hard_link_is_fetched_and_not_counted_as
     r = sync_project(load_project(b))
     assert (b / "models/m/x86_64/weights.bin").read_bytes() == v2
     assert calls == [False, True]   # the heal: a second read, each chunk verified
+    assert Cache().blob_path(new.blob).stat().st_mode & 0o777 == 0o444 and hash_file(Cache().blob_path(new.blob)) == new.blob
     reused = sum(ref.raw_length for ref in new.chunks if ref.chunk in shared and ref.chunk != edited.chunk)
     assert r.bytes_reused == reused, (r.bytes_reused, reused, r.bytes_downloaded)

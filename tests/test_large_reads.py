@@ -422,3 +422,29 @@ def test_a_partial_kept_by_a_stopped_first_read_may_hold_a_wrong_chunk_and_the_r
     assert zoo.blobs.get_file(blob, dest, local=partial_chunks(partial, recipe), partial=partial).read_bytes() == data
     reused = sum(ref.raw_length for ref in recipe.chunks[1:whole])
     assert not partial.exists() and zoo.blobs.stats.bytes_local - before == reused
+
+
+def test_a_flipped_byte_in_a_raw_frame_is_named_by_pack_chunk_and_both_hashes(zoo: Store, tmp_path: Path) -> None:
+    # A raw frame decodes whatever its bytes: only hashes see the damage. The first read (the
+    # file's hash only) fails, and the second names the pack, the chunk, and both hashes.
+    data = random.Random(8).randbytes(2_000_000)   # incompressible: every frame raw
+    blob = _publish(zoo, tmp_path, data)
+    recipe = zoo.blobs.recipe(blob)
+    i = len(recipe.chunks) // 2
+    ref = recipe.chunks[i]
+    pack = tmp_path / "store" / pack_key(ref.pack)
+    damaged = bytearray(pack.read_bytes())
+    assert damaged[ref.offset] == codec.RAW
+    damaged[ref.offset + ref.length - 3] ^= 0xFF
+    pack.chmod(0o644)
+    pack.write_bytes(bytes(damaged))
+    bad = bytearray(data[recipe.starts[i] : recipe.starts[i] + ref.raw_length])
+    bad[-3] ^= 0xFF
+    dest = tmp_path / "out" / "w.bin"
+    with pytest.raises(IntegrityError) as exc:
+        zoo.blobs.get_file(blob, dest)
+    message = str(exc.value)
+    assert f"chunk {ref.chunk} in pack {ref.pack}" in message and f"expected hash {ref.chunk.hex}" in message
+    assert f"got {Digest.of(bytes(bad)).hex}" in message
+    assert (exc.value.expected, exc.value.actual) == (ref.chunk.hex, Digest.of(bytes(bad)).hex)
+    assert not dest.exists() and _temps(tmp_path / "out") == []

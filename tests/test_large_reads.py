@@ -18,6 +18,7 @@ from zoostore.core.atomic import TEMP_PREFIX
 from zoostore.core.digest import Digest
 from zoostore.core import cancel
 from zoostore.core.errors import FormatError, IntegrityError, Interrupted, RemoteError
+from zoostore.core.progress import NullProgress
 from zoostore.repository import Store, init_store
 from zoostore.storage import blobs, codec, frames_into, segments
 from zoostore.storage.blobs import BlobStore
@@ -226,8 +227,32 @@ def test_a_file_that_hashes_wrong_once_is_read_again_chunk_by_chunk(
 
     monkeypatch.setattr(BlobStore, "_load_segment", once)
     dest = tmp_path / "out" / "w.bin"
-    assert zoo.blobs.get_file(blob, dest).read_bytes() == data
+    full = _slots_free(zoo.blobs)
+    progress = _Recorder()
+    assert zoo.blobs.get_file(blob, dest, progress=progress).read_bytes() == data
     assert not any(checks[:2]) and checks[-1] and _temps(tmp_path / "out") == []
+    # Both reads give back every slot and buffer; the bar goes to the file's size once.
+    assert _slots_free(zoo.blobs) == full
+    assert zoo.blobs._segment_buffers._free == [] and zoo.blobs._range_buffers._free == []
+    assert progress.events == [("start", len(data)), ("advanced", len(data)), ("done", 0)]
+
+
+class _Recorder(NullProgress):
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[tuple[str, int]] = []
+
+    def start(self, task: str, total: int | None = None, *, unit: str = "B") -> None:
+        self.events.append(("start", total or 0))
+
+    def advance(self, task: str, amount: int = 1) -> None:
+        if self.events[-1][0] == "advanced":
+            self.events[-1] = ("advanced", self.events[-1][1] + amount)
+        else:
+            self.events.append(("advanced", amount))
+
+    def done(self, task: str) -> None:
+        self.events.append(("done", 0))
 
 
 def test_a_buffer_given_back_while_a_view_of_it_lives_is_reused_as_it_is() -> None:
@@ -377,9 +402,10 @@ def test_a_second_read_that_stops_keeps_only_its_verified_prefix_and_resumes_fro
 
     monkeypatch.setattr(BlobStore, "_load_segment", load)
     dest, partial = tmp_path / "out" / "w.bin", tmp_path / "partial" / "w.bin"
+    full = _slots_free(zoo.blobs)
     with pytest.raises(RemoteError if how == "network" else Interrupted):
         zoo.blobs.get_file(blob, dest, partial=partial)
-    assert not dest.exists() and _temps(tmp_path / "out") == []
+    assert not dest.exists() and _temps(tmp_path / "out") == [] and _slots_free(zoo.blobs) == full
     kept = partial.read_bytes()   # the second read's prefix: verified, byte 0 right again
     assert 0 < len(kept) < len(data) and kept == data[: len(kept)]
     cancel.reset()

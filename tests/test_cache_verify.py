@@ -6,19 +6,22 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import zoostore
 import zoostore.storage.cache
-from helpers_store import project_dir, published_store
+from helpers_store import project_dir, published_store, write_dir
 
 from zoostore.cli import main as cli
 from zoostore.core.digest import Digest, hash_file
 from zoostore.documents.project import load_project
 from zoostore.documents.store_config import StoreConfig
+from zoostore.ops.publish import publish
 from zoostore.ops.sync import sync_project
 from zoostore.repository import Store
+from zoostore.storage.blobs import BlobStore
 from zoostore.storage.cache import UNSTAMPED, Cache
 
 WEIGHTS = bytes(range(256)) * 2048   # 512 KiB: several chunks
@@ -144,3 +147,45 @@ def test_verify_rehashes_the_cache_even_when_the_stamp_holds(zoo: Store, tmp_pat
     assert any("no longer hashes to" in w for w in r.warnings)
     assert (b / "models/m/x86_64/weights.bin").read_bytes() == WEIGHTS
     assert hash_file(Cache().blob_path(blob)) == blob
+
+
+def test_a_cached_chunk_edited_through_a_hard_link_is_fetched_and_not_counted_as_reused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An upgrade reads the chunks it shares with a cached older version from that file. When
+    a project wrote to its hard link of that file, the changed chunk no longer matches its id:
+    the read of the new version (which hashes only the whole file first) reads it again with
+    every chunk verified, takes the changed one from the store, and the sync's summary counts
+    as reused only the cached bytes it really used, once."""
+    monkeypatch.setenv("ZOOSTORE_CACHE", str(tmp_path / "cache"))
+    v1 = bytearray(os.urandom(1_500_000))
+    v2 = bytes(v1[:1_200_000]) + os.urandom(300_000)  # shares most chunks with v1
+    zoo = published_store(tmp_path, {"weights.bin": bytes(v1)})
+    publish(zoo, "m", "1.1.0", [write_dir(tmp_path / "src2", {"weights.bin": v2})], arch="x86_64", check=False)
+    a = project(tmp_path, "a")
+    sync_project(load_project(a))
+    old, new = (zoo.blobs.recipe(zoo.resolve("m", v, arch="x86_64").files["weights.bin"].blob)
+                for v in ("1.0.0", "1.1.0"))
+    shared = {ref.chunk for ref in old.chunks} & {ref.chunk for ref in new.chunks}
+    edited = old.chunks[1]   # a chunk both versions hold
+    assert edited.chunk in shared and len(shared) >= 4
+    placed = a / "models/m/x86_64/weights.bin"
+    assert placed.stat().st_nlink >= 2   # the cached file itself
+    os.chmod(placed, 0o644)
+    with open(placed, "r+b") as f:       # same size: only the chunk's bytes are wrong
+        f.seek(old.starts[1] + 10)
+        f.write(b"\xff" * 8)
+    calls: list[bool] = []
+    real = BlobStore._write_hashed
+
+    def counting(self: BlobStore, *args: Any, **kwargs: Any) -> str:
+        calls.append(kwargs["check"])
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(BlobStore, "_write_hashed", counting)
+    b = project_dir(tmp_path, "b", models={"m": "1.1.0"})
+    r = sync_project(load_project(b))
+    assert (b / "models/m/x86_64/weights.bin").read_bytes() == v2
+    assert calls == [False, True]   # the heal: a second read, each chunk verified
+    assert Cache().blob_path(new.blob).stat().st_mode & 0o777 == 0o444 and hash_file(Cache().blob_path(new.blob)) == new.blob
+    reused = sum(ref.raw_length for ref in new.chunks if ref.chunk in shared and ref.chunk != edited.chunk)
+    assert r.bytes_reused == reused, (r.bytes_reused, reused, r.bytes_downloaded)

@@ -198,3 +198,51 @@ def test_peak_rss_of_hostile_sync_stays_near_baseline(tmp_path: Path, kind: str,
     # size (the unfixed reader took 1 GiB for the bomb, 4 GiB for the recipe).
     print(f"peak RSS {kind}: baseline {baseline} KiB, sync {sync} KiB")
     assert sync - baseline < 16 * max_chunk_kib, (kind, baseline, sync)
+
+
+def test_a_recipe_whose_chunk_ids_lie_about_a_file_that_hashes_right(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A recipe whose frames give the file's bytes but which names one chunk by another file's
+    chunk id. A whole-file read hashes only the file, which is right, so sync places it (right
+    bytes); range reads hash each chunk and refuse it. The cache keeps the lying
+    recipe: a later sync of the other file, offered that chunk from the cached file, hashes
+    wrong, reads again with every chunk verified and still gets its own bytes."""
+    monkeypatch.setenv("ZOOSTORE_CACHE", str(tmp_path / "cache"))
+    store_dir = tmp_path / "store"
+    zoo, _ = init_store(store_dir, config=StoreConfig())
+    a, b = os.urandom(1_500_000), os.urandom(1_500_000)   # over SMALL_FILE: read by get_file
+    for version, data in (("1.0.0", a), ("1.1.0", b)):
+        src = tmp_path / f"src{version}"
+        src.mkdir()
+        (src / "w.bin").write_bytes(data)
+        publish(zoo, "m", version, [src], check=False)
+    real_a, real_b = (Recipe.decode(Digest.of(d), (store_dir / blob_key(Digest.of(d))).read_bytes()) for d in (a, b))
+    lie = real_a.chunks[1]
+    lying = Recipe(real_a.blob, real_a.size, (real_a.chunks[0], ChunkRef(real_b.chunks[1].chunk, lie.raw_length, lie.pack,
+                                                                          lie.offset, lie.length)) + real_a.chunks[2:])
+    _put(store_dir, blob_key(real_a.blob), lying.encode())
+    projects = {}
+    for name, version in (("a", "1.0.0"), ("b", "1.1.0")):
+        p = projects[name] = tmp_path / name
+        p.mkdir()
+        (p / "zoo.toml").write_text(f'store = "{store_dir.as_posix()}"\narchs = ["x86_64"]\n[models]\nm = "{version}"\n')
+    assert cli(["sync", "--project", str(projects["a"]), "-q"]) == 0
+    assert (projects["a"] / "models/m/x86_64/w.bin").read_bytes() == a
+    with pytest.raises(IntegrityError, match="is corrupt"):
+        open_store(store_dir).blobs.read_range(real_a.blob, real_a.starts[1], real_a.starts[1] + 10)
+    from zoostore.documents.project import load_project
+    from zoostore.ops.sync import sync_project
+
+    from zoostore.storage.blobs import BlobStore
+
+    checks: list[bool] = []
+    real = BlobStore._write_hashed
+
+    def counting(self: BlobStore, *args: Any, **kwargs: Any) -> str:
+        checks.append(kwargs["check"])
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(BlobStore, "_write_hashed", counting)
+    r = sync_project(load_project(projects["b"]))
+    assert (projects["b"] / "models/m/x86_64/w.bin").read_bytes() == b and r.bytes_reused == 0
+    assert checks == [False, True]   # offered the lied-about chunk from a's cached file: read again

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,12 +16,15 @@ import zstandard
 
 from zoostore.core.atomic import TEMP_PREFIX
 from zoostore.core.digest import Digest
-from zoostore.core.errors import FormatError, IntegrityError
+from zoostore.core import cancel
+from zoostore.core.errors import FormatError, IntegrityError, Interrupted, RemoteError
+from zoostore.core.progress import NullProgress
 from zoostore.repository import Store, init_store
 from zoostore.storage import blobs, codec, frames_into, segments
 from zoostore.storage.blobs import BlobStore
+from zoostore.storage.local_index import partial_chunks
 from zoostore.storage.pack import pack_key
-from zoostore.storage.recipe import Recipe
+from zoostore.storage.recipe import ChunkRef, Recipe
 
 SEGMENT = 64 * 1024  # small segments make a 2 MB file take the many-segment path
 
@@ -223,8 +227,32 @@ def test_a_file_that_hashes_wrong_once_is_read_again_chunk_by_chunk(
 
     monkeypatch.setattr(BlobStore, "_load_segment", once)
     dest = tmp_path / "out" / "w.bin"
-    assert zoo.blobs.get_file(blob, dest).read_bytes() == data
+    full = _slots_free(zoo.blobs)
+    progress = _Recorder()
+    assert zoo.blobs.get_file(blob, dest, progress=progress).read_bytes() == data
     assert not any(checks[:2]) and checks[-1] and _temps(tmp_path / "out") == []
+    # Both reads give back every slot and buffer; the bar goes to the file's size once.
+    assert _slots_free(zoo.blobs) == full
+    assert zoo.blobs._segment_buffers._free == [] and zoo.blobs._range_buffers._free == []
+    assert progress.events == [("start", len(data)), ("advanced", len(data)), ("done", 0)]
+
+
+class _Recorder(NullProgress):
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[tuple[str, int]] = []
+
+    def start(self, task: str, total: int | None = None, *, unit: str = "B") -> None:
+        self.events.append(("start", total or 0))
+
+    def advance(self, task: str, amount: int = 1) -> None:
+        if self.events[-1][0] == "advanced":
+            self.events[-1] = ("advanced", self.events[-1][1] + amount)
+        else:
+            self.events.append(("advanced", amount))
+
+    def done(self, task: str) -> None:
+        self.events.append(("done", 0))
 
 
 def test_a_buffer_given_back_while_a_view_of_it_lives_is_reused_as_it_is() -> None:
@@ -324,3 +352,125 @@ def test_only_reader_threads_decode_within_the_decode_slots(zoo: Store, tmp_path
     monkeypatch.setattr(zoo.blobs, "_decode_slots", Spy())
     assert zoo.blobs.get_file(big, tmp_path / "out" / "big.bin").read_bytes() == weights(1_000_000, 8)
     assert used and all(name.startswith("zoo-read") for name in used)
+
+
+@pytest.mark.parametrize("check", [True, False])
+def test_a_frame_of_the_wrong_length_names_the_hash_it_decoded_to_with_or_without_chunk_hashes(
+        check: bool) -> None:
+    # A recipe expects 1,001 bytes, the frame holds 1,000: refused whether or not the read
+    # hashes chunks (get_file's first read does not), and the error's "got" is the hash of
+    # what the frame decoded to, never the expected hash repeated.
+    data = random.Random(7).randbytes(1000)
+    want = Digest.of(data + b"\0")
+    frame = codec.encode(data, codec.RAW)
+    ref = ChunkRef(want, 1001, Digest.of(b"pack"), 0, len(frame))
+    with pytest.raises(IntegrityError, match=f"got {Digest.of(data).hex} \\(1000 bytes\\)") as exc:
+        frames_into.decode_run(Digest.of(b"file"), [ref], bytearray(frame), 0, bytearray(1001), 0, {},
+                               check=check)
+    assert exc.value.expected == want.hex and exc.value.actual == Digest.of(data).hex
+
+
+def _stop(how: str) -> None:
+    """A read that stops here: a network failure, or Ctrl-C (a stop request, as `cancel` sees it)."""
+    if how == "network":
+        raise RemoteError("connection reset by peer (simulated)")
+    cancel.request()
+
+
+@pytest.fixture
+def stops() -> Iterator[None]:
+    yield
+    cancel.reset()
+
+
+@pytest.mark.parametrize("how", ["network", "interrupt"])
+def test_a_second_read_that_stops_keeps_only_its_verified_prefix_and_resumes_from_it(
+        zoo: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stops: None, how: str) -> None:
+    data = weights(2_000_000, 5)
+    blob = _publish(zoo, tmp_path, data)
+    recipe = zoo.blobs.recipe(blob)
+    middle = len(recipe.chunks) // 2
+    real = BlobStore._load_segment
+
+    def load(self: BlobStore, recipe: Recipe, kind: str, idx: list[int], *args: object) -> memoryview:
+        out: memoryview = real(self, recipe, kind, idx, *args)  # type: ignore[arg-type]
+        if not args[-1] and idx[0] == 0:
+            out[0] ^= 1                # the first read (no chunk hashes) goes wrong at byte 0
+        if args[-1] and middle in idx:
+            _stop(how)                 # the second read stops half way
+        return out
+
+    monkeypatch.setattr(BlobStore, "_load_segment", load)
+    dest, partial = tmp_path / "out" / "w.bin", tmp_path / "partial" / "w.bin"
+    full = _slots_free(zoo.blobs)
+    with pytest.raises(RemoteError if how == "network" else Interrupted):
+        zoo.blobs.get_file(blob, dest, partial=partial)
+    assert not dest.exists() and _temps(tmp_path / "out") == [] and _slots_free(zoo.blobs) == full
+    kept = partial.read_bytes()   # the second read's prefix: verified, byte 0 right again
+    assert 0 < len(kept) < len(data) and kept == data[: len(kept)]
+    cancel.reset()
+    monkeypatch.setattr(BlobStore, "_load_segment", real)
+    before = zoo.blobs.stats.bytes_local
+    assert zoo.blobs.get_file(blob, dest, local=partial_chunks(partial, recipe), partial=partial).read_bytes() == data
+    assert not partial.exists() and zoo.blobs.stats.bytes_local - before == len(kept)
+
+
+def test_a_partial_kept_by_a_stopped_first_read_may_hold_a_wrong_chunk_and_the_resume_heals_it(
+        zoo: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stops: None) -> None:
+    # The first read hashes no chunk, so a prefix it keeps when stopped is not verified chunk by
+    # chunk (here a wrong byte, as a cached chunk edited through a hard link would give). The
+    # resume takes the partial's chunks unhashed, the file hashes wrong, and the second read
+    # verifies each: the wrong chunk comes from the store and does not count as reused.
+    data = weights(2_000_000, 6)
+    blob = _publish(zoo, tmp_path, data)
+    recipe = zoo.blobs.recipe(blob)
+    middle = len(recipe.chunks) // 2
+    real = BlobStore._load_segment
+
+    def load(self: BlobStore, recipe: Recipe, kind: str, idx: list[int], *args: object) -> memoryview:
+        out: memoryview = real(self, recipe, kind, idx, *args)  # type: ignore[arg-type]
+        if idx[0] == 0:
+            out[0] ^= 1
+        if middle in idx:
+            _stop("interrupt")
+        return out
+
+    monkeypatch.setattr(BlobStore, "_load_segment", load)
+    dest, partial = tmp_path / "out" / "w.bin", tmp_path / "partial" / "w.bin"
+    with pytest.raises(Interrupted):
+        zoo.blobs.get_file(blob, dest, partial=partial)
+    kept = partial.read_bytes()
+    assert len(kept) > recipe.starts[1] and kept[0] != data[0] and kept[1:] == data[1 : len(kept)]
+    cancel.reset()
+    monkeypatch.setattr(BlobStore, "_load_segment", real)
+    whole = sum(1 for start, ref in zip(recipe.starts, recipe.chunks) if start + ref.raw_length <= len(kept))
+    before = zoo.blobs.stats.bytes_local
+    assert zoo.blobs.get_file(blob, dest, local=partial_chunks(partial, recipe), partial=partial).read_bytes() == data
+    reused = sum(ref.raw_length for ref in recipe.chunks[1:whole])
+    assert not partial.exists() and zoo.blobs.stats.bytes_local - before == reused
+
+
+def test_a_flipped_byte_in_a_raw_frame_is_named_by_pack_chunk_and_both_hashes(zoo: Store, tmp_path: Path) -> None:
+    # A raw frame decodes whatever its bytes: only hashes see the damage. The first read (the
+    # file's hash only) fails, and the second names the pack, the chunk, and both hashes.
+    data = random.Random(8).randbytes(2_000_000)   # incompressible: every frame raw
+    blob = _publish(zoo, tmp_path, data)
+    recipe = zoo.blobs.recipe(blob)
+    i = len(recipe.chunks) // 2
+    ref = recipe.chunks[i]
+    pack = tmp_path / "store" / pack_key(ref.pack)
+    damaged = bytearray(pack.read_bytes())
+    assert damaged[ref.offset] == codec.RAW
+    damaged[ref.offset + ref.length - 3] ^= 0xFF
+    pack.chmod(0o644)
+    pack.write_bytes(bytes(damaged))
+    bad = bytearray(data[recipe.starts[i] : recipe.starts[i] + ref.raw_length])
+    bad[-3] ^= 0xFF
+    dest = tmp_path / "out" / "w.bin"
+    with pytest.raises(IntegrityError) as exc:
+        zoo.blobs.get_file(blob, dest)
+    message = str(exc.value)
+    assert f"chunk {ref.chunk} in pack {ref.pack}" in message and f"expected hash {ref.chunk.hex}" in message
+    assert f"got {Digest.of(bytes(bad)).hex}" in message
+    assert (exc.value.expected, exc.value.actual) == (ref.chunk.hex, Digest.of(bytes(bad)).hex)
+    assert not dest.exists() and _temps(tmp_path / "out") == []

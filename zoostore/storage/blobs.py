@@ -9,8 +9,8 @@ in one pack become one ranged read ("coalescing"), and chunks that a local cache
 holds are read from it instead (back-to-back chunks of one cached file in one read). Segments
 are fetched concurrently and decoded, one per core, straight into one buffer per segment, with
 a bounded look-ahead (memory does not grow with file size); each chunk is verified against its
-id, the file is written to a temp file beside the destination, the whole is verified against
-the blob id, and only then renamed into place. Reader threads live as long as the BlobStore.
+id (`get_file`: after a whole-file mismatch), the file goes to a temp file beside the destination,
+is verified against the blob id, then renamed into place. Reader threads live as long as the BlobStore.
 
 Delta frames (docs/format.md): a segment whose chunks include delta frames first loads their
 bases (named by the recipe; from a cached file when the sync cache holds them, otherwise from
@@ -198,10 +198,11 @@ class BlobStore:
     # ------------------------------------------------------------------ reading
     def _load_segment(self, recipe: Recipe, kind: str, idx: list[int],
                       local: Mapping[Digest, LocalChunk] | None,
-                      buffers: SegmentBuffers | None = None, check: bool = True) -> memoryview:
+                      buffers: SegmentBuffers | None = None, tally: ReadStats | None = None,
+                      check: bool = True) -> memoryview:
         """The raw bytes of the run `idx` (consecutive chunks of the file), each verified unless
-        `check` is false (decode_run): a view of a buffer from `buffers` when given
-        (`SegmentBuffers.give` takes the view)."""
+        `check` is false (decode_run): a view of a buffer from `buffers` when given (`give` takes
+        the view). Chunks from local files count in `tally` (default: this BlobStore's stats)."""
         cancel.check()  # a stopped read starts no new request
         refs = [recipe.chunks[i] for i in idx]
         size = sum(ref.raw_length for ref in refs)
@@ -227,7 +228,8 @@ class BlobStore:
                 else:
                     stale.append((ref, pos))
                 pos = end
-        self.stats.add(local_chunks=reused, local_bytes=size - sum(r.raw_length for r, _ in stale))
+        (self.stats if tally is None else tally).add(
+            local_chunks=reused, local_bytes=size - sum(r.raw_length for r, _ in stale))
         for ref, pos in stale:
             # The cached copy changed under us: fetch this chunk from the store.
             self._fetch_into(recipe, [ref], out, pos, None, check)
@@ -319,15 +321,15 @@ class BlobStore:
         self._range_buffers.give(buf)  # not on errors: a view in a traceback may still read it
 
     def _iter_segments(self, recipe: Recipe, indices: range,
-                       local: Mapping[Digest, LocalChunk] | None,
-                       buffers: SegmentBuffers | None = None,
-                       check: bool = True) -> Iterator[tuple[list[int], memoryview]]:
-        """(chunk indices, their verified raw bytes) per run, in file order, loaded
+                       local: Mapping[Digest, LocalChunk] | None, buffers: SegmentBuffers | None = None,
+                       tally: ReadStats | None = None, check: bool = True) -> Iterator[tuple[list[int], memoryview]]:
+        """(chunk indices, their raw bytes, verified if `check`) per run, in file order, loaded
         concurrently with a bounded look-ahead (into buffers from `buffers` when given, then
         also within this BlobStore's segment slots: `segments.in_order`)."""
         pool = self._reader_pool()
         return in_order(plan_segments(recipe, indices, local),
-                        lambda kind, idx: pool.submit(self._load_segment, recipe, kind, idx, local, buffers, check),
+                        lambda kind, idx: pool.submit(self._load_segment, recipe, kind, idx, local, buffers,
+                                                      tally, check),
                         lookahead=LOOKAHEAD, slots=self._segment_slots if buffers is not None else None)
 
     def close(self) -> None:
@@ -389,9 +391,10 @@ class BlobStore:
         return bytes(whole[start - first : end - first])
 
     def _write_hashed(self, recipe: Recipe, out: BinaryIO, local: Mapping[Digest, LocalChunk] | None,
-                      advance: Callable[[int], None], name: str, check: bool) -> str:
-        """Write the blob's chunks to `out` in order, each verified if `check`; the hex BLAKE3
-        of all of it.
+                      advance: Callable[[int], None], name: str, check: bool,
+                      tally: ReadStats | None = None) -> str:
+        """Write the blob's chunks to `out` in order, each verified if `check`, local ones
+        counted in `tally`; the hex BLAKE3 of all of it.
 
         A file of more than one segment is hashed on the hash thread while this thread writes
         (both release the GIL): hashing segment k overlaps writing it, and the next segment is
@@ -400,7 +403,7 @@ class BlobStore:
         hasher = blake3.blake3()
         buffers = self._segment_buffers
         if recipe.size <= segments.MAX_SEGMENT:  # one segment: a thread hop would cost more than it saves
-            for _, data in self._iter_segments(recipe, range(len(recipe.chunks)), local, buffers, check):
+            for _, data in self._iter_segments(recipe, range(len(recipe.chunks)), local, buffers, tally, check):
                 out.write(data)
                 hasher.update(data)
                 buffers.give(data)
@@ -408,7 +411,7 @@ class BlobStore:
                 cancel.check(f"reading {name}")
             return hasher.hexdigest()
         pool = self._hash_pool()
-        for _, data in self._iter_segments(recipe, range(len(recipe.chunks)), local, buffers, check):
+        for _, data in self._iter_segments(recipe, range(len(recipe.chunks)), local, buffers, tally, check):
             hashing = pool.submit(hasher.update, data)
             try:
                 out.write(data)
@@ -420,17 +423,34 @@ class BlobStore:
             cancel.check(f"reading {name}")
         return hasher.hexdigest()
 
+    def _write_verified(self, recipe: Recipe, out: BinaryIO, local: Mapping[Digest, LocalChunk] | None,
+                        advance: Callable[[int], None], name: str) -> str:
+        """Write the blob to the empty `out`; the hex BLAKE3 of what it then holds. The file's hash
+        covers every byte, so the first read hashes no chunk; after a mismatch `out` is emptied and
+        the file read again, each chunk verified: that names a damaged pack, or takes from the store
+        a chunk whose cached copy changed. Local bytes count as reused once, by the read that held."""
+        first = ReadStats()   # the first read's local bytes: some may be what hashed wrong
+        try:
+            actual = self._write_hashed(recipe, out, local, advance, name, check=False, tally=first)
+            if actual == recipe.blob.hex:
+                return actual
+            first = ReadStats()   # the second read counts the ones it verified
+        finally:   # also for a stopped read: what it took from local files is in the partial
+            self.stats.add(local_chunks=first.chunks_local, local_bytes=first.bytes_local)
+        out.seek(0)
+        out.truncate()
+        return self._write_hashed(recipe, out, local, lambda n: None, name, check=True)
+
     def get_file(self, blob: Digest, dest: str | os.PathLike[str], *,
                  local: Mapping[Digest, LocalChunk] | None = None,
                  progress: Progress | None = None, mode: int | None = None,
                  partial: Path | None = None, task: str | None = None) -> Path:
         """Write the blob to `dest`, verified; `dest` appears only when complete and correct.
         On any failure nothing is left at `dest` (an existing file there stays untouched). With
-        `partial`, a stopped or failed read keeps what it wrote there (a prefix of decoded
-        chunks) when that is more than `partial` held, so the next read can resume from it
-        (the caller offers its chunks as `local`; the file's hash checks them again, and after
-        a mismatch each is verified on its own, a changed one taken from the store). `task` names
-        the progress task (default "get <dest name>")."""
+        `partial`, a stopped or failed read keeps what it wrote there (a prefix of decoded chunks)
+        when that is more than `partial` held, so the next read can resume from it (the caller
+        offers its chunks as `local`, checked again: `_write_verified`). `task` names the
+        progress task (default "get <dest name>")."""
         progress = progress or NullProgress()
         dest = Path(dest)
         recipe = self.recipe(blob)
@@ -441,15 +461,7 @@ class BlobStore:
         try:
             # No fsync, as before: a crash may lose the file but never leaves a partial one at dest.
             with out, self._range_buffers.reading(), self._segment_buffers.reading():
-                # The file's hash verifies every byte, so chunks are not hashed one by one as
-                # well; only after a mismatch is it read again, each chunk verified: that names
-                # the damaged pack, or takes from the store a chunk whose cached copy changed.
-                actual = self._write_hashed(recipe, out, local, lambda n: progress.advance(task, n),
-                                            dest.name, check=False)
-                if actual != blob.hex:
-                    out.seek(0)
-                    out.truncate()
-                    actual = self._write_hashed(recipe, out, local, lambda n: None, dest.name, check=True)
+                actual = self._write_verified(recipe, out, local, lambda n: progress.advance(task, n), dest.name)
                 if actual != blob.hex:
                     raise IntegrityError(
                         f"assembled file for blob {blob} hashes to blake3:{actual}: expected "

@@ -252,7 +252,7 @@ class Cache(CachePruning):
             wanted = [ref.chunk for ref in recipe.chunks] + [ref.base.chunk for ref in recipe.chunks if ref.base]
             local = {chunk: known[chunk] for chunk in wanted if chunk in known}
         partial = self.partial_path(blob)
-        local.update(partial_chunks(partial, recipe))  # what an interrupted read verified
+        local.update(partial_chunks(partial, recipe))  # what an interrupted read wrote (checked on use)
         if not local and recipe.size <= SMALL_FILE:
             self._get_small(blobs, recipe, path)
         else:

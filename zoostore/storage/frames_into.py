@@ -154,6 +154,8 @@ def decode_run(blob: Digest, refs: Sequence[ChunkRef], buf: bytearray, start: in
                 ) from exc
             actual = blake3.blake3(oview[pos : pos + n]).digest() if check else ref.chunk.raw
             if n != ref.raw_length or actual != ref.chunk.raw:
+                if not check:  # the error says what the frame decoded to, not the id again
+                    actual = blake3.blake3(oview[pos : pos + n]).digest()
                 raise IntegrityError(
                     f"chunk {ref.chunk} in pack {ref.pack} at offset {ref.offset} is corrupt: "
                     f"expected hash {ref.chunk.hex} ({ref.raw_length} bytes) but got "

@@ -1,5 +1,5 @@
 """Ctrl-C: sync and publish stop at the next check (the flag of zoostore.core.cancel), exit 130,
-leave no temp files, and a second sync resumes from the verified prefix a stopped read kept."""
+leave no temp files, and a second sync resumes from the prefix a stopped read kept (checked again on use)."""
 
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def test_interrupted_sync_stops_cleans_up_and_resumes(http_store: Any, tmp_path:
         done = [f for f in cache_blobs.rglob("*") if f.is_file()]
         assert len(done) < 2  # it stopped instead of finishing the downloads
         partial = [f for f in (tmp_path / "cache" / "partial").rglob("*") if f.is_file()]
-        assert partial, "the verified prefix was not kept"
+        assert partial, "the decoded prefix was not kept"
         kept = sum(f.stat().st_size for f in partial)
 
         again = subprocess.run([sys.executable, "-m", "zoostore", "sync", "--json"], cwd=proj, env=env,

@@ -4,8 +4,9 @@ Python delivers SIGINT to the main thread only, as KeyboardInterrupt, while work
 (downloads, uploads, encoders) keep going and `ThreadPoolExecutor.__exit__` waits for them.
 So the code that waits on a pool wraps the wait in `on_interrupt()`: the flag is set before the
 pool is joined, every worker's next `check()` raises `Interrupted`, pending work is skipped,
-and the command stops within about one request's time. What a stopped sync has verified stays
-usable (the cache keeps the verified prefix of a partial file; see `storage.cache`).
+and the command stops within about one request's time. What a stopped sync has read stays
+usable (the cache keeps the decoded prefix of a partial file, checked again when resumed; see
+`storage.cache`).
 """
 
 from __future__ import annotations

@@ -95,8 +95,9 @@ class LocalIndex:
 
 
 def partial_chunks(partial: Path, recipe: Recipe) -> dict[Digest, LocalChunk]:
-    """The chunks a kept partial file holds whole (its prefix); the reader verifies each before
-    use, so a damaged partial file costs a download, never wrong bytes."""
+    """The chunks a kept partial file holds whole (its prefix); the reader's whole-file hash
+    checks them, and after a mismatch each is verified on its own (BlobStore.get_file), so a
+    damaged partial file costs a download, never wrong bytes."""
     try:
         size = partial.stat().st_size
     except OSError:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -133,6 +134,26 @@ def test_repair_rebuilds_a_deleted_recipe_and_says_what_it_could_not(zoo: Store,
     out = fresh.blobs.get_file(a, tmp_path / "a.bin")
     assert Digest.of(out.read_bytes()) == a
     assert blob_key(c) not in keys(zoo, "blobs/")
+
+
+def test_read_data_finds_a_recipe_that_misplaces_chunks_and_repair_rebuilds_it(zoo: Store, tmp_path: Path) -> None:
+    # A damaged (or hostile) recipe: its frames exist and its checksum holds, but it names the
+    # wrong chunk at two places of a pack. Only the pack footers can tell.
+    a = _blob(zoo, "m", "1.0.0", "a.bin")
+    recipe = zoo.blobs.recipe(a)
+    assert len(recipe.chunks) >= 2
+    first, second = recipe.chunks[:2]
+    lying = replace(recipe, chunks=(replace(first, chunk=second.chunk), replace(second, chunk=first.chunk),
+                                    *recipe.chunks[2:]))
+    zoo.backend.put(blob_key(a), lying.encode())
+    assert verify_store(open_store(zoo.url)).problems == []  # without reading packs: unseen
+    report = verify_store(open_store(zoo.url), read_data=True)
+    assert _kinds(report) == ["recipe-mismatch"]
+    assert report.problems[0].obj == blob_key(a) and str(first.chunk) in report.problems[0].message
+    repaired = verify_store(open_store(zoo.url), read_data=True, repair=True)
+    assert any(str(a) in r and "rebuilt" in r for r in repaired.repaired)
+    assert verify_store(open_store(zoo.url), read_data=True).problems == []
+    assert Digest.of(open_store(zoo.url).blobs.get_file(a, tmp_path / "a.bin").read_bytes()) == a
 
 
 def test_repair_alone_makes_a_report_ok(zoo: Store) -> None:

@@ -6,7 +6,9 @@ Checks, cheapest first (restic's `check` is the model):
    names lies inside that pack;
 3. with `read_data` (or a subset n/m of the packs), every pack is downloaded, its id re-hashed,
    its footer parsed, and every frame decoded and re-hashed against its chunk id; recipes that
-   name a bad or missing chunk are reported with the blob they break. A delta frame is checked
+   name a bad or missing chunk are reported with the blob they break, and so are recipes that
+   place a chunk where the pack's footer has another chunk or another length (a damaged or
+   hostile recipe: a whole-file read still refuses wrong bytes, but `repair` rebuilds it). A delta frame is checked
    after every pack was read, against its base (located by a recipe or a footer, fetched and
    verified like any chunk); a bad base breaks every file whose delta frames use it.
 
@@ -113,7 +115,7 @@ def verify_store(store: Store, *, read_data: bool = False, subset: tuple[int, in
 
     # 3. read data
     if read_data or subset:
-        _read_data(store, packs, recipes, subset, report, progress)
+        _read_data(store, packs, recipes, subset, report, progress, broken_blobs)
 
     for info in find_leftovers(store, grace=store.config.grace_seconds, now=time.time()):  # no probe write: verify also runs read-only
         report.leftovers.append(f"{info.key} ({info.size} bytes)")
@@ -183,9 +185,10 @@ def _whole_recipe(store: Store, blob: Digest, memo: dict[Digest, Recipe | Recipe
 
 
 def _read_data(store: Store, packs: dict[Digest, int], recipes: dict[Digest, Recipe],
-               subset: tuple[int, int] | None, report: VerifyReport, progress: Progress) -> None:
+               subset: tuple[int, int] | None, report: VerifyReport, progress: Progress,
+               broken_blobs: set[Digest]) -> None:
     """Decode and check every frame of the packs (or the n-th of m slices of them), then name
-    the blobs that use a corrupt chunk."""
+    the blobs that use a corrupt chunk, or whose recipe disagrees with a footer read."""
     bad_chunks: set[Digest] = set()
     ordered = sorted(packs)
     if subset:
@@ -194,15 +197,28 @@ def _read_data(store: Store, packs: dict[Digest, int], recipes: dict[Digest, Rec
     progress.start("verify packs", sum(packs[p] for p in ordered))
     deferred: list[tuple[str, PackEntry, bytes]] = []
     located: dict[Digest, ChunkRef] = {}
+    footers: dict[tuple[Digest, int], tuple[Digest, int, int]] = {}  # (pack, offset) -> (chunk, length, raw)
     for pack in ordered:
-        _read_pack(store, pack, report, bad_chunks, deferred, located)
+        _read_pack(store, pack, report, bad_chunks, deferred, located, footers)
         progress.advance("verify packs", packs[pack])
     progress.done("verify packs")
     _check_deltas(store, deferred, recipes, located, report, bad_chunks)
+    footed = {pack for pack, _ in footers}  # packs read whose footer parsed
     for blob, recipe in recipes.items():
         hit = next((r for r in recipe.refs if r.chunk in bad_chunks), None)
         if hit is not None:
             report.add("bad-chunk", blob_key(blob), f"blob {blob} uses corrupt chunk {hit.chunk} in pack {hit.pack}")
+        wrong = next((r for r in recipe.refs if r.pack in footed
+                      and footers.get((r.pack, r.offset)) != (r.chunk, r.length, r.raw_length)), None)
+        if wrong is not None:
+            there = footers.get((wrong.pack, wrong.offset))
+            has = "no frame starting there" if there is None else \
+                f"chunk {there[0]} ({there[1]} bytes, {there[2]} raw) there"
+            report.add("recipe-mismatch", blob_key(blob),
+                       f"blob {blob}: its recipe places chunk {wrong.chunk} ({wrong.length} bytes, {wrong.raw_length} raw) "
+                       f"at offset {wrong.offset} of pack {wrong.pack}, whose footer has {has}: the recipe is damaged; "
+                       f"'zoostore verify --repair' rebuilds it")
+            broken_blobs.add(blob)
 
 
 def _entries(data: bytes, key: str) -> list[PackEntry]:
@@ -213,8 +229,10 @@ def _entries(data: bytes, key: str) -> list[PackEntry]:
 
 
 def _read_pack(store: Store, pack: Digest, report: VerifyReport, bad_chunks: set[Digest],
-               deferred: list[tuple[str, PackEntry, bytes]], located: dict[Digest, ChunkRef]) -> None:
-    """Check one pack's frames; its delta frames go to `deferred`, its chunks to `located`."""
+               deferred: list[tuple[str, PackEntry, bytes]], located: dict[Digest, ChunkRef],
+               footers: dict[tuple[Digest, int], tuple[Digest, int, int]]) -> None:
+    """Check one pack's frames; its delta frames go to `deferred`, its chunks to `located` and
+    its footer's entries to `footers`."""
     key = pack_key(pack)
     try:
         data = store.backend.get(key)
@@ -231,6 +249,7 @@ def _read_pack(store: Store, pack: Digest, report: VerifyReport, bad_chunks: set
     delta_chunks = {e.chunk for e, _ in deltas}
     entries = _entries(data, key)
     for e in entries:
+        footers[pack, e.offset] = (e.chunk, e.length, e.raw_length)
         if e.chunk not in delta_chunks:
             located.setdefault(e.chunk, ChunkRef(e.chunk, e.raw_length, pack, e.offset, e.length))
     report.chunks_read += len(entries)

@@ -20,7 +20,7 @@ from zoostore.core.errors import (
 )
 from zoostore.documents.manifest import Manifest, manifest_key
 from zoostore.core.names import check_relpath, normalize_arch
-from zoostore.ops.publish import publish
+from zoostore.ops.publish import plan_publish, publish
 from zoostore.repository import init_store, open_store
 from zoostore.storage.pack import pack_key
 
@@ -181,6 +181,25 @@ def test_a_changed_file_whose_earlier_chunks_sit_in_a_lost_pack_is_stored_anew(
         assert all((root / pack_key(pack)).is_file() for pack in fresh.blobs.recipe(entry.blob).packs)
     assert verify_store(fresh).problems
     assert r.new_stored_bytes > 0
+
+
+def test_a_new_model_whose_name_differs_from_an_existing_one_only_in_case_is_refused(
+        zoo, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    # On macOS and Windows manifests/Yolo.toml is manifests/yolo.toml (and so are consumers'
+    # model folders): the second name is refused before anything is uploaded.
+    publish(zoo, "yolo", "1.0.0", [write_model(tmp_path / "a")], check=False)
+    with pytest.raises(UsageError, match="differ only in case.*Publish as 'yolo'"):
+        publish(zoo, "Yolo", "1.0.0", [write_model(tmp_path / "b", seed=2)], check=False)
+    assert zoo.models() == ["yolo"]
+    assert cli(["publish", zoo.url, "YOLO", "1.1.0", str(tmp_path / "b"), "--no-check"]) == 2
+    assert "differ only in case" in capsys.readouterr().err
+    # The commit checks again (a publish planned before the other model existed).
+    plan = plan_publish(zoo, "MiDaS", "1.0.0", [tmp_path / "b"])
+    publish(zoo, "midas", "1.0.0", [write_model(tmp_path / "c", seed=3)], check=False)
+    with pytest.raises(UsageError, match="differ only in case"):
+        plan.upload()
+        plan.commit()
+    assert sorted(zoo.models()) == ["midas", "yolo"]
 
 
 def test_date_like_prerelease_warns_and_suggests_build_metadata(zoo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -29,6 +29,7 @@ from zoostore.core.errors import (
     ReadOnlyError,
     StoreExistsError,
     StoreNotFoundError,
+    UsageError,
 )
 from zoostore.core.names import check_model_name, host_arch
 from zoostore.core.progress import Progress
@@ -87,6 +88,17 @@ class Store:
             if name.endswith(".toml") and "/" not in name:
                 names.append(name[: -len(".toml")])
         return sorted(names)
+
+    def check_new_model(self, model: str) -> None:
+        """UsageError if the store has a model whose name differs from `model`, a model it does
+        not have yet, only in case: on case-insensitive file systems (macOS, Windows) their
+        manifests, cache folders and consumers' model folders would be the same."""
+        clash = [m for m in self.models() if m != model and m.casefold() == model.casefold()]
+        if clash:
+            raise UsageError(
+                f"model {model!r} would be new in {self.url}, which has the model {clash[0]!r}: names that "
+                f"differ only in case collide on case-insensitive file systems (macOS, Windows), in the "
+                f"store and in consumers' folders. Publish as {clash[0]!r}, or choose another name")
 
     def _indexed_models(self) -> list[str]:
         try:
@@ -216,6 +228,8 @@ class Store:
                 old, token = current
             else:
                 old, token = self.manifest_versioned(model)
+            if old is None:
+                self.check_new_model(model)
             new = change(old)
             if new is None or new == old:
                 if attempt == 0 and current is not None:

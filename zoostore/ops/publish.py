@@ -399,6 +399,8 @@ def plan_publish(
     warnings = [w for w in (semver.date_prerelease_hint(version), store.cas_warning()) if w]
     base = store.manifest_versioned(model)
     current = base[0]
+    if current is None:
+        store.check_new_model(model)  # again at the commit, which a concurrent publisher may precede
     requested, version = version, _canonical_version(current, model, version)
     hidden: list[str] = []
     files = collect_files(paths, follow_symlinks=follow_symlinks, skipped=hidden)

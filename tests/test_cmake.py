@@ -182,3 +182,40 @@ def test_demo_cross_builds_for_aarch64_and_runs_under_qemu(consumer: Path, tmp_p
     x = ((np.arange(16) % 13 - 6) / 4).astype(np.float32).reshape(1, 16)
     session = ort.InferenceSession(str(consumer.parent / "model.onnx"), providers=["CPUExecutionProvider"])
     np.testing.assert_allclose(got, session.run(None, {"x": x})[0].reshape(-1), rtol=1e-5, atol=1e-6)
+
+
+def sync_only_project(tmp_path: Path) -> Path:
+    """A CMake project that only runs zoostore_sync(), locked to a store holding one small file."""
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "labels.txt").write_text("cat\ndog\n")
+    zoostore("init", str(tmp_path / "store"))
+    zoostore("publish", str(tmp_path / "store"), "labels", "1.0.0", str(tmp_path / "files"))
+    project = tmp_path / "app"
+    project.mkdir()
+    (project / "zoo.toml").write_text(f'store = "{tmp_path / "store"}"\n[models]\nlabels = "^1.0"\n')
+    (project / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.19)\nproject(app NONE)\nfind_package(zoostore CONFIG REQUIRED)\n"
+        "zoostore_sync()\n")
+    zoostore("lock", "--project", str(project))
+    return project
+
+
+def test_configure_says_what_sync_placed(tmp_path: Path) -> None:
+    project = sync_only_project(tmp_path)
+    proc = cmake_configure(project, tmp_path / "build")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "-- zoostore sync: 1 placed, 0 unchanged, 0 removed" in proc.stdout
+    proc = cmake_configure(project, tmp_path / "build")
+    assert "-- zoostore sync: 0 placed, 1 unchanged, 0 removed" in proc.stdout
+
+
+def test_configure_shows_zoostores_error_as_text_not_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store is gone and the cache is cold: the configure fails with the error's message."""
+    project = sync_only_project(tmp_path)
+    shutil.rmtree(tmp_path / "store")
+    monkeypatch.setenv("ZOOSTORE_CACHE", str(tmp_path / "cold-cache"))
+    proc = cmake_configure(project, tmp_path / "build")
+    assert proc.returncode != 0
+    err = " ".join(proc.stderr.split())  # CMake wraps messages
+    assert "zoostore sync failed (exit 6)" in err and "no zoostore store at" in err
+    assert '{"error"' not in err and '"kind"' not in err

@@ -705,3 +705,10 @@ def test_cli_build_says_why_aarch64_test_data_was_not_run(tmp_path: Path, capsys
     assert "1/1 test data set(s) match TVM" in out
     if "aarch64" in targets:
         assert "test data not run on aarch64: $ZOOSTORE_TVM_AARCH64_RUNTIME" in out
+
+
+def test_model_version_is_written_in_its_canonical_form(tmp_path: Path) -> None:
+    src = model_dir(tmp_path, "mlp", hm.mlp(1), hm.MLP_IO)
+    [result] = build_model(src, targets=["x86_64"], out=tmp_path / "out", version="v1.2.0")
+    assert result.record.model_version == "1.2.0"
+    assert 'version[] = "1.2.0";' in (tmp_path / "out" / "x86_64" / "mlp_config.hpp").read_text()

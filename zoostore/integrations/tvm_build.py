@@ -271,7 +271,7 @@ def build_model(
         raise UsageError("build needs at least one --target (x86_64, aarch64)")
     archs = list({a.name: a for a in archs}.values())
     if version:
-        parse_version(version)
+        version = str(parse_version(version))  # v1.2.0 and =1.2.0 are 1.2.0, in build.toml and the header
     model = Path(model)
     network, desc = find_network(model)
     model_dir = network.parent if model.is_file() else model

@@ -438,8 +438,8 @@ def _run_data_sets(library: Path, network: Path, inputs: Sequence[TensorSpec], o
     if problems:
         raise BuildError(f"build {label} for {arch}: the compiled library does not reproduce the model's test data: "
                          + "; ".join(problems[:5]) + f". The output folder was left as it was. Run 'zoostore check "
-                         f"{label}': if onnxruntime fails the test data too, the data is stale (make it again from "
-                         "this network); if not, TVM computes this model differently from onnxruntime")
+                         f"{label}': if it fails the test data too, the data is wrong or stale (fix it, or make it "
+                         "again from this network); if not, TVM computes this model differently from onnxruntime")
     note = [f"{len(skipped)} set(s) skipped: input shapes differ from the build's"] if skipped else []
     tested.update(passed=results.passed, found=results.found, skipped=len(skipped))  # into build.toml
     return results.detail + note

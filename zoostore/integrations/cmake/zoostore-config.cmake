@@ -6,11 +6,12 @@
 #       configure with zoostore's own message. Records the destination it placed files under in
 #       ZOOSTORE_DEST, zoo.toml's layout in ZOOSTORE_LAYOUT, and re-runs the configure when
 #       zoo.toml or zoo.lock change.
-#   zoostore_model_dir(<out-var> MODEL <name> [ARCH <arch>])
+#   zoostore_model_dir(<out-var> MODEL <name> [ARCH <arch>] [HEADER <var>] [NAMESPACE <var>])
 #       The directory of a model's files for an arch: the layout without its {path}, filled in
 #       ({dest}/{model}/{arch} by default, {dest}/{model} with layout = "{model}/{path}", where
 #       ARCH changes nothing); the arch defaults to ZOOSTORE_ARCH, else the one
-#       CMAKE_SYSTEM_PROCESSOR names (x86_64, aarch64).
+#       CMAKE_SYSTEM_PROCESSOR names (x86_64, aarch64). HEADER and NAMESPACE receive the file
+#       name of the <name>_config.hpp `zoostore build` wrote there and its C++ namespace.
 #
 # ZOOSTORE_EXECUTABLE: the zoostore command (found on PATH by default); may be a list such as
 # "/usr/bin/python3;-m;zoostore".
@@ -138,9 +139,10 @@ function(zoostore_sync)
 endfunction()
 
 function(zoostore_model_dir out)
-  cmake_parse_arguments(PARSE_ARGV 1 ZM "" "MODEL;ARCH" "")
+  cmake_parse_arguments(PARSE_ARGV 1 ZM "" "MODEL;ARCH;HEADER;NAMESPACE" "")
   if(NOT ZM_MODEL OR ZM_UNPARSED_ARGUMENTS)
-    message(FATAL_ERROR "zoostore_model_dir: usage zoostore_model_dir(<out-var> MODEL <name> [ARCH <arch>])")
+    message(FATAL_ERROR "zoostore_model_dir: usage zoostore_model_dir(<out-var> MODEL <name> [ARCH <arch>] "
+                        "[HEADER <var>] [NAMESPACE <var>])")
   endif()
   if(NOT ZOOSTORE_DEST)
     message(FATAL_ERROR "zoostore_model_dir: no destination known; call zoostore_sync() first")
@@ -167,4 +169,21 @@ function(zoostore_model_dir out)
                         "zoo.toml and locked for arch '${ZM_ARCH}'? (run `zoostore lock`, then configure again)")
   endif()
   set(${out} "${dir}" PARENT_SCOPE)
+  if(ZM_HEADER OR ZM_NAMESPACE)
+    # The header's name comes from `zoostore build --name` (or the model's folder), not from the
+    # name the model is published under, and a C++ identifier has no '-': read it from the files.
+    file(GLOB headers RELATIVE "${dir}" "${dir}/*_config.hpp")
+    list(LENGTH headers count)
+    if(NOT count EQUAL 1)
+      message(FATAL_ERROR "zoostore_model_dir: expected one <name>_config.hpp (written by `zoostore build`) "
+                          "in ${dir}, found ${count} ${headers}: is '${ZM_MODEL}' a TVM build from zoostore build?")
+    endif()
+    string(REGEX REPLACE "_config\\.hpp$" "" ident "${headers}")
+    if(ZM_HEADER)
+      set(${ZM_HEADER} "${headers}" PARENT_SCOPE)
+    endif()
+    if(ZM_NAMESPACE)
+      set(${ZM_NAMESPACE} "zoostore::models::${ident}" PARENT_SCOPE)
+    endif()
+  endif()
 endfunction()

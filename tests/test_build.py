@@ -712,3 +712,15 @@ def test_model_version_is_written_in_its_canonical_form(tmp_path: Path) -> None:
     [result] = build_model(src, targets=["x86_64"], out=tmp_path / "out", version="v1.2.0")
     assert result.record.model_version == "1.2.0"
     assert 'version[] = "1.2.0";' in (tmp_path / "out" / "x86_64" / "mlp_config.hpp").read_text()
+
+
+def test_an_output_that_is_a_file_is_refused_before_compiling(tmp_path: Path) -> None:
+    src = model_dir(tmp_path, "mlp", hm.mlp(1), hm.MLP_IO)
+    (tmp_path / "afile").write_text("keep me")
+    with pytest.raises(UsageError, match=r"the output .*afile is a file; expected a directory .* give another --out"):
+        build_model(src, targets=["x86_64"], out=tmp_path / "afile")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "x86_64").write_text("keep me")
+    with pytest.raises(UsageError, match=r"x86_64 is a file"):
+        build_model(src, targets=["x86_64"], out=tmp_path / "out")
+    assert (tmp_path / "afile").read_text() == "keep me" and sorted(p.name for p in (tmp_path / "out").iterdir()) == ["x86_64"]

@@ -279,6 +279,10 @@ def build_model(
     header = cpp_header.header_name(model_name)
     out_root = Path(out) if out is not None else model_dir / "build"
     label = str(model)
+    for folder in (out_root, *(out_root / a.name for a in archs)):
+        if folder.exists() and not folder.is_dir():  # refused before minutes of compiling, not after
+            raise UsageError(f"build {label}: the output {folder} is a file; expected a directory (OUT holds one "
+                             "folder per arch): give another --out, or move the file away")
     for arch in archs:
         if shutil.which(arch.compiler) is None:
             pkg = "g++" if arch.compiler == "g++" else f"g++-{arch.triple}"

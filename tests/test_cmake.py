@@ -241,3 +241,15 @@ def test_demo_runs_a_model_whose_zoo_name_is_no_cpp_identifier(consumer: Path, t
     assert proc.returncode == 0, proc.stdout + proc.stderr
     run = subprocess.run([str(tmp_path / "b" / "zoo_infer")], capture_output=True, text=True)
     assert run.returncode == 0 and run.stdout.startswith("model mlp 1.0.0 for x86_64, tvm "), run.stdout + run.stderr
+
+
+def test_a_deleted_destination_is_synced_again_by_the_next_build(tmp_path: Path) -> None:
+    project = sync_only_project(tmp_path)
+    assert cmake_configure(project, tmp_path / "build").returncode == 0
+    shutil.rmtree(project / "models")
+    proc = subprocess.run(["cmake", "--build", str(tmp_path / "build")], env=env(), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "zoostore sync: 1 placed" in proc.stdout
+    assert [p.name for p in (project / "models").rglob("labels.txt")] == ["labels.txt"]
+    proc = subprocess.run(["cmake", "--build", str(tmp_path / "build")], env=env(), capture_output=True, text=True)
+    assert proc.returncode == 0 and "zoostore sync" not in proc.stdout  # nothing changed: no configure

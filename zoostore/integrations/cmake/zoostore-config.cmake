@@ -136,6 +136,11 @@ function(zoostore_sync)
       set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS "${root}/${f}")
     endif()
   endforeach()
+  # sync's state file: a destination deleted (or re-synced by hand) re-runs the configure too,
+  # so `cmake --build` puts the models back instead of building against a missing folder.
+  if(EXISTS "${dest}/.zoostore-state.json")
+    set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS "${dest}/.zoostore-state.json")
+  endif()
 endfunction()
 
 function(zoostore_model_dir out)

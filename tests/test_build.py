@@ -626,3 +626,102 @@ def test_build_runs_test_data_through_the_aarch64_library_under_qemu(tmp_path: P
     (folder / "output_0.pb").write_bytes(numpy_helper.from_array(want + 0.01, "probs").SerializeToString())
     with pytest.raises(BuildError, match="does not reproduce the model's test data"):
         build_model(src, targets=["aarch64"], out=tmp_path / "out2")
+
+
+# --- what a failed build leaves, and what its errors say ---------------------------------------------
+
+
+def test_a_build_failing_its_test_data_leaves_the_output_folder_as_it_was(tmp_path: Path) -> None:
+    """A rebuild whose library fails the test data must not leave the new library beside the old
+    build.toml (publish would take the pair): every file of OUT/<arch>/ moves in only at the end."""
+    from onnx import numpy_helper
+
+    src = model_dir(tmp_path, "mlp", hm.mlp(1), (hm.MLP_IO[0], hm.MLP_IO[1]))
+    x = np.random.default_rng(5).standard_normal((1, 16)).astype(np.float32)
+    [want] = onnx_reference(src / "model.onnx", {"x": x})
+    (src / "test_data_set_0").mkdir()
+    (src / "test_data_set_0" / "input_0.pb").write_bytes(numpy_helper.from_array(x, "x").SerializeToString())
+    (src / "test_data_set_0" / "output_0.pb").write_bytes(numpy_helper.from_array(want, "probs").SerializeToString())
+    out = tmp_path / "out"
+    build_model(src, targets=["x86_64"], out=out)
+    before = {p.name: p.read_bytes() for p in (out / "x86_64").iterdir()}
+    onnx.save(hm.mlp(2), src / "model.onnx")  # other weights: the old test data no longer matches
+    with pytest.raises(BuildError) as info:
+        build_model(src, targets=["x86_64"], out=out)
+    assert {p.name: p.read_bytes() for p in (out / "x86_64").iterdir()} == before
+    assert sorted(p.name for p in out.iterdir()) == ["x86_64"]  # no staging folder left behind
+    message = str(info.value)
+    assert "for x86_64: the compiled library does not reproduce the model's test data" in message
+    assert "left as it was" in message and "zoostore check" in message
+
+
+@pytest.mark.parametrize(("content", "says"), [
+    (b"this is not onnx\n", "is not a readable ONNX model: Error parsing message"),
+    (b"", "is not an ONNX model: it holds no graph (0 bytes)"),
+])
+def test_a_network_that_is_not_onnx_is_named_with_what_to_do(tmp_path: Path, content: bytes, says: str) -> None:
+    from zoostore.integrations.onnx_check import check_model
+
+    src = model_dir(tmp_path, "mlp", hm.mlp(1), hm.MLP_IO)
+    (src / "model.onnx").write_bytes(content)
+    with pytest.raises(BuildError) as info:
+        build_model(src, targets=["x86_64"], out=tmp_path / "out")
+    message = str(info.value)
+    assert message.startswith(f"build {src} failed at step 'import': {src / 'model.onnx'} {says}")
+    assert "expected a serialized ONNX ModelProto" in message
+    assert not (tmp_path / "out").exists()
+    report = check_model(src / "model.onnx")
+    assert [p for p in report.problems if says in p] and len(report.problems) == 1, report.problems
+
+
+def test_unsupported_operator_says_what_to_do(tmp_path: Path) -> None:
+    src = model_dir(tmp_path, "lstm", lstm_model())
+    with pytest.raises(BuildError) as info:
+        build_model(src, targets=["x86_64"], out=tmp_path / "out")
+    assert "cannot convert these operators: re-export the network without them" in str(info.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_targets_separated_by_commas_get_a_hint() -> None:
+    with pytest.raises(UsageError, match="give several as --target x86_64 aarch64"):
+        parse_arch("x86_64,aarch64")
+
+
+def test_cli_build_says_why_aarch64_test_data_was_not_run(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from onnx import numpy_helper
+
+    src = model_dir(tmp_path, "mlp", hm.mlp(1), (hm.MLP_IO[0], hm.MLP_IO[1]))
+    x = np.zeros((1, 16), np.float32)
+    [want] = onnx_reference(src / "model.onnx", {"x": x})
+    (src / "test_data_set_0").mkdir()
+    (src / "test_data_set_0" / "input_0.pb").write_bytes(numpy_helper.from_array(x, "x").SerializeToString())
+    (src / "test_data_set_0" / "output_0.pb").write_bytes(numpy_helper.from_array(want, "probs").SerializeToString())
+    monkeypatch.setattr(tvm_build.platform, "machine", lambda: "x86_64")
+    monkeypatch.setenv("ZOOSTORE_TVM_AARCH64_RUNTIME", str(tmp_path / "no-runtime"))
+    targets = ["x86_64", "aarch64"] if shutil.which("aarch64-linux-gnu-g++") else ["x86_64"]
+    assert main(["build", str(src), "-t", *targets, "-o", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert "1/1 test data set(s) match TVM" in out
+    if "aarch64" in targets:
+        assert "test data not run on aarch64: $ZOOSTORE_TVM_AARCH64_RUNTIME" in out
+
+
+def test_model_version_is_written_in_its_canonical_form(tmp_path: Path) -> None:
+    src = model_dir(tmp_path, "mlp", hm.mlp(1), hm.MLP_IO)
+    [result] = build_model(src, targets=["x86_64"], out=tmp_path / "out", version="v1.2.0")
+    assert result.record.model_version == "1.2.0"
+    assert 'version[] = "1.2.0";' in (tmp_path / "out" / "x86_64" / "mlp_config.hpp").read_text()
+
+
+def test_an_output_that_is_a_file_is_refused_before_compiling(tmp_path: Path) -> None:
+    src = model_dir(tmp_path, "mlp", hm.mlp(1), hm.MLP_IO)
+    (tmp_path / "afile").write_text("keep me")
+    with pytest.raises(UsageError, match=r"the output .*afile is a file; expected a directory .* give another --out"):
+        build_model(src, targets=["x86_64"], out=tmp_path / "afile")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "x86_64").write_text("keep me")
+    with pytest.raises(UsageError, match=r"x86_64 is a file"):
+        build_model(src, targets=["x86_64"], out=tmp_path / "out")
+    assert (tmp_path / "afile").read_text() == "keep me"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["x86_64"]

@@ -85,3 +85,11 @@ def test_cli_reports_data_sets(model: Path, capsys: pytest.CaptureFixture[str]) 
     doc = json.loads(capsys.readouterr().out)
     assert doc["files"][0]["data_sets"] == {"passed": 1, "found": 1}
     assert load_data_set(model.parent / "test_data_set_0", ["x"], ["probs"]).inputs["x"].shape == (2, 16)
+
+
+def test_a_set_that_was_not_compared_claims_no_difference(model: Path) -> None:
+    (model.parent / "test_data_set_0").mkdir()  # empty: nothing to compare
+    report = check_model(model)
+    assert any("test_data_set_0: a test data set needs input_K.pb and output_K.pb" in p for p in report.problems)
+    detail = next(s.detail for s in report.steps if s.step == "data")
+    assert detail == "0/1 test data set(s) match onnxruntime", detail

@@ -45,11 +45,11 @@ def zoostore(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess
     return proc
 
 
-def cmake_configure(project: Path, build: Path) -> subprocess.CompletedProcess[str]:
+def cmake_configure(project: Path, build: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     cmake_dir = zoostore("cmake-dir").stdout.strip()
     return subprocess.run(
         ["cmake", "-S", str(project), "-B", str(build), f"-DCMAKE_PREFIX_PATH={cmake_dir}",
-         f"-DZOOSTORE_EXECUTABLE={sys.executable};-m;zoostore", f"-DPython3_EXECUTABLE={sys.executable}"],
+         f"-DZOOSTORE_EXECUTABLE={sys.executable};-m;zoostore", f"-DPython3_EXECUTABLE={sys.executable}", *extra],
         env=env(), capture_output=True, text=True)
 
 
@@ -114,7 +114,9 @@ def test_model_dir_for_an_unsynced_arch_fails_the_configure(consumer: Path, tmp_
     project = tmp_path / "arch"
     shutil.copytree(consumer, project, ignore=shutil.ignore_patterns("build", "models"))
     lists = project / "CMakeLists.txt"
-    lists.write_text(lists.read_text().replace('MODEL "${ZOO_MODEL}")', 'MODEL "${ZOO_MODEL}" ARCH aarch64)'))
+    text = lists.read_text()
+    assert 'MODEL "${ZOO_MODEL}" HEADER' in text
+    lists.write_text(text.replace('MODEL "${ZOO_MODEL}" HEADER', 'MODEL "${ZOO_MODEL}" ARCH aarch64 HEADER'))
     proc = cmake_configure(project, tmp_path / "build")
     assert proc.returncode != 0
     err = " ".join(proc.stderr.split())  # CMake wraps messages
@@ -182,3 +184,72 @@ def test_demo_cross_builds_for_aarch64_and_runs_under_qemu(consumer: Path, tmp_p
     x = ((np.arange(16) % 13 - 6) / 4).astype(np.float32).reshape(1, 16)
     session = ort.InferenceSession(str(consumer.parent / "model.onnx"), providers=["CPUExecutionProvider"])
     np.testing.assert_allclose(got, session.run(None, {"x": x})[0].reshape(-1), rtol=1e-5, atol=1e-6)
+
+
+def sync_only_project(tmp_path: Path) -> Path:
+    """A CMake project that only runs zoostore_sync(), locked to a store holding one small file."""
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "labels.txt").write_text("cat\ndog\n")
+    zoostore("init", str(tmp_path / "store"))
+    zoostore("publish", str(tmp_path / "store"), "labels", "1.0.0", str(tmp_path / "files"))
+    project = tmp_path / "app"
+    project.mkdir()
+    (project / "zoo.toml").write_text(f'store = "{tmp_path / "store"}"\n[models]\nlabels = "^1.0"\n')
+    (project / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.19)\nproject(app NONE)\nfind_package(zoostore CONFIG REQUIRED)\n"
+        "zoostore_sync()\n")
+    zoostore("lock", "--project", str(project))
+    return project
+
+
+def test_configure_says_what_sync_placed(tmp_path: Path) -> None:
+    project = sync_only_project(tmp_path)
+    proc = cmake_configure(project, tmp_path / "build")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "-- zoostore sync: 1 placed, 0 unchanged, 0 removed" in proc.stdout
+    proc = cmake_configure(project, tmp_path / "build")
+    assert "-- zoostore sync: 0 placed, 1 unchanged, 0 removed" in proc.stdout
+
+
+def test_configure_shows_zoostores_error_as_text_not_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store is gone and the cache is cold: the configure fails with the error's message."""
+    project = sync_only_project(tmp_path)
+    shutil.rmtree(tmp_path / "store")
+    monkeypatch.setenv("ZOOSTORE_CACHE", str(tmp_path / "cold-cache"))
+    proc = cmake_configure(project, tmp_path / "build")
+    assert proc.returncode != 0
+    err = " ".join(proc.stderr.split())  # CMake wraps messages
+    assert "zoostore sync failed (exit 6)" in err and "no zoostore store at" in err
+    assert '{"error"' not in err and '"kind"' not in err
+
+
+def test_demo_runs_a_model_whose_zoo_name_is_no_cpp_identifier(consumer: Path, tmp_path: Path) -> None:
+    """Published as `my-mlp`, built as `mlp`: zoostore_model_dir(HEADER, NAMESPACE) reads the header's
+    name from the synced files (a '-' in `<model>_config.hpp` used to fail the compile)."""
+    store = consumer.parent / "store"
+    zoostore("build", str(consumer.parent / "src"), "--target", "x86_64", "--model-version", "1.0.0",
+             "--name", "mlp", "--out", str(tmp_path / "built"), "-q")
+    zoostore("publish", str(store), "my-mlp", "1.0.0", str(tmp_path / "built" / "x86_64"), "--arch", "x86_64", "--no-check")
+    project = tmp_path / "dash"
+    shutil.copytree(consumer, project, ignore=shutil.ignore_patterns("build", "models", "zoo.lock"))
+    toml = project / "zoo.toml"
+    toml.write_text(toml.read_text().replace('mlp = "^1.0"', 'my-mlp = "^1.0"'))
+    zoostore("lock", "--project", str(project))
+    proc = cmake_configure(project, tmp_path / "b", "-DZOO_MODEL=my-mlp")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = subprocess.run(["cmake", "--build", str(tmp_path / "b")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run = subprocess.run([str(tmp_path / "b" / "zoo_infer")], capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout.startswith("model mlp 1.0.0 for x86_64, tvm "), run.stdout + run.stderr
+
+
+def test_a_deleted_destination_is_synced_again_by_the_next_build(tmp_path: Path) -> None:
+    project = sync_only_project(tmp_path)
+    assert cmake_configure(project, tmp_path / "build").returncode == 0
+    shutil.rmtree(project / "models")
+    proc = subprocess.run(["cmake", "--build", str(tmp_path / "build")], env=env(), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "zoostore sync: 1 placed" in proc.stdout
+    assert [p.name for p in (project / "models").rglob("labels.txt")] == ["labels.txt"]
+    proc = subprocess.run(["cmake", "--build", str(tmp_path / "build")], env=env(), capture_output=True, text=True)
+    assert proc.returncode == 0 and "zoostore sync" not in proc.stdout  # nothing changed: no configure

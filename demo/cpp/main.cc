@@ -23,7 +23,7 @@
 #include <vector>
 
 namespace ffi = tvm::ffi;
-namespace model = zoostore::models::ZOO_MODEL_NAMESPACE;
+namespace model = ZOO_MODEL_NAMESPACE;
 using ffi::Tensor;
 
 namespace {

@@ -66,6 +66,9 @@ def run(args: argparse.Namespace) -> int:
         size = r.library.stat().st_size
         steps = ", ".join(f"{s.step.split()[0]} {s.seconds:.2f} s" for s in r.steps)
         print(f"{r.arch:<8} {r.library}  {human_bytes(size)}  ({steps})")
+        for s in r.steps:  # what the test data gave, or why it was not run (aarch64 without qemu...)
+            if s.step.startswith("test data") and s.detail:
+                print(f"         {s.detail}")
     if results:
         req = results[0].record.requires
         print(f"requires: {', '.join(f'{k} {v}' for k, v in req.items())}  (TVM {results[0].record.tvm_version})")

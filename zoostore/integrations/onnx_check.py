@@ -192,6 +192,23 @@ def graph_nodes(model: Any) -> tuple[list[TensorSpec], list[TensorSpec]]:
     return inputs, outputs
 
 
+def read_model(path: Path, *, external_data: bool) -> Any:
+    """The ModelProto in `path`, or ValueError saying why the file is not an ONNX model.
+    Protobuf decodes what it can: an empty file is an empty ModelProto, so a model with
+    neither nodes nor outputs is refused too, instead of failing later as "IR version 0"."""
+    onnx = _import("onnx")
+    try:
+        model = onnx.load(str(path), load_external_data=external_data)
+    except Exception as exc:  # protobuf DecodeError, OSError: all mean "not an ONNX file"
+        raise ValueError(f"{path} is not a readable ONNX model: {_text(exc)}; expected a serialized ONNX "
+                         "ModelProto: export the network again") from exc
+    if not model.graph.node and not model.graph.output:
+        size = path.stat().st_size
+        raise ValueError(f"{path} is not an ONNX model: it holds no graph ({size} bytes); expected a serialized "
+                         "ONNX ModelProto: export the network again")
+    return model
+
+
 def find_onnx_files(paths: Iterable[Path | str]) -> list[Path]:
     """Files named on the command line; for a model folder with a descriptor (model.toml or
     definition.yaml), the network it names; for other directories every `*.onnx` below, sorted.
@@ -276,9 +293,9 @@ def check_model(
             detail.append(f"descriptor {descriptor.path or '(given)'}")
         try:
             # External tensors stay on disk: the checker and onnxruntime read them by path.
-            model = onnx.load(str(path), load_external_data=False)
-        except Exception as exc:  # protobuf DecodeError, OSError: all mean "not an ONNX file"
-            report.problems.append(f"load: {path} is not a readable ONNX model: {_text(exc)}")
+            model = read_model(path, external_data=False)
+        except ValueError as exc:
+            report.problems.append(f"load: {exc}")
     if model is None:
         return report
 

@@ -131,7 +131,7 @@ def run_data_sets(model: Path, input_names: Sequence[str], output_names: Sequenc
     problems: list[str] = []
     detail: list[str] = []
     sets = find_data_sets(model)
-    passed, worst = 0, 0.0
+    passed, compared, worst = 0, 0, 0.0
     for folder in sets:
         try:
             data = load_data_set(folder, input_names, output_names)
@@ -143,9 +143,10 @@ def run_data_sets(model: Path, input_names: Sequence[str], output_names: Sequenc
             problems.append(f"{folder.name}: {label} run failed: {str(exc).strip().splitlines()[0][:300]}")
             continue
         found, diff = compare_outputs(data.outputs, got, rtol=rtol, atol=atol)
-        worst = max(worst, diff)
+        worst, compared = max(worst, diff), compared + 1
         problems += [f"{folder.name}: {label} {p}" for p in found]
         passed += not found
-    if sets:
-        detail.append(f"{passed}/{len(sets)} test data set(s) match {label} (largest difference {worst:.3g})")
+    if sets:  # a difference only when some set was compared: "largest difference 0" would claim a match
+        largest = f" (largest difference {worst:.3g})" if compared else ""
+        detail.append(f"{passed}/{len(sets)} test data set(s) match {label}{largest}")
     return DataSetResults(problems, detail, passed, len(sets))

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import tomli_w
 
-from zoostore.core.atomic import atomic_write, temp_name
+from zoostore.core.atomic import atomic_write
 from zoostore.core.errors import BuildError, MissingDependencyError, UsageError
 from zoostore.documents.build_record import RECORD_FILE, BuildRecord, read_build_record, tvm_requirement
 from zoostore.documents.descriptor import FILE_NAME as DESCRIPTOR_FILE
@@ -94,7 +94,8 @@ LINK_FLAGS = ("-Wl,--build-id=sha1",)
 def parse_arch(name: str) -> Arch:
     key = _ALIASES.get(name.lower(), name.lower())
     if key not in ARCHS:
-        raise UsageError(f"unknown target architecture {name!r}: expected one of {', '.join(ARCHS)}")
+        several = " (give several as --target x86_64 aarch64, not separated by commas)" if "," in name else ""
+        raise UsageError(f"unknown target architecture {name!r}: expected one of {', '.join(ARCHS)}{several}")
     return ARCHS[key]
 
 
@@ -263,14 +264,14 @@ def build_model(
     from zoostore.core.semver import parse_version
     from zoostore.integrations import cpp_header
     from zoostore.integrations.feeds import concrete_input_shapes
-    from zoostore.integrations.onnx_check import graph_nodes
+    from zoostore.integrations.onnx_check import graph_nodes, read_model
 
     archs = [parse_arch(t) for t in targets]
     if not archs:
         raise UsageError("build needs at least one --target (x86_64, aarch64)")
     archs = list({a.name: a for a in archs}.values())
     if version:
-        parse_version(version)
+        version = str(parse_version(version))  # v1.2.0 and =1.2.0 are 1.2.0, in build.toml and the header
     model = Path(model)
     network, desc = find_network(model)
     model_dir = network.parent if model.is_file() else model
@@ -278,6 +279,10 @@ def build_model(
     header = cpp_header.header_name(model_name)
     out_root = Path(out) if out is not None else model_dir / "build"
     label = str(model)
+    for folder in (out_root, *(out_root / a.name for a in archs)):
+        if folder.exists() and not folder.is_dir():  # refused before minutes of compiling, not after
+            raise UsageError(f"build {label}: the output {folder} is a file; expected a directory (OUT holds one "
+                             "folder per arch): give another --out, or move the file away")
     for arch in archs:
         if shutil.which(arch.compiler) is None:
             pkg = "g++" if arch.compiler == "g++" else f"g++-{arch.triple}"
@@ -286,18 +291,28 @@ def build_model(
                 f"apt-get install {pkg}"
             )
     tvm = _import_tvm()
-    import onnx
     import tvm_ffi
     from tvm import relax
     from tvm.relax.frontend.onnx import from_onnx
 
     steps = _Steps(label, progress)
     with steps.step("import") as detail:
-        proto = onnx.load(str(network))  # external data is read from next to the file
+        try:
+            proto = read_model(network, external_data=True)  # external data is read from next to the file
+        except ValueError as exc:
+            raise BuildError(f"build {label} failed at step 'import': {exc}") from exc
         inputs, outputs = graph_nodes(proto)
         shapes = concrete_input_shapes(inputs, desc)
         shape_dict = {name: list(s) for name, s in shapes.items()}
-        mod = from_onnx(proto, shape_dict=shape_dict, keep_params_in_input=False)
+        try:
+            mod = from_onnx(proto, shape_dict=shape_dict, keep_params_in_input=False)
+        except tvm.error.OpNotImplemented as exc:
+            tvm_text = " ".join(str(exc).split())
+            raise BuildError(
+                f"build {label} failed at step 'import': OpNotImplemented: {tvm_text}. The Relax ONNX frontend "
+                f"of TVM {tvm.__version__} cannot convert these operators: re-export the network without them "
+                "(or with them decomposed into supported ones), or publish the ONNX source without a TVM build"
+            ) from exc
         mod = relax.transform.DecomposeOpsForInference()(mod)
         in_specs = [TensorSpec(i.name, tuple(shapes[i.name]), i.dtype) for i in inputs]
         out_specs = _output_specs(mod, [o.name for o in outputs])
@@ -311,68 +326,69 @@ def build_model(
         with steps.step("compile", arch.name):
             executable = tvm.compile(mod, target=target, relax_pipeline="default", tir_pipeline="default")
         arch_dir = out_root / arch.name
-        arch_dir.mkdir(parents=True, exist_ok=True)
-        link_log: list[str] = []
-        with steps.step("export", arch.name) as detail, tempfile.TemporaryDirectory(prefix="zoostore-build-") as tmp:
-            work = Path(tmp) / _WORK_NAME
-            work.mkdir()
-            staged = arch_dir / temp_name()
-            try:
-                executable.export_library(
-                    str(staged), fcompile=_make_fcompile(arch.compiler, work, link_log), workspace_dir=str(work)
-                )
-                os.replace(staged, arch_dir / LIBRARY)
-            finally:
-                staged.unlink(missing_ok=True)
-            detail.append(f"{(arch_dir / LIBRARY).stat().st_size} bytes")
-        tested: dict[str, int] = {}
-        if find_data_sets(network):
-            with steps.step("test data", arch.name) as detail:
-                detail += _run_data_sets(arch_dir / LIBRARY, network, in_specs, out_specs, label, arch.name, tested)
-        with steps.step("write", arch.name):
-            io_doc = {
-                "format": FORMAT,
-                "library": LIBRARY,
-                "executor": "relax.vm",
-                "entry": "main",
-                "inputs": [n.to_dict() for n in in_specs],
-                "outputs": [n.to_dict() for n in out_specs],
-            }
-            _write_atomic(arch_dir / IO_FILE, json.dumps(io_doc, indent=2) + "\n")
-            _write_atomic(arch_dir / header, cpp_header.render_config_header(
-                model=model_name, arch=arch.name, tvm_version=str(tvm.__version__), target=str(target),
-                inputs=in_specs, outputs=out_specs, version=version, library=LIBRARY,
-            ))
-            record_doc: dict[str, Any] = {
-                "format": FORMAT,
-                "arch": arch.name,
-                "model": model_name,
-                **({"version": version} if version else {}),
-                "files": [LIBRARY, IO_FILE, header],
-                "source": {"file": network.name, "blake3": source_blake3},
-                "tvm": {
-                    "version": str(tvm.__version__),
-                    "ffi_version": str(tvm_ffi.__version__),
-                    "target": str(target),
+        out_root.mkdir(parents=True, exist_ok=True)
+        # Every file is made in a staging folder beside OUT/<arch>/ and moves in only when all of
+        # them are written and the test data passed: a failed build leaves OUT/<arch>/ as it was.
+        with tempfile.TemporaryDirectory(prefix=".zoostore-build-", dir=out_root) as staging:
+            stage = Path(staging)
+            link_log: list[str] = []
+            with steps.step("export", arch.name) as detail, tempfile.TemporaryDirectory(prefix="zoostore-build-") as tmp:
+                work = Path(tmp) / _WORK_NAME
+                work.mkdir()
+                fcompile = _make_fcompile(arch.compiler, work, link_log)
+                executable.export_library(str(stage / LIBRARY), fcompile=fcompile, workspace_dir=str(work))
+                detail.append(f"{(stage / LIBRARY).stat().st_size} bytes")
+            tested: dict[str, int] = {}
+            if find_data_sets(network):
+                with steps.step("test data", arch.name) as detail:
+                    detail += _run_data_sets(stage / LIBRARY, network, in_specs, out_specs, label, arch.name, tested)
+            with steps.step("write", arch.name):
+                io_doc = {
+                    "format": FORMAT,
+                    "library": LIBRARY,
                     "executor": "relax.vm",
-                },
-                "compiler": {"command": arch.compiler, "version": _compiler_version(arch.compiler)},
-                "options": {
-                    "frontend": "relax.frontend.onnx.from_onnx(keep_params_in_input=False)",
-                    "passes": ["DecomposeOpsForInference"],
-                    "relax_pipeline": "default",
-                    "tir_pipeline": "default",
-                    "link": link_log[-1] if link_log else "",
-                    "input_shapes": {k: v for k, v in shape_dict.items()},
-                },
-                "inputs": [n.to_dict() for n in in_specs],
-                "outputs": [n.to_dict() for n in out_specs],
-                **({"test_data": tested} if tested else {}),
-            }
-            _write_atomic(
-                arch_dir / RECORD_FILE,
-                "# written by 'zoostore build'; publish reads it for requires.tvm and meta\n" + tomli_w.dumps(record_doc),
-            )
+                    "entry": "main",
+                    "inputs": [n.to_dict() for n in in_specs],
+                    "outputs": [n.to_dict() for n in out_specs],
+                }
+                _write_atomic(stage / IO_FILE, json.dumps(io_doc, indent=2) + "\n")
+                _write_atomic(stage / header, cpp_header.render_config_header(
+                    model=model_name, arch=arch.name, tvm_version=str(tvm.__version__), target=str(target),
+                    inputs=in_specs, outputs=out_specs, version=version, library=LIBRARY,
+                ))
+                record_doc: dict[str, Any] = {
+                    "format": FORMAT,
+                    "arch": arch.name,
+                    "model": model_name,
+                    **({"version": version} if version else {}),
+                    "files": [LIBRARY, IO_FILE, header],
+                    "source": {"file": network.name, "blake3": source_blake3},
+                    "tvm": {
+                        "version": str(tvm.__version__),
+                        "ffi_version": str(tvm_ffi.__version__),
+                        "target": str(target),
+                        "executor": "relax.vm",
+                    },
+                    "compiler": {"command": arch.compiler, "version": _compiler_version(arch.compiler)},
+                    "options": {
+                        "frontend": "relax.frontend.onnx.from_onnx(keep_params_in_input=False)",
+                        "passes": ["DecomposeOpsForInference"],
+                        "relax_pipeline": "default",
+                        "tir_pipeline": "default",
+                        "link": link_log[-1] if link_log else "",
+                        "input_shapes": {k: v for k, v in shape_dict.items()},
+                    },
+                    "inputs": [n.to_dict() for n in in_specs],
+                    "outputs": [n.to_dict() for n in out_specs],
+                    **({"test_data": tested} if tested else {}),
+                }
+                _write_atomic(
+                    stage / RECORD_FILE,
+                    "# written by 'zoostore build'; publish reads it for requires.tvm and meta\n" + tomli_w.dumps(record_doc),
+                )
+                arch_dir.mkdir(exist_ok=True)
+                for file in (LIBRARY, IO_FILE, header, RECORD_FILE):
+                    os.replace(stage / file, arch_dir / file)
         results.append(BuildResult(
             arch=arch.name,
             out_dir=arch_dir,
@@ -424,8 +440,10 @@ def _run_data_sets(library: Path, network: Path, inputs: Sequence[TensorSpec], o
     results = run_data_sets(network, list(bound), names, guarded, label="TVM")
     problems = [p for p in results.problems if "was not produced" not in p or not skipped]
     if problems:
-        raise BuildError(f"build {label}: the compiled library does not reproduce the model's test data: "
-                         + "; ".join(problems[:5]))
+        raise BuildError(f"build {label} for {arch}: the compiled library does not reproduce the model's test data: "
+                         + "; ".join(problems[:5]) + f". The output folder was left as it was. Run 'zoostore check "
+                         f"{label}': if it fails the test data too, the data is wrong or stale (fix it, or make it "
+                         "again from this network); if not, TVM computes this model differently from onnxruntime")
     note = [f"{len(skipped)} set(s) skipped: input shapes differ from the build's"] if skipped else []
     tested.update(passed=results.passed, found=results.found, skipped=len(skipped))  # into build.toml
     return results.detail + note

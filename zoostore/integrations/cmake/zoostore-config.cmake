@@ -6,11 +6,12 @@
 #       configure with zoostore's own message. Records the destination it placed files under in
 #       ZOOSTORE_DEST, zoo.toml's layout in ZOOSTORE_LAYOUT, and re-runs the configure when
 #       zoo.toml or zoo.lock change.
-#   zoostore_model_dir(<out-var> MODEL <name> [ARCH <arch>])
+#   zoostore_model_dir(<out-var> MODEL <name> [ARCH <arch>] [HEADER <var>] [NAMESPACE <var>])
 #       The directory of a model's files for an arch: the layout without its {path}, filled in
 #       ({dest}/{model}/{arch} by default, {dest}/{model} with layout = "{model}/{path}", where
 #       ARCH changes nothing); the arch defaults to ZOOSTORE_ARCH, else the one
-#       CMAKE_SYSTEM_PROCESSOR names (x86_64, aarch64).
+#       CMAKE_SYSTEM_PROCESSOR names (x86_64, aarch64). HEADER and NAMESPACE receive the file
+#       name of the <name>_config.hpp `zoostore build` wrote there and its C++ namespace.
 #
 # ZOOSTORE_EXECUTABLE: the zoostore command (found on PATH by default); may be a list such as
 # "/usr/bin/python3;-m;zoostore".
@@ -33,6 +34,45 @@ function(_zoostore_default_arch out)
     endif()
   endif()
   set(${out} "${arch}" PARENT_SCOPE)
+endfunction()
+
+# With --json, a failing zoostore prints its error as one JSON document on the last line of
+# stderr (docs/json.md); a configure shows its message as text, after any warnings before it.
+function(_zoostore_error_text out err)
+  string(STRIP "${err}" err)
+  string(FIND "${err}" "\n" nl REVERSE)
+  if(nl EQUAL -1)
+    set(head "")
+    set(last "${err}")
+  else()
+    math(EXPR after "${nl} + 1")
+    string(SUBSTRING "${err}" 0 ${after} head)
+    string(SUBSTRING "${err}" ${after} -1 last)
+  endif()
+  string(JSON message ERROR_VARIABLE json_error GET "${last}" error message)
+  if(NOT json_error)
+    set(err "${head}${message}")
+  endif()
+  set(${out} "${err}" PARENT_SCOPE)
+endfunction()
+
+# What the sync did, and its warnings (which would otherwise vanish with a successful configure).
+function(_zoostore_report_sync out)
+  string(JSON placed ERROR_VARIABLE json_error LENGTH "${out}" placed)
+  string(JSON unchanged ERROR_VARIABLE json_error2 GET "${out}" unchanged)
+  string(JSON removed ERROR_VARIABLE json_error3 LENGTH "${out}" removed)
+  if(NOT json_error AND NOT json_error2 AND NOT json_error3)
+    message(STATUS "zoostore sync: ${placed} placed, ${unchanged} unchanged, ${removed} removed")
+  endif()
+  string(JSON count ERROR_VARIABLE json_error LENGTH "${out}" warnings)
+  if(json_error OR count EQUAL 0)
+    return()
+  endif()
+  math(EXPR last "${count} - 1")
+  foreach(i RANGE ${last})
+    string(JSON warning GET "${out}" warnings ${i})
+    message(WARNING "zoostore sync: ${warning}")
+  endforeach()
 endfunction()
 
 function(zoostore_sync)
@@ -71,9 +111,10 @@ function(zoostore_sync)
   message(STATUS "zoostore sync: ${project}")
   execute_process(COMMAND ${cmd} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
   if(NOT rc EQUAL 0)
-    string(STRIP "${err}" err)
+    _zoostore_error_text(err "${err}")
     message(FATAL_ERROR "zoostore sync failed (exit ${rc}) for ${project}:\n${err}")
   endif()
+  _zoostore_report_sync("${out}")
   string(JSON dest ERROR_VARIABLE json_error GET "${out}" dest)
   if(json_error)
     message(FATAL_ERROR "zoostore_sync: cannot read the destination from `zoostore sync --json` "
@@ -95,12 +136,18 @@ function(zoostore_sync)
       set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS "${root}/${f}")
     endif()
   endforeach()
+  # sync's state file: a destination deleted (or re-synced by hand) re-runs the configure too,
+  # so `cmake --build` puts the models back instead of building against a missing folder.
+  if(EXISTS "${dest}/.zoostore-state.json")
+    set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS "${dest}/.zoostore-state.json")
+  endif()
 endfunction()
 
 function(zoostore_model_dir out)
-  cmake_parse_arguments(PARSE_ARGV 1 ZM "" "MODEL;ARCH" "")
+  cmake_parse_arguments(PARSE_ARGV 1 ZM "" "MODEL;ARCH;HEADER;NAMESPACE" "")
   if(NOT ZM_MODEL OR ZM_UNPARSED_ARGUMENTS)
-    message(FATAL_ERROR "zoostore_model_dir: usage zoostore_model_dir(<out-var> MODEL <name> [ARCH <arch>])")
+    message(FATAL_ERROR "zoostore_model_dir: usage zoostore_model_dir(<out-var> MODEL <name> [ARCH <arch>] "
+                        "[HEADER <var>] [NAMESPACE <var>])")
   endif()
   if(NOT ZOOSTORE_DEST)
     message(FATAL_ERROR "zoostore_model_dir: no destination known; call zoostore_sync() first")
@@ -127,4 +174,21 @@ function(zoostore_model_dir out)
                         "zoo.toml and locked for arch '${ZM_ARCH}'? (run `zoostore lock`, then configure again)")
   endif()
   set(${out} "${dir}" PARENT_SCOPE)
+  if(ZM_HEADER OR ZM_NAMESPACE)
+    # The header's name comes from `zoostore build --name` (or the model's folder), not from the
+    # name the model is published under, and a C++ identifier has no '-': read it from the files.
+    file(GLOB headers RELATIVE "${dir}" "${dir}/*_config.hpp")
+    list(LENGTH headers count)
+    if(NOT count EQUAL 1)
+      message(FATAL_ERROR "zoostore_model_dir: expected one <name>_config.hpp (written by `zoostore build`) "
+                          "in ${dir}, found ${count} ${headers}: is '${ZM_MODEL}' a TVM build from zoostore build?")
+    endif()
+    string(REGEX REPLACE "_config\\.hpp$" "" ident "${headers}")
+    if(ZM_HEADER)
+      set(${ZM_HEADER} "${headers}" PARENT_SCOPE)
+    endif()
+    if(ZM_NAMESPACE)
+      set(${ZM_NAMESPACE} "zoostore::models::${ident}" PARENT_SCOPE)
+    endif()
+  endif()
 endfunction()

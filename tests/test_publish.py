@@ -508,19 +508,47 @@ def test_publish_imports_no_integration() -> None:
     assert out.strip() == "[]"
 
 
-def test_build_record_becomes_requires_and_meta(zoo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    src = write_model(tmp_path / "x86_64")
+def _build_dir(path: Path, arch: str, target: str, compiler: str, test_data: str = "") -> Path:
+    src = write_model(path)
     (src / "build.toml").write_text(
-        'format = 1\narch = "x86_64"\nmodel = "m"\nfiles = ["weights.bin"]\noptions = { opt_level = 3 }\n'
+        f'format = 1\narch = "{arch}"\nmodel = "m"\nfiles = ["weights.bin"]\noptions = {{ opt_level = 3 }}\n'
         '[source]\nfile = "model.onnx"\nblake3 = "blake3:00"\n'
-        '[tvm]\nversion = "0.27.1"\nffi_version = "0.1.0"\ntarget = "llvm"\n'
-        '[compiler]\ncommand = "g++"\nversion = "g++ 14"\n'
+        f'[tvm]\nversion = "0.27.1"\nffi_version = "0.1.0"\ntarget = "{target}"\n'
+        f'[compiler]\ncommand = "{compiler}"\nversion = "{compiler} 14"\n{test_data}'
     )
+    return src
+
+
+def test_build_record_becomes_requires_and_meta(zoo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    src = _build_dir(tmp_path / "x86_64", "x86_64", "llvm", "g++")
     publish(zoo, "m", "1.0.0", [src], arch="x86_64", requires={"cuda": ">=12"}, meta={"acc@1": 0.5})
     release = zoo.manifest("m").versions["1.0.0"]
     assert release.requires == {"tvm": ">=0.27.0 <0.28.0", "cuda": ">=12"}
-    assert release.meta["tvm"] == "0.27.1" and release.meta["acc@1"] == 0.5
-    assert release.meta["options"] == {"opt_level": 3}
+    assert release.meta["builds"]["x86_64"]["tvm"] == "0.27.1" and release.meta["acc@1"] == 0.5
+    assert release.meta["builds"]["x86_64"]["options"] == {"opt_level": 3}
+
+
+def test_each_architectures_build_record_is_kept_beside_the_others(
+        zoo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # The x86_64 and aarch64 builds of one version come from two publishes (two CI runners):
+    # the second used to overwrite the first's target, compiler and test data.
+    x86 = _build_dir(tmp_path / "x86_64", "x86_64", "llvm -mcpu=x86-64", "g++",
+                     '[test_data]\npassed = 2\nfound = 2\n')
+    arm = _build_dir(tmp_path / "aarch64", "aarch64", "llvm -mtriple=aarch64-linux-gnu", "aarch64-linux-gnu-g++",
+                     '[test_data]\npassed = 0\nfound = 2\nskipped = 2\n')
+    publish(zoo, "m", "1.0.0", [x86], arch="x86_64", meta={"acc@1": 0.5})
+    publish(zoo, "m", "1.0.0", [arm], arch="aarch64")
+    builds = zoo.manifest("m").versions["1.0.0"].meta["builds"]
+    assert builds["x86_64"]["target"] == "llvm -mcpu=x86-64" and builds["x86_64"]["compiler"] == "g++ 14"
+    assert builds["aarch64"]["compiler"] == "aarch64-linux-gnu-g++ 14"
+    assert zoo.manifest("m").versions["1.0.0"].meta["acc@1"] == 0.5
+    # Publishing the same x86_64 build again is a no-op, not a metadata conflict ...
+    assert publish(zoo, "m", "1.0.0", [x86], arch="x86_64").unchanged
+    # ... and the catalog says which architecture ran which tests.
+    from zoostore.ops.catalog import _onnx_cells
+
+    facts, _ = _onnx_cells(zoo.manifest("m").versions["1.0.0"].meta)
+    assert facts == "TVM aarch64 tests 0/2; TVM x86_64 tests 2/2"
 
 
 def test_backend_without_atomic_cas_warns_through_progress(zoo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

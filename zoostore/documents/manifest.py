@@ -95,6 +95,36 @@ class Release:
                 yield arch, path, entry
 
 
+
+def merge_meta(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """A version's metadata with a later publish's (another architecture of the version): keys
+    of `new` win, and where both hold a table the tables are merged one level deep, so that
+    per-architecture tables (`builds.<arch>`, `onnx.<path>`) add up instead of the last
+    publish's replacing the others'."""
+    out = dict(old)
+    for key, value in new.items():
+        before = out.get(key)
+        if isinstance(before, Mapping) and isinstance(value, Mapping):
+            out[key] = {**before, **value}
+        else:
+            out[key] = value
+    return out
+
+
+def meta_conflicts(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """The keys (`table.key` one level into tables) where `new` would change a value `old`
+    holds: what publishing the same files again must not do (publish never rewrites metadata)."""
+    out: dict[str, tuple[Any, Any]] = {}
+    for key, value in new.items():
+        if key not in old:
+            continue
+        before = old[key]
+        if isinstance(before, Mapping) and isinstance(value, Mapping):
+            out.update({f"{key}.{k}": (before[k], v) for k, v in value.items() if k in before and before[k] != v})
+        elif before != value:
+            out[key] = (before, value)
+    return out
+
 @dataclass(frozen=True)
 class Manifest:
     model: str
@@ -205,9 +235,7 @@ class Manifest:
                 raise immutable_error(self.model, release.version, arch, old, files)
         requires = dict(existing.requires)
         requires.update(release.requires)
-        meta = dict(existing.meta)
-        meta.update(release.meta)
-        updated = replace(existing, files=merged, requires=requires, meta=meta)
+        updated = replace(existing, files=merged, requires=requires, meta=merge_meta(existing.meta, release.meta))
         return replace(self, versions={**self.versions, release.version: updated})
 
     def with_tag(self, tag: str, version: str | None) -> Manifest:

@@ -44,9 +44,13 @@ def _onnx_cells(meta: Mapping[str, Any]) -> tuple[str, str]:
     """(opset and IR version, inputs) from the `onnx` metadata publish recorded."""
     facts: list[str] = []
     inputs: list[str] = []
-    built = meta.get("test_data")  # a build's own run of the test data (build.toml)
-    if isinstance(built, Mapping) and built.get("found"):
-        facts.append(f"TVM tests {built.get('passed')}/{built.get('found')}")
+    builds = meta.get("builds")  # each arch's build.toml: its own run of the test data
+    runs = [(arch, b.get("test_data")) for arch, b in sorted(builds.items()) if isinstance(b, Mapping)] \
+        if isinstance(builds, Mapping) else []
+    runs.append(("", meta.get("test_data")))  # stores published before builds were kept per arch
+    for arch, built in runs:
+        if isinstance(built, Mapping) and built.get("found"):
+            facts.append(f"TVM{' ' + arch if arch else ''} tests {built.get('passed')}/{built.get('found')}")
     onnx = meta.get("onnx")
     if not isinstance(onnx, Mapping):
         return "; ".join(facts), ""

@@ -47,7 +47,7 @@ from zoostore.core.errors import BlobNotFoundError, ConflictError, ImmutableErro
 from zoostore.core.names import ANY, check_model_name, normalize_arch
 from zoostore.core.progress import NullProgress, Progress
 from zoostore.core.units import human_bytes
-from zoostore.documents.manifest import FileEntry, Manifest, Release, check_tag, immutable_error, now_utc
+from zoostore.documents.manifest import FileEntry, Manifest, Release, check_tag, immutable_error, meta_conflicts, now_utc
 from zoostore.ops.publish_inputs import (build_record, check_machines, collect_files, descriptor_meta,
                                       refuse_lfs_pointers)
 from zoostore.repository import Store
@@ -320,12 +320,12 @@ def _is_published(current: Manifest | None, release: Release, arch: str, request
         same = (f"\n({requested} and {release.version} are equal in precedence, so they are one version; "
                 "build metadata and a v/= prefix do not make a new one.)") if requested != release.version else ""
         raise immutable_error(release.model, release.version, arch, published, new, note=same)
-    changed = {k: v for k, v in release.meta.items() if k in existing.meta and existing.meta[k] != v}  # type: ignore[union-attr]
+    changed = meta_conflicts(existing.meta, release.meta)  # type: ignore[union-attr]
     if changed:
-        keys = " ".join(f"{k}={v!r}" for k, v in sorted(changed.items()))
+        keys = " ".join(f"{k}={new!r}" for k, (_, new) in sorted(changed.items()))
         raise ImmutableError(
             f"{release.model}@{release.version} ({arch}) is already published with these files but "
-            f"other metadata ({', '.join(f'{k}: {existing.meta[k]!r} -> {v!r}' for k, v in sorted(changed.items()))}); "  # type: ignore[union-attr]
+            f"other metadata ({', '.join(f'{k}: {old!r} -> {new!r}' for k, (old, new) in sorted(changed.items()))}); "
             f"publish never rewrites metadata. To change it, run: zoostore meta STORE "
             f"{release.model} {release.version} {keys}")
     return True

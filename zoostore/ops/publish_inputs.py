@@ -154,11 +154,19 @@ def _read_build_record(folder: Path) -> BuildRecord:
     return read_build_record(folder)
 
 
+#: The version metadata table holding each architecture's build record: `builds.<arch>`.
+BUILDS_META = "builds"
+
+
 def build_record(paths: Sequence[str | os.PathLike[str]]) -> tuple[dict[str, str], dict[str, Any]]:
+    """A build.toml's requires, and its metadata as `{builds: {<arch>: ...}}`: each
+    architecture's build (its compiler, target, test data) is its own, so publishing the
+    aarch64 build of a version after the x86_64 one adds to it instead of replacing it."""
     for p in map(Path, paths):
         if p.is_dir() and (p / RECORD_FILE).is_file():
             record = _read_build_record(p)
-            return dict(record.requires), dict(record.meta)
+            arch = normalize_arch(record.arch, allow_new=True)
+            return dict(record.requires), {BUILDS_META: {arch: dict(record.meta)}}
     return {}, {}
 
 

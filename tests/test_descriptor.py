@@ -4,6 +4,8 @@ Git LFS pointers."""
 
 from __future__ import annotations
 
+import re
+
 import shutil
 import subprocess
 import sys
@@ -418,8 +420,16 @@ def test_definition_yaml_validation_names_file_and_key(tmp_path: Path, old: str,
 
 
 def test_definition_yaml_parse_errors_and_versions(tmp_path: Path) -> None:
-    with pytest.raises(NewerFormatError, match=r"definition.yaml version 2.*upgrade zoostore"):
+    # Autoware's format, not zoostore's: not "written by a newer zoostore".
+    with pytest.raises(NewerFormatError, match=r"definition.yaml: 'version: 2' is a newer definition.yaml format "
+                                               r"than the version 1 .*upgrade zoostore.*or write 'version: 1'") as newer:
         load_descriptor(yaml_variant(tmp_path, "version: 1", "version: 2"))
+    assert "newer zoostore" not in str(newer.value) and newer.value.found == 2
+    for text, found in (("", "an empty file"), ("- a\n- b\n", "a list"), ("rpn.onnx\n", "a single value ('rpn.onnx')")):
+        (tmp_path / "definition.yaml").write_text(text)
+        with pytest.raises(FormatError, match=rf"expected a mapping with version, network and network_parameters "
+                                              rf"\(as in Autoware's definition_template.yaml\), found {re.escape(found)}$"):
+            load_descriptor(tmp_path / "definition.yaml")
     with pytest.raises(FormatError, match=r"definition.yaml: not valid YAML \(line 5, column 11\): expected ','"):
         load_descriptor(yaml_variant(tmp_path, "network:\n", "network:\n  - [unclosed\n"))
     (tmp_path / "definition.yaml").write_text("version: 1\nenable_testing: true\nnetwork: rpn.onnx\n")

@@ -79,11 +79,11 @@ class DescriptorError(FormatError, UsageError):
 class NewerFormatError(FormatError):
     """Written by a newer zoostore than this one."""
 
-    def __init__(self, what: str, found: int, supported: int) -> None:
-        super().__init__(
+    def __init__(self, what: str, found: int, supported: int, *, message: str = "") -> None:
+        super().__init__(message or (
             f"{what} was written by a newer zoostore (format {found}); this zoostore reads up to "
             f"format {supported}: upgrade zoostore (pip install -U zoostore)"
-        )
+        ))
         self.found = found
         self.supported = supported
 

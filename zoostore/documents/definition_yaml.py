@@ -82,8 +82,9 @@ def parse(text: str, *, path: Path | None = None) -> ModelDescriptor:
     where = str(path) if path else FILE_NAME
     doc = _load_yaml(text, where)
     if not isinstance(doc, dict):
-        raise DescriptorError.whole(where, "expected a mapping with version, network and network_parameters, "
-                                    f"found {type(doc).__name__}")
+        found = "an empty file" if doc is None else "a list" if isinstance(doc, list) else f"a single value ({doc!r:.40})"
+        raise DescriptorError.whole(where, "expected a mapping with version, network and network_parameters "
+                                    f"(as in Autoware's definition_template.yaml), found {found}")
     return _YamlReader(where).descriptor(doc, path)
 
 
@@ -151,7 +152,13 @@ class _YamlReader(FieldReader):
         self.unknown(doc, _TOP_KEYS, "")
         version = self.attempt(lambda: self.integer(doc.get("version"), "version"), FORMAT)
         if version > FORMAT:
-            raise NewerFormatError(f"{self.where} (definition.yaml version {version})", version, FORMAT)
+            # Autoware's format, not zoostore's: "written by a newer zoostore" would mislead.
+            raise NewerFormatError(
+                self.where, version, FORMAT,
+                message=f"{self.where}: 'version: {version}' is a newer definition.yaml format than the "
+                        f"version {FORMAT} (Autoware's definition_template.yaml) this zoostore reads: upgrade "
+                        f"zoostore (pip install -U zoostore), or write 'version: {FORMAT}' if the file follows "
+                        f"that template")
         if version < 1:
             self.note("version", f"expected 1, found {version}")
         network = self.attempt(lambda: self.table(doc, "network", _NETWORK_KEYS), None)

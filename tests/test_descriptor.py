@@ -5,7 +5,6 @@ Git LFS pointers."""
 from __future__ import annotations
 
 import re
-
 import shutil
 import subprocess
 import sys

@@ -253,3 +253,29 @@ def test_a_deleted_destination_is_synced_again_by_the_next_build(tmp_path: Path)
     assert [p.name for p in (project / "models").rglob("labels.txt")] == ["labels.txt"]
     proc = subprocess.run(["cmake", "--build", str(tmp_path / "build")], env=env(), capture_output=True, text=True)
     assert proc.returncode == 0 and "zoostore sync" not in proc.stdout  # nothing changed: no configure
+
+
+def test_the_zoostore_beside_the_config_file_is_found_without_path(tmp_path: Path) -> None:
+    # An installed zoostore's config file is <prefix>/lib/pythonX.Y/site-packages/zoostore/
+    # integrations/cmake/; its command is <prefix>/bin/zoostore, found even when the venv is not
+    # on PATH (it used to take the first zoostore on PATH, or none).
+    from zoostore.integrations.cmake import CMAKE_DIR
+
+    prefix = tmp_path / "venv"
+    cmake_dir = prefix / "lib" / "python3.11" / "site-packages" / "zoostore" / "integrations" / "cmake"
+    shutil.copytree(CMAKE_DIR, cmake_dir)
+    (prefix / "bin").mkdir()
+    stub = prefix / "bin" / "zoostore"
+    stub.write_text("#!/bin/sh\nexit 0\n")
+    stub.chmod(0o755)
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.19)\nproject(p NONE)\nfind_package(zoostore CONFIG REQUIRED)\n"
+        'message(STATUS "zoostore is ${ZOOSTORE_EXECUTABLE}")\n')
+    path = os.pathsep.join(p for p in ("/usr/bin", "/bin") if not (Path(p) / "zoostore").exists())
+    proc = subprocess.run(["cmake", "-S", str(project), "-B", str(tmp_path / "build"), f"-DCMAKE_PREFIX_PATH={cmake_dir}"],
+                          env={**os.environ, "PATH": f"{Path(shutil.which('cmake') or 'cmake').parent}{os.pathsep}{path}"},
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert f"zoostore is {stub}" in proc.stdout, proc.stdout

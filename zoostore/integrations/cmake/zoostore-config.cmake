@@ -13,13 +13,20 @@
 #       CMAKE_SYSTEM_PROCESSOR names (x86_64, aarch64). HEADER and NAMESPACE receive the file
 #       name of the <name>_config.hpp `zoostore build` wrote there and its C++ namespace.
 #
-# ZOOSTORE_EXECUTABLE: the zoostore command (found on PATH by default); may be a list such as
-# "/usr/bin/python3;-m;zoostore".
+# ZOOSTORE_EXECUTABLE: the zoostore command: by default the one installed beside this file (in
+# the same Python environment, whether or not it is on PATH), else the first on PATH; may be a
+# list such as "/usr/bin/python3;-m;zoostore".
 include_guard(GLOBAL)
 cmake_minimum_required(VERSION 3.19)  # string(JSON)
 
 if(NOT ZOOSTORE_EXECUTABLE)
-  find_program(ZOOSTORE_EXECUTABLE NAMES zoostore DOC "the zoostore command")
+  # This file is <prefix>/lib/pythonX.Y/site-packages/zoostore/integrations/cmake/ in an
+  # installed zoostore (<prefix>/Lib/site-packages/... on Windows): its command is
+  # <prefix>/bin/zoostore (<prefix>/Scripts/zoostore.exe), which a configure should run even
+  # when another zoostore comes first on PATH, or none is there.
+  find_program(ZOOSTORE_EXECUTABLE NAMES zoostore
+               HINTS "${CMAKE_CURRENT_LIST_DIR}/../../../../../../bin" "${CMAKE_CURRENT_LIST_DIR}/../../../../../Scripts"
+               DOC "the zoostore command")
 endif()
 
 function(_zoostore_default_arch out)

@@ -5,8 +5,8 @@ qemu-user. `zoostore build` uses it to check aarch64 libraries against the model
 Needs, and says which is missing otherwise (`Aarch64Runner.find` returns the reason):
 qemu-user (`apt-get install qemu-user-static`), the cross compiler (`g++-aarch64-linux-gnu`,
 which brings the aarch64 C library under /usr/aarch64-linux-gnu), and the aarch64 TVM runtime
-libraries in $ZOOSTORE_TVM_AARCH64_RUNTIME (`python demo/fetch_aarch64_runtime.py DIR`, which
-`./dev.sh setup` runs). The compiled driver is kept next to the runtime, keyed by the hash of its
+libraries in $ZOOSTORE_TVM_AARCH64_RUNTIME (from the pinned TVM's aarch64 wheels: `_runtime_hint`
+says how; in a checkout `python demo/fetch_aarch64_runtime.py DIR`, which `./dev.sh setup` runs). The compiled driver is kept next to the runtime, keyed by the hash of its
 source and the TVM versions.
 """
 
@@ -27,6 +27,18 @@ DRIVER_SOURCE = Path(__file__).with_name("driver") / "tvm_run.cc"
 SYSROOT = Path("/usr/aarch64-linux-gnu")
 
 
+def _runtime_hint() -> str:
+    """How to get the aarch64 runtime libraries: from the pinned TVM's aarch64 wheels."""
+    try:
+        pins = f"apache-tvm=={importlib.metadata.version('apache-tvm')} " \
+               f"apache-tvm-ffi=={importlib.metadata.version('apache-tvm-ffi')}"
+    except importlib.metadata.PackageNotFoundError:
+        pins = "apache-tvm apache-tvm-ffi (the versions installed here)"
+    return (f"pip download --no-deps --only-binary=:all: --platform manylinux_2_28_aarch64 -d WHEELS {pins}, "
+            f"unzip tvm/lib/libtvm_runtime.so and tvm_ffi/lib/libtvm_ffi.so from them into DIR, then export "
+            f"{RUNTIME_ENV}=DIR (in a zoostore checkout: python demo/fetch_aarch64_runtime.py DIR)")
+
+
 @dataclass(frozen=True)
 class Aarch64Runner:
     qemu: str
@@ -43,8 +55,7 @@ class Aarch64Runner:
         if cxx is None or not (SYSROOT / "lib" / "ld-linux-aarch64.so.1").exists():
             return "the aarch64 cross compiler is not installed (apt-get install g++-aarch64-linux-gnu)"
         if runtime is None or not (runtime / "libtvm_runtime.so").is_file():
-            return (f"${RUNTIME_ENV} names no directory with the aarch64 libtvm_runtime.so "
-                    f"(python demo/fetch_aarch64_runtime.py DIR, then export {RUNTIME_ENV}=DIR)")
+            return (f"${RUNTIME_ENV} names no directory with the aarch64 libtvm_runtime.so: {_runtime_hint()}")
         return cls(qemu, _driver(cxx, runtime))
 
     def run(self, library: Path, feeds: dict[str, Any], names: list[str]) -> dict[str, Any]:

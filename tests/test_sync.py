@@ -510,3 +510,20 @@ def test_yanked_pin_warning_does_not_advise_an_upgrade_that_cannot_resolve(tmp_p
     (project / "models" / "small" / "x86_64" / "a.txt").unlink()
     warned = sync_project(load_project(project)).warnings
     assert any("2.0.0, which is yanked" in w and "lock --upgrade" not in w for w in warned), warned
+
+
+def test_a_project_whose_store_is_missing_says_where_its_url_came_from(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # A consumer does not create stores: the error names zoo.toml's `store` (or $ZOOSTORE_STORE)
+    # and what to check before the maintainer's 'zoostore init'.
+    project = tmp_path / "p"
+    project.mkdir()
+    (project / "zoo.toml").write_text(f'store = "{tmp_path / "nostore"}"\narchs = ["x86_64"]\n[models]\nnet = "^1"\n')
+    monkeypatch.setenv("ZOOSTORE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("ZOOSTORE_STORE", raising=False)
+    assert cli(["sync", "--project", str(project)]) == 6
+    err = capsys.readouterr().err
+    assert f"store = '{tmp_path / 'nostore'}' in {project / 'zoo.toml'}" in err and "check the URL" in err, err
+    monkeypatch.setenv("ZOOSTORE_STORE", str(tmp_path / "other"))
+    assert cli(["sync", "--project", str(project)]) == 6
+    assert "($ZOOSTORE_STORE)" in capsys.readouterr().err

@@ -52,13 +52,22 @@ def out_of_date_reasons(project: Project, lock: Lock | None) -> list[str]:
 def open_project_store(project: Project, progress: Progress | None = None) -> Store:
     """The store `project` reads (see `find_store_url`), noting when $ZOOSTORE_STORE redirects
     it away from the store zoo.toml declares."""
+    from zoostore.core.errors import StoreNotFoundError
     from zoostore.repository import open_store
 
     url = project.store_url
-    if progress is not None and url != resolve_store_url(project.store, project.root):
+    declared = url == resolve_store_url(project.store, project.root)
+    if progress is not None and not declared:
         progress.note(f"reading {url} (${STORE_ENV}) instead of {project.store} (zoo.toml)")
-    return open_store(url, default_options=dict(project.store_options) if url == resolve_store_url(
-        project.store, project.root) else None)
+    try:
+        return open_store(url, default_options=dict(project.store_options) if declared else None)
+    except StoreNotFoundError as exc:
+        # A consumer does not create the store: say where its URL came from instead.
+        source = f"store = {project.store!r} in {project.root / 'zoo.toml'}" if declared else f"${STORE_ENV}"
+        raise StoreNotFoundError(
+            f"no zoostore store at {url} ({source}): check the URL (a typo, a store not created or "
+            f"not mounted yet), or ask the store's maintainer; a maintainer creates one with "
+            f"'zoostore init {url}'") from exc
 
 
 def lock_project(project: Project, *, upgrade: bool | Iterable[str] = False, zoo: Store | None = None,

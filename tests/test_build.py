@@ -705,6 +705,14 @@ def test_cli_build_says_why_aarch64_test_data_was_not_run(tmp_path: Path, capsys
     assert "1/1 test data set(s) match TVM" in out
     if "aarch64" in targets:
         assert "test data not run on aarch64: $ZOOSTORE_TVM_AARCH64_RUNTIME" in out
+    # --json carries the same details (per arch and step); -q prints nothing on success.
+    assert main(["build", str(src), "-t", *targets, "-o", str(tmp_path / "o"), "--json"]) == 0
+    builds = {b["arch"]: b for b in json.loads(capsys.readouterr().out)["builds"]}
+    assert "1/1 test data set(s) match TVM" in builds["x86_64"]["details"]["test data x86_64"]
+    if "aarch64" in targets:
+        assert "$ZOOSTORE_TVM_AARCH64_RUNTIME" in builds["aarch64"]["details"]["test data aarch64"]
+    assert main(["build", str(src), "-t", "x86_64", "-o", str(tmp_path / "o"), "-q"]) == 0
+    assert capsys.readouterr().out == ""
 
 
 def test_model_version_is_written_in_its_canonical_form(tmp_path: Path) -> None:

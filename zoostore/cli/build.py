@@ -38,7 +38,8 @@ def add_parser(sub: Any) -> None:
                    help="the zoo version this build will be published as, written into build.toml "
                    "and the C++ header's modelzoo_version")
     add_json(p, "the results")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="print nothing on success (no progress, no summary); errors still go to stderr")
     p.set_defaults(func=run)
 
 
@@ -57,10 +58,14 @@ def run(args: argparse.Namespace) -> int:
                 "files": {f.name: f.stat().st_size for f in r.files},
                 "requires": r.record.requires,
                 "steps": {s.step: round(s.seconds, 4) for s in r.steps},
+                # what each step found worth saying: the test data's result, or why it was not run
+                "details": {s.step: s.detail for s in r.steps if s.detail},
             }
             for r in results
         ]}
         print_json(doc)
+        return 0
+    if args.quiet:
         return 0
     for r in results:
         size = r.library.stat().st_size

@@ -71,6 +71,21 @@ def consumer(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return project
 
 
+def _published_variant(consumer: Path, project: Path, model: str, version: str, requirement: str) -> Path:
+    """The consumer's mlp built as `version`, published to its store as `model`, and a copy of
+    the consumer project at `project` whose zoo.toml asks for it (`requirement`), locked."""
+    built = project.parent / f"built-{model}-{version}"
+    zoostore("build", str(consumer.parent / "src"), "--target", "x86_64", "--model-version", version,
+             "--name", "mlp", "--out", str(built), "-q")
+    zoostore("publish", str(consumer.parent / "store"), model, version, str(built / "x86_64"), "--arch", "x86_64",
+             "--no-check")
+    shutil.copytree(consumer, project, ignore=shutil.ignore_patterns("build", "models", "zoo.lock"))
+    toml = project / "zoo.toml"
+    toml.write_text(toml.read_text().replace('mlp = "^1.0"', requirement))
+    zoostore("lock", "--project", str(project))
+    return project
+
+
 def test_cmake_dir_holds_the_config_file() -> None:
     out = zoostore("cmake-dir").stdout.strip()
     assert (Path(out) / "zoostore-config.cmake").is_file()
@@ -125,15 +140,7 @@ def test_model_dir_for_an_unsynced_arch_fails_the_configure(consumer: Path, tmp_
 
 def test_demo_refuses_a_model_version_it_declares_unsupported(consumer: Path, tmp_path: Path) -> None:
     """mlp 0.9.0 is in the demo's unsupported list: the header's check_version says so at run time."""
-    store = consumer.parent / "store"
-    zoostore("build", str(consumer.parent / "src"), "--target", "x86_64", "--model-version", "0.9.0",
-             "--name", "mlp", "--out", str(tmp_path / "built"), "-q")
-    zoostore("publish", str(store), "mlp", "0.9.0", str(tmp_path / "built" / "x86_64"), "--arch", "x86_64", "--no-check")
-    project = tmp_path / "old"
-    shutil.copytree(consumer, project, ignore=shutil.ignore_patterns("build", "models", "zoo.lock"))
-    toml = project / "zoo.toml"
-    toml.write_text(toml.read_text().replace('mlp = "^1.0"', 'mlp = "=0.9.0"'))
-    zoostore("lock", "--project", str(project))
+    project = _published_variant(consumer, tmp_path / "old", "mlp", "0.9.0", 'mlp = "=0.9.0"')
     assert cmake_configure(project, tmp_path / "b").returncode == 0
     assert subprocess.run(["cmake", "--build", str(tmp_path / "b")], capture_output=True).returncode == 0
     run = subprocess.run([str(tmp_path / "b" / "zoo_infer")], capture_output=True, text=True)
@@ -226,15 +233,7 @@ def test_configure_shows_zoostores_error_as_text_not_json(tmp_path: Path, monkey
 def test_demo_runs_a_model_whose_zoo_name_is_no_cpp_identifier(consumer: Path, tmp_path: Path) -> None:
     """Published as `my-mlp`, built as `mlp`: zoostore_model_dir(HEADER, NAMESPACE) reads the header's
     name from the synced files (a '-' in `<model>_config.hpp` used to fail the compile)."""
-    store = consumer.parent / "store"
-    zoostore("build", str(consumer.parent / "src"), "--target", "x86_64", "--model-version", "1.0.0",
-             "--name", "mlp", "--out", str(tmp_path / "built"), "-q")
-    zoostore("publish", str(store), "my-mlp", "1.0.0", str(tmp_path / "built" / "x86_64"), "--arch", "x86_64", "--no-check")
-    project = tmp_path / "dash"
-    shutil.copytree(consumer, project, ignore=shutil.ignore_patterns("build", "models", "zoo.lock"))
-    toml = project / "zoo.toml"
-    toml.write_text(toml.read_text().replace('mlp = "^1.0"', 'my-mlp = "^1.0"'))
-    zoostore("lock", "--project", str(project))
+    project = _published_variant(consumer, tmp_path / "dash", "my-mlp", "1.0.0", 'my-mlp = "^1.0"')
     proc = cmake_configure(project, tmp_path / "b", "-DZOO_MODEL=my-mlp")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     proc = subprocess.run(["cmake", "--build", str(tmp_path / "b")], capture_output=True, text=True)

@@ -202,6 +202,26 @@ def test_a_new_model_whose_name_differs_from_an_existing_one_only_in_case_is_ref
     assert sorted(zoo.models()) == ["midas", "yolo"]
 
 
+def test_changing_a_model_the_store_lacks_is_not_taken_for_a_new_model(
+        zoo, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    # Only a change that would create the manifest is checked for a case clash: a tag, yank or
+    # meta edit of 'YOLO' next to 'yolo' names the missing model (not found, exit 6), and a
+    # change that writes nothing neither fails nor lists manifests/.
+    from zoostore.core.errors import NotFoundError
+    from zoostore.ops.tags import tag
+
+    publish(zoo, "yolo", "1.0.0", [write_model(tmp_path / "a")], check=False)
+    with pytest.raises(NotFoundError, match="YOLO"):
+        tag(zoo, "YOLO", "stable", "1.0.0")
+    assert cli(["yank", zoo.url, "YOLO", "1.0.0", "--reason", "bad"]) == 6
+    assert "differ only in case" not in capsys.readouterr().err
+    listed: list[str] = []
+    real_list = zoo.backend.list
+    zoo.backend.list = lambda prefix="": listed.append(prefix) or real_list(prefix)  # type: ignore[method-assign]
+    assert zoo.update_manifest("Yolo", lambda m: m) is None
+    assert listed == []
+
+
 def test_date_like_prerelease_warns_and_suggests_build_metadata(zoo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     r = publish(zoo, "m", "1.2.3-20220504", [write_model(tmp_path / "v")], check=False)
     assert any("1.2.3+20220504" in w for w in r.warnings)

@@ -156,6 +156,23 @@ def test_read_data_finds_a_recipe_that_misplaces_chunks_and_repair_rebuilds_it(z
     assert Digest.of(open_store(zoo.url).blobs.get_file(a, tmp_path / "a.bin").read_bytes()) == a
 
 
+def test_repairing_a_recipe_mismatch_makes_the_report_ok_and_exits_0(zoo: Store, tmp_path: Path) -> None:
+    # `verify --read-data --repair` that rebuilt every misplacing recipe has nothing left to fix:
+    # like a rebuilt missing or bad recipe, the report is ok and the command exits 0.
+    a = _blob(zoo, "m", "1.0.0", "a.bin")
+    recipe = zoo.blobs.recipe(a)
+    first, second = recipe.chunks[:2]
+    lying = replace(recipe, chunks=(replace(first, chunk=second.chunk), replace(second, chunk=first.chunk),
+                                    *recipe.chunks[2:]))
+    zoo.backend.put(blob_key(a), lying.encode())
+    report = verify_store(open_store(zoo.url), read_data=True, repair=True)
+    assert _kinds(report) == ["recipe-mismatch"] and len(report.repaired) == 1 and not report.unrepaired
+    assert report.ok
+    zoo.backend.put(blob_key(a), lying.encode())
+    assert cli(["verify", zoo.url, "--read-data", "--repair"]) == 0
+    assert verify_store(open_store(zoo.url), read_data=True).problems == []
+
+
 def test_repair_alone_makes_a_report_ok(zoo: Store) -> None:
     a = _blob(zoo, "m", "1.0.0", "a.bin")
     zoo.backend.delete([blob_key(a)])

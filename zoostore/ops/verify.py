@@ -51,6 +51,10 @@ class Problem:
         return f"{self.kind}: {self.obj}: {self.message}"
 
 
+#: Problems of a recipe alone: a repair that rebuilt every broken recipe has fixed them.
+REPAIRABLE = ("missing-recipe", "bad-recipe", "recipe-mismatch")
+
+
 @dataclass(slots=True)
 class VerifyReport:
     problems: list[Problem] = field(default_factory=list)
@@ -68,7 +72,7 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return not self.problems or (not self.unrepaired and len(self.repaired) > 0 and
-                                     all(p.kind in ("missing-recipe", "bad-recipe") for p in self.problems))
+                                     all(p.kind in REPAIRABLE for p in self.problems))
 
     def add(self, kind: str, obj: str, message: str) -> None:
         self.problems.append(Problem(kind, obj, message))

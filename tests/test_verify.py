@@ -173,6 +173,36 @@ def test_repairing_a_recipe_mismatch_makes_the_report_ok_and_exits_0(zoo: Store,
     assert verify_store(open_store(zoo.url), read_data=True).problems == []
 
 
+def test_repair_does_not_rebuild_from_a_recipe_that_misplaces_chunks(tmp_path: Path) -> None:
+    # A recipe-edits store: 2.0.0's recipe is edits of 1.0.0's, and so is its footer's file list.
+    # 1.0.0's recipe lies about two chunks that 2.0.0 shares: 2.0.0's recipe no longer resolves.
+    # Repair must take 1.0.0's chunk list from its footer, not from the lying recipe, for both.
+    import random
+
+    from test_delta import blob_of, flip, make_store, put
+    from zoostore.storage.recipe import RecipeEdits, decode_stored
+
+    zoo = make_store(tmp_path / "store")
+    v1 = random.Random(5).randbytes(60_000)
+    v2 = flip(v1, 6)
+    put(zoo, tmp_path, "1.0.0", {"lib.so": v1})
+    put(zoo, tmp_path, "2.0.0", {"lib.so": v2})
+    b1, b2 = blob_of(zoo, "1.0.0"), blob_of(zoo, "2.0.0")
+    assert isinstance(decode_stored(b2, zoo.backend.get(blob_key(b2))), RecipeEdits)
+    r1, r2 = zoo.blobs.recipe(b1), zoo.blobs.recipe(b2)
+    i, j = [k for k, (x, y) in enumerate(zip(r1.chunks, r2.chunks)) if x == y][:2]  # shared by 2.0.0
+    chunks = list(r1.chunks)
+    chunks[i], chunks[j] = replace(chunks[i], chunk=r1.chunks[j].chunk), replace(chunks[j], chunk=r1.chunks[i].chunk)
+    zoo.backend.put(blob_key(b1), replace(r1, chunks=tuple(chunks)).encode())
+    report = verify_store(open_store(zoo.url), read_data=True, repair=True)
+    assert "recipe-mismatch" in _kinds(report)
+    assert not report.unrepaired and report.ok, report.unrepaired
+    for version, want in (("1.0.0", v1), ("2.0.0", v2)):
+        out = open_store(zoo.url).blobs.get_file(blob_of(zoo, version), tmp_path / f"out-{version}")
+        assert out.read_bytes() == want
+    assert verify_store(open_store(zoo.url), read_data=True).problems == []
+
+
 def test_repair_alone_makes_a_report_ok(zoo: Store) -> None:
     a = _blob(zoo, "m", "1.0.0", "a.bin")
     zoo.backend.delete([blob_key(a)])

@@ -192,7 +192,8 @@ def _read_data(store: Store, packs: dict[Digest, int], recipes: dict[Digest, Rec
                subset: tuple[int, int] | None, report: VerifyReport, progress: Progress,
                broken_blobs: set[Digest]) -> None:
     """Decode and check every frame of the packs (or the n-th of m slices of them), then name
-    the blobs that use a corrupt chunk, or whose recipe disagrees with a footer read."""
+    the blobs that use a corrupt chunk, or whose recipe disagrees with a footer read (such a
+    recipe leaves `recipes`: it is not intact, and repair must not build on it)."""
     bad_chunks: set[Digest] = set()
     ordered = sorted(packs)
     if subset:
@@ -208,6 +209,7 @@ def _read_data(store: Store, packs: dict[Digest, int], recipes: dict[Digest, Rec
     progress.done("verify packs")
     _check_deltas(store, deferred, recipes, located, report, bad_chunks)
     footed = {pack for pack, _ in footers}  # packs read whose footer parsed
+    mismatched: list[Digest] = []
     for blob, recipe in recipes.items():
         hit = next((r for r in recipe.refs if r.chunk in bad_chunks), None)
         if hit is not None:
@@ -218,11 +220,14 @@ def _read_data(store: Store, packs: dict[Digest, int], recipes: dict[Digest, Rec
             there = footers.get((wrong.pack, wrong.offset))
             has = "no frame starting there" if there is None else \
                 f"chunk {there[0]} ({there[1]} bytes, {there[2]} raw) there"
+            mismatched.append(blob)
             report.add("recipe-mismatch", blob_key(blob),
                        f"blob {blob}: its recipe places chunk {wrong.chunk} ({wrong.length} bytes, {wrong.raw_length} raw) "
                        f"at offset {wrong.offset} of pack {wrong.pack}, whose footer has {has}: the recipe is damaged; "
                        f"'zoostore verify --repair' rebuilds it")
             broken_blobs.add(blob)
+    for blob in mismatched:  # not intact: repair must not take its chunk list for a base's
+        del recipes[blob]
 
 
 def _entries(data: bytes, key: str) -> list[PackEntry]:

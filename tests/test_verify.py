@@ -203,6 +203,33 @@ def test_repair_does_not_rebuild_from_a_recipe_that_misplaces_chunks(tmp_path: P
     assert verify_store(open_store(zoo.url), read_data=True).problems == []
 
 
+def test_a_chunk_stored_again_elsewhere_is_not_blamed_for_its_bad_copy(tmp_path: Path) -> None:
+    # 1.0.0's packs are lost, so 2.0.0's delta frames (bases in them) are bad. 3.0.0, published
+    # after, stored those chunks anew as plain frames in a new pack: it reads back, and verify
+    # names 2.0.0 but not 3.0.0 (a bad frame is a pack's frame, not every copy of its chunk).
+    import random
+
+    from test_delta import blob_of, flip, make_store, put
+
+    zoo = make_store(tmp_path / "store")
+    v1 = random.Random(71).randbytes(60_000)
+    v2, v3 = flip(v1, 72), flip(flip(v1, 72), 73)
+    put(zoo, tmp_path, "1.0.0", {"lib.so": v1})
+    lost = keys(zoo, "packs/")
+    put(zoo, tmp_path, "2.0.0", {"lib.so": v2})
+    for key in lost:
+        (store_root(zoo) / key).unlink()
+    put(open_store(zoo.url), tmp_path, "3.0.0", {"lib.so": v3})
+    fresh = open_store(zoo.url)
+    b2, b3 = blob_of(fresh, "2.0.0"), blob_of(fresh, "3.0.0")
+    shared = {r.chunk for r in fresh.blobs.recipe(b2).chunks if r.base is not None}
+    assert shared & {r.chunk for r in fresh.blobs.recipe(b3).chunks}
+    assert fresh.blobs.get_file(b3, tmp_path / "out.so").read_bytes() == v3
+    problems = verify_store(fresh, read_data=True).problems
+    assert any(p.kind == "bad-chunk" and p.obj == blob_key(b2) for p in problems)
+    assert not [p for p in problems if str(b3) in p.message or p.obj == blob_key(b3)]
+
+
 def test_repair_alone_makes_a_report_ok(zoo: Store) -> None:
     a = _blob(zoo, "m", "1.0.0", "a.bin")
     zoo.backend.delete([blob_key(a)])

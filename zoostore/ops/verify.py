@@ -194,13 +194,13 @@ def _read_data(store: Store, packs: dict[Digest, int], recipes: dict[Digest, Rec
     """Decode and check every frame of the packs (or the n-th of m slices of them), then name
     the blobs that use a corrupt chunk, or whose recipe disagrees with a footer read (such a
     recipe leaves `recipes`: it is not intact, and repair must not build on it)."""
-    bad_chunks: set[Digest] = set()
+    bad_chunks: set[tuple[Digest, Digest]] = set()  # (pack, chunk): a frame, not every copy of the chunk
     ordered = sorted(packs)
     if subset:
         n, m = subset
         ordered = [p for i, p in enumerate(ordered) if i % m == n - 1]
     progress.start("verify packs", sum(packs[p] for p in ordered))
-    deferred: list[tuple[str, PackEntry, bytes]] = []
+    deferred: list[tuple[Digest, PackEntry, bytes]] = []
     located: dict[Digest, ChunkRef] = {}
     footers: dict[tuple[Digest, int], tuple[Digest, int, int]] = {}  # (pack, offset) -> (chunk, length, raw)
     for pack in ordered:
@@ -211,7 +211,7 @@ def _read_data(store: Store, packs: dict[Digest, int], recipes: dict[Digest, Rec
     footed = {pack for pack, _ in footers}  # packs read whose footer parsed
     mismatched: list[Digest] = []
     for blob, recipe in recipes.items():
-        hit = next((r for r in recipe.refs if r.chunk in bad_chunks), None)
+        hit = next((r for r in recipe.refs if (r.pack, r.chunk) in bad_chunks), None)
         if hit is not None:
             report.add("bad-chunk", blob_key(blob), f"blob {blob} uses corrupt chunk {hit.chunk} in pack {hit.pack}")
         wrong = next((r for r in recipe.refs if r.pack in footed
@@ -237,8 +237,8 @@ def _entries(data: bytes, key: str) -> list[PackEntry]:
         return []
 
 
-def _read_pack(store: Store, pack: Digest, report: VerifyReport, bad_chunks: set[Digest],
-               deferred: list[tuple[str, PackEntry, bytes]], located: dict[Digest, ChunkRef],
+def _read_pack(store: Store, pack: Digest, report: VerifyReport, bad_chunks: set[tuple[Digest, Digest]],
+               deferred: list[tuple[Digest, PackEntry, bytes]], located: dict[Digest, ChunkRef],
                footers: dict[tuple[Digest, int], tuple[Digest, int, int]]) -> None:
     """Check one pack's frames; its delta frames go to `deferred`, its chunks to `located` and
     its footer's entries to `footers`."""
@@ -253,8 +253,8 @@ def _read_pack(store: Store, pack: Digest, report: VerifyReport, bad_chunks: set
     for problem in pack_problems(key, data, max_chunk=store.config.chunking.largest, deferred=deltas):
         report.add(problem.kind, key, problem.message)
         if problem.chunk is not None:
-            bad_chunks.add(problem.chunk)
-    deferred.extend((key, e, frame) for e, frame in deltas)
+            bad_chunks.add((pack, problem.chunk))
+    deferred.extend((pack, e, frame) for e, frame in deltas)
     delta_chunks = {e.chunk for e, _ in deltas}
     entries = _entries(data, key)
     for e in entries:
@@ -264,13 +264,15 @@ def _read_pack(store: Store, pack: Digest, report: VerifyReport, bad_chunks: set
     report.chunks_read += len(entries)
 
 
-def _check_deltas(store: Store, deferred: list[tuple[str, PackEntry, bytes]], recipes: dict[Digest, Recipe],
-                  located: dict[Digest, ChunkRef], report: VerifyReport, bad_chunks: set[Digest]) -> None:
+def _check_deltas(store: Store, deferred: list[tuple[Digest, PackEntry, bytes]], recipes: dict[Digest, Recipe],
+                  located: dict[Digest, ChunkRef], report: VerifyReport,
+                  bad_chunks: set[tuple[Digest, Digest]]) -> None:
     """Decode each delta frame against its base: the base a recipe names, else a plain frame of
     that chunk in a pack read; fetched and verified like any chunk (one read per frame)."""
     bases = {b.chunk: b for r in recipes.values() for b in r.bases}
     max_chunk = store.config.chunking.largest
-    for key, e, frame in deferred:
+    for pack, e, frame in deferred:
+        key = pack_key(pack)
         base_id = Digest.from_bytes(codec.delta_base(frame) or b"")
         ref = bases.get(base_id) or located.get(base_id)
         try:
@@ -278,14 +280,14 @@ def _check_deltas(store: Store, deferred: list[tuple[str, PackEntry, bytes]], re
         except ZooError:
             base = None
         if base is None:
-            bad_chunks.add(e.chunk)
+            bad_chunks.add((pack, e.chunk))
             report.add("bad-chunk", key, f"delta frame of chunk {e.chunk} at offset {e.offset} needs base chunk "
                                          f"{base_id}, which is {'corrupt' if ref else 'in no pack or recipe'}")
             continue
         problem = frame_problem(key, e, frame, base, max_chunk=max_chunk)
         if problem is not None:
             report.add(problem.kind, key, problem.message)
-            bad_chunks.add(e.chunk)
+            bad_chunks.add((pack, e.chunk))
 
 
 def _with_bases(store: Store, refs: list[ChunkRef], locations: dict[Digest, ChunkRef]) -> list[ChunkRef]:

@@ -139,3 +139,41 @@ def test_the_default_retry_budget_rides_out_a_server_failing_for_a_few_seconds(
     assert len(retries) == 1 and retries[0].startswith("zoostore: warning: ") and "HTTP 503" in retries[0], retries
     assert "10 attempts" in retries[0]
     assert_same_files(src, proj / "models" / "net" / "x86_64")
+
+
+def test_s3_retries_from_the_event_loop_thread_are_said_once_and_json_errors_stay_last(
+        s3_server: Any, s3_bucket: str, s3_storage_options: dict[str, Any], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # S3 requests retry in fsspec's event-loop thread, many at once: the first retry is still
+    # said once per store and process, as a CLI warning. A sync that gives up with --json
+    # prints the notice before its error document, which stays stderr's last line.
+    import json
+
+    from zoostore.cli import main as cli
+
+    url = f"s3://{s3_bucket}/zoo"
+    src = model(tmp_path)
+    zoo, _ = init_store(url, config=SMALL, storage_options=s3_storage_options)
+    publish(zoo, "net", "1.0.0", [src], arch="x86_64", check=False)
+    proj = project(tmp_path, url, monkeypatch)
+    monkeypatch.chdir(proj)
+    for var, value in (("AWS_ACCESS_KEY_ID", s3_storage_options["key"]),
+                       ("AWS_SECRET_ACCESS_KEY", s3_storage_options["secret"])):
+        monkeypatch.setenv(var, value)
+    monkeypatch.setattr("zoostore.storage.backends.retry._noticed", set())
+    with FaultProxy(s3_server.endpoint, Faults(status_5xx=0.5, status_codes=(503,), seed=3, max_faults=12)) as proxy:
+        monkeypatch.setenv("ZOOSTORE_STORE_OPTIONS", json.dumps({"endpoint_url": proxy.url, "max_attempts": 8}))
+        assert cli(["sync", "--json"]) == 0
+        assert proxy.stats.faults_total > 1
+    out, err = capsys.readouterr()
+    json.loads(out)
+    retries = [line for line in err.splitlines() if "retrying" in line]
+    assert len(retries) == 1 and retries[0].startswith("zoostore: warning: "), err
+    monkeypatch.setattr("zoostore.storage.backends.retry._noticed", set())
+    with FaultProxy(s3_server.endpoint, Faults(status_5xx=1.0, status_codes=(503,), seed=3)) as proxy:
+        monkeypatch.setenv("ZOOSTORE_STORE_OPTIONS", json.dumps({"endpoint_url": proxy.url, "max_attempts": 2}))
+        monkeypatch.setenv("ZOOSTORE_CACHE", str(tmp_path / "cold-cache"))  # the store must be read
+        assert cli(["sync", "--json", "--dest", str(tmp_path / "elsewhere")]) != 0
+    lines = capsys.readouterr().err.splitlines()
+    assert "error" in json.loads(lines[-1])
+    assert len([line for line in lines if "retrying" in line]) == 1, lines

@@ -202,6 +202,60 @@ def test_a_new_model_whose_name_differs_from_an_existing_one_only_in_case_is_ref
     assert sorted(zoo.models()) == ["midas", "yolo"]
 
 
+def test_changing_a_model_the_store_lacks_is_not_taken_for_a_new_model(
+        zoo, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    # Only a change that would create the manifest is checked for a case clash: a tag, yank or
+    # meta edit of 'YOLO' next to 'yolo' names the missing model (not found, exit 6), and a
+    # change that writes nothing neither fails nor lists manifests/.
+    from zoostore.core.errors import NotFoundError
+    from zoostore.ops.tags import tag
+
+    publish(zoo, "yolo", "1.0.0", [write_model(tmp_path / "a")], check=False)
+    with pytest.raises(NotFoundError, match="YOLO"):
+        tag(zoo, "YOLO", "stable", "1.0.0")
+    assert cli(["yank", zoo.url, "YOLO", "1.0.0", "--reason", "bad"]) == 6
+    assert "differ only in case" not in capsys.readouterr().err
+    listed: list[str] = []
+    real_list = zoo.backend.list
+    zoo.backend.list = lambda prefix="": listed.append(prefix) or real_list(prefix)  # type: ignore[method-assign]
+    assert zoo.update_manifest("Yolo", lambda m: m) is None
+    assert listed == []
+
+
+def test_a_release_of_two_new_models_differing_only_in_case_is_refused_before_uploading(
+        zoo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # Neither exists yet, so each plan alone passes; the release must still refuse the pair up
+    # front (it used to upload both and commit 'Yolo' before refusing 'yolo': half a release).
+    from zoostore.ops.release import execute_release
+
+    plans = [plan_publish(zoo, name, "1.0.0", [write_model(tmp_path / name.lower() / name, seed=i)])
+             for i, name in enumerate(["Yolo", "yolo"])]
+    with pytest.raises(UsageError, match="differ only in case"):
+        execute_release(plans)
+    assert zoo.models() == [] and not list(Path(zoo.url.removeprefix("file://")).joinpath("packs").rglob("*.*"))
+
+
+def test_a_store_that_has_both_spellings_already_still_publishes_each(
+        zoo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # Made before the refusal (or by hand): both models keep publishing new versions, and
+    # publish-release takes them together; only a third spelling is refused.
+    from zoostore.ops.release import execute_release
+
+    publish(zoo, "yolo", "1.0.0", [write_model(tmp_path / "a")], check=False)
+    root = Path(zoo.url.removeprefix("file://"))
+    (root / "manifests" / "Yolo.toml").write_text(
+        (root / "manifests" / "yolo.toml").read_text().replace('"yolo"', '"Yolo"'))
+    assert zoo.models() == ["Yolo", "yolo"] and zoo.manifest("Yolo").model == "Yolo"
+    for i, name in enumerate(["Yolo", "yolo"]):
+        publish(zoo, name, "1.1.0", [write_model(tmp_path / f"b{i}", seed=10 + i)], check=False)
+    plans = [plan_publish(zoo, name, "1.2.0", [write_model(tmp_path / f"c{i}", seed=20 + i)])
+             for i, name in enumerate(["Yolo", "yolo"])]
+    assert [r.version for r in execute_release(plans)] == ["1.2.0", "1.2.0"]
+    assert all(sorted(zoo.manifest(m).versions) == ["1.0.0", "1.1.0", "1.2.0"] for m in ("Yolo", "yolo"))
+    with pytest.raises(UsageError, match="differ only in case"):
+        publish(zoo, "YOLO", "1.0.0", [write_model(tmp_path / "d", seed=3)], check=False)
+
+
 def test_date_like_prerelease_warns_and_suggests_build_metadata(zoo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     r = publish(zoo, "m", "1.2.3-20220504", [write_model(tmp_path / "v")], check=False)
     assert any("1.2.3+20220504" in w for w in r.warnings)

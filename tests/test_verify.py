@@ -156,6 +156,80 @@ def test_read_data_finds_a_recipe_that_misplaces_chunks_and_repair_rebuilds_it(z
     assert Digest.of(open_store(zoo.url).blobs.get_file(a, tmp_path / "a.bin").read_bytes()) == a
 
 
+def test_repairing_a_recipe_mismatch_makes_the_report_ok_and_exits_0(zoo: Store, tmp_path: Path) -> None:
+    # `verify --read-data --repair` that rebuilt every misplacing recipe has nothing left to fix:
+    # like a rebuilt missing or bad recipe, the report is ok and the command exits 0.
+    a = _blob(zoo, "m", "1.0.0", "a.bin")
+    recipe = zoo.blobs.recipe(a)
+    first, second = recipe.chunks[:2]
+    lying = replace(recipe, chunks=(replace(first, chunk=second.chunk), replace(second, chunk=first.chunk),
+                                    *recipe.chunks[2:]))
+    zoo.backend.put(blob_key(a), lying.encode())
+    report = verify_store(open_store(zoo.url), read_data=True, repair=True)
+    assert _kinds(report) == ["recipe-mismatch"] and len(report.repaired) == 1 and not report.unrepaired
+    assert report.ok
+    zoo.backend.put(blob_key(a), lying.encode())
+    assert cli(["verify", zoo.url, "--read-data", "--repair"]) == 0
+    assert verify_store(open_store(zoo.url), read_data=True).problems == []
+
+
+def test_repair_does_not_rebuild_from_a_recipe_that_misplaces_chunks(tmp_path: Path) -> None:
+    # A recipe-edits store: 2.0.0's recipe is edits of 1.0.0's, and so is its footer's file list.
+    # 1.0.0's recipe lies about two chunks that 2.0.0 shares: 2.0.0's recipe no longer resolves.
+    # Repair must take 1.0.0's chunk list from its footer, not from the lying recipe, for both.
+    import random
+
+    from test_delta import blob_of, flip, make_store, put
+    from zoostore.storage.recipe import RecipeEdits, decode_stored
+
+    zoo = make_store(tmp_path / "store")
+    v1 = random.Random(5).randbytes(60_000)
+    v2 = flip(v1, 6)
+    put(zoo, tmp_path, "1.0.0", {"lib.so": v1})
+    put(zoo, tmp_path, "2.0.0", {"lib.so": v2})
+    b1, b2 = blob_of(zoo, "1.0.0"), blob_of(zoo, "2.0.0")
+    assert isinstance(decode_stored(b2, zoo.backend.get(blob_key(b2))), RecipeEdits)
+    r1, r2 = zoo.blobs.recipe(b1), zoo.blobs.recipe(b2)
+    i, j = [k for k, (x, y) in enumerate(zip(r1.chunks, r2.chunks)) if x == y][:2]  # shared by 2.0.0
+    chunks = list(r1.chunks)
+    chunks[i], chunks[j] = replace(chunks[i], chunk=r1.chunks[j].chunk), replace(chunks[j], chunk=r1.chunks[i].chunk)
+    zoo.backend.put(blob_key(b1), replace(r1, chunks=tuple(chunks)).encode())
+    report = verify_store(open_store(zoo.url), read_data=True, repair=True)
+    assert "recipe-mismatch" in _kinds(report)
+    assert not report.unrepaired and report.ok, report.unrepaired
+    for version, want in (("1.0.0", v1), ("2.0.0", v2)):
+        out = open_store(zoo.url).blobs.get_file(blob_of(zoo, version), tmp_path / f"out-{version}")
+        assert out.read_bytes() == want
+    assert verify_store(open_store(zoo.url), read_data=True).problems == []
+
+
+def test_a_chunk_stored_again_elsewhere_is_not_blamed_for_its_bad_copy(tmp_path: Path) -> None:
+    # 1.0.0's packs are lost, so 2.0.0's delta frames (bases in them) are bad. 3.0.0, published
+    # after, stored those chunks anew as plain frames in a new pack: it reads back, and verify
+    # names 2.0.0 but not 3.0.0 (a bad frame is a pack's frame, not every copy of its chunk).
+    import random
+
+    from test_delta import blob_of, flip, make_store, put
+
+    zoo = make_store(tmp_path / "store")
+    v1 = random.Random(71).randbytes(60_000)
+    v2, v3 = flip(v1, 72), flip(flip(v1, 72), 73)
+    put(zoo, tmp_path, "1.0.0", {"lib.so": v1})
+    lost = keys(zoo, "packs/")
+    put(zoo, tmp_path, "2.0.0", {"lib.so": v2})
+    for key in lost:
+        (store_root(zoo) / key).unlink()
+    put(open_store(zoo.url), tmp_path, "3.0.0", {"lib.so": v3})
+    fresh = open_store(zoo.url)
+    b2, b3 = blob_of(fresh, "2.0.0"), blob_of(fresh, "3.0.0")
+    shared = {r.chunk for r in fresh.blobs.recipe(b2).chunks if r.base is not None}
+    assert shared & {r.chunk for r in fresh.blobs.recipe(b3).chunks}
+    assert fresh.blobs.get_file(b3, tmp_path / "out.so").read_bytes() == v3
+    problems = verify_store(fresh, read_data=True).problems
+    assert any(p.kind == "bad-chunk" and p.obj == blob_key(b2) for p in problems)
+    assert not [p for p in problems if str(b3) in p.message or p.obj == blob_key(b3)]
+
+
 def test_repair_alone_makes_a_report_ok(zoo: Store) -> None:
     a = _blob(zoo, "m", "1.0.0", "a.bin")
     zoo.backend.delete([blob_key(a)])

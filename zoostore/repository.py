@@ -228,14 +228,16 @@ class Store:
                 old, token = current
             else:
                 old, token = self.manifest_versioned(model)
-            if old is None:
-                self.check_new_model(model)
             new = change(old)
             if new is None or new == old:
                 if attempt == 0 and current is not None:
                     current = None  # a no-op on a copy read earlier proves nothing: read the stored one
                     continue
                 return old
+            if old is None:
+                # Only a change that creates the manifest makes a new model (a tag of a missing
+                # model fails in `change`, naming it; a no-op lists nothing).
+                self.check_new_model(model)
             try:
                 self.backend.put_cas(key, new.to_toml().encode(), expected=token)
                 if old is None:

@@ -32,11 +32,13 @@ from zoostore.storage.writer import Hashed
 
 
 def check_release(plans: Sequence[PublishPlan]) -> None:
-    """One store, each model once: UsageError otherwise (two plans of one model would race for
-    its manifest; publish each architecture of a model as its own release)."""
+    """One store, each model once, no new model spelled like another but for case: UsageError
+    otherwise (two plans of one model would race for its manifest; publish each architecture of
+    a model as its own release)."""
     if not plans:
         raise UsageError("publish-release: no models given; expected at least one model directory")
     seen: dict[str, PublishPlan] = {}
+    spellings: dict[str, set[str]] = {}  # casefolded name -> the names given
     for plan in plans:
         if plan.store.url != plans[0].store.url:
             raise UsageError(f"publish-release: {plan.model} is planned against {plan.store.url}, the "
@@ -45,6 +47,15 @@ def check_release(plans: Sequence[PublishPlan]) -> None:
         if first is not plan:
             raise UsageError(f"publish-release: model {plan.model!r} is given twice ({_where(first)} and "
                              f"{_where(plan)}); give each model once, or name one with MODEL=DIR")
+        spellings.setdefault(plan.model.casefold(), set()).add(plan.model)
+    # Each plan checked its name against the store's models; new ones are checked against each
+    # other here, before anything is uploaded (the commits would refuse the second spelling only
+    # after committing the first).
+    for plan in plans:
+        others = sorted(spellings[plan.model.casefold()] - {plan.model})
+        if others and plan.base is not None and plan.base[0] is None:
+            raise UsageError(f"publish-release: the new model {plan.model!r} and {others[0]!r} differ only in case: "
+                             f"they collide on case-insensitive file systems (macOS, Windows); choose one name")
 
 
 def _where(plan: PublishPlan) -> str:

@@ -51,6 +51,10 @@ class Problem:
         return f"{self.kind}: {self.obj}: {self.message}"
 
 
+#: Problems of a recipe alone: a repair that rebuilt every broken recipe has fixed them.
+REPAIRABLE = ("missing-recipe", "bad-recipe", "recipe-mismatch")
+
+
 @dataclass(slots=True)
 class VerifyReport:
     problems: list[Problem] = field(default_factory=list)
@@ -68,7 +72,7 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return not self.problems or (not self.unrepaired and len(self.repaired) > 0 and
-                                     all(p.kind in ("missing-recipe", "bad-recipe") for p in self.problems))
+                                     all(p.kind in REPAIRABLE for p in self.problems))
 
     def add(self, kind: str, obj: str, message: str) -> None:
         self.problems.append(Problem(kind, obj, message))
@@ -188,14 +192,15 @@ def _read_data(store: Store, packs: dict[Digest, int], recipes: dict[Digest, Rec
                subset: tuple[int, int] | None, report: VerifyReport, progress: Progress,
                broken_blobs: set[Digest]) -> None:
     """Decode and check every frame of the packs (or the n-th of m slices of them), then name
-    the blobs that use a corrupt chunk, or whose recipe disagrees with a footer read."""
-    bad_chunks: set[Digest] = set()
+    the blobs that use a corrupt chunk, or whose recipe disagrees with a footer read (such a
+    recipe leaves `recipes`: it is not intact, and repair must not build on it)."""
+    bad_chunks: set[tuple[Digest, Digest]] = set()  # (pack, chunk): a frame, not every copy of the chunk
     ordered = sorted(packs)
     if subset:
         n, m = subset
         ordered = [p for i, p in enumerate(ordered) if i % m == n - 1]
     progress.start("verify packs", sum(packs[p] for p in ordered))
-    deferred: list[tuple[str, PackEntry, bytes]] = []
+    deferred: list[tuple[Digest, PackEntry, bytes]] = []
     located: dict[Digest, ChunkRef] = {}
     footers: dict[tuple[Digest, int], tuple[Digest, int, int]] = {}  # (pack, offset) -> (chunk, length, raw)
     for pack in ordered:
@@ -204,8 +209,9 @@ def _read_data(store: Store, packs: dict[Digest, int], recipes: dict[Digest, Rec
     progress.done("verify packs")
     _check_deltas(store, deferred, recipes, located, report, bad_chunks)
     footed = {pack for pack, _ in footers}  # packs read whose footer parsed
+    mismatched: list[Digest] = []
     for blob, recipe in recipes.items():
-        hit = next((r for r in recipe.refs if r.chunk in bad_chunks), None)
+        hit = next((r for r in recipe.refs if (r.pack, r.chunk) in bad_chunks), None)
         if hit is not None:
             report.add("bad-chunk", blob_key(blob), f"blob {blob} uses corrupt chunk {hit.chunk} in pack {hit.pack}")
         wrong = next((r for r in recipe.refs if r.pack in footed
@@ -214,11 +220,14 @@ def _read_data(store: Store, packs: dict[Digest, int], recipes: dict[Digest, Rec
             there = footers.get((wrong.pack, wrong.offset))
             has = "no frame starting there" if there is None else \
                 f"chunk {there[0]} ({there[1]} bytes, {there[2]} raw) there"
+            mismatched.append(blob)
             report.add("recipe-mismatch", blob_key(blob),
                        f"blob {blob}: its recipe places chunk {wrong.chunk} ({wrong.length} bytes, {wrong.raw_length} raw) "
                        f"at offset {wrong.offset} of pack {wrong.pack}, whose footer has {has}: the recipe is damaged; "
                        f"'zoostore verify --repair' rebuilds it")
             broken_blobs.add(blob)
+    for blob in mismatched:  # not intact: repair must not take its chunk list for a base's
+        del recipes[blob]
 
 
 def _entries(data: bytes, key: str) -> list[PackEntry]:
@@ -228,8 +237,8 @@ def _entries(data: bytes, key: str) -> list[PackEntry]:
         return []
 
 
-def _read_pack(store: Store, pack: Digest, report: VerifyReport, bad_chunks: set[Digest],
-               deferred: list[tuple[str, PackEntry, bytes]], located: dict[Digest, ChunkRef],
+def _read_pack(store: Store, pack: Digest, report: VerifyReport, bad_chunks: set[tuple[Digest, Digest]],
+               deferred: list[tuple[Digest, PackEntry, bytes]], located: dict[Digest, ChunkRef],
                footers: dict[tuple[Digest, int], tuple[Digest, int, int]]) -> None:
     """Check one pack's frames; its delta frames go to `deferred`, its chunks to `located` and
     its footer's entries to `footers`."""
@@ -244,8 +253,8 @@ def _read_pack(store: Store, pack: Digest, report: VerifyReport, bad_chunks: set
     for problem in pack_problems(key, data, max_chunk=store.config.chunking.largest, deferred=deltas):
         report.add(problem.kind, key, problem.message)
         if problem.chunk is not None:
-            bad_chunks.add(problem.chunk)
-    deferred.extend((key, e, frame) for e, frame in deltas)
+            bad_chunks.add((pack, problem.chunk))
+    deferred.extend((pack, e, frame) for e, frame in deltas)
     delta_chunks = {e.chunk for e, _ in deltas}
     entries = _entries(data, key)
     for e in entries:
@@ -255,13 +264,15 @@ def _read_pack(store: Store, pack: Digest, report: VerifyReport, bad_chunks: set
     report.chunks_read += len(entries)
 
 
-def _check_deltas(store: Store, deferred: list[tuple[str, PackEntry, bytes]], recipes: dict[Digest, Recipe],
-                  located: dict[Digest, ChunkRef], report: VerifyReport, bad_chunks: set[Digest]) -> None:
+def _check_deltas(store: Store, deferred: list[tuple[Digest, PackEntry, bytes]], recipes: dict[Digest, Recipe],
+                  located: dict[Digest, ChunkRef], report: VerifyReport,
+                  bad_chunks: set[tuple[Digest, Digest]]) -> None:
     """Decode each delta frame against its base: the base a recipe names, else a plain frame of
     that chunk in a pack read; fetched and verified like any chunk (one read per frame)."""
     bases = {b.chunk: b for r in recipes.values() for b in r.bases}
     max_chunk = store.config.chunking.largest
-    for key, e, frame in deferred:
+    for pack, e, frame in deferred:
+        key = pack_key(pack)
         base_id = Digest.from_bytes(codec.delta_base(frame) or b"")
         ref = bases.get(base_id) or located.get(base_id)
         try:
@@ -269,14 +280,14 @@ def _check_deltas(store: Store, deferred: list[tuple[str, PackEntry, bytes]], re
         except ZooError:
             base = None
         if base is None:
-            bad_chunks.add(e.chunk)
+            bad_chunks.add((pack, e.chunk))
             report.add("bad-chunk", key, f"delta frame of chunk {e.chunk} at offset {e.offset} needs base chunk "
                                          f"{base_id}, which is {'corrupt' if ref else 'in no pack or recipe'}")
             continue
         problem = frame_problem(key, e, frame, base, max_chunk=max_chunk)
         if problem is not None:
             report.add(problem.kind, key, problem.message)
-            bad_chunks.add(e.chunk)
+            bad_chunks.add((pack, e.chunk))
 
 
 def _with_bases(store: Store, refs: list[ChunkRef], locations: dict[Digest, ChunkRef]) -> list[ChunkRef]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -85,3 +86,29 @@ def test_the_yank_check_parses_only_manifests_that_yank_something(tmp_path: Path
     # a only says `yanked = ""`: never parsed. b yanks: parsed. c names a file "yanked.txt": that
     # line is not an empty yank, so it is parsed too (the pre-check only ever skips a parse).
     assert parsed == ["b.toml", "b.toml", "c.toml"]
+
+
+def test_a_store_answering_503_costs_a_cached_sync_a_few_quick_attempts(
+        http_store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every file is cached, so only the yank check needs the store: a store that is down then
+    # costs YANK_CHECK_ATTEMPTS requests and a warning, not the 10 attempts (~16 s) of a download.
+    from zoostore.ops.sync import YANK_CHECK_ATTEMPTS
+    from zoostore.testing.faultproxy import FaultProxy, Faults
+
+    monkeypatch.setenv("ZOOSTORE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("ZOOSTORE_MAX_ATTEMPTS", raising=False)
+    zoo, _ = init_store(http_store.root)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "weights.bin").write_bytes(bytes(range(256)) * 64)
+    publish(zoo, "net", "1.0.0", [src], arch="x86_64", check=False)
+    with FaultProxy(http_store.url.rsplit("/", 1)[0]) as proxy:
+        project = tmp_path / "project"
+        project.mkdir()
+        (project / "zoo.toml").write_text(f'store = "{proxy.url}/zoo"\narchs = ["x86_64"]\n[models]\nnet = "^1.0"\n')
+        assert sync_project(load_project(project)).store_opened
+        proxy.faults = Faults(status_5xx=1.0, status_codes=(503,), seed=1)
+        before = proxy.stats.requests
+        r = sync_project(load_project(project), dest=tmp_path / "elsewhere")
+        assert proxy.stats.requests - before == YANK_CHECK_ATTEMPTS
+    assert len(r.placed) == 1 and any("could not check zoo.lock's pins" in w for w in r.warnings), r.warnings

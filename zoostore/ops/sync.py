@@ -369,13 +369,23 @@ def _remove_stale(report: SyncReport, state: Mapping[str, Mapping[str, Any]], st
             progress.note(msg)
 
 
-def _open_lock_store(project: Project, lock: Lock, progress: Progress) -> Store:
-    """The store of the lock (with --frozen, zoo.toml's may differ), by find_store_url's rule."""
+#: Attempts per request when sync opens the store only for the yank check (every file cached): a
+#: store that is down then costs a warning within a moment, not the ~16 s a download may wait.
+YANK_CHECK_ATTEMPTS = 3
+
+
+def _open_lock_store(project: Project, lock: Lock, progress: Progress, *, quick: bool = False) -> Store:
+    """The store of the lock (with --frozen, zoo.toml's may differ), by find_store_url's rule;
+    `quick`: with YANK_CHECK_ATTEMPTS unless the user chose `max_attempts` (any layer)."""
     from dataclasses import replace
 
     from zoostore.ops.lock import open_project_store
 
-    return open_project_store(replace(project, store=lock.store), progress)
+    project = replace(project, store=lock.store)
+    if quick and "max_attempts" not in project.store_options and not os.environ.get("ZOOSTORE_MAX_ATTEMPTS"):
+        # Under zoo.toml's options: $ZOOSTORE_STORE_OPTIONS and --store-option still win.
+        project = replace(project, store_options={**project.store_options, "max_attempts": YANK_CHECK_ATTEMPTS})
+    return open_project_store(project, progress)
 
 
 def _store_for(project: Project, lock: Lock, report: SyncReport, progress: Progress, *, data: bool) -> Store | None:
@@ -385,7 +395,7 @@ def _store_for(project: Project, lock: Lock, report: SyncReport, progress: Progr
     from zoostore.core.errors import ZooError
 
     try:
-        zoo = _open_lock_store(project, lock, progress)
+        zoo = _open_lock_store(project, lock, progress, quick=not data)
         _warn_yanked(zoo, lock, report, progress)
     except ZooError as exc:
         if data:

@@ -41,6 +41,17 @@ def test_every_command_help_ends_with_its_exit_codes() -> None:
     assert "--tag bleedingedge; exit codes: 0 ok" in " ".join(zoostore("publish-release", "--help").stdout.split())
 
 
+def test_subcommand_help_ends_with_its_commands_exit_codes() -> None:
+    # README: `zoostore COMMAND --help` ends with the exit codes; `cache prune` and `blob put` are
+    # what a user types, so their help ends with them too (they had none).
+    for argv, command in ((["cache", "prune"], "cache"), (["cache", "info"], "cache"), (["blob", "put"], "blob")):
+        out = " ".join(zoostore(*argv, "--help").stdout.split()).replace("- ", "-")
+        assert "exit codes:" in out, argv
+        tail = out.split("exit codes:")[-1]
+        for code in (0, 1, 2, *COMMAND_EXIT_CODES[command], 130):
+            assert f"{code} {EXIT_MEANINGS[code].split()[0]}" in tail, (argv, code)
+
+
 def test_errors_are_json_with_json(tmp_path: Path) -> None:
     proc = zoostore("ls", str(tmp_path / "nowhere"), "--json")
     assert proc.returncode == 6

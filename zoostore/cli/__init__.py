@@ -153,6 +153,10 @@ def build_parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict
         codes = exit_code_help(COMMAND_EXIT_CODES.get(name))
         # "; " so that an epilog ending in an example command does not read "--tag bleedingedge exit codes".
         command.epilog = f"{command.epilog.rstrip('.')}; {codes}." if command.epilog else codes + "."
+        # `cache prune --help`, `blob put --help`: a subcommand ends with its command's exit codes too.
+        for action in command._actions:
+            for child in (action.choices or {}).values() if isinstance(action, argparse._SubParsersAction) else ():
+                child.epilog = f"{child.epilog.rstrip('.')}; {codes}." if child.epilog else codes + "."
     return parser, commands
 
 

@@ -628,8 +628,11 @@ def test_tag_and_yank_operations(zoo, tmp_path: Path) -> None:  # type: ignore[n
     for i, v in enumerate(["1.0.0", "1.1.0"]):
         publish(zoo, "m", v, [write_model(tmp_path / v, seed=i)])
     assert tag(zoo, "m", "stable", "1.0.0").tags == {"stable": "1.0.0"}
-    with pytest.raises(UsageError, match="no such version"):
+    with pytest.raises(NotFoundError, match="no such version"):  # exit 6, as `ls` of it
         tag(zoo, "m", "stable", "9.9.9")
+    with pytest.raises(NotFoundError, match="has no version 9.9.9"):
+        yank(zoo, "m", "9.9.9", "bad")
+    assert cli(["meta", zoo.url, "m", "9.9.9", "k=1"]) == 6
     with pytest.raises(UsageError, match="implicit"):
         tag(zoo, "m", "latest", "1.0.0")
     assert untag(zoo, "m", "stable").tags == {}

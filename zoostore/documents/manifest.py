@@ -39,7 +39,7 @@ import tomli_w
 
 from zoostore.core import semver
 from zoostore.core.digest import Digest
-from zoostore.core.errors import FormatError, ImmutableError, UsageError, ZooError
+from zoostore.core.errors import FormatError, ImmutableError, NotFoundError, UsageError, ZooError
 from zoostore.core.names import ANY, check_model_name, check_relpath, normalize_arch
 from zoostore.core.tomldoc import load_versioned
 
@@ -245,14 +245,14 @@ class Manifest:
             tags.pop(tag, None)
         else:
             if version not in self.versions:
-                raise UsageError(f"cannot tag {self.model}@{version} as {tag!r}: no such version; "
+                raise NotFoundError(f"cannot tag {self.model}@{version} as {tag!r}: no such version; "
                                  f"versions: {', '.join(self.sorted_versions()) or 'none'}")
             tags[tag] = version
         return replace(self, tags=tags)
 
     def with_yank(self, version: str, reason: str) -> Manifest:
         if version not in self.versions:
-            raise UsageError(f"{self.model} has no version {version}; versions: {', '.join(self.sorted_versions()) or 'none'}")
+            raise NotFoundError(f"{self.model} has no version {version}; versions: {', '.join(self.sorted_versions()) or 'none'}")
         return replace(self, versions={**self.versions, version: replace(self.versions[version], yanked=reason)})
 
     def without_versions(self, drop: set[str]) -> Manifest:

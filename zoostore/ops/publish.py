@@ -341,7 +341,7 @@ def edit_meta(store: Store, model: str, version: str, changes: Mapping[str, Any]
             raise NotFoundError(f"no model {model!r} in {store.url}; publish it first")
         key = m.same_version(version)
         if key is None:
-            raise UsageError(f"{model} has no version {version}; versions: {', '.join(m.sorted_versions()) or 'none'}")
+            raise NotFoundError(f"{model} has no version {version}; versions: {', '.join(m.sorted_versions()) or 'none'}")
         r = m.versions[key]
         meta = {k: v for k, v in {**r.meta, **changes}.items() if v is not None}
         return replace(m, versions={**m.versions, key: replace(r, meta=meta)})

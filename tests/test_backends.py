@@ -281,7 +281,9 @@ def test_http_cache_is_bounded(http_store_no_ranges: ServedDirectory) -> None:
 
 def test_http_list_is_refused(http_store: ServedDirectory) -> None:
     backend = open_backend(http_store.url)
-    with pytest.raises(ReadOnlyError, match="publish to the store's s3:// or local URL instead"):
+    # Listing is not a write: the message says where verify and gc can run, not "publish to".
+    with pytest.raises(ReadOnlyError, match=r"mirror cannot be listed; run this command \(verify, gc\) on the "
+                                            r"store's s3:// or local URL"):
         backend.list("packs/")
 
 

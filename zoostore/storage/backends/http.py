@@ -327,7 +327,10 @@ class HttpBackend(Backend):
         )
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        self._read_only(f"list {prefix!r}")
+        # Not a write: say what cannot be done here, and where it can (verify and gc list).
+        raise ReadOnlyError(
+            f"cannot list {prefix!r} at {self.url}: an HTTP(S) mirror cannot be listed; run this "
+            f"command (verify, gc) on the store's s3:// or local URL")
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
         self._read_only(f"write {key!r}")

@@ -8,9 +8,10 @@ Checks, cheapest first (restic's `check` is the model):
    its footer parsed, and every frame decoded and re-hashed against its chunk id; recipes that
    name a bad or missing chunk are reported with the blob they break, and so are recipes that
    place a chunk where the pack's footer has another chunk or another length (a damaged or
-   hostile recipe: a whole-file read still refuses wrong bytes, but `repair` rebuilds it). A delta frame is checked
-   after every pack was read, against its base (located by a recipe or a footer, fetched and
-   verified like any chunk); a bad base breaks every file whose delta frames use it.
+   hostile recipe: a whole-file read still refuses wrong bytes, but `repair` rebuilds it). A
+   delta frame is checked after every pack was read, against its base (located by a recipe or
+   a footer, fetched and verified like any chunk); a bad base breaks every file whose delta
+   frames use it.
 
 `repair` rebuilds missing or damaged recipes from pack footers: entries locate each chunk, and
 the file lists of each publish's last pack give each file's chunk order (see zoostore.storage.pack);

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -383,6 +383,26 @@ def stops() -> Iterator[None]:
     cancel.reset()
 
 
+def _faulty_reads(monkeypatch: pytest.MonkeyPatch, how: str, *, flip: Callable[[bool, list[int]], bool],
+                  stop: Callable[[bool, list[int]], bool]) -> Callable[..., memoryview]:
+    """Patch BlobStore._load_segment: a segment for which `flip(checked, chunk indices)` holds
+    gets its byte 0 flipped, and one for which `stop(...)` holds stops the read (`_stop(how)`);
+    `checked` says whether the read verifies each chunk. Returns the real method."""
+    real = BlobStore._load_segment
+
+    def load(self: BlobStore, recipe: Recipe, kind: str, idx: list[int], *args: object) -> memoryview:
+        out: memoryview = real(self, recipe, kind, idx, *args)  # type: ignore[arg-type]
+        checked = bool(args[-1])
+        if flip(checked, idx):
+            out[0] ^= 1
+        if stop(checked, idx):
+            _stop(how)
+        return out
+
+    monkeypatch.setattr(BlobStore, "_load_segment", load)
+    return real
+
+
 @pytest.mark.parametrize("how", ["network", "interrupt"])
 def test_a_second_read_that_stops_keeps_only_its_verified_prefix_and_resumes_from_it(
         zoo: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stops: None, how: str) -> None:
@@ -390,17 +410,9 @@ def test_a_second_read_that_stops_keeps_only_its_verified_prefix_and_resumes_fro
     blob = _publish(zoo, tmp_path, data)
     recipe = zoo.blobs.recipe(blob)
     middle = len(recipe.chunks) // 2
-    real = BlobStore._load_segment
-
-    def load(self: BlobStore, recipe: Recipe, kind: str, idx: list[int], *args: object) -> memoryview:
-        out: memoryview = real(self, recipe, kind, idx, *args)  # type: ignore[arg-type]
-        if not args[-1] and idx[0] == 0:
-            out[0] ^= 1                # the first read (no chunk hashes) goes wrong at byte 0
-        if args[-1] and middle in idx:
-            _stop(how)                 # the second read stops half way
-        return out
-
-    monkeypatch.setattr(BlobStore, "_load_segment", load)
+    real = _faulty_reads(monkeypatch, how,
+                         flip=lambda checked, idx: not checked and idx[0] == 0,  # the first read goes wrong at byte 0
+                         stop=lambda checked, idx: checked and middle in idx)    # the second stops half way
     dest, partial = tmp_path / "out" / "w.bin", tmp_path / "partial" / "w.bin"
     full = _slots_free(zoo.blobs)
     with pytest.raises(RemoteError if how == "network" else Interrupted):
@@ -425,17 +437,8 @@ def test_a_partial_kept_by_a_stopped_first_read_may_hold_a_wrong_chunk_and_the_r
     blob = _publish(zoo, tmp_path, data)
     recipe = zoo.blobs.recipe(blob)
     middle = len(recipe.chunks) // 2
-    real = BlobStore._load_segment
-
-    def load(self: BlobStore, recipe: Recipe, kind: str, idx: list[int], *args: object) -> memoryview:
-        out: memoryview = real(self, recipe, kind, idx, *args)  # type: ignore[arg-type]
-        if idx[0] == 0:
-            out[0] ^= 1
-        if middle in idx:
-            _stop("interrupt")
-        return out
-
-    monkeypatch.setattr(BlobStore, "_load_segment", load)
+    real = _faulty_reads(monkeypatch, "interrupt", flip=lambda checked, idx: idx[0] == 0,
+                         stop=lambda checked, idx: middle in idx)
     dest, partial = tmp_path / "out" / "w.bin", tmp_path / "partial" / "w.bin"
     with pytest.raises(Interrupted):
         zoo.blobs.get_file(blob, dest, partial=partial)

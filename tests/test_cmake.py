@@ -278,3 +278,29 @@ def test_the_zoostore_beside_the_config_file_is_found_without_path(tmp_path: Pat
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert f"zoostore is {stub}" in proc.stdout, proc.stdout
+
+
+def test_find_package_checks_the_version_it_asks_for(tmp_path: Path) -> None:
+    # zoostore-config-version.cmake: the installed zoostore's version, same major (and, while
+    # it is 0.x, same minor) and at least the one asked for.
+    import zoostore
+    from zoostore.integrations.cmake import CMAKE_DIR
+
+    text = (Path(CMAKE_DIR) / "zoostore-config-version.cmake").read_text()
+    assert f'set(PACKAGE_VERSION "{zoostore.__version__}")' in text
+    major, minor, _ = (int(p) for p in zoostore.__version__.split(".")[:3])
+
+    def configure(wanted: str) -> subprocess.CompletedProcess[str]:
+        project = tmp_path / f"p{wanted}"
+        project.mkdir()
+        (project / "CMakeLists.txt").write_text(
+            f"cmake_minimum_required(VERSION 3.19)\nproject(p NONE)\nfind_package(zoostore {wanted} CONFIG REQUIRED)\n"
+            'message(STATUS "zoostore ${zoostore_VERSION}")\n')
+        return subprocess.run(["cmake", "-S", str(project), "-B", str(project / "b"), f"-Dzoostore_DIR={CMAKE_DIR}",
+                               f"-DZOOSTORE_EXECUTABLE={sys.executable};-m;zoostore"], capture_output=True, text=True)
+
+    ok = configure(f"{major}.{minor}")
+    assert ok.returncode == 0 and f"zoostore {zoostore.__version__}" in ok.stdout, ok.stderr
+    newer = configure(f"{major}.{minor + 1}")
+    assert newer.returncode != 0 and "zoostore" in newer.stderr and zoostore.__version__ in newer.stderr
+    assert configure(f"{major + 1}.0").returncode != 0

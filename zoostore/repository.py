@@ -31,7 +31,7 @@ from zoostore.core.errors import (
     StoreNotFoundError,
     UsageError,
 )
-from zoostore.core.names import check_model_name, host_arch
+from zoostore.core.names import case_clashes, check_model_name, host_arch
 from zoostore.core.progress import Progress
 from zoostore.documents.manifest import Manifest, manifest_key
 from zoostore.documents.store_config import CONFIG_KEY, StoreConfig
@@ -93,7 +93,7 @@ class Store:
         """UsageError if the store has a model whose name differs from `model`, a model it does
         not have yet, only in case: on case-insensitive file systems (macOS, Windows) their
         manifests, cache folders and consumers' model folders would be the same."""
-        clash = [m for m in self.models() if m != model and m.casefold() == model.casefold()]
+        clash = case_clashes(model, self.models())
         if clash:
             raise UsageError(
                 f"model {model!r} would be new in {self.url}, which has the model {clash[0]!r}: names that "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 
 from zoostore.core.errors import InvalidPathError, UsageError
 
@@ -46,6 +47,14 @@ def check_model_name(name: str) -> str:
             f"with a letter or digit, at most 128 characters (e.g. yolo-v2-tiny)"
         )
     return name
+
+
+def case_clashes(name: str, names: Iterable[str]) -> list[str]:
+    """The `names` that differ from `name` only in case (sorted): on case-insensitive file
+    systems (macOS, Windows) a model's manifest, cache folder and consumers' folder would be
+    theirs."""
+    folded = name.casefold()
+    return sorted({n for n in names if n != name and n.casefold() == folded})
 
 
 #: How a publisher names a new architecture deliberately (the default `new_hint`).

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from zoostore.core.digest import Digest
 from zoostore.core.errors import UsageError, ZooError
+from zoostore.core.names import case_clashes
 from zoostore.core.progress import NullProgress, Progress
 from zoostore.ops.publish import PublishPlan, PublishResult
 from zoostore.storage.recipe import ChunkRef
@@ -38,7 +39,6 @@ def check_release(plans: Sequence[PublishPlan]) -> None:
     if not plans:
         raise UsageError("publish-release: no models given; expected at least one model directory")
     seen: dict[str, PublishPlan] = {}
-    spellings: dict[str, set[str]] = {}  # casefolded name -> the names given
     for plan in plans:
         if plan.store.url != plans[0].store.url:
             raise UsageError(f"publish-release: {plan.model} is planned against {plan.store.url}, the "
@@ -47,12 +47,11 @@ def check_release(plans: Sequence[PublishPlan]) -> None:
         if first is not plan:
             raise UsageError(f"publish-release: model {plan.model!r} is given twice ({_where(first)} and "
                              f"{_where(plan)}); give each model once, or name one with MODEL=DIR")
-        spellings.setdefault(plan.model.casefold(), set()).add(plan.model)
     # Each plan checked its name against the store's models; new ones are checked against each
     # other here, before anything is uploaded (the commits would refuse the second spelling only
     # after committing the first).
     for plan in plans:
-        others = sorted(spellings[plan.model.casefold()] - {plan.model})
+        others = case_clashes(plan.model, seen)
         if others and plan.base is not None and plan.base[0] is None:
             raise UsageError(f"publish-release: the new model {plan.model!r} and {others[0]!r} differ only in case: "
                              f"they collide on case-insensitive file systems (macOS, Windows); choose one name")

@@ -41,6 +41,14 @@ def _models(tmp_path: Path, names: list[str]) -> list[Path]:
     return [write_dir(tmp_path / "release" / n, _files(i + 1)) for i, n in enumerate(names)]
 
 
+def _conflicting(zoo: Store, tmp_path: Path, names: list[str], arch: str = "any") -> list[Path]:
+    """Release folders for `names`, each model already published as 1.0.0 with other bytes."""
+    for name in names:
+        publish(zoo, name, "1.0.0", [write_dir(tmp_path / "other" / name, {"weights.bin": b"other " + name.encode()})],
+                arch=arch, check=False)
+    return _models(tmp_path, names)
+
+
 def test_release_publishes_every_model_as_publishing_each_would_and_shares_packs(zoo: Store, tmp_path: Path,
                                                                                   capsys: pytest.CaptureFixture[str]) -> None:
     dirs = _models(tmp_path, ["alpha", "beta", "gamma"])
@@ -375,10 +383,7 @@ def test_many_refused_models_are_listed_three_in_full_then_by_name(zoo: Store, t
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     """Ten refused models in full took ~130 lines; three in full, then names, --json every one."""
     names = [f"m{i:02d}" for i in range(13)]
-    dirs = _models(tmp_path, names)
-    for name in names:
-        publish(zoo, name, "1.0.0", [write_dir(tmp_path / "other" / name, {"weights.bin": b"other " + name.encode()})],
-                arch="x86_64", check=False)
+    dirs = _conflicting(zoo, tmp_path, names, arch="x86_64")
     args = ["publish-release", zoo.url, "1.0.0", *map(str, dirs), "--arch", "x86_64", "--no-check"]
     assert main(args) == 7
     err = capsys.readouterr().err
@@ -440,10 +445,7 @@ def test_each_models_shadowed_path_warning_names_the_model(zoo: Store, tmp_path:
 def test_one_refused_model_beyond_those_listed_is_one_more_model(zoo: Store, tmp_path: Path,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     names = [f"m{i:02d}" for i in range(4)]
-    dirs = _models(tmp_path, names)
-    for name in names:
-        publish(zoo, name, "1.0.0", [write_dir(tmp_path / "other" / name, {"weights.bin": b"other " + name.encode()})],
-                check=False)
+    dirs = _conflicting(zoo, tmp_path, names)
     assert main(["publish-release", zoo.url, "1.0.0", *map(str, dirs), "--no-check"]) == 7
     assert "\n... and 1 more model refused: m03 (--json" in capsys.readouterr().err
 

@@ -219,3 +219,56 @@ def test_sync_that_relocks_says_what_it_resolved(tmp_path: Path) -> None:
     assert "re-locked: net (new) -> 1.0.0" in sync("1.0.0")
     assert "re-locked: net 1.0.0 -> 1.1.0" in sync("^1.1")
     assert "re-locked" not in sync("^1.1")
+
+
+_RUN = """
+import atexit, sys, threading, time
+from pathlib import Path
+from zoostore.cli import run
+out = Path(sys.argv[1])
+def late():   # a non-daemon thread still working when the command returns
+    time.sleep(0.3)
+    out.with_suffix(".thread").write_text("joined")
+threading.Thread(target=late).start()
+atexit.register(lambda: out.with_suffix(".atexit").write_text("ran"))
+sys.argv = ["zoostore", *sys.argv[2:]]
+run()
+"""
+
+
+def test_the_console_entry_point_skips_teardown_but_not_what_exiting_owes(tmp_path: Path) -> None:
+    """`run()` ends a successful command with os._exit: threads are joined, atexit handlers
+    run and stdout is flushed first, so nothing is lost; a failure exits as usual."""
+    marker = tmp_path / "m"
+    proc = subprocess.run([sys.executable, "-c", _RUN, str(marker), "completion", "bash"], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == zoostore("completion", "bash").stdout and "complete -F" in proc.stdout
+    assert marker.with_suffix(".thread").read_text() == "joined"
+    assert marker.with_suffix(".atexit").read_text() == "ran"
+    assert pyproject_script() == "zoostore.cli:run"
+
+    failed = subprocess.run([sys.executable, "-c", _RUN, str(tmp_path / "f"), "ls", str(tmp_path / "none")],
+                            capture_output=True, text=True, timeout=60)
+    assert failed.returncode == 6 and "no zoostore store" in failed.stderr
+    assert (tmp_path / "f.thread").read_text() == "joined" and (tmp_path / "f.atexit").read_text() == "ran"
+
+
+def test_output_that_cannot_be_flushed_at_exit_is_an_error_without_a_traceback() -> None:
+    """A command's last output may still sit in stdout's buffer when `run()` exits."""
+    script = ("import io, sys, zoostore.cli as cli\n"
+              "class Full(io.StringIO):\n"
+              "    def flush(self): raise OSError(28, 'No space left on device')\n"
+              "sys.stdout = Full()\n"
+              "cli.main = lambda: print('the last line') or 0\n"
+              "cli.run()\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert proc.stderr == "zoostore: error: writing the output failed: No space left on device\n"
+
+
+def pyproject_script() -> str:
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    return tomllib.loads((root / "pyproject.toml").read_text())["project"]["scripts"]["zoostore"]

@@ -8,12 +8,15 @@ Command modules import heavy libraries (onnx, tvm, s3fs) only inside `run`.
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import importlib
 import os
 import sys
+import threading
 import warnings
 from collections.abc import Sequence
+from typing import NoReturn
 
 from zoostore.core import errors
 
@@ -254,5 +257,32 @@ def _print_traceback() -> None:
     traceback.print_exc()
 
 
+def run() -> NoReturn:
+    """The `zoostore` console script and `python -m zoostore`: `main()`, then exit without the
+    interpreter's teardown when the command succeeded.
+
+    Freeing every module and object at exit took 12-15 ms of a 400 ms first sync (a tenth of
+    a no-op sync). A successful command has nothing left to do then: every file it wrote is
+    closed (with blocks, atomic renames), so what the teardown would still run is what runs
+    here, in the interpreter's own order: joining non-daemon threads (pool workers, idle by
+    now), atexit handlers (weakref.finalize, temporary directories), flushing stdout and
+    stderr. A failed command exits the usual way."""
+    code = main()
+    shutdown = getattr(threading, "_shutdown", None)
+    if code != 0 or shutdown is None:  # _shutdown: CPython's own first step of exiting (3.4-3.14)
+        sys.exit(code)
+    shutdown()
+    atexit._run_exitfuncs()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:   # the reader went away (`zoostore ls | head`): as main() says for one
+        code = 1
+    except OSError as exc:   # stdout on a full disk: what main() says for any OSError
+        print(f"zoostore: error: writing the output failed: {exc.strerror or exc}", file=sys.stderr)
+        code = 1
+    os._exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()

@@ -1,5 +1,3 @@
-import sys
+from zoostore.cli import run
 
-from zoostore.cli import main
-
-sys.exit(main())
+run()

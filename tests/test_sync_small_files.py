@@ -90,6 +90,31 @@ def test_a_corrupt_chunk_leaves_nothing_in_cache_or_dest(zoo: Store, tmp_path: P
     assert len(cached) < len(FILES) and temps(tmp_path) == []
 
 
+def test_a_damaged_chunk_of_a_batched_small_file_is_named(zoo: Store, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batched read hashes files, not chunks: a file that hashes wrong is read again alone,
+    each chunk verified, and the error names the damaged chunk and pack, not the recipe."""
+    hashed: list[int] = []
+    real_put = Cache.put_small
+
+    def put_small(self: Cache, recipe: Recipe, data: bytes) -> Path:
+        hashed.append(len(data))
+        return real_put(self, recipe, data)
+
+    monkeypatch.setattr(Cache, "put_small", put_small)
+    pack = next(p for p in (tmp_path / "store/packs").rglob("*") if p.is_file())
+    data = bytearray(pack.read_bytes())
+    data[20] ^= 0xFF   # inside the first frame: random bytes are stored raw, so it decodes, wrongly
+    pack.chmod(0o644)
+    pack.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match=r"chunk blake3:\w+ in pack blake3:\w+ at offset \d+ is corrupt") as err:
+        sync_project(load_project(project(tmp_path, "a")))
+    assert "recipe" not in str(err.value)
+    assert hashed and temps(tmp_path) == []   # the batch ran; the damaged file went no further
+    for p in (tmp_path / "cache/blobs").rglob("*"):
+        assert not p.is_file() or hash_file(p).hex == p.name
+
+
 def test_a_whole_file_mismatch_is_refused(zoo: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real = BlobStore.read_range
     monkeypatch.setattr(BlobStore, "read_range", lambda self, blob, start, end: real(self, blob, start, end)[::-1])

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from zoostore.core.digest import Digest
-from zoostore.core.errors import BlobNotFoundError, NotFoundError, ZooError
+from zoostore.core.errors import BlobNotFoundError, IntegrityError, NotFoundError, ZooError
 from zoostore.core.progress import Progress
 
 if TYPE_CHECKING:
@@ -204,8 +204,9 @@ def _batch_small(cache: Cache, blobs: BlobStore, todo: list[Digest], needed: Map
 
 def _read_batch(cache: Cache, blobs: BlobStore, batch: list[Recipe], needed: Mapping[Digest, Need],
                 index: LocalIndex, out: dict[Digest, Path], sizes: dict[Digest, int]) -> None:
-    """The chunks of `batch` in pack order (neighbouring frames in one ranged read, each
-    verified), then each file put into the cache (verified as a whole) and noted in `index`."""
+    """The chunks of `batch` in pack order (neighbouring frames in one ranged read), then each
+    file put into the cache (verified as a whole) and noted in `index`. A file that hashes
+    wrong is left to `Cache.ensure`, whose read verifies each chunk and names a damaged one."""
     if not batch:
         return
     refs: dict[Digest, ChunkRef] = {}
@@ -214,12 +215,16 @@ def _read_batch(cache: Cache, blobs: BlobStore, batch: list[Recipe], needed: Map
             refs.setdefault(ref.chunk, ref)
     ordered = sorted(refs.values(), key=lambda r: (r.pack.hex, r.offset))
     try:
-        chunks = blobs.chunk_bytes(ordered, blob=batch[0].blob)
+        # Chunks unhashed: each file is hashed whole as it is cached (`put_small`).
+        chunks = blobs.chunk_bytes(ordered, blob=batch[0].blob, check=False)
     except ZooError:
         return   # each file alone then, through `Cache.ensure`
     for recipe in batch:
         parts = recipe.chunks
         data = chunks[parts[0].chunk] if len(parts) == 1 else b"".join(chunks[r.chunk] for r in parts)
-        out[recipe.blob] = path = cache.put_small(recipe, data)   # verified: recipe.size bytes
+        try:
+            out[recipe.blob] = path = cache.put_small(recipe, data)   # verified: recipe.size bytes
+        except IntegrityError:
+            continue   # `Cache.ensure` reads it again, each chunk verified: that names a damaged one
         sizes[recipe.blob] = recipe.size
         index.note(needed[recipe.blob].model, recipe.blob, recipe, path=path)

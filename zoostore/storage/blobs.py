@@ -77,7 +77,7 @@ class BlobStore:
         # Segments submitted, not yet taken (in_order); reused buffers (get_file): ranges, one per
         # reader; segments, those in the slots and one per read (four at once, as sync does).
         self._segment_slots = threading.BoundedSemaphore(2 * self._reader_count)
-        self._range_buffers = SegmentBuffers(self._reader_count)
+        self._range_buffers = SegmentBuffers(self._reader_count + 2)
         self._segment_buffers = SegmentBuffers(2 * self._reader_count + 4)
         # Reader threads live as long as this BlobStore (sync reads many files through one):
         # starting 4 threads per file cost more than decoding a small file. The pool's idle
@@ -236,21 +236,25 @@ class BlobStore:
         return memoryview(out)[:size]
 
     def chunk_bytes(self, refs: Sequence[ChunkRef], *, blob: Digest,
-                    local: Mapping[Digest, LocalChunk] | None = None) -> dict[Digest, bytes]:
-        """Chunk id -> verified raw bytes of `refs` (plain or delta frames; `blob` names the
-        file that needs them in errors), neighbouring frames in one read, on this thread."""
+                    local: Mapping[Digest, LocalChunk] | None = None, check: bool = True) -> dict[Digest, bytes]:
+        """Chunk id -> raw bytes of `refs` (plain or delta frames; `blob` names the file that
+        needs them in errors), neighbouring frames in one read, on this thread; each verified
+        unless `check` is false (a caller that verifies whole files and reads a file that
+        hashes wrong again with checks: sync's small files)."""
         unique = tuple(dict.fromkeys(refs))
         if not unique:
             return {}
         sub = Recipe(blob, sum(r.raw_length for r in unique), unique)
         out: dict[Digest, bytes] = {}
+        buffers = self._segment_buffers   # reused while a get_file runs (a sync), else fresh
         for kind, idx in plan_segments(sub, range(len(unique)), local):
-            data = self._load_segment(sub, kind, idx, local)
+            data = self._load_segment(sub, kind, idx, local, buffers, check=check)
             pos = 0
             for i in idx:
                 n = unique[i].raw_length
                 out[unique[i].chunk] = bytes(data[pos : pos + n])
                 pos += n
+            buffers.give(data)
         return out
 
     def _read_relocated(self, blob: Digest, refs: list[ChunkRef], out: bytearray, pos: int,

@@ -267,6 +267,14 @@ def test_output_that_cannot_be_flushed_at_exit_is_an_error_without_a_traceback()
     assert proc.stderr == "zoostore: error: writing the output failed: No space left on device\n"
 
 
+def test_a_command_started_with_stdout_closed_exits_cleanly() -> None:
+    """Python sets sys.stdout to None when descriptor 1 is closed at start: nothing to flush."""
+    script = "import os, sys, subprocess; os.close(1); sys.exit(subprocess.run(sys.argv[1:]).returncode)"
+    proc = subprocess.run([sys.executable, "-c", script, sys.executable, "-m", "zoostore", "completion", "bash"],
+                          stderr=subprocess.PIPE, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stderr == ""
+
+
 def pyproject_script() -> str:
     import tomllib
 

@@ -274,12 +274,14 @@ def run() -> NoReturn:
     shutdown()
     atexit._run_exitfuncs()
     try:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:   # None: started with that descriptor closed (`zoostore sync >&-`)
+                stream.flush()
     except BrokenPipeError:   # the reader went away (`zoostore ls | head`): as main() says for one
         code = 1
     except OSError as exc:   # stdout on a full disk: what main() says for any OSError
-        print(f"zoostore: error: writing the output failed: {exc.strerror or exc}", file=sys.stderr)
+        if sys.stderr is not None:
+            print(f"zoostore: error: writing the output failed: {exc.strerror or exc}", file=sys.stderr)
         code = 1
     os._exit(code)
 

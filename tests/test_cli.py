@@ -231,7 +231,10 @@ def late():   # a non-daemon thread still working when the command returns
     out.with_suffix(".thread").write_text("joined")
 threading.Thread(target=late).start()
 atexit.register(lambda: out.with_suffix(".atexit").write_text("ran"))
-sys.argv = ["zoostore", *sys.argv[2:]]
+class Torn:   # freed by the interpreter's teardown, which a successful command skips
+    def __del__(self): out.with_suffix(".teardown").write_text("ran")
+kept = Torn()
+sys.argv = [sys.argv[0], *sys.argv[2:]]
 run()
 """
 
@@ -239,30 +242,44 @@ run()
 def test_the_console_entry_point_skips_teardown_but_not_what_exiting_owes(tmp_path: Path) -> None:
     """`run()` ends a successful command with os._exit: threads are joined, atexit handlers
     run and stdout is flushed first, so nothing is lost; a failure exits as usual."""
+    script = tmp_path / "zoostore-script"   # as the console script runs: __main__ is this file
+    script.write_text(_RUN)
     marker = tmp_path / "m"
-    proc = subprocess.run([sys.executable, "-c", _RUN, str(marker), "completion", "bash"], capture_output=True,
+    proc = subprocess.run([sys.executable, str(script), str(marker), "completion", "bash"], capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == zoostore("completion", "bash").stdout and "complete -F" in proc.stdout
     assert marker.with_suffix(".thread").read_text() == "joined"
     assert marker.with_suffix(".atexit").read_text() == "ran"
+    assert not marker.with_suffix(".teardown").exists()
     assert pyproject_script() == "zoostore.cli:run"
 
-    failed = subprocess.run([sys.executable, "-c", _RUN, str(tmp_path / "f"), "ls", str(tmp_path / "none")],
+    failed = subprocess.run([sys.executable, str(script), str(tmp_path / "f"), "ls", str(tmp_path / "none")],
                             capture_output=True, text=True, timeout=60)
     assert failed.returncode == 6 and "no zoostore store" in failed.stderr
     assert (tmp_path / "f.thread").read_text() == "joined" and (tmp_path / "f.atexit").read_text() == "ran"
+    assert (tmp_path / "f.teardown").read_text() == "ran"
 
 
-def test_output_that_cannot_be_flushed_at_exit_is_an_error_without_a_traceback() -> None:
+def test_a_program_that_runs_zoostore_carries_on_after_it() -> None:
+    """`python -m cProfile -m zoostore` prints its profile once zoostore returned: run() exits
+    quickly only when zoostore is the program."""
+    proc = subprocess.run([sys.executable, "-m", "cProfile", "-m", "zoostore", "completion", "bash"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "complete -F" in proc.stdout and "function calls" in proc.stdout
+
+
+def test_output_that_cannot_be_flushed_at_exit_is_an_error_without_a_traceback(tmp_path: Path) -> None:
     """A command's last output may still sit in stdout's buffer when `run()` exits."""
-    script = ("import io, sys, zoostore.cli as cli\n"
-              "class Full(io.StringIO):\n"
-              "    def flush(self): raise OSError(28, 'No space left on device')\n"
-              "sys.stdout = Full()\n"
-              "cli.main = lambda: print('the last line') or 0\n"
-              "cli.run()\n")
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    script = tmp_path / "zoostore-script"
+    script.write_text("import io, sys, zoostore.cli as cli\n"
+                      "class Full(io.StringIO):\n"
+                      "    def flush(self): raise OSError(28, 'No space left on device')\n"
+                      "sys.stdout = Full()\n"
+                      "cli.main = lambda: print('the last line') or 0\n"
+                      "cli.run()\n")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert proc.stderr == "zoostore: error: writing the output failed: No space left on device\n"
 

@@ -269,7 +269,8 @@ def run() -> NoReturn:
     stderr. A failed command exits the usual way."""
     code = main()
     shutdown = getattr(threading, "_shutdown", None)
-    if code != 0 or shutdown is None:  # _shutdown: CPython's own first step of exiting (3.4-3.14)
+    # _shutdown: CPython's own first step of exiting (3.4-3.14)
+    if code != 0 or shutdown is None or not _owns_the_process():
         sys.exit(code)
     shutdown()
     atexit._run_exitfuncs()
@@ -284,6 +285,18 @@ def run() -> NoReturn:
             print(f"zoostore: error: writing the output failed: {exc.strerror or exc}", file=sys.stderr)
         code = 1
     os._exit(code)
+
+
+def _owns_the_process() -> bool:
+    """Whether zoostore is the program (its console script, `python -m zoostore`), not code that
+    another program runs and then carries on after (`python -m cProfile -m zoostore` prints its
+    profile when zoostore returns; runpy)."""
+    main_module = sys.modules.get("__main__")
+    spec = getattr(main_module, "__spec__", None)
+    if spec is not None:
+        return spec.name in ("zoostore.__main__", "zoostore.cli.__main__")
+    script = getattr(main_module, "__file__", None)
+    return script is not None and os.path.abspath(script) == os.path.abspath(sys.argv[0])
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -39,7 +39,8 @@ mtime), then deleted. A writer re-reads its own nonce from the lock just before 
 gives up with `ConflictError` if its lock was broken meanwhile. Holders finish in milliseconds
 (manifests are small), so the rule only fires after a crash, or with clocks skewed by more than
 30 s between NFS clients and server. A writer that finds the lock held retries with backoff for
-up to `lock_wait` seconds (default 10), then raises `ConflictError`.
+up to `lock_wait` seconds (default 10), then raises `ConflictError`. The lock itself lives in
+zoostore.storage.backends.local_lock.
 """
 
 from __future__ import annotations
@@ -49,21 +50,17 @@ import errno
 import itertools
 import os
 import time
-import uuid
-import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import blake3
 
 from zoostore.storage.backends.base import LIST_PAGE, Backend, Capabilities, ObjectInfo, ObjectWriter, Versioned
-from zoostore.core.atomic import TEMP_PREFIX, host_name, owner, owner_gone, stale_temp, temp_name
+from zoostore.core.atomic import TEMP_PREFIX, stale_temp, temp_name
 from zoostore.core.errors import ConflictError, InvalidPathError, ObjectNotFoundError
+from zoostore.storage.backends.local_lock import STALE_LOCK_SECONDS, StaleLockWarning, acquire, still_ours
 
-#: Age after which a `.lock` file is considered abandoned and may be broken (see module doc).
-STALE_LOCK_SECONDS = 30.0
-#: How long a writer waits for a live lock holder before it says that it is waiting.
-LOCK_NOTE_SECONDS = 1.0
+__all__ = ["STALE_LOCK_SECONDS", "LocalBackend", "StaleLockWarning"]
 #: fdatasync where the system has it (Linux), else fsync (macOS).
 _fdatasync = getattr(os, "fdatasync", os.fsync)
 #: A streamed object is flushed to disk every this many bytes (_TempFileWriter).
@@ -71,30 +68,11 @@ SYNC_EVERY = 4 * 1024 * 1024
 #: Pieces per writev call (below every system's IOV_MAX).
 _IOV_BATCH = 512
 
-
-class StaleLockWarning(UserWarning):
-    """A manifest lock was broken (its writer was killed), or a writer is waiting for one."""
-
 _LOCK_SUFFIX = ".lock"
 
 
 def _token(data: bytes) -> str:
     return blake3.blake3(data).hexdigest()
-
-
-def _holder(lock: Path) -> str:
-    try:
-        return _holder_of(lock.read_text(errors="replace"))
-    except OSError:
-        return "a writer that just released it"
-
-
-def _holder_of(text: str) -> str:
-    parts = text.split()
-    pid = next((w.removeprefix("pid=") for w in parts if w.startswith("pid=")), None)
-    if not parts or pid is None:
-        return "an unknown writer"
-    return f"process {pid} on {parts[0]}"
 
 
 def _is_reserved(name: str) -> bool:
@@ -143,8 +121,8 @@ class LocalBackend(Backend):
     def _missing(self, key: str) -> ObjectNotFoundError:
         return ObjectNotFoundError(f"object {key!r} not found in {self.root}", key=key)
 
-    def _temp_for(self, path: Path, kind: str = "tmp") -> Path:
-        return path.with_name(temp_name() + (".broken" if kind == "broken" else ""))
+    def _temp_for(self, path: Path) -> Path:
+        return path.with_name(temp_name())
 
     def _write_temp(self, path: Path, data: bytes) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -302,7 +280,7 @@ class LocalBackend(Backend):
                 )
             tmp = self._write_temp(path, data)
             try:
-                if not self._still_ours(lock, nonce):
+                if not still_ours(lock, nonce):
                     raise ConflictError(
                         f"the lock {lock} on {key!r} was broken as stale (held > "
                         f"{STALE_LOCK_SECONDS:.0f} s) before this write finished; nothing was "
@@ -313,73 +291,11 @@ class LocalBackend(Backend):
                 tmp.unlink(missing_ok=True)
             return _token(data)
         finally:
-            if self._still_ours(lock, nonce):
+            if still_ours(lock, nonce):
                 lock.unlink(missing_ok=True)
 
     def _acquire(self, lock: Path, key: str) -> str:
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        nonce = f"{host_name()} {owner()} {uuid.uuid4().hex}"
-        started = time.monotonic()
-        deadline = started + self._lock_wait
-        delay = 0.001
-        noted = False
-        while True:
-            try:
-                fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
-                if self._break_if_stale(lock):
-                    continue
-            else:
-                with os.fdopen(fd, "w") as f:
-                    f.write(nonce)
-                return nonce
-            now = time.monotonic()
-            if now >= deadline:
-                raise ConflictError(
-                    f"{key!r} in {self.root} is locked by another writer ({lock} held for more "
-                    f"than {self._lock_wait:.0f} s by {_holder(lock)}); retry later. The lock is "
-                    f"broken automatically once its writer is gone or it is {STALE_LOCK_SECONDS:.0f} s "
-                    "old; delete it by hand only if no publisher is running"
-                )
-            if not noted and now - started >= LOCK_NOTE_SECONDS:
-                noted = True
-                warnings.warn(f"waiting for the lock {lock} on {key!r}, held by {_holder(lock)} (running); "
-                              f"giving up after {self._lock_wait:.0f} s", StaleLockWarning, stacklevel=2)
-            time.sleep(delay)
-            delay = min(delay * 2, 0.05)
-
-    def _break_if_stale(self, lock: Path) -> bool:
-        """Break `lock` if its writer is gone or it is too old; True if it was broken."""
-        try:
-            before = lock.stat()
-            text = lock.read_text(errors="replace")
-        except FileNotFoundError:
-            return True  # released meanwhile: try again at once
-        age = time.time() - before.st_mtime
-        dead = owner_gone(text)
-        if not dead and age <= STALE_LOCK_SECONDS:
-            return False
-        grabbed = self._temp_for(lock, "broken")
-        try:
-            os.rename(lock, grabbed)
-        except FileNotFoundError:
-            return True  # another writer broke or released it first
-        try:
-            after = grabbed.stat()
-            if (after.st_ino, after.st_mtime_ns) != (before.st_ino, before.st_mtime_ns):
-                # We renamed a fresh lock that replaced the stale one after our stat: put it
-                # back unless yet another lock appeared meanwhile.
-                try:
-                    os.link(grabbed, lock)
-                except FileExistsError:
-                    pass
-                return False
-        finally:
-            grabbed.unlink(missing_ok=True)
-        why = "whose process is no longer running" if dead else f"{age:.0f} s old"
-        warnings.warn(f"broke the stale lock {lock} left by {_holder_of(text)}, {why} (a killed or "
-                      "hung writer); its write either finished or left nothing visible", StaleLockWarning, stacklevel=3)
-        return True
+        return acquire(lock, key, root=self.root, wait=self._lock_wait)
 
     # -- leftovers of killed writers ---------------------------------------------------------
 
@@ -404,13 +320,6 @@ class LocalBackend(Backend):
                     out.append(ObjectInfo(key=path.relative_to(self.root).as_posix(), size=st.st_size,
                                           mtime=st.st_mtime))
         return sorted(out, key=lambda info: info.key)
-
-    @staticmethod
-    def _still_ours(lock: Path, nonce: str) -> bool:
-        try:
-            return lock.read_text() == nonce
-        except FileNotFoundError:
-            return False
 
     def delete(self, keys: Iterable[str]) -> None:
         # Empty directories stay: removing them would race with a writer creating a file there.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import http.server
+import io
 import os
 import subprocess
 import sys
@@ -222,6 +224,34 @@ def test_local_fresh_lock_blocks_then_conflicts(tmp_path: Path) -> None:
     assert lock.read_text() == "another writer"  # not ours: left alone
     assert backend.get("manifests/m.toml") == b"1"
     assert [i.key for i in backend.list("")] == ["manifests/m.toml"]
+
+
+def test_local_lock_whose_nonce_hit_a_full_disk_is_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The lock file is created, then writing the writer's nonce into it fails (ENOSPC): an
+    # empty lock left behind made the next publish wait STALE_LOCK_SECONDS for "an unknown writer".
+    backend = LocalBackend(tmp_path, lock_wait=0.2)
+    token = backend.put_cas("manifests/m.toml", b"1", expected=None)
+    real_fdopen = os.fdopen
+
+    class FullDisk(io.RawIOBase):
+        def writable(self) -> bool:
+            return True
+
+        def write(self, data: Any) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def fdopen(fd: int, *args: Any, **kwargs: Any) -> Any:
+        os.close(fd)
+        return io.TextIOWrapper(io.BufferedWriter(FullDisk()))
+
+    monkeypatch.setattr(os, "fdopen", fdopen)
+    with pytest.raises(OSError) as failed:
+        backend.put_cas("manifests/m.toml", b"2", expected=token)
+    assert failed.value.errno == errno.ENOSPC
+    monkeypatch.setattr(os, "fdopen", real_fdopen)
+    assert sorted(p.name for p in (tmp_path / "manifests").iterdir()) == ["m.toml"]
+    backend.put_cas("manifests/m.toml", b"2", expected=token)  # at once: no lock to wait for
+    assert backend.get("manifests/m.toml") == b"2"
 
 
 def test_local_rejects_keys_that_escape_or_collide_with_bookkeeping(tmp_path: Path) -> None:

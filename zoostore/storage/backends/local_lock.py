@@ -60,8 +60,14 @@ def acquire(lock: Path, key: str, *, root: Path, wait: float) -> str:
             if break_if_stale(lock):
                 continue
         else:
-            with os.fdopen(fd, "w") as f:
-                f.write(nonce)
+            try:
+                with os.fdopen(fd, "w") as f:
+                    f.write(nonce)
+            except BaseException:
+                # A lock left empty (the disk filled before the nonce reached it) would hold
+                # every later writer for STALE_LOCK_SECONDS, as "an unknown writer".
+                lock.unlink(missing_ok=True)
+                raise
             return nonce
         now = time.monotonic()
         if now >= deadline:

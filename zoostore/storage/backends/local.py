@@ -52,12 +52,13 @@ import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import blake3
 
 from zoostore.storage.backends.base import LIST_PAGE, Backend, Capabilities, ObjectInfo, ObjectWriter, Versioned
-from zoostore.core.atomic import TEMP_PREFIX, stale_temp, temp_name
-from zoostore.core.errors import ConflictError, InvalidPathError, ObjectNotFoundError
+from zoostore.core.atomic import TEMP_PREFIX, blame, stale_temp, temp_name
+from zoostore.core.errors import ConflictError, InvalidPathError, ObjectNotFoundError, ReadOnlyError
 from zoostore.storage.backends.local_lock import STALE_LOCK_SECONDS, StaleLockWarning, acquire, still_ours
 
 __all__ = ["STALE_LOCK_SECONDS", "LocalBackend", "StaleLockWarning"]
@@ -69,6 +70,8 @@ SYNC_EVERY = 4 * 1024 * 1024
 _IOV_BATCH = 512
 
 _LOCK_SUFFIX = ".lock"
+#: How a write fails in a folder we may only read (a read-only mount, a store shared read-only).
+_NOT_WRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
 
 
 def _token(data: bytes) -> str:
@@ -120,6 +123,17 @@ class LocalBackend(Backend):
 
     def _missing(self, key: str) -> ObjectNotFoundError:
         return ObjectNotFoundError(f"object {key!r} not found in {self.root}", key=key)
+
+    def _write_failed(self, exc: OSError, where: Path) -> NoReturn:
+        """Raise `ReadOnlyError` (exit 8) where the store's folder cannot be written (readers
+        never write to it), else `exc` naming `where` (a full disk's write names no file)."""
+        if exc.errno in _NOT_WRITABLE:
+            fix = ("its file system is mounted read-only: run it where the store is mounted read-write"
+                   if exc.errno == errno.EROFS else "ask the store's owner for write access to its folders")
+            raise ReadOnlyError(
+                f"cannot write to the store {self.root}: {exc.strerror} ({where}). Publish, tag, yank, meta and "
+                f"gc write to it: {fix}, or use a store you can write (sync, get, ls and verify only read)") from exc
+        raise blame(exc, where)
 
     def _temp_for(self, path: Path) -> Path:
         return path.with_name(temp_name())
@@ -237,7 +251,10 @@ class LocalBackend(Backend):
         path = self._path(key, writing=True)
         if path.exists():
             return False  # cheap early exit; the link below is what decides races
-        return self._link_temp(self._write_temp(path, data), path)
+        try:
+            return self._link_temp(self._write_temp(path, data), path)
+        except OSError as exc:
+            self._write_failed(exc, path.parent)
 
     def _link_temp(self, tmp: Path, path: Path) -> bool:
         """Make the written temp file `tmp` the object at `path` unless it exists (the link
@@ -264,6 +281,12 @@ class LocalBackend(Backend):
 
     def put_cas(self, key: str, data: bytes, *, expected: str | None) -> str:
         path = self._path(key, writing=True)
+        try:
+            return self._put_cas(path, key, data, expected=expected)
+        except OSError as exc:
+            self._write_failed(exc, path)
+
+    def _put_cas(self, path: Path, key: str, data: bytes, *, expected: str | None) -> str:
         lock = path.with_name(path.name + _LOCK_SUFFIX)
         nonce = self._acquire(lock, key)
         try:
@@ -328,12 +351,16 @@ class LocalBackend(Backend):
                 self._path(key).unlink()
             except (FileNotFoundError, NotADirectoryError):
                 pass
+            except OSError as exc:
+                self._write_failed(exc, self._path(key))
 
     def freshen(self, key: str) -> None:
         try:
             os.utime(self._path(key))
         except (FileNotFoundError, NotADirectoryError):
             raise self._missing(key) from None
+        except OSError as exc:
+            self._write_failed(exc, self._path(key))
 
     def now(self) -> float:
         return time.time()
@@ -366,20 +393,29 @@ class _TempFileWriter(ObjectWriter):
         return self._fd
 
     def write(self, parts: Sequence[bytes]) -> None:
-        fd = self._open()
-        for i in range(0, len(parts), _IOV_BATCH):
-            batch = parts[i : i + _IOV_BATCH]
-            done, total = os.writev(fd, batch), sum(len(p) for p in batch)
-            if done < total:  # a short write (rare on regular files): the rest one by one
-                rest = memoryview(b"".join(batch))[done:]
-                while rest:
-                    rest = rest[os.write(fd, rest):]
-            self._unsynced += total
-        if self._local._fsync and self._unsynced >= SYNC_EVERY:
-            _fdatasync(fd)
-            self._unsynced = 0
+        try:
+            fd = self._open()
+            for i in range(0, len(parts), _IOV_BATCH):
+                batch = parts[i : i + _IOV_BATCH]
+                done, total = os.writev(fd, batch), sum(len(p) for p in batch)
+                if done < total:  # a short write (rare on regular files): the rest one by one
+                    rest = memoryview(b"".join(batch))[done:]
+                    while rest:
+                        rest = rest[os.write(fd, rest):]
+                self._unsynced += total
+            if self._local._fsync and self._unsynced >= SYNC_EVERY:
+                _fdatasync(fd)
+                self._unsynced = 0
+        except OSError as exc:
+            self._local._write_failed(exc, self._dir)
 
     def commit(self, key: str) -> bool:
+        try:
+            return self._commit(key)
+        except OSError as exc:
+            self._local._write_failed(exc, self._local._path(key))
+
+    def _commit(self, key: str) -> bool:
         fd = self._open()
         self._fd = -1
         try:

@@ -161,3 +161,22 @@ def test_a_full_disk_leaves_the_old_sums_and_index_and_no_temp_file(zoo: Store, 
     export_store(zoo, out)   # after room is made, the export completes
     assert "riscv64/weights.bin" in (out / "net/1.0.0/SHA256SUMS").read_text()
     assert "riscv64" in json.loads((out / "index.json").read_text())["models"]["net"]["versions"]["1.0.0"]["files"]
+
+
+def test_an_export_stopped_before_its_index_keeps_the_files_it_wrote(zoo: Store, tmp_path: Path) -> None:
+    # A full disk stopped the export before index.json: the next run re-wrote every file, and
+    # each rewrite needs room for a second copy beside the first, so on the disk that had just
+    # filled it could never finish. Files that hash to their blob are kept; others are written.
+    out = tmp_path / "mirror"
+    export_store(zoo, out)
+    (out / "index.json").unlink()
+    (out / "net/1.0.0/SHA256SUMS").unlink()
+    (out / "other/0.1.0/any/weights.bin").chmod(0o644)
+    with open(out / "other/0.1.0/any/weights.bin", "r+b") as f:   # same size, other bytes
+        f.write(b"X")
+    again = export_store(zoo, out)
+    assert again.written == ["other/0.1.0/any/weights.bin"] and again.skipped == 5
+    assert (out / "other/0.1.0/any/weights.bin").read_bytes() == (tmp_path / "src/c/weights.bin").read_bytes()
+    assert parse_sums((out / "net/1.0.0/SHA256SUMS").read_text())["x86_64/weights.bin"] == sha256(
+        out / "net/1.0.0/x86_64/weights.bin")
+    assert sorted(json.loads((out / "index.json").read_text())["models"]) == ["net", "other"]

@@ -11,7 +11,8 @@ before it is moved into place (a temporary name first, so a reader never sees a 
 SHA256SUMS and index.json also go through a temporary name, so a full disk never truncates them.
 
 Incremental: a file is skipped when the previous index.json recorded it with the same blob, its
-version's SHA256SUMS lists the same SHA-256, and the file at DEST has the recorded size. Files of
+version's SHA256SUMS lists the same SHA-256, and the file at DEST has the recorded size; or when
+no index vouches for it but the file at DEST hashes to its blob (a run that stopped early). Files of
 versions that left the store stay at DEST (a mirror never deletes); index.json lists only what the
 store holds now. index.json is written last.
 """
@@ -138,6 +139,23 @@ def _write_file(zoo: Store, fs: Any, path: str, entry: FileEntry, progress: Prog
     return sha.hexdigest()
 
 
+def _already_there(fs: Any, path: str, entry: FileEntry) -> str | None:
+    """The SHA-256 of the file at `path` if it holds the blob already though no index.json says
+    so (an export stopped before writing it: a full disk, Ctrl-C), else None. The next run
+    keeps such a file instead of writing it again, which needs room for a second copy."""
+    try:
+        if fs.size(path) != entry.size:
+            return None
+        sha, b3 = hashlib.sha256(), blake3.blake3()
+        with fs.open(path, "rb") as f:
+            while block := f.read(1 << 20):
+                sha.update(block)
+                b3.update(block)
+    except OSError:
+        return None
+    return sha.hexdigest() if b3.hexdigest() == entry.blob.hex else None
+
+
 def _export_version(zoo: Store, fs: Any, root: str, model: str, version: str,
                     files: Mapping[str, Mapping[str, FileEntry]], before: Mapping[str, Any],
                     report: ExportReport, progress: Progress) -> dict[str, Any]:
@@ -154,6 +172,8 @@ def _export_version(zoo: Store, fs: Any, root: str, model: str, version: str,
             sha = prev.get("sha256")
             if (prev.get("blob") == str(entry.blob) and sha and old_sums.get(rel) == sha
                     and fs.exists(target) and fs.size(target) == entry.size):
+                report.skipped += 1
+            elif (sha := _already_there(fs, target, entry)) is not None:
                 report.skipped += 1
             else:
                 fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import multiprocessing
 import os
@@ -527,3 +528,43 @@ def test_a_project_whose_store_is_missing_says_where_its_url_came_from(
     monkeypatch.setenv("ZOOSTORE_STORE", str(tmp_path / "other"))
     assert cli(["sync", "--project", str(project)]) == 6
     assert "($ZOOSTORE_STORE)" in capsys.readouterr().err
+
+
+def _temps(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.name.startswith(".zoostore-tmp-")] if root.exists() else []
+
+
+def test_a_full_disk_in_dest_or_cache_says_where_and_the_next_sync_finishes(
+        env: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # A write's ENOSPC names no file: the message said "No space left on device" and not where
+    # (the destination or the cache, often on different disks). It now names the file being
+    # written; nothing partial is left under a real name or a temp name, and once there is
+    # room the same command finishes.
+    import shutil
+
+    from zoostore.storage.blobs import BlobStore
+
+    project, cache = env["project"], env["tmp"] / "cache"
+    write_config(project, 'net = "1.0.0"')
+    dest = project / "models"
+
+    def full(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    for where in (BlobStore, os):   # the cache's disk fills while a file (large, small) is fetched into it
+        with monkeypatch.context() as patch:
+            patch.setattr(where, "_write_verified" if where is BlobStore else "write", full)
+            assert cli(["sync", "--project", str(project)]) == 1
+        err = capsys.readouterr().err
+        assert f"No space left on device ({cache}" in err and "free some disk space" in err, err
+        assert not _temps(cache) and not _temps(dest)
+    with monkeypatch.context() as patch:   # the destination's disk fills while a copy is made
+        patch.setattr(shutil, "copyfileobj", lambda src, dst, *a: (dst.write(src.read(1000)), full()))
+        assert cli(["sync", "--project", str(project), "--link", "copy"]) == 1
+    err = capsys.readouterr().err
+    assert f"No space left on device ({dest / 'net' / 'x86_64'}" in err and "free some disk space" in err, err
+    assert not _temps(cache) and not _temps(dest)
+    assert not (dest / "net/x86_64/weights.bin").exists() or (dest / "net/x86_64/weights.bin").stat().st_size == 1_200_000
+    assert cli(["sync", "--project", str(project), "--link", "copy"]) == 0
+    assert (dest / "net/x86_64/labels.txt").read_text() == "labels v1\n"
+    assert (dest / "net/x86_64/weights.bin").read_bytes() == (env["tmp"] / "src/1.0.0/weights.bin").read_bytes()

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zoostore.core.atomic import TEMP_PREFIX, atomic_write, open_temp, stale_temp, temp_name
+from zoostore.core.atomic import TEMP_PREFIX, atomic_write, blame, open_temp, stale_temp, temp_name
 from zoostore.core.digest import Digest, hash_file
 from zoostore.core.errors import DestinationConflictError, IntegrityError, InvalidPathError, UsageError
 from zoostore.core.names import check_relpath
@@ -273,9 +273,11 @@ def place_file(cache_file: Path, target: Path, blob: Digest, link: str) -> None:
         # rename(2) does nothing when both names are links to the same file (a re-run after a
         # killed sync re-links a file already linked from the cache): drop the temp name then.
         tmp.unlink(missing_ok=True)
-    except BaseException:
+    except BaseException as exc:
         if tmp is not None:
             tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            blame(exc, target)   # a full disk's write names no file
         raise
 
 

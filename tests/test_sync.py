@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import errno
+import io
 import json
 import multiprocessing
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -540,8 +542,6 @@ def test_a_full_disk_in_dest_or_cache_says_where_and_the_next_sync_finishes(
     # (the destination or the cache, often on different disks). It now names the file being
     # written; nothing partial is left under a real name or a temp name, and once there is
     # room the same command finishes.
-    import shutil
-
     from zoostore.storage.blobs import BlobStore
 
     project, cache = env["project"], env["tmp"] / "cache"
@@ -551,9 +551,17 @@ def test_a_full_disk_in_dest_or_cache_says_where_and_the_next_sync_finishes(
     def full(*args: Any, **kwargs: Any) -> Any:
         raise OSError(errno.ENOSPC, "No space left on device")
 
+    real_open = io.open
+
+    def hints_full(path: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        # the cache's hint files ({cache}/models/<model>, appended) fail too: best effort, they
+        # must not replace the error that says where
+        return full() if "a" in mode else real_open(path, mode, *args, **kwargs)
+
     for where in (BlobStore, os):   # the cache's disk fills while a file (large, small) is fetched into it
         with monkeypatch.context() as patch:
             patch.setattr(where, "_write_verified" if where is BlobStore else "write", full)
+            patch.setattr("builtins.open", hints_full)
             assert cli(["sync", "--project", str(project)]) == 1
         err = capsys.readouterr().err
         assert f"No space left on device ({cache}" in err and "free some disk space" in err, err
@@ -568,3 +576,37 @@ def test_a_full_disk_in_dest_or_cache_says_where_and_the_next_sync_finishes(
     assert cli(["sync", "--project", str(project), "--link", "copy"]) == 0
     assert (dest / "net/x86_64/labels.txt").read_text() == "labels v1\n"
     assert (dest / "net/x86_64/weights.bin").read_bytes() == (env["tmp"] / "src/1.0.0/weights.bin").read_bytes()
+
+
+def test_a_read_only_cache_that_holds_every_file_serves_a_sync(env: dict[str, Any],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # A cache this user may only read (shared, or mounted read-only, already filled): sync
+    # failed at once registering the project in {cache}/projects, a hint for `cache prune`.
+    cache = env["tmp"] / "cache"
+    write_config(env["project"], 'net = "1.0.0"')
+    assert cli(["sync", "--project", str(env["project"])]) == 0
+    other = env["tmp"] / "other"
+    other.mkdir()
+    write_config(other, 'net = "1.0.0"')
+    shutil.copy(env["project"] / "zoo.lock", other / "zoo.lock")
+    real_open, real_mkdir = os.open, os.mkdir
+
+    def refuse(path: Any) -> None:
+        if str(path).startswith(str(cache)):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+
+    def open_(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if flags & os.O_CREAT:
+            refuse(path)
+        return real_open(path, flags, *args, **kwargs)
+
+    def mkdir(path: Any, *args: Any, **kwargs: Any) -> None:
+        refuse(path)
+        real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", open_)
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    monkeypatch.setattr("builtins.open", lambda path, mode="r", *a, **k: (
+        refuse(path) if "a" in mode or "w" in mode else None, io.open(path, mode, *a, **k))[1])
+    assert cli(["sync", "--project", str(other), "--frozen"]) == 0
+    assert (other / "models/net/x86_64/weights.bin").read_bytes() == (env["tmp"] / "src/1.0.0/weights.bin").read_bytes()

@@ -209,8 +209,9 @@ class Cache(CachePruning):
 
     def _append_model(self, model: str, *blobs: Digest) -> None:
         path = self.root / "models" / model
-        # One short O_APPEND write is atomic enough for a hint file; a torn line is skipped.
-        with self._in_dir(path.parent, lambda: open(path, "a")) as f:
+        # One short O_APPEND write is atomic enough for a hint file; a torn line is skipped. A
+        # cache that is full or read-only loses the hint (reuse), never the sync, nor its error.
+        with contextlib.suppress(OSError), self._in_dir(path.parent, lambda: open(path, "a")) as f:
             f.write("".join(blob.hex + "\n" for blob in blobs))
 
     def local_index(self, *, batch: bool = False) -> LocalIndex:

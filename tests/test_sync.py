@@ -565,12 +565,14 @@ def test_a_full_disk_in_dest_or_cache_says_where_and_the_next_sync_finishes(
             assert cli(["sync", "--project", str(project)]) == 1
         err = capsys.readouterr().err
         assert f"No space left on device ({cache}" in err and "free some disk space" in err, err
+        assert "'zoostore cache prune --unused' frees" in err and "ZOOSTORE_CACHE" in err, err
         assert not _temps(cache) and not _temps(dest)
     with monkeypatch.context() as patch:   # the destination's disk fills while a copy is made
         patch.setattr(shutil, "copyfileobj", lambda src, dst, *a: (dst.write(src.read(1000)), full()))
         assert cli(["sync", "--project", str(project), "--link", "copy"]) == 1
     err = capsys.readouterr().err
     assert f"No space left on device ({dest / 'net' / 'x86_64'}" in err and "free some disk space" in err, err
+    assert "cache prune" not in err, err
     assert not _temps(cache) and not _temps(dest)
     assert not (dest / "net/x86_64/weights.bin").exists() or (dest / "net/x86_64/weights.bin").stat().st_size == 1_200_000
     assert cli(["sync", "--project", str(project), "--link", "copy"]) == 0
@@ -578,8 +580,8 @@ def test_a_full_disk_in_dest_or_cache_says_where_and_the_next_sync_finishes(
     assert (dest / "net/x86_64/weights.bin").read_bytes() == (env["tmp"] / "src/1.0.0/weights.bin").read_bytes()
 
 
-def test_a_read_only_cache_that_holds_every_file_serves_a_sync(env: dict[str, Any],
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_read_only_cache_that_holds_every_file_serves_a_sync(env: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
     # A cache this user may only read (shared, or mounted read-only, already filled): sync
     # failed at once registering the project in {cache}/projects, a hint for `cache prune`.
     cache = env["tmp"] / "cache"
@@ -610,3 +612,7 @@ def test_a_read_only_cache_that_holds_every_file_serves_a_sync(env: dict[str, An
         refuse(path) if "a" in mode or "w" in mode else None, io.open(path, mode, *a, **k))[1])
     assert cli(["sync", "--project", str(other), "--frozen"]) == 0
     assert (other / "models/net/x86_64/weights.bin").read_bytes() == (env["tmp"] / "src/1.0.0/weights.bin").read_bytes()
+    write_config(other, 'net = "1.0.0"\nother = "*"')   # a file the cache lacks: a clear error
+    assert cli(["sync", "--project", str(other)]) == 1
+    err = capsys.readouterr().err
+    assert f"Read-only file system ({cache}" in err and "set ZOOSTORE_CACHE to a folder you can write" in err, err

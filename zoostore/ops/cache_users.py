@@ -43,9 +43,9 @@ def register_dest(cache: Cache, dest: Path) -> None:
     every file) still serves the sync; its owner's `cache prune` then just does not know dest."""
     dest = dest.resolve()
     entry = _entry(cache, dest)
-    if entry.exists():
-        return
     try:
+        if entry.exists():
+            return
         entry.parent.mkdir(parents=True, exist_ok=True)
         # No fsync: an entry lost in a crash costs `cache prune` keeping less (the next sync that
         # places files registers dest again), never a wrong file; two fsyncs per first sync do.

@@ -616,3 +616,27 @@ def test_a_read_only_cache_that_holds_every_file_serves_a_sync(env: dict[str, An
     assert cli(["sync", "--project", str(other)]) == 1
     err = capsys.readouterr().err
     assert f"Read-only file system ({cache}" in err and "set ZOOSTORE_CACHE to a folder you can write" in err, err
+
+
+@pytest.mark.parametrize("link", ["copy", "auto"])
+def test_files_placed_by_a_sync_whose_state_file_did_not_fit_are_kept(env: dict[str, Any], link: str,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # The disk filled after the last file was placed, when the state file was written: the next
+    # sync copied every file again, each needing room for a second copy beside the first, so
+    # on the disk that had just filled it failed again. Files already placed are now kept.
+    project = env["project"]
+    write_config(project, 'net = "1.0.0"')
+    assert cli(["sync", "--project", str(project), "--link", link]) == 0
+    dest = project / "models"
+    (dest / ".zoostore-state.json").unlink()
+    before = {p: p.stat().st_ino for p in dest.rglob("*") if p.is_file()}
+
+    def no_room(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copyfileobj", no_room)
+    report = sync_project(load_project(project), link=link)
+    assert report.placed == [] and report.unchanged == 2
+    assert {p: p.stat().st_ino for p in dest.rglob("*") if p.is_file() and p.name != ".zoostore-state.json"} == before
+    again = sync_project(load_project(project), link=link)   # and the state file lists them again
+    assert again.placed == [] and again.unchanged == 2 and not again.store_opened

@@ -131,8 +131,9 @@ class LocalBackend(Backend):
             fix = ("its file system is mounted read-only: run it where the store is mounted read-write"
                    if exc.errno == errno.EROFS else "ask the store's owner for write access to its folders")
             raise ReadOnlyError(
-                f"cannot write to the store {self.root}: {exc.strerror} ({where}). Publish, tag, yank, meta and "
-                f"gc write to it: {fix}, or use a store you can write (sync, get, ls and verify only read)") from exc
+                f"cannot write to the store {self.root}: {exc.strerror} ({where}). Commands that change a store "
+                f"(publish, tag, yank, meta, config, gc, verify --repair) need write access: {fix}, or use a store "
+                "you can write; sync, get, ls and verify only read it") from exc
         raise blame(exc, where)
 
     def _temp_for(self, path: Path) -> Path:

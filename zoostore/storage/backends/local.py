@@ -128,7 +128,7 @@ class LocalBackend(Backend):
         """Raise `ReadOnlyError` (exit 8) where the store's folder cannot be written (readers
         never write to it), else `exc` naming `where` (a full disk's write names no file)."""
         if exc.errno in _NOT_WRITABLE:
-            fix = ("its file system is mounted read-only: run it where the store is mounted read-write"
+            fix = ("its file system is mounted read-only, so run them where it is mounted read-write"
                    if exc.errno == errno.EROFS else "ask the store's owner for write access to its folders")
             raise ReadOnlyError(
                 f"cannot write to the store {self.root}: {exc.strerror} ({where}). Commands that change a store "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 import time
@@ -28,6 +29,24 @@ def test_failure_leaves_target_untouched_and_no_temp(tmp_path: Path, exc: BaseEx
             raise exc
     assert (tmp_path / "f").read_bytes() == b"old"
     assert os.listdir(tmp_path) == ["f"]
+
+
+def test_a_disk_full_or_read_only_failure_names_the_target_not_the_temp_file(tmp_path: Path) -> None:
+    # A write's ENOSPC names no file, a refused create names the temp file: the user is told
+    # the file being written (zoo.lock, the sync state file), which is where to make room.
+    (tmp_path / "f").write_bytes(b"old")
+    with pytest.raises(OSError) as full:
+        with atomic_writer(tmp_path / "f"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert full.value.filename == str(tmp_path / "f")
+    assert (tmp_path / "f").read_bytes() == b"old" and os.listdir(tmp_path) == ["f"]
+    with pytest.raises(FileNotFoundError) as missing:
+        atomic_write(tmp_path / "gone" / "f", b"x")
+    assert missing.value.filename == str(tmp_path / "gone" / "f")
+    with pytest.raises(OSError) as other:   # an error about another file keeps its name
+        with atomic_writer(tmp_path / "f"):
+            open(tmp_path / "no-such-source", "rb")
+    assert other.value.filename == str(tmp_path / "no-such-source")
 
 
 def test_a_planted_symlink_at_the_temp_name_is_never_followed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import http.server
+import io
 import os
 import subprocess
 import sys
@@ -222,6 +224,84 @@ def test_local_fresh_lock_blocks_then_conflicts(tmp_path: Path) -> None:
     assert lock.read_text() == "another writer"  # not ours: left alone
     assert backend.get("manifests/m.toml") == b"1"
     assert [i.key for i in backend.list("")] == ["manifests/m.toml"]
+
+
+def test_local_lock_whose_nonce_hit_a_full_disk_is_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The lock file is created, then writing the writer's nonce into it fails (ENOSPC): an
+    # empty lock left behind made the next publish wait STALE_LOCK_SECONDS for "an unknown writer".
+    backend = LocalBackend(tmp_path, lock_wait=0.2)
+    token = backend.put_cas("manifests/m.toml", b"1", expected=None)
+    real_fdopen = os.fdopen
+
+    class FullDisk(io.RawIOBase):
+        def writable(self) -> bool:
+            return True
+
+        def write(self, data: Any) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def fdopen(fd: int, *args: Any, **kwargs: Any) -> Any:
+        os.close(fd)
+        return io.TextIOWrapper(io.BufferedWriter(FullDisk()))
+
+    monkeypatch.setattr(os, "fdopen", fdopen)
+    with pytest.raises(OSError) as failed:
+        backend.put_cas("manifests/m.toml", b"2", expected=token)
+    assert failed.value.errno == errno.ENOSPC
+    monkeypatch.setattr(os, "fdopen", real_fdopen)
+    assert sorted(p.name for p in (tmp_path / "manifests").iterdir()) == ["m.toml"]
+    backend.put_cas("manifests/m.toml", b"2", expected=token)  # at once: no lock to wait for
+    assert backend.get("manifests/m.toml") == b"2"
+
+
+def _refuse_creates(monkeypatch: pytest.MonkeyPatch, root: Path, code: int) -> None:
+    """Creating a file under `root` fails with `code` (EROFS: a read-only mount; EACCES: a
+    folder we may only read), as os.open says it; reads are untouched."""
+    real_open = os.open
+
+    def refusing(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if flags & os.O_CREAT and str(path).startswith(str(root)):
+            raise OSError(code, os.strerror(code), str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refusing)
+
+
+@pytest.mark.parametrize("code", [errno.EROFS, errno.EACCES])
+def test_local_store_that_cannot_be_written_is_read_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         code: int) -> None:
+    # A consumer with read access only to a shared store: reads work; every write is a
+    # ReadOnlyError (exit 8, "read-only store") naming the store and the folder, not an OSError
+    # naming a temp file (exit 1).
+    backend = LocalBackend(tmp_path / "store")
+    backend.put_if_absent("packs/aa/p", b"p")
+    token = backend.put_cas("manifests/m.toml", b"1", expected=None)
+    _refuse_creates(monkeypatch, tmp_path / "store", code)
+    assert backend.get("packs/aa/p") == b"p"
+    writes: list[Callable[[], object]] = [
+        lambda: backend.put_if_absent("packs/bb/q", b"q"),
+        lambda: backend.put_cas("manifests/m.toml", b"2", expected=token),
+        lambda: backend.object_writer("packs/cc").write([b"frame"]),
+    ]
+    for write in writes:
+        with pytest.raises(ReadOnlyError, match=f"cannot write to the store {tmp_path / 'store'}: ") as info:
+            write()
+        assert exit_code_for(info.value) == 8
+        assert ".zoostore-tmp-" not in str(info.value)
+    assert backend.get("manifests/m.toml") == b"1"
+    assert not [p for p in (tmp_path / "store").rglob("*") if p.name.startswith(".zoostore-tmp-")]
+
+
+def test_local_store_full_disk_names_the_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A write's ENOSPC names no file: the error says which folder of the store filled up.
+    backend = LocalBackend(tmp_path / "store")
+    monkeypatch.setattr(os, "writev", lambda fd, parts: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left")))
+    writer = backend.object_writer("packs/aa")
+    with pytest.raises(OSError) as info:
+        writer.write([b"frame"])
+    writer.discard()
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(tmp_path / "store" / "packs" / "aa")
+    assert not [p for p in (tmp_path / "store").rglob("*") if p.is_file()]
 
 
 def test_local_rejects_keys_that_escape_or_collide_with_bookkeeping(tmp_path: Path) -> None:

@@ -88,7 +88,9 @@ def test_file_with_the_wanted_bytes_is_adopted_when_the_state_file_is_lost(zoo: 
     dest = project / "models"
     (dest / STATE).unlink()
     r = sync_project(load_project(project))
-    assert sorted(r.placed) == ["m/x86_64/a/b", "m/x86_64/c", "m/x86_64/keep"] and not r.conflicts
+    # adopted as they are (hard links to the cached files): nothing placed again, no conflict
+    assert r.placed == [] and r.unchanged == 3 and not r.conflicts
+    assert sorted(zoostore.ops.place.read_state(dest).files) == ["m/x86_64/a/b", "m/x86_64/c", "m/x86_64/keep"]
 
 
 def test_placed_file_modified_then_left_the_lock_is_kept(zoo: Store, project: Path) -> None:

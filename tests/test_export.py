@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import shutil
@@ -130,3 +131,52 @@ def test_cli_export(zoo: Store, tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert len(summary["written"]) == 2 and summary["skipped"] == 0
     assert main(["export", str(tmp_path / "store"), str(tmp_path / "mirror")]) == 0
     assert "4 written" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("victim", ["SHA256SUMS", "index.json"])
+def test_a_full_disk_leaves_the_old_sums_and_index_and_no_temp_file(zoo: Store, tmp_path: Path, victim: str,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # SHA256SUMS was written in place (a full disk left it empty: `sha256sum -c` then fails for
+    # every file of the version) and index.json's temp file stayed behind.
+    from fsspec.implementations.local import LocalFileOpener
+
+    out = tmp_path / "mirror"
+    export_store(zoo, out)
+    before = {p: p.read_bytes() for p in out.rglob(victim)}
+    publish(zoo, "net", "1.0.0", [files(tmp_path / "src/d", 4)], arch="riscv64", check=False)  # new sums, new index
+    real_write = LocalFileOpener.write
+
+    def write(self: LocalFileOpener, data: bytes) -> int:
+        if victim in self.path:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return int(real_write(self, data))
+
+    monkeypatch.setattr(LocalFileOpener, "write", write)
+    with pytest.raises(OSError) as full:
+        export_store(zoo, out)
+    assert full.value.errno == errno.ENOSPC and full.value.filename.endswith(victim)
+    assert {p: p.read_bytes() for p in out.rglob(victim)} == before   # the old ones, whole
+    assert not [p for p in out.rglob("*") if "zoostore-export" in p.name or p.name.endswith(".tmp")]
+    monkeypatch.setattr(LocalFileOpener, "write", real_write)
+    export_store(zoo, out)   # after room is made, the export completes
+    assert "riscv64/weights.bin" in (out / "net/1.0.0/SHA256SUMS").read_text()
+    assert "riscv64" in json.loads((out / "index.json").read_text())["models"]["net"]["versions"]["1.0.0"]["files"]
+
+
+def test_an_export_stopped_before_its_index_keeps_the_files_it_wrote(zoo: Store, tmp_path: Path) -> None:
+    # A full disk stopped the export before index.json: the next run re-wrote every file, and
+    # each rewrite needs room for a second copy beside the first, so on the disk that had just
+    # filled it could never finish. Files that hash to their blob are kept; others are written.
+    out = tmp_path / "mirror"
+    export_store(zoo, out)
+    (out / "index.json").unlink()
+    (out / "net/1.0.0/SHA256SUMS").unlink()
+    (out / "other/0.1.0/any/weights.bin").chmod(0o644)
+    with open(out / "other/0.1.0/any/weights.bin", "r+b") as f:   # same size, other bytes
+        f.write(b"X")
+    again = export_store(zoo, out)
+    assert again.written == ["other/0.1.0/any/weights.bin"] and again.skipped == 5
+    assert (out / "other/0.1.0/any/weights.bin").read_bytes() == (tmp_path / "src/c/weights.bin").read_bytes()
+    assert parse_sums((out / "net/1.0.0/SHA256SUMS").read_text())["x86_64/weights.bin"] == sha256(
+        out / "net/1.0.0/x86_64/weights.bin")
+    assert sorted(json.loads((out / "index.json").read_text())["models"]) == ["net", "other"]

@@ -4,6 +4,7 @@ failing HTTP servers and the local file system."""
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import os
 import resource
@@ -160,5 +161,51 @@ def test_file_system_failures(base_env: dict[str, str], tmp_path: Path) -> None:
     src.mkdir()
     (src / "weights.bin").write_bytes(os.urandom(3 << 20))
     proc = run(base_env, "publish", str(store), "net", "1.0.0", str(src), "--no-check", limit_file_size=1 << 20)
-    assert_message(proc, 1, "File too large", "ulimit -f")
+    assert_message(proc, 1, "File too large", "ulimit -f", f"({store / 'packs'})")  # where it failed
     assert run(base_env, "ls", str(store)).returncode == 0  # nothing half-written broke the store
+
+
+@contextlib.contextmanager
+def read_only(path: Path) -> Iterator[Path]:
+    """`path` as a folder this user may only read: as root (whom modes do not stop) a read-only
+    bind mount of it (skipped where mounting is not allowed), else its modes without write bits."""
+    if os.geteuid() != 0:
+        modes = {p: p.stat().st_mode for p in [path, *path.rglob("*")]}
+        for p in modes:
+            p.chmod(modes[p] & ~0o222)
+        try:
+            yield path
+        finally:
+            for p, mode in modes.items():
+                p.chmod(mode)
+        return
+    view = path.with_name(path.name + "-ro")
+    view.mkdir()
+    if subprocess.run(["mount", "--bind", str(path), str(view)], capture_output=True).returncode != 0:
+        pytest.skip("a read-only store needs a read-only bind mount as root, and mount --bind is refused here")
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(view)], check=True, capture_output=True)
+        yield view
+    finally:
+        subprocess.run(["umount", str(view)], check=True)
+
+
+def test_a_read_only_store_serves_readers_and_refuses_writers(base_env: dict[str, str], tmp_path: Path) -> None:
+    # A consumer with read access only to a shared local store: ls, verify, get and sync work;
+    # publish and tag fail with exit 8 (read-only store), naming the store, not a temp file.
+    store, src, project = tmp_path / "store", tmp_path / "src", tmp_path / "project"
+    src.mkdir()
+    (src / "weights.bin").write_bytes(os.urandom(300_000))
+    assert run(base_env, "init", str(store)).returncode == 0
+    assert run(base_env, "publish", str(store), "net", "1.0.0", str(src), "--no-check").returncode == 0
+    with read_only(store) as shared:
+        for argv in (["ls", str(shared), "net"], ["verify", "--read-data", str(shared)],
+                     ["get", "--store", str(shared), "net@1", str(tmp_path / "got")]):
+            assert run(base_env, *argv).returncode == 0, argv
+        project.mkdir()
+        (project / "zoo.toml").write_text(f'store = "{shared}"\n[models]\nnet = "^1"\n')
+        assert run(base_env, "sync", "--project", str(project)).returncode == 0
+        assert (project / "models" / "net").is_dir()
+        for argv in (["publish", str(shared), "net", "1.1.0", str(src), "--no-check"],
+                     ["tag", str(shared), "net", "stable", "1.0.0"]):
+            assert_message(run(base_env, *argv), 8, f"cannot write to the store {shared}", "use a store you can write")

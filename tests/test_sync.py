@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import multiprocessing
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -527,3 +530,113 @@ def test_a_project_whose_store_is_missing_says_where_its_url_came_from(
     monkeypatch.setenv("ZOOSTORE_STORE", str(tmp_path / "other"))
     assert cli(["sync", "--project", str(project)]) == 6
     assert "($ZOOSTORE_STORE)" in capsys.readouterr().err
+
+
+def _temps(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.name.startswith(".zoostore-tmp-")] if root.exists() else []
+
+
+def test_a_full_disk_in_dest_or_cache_says_where_and_the_next_sync_finishes(
+        env: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # A write's ENOSPC names no file: the message said "No space left on device" and not where
+    # (the destination or the cache, often on different disks). It now names the file being
+    # written; nothing partial is left under a real name or a temp name, and once there is
+    # room the same command finishes.
+    from zoostore.storage.blobs import BlobStore
+
+    project, cache = env["project"], env["tmp"] / "cache"
+    write_config(project, 'net = "1.0.0"')
+    dest = project / "models"
+
+    def full(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    real_open = io.open
+
+    def hints_full(path: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        # the cache's hint files ({cache}/models/<model>, appended) fail too: best effort, they
+        # must not replace the error that says where
+        return full() if "a" in mode else real_open(path, mode, *args, **kwargs)
+
+    for where in (BlobStore, os):   # the cache's disk fills while a file (large, small) is fetched into it
+        with monkeypatch.context() as patch:
+            patch.setattr(where, "_write_verified" if where is BlobStore else "write", full)
+            patch.setattr("builtins.open", hints_full)
+            assert cli(["sync", "--project", str(project)]) == 1
+        err = capsys.readouterr().err
+        assert f"No space left on device ({cache}" in err and "free some disk space" in err, err
+        assert "'zoostore cache prune --unused' frees" in err and "ZOOSTORE_CACHE" in err, err
+        assert not _temps(cache) and not _temps(dest)
+    with monkeypatch.context() as patch:   # the destination's disk fills while a copy is made
+        patch.setattr(shutil, "copyfileobj", lambda src, dst, *a: (dst.write(src.read(1000)), full()))
+        assert cli(["sync", "--project", str(project), "--link", "copy"]) == 1
+    err = capsys.readouterr().err
+    assert f"No space left on device ({dest / 'net' / 'x86_64'}" in err and "free some disk space" in err, err
+    assert "cache prune" not in err, err
+    assert not _temps(cache) and not _temps(dest)
+    assert not (dest / "net/x86_64/weights.bin").exists() or (dest / "net/x86_64/weights.bin").stat().st_size == 1_200_000
+    assert cli(["sync", "--project", str(project), "--link", "copy"]) == 0
+    assert (dest / "net/x86_64/labels.txt").read_text() == "labels v1\n"
+    assert (dest / "net/x86_64/weights.bin").read_bytes() == (env["tmp"] / "src/1.0.0/weights.bin").read_bytes()
+
+
+def test_a_read_only_cache_that_holds_every_file_serves_a_sync(env: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    # A cache this user may only read (shared, or mounted read-only, already filled): sync
+    # failed at once registering the project in {cache}/projects, a hint for `cache prune`.
+    cache = env["tmp"] / "cache"
+    write_config(env["project"], 'net = "1.0.0"')
+    assert cli(["sync", "--project", str(env["project"])]) == 0
+    other = env["tmp"] / "other"
+    other.mkdir()
+    write_config(other, 'net = "1.0.0"')
+    shutil.copy(env["project"] / "zoo.lock", other / "zoo.lock")
+    real_open, real_mkdir = os.open, os.mkdir
+
+    def refuse(path: Any) -> None:
+        if str(path).startswith(str(cache)):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+
+    def open_(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if flags & os.O_CREAT:
+            refuse(path)
+        return real_open(path, flags, *args, **kwargs)
+
+    def mkdir(path: Any, *args: Any, **kwargs: Any) -> None:
+        refuse(path)
+        real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", open_)
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    monkeypatch.setattr("builtins.open", lambda path, mode="r", *a, **k: (
+        refuse(path) if "a" in mode or "w" in mode else None, io.open(path, mode, *a, **k))[1])
+    assert cli(["sync", "--project", str(other), "--frozen"]) == 0
+    assert (other / "models/net/x86_64/weights.bin").read_bytes() == (env["tmp"] / "src/1.0.0/weights.bin").read_bytes()
+    write_config(other, 'net = "1.0.0"\nother = "*"')   # a file the cache lacks: a clear error
+    assert cli(["sync", "--project", str(other)]) == 1
+    err = capsys.readouterr().err
+    assert f"Read-only file system ({cache}" in err and "set ZOOSTORE_CACHE to a folder you can write" in err, err
+
+
+@pytest.mark.parametrize("link", ["copy", "auto"])
+def test_files_placed_by_a_sync_whose_state_file_did_not_fit_are_kept(env: dict[str, Any], link: str,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # The disk filled after the last file was placed, when the state file was written: the next
+    # sync copied every file again, each needing room for a second copy beside the first, so
+    # on the disk that had just filled it failed again. Files already placed are now kept.
+    project = env["project"]
+    write_config(project, 'net = "1.0.0"')
+    assert cli(["sync", "--project", str(project), "--link", link]) == 0
+    dest = project / "models"
+    (dest / ".zoostore-state.json").unlink()
+    before = {p: p.stat().st_ino for p in dest.rglob("*") if p.is_file()}
+
+    def no_room(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copyfileobj", no_room)
+    report = sync_project(load_project(project), link=link)
+    assert report.placed == [] and report.unchanged == 2
+    assert {p: p.stat().st_ino for p in dest.rglob("*") if p.is_file() and p.name != ".zoostore-state.json"} == before
+    again = sync_project(load_project(project), link=link)   # and the state file lists them again
+    assert again.placed == [] and again.unchanged == 2 and not again.store_opened

@@ -99,7 +99,7 @@ COMMAND_EXIT_CODES: dict[str, tuple[int, ...]] = {
     "outdated": (5, 6, 12, 13, 14),
     "get": (4, 5, 6, 7, 9, 12, 13, 14),
     "gc": (4, 5, 6, 7, 8, 12, 13, 14),
-    "verify": (4, 5, 6, 12, 13, 14),
+    "verify": (4, 5, 6, 8, 12, 13, 14),
     "cache": (4, 5),
     "check": (5, 10, 12),
     "build": (5, 11, 12),
@@ -238,6 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 27: "a file grew past the size limit (ulimit -f) or the file system's; free space or raise the limit",
                 1: "check the permissions of that path", 13: "check the permissions of that path",
                 30: "that file system is read-only"}.get(exc.errno or 0, "")
+        hint = _cache_hint(exc, hint) if hint else ""
         _report(RuntimeError(f"{exc.strerror or exc}{where}" + (f"; {hint}" if hint else "")), 1, args,
                 kind=type(exc).__name__)
         return 1
@@ -247,6 +248,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         _report(RuntimeError(f"internal error: {type(exc).__name__}: {exc}. This is a zoostore bug: "
                              f"run again with --debug and report the traceback"), 1, args, kind="InternalError")
         return 1
+
+
+def _cache_hint(exc: OSError, hint: str) -> str:
+    """`hint`, or what to do when the path that failed is in zoostore's cache (seldom chosen)."""
+    from zoostore.storage.cache import default_cache_dir
+
+    root = str(default_cache_dir().absolute())
+    if not str(exc.filename or "").startswith(root + os.sep):
+        return hint
+    if exc.errno == 28:
+        return (f"free some disk space ('zoostore cache prune --unused' frees what no synced project uses) or set "
+                f"ZOOSTORE_CACHE to a folder on a disk with room (the cache is {root}), and run the command again")
+    return f"{hint}; it is zoostore's cache {root}: make that writable or set ZOOSTORE_CACHE to a folder you can write"
 
 
 def _print_traceback() -> None:

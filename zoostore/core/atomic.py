@@ -172,12 +172,33 @@ def create_temp(directory: str | os.PathLike[str]) -> tuple[str, int]:
     raise FileExistsError(f"{directory}: could not create a unique temp file after 16 tries")
 
 
+def blame(exc: OSError, path: str | os.PathLike[str]) -> OSError:
+    """`exc`, naming `path` if it names no file (a failed write: ENOSPC, EDQUOT, EIO) or only a
+    temp file (whose name means nothing to a user, who knows the file being written or its
+    folder), so that the message says where. zoostore's own errors (no errno) are left alone."""
+    name = exc.filename
+    if exc.errno is not None and (name is None or os.path.basename(str(name)).startswith(TEMP_PREFIX)):
+        exc.filename, exc.filename2 = os.fspath(path), None
+    return exc
+
+
+@contextlib.contextmanager
+def naming(path: str | os.PathLike[str]) -> Iterator[None]:
+    """OSErrors raised inside the block name `path` (see `blame`)."""
+    try:
+        yield
+    except OSError as exc:
+        raise blame(exc, path)
+
+
 @contextlib.contextmanager
 def atomic_writer(path: str | os.PathLike[str], *, fsync: bool = True) -> Iterator[BinaryIO]:
     """`with atomic_writer(path) as f: f.write(...)`: `path` appears complete when the block
-    ends without an exception, and is untouched (no temp file left) when it raises."""
+    ends without an exception, and is untouched (no temp file left) when it raises. An OSError
+    (disk full, read-only) names `path`, not the temp file."""
     target = Path(path)
-    tmp, f = open_temp(target.parent)
+    with naming(target):
+        tmp, f = open_temp(target.parent)
     try:
         with f:
             yield f
@@ -185,9 +206,11 @@ def atomic_writer(path: str | os.PathLike[str], *, fsync: bool = True) -> Iterat
             if fsync:
                 os.fsync(f.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            blame(exc, target)
         raise
     if fsync:
         fsync_dir(target.parent)

@@ -38,15 +38,20 @@ def _entry(cache: Cache, dest: Path) -> Path:
 
 
 def register_dest(cache: Cache, dest: Path) -> None:
-    """Remember `dest` as a user of `cache` (idempotent; a cheap stat when already known)."""
+    """Remember `dest` as a user of `cache` (idempotent; a cheap stat when already known).
+    Best effort: a cache this user may only read (a shared or read-only mounted one that holds
+    every file) still serves the sync; its owner's `cache prune` then just does not know dest."""
     dest = dest.resolve()
     entry = _entry(cache, dest)
-    if entry.exists():
-        return
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    # No fsync: an entry lost in a crash costs `cache prune` keeping less (the next sync that
-    # places files registers dest again), never a wrong file; two fsyncs per first sync do.
-    atomic_write(entry, (str(dest) + "\n").encode("utf-8", "surrogateescape"), fsync=False)
+    try:
+        if entry.exists():
+            return
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        # No fsync: an entry lost in a crash costs `cache prune` keeping less (the next sync that
+        # places files registers dest again), never a wrong file; two fsyncs per first sync do.
+        atomic_write(entry, (str(dest) + "\n").encode("utf-8", "surrogateescape"), fsync=False)
+    except OSError:
+        pass
 
 
 def project_pins(cache: Cache, *, forget_missing: bool = True) -> tuple[set[Digest], list[Path]]:

@@ -7,16 +7,19 @@
 DEST is a local directory or any fsspec URL (s3://bucket/mirror, ...), so curl, wget and CMake's
 `file(DOWNLOAD <url> <file> EXPECTED_HASH SHA256=<sha256>)` work against a bucket or a static
 server. Every file is assembled from verified chunks and its BLAKE3 checked against the blob id
-before it is moved into place (a temporary name first, so a reader never sees a partial file).
+before it is moved into place (a temporary name first, so a reader never sees a partial file);
+SHA256SUMS and index.json also go through a temporary name, so a full disk never truncates them.
 
 Incremental: a file is skipped when the previous index.json recorded it with the same blob, its
-version's SHA256SUMS lists the same SHA-256, and the file at DEST has the recorded size. Files of
+version's SHA256SUMS lists the same SHA-256, and the file at DEST has the recorded size; or when
+no index vouches for it but the file at DEST hashes to its blob (a run that stopped early). Files of
 versions that left the store stay at DEST (a mirror never deletes); index.json lists only what the
 store holds now. index.json is written last.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -26,6 +29,7 @@ from typing import Any
 
 import blake3
 
+from zoostore.core.atomic import blame
 from zoostore.core.errors import FormatError, IntegrityError
 from zoostore.core.progress import NullProgress, Progress
 from zoostore.documents.manifest import FileEntry
@@ -81,10 +85,38 @@ def _previous_index(fs: Any, root: str) -> dict[str, Any]:
     return doc
 
 
+def _temp(path: str) -> str:
+    return f"{path}.zoostore-export-{os.getpid()}.tmp"
+
+
+def _failed(fs: Any, tmp: str, path: str, exc: BaseException) -> None:
+    """After a failed write of `path`: its temp file goes (a cleanup that fails too, on a
+    full or vanished disk, must not hide why), and an OSError names `path` (a full disk's
+    write names no file)."""
+    with contextlib.suppress(Exception):
+        if fs.exists(tmp):
+            fs.rm(tmp)
+    if isinstance(exc, OSError):
+        blame(exc, path)
+
+
+def _write_small(fs: Any, path: str, data: bytes) -> None:
+    """Write SHA256SUMS or index.json through a temp name: a full disk leaves the old file (or
+    none), never a truncated one that `sha256sum -c` or a client would read."""
+    tmp = _temp(path)
+    try:
+        with fs.open(tmp, "wb") as f:
+            f.write(data)
+        fs.mv(tmp, path)
+    except BaseException as exc:
+        _failed(fs, tmp, path, exc)
+        raise
+
+
 def _write_file(zoo: Store, fs: Any, path: str, entry: FileEntry, progress: Progress) -> str:
     """Write one blob to `path` through a temporary name; the file's SHA-256."""
     recipe = zoo.blobs.recipe(entry.blob)
-    tmp = f"{path}.zoostore-export-{os.getpid()}.tmp"
+    tmp = _temp(path)
     sha, b3 = hashlib.sha256(), blake3.blake3()
     progress.start(f"export {path}", recipe.size)
     try:
@@ -99,13 +131,29 @@ def _write_file(zoo: Store, fs: Any, path: str, entry: FileEntry, progress: Prog
                                  f"expected {entry.blob}; nothing was written. Run 'zoostore verify --repair'",
                                  obj=str(entry.blob), expected=entry.blob.hex, actual=b3.hexdigest())
         fs.mv(tmp, path)
-    except BaseException:
-        if fs.exists(tmp):
-            fs.rm(tmp)
+    except BaseException as exc:
+        _failed(fs, tmp, path, exc)
         raise
     finally:
         progress.done(f"export {path}")
     return sha.hexdigest()
+
+
+def _already_there(fs: Any, path: str, entry: FileEntry) -> str | None:
+    """The SHA-256 of the file at `path` if it holds the blob already though no index.json says
+    so (an export stopped before writing it: a full disk, Ctrl-C), else None. The next run
+    keeps such a file instead of writing it again, which needs room for a second copy."""
+    try:
+        if fs.size(path) != entry.size:
+            return None
+        sha, b3 = hashlib.sha256(), blake3.blake3()
+        with fs.open(path, "rb") as f:
+            while block := f.read(1 << 20):
+                sha.update(block)
+                b3.update(block)
+    except OSError:
+        return None
+    return sha.hexdigest() if b3.hexdigest() == entry.blob.hex else None
 
 
 def _export_version(zoo: Store, fs: Any, root: str, model: str, version: str,
@@ -125,6 +173,8 @@ def _export_version(zoo: Store, fs: Any, root: str, model: str, version: str,
             if (prev.get("blob") == str(entry.blob) and sha and old_sums.get(rel) == sha
                     and fs.exists(target) and fs.size(target) == entry.size):
                 report.skipped += 1
+            elif (sha := _already_there(fs, target, entry)) is not None:
+                report.skipped += 1
             else:
                 fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
                 sha = _write_file(zoo, fs, target, entry, progress)
@@ -133,8 +183,7 @@ def _export_version(zoo: Store, fs: Any, root: str, model: str, version: str,
             sums[rel] = sha
             out.setdefault(arch, {})[path] = {"sha256": sha, "size": entry.size, "blob": str(entry.blob)}
     if sums != old_sums:
-        with fs.open(f"{vdir}/{SUMS}", "wb") as f:
-            f.write("".join(f"{sums[p]}  {p}\n" for p in sorted(sums)).encode("utf-8"))
+        _write_small(fs, f"{vdir}/{SUMS}", "".join(f"{sums[p]}  {p}\n" for p in sorted(sums)).encode("utf-8"))
     return out
 
 
@@ -160,7 +209,5 @@ def export_store(zoo: Store, dest: str | os.PathLike[str], *, models: Sequence[s
             versions[version] = {"yanked": release.yanked, "files": files}
         index[model] = {"tags": dict(manifest.tags), "versions": versions}
     doc = {"format": INDEX_FORMAT, "store": zoo.url, "models": dict(sorted(index.items()))}
-    with fs.open(f"{root}/{INDEX}.tmp", "wb") as f:
-        f.write((json.dumps(doc, indent=2, sort_keys=True) + "\n").encode("utf-8"))
-    fs.mv(f"{root}/{INDEX}.tmp", f"{root}/{INDEX}")
+    _write_small(fs, f"{root}/{INDEX}", (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode("utf-8"))
     return report

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zoostore.core.atomic import TEMP_PREFIX, atomic_write, open_temp, stale_temp, temp_name
+from zoostore.core.atomic import TEMP_PREFIX, atomic_write, blame, open_temp, stale_temp, temp_name
 from zoostore.core.digest import Digest, hash_file
 from zoostore.core.errors import DestinationConflictError, IntegrityError, InvalidPathError, UsageError
 from zoostore.core.names import check_relpath
@@ -167,6 +167,28 @@ def owned(target: Path, entry: StateEntry | None, blobs: tuple[Digest, ...]) -> 
     return False
 
 
+def already_placed(target: str, blob: Digest, size: int, link: str, cached: Path) -> dict[str, Any] | None:
+    """A state entry for `target` if it already holds `blob` as sync would place it though no
+    state entry says so (a sync whose state file did not fit on a full disk), else None.
+    Placing it again would copy it again (`--link copy`, or `cached`, the cache file, on another
+    file system) or link the same file: needless, and a copy needs room for a second one
+    beside it, which the full disk lacked. A symlink, or a copy where a hard link could be
+    made instead, is placed again."""
+    try:
+        st = os.lstat(target)
+        if link == "symlink" or not stat.S_ISREG(st.st_mode) or st.st_size != size:
+            return None
+        if link != "copy":
+            source = os.stat(cached)
+            if (source.st_dev, source.st_ino) != (st.st_dev, st.st_ino) and (link == "hardlink" or source.st_dev == st.st_dev):
+                return None
+        if hash_file(target) != blob:
+            return None
+        return state_entry(target, blob)
+    except OSError:
+        return None
+
+
 def safe_parent(dest: Path, target: Path, *, force: bool = False) -> None:
     """Create target's parent directories, refusing any that is a symlink or resolves outside
     dest. A file in the way (a path that was a file in an older version) is a conflict, unless
@@ -273,9 +295,11 @@ def place_file(cache_file: Path, target: Path, blob: Digest, link: str) -> None:
         # rename(2) does nothing when both names are links to the same file (a re-run after a
         # killed sync re-links a file already linked from the cache): drop the temp name then.
         tmp.unlink(missing_ok=True)
-    except BaseException:
+    except BaseException as exc:
         if tmp is not None:
             tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            blame(exc, target)   # a full disk's write names no file
         raise
 
 

@@ -33,7 +33,7 @@ from zoostore.core.progress import NullProgress, Progress
 from zoostore.documents.project import DEFAULT_LAYOUT, Project, load_project
 from zoostore.ops import sync_fast
 from zoostore.ops.place import (
-    LINK_MODES, State, clear_target, owned, place_file, read_state, remove_placed, remove_stale_temps,
+    LINK_MODES, State, already_placed, clear_target, owned, place_file, read_state, remove_placed, remove_stale_temps,
     resolves_inside, safe_parent, state_entry, unchanged_since, write_state,
 )
 
@@ -138,8 +138,8 @@ def _execute(project: Project, plan: _Plan, report: SyncReport, *, cache: Cache 
     from zoostore.storage.cache import UNSTAMPED, Cache
 
     desired, state = plan.desired, plan.state
-    todo = _claim(report, desired, plan.todo, state, force=force, progress=progress)
     cache = cache or Cache()
+    todo = _claim(report, desired, plan.todo, state, force=force, link=link, cache=cache, progress=progress)
     zoo: Store | None = None
     report.dest.mkdir(parents=True, exist_ok=True)
     register_dest(cache, report.dest)
@@ -186,15 +186,23 @@ def _ignore(report: SyncReport, entries: Iterable[str], progress: Progress) -> N
 
 
 def _claim(report: SyncReport, desired: Mapping[str, Wanted], todo: list[str], state: State, *,
-           force: bool, progress: Progress) -> list[str]:
+           force: bool, link: str, cache: Cache, progress: Progress) -> list[str]:
     """The paths of `todo` that sync may (re)place: what is there is absent, sync's own (see
-    `place.owned`), or replaced by `force`. The others become conflicts, left alone."""
+    `place.owned`), or replaced by `force`. The others become conflicts, left alone. A file
+    that the state file does not list but that is already placed (`place.already_placed`)
+    joins `state` as it is."""
     mine = []
     base = f"{report.dest}{os.sep}"
     for rel in todo:
         entry = state.files.get(rel)
         if entry is None and _absent(base + rel):
             mine.append(rel)   # `owned` says so too; a cold sync of thousands of files asks only this
+            continue
+        file = desired[rel].file
+        if entry is None and (kept := already_placed(base + rel, file.blob, file.size, link,
+                                                     cache.blob_path(file.blob))) is not None:
+            state.files[rel] = kept
+            report.unchanged += 1
             continue
         blobs = [desired[rel].file.blob]
         if entry is not None and _is_digest(entry["blob"]):

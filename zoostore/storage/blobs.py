@@ -37,7 +37,7 @@ from zoostore.storage import segments
 from zoostore.storage.backends.base import Backend
 from zoostore.storage.params import StorageParams
 from zoostore.core import cancel
-from zoostore.core.atomic import open_temp
+from zoostore.core.atomic import blame, open_temp
 from zoostore.core.digest import Digest
 from zoostore.core.errors import BlobNotFoundError, FormatError, IntegrityError, ObjectNotFoundError, ZooError
 from zoostore.storage.pack import pack_key
@@ -480,7 +480,7 @@ class BlobStore:
                 partial.unlink(missing_ok=True)
         except BaseException as exc:
             _keep_or_drop(tmp, partial, keep=not isinstance(exc, IntegrityError))
-            raise
+            raise blame(exc, dest) if isinstance(exc, OSError) else exc   # a full disk's write names no file
         finally:
             progress.done(task)
         return dest

@@ -61,7 +61,7 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 from zoostore.storage.blobs import BlobStore, LocalChunk
-from zoostore.core.atomic import atomic_write, create_temp
+from zoostore.core.atomic import atomic_write, blame, create_temp, naming
 from zoostore.core.digest import Digest, hash_file
 from zoostore.core.errors import FormatError, IntegrityError, OfflineError, ZooError
 from zoostore.core.names import check_model_name
@@ -159,7 +159,8 @@ class Cache(CachePruning):
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
         fd = self._in_dir(path.parent, lambda: os.open(path, flags, 0o644))
         try:
-            os.write(fd, data)
+            with naming(path):
+                os.write(fd, data)
         finally:
             os.close(fd)
 
@@ -208,8 +209,9 @@ class Cache(CachePruning):
 
     def _append_model(self, model: str, *blobs: Digest) -> None:
         path = self.root / "models" / model
-        # One short O_APPEND write is atomic enough for a hint file; a torn line is skipped.
-        with self._in_dir(path.parent, lambda: open(path, "a")) as f:
+        # One short O_APPEND write is atomic enough for a hint file; a torn line is skipped. A
+        # cache that is full or read-only loses the hint (reuse), never the sync, nor its error.
+        with contextlib.suppress(OSError), self._in_dir(path.parent, lambda: open(path, "a")) as f:
             f.write("".join(blob.hex + "\n" for blob in blobs))
 
     def local_index(self, *, batch: bool = False) -> LocalIndex:
@@ -303,9 +305,11 @@ class Cache(CachePruning):
             finally:
                 os.close(fd)
             os.replace(tmp, path)
-        except BaseException:
+        except BaseException as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+            if isinstance(exc, OSError):
+                blame(exc, path)
             raise
 
     def partial_path(self, blob: Digest) -> Path:

@@ -39,7 +39,8 @@ mtime), then deleted. A writer re-reads its own nonce from the lock just before 
 gives up with `ConflictError` if its lock was broken meanwhile. Holders finish in milliseconds
 (manifests are small), so the rule only fires after a crash, or with clocks skewed by more than
 30 s between NFS clients and server. A writer that finds the lock held retries with backoff for
-up to `lock_wait` seconds (default 10), then raises `ConflictError`.
+up to `lock_wait` seconds (default 10), then raises `ConflictError`. The lock itself lives in
+zoostore.storage.backends.local_lock.
 """
 
 from __future__ import annotations
@@ -49,21 +50,18 @@ import errno
 import itertools
 import os
 import time
-import uuid
-import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import blake3
 
 from zoostore.storage.backends.base import LIST_PAGE, Backend, Capabilities, ObjectInfo, ObjectWriter, Versioned
-from zoostore.core.atomic import TEMP_PREFIX, host_name, owner, owner_gone, stale_temp, temp_name
-from zoostore.core.errors import ConflictError, InvalidPathError, ObjectNotFoundError
+from zoostore.core.atomic import TEMP_PREFIX, blame, stale_temp, temp_name
+from zoostore.core.errors import ConflictError, InvalidPathError, ObjectNotFoundError, ReadOnlyError
+from zoostore.storage.backends.local_lock import STALE_LOCK_SECONDS, StaleLockWarning, acquire, still_ours
 
-#: Age after which a `.lock` file is considered abandoned and may be broken (see module doc).
-STALE_LOCK_SECONDS = 30.0
-#: How long a writer waits for a live lock holder before it says that it is waiting.
-LOCK_NOTE_SECONDS = 1.0
+__all__ = ["STALE_LOCK_SECONDS", "LocalBackend", "StaleLockWarning"]
 #: fdatasync where the system has it (Linux), else fsync (macOS).
 _fdatasync = getattr(os, "fdatasync", os.fsync)
 #: A streamed object is flushed to disk every this many bytes (_TempFileWriter).
@@ -71,30 +69,13 @@ SYNC_EVERY = 4 * 1024 * 1024
 #: Pieces per writev call (below every system's IOV_MAX).
 _IOV_BATCH = 512
 
-
-class StaleLockWarning(UserWarning):
-    """A manifest lock was broken (its writer was killed), or a writer is waiting for one."""
-
 _LOCK_SUFFIX = ".lock"
+#: How a write fails in a folder we may only read (a read-only mount, a store shared read-only).
+_NOT_WRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
 
 
 def _token(data: bytes) -> str:
     return blake3.blake3(data).hexdigest()
-
-
-def _holder(lock: Path) -> str:
-    try:
-        return _holder_of(lock.read_text(errors="replace"))
-    except OSError:
-        return "a writer that just released it"
-
-
-def _holder_of(text: str) -> str:
-    parts = text.split()
-    pid = next((w.removeprefix("pid=") for w in parts if w.startswith("pid=")), None)
-    if not parts or pid is None:
-        return "an unknown writer"
-    return f"process {pid} on {parts[0]}"
 
 
 def _is_reserved(name: str) -> bool:
@@ -143,8 +124,20 @@ class LocalBackend(Backend):
     def _missing(self, key: str) -> ObjectNotFoundError:
         return ObjectNotFoundError(f"object {key!r} not found in {self.root}", key=key)
 
-    def _temp_for(self, path: Path, kind: str = "tmp") -> Path:
-        return path.with_name(temp_name() + (".broken" if kind == "broken" else ""))
+    def _write_failed(self, exc: OSError, where: Path) -> NoReturn:
+        """Raise `ReadOnlyError` (exit 8) where the store's folder cannot be written (readers
+        never write to it), else `exc` naming `where` (a full disk's write names no file)."""
+        if exc.errno in _NOT_WRITABLE:
+            fix = ("its file system is mounted read-only, so run them where it is mounted read-write"
+                   if exc.errno == errno.EROFS else "ask the store's owner for write access to its folders")
+            raise ReadOnlyError(
+                f"cannot write to the store {self.root}: {exc.strerror} ({where}). Commands that change a store "
+                f"(publish, tag, yank, meta, config, gc, verify --repair) need write access: {fix}, or use a store "
+                "you can write; sync, get, ls and verify only read it") from exc
+        raise blame(exc, where)
+
+    def _temp_for(self, path: Path) -> Path:
+        return path.with_name(temp_name())
 
     def _write_temp(self, path: Path, data: bytes) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -259,7 +252,10 @@ class LocalBackend(Backend):
         path = self._path(key, writing=True)
         if path.exists():
             return False  # cheap early exit; the link below is what decides races
-        return self._link_temp(self._write_temp(path, data), path)
+        try:
+            return self._link_temp(self._write_temp(path, data), path)
+        except OSError as exc:
+            self._write_failed(exc, path.parent)
 
     def _link_temp(self, tmp: Path, path: Path) -> bool:
         """Make the written temp file `tmp` the object at `path` unless it exists (the link
@@ -286,6 +282,12 @@ class LocalBackend(Backend):
 
     def put_cas(self, key: str, data: bytes, *, expected: str | None) -> str:
         path = self._path(key, writing=True)
+        try:
+            return self._put_cas(path, key, data, expected=expected)
+        except OSError as exc:
+            self._write_failed(exc, path)
+
+    def _put_cas(self, path: Path, key: str, data: bytes, *, expected: str | None) -> str:
         lock = path.with_name(path.name + _LOCK_SUFFIX)
         nonce = self._acquire(lock, key)
         try:
@@ -302,7 +304,7 @@ class LocalBackend(Backend):
                 )
             tmp = self._write_temp(path, data)
             try:
-                if not self._still_ours(lock, nonce):
+                if not still_ours(lock, nonce):
                     raise ConflictError(
                         f"the lock {lock} on {key!r} was broken as stale (held > "
                         f"{STALE_LOCK_SECONDS:.0f} s) before this write finished; nothing was "
@@ -313,73 +315,11 @@ class LocalBackend(Backend):
                 tmp.unlink(missing_ok=True)
             return _token(data)
         finally:
-            if self._still_ours(lock, nonce):
+            if still_ours(lock, nonce):
                 lock.unlink(missing_ok=True)
 
     def _acquire(self, lock: Path, key: str) -> str:
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        nonce = f"{host_name()} {owner()} {uuid.uuid4().hex}"
-        started = time.monotonic()
-        deadline = started + self._lock_wait
-        delay = 0.001
-        noted = False
-        while True:
-            try:
-                fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
-                if self._break_if_stale(lock):
-                    continue
-            else:
-                with os.fdopen(fd, "w") as f:
-                    f.write(nonce)
-                return nonce
-            now = time.monotonic()
-            if now >= deadline:
-                raise ConflictError(
-                    f"{key!r} in {self.root} is locked by another writer ({lock} held for more "
-                    f"than {self._lock_wait:.0f} s by {_holder(lock)}); retry later. The lock is "
-                    f"broken automatically once its writer is gone or it is {STALE_LOCK_SECONDS:.0f} s "
-                    "old; delete it by hand only if no publisher is running"
-                )
-            if not noted and now - started >= LOCK_NOTE_SECONDS:
-                noted = True
-                warnings.warn(f"waiting for the lock {lock} on {key!r}, held by {_holder(lock)} (running); "
-                              f"giving up after {self._lock_wait:.0f} s", StaleLockWarning, stacklevel=2)
-            time.sleep(delay)
-            delay = min(delay * 2, 0.05)
-
-    def _break_if_stale(self, lock: Path) -> bool:
-        """Break `lock` if its writer is gone or it is too old; True if it was broken."""
-        try:
-            before = lock.stat()
-            text = lock.read_text(errors="replace")
-        except FileNotFoundError:
-            return True  # released meanwhile: try again at once
-        age = time.time() - before.st_mtime
-        dead = owner_gone(text)
-        if not dead and age <= STALE_LOCK_SECONDS:
-            return False
-        grabbed = self._temp_for(lock, "broken")
-        try:
-            os.rename(lock, grabbed)
-        except FileNotFoundError:
-            return True  # another writer broke or released it first
-        try:
-            after = grabbed.stat()
-            if (after.st_ino, after.st_mtime_ns) != (before.st_ino, before.st_mtime_ns):
-                # We renamed a fresh lock that replaced the stale one after our stat: put it
-                # back unless yet another lock appeared meanwhile.
-                try:
-                    os.link(grabbed, lock)
-                except FileExistsError:
-                    pass
-                return False
-        finally:
-            grabbed.unlink(missing_ok=True)
-        why = "whose process is no longer running" if dead else f"{age:.0f} s old"
-        warnings.warn(f"broke the stale lock {lock} left by {_holder_of(text)}, {why} (a killed or "
-                      "hung writer); its write either finished or left nothing visible", StaleLockWarning, stacklevel=3)
-        return True
+        return acquire(lock, key, root=self.root, wait=self._lock_wait)
 
     # -- leftovers of killed writers ---------------------------------------------------------
 
@@ -405,13 +345,6 @@ class LocalBackend(Backend):
                                           mtime=st.st_mtime))
         return sorted(out, key=lambda info: info.key)
 
-    @staticmethod
-    def _still_ours(lock: Path, nonce: str) -> bool:
-        try:
-            return lock.read_text() == nonce
-        except FileNotFoundError:
-            return False
-
     def delete(self, keys: Iterable[str]) -> None:
         # Empty directories stay: removing them would race with a writer creating a file there.
         for key in keys:
@@ -419,12 +352,16 @@ class LocalBackend(Backend):
                 self._path(key).unlink()
             except (FileNotFoundError, NotADirectoryError):
                 pass
+            except OSError as exc:
+                self._write_failed(exc, self._path(key))
 
     def freshen(self, key: str) -> None:
         try:
             os.utime(self._path(key))
         except (FileNotFoundError, NotADirectoryError):
             raise self._missing(key) from None
+        except OSError as exc:
+            self._write_failed(exc, self._path(key))
 
     def now(self) -> float:
         return time.time()
@@ -457,20 +394,29 @@ class _TempFileWriter(ObjectWriter):
         return self._fd
 
     def write(self, parts: Sequence[bytes]) -> None:
-        fd = self._open()
-        for i in range(0, len(parts), _IOV_BATCH):
-            batch = parts[i : i + _IOV_BATCH]
-            done, total = os.writev(fd, batch), sum(len(p) for p in batch)
-            if done < total:  # a short write (rare on regular files): the rest one by one
-                rest = memoryview(b"".join(batch))[done:]
-                while rest:
-                    rest = rest[os.write(fd, rest):]
-            self._unsynced += total
-        if self._local._fsync and self._unsynced >= SYNC_EVERY:
-            _fdatasync(fd)
-            self._unsynced = 0
+        try:
+            fd = self._open()
+            for i in range(0, len(parts), _IOV_BATCH):
+                batch = parts[i : i + _IOV_BATCH]
+                done, total = os.writev(fd, batch), sum(len(p) for p in batch)
+                if done < total:  # a short write (rare on regular files): the rest one by one
+                    rest = memoryview(b"".join(batch))[done:]
+                    while rest:
+                        rest = rest[os.write(fd, rest):]
+                self._unsynced += total
+            if self._local._fsync and self._unsynced >= SYNC_EVERY:
+                _fdatasync(fd)
+                self._unsynced = 0
+        except OSError as exc:
+            self._local._write_failed(exc, self._dir)
 
     def commit(self, key: str) -> bool:
+        try:
+            return self._commit(key)
+        except OSError as exc:
+            self._local._write_failed(exc, self._local._path(key))
+
+    def _commit(self, key: str) -> bool:
         fd = self._open()
         self._fd = -1
         try:

@@ -75,7 +75,7 @@ class BlobStore:
         self._decode_slots = threading.BoundedSemaphore(self.workers)
         self._reader_count = reader_threads(self.workers, local=backend.url.startswith("file:"))
         # Segments submitted, not yet taken (in_order); reused buffers (get_file): ranges, one per
-        # reader; segments, those in the slots and one per read (four at once, as sync does).
+        # reader and two for callers' own reads; segments, those in the slots and one per read.
         self._segment_slots = threading.BoundedSemaphore(2 * self._reader_count)
         self._range_buffers = SegmentBuffers(self._reader_count + 2)
         self._segment_buffers = SegmentBuffers(2 * self._reader_count + 4)
@@ -237,10 +237,8 @@ class BlobStore:
 
     def chunk_bytes(self, refs: Sequence[ChunkRef], *, blob: Digest,
                     local: Mapping[Digest, LocalChunk] | None = None, check: bool = True) -> dict[Digest, bytes]:
-        """Chunk id -> raw bytes of `refs` (plain or delta frames; `blob` names the file that
-        needs them in errors), neighbouring frames in one read, on this thread; each verified
-        unless `check` is false (a caller that verifies whole files and reads a file that
-        hashes wrong again with checks: sync's small files)."""
+        """Chunk id -> raw bytes of `refs` (`blob` names the file in errors), neighbouring frames
+        in one read, on this thread; verified unless `check` is false (sync's small files)."""
         unique = tuple(dict.fromkeys(refs))
         if not unique:
             return {}
@@ -260,10 +258,9 @@ class BlobStore:
     def _read_relocated(self, blob: Digest, refs: list[ChunkRef], out: bytearray, pos: int,
                         local: Mapping[Digest, LocalChunk] | None) -> bool:
         """Read `refs` into `out` from where the store's recipe of `blob` places them now, if
-        that is elsewhere; False if it is not. A reader that kept a recipe in memory (up to
-        G/2) can meet a pack gc deleted: gc dropped the version and deleted the recipe and its
-        packs, and a publish stored the same file again (a new recipe naming new packs).
-        Chunks are content-addressed, so the bytes are the same (and verified again)."""
+        elsewhere; False if not. A recipe kept in memory (up to G/2) can name a pack gc deleted
+        after dropping the version, while a publish stored the same file again (new recipe, new
+        packs): chunks are content-addressed, so the bytes are the same (verified again)."""
         self.forget(blob)
         try:
             where = {r.chunk: r for r in self.recipe(blob).chunks}

@@ -100,9 +100,14 @@ class ReaderPool:
                 return None
         data = reader.read(start, end)
         with self._lock:
+            # Another thread may have kept its own reader of this file meanwhile (both found
+            # none): keep one, close the other, or its descriptor leaks.
+            other = self._readers.pop(blob, None)
             self._readers[blob] = reader
             while len(self._readers) > self.size:
                 self._readers.popitem(last=False)[1].close()
+        if other is not None and other is not reader:
+            other.close()
         return data
 
 

@@ -3,6 +3,7 @@ rules are in the package docstring, `zoostore.zoofs`)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import threading
@@ -29,7 +30,7 @@ from zoostore.storage.recipe import Recipe
 from zoostore.zoofs.file import ZooFile
 from zoostore.zoofs.instances import _ZooCached
 from zoostore.zoofs.paths import ZooPath, dir_info, file_info, listing, read_only_error, version_info
-from zoostore.zoofs.reading import LocalReader, ReaderPool, span, stream
+from zoostore.zoofs.reading import LocalReader, ReaderPool, chunk_runs, span, stream
 from zoostore.zoofs.readonly import ReadOnlyMixin
 
 __all__ = ["ZooFileSystem"]
@@ -320,8 +321,6 @@ class ZooFileSystem(ReadOnlyMixin, AbstractFileSystem, metaclass=_ZooCached):  #
         info = self.info(path)
         if "published" not in info:
             raise IsADirectoryError(f"zoo://{info['name']} has no publication time")
-        import datetime as dt
-
         return dt.datetime.fromisoformat(info["published"])
 
     created = modified
@@ -433,19 +432,10 @@ class ZooFileSystem(ReadOnlyMixin, AbstractFileSystem, metaclass=_ZooCached):  #
                 out[i] = self._read(entry, s, e) if s < e else b""
             return
         recipe = self._recipe(entry.blob)
-        # Merge by chunk index: runs of covering chunks that touch or overlap become one read.
-        runs: list[list[Any]] = []  # [first chunk, last chunk, [range indices]]
-        for i in sorted((i for i in idx if spans[i][0] < spans[i][1]), key=lambda i: spans[i]):
-            cover = recipe.covering(*spans[i])
-            if runs and cover.start <= runs[-1][1] + 1:
-                runs[-1][1] = max(runs[-1][1], cover.stop - 1)
-                runs[-1][2].append(i)
-            else:
-                runs.append([cover.start, cover.stop - 1, [i]])
         for i in idx:
             if spans[i][0] >= spans[i][1]:
                 out[i] = b""
-        for first, last, members in runs:
+        for first, last, members in chunk_runs(recipe, spans):
             base = recipe.starts[first]
             stop = recipe.starts[last] + recipe.chunks[last].raw_length
             data = self.zoo.blobs.read_range(entry.blob, base, stop)

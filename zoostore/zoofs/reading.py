@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -110,7 +110,6 @@ class ReaderPool:
             other.close()
         return data
 
-
 def stream(zoo: Store, entry: FileEntry, what: str) -> Iterator[bytes]:
     """The whole file from the store, chunk by chunk, then checked against its blob id."""
     blobs = zoo.blobs
@@ -125,6 +124,21 @@ def stream(zoo: Store, entry: FileEntry, what: str) -> Iterator[bytes]:
             f"recipe in {zoo.url} is wrong: run 'zoostore verify --repair'",
             obj=str(entry.blob), expected=entry.blob.hex, actual=actual,
         )
+
+
+def chunk_runs(recipe: Recipe, spans: Mapping[int, tuple[int, int]]) -> list[tuple[int, int, list[int]]]:
+    """`cat_ranges`' reads of one file: (first chunk, last chunk, the keys of the spans it
+    serves), where the covering chunks of spans that touch or overlap are merged into one
+    read, so each chunk is fetched (and verified) once. Empty spans are left out."""
+    runs: list[tuple[int, int, list[int]]] = []
+    for key in sorted((k for k, (s, e) in spans.items() if s < e), key=lambda k: spans[k]):
+        cover = recipe.covering(*spans[key])
+        if runs and cover.start <= runs[-1][1] + 1:
+            first, last, members = runs[-1]
+            runs[-1] = (first, max(last, cover.stop - 1), [*members, key])
+        else:
+            runs.append((cover.start, cover.stop - 1, [key]))
+    return runs
 
 
 def span(size: int, start: int | None, end: int | None) -> tuple[int, int]:

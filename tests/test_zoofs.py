@@ -235,6 +235,19 @@ def test_unknown_arch_lists_archs(world: World, fs: ZooFileSystem) -> None:
         fs.ls("armonly@1.0.0/x86_64")
 
 
+def test_a_file_missing_under_an_arch_the_version_lacks_says_check_the_arch(fs: ZooFileSystem) -> None:
+    # yolo@1.2.0 has `any` files, so an arch it was not built for (or a typo) still lists them;
+    # the error named only the file, as though the arch were right.
+    for arch in ("x86_46", "riscv64"):
+        with pytest.raises(NotFoundError) as exc:
+            fs.open(f"zoo://yolo@1.2.0/{arch}/deploy_lib.so", "rb")
+        assert (f"has no file or directory 'deploy_lib.so'; it has no files for {arch}, only "
+                f"architecture-independent ones (its architectures: any, x86_64): check the arch") in str(exc.value)
+    with pytest.raises(NotFoundError) as exc:
+        fs.open("zoo://yolo@1.2.0/x86_64/nope.so", "rb")
+    assert "check the arch" not in str(exc.value)
+
+
 def test_missing_file_lists_files(fs: ZooFileSystem) -> None:
     with pytest.raises(NotFoundError, match=r"has no file or directory 'missing.bin'; files: a.bin, b.bin"):
         fs.open("zoo://centerpoint@0.1.0/any/missing.bin", "rb")

@@ -29,7 +29,8 @@ from zoostore.storage.cache import Cache
 from zoostore.storage.recipe import Recipe
 from zoostore.zoofs.file import ZooFile
 from zoostore.zoofs.instances import _ZooCached
-from zoostore.zoofs.paths import ZooPath, dir_info, file_info, listing, read_only_error, version_info
+from zoostore.zoofs.paths import (ZooPath, dir_info, file_info, listing, missing_file, read_only_error,
+                                  version_info)
 from zoostore.zoofs.reading import LocalReader, ReaderPool, chunk_runs, span, stream
 from zoostore.zoofs.readonly import ReadOnlyMixin
 
@@ -187,12 +188,6 @@ class ZooFileSystem(ReadOnlyMixin, AbstractFileSystem, metaclass=_ZooCached):  #
         assert zp.arch is not None
         return release, release.files_for(zp.arch)
 
-    def _missing_file(self, zp: ZooPath, release: Release, files: Mapping[str, FileEntry]) -> NotFoundError:
-        return NotFoundError(
-            f"zoo://{zp.text}: {release.model}@{release.version} ({zp.arch}) has no file or "
-            f"directory {zp.rel!r}; files: {listing(sorted(files))}"
-        )
-
     def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
         name = self._strip_protocol(path)
         zp = ZooPath.parse(name)
@@ -215,7 +210,7 @@ class ZooFileSystem(ReadOnlyMixin, AbstractFileSystem, metaclass=_ZooCached):  #
         prefix = zp.rel + "/"
         if any(p.startswith(prefix) for p in files):
             return dir_info(name, zp, release)
-        raise self._missing_file(zp, release, files)
+        raise missing_file(zp, release, files)
 
     def ls(self, path: str, detail: bool = True, **kwargs: Any) -> list[Any]:
         name = self._strip_protocol(path)
@@ -249,7 +244,7 @@ class ZooFileSystem(ReadOnlyMixin, AbstractFileSystem, metaclass=_ZooCached):  #
                     else:
                         children[head] = file_info(child, zp, release, p, files[p])
                 if not children:
-                    raise self._missing_file(zp, release, files)
+                    raise missing_file(zp, release, files)
                 out = list(children.values())
         return out if detail else [o["name"] for o in out]
 
@@ -296,7 +291,7 @@ class ZooFileSystem(ReadOnlyMixin, AbstractFileSystem, metaclass=_ZooCached):  #
         if entry is None:
             if any(p.startswith(zp.rel + "/") for p in files):
                 raise IsADirectoryError(f"zoo://{name} is a directory, not a file")
-            raise self._missing_file(zp, release, files)
+            raise missing_file(zp, release, files)
         self._check_size(zp, entry)
         return zp, release, entry
 

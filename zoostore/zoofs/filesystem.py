@@ -95,6 +95,20 @@ class ZooFileSystem(ReadOnlyMixin, AbstractFileSystem, metaclass=_ZooCached):  #
                     self._zoo = zoo
         return self._zoo
 
+    def _forked(self) -> None:
+        """Start over in a forked child (`zoofs.instances`): new locks and cache handle, the
+        parent's open cached files closed, and a store of our own. One this instance opened is
+        opened again (a new backend too: s3fs refuses to run in a fork); a Store object given
+        as `store=` keeps its backend and gets new reader threads, locks and reader slots."""
+        self._lock = threading.Lock()
+        self._readers.abandon()
+        self._readers = ReaderPool(READERS_KEPT)
+        if self.cache is not None:
+            self.cache = Cache(self.cache.root)
+        zoo = self._zoo
+        if zoo is not None:
+            self._zoo = Store(zoo.backend, zoo.config) if zoo is self._store_arg else None
+
     @property
     def store_url(self) -> str:
         return self._zoo.url if self._zoo is not None else str(self._store_arg)

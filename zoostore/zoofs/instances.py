@@ -1,8 +1,10 @@
-"""fsspec's instance cache for `zoo://`, keyed on the store actually used."""
+"""fsspec's instance cache for `zoo://`, keyed on the store actually used, and what a forked
+child does with the instances it inherits."""
 
 from __future__ import annotations
 
 import os
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -35,4 +37,24 @@ class _ZooCached(_Cached):  # type: ignore[misc]  # fsspec ships no type hints
         elif cache is not False:
             kwargs["cache"] = str(Path(os.fspath(cache)).expanduser().resolve())
         kwargs["offline"] = offline_requested(kwargs.get("offline"))   # $ZOOSTORE_OFFLINE, now
-        return super().__call__(*args, **kwargs)
+        fs = super().__call__(*args, **kwargs)
+        _LIVE[id(fs)] = fs
+        return fs
+
+
+#: Every live instance, by id (fsspec instances hash by their options: two equal ones would be
+#: one entry of a WeakSet).
+_LIVE: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child (multiprocessing's fork workers, torch DataLoader workers) inherits each
+    instance with the parent's locks and store as they were at the fork: a lock or a reader
+    slot that another thread of the parent held then stays taken forever, and the store's
+    reader threads do not exist. Each instance starts over (`ZooFileSystem._forked`)."""
+    for fs in list(_LIVE.values()):
+        fs._forked()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX; Windows has no fork
+    os.register_at_fork(after_in_child=_after_fork_in_child)

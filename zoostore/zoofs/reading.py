@@ -110,6 +110,14 @@ class ReaderPool:
             other.close()
         return data
 
+    def abandon(self) -> None:
+        """Close every kept file without taking the lock: in a forked child, where a thread of
+        the parent may have held it at the fork, for good."""
+        for reader in list(self._readers.values()):
+            reader.close()
+        self._readers.clear()
+
+
 def stream(zoo: Store, entry: FileEntry, what: str) -> Iterator[bytes]:
     """The whole file from the store, chunk by chunk, then checked against its blob id."""
     blobs = zoo.blobs

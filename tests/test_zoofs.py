@@ -20,6 +20,8 @@ import fsspec
 import numpy as np
 import pytest
 
+import zoostore
+
 from zoostore.core.digest import Digest
 from zoostore.core.errors import IntegrityError, NotFoundError, ReadOnlyError, UsageError
 from zoostore.ops.publish import publish
@@ -567,6 +569,17 @@ def test_manifests_are_reused_briefly_then_reread(world: World) -> None:
     eager = world.fs(manifest_ttl=0)
     world.publish("centerpoint", "0.3.0", {"a.bin": b"a3"})
     assert eager.cat_file("centerpoint/any/a.bin") == b"a3"
+
+
+def test_offline_reads_resolve_against_manifests_kept_by_online_reads_of_a_plain_path(world: World) -> None:
+    # The store given as a path: online reads kept manifests under the URL opening made of it
+    # (file:///...), offline ones looked under the path, so nothing read online was found.
+    assert world.fs().cat_file("yolo@^1.2/any/labels.csv") == CSV.encode()
+    zoostore.fetch("centerpoint", "0.1.0", "a.bin", store=world.url, cache=str(world.cache))
+    offline = world.fs(offline=True)
+    assert offline.cat_file("yolo@^1.2/any/labels.csv") == CSV.encode()
+    assert offline.cat_file("centerpoint@0.1.0/any/a.bin") == b"a"    # what fetch kept, too
+    assert offline.info("yolo@^1.2/any/labels.csv")["version"] == "1.2.0"
 
 
 def test_yanked_exact_version_warns_once(world: World, fs: ZooFileSystem) -> None:

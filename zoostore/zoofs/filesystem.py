@@ -110,8 +110,8 @@ class ZooFileSystem(ReadOnlyMixin, AbstractFileSystem, metaclass=_ZooCached):  #
             self._zoo = Store(zoo.backend, zoo.config) if zoo is self._store_arg else None
 
     @property
-    def store_url(self) -> str:
-        return self._zoo.url if self._zoo is not None else str(self._store_arg)
+    def store_url(self) -> str:  # as given, never what opening made of it: it keys the cached manifests
+        return self._store_arg.url if isinstance(self._store_arg, Store) else str(self._store_arg)
 
     def __repr__(self) -> str:
         return f"ZooFileSystem(store={self.store_url!r})"

@@ -229,6 +229,11 @@ def test_no_matching_version_lists_versions_and_tags(fs: ZooFileSystem) -> None:
     assert "bleedingedge=1.3.0-dev.1" in str(exc.value)
     with pytest.raises(NotFoundError, match="no tag or version 'stable'"):
         fs.info("yolo@stable")
+    # A malformed range is not found either (a FileNotFoundError, as fsspec callers expect), and
+    # says that it is not a range: it said only "no tag or version '^1.x.y'".
+    with pytest.raises(NotFoundError, match=r"no tag or version '\^1\.x\.y', and it is not a version range "
+                       r"\(such as \^1\.2.*versions: 1\.0\.0"):
+        fs.open("zoo://yolo@^1.x.y/x86_64/deploy_lib.so")
 
 
 def test_unknown_arch_lists_archs(world: World, fs: ZooFileSystem) -> None:

@@ -124,6 +124,43 @@ def test_entry_point_registers_protocol_without_import(world: World) -> None:
 
 
 
+def test_reading_through_zoo_urls_loads_no_heavy_library(world: World) -> None:
+    # tests/test_quality.py checks `import zoostore.zoofs`; this is the whole consumer path:
+    # opening the store, resolving, listing, globbing, whole, ranged and file-object reads.
+    code = (
+        "import sys, fsspec, zoostore\n"
+        f"opts = dict(store={world.url!r}, cache={str(world.cache)!r})\n"
+        "with fsspec.open('zoo://yolo@^1.2/x86_64/deploy_lib.so', 'rb', **opts) as f:\n"
+        "    f.seek(1000); f.read(10); f.seek(0); f.read()\n"
+        "fs = fsspec.filesystem('zoo', **opts)\n"
+        "fs.ls('zoo://yolo'); fs.glob('zoo://yolo@*/x86_64/*'); fs.info('zoo://yolo@^1.2/any/model.onnx')\n"
+        "fs.cat_file('zoo://yolo@^1.2/any/model.onnx'); fs.cat_file('zoo://yolo@^1.2/any/labels.csv', 3, 9)\n"
+        "heavy = ('onnx', 'onnxruntime', 'tvm', 'tvm_ffi', 's3fs', 'botocore', 'aiobotocore', 'aiohttp')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
+
+
+def test_eight_threads_reading_one_file_each_get_its_bytes(world: World) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = "zoo://yolo@^1.2/x86_64/deploy_lib.so"
+    for cache in (str(world.cache), False):
+        fs = world.fs(cache=cache)
+
+        def read(i: int) -> bool:
+            s = (i * 700_001) % BIG
+            with fs.open(path, "rb") as f:
+                f.seek(s)
+                ok = f.read(70_000) == world.big[s : s + 70_000]
+            return ok and fs.cat_file(path, s, s + 5000) == world.big[s : s + 5000] and fs.cat_file(path) == world.big
+
+        with ThreadPoolExecutor(8) as pool:
+            assert all(pool.map(read, range(16)))
+
+
 # -- URL grammar and listings --------------------------------------------------------------------
 
 

@@ -28,7 +28,7 @@ from zoostore.repository import Store, open_store
 from zoostore.storage.cache import Cache
 from zoostore.storage.recipe import Recipe
 from zoostore.zoofs.file import ZooFile
-from zoostore.zoofs.instances import _ZooCached
+from zoostore.zoofs.instances import AcrossProcesses, _ZooCached
 from zoostore.zoofs.paths import (ZooPath, dir_info, file_info, listing, missing_file, read_only_error,
                                   version_info)
 from zoostore.zoofs.reading import LocalReader, ReaderPool, chunk_runs, span, stream
@@ -43,7 +43,7 @@ DEFAULT_MANIFEST_TTL = 30.0
 #: Recipes an instance keeps decoded (a 1 GB file's recipe is about 850 KB); cached files kept open.
 RECIPES_KEPT, READERS_KEPT = 256, 8
 
-class ZooFileSystem(ReadOnlyMixin, AbstractFileSystem, metaclass=_ZooCached):  # type: ignore[misc]
+class ZooFileSystem(ReadOnlyMixin, AcrossProcesses, AbstractFileSystem, metaclass=_ZooCached):  # type: ignore[misc]
     """Read-only `zoo://` filesystem; see the package docstring for the path grammar.
 
     Storage options (all keyword-only):
@@ -94,20 +94,6 @@ class ZooFileSystem(ReadOnlyMixin, AbstractFileSystem, metaclass=_ZooCached):  #
                     assert isinstance(zoo, Store)
                     self._zoo = zoo
         return self._zoo
-
-    def _forked(self) -> None:
-        """Start over in a forked child (`zoofs.instances`): new locks and cache handle, the
-        parent's open cached files closed, and a store of our own. One this instance opened is
-        opened again (a new backend too: s3fs refuses to run in a fork); a Store object given
-        as `store=` keeps its backend and gets new reader threads, locks and reader slots."""
-        self._lock = threading.Lock()
-        self._readers.abandon()
-        self._readers = ReaderPool(READERS_KEPT)
-        if self.cache is not None:
-            self.cache = Cache(self.cache.root)
-        zoo = self._zoo
-        if zoo is not None:
-            self._zoo = Store(zoo.backend, zoo.config) if zoo is self._store_arg else None
 
     @property
     def store_url(self) -> str:  # as given, never what opening made of it: it keys the cached manifests

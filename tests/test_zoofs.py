@@ -630,6 +630,47 @@ def test_offline_reads_resolve_against_manifests_kept_by_online_reads_of_a_plain
     assert offline.info("yolo@^1.2/any/labels.csv")["version"] == "1.2.0"
 
 
+def test_reading_a_version_gc_dropped_after_it_was_opened_says_so(world: World) -> None:
+    from zoostore.ops.gc.plan import plan_gc
+
+    old = _random(BIG, 7)
+    world.publish("gone", "1.0.0", {"w.bin": old})
+    world.publish("gone", "2.0.0", {"w.bin": b"new"})
+    path = "zoo://gone@^1/any/w.bin"
+    fs, ranged, ranges = world.fs(cache=False), world.fs(cache=False), world.fs(cache=False)
+    f = fs.open(path, "rb", block_size=0)
+    assert f.read(100) == old[:100]
+    for other in (ranged, ranges):   # resolved before the gc: manifest and recipe reused after it
+        assert other.cat_file(path, 0, 10) == old[:10]
+    plan_gc(world.zoo, keep=["gone@2.0.0"], grace=0).execute()
+    # It said "pack ... is missing ... the store is damaged; run 'zoostore verify'" (IntegrityError).
+    gone = r"zoo://gone@\^1/any/w.bin: gone@1.0.0 is no longer in the store .*zoostore gc dropped it.*Open the path again"
+    f.seek(5_000_000)
+    with pytest.raises(NotFoundError, match=gone):
+        f.read(100)
+    for read in (lambda: ranged.cat_file(path, 5_000_000, 5_000_100), lambda: ranges.cat_ranges([path], 5, 9)[0]):
+        with pytest.raises(NotFoundError, match=gone):
+            result = read()
+            if isinstance(result, Exception):
+                raise result
+    # Then the manifest is read again: the path resolves afresh.
+    with pytest.raises(NotFoundError, match=r"no version of gone matches '\^1'"):
+        fs.cat_file(path, 0, 10)
+    assert fs.cat_file("zoo://gone@latest/any/w.bin") == b"new"
+
+
+def test_a_missing_pack_of_a_published_version_is_still_an_integrity_error(world: World) -> None:
+    fs = world.fs(cache=False)
+    with fs.open("zoo://yolo@1.2.0/x86_64/deploy_lib.so", "rb", block_size=0) as f:
+        assert f.read(10) == world.big[:10]
+        for pack in (Path(world.url) / "packs").rglob("*"):
+            if pack.is_file() and pack.stat().st_size > BIG // 2:
+                pack.unlink()
+        f.seek(4_000_000)
+        with pytest.raises(IntegrityError, match="is missing from the store"):
+            f.read(10)
+
+
 def test_yanked_exact_version_warns_once(world: World, fs: ZooFileSystem) -> None:
     world.zoo.update_manifest("centerpoint", lambda m: m.with_yank("0.1.0", "wrong labels") if m else m)
     with warnings.catch_warnings(record=True) as caught:

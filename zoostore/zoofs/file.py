@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -44,6 +45,9 @@ class ChunkSource(Protocol):
 
     def _whole(self, model: str, entry: FileEntry, what: str) -> bytes: ...
 
+    def _version_kept(self, model: str, version: str, entry: FileEntry,
+                      what: str) -> AbstractContextManager[None]: ...
+
 
 class ZooFile(AbstractBufferedFile):  # type: ignore[misc]
     """A read-only file in a zoo: random access by chunk, sequential reads with read-ahead.
@@ -73,6 +77,12 @@ class ZooFile(AbstractBufferedFile):  # type: ignore[misc]
         self.details = info
 
     def _fetch_range(self, start: int, end: int) -> bytes:
+        """Bytes [start, end), verified; a NotFoundError if the version went from the store
+        since this file was opened and a read needs data that went with it."""
+        with self._zfs._version_kept(self.model, self.details["version"], self.entry, f"zoo://{self.path}"):
+            return self._fetch(start, end)
+
+    def _fetch(self, start: int, end: int) -> bytes:
         start, end = max(0, start), min(end, self.size)
         if start >= end:
             return b""

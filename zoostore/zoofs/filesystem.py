@@ -11,6 +11,7 @@ import time
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from zoostore.zoofs.file import ZooFile
 from zoostore.zoofs.instances import AcrossProcesses, _ZooCached
 from zoostore.zoofs.paths import (ZooPath, dir_info, file_info, listing, missing_file, read_only_error,
                                   version_info)
-from zoostore.zoofs.reading import LocalReader, ReaderPool, chunk_runs, span, stream
+from zoostore.zoofs.reading import LocalReader, ReaderPool, chunk_runs, range_args, span, stream, version_kept
 from zoostore.zoofs.readonly import ReadOnlyMixin
 
 __all__ = ["ZooFileSystem"]
@@ -361,14 +362,11 @@ class ZooFileSystem(ReadOnlyMixin, AcrossProcesses, AbstractFileSystem, metaclas
                 return data
         return self.zoo.blobs.read_range(entry.blob, start, end)
 
-    def _stream(self, entry: FileEntry, what: str) -> Iterator[bytes]:
-        return stream(self.zoo, entry, what)
-
     def _whole(self, model: str, entry: FileEntry, what: str) -> bytes:
         """A whole file, verified against its blob id: through the cache (fetched into it when
         absent), or streamed from the store when this filesystem has no cache."""
         if self.cache is None:
-            return b"".join(self._stream(entry, what))
+            return b"".join(stream(self.zoo, entry, what))
         blobs = None if self.offline else self.zoo.blobs   # offline: ensure() names what is not cached
         data = self.cache.ensure(blobs, entry.blob, model=model, what=what).read_bytes()
         if Digest.of(data) == entry.blob:
@@ -384,26 +382,33 @@ class ZooFileSystem(ReadOnlyMixin, AcrossProcesses, AbstractFileSystem, metaclas
                 )
         return data
 
+    def _version_kept(self, model: str, version: str, entry: FileEntry, what: str) -> AbstractContextManager[None]:
+        """Around reads of a file of model@version: `reading.version_kept`, with a fresh look at
+        the model's manifest (none offline: the cache's copy cannot tell)."""
+        def release() -> Release | None:
+            self.invalidate_cache(model)
+            try:
+                return self.zoo.manifest(model).versions.get(version)
+            except NotFoundError:  # the whole model is gone
+                return None
+        return version_kept(None if self.offline else release, entry.blob, what=what, name=f"{model}@{version}",
+                            store=self.store_url)
+
     def cat_file(self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any) -> bytes:
         zp, release, entry = self._file(path)
         s, e = span(entry.size, start, end)
-        if s == 0 and e == entry.size:
-            return self._whole(release.model, entry, f"zoo://{zp.text}")
-        return self._read(entry, s, e) if s < e else b""
+        with self._version_kept(release.model, release.version, entry, f"zoo://{zp.text}"):
+            if s == 0 and e == entry.size:
+                return self._whole(release.model, entry, f"zoo://{zp.text}")
+            return self._read(entry, s, e) if s < e else b""
 
     def cat_ranges(self, paths: list[str], starts: Any, ends: Any, max_gap: int | None = None,
                    on_error: str = "return", **kwargs: Any) -> list[Any]:
         """Byte ranges of one or more files. Ranges of one file whose chunks touch or overlap
         are fetched together, so each chunk is fetched (and verified) once; `max_gap` is
         accepted for compatibility and ignored (merging is by chunk, not by byte gap)."""
-        if not isinstance(paths, list):
-            raise TypeError("paths must be a list")
-        n = len(paths)
-        starts = starts if isinstance(starts, list) else [starts] * n
-        ends = ends if isinstance(ends, list) else [ends] * n
-        if len(starts) != n or len(ends) != n:
-            raise ValueError(f"{n} paths but {len(starts)} starts and {len(ends)} ends")
-        out: list[Any] = [None] * n
+        starts, ends = range_args(paths, starts, ends)
+        out: list[Any] = [None] * len(paths)
         groups: dict[str, list[int]] = {}
         for i, p in enumerate(paths):
             groups.setdefault(self._strip_protocol(p), []).append(i)
@@ -421,6 +426,11 @@ class ZooFileSystem(ReadOnlyMixin, AcrossProcesses, AbstractFileSystem, metaclas
     def _cat_ranges_one(self, path: str, idx: list[int], starts: list[Any], ends: list[Any],
                         out: list[Any]) -> None:
         zp, release, entry = self._file(path)
+        with self._version_kept(release.model, release.version, entry, f"zoo://{zp.text}"):
+            self._cat_ranges_entry(entry, idx, starts, ends, out)
+
+    def _cat_ranges_entry(self, entry: FileEntry, idx: list[int], starts: list[Any], ends: list[Any],
+                          out: list[Any]) -> None:
         spans = {i: span(entry.size, starts[i], ends[i]) for i in idx}
         if self._cached_path(entry.blob) is not None or entry.size == 0:
             for i, (s, e) in spans.items():
@@ -452,27 +462,28 @@ class ZooFileSystem(ReadOnlyMixin, AcrossProcesses, AbstractFileSystem, metaclas
         zp, release, entry = self._file(rpath)
         what = f"zoo://{zp.text}"
         callback.set_size(entry.size)
-        local = None
-        if self.cache is not None:
-            # verify=True re-hashes a cached file (changed in place through a hard link?).
-            blobs = None if self.offline else self.zoo.blobs
-            local = self.cache.ensure(blobs, entry.blob, model=release.model, what=what, verify=True)
-        if outfile is not None:
-            if local is not None:
-                with open(local, "rb") as src:
-                    shutil.copyfileobj(src, outfile)
+        with self._version_kept(release.model, release.version, entry, what):
+            local = None
+            if self.cache is not None:
+                # verify=True re-hashes a cached file (changed in place through a hard link?).
+                blobs = None if self.offline else self.zoo.blobs
+                local = self.cache.ensure(blobs, entry.blob, model=release.model, what=what, verify=True)
+            if outfile is not None:
+                if local is not None:
+                    with open(local, "rb") as src:
+                        shutil.copyfileobj(src, outfile)
+                else:
+                    for data in stream(self.zoo, entry, what):
+                        outfile.write(data)
             else:
-                for data in self._stream(entry, what):
-                    outfile.write(data)
-        else:
-            dest = Path(os.fspath(lpath))
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            if local is not None:
-                # Bytes only, not copy(): the cache's 0444 mode stays there.
-                with open(local, "rb") as src, atomic_writer(dest, fsync=False) as out:
-                    shutil.copyfileobj(src, out)
-            else:
-                self.zoo.blobs.get_file(entry.blob, dest)  # verified, atomic
+                dest = Path(os.fspath(lpath))
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                if local is not None:
+                    # Bytes only, not copy(): the cache's 0444 mode stays there.
+                    with open(local, "rb") as src, atomic_writer(dest, fsync=False) as out:
+                        shutil.copyfileobj(src, out)
+                else:
+                    self.zoo.blobs.get_file(entry.blob, dest)  # verified, atomic
         callback.relative_update(entry.size)
 
     def _open(self, path: str, mode: str = "rb", block_size: Any = None, autocommit: bool = True,

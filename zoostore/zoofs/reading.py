@@ -1,20 +1,22 @@
 """Verified reads for `zoo://`: a byte range of a cached file checked chunk by chunk, a whole
-file streamed from the store and checked against its blob id, and fsspec's start/end."""
+file streamed from the store and checked against its blob id, fsspec's start/end, and what a
+read of a version that gc removed meanwhile says."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import blake3
 
 from zoostore.core.digest import Digest
-from zoostore.core.errors import IntegrityError
-from zoostore.documents.manifest import FileEntry
+from zoostore.core.errors import BlobNotFoundError, IntegrityError, NotFoundError
+from zoostore.documents.manifest import FileEntry, Release
 from zoostore.storage.recipe import Recipe
 
 if TYPE_CHECKING:
@@ -147,6 +149,39 @@ def chunk_runs(recipe: Recipe, spans: Mapping[int, tuple[int, int]]) -> list[tup
         else:
             runs.append((cover.start, cover.stop - 1, [key]))
     return runs
+
+
+def range_args(paths: Any, starts: Any, ends: Any) -> tuple[list[Any], list[Any]]:
+    """`cat_ranges`' starts and ends, one per path (a single value applies to all)."""
+    if not isinstance(paths, list):
+        raise TypeError("paths must be a list")
+    n = len(paths)
+    starts = starts if isinstance(starts, list) else [starts] * n
+    ends = ends if isinstance(ends, list) else [ends] * n
+    if len(starts) != n or len(ends) != n:
+        raise ValueError(f"{n} paths but {len(starts)} starts and {len(ends)} ends")
+    return starts, ends
+
+
+@contextlib.contextmanager
+def version_kept(release: Callable[[], Release | None] | None, blob: Digest, *, what: str, name: str,
+                 store: str) -> Iterator[None]:
+    """Reads of one file of a version. When one fails for a missing pack or recipe and the
+    version `name` (model@version), looked up afresh (`release()`), is gone or no longer holds the file (`zoostore gc`
+    dropped it after it was resolved or the file opened), the error says that, as a
+    NotFoundError, rather than "the store is damaged". Other failures pass unchanged."""
+    try:
+        yield
+    except (IntegrityError, BlobNotFoundError) as exc:
+        if release is None or (isinstance(exc, IntegrityError) and exc.actual != "missing"):
+            raise
+        now = release()
+        if now is not None and any(e.blob == blob for _, _, e in now.blobs()):
+            raise
+        raise NotFoundError(
+            f"{what}: {name} is no longer in the store {store}: it was removed (zoostore gc dropped it) "
+            f"after this file was resolved or opened, and its data with it. Open the path again: a range "
+            f"resolves to a version that is still published") from exc
 
 
 def span(size: int, start: int | None, end: int | None) -> tuple[int, int]:

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Mapping
-from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from fsspec.spec import AbstractBufferedFile
 
 from zoostore.core.digest import Digest
+from zoostore.core.errors import BlobNotFoundError, IntegrityError
 from zoostore.documents.manifest import FileEntry
 from zoostore.storage.recipe import Recipe
-from zoostore.zoofs.reading import LocalReader
+from zoostore.zoofs.reading import LocalReader, VersionKept
 
 if TYPE_CHECKING:
     from zoostore.repository import Store
@@ -45,8 +45,7 @@ class ChunkSource(Protocol):
 
     def _whole(self, model: str, entry: FileEntry, what: str) -> bytes: ...
 
-    def _version_kept(self, model: str, version: str, entry: FileEntry,
-                      what: str) -> AbstractContextManager[None]: ...
+    def _version_kept(self, model: str, version: str, entry: FileEntry, what: str) -> VersionKept: ...
 
 
 class ZooFile(AbstractBufferedFile):  # type: ignore[misc]
@@ -75,12 +74,16 @@ class ZooFile(AbstractBufferedFile):  # type: ignore[misc]
         super().__init__(fs, path, mode="rb", block_size=block_size, cache_type=cache_type,
                          cache_options=cache_options, size=entry.size)
         self.details = info
+        self._kept = fs._version_kept(model, info["version"], entry, f"zoo://{path}")
 
     def _fetch_range(self, start: int, end: int) -> bytes:
         """Bytes [start, end), verified; a NotFoundError if the version went from the store
         since this file was opened and a read needs data that went with it."""
-        with self._zfs._version_kept(self.model, self.details["version"], self.entry, f"zoo://{self.path}"):
+        try:
             return self._fetch(start, end)
+        except (IntegrityError, BlobNotFoundError) as exc:
+            self._kept.check(exc)
+            raise
 
     def _fetch(self, start: int, end: int) -> bytes:
         start, end = max(0, start), min(end, self.size)

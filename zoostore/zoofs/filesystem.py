@@ -11,7 +11,6 @@ import time
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
-from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ from zoostore.zoofs.file import ZooFile
 from zoostore.zoofs.instances import AcrossProcesses, _ZooCached
 from zoostore.zoofs.paths import (ZooPath, dir_info, file_info, listing, missing_file, read_only_error,
                                   version_info)
-from zoostore.zoofs.reading import LocalReader, ReaderPool, chunk_runs, range_args, span, stream, version_kept
+from zoostore.zoofs.reading import LocalReader, ReaderPool, VersionKept, chunk_runs, range_args, span, stream
 from zoostore.zoofs.readonly import ReadOnlyMixin
 
 __all__ = ["ZooFileSystem"]
@@ -382,8 +381,8 @@ class ZooFileSystem(ReadOnlyMixin, AcrossProcesses, AbstractFileSystem, metaclas
                 )
         return data
 
-    def _version_kept(self, model: str, version: str, entry: FileEntry, what: str) -> AbstractContextManager[None]:
-        """Around reads of a file of model@version: `reading.version_kept`, with a fresh look at
+    def _version_kept(self, model: str, version: str, entry: FileEntry, what: str) -> VersionKept:
+        """Around reads of a file of model@version: `reading.VersionKept`, with a fresh look at
         the model's manifest (none offline: the cache's copy cannot tell)."""
         def release() -> Release | None:
             self.invalidate_cache(model)
@@ -391,8 +390,8 @@ class ZooFileSystem(ReadOnlyMixin, AcrossProcesses, AbstractFileSystem, metaclas
                 return self.zoo.manifest(model).versions.get(version)
             except NotFoundError:  # the whole model is gone
                 return None
-        return version_kept(None if self.offline else release, entry.blob, what=what, name=f"{model}@{version}",
-                            store=self.store_url)
+        return VersionKept(None if self.offline else release, entry.blob, what=what, name=f"{model}@{version}",
+                           store=self.store_url)
 
     def cat_file(self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any) -> bytes:
         zp, release, entry = self._file(path)

@@ -4,7 +4,6 @@ read of a version that gc removed meanwhile says."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 from collections import OrderedDict
@@ -163,25 +162,41 @@ def range_args(paths: Any, starts: Any, ends: Any) -> tuple[list[Any], list[Any]
     return starts, ends
 
 
-@contextlib.contextmanager
-def version_kept(release: Callable[[], Release | None] | None, blob: Digest, *, what: str, name: str,
-                 store: str) -> Iterator[None]:
-    """Reads of one file of a version. When one fails for a missing pack or recipe and the
-    version `name` (model@version), looked up afresh (`release()`), is gone or no longer holds the file (`zoostore gc`
-    dropped it after it was resolved or the file opened), the error says that, as a
-    NotFoundError, rather than "the store is damaged". Other failures pass unchanged."""
-    try:
-        yield
-    except (IntegrityError, BlobNotFoundError) as exc:
-        if release is None or (isinstance(exc, IntegrityError) and exc.actual != "missing"):
-            raise
-        now = release()
-        if now is not None and any(e.blob == blob for _, _, e in now.blobs()):
-            raise
+class VersionKept:
+    """Around reads of one file of a version: `with kept: ...` (reusable), or `kept.check(exc)`
+    in an `except`, which costs nothing while nothing fails (an open file's reads: a `with` per
+    read cost 2 µs on a 3 µs cached 4 KiB read). When a read fails for a missing pack or recipe
+    and the version `name` (model@version), looked up afresh (`release()`), is gone or no longer
+    holds the file (`zoostore gc` dropped it after it was resolved or the file opened), the
+    error says that, as a NotFoundError, rather than "the store is damaged". Other failures
+    pass unchanged; so does everything when `release` is None (offline)."""
+
+    __slots__ = ("release", "blob", "what", "name", "store")
+
+    def __init__(self, release: Callable[[], Release | None] | None, blob: Digest, *, what: str, name: str,
+                 store: str) -> None:
+        self.release, self.blob, self.what, self.name, self.store = release, blob, what, name, store
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        if isinstance(exc, (IntegrityError, BlobNotFoundError)):
+            self.check(exc)
+
+    def check(self, exc: IntegrityError | BlobNotFoundError) -> None:
+        """Raise the NotFoundError if `exc` came from the version being gone; else return."""
+        if self.release is None:
+            return
+        if isinstance(exc, IntegrityError) and exc.actual != "missing":
+            return
+        now = self.release()
+        if now is not None and any(e.blob == self.blob for _, _, e in now.blobs()):
+            return
         raise NotFoundError(
-            f"{what}: {name} is no longer in the store {store}: it was removed (zoostore gc dropped it) "
-            f"after this file was resolved or opened, and its data with it. Open the path again: a range "
-            f"resolves to a version that is still published") from exc
+            f"{self.what}: {self.name} is no longer in the store {self.store}: it was removed (zoostore gc "
+            f"dropped it) after this file was resolved or opened, and its data with it. Open the path again: "
+            f"a range resolves to a version that is still published") from exc
 
 
 def span(size: int, start: int | None, end: int | None) -> tuple[int, int]:

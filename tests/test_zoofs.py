@@ -20,6 +20,8 @@ import fsspec
 import numpy as np
 import pytest
 
+import zoostore
+
 from zoostore.core.digest import Digest
 from zoostore.core.errors import IntegrityError, NotFoundError, ReadOnlyError, UsageError
 from zoostore.ops.publish import publish
@@ -120,6 +122,43 @@ def test_entry_point_registers_protocol_without_import(world: World) -> None:
     assert out.stdout.strip() == "{}"
 
 
+
+
+def test_reading_through_zoo_urls_loads_no_heavy_library(world: World) -> None:
+    # tests/test_quality.py checks `import zoostore.zoofs`; this is the whole consumer path:
+    # opening the store, resolving, listing, globbing, whole, ranged and file-object reads.
+    code = (
+        "import sys, fsspec, zoostore\n"
+        f"opts = dict(store={world.url!r}, cache={str(world.cache)!r})\n"
+        "with fsspec.open('zoo://yolo@^1.2/x86_64/deploy_lib.so', 'rb', **opts) as f:\n"
+        "    f.seek(1000); f.read(10); f.seek(0); f.read()\n"
+        "fs = fsspec.filesystem('zoo', **opts)\n"
+        "fs.ls('zoo://yolo'); fs.glob('zoo://yolo@*/x86_64/*'); fs.info('zoo://yolo@^1.2/any/model.onnx')\n"
+        "fs.cat_file('zoo://yolo@^1.2/any/model.onnx'); fs.cat_file('zoo://yolo@^1.2/any/labels.csv', 3, 9)\n"
+        "heavy = ('onnx', 'onnxruntime', 'tvm', 'tvm_ffi', 's3fs', 'botocore', 'aiobotocore', 'aiohttp')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
+
+
+def test_eight_threads_reading_one_file_each_get_its_bytes(world: World) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = "zoo://yolo@^1.2/x86_64/deploy_lib.so"
+    for cache in (str(world.cache), False):
+        fs = world.fs(cache=cache)
+
+        def read(i: int) -> bool:
+            s = (i * 700_001) % BIG
+            with fs.open(path, "rb") as f:
+                f.seek(s)
+                ok = f.read(70_000) == world.big[s : s + 70_000]
+            return ok and fs.cat_file(path, s, s + 5000) == world.big[s : s + 5000] and fs.cat_file(path) == world.big
+
+        with ThreadPoolExecutor(8) as pool:
+            assert all(pool.map(read, range(16)))
 
 
 # -- URL grammar and listings --------------------------------------------------------------------
@@ -227,12 +266,30 @@ def test_no_matching_version_lists_versions_and_tags(fs: ZooFileSystem) -> None:
     assert "bleedingedge=1.3.0-dev.1" in str(exc.value)
     with pytest.raises(NotFoundError, match="no tag or version 'stable'"):
         fs.info("yolo@stable")
+    # A malformed range is not found either (a FileNotFoundError, as fsspec callers expect), and
+    # says that it is not a range: it said only "no tag or version '^1.x.y'".
+    with pytest.raises(NotFoundError, match=r"no tag or version '\^1\.x\.y', and it is not a version range "
+                       r"\(such as \^1\.2.*versions: 1\.0\.0"):
+        fs.open("zoo://yolo@^1.x.y/x86_64/deploy_lib.so")
 
 
 def test_unknown_arch_lists_archs(world: World, fs: ZooFileSystem) -> None:
     world.publish("armonly", "1.0.0", {"lib.so": b"x"}, arch="aarch64")
     with pytest.raises(NotFoundError, match=r"has no files for x86_64 \(it has aarch64\)"):
         fs.ls("armonly@1.0.0/x86_64")
+
+
+def test_a_file_missing_under_an_arch_the_version_lacks_says_check_the_arch(fs: ZooFileSystem) -> None:
+    # yolo@1.2.0 has `any` files, so an arch it was not built for (or a typo) still lists them;
+    # the error named only the file, as though the arch were right.
+    for arch in ("x86_46", "riscv64"):
+        with pytest.raises(NotFoundError) as exc:
+            fs.open(f"zoo://yolo@1.2.0/{arch}/deploy_lib.so", "rb")
+        assert (f"has no file or directory 'deploy_lib.so'; it has no files for {arch}, only "
+                f"architecture-independent ones (its architectures: any, x86_64): check the arch") in str(exc.value)
+    with pytest.raises(NotFoundError) as exc:
+        fs.open("zoo://yolo@1.2.0/x86_64/nope.so", "rb")
+    assert "check the arch" not in str(exc.value)
 
 
 def test_missing_file_lists_files(fs: ZooFileSystem) -> None:
@@ -542,6 +599,12 @@ def test_an_opened_store_object_can_be_passed(world: World) -> None:
     fs = ZooFileSystem(store=zoo, cache=str(world.cache), skip_instance_cache=True)
     assert fs.zoo is zoo
     assert fs.cat_file("centerpoint@0.1.0/any/b.bin") == b"bb"
+    # Pickling one (spawned DataLoader workers, dask) failed deep inside with "cannot pickle
+    # '_thread.lock' object"; it says why and what to pass instead.
+    for obj in (fs, fs.open("centerpoint@0.1.0/any/b.bin")):
+        with pytest.raises(UsageError, match=rf"cannot pickle a zoo:// filesystem made from an opened Store "
+                                             rf".*store='{zoo.url}'"):
+            pickle.dumps(obj)
 
 
 def test_manifests_are_reused_briefly_then_reread(world: World) -> None:
@@ -554,6 +617,58 @@ def test_manifests_are_reused_briefly_then_reread(world: World) -> None:
     eager = world.fs(manifest_ttl=0)
     world.publish("centerpoint", "0.3.0", {"a.bin": b"a3"})
     assert eager.cat_file("centerpoint/any/a.bin") == b"a3"
+
+
+def test_offline_reads_resolve_against_manifests_kept_by_online_reads_of_a_plain_path(world: World) -> None:
+    # The store given as a path: online reads kept manifests under the URL opening made of it
+    # (file:///...), offline ones looked under the path, so nothing read online was found.
+    assert world.fs().cat_file("yolo@^1.2/any/labels.csv") == CSV.encode()
+    zoostore.fetch("centerpoint", "0.1.0", "a.bin", store=world.url, cache=str(world.cache))
+    offline = world.fs(offline=True)
+    assert offline.cat_file("yolo@^1.2/any/labels.csv") == CSV.encode()
+    assert offline.cat_file("centerpoint@0.1.0/any/a.bin") == b"a"    # what fetch kept, too
+    assert offline.info("yolo@^1.2/any/labels.csv")["version"] == "1.2.0"
+
+
+def test_reading_a_version_gc_dropped_after_it_was_opened_says_so(world: World) -> None:
+    from zoostore.ops.gc.plan import plan_gc
+
+    old = _random(BIG, 7)
+    world.publish("gone", "1.0.0", {"w.bin": old})
+    world.publish("gone", "2.0.0", {"w.bin": b"new"})
+    path = "zoo://gone@^1/any/w.bin"
+    fs, ranged, ranges = world.fs(cache=False), world.fs(cache=False), world.fs(cache=False)
+    f = fs.open(path, "rb", block_size=0)
+    assert f.read(100) == old[:100]
+    for other in (ranged, ranges):   # resolved before the gc: manifest and recipe reused after it
+        assert other.cat_file(path, 0, 10) == old[:10]
+    plan_gc(world.zoo, keep=["gone@2.0.0"], grace=0).execute()
+    # It said "pack ... is missing ... the store is damaged; run 'zoostore verify'" (IntegrityError).
+    gone = r"zoo://gone@\^1/any/w.bin: gone@1.0.0 is no longer in the store .*zoostore gc dropped it.*Open the path again"
+    f.seek(5_000_000)
+    with pytest.raises(NotFoundError, match=gone):
+        f.read(100)
+    for read in (lambda: ranged.cat_file(path, 5_000_000, 5_000_100), lambda: ranges.cat_ranges([path], 5, 9)[0]):
+        with pytest.raises(NotFoundError, match=gone):
+            result = read()
+            if isinstance(result, Exception):
+                raise result
+    # Then the manifest is read again: the path resolves afresh.
+    with pytest.raises(NotFoundError, match=r"no version of gone matches '\^1'"):
+        fs.cat_file(path, 0, 10)
+    assert fs.cat_file("zoo://gone@latest/any/w.bin") == b"new"
+
+
+def test_a_missing_pack_of_a_published_version_is_still_an_integrity_error(world: World) -> None:
+    fs = world.fs(cache=False)
+    with fs.open("zoo://yolo@1.2.0/x86_64/deploy_lib.so", "rb", block_size=0) as f:
+        assert f.read(10) == world.big[:10]
+        for pack in (Path(world.url) / "packs").rglob("*"):
+            if pack.is_file() and pack.stat().st_size > BIG // 2:
+                pack.unlink()
+        f.seek(4_000_000)
+        with pytest.raises(IntegrityError, match="is missing from the store"):
+            f.read(10)
 
 
 def test_yanked_exact_version_warns_once(world: World, fs: ZooFileSystem) -> None:

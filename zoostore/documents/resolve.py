@@ -84,7 +84,8 @@ def select(manifest: Manifest, spec: str, *, runtime: Mapping[str, str] | None =
     elif semver.is_range(spec):
         rng = spec
     else:
-        raise ResolutionError(f"{model} has no tag or version {spec!r}; {_listing(manifest)}")
+        raise ResolutionError(f"{model} has no tag or version {spec!r}, and it is not a version range (such as "
+                              f"^1.2, ~1.2.3, 1.x or >=1.2 <2); {_listing(manifest)}")
 
     excluded: dict[str, list[str]] = {}
     candidates: list[str] = []

@@ -81,8 +81,8 @@ def fetch_version(model: str, spec: str = "latest", *, arch: str | None = None, 
     """The snapshot directory of a whole version for `arch` (its own files and the `any`
     ones), every file fetched and verified: `snapshot_version(...).directory`. The options are
     those of `fetch` (like huggingface_hub's `snapshot_download`)."""
-    return snapshot_version(model, spec, arch=arch, store=store, cache=cache, offline=offline,
-                            progress=progress, storage_options=storage_options).directory
+    return _snapshot(model, spec, arch=arch, store=store, cache=cache, offline=offline,
+                     progress=progress, storage_options=storage_options).directory
 
 
 def snapshot_version(model: str, spec: str = "latest", *, arch: str | None = None, store: str | None = None,
@@ -91,10 +91,19 @@ def snapshot_version(model: str, spec: str = "latest", *, arch: str | None = Non
                      storage_options: dict[str, Any] | None = None) -> Snapshot:
     """`fetch_version`, with what was resolved (`zoostore get` prints it). Offline, every file
     must be cached; an OfflineError names all that are not."""
+    return _snapshot(model, spec, arch=arch, store=store, cache=cache, offline=offline,
+                     progress=progress, storage_options=storage_options)
+
+
+def _snapshot(model: str, spec: str, *, arch: str | None, store: str | None,
+              cache: str | os.PathLike[str] | None, offline: bool | None, progress: Progress | None,
+              storage_options: dict[str, Any] | None) -> Snapshot:
+    """`snapshot_version`, called by it and by `fetch_version` at one depth (warnings name
+    the caller's line)."""
     from zoostore.core.errors import OfflineError
 
     where = _locate(model, spec, arch=arch, store=store, cache=cache, offline=offline,
-                    storage_options=storage_options)
+                    storage_options=storage_options, stacklevel=4)
     r, files = where.resolved, where.cache
     if where.blobs is None:
         missing = sorted(p for p, e in r.files.items() if not files.has(e.blob))
@@ -122,8 +131,10 @@ class _Located:
 
 def _locate(model: str, spec: str, *, arch: str | None, store: str | None,
             cache: str | os.PathLike[str] | None, offline: bool | None,
-            storage_options: dict[str, Any] | None) -> _Located:
-    """Parse `MODEL[@SPEC]`, find the store and its manifest (online or cached), resolve."""
+            storage_options: dict[str, Any] | None, stacklevel: int = 3) -> _Located:
+    """Parse `MODEL[@SPEC]`, find the store and its manifest (online or cached), resolve.
+    The resolution's warnings (a yanked exact version, newer versions skipped) are warned, as
+    lock and zoo:// do; `stacklevel` makes them name the public caller's line."""
     from zoostore.core.names import host_arch, normalize_arch
     from zoostore.core.spec import LATEST, ModelSpec
     from zoostore.documents.project import find_store
@@ -143,6 +154,8 @@ def _locate(model: str, spec: str, *, arch: str | None, store: str | None,
     manifest, blobs = _manifest(files, url, parsed.model, spec, offline=offline_requested(offline),
                                 storage_options=storage_options, default_options=defaults)
     resolved = resolve(manifest, spec, arch=arch)
+    for note in resolved.warnings:
+        warnings.warn(note, UserWarning, stacklevel=stacklevel)
     directory = files.snapshot_dir(url, parsed.model, resolved.version, resolved.arch)
     return _Located(resolved, files, blobs, directory)
 

@@ -31,7 +31,8 @@ Writes of any kind raise `ReadOnlyError` (a `PermissionError`): files enter a zo
 
 Modules: `filesystem` (ZooFileSystem: store, manifests, listings, reads), `file` (ZooFile: an
 open file's chunk cache and read-ahead), `reading` (verified local and streamed reads),
-`paths` (the path grammar), `readonly` (every write refused). fsspec finds the protocol through
+`paths` (the path grammar), `readonly` (every write refused), `instances` (fsspec's instance
+cache, forked children, pickling). fsspec finds the protocol through
 the `zoo = "zoostore.zoofs:ZooFileSystem"` entry point.
 """
 

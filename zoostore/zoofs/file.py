@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 from fsspec.spec import AbstractBufferedFile
 
 from zoostore.core.digest import Digest
+from zoostore.core.errors import BlobNotFoundError, IntegrityError
 from zoostore.documents.manifest import FileEntry
 from zoostore.storage.recipe import Recipe
-from zoostore.zoofs.reading import LocalReader
+from zoostore.zoofs.reading import LocalReader, VersionKept
 
 if TYPE_CHECKING:
     from zoostore.repository import Store
@@ -44,6 +45,8 @@ class ChunkSource(Protocol):
 
     def _whole(self, model: str, entry: FileEntry, what: str) -> bytes: ...
 
+    def _version_kept(self, model: str, version: str, entry: FileEntry, what: str) -> VersionKept: ...
+
 
 class ZooFile(AbstractBufferedFile):  # type: ignore[misc]
     """A read-only file in a zoo: random access by chunk, sequential reads with read-ahead.
@@ -71,8 +74,18 @@ class ZooFile(AbstractBufferedFile):  # type: ignore[misc]
         super().__init__(fs, path, mode="rb", block_size=block_size, cache_type=cache_type,
                          cache_options=cache_options, size=entry.size)
         self.details = info
+        self._kept = fs._version_kept(model, info["version"], entry, f"zoo://{path}")
 
     def _fetch_range(self, start: int, end: int) -> bytes:
+        """Bytes [start, end), verified; a NotFoundError if the version went from the store
+        since this file was opened and a read needs data that went with it."""
+        try:
+            return self._fetch(start, end)
+        except (IntegrityError, BlobNotFoundError) as exc:
+            self._kept.check(exc)
+            raise
+
+    def _fetch(self, start: int, end: int) -> bytes:
         start, end = max(0, start), min(end, self.size)
         if start >= end:
             return b""

@@ -3,6 +3,7 @@ rules are in the package docstring, `zoostore.zoofs`)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import threading
@@ -27,9 +28,10 @@ from zoostore.repository import Store, open_store
 from zoostore.storage.cache import Cache
 from zoostore.storage.recipe import Recipe
 from zoostore.zoofs.file import ZooFile
-from zoostore.zoofs.instances import _ZooCached
-from zoostore.zoofs.paths import ZooPath, dir_info, file_info, listing, read_only_error, version_info
-from zoostore.zoofs.reading import LocalReader, ReaderPool, span, stream
+from zoostore.zoofs.instances import AcrossProcesses, _ZooCached
+from zoostore.zoofs.paths import (ZooPath, dir_info, file_info, listing, missing_file, read_only_error,
+                                  version_info)
+from zoostore.zoofs.reading import LocalReader, ReaderPool, VersionKept, chunk_runs, range_args, span, stream
 from zoostore.zoofs.readonly import ReadOnlyMixin
 
 __all__ = ["ZooFileSystem"]
@@ -41,7 +43,7 @@ DEFAULT_MANIFEST_TTL = 30.0
 #: Recipes an instance keeps decoded (a 1 GB file's recipe is about 850 KB); cached files kept open.
 RECIPES_KEPT, READERS_KEPT = 256, 8
 
-class ZooFileSystem(ReadOnlyMixin, AbstractFileSystem, metaclass=_ZooCached):  # type: ignore[misc]
+class ZooFileSystem(ReadOnlyMixin, AcrossProcesses, AbstractFileSystem, metaclass=_ZooCached):  # type: ignore[misc]
     """Read-only `zoo://` filesystem; see the package docstring for the path grammar.
 
     Storage options (all keyword-only):
@@ -94,8 +96,8 @@ class ZooFileSystem(ReadOnlyMixin, AbstractFileSystem, metaclass=_ZooCached):  #
         return self._zoo
 
     @property
-    def store_url(self) -> str:
-        return self._zoo.url if self._zoo is not None else str(self._store_arg)
+    def store_url(self) -> str:  # as given, never what opening made of it: it keys the cached manifests
+        return self._store_arg.url if isinstance(self._store_arg, Store) else str(self._store_arg)
 
     def __repr__(self) -> str:
         return f"ZooFileSystem(store={self.store_url!r})"
@@ -186,12 +188,6 @@ class ZooFileSystem(ReadOnlyMixin, AbstractFileSystem, metaclass=_ZooCached):  #
         assert zp.arch is not None
         return release, release.files_for(zp.arch)
 
-    def _missing_file(self, zp: ZooPath, release: Release, files: Mapping[str, FileEntry]) -> NotFoundError:
-        return NotFoundError(
-            f"zoo://{zp.text}: {release.model}@{release.version} ({zp.arch}) has no file or "
-            f"directory {zp.rel!r}; files: {listing(sorted(files))}"
-        )
-
     def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
         name = self._strip_protocol(path)
         zp = ZooPath.parse(name)
@@ -214,7 +210,7 @@ class ZooFileSystem(ReadOnlyMixin, AbstractFileSystem, metaclass=_ZooCached):  #
         prefix = zp.rel + "/"
         if any(p.startswith(prefix) for p in files):
             return dir_info(name, zp, release)
-        raise self._missing_file(zp, release, files)
+        raise missing_file(zp, release, files)
 
     def ls(self, path: str, detail: bool = True, **kwargs: Any) -> list[Any]:
         name = self._strip_protocol(path)
@@ -248,7 +244,7 @@ class ZooFileSystem(ReadOnlyMixin, AbstractFileSystem, metaclass=_ZooCached):  #
                     else:
                         children[head] = file_info(child, zp, release, p, files[p])
                 if not children:
-                    raise self._missing_file(zp, release, files)
+                    raise missing_file(zp, release, files)
                 out = list(children.values())
         return out if detail else [o["name"] for o in out]
 
@@ -295,7 +291,7 @@ class ZooFileSystem(ReadOnlyMixin, AbstractFileSystem, metaclass=_ZooCached):  #
         if entry is None:
             if any(p.startswith(zp.rel + "/") for p in files):
                 raise IsADirectoryError(f"zoo://{name} is a directory, not a file")
-            raise self._missing_file(zp, release, files)
+            raise missing_file(zp, release, files)
         self._check_size(zp, entry)
         return zp, release, entry
 
@@ -320,8 +316,6 @@ class ZooFileSystem(ReadOnlyMixin, AbstractFileSystem, metaclass=_ZooCached):  #
         info = self.info(path)
         if "published" not in info:
             raise IsADirectoryError(f"zoo://{info['name']} has no publication time")
-        import datetime as dt
-
         return dt.datetime.fromisoformat(info["published"])
 
     created = modified
@@ -367,14 +361,11 @@ class ZooFileSystem(ReadOnlyMixin, AbstractFileSystem, metaclass=_ZooCached):  #
                 return data
         return self.zoo.blobs.read_range(entry.blob, start, end)
 
-    def _stream(self, entry: FileEntry, what: str) -> Iterator[bytes]:
-        return stream(self.zoo, entry, what)
-
     def _whole(self, model: str, entry: FileEntry, what: str) -> bytes:
         """A whole file, verified against its blob id: through the cache (fetched into it when
         absent), or streamed from the store when this filesystem has no cache."""
         if self.cache is None:
-            return b"".join(self._stream(entry, what))
+            return b"".join(stream(self.zoo, entry, what))
         blobs = None if self.offline else self.zoo.blobs   # offline: ensure() names what is not cached
         data = self.cache.ensure(blobs, entry.blob, model=model, what=what).read_bytes()
         if Digest.of(data) == entry.blob:
@@ -390,26 +381,33 @@ class ZooFileSystem(ReadOnlyMixin, AbstractFileSystem, metaclass=_ZooCached):  #
                 )
         return data
 
+    def _version_kept(self, model: str, version: str, entry: FileEntry, what: str) -> VersionKept:
+        """Around reads of a file of model@version: `reading.VersionKept`, with a fresh look at
+        the model's manifest (none offline: the cache's copy cannot tell)."""
+        def release() -> Release | None:
+            self.invalidate_cache(model)
+            try:
+                return self.zoo.manifest(model).versions.get(version)
+            except NotFoundError:  # the whole model is gone
+                return None
+        return VersionKept(None if self.offline else release, entry.blob, what=what, name=f"{model}@{version}",
+                           store=self.store_url)
+
     def cat_file(self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any) -> bytes:
         zp, release, entry = self._file(path)
         s, e = span(entry.size, start, end)
-        if s == 0 and e == entry.size:
-            return self._whole(release.model, entry, f"zoo://{zp.text}")
-        return self._read(entry, s, e) if s < e else b""
+        with self._version_kept(release.model, release.version, entry, f"zoo://{zp.text}"):
+            if s == 0 and e == entry.size:
+                return self._whole(release.model, entry, f"zoo://{zp.text}")
+            return self._read(entry, s, e) if s < e else b""
 
     def cat_ranges(self, paths: list[str], starts: Any, ends: Any, max_gap: int | None = None,
                    on_error: str = "return", **kwargs: Any) -> list[Any]:
         """Byte ranges of one or more files. Ranges of one file whose chunks touch or overlap
         are fetched together, so each chunk is fetched (and verified) once; `max_gap` is
         accepted for compatibility and ignored (merging is by chunk, not by byte gap)."""
-        if not isinstance(paths, list):
-            raise TypeError("paths must be a list")
-        n = len(paths)
-        starts = starts if isinstance(starts, list) else [starts] * n
-        ends = ends if isinstance(ends, list) else [ends] * n
-        if len(starts) != n or len(ends) != n:
-            raise ValueError(f"{n} paths but {len(starts)} starts and {len(ends)} ends")
-        out: list[Any] = [None] * n
+        starts, ends = range_args(paths, starts, ends)
+        out: list[Any] = [None] * len(paths)
         groups: dict[str, list[int]] = {}
         for i, p in enumerate(paths):
             groups.setdefault(self._strip_protocol(p), []).append(i)
@@ -427,25 +425,21 @@ class ZooFileSystem(ReadOnlyMixin, AbstractFileSystem, metaclass=_ZooCached):  #
     def _cat_ranges_one(self, path: str, idx: list[int], starts: list[Any], ends: list[Any],
                         out: list[Any]) -> None:
         zp, release, entry = self._file(path)
+        with self._version_kept(release.model, release.version, entry, f"zoo://{zp.text}"):
+            self._cat_ranges_entry(entry, idx, starts, ends, out)
+
+    def _cat_ranges_entry(self, entry: FileEntry, idx: list[int], starts: list[Any], ends: list[Any],
+                          out: list[Any]) -> None:
         spans = {i: span(entry.size, starts[i], ends[i]) for i in idx}
         if self._cached_path(entry.blob) is not None or entry.size == 0:
             for i, (s, e) in spans.items():
                 out[i] = self._read(entry, s, e) if s < e else b""
             return
         recipe = self._recipe(entry.blob)
-        # Merge by chunk index: runs of covering chunks that touch or overlap become one read.
-        runs: list[list[Any]] = []  # [first chunk, last chunk, [range indices]]
-        for i in sorted((i for i in idx if spans[i][0] < spans[i][1]), key=lambda i: spans[i]):
-            cover = recipe.covering(*spans[i])
-            if runs and cover.start <= runs[-1][1] + 1:
-                runs[-1][1] = max(runs[-1][1], cover.stop - 1)
-                runs[-1][2].append(i)
-            else:
-                runs.append([cover.start, cover.stop - 1, [i]])
         for i in idx:
             if spans[i][0] >= spans[i][1]:
                 out[i] = b""
-        for first, last, members in runs:
+        for first, last, members in chunk_runs(recipe, spans):
             base = recipe.starts[first]
             stop = recipe.starts[last] + recipe.chunks[last].raw_length
             data = self.zoo.blobs.read_range(entry.blob, base, stop)
@@ -467,27 +461,28 @@ class ZooFileSystem(ReadOnlyMixin, AbstractFileSystem, metaclass=_ZooCached):  #
         zp, release, entry = self._file(rpath)
         what = f"zoo://{zp.text}"
         callback.set_size(entry.size)
-        local = None
-        if self.cache is not None:
-            # verify=True re-hashes a cached file (changed in place through a hard link?).
-            blobs = None if self.offline else self.zoo.blobs
-            local = self.cache.ensure(blobs, entry.blob, model=release.model, what=what, verify=True)
-        if outfile is not None:
-            if local is not None:
-                with open(local, "rb") as src:
-                    shutil.copyfileobj(src, outfile)
+        with self._version_kept(release.model, release.version, entry, what):
+            local = None
+            if self.cache is not None:
+                # verify=True re-hashes a cached file (changed in place through a hard link?).
+                blobs = None if self.offline else self.zoo.blobs
+                local = self.cache.ensure(blobs, entry.blob, model=release.model, what=what, verify=True)
+            if outfile is not None:
+                if local is not None:
+                    with open(local, "rb") as src:
+                        shutil.copyfileobj(src, outfile)
+                else:
+                    for data in stream(self.zoo, entry, what):
+                        outfile.write(data)
             else:
-                for data in self._stream(entry, what):
-                    outfile.write(data)
-        else:
-            dest = Path(os.fspath(lpath))
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            if local is not None:
-                # Bytes only, not copy(): the cache's 0444 mode stays there.
-                with open(local, "rb") as src, atomic_writer(dest, fsync=False) as out:
-                    shutil.copyfileobj(src, out)
-            else:
-                self.zoo.blobs.get_file(entry.blob, dest)  # verified, atomic
+                dest = Path(os.fspath(lpath))
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                if local is not None:
+                    # Bytes only, not copy(): the cache's 0444 mode stays there.
+                    with open(local, "rb") as src, atomic_writer(dest, fsync=False) as out:
+                        shutil.copyfileobj(src, out)
+                else:
+                    self.zoo.blobs.get_file(entry.blob, dest)  # verified, atomic
         callback.relative_update(entry.size)
 
     def _open(self, path: str, mode: str = "rb", block_size: Any = None, autocommit: bool = True,

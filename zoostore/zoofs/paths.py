@@ -7,9 +7,10 @@ spec selects is `zoostore.documents.resolve`'s job.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
-from zoostore.core.errors import ReadOnlyError
+from zoostore.core.errors import NotFoundError, ReadOnlyError
 from zoostore.core.names import check_relpath, normalize_arch
 from zoostore.core.spec import ModelSpec
 from zoostore.documents.manifest import FileEntry, Manifest, Release
@@ -51,6 +52,17 @@ def listing(names: list[str]) -> str:
         return "none"
     shown = ", ".join(names[:LISTED])
     return shown if len(names) <= LISTED else f"{shown} and {len(names) - LISTED} more"
+
+
+def missing_file(zp: ZooPath, release: Release, files: Mapping[str, FileEntry]) -> NotFoundError:
+    """No file or directory `zp.rel` in what the arch gets. When the version has no files of
+    its own for the arch (a typo such as `x64`, or an arch it was not built for), only its `any`
+    files were looked at: the message says so, with the archs it has."""
+    what = f"zoo://{zp.text}: {release.model}@{release.version} ({zp.arch}) has no file or directory {zp.rel!r}"
+    if zp.arch not in release.archs:
+        what += (f"; it has no files for {zp.arch}, only architecture-independent ones (its architectures: "
+                 f"{listing(release.archs)}): check the arch")
+    return NotFoundError(f"{what}; files: {listing(sorted(files))}")
 
 
 def read_only_error(what: str, path: Any, store: str) -> ReadOnlyError:

@@ -1,20 +1,21 @@
 """Verified reads for `zoo://`: a byte range of a cached file checked chunk by chunk, a whole
-file streamed from the store and checked against its blob id, and fsspec's start/end."""
+file streamed from the store and checked against its blob id, fsspec's start/end, and what a
+read of a version that gc removed meanwhile says."""
 
 from __future__ import annotations
 
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import blake3
 
 from zoostore.core.digest import Digest
-from zoostore.core.errors import IntegrityError
-from zoostore.documents.manifest import FileEntry
+from zoostore.core.errors import BlobNotFoundError, IntegrityError, NotFoundError
+from zoostore.documents.manifest import FileEntry, Release
 from zoostore.storage.recipe import Recipe
 
 if TYPE_CHECKING:
@@ -100,10 +101,22 @@ class ReaderPool:
                 return None
         data = reader.read(start, end)
         with self._lock:
+            # Another thread may have kept its own reader of this file meanwhile (both found
+            # none): keep one, close the other, or its descriptor leaks.
+            other = self._readers.pop(blob, None)
             self._readers[blob] = reader
             while len(self._readers) > self.size:
                 self._readers.popitem(last=False)[1].close()
+        if other is not None and other is not reader:
+            other.close()
         return data
+
+    def abandon(self) -> None:
+        """Close every kept file without taking the lock: in a forked child, where a thread of
+        the parent may have held it at the fork, for good."""
+        for reader in list(self._readers.values()):
+            reader.close()
+        self._readers.clear()
 
 
 def stream(zoo: Store, entry: FileEntry, what: str) -> Iterator[bytes]:
@@ -120,6 +133,70 @@ def stream(zoo: Store, entry: FileEntry, what: str) -> Iterator[bytes]:
             f"recipe in {zoo.url} is wrong: run 'zoostore verify --repair'",
             obj=str(entry.blob), expected=entry.blob.hex, actual=actual,
         )
+
+
+def chunk_runs(recipe: Recipe, spans: Mapping[int, tuple[int, int]]) -> list[tuple[int, int, list[int]]]:
+    """`cat_ranges`' reads of one file: (first chunk, last chunk, the keys of the spans it
+    serves), where the covering chunks of spans that touch or overlap are merged into one
+    read, so each chunk is fetched (and verified) once. Empty spans are left out."""
+    runs: list[tuple[int, int, list[int]]] = []
+    for key in sorted((k for k, (s, e) in spans.items() if s < e), key=lambda k: spans[k]):
+        cover = recipe.covering(*spans[key])
+        if runs and cover.start <= runs[-1][1] + 1:
+            first, last, members = runs[-1]
+            runs[-1] = (first, max(last, cover.stop - 1), [*members, key])
+        else:
+            runs.append((cover.start, cover.stop - 1, [key]))
+    return runs
+
+
+def range_args(paths: Any, starts: Any, ends: Any) -> tuple[list[Any], list[Any]]:
+    """`cat_ranges`' starts and ends, one per path (a single value applies to all)."""
+    if not isinstance(paths, list):
+        raise TypeError("paths must be a list")
+    n = len(paths)
+    starts = starts if isinstance(starts, list) else [starts] * n
+    ends = ends if isinstance(ends, list) else [ends] * n
+    if len(starts) != n or len(ends) != n:
+        raise ValueError(f"{n} paths but {len(starts)} starts and {len(ends)} ends")
+    return starts, ends
+
+
+class VersionKept:
+    """Around reads of one file of a version: `with kept: ...` (reusable), or `kept.check(exc)`
+    in an `except`, which costs nothing while nothing fails (an open file's reads: a `with` per
+    read cost 2 µs on a 3 µs cached 4 KiB read). When a read fails for a missing pack or recipe
+    and the version `name` (model@version), looked up afresh (`release()`), is gone or no longer
+    holds the file (`zoostore gc` dropped it after it was resolved or the file opened), the
+    error says that, as a NotFoundError, rather than "the store is damaged". Other failures
+    pass unchanged; so does everything when `release` is None (offline)."""
+
+    __slots__ = ("release", "blob", "what", "name", "store")
+
+    def __init__(self, release: Callable[[], Release | None] | None, blob: Digest, *, what: str, name: str,
+                 store: str) -> None:
+        self.release, self.blob, self.what, self.name, self.store = release, blob, what, name, store
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        if isinstance(exc, (IntegrityError, BlobNotFoundError)):
+            self.check(exc)
+
+    def check(self, exc: IntegrityError | BlobNotFoundError) -> None:
+        """Raise the NotFoundError if `exc` came from the version being gone; else return."""
+        if self.release is None:
+            return
+        if isinstance(exc, IntegrityError) and exc.actual != "missing":
+            return
+        now = self.release()
+        if now is not None and any(e.blob == self.blob for _, _, e in now.blobs()):
+            return
+        raise NotFoundError(
+            f"{self.what}: {self.name} is no longer in the store {self.store}: it was removed (zoostore gc "
+            f"dropped it) after this file was resolved or opened, and its data with it. Open the path again: "
+            f"a range resolves to a version that is still published") from exc
 
 
 def span(size: int, start: int | None, end: int | None) -> tuple[int, int]:

@@ -114,6 +114,20 @@ def test_sync_and_verify_fail_cleanly(tmp_path: Path, monkeypatch: pytest.Monkey
     assert rc != 0 and "Traceback" not in out.err
 
 
+def test_a_truncated_recipe_says_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           bombs: dict[bool, bytes], capsys: pytest.CaptureFixture[str]) -> None:
+    """A recipe cut short (a damaged disk, a bad mirror copy) is named and the fix given."""
+    monkeypatch.setenv("ZOOSTORE_CACHE", str(tmp_path / "cache"))
+    h = _hostile(tmp_path, "bomb", bombs)
+    key = blob_key(h["blob"])
+    _put(h["store"], key, (h["store"] / key).read_bytes()[:8])
+    capsys.readouterr()
+    assert cli(["sync", "--project", str(h["project"]), "-q"]) == 5
+    err = capsys.readouterr().err
+    assert f"recipe {key}: truncated (8 bytes): the recipe is damaged; run 'zoostore verify --repair'" in err, err
+    assert "Traceback" not in err
+
+
 def test_recipe_lengths_are_capped_by_the_store_chunk_size(tmp_path: Path, bombs: dict[bool, bytes]) -> None:
     h = _hostile(tmp_path, "recipe", bombs)
     data = (h["store"] / blob_key(h["blob"])).read_bytes()

@@ -316,7 +316,18 @@ def _packs(refs: tuple[ChunkRef, ...]) -> tuple[Digest, ...]:
 
 
 def decode_stored(blob: Digest, data: bytes, *, max_chunk: int = MAX_RAW) -> Recipe | RecipeEdits:
-    """A recipe as stored: a whole `Recipe` (formats 1, 2) or `RecipeEdits` (format 3)."""
+    """A recipe as stored: a whole `Recipe` (formats 1, 2) or `RecipeEdits` (format 3). A
+    malformed one is a FormatError that says what to do (a newer format: NewerFormatError)."""
+    try:
+        return _decode_stored(blob, data, max_chunk)
+    except NewerFormatError:
+        raise
+    except FormatError as exc:
+        raise FormatError(f"{exc}: the recipe is damaged; run 'zoostore verify --repair' on the store, which "
+                          f"rebuilds it from the pack footers") from None
+
+
+def _decode_stored(blob: Digest, data: bytes, max_chunk: int) -> Recipe | RecipeEdits:
     where = f"recipe {blob_key(blob)}"
     if len(data) < _PREFIX.size:
         raise FormatError(f"{where}: truncated ({len(data)} bytes)")

@@ -94,3 +94,31 @@ def test_a_child_opens_zoo_paths_after_the_parent_used_the_filesystem(store_url:
 
     statuses = [_in_child(read) for _ in range(3)]
     assert all(os.WIFEXITED(s) and os.WEXITSTATUS(s) == 0 for s in statuses), statuses
+
+
+def test_a_store_used_directly_reads_in_a_child_forked_while_other_threads_held_its_slots(
+        store_url: str, tmp_path: Path) -> None:
+    """The same for code that forks while holding its own Store and reads through it (no
+    zoo://): every BlobStore starts over in a forked child (core.forks)."""
+    from zoostore.core.digest import Digest
+
+    zoo = open_store(store_url)
+    blob = Digest.of(DATA)
+    assert zoo.blobs.read_range(blob, 0, 10) == DATA[:10]
+    blobs = zoo.blobs
+    held = [blobs._recipes_lock, blobs._readers_lock, blobs.stats._lock]
+    held += [blobs._decode_slots] * blobs.workers + [blobs._segment_slots] * (2 * blobs._reader_count)
+    for lock in held:
+        lock.acquire()
+    try:
+        def read() -> bool:
+            out = blobs.get_file(blob, tmp_path / "child.bin")
+            return out.read_bytes() == DATA and blobs.read_range(blob, 5, 50) == DATA[5:50]
+
+        status = _in_child(read, timeout=10)
+    finally:
+        for lock in held:
+            lock.release()
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, \
+        f"the forked child hung or failed (wait status {status})"
+    assert blobs.read_range(blob, 0, 100) == DATA[:100]

@@ -234,3 +234,17 @@ def fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def keep_or_drop_partial(tmp: Path, partial: Path | None, *, keep: bool) -> None:
+    """After a failed read: keep the temp file as `partial` when it got further than the one
+    there, else remove it. Best effort: this runs while an error is on its way up."""
+    try:
+        if keep and partial is not None and tmp.stat().st_size > (partial.stat().st_size if partial.exists() else 0):
+            partial.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, partial)
+            return
+    except OSError:
+        pass
+    with contextlib.suppress(OSError):
+        tmp.unlink()

@@ -36,8 +36,8 @@ import blake3
 from zoostore.storage import segments
 from zoostore.storage.backends.base import Backend
 from zoostore.storage.params import StorageParams
-from zoostore.core import cancel
-from zoostore.core.atomic import blame, open_temp
+from zoostore.core import cancel, forks
+from zoostore.core.atomic import blame, keep_or_drop_partial, open_temp
 from zoostore.core.digest import Digest
 from zoostore.core.errors import BlobNotFoundError, FormatError, IntegrityError, ObjectNotFoundError, ZooError
 from zoostore.storage.pack import pack_key
@@ -72,8 +72,19 @@ class BlobStore:
         self.config = config
         self.workers = workers or _cpu_workers()
         self.stats = ReadStats()
-        self._decode_slots = threading.BoundedSemaphore(self.workers)
         self._reader_count = reader_threads(self.workers, local=backend.url.startswith("file:"))
+        # blob -> (recipe, monotonic time it was read). Entries expire after half the gc grace
+        # period: `gc --repack` rewrites recipes and deletes the old packs a grace period later.
+        self._recipes: OrderedDict[Digest, tuple[Recipe, float]] = OrderedDict()
+        self.start_over()
+        forks.start_over_after_fork(self)
+
+    def start_over(self) -> None:
+        """Locks, slots, buffers and threads as new: at creation, and in a forked child (where
+        a lock or slot another parent thread held at the fork would stay taken for ever)."""
+        self.stats._lock = threading.Lock()
+        self._recipes_lock = threading.Lock()
+        self._decode_slots = threading.BoundedSemaphore(self.workers)
         # Segments submitted, not yet taken (in_order); reused buffers (get_file): ranges, one per
         # reader and two for callers' own reads; segments, those in the slots and one per read.
         self._segment_slots = threading.BoundedSemaphore(2 * self._reader_count)
@@ -87,10 +98,6 @@ class BlobStore:
         self._readers_lock = threading.Lock()
         self._hasher: ThreadPoolExecutor | None = None
         self._hasher_pid = 0
-        # blob -> (recipe, monotonic time it was read). Entries expire after half the gc grace
-        # period: `gc --repack` rewrites recipes and deletes the old packs a grace period later.
-        self._recipes: OrderedDict[Digest, tuple[Recipe, float]] = OrderedDict()
-        self._recipes_lock = threading.Lock()
 
     # ------------------------------------------------------------------ recipes
     def _cached(self, blob: Digest) -> Recipe | None:
@@ -476,25 +483,11 @@ class BlobStore:
             if partial is not None:
                 partial.unlink(missing_ok=True)
         except BaseException as exc:
-            _keep_or_drop(tmp, partial, keep=not isinstance(exc, IntegrityError))
+            keep_or_drop_partial(tmp, partial, keep=not isinstance(exc, IntegrityError))
             raise blame(exc, dest) if isinstance(exc, OSError) else exc   # a full disk's write names no file
         finally:
             progress.done(task)
         return dest
-
-
-def _keep_or_drop(tmp: Path, partial: Path | None, *, keep: bool) -> None:
-    """After a failed read: keep the temp file as `partial` when it got further than the one
-    there, else remove it. Best effort: this runs while an error is on its way up."""
-    try:
-        if keep and partial is not None and tmp.stat().st_size > (partial.stat().st_size if partial.exists() else 0):
-            partial.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, partial)
-            return
-    except OSError:
-        pass
-    with contextlib.suppress(OSError):
-        tmp.unlink()
 
 
 __all__ = ["BlobStore", "LocalChunk", "ReadStats"]

@@ -182,5 +182,10 @@ def find_file(resolved: Resolved, path: str) -> FileEntry:
     entry = resolved.files.get(path)
     if entry is None:
         listing = ", ".join(sorted(resolved.files)) or "none"
-        raise NotFoundError(f"{resolved.model}@{resolved.version} ({resolved.arch}) has no file {path!r}; files: {listing}")
+        what = f"{resolved.model}@{resolved.version} ({resolved.arch}) has no file {path!r}"
+        archs = resolved.release.archs
+        if resolved.arch not in archs:   # a typo such as x64, or an arch the version was not built for
+            what += (f"; it has no files for {resolved.arch}, only architecture-independent ones (its "
+                     f"architectures: {', '.join(archs) or 'none'}): check the arch")
+        raise NotFoundError(f"{what}; files: {listing}")
     return entry

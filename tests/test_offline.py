@@ -128,3 +128,12 @@ def test_zoo_url_offline_errors_name_both_switches(zoo: Store) -> None:
         with pytest.raises(OfflineError) as exc:
             call()
         assert "offline=False" in str(exc.value) and "$ZOOSTORE_OFFLINE unset" in str(exc.value), exc.value
+
+
+def test_zoo_url_offline_never_reads_a_store_given_as_an_object(zoo: Store) -> None:
+    """offline=True with an opened Store object (not a URL) read uncached files from it anyway."""
+    from zoostore.zoofs import ZooFileSystem
+
+    fs = ZooFileSystem(store=zoo, offline=True, cache=False, skip_instance_cache=True)
+    with pytest.raises(OfflineError, match="offline=False"):
+        fs.cat_file("m@1.0.0/x86_64/a.txt")

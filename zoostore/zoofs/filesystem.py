@@ -82,7 +82,7 @@ class ZooFileSystem(ReadOnlyMixin, AcrossProcesses, AbstractFileSystem, metaclas
     @property
     def zoo(self) -> Store:
         """The opened store, opened on first use."""
-        if self._zoo is None and self.offline:
+        if self.offline:   # also when given a Store object: offline never reads the store
             raise OfflineError(f"zoo:// is offline (offline=True or ${OFFLINE_ENV}); a model listing or an uncached "
                                f"file needs the store {self.store_url}: read it once online (offline=False, "
                                f"${OFFLINE_ENV} unset)")

@@ -111,3 +111,42 @@ def test_concurrent_syncs_and_a_prune_on_one_cache_all_succeed(zoo: Store, tmp_p
     for blob_file in (tmp_path / "cache" / "blobs").glob("*/*"):
         assert hash_file(blob_file).hex == blob_file.name   # nothing torn or wrong was kept
     assert cache.info().stale_temps == 0
+
+
+def read_only_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a CI cache restored read-only (a read-only mount) does to zoostore's writes: every
+    new file under the cache fails with EROFS. (Tests run as root, so chmod would not do.)"""
+    import errno
+
+    import zoostore.ops.cache_users
+    import zoostore.storage.cache
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(zoostore.ops.cache_users, "atomic_write", refuse)
+    monkeypatch.setattr(zoostore.storage.cache, "atomic_write", refuse)
+    monkeypatch.setattr(zoostore.storage.cache.os, "access", lambda path, mode: False)
+
+
+def test_a_read_only_cache_that_holds_every_file_syncs_a_new_checkout(
+        zoo: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sync_project(load_project(project_dir(tmp_path, "warm")))
+    read_only_cache(monkeypatch)
+    project = project_dir(tmp_path, "checkout")   # never registered with the cache
+    report = sync_project(load_project(project))
+    assert len(report.placed) == 2 and not report.warnings
+    assert_synced(project)
+
+
+def test_a_read_only_cache_missing_files_fails_saying_so(
+        zoo: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    project = project_dir(tmp_path, "checkout")
+    monkeypatch.chdir(project)
+    assert cli(["lock"]) == 0
+    read_only_cache(monkeypatch)
+    capsys.readouterr()
+    assert cli(["sync"]) == 8
+    err = capsys.readouterr().err
+    assert f"the local cache {tmp_path / 'cache'} cannot take files" in err and "$ZOOSTORE_CACHE" in err
+    assert not list((tmp_path / "cache").rglob("blobs/*/*"))

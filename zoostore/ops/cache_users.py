@@ -43,10 +43,15 @@ def register_dest(cache: Cache, dest: Path) -> None:
     entry = _entry(cache, dest)
     if entry.exists():
         return
-    entry.parent.mkdir(parents=True, exist_ok=True)
     # No fsync: an entry lost in a crash costs `cache prune` keeping less (the next sync that
     # places files registers dest again), never a wrong file; two fsyncs per first sync do.
-    atomic_write(entry, (str(dest) + "\n").encode("utf-8", "surrogateescape"), fsync=False)
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(entry, (str(dest) + "\n").encode("utf-8", "surrogateescape"), fsync=False)
+    except OSError:
+        # A cache restored read-only (a CI cache mounted or chmod-ed so): it can still serve
+        # every file it holds, and nothing prunes it while it stays read-only.
+        pass
 
 
 def project_pins(cache: Cache, *, forget_missing: bool = True) -> tuple[set[Digest], list[Path]]:

@@ -63,7 +63,7 @@ from typing import Literal, TypeVar
 from zoostore.storage.blobs import BlobStore, LocalChunk
 from zoostore.core.atomic import atomic_write, create_temp
 from zoostore.core.digest import Digest, hash_file
-from zoostore.core.errors import FormatError, IntegrityError, OfflineError, ZooError
+from zoostore.core.errors import FormatError, IntegrityError, OfflineError, ReadOnlyError, ZooError
 from zoostore.core.names import check_model_name
 from zoostore.core.offline import OFFLINE_ENV
 from zoostore.core.progress import Progress
@@ -121,13 +121,26 @@ class Cache(CachePruning):
         self._folders: dict[str, Path] = {}
 
     def _prepare(self) -> None:
+        """Before the first file is written: the folders, and a clear error for a cache that
+        cannot take files (a CI cache restored read-only serves what it holds, nothing more)."""
         with self._lock:
             if self._ready:
                 return
-            (self.root / "blobs").mkdir(parents=True, exist_ok=True)
-            tag = self.root / "CACHEDIR.TAG"
-            if not tag.exists():
-                atomic_write(tag, CACHEDIR_TAG.encode(), fsync=False)
+            try:
+                (self.root / "blobs").mkdir(parents=True, exist_ok=True)
+                tag = self.root / "CACHEDIR.TAG"
+                if not tag.exists():
+                    atomic_write(tag, CACHEDIR_TAG.encode(), fsync=False)
+                writable = os.access(self.root / "blobs", os.W_OK)
+            except OSError as exc:
+                writable, reason = False, f"{exc.strerror or exc}"
+            else:
+                reason = "not writable"
+            if not writable:
+                raise ReadOnlyError(
+                    f"the local cache {self.root} cannot take files ({reason}), and this needs files it does not "
+                    f"hold yet: make it writable, or point $ZOOSTORE_CACHE at a writable folder (a cache restored "
+                    f"read-only serves only the files it holds)")
             self._ready = True
 
     # One joinpath from a kept folder: a sync of thousands of small files builds several

@@ -150,3 +150,20 @@ def test_a_read_only_cache_missing_files_fails_saying_so(
     err = capsys.readouterr().err
     assert f"the local cache {tmp_path / 'cache'} cannot take files" in err and "$ZOOSTORE_CACHE" in err
     assert not list((tmp_path / "cache").rglob("blobs/*/*"))
+
+
+def test_cache_info_skips_a_file_a_concurrent_prune_removes(
+        zoo: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    sync_project(load_project(project_dir(tmp_path, "app")))
+    fan_out = next((tmp_path / "cache" / "blobs").iterdir())
+    listing = Path.iterdir
+
+    def listed_then_removed(self: Path):  # type: ignore[no-untyped-def]
+        names = list(listing(self))
+        if self == fan_out:   # a prune removes a file between the listing and its stat
+            return iter(names + [self / ("0" * 64)])
+        return iter(names)
+
+    monkeypatch.setattr(Path, "iterdir", listed_then_removed)
+    assert cli(["cache", "info", "--json"]) == 0
+    assert '"blobs": 2' in capsys.readouterr().out

@@ -38,14 +38,9 @@ class CachePruning:
 
     def info(self) -> CacheInfo:
         count = total = 0
-        base = self.root / "blobs"
-        if base.is_dir():
-            for sub in base.iterdir():
-                if sub.is_dir():
-                    for f in sub.iterdir():
-                        if not f.name.startswith("."):
-                            count += 1
-                            total += f.stat().st_size
+        for _, _, st in self._entries():   # a file another process removes meanwhile is skipped
+            count += 1
+            total += st.st_size
         temps = self.stale_temps()
         return CacheInfo(self.root, count, total, len(temps), sum(size for _, size in temps))
 

@@ -63,7 +63,7 @@ from typing import Literal, TypeVar
 from zoostore.storage.blobs import BlobStore, LocalChunk
 from zoostore.core.atomic import atomic_write, create_temp
 from zoostore.core.digest import Digest, hash_file
-from zoostore.core.errors import FormatError, IntegrityError, OfflineError, ReadOnlyError, ZooError
+from zoostore.core.errors import FormatError, IntegrityError, OfflineError, ZooError
 from zoostore.core.names import check_model_name
 from zoostore.core.offline import OFFLINE_ENV
 from zoostore.core.progress import Progress
@@ -137,7 +137,8 @@ class Cache(CachePruning):
             else:
                 reason = "not writable"
             if not writable:
-                raise ReadOnlyError(
+                # ZooError (exit 1): ReadOnlyError's exit 8 means a read-only store
+                raise ZooError(
                     f"the local cache {self.root} cannot take files ({reason}), and this needs files it does not "
                     f"hold yet: make it writable, or point $ZOOSTORE_CACHE at a writable folder (a cache restored "
                     f"read-only serves only the files it holds)")

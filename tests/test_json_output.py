@@ -95,6 +95,7 @@ def test_every_reporting_command_prints_one_versioned_document(zoo: Path, capsys
     assert doc("sync")
     assert [r["model"] for r in doc("outdated")["models"]] == ["net"]
     assert doc("cache", "info")["blobs"] >= 1
+    assert doc("cache", "verify")["ok"] is True
     assert doc("cache", "prune", "--all", "--dry-run")["dry_run"] is True
 
     assert seen | HEAVY == json_commands(), "a command with --json is not exercised here"

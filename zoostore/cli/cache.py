@@ -1,11 +1,11 @@
-"""`zoostore cache info|prune`: the local cache of verified files (see zoostore.storage.cache)."""
+"""`zoostore cache info|verify|prune`: the local cache of verified files (see zoostore.storage.cache)."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from zoostore.cli._ui import add_json, human_bytes, print_json
+from zoostore.cli._ui import TerminalProgress, add_json, add_quiet, human_bytes, print_json
 
 
 def add_parser(sub: Any) -> None:
@@ -19,6 +19,16 @@ def add_parser(sub: Any) -> None:
     info = commands.add_parser("info", help="where the cache is, how many files and bytes it holds")
     add_json(info, "the cache's size")
     info.set_defaults(func=run_info)
+    verify = commands.add_parser(
+        "verify", help="re-hash every cached file; drop damaged ones (exit 4 if any)",
+        description="Hash every cached file again, ignoring verified stamps, and drop each one that no "
+        "longer hashes to its name (the next sync or fetch gets it again). Exits 4 when it dropped "
+        "any, else 0. Safe while other syncs and prunes run. Sync and fetch already check each "
+        "cached file before use; this checks the whole cache at once, e.g. after restoring it in CI.",
+    )
+    add_json(verify, "the files checked and dropped")
+    add_quiet(verify)
+    verify.set_defaults(func=run_verify)
     prune = commands.add_parser(
         "prune", help="delete cached files: --unused, --older-than DURATION, or --all",
         description="Delete cached files in an explicit scope. --unused deletes what no project "
@@ -62,6 +72,21 @@ def run_info(args: argparse.Namespace) -> int:
             print(f"stale temp files: {info.stale_temps} ({human_bytes(info.stale_temp_bytes)}), left by "
                   "killed processes; 'zoostore cache prune' removes them")
     return 0
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    from zoostore.storage.cache import Cache
+
+    result = Cache().verify(progress=TerminalProgress.for_args(args))
+    if args.json:
+        print_json({"path": str(result.root), "ok": not result.damaged, "files": result.files, "bytes": result.bytes,
+                    "damaged": [str(blob) for blob in result.damaged]})
+    else:
+        for blob in result.damaged:
+            print(f"damaged: {blob} (dropped; the next sync or fetch gets it again)")
+        print(f"verified {result.files} file(s), {human_bytes(result.bytes)}, in {result.root}: "
+              + (f"{len(result.damaged)} damaged and dropped" if result.damaged else "all intact"))
+    return 4 if result.damaged else 0
 
 
 def run_prune(args: argparse.Namespace) -> int:

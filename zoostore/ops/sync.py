@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from zoostore.core.digest import Digest, hash_file
 from zoostore.core.errors import (
     BlobNotFoundError, DestinationConflictError, IntegrityError, LockOutOfDateError, NotFoundError, OfflineError,
-    UsageError,
+    UsageError, ZooError,
 )
 from zoostore.core.progress import NullProgress, Progress
 from zoostore.documents.project import DEFAULT_LAYOUT, Project, load_project
@@ -134,7 +134,7 @@ def _execute(project: Project, plan: _Plan, report: SyncReport, *, cache: Cache 
              force: bool, verify: bool, progress: Progress) -> None:
     """Claim, fetch what the cache lacks, remove stale files, place, write the state file."""
     from zoostore.ops.cache_users import register_dest
-    from zoostore.ops.sync_fill import check_cache, fill_cache
+    from zoostore.ops.sync_fill import check_cache, fill_cache, refill_gone
     from zoostore.storage.cache import UNSTAMPED, Cache
 
     desired, state = plan.desired, plan.state
@@ -159,7 +159,12 @@ def _execute(project: Project, plan: _Plan, report: SyncReport, *, cache: Cache 
         fetched = {blob: cache.stat_key(blob) for blob in stamped if blob in missing}
         # Stale files go before placing: a path that was a directory may now be a file.
         _remove_stale(report, state.files, plan.stale, progress)
-        _place_all(report, desired, todo, cached, sizes, new_state, link=link, force=force, progress=progress)
+        gone = _place_all(report, desired, todo, cached, sizes, new_state, link=link, force=force, progress=progress)
+        if gone:   # `zoostore cache prune` removed cached files between the fill and their placing
+            refill_gone(cache, needed, gone, lambda: zoo or (None if offline else _open_lock_store(
+                project, plan.lock, progress, quick=False)), lambda rels, paths: _place_all(
+                report, desired, rels, paths, {}, new_state, link=link, force=force, progress=progress),
+                lock=plan.lock, progress=progress)
         for blob in stamped:   # a hard link changed ctime, not the bytes
             cache.stamp(blob, relinked=True, since=fetched.get(blob))
         progress.done("sync files")
@@ -314,15 +319,17 @@ def _needs(desired: Mapping[str, Wanted], todo: list[str], *, verify: bool) -> d
 
 def _place_all(report: SyncReport, desired: Mapping[str, Wanted], todo: list[str], cached: Mapping[Digest, Path],
                sizes: Mapping[Digest, int], new_state: dict[str, Any], *, link: str, force: bool,
-               progress: Progress) -> None:
+               progress: Progress) -> dict[str, Digest]:
     """Place the files, in lock order, recording each in the new state as it lands; a path
-    whose directories hold something sync did not place becomes a conflict. A hard link to
+    whose directories hold something sync did not place becomes a conflict. Returns the paths
+    (and blobs) whose cached file vanished before it was placed (a concurrent `cache prune`). A hard link to
     an absent target is made first (`place_file` does the same, but this loop over string
     paths is most of placing thousands of small files); anything else goes to `place_file`.
     `sizes`: files the fill just wrote and verified, whose size need not be read again."""
     cleaned = {str(report.dest)}   # directories made safe (once per sync: thousands of files share a few)
     remove_stale_temps(report.dest)  # a killed sync's state-file temp
     base = f"{report.dest}{os.sep}"
+    gone: dict[str, Digest] = {}
     for rel in todo:
         f = desired[rel].file
         target = base + rel
@@ -343,10 +350,16 @@ def _place_all(report: SyncReport, desired: Mapping[str, Wanted], todo: list[str
             report.conflicts[rel] = str(exc)
             progress.advance("sync files")
             continue
+        except FileNotFoundError as exc:
+            if isinstance(exc, ZooError) or os.path.exists(source):
+                raise
+            gone[rel] = f.blob
+            continue
         new_state[rel] = state_entry(target, f.blob)
         report.placed.append(rel)
         report.bytes_placed += f.size
         progress.advance("sync files")
+    return gone
 
 
 def _linked(source: Path, target: str) -> bool:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from zoostore.core.digest import Digest
-from zoostore.core.errors import BlobNotFoundError, IntegrityError, NotFoundError, ZooError
+from zoostore.core.errors import BlobNotFoundError, IntegrityError, NotFoundError, OfflineError, ZooError
 from zoostore.core.progress import Progress
 
 if TYPE_CHECKING:
@@ -44,6 +44,9 @@ BATCH_BYTES = 8 * 1024 * 1024
 #: 4,096 recipes, so a sync of more small files fetches them part by part.
 RECIPES_AHEAD = 1024
 RECIPE_FETCHES = 16
+#: Rounds in which sync fetches again the cached files a concurrent `zoostore cache prune`
+#: removed before they were placed (`refill_gone`).
+REFILLS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,3 +231,30 @@ def _read_batch(cache: Cache, blobs: BlobStore, batch: list[Recipe], needed: Map
             continue   # `Cache.ensure` reads it again, each chunk verified: that names a damaged one
         sizes[recipe.blob] = recipe.size
         index.note(needed[recipe.blob].model, recipe.blob, recipe, path=path)
+
+
+def refill_gone(cache: Cache, needed: Mapping[Digest, Need], gone: dict[str, Digest],
+                store: Callable[[], Store | None], place: Callable[[list[str], Mapping[Digest, Path]], dict[str, Digest]],
+                *, lock: Lock, progress: Progress) -> None:
+    """Fetch again, and `place`, the files (path -> blob) whose cached copy vanished between the
+    fill and their placing: `zoostore cache prune` takes no lock (correctness never depends on
+    one), so a file it removes may be one a running sync checked a moment ago. `store()` is the
+    store, None offline. Up to REFILLS rounds, then an error; never a partial placement."""
+    for _ in range(REFILLS):
+        again = {blob: needed[blob] for blob in gone.values()}
+        zoo = store()
+        if zoo is None:
+            raise OfflineError(f"{_gone_files(needed, gone)} vanished from the cache {cache.root} while this sync "
+                               f"placed them (a 'zoostore cache prune' running beside it?) and offline mode forbids "
+                               f"fetching them again; run the sync again (online, or once the cache holds them)")
+        gone = place(list(gone), fill_cache(cache, zoo, again, set(again), lock=lock, progress=progress))
+        if not gone:
+            return
+    raise ZooError(f"{_gone_files(needed, gone)} vanished from the cache {cache.root} each of {REFILLS} times this "
+                   f"sync fetched them again before placing them: is 'zoostore cache prune' running in a loop? "
+                   f"Run the sync again once it stopped")
+
+
+def _gone_files(needed: Mapping[Digest, Need], gone: Mapping[str, Digest]) -> str:
+    names = sorted({needed[blob].what for blob in gone.values()})
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")

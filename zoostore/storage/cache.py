@@ -121,13 +121,27 @@ class Cache(CachePruning):
         self._folders: dict[str, Path] = {}
 
     def _prepare(self) -> None:
+        """Before the first file is written: the folders, and a clear error for a cache that
+        cannot take files (a CI cache restored read-only serves what it holds, nothing more)."""
         with self._lock:
             if self._ready:
                 return
-            (self.root / "blobs").mkdir(parents=True, exist_ok=True)
-            tag = self.root / "CACHEDIR.TAG"
-            if not tag.exists():
-                atomic_write(tag, CACHEDIR_TAG.encode(), fsync=False)
+            try:
+                (self.root / "blobs").mkdir(parents=True, exist_ok=True)
+                tag = self.root / "CACHEDIR.TAG"
+                if not tag.exists():
+                    atomic_write(tag, CACHEDIR_TAG.encode(), fsync=False)
+                writable = os.access(self.root / "blobs", os.W_OK)
+            except OSError as exc:
+                writable, reason = False, f"{exc.strerror or exc}"
+            else:
+                reason = "not writable"
+            if not writable:
+                # ZooError (exit 1): ReadOnlyError's exit 8 means a read-only store
+                raise ZooError(
+                    f"the local cache {self.root} cannot take files ({reason}), and this needs files it does not "
+                    f"hold yet: make it writable, or point $ZOOSTORE_CACHE at a writable folder (a cache restored "
+                    f"read-only serves only the files it holds)")
             self._ready = True
 
     # One joinpath from a kept folder: a sync of thousands of small files builds several

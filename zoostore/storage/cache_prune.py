@@ -1,6 +1,7 @@
-"""Pruning the local cache (`zoostore cache prune`, `zoostore cache info`): cached files not kept,
-their recipes and stamps, prefixes of interrupted reads, temp files of killed processes, and
-snapshot files that are no longer hard links to a kept blob (see `zoostore.storage.cache`).
+"""Inspecting and pruning the local cache (`zoostore cache info|verify|prune`): cached files not
+kept, their recipes and stamps, prefixes of interrupted reads, temp files of killed processes,
+and snapshot files that are no longer hard links to a kept blob (see `zoostore.storage.cache`).
+`verify` re-hashes every cached file, as a CI job may after restoring a shared cache.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from zoostore.core.atomic import TEMP_PREFIX, stale_temp
 from zoostore.core.digest import Digest
 from zoostore.core.errors import ZooError
+from zoostore.core.progress import NullProgress, Progress
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,10 +27,21 @@ class CacheInfo:
     stale_temp_bytes: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class CacheVerification:
+    root: Path
+    files: int                 # cached files hashed
+    bytes: int
+    damaged: tuple[Digest, ...] = ()   # dropped: the next sync or fetch gets them again
+
+
 class CachePruning:
-    """The pruning half of `Cache` (a mixin): it walks the layout `Cache` defines."""
+    """The inspecting and pruning half of `Cache` (a mixin): it walks the layout `Cache` defines."""
 
     root: Path
+
+    def check(self, blob: Digest, *, recheck: bool = False) -> str:
+        raise NotImplementedError
 
     def recipe_path(self, blob: Digest) -> Path:
         raise NotImplementedError
@@ -38,16 +51,31 @@ class CachePruning:
 
     def info(self) -> CacheInfo:
         count = total = 0
-        base = self.root / "blobs"
-        if base.is_dir():
-            for sub in base.iterdir():
-                if sub.is_dir():
-                    for f in sub.iterdir():
-                        if not f.name.startswith("."):
-                            count += 1
-                            total += f.stat().st_size
+        for _, _, st in self._entries():   # a file another process removes meanwhile is skipped
+            count += 1
+            total += st.st_size
         temps = self.stale_temps()
         return CacheInfo(self.root, count, total, len(temps), sum(size for _, size in temps))
+
+    def verify(self, *, progress: Progress | None = None) -> CacheVerification:
+        """Hash every cached file (stamps ignored) and drop each one that no longer hashes to its
+        name, with its recipe and stamp, as `Cache.check` does before any use; the others are
+        stamped as verified now. Safe beside running syncs and prunes: a file removed meanwhile
+        is skipped, one written meanwhile was verified by its writer."""
+        progress = progress or NullProgress()
+        entries = list(self._entries())
+        progress.start("verify cache", sum(st.st_size for _, _, st in entries))
+        files = total = 0
+        damaged = []
+        for blob, _, st in entries:
+            found = self.check(blob, recheck=True)
+            if found != "absent":
+                files, total = files + 1, total + st.st_size
+            if found == "damaged":
+                damaged.append(blob)
+            progress.advance("verify cache", st.st_size)
+        progress.done("verify cache")
+        return CacheVerification(self.root, files, total, tuple(damaged))
 
     def stale_temps(self, *, now: float | None = None) -> list[tuple[Path, int]]:
         """(path, size) of every temp file in the cache that no running zoostore will finish

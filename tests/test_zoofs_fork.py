@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from zoostore.ops.publish import publish
-from zoostore.repository import Store, init_store, open_store
+from helpers_store import published_store
+from zoostore.repository import Store, open_store
 from zoostore.zoofs import ZooFileSystem
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
@@ -24,11 +24,7 @@ PATH = "m@^1.0/any/w.bin"
 
 @pytest.fixture
 def store_url(tmp_path: Path) -> str:
-    zoo, _ = init_store(tmp_path / "store")
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "w.bin").write_bytes(DATA)
-    publish(zoo, "m", "1.0.0", [src], check=False)
+    published_store(tmp_path, {"w.bin": DATA}, arch="any")
     return str(tmp_path / "store")
 
 

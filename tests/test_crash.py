@@ -25,6 +25,7 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -39,9 +40,10 @@ import pytest
 from helpers_store import write_dir
 
 from zoostore.cli import main
-from zoostore.core.atomic import TEMP_PREFIX, machine, stale_temp
+from zoostore.core.atomic import TEMP_PREFIX, host_name, machine, owner, stale_temp
 from zoostore.documents.store_config import Chunking, StoreConfig
-from zoostore.core.errors import ConflictError
+from zoostore.core.errors import ConflictError, LockTimeoutError
+from zoostore.documents.manifest import Manifest
 from zoostore.ops.gc import plan_gc
 from zoostore.ops.publish import publish
 from zoostore.repository import init_store, open_store
@@ -549,3 +551,19 @@ def test_a_publish_killed_holding_the_manifest_lock_delays_the_next_by_nothing(t
     assert time.monotonic() - started < 5.0  # it waited 10 s, then failed: lock_wait < 30 s
     assert f"broke the stale lock {store / 'manifests' / 'm.toml.lock'}" in capsys.readouterr().err
     assert not (store / "manifests" / "m.toml.lock").exists()
+
+
+def test_a_manifest_update_waits_for_a_held_lock_once_not_per_compare_and_swap_round(tmp_path: Path) -> None:
+    """The wait note says 'giving up after lock_wait s', and so it does: the CAS loop of a
+    manifest update retried the lock timeout (200 rounds), so a publish waited until the lock
+    went stale (30 s), then broke it."""
+    init_store(tmp_path / "store", config=CONFIG)
+    zoo = open_store(tmp_path / "store", storage_options={"lock_wait": 0.3})
+    zoo.update_manifest("m", lambda old: Manifest(model="m"))
+    lock = tmp_path / "store" / "manifests" / "m.toml.lock"
+    lock.write_text(f"{host_name()} {owner()} held")   # a live writer: this process
+    started = time.monotonic()
+    with pytest.raises(LockTimeoutError, match="locked by another writer"):
+        zoo.update_manifest("m", lambda old: Manifest(model="m", summary="changed"))
+    assert time.monotonic() - started < 3.0
+    assert lock.exists()

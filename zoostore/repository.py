@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from zoostore.core.digest import Digest
 from zoostore.core.errors import (
     ConflictError,
+    LockTimeoutError,
     FormatError,
     NewerFormatError,
     NotFoundError,
@@ -139,6 +140,8 @@ class Store:
                 else:
                     self.backend.put_cas(INDEX_KEY, render_index(want), expected=token)
                 return want
+            except LockTimeoutError:
+                raise
             except ConflictError:
                 time.sleep(_jitter(0, 0.05))
         raise ConflictError(f"{INDEX_KEY}: gave up after {CAS_ATTEMPTS} concurrent-update conflicts; retry the command")
@@ -243,6 +246,8 @@ class Store:
                 if old is None:
                     self.refresh_index(add=model)  # readers that cannot list learn the new model
                 return new
+            except LockTimeoutError:
+                raise
             except ConflictError as e:
                 last = e
                 time.sleep(_jitter(0, min(0.5, 0.005 * 2 ** min(attempt, 7))))
@@ -353,6 +358,8 @@ def _update_config(store: Store, change: Callable[[StoreConfig], StoreConfig]) -
             return config
         try:
             store.backend.put_cas(CONFIG_KEY, new.to_toml().encode(), expected=current.token)
+        except LockTimeoutError:
+            raise
         except ConflictError:
             time.sleep(_jitter(0, 0.05))
             continue

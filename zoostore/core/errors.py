@@ -102,6 +102,11 @@ class ConflictError(ZooError, RuntimeError):
     """A compare-and-swap write lost against a concurrent writer; retry after re-reading."""
 
 
+class LockTimeoutError(ConflictError):
+    """Another writer held a local store's lock for longer than the wait allowed: said once,
+    not retried (a compare-and-swap loop that retried it waited that long once per attempt)."""
+
+
 class CasUnsupportedError(UsageError):
     """A manifest write to a store whose server does not honour conditional writes (so concurrent
     writers could silently lose each other's changes), without the single-writer opt-in."""

@@ -211,7 +211,7 @@ class Backend(abc.ABC):
     def put(self, key: str, data: bytes) -> None:
         """Unconditional overwrite (for mutable, non-shared objects); default via CAS loop,
         bounded: `ConflictError` after `PUT_ATTEMPTS` lost rounds."""
-        from zoostore.core.errors import ConflictError, ObjectNotFoundError
+        from zoostore.core.errors import ConflictError, LockTimeoutError, ObjectNotFoundError
 
         last: ConflictError | None = None
         for attempt in range(PUT_ATTEMPTS):
@@ -222,6 +222,8 @@ class Backend(abc.ABC):
             try:
                 self.put_cas(key, data, expected=token)
                 return
+            except LockTimeoutError:
+                raise
             except ConflictError as e:
                 last = e
                 time.sleep(_PUT_BACKOFF.delay(attempt))

@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 
 from zoostore.core.atomic import host_name, owner, owner_gone, temp_name
-from zoostore.core.errors import ConflictError
+from zoostore.core.errors import LockTimeoutError
 
 #: Age after which a `.lock` file is considered abandoned and may be broken (see module doc).
 STALE_LOCK_SECONDS = 30.0
@@ -71,7 +71,7 @@ def acquire(lock: Path, key: str, *, root: Path, wait: float) -> str:
             return nonce
         now = time.monotonic()
         if now >= deadline:
-            raise ConflictError(
+            raise LockTimeoutError(
                 f"{key!r} in {root} is locked by another writer ({lock} held for more "
                 f"than {wait:.0f} s by {holder(lock)}); retry later. The lock is "
                 f"broken automatically once its writer is gone or it is {STALE_LOCK_SECONDS:.0f} s "

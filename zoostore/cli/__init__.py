@@ -47,6 +47,7 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (errors.ObjectNotFoundError, 6),
     (errors.StoreNotFoundError, 6),
     (errors.ResolutionError, 6),
+    (errors.LockTimeoutError, 7),
     (errors.ConflictError, 7),
     (errors.StoreExistsError, 7),
     (errors.ImmutableError, 7),

@@ -70,6 +70,18 @@ def test_a_prune_between_fill_and_placing_fetches_the_files_again(
     assert Cache(tmp_path / "cache").info().blobs == 2
 
 
+@pytest.mark.parametrize("link", ["hardlink", "copy", "auto"])
+def test_a_prune_between_fill_and_placing_fetches_again_whatever_the_link_mode(
+        zoo: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, link: str) -> None:
+    """--link hardlink too: a cached file gone before its link is made is fetched again, not
+    a UsageError saying the cache may be on another file system."""
+    calls = prune_after_first_fill(monkeypatch)
+    project = project_dir(tmp_path, "app")
+    report = sync_project(load_project(project), link=link)
+    assert len(calls) == 2 and sorted(report.placed) == ["m/x86_64/labels.txt", "m/x86_64/weights.bin"]
+    assert_synced(project)
+
+
 def test_a_prune_between_fill_and_placing_offline_is_a_clear_offline_error(
         zoo: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     warm = project_dir(tmp_path, "warm")

@@ -279,7 +279,9 @@ def place_file(cache_file: Path, target: Path, blob: Digest, link: str) -> None:
         elif link in ("auto", "hardlink"):
             try:
                 tmp = _temp_link(target.parent, lambda t: os.link(cache_file, t))
-            except OSError:
+            except OSError as exc:
+                if isinstance(exc, FileNotFoundError):
+                    raise   # the cache file went (a concurrent prune): sync fetches it again
                 if link == "hardlink":
                     raise UsageError(f"cannot hard-link {cache_file} to {target} (different filesystems?); use --link copy") from None
                 link = "copy"

@@ -43,3 +43,12 @@ def test_fetching_a_file_under_an_arch_the_version_lacks_says_to_check_the_arch(
                        r"architecture-independent ones \(its architectures: any, x86_64\): check the arch"):
         zoostore.fetch("m", "1.0.0", "lib.so", arch="x86_46", **opts)
     assert zoostore.fetch("m", "1.0.0", "lib.so", arch="x86_64", **opts).read_bytes() == b"x" * 100
+
+
+def test_fetching_a_missing_file_of_an_architecture_independent_version_does_not_blame_the_arch(
+        tmp_path: Path) -> None:
+    store = published_store(tmp_path, {"README.md": b"read me"}, arch="any")
+    opts = {"store": str(tmp_path / "store"), "cache": str(tmp_path / "cache")}
+    with pytest.raises(NotFoundError, match=r"has no file 'lib.so'; files: README.md") as exc:
+        zoostore.fetch("m", "1.0.0", "lib.so", arch="x86_64", **opts)
+    assert "check the arch" not in str(exc.value)

@@ -292,6 +292,15 @@ def test_a_file_missing_under_an_arch_the_version_lacks_says_check_the_arch(fs: 
     assert "check the arch" not in str(exc.value)
 
 
+def test_a_file_missing_from_an_architecture_independent_version_does_not_blame_the_arch(fs: ZooFileSystem) -> None:
+    # centerpoint@0.1.0 has only `any` files: every arch gets all of them, so a missing file is
+    # a wrong name, not a wrong arch.
+    with pytest.raises(NotFoundError) as exc:
+        fs.open("zoo://centerpoint@0.1.0/x86_64/missing.bin", "rb")
+    assert "has no file or directory 'missing.bin'; files: a.bin, b.bin" in str(exc.value)
+    assert "check the arch" not in str(exc.value)
+
+
 def test_missing_file_lists_files(fs: ZooFileSystem) -> None:
     with pytest.raises(NotFoundError, match=r"has no file or directory 'missing.bin'; files: a.bin, b.bin"):
         fs.open("zoo://centerpoint@0.1.0/any/missing.bin", "rb")

@@ -184,7 +184,9 @@ def find_file(resolved: Resolved, path: str) -> FileEntry:
         listing = ", ".join(sorted(resolved.files)) or "none"
         what = f"{resolved.model}@{resolved.version} ({resolved.arch}) has no file {path!r}"
         archs = resolved.release.archs
-        if resolved.arch not in archs:   # a typo such as x64, or an arch the version was not built for
+        # a typo such as x64, or an arch the version was not built for; a version of `any` files
+        # only gives every arch all of them, so there the name is wrong, not the arch
+        if resolved.arch not in archs and any(a != ANY for a in archs):
             what += (f"; it has no files for {resolved.arch}, only architecture-independent ones (its "
                      f"architectures: {', '.join(archs) or 'none'}): check the arch")
         raise NotFoundError(f"{what}; files: {listing}")

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from zoostore.core.errors import NotFoundError, ReadOnlyError
-from zoostore.core.names import check_relpath, normalize_arch
+from zoostore.core.names import ANY, check_relpath, normalize_arch
 from zoostore.core.spec import ModelSpec
 from zoostore.documents.manifest import FileEntry, Manifest, Release
 
@@ -59,7 +59,7 @@ def missing_file(zp: ZooPath, release: Release, files: Mapping[str, FileEntry]) 
     its own for the arch (a typo such as `x64`, or an arch it was not built for), only its `any`
     files were looked at: the message says so, with the archs it has."""
     what = f"zoo://{zp.text}: {release.model}@{release.version} ({zp.arch}) has no file or directory {zp.rel!r}"
-    if zp.arch not in release.archs:
+    if zp.arch not in release.archs and any(a != ANY for a in release.archs):   # `any` only: the name is wrong
         what += (f"; it has no files for {zp.arch}, only architecture-independent ones (its architectures: "
                  f"{listing(release.archs)}): check the arch")
     return NotFoundError(f"{what}; files: {listing(sorted(files))}")

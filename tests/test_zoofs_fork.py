@@ -118,3 +118,30 @@ def test_a_store_used_directly_reads_in_a_child_forked_while_other_threads_held_
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, \
         f"the forked child hung or failed (wait status {status})"
     assert blobs.read_range(blob, 0, 100) == DATA[:100]
+
+
+def test_a_store_over_http_reads_in_a_forked_child_on_connections_of_its_own(
+        tmp_path: Path, serve_directory: Any) -> None:
+    """An HTTP store's pooled keep-alive connections are the parent's: a child that reused
+    them would share sockets with the parent (two processes reading one response stream), and
+    one whose connection pool another parent thread held at the fork (a request being
+    started) hung. The backend starts over in the child with connections of its own."""
+    from zoostore.core.digest import Digest
+    from zoostore.storage.backends.http import HttpBackend
+
+    published_store(tmp_path / "pub", {"w.bin": DATA}, arch="any")
+    served = serve_directory(tmp_path / "pub")
+    zoo = open_store(served.url + "/store")
+    blob = Digest.of(DATA)
+    assert zoo.blobs.read_range(blob, 0, 10) == DATA[:10]   # connections pooled now
+    backend = zoo.backend
+    assert isinstance(backend, HttpBackend)
+    pool = backend._connections.for_url(served.url + "/store").connection_from_url(served.url + "/store")
+    pool.pool.mutex.acquire()
+    try:
+        status = _in_child(lambda: zoo.blobs.read_range(blob, 5, 50) == DATA[5:50], timeout=10)
+    finally:
+        pool.pool.mutex.release()
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, \
+        f"the forked child hung or failed (wait status {status})"
+    assert zoo.blobs.read_range(blob, 0, 100) == DATA[:100]

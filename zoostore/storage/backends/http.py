@@ -51,7 +51,7 @@ import urllib3
 
 from zoostore.storage.backends.base import Backend, Capabilities, ObjectInfo, Versioned
 from zoostore.storage.backends.retry import RETRY_STATUSES, RetryPolicy, notice_retry
-from zoostore.core import cancel
+from zoostore.core import cancel, forks
 from zoostore.core.errors import AccessDeniedError, ObjectNotFoundError, ReadOnlyError, RemoteError
 
 DEFAULT_CACHE_BYTES = 256 * 1024 * 1024
@@ -170,6 +170,13 @@ class HttpBackend(Backend):
         #: False once the server answered a ranged GET with the wrong bytes or the whole object.
         self.ranges_supported = True
         self._cache = _WholeObjectCache(cache_bytes)
+        self._connections = _Connections()
+        forks.start_over_after_fork(self)
+
+    def start_over(self) -> None:
+        """In a forked child: connections of its own (the parent's pooled keep-alive sockets,
+        and pool locks another parent thread may have held at the fork, are the parent's)."""
+        self._cache._lock = threading.Lock()
         self._connections = _Connections()
 
     # -- plumbing --------------------------------------------------------------------------

@@ -270,6 +270,23 @@ def test_a_program_that_runs_zoostore_carries_on_after_it() -> None:
     assert "complete -F" in proc.stdout and "function calls" in proc.stdout
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="C's stdio through ctypes.CDLL(None): POSIX")
+def test_output_a_native_library_buffered_in_c_stdio_survives_the_quick_exit(tmp_path: Path) -> None:
+    """A native library loaded in-process (TVM, onnxruntime: numpy and tvm load ctypes) writes
+    through C's stdio, whose stdout buffer (a pipe or a file: fully buffered) exit() flushes
+    and os._exit does not. PYTHONUNBUFFERED (set by some CI runners) hides it: unset here."""
+    script = tmp_path / "zoostore-script"
+    script.write_text("import ctypes, sys\n"
+                      "from zoostore.cli import run\n"
+                      "ctypes.CDLL(None).printf(b'from a native library\\n')\n"
+                      "sys.argv = [sys.argv[0], 'completion', 'bash']\n"
+                      "run()\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "from a native library" in proc.stdout and "complete -F" in proc.stdout
+
+
 def test_output_that_cannot_be_flushed_at_exit_is_an_error_without_a_traceback(tmp_path: Path) -> None:
     """A command's last output may still sit in stdout's buffer when `run()` exits."""
     script = tmp_path / "zoostore-script"

@@ -299,7 +299,20 @@ def run() -> NoReturn:
         if sys.stderr is not None:
             print(f"zoostore: error: writing the output failed: {exc.strerror or exc}", file=sys.stderr)
         code = 1
+    _flush_c_stdio()
     os._exit(code)
+
+
+def _flush_c_stdio() -> None:
+    """What exit() would flush and os._exit does not: C's stdio buffers, written by a native
+    library loaded in-process (TVM, onnxruntime; stdout to a pipe or file is fully buffered).
+    Such libraries come with ctypes loaded (numpy and tvm import it); zoostore's own commands
+    never load it, so they pay nothing here."""
+    ctypes = sys.modules.get("ctypes")
+    if ctypes is None:
+        return
+    with contextlib.suppress(Exception):   # no C library by that name (Windows): nothing to flush
+        ctypes.CDLL(None).fflush(None)
 
 
 def _owns_the_process() -> bool:

@@ -233,6 +233,21 @@ def test_symlinked_model_directory_is_still_refused(zoo: Store, project: Path, t
 
 
 @pytest.mark.parametrize("link", ["auto", "copy"])
+def test_symlinked_model_directory_is_refused_even_holding_the_wanted_bytes(
+        zoo: Store, project: Path, tmp_path: Path, link: str) -> None:
+    """A file without a state entry that already holds its blob is adopted as placed (a lost
+    state file), but never through a symlinked directory: sync does not claim, nor later
+    replace, files outside dest."""
+    out = tree(tmp_path / "out", {"x86_64/a/b": "v1 a/b\n", "x86_64/c": "v1 c\n", "x86_64/keep": "k\n"})
+    (project / "models").mkdir()
+    (project / "models/m").symlink_to(out, target_is_directory=True)
+    with pytest.raises(UsageError, match="symlink"):
+        sync_project(load_project(project), link=link)
+    state = project / "models" / STATE
+    assert not state.exists() or json.loads(state.read_text())["files"] == {}
+
+
+@pytest.mark.parametrize("link", ["auto", "copy"])
 def test_file_name_of_250_bytes_publishes_and_syncs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, link: str) -> None:
     monkeypatch.setenv("ZOOSTORE_CACHE", str(tmp_path / "cache"))
     store, _ = init_store(tmp_path / "store")

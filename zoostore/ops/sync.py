@@ -204,8 +204,9 @@ def _claim(report: SyncReport, desired: Mapping[str, Wanted], todo: list[str], s
             mine.append(rel)   # `owned` says so too; a cold sync of thousands of files asks only this
             continue
         file = desired[rel].file
-        if entry is None and (kept := already_placed(base + rel, file.blob, file.size, link,
-                                                     cache.blob_path(file.blob))) is not None:
+        # never through a symlinked directory: placing there is refused (`safe_parent`)
+        if entry is None and resolves_inside(report.dest, rel) and (kept := already_placed(
+                base + rel, file.blob, file.size, link, cache.blob_path(file.blob))) is not None:
             state.files[rel] = kept
             report.unchanged += 1
             continue

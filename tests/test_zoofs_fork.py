@@ -145,3 +145,30 @@ def test_a_store_over_http_reads_in_a_forked_child_on_connections_of_its_own(
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, \
         f"the forked child hung or failed (wait status {status})"
     assert zoo.blobs.read_range(blob, 0, 100) == DATA[:100]
+
+
+def test_a_store_on_s3_used_directly_reads_in_a_forked_child(tmp_path: Path, moto_endpoint: str) -> None:
+    """s3fs refuses to run in a forked child ('This class is not fork-safe', a RuntimeError
+    with a traceback): the S3 backend starts over there with a client of its own."""
+    import uuid
+
+    import boto3
+
+    from conftest import moto_options
+    from helpers_store import write_dir
+    from zoostore.core.digest import Digest
+    from zoostore.ops.publish import publish
+    from zoostore.repository import init_store
+
+    bucket = f"zoo-{uuid.uuid4().hex[:20]}"
+    boto3.client("s3", endpoint_url=moto_endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
+                 region_name="us-east-1").create_bucket(Bucket=bucket)
+    zoo, _ = init_store(f"s3://{bucket}/zoo", storage_options=moto_options(moto_endpoint))
+    data = DATA[: 1 << 20]
+    publish(zoo, "m", "1.0.0", [write_dir(tmp_path / "src", {"w.bin": data})], arch="any", check=False)
+    blob = Digest.of(data)
+    assert zoo.blobs.read_range(blob, 0, 10) == data[:10]   # the parent's client is in use
+    status = _in_child(lambda: zoo.blobs.read_range(blob, 5, 50) == data[5:50], timeout=20)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, \
+        f"the forked child hung or failed (wait status {status})"
+    assert zoo.blobs.read_range(blob, 0, 100) == data[:100]

@@ -80,7 +80,7 @@ from botocore import exceptions as botoexc
 from zoostore.storage.backends.base import (Backend, Capabilities, ObjectInfo, Versioned, flag_option,
                                             single_writer_option)
 from zoostore.storage.backends.retry import RetryPolicy, notice_retry
-from zoostore.core import cancel
+from zoostore.core import cancel, forks
 from zoostore.core.errors import ConflictError, ObjectNotFoundError, RemoteError, UsageError
 from zoostore.storage.backends.s3_errors import error_of, fatal_error, is_not_found, is_transient, retry_after
 
@@ -140,12 +140,31 @@ class S3Backend(Backend):
             self.capabilities = Capabilities(fresh_listing=False)
         self.retry = RetryPolicy.from_options(options)
         self.endpoint = _endpoint(options)
-        self._fs = s3fs.S3FileSystem(**_client_options(options))
-        self._fs.retries = 1  # s3fs's own retry loop (a class attribute): one attempt, ours retries
+        self._client_options = _client_options(options)
         #: What the conditional-write probe found (None until the first conditional write).
         self.cas_report: str | None = None
         self._quoted_if_match = False
+        self.start_over()
+        forks.start_over_after_fork(self)
+
+    def start_over(self) -> None:
+        """A client of its own: at creation, and in a forked child (s3fs refuses to run there:
+        its event loop thread and connections are the parent's). Made on first use: in a child,
+        after fsspec's own fork handler has dropped the parent's event loop."""
+        self._client: s3fs.S3FileSystem | None = None
+        self._client_lock = threading.Lock()
         self._probe_lock = threading.Lock()
+
+    @property
+    def _fs(self) -> s3fs.S3FileSystem:
+        client = self._client
+        if client is None:
+            with self._client_lock:
+                if self._client is None:
+                    self._client = s3fs.S3FileSystem(**self._client_options)
+                    self._client.retries = 1  # s3fs's own retry loop: one attempt, ours retries
+                client = self._client
+        return client
 
     # -- plumbing --------------------------------------------------------------------------
 

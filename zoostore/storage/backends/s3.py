@@ -7,8 +7,8 @@
 
 How the calls are made: every operation is a coroutine that calls the S3 API through
 `S3FileSystem._call_s3` (s3fs's request path: credentials, region) and runs on s3fs's event-loop
-thread via `fsspec.asyn.sync`. Calling the API directly, rather than `fs.pipe_file(...)`, is what
-gives us the conditional-write headers and the response (ETag, status code) that the contract
+thread via `_run` (which cancels a request on Ctrl-C). Calling the API directly, rather than
+`fs.pipe_file(...)`, is what gives us the conditional-write headers and the response (ETag, status code) that the contract
 needs. s3fs turns a `ClientError` into a builtin (`FileExistsError` for a failed If-None-Match,
 `OSError` otherwise) and keeps the original as `__cause__`; `_error` reads the S3 error code and
 HTTP status from there.
@@ -63,17 +63,17 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import concurrent.futures
 import itertools
 import os
 import re
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
-import fsspec.asyn
 import s3fs
 from botocore import exceptions as botoexc
 
@@ -84,6 +84,7 @@ from zoostore.core import cancel
 from zoostore.core.errors import ConflictError, ObjectNotFoundError, RemoteError, UsageError
 from zoostore.storage.backends.s3_errors import error_of, fatal_error, is_not_found, is_transient, retry_after
 
+_STOP_POLL = 0.1  # seconds between checks for a stop request while a request runs
 T = TypeVar("T")
 #: A syntactically valid ETag that no object has (MD5 of nothing is d41d8cd9..., not this).
 _WRONG_ETAG = "0" * 32
@@ -95,7 +96,7 @@ _CONFLICT_ATTEMPTS = 8
 def _client_options(options: dict[str, Any]) -> dict[str, Any]:
     """s3fs options with zoostore's defaults: our retries only, `timeout` for botocore."""
     options = {"skip_instance_cache": True, **options}
-    options.pop("asynchronous", None)  # we drive the loop ourselves through fsspec.asyn.sync
+    options.pop("asynchronous", None)  # we drive the loop ourselves (S3Backend._run)
     config = dict(options.get("config_kwargs") or {})
     config.setdefault("retries", {"total_max_attempts": 1, "mode": "standard"})
     timeout = options.pop("timeout", None)
@@ -149,8 +150,22 @@ class S3Backend(Backend):
 
     # -- plumbing --------------------------------------------------------------------------
 
-    def _run(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
-        return fsspec.asyn.sync(self._fs.loop, fn, *args, **kwargs)  # type: ignore[no-any-return]
+    def _run(self, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any, **kwargs: Any) -> T:
+        """Run a coroutine on s3fs's loop and wait for it, like fsspec.asyn.sync, but cancel it
+        as soon as a stop is requested (Ctrl-C, core.cancel) or this thread is interrupted: a
+        request to a stalled server would otherwise hold the worker, and the pool joining it,
+        for a whole read timeout and its retries."""
+        future = asyncio.run_coroutine_threadsafe(fn(*args, **kwargs), self._fs.loop)
+        try:
+            for _ in itertools.count():  # bounded by the request's own timeouts and retry budget
+                done, _pending = concurrent.futures.wait((future,), timeout=_STOP_POLL)
+                if done:
+                    return future.result()
+                cancel.check()
+        except BaseException:
+            future.cancel()
+            raise
+        raise AssertionError("unreachable")
 
     async def _retrying(self, attempt_fn: Callable[[], Awaitable[T]]) -> T:
         """Run one request (a fresh coroutine per attempt) under the retry policy."""

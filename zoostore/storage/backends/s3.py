@@ -8,8 +8,8 @@
 How the calls are made: every operation is a coroutine that calls the S3 API through
 `S3FileSystem._call_s3` (s3fs's request path: credentials, region) and runs on s3fs's event-loop
 thread via `_run` (which cancels a request on Ctrl-C). Calling the API directly, rather than
-`fs.pipe_file(...)`, is what gives us the conditional-write headers and the response (ETag, status code) that the contract
-needs. s3fs turns a `ClientError` into a builtin (`FileExistsError` for a failed If-None-Match,
+`fs.pipe_file(...)`, is what gives us the conditional-write headers and the response (ETag,
+status code) that the contract needs. s3fs turns a `ClientError` into a builtin (`FileExistsError` for a failed If-None-Match,
 `OSError` otherwise) and keeps the original as `__cause__`; `_error` reads the S3 error code and
 HTTP status from there.
 

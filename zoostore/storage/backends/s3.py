@@ -85,6 +85,8 @@ from zoostore.core.errors import ConflictError, ObjectNotFoundError, RemoteError
 from zoostore.storage.backends.s3_errors import error_of, fatal_error, is_not_found, is_transient, retry_after
 
 _STOP_POLL = 0.1  # seconds between checks for a stop request while a request runs
+#: What botocore accepts as a bucket name (ARNs of access points aside).
+_BUCKET = re.compile(r"[a-zA-Z0-9.\-_]{1,255}")
 T = TypeVar("T")
 #: A syntactically valid ETag that no object has (MD5 of nothing is d41d8cd9..., not this).
 _WRONG_ETAG = "0" * 32
@@ -129,6 +131,10 @@ class S3Backend(Backend):
         bucket, _, prefix = rest.partition("/")
         if not sep or not bucket:
             raise UsageError(f"store URL {url!r} names no bucket: expected s3://BUCKET[/PREFIX]")
+        if not _BUCKET.fullmatch(bucket):  # botocore refuses it too, but as a bare ParamValidationError
+            raise UsageError(f"store URL {url!r}: {bucket!r} is not a valid bucket name (letters, digits, '.', "
+                             "'-' and '_' only; AWS: 3-63 lowercase letters, digits, '.' and '-'): check the URL "
+                             "for a typo or stray spaces")
         prefix = prefix.strip("/")
         self.bucket = bucket
         self.prefix = prefix + "/" if prefix else ""

@@ -52,3 +52,17 @@ def test_an_invalid_bucket_name_is_a_usage_error_naming_it(url: str, capsys: pyt
     assert main(["ls", url, "--store-option", "endpoint_url=http://127.0.0.1:9", "--store-option", "anon=true"]) == 2
     err = capsys.readouterr().err
     assert "is not a valid bucket name" in err and "internal error" not in err, err
+
+
+@pytest.mark.parametrize("where", ["option", "environment"])
+def test_an_endpoint_without_its_scheme_is_a_usage_error_saying_what_to_write(
+        where: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("s3fs")
+    args = ["ls", "s3://zoo/models", "--store-option", "anon=true"]
+    if where == "option":
+        args += ["--store-option", "endpoint_url=127.0.0.1:9000"]
+    else:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", "127.0.0.1:9000")
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "did you mean 'http://127.0.0.1:9000'" in err and "internal error" not in err, err

@@ -147,6 +147,10 @@ class S3Backend(Backend):
             self.capabilities = Capabilities(fresh_listing=False)
         self.retry = RetryPolicy.from_options(options)
         self.endpoint = _endpoint(options)
+        if self.endpoint != "AWS S3" and not re.match(r"https?://", self.endpoint, re.IGNORECASE):
+            raise UsageError(f"the S3 endpoint {self.endpoint!r} for {self.url} is not an http:// or https:// URL "
+                             f"(botocore: 'Invalid endpoint'): did you mean 'http://{self.endpoint}' or 'https://"
+                             f"{self.endpoint}'? Set the storage option endpoint_url or AWS_ENDPOINT_URL(_S3) to it")
         self._fs = s3fs.S3FileSystem(**_client_options(options))
         self._fs.retries = 1  # s3fs's own retry loop (a class attribute): one attempt, ours retries
         #: What the conditional-write probe found (None until the first conditional write).

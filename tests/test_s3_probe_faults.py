@@ -42,3 +42,27 @@ def test_a_lost_answer_to_the_probes_if_match_put_is_not_taken_for_a_refusal(mot
         assert proxy.stats.faults["reset"] == 1
     assert isinstance(backend, S3Backend)
     assert backend.cas_report is not None and backend.cas_report.startswith("honours"), backend.cas_report
+
+
+def test_a_probe_put_that_keeps_failing_is_a_remote_error_not_a_verdict_on_the_server(moto_endpoint: str) -> None:
+    import boto3
+    import pytest
+
+    from zoostore.core.errors import RemoteError
+
+    bucket = f"probe-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                 aws_secret_access_key="testing").create_bucket(Bucket=bucket)
+    # Both attempts of the probe's first (plain) PUT answer 503: there is no object, and the
+    # If-None-Match: * PUT that follows succeeded, read as "it overwrote an existing object".
+    faults = Faults(status_5xx=1.0, status_codes=(503,), methods=frozenset({"PUT"}), max_faults=2)
+    with FaultProxy(moto_endpoint, faults) as proxy:
+        backend = open_backend(f"s3://{bucket}/zoo", storage_options={
+            "key": "testing", "secret": "testing", "max_attempts": 2,
+            "client_kwargs": {"endpoint_url": proxy.url, "region_name": "us-east-1"}})
+        assert isinstance(backend, S3Backend)
+        with pytest.raises(RemoteError, match="gave up after 2 attempt"):
+            backend.probe_cas()
+        assert backend.cas_report is None  # no verdict: the next conditional write checks again
+        assert backend.put_if_absent("manifests/m.toml", b"m") is True
+    assert backend.cas_report is not None and backend.cas_report.startswith("honours"), backend.cas_report

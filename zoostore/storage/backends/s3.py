@@ -410,6 +410,8 @@ class S3Backend(Backend):
         async def put(body: bytes, **condition: str) -> tuple[int, str]:
             try:
                 response = await self._call("put_object", Key=key, Body=body, **condition)
+            except RemoteError:  # the retry budget spent on a flaky network: no answer, not a refusal
+                raise
             except Exception as e:
                 status = error_of(e)[1]
                 if not status:
@@ -417,7 +419,8 @@ class S3Backend(Backend):
                 return status, ""
             return 200, str(response["ETag"])
 
-        _, etag = await put(b"zoostore conditional-write probe 1")
+        response = await self._call("put_object", Key=key, Body=b"zoostore conditional-write probe 1")
+        etag = str(response["ETag"])  # (a failed plain PUT raises: the checks below need the object)
         try:
             status, _ = await put(b"2", IfNoneMatch="*")
             if status == 200:

@@ -66,3 +66,21 @@ def test_a_probe_put_that_keeps_failing_is_a_remote_error_not_a_verdict_on_the_s
         assert backend.cas_report is None  # no verdict: the next conditional write checks again
         assert backend.put_if_absent("manifests/m.toml", b"m") is True
     assert backend.cas_report is not None and backend.cas_report.startswith("honours"), backend.cas_report
+
+
+def test_the_retry_notice_names_the_status_and_s3_error_code(moto_endpoint: str) -> None:
+    import boto3
+    import pytest
+
+    bucket = f"notice-{uuid.uuid4().hex[:12]}"
+    client = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                          aws_secret_access_key="testing")
+    client.create_bucket(Bucket=bucket)
+    client.put_object(Bucket=bucket, Key="zoo/x", Body=b"x")
+    faults = Faults(status_5xx=1.0, status_codes=(503,), s3_slowdown=True, methods=frozenset({"GET"}), max_faults=1)
+    with FaultProxy(moto_endpoint, faults) as proxy:
+        backend = open_backend(f"s3://{bucket}/zoo", storage_options={
+            "key": "testing", "secret": "testing",
+            "client_kwargs": {"endpoint_url": proxy.url, "region_name": "us-east-1"}})
+        with pytest.warns(UserWarning, match=r"failed \(HTTP 503 SlowDown\); retrying with backoff"):
+            assert backend.get("x") == b"x"

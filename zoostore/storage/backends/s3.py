@@ -9,9 +9,9 @@ How the calls are made: every operation is a coroutine that calls the S3 API thr
 `S3FileSystem._call_s3` (s3fs's request path: credentials, region) and runs on s3fs's event-loop
 thread via `_run` (which cancels a request on Ctrl-C). Calling the API directly, rather than
 `fs.pipe_file(...)`, is what gives us the conditional-write headers and the response (ETag,
-status code) that the contract needs. s3fs turns a `ClientError` into a builtin (`FileExistsError` for a failed If-None-Match,
-`OSError` otherwise) and keeps the original as `__cause__`; `_error` reads the S3 error code and
-HTTP status from there.
+status code) that the contract needs. s3fs turns a `ClientError` into a builtin
+(`FileExistsError` for a failed If-None-Match, `OSError` otherwise) and keeps the original as
+`__cause__`; `_error` reads the S3 error code and HTTP status from there.
 
 Retries: one layer, ours (`retry.RetryPolicy`: exponential backoff with full jitter, bounded in
 attempts and seconds; storage options `max_attempts`, `retry_deadline`, `timeout`). It retries
@@ -200,7 +200,9 @@ class S3Backend(Backend):
                         f"{type(e).__name__}: {last}. Check that the endpoint is up and reachable, or "
                         "raise max_attempts / retry_deadline (docs/remote-stores.md)"
                     ) from e
-                notice_retry(self.url, f"S3 request to {self.endpoint} failed ({type(e).__name__})", self.retry)
+                code, status = error_of(e)  # "HTTP 503 SlowDown" says more than "OSError"
+                what = f"HTTP {status}" + (f" {code}" if code and code != str(status) else "") if status else ""
+                notice_retry(self.url, f"S3 request to {self.endpoint} failed ({what or type(e).__name__})", self.retry)
                 await asyncio.sleep(wait)
         raise AssertionError("unreachable")
 

@@ -161,21 +161,17 @@ class S3Backend(Backend):
     # -- plumbing --------------------------------------------------------------------------
 
     def _run(self, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any, **kwargs: Any) -> T:
-        """Run a coroutine on s3fs's loop and wait for it, like fsspec.asyn.sync, but cancel it
-        as soon as a stop is requested (Ctrl-C, core.cancel) or this thread is interrupted: a
-        request to a stalled server would otherwise hold the worker, and the pool joining it,
-        for a whole read timeout and its retries."""
+        """Run a coroutine on s3fs's loop, like fsspec.asyn.sync, but cancel it once a stop is
+        requested (Ctrl-C, core.cancel): a stalled request would hold its worker, and the pool
+        joining it, for a whole read timeout and its retries."""
         future = asyncio.run_coroutine_threadsafe(fn(*args, **kwargs), self._fs.loop)
         try:
-            for _ in itertools.count():  # bounded by the request's own timeouts and retry budget
-                done, _pending = concurrent.futures.wait((future,), timeout=_STOP_POLL)
-                if done:
-                    return future.result()
+            while not concurrent.futures.wait((future,), timeout=_STOP_POLL).done:  # ends with the request
                 cancel.check()
         except BaseException:
             future.cancel()
             raise
-        raise AssertionError("unreachable")
+        return future.result()
 
     async def _retrying(self, attempt_fn: Callable[[], Awaitable[T]]) -> T:
         """Run one request (a fresh coroutine per attempt) under the retry policy."""

@@ -131,7 +131,7 @@ def test_the_documented_timeout_defaults_are_the_ones_in_effect() -> None:
     import s3fs
 
     from zoostore.storage.backends.http import HttpBackend
-    from zoostore.storage.backends.s3 import _client_options
+    from zoostore.storage.backends.s3_config import client_options as _client_options
 
     doc = (Path(__file__).parent.parent / "docs" / "remote-stores.md").read_text()
     row = next(line for line in doc.splitlines() if line.startswith("| `timeout`"))

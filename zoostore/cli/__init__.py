@@ -15,7 +15,7 @@ import os
 import sys
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import NoReturn
 
 from zoostore.core import errors
@@ -204,6 +204,30 @@ def _store_options(args: argparse.Namespace) -> contextlib.AbstractContextManage
     return cli_options(parse_option_pairs(args.store_option))
 
 
+@contextlib.contextmanager
+def _stop_workers_on_sigint() -> Iterator[None]:
+    """Ctrl-C sets core.cancel's flag in the signal handler itself, so every worker thread stops
+    its request at once (S3 requests poll the flag) instead of after the main thread's
+    KeyboardInterrupt has unwound to a pool's join, which waited out a stalled request."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    from zoostore.core import cancel
+
+    def stop(signum: int, frame: object) -> None:
+        cancel.request()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
     if not getattr(args, "func", None):
@@ -211,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     debug = args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
-        with warnings.catch_warnings(), _store_options(args):
+        with warnings.catch_warnings(), _store_options(args), _stop_workers_on_sigint():
             # Library warnings (a broken stale lock, ...) read like the CLI's own, without a source line.
             warnings.showwarning = lambda message, *_, **__: print(f"zoostore: warning: {message}", file=sys.stderr)
             return int(args.func(args) or 0)

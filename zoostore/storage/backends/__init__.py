@@ -68,6 +68,8 @@ def open_backend(url_or_path: str, *, storage_options: dict[str, Any] | None = N
             "http": "http", "https": "http"}.get(scheme, "generic")
     options = for_backend(kind, storage_options, default_options, scheme=scheme)
 
+    if not scheme:
+        _not_a_mistyped_url(url_or_path)
     if scheme in ("", "file", "local"):
         from zoostore.storage.backends.local import LocalBackend
 
@@ -108,6 +110,19 @@ def open_backend(url_or_path: str, *, storage_options: dict[str, Any] | None = N
 #: URL scheme -> (the package fsspec needs for it, the zoostore extra that installs it).
 _EXTRAS = {"gs": ("gcsfs", "gcs"), "gcs": ("gcsfs", "gcs"), "az": ("adlfs", "azure"), "abfs": ("adlfs", "azure"),
            "abfss": ("adlfs", "azure")}
+
+
+#: A relative path that starts like a URL with a slip in its '://' (s3:/b/p, s3:b/p, s3//b/p):
+#: opened as a local folder it would be a store named 's3:' next to the user, silently.
+_MISTYPED = re.compile(r"(s3|s3a|gs|gcs|az|abfs|abfss|https?)(?::/?(?!/)|//)(.*)", re.IGNORECASE)
+
+
+def _not_a_mistyped_url(path: str) -> None:
+    match = _MISTYPED.fullmatch(path)
+    if match:
+        meant = f"{match.group(1).lower()}://{match.group(2).lstrip('/')}"
+        raise UsageError(f"store location {path!r} looks like a mistyped URL: did you mean {meant!r}? (a URL needs "
+                         f"'://'; for a local folder of that name write ./{path})")
 
 
 def _known_protocol(scheme: str, url: str) -> None:

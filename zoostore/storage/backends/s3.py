@@ -7,11 +7,11 @@
 
 How the calls are made: every operation is a coroutine that calls the S3 API through
 `S3FileSystem._call_s3` (s3fs's request path: credentials, region) and runs on s3fs's event-loop
-thread via `fsspec.asyn.sync`. Calling the API directly, rather than `fs.pipe_file(...)`, is what
-gives us the conditional-write headers and the response (ETag, status code) that the contract
-needs. s3fs turns a `ClientError` into a builtin (`FileExistsError` for a failed If-None-Match,
-`OSError` otherwise) and keeps the original as `__cause__`; `_error` reads the S3 error code and
-HTTP status from there.
+thread via `_run` (which cancels a request on Ctrl-C). Calling the API directly, rather than
+`fs.pipe_file(...)`, is what gives us the conditional-write headers and the response (ETag,
+status code) that the contract needs. s3fs turns a `ClientError` into a builtin
+(`FileExistsError` for a failed If-None-Match, `OSError` otherwise) and keeps the original as
+`__cause__`; `_error` reads the S3 error code and HTTP status from there.
 
 Retries: one layer, ours (`retry.RetryPolicy`: exponential backoff with full jitter, bounded in
 attempts and seconds; storage options `max_attempts`, `retry_deadline`, `timeout`). It retries
@@ -63,17 +63,16 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import concurrent.futures
 import itertools
-import os
 import re
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
-import fsspec.asyn
 import s3fs
 from botocore import exceptions as botoexc
 
@@ -81,9 +80,11 @@ from zoostore.storage.backends.base import (Backend, Capabilities, ObjectInfo, V
                                             single_writer_option)
 from zoostore.storage.backends.retry import RetryPolicy, notice_retry
 from zoostore.core import cancel, forks
-from zoostore.core.errors import ConflictError, ObjectNotFoundError, RemoteError, UsageError
+from zoostore.core.errors import ConflictError, ObjectNotFoundError, RemoteError
+from zoostore.storage.backends.s3_config import client_options, endpoint, split_url
 from zoostore.storage.backends.s3_errors import error_of, fatal_error, is_not_found, is_transient, retry_after
 
+_STOP_POLL = 0.1  # seconds between checks for a stop request while a request runs
 T = TypeVar("T")
 #: A syntactically valid ETag that no object has (MD5 of nothing is d41d8cd9..., not this).
 _WRONG_ETAG = "0" * 32
@@ -92,30 +93,6 @@ _WRONG_ETAG = "0" * 32
 DELETE_BATCH = 1000
 #: Attempts on 409 ConditionalRequestConflict (or a 500 on put_if_absent) before giving up.
 _CONFLICT_ATTEMPTS = 8
-def _client_options(options: dict[str, Any]) -> dict[str, Any]:
-    """s3fs options with zoostore's defaults: our retries only, `timeout` for botocore."""
-    options = {"skip_instance_cache": True, **options}
-    options.pop("asynchronous", None)  # we drive the loop ourselves through fsspec.asyn.sync
-    config = dict(options.get("config_kwargs") or {})
-    config.setdefault("retries", {"total_max_attempts": 1, "mode": "standard"})
-    timeout = options.pop("timeout", None)
-    if timeout is not None:
-        config.setdefault("connect_timeout", float(timeout))
-        config.setdefault("read_timeout", float(timeout))
-    options["config_kwargs"] = config
-    return options
-
-
-def _endpoint(options: dict[str, Any]) -> str:
-    return str(
-        options.get("endpoint_url")
-        or (options.get("client_kwargs") or {}).get("endpoint_url")
-        or os.environ.get("AWS_ENDPOINT_URL_S3")
-        or os.environ.get("AWS_ENDPOINT_URL")
-        or "AWS S3"
-    )
-
-
 class S3Backend(Backend):
     """A `Backend` over `s3://bucket/prefix`. `storage_options` go to `s3fs.S3FileSystem`
     (with `skip_instance_cache=True` unless given, so backends never share hidden state), except
@@ -124,10 +101,7 @@ class S3Backend(Backend):
     capabilities = Capabilities(fresh_listing=True)
 
     def __init__(self, url: str, *, storage_options: dict[str, Any] | None = None) -> None:
-        scheme, sep, rest = url.partition("://")
-        bucket, _, prefix = rest.partition("/")
-        if not sep or not bucket:
-            raise UsageError(f"store URL {url!r} names no bucket: expected s3://BUCKET[/PREFIX]")
+        scheme, bucket, prefix = split_url(url)
         prefix = prefix.strip("/")
         self.bucket = bucket
         self.prefix = prefix + "/" if prefix else ""
@@ -139,8 +113,8 @@ class S3Backend(Backend):
             # HEAD before deleting it instead of trusting a listing (docs/remote-stores.md).
             self.capabilities = Capabilities(fresh_listing=False)
         self.retry = RetryPolicy.from_options(options)
-        self.endpoint = _endpoint(options)
-        self._client_options = _client_options(options)
+        self.endpoint = endpoint(options, url=self.url)
+        self._client_options = client_options(options)
         #: What the conditional-write probe found (None until the first conditional write).
         self.cas_report: str | None = None
         self._quoted_if_match = False
@@ -168,8 +142,18 @@ class S3Backend(Backend):
 
     # -- plumbing --------------------------------------------------------------------------
 
-    def _run(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
-        return fsspec.asyn.sync(self._fs.loop, fn, *args, **kwargs)  # type: ignore[no-any-return]
+    def _run(self, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any, **kwargs: Any) -> T:
+        """Run a coroutine on s3fs's loop, like fsspec.asyn.sync, but cancel it once a stop is
+        requested (Ctrl-C, core.cancel): a stalled request would hold its worker, and the pool
+        joining it, for a whole read timeout and its retries."""
+        future = asyncio.run_coroutine_threadsafe(fn(*args, **kwargs), self._fs.loop)
+        try:
+            while not concurrent.futures.wait((future,), timeout=_STOP_POLL).done:  # ends with the request
+                cancel.check()
+        except BaseException:
+            future.cancel()
+            raise
+        return future.result()
 
     async def _retrying(self, attempt_fn: Callable[[], Awaitable[T]]) -> T:
         """Run one request (a fresh coroutine per attempt) under the retry policy."""
@@ -194,7 +178,9 @@ class S3Backend(Backend):
                         f"{type(e).__name__}: {last}. Check that the endpoint is up and reachable, or "
                         "raise max_attempts / retry_deadline (docs/remote-stores.md)"
                     ) from e
-                notice_retry(self.url, f"S3 request to {self.endpoint} failed ({type(e).__name__})", self.retry)
+                code, status = error_of(e)  # "HTTP 503 SlowDown" says more than "OSError"
+                what = f"HTTP {status}" + (f" {code}" if code and code != str(status) else "") if status else ""
+                notice_retry(self.url, f"S3 request to {self.endpoint} failed ({what or type(e).__name__})", self.retry)
                 await asyncio.sleep(wait)
         raise AssertionError("unreachable")
 
@@ -392,11 +378,20 @@ class S3Backend(Backend):
 
     async def _probe(self) -> tuple[bool, bool, str]:
         """(honours both conditions, If-Match wants quoted ETags, what was seen)."""
-        key = self._full(f"tmp/cas-probe-{uuid.uuid4().hex}")
+        name = f"tmp/cas-probe-{uuid.uuid4().hex}"
+        key = self._full(name)
+
+        async def landed(body: bytes) -> bool:
+            """Whether the probe holds `body`: a conditional PUT whose answer was lost (a reset,
+            a truncated response) and that was retried answers 412, its first attempt having
+            changed the ETag; that is the server honouring If-Match, not refusing it."""
+            return (await self._read_body(name))[0] == body
 
         async def put(body: bytes, **condition: str) -> tuple[int, str]:
             try:
                 response = await self._call("put_object", Key=key, Body=body, **condition)
+            except RemoteError:  # the retry budget spent on a flaky network: no answer, not a refusal
+                raise
             except Exception as e:
                 status = error_of(e)[1]
                 if not status:
@@ -404,7 +399,8 @@ class S3Backend(Backend):
                 return status, ""
             return 200, str(response["ETag"])
 
-        _, etag = await put(b"zoostore conditional-write probe 1")
+        response = await self._call("put_object", Key=key, Body=b"zoostore conditional-write probe 1")
+        etag = str(response["ETag"])  # (a failed plain PUT raises: the checks below need the object)
         try:
             status, _ = await put(b"2", IfNoneMatch="*")
             if status == 200:
@@ -413,10 +409,10 @@ class S3Backend(Backend):
             if status == 200:
                 return False, False, "it replaced an object despite If-Match with a wrong ETag"
             status, _ = await put(b"4", IfMatch=etag.strip('"'))
-            if status == 200:
+            if status == 200 or await landed(b"4"):
                 return True, False, "honours If-None-Match: * and If-Match (bare ETags)"
             status, _ = await put(b"5", IfMatch=f'"{etag.strip(chr(34))}"')
-            if status == 200:
+            if status == 200 or await landed(b"5"):
                 return True, True, "honours If-None-Match: * and If-Match (quoted ETags)"
             return False, False, (
                 f"it refused If-Match with the object's current ETag, bare and quoted (HTTP {status})"

@@ -57,6 +57,23 @@ def test_init_writes_the_index_of_an_older_store(http_store: Any, tmp_path: Path
     assert open_store(http_store.url).models() == ["net", "other"]
 
 
+def test_a_publish_heals_an_index_that_a_failed_first_publish_left_without_its_model(tmp_path: Path) -> None:
+    """The first publish of a model writes its manifest, then adds it to the index; when the
+    index update fails (a lock held past lock_wait: LockTimeoutError, exit 7), running the same
+    publish again uploads nothing and must still add the model, as must the next version."""
+    zoo, _ = init_store(tmp_path / "store")
+    net = src(tmp_path, "n1")
+    publish(zoo, "net", "1.0.0", [net], check=False)
+    publish(zoo, "other", "1.0.0", [src(tmp_path, "o1")], check=False)
+    index = tmp_path / "store" / INDEX_KEY
+    index.write_text(render_index(["other"]).decode())   # as the failed update left it
+    publish(zoo, "net", "1.0.0", [net], check=False)   # the re-run: unchanged
+    assert parse_index(index.read_text(), where="i") == ["net", "other"]
+    index.write_text(render_index(["other"]).decode())
+    publish(zoo, "net", "1.1.0", [src(tmp_path, "n2")], check=False)
+    assert parse_index(index.read_text(), where="i") == ["net", "other"]
+
+
 def test_index_format_is_a_promise(tmp_path: Path) -> None:
     assert render_index(["b", "a", "a"]).decode().endswith('format = 1\nmodels = [\n    "a",\n    "b",\n]\n')
     with pytest.raises(NewerFormatError, match="upgrade zoostore"):

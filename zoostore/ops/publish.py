@@ -147,6 +147,7 @@ class PublishPlan:
         if self.unchanged:
             if self.tags:
                 self.store.update_manifest(self.model, self._tag_change, current=self.base)
+            self.store.refresh_index(add=self.model)   # see commit()
             return self._result()
         self.upload(progress)
         return self.commit()
@@ -196,6 +197,10 @@ class PublishPlan:
         self._confirm_stored()
         release = replace(self.release, published=now_utc())
         self.store.update_manifest(self.model, lambda m: self._change(m, release), current=self.base)
+        # One read when the index lists the model already; it heals an index that a first publish
+        # left without it (its index update failed after the manifest was written: a lock held
+        # past lock_wait), which readers that cannot list (HTTPS mirrors) rely on.
+        self.store.refresh_index(add=self.model)
         return self._result()
 
     def _missing(self) -> dict[Digest, list[str]]:

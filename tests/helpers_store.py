@@ -3,6 +3,7 @@ project whose zoo.toml pins it."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -40,3 +41,19 @@ def project_dir(tmp_path: Path, name: str = "project", *, models: Mapping[str, s
     arch_list = ", ".join(f'"{a}"' for a in archs)
     (p / "zoo.toml").write_text(f'store = "{store}"\narchs = [{arch_list}]\n[models]\n{pins}')
     return p
+
+
+def flip_a_bit(path: Path) -> None:
+    """Damage a file in place the way a stray write would, then set its mtime back: size and
+    mtime are unchanged, only ctime (which no user call can restore) moves."""
+    st = path.stat()
+    os.chmod(path, 0o644)
+    with open(path, "r+b") as f:
+        f.seek(1000)
+        byte = f.read(1)[0]
+        f.seek(1000)
+        f.write(bytes([byte ^ 0x10]))
+    os.chmod(path, st.st_mode & 0o777)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_size, after.st_mtime_ns, after.st_ino) == (st.st_size, st.st_mtime_ns, st.st_ino)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import zoostore.ops.sync_fill
-from helpers_store import project_dir, published_store
+from helpers_store import flip_a_bit, project_dir, published_store
 
 from zoostore.cli import main as cli
 from zoostore.core.digest import hash_file
@@ -179,16 +179,6 @@ def test_cache_info_skips_a_file_a_concurrent_prune_removes(
     monkeypatch.setattr(Path, "iterdir", listed_then_removed)
     assert cli(["cache", "info", "--json"]) == 0
     assert '"blobs": 2' in capsys.readouterr().out
-
-
-def flip_a_bit(path: Path) -> None:
-    os.chmod(path, 0o644)
-    with open(path, "r+b") as f:
-        f.seek(100)
-        byte = f.read(1)[0]
-        f.seek(100)
-        f.write(bytes([byte ^ 1]))
-    os.chmod(path, 0o444)
 
 
 def test_cache_verify_after_a_restore_drops_a_damaged_file_then_reports_all_intact(

@@ -12,7 +12,7 @@ import pytest
 
 import zoostore
 import zoostore.storage.cache
-from helpers_store import project_dir, published_store, write_dir
+from helpers_store import flip_a_bit, project_dir, published_store, write_dir
 
 from zoostore.cli import main as cli
 from zoostore.core.digest import Digest, hash_file
@@ -44,22 +44,6 @@ def weights_blob(zoo: Store) -> Digest:
 
 def labels_blob(zoo: Store) -> Digest:
     return zoo.resolve("m", "1.0.0", arch="x86_64").files["labels.txt"].blob
-
-
-def flip_a_bit(path: Path) -> None:
-    """Damage a file in place the way a stray write would, then set its mtime back: size and
-    mtime are unchanged, only ctime (which no user call can restore) moves."""
-    st = path.stat()
-    os.chmod(path, 0o644)
-    with open(path, "r+b") as f:
-        f.seek(1000)
-        byte = f.read(1)[0]
-        f.seek(1000)
-        f.write(bytes([byte ^ 0x10]))
-    os.chmod(path, st.st_mode & 0o777)
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
-    after = path.stat()
-    assert (after.st_size, after.st_mtime_ns, after.st_ino) == (st.st_size, st.st_mtime_ns, st.st_ino)
 
 
 def count_hashes(monkeypatch: pytest.MonkeyPatch) -> list[Path]:

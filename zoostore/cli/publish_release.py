@@ -13,6 +13,7 @@ from zoostore.cli.publish import QUIET, add_version_options, onnx_checker, parse
 from zoostore.core.errors import CheckFailedError, DescriptorError, FormatError, ImmutableError, ZooError
 
 if TYPE_CHECKING:
+    from zoostore.ops.prehash import Prehash
     from zoostore.ops.publish import PublishPlan, PublishResult
     from zoostore.repository import Store
 
@@ -75,6 +76,23 @@ def model_dirs(items: list[str]) -> list[tuple[str, Path]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from zoostore.ops.prehash import Prehash
+
+    # First, before the imports below (zoostore.ops.prehash): hashing starts on the idle core.
+    prehash = Prehash([_folder(item) for item in args.dirs], follow_symlinks=args.follow_symlinks).start()
+    try:
+        return _run(args, prehash)
+    finally:
+        prehash.stop()
+
+
+def _folder(item: str) -> str:
+    """The directory a DIR or MODEL=DIR argument names, as `model_dirs` reads it (unchecked)."""
+    name, sep, rest = item.partition("=")
+    return rest if sep and not os.path.exists(item) and "/" not in name else item
+
+
+def _run(args: argparse.Namespace, prehash: Prehash) -> int:
     from zoostore.core.semver import parse_version
     from zoostore.ops.release import check_release, execute_release
     from zoostore.repository import open_store
@@ -84,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
     parse_version(args.version)
     zoo = open_store(args.store)
     progress = TerminalProgress.for_args(args)
-    plans = _plan_all(zoo, args, progress)
+    plans = _plan_all(zoo, args, progress, prehash)
+    prehash.stop()   # every file is hashed: nothing more for it to do during the upload
     check_release(plans)
     hidden = [f"{p.model}/{h}" for p in plans for h in p.skipped_hidden]
     if hidden and not args.quiet:
@@ -128,7 +147,8 @@ def run(args: argparse.Namespace) -> int:
 Refusal = ImmutableError | CheckFailedError | FormatError
 
 
-def _plan_all(zoo: Store, args: argparse.Namespace, progress: TerminalProgress) -> list[PublishPlan]:
+def _plan_all(zoo: Store, args: argparse.Namespace, progress: TerminalProgress,
+              prehash: Prehash | None = None) -> list[PublishPlan]:
     """Every model's plan; a model refused (a conflict with what is published, a failed ONNX
     check, an invalid model.toml or definition.yaml) does not stop the planning of the others,
     so one run names every refused model."""
@@ -144,7 +164,7 @@ def _plan_all(zoo: Store, args: argparse.Namespace, progress: TerminalProgress) 
         try:
             plans.append(plan_publish(zoo, model, args.version, [folder], arch=args.arch, tags=args.tag, meta=meta,
                                       requires=requires, check=check, progress=progress, new_arch=args.new_arch,
-                                      follow_symlinks=args.follow_symlinks))
+                                      follow_symlinks=args.follow_symlinks, prehash=prehash))
         except (ImmutableError, CheckFailedError, FormatError) as exc:
             refused.append((model, exc))
     if len(refused) > 1:

@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from zoostore.core import semver
 from zoostore.core.digest import Digest, hash_file
@@ -55,6 +55,9 @@ from zoostore.storage.writer import PutResult
 from zoostore.storage.pack import pack_key
 from zoostore.storage.recipe import ChunkRef, blob_key
 from zoostore.storage.writer import FileStamp, Hashed
+
+if TYPE_CHECKING:
+    from zoostore.ops.prehash import Prehash
 
 #: Dedup source: the chunks of this many most recent versions of the same model.
 DEDUP_VERSIONS = 8
@@ -357,14 +360,17 @@ def edit_meta(store: Store, model: str, version: str, changes: Mapping[str, Any]
 
 
 def _hash_files(files: Mapping[str, Path], stamps: Mapping[str, FileStamp], progress: Progress,
-                task: str) -> dict[str, FileEntry]:
-    """Each file's blob id, with a progress bar over their bytes (a large release hashes for a while)."""
+                task: str, prehash: Prehash | None = None) -> dict[str, FileEntry]:
+    """Each file's blob id, with a progress bar over their bytes (a large release hashes for a
+    while); taken from `prehash` where it hashed the file as its stamp still says."""
     progress.start(task, sum(s.size for s in stamps.values()))
     try:
         entries = {}
         for rel, path in files.items():
-            entries[rel] = FileEntry(hash_file(path), stamps[rel].size)
-            progress.advance(task, stamps[rel].size)
+            s = stamps[rel]
+            found = prehash.take(path, (s.size, s.mtime_ns, s.inode)) if prehash is not None else None
+            entries[rel] = FileEntry(found or hash_file(path), s.size)
+            progress.advance(task, s.size)
         return entries
     finally:
         progress.done(task)
@@ -394,10 +400,12 @@ def plan_publish(
     progress: Progress | None = None,
     new_arch: bool = False,
     follow_symlinks: bool = False,
+    prehash: Prehash | None = None,
 ) -> PublishPlan:
     """Decide what publishing `paths` as `model@version` for `arch` does; change nothing.
     `check` (e.g. the ONNX check) sees every local file before anything is hashed; a mapping
-    it returns is merged into the version's metadata, under the explicit `meta`."""
+    it returns is merged into the version's metadata, under the explicit `meta`. `prehash`
+    (zoostore.ops.prehash) may hold the files' hashes already."""
     progress = progress or NullProgress()
     started = time.monotonic()
     arch = _check_request(store, model, version, arch, tags, new_arch)
@@ -419,7 +427,7 @@ def plan_publish(
         if isinstance(found, Mapping):  # what the check learnt (ONNX metadata); explicit --meta wins
             version_meta = {**found, **version_meta}
     stamps = {rel: FileStamp.of(p) for rel, p in files.items()}  # before hashing (upload checks them)
-    entries = _hash_files(files, stamps, progress, f"hash {model}")
+    entries = _hash_files(files, stamps, progress, f"hash {model}", prehash)
     release = Release(model=model, version=version, published=now_utc(), files={arch: entries},
                       requires=all_requires, meta=version_meta)
     if current is not None:

@@ -1,0 +1,134 @@
+"""Hashing a publish's files on a background thread while the interpreter is still importing.
+
+`zoostore publish` and `publish-release` spend their first 50-60 ms importing the store, the
+writer, the codecs and the chunker, on one core, before the plan hashes every file (BLAKE3,
+which releases the GIL) with the other core idle. `Prehash` starts at the command's first
+line: one thread walks the given paths as `collect_files` does and hashes each regular file
+while the imports run, and the plan takes each hash it finds (`take`), or hashes the file itself.
+
+A hash is used only for the file it was taken of: the thread keys it by device and inode and
+keeps the stat it took before hashing (size, mtime, inode: `FileStamp`); the plan uses it
+only when its own stamp, also taken before hashing, is the same. That is the promise the plan
+makes anyway (the writer checks the stamp again after chunking). The plan and the thread
+never hash one file twice: a file the thread has not reached is the plan's (the thread skips
+it), and a file the thread is hashing is waited for. Nothing here decides what is published:
+a file the thread hashed and the plan never asks for (a name the plan refuses, a hidden one)
+cost only CPU, and the plan hashes whatever the thread missed.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator, Sequence
+
+import blake3
+
+from zoostore.core.digest import Digest
+
+#: A key's state: being hashed by the thread, claimed by the plan, or (stamp, digest).
+_BUSY, _MINE = "busy", "mine"
+Stamp = tuple[int, int, int]  # size, mtime_ns, inode (zoostore.storage.writer.FileStamp)
+
+
+class Prehash:
+    """See the module docstring. `start()` begins hashing; `take` answers per file; `stop()`
+    ends the thread early (it is a daemon: an exiting command does not wait for it)."""
+
+    def __init__(self, paths: Sequence[str | os.PathLike[str]], *, follow_symlinks: bool = False) -> None:
+        self.paths = [os.fspath(p) for p in paths]
+        self.follow = follow_symlinks
+        self._state: dict[tuple[int, int], str | tuple[Stamp, Digest]] = {}
+        self._cond = threading.Condition()
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="zoo-prehash", daemon=True)
+        self.hashed = 0  # files the thread hashed (for tests and the benchmark notes)
+
+    def start(self) -> Prehash:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Hash no further file (the one being hashed is finished), and end the thread."""
+        with self._cond:
+            self._stop = True
+        self._thread.join()
+
+    def wait(self) -> None:
+        """Until the thread has hashed every file it will."""
+        self._thread.join()
+
+    def take(self, path: str | os.PathLike[str], stamp: Stamp) -> Digest | None:
+        """The thread's hash of `path` when it hashed the file as `stamp` says it is now (waiting
+        while it hashes it); None otherwise, and the thread then leaves the file alone."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None   # the plan's own read says what is wrong
+        key = (st.st_dev, st.st_ino)
+        with self._cond:
+            while self._state.get(key) == _BUSY:
+                self._cond.wait()
+            found = self._state.setdefault(key, _MINE)
+        if isinstance(found, tuple) and found[0] == stamp:
+            return found[1]
+        return None
+
+    def _run(self) -> None:
+        try:
+            for path in self._files():
+                if not self._hash(path):
+                    return
+        except OSError:
+            pass   # a directory that vanished or cannot be read: the plan says so
+        finally:
+            with self._cond:   # nothing stays busy, whatever stopped the thread
+                for key, state in self._state.items():
+                    if state == _BUSY:
+                        self._state[key] = _MINE
+                self._cond.notify_all()
+
+    def _hash(self, path: str) -> bool:
+        """Hash one file unless the plan claimed it; False once stopped."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return True
+        key = (st.st_dev, st.st_ino)
+        with self._cond:
+            if self._stop:
+                return False
+            if key in self._state:
+                return True
+            self._state[key] = _BUSY
+        result: str | tuple[Stamp, Digest] = _MINE
+        try:
+            hasher = blake3.blake3()   # one thread: the other core is importing meanwhile
+            if st.st_size:
+                hasher.update_mmap(path)
+            result = ((st.st_size, st.st_mtime_ns, st.st_ino), Digest(hasher.hexdigest()))
+            self.hashed += 1
+        except OSError:
+            pass
+        finally:
+            with self._cond:
+                self._state[key] = result
+                self._cond.notify_all()
+        return True
+
+    def _files(self) -> Iterator[str]:
+        """Regular files under the paths, in `collect_files`' order (hidden names skipped)."""
+        for top in self.paths:
+            if not os.path.isdir(top):
+                if os.path.isfile(top):
+                    yield top
+                continue
+            for root, dirs, files in os.walk(top, followlinks=self.follow):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for name in sorted(files):
+                    full = os.path.join(root, name)
+                    if not name.startswith(".") and (self.follow or not os.path.islink(full)):
+                        yield full
+
+
+__all__ = ["Prehash"]

@@ -113,3 +113,14 @@ def test_publish_release_hashes_each_file_once_through_the_cli(tmp_path: Path, m
     store = open_store(tmp_path / "store")
     assert store.blobs.read_range(hash_file(a / "w.bin"), 0, 1 << 20) == (a / "w.bin").read_bytes()
     assert store.models() == ["alpha", "b"]
+
+
+def test_publish_takes_the_threads_hashes_through_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    init_store(tmp_path / "store")
+    src = write_dir(tmp_path / "m", {"w.bin": os.urandom(200_000), "cfg.json": "{}"})
+    taken: list[bool] = []
+    take = Prehash.take
+    monkeypatch.setattr(Prehash, "take", lambda self, path, st: taken.append(True) or take(self, path, st))
+    assert main(["publish", str(tmp_path / "store"), "net", "1.0.0", str(src), "-q"]) == 0
+    assert len(taken) == 2
+    assert open_store(tmp_path / "store").blobs.read_range(hash_file(src / "w.bin"), 0, 1 << 20) == (src / "w.bin").read_bytes()

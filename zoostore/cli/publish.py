@@ -13,6 +13,7 @@ from zoostore.cli._ui import TerminalProgress, add_json, add_quiet, human_bytes,
 if TYPE_CHECKING:
     from zoostore.core.progress import Progress
     from zoostore.documents.manifest import FileEntry
+    from zoostore.ops.prehash import Prehash
     from zoostore.ops.publish import Checker, PublishPlan, PublishResult
 
 
@@ -101,6 +102,17 @@ def onnx_checker(args: argparse.Namespace, progress: Progress) -> Checker:
 
 
 def run(args: argparse.Namespace) -> int:
+    from zoostore.ops.prehash import Prehash
+
+    # First, before the imports below: hashing starts on the idle core (zoostore.ops.prehash).
+    prehash = Prehash(args.paths, follow_symlinks=args.follow_symlinks).start()
+    try:
+        return _run(args, prehash)
+    finally:
+        prehash.stop()
+
+
+def _run(args: argparse.Namespace, prehash: Prehash) -> int:
     from zoostore.ops.publish import plan_publish
     from zoostore.repository import open_store
 
@@ -111,8 +123,9 @@ def run(args: argparse.Namespace) -> int:
         meta=parse_pairs(args.meta, "--meta", toml_values=True),
         requires=parse_pairs(args.requires, "--requires", toml_values=False),
         summary=args.summary, check=None if args.no_check else onnx_checker(args, progress), progress=progress,
-        new_arch=args.new_arch, follow_symlinks=args.follow_symlinks,
+        new_arch=args.new_arch, follow_symlinks=args.follow_symlinks, prehash=prehash,
     )
+    prehash.stop()   # every file is hashed: nothing more for it to do during the upload
     if plan.skipped_hidden and not args.quiet:
         from zoostore.ops.publish_inputs import hidden_note
 

@@ -83,8 +83,7 @@ def test_a_file_the_plan_claims_first_is_left_to_it(tmp_path: Path) -> None:
 def test_missing_paths_and_a_stopped_thread_leave_everything_to_the_plan(tmp_path: Path) -> None:
     src = write_dir(tmp_path / "m", {"a.bin": b"a" * 5000})
     pre = Prehash([tmp_path / "nowhere", src])
-    with pre._cond:   # stopped before it hashed anything
-        pre._stop = True
+    pre.stop()   # before it hashed anything
     pre.start()
     pre.wait()
     assert pre.hashed == 0

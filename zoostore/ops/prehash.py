@@ -33,7 +33,7 @@ Stamp = tuple[int, int, int]  # size, mtime_ns, inode (zoostore.storage.writer.F
 
 class Prehash:
     """See the module docstring. `start()` begins hashing; `take` answers per file; `stop()`
-    ends the thread early (it is a daemon: an exiting command does not wait for it)."""
+    ends the thread after the file it is hashing (a daemon: an exiting command does not wait)."""
 
     def __init__(self, paths: Sequence[str | os.PathLike[str]], *, follow_symlinks: bool = False) -> None:
         self.paths = [os.fspath(p) for p in paths]
@@ -49,10 +49,10 @@ class Prehash:
         return self
 
     def stop(self) -> None:
-        """Hash no further file (the one being hashed is finished), and end the thread."""
+        """Hash no further file. Not waited for: the file being hashed is finished (a daemon
+        thread: a failed or interrupted command exits without waiting for a large file)."""
         with self._cond:
             self._stop = True
-        self._thread.join()
 
     def wait(self) -> None:
         """Until the thread has hashed every file it will."""

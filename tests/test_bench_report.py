@@ -58,3 +58,19 @@ def test_report_writes_markdown_and_plots(tmp_path: Path, monkeypatch: pytest.Mo
     if report._plt() is not None:
         assert (tmp_path / "img" / "first-sync.png").stat().st_size > 0
         assert "img/first-sync.png" in text
+
+
+def test_the_report_names_the_machines_the_results_ran_on_not_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    def machine(cpu: str) -> dict[str, str]:
+        return {"cpu": cpu, "memory": "24 GiB RAM", "os": "Linux 6", "python": "3.11.7", "libraries": "blake3 1",
+                "load": "1.0, 1.0, 1.0"}
+
+    monkeypatch.setattr(common, "machine", lambda: machine("the machine writing the report"))
+    one = {"release": {"command": "python bench/bench_release.py", "started": "t1", "machine": machine("Intel Xeon")},
+           "sync": {"command": "python bench/bench_sync.py", "started": "t2", "machine": machine("Intel Xeon")}}
+    text = report.machine_markdown(one) + report.runs_markdown(one)
+    assert "Machine: Intel Xeon, 24 GiB RAM" in text and "writing the report" not in text
+    two = {**one, "gc": {"command": "python bench/bench_gc.py", "started": "t3", "machine": machine("AMD EPYC")}}
+    assert "2 different machines" in report.machine_markdown(two)
+    runs = report.runs_markdown(two).splitlines()
+    assert "AMD EPYC" in runs[2] and "Intel Xeon" in runs[0]

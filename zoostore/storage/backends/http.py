@@ -50,7 +50,7 @@ import blake3
 import urllib3
 
 from zoostore.storage.backends.base import Backend, Capabilities, ObjectInfo, Versioned
-from zoostore.storage.backends.retry import RETRY_STATUSES, RetryPolicy, notice_retry
+from zoostore.storage.backends.retry import RETRY_STATUSES, RetryPolicy, notice_retry, unreachable
 from zoostore.core import cancel, forks
 from zoostore.core.errors import AccessDeniedError, ObjectNotFoundError, ReadOnlyError, RemoteError
 
@@ -81,6 +81,12 @@ def _content_range_start(value: str | None) -> int | None:
         return None
     first = value[len("bytes ") :].split("-", 1)[0]
     return int(first) if first.isdigit() else None
+
+
+def _origin(url: str) -> str:
+    """scheme://host[:port] of a URL, as an error names the server."""
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _retry_after(headers: Headers) -> float | None:
@@ -223,8 +229,12 @@ class HttpBackend(Backend):
             try:
                 status, answer, body = self._once(url, method, headers)
             except _PERMANENT as e:
-                raise RemoteError(f"{method} {url} failed: {e}") from e
+                raise RemoteError(f"{method} {url} failed: "
+                                  f"{unreachable(e, _origin(url), ca_variable='SSL_CERT_FILE') or e}") from e
             except _TRANSIENT as e:
+                why = unreachable(e, _origin(url), ca_variable="SSL_CERT_FILE")
+                if why is not None:
+                    raise RemoteError(f"{method} {url} failed: {why}") from e
                 wait = self.retry.next_delay(attempt, started)
                 if wait is None:
                     raise self._gave_up(method, url, attempt, f"{type(e).__name__}: {e}") from e

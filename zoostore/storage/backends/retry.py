@@ -96,6 +96,34 @@ class RetryPolicy:
         return f"{self.max_attempts} attempts within {self.deadline:g} s"
 
 
+def unreachable(exc: BaseException, endpoint: str, *, ca_variable: str, url_hint: str = "the URL") -> str | None:
+    """Why `endpoint` cannot be reached however often a request is retried, from the causes of
+    `exc`: its host name does not exist (the resolver's "no such name"; a resolver that is down
+    is transient) or its TLS certificate does not verify. None for anything else. `ca_variable`
+    is the environment variable that names a certificate authority for this client; `url_hint`
+    says where the host name was given."""
+    import socket  # only after a failure: neither is on every command's start-up
+    import ssl
+
+    no_such_name = {getattr(socket, n) for n in ("EAI_NONAME", "EAI_NODATA") if hasattr(socket, n)}
+    seen: BaseException | None = exc
+    for _ in range(16):
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            # aiohttp's own subclass keeps the ssl module's error as `certificate_error`
+            reason = (getattr(seen, "verify_message", None)
+                      or getattr(getattr(seen, "certificate_error", None), "verify_message", None) or seen)
+            return (f"the TLS certificate of {endpoint} does not verify ({reason}); "
+                    f"retrying cannot change that. If the server's certificate comes from your own "
+                    f"certificate authority, set {ca_variable} to that authority's PEM file; check that "
+                    f"{url_hint} names the host the certificate was issued for")
+        if isinstance(seen, socket.gaierror) and seen.errno in no_such_name:
+            return (f"the host name of {endpoint} does not resolve ({seen.strerror}); retrying cannot "
+                    f"change that: check {url_hint} for a typo, and this machine's DNS")
+        seen = seen.__cause__ or seen.__context__
+    return None
+
 _noticed: set[str] = set()
 _noticed_lock = threading.Lock()
 

@@ -11,8 +11,8 @@ import asyncio
 import s3fs
 from botocore import exceptions as botoexc
 
-from zoostore.core.errors import AccessDeniedError, StoreNotFoundError
-from zoostore.storage.backends.retry import RETRY_CODES, RETRY_STATUSES
+from zoostore.core.errors import AccessDeniedError, RemoteError, StoreNotFoundError
+from zoostore.storage.backends.retry import RETRY_CODES, RETRY_STATUSES, unreachable
 
 #: Exceptions that mean "the request or its body did not get through": retried.
 _TRANSIENT = tuple(getattr(s3fs.core, "S3_RETRYABLE_ERRORS", ())) + (
@@ -45,7 +45,13 @@ def is_not_found(exc: BaseException) -> bool:
     return code != "NoSuchBucket" and (status == 404 or code in ("NoSuchKey", "NotFound", "404"))
 
 
+#: The variable botocore reads a certificate authority bundle from.
+CA_VARIABLE = "AWS_CA_BUNDLE"
+
+
 def is_transient(exc: BaseException) -> bool:
+    if unreachable(exc, "", ca_variable=CA_VARIABLE) is not None:
+        return False   # no such host, or a certificate that does not verify: `fatal_error` says which
     code, status = error_of(exc)
     if status in RETRY_STATUSES or code in RETRY_CODES:
         return True
@@ -71,7 +77,8 @@ def retry_after(exc: BaseException) -> float | None:
 
 def fatal_error(exc: BaseException, *, url: str, endpoint: str, bucket: str) -> Exception | None:
     """The error a user can act on, for failures retrying cannot fix: credentials missing,
-    unknown or refused, permission denied, the bucket missing. None for anything else."""
+    unknown or refused, permission denied, the bucket missing, an endpoint whose host name does
+    not exist or whose certificate does not verify. None for anything else."""
     where = f"{url} at {endpoint}"
     creds = ("set AWS_PROFILE (a profile of ~/.aws/config) or AWS_ACCESS_KEY_ID and "
              "AWS_SECRET_ACCESS_KEY, or use anon=true for a public bucket (docs/remote-stores.md)")
@@ -80,6 +87,10 @@ def fatal_error(exc: BaseException, *, url: str, endpoint: str, bucket: str) -> 
     if isinstance(exc, botoexc.ProfileNotFound):
         return AccessDeniedError(f"{exc} (store {where}): check AWS_PROFILE or the store option "
                                  "'profile', and the profiles in ~/.aws/config and ~/.aws/credentials")
+    why = unreachable(exc, endpoint, ca_variable=CA_VARIABLE,
+                      url_hint="the endpoint URL (storage option endpoint_url, or AWS_ENDPOINT_URL)")
+    if why is not None:
+        return RemoteError(f"{url}: {why}")
     code, status = error_of(exc)
     if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken",
                 "TokenRefreshRequired"):

@@ -4,13 +4,16 @@ the file it was taken of, unchanged since; no file is hashed twice; the CLI publ
 from __future__ import annotations
 
 import os
+import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import blake3
 import pytest
 from helpers_store import write_dir
 
+import zoostore.ops.prehash
 import zoostore.ops.publish
 from zoostore.cli import main
 from zoostore.core.digest import hash_file
@@ -100,15 +103,15 @@ def test_publish_release_hashes_each_file_once_through_the_cli(tmp_path: Path, m
     take = Prehash.take
 
     def spy(self: Prehash, path: Any, st: tuple[int, int, int]) -> Any:
+        self.wait()   # the thread first: then it must have hashed every file, MODEL=DIR ones too
         found = take(self, path, st)
         taken.append(f"{Path(path).name}:{found is not None}")
         return found
 
     monkeypatch.setattr(Prehash, "take", spy)
     assert main(["publish-release", str(tmp_path / "store"), "1.0.0", str(a), f"b={b}", "-q"]) == 0
-    # every file hashed once in all: by the thread (taken) or by the plan (counted)
-    assert sorted(taken) == sorted(f"{n}:{n not in calls}" for n in ("w.bin", "w2.bin"))
-    assert all(n == 1 for n in calls.values())
+    assert sorted(taken) == ["w.bin:True", "w2.bin:True"]
+    assert not calls   # and the plan hashed nothing itself
     store = open_store(tmp_path / "store")
     assert store.blobs.read_range(hash_file(a / "w.bin"), 0, 1 << 20) == (a / "w.bin").read_bytes()
     assert store.models() == ["alpha", "b"]
@@ -119,7 +122,114 @@ def test_publish_takes_the_threads_hashes_through_the_cli(tmp_path: Path, monkey
     src = write_dir(tmp_path / "m", {"w.bin": os.urandom(200_000), "cfg.json": "{}"})
     taken: list[bool] = []
     take = Prehash.take
-    monkeypatch.setattr(Prehash, "take", lambda self, path, st: taken.append(True) or take(self, path, st))
+
+    def spy(self: Prehash, path: Any, st: tuple[int, int, int]) -> Any:
+        self.wait()
+        found = take(self, path, st)
+        taken.append(found is not None)
+        return found
+
+    monkeypatch.setattr(Prehash, "take", spy)
+    calls = counted_hashes(monkeypatch)
     assert main(["publish", str(tmp_path / "store"), "net", "1.0.0", str(src), "-q"]) == 0
-    assert len(taken) == 2
+    assert taken == [True, True] and not calls
     assert open_store(tmp_path / "store").blobs.read_range(hash_file(src / "w.bin"), 0, 1 << 20) == (src / "w.bin").read_bytes()
+
+
+class _Hasher:
+    """blake3.blake3 whose first update waits for `gate` (and says so on `started`), or runs
+    `before` first: to hold the thread inside one file's hash."""
+
+    def __init__(self, gate: threading.Event | None = None, started: threading.Event | None = None,
+                 before: Any = None) -> None:
+        self.gate, self.started, self.before = gate, started, before
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        real = blake3.blake3(*args, **kwargs)
+        gate, started, before = self.gate, self.started, self.before
+
+        class Held:
+            def update(self, data: Any) -> Any:
+                if started is not None:
+                    started.set()
+                if gate is not None:
+                    gate.wait(10)
+                if before is not None:
+                    before()
+                return real.update(data)
+
+            def update_mmap(self, path: Any) -> Any:   # the same hooks for a read by path
+                if started is not None:
+                    started.set()
+                if gate is not None:
+                    gate.wait(10)
+                if before is not None:
+                    before()
+                return real.update_mmap(path)
+
+            def hexdigest(self) -> str:
+                return real.hexdigest()
+
+        return Held()
+
+
+def held(monkeypatch: pytest.MonkeyPatch, hasher: _Hasher) -> None:
+    hasher.AUTO = blake3.blake3.AUTO  # type: ignore[attr-defined]
+    monkeypatch.setattr(zoostore.ops.prehash, "blake3", type("Blake3", (), {"blake3": hasher}))
+
+
+def test_the_plan_waits_for_the_file_the_thread_is_hashing_and_takes_its_hash(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = write_dir(tmp_path / "m", {"a.bin": os.urandom(100_000)})
+    gate, started = threading.Event(), threading.Event()
+    held(monkeypatch, _Hasher(gate, started))
+    pre = Prehash([src]).start()
+    assert started.wait(10)
+    got: list[Any] = []
+    plan = threading.Thread(target=lambda: got.append(pre.take(src / "a.bin", stamp(src / "a.bin"))))
+    plan.start()
+    plan.join(0.3)
+    assert plan.is_alive() and not got   # waiting, not hashing the file a second time
+    gate.set()
+    plan.join(10)
+    assert got == [hash_file(src / "a.bin")] and pre.hashed == 1
+
+
+def test_a_path_replaced_while_the_thread_reads_it_does_not_lend_its_hash_to_a_hard_link(
+        zoo: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """a.bin and z.bin are one inode (bytes A). a.bin is replaced by an atomic rename (N, same
+    size) after the thread opened it: the hash kept for that inode is A's, and z.bin, still that
+    inode with that stamp, is published with A's id (review of s15)."""
+    old, new = b"A" * 100_000, b"N" * 100_000
+    src = write_dir(tmp_path / "m", {"a.bin": old})
+    os.link(src / "a.bin", src / "z.bin")
+    (tmp_path / "new.bin").write_bytes(new)
+    held(monkeypatch, _Hasher(before=lambda: (tmp_path / "new.bin").exists()
+                              and os.replace(tmp_path / "new.bin", src / "a.bin")))
+    pre = Prehash([src]).start()
+    pre.wait()
+    assert (src / "a.bin").read_bytes() == new   # replaced while the thread hashed it
+    plan = plan_publish(zoo, "net", "1.0.0", [src], prehash=pre)
+    assert plan.entries["z.bin"].blob == hash_file(src / "z.bin")
+    plan.execute()
+    assert open_store(zoo.url).blobs.read_range(plan.entries["z.bin"].blob, 0, 1 << 20) == old
+
+
+def test_a_same_size_rewrite_with_a_new_mtime_is_not_taken(tmp_path: Path) -> None:
+    src = write_dir(tmp_path / "m", {"a.bin": b"x" * 5000})
+    pre = Prehash([src]).start()
+    pre.wait()
+    (src / "a.bin").write_bytes(b"y" * 5000)   # same size, same inode
+    st = os.stat(src / "a.bin")
+    os.utime(src / "a.bin", ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    assert pre.take(src / "a.bin", stamp(src / "a.bin")) is None
+
+
+def test_links_out_of_the_folder_are_hashed_only_when_followed(tmp_path: Path) -> None:
+    outside = write_dir(tmp_path / "elsewhere", {"w.bin": b"w" * 5000})
+    src = write_dir(tmp_path / "m", {"a.bin": b"a" * 5000})
+    (src / "link.bin").symlink_to(outside / "w.bin")
+    for follow, found in ((False, None), (True, hash_file(outside / "w.bin"))):
+        pre = Prehash([src], follow_symlinks=follow).start()
+        pre.wait()
+        assert pre.take(src / "link.bin", stamp(src / "link.bin")) == found

@@ -6,9 +6,10 @@ which releases the GIL) with the other core idle. `Prehash` starts at the comman
 line: one thread walks the given paths as `collect_files` does and hashes each regular file
 while the imports run, and the plan takes each hash it finds (`take`), or hashes the file itself.
 
-A hash is used only for the file it was taken of: the thread keys it by device and inode and
-keeps the stat it took before hashing (size, mtime, inode: `FileStamp`); the plan uses it
-only when its own stamp, also taken before hashing, is the same. That is the promise the plan
+A hash is used only for the file it was taken of: the thread opens each file once, keys the
+hash by that descriptor's device and inode and keeps its stat from before hashing (size, mtime,
+inode: `FileStamp`); the plan uses it only when its own stamp, also taken before hashing, is
+the same. That is the promise the plan
 makes anyway (the writer checks the stamp again after chunking). The plan and the thread
 never hash one file twice: a file the thread has not reached is the plan's (the thread skips
 it), and a file the thread is hashing is waited for. Nothing here decides what is published:
@@ -18,7 +19,9 @@ cost only CPU, and the plan hashes whatever the thread missed.
 
 from __future__ import annotations
 
+import mmap
 import os
+import stat
 import threading
 from collections.abc import Iterator, Sequence
 
@@ -79,8 +82,8 @@ class Prehash:
             for path in self._files():
                 if not self._hash(path):
                     return
-        except OSError:
-            pass   # a directory that vanished or cannot be read: the plan says so
+        except Exception:   # a directory that vanished or cannot be read: the plan says so; the
+            pass            # thread only saves time, so nothing it meets may fail the command
         finally:
             with self._cond:   # nothing stays busy, whatever stopped the thread
                 for key, state in self._state.items():
@@ -89,32 +92,43 @@ class Prehash:
                 self._cond.notify_all()
 
     def _hash(self, path: str) -> bool:
-        """Hash one file unless the plan claimed it; False once stopped."""
+        """Hash one file unless the plan claimed it; False once stopped. The file is opened once:
+        its key and stamp come from that descriptor and its bytes are read through it, so a path
+        replaced meanwhile (an editor's or a build's atomic rename) never lends its new bytes'
+        hash to the old inode, which a hard link or a renamed path may still publish."""
         try:
-            st = os.stat(path)
+            if not stat.S_ISREG(os.stat(path).st_mode):
+                return True
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))   # a FIFO swapped in never blocks
         except OSError:
             return True
-        key = (st.st_dev, st.st_ino)
-        with self._cond:
-            if self._stop:
-                return False
-            if key in self._state:
-                return True
-            self._state[key] = _BUSY
-        result: str | tuple[Stamp, Digest] = _MINE
         try:
-            hasher = blake3.blake3()   # one thread: the other core is importing meanwhile
-            if st.st_size:
-                hasher.update_mmap(path)
-            result = ((st.st_size, st.st_mtime_ns, st.st_ino), Digest(hasher.hexdigest()))
-            self.hashed += 1
-        except OSError:
-            pass
-        finally:
+            st = os.fstat(fd)
+            key = (st.st_dev, st.st_ino)
             with self._cond:
-                self._state[key] = result
-                self._cond.notify_all()
-        return True
+                if self._stop:
+                    return False
+                if key in self._state or not stat.S_ISREG(st.st_mode):
+                    return True
+                self._state[key] = _BUSY
+            result: str | tuple[Stamp, Digest] = _MINE
+            try:
+                # All cores for a large file (the plan waits for it); a small one stays on one.
+                hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+                if st.st_size:
+                    with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mapped:
+                        hasher.update(mapped)
+                result = ((st.st_size, st.st_mtime_ns, st.st_ino), Digest(hasher.hexdigest()))
+                self.hashed += 1
+            except (OSError, ValueError):
+                pass   # unreadable, or emptied meanwhile (mmap of 0 bytes): the plan says what is wrong
+            finally:
+                with self._cond:
+                    self._state[key] = result
+                    self._cond.notify_all()
+            return True
+        finally:
+            os.close(fd)
 
     def _files(self) -> Iterator[str]:
         """Regular files under the paths, in `collect_files`' order (hidden names skipped)."""

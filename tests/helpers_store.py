@@ -4,8 +4,16 @@ project whose zoo.toml pins it."""
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
+
+import pytest
+
+import zoostore.ops.publish
+import zoostore.storage.writer
+from zoostore.core.digest import hash_file
 
 from zoostore.documents.store_config import StoreConfig
 from zoostore.ops.publish import publish
@@ -57,3 +65,17 @@ def flip_a_bit(path: Path) -> None:
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
     after = path.stat()
     assert (after.st_size, after.st_mtime_ns, after.st_ino) == (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def count_hashes(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """Count, by file name, the whole-file hashes a publish computes itself (the plan's and the
+    writer's `hash_file`)."""
+    calls: Counter[str] = Counter()
+
+    def counted(path: Any) -> Any:
+        calls[Path(path).name] += 1
+        return hash_file(path)
+
+    monkeypatch.setattr(zoostore.ops.publish, "hash_file", counted)
+    monkeypatch.setattr(zoostore.storage.writer, "hash_file", counted)
+    return calls

@@ -6,13 +6,11 @@ from __future__ import annotations
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
+from helpers_store import count_hashes
 
-import zoostore.ops.publish
-import zoostore.storage.writer
 from zoostore.core.digest import hash_file
 from zoostore.core.errors import UsageError
 from zoostore.documents.store_config import StoreConfig
@@ -33,18 +31,6 @@ def weights_file(path: Path, seed: int, n: int = 200_000) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     np.random.default_rng(seed).normal(0, 0.05, n).astype(np.float32).tofile(path)
     return path
-
-
-def count_hashes(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
-    calls: Counter[str] = Counter()
-
-    def counted(path: Any) -> Any:
-        calls[Path(path).name] += 1
-        return hash_file(path)
-
-    monkeypatch.setattr(zoostore.ops.publish, "hash_file", counted)
-    monkeypatch.setattr(zoostore.storage.writer, "hash_file", counted)
-    return calls
 
 
 def test_publish_hashes_each_file_once(zoo: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,10 +11,9 @@ from typing import Any
 
 import blake3
 import pytest
-from helpers_store import write_dir
+from helpers_store import count_hashes, write_dir
 
 import zoostore.ops.prehash
-import zoostore.ops.publish
 from zoostore.cli import main
 from zoostore.core.digest import hash_file
 from zoostore.ops.prehash import Prehash
@@ -32,17 +31,6 @@ def zoo(tmp_path: Path) -> Store:
 def stamp(path: Path) -> tuple[int, int, int]:
     s = FileStamp.of(path)
     return (s.size, s.mtime_ns, s.inode)
-
-
-def counted_hashes(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
-    calls: Counter[str] = Counter()
-
-    def counted(path: Any) -> Any:
-        calls[Path(path).name] += 1
-        return hash_file(path)
-
-    monkeypatch.setattr(zoostore.ops.publish, "hash_file", counted)
-    return calls
 
 
 def test_the_thread_hashes_the_files_collect_files_publishes_and_take_returns_their_ids(tmp_path: Path) -> None:
@@ -63,7 +51,7 @@ def test_a_file_changed_after_its_hash_is_not_taken_and_the_plan_hashes_it(zoo: 
     pre.wait()
     (src / "a.bin").write_bytes(b"new!" * 1000)   # another size: another stamp
     assert pre.take(src / "a.bin", stamp(src / "a.bin")) is None
-    calls = counted_hashes(monkeypatch)
+    calls = count_hashes(monkeypatch)
     plan = plan_publish(zoo, "net", "1.0.0", [src], prehash=pre)
     assert calls == Counter({"a.bin": 1})   # b.bin's hash came from the thread
     assert {rel: e.blob for rel, e in plan.entries.items()} == {"a.bin": hash_file(src / "a.bin"),
@@ -98,7 +86,7 @@ def test_publish_release_hashes_each_file_once_through_the_cli(tmp_path: Path, m
     init_store(tmp_path / "store")
     a = write_dir(tmp_path / "rel" / "alpha", {"w.bin": os.urandom(200_000)})
     b = write_dir(tmp_path / "rel" / "beta", {"w2.bin": os.urandom(100_000)})
-    calls = counted_hashes(monkeypatch)
+    calls = count_hashes(monkeypatch)
     taken: list[str] = []
     take = Prehash.take
 
@@ -130,7 +118,7 @@ def test_publish_takes_the_threads_hashes_through_the_cli(tmp_path: Path, monkey
         return found
 
     monkeypatch.setattr(Prehash, "take", spy)
-    calls = counted_hashes(monkeypatch)
+    calls = count_hashes(monkeypatch)
     assert main(["publish", str(tmp_path / "store"), "net", "1.0.0", str(src), "-q"]) == 0
     assert taken == [True, True] and not calls
     assert open_store(tmp_path / "store").blobs.read_range(hash_file(src / "w.bin"), 0, 1 << 20) == (src / "w.bin").read_bytes()
@@ -148,23 +136,21 @@ class _Hasher:
         real = blake3.blake3(*args, **kwargs)
         gate, started, before = self.gate, self.started, self.before
 
+        def hooks() -> None:
+            if started is not None:
+                started.set()
+            if gate is not None:
+                gate.wait(10)
+            if before is not None:
+                before()
+
         class Held:
             def update(self, data: Any) -> Any:
-                if started is not None:
-                    started.set()
-                if gate is not None:
-                    gate.wait(10)
-                if before is not None:
-                    before()
+                hooks()
                 return real.update(data)
 
             def update_mmap(self, path: Any) -> Any:   # the same hooks for a read by path
-                if started is not None:
-                    started.set()
-                if gate is not None:
-                    gate.wait(10)
-                if before is not None:
-                    before()
+                hooks()
                 return real.update_mmap(path)
 
             def hexdigest(self) -> str:

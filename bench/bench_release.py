@@ -285,6 +285,53 @@ def local_peers(b: Bench, work: Path, r1: wheels.Release, r2: wheels.Release) ->
     c.rmtree(a)
 
 
+def paired(b: Bench, work: Path, r1: wheels.Release, rounds: int) -> None:
+    """The two time targets again, each tool alternating with its peer round by round: zoostore
+    publish with `tar | zstd -1 -T0`, zoostore's first sync with `rsync -a`. The blocks above run
+    each tool n times in a row, so a machine that slows down for a minute (shared cores) moves
+    one tool's median and not the other's; here a slow minute slows both. The report takes its
+    verdict on these two targets from these pairs (metrics `*_paired_*`)."""
+    from bench_sync import write_project
+
+    work.mkdir(parents=True, exist_ok=True)
+    env = {**c.python_env(), "ZOOSTORE_CACHE": str(work / "cache")}
+    store, proj, z, tzst = work / "store", work / "project", work / "z", work / "r1.tar.zst"
+    models = [str(r1.root / m) for m in r1.models()]
+    publish = c.python_cmd("-m", "zoostore", "publish-release", str(store), "1.0.0", *models,
+                           "--arch", platform.machine(), "--no-check", "--json", "-q")
+    tar = bash(f"tar -C {q(r1.root)} -cf - . | zstd -1 -T0 -q -f -o {q(tzst)}")
+    sync = c.python_cmd("-m", "zoostore", "sync", "--locked", "--json")
+    rsync = ["rsync", "-a", f"{r1.root}/", f"{z}/"]
+
+    def new_store() -> None:
+        c.rmtree(store)
+        c.run(c.python_cmd("-m", "zoostore", "init", str(store)), env=env)
+
+    times: dict[tuple[str, str], list[float]] = {}
+    c.log(f"== local: publish and first sync alternating with their peers, {rounds} rounds")
+    for _ in range(rounds):
+        new_store()
+        times.setdefault(("ingest", "zoostore publish"), []).append(c.run(publish, env=env).seconds)
+        tzst.unlink(missing_ok=True)
+        times.setdefault(("ingest", "tar | zstd -1 -T0"), []).append(c.run(tar).seconds)
+    if not proj.exists():
+        write_project(proj, store, r1.models())
+        c.run(c.python_cmd("-m", "zoostore", "lock"), cwd=proj, env=env)
+    for _ in range(rounds):
+        fresh(work / "cache", proj / "models")()
+        times.setdefault(("first_sync", "zoostore sync"), []).append(c.run(sync, cwd=proj, env=env).seconds)
+        fresh(z)()
+        times.setdefault(("first_sync", "rsync -a"), []).append(c.run(rsync).seconds)
+    for (step, tool), secs in times.items():
+        c.log(f"   local    {step}_paired {tool:32} median {sorted(secs)[len(secs) // 2] * 1000:8,.0f} ms")
+        b.add(f"{step}_paired_s", tool, secs, "s", "local")
+        if step == "ingest":
+            b.add(f"{step}_paired_mbps", tool, [r1.size / s / c.MB for s in secs], "MB/s", "local")
+    for p in (store, proj, z, work / "cache"):
+        c.rmtree(p)
+    tzst.unlink(missing_ok=True)
+
+
 def casync_side(b: Bench, work: Path, r1: wheels.Release, r2: wheels.Release) -> None:
     store, idx1, idx2, z = work / "castr", work / "r1.caidx", work / "r2.caidx", work / "ca-dst"
     make = ["casync", "make", "--compression=zstd", f"--store={store}"]
@@ -386,6 +433,7 @@ def main(argv: list[str] | None = None) -> int:
                     restic_side(b, backend, work / backend, r1, r2, server)
                 if backend == "local":
                     local_peers(b, work / "local", r1, r2)
+                    paired(b, work / "local" / "paired", r1, args.repeat + 2)
                     if c.have("casync"):
                         casync_side(b, work / "local", r1, r2)
                     if dvc and c.have("git"):

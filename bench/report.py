@@ -220,10 +220,14 @@ def targets(data: dict[str, dict[str, Any]]) -> list[tuple[str, str, str, bool |
         worst = max(per, key=med)
         add(f"each native library ≤ 1.10× whole-file zstd -1 (worst: {worst['tool']})", med(worst), 1.10,
             "zoostore / zstd -1")
-    add("publish ≥ 0.9× `tar | zstd -1 -T0`", ratio(rel, "ingest_mbps", "zoostore publish", "tar | zstd -1 -T0"), 0.9,
-        "MB/s ratio", lower_is_better=False)
-    add("first sync ≤ 1.0× `rsync -a`", ratio(rel, "first_sync_s", "zoostore sync", "rsync -a"), 1.0,
-        "time ratio")
+    # From the alternating pairs when the run has them (bench_release.paired), else the blocks.
+    pub = ratio(rel, "ingest_paired_mbps", "zoostore publish", "tar | zstd -1 -T0")
+    add("publish ≥ 0.9× `tar | zstd -1 -T0`",
+        pub if pub == pub else ratio(rel, "ingest_mbps", "zoostore publish", "tar | zstd -1 -T0"), 0.9,
+        "MB/s ratio" + (", runs alternating with the peer" if pub == pub else ""), lower_is_better=False)
+    first = ratio(rel, "first_sync_paired_s", "zoostore sync", "rsync -a")
+    add("first sync ≤ 1.0× `rsync -a`", first if first == first else ratio(rel, "first_sync_s", "zoostore sync", "rsync -a"),
+        1.0, "time ratio" + (", runs alternating with the peer" if first == first else ""))
     rss = find(rel, "first_sync_rss", "zoostore sync")
     if rss:
         add("first sync peak RSS ≤ 100 MiB", med(rss) / c.MiB, 100, "peak RSS", unit="MiB")
@@ -273,7 +277,10 @@ def peer_ratios(rel: Sequence[Record]) -> list[list[str]]:
 # What the numbers in "Where zoostore is behind" come from, as far as the issue and the profiles say.
 BEHIND_NOTES = [
     "Read each ratio as measured on 2 shared cores: the min–max columns below show how much other "
-    "jobs moved it; the ratios are from the same run, so they hold better than the absolute times.",
+    "jobs moved it; the ratios are from the same run, so they hold better than the absolute times. "
+    "The verdicts on publish and first sync come from runs alternating with the peer round by round "
+    "(`paired` in bench/bench_release.py: a minute in which the shared machine slows down slows both "
+    "tools), the tables below from each tool's runs in a row.",
     "Publish does per chunk what `tar | zstd` does not: content-defined chunking, a BLAKE3 hash per "
     "chunk and per file, a codec choice, packs fsync'd, recipes and a manifest written; compare "
     "it also with restic, casync and dvc, which do similar work (ratios below). It keeps both "

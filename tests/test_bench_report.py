@@ -74,3 +74,16 @@ def test_the_report_names_the_machines_the_results_ran_on_not_its_own(monkeypatc
     assert "2 different machines" in report.machine_markdown(two)
     runs = report.runs_markdown(two).splitlines()
     assert "AMD EPYC" in runs[2] and "Intel Xeon" in runs[0]
+
+
+def test_the_two_time_targets_come_from_the_alternating_pairs_when_the_run_has_them() -> None:
+    blocks = [rec("ingest_mbps", "zoostore publish", [60], "MB/s"), rec("ingest_mbps", "tar | zstd -1 -T0", [200], "MB/s"),
+              rec("first_sync_s", "zoostore sync", [2.0], "s"), rec("first_sync_s", "rsync -a", [1.0], "s")]
+    pairs = [rec("ingest_paired_mbps", "zoostore publish", [90, 95, 80], "MB/s"),
+             rec("ingest_paired_mbps", "tar | zstd -1 -T0", [100, 99, 101], "MB/s"),
+             rec("first_sync_paired_s", "zoostore sync", [1.1], "s"), rec("first_sync_paired_s", "rsync -a", [1.0], "s")]
+    only_blocks = {name: (v, what) for name, v, what, _ in report.targets({"release": {"records": blocks}})}
+    assert only_blocks["publish ≥ 0.9× `tar | zstd -1 -T0`"] == ("0.30×", "MB/s ratio")
+    both = {name: (v, what) for name, v, what, _ in report.targets({"release": {"records": blocks + pairs}})}
+    assert both["publish ≥ 0.9× `tar | zstd -1 -T0`"] == ("0.90×", "MB/s ratio, runs alternating with the peer")
+    assert both["first sync ≤ 1.0× `rsync -a`"] == ("1.10×", "time ratio, runs alternating with the peer")

@@ -22,7 +22,7 @@ Memory must not grow with file size: a second store holding one --big-mb MB file
 and its peak RSS is reported next to the many-files zoo's.
 
 Many small files (--small, default 2000 and 20000): models of 100 files of 4 KiB each, a cold
-first sync (fresh cache and destination, best of --small-repeat) and a no-op sync next to
+first sync (fresh cache and destination, median of --small-repeat runs) and a no-op sync next to
 `rsync -a` of the same files, and how the time grows with the file count (it should be linear).
 The cold runs of the two tools alternate: on this machine's ext4, creating thousands of files
 right after thousands were deleted (each cold run deletes the previous run's) costs several
@@ -41,6 +41,7 @@ import re
 import sys
 import time
 from pathlib import Path
+from statistics import median
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -195,6 +196,11 @@ def heavy_imports(proj: Path, env: dict[str, str]) -> tuple[list[str], float, in
     return sorted(m for m in mods if m in HEAVY), total_us / 1000, count
 
 
+def spread(t: c.Timing) -> str:
+    """Median [min–max] of a timing's runs, in ms."""
+    return f"{c.ms(median(t.runs))} [{c.ms(min(t.runs))}–{c.ms(max(t.runs))}]"
+
+
 def small_files_rows(work: Path, counts: list[int], repeat: int, use_rsync: bool,
                      records: list[dict[str, object]] | None = None,
                      checks: list[tuple[str, bool, str]] | None = None) -> tuple[list[list[str]], list[str]]:
@@ -245,25 +251,26 @@ def small_files_rows(work: Path, counts: list[int], repeat: int, use_rsync: bool
                 r1 = p if r1 is None or p.seconds < r1.seconds else r1
         assert first is not None
         noop_t, _ = c.best_run(repeat, zoostore_cmd("sync", "--locked", "-q"), cwd=proj, env=env)
-        cold[n] = first_t.best
+        cold[n] = median(first_t.runs)
         records.append(c.record("small_cold_s", "zoostore sync", first_t.runs, unit="s", x=n))
         records.append(c.record("small_noop_s", "zoostore sync", noop_t.runs, unit="s", x=n))
-        rows.append([f"zoostore sync, {n:,} files", "first (cold cache)", c.ms(first_t.best), c.human(first.max_rss)])
-        rows.append([f"zoostore sync, {n:,} files", "no-op", c.ms(noop_t.best), ""])
+        rows.append([f"zoostore sync, {n:,} files", "first (cold cache)", spread(first_t), c.human(first.max_rss)])
+        rows.append([f"zoostore sync, {n:,} files", "no-op", spread(noop_t), ""])
         if use_rsync and r1 is not None:
             rn_t, _ = c.best_run(repeat, ["rsync", "-a", f"{src}/", f"{dst}/"])
             records.append(c.record("small_cold_s", "rsync -a", r1_t.runs, unit="s", x=n))
             records.append(c.record("small_noop_s", "rsync -a", rn_t.runs, unit="s", x=n))
-            rows.append([f"rsync -a, {n:,} files", "first", c.ms(r1_t.best), c.human(r1.max_rss)])
-            rows.append([f"rsync -a, {n:,} files", "no-op", c.ms(rn_t.best), ""])
-            rows.append([f"ratio, {n:,} files", "zoostore / rsync, first", f"{first_t.best / r1_t.best:.1f}×", ""])
+            rows.append([f"rsync -a, {n:,} files", "first", spread(r1_t), c.human(r1.max_rss)])
+            rows.append([f"rsync -a, {n:,} files", "no-op", spread(rn_t), ""])
+            ratio = median(first_t.runs) / median(r1_t.runs)
+            rows.append([f"ratio, {n:,} files", "zoostore / rsync, first (medians)", f"{ratio:.1f}×", ""])
             if n == 2000:
-                ratio = first_t.best / r1_t.best
                 checks.append((f"cold sync of 2,000 small files ≤ {TARGET_SMALL_COLD_RATIO:g}× rsync -a (same run)",
                                ratio <= TARGET_SMALL_COLD_RATIO, f"{ratio:.1f}×"))
         if n == 2000:
+            noop = median(noop_t.runs)
             checks.append((f"no-op sync of 2,000 files ≤ {TARGET_SMALL_NOOP_MS} ms (wall, start-up included)",
-                           noop_t.best * 1000 <= TARGET_SMALL_NOOP_MS, f"{c.ms(noop_t.best)} ms"))
+                           noop * 1000 <= TARGET_SMALL_NOOP_MS, f"{c.ms(noop)} ms"))
         c.rmtree(base)
     notes = [f"{b:,} files took {cold[b] / cold[a]:.1f}× the time of {a:,} ({b / a:.0f}× the files)."
              for a, b in zip(counts, counts[1:])]
@@ -286,7 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--big-mb", type=float, default=1024, help="size of the single-file store for peak RSS (0: skip)")
     ap.add_argument("--small", type=int, nargs="*", default=[200, 2000, 20000],
                     help="file counts for the many-small-files syncs (none: skip)")
-    ap.add_argument("--small-repeat", type=int, default=3)
+    ap.add_argument("--small-repeat", type=int, default=5,
+                    help="cold and no-op runs per file count (median, min, max; cold runs alternate with rsync)")
     ap.add_argument("--no-dvc", action="store_true")
     ap.add_argument("--no-rsync", action="store_true")
     ap.add_argument("--quick", action="store_true", help="5 models, 50 MB, 128 MB big file, 5 repeats")
@@ -465,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Upgrade: downloaded {downloaded:,} bytes for {new_stored:,} stored bytes of changed chunks "
         f"({downloaded / max(new_stored, 1):.2f}×); {up_report['bytes_reused']:,} bytes were reused from "
         f"the cached 1.0.0 files.",
-        f"## Many small files (4 KiB, 100 per model, best of {args.small_repeat})\n\n{small}\n\n"
+        f"## Many small files (4 KiB, 100 per model, median [min–max] of {args.small_repeat} runs)\n\n{small}\n\n"
         + " ".join(small_notes) + " The cold runs of zoostore and rsync alternate: creating thousands of "
         "files costs this machine's ext4 several times more right after thousands were deleted, as each "
         "cold run's set-up does (bench/bench_sync.py)." if small_rows else "",

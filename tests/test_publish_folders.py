@@ -111,3 +111,22 @@ def test_symlinks_out_of_the_folder_are_refused_unless_followed(zoo: Store, tmp_
     assert main(["publish", zoo.url, "net", "1.0.0", str(src), "--no-check", "--follow-symlinks", "-q"]) == 0
     files = zoo.manifest("net").versions["1.0.0"].files["any"]
     assert sorted(files) == ["alias.bin", "creds", "model.bin"]
+
+
+def test_a_named_pipe_or_a_device_is_refused_instead_of_waiting_for_a_writer(zoo: Store, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "model.bin").write_bytes(b"weights" * 100)
+    os.mkfifo(src / "pipe")
+    # In a child with a time limit: reading the pipe used to wait for a writer forever.
+    for args in (["publish", zoo.url, "net", "1.0.0", str(src)], ["publish", zoo.url, "net", "1.0.0", str(src / "pipe")],
+                 ["publish-release", zoo.url, "1.0.0", f"net={src}"], ["publish", zoo.url, "net", "1.0.0", os.devnull]):
+        proc = subprocess.run([sys.executable, "-m", "zoostore", *args, "--no-check"], capture_output=True, text=True,
+                              timeout=60)
+        assert proc.returncode == 2, proc.stderr
+        kind = "a device" if os.devnull in args else "a named pipe (FIFO)"
+        assert f"is {kind}, not a regular file" in proc.stderr and "Traceback" not in proc.stderr
+    assert _store_is_empty(zoo)

@@ -43,6 +43,7 @@ def collect_files(paths: Sequence[str | os.PathLike[str]], *, follow_symlinks: b
         check_name(rel, path)
         if path.is_symlink():
             check_link(path, root, follow_symlinks)
+        check_regular(path)
         check_relpath(rel, where=str(path))
         if rel in out and out[rel].resolve() != path.resolve():
             raise UsageError(f"two files would publish as {rel!r}: {out[rel]} and {path}; publish them separately or rename one")
@@ -63,6 +64,8 @@ def collect_files(paths: Sequence[str | os.PathLike[str]], *, follow_symlinks: b
                         add(full.relative_to(p).as_posix(), full, p)
         elif p.is_file():
             add(p.name, p, None)
+        elif p.exists():
+            check_regular(p)
         else:
             raise UsageError(f"{p}: no such file or directory")
     # A hidden file also named as a PATH of its own is published, not skipped.
@@ -74,6 +77,23 @@ def collect_files(paths: Sequence[str | os.PathLike[str]], *, follow_symlinks: b
         also = f" ({hidden_note(shown)})" if shown else ""
         raise UsageError(f"nothing to publish in {', '.join(map(str, paths))}: no files found{also}")
     return out
+
+
+def check_regular(path: Path) -> None:
+    """UsageError unless `path` (its target, for a link) is a regular file: reading a named pipe
+    waits for a writer forever, a socket cannot be read, and a device is no model file."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return   # vanished or unreadable: the read that follows says so with the OS's words
+    if stat.S_ISREG(mode):
+        return
+    kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+    raise UsageError(f"{path} is {kind}, not a regular file: a model version holds regular files only; "
+                     f"move it out of the folder (or name the files to publish as PATHs)")
 
 
 def hidden_note(skipped: Sequence[str]) -> str:

@@ -96,12 +96,9 @@ class RetryPolicy:
         return f"{self.max_attempts} attempts within {self.deadline:g} s"
 
 
-def unreachable(exc: BaseException, endpoint: str, *, ca_variable: str, url_hint: str = "the URL") -> str | None:
-    """Why `endpoint` cannot be reached however often a request is retried, from the causes of
-    `exc`: its host name does not exist (the resolver's "no such name"; a resolver that is down
-    is transient) or its TLS certificate does not verify. None for anything else. `ca_variable`
-    is the environment variable that names a certificate authority for this client; `url_hint`
-    says where the host name was given."""
+def unreachable_cause(exc: BaseException) -> BaseException | None:
+    """The cause of `exc` that no retry can change, or None: a host name the resolver says does
+    not exist (a resolver that is down is transient) or a TLS certificate that does not verify."""
     import socket  # only after a failure: neither is on every command's start-up
     import ssl
 
@@ -110,19 +107,34 @@ def unreachable(exc: BaseException, endpoint: str, *, ca_variable: str, url_hint
     for _ in range(16):
         if seen is None:
             return None
-        if isinstance(seen, ssl.SSLCertVerificationError):
-            # aiohttp's own subclass keeps the ssl module's error as `certificate_error`
-            reason = (getattr(seen, "verify_message", None)
-                      or getattr(getattr(seen, "certificate_error", None), "verify_message", None) or seen)
-            return (f"the TLS certificate of {endpoint} does not verify ({reason}); "
-                    f"retrying cannot change that. If the server's certificate comes from your own "
-                    f"certificate authority, set {ca_variable} to that authority's PEM file; check that "
-                    f"{url_hint} names the host the certificate was issued for")
-        if isinstance(seen, socket.gaierror) and seen.errno in no_such_name:
-            return (f"the host name of {endpoint} does not resolve ({seen.strerror}); retrying cannot "
-                    f"change that: check {url_hint} for a typo, and this machine's DNS")
+        if isinstance(seen, ssl.SSLCertVerificationError) or (
+                isinstance(seen, socket.gaierror) and seen.errno in no_such_name):
+            return seen
         seen = seen.__cause__ or seen.__context__
     return None
+
+
+def unreachable(exc: BaseException, endpoint: str, *, ca_variable: str, url_hint: str = "the URL") -> str | None:
+    """Why `endpoint` cannot be reached however often a request is retried (`unreachable_cause`),
+    or None. `ca_variable` is the environment variable that names a certificate authority for
+    this client; `url_hint` says where the host name was given."""
+    import ssl
+
+    cause = unreachable_cause(exc)
+    if cause is None:
+        return None
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        # aiohttp's own subclass keeps the ssl module's error as `certificate_error`
+        reason = (getattr(cause, "verify_message", None)
+                  or getattr(getattr(cause, "certificate_error", None), "verify_message", None) or cause)
+        return (f"the TLS certificate of {endpoint} does not verify ({reason}); "
+                f"retrying cannot change that. If the server's certificate comes from your own "
+                f"certificate authority, set {ca_variable} to that authority's PEM file; check that "
+                f"{url_hint} names the host the certificate was issued for")
+    assert isinstance(cause, OSError)
+    return (f"the host name of {endpoint} does not resolve ({cause.strerror}); retrying cannot "
+            f"change that: check {url_hint} for a typo, and this machine's DNS")
+
 
 _noticed: set[str] = set()
 _noticed_lock = threading.Lock()

@@ -12,7 +12,7 @@ import s3fs
 from botocore import exceptions as botoexc
 
 from zoostore.core.errors import AccessDeniedError, RemoteError, StoreNotFoundError
-from zoostore.storage.backends.retry import RETRY_CODES, RETRY_STATUSES, unreachable
+from zoostore.storage.backends.retry import RETRY_CODES, RETRY_STATUSES, unreachable, unreachable_cause
 
 #: Exceptions that mean "the request or its body did not get through": retried.
 _TRANSIENT = tuple(getattr(s3fs.core, "S3_RETRYABLE_ERRORS", ())) + (
@@ -50,7 +50,7 @@ CA_VARIABLE = "AWS_CA_BUNDLE"
 
 
 def is_transient(exc: BaseException) -> bool:
-    if unreachable(exc, "", ca_variable=CA_VARIABLE) is not None:
+    if unreachable_cause(exc) is not None:
         return False   # no such host, or a certificate that does not verify: `fatal_error` says which
     code, status = error_of(exc)
     if status in RETRY_STATUSES or code in RETRY_CODES:

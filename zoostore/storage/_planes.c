@@ -1,0 +1,85 @@
+/* Byte planes of zoostore's zstd-bytegroup4 frames (zoostore.storage.planes): the split of a
+ * chunk into 4 planes and their interleave back, in C and without the GIL. The pure-Python
+ * slices in planes.py do the same (and are the reference the tests compare with). */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+static void split(const unsigned char *s, Py_ssize_t n, unsigned char *d) {
+    Py_ssize_t q = n / 4;
+    unsigned char *p0 = d, *p1 = p0 + (n + 3) / 4, *p2 = p1 + (n + 2) / 4, *p3 = p2 + (n + 1) / 4;
+    for (Py_ssize_t k = 0; k < q; k++) {
+        uint32_t w;
+        memcpy(&w, s + 4 * k, 4);
+        p0[k] = (unsigned char)w;
+        p1[k] = (unsigned char)(w >> 8);
+        p2[k] = (unsigned char)(w >> 16);
+        p3[k] = (unsigned char)(w >> 24);
+    }
+    for (Py_ssize_t i = 4 * q; i < n; i++) {
+        unsigned char *p = i % 4 == 0 ? p0 : i % 4 == 1 ? p1 : p2;
+        p[q] = s[i];
+    }
+}
+
+static void interleave(const unsigned char *s, Py_ssize_t n, unsigned char *d) {
+    Py_ssize_t q = n / 4;
+    const unsigned char *p0 = s, *p1 = p0 + (n + 3) / 4, *p2 = p1 + (n + 2) / 4, *p3 = p2 + (n + 1) / 4;
+    for (Py_ssize_t k = 0; k < q; k++) {
+        uint32_t w = (uint32_t)p0[k] | (uint32_t)p1[k] << 8 | (uint32_t)p2[k] << 16 | (uint32_t)p3[k] << 24;
+        memcpy(d + 4 * k, &w, 4);
+    }
+    for (Py_ssize_t i = 4 * q; i < n; i++) {
+        const unsigned char *p = i % 4 == 0 ? p0 : i % 4 == 1 ? p1 : p2;
+        d[i] = p[q];
+    }
+}
+
+/* split4(chunk) -> bytes: the 4 planes concatenated (plane i holds ceil((n - i) / 4) bytes). */
+static PyObject *split4(PyObject *self, PyObject *arg) {
+    Py_buffer in;
+    if (PyObject_GetBuffer(arg, &in, PyBUF_SIMPLE) < 0)
+        return NULL;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, in.len);
+    if (out != NULL) {
+        unsigned char *d = (unsigned char *)PyBytes_AS_STRING(out);
+        Py_BEGIN_ALLOW_THREADS
+        split((const unsigned char *)in.buf, in.len, d);
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&in);
+    return out;
+}
+
+/* interleave4(planes, out, offset): planes (as split4 makes them) interleaved into
+ * out[offset : offset + len(planes)]. */
+static PyObject *interleave4(PyObject *self, PyObject *args) {
+    Py_buffer in, out;
+    Py_ssize_t offset;
+    if (!PyArg_ParseTuple(args, "y*w*n:interleave4", &in, &out, &offset))
+        return NULL;
+    PyObject *result = NULL;
+    if (offset < 0 || offset > out.len || in.len > out.len - offset) {
+        PyErr_Format(PyExc_ValueError, "interleave4: %zd bytes do not fit at offset %zd of %zd",
+                     in.len, offset, out.len);
+    } else {
+        Py_BEGIN_ALLOW_THREADS
+        interleave((const unsigned char *)in.buf, in.len, (unsigned char *)out.buf + offset);
+        Py_END_ALLOW_THREADS
+        result = Py_NewRef(Py_None);
+    }
+    PyBuffer_Release(&in);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"split4", split4, METH_O, "The 4 byte planes of a chunk, concatenated."},
+    {"interleave4", interleave4, METH_VARARGS, "Interleave 4 concatenated byte planes into a buffer."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "zoostore.storage._planes", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__planes(void) { return PyModule_Create(&module); }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -644,3 +645,26 @@ def test_every_path_that_cannot_be_checked_is_named_in_one_run(tmp_path: Path,
     (folders["invalid"] / "model.toml").write_text("format = 9\n" + toml)
     assert main(["check", str(folders["gone"]), str(folders["invalid"])]) == 5
     assert "upgrade zoostore" in capsys.readouterr().err
+
+
+def test_a_named_pipe_is_refused_or_passed_over_instead_of_waiting_for_a_writer(tmp_path: Path) -> None:
+    """Reading a FIFO waits for a writer forever: check names it (exit 2) when it is a PATH or
+    a descriptor's network, and passes over one that a folder holds beside real models."""
+    path = mlp_dir(tmp_path)                       # mlp/model.onnx with a model.toml
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    os.mkfifo(loose / "x.onnx")
+    shutil.copy(path, loose / "real.onnx")
+    described = tmp_path / "described"
+    shutil.copytree(path.parent, described)
+    (described / "model.onnx").unlink()
+    os.mkfifo(described / "model.onnx")
+    cases = [([str(loose / "x.onnx")], 2, "x.onnx is a named pipe (FIFO), not a regular file: zoostore check reads ONNX files only"),
+             ([str(described)], 2, "'model.onnx' is not a regular file in"),
+             ([str(loose)], 0, "1 passed, 0 failed")]
+    for args, code, needle in cases:
+        # In a child with a time limit: a regression hangs instead of failing.
+        proc = subprocess.run([sys.executable, "-m", "zoostore", "check", *args], capture_output=True, text=True,
+                              timeout=120)
+        assert proc.returncode == code, proc.stderr
+        assert needle in proc.stdout + proc.stderr and "Traceback" not in proc.stderr

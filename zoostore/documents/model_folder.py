@@ -20,6 +20,8 @@ as "Wire format was corrupt", and publish would store it as a model; `is_lfs_poi
 
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -49,6 +51,8 @@ class LfsPointerError(UsageError):
 
 def is_lfs_pointer(path: Path | str) -> bool:
     """Whether `path` is a file that starts with the Git LFS spec line."""
+    if not os.path.isfile(path):  # opening a named pipe would wait for a writer
+        return False
     try:
         with open(path, "rb") as f:
             head = f.read(len(LFS_SPEC_LINE))
@@ -144,7 +148,8 @@ def network_of(directory: Path | str) -> tuple[Path, ModelDescriptor] | None:
     desc = load_descriptor(d)
     key = "network.filename" if desc.file_name == DEFINITION_YAML else "network"
     if not desc.network_path.is_file():
-        raise UsageError(f"{desc.path}: {key}: {desc.network!r} does not exist in {d}")
+        what = "is not a regular file" if desc.network_path.exists() else "does not exist"
+        raise UsageError(f"{desc.path}: {key}: {desc.network!r} {what} in {d}")
     refuse_lfs_pointer(desc.network_path)
     return desc.network_path, desc
 

@@ -39,6 +39,7 @@ from zoostore.integrations.onnx_check_smoke import import_optional as _import
 from zoostore.integrations.onnx_check_smoke import one_line as _text
 from zoostore.integrations.onnx_check_smoke import smoke as _smoke
 from zoostore.integrations.test_data import find_data_sets, run_data_sets
+from zoostore.ops.publish_inputs import check_regular
 
 # Re-exported: they were born here, and tests and callers import them from this module.
 from zoostore.integrations.feeds import concrete_input_shapes as concrete_input_shapes
@@ -235,6 +236,9 @@ def find_onnx_files(paths: Iterable[Path | str]) -> list[Path]:
     return found
 
 
+#: The end of the error for a PATH (or a descriptor's network) that is no regular file.
+CHECK_REGULAR_FIX = "zoostore check reads ONNX files only"
+
 def _onnx_files_of(p: Path) -> list[Path]:
     """The ONNX files one command-line path stands for (`find_onnx_files`); UsageError when none."""
     try:
@@ -247,11 +251,13 @@ def _onnx_files_of(p: Path) -> list[Path]:
             raise UsageError(f"{desc.path}: framework is {desc.framework!r}: check tests ONNX networks only")
         return [network]
     if p.is_dir():
+        # is_file: a named pipe called x.onnx is passed over (reading it would wait forever)
         files = sorted(f for f in p.rglob("*.onnx") if f.is_file())
         if not files:
             raise UsageError(f"{p}: no .onnx files in this directory or below it")
         return files
-    if p.is_file():
+    if p.exists():
+        check_regular(p, CHECK_REGULAR_FIX)
         return [p]
     raise UsageError(f"{p}: no such file or directory")
 

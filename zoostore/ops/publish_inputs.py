@@ -79,9 +79,14 @@ def collect_files(paths: Sequence[str | os.PathLike[str]], *, follow_symlinks: b
     return out
 
 
-def check_regular(path: Path) -> None:
+PUBLISH_REGULAR_FIX = ("a model version holds regular files only; move it out of the folder (or name the "
+                       "files to publish as PATHs)")
+
+
+def check_regular(path: Path, fix: str = PUBLISH_REGULAR_FIX) -> None:
     """UsageError unless `path` (its target, for a link) is a regular file: reading a named pipe
-    waits for a writer forever, a socket cannot be read, and a device is no model file."""
+    waits for a writer forever, a socket cannot be read, and a device is no model file. `fix`
+    ends the message (what the user should do)."""
     import stat
 
     try:
@@ -92,8 +97,7 @@ def check_regular(path: Path) -> None:
         return
     kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
             else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
-    raise UsageError(f"{path} is {kind}, not a regular file: a model version holds regular files only; "
-                     f"move it out of the folder (or name the files to publish as PATHs)")
+    raise UsageError(f"{path} is {kind}, not a regular file: {fix}")
 
 
 def hidden_note(skipped: Sequence[str]) -> str:

@@ -3,19 +3,15 @@
  * slices in planes.py do the same (and are the reference the tests compare with). */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include <stdint.h>
-#include <string.h>
 
 static void split(const unsigned char *s, Py_ssize_t n, unsigned char *d) {
     Py_ssize_t q = n / 4;
     unsigned char *p0 = d, *p1 = p0 + (n + 3) / 4, *p2 = p1 + (n + 2) / 4, *p3 = p2 + (n + 1) / 4;
     for (Py_ssize_t k = 0; k < q; k++) {
-        uint32_t w;
-        memcpy(&w, s + 4 * k, 4);
-        p0[k] = (unsigned char)w;
-        p1[k] = (unsigned char)(w >> 8);
-        p2[k] = (unsigned char)(w >> 16);
-        p3[k] = (unsigned char)(w >> 24);
+        p0[k] = s[4 * k];
+        p1[k] = s[4 * k + 1];
+        p2[k] = s[4 * k + 2];
+        p3[k] = s[4 * k + 3];
     }
     for (Py_ssize_t i = 4 * q; i < n; i++) {
         unsigned char *p = i % 4 == 0 ? p0 : i % 4 == 1 ? p1 : p2;
@@ -27,8 +23,10 @@ static void interleave(const unsigned char *s, Py_ssize_t n, unsigned char *d) {
     Py_ssize_t q = n / 4;
     const unsigned char *p0 = s, *p1 = p0 + (n + 3) / 4, *p2 = p1 + (n + 2) / 4, *p3 = p2 + (n + 1) / 4;
     for (Py_ssize_t k = 0; k < q; k++) {
-        uint32_t w = (uint32_t)p0[k] | (uint32_t)p1[k] << 8 | (uint32_t)p2[k] << 16 | (uint32_t)p3[k] << 24;
-        memcpy(d + 4 * k, &w, 4);
+        d[4 * k] = p0[k];
+        d[4 * k + 1] = p1[k];
+        d[4 * k + 2] = p2[k];
+        d[4 * k + 3] = p3[k];
     }
     for (Py_ssize_t i = 4 * q; i < n; i++) {
         const unsigned char *p = i % 4 == 0 ? p0 : i % 4 == 1 ? p1 : p2;

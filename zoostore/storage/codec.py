@@ -143,10 +143,10 @@ def _decompressor() -> zstandard.ZstdDecompressor:
 
 
 def _bytegroup_frame(data: bytes | memoryview, level: int) -> bytes:
-    n = len(data)
+    planes = byte_planes.split(data)
+    n = sum(len(p) for p in planes)
     obj = _plane_compressor(level).compressobj(size=n)
     parts = [HEADER.pack(BYTEGROUP, n)]
-    planes = byte_planes.split(data)
     for i, plane in enumerate(planes):
         if not plane:
             continue

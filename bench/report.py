@@ -294,10 +294,12 @@ BEHIND_NOTES = [
     "imports included; the files are hashed while it imports: docs/design-decisions.md).",
     "Sync decompresses, verifies every file against its BLAKE3 id and writes through a cache; "
     "`rsync -a` and `cp -a` copy bytes (cp with copy_file_range), `zstd -d | tar -x` only "
-    "decompresses. For release 1 that is 0.5-0.6 s of CPU (decoding 0.22 s and BLAKE3 0.06 s on "
-    "one core, the writes, 85 ms of interpreter start and imports) against `rsync -a`'s 0.35 s: "
-    "on two perfectly busy cores it comes to about `rsync -a`'s time, and the copy phase already "
-    "keeps both cores about 1.9 busy (perf profile: [bench-history.md](bench-history.md)).",
+    "decompresses. For release 1 that is 0.6-0.7 s of CPU (decoding about 0.2 s, BLAKE3 0.06 s, "
+    "the writes, 85 ms of interpreter start and imports on one core) against `rsync -a`'s "
+    "0.35-0.4 s. The copy phase keeps both cores 1.5-1.9 busy; the first ~120 ms (start-up, "
+    "zoo.lock, manifests, recipes, the plan) run on one. The byte planes of float32 chunks are "
+    "interleaved in C without the GIL where the extension is built (docs/design-decisions.md, "
+    "\"Byte planes in C\"; perf profile: [bench-history.md](bench-history.md)).",
     "Small files: one file creation, rename and hard link per file, as rsync, plus parsing "
     "zoo.lock and the yank check's manifest reads (tens of milliseconds per sync). The benchmark "
     "sets each cold run's output aside (files emptied, inodes kept) and deletes it at the end "

@@ -216,3 +216,21 @@ def test_cache_prune_removes_the_snapshot_links_of_the_blobs_it_removes(zoo: Sto
     # Fetching again brings everything back.
     assert zoostore.fetch_version("net", arch="x86_64", store=zoo.url) == folder
     assert (folder / "README.md").read_text() == "a model\n"
+
+
+def test_get_with_the_store_first_or_no_store_says_how_to_name_it(zoo: Store, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("ZOOSTORE_STORE", raising=False)
+    monkeypatch.chdir(tmp_path)   # no zoo.toml here or above
+    store_dir = zoo.url.removeprefix("file://")
+    # `publish` and `ls` take the store first; get would read it as MODEL and the model as DEST
+    for store in (store_dir, "s3://bucket/zoo"):
+        assert cli(["get", store, "net@1.0.0"]) == 2
+        err = capsys.readouterr().err
+        assert f"{store!r} is a store, not MODEL@SPEC" in err and f"zoostore get --store {store} net@1.0.0" in err
+    assert not (tmp_path / "net@1.0.0").exists()
+    assert cli(["get", "net@1.0.0"]) == 2
+    err = capsys.readouterr().err
+    assert "no store given: name one with --store URL" in err and "ZOOSTORE_STORE" in err and "Traceback" not in err
+    assert cli(["get", "net@1.0.0", "--store", store_dir, "--arch", "x86_64", "-q"]) == 0

@@ -35,6 +35,7 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from zoostore.ops.fetch import copy_snapshot, snapshot_version
 
+    _refuse_store_first(args)
     snap = snapshot_version(args.target, arch=args.arch, store=args.store, offline=True if args.offline else None,
                             progress=TerminalProgress.for_args(args))
     copied = copy_snapshot(snap, args.dest, force=args.force) if args.dest else None
@@ -49,3 +50,18 @@ def run(args: argparse.Namespace) -> int:
               f"to {where}", file=sys.stderr)
     print(where)
     return 0
+
+
+def _refuse_store_first(args: argparse.Namespace) -> None:
+    """`zoostore get STORE MODEL@SPEC`, the order `publish` and `ls` take, would read STORE as
+    the model and MODEL@SPEC as DEST: say how get names a store instead."""
+    import os
+
+    from zoostore.core.errors import UsageError
+
+    target = args.target
+    looks_like_store = "://" in target or os.path.isfile(os.path.join(target, "zoostore.toml"))
+    if args.store is None and "@" not in target and looks_like_store:
+        rest = f" {args.dest}" if args.dest else " MODEL@SPEC"
+        raise UsageError(f"{target!r} is a store, not MODEL@SPEC: zoostore get takes the store as --store "
+                         f"(zoostore get --store {target}{rest} [DEST])")

@@ -192,9 +192,9 @@ def find_store(explicit: str | os.PathLike[str] | None = None, *,
         found = load_project(config)
         return resolve_store_url(found.store, found.root), dict(found.store_options)
     raise UsageError(
-        f"no store given: pass store=... (fetch(store=...), or fsspec.open(url, store='s3://bucket/zoo') "
-        f"for zoo://), set ${STORE_ENV}, or add store = \"...\" to a {CONFIG_NAME} in {origin.resolve()} "
-        f"or a parent directory"
+        f"no store given: name one with --store URL on the command line (from Python: fetch(store=...), "
+        f"or fsspec.open(url, store='s3://bucket/zoo') for zoo://), set ${STORE_ENV}, or add "
+        f"store = \"...\" to a {CONFIG_NAME} in {origin.resolve()} or a parent directory"
     )
 
 

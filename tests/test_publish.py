@@ -380,6 +380,20 @@ def test_cli_publish_ls_catalog(zoo, tmp_path: Path, capsys: pytest.CaptureFixtu
     assert cli(["publish", zoo.url, "m", "1.0.0", str(write_model(tmp_path / "w2", seed=9)), "--arch", "x86_64", "--no-check", "-q"]) == 7
 
 
+
+def test_a_requirement_written_as_name_and_operator_is_refused_with_the_fix(zoo, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    # `--requires tvm>=0.27` splits at the first '=': key 'tvm>'. A published version is immutable,
+    # so a requirement no project's [runtime] can name would be a permanent, silent no-op.
+    src = write_model(tmp_path / "v")
+    for arg, fix in (("tvm>=0.27", "--requires tvm='>=0.27'"), ("onnxruntime<=1.20", "--requires onnxruntime='<=1.20'"),
+                     ("t vm=0.27", None)):
+        assert cli(["publish", zoo.url, "m", "1.0.0", str(src), "--requires", arg, "--no-check"]) == 2
+        err = capsys.readouterr().err
+        assert "is not a runtime name" in err and (fix is None or fix in err) and "Traceback" not in err
+    assert "m" not in zoo.models()
+    assert cli(["publish", zoo.url, "m", "1.0.0", str(src), "--requires", "apache-tvm_ffi.x=^0.1", "--no-check", "-q"]) == 0
+
 # ------------------------------------------------------------------ concurrency
 def _publisher(url: str, options: dict[str, Any] | None, src: str, jobs: list[tuple[str, str]]) -> None:
     zoo = open_store(url, storage_options=options)

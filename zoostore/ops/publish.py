@@ -35,6 +35,7 @@ Checks of the files (the ONNX checker) are a parameter: this layer imports no in
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -297,12 +298,22 @@ def _check_request(store: Store, model: str, version: str, arch: str, tags: Sequ
     return normalize_arch(arch, allow_new=new_arch)
 
 
+#: A runtime's name in --requires and [runtime] (tvm, onnxruntime, apache-tvm-ffi).
+_REQUIRE_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
 def _requires_meta(paths: Sequence[str | os.PathLike[str]], requires: Mapping[str, str] | None,
                    meta: Mapping[str, Any] | None) -> tuple[dict[str, str], dict[str, Any]]:
     """The version's requires and meta: a build.toml's, overridden by the explicit ones."""
     build_requires, build_meta = build_record(paths)
     all_requires = {**build_requires, **(requires or {})}
     for key, rng in all_requires.items():
+        if not _REQUIRE_KEY.fullmatch(key):
+            op = re.search(r"[<>=!~^]+$", key)
+            hint = (f"; the range goes after the '=': --requires {key[:op.start()]}='{op.group()}={rng}'"
+                    if op and _REQUIRE_KEY.fullmatch(key[:op.start()]) else "")
+            raise UsageError(f"--requires {key}={rng}: {key!r} is not a runtime name; expected letters, digits, "
+                             f"'.', '_' or '-' (e.g. tvm, onnxruntime){hint}")
         if not semver.is_range(rng):
             raise UsageError(f"--requires {key}={rng!r}: not a version range; expected e.g. {key}='>=0.27.0 <0.28.0'")
     return all_requires, {**build_meta, **(meta or {})}

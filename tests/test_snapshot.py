@@ -14,7 +14,7 @@ import zoostore
 import zoostore.storage.cache
 from zoostore.cli import main as cli
 from zoostore.core.digest import Digest, hash_file
-from zoostore.core.errors import DestinationConflictError, OfflineError
+from zoostore.core.errors import DestinationConflictError, OfflineError, UsageError
 from zoostore.ops.fetch import copy_snapshot, needs_own_inode, snapshot_version
 from zoostore.ops.publish import publish
 from zoostore.repository import Store, init_store
@@ -234,3 +234,24 @@ def test_get_with_the_store_first_or_no_store_says_how_to_name_it(zoo: Store, tm
     err = capsys.readouterr().err
     assert "no store given: name one with --store URL" in err and "ZOOSTORE_STORE" in err and "Traceback" not in err
     assert cli(["get", "net@1.0.0", "--store", store_dir, "--arch", "x86_64", "-q"]) == 0
+
+
+def test_get_refuses_an_arch_that_is_neither_known_nor_published(zoo: Store, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    # `--arch x86` (a typo) used to get the version's `any` files alone: no deploy_lib.so, exit 0.
+    assert cli(["get", "net@1.0.0", "--store", zoo.url, "--arch", "x86"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown architecture 'x86': expected one of x86_64" in err
+    assert "net@1.0.0 has files for aarch64, x86_64 (and 'any')" in err
+    with pytest.raises(UsageError, match="unknown architecture 'x86'"):
+        snapshot_version("net", arch="x86", store=zoo.url)
+    # An alias, and an unusual arch the version was published for, are taken.
+    assert cli(["get", "net@1.0.0", "--store", zoo.url, "--arch", "amd64", "-q"]) == 0
+    assert capsys.readouterr().out.strip().endswith("/x86_64")
+    lib = tmp_path / "rv"
+    lib.mkdir()
+    (lib / "deploy_lib.so").write_bytes(LIB + b"weird")
+    publish(zoo, "net", "1.0.0", [lib], arch="weirdarch", new_arch=True, check=False)
+    assert cli(["get", "net@1.0.0", "--store", zoo.url, "--arch", "weirdarch", "-q"]) == 0
+    folder = Path(capsys.readouterr().out.strip())
+    assert (folder / "deploy_lib.so").read_bytes() == LIB + b"weird"

@@ -149,15 +149,31 @@ def _locate(model: str, spec: str, *, arch: str | None, store: str | None,
         spec = parsed.spec
     # A known arch or alias (amd64 -> x86_64); an unusual one from a manifest is kept, but it
     # must look like an arch: it becomes a directory name.
+    explicit_arch = arch
     arch = normalize_arch(arch, allow_new=True) if arch is not None else host_arch()
     (url, defaults), files = find_store(store), Cache(cache)
     manifest, blobs = _manifest(files, url, parsed.model, spec, offline=offline_requested(offline),
                                 storage_options=storage_options, default_options=defaults)
     resolved = resolve(manifest, spec, arch=arch)
+    if explicit_arch is not None:
+        _refuse_unknown_arch(explicit_arch, arch, manifest.versions[resolved.version].files, parsed.model, resolved.version)
     for note in resolved.warnings:
         warnings.warn(note, UserWarning, stacklevel=stacklevel)
     directory = files.snapshot_dir(url, parsed.model, resolved.version, resolved.arch)
     return _Located(resolved, files, blobs, directory)
+
+
+def _refuse_unknown_arch(given: str, arch: str, archs: Iterable[str], model: str, version: str) -> None:
+    """UsageError for an arch that is neither known nor one this version was published for: a
+    typo (`x86`) would otherwise get the version's `any` files alone, a model missing its
+    libraries, and exit 0. `publish --arch` and `sync --arch` refuse it the same way."""
+    from zoostore.core.names import KNOWN_ARCHS, normalize_arch
+
+    has = sorted(a for a in archs if a != "any")
+    if arch in KNOWN_ARCHS or arch in has:
+        return
+    normalize_arch(given, new_hint=(f"{model}@{version} has files for {', '.join(has)} (and 'any')" if has
+                                    else f"{model}@{version} has only 'any' files"))
 
 
 def needs_own_inode(path: str, files: Iterable[str]) -> bool:

@@ -16,6 +16,7 @@ import pytest
 from zoostore.cli import main
 from zoostore.core.errors import FormatError
 from zoostore.documents.store_config import StoreConfig
+import zoostore.ops.export as export_module
 from zoostore.ops.export import export_store, parse_sums
 from zoostore.ops.publish import publish
 from zoostore.repository import Store, init_store
@@ -144,14 +145,19 @@ def test_a_full_disk_leaves_the_old_sums_and_index_and_no_temp_file(zoo: Store, 
     export_store(zoo, out)
     before = {p: p.read_bytes() for p in out.rglob(victim)}
     publish(zoo, "net", "1.0.0", [files(tmp_path / "src/d", 4)], arch="riscv64", check=False)  # new sums, new index
-    real_write = LocalFileOpener.write
+    real_write, real_temp, targets = LocalFileOpener.write, export_module._temp, {}
+
+    def temp(path: str) -> str:
+        targets[name := real_temp(path)] = path
+        return name
 
     def write(self: LocalFileOpener, data: bytes) -> int:
-        if victim in self.path:
+        if victim in targets.get(self.path, self.path):
             raise OSError(errno.ENOSPC, "No space left on device")
         return int(real_write(self, data))
 
     monkeypatch.setattr(LocalFileOpener, "write", write)
+    monkeypatch.setattr(export_module, "_temp", temp)
     with pytest.raises(OSError) as full:
         export_store(zoo, out)
     assert full.value.errno == errno.ENOSPC and full.value.filename.endswith(victim)
@@ -180,3 +186,19 @@ def test_an_export_stopped_before_its_index_keeps_the_files_it_wrote(zoo: Store,
     assert parse_sums((out / "net/1.0.0/SHA256SUMS").read_text())["x86_64/weights.bin"] == sha256(
         out / "net/1.0.0/x86_64/weights.bin")
     assert sorted(json.loads((out / "index.json").read_text())["models"]) == ["net", "other"]
+
+
+
+def test_names_up_to_the_file_system_limit_export(zoo: Store, tmp_path: Path) -> None:
+    # The temp name was the target's name plus a suffix: a 250-byte name, which publish, sync
+    # and get take, failed with "File name too long" half way through the export.
+    src = tmp_path / "long"
+    src.mkdir()
+    name = "a" * 250 + ".bin"
+    (src / name).write_bytes(b"long name\n")
+    publish(zoo, "longf", "1.0.0", [src], check=False)
+    out = tmp_path / "mirror"
+    report = export_store(zoo, out, models=["longf"])
+    assert (out / "longf/1.0.0/any" / name).read_bytes() == b"long name\n"
+    assert name in (out / "longf/1.0.0/SHA256SUMS").read_text() and report.written
+    assert not [p for p in out.rglob("*") if "zoostore-export" in p.name]

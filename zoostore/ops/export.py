@@ -86,7 +86,11 @@ def _previous_index(fs: Any, root: str) -> dict[str, Any]:
 
 
 def _temp(path: str) -> str:
-    return f"{path}.zoostore-export-{os.getpid()}.tmp"
+    """A short temp name beside `path`: the target's own name may be up to 255 bytes (publish
+    and sync take such names), so appending to it would exceed the file system's limit."""
+    head, _, _ = path.rpartition("/")
+    return f"{head}/.zoostore-export-{os.getpid()}-{os.urandom(4).hex()}.tmp" if head else \
+        f".zoostore-export-{os.getpid()}-{os.urandom(4).hex()}.tmp"
 
 
 def _failed(fs: Any, tmp: str, path: str, exc: BaseException) -> None:

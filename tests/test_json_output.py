@@ -132,3 +132,28 @@ def test_an_invalid_model_toml_is_exit_2_with_its_problems_listed(zoo: Path, tmp
     assert [p["key"] for p in error["problems"]] == ["network", "model_license", "inputs", "outputs"]
     assert {p["file"] for p in error["problems"]} == {str(folder / "model.toml")}
     assert all(f"  {p['key']}: {p['message']}" in error["message"] for p in error["problems"])
+
+
+def test_a_usage_error_with_json_ends_with_the_error_document(capsys: pytest.CaptureFixture[str]) -> None:
+    # argparse's own errors (a missing argument, an option without its value) printed usage only.
+    for argv, words in ((["publish", "store", "m1", "--json"], "the following arguments are required: VERSION, PATH"),
+                        (["sync", "--json", "--arch"], "argument --arch: expected one argument")):
+        with pytest.raises(SystemExit) as stop:
+            main(argv)
+        assert stop.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("usage: zoostore ")    # the usage is still there, for a person
+        doc = json.loads(err.strip().splitlines()[-1])
+        assert doc == {"error": {"code": 2, "kind": "UsageError", "message": f"zoostore {argv[0]}: {words}"}}
+    with pytest.raises(SystemExit):
+        main(["publish", "store", "m1"])             # without --json: no document
+    assert "{" not in capsys.readouterr().err
+
+
+def test_a_file_in_the_way_of_a_folder_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "afile").write_text("x")
+    assert main(["init", str(tmp_path / "afile")]) == 1
+    assert "File exists" in (err := capsys.readouterr().err) and "choose another path, or move it away" in err
+    assert main(["init", str(tmp_path / "afile" / "sub"), "--json"]) == 1
+    doc = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert doc["error"]["kind"] == "NotADirectoryError" and "a part of that path is a file" in doc["error"]["message"]

@@ -125,10 +125,29 @@ def exit_code_help(codes: Sequence[int] | None = None) -> str:
     return "exit codes: " + "; ".join(f"{c} {EXIT_MEANINGS[c]}" for c in wanted if c in EXIT_MEANINGS)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, whose usage errors (a missing argument, an option without its value)
+    also end with the JSON error document when the command line asks for --json (docs/json.md:
+    a failing command's last stderr line), as every other exit-2 error does."""
+
+    json_errors = False
+
+    def error(self, message: str) -> NoReturn:
+        if not _Parser.json_errors:
+            super().error(message)
+        import json
+
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        print(json.dumps({"error": {"code": 2, "kind": "UsageError", "message": f"{self.prog}: {message}"}}),
+              file=sys.stderr)
+        sys.exit(2)
+
+
 def build_parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The top-level parser and each command's parser by name; with `only`, just that command's
     (its module is the only one imported: a no-op `zoostore sync` starts faster)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="zoostore",
         description=(
             "A content-addressed artifact store for model zoos: publish model files per version "
@@ -166,7 +185,9 @@ def build_parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     """Parse like argparse, but an unknown option is reported with the command's own usage."""
-    first = (list(argv) if argv is not None else sys.argv[1:])[:1]
+    words = list(argv) if argv is not None else sys.argv[1:]
+    first = words[:1]
+    _Parser.json_errors = "--json" in words
     parser, commands = build_parser(first[0] if first and first[0] in COMMANDS else None)
     args, extra = parser.parse_known_args(argv)
     if extra:
@@ -262,7 +283,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         hint = {28: "free some disk space and run the command again",
                 27: "a file grew past the size limit (ulimit -f) or the file system's; free space or raise the limit",
                 1: "check the permissions of that path", 13: "check the permissions of that path",
-                30: "that file system is read-only"}.get(exc.errno or 0, "")
+                30: "that file system is read-only",
+                2: "check that the path and the folders above it exist",
+                17: "something is already at that path where a folder (or a new file) was to be made: "
+                    "choose another path, or move it away",
+                20: "a part of that path is a file, not a folder: choose another path",
+                21: "that path is a folder where a file was expected: name a file"}.get(exc.errno or 0, "")
         hint = _cache_hint(exc, hint) if hint else ""
         _report(RuntimeError(f"{exc.strerror or exc}{where}" + (f"; {hint}" if hint else "")), 1, args,
                 kind=type(exc).__name__)

@@ -112,3 +112,21 @@ def test_a_store_answering_503_costs_a_cached_sync_a_few_quick_attempts(
         r = sync_project(load_project(project), dest=tmp_path / "elsewhere")
         assert proxy.stats.requests - before == YANK_CHECK_ATTEMPTS
     assert len(r.placed) == 1 and any("could not check zoo.lock's pins" in w for w in r.warnings), r.warnings
+
+
+def test_a_pin_the_store_does_not_list_is_warned_about(project: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    # A hand-edited zoo.lock (or a version gc dropped while its blobs stay, shared with another)
+    # used to sync --locked without a word.
+    lock = project / "zoo.lock"
+    lock.write_text(lock.read_text().replace('version = "1.0.0"', 'version = "1.0.7"'))
+    assert cli(["sync", "--locked", "--dest", str(tmp_path / "fresh"), "--project", str(project)]) == 0
+    err = capsys.readouterr().err
+    assert ("zoo.lock pins net@1.0.7, which the store does not list (its versions: 1.0.0; gc dropped it, or "
+            "zoo.lock was edited)") in err and "run 'zoostore lock'" in err
+    assert (tmp_path / "fresh" / "net" / "x86_64" / "weights.bin").read_bytes() == bytes(range(256)) * 64
+    lock.write_text(lock.read_text().replace('"net"', '"gone"').replace("[models.net]", "[models.gone]"))
+    toml = project / "zoo.toml"
+    toml.write_text(toml.read_text().replace("net =", "gone ="))
+    r = sync_project(load_project(project), dest=tmp_path / "again", locked=True)
+    assert any("gone@1.0.7, which the store does not list (the model is not in it" in w for w in r.warnings), r.warnings

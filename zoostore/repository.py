@@ -155,19 +155,29 @@ class Store:
         return Manifest.parse(data.decode("utf-8"), where=self._where(model))
 
     def yanked(self, model: str, version: str) -> str | None:
-        """Why `model@version` was yanked, or None when it is not (or the model is gone). A
-        manifest whose every line that mentions `yanked` is the empty `yanked = ""` that
-        zoostore writes for each version is not parsed: a sync that places files checks every
-        pinned model, and parsing is most of that check's cost."""
+        """Why `model@version` was yanked, or None when it is not (or the model is gone)."""
+        status = self.pin_status(model, version)
+        return status[1] if status is not None and status[0] == "yanked" else None
+
+    def pin_status(self, model: str, version: str) -> tuple[str, str] | None:
+        """What is wrong with a pinned `model@version`: ("yanked", the reason), ("missing", the
+        versions the store lists, newest first, or "" when the model is gone), or None. A
+        manifest that has the version's table and whose every line that mentions `yanked` is the
+        empty `yanked = ""` that zoostore writes for each version is not parsed: a sync that
+        places files checks every pinned model, and parsing is most of that check's cost."""
         check_model_name(model)
         try:
             data = self.backend.get(manifest_key(model))
         except ObjectNotFoundError:
+            return "missing", ""
+        listed = f'[versions."{version}"]'.encode() in data
+        if listed and all(line.strip() == b'yanked = ""' for line in data.splitlines() if b"yanked" in line):
             return None
-        if all(line.strip() == b'yanked = ""' for line in data.splitlines() if b"yanked" in line):
-            return None
-        release = Manifest.parse(data.decode("utf-8"), where=self._where(model)).versions.get(version)
-        return release.yanked if release is not None and release.yanked else None
+        manifest = Manifest.parse(data.decode("utf-8"), where=self._where(model))
+        release = manifest.versions.get(version)
+        if release is None:
+            return "missing", ", ".join(manifest.sorted_versions()[::-1])
+        return ("yanked", release.yanked) if release.yanked else None
 
     def manifest_versioned(self, model: str) -> tuple[Manifest | None, str | None]:
         """The manifest (None if absent) and its compare-and-swap token: a writer that reads

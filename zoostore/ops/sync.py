@@ -435,16 +435,23 @@ def _warn_yanked(zoo: Store, lock: Lock, report: SyncReport, progress: Progress)
 
     names = sorted(lock.models)
     if zoo.url.startswith("file:"):   # nothing to wait for: threads would only add their start-up
-        reasons = [zoo.yanked(n, lock.models[n].version) for n in names]
+        found = [zoo.pin_status(n, lock.models[n].version) for n in names]
     else:
         with ThreadPoolExecutor(max_workers=8) as pool:  # one GET per model: in parallel on remote stores
-            reasons = list(pool.map(lambda n: zoo.yanked(n, lock.models[n].version), names))
-    for name, reason in zip(names, reasons):
-        if reason:
-            version = lock.models[name].version
-            msg = f"zoo.lock pins {name}@{version}, which is yanked: {reason}. {_yanked_advice(zoo, lock, name)}"
-            report.warnings.append(msg)
-            progress.note(msg)
+            found = list(pool.map(lambda n: zoo.pin_status(n, lock.models[n].version), names))
+    for name, status in zip(names, found):
+        if status is None:
+            continue
+        version, (kind, detail) = lock.models[name].version, status
+        if kind == "yanked":
+            msg = f"zoo.lock pins {name}@{version}, which is yanked: {detail}. {_yanked_advice(zoo, lock, name)}"
+        else:
+            has = f"its versions: {detail}" if detail else "the model is not in it"
+            msg = (f"zoo.lock pins {name}@{version}, which the store does not list ({has}; gc dropped it, or "
+                   f"zoo.lock was edited): its files are placed by the blob ids zoo.lock pins; run 'zoostore "
+                   f"lock' to pin a version the store has")
+        report.warnings.append(msg)
+        progress.note(msg)
 
 
 def _yanked_advice(zoo: Store, lock: Lock, name: str) -> str:

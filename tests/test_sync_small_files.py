@@ -110,6 +110,8 @@ def test_a_damaged_chunk_of_a_batched_small_file_is_named(zoo: Store, tmp_path: 
     with pytest.raises(IntegrityError, match=r"chunk blake3:\w+ in pack blake3:\w+ at offset \d+ is corrupt") as err:
         sync_project(load_project(project(tmp_path, "a")))
     assert "recipe" not in str(err.value)
+    # Advice that works: plain verify does not read packs, and a republish reuses the chunk.
+    assert "run 'zoostore verify --read-data'" in str(err.value) and "restore that pack" in str(err.value)
     assert hashed and temps(tmp_path) == []   # the batch ran; the damaged file went no further
     for p in (tmp_path / "cache/blobs").rglob("*"):
         assert not p.is_file() or hash_file(p).hex == p.name

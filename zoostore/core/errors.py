@@ -173,3 +173,10 @@ class Interrupted(ZooError, KeyboardInterrupt):
     """The user interrupted the command (Ctrl-C): work stopped at the next check, temp files
     were removed, and what was verified so far stays for the next run. Exit code 130. Also a
     KeyboardInterrupt, so that code written for Ctrl-C treats it as one."""
+
+
+#: What to do about a pack whose bytes are damaged (a corrupt chunk, a truncated pack). A
+#: republish does not help: the store still lists the chunk, so publish reuses it.
+DAMAGED_PACK_ADVICE = ("run 'zoostore verify --read-data' on the store, which reads every pack and names each "
+                       "damaged one; restore that pack file from a backup or replica of the store (a "
+                       "republish reuses the chunk the store already lists and does not replace it)")

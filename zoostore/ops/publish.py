@@ -35,7 +35,6 @@ Checks of the files (the ONNX checker) are a parameter: this layer imports no in
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -49,8 +48,8 @@ from zoostore.core.names import ANY, check_model_name, normalize_arch
 from zoostore.core.progress import NullProgress, Progress
 from zoostore.core.units import human_bytes
 from zoostore.documents.manifest import FileEntry, Manifest, Release, check_tag, immutable_error, meta_conflicts, now_utc
-from zoostore.ops.publish_inputs import (build_record, check_machines, collect_files, descriptor_meta,
-                                      refuse_lfs_pointers)
+from zoostore.ops.publish_inputs import (check_machines, collect_files, descriptor_meta, refuse_lfs_pointers,
+                                      requires_meta)
 from zoostore.repository import Store
 from zoostore.storage.writer import PutResult
 from zoostore.storage.pack import pack_key
@@ -298,27 +297,6 @@ def _check_request(store: Store, model: str, version: str, arch: str, tags: Sequ
     return normalize_arch(arch, allow_new=new_arch)
 
 
-#: A runtime's name in --requires and [runtime] (tvm, onnxruntime, apache-tvm-ffi).
-_REQUIRE_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-
-
-def _requires_meta(paths: Sequence[str | os.PathLike[str]], requires: Mapping[str, str] | None,
-                   meta: Mapping[str, Any] | None) -> tuple[dict[str, str], dict[str, Any]]:
-    """The version's requires and meta: a build.toml's, overridden by the explicit ones."""
-    build_requires, build_meta = build_record(paths)
-    all_requires = {**build_requires, **(requires or {})}
-    for key, rng in all_requires.items():
-        if not _REQUIRE_KEY.fullmatch(key):
-            op = re.search(r"[<>=!~^]+$", key)
-            hint = (f"; the range goes after the '=': --requires {key[:op.start()]}='{op.group()}={rng}'"
-                    if op and _REQUIRE_KEY.fullmatch(key[:op.start()]) else "")
-            raise UsageError(f"--requires {key}={rng}: {key!r} is not a runtime name; expected letters, digits, "
-                             f"'.', '_' or '-' (e.g. tvm, onnxruntime){hint}")
-        if not semver.is_range(rng):
-            raise UsageError(f"--requires {key}={rng!r}: not a version range; expected e.g. {key}='>=0.27.0 <0.28.0'")
-    return all_requires, {**build_meta, **(meta or {})}
-
-
 def _canonical_version(current: Manifest | None, model: str, version: str) -> str:
     """The version's key: the published one of equal precedence if any (the first publish's
     build metadata, e.g. Autoware's `+20220504`, stays in the key), else the canonical text
@@ -431,7 +409,7 @@ def plan_publish(
     refuse_lfs_pointers(files)
     check_machines(files, arch, paths)
     model_meta, desc_summary = descriptor_meta(files)
-    all_requires, version_meta = _requires_meta(paths, requires, meta)
+    all_requires, version_meta = requires_meta(paths, requires, meta)
     version_meta = {**model_meta, **version_meta}  # the descriptor describes this version too
     if check is not None:
         found = check([files[rel] for rel in sorted(files)])

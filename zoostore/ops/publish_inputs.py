@@ -6,11 +6,12 @@ a `build.toml`, and the machine each binary was built for."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoostore.core import machine
+from zoostore.core import machine, semver
 from zoostore.core.errors import InvalidPathError, UsageError
 from zoostore.core.names import KNOWN_ARCHS, check_relpath, normalize_arch
 from zoostore.documents.folder_files import BUILD_TOML as RECORD_FILE
@@ -225,3 +226,24 @@ def check_machines(files: Mapping[str, Path], arch: str, paths: Sequence[str | o
 def _article(word: str) -> str:
     """`an ELF`, `a PE`, `a Mach-O`: the article as the name is read aloud (ELF starts with a vowel sound)."""
     return f"an {word}" if word[0] in "AEIOU" else f"a {word}"
+
+
+#: A runtime's name in --requires and [runtime] (tvm, onnxruntime, apache-tvm-ffi).
+_REQUIRE_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def requires_meta(paths: Sequence[str | os.PathLike[str]], requires: Mapping[str, str] | None,
+                  meta: Mapping[str, Any] | None) -> tuple[dict[str, str], dict[str, Any]]:
+    """The version's requires and meta: a build.toml's, overridden by the explicit ones."""
+    build_requires, build_meta = build_record(paths)
+    all_requires = {**build_requires, **(requires or {})}
+    for key, rng in all_requires.items():
+        if not _REQUIRE_KEY.fullmatch(key):
+            op = re.search(r"[<>=!~^]+$", key)
+            hint = (f"; the range goes after the '=': --requires {key[:op.start()]}='{op.group()}={rng}'"
+                    if op and _REQUIRE_KEY.fullmatch(key[:op.start()]) else "")
+            raise UsageError(f"--requires {key}={rng}: {key!r} is not a runtime name; expected letters, digits, "
+                             f"'.', '_' or '-' (e.g. tvm, onnxruntime){hint}")
+        if not semver.is_range(rng):
+            raise UsageError(f"--requires {key}={rng!r}: not a version range; expected e.g. {key}='>=0.27.0 <0.28.0'")
+    return all_requires, {**build_meta, **(meta or {})}

@@ -39,7 +39,8 @@ from zoostore.storage.params import StorageParams
 from zoostore.core import cancel, forks
 from zoostore.core.atomic import blame, keep_or_drop_partial, open_temp
 from zoostore.core.digest import Digest
-from zoostore.core.errors import BlobNotFoundError, FormatError, IntegrityError, ObjectNotFoundError, ZooError
+from zoostore.core.errors import (DAMAGED_PACK_ADVICE, BlobNotFoundError, FormatError, IntegrityError,
+                                   ObjectNotFoundError, ZooError)
 from zoostore.storage.pack import pack_key
 from zoostore.core.progress import NullProgress, Progress
 from zoostore.storage.recipe import ChunkRef, Recipe, RecipeEdits, blob_key, decode_stored
@@ -315,7 +316,7 @@ class BlobStore:
             raise IntegrityError(
                 f"pack {refs[0].pack} is truncated: blob {recipe.blob} needs bytes {start}-{end} "
                 f"(chunk {refs[0].chunk.short}) but the store returned {got} of "
-                f"{end - start}; run 'zoostore verify' and republish the file",
+                f"{end - start}; {DAMAGED_PACK_ADVICE}",
                 obj=key, expected=str(end - start), actual=str(got),
             )
         # Reader threads fetch freely (latency) but decode one per core: otherwise every segment

@@ -19,7 +19,7 @@ import blake3
 import zstandard
 
 from zoostore.core.digest import Digest
-from zoostore.core.errors import FormatError, IntegrityError
+from zoostore.core.errors import DAMAGED_PACK_ADVICE, FormatError, IntegrityError
 # The frame format's private helpers: this module is codec's decode side for the read path.
 from zoostore.storage import codec
 from zoostore.storage import planes as byte_planes
@@ -150,8 +150,7 @@ def decode_run(blob: Digest, refs: Sequence[ChunkRef], buf: bytearray, start: in
                                 where=where, base=base_bytes.get(ref.base.chunk) if ref.base else None)
             except FormatError as exc:
                 raise IntegrityError(
-                    f"{exc}; blob {blob} cannot be read: run 'zoostore verify' and "
-                    f"republish the file", obj=where,
+                    f"{exc}; blob {blob} cannot be read: {DAMAGED_PACK_ADVICE}", obj=where,
                 ) from exc
             actual = blake3.blake3(oview[pos : pos + n]).digest() if check else ref.chunk.raw
             if n != ref.raw_length or actual != ref.chunk.raw:
@@ -160,8 +159,7 @@ def decode_run(blob: Digest, refs: Sequence[ChunkRef], buf: bytearray, start: in
                 raise IntegrityError(
                     f"chunk {ref.chunk} in pack {ref.pack} at offset {ref.offset} is corrupt: "
                     f"expected hash {ref.chunk.hex} ({ref.raw_length} bytes) but got "
-                    f"{actual.hex()} ({n} bytes); blob {blob} cannot be read: run "
-                    f"'zoostore verify' and republish the file",
+                    f"{actual.hex()} ({n} bytes); blob {blob} cannot be read: {DAMAGED_PACK_ADVICE}",
                     obj=where, expected=ref.chunk.hex, actual=actual.hex(),
                 )
             pos += n

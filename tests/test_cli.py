@@ -314,3 +314,23 @@ def pyproject_script() -> str:
 
     root = Path(__file__).resolve().parents[1]
     return tomllib.loads((root / "pyproject.toml").read_text())["project"]["scripts"]["zoostore"]
+
+
+def test_swapped_arguments_and_conflicting_options_say_what_to_run(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    store = str(tmp_path / "store")
+    assert main(["init", store]) == 0
+    src = tmp_path / "m"
+    src.mkdir()
+    (src / "a.txt").write_text("a\n")
+    # Each used to say only "invalid version 'm1'" / "invalid tag '1.0.0'".
+    assert main(["publish", store, "1.0.0", "m1", str(src), "--no-check"]) == 2
+    assert f"the order is STORE MODEL VERSION PATH... (zoostore publish {store} m1 1.0.0 ...)" in capsys.readouterr().err
+    assert main(["publish", store, "m1", "1.0.0", str(src), "--no-check", "-q"]) == 0
+    assert main(["tag", store, "m1", "1.0.0", "stable"]) == 2
+    assert f"the order is MODEL TAG VERSION (zoostore tag {store} m1 stable 1.0.0)" in capsys.readouterr().err
+    assert main(["tag", store, "m1", "stable", "1.0.0"]) == 0
+    # catalog --json printed JSON to stdout and ignored --output without a word
+    out = tmp_path / "CATALOG.md"
+    assert main(["catalog", store, "--output", str(out), "--json"]) == 2
+    assert "give one of them" in capsys.readouterr().err and not out.exists()

@@ -31,6 +31,11 @@ def run(args: argparse.Namespace) -> int:
     from zoostore.ops.catalog import catalog_entries, catalog_html, catalog_markdown
     from zoostore.repository import open_store
 
+    if args.json and args.output:
+        from zoostore.core.errors import UsageError
+
+        raise UsageError("--json prints the catalog's data on stdout and --output writes the Markdown or HTML "
+                         "table to a file: give one of them")
     zoo = open_store(args.store)
     if args.json:
         print_json({"store": zoo.url, "models": catalog_entries(zoo)})

@@ -30,6 +30,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.delete == bool(args.version):
         raise UsageError("give either VERSION to set the tag or --delete to remove it")
+    if args.version and _is_version(args.tag) and not _is_version(args.version):
+        raise UsageError(f"{args.tag!r} is a version and {args.version!r} is not: the order is MODEL TAG VERSION "
+                         f"(zoostore tag {args.store} {args.model} {args.version} {args.tag})")
     zoo = open_store(args.store)
     progress = TerminalProgress.for_args(args)
     if args.delete:
@@ -43,3 +46,13 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(line)
     return 0
+
+
+def _is_version(text: str) -> bool:
+    from zoostore.core import semver
+
+    try:
+        semver.parse_version(text)
+    except ValueError:
+        return False
+    return True

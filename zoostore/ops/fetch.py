@@ -103,7 +103,7 @@ def _snapshot(model: str, spec: str, *, arch: str | None, store: str | None,
     from zoostore.core.errors import OfflineError
 
     where = _locate(model, spec, arch=arch, store=store, cache=cache, offline=offline,
-                    storage_options=storage_options, stacklevel=4)
+                    storage_options=storage_options, stacklevel=4, whole=True)
     r, files = where.resolved, where.cache
     if where.blobs is None:
         missing = sorted(p for p, e in r.files.items() if not files.has(e.blob))
@@ -131,10 +131,12 @@ class _Located:
 
 def _locate(model: str, spec: str, *, arch: str | None, store: str | None,
             cache: str | os.PathLike[str] | None, offline: bool | None,
-            storage_options: dict[str, Any] | None, stacklevel: int = 3) -> _Located:
+            storage_options: dict[str, Any] | None, stacklevel: int = 3, whole: bool = False) -> _Located:
     """Parse `MODEL[@SPEC]`, find the store and its manifest (online or cached), resolve.
     The resolution's warnings (a yanked exact version, newer versions skipped) are warned, as
-    lock and zoo:// do; `stacklevel` makes them name the public caller's line."""
+    lock and zoo:// do; `stacklevel` makes them name the public caller's line. For a `whole`
+    version an arch neither known nor published is refused (a file's fetch says "check the
+    arch" when the file is not among the `any` ones)."""
     from zoostore.core.names import host_arch, normalize_arch
     from zoostore.core.spec import LATEST, ModelSpec
     from zoostore.documents.project import find_store
@@ -155,7 +157,7 @@ def _locate(model: str, spec: str, *, arch: str | None, store: str | None,
     manifest, blobs = _manifest(files, url, parsed.model, spec, offline=offline_requested(offline),
                                 storage_options=storage_options, default_options=defaults)
     resolved = resolve(manifest, spec, arch=arch)
-    if explicit_arch is not None:
+    if whole and explicit_arch is not None:
         _refuse_unknown_arch(explicit_arch, arch, manifest.versions[resolved.version].files, parsed.model, resolved.version)
     for note in resolved.warnings:
         warnings.warn(note, UserWarning, stacklevel=stacklevel)

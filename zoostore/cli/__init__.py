@@ -225,6 +225,21 @@ def _store_options(args: argparse.Namespace) -> contextlib.AbstractContextManage
     return cli_options(parse_option_pairs(args.store_option))
 
 
+def _on_sigint(signum: int, frame: object) -> None:
+    """Set core.cancel's flag, then interrupt the main thread, unless the signal arrived in a
+    finalizer (a weakref callback, a __del__): CPython prints an exception raised there as
+    "Exception ignored ... Traceback" and drops it. The flag alone then ends the command: the
+    workers stop with Interrupted, which the main thread is waiting for (exit 130 either way)."""
+    from zoostore.core import cancel
+
+    cancel.request()
+    code = getattr(frame, "f_code", None)
+    if code is not None and (code.co_name == "__del__"
+                             or os.path.basename(code.co_filename) in ("_weakrefset.py", "weakref.py")):
+        return
+    raise KeyboardInterrupt
+
+
 @contextlib.contextmanager
 def _stop_workers_on_sigint() -> Iterator[None]:
     """Ctrl-C sets core.cancel's flag in the signal handler itself, so every worker thread stops
@@ -236,13 +251,7 @@ def _stop_workers_on_sigint() -> Iterator[None]:
             signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
         yield
         return
-    from zoostore.core import cancel
-
-    def stop(signum: int, frame: object) -> None:
-        cancel.request()
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGINT, _on_sigint)
     try:
         yield
     finally:

@@ -21,6 +21,7 @@ from zoostore.core.semver import (
     Version,
     date_prerelease_hint,
     is_range,
+    is_version,
     max_satisfying,
     parse_range,
     parse_version,
@@ -702,3 +703,9 @@ def test_model_spec_refuses_bad_text(text: str, message: str) -> None:
 
     with pytest.raises(UsageError, match=re.escape(message)):
         ModelSpec.parse(text)
+
+
+@pytest.mark.parametrize("text, expected", [("1.2.3", True), ("v1.2.3-rc.1+b5", True), ("1.2", False),
+                                            ("^1.2", False), ("stable", False), ("m1", False), ("", False)])
+def test_is_version(text: str, expected: bool) -> None:
+    assert is_version(text) is expected

@@ -113,10 +113,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, prehash: Prehash) -> int:
-    from zoostore.cli.tag import _is_version
+    from zoostore.core import semver
     from zoostore.core.errors import UsageError
 
-    if _is_version(args.model) and not _is_version(args.version):
+    if semver.is_version(args.model) and not semver.is_version(args.version):
         raise UsageError(f"{args.model!r} is a version and {args.version!r} is not: the order is STORE MODEL VERSION "
                          f"PATH... (zoostore publish {args.store} {args.version} {args.model} ...)")
     from zoostore.ops.publish import plan_publish

@@ -24,13 +24,14 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from zoostore.core import semver
     from zoostore.core.errors import UsageError
     from zoostore.ops.tags import tag, untag
     from zoostore.repository import open_store
 
     if args.delete == bool(args.version):
         raise UsageError("give either VERSION to set the tag or --delete to remove it")
-    if args.version and _is_version(args.tag) and not _is_version(args.version):
+    if args.version and semver.is_version(args.tag) and not semver.is_version(args.version):
         raise UsageError(f"{args.tag!r} is a version and {args.version!r} is not: the order is MODEL TAG VERSION "
                          f"(zoostore tag {args.store} {args.model} {args.version} {args.tag})")
     zoo = open_store(args.store)
@@ -46,13 +47,3 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(line)
     return 0
-
-
-def _is_version(text: str) -> bool:
-    from zoostore.core import semver
-
-    try:
-        semver.parse_version(text)
-    except ValueError:
-        return False
-    return True

@@ -687,6 +687,16 @@ def is_range(text: str) -> bool:
     return True
 
 
+def is_version(text: str) -> bool:
+    """Whether text parses as a version (``1.2.3``, ``v1.2.3-rc.1``): tells a version from a
+    model or tag name given in its place."""
+    try:
+        parse_version(text)
+    except InvalidVersionError:
+        return False
+    return True
+
+
 # Build dates that are plausible for a model zoo; an 8-digit number outside this is not a date.
 _DATE_YEARS = range(1970, 2200)
 

@@ -122,6 +122,27 @@ def test_outdated_marks_a_pin_whose_range_changed_since_the_lock(env: dict[str, 
     assert not outdated(load_project(project))[0].stale
 
 
+def test_outdated_marks_a_pin_the_store_does_not_list(env: dict[str, Any],
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    # A hand-edited pin newer than the newest version was shown as outdated, with the advice to
+    # run 'lock --upgrade' (a downgrade); plain 'zoostore lock' is what re-pins it.
+    project = env["project"]
+    write_config(project, 'net = "^1.0"', '[runtime]\ntvm = "0.27.0"')
+    lock_project(load_project(project))
+    lock = project / "zoo.lock"
+    lock.write_text(lock.read_text().replace('version = "1.1.0"', 'version = "1.9.9"'))
+    row = outdated(load_project(project))[0]
+    assert row.unlisted and row.locked == "1.9.9" and not row.stale
+    assert cli(["outdated", "--project", str(project)]) == 0
+    captured = capsys.readouterr()
+    assert "the store does not list the locked version: run 'zoostore lock'" in captured.out
+    assert "lock --upgrade" not in captured.err
+    assert cli(["outdated", "--project", str(project), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["models"][0]["unlisted"] is True
+    assert cli(["lock", "--project", str(project), "-q"]) == 0
+    assert not outdated(load_project(project))[0].unlisted
+
+
 def test_lock_summary_counts_the_models_that_changed(env: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
     project, zoo, tmp = env["project"], env["zoo"], env["tmp"]
     write_config(project, 'net = "^1.0"\nother = "*"', '[runtime]\ntvm = "0.27.0"')

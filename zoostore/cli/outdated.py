@@ -36,8 +36,10 @@ def run(args: argparse.Namespace) -> int:
         notes = [] if r.locked == r.matching == r.newest else ["*"]
         if r.stale:
             notes.append("stale: zoo.toml changed since the lock, run 'zoostore lock'")
+        elif r.unlisted:
+            notes.append("the store does not list the locked version: run 'zoostore lock'")
         print(f"{r.model:28} {r.spec:14} {r.locked or '-':12} {r.matching or '-':12} {r.newest or '-':12} "
               f"{' '.join(notes)}".rstrip())
-    if any(r.locked != r.matching for r in rows if not r.stale):
+    if any(r.locked != r.matching for r in rows if not (r.stale or r.unlisted)):
         print("'zoostore lock --upgrade' moves locked versions to the matching ones", file=sys.stderr)
     return 0

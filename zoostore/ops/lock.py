@@ -144,6 +144,9 @@ class OutdatedRow:
     #: The lock pinned this model under another requirement than zoo.toml's (edited since the
     #: last `zoostore lock`): `locked` may be outside `spec`; plain `zoostore lock` re-pins it.
     stale: bool = False
+    #: The locked version is not in the store's manifest (gc dropped it, or zoo.lock was edited):
+    #: plain `zoostore lock` re-pins it.
+    unlisted: bool = False
 
 
 def outdated(project: Project, *, zoo: Store | None = None) -> list[OutdatedRow]:
@@ -166,5 +169,6 @@ def outdated(project: Project, *, zoo: Store | None = None) -> list[OutdatedRow]
         got = lock.models.get(name) if lock else None
         locked = got.version if got else None
         stale = got is not None and (req.spec, req.archs, req.files) != (got.spec, got.archs, got.files_filter)
-        rows.append(OutdatedRow(name, req.spec, locked, matching, newest, stale))
+        rows.append(OutdatedRow(name, req.spec, locked, matching, newest, stale,
+                                unlisted=locked is not None and locked not in m.versions))
     return rows

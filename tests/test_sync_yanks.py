@@ -80,9 +80,9 @@ def test_the_yank_check_parses_only_manifests_that_yank_something(tmp_path: Path
         return real(text, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(manifest_mod.Manifest, "parse", staticmethod(counting))
-    assert zoo.yanked("a", "1.0.0") is None and zoo.yanked("a", "1.1.0") is None
-    assert zoo.yanked("b", "1.0.0") == "wrong labels" and zoo.yanked("b", "1.1.0") is None
-    assert zoo.yanked("c", "1.0.0") is None and zoo.yanked("gone", "1.0.0") is None
+    assert zoo.pin_status("a", "1.0.0") is None and zoo.pin_status("a", "1.1.0") is None
+    assert zoo.pin_status("b", "1.0.0") == ("yanked", "wrong labels") and zoo.pin_status("b", "1.1.0") is None
+    assert zoo.pin_status("c", "1.0.0") is None and zoo.pin_status("gone", "1.0.0") == ("missing", "")
     # a only says `yanked = ""`: never parsed. b yanks: parsed. c names a file "yanked.txt": that
     # line is not an empty yank, so it is parsed too (the pre-check only ever skips a parse).
     assert parsed == ["b.toml", "b.toml", "c.toml"]

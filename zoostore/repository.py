@@ -154,11 +154,6 @@ class Store:
             raise NotFoundError(self.unknown_model(model)) from None
         return Manifest.parse(data.decode("utf-8"), where=self._where(model))
 
-    def yanked(self, model: str, version: str) -> str | None:
-        """Why `model@version` was yanked, or None when it is not (or the model is gone)."""
-        status = self.pin_status(model, version)
-        return status[1] if status is not None and status[0] == "yanked" else None
-
     def pin_status(self, model: str, version: str) -> tuple[str, str] | None:
         """What is wrong with a pinned `model@version`: ("yanked", the reason), ("missing", the
         versions the store lists, newest first, or "" when the model is gone), or None. A

@@ -58,9 +58,10 @@ def _refuse_store_first(args: argparse.Namespace) -> None:
     import os
 
     from zoostore.core.errors import UsageError
+    from zoostore.documents.store_config import CONFIG_KEY
 
     target = args.target
-    looks_like_store = "://" in target or os.path.isfile(os.path.join(target, "zoostore.toml"))
+    looks_like_store = "://" in target or os.path.isfile(os.path.join(target, CONFIG_KEY))
     if args.store is None and "@" not in target and looks_like_store:
         rest = f" {args.dest}" if args.dest else " MODEL@SPEC"
         raise UsageError(f"{target!r} is a store, not MODEL@SPEC: zoostore get takes the store as --store "

@@ -21,7 +21,6 @@ as "Wire format was corrupt", and publish would store it as a model; `is_lfs_poi
 from __future__ import annotations
 
 import os
-
 from pathlib import Path
 from typing import TYPE_CHECKING
 

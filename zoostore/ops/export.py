@@ -89,8 +89,8 @@ def _temp(path: str) -> str:
     """A short temp name beside `path`: the target's own name may be up to 255 bytes (publish
     and sync take such names), so appending to it would exceed the file system's limit."""
     head, _, _ = path.rpartition("/")
-    return f"{head}/.zoostore-export-{os.getpid()}-{os.urandom(4).hex()}.tmp" if head else \
-        f".zoostore-export-{os.getpid()}-{os.urandom(4).hex()}.tmp"
+    name = f".zoostore-export-{os.getpid()}-{os.urandom(4).hex()}.tmp"
+    return f"{head}/{name}" if head else name
 
 
 def _failed(fs: Any, tmp: str, path: str, exc: BaseException) -> None:

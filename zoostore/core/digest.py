@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import blake3
 
 from zoostore.core.errors import InvalidDigestError
+from zoostore.core.records import dataclass
 
 _HEX = re.compile(r"[0-9a-f]{64}")
 PREFIX = "blake3:"
@@ -56,6 +56,16 @@ class Digest:
 
     def __str__(self) -> str:
         return PREFIX + self.hex
+
+    # Written out rather than made by `records.dataclass` (whose generic ones take twice as long):
+    # a Digest is the key of nearly every dict and set zoostore keeps.
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Digest):
+            return self.hex == other.hex
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.hex)
 
 
 def hash_file(path: str | os.PathLike[str]) -> Digest:

@@ -49,10 +49,10 @@ from __future__ import annotations
 import datetime
 import re
 from collections.abc import Iterable, Set
-from dataclasses import dataclass
 from typing import Literal
 
 from zoostore.core.errors import InvalidVersionError
+from zoostore.core.records import dataclass
 
 __all__ = [
     "Comparator",

@@ -13,10 +13,10 @@ version a consumer gets).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 from zoostore.core.errors import UsageError
 from zoostore.core.names import check_model_name
+from zoostore.core.records import dataclass
 
 LATEST = "latest"
 

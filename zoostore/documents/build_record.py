@@ -24,11 +24,12 @@ import json
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
 from zoostore.core.errors import FormatError, NewerFormatError
+from zoostore.core.records import dataclass
 from zoostore.documents.descriptor import TensorSpec
 from zoostore.documents.folder_files import BUILD_TOML
 

@@ -50,13 +50,14 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
 
 from zoostore.core.errors import DescriptorError, FormatError, InvalidPathError, NewerFormatError
 from zoostore.core.names import check_relpath
+from zoostore.core.records import dataclass
 from zoostore.documents.folder_files import MODEL_TOML
 
 FORMAT = 1

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from zoostore.core.atomic import atomic_write
 from zoostore.core.digest import Digest
 from zoostore.core.errors import ConfigError, NewerFormatError, ZooError
 from zoostore.core.names import check_model_name, check_relpath
+from zoostore.core.records import dataclass
 from zoostore.core.tomldoc import load_versioned
 
 FORMAT = 1

@@ -31,7 +31,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from functools import cached_property
 from typing import Any
 
@@ -41,6 +41,7 @@ from zoostore.core import semver
 from zoostore.core.digest import Digest
 from zoostore.core.errors import FormatError, ImmutableError, NotFoundError, UsageError, ZooError
 from zoostore.core.names import ANY, check_model_name, check_relpath, normalize_arch
+from zoostore.core.records import dataclass
 from zoostore.core.tomldoc import load_versioned
 
 FORMAT = 1

@@ -27,12 +27,13 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
 from zoostore.core.errors import ConfigError, InvalidPathError, UsageError, ZooError
 from zoostore.core.names import check_model_name, check_relpath, host_arch, normalize_arch
+from zoostore.core.records import dataclass
 
 CONFIG_NAME = "zoo.toml"
 #: Names the store to read, overriding zoo.toml's `store` (a mirror, a CI cache); see find_store_url.

@@ -15,10 +15,11 @@ satisfies; a requirement on a key the consumer does not declare is a warning, no
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from zoostore.core import semver
 from zoostore.core.errors import NotFoundError, ResolutionError, UsageError
+from zoostore.core.records import dataclass
 from zoostore.documents.manifest import FileEntry, Manifest, Release
 from zoostore.core.names import ANY
 from zoostore.core.spec import LATEST

@@ -30,11 +30,12 @@ would refuse as too long.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 import tomli_w
 
+from zoostore.core.records import dataclass
 from zoostore.storage import codec
 from zoostore.storage.params import Chunking
 from zoostore.core.errors import FormatError, UsageError

@@ -26,11 +26,12 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoostore.core.errors import CheckFailedError, DescriptorError, FormatError, MissingDependencyError, UsageError
+from zoostore.core.records import dataclass
 from zoostore.documents.descriptor import ModelDescriptor, TensorSpec
 from zoostore.documents.model_folder import (LfsPointerError, descriptor_for_network, is_lfs_pointer,
                                              lfs_pointer_message, network_of)

@@ -18,9 +18,10 @@ import os
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from zoostore.core.records import dataclass
 
 RUNTIME_ENV = "ZOOSTORE_TVM_AARCH64_RUNTIME"
 DRIVER_SOURCE = Path(__file__).with_name("driver") / "tvm_run.cc"

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from zoostore.core.errors import FormatError
+from zoostore.core.records import dataclass
 
 #: onnx/models' test tolerance (its `test_models.py` compares with rtol=1e-3, atol=1e-5).
 DEFAULT_RTOL = 1e-3

@@ -36,7 +36,6 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +43,7 @@ import tomli_w
 
 from zoostore.core.atomic import atomic_write
 from zoostore.core.errors import BuildError, MissingDependencyError, UsageError
+from zoostore.core.records import dataclass
 from zoostore.documents.build_record import RECORD_FILE, BuildRecord, read_build_record, tvm_requirement
 from zoostore.documents.descriptor import FILE_NAME as DESCRIPTOR_FILE
 from zoostore.documents.descriptor import ModelDescriptor, TensorSpec

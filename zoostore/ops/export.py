@@ -24,7 +24,7 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 import blake3
@@ -32,6 +32,7 @@ import blake3
 from zoostore.core.atomic import blame
 from zoostore.core.errors import FormatError, IntegrityError
 from zoostore.core.progress import NullProgress, Progress
+from zoostore.core.records import dataclass
 from zoostore.documents.manifest import FileEntry
 from zoostore.repository import Store
 

@@ -15,7 +15,6 @@ import posixpath
 import stat
 import warnings
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +31,7 @@ if TYPE_CHECKING:
 
 
 from zoostore.core.offline import OFFLINE_ENV, offline_requested  # noqa: E402 - re-exported
+from zoostore.core.records import dataclass
 
 
 def fetch(model: str, spec: str = "latest", path: str = "", *, arch: str | None = None,

@@ -8,11 +8,12 @@ imported only by the functions that open a store.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING
 
 from zoostore.core.errors import NotFoundError, UsageError
 from zoostore.core.progress import NullProgress, Progress
+from zoostore.core.records import dataclass
 from zoostore.documents.lockfile import Lock, LockedFile, LockedModel
 from zoostore.documents.project import STORE_ENV, Project, resolve_store_url
 

@@ -29,7 +29,7 @@ import os
 import shutil
 import stat
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from zoostore.core.atomic import TEMP_PREFIX, atomic_write, blame, open_temp, st
 from zoostore.core.digest import Digest, hash_file
 from zoostore.core.errors import DestinationConflictError, IntegrityError, InvalidPathError, UsageError
 from zoostore.core.names import check_relpath
+from zoostore.core.records import dataclass
 
 STATE_NAME = ".zoostore-state.json"
 LINK_MODES = ("auto", "hardlink", "copy", "symlink")

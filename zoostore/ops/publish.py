@@ -37,7 +37,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -46,6 +46,7 @@ from zoostore.core.digest import Digest, hash_file
 from zoostore.core.errors import BlobNotFoundError, ConflictError, ImmutableError, InvalidPathError, NotFoundError, ReadOnlyError, UsageError
 from zoostore.core.names import ANY, check_model_name, normalize_arch
 from zoostore.core.progress import NullProgress, Progress
+from zoostore.core.records import dataclass
 from zoostore.core.units import human_bytes
 from zoostore.documents.manifest import FileEntry, Manifest, Release, check_tag, immutable_error, meta_conflicts, now_utc
 from zoostore.ops.publish_inputs import (check_machines, collect_files, descriptor_meta, refuse_lfs_pointers,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +30,7 @@ from zoostore.core.errors import (
     UsageError, ZooError,
 )
 from zoostore.core.progress import NullProgress, Progress
+from zoostore.core.records import dataclass
 from zoostore.documents.project import DEFAULT_LAYOUT, Project, load_project
 from zoostore.ops import sync_fast
 from zoostore.ops.place import (

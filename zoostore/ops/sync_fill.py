@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from zoostore.core.digest import Digest
 from zoostore.core.errors import BlobNotFoundError, IntegrityError, NotFoundError, OfflineError, ZooError
 from zoostore.core.progress import Progress
+from zoostore.core.records import dataclass
 
 if TYPE_CHECKING:
     from zoostore.documents.lockfile import Lock

@@ -6,10 +6,10 @@ no two files at one path.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from zoostore.core.errors import ConfigError, InvalidPathError, UsageError
+from zoostore.core.records import dataclass
 from zoostore.documents.project import DEFAULT_LAYOUT, Layout
 from zoostore.ops.place import check_dest_relpath
 

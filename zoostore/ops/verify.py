@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 
 import blake3
 
 from zoostore.core.digest import Digest
 from zoostore.core.errors import FormatError, IntegrityError, ObjectNotFoundError, ZooError
+from zoostore.core.records import dataclass
 from zoostore.storage import codec
 from zoostore.storage.packcheck import fetch_footer, footer_of, frame_problem, pack_problems
 from zoostore.storage.pack import FileList, Footer, PackEntry, pack_key

@@ -9,13 +9,13 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from zoostore.core.atomic import TEMP_PREFIX, stale_temp
 from zoostore.core.digest import Digest
 from zoostore.core.errors import ZooError
 from zoostore.core.progress import NullProgress, Progress
+from zoostore.core.records import dataclass
 
 
 @dataclass(frozen=True, slots=True)

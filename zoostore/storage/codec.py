@@ -38,12 +38,13 @@ from __future__ import annotations
 
 import struct
 import threading
-from dataclasses import dataclass, field
+from dataclasses import field
 
 import blake3
 import zstandard
 
 from zoostore.core.errors import FormatError
+from zoostore.core.records import dataclass
 from zoostore.storage import planes as byte_planes
 
 RAW, ZSTD, BYTEGROUP, DELTA = 0, 1, 2, 3

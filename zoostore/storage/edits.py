@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
 from typing import TypeVar
 
 from zoostore.core.errors import IntegrityError
+from zoostore.core.records import dataclass
 
 K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")

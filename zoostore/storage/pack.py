@@ -27,10 +27,10 @@ of a deduplicated file may live in older packs, and because a pack cannot name i
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 
 from zoostore.core.digest import Digest
 from zoostore.core.errors import FormatError, NewerFormatError
+from zoostore.core.records import dataclass
 from zoostore.storage.codec import MAX_RAW, max_frame
 from zoostore.storage.edits import Run
 

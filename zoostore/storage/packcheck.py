@@ -10,12 +10,12 @@ gc's repack checks the frames it is about to copy.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 
 import blake3
 
 from zoostore.core.digest import Digest
 from zoostore.core.errors import FormatError
+from zoostore.core.records import dataclass
 from zoostore.storage import codec
 from zoostore.storage.backends.base import Backend
 from zoostore.storage.pack import TRAILER_SIZE, Footer, PackEntry, footer_span, parse_footer

@@ -4,8 +4,9 @@ them; storage never reads that document itself."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
+
+from zoostore.core.records import dataclass
 
 
 #: First bytes of executables, shared libraries and static archives: ELF, Mach-O (32/64-bit,

@@ -36,13 +36,13 @@ from __future__ import annotations
 import bisect
 import struct
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from functools import cached_property
 
 import blake3
 
 from zoostore.core.digest import Digest
 from zoostore.core.errors import FormatError, IntegrityError, NewerFormatError
+from zoostore.core.records import dataclass
 from zoostore.storage import edits
 from zoostore.storage.codec import MAX_RAW, max_frame
 from zoostore.storage.edits import Run

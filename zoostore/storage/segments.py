@@ -13,10 +13,11 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 
 from zoostore.core.digest import Digest
+from zoostore.core.records import dataclass
 from zoostore.storage.recipe import Recipe
 
 #: Two frames of one pack closer than this are fetched in one ranged read (the gap is wasted).

@@ -37,7 +37,6 @@ import os
 from collections import deque
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -47,6 +46,7 @@ from zoostore.core import cancel
 from zoostore.core.digest import Digest, hash_file
 from zoostore.core.errors import UsageError, ZooError
 from zoostore.core.progress import Progress
+from zoostore.core.records import dataclass
 from zoostore.storage import codec
 from zoostore.storage.backends.base import Backend
 from zoostore.storage.delta_bases import Batch, DeltaBases, Encoded

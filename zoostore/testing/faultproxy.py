@@ -58,9 +58,10 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
 from typing import Any, Literal
+
+from zoostore.core.records import dataclass
 
 __all__ = ["FAULT_KINDS", "Faults", "FaultProxy", "ProxyStats", "ResetPoint"]
 

@@ -6,12 +6,12 @@ spec selects is `zoostore.documents.resolve`'s job.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Mapping
 from typing import Any
 
 from zoostore.core.errors import NotFoundError, ReadOnlyError
 from zoostore.core.names import ANY, check_relpath, normalize_arch
+from zoostore.core.records import dataclass
 from zoostore.core.spec import ModelSpec
 from zoostore.documents.manifest import FileEntry, Manifest, Release
 

@@ -25,10 +25,11 @@ import math
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from zoostore.core.errors import ObjectNotFoundError
 from zoostore.core.progress import Progress
+from zoostore.core.records import dataclass
 from zoostore.ops.gc.results import GcResult
 from zoostore.storage.backends.base import LIST_PAGE, Backend, ObjectInfo
 

@@ -3,7 +3,8 @@ and the CLI."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
+from zoostore.core.records import dataclass
 from zoostore.core.units import human_bytes
 
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from zoostore.core import semver
 from zoostore.core.digest import Digest
 from zoostore.core.errors import UsageError
+from zoostore.core.records import dataclass
 from zoostore.documents.lockfile import Lock
 from zoostore.documents.manifest import Manifest
 from zoostore.core.spec import ModelSpec

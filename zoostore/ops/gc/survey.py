@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from zoostore.core.records import dataclass
 from zoostore.storage.backends.base import ObjectInfo
 from zoostore.core.digest import Digest
 from zoostore.core.errors import FormatError, IntegrityError, NewerFormatError, NotFoundError, ObjectNotFoundError

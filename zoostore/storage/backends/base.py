@@ -20,9 +20,9 @@ import builtins
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
+from zoostore.core.records import dataclass
 from zoostore.storage.backends.retry import RetryPolicy
 
 #: Environment variable that opts every store into single-writer mode ("1", "true", "yes").

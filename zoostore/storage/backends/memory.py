@@ -21,10 +21,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import field
 
 import blake3
 
+from zoostore.core.records import dataclass
 from zoostore.storage.backends.base import Backend, Capabilities, ObjectInfo, Versioned
 from zoostore.core.errors import ConflictError, ObjectNotFoundError
 

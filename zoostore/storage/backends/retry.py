@@ -25,10 +25,10 @@ import os
 import threading
 import time
 import warnings
-from dataclasses import dataclass
 from typing import Any
 
 from zoostore.core.errors import UsageError
+from zoostore.core.records import dataclass
 
 #: HTTP statuses that mean "try again": too many requests, server error, bad gateway,
 #: unavailable, gateway timeout (RFC 9110 section 15.6; 429 from RFC 6585).

@@ -11,11 +11,16 @@ import dataclasses
 import inspect
 import pickle
 import threading
+import typing
 from typing import Any
 
 import pytest
 
 from zoostore.core import records
+
+
+class Marker:
+    """A type named in annotations: hints must resolve in this module."""
 
 
 def _shapes(dc: Any) -> dict[str, type]:
@@ -63,6 +68,7 @@ def _shapes(dc: Any) -> dict[str, type]:
     class Bare:
         q: int = 1
         r: list[int] = dataclasses.field(default_factory=list)
+        m: Marker | None = None
 
     @dc(frozen=True, slots=True)
     class Empty:
@@ -124,6 +130,10 @@ def test_construction_repr_and_signature_match() -> None:
         for args in ((), ("c",), ("c", 1), ("c", 1, "q", ["t"], 3), (1,), (1, 2), (-1,)):
             out.append(_outcome(lambda: repr(cls(*args))))
         out.append(str(inspect.signature(cls)))
+        out.append(_outcome(lambda: typing.get_type_hints(cls.__init__)))
+        out.append((cls.__init__.__module__, cls.__doc__))
+        params = cls.__dataclass_params__   # type: ignore[attr-defined]
+        out.append((params.init, params.repr, params.eq, params.order, params.frozen))
         out.append(getattr(cls, "__match_args__", None))
         out.append([f.name for f in dataclasses.fields(cls)])
         return out
@@ -241,3 +251,56 @@ def test_zoostore_defines_its_classes_with_records() -> None:
     offenders = [str(p.relative_to(root)) for p in sorted(root.rglob("*.py"))
                  if p.name != "records.py" and stdlib_use.search(p.read_text())]
     assert not offenders, f"use zoostore.core.records.dataclass in: {offenders}"
+
+
+def test_subclasses_and_class_bodies_are_treated_as_dataclasses_does() -> None:
+    ours, std = OURS["Checked"], STD["Checked"]
+    for base in (ours, std):
+        @dataclasses.dataclass(frozen=True)
+        class Frozen(base):   # type: ignore[valid-type, misc]
+            extra: int = 0
+        assert Frozen(2, extra=1).double == 4
+        with pytest.raises(TypeError, match="non-frozen dataclass from a frozen one"):
+            @dataclasses.dataclass
+            class Thawed(base):   # type: ignore[valid-type, misc]
+                extra: int = 0
+    with pytest.raises(TypeError, match="dataclass base"):
+        @records.dataclass(frozen=True)
+        class OnTop(std):   # type: ignore[valid-type, misc]
+            extra: int = 0
+
+    with pytest.raises(TypeError, match="__setattr__"):
+        @records.dataclass(frozen=True)
+        class OwnSetattr:
+            a: int
+
+            def __setattr__(self, name: str, value: object) -> None:
+                pass
+
+    @records.dataclass(frozen=True, slots=True)
+    class OwnState:
+        a: int
+
+        def __getstate__(self) -> str:
+            return "mine"
+    assert OwnState(1).__getstate__() == "mine"
+
+    for dc in (records.dataclass, dataclasses.dataclass):
+        with pytest.raises(TypeError, match="non-default argument 'b' follows default argument"):
+            @dc
+            class Order:
+                a: int = 0
+                b: int
+
+        @dc(frozen=True)
+        class Selfish:
+            self: int
+            other: int = 2
+        assert Selfish(1).self == 1 and repr(Selfish(self=3)).endswith("Selfish(self=3, other=2)")
+
+
+def test_kw_only_fields_are_refused() -> None:
+    with pytest.raises(TypeError, match="kw_only"):
+        @records.dataclass
+        class KwOnly:
+            a: int = dataclasses.field(default=0, kw_only=True)

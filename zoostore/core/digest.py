@@ -60,7 +60,7 @@ class Digest:
     # Written out rather than made by `records.dataclass` (whose generic ones take twice as long):
     # a Digest is the key of nearly every dict and set zoostore keeps.
     def __eq__(self, other: object) -> bool:
-        if isinstance(other, Digest):
+        if isinstance(other, Digest) and other.__class__ is self.__class__:   # as dataclasses compares
             return self.hex == other.hex
         return NotImplemented
 

@@ -18,8 +18,10 @@ standard decorator class shape by class shape). It takes the options zoostore us
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import operator
 import reprlib
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar, cast, dataclass_transform, overload
 
@@ -54,13 +56,22 @@ def dataclass(cls: T | None = None, /, *, frozen: bool = False, slots: bool = Fa
 
 def _process(cls: T, *, frozen: bool, slots: bool, order: bool) -> T:
     own = dict(cls.__dict__)   # before dataclasses (and slots) rebuild it: what the body defined
+    if any(dataclasses.is_dataclass(base) for base in cls.__mro__[1:]):
+        # dataclasses checks frozen against a dataclass base's, and this one tells it frozen=False
+        raise TypeError(f"{cls.__qualname__}: a dataclass base needs dataclasses.dataclass")
+    if frozen and ("__setattr__" in own or "__delattr__" in own):
+        raise TypeError(f"Cannot overwrite attribute __setattr__ or __delattr__ in class {cls.__name__}")
     out = cast(T, dataclasses.dataclass(cls, init=False, repr=False, eq=False, slots=slots))
+    params = cast(Any, out).__dataclass_params__   # what dataclasses.dataclass would have recorded:
+    params.init = params.repr = params.eq = True   # a dataclass subclassing this one checks frozen
+    params.order, params.frozen = order, frozen
     fields = dataclasses.fields(out)
-    real = {f.name for f in fields}
-    pseudo = [spec for name, spec in cast(Any, out).__dataclass_fields__.items() if name not in real]
-    if any("InitVar" in str(spec.type) for spec in pseudo):   # a string under `from __future__ import annotations`
-        raise TypeError(f"{cls.__qualname__}: InitVar fields need dataclasses.dataclass")
     names = tuple(f.name for f in fields)
+    refused = [name for name, spec in cast(Any, out).__dataclass_fields__.items()
+               if "InitVar" in str(spec.type) or (name in names and spec.kw_only is True)]
+    if refused:   # (an InitVar's type is a string under `from __future__ import annotations`)
+        raise TypeError(f"{cls.__qualname__}: InitVar and kw_only fields ({', '.join(refused)}) need "
+                        f"dataclasses.dataclass")
     key = _key(tuple(f.name for f in fields if f.compare))
     methods: dict[str, Any] = {
         "__init__": _init(out, fields, frozen=frozen, slots=slots),
@@ -69,50 +80,65 @@ def _process(cls: T, *, frozen: bool, slots: bool, order: bool) -> T:
     }
     for name, op in _ORDER if order else ():
         if name in own:
-            raise TypeError(f"cannot overwrite attribute {name} in class {cls.__name__}. Consider using "
+            raise TypeError(f"Cannot overwrite attribute {name} in class {cls.__name__}. Consider using "
                             f"functools.total_ordering")
         methods[name] = _compare(out, name, op, key)
-    if not (own.get("__hash__") is not None or ("__hash__" in own and "__eq__" not in own)):
-        # No __hash__ of its own: dataclasses' rule for eq=True is that a frozen class hashes its
-        # compared fields (a field's hash=None follows compare) and any other is unhashable.
-        hashed = _key(tuple(f.name for f in fields if (f.compare if f.hash is None else f.hash)))
-        methods["__hash__"] = _hash(out, hashed) if frozen else None
     if frozen:
         methods["__setattr__"], methods["__delattr__"] = _frozen(out, names)
         if slots:
             methods["__getstate__"], methods["__setstate__"] = _slot_state(names)
     for name, method in methods.items():
-        if name not in own or name in ("__hash__", "__getstate__", "__setstate__"):
+        if name not in own:
             setattr(out, name, method)
+    if not (own.get("__hash__") is not None or ("__hash__" in own and "__eq__" not in own)):
+        # No __hash__ of its own: dataclasses' rule for eq=True is that a frozen class hashes its
+        # compared fields (a field's hash=None follows compare) and any other is unhashable.
+        hashed = _key(tuple(f.name for f in fields if (f.compare if f.hash is None else f.hash)))
+        setattr(out, "__hash__", _hash(out, hashed) if frozen else None)
+    if not own.get("__doc__"):   # dataclasses wrote it from the signature before __init__ existed
+        out.__doc__ = cls.__name__ + str(inspect.signature(out)).replace(" -> None", "")
     return out
 
 
 def _init(cls: type, fields: tuple[dataclasses.Field[Any], ...], *, frozen: bool, slots: bool) -> Callable[..., None]:
-    """`__init__` as dataclasses writes it (3.11 `_init_fn`, without InitVar and kw_only)."""
-    scope: dict[str, Any] = {"__object_setattr": object.__setattr__, "__has_factory": _HAS_FACTORY}
-    params, body = ["self"], []
+    """`__init__` as dataclasses writes it (3.11 `_init_fn`, without InitVar and kw_only): made
+    by a function compiled in the class's module, so that its globals are the module's (type
+    hints resolve there) and the helpers are its closure."""
+    helpers: dict[str, Any] = {"__object_setattr": object.__setattr__, "__has_factory": _HAS_FACTORY}
+    self_name = "__dataclass_self__" if any(f.name == "self" for f in fields) else "self"
+    params, body = [self_name], []
+    seen_default = False
     for f in fields:
         dflt = f"__dflt_{f.name}"
+        has_default = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
         if f.default_factory is not dataclasses.MISSING:
-            scope[dflt] = f.default_factory
+            helpers[dflt] = f.default_factory
             value = f"{dflt}() if {f.name} is __has_factory else {f.name}" if f.init else f"{dflt}()"
         elif f.init:
             value = f.name
             if f.default is not dataclasses.MISSING:
-                scope[dflt] = f.default
+                helpers[dflt] = f.default
         elif slots and f.default is not dataclasses.MISSING:
-            value, scope[dflt] = dflt, f.default
+            value, helpers[dflt] = dflt, f.default
         else:
             continue   # an init=False field with a class default, or none: not set here
         if f.init:
-            params.append(f.name if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-                          else f"{f.name}={'__has_factory' if f.default_factory is not dataclasses.MISSING else dflt}")
-        body.append(f"__object_setattr(self, {f.name!r}, {value})" if frozen else f"self.{f.name} = {value}")
+            if seen_default and not has_default:
+                raise TypeError(f"non-default argument {f.name!r} follows default argument")
+            seen_default = seen_default or has_default
+            params.append(f"{f.name}={'__has_factory' if f.default_factory is not dataclasses.MISSING else dflt}"
+                          if has_default else f.name)
+        body.append(f"__object_setattr({self_name}, {f.name!r}, {value})" if frozen else
+                    f"{self_name}.{f.name} = {value}")
     if hasattr(cls, "__post_init__"):
-        body.append("self.__post_init__()")
-    src = f"def __init__({', '.join(params)}):\n" + "".join(f"    {line}\n" for line in body or ["pass"])
-    exec(src, scope)   # noqa: S102 - our own source, as dataclasses does
-    init: Callable[..., None] = scope["__init__"]
+        body.append(f"{self_name}.__post_init__()")
+    src = (f"def __make_init__({', '.join(helpers)}):\n"
+           f"    def __init__({', '.join(params)}):\n" + "".join(f"        {line}\n" for line in body or ["pass"])
+           + "    return __init__\n")
+    made: dict[str, Any] = {}
+    module = sys.modules.get(cls.__module__)
+    exec(src, module.__dict__ if module is not None else {}, made)   # noqa: S102 - our own source, as dataclasses does
+    init: Callable[..., None] = made["__make_init__"](**helpers)
     init.__qualname__ = f"{cls.__qualname__}.__init__"
     init.__annotations__ = {**{f.name: f.type for f in fields if f.init}, "return": None}
     return init

@@ -59,6 +59,8 @@ MAX_FILE_SIZE = 2**48
 
 @dataclass(frozen=True, slots=True)
 class FileEntry:
+    """A file of a published version: its blob id and size."""
+
     blob: Digest
     size: int
 
@@ -128,6 +130,8 @@ def meta_conflicts(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, 
 
 @dataclass(frozen=True)
 class Manifest:
+    """A model's manifest: every published version, its tags, summary and metadata, and what gc removed."""
+
     model: str
     versions: Mapping[str, Release] = field(default_factory=dict)
     tags: Mapping[str, str] = field(default_factory=dict)

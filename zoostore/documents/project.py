@@ -97,6 +97,8 @@ class Layout:
 
 @dataclass(frozen=True, slots=True)
 class ModelRequirement:
+    """A model as zoo.toml declares it: name, version spec, archs and the files wanted (globs)."""
+
     name: str
     spec: str
     archs: tuple[str, ...]
@@ -109,6 +111,8 @@ class ModelRequirement:
 
 @dataclass(frozen=True)
 class Project:
+    """A consumer project's zoo.toml (or [tool.zoostore]): store, archs, destination, models and layout."""
+
     root: Path  # directory holding zoo.toml / pyproject.toml
     config_path: Path
     store: str  # as declared (recorded in zoo.lock); see store_url

@@ -92,6 +92,8 @@ DEFAULT_SETTLE = 2.0
 
 @dataclass(frozen=True, slots=True)
 class StoreConfig:
+    """A store's zoostore.toml: chunking, packs, codecs, the gc grace and settle times, and its format."""
+
     chunking: Chunking = field(default_factory=Chunking)
     pack_target_size: int = 32 * 1024 * 1024
     codecs: tuple[int, ...] = (codec.RAW, codec.ZSTD, codec.BYTEGROUP)

@@ -42,6 +42,8 @@ def _runtime_hint() -> str:
 
 @dataclass(frozen=True)
 class Aarch64Runner:
+    """Runs an aarch64 TVM module under qemu-user through the small C++ driver next to its runtime."""
+
     qemu: str
     driver: Path  # next to libtvm_runtime.so and libtvm_ffi.so (RUNPATH $ORIGIN)
 

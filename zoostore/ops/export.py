@@ -43,6 +43,8 @@ INDEX_FORMAT = 1
 
 @dataclass
 class ExportReport:
+    """What `export` wrote: the mirror's files, how many it skipped as already there, and the bytes."""
+
     dest: str
     written: list[str] = field(default_factory=list)  # "{model}/{version}/{arch}/{path}"
     skipped: int = 0

@@ -123,6 +123,8 @@ def _snapshot(model: str, spec: str, *, arch: str | None, store: str | None,
 
 @dataclass(frozen=True)
 class _Located:
+    """A resolved version with the cache, the store's blobs (None offline) and its snapshot folder."""
+
     resolved: Resolved
     cache: Cache
     blobs: BlobStore | None   # None: offline

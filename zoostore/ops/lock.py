@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class LockResult:
+    """What `lock` resolved: the lock, each model's change (old and new version), warnings, whether written."""
+
     lock: Lock
     changes: list[tuple[str, str | None, str | None]] = field(default_factory=list)  # model, old, new
     warnings: list[str] = field(default_factory=list)
@@ -137,6 +139,8 @@ def _locked_model(project: Project, name: str, release: Release) -> LockedModel:
 # ---------------------------------------------------------------------------------- outdated
 @dataclass(frozen=True)
 class OutdatedRow:
+    """One model in `zoostore outdated`: its spec, locked version, newest matching and newest overall."""
+
     model: str
     spec: str
     locked: str | None

@@ -70,6 +70,8 @@ Checker = Callable[[Sequence[Path]], object]
 
 @dataclass
 class PublishResult:
+    """What a publish did: the version's files, what was uploaded, and whether it was already there."""
+
     model: str
     version: str
     arch: str

@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class SyncReport:
+    """What a sync did: files placed, unchanged, removed, left alone and why, and the bytes fetched."""
+
     dest: Path
     placed: list[str] = field(default_factory=list)
     unchanged: int = 0

@@ -45,6 +45,8 @@ from zoostore.ops.gc.leftovers import find_leftovers
 
 @dataclass(frozen=True, slots=True)
 class Problem:
+    """One problem `verify` found: its kind, the object and what is wrong with it."""
+
     kind: str  # missing-recipe, bad-recipe, missing-pack, bad-frame-range, bad-pack, bad-chunk, size-mismatch
     obj: str
     message: str
@@ -59,6 +61,8 @@ REPAIRABLE = ("missing-recipe", "bad-recipe", "recipe-mismatch")
 
 @dataclass(slots=True)
 class VerifyReport:
+    """What `verify` checked and found, and what `--repair` repaired."""
+
     problems: list[Problem] = field(default_factory=list)
     recipes: int = 0
     packs: int = 0

@@ -20,6 +20,8 @@ from zoostore.core.records import dataclass
 
 @dataclass(frozen=True, slots=True)
 class CacheInfo:
+    """The cache's size: its folder, cached files and bytes, and leftover temp files of killed processes."""
+
     root: Path
     blobs: int
     bytes: int
@@ -29,6 +31,8 @@ class CacheInfo:
 
 @dataclass(frozen=True, slots=True)
 class CacheVerification:
+    """What `cache verify` hashed and the damaged files it dropped."""
+
     root: Path
     files: int                 # cached files hashed
     bytes: int

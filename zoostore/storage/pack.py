@@ -55,6 +55,8 @@ def pack_key(pack: Digest) -> str:
 
 @dataclass(frozen=True, slots=True)
 class PackEntry:
+    """A frame in a pack's footer: the chunk id, where its frame sits and the chunk's raw length."""
+
     chunk: Digest
     offset: int
     length: int
@@ -63,6 +65,8 @@ class PackEntry:
 
 @dataclass(frozen=True, slots=True)
 class FileList:
+    """A file a pack's footer lists (for `verify --repair`): its blob, size and chunks, maybe as edits of a base."""
+
     blob: Digest
     size: int
     chunks: tuple[tuple[Digest, int], ...]  # (chunk id, raw length) in file order
@@ -74,6 +78,8 @@ class FileList:
 
 @dataclass(frozen=True, slots=True)
 class Footer:
+    """A pack's footer: its frames and the files added with it."""
+
     entries: list[PackEntry]
     files: list[FileList]
 

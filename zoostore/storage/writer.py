@@ -109,6 +109,8 @@ class Hashed:
 
 @dataclass(slots=True)
 class PutResult:
+    """What storing one file did: its blob id and size, whether its recipe is new, and its chunks' counts."""
+
     path: Path
     blob: Digest
     size: int
@@ -122,6 +124,8 @@ class PutResult:
 
 @dataclass(slots=True)
 class _Pending:
+    """A file the writer cut, waiting for its packs to be stored before its recipe is written."""
+
     blob: Digest
     size: int
     entries: list[Entry]

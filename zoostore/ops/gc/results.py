@@ -13,6 +13,8 @@ from zoostore.core.units import human_bytes
 
 @dataclass(frozen=True, slots=True)
 class DroppedVersion:
+    """A version gc dropped (no retention rule keeps it) and the bytes its files list."""
+
     model: str
     version: str
     size: int  # bytes of the files it lists (shared content may stay)
@@ -23,6 +25,8 @@ class DroppedVersion:
 
 @dataclass(frozen=True, slots=True)
 class RepackItem:
+    """A pack gc repacks: its key, size and the bytes in it still referenced."""
+
     pack: str  # key
     size: int
     live_bytes: int
@@ -34,6 +38,8 @@ class RepackItem:
 
 @dataclass(slots=True)
 class GcResult:
+    """What a gc run did: versions dropped, recipes and packs deleted, packs repacked and rewritten."""
+
     dropped: list[DroppedVersion] = field(default_factory=list)
     recipes_deleted: int = 0
     recipe_bytes: int = 0

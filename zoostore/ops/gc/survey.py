@@ -166,6 +166,8 @@ def _keep_bases(zoo: Store, recipes: Mapping[str, ObjectInfo], kept: set[str], i
 
 @dataclass(slots=True)
 class _Survey:
+    """gc's view of the store: recipes and packs listed, which are referenced and kept, and problems met."""
+
     recipes: dict[str, ObjectInfo]
     packs: dict[str, ObjectInfo]
     referenced: set[str]

@@ -78,6 +78,8 @@ class Versioned:
 
 @dataclass(frozen=True, slots=True)
 class Capabilities:
+    """What a backend can do, as data: writes, deletes, listing, atomic compare-and-swap, consistent lists."""
+
     writes: bool = True
     deletes: bool = True
     listing: bool = True

@@ -85,5 +85,8 @@ def test_the_two_time_targets_come_from_the_alternating_pairs_when_the_run_has_t
     only_blocks = {name: (v, what) for name, v, what, _ in report.targets({"release": {"records": blocks}})}
     assert only_blocks["publish ≥ 0.9× `tar | zstd -1 -T0`"] == ("0.30×", "MB/s ratio")
     both = {name: (v, what) for name, v, what, _ in report.targets({"release": {"records": blocks + pairs}})}
-    assert both["publish ≥ 0.9× `tar | zstd -1 -T0`"] == ("0.90×", "MB/s ratio, runs alternating with the peer")
-    assert both["first sync ≤ 1.0× `rsync -a`"] == ("1.10×", "time ratio, runs alternating with the peer")
+    # the verdict is the ratio of the medians; the per-round ratios (90/100, 95/99, 80/101) beside it
+    assert both["publish ≥ 0.9× `tar | zstd -1 -T0`"] == (
+        "0.90×", "MB/s ratio, runs alternating with the peer (per round: 0.90× [0.79–0.96])")
+    assert both["first sync ≤ 1.0× `rsync -a`"] == (
+        "1.10×", "time ratio, runs alternating with the peer (per round: 1.10× [1.10–1.10])")

@@ -8,11 +8,12 @@ publish 31: 22-38 ms of every command's start on one core (docs/design-decisions
 
 This decorator lets `dataclasses` do everything but write methods (fields, defaults, slots,
 `__match_args__`, `__dataclass_fields__`, so `dataclasses.fields`, `replace` and `asdict` work
-as before), compiles `__init__` alone, and gives the class `__repr__`, `__eq__`, `__hash__`,
-the frozen `__setattr__`/`__delattr__` and the ordering methods as closures over its field
-names: no compiling, and the same behaviour (tests/test_records.py holds it against the
-standard decorator class shape by class shape). It takes the options zoostore uses (`frozen`,
-`slots`, `order`); anything else (`InitVar`, `kw_only`, `eq=False`...) is the standard one's.
+as before), compiles `__init__` alone (in the class's module, so its type hints resolve), and
+gives the class `__repr__`, `__eq__`, `__hash__`, the frozen `__setattr__`/`__delattr__` and
+the ordering methods as closures over its field names: no compiling, and the same behaviour
+(tests/test_records.py holds it against the standard decorator class shape by class shape).
+It takes the options zoostore uses (`frozen`, `slots`, `order`) and refuses what it does not
+implement (`InitVar` and `kw_only` fields, a dataclass base class): those need the standard one.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar, cast, dataclass_transform, overload
 
 T = TypeVar("T", bound=type)
+
 
 class _Factory:
     """The default of an init argument whose field has a default_factory."""

@@ -40,8 +40,9 @@ changed meanwhile.
   shows that the server honours the headers, not that it applies them atomically under
   concurrency (moto does not); no sequential probe can show that.
 - put: a plain PutObject (S3 replaces objects atomically).
-- get_range: ranged GetObject; 416 (start at or past the end) -> b""; a server that ignores Range
-  (200 instead of 206) has its full body sliced, so bytes never come from the wrong offset.
+- get_range, get_range_into: one ranged GetObject, its body read piece by piece into the buffer;
+  416 (start at or past the end) -> nothing; from a server that ignores Range (200 instead of
+  206) the bytes before the range are skipped, so bytes never come from the wrong offset.
 - list: paginated ListObjectsV2 under the prefix; LastModified -> mtime. `fresh_listing`: AWS S3
   lists are strongly consistent (since 2020-12), moto's trivially, and radosgw checks an index
   entry with a pending write against the object itself while it lists. For an S3-compatible server
@@ -224,8 +225,6 @@ class S3Backend(Backend):
                 raise self._missing(key) from None
             raise
 
-    # -- reads -----------------------------------------------------------------------------
-
     def get(self, key: str) -> bytes:
         return self._run(self._read_body, key)[0]
 
@@ -233,33 +232,56 @@ class S3Backend(Backend):
         data, response = self._run(self._read_body, key)
         return Versioned(data=data, token=str(response["ETag"]))
 
-    async def _get_range(self, key: str, start: int, end: int) -> bytes:
-        if start < 0 or end < start:
-            raise ValueError(f"invalid byte range [{start}, {end}) for {key!r}")
-        if end == start:
+    async def _get_range_into(self, key: str, start: int, buf: memoryview) -> int:
+        """`len(buf)` bytes from `start` into `buf`, piece by piece (no joined body, no slice of it)."""
+        if start < 0:
+            raise ValueError(f"invalid byte range starting at {start} for {key!r}")
+        if not len(buf):
             await self._stat(key)  # the contract still wants ObjectNotFoundError
-            return b""
+            return 0
+
+        async def attempt() -> int:
+            response = await self._fs._call_s3("get_object", Bucket=self.bucket, Key=self._full(key),
+                                               Range=f"bytes={start}-{start + len(buf) - 1}")
+            whole = response.get("ResponseMetadata", {}).get("HTTPStatusCode", 206) == 200 or "ContentRange" not in response
+            skip, got, body = start if whole else 0, 0, response["Body"]   # a server that ignored Range sent it all
+            try:
+                while got < len(buf) and (piece := await body.read(1 << 18)):
+                    cancel.check()  # Ctrl-C: stop between pieces, the connection is dropped
+                    use = piece[skip:][: len(buf) - got]
+                    skip = max(0, skip - len(piece))
+                    buf[got : got + len(use)] = use
+                    got += len(use)
+                return got
+            finally:
+                body.close()
+
         try:
-            data, response = await self._read_body(key, Range=f"bytes={start}-{end - 1}")
-        except ObjectNotFoundError:
-            raise
+            return await self._retrying(attempt)
         except Exception as e:
+            if is_not_found(e):
+                raise self._missing(key) from None
             code, status = error_of(e)
             if status == 416 or code == "InvalidRange":
-                return b""  # start is at or past the end of an existing object
+                return 0  # start is at or past the end of an existing object
             raise
-        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode", 206)
-        if status == 200 or "ContentRange" not in response:
-            return bytes(data[start:end])  # the server ignored Range and sent the whole object
-        return bytes(data[: end - start])
+
+    async def _get_range(self, key: str, start: int, end: int) -> bytes:
+        if end < start:
+            raise ValueError(f"invalid byte range [{start}, {end}) for {key!r}")
+        with memoryview(bytearray(end - start)) as view:
+            return bytes(view[: await self._get_range_into(key, start, view)])
 
     def get_range(self, key: str, start: int, end: int) -> bytes:
         return self._run(self._get_range, key, start, end)
 
+    def get_range_into(self, key: str, start: int, buf: bytearray) -> int:
+        with memoryview(buf) as view:
+            return self._run(self._get_range_into, key, start, view)
+
     def get_ranges(self, key: str, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
         async def all_ranges() -> list[bytes]:
             return list(await asyncio.gather(*(self._get_range(key, s, e) for s, e in ranges)))
-
         return self._run(all_ranges)
 
     async def _stat(self, key: str) -> ObjectInfo:

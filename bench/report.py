@@ -319,6 +319,12 @@ BEHIND_NOTES = [
     "the verdict is the ratio of the two medians. The byte planes of float32 chunks are "
     "interleaved in C without the GIL where the extension is built (docs/design-decisions.md, "
     "\"Byte planes in C\"; perf profile: [bench-history.md](bench-history.md)).",
+    "Peak RSS of a first sync from S3 (moto, radosgw; the target is measured on the local store): "
+    "about 140-155 MiB, of which ~30 MiB is importing s3fs and botocore and most of the rest the "
+    "reads in flight that hide the network's latency (4 reader threads, each with a ranged GET of "
+    "up to 4 MiB, and up to 8 decoded 4 MiB segments). Reading each body straight into its buffer "
+    "instead of joining it and slicing a copy took 9 MiB off after this run (143-151 → 134-142 MiB, "
+    "bench-history.md); halving the reads in flight would cost throughput on a real network.",
     "Small files: one file creation, rename and hard link per file, as rsync, plus parsing "
     "zoo.lock and the yank check's manifest reads (tens of milliseconds per sync). The benchmark "
     "sets each cold run's output aside (files emptied, inodes kept) and deletes it at the end "

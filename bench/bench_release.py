@@ -86,6 +86,7 @@ class Bench:
         c.log(f"   {backend:8} {step:12} {tool:32} median {sorted(secs)[len(secs) // 2] * 1000:8,.0f} ms")
         self.add(f"{step}_s", tool, secs, "s", backend)
         self.add(f"{step}_rss", tool, [p.max_rss for p in procs], "B", backend)
+        self.add(f"{step}_cpu_s", tool, [p.cpu for p in procs], "s", backend)   # user + system
         if nbytes:
             self.add(f"{step}_mbps", tool, [nbytes / s / c.MB for s in secs], "MB/s", backend)
         return procs
@@ -308,23 +309,30 @@ def paired(b: Bench, work: Path, r1: wheels.Release, rounds: int) -> None:
         c.run(c.python_cmd("-m", "zoostore", "init", str(store)), env=env)
 
     times: dict[tuple[str, str], list[float]] = {}
+    cpu: dict[tuple[str, str], list[float]] = {}
+
+    def timed(key: tuple[str, str], proc: c.Proc) -> None:
+        times.setdefault(key, []).append(proc.seconds)
+        cpu.setdefault(key, []).append(proc.cpu)
+
     c.log(f"== local: publish and first sync alternating with their peers, {rounds} rounds")
     for _ in range(rounds):
         new_store()
-        times.setdefault(("ingest", "zoostore publish"), []).append(c.run(publish, env=env).seconds)
+        timed(("ingest", "zoostore publish"), c.run(publish, env=env))
         tzst.unlink(missing_ok=True)
-        times.setdefault(("ingest", "tar | zstd -1 -T0"), []).append(c.run(tar).seconds)
+        timed(("ingest", "tar | zstd -1 -T0"), c.run(tar))
     if not proj.exists():
         write_project(proj, store, r1.models())
         c.run(c.python_cmd("-m", "zoostore", "lock"), cwd=proj, env=env)
     for _ in range(rounds):
         fresh(work / "cache", proj / "models")()
-        times.setdefault(("first_sync", "zoostore sync"), []).append(c.run(sync, cwd=proj, env=env).seconds)
+        timed(("first_sync", "zoostore sync"), c.run(sync, cwd=proj, env=env))
         fresh(z)()
-        times.setdefault(("first_sync", "rsync -a"), []).append(c.run(rsync).seconds)
+        timed(("first_sync", "rsync -a"), c.run(rsync))
     for (step, tool), secs in times.items():
         c.log(f"   local    {step}_paired {tool:32} median {sorted(secs)[len(secs) // 2] * 1000:8,.0f} ms")
         b.add(f"{step}_paired_s", tool, secs, "s", "local")
+        b.add(f"{step}_paired_cpu_s", tool, cpu[(step, tool)], "s", "local")
         if step == "ingest":
             b.add(f"{step}_paired_mbps", tool, [r1.size / s / c.MB for s in secs], "MB/s", "local")
     for p in (store, proj, z, work / "cache"):

@@ -90,3 +90,9 @@ def test_the_two_time_targets_come_from_the_alternating_pairs_when_the_run_has_t
         "0.90×", "MB/s ratio, runs alternating with the peer (per round: 0.90× [0.79–0.96])")
     assert both["first sync ≤ 1.0× `rsync -a`"] == (
         "1.10×", "time ratio, runs alternating with the peer (per round: 1.10× [1.10–1.10])")
+    # a run that recorded CPU time says how much CPU each side used, beside the wall-time verdict
+    cpu = [rec("first_sync_paired_cpu_s", "zoostore sync", [0.7, 0.6, 0.8], "s"),
+           rec("first_sync_paired_cpu_s", "rsync -a", [0.4, 0.4, 0.35], "s")]
+    with_cpu = {name: what for name, _, what, _ in report.targets({"release": {"records": blocks + pairs + cpu}})}
+    assert with_cpu["first sync ≤ 1.0× `rsync -a`"].endswith("(per round: 1.10× [1.10–1.10]; CPU 1.75× the peer's)")
+    assert with_cpu["publish ≥ 0.9× `tar | zstd -1 -T0`"].endswith("[0.79–0.96])")   # no CPU recorded for it

@@ -121,6 +121,7 @@ def test_nested_reads_keep_the_spares_until_the_last_one_ends() -> None:
 @pytest.fixture
 def zoo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Store:
     monkeypatch.setattr(segments, "MAX_SEGMENT", SEGMENT)
+    monkeypatch.setattr(segments, "LOCAL_SEGMENT", SEGMENT)   # this store is a local one
     store, _ = init_store(tmp_path / "store")
     return store
 
@@ -477,3 +478,24 @@ def test_a_flipped_byte_in_a_raw_frame_is_named_by_pack_chunk_and_both_hashes(zo
     assert f"got {Digest.of(bytes(bad)).hex}" in message
     assert (exc.value.expected, exc.value.actual) == (ref.chunk.hex, Digest.of(bytes(bad)).hex)
     assert not dest.exists() and _temps(tmp_path / "out") == []
+
+
+def test_a_local_store_reads_in_smaller_segments_than_a_remote_one(tmp_path: Path) -> None:
+    """Local reads are copies from the page cache: 1 MiB segments (less memory in flight); over
+    the network 4 MiB ranged reads spread each request's latency (segments.LOCAL_SEGMENT)."""
+    from zoostore.storage.backends.memory import MemoryBackend
+    from zoostore.storage.blobs import BlobStore
+
+    local, _ = init_store(tmp_path / "store")
+    assert local.blobs._segment == segments.LOCAL_SEGMENT < segments.MAX_SEGMENT
+    remote = BlobStore(MemoryBackend("memory://bucket/zoo"), local.config)
+    assert remote._segment == segments.MAX_SEGMENT
+    data = weights(3 * segments.LOCAL_SEGMENT, 2)
+    blob = _publish(local, tmp_path, data)
+    recipe = local.blobs.recipe(blob)
+    runs = list(segments.plan_segments(recipe, range(len(recipe.chunks)), None, local.blobs._segment))
+    assert len(runs) >= 3 and all(sum(recipe.chunks[i].raw_length for i in idx) <= segments.LOCAL_SEGMENT
+                                  or len(idx) == 1 for _, idx in runs)
+    out = tmp_path / "out.bin"
+    local.blobs.get_file(blob, out)
+    assert out.read_bytes() == data

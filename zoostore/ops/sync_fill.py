@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 #: Files fetched into the cache concurrently by one sync.
 SYNC_FILES_IN_FLIGHT = 4
 
-#: Raw bytes of small files read in one batch (ranged reads of up to MAX_SEGMENT each); a batch
+#: Raw bytes of small files read in one batch (ranged reads of up to a segment each); a batch
 #: is held twice while it is split into files (segment buffers, then each chunk's bytes).
 BATCH_BYTES = 8 * 1024 * 1024
 #: From a remote store, the recipes of this many small files are fetched ahead at once, by

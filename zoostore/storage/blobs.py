@@ -50,7 +50,7 @@ from zoostore.storage.segments import (LocalChunk, ReadStats, SegmentBuffers, in
 if TYPE_CHECKING:  # the writer (FastCDC, delta bases) is imported when something writes: sync never does
     from zoostore.storage.writer import BlobWriter, Hashed, PutResult
 
-#: Segments in flight while reading; memory is at most about 2 × LOOKAHEAD × MAX_SEGMENT.
+#: Segments in flight while reading; memory is at most about 2 × LOOKAHEAD × the segment size.
 LOOKAHEAD = 8
 
 
@@ -73,7 +73,9 @@ class BlobStore:
         self.config = config
         self.workers = workers or _cpu_workers()
         self.stats = ReadStats()
-        self._reader_count = reader_threads(self.workers, local=backend.url.startswith("file:"))
+        local = backend.url.startswith("file:")
+        self._reader_count = reader_threads(self.workers, local=local)
+        self._segment = segments.segment_size(local=local)
         # blob -> (recipe, monotonic time it was read). Entries expire after half the gc grace
         # period: `gc --repack` rewrites recipes and deletes the old packs a grace period later.
         self._recipes: OrderedDict[Digest, tuple[Recipe, float]] = OrderedDict()
@@ -89,8 +91,8 @@ class BlobStore:
         # Segments submitted, not yet taken (in_order); reused buffers (get_file): ranges, one per
         # reader and two for callers' own reads; segments, those in the slots and one per read.
         self._segment_slots = threading.BoundedSemaphore(2 * self._reader_count)
-        self._range_buffers = SegmentBuffers(self._reader_count + 2)
-        self._segment_buffers = SegmentBuffers(2 * self._reader_count + 4)
+        self._range_buffers = SegmentBuffers(self._reader_count + 2, self._segment)
+        self._segment_buffers = SegmentBuffers(2 * self._reader_count + 4, self._segment)
         # Reader threads live as long as this BlobStore (sync reads many files through one):
         # starting 4 threads per file cost more than decoding a small file. The pool's idle
         # threads exit when it is garbage-collected with the BlobStore.
@@ -253,7 +255,7 @@ class BlobStore:
         sub = Recipe(blob, sum(r.raw_length for r in unique), unique)
         out: dict[Digest, bytes] = {}
         buffers = self._segment_buffers   # reused while a get_file runs (a sync), else fresh
-        for kind, idx in plan_segments(sub, range(len(unique)), local):
+        for kind, idx in plan_segments(sub, range(len(unique)), local, self._segment):
             data = self._load_segment(sub, kind, idx, local, buffers, check=check)
             pos = 0
             for i in idx:
@@ -336,7 +338,7 @@ class BlobStore:
         concurrently with a bounded look-ahead (into buffers from `buffers` when given, then
         also within this BlobStore's segment slots: `segments.in_order`)."""
         pool = self._reader_pool()
-        return in_order(plan_segments(recipe, indices, local),
+        return in_order(plan_segments(recipe, indices, local, self._segment),
                         lambda kind, idx: pool.submit(self._load_segment, recipe, kind, idx, local, buffers,
                                                       tally, check),
                         lookahead=LOOKAHEAD, slots=self._segment_slots if buffers is not None else None)
@@ -390,7 +392,7 @@ class BlobStore:
             return b""
         indices = recipe.covering(start, end)
         first = recipe.starts[indices.start]
-        runs = list(plan_segments(recipe, indices, None))
+        runs = list(plan_segments(recipe, indices, None, self._segment))
         if len(runs) == 1:  # the usual small read: decoded inline, no thread-pool hop
             kind, idx = runs[0]
             data = self._load_segment(recipe, kind, idx, None)
@@ -411,7 +413,7 @@ class BlobStore:
         holds one segment buffer besides those in flight (it held two, one written, one hashed)."""
         hasher = blake3.blake3()
         buffers = self._segment_buffers
-        if recipe.size <= segments.MAX_SEGMENT:  # one segment: a thread hop would cost more than it saves
+        if recipe.size <= self._segment:  # one segment: a thread hop would cost more than it saves
             for _, data in self._iter_segments(recipe, range(len(recipe.chunks)), local, buffers, tally, check):
                 out.write(data)
                 hasher.update(data)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from zoostore.core.errors import UsageError
 from zoostore.core.progress import Progress
+from zoostore.core.records import dataclass
 
 if TYPE_CHECKING:
     from zoostore.core.digest import Digest
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
 
 
 from zoostore.core.offline import OFFLINE_ENV, offline_requested  # noqa: E402 - re-exported
-from zoostore.core.records import dataclass
 
 
 def fetch(model: str, spec: str = "latest", path: str = "", *, arch: str | None = None,

@@ -1,6 +1,6 @@
 """Reading files of many segments: bytegroup frames decoded into the segment buffer (any
-offset, exact lengths), pack ranges read into reused buffers, the whole file hashed on the
-hash thread while it is written, segment buffers reused; and
+offset, exact lengths), pack ranges read into reused buffers, the whole file hashed as it is
+written, segment buffers reused; and
 every safety property of the read path kept on that path (each chunk verified, the whole file
 verified, nothing at the destination after a failure, memory bounded by the look-ahead)."""
 
@@ -136,27 +136,18 @@ def _temps(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.name.startswith(TEMP_PREFIX)]
 
 
-def test_a_many_segment_file_is_hashed_on_the_hash_thread_with_reused_buffers(
+def test_a_many_segment_file_is_read_through_reused_buffers(
         zoo: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data = weights(6_000_000, 1)
     blob = _publish(zoo, tmp_path, data)
     fresh: list[int] = []
-    hashed_on: set[str] = set()
 
     class Counting(segments.SegmentBuffers):
         def take(self, n: int) -> bytearray:
             fresh.append(len(self._free) == 0)
             return super().take(n)
 
-    real_pool = BlobStore._hash_pool
-
-    def spy(self: BlobStore) -> object:
-        pool = real_pool(self)
-        pool.submit(lambda: hashed_on.add(threading.current_thread().name)).result()
-        return pool
-
     monkeypatch.setattr(zoo.blobs, "_segment_buffers", Counting(blobs.LOOKAHEAD + 2))
-    monkeypatch.setattr(BlobStore, "_hash_pool", spy)
     out = zoo.blobs.get_file(blob, tmp_path / "out" / "w.bin")
     assert out.read_bytes() == data
     recipe = zoo.blobs.recipe(blob)
@@ -165,7 +156,6 @@ def test_a_many_segment_file_is_hashed_on_the_hash_thread_with_reused_buffers(
     # Buffers are taken once per segment, mostly reused: new ones while the look-ahead fills up
     # and when the writer lags (only two spares are kept, so how many depends on timing).
     assert len(fresh) == runs and sum(fresh) <= runs // 2
-    assert hashed_on and all(name.startswith("zoo-hash") for name in hashed_on)
 
 
 def test_a_corrupt_chunk_mid_file_leaves_nothing_and_no_thread_busy(zoo: Store, tmp_path: Path) -> None:
@@ -182,7 +172,7 @@ def test_a_corrupt_chunk_mid_file_leaves_nothing_and_no_thread_busy(zoo: Store, 
     with pytest.raises(IntegrityError, match="cannot be read"):
         zoo.blobs.get_file(blob, dest)
     assert not dest.exists() and _temps(tmp_path / "out") == []
-    # The hash thread is idle again: a following read of another file works.
+    # The reader threads are free again: a following read of another file works.
     other = _publish(zoo, tmp_path, weights(1_000_000, 3))
     assert zoo.blobs.get_file(other, tmp_path / "out" / "o.bin").read_bytes() == weights(1_000_000, 3)
 

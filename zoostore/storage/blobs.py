@@ -99,8 +99,6 @@ class BlobStore:
         self._readers: ThreadPoolExecutor | None = None
         self._readers_pid = 0
         self._readers_lock = threading.Lock()
-        self._hasher: ThreadPoolExecutor | None = None
-        self._hasher_pid = 0
 
     # ------------------------------------------------------------------ recipes
     def _cached(self, blob: Digest) -> Recipe | None:
@@ -347,11 +345,8 @@ class BlobStore:
         """Stop the reader threads (started again by the next read)."""
         with self._readers_lock:
             pool, self._readers = self._readers, None
-            hasher, self._hasher = self._hasher, None
         if pool is not None and self._readers_pid == os.getpid():
             pool.shutdown(wait=True)
-        if hasher is not None and self._hasher_pid == os.getpid():
-            hasher.shutdown(wait=True)
 
     def _reader_pool(self) -> ThreadPoolExecutor:
         with self._readers_lock:
@@ -361,14 +356,6 @@ class BlobStore:
                                                    thread_name_prefix="zoo-read")
                 self._readers_pid = os.getpid()
             return self._readers
-
-    def _hash_pool(self) -> ThreadPoolExecutor:
-        """One thread that hashes whole files while the reading thread writes them."""
-        with self._readers_lock:
-            if self._hasher is None or self._hasher_pid != os.getpid():
-                self._hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zoo-hash")
-                self._hasher_pid = os.getpid()
-            return self._hasher
 
     def iter_chunks(self, recipe: Recipe, indices: range | None = None, *,
                     local: Mapping[Digest, LocalChunk] | None = None) -> Iterator[bytes]:
@@ -407,28 +394,16 @@ class BlobStore:
         """Write the blob's chunks to `out` in order, each verified if `check`, local ones
         counted in `tally`; the hex BLAKE3 of all of it.
 
-        A file of more than one segment is hashed on the hash thread while this thread writes
-        (both release the GIL): hashing segment k overlaps writing it, and the next segment is
-        taken only once k is hashed and its buffer given back (one hasher, in order): a read
-        holds one segment buffer besides those in flight (it held two, one written, one hashed)."""
+        Each segment is written and then hashed on this thread, while the reader threads decode
+        the next ones (both calls release the GIL). Handing the hashing to a thread of its own
+        (a segment's hash overlapping its write) cost more than it overlapped: a thread hop per
+        segment, and with sync's four files in flight one hash thread for all of them; a first
+        sync took 5-11% less CPU without it (docs/design-decisions.md, "Whole-file hash")."""
         hasher = blake3.blake3()
         buffers = self._segment_buffers
-        if recipe.size <= self._segment:  # one segment: a thread hop would cost more than it saves
-            for _, data in self._iter_segments(recipe, range(len(recipe.chunks)), local, buffers, tally, check):
-                out.write(data)
-                hasher.update(data)
-                buffers.give(data)
-                advance(len(data))
-                cancel.check(f"reading {name}")
-            return hasher.hexdigest()
-        pool = self._hash_pool()
         for _, data in self._iter_segments(recipe, range(len(recipe.chunks)), local, buffers, tally, check):
-            hashing = pool.submit(hasher.update, data)
-            try:
-                out.write(data)
-            finally:  # the hasher never outlives the read, even a failed one
-                hashing.exception()
-            hashing.result()
+            out.write(data)
+            hasher.update(data)
             buffers.give(data)
             advance(len(data))
             cancel.check(f"reading {name}")

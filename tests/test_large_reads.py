@@ -1,6 +1,7 @@
 """Reading files of many segments: bytegroup frames decoded into the segment buffer (any
 offset, exact lengths), pack ranges read into reused buffers, the whole file hashed as it is
-written, segment buffers reused; and
+written, segment buffers reused, segments read on the reading thread (a local store) or by the
+reader threads (a remote one); and
 every safety property of the read path kept on that path (each chunk verified, the whole file
 verified, nothing at the destination after a failure, memory bounded by the look-ahead)."""
 
@@ -118,12 +119,45 @@ def test_nested_reads_keep_the_spares_until_the_last_one_ends() -> None:
     assert pool._free == []
 
 
-@pytest.fixture
-def zoo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Store:
+@pytest.fixture(params=["inline", "threads"])
+def zoo(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Store:
+    """A local store, read both ways: on the reading thread (a local store's way) and through
+    the reader threads (a remote store's way, which the local directory stands in for)."""
     monkeypatch.setattr(segments, "MAX_SEGMENT", SEGMENT)
     monkeypatch.setattr(segments, "LOCAL_SEGMENT", SEGMENT)   # this store is a local one
     store, _ = init_store(tmp_path / "store")
+    store.blobs._inline = request.param == "inline"
     return store
+
+
+@pytest.fixture
+def threaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Store:
+    """A local store read through the reader threads, as a remote one is."""
+    monkeypatch.setattr(segments, "MAX_SEGMENT", SEGMENT)
+    monkeypatch.setattr(segments, "LOCAL_SEGMENT", SEGMENT)
+    store, _ = init_store(tmp_path / "store")
+    store.blobs._inline = False
+    return store
+
+
+def test_a_local_store_reads_and_decodes_on_the_reading_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(segments, "LOCAL_SEGMENT", SEGMENT)
+    store, _ = init_store(tmp_path / "store")
+    data = weights(2_000_000, 21)
+    blob = _publish(store, tmp_path, data)
+    recipe = store.blobs.recipe(blob)
+    assert len(list(segments.plan_segments(recipe, range(len(recipe.chunks)), None, SEGMENT))) > 3
+    loaded_on: set[str] = set()
+    real = BlobStore._load_segment
+
+    def spy(self: BlobStore, *args: object) -> memoryview:
+        loaded_on.add(threading.current_thread().name)
+        return real(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(BlobStore, "_load_segment", spy)
+    assert store.blobs.get_file(blob, tmp_path / "out" / "w.bin").read_bytes() == data
+    assert store.blobs.read_range(blob, 100, 1_500_000) == data[100:1_500_000]
+    assert loaded_on == {threading.current_thread().name} and store.blobs._readers is None
 
 
 def _publish(zoo: Store, tmp_path: Path, data: bytes) -> Digest:
@@ -273,7 +307,8 @@ def _slots_free(store: BlobStore) -> int:
     return store._segment_slots._value  # type: ignore[attr-defined,no-any-return]
 
 
-def test_segment_slots_are_all_given_back_after_reads_that_succeed_or_fail(zoo: Store, tmp_path: Path) -> None:
+def test_segment_slots_are_all_given_back_after_reads_that_succeed_or_fail(threaded: Store, tmp_path: Path) -> None:
+    zoo = threaded
     full = _slots_free(zoo.blobs)
     good = _publish(zoo, tmp_path, weights(2_000_000, 5))
     zoo.blobs.get_file(good, tmp_path / "out" / "good.bin")
@@ -292,7 +327,8 @@ def test_segment_slots_are_all_given_back_after_reads_that_succeed_or_fail(zoo: 
 
 
 def test_concurrent_reads_share_one_segment_slot_without_deadlock(
-        zoo: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        threaded: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    zoo = threaded
     # A read with nothing in flight waits for a slot; one with segments in flight yields its
     # oldest instead: with a single slot for four reads, all of them still finish.
     monkeypatch.setattr(zoo.blobs, "_segment_slots", threading.BoundedSemaphore(1))
@@ -316,8 +352,9 @@ def test_concurrent_reads_share_one_segment_slot_without_deadlock(
     assert _slots_free(zoo.blobs) == 1
 
 
-def test_only_reader_threads_decode_within_the_decode_slots(zoo: Store, tmp_path: Path,
+def test_only_reader_threads_decode_within_the_decode_slots(threaded: Store, tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    zoo = threaded
     # An inline read (read_range on the caller's thread) never waits for a slot the reader
     # threads hold: with every slot taken, it still completes; a many-segment read uses them.
     small = _publish(zoo, tmp_path, weights(30_000, 7))

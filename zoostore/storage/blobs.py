@@ -6,9 +6,11 @@ zoostore.storage.writer; the publish/gc handshake zoostore.storage.handshake.
 
 Read path: a recipe's chunks are grouped into segments (zoostore.storage.segments): runs of chunks that sit close together
 in one pack become one ranged read ("coalescing"), and chunks that a local cached file already
-holds are read from it instead (back-to-back chunks of one cached file in one read). Segments
-are fetched concurrently and decoded, one per core, straight into one buffer per segment, with
-a bounded look-ahead (memory does not grow with file size); each chunk is verified against its
+holds are read from it instead (back-to-back chunks of one cached file in one read). From a
+remote store segments are fetched concurrently by reader threads and decoded, one per core,
+straight into one buffer per segment, with a bounded look-ahead (memory does not grow with file
+size); from a local store each is read and decoded on the reading thread when it is wanted
+(a copy from the page cache: a hop to another thread cost more). Each chunk is verified against its
 id (`get_file`: after a whole-file mismatch), the file goes to a temp file beside the destination,
 is verified against the blob id, then renamed into place. Reader threads live as long as the BlobStore.
 
@@ -340,8 +342,8 @@ class BlobStore:
         (`segments.in_order`): that hides each request's latency. From a local store each run is
         read and decoded on this thread when it is wanted: a read is then a copy from the page
         cache, and a hop to a reader thread and back per segment cost more than it overlapped
-        (a 512 MB file: 1.0 s of CPU against 0.57 s; docs/design-decisions.md, "Local reads on
-        the reading thread"); a sync's files in flight keep the cores busy."""
+        (a 512 MB file: 1.0 s of CPU against 0.57 s; docs/design-decisions.md, "Local reads stay
+        on the reading thread"); a sync's files in flight keep the cores busy."""
         if self._inline:
             return ((idx, self._load_segment(recipe, kind, idx, local, buffers, tally, check))
                     for kind, idx in plan_segments(recipe, indices, local, self._segment))
@@ -404,11 +406,11 @@ class BlobStore:
         """Write the blob's chunks to `out` in order, each verified if `check`, local ones
         counted in `tally`; the hex BLAKE3 of all of it.
 
-        Each segment is written and then hashed on this thread, while the reader threads decode
-        the next ones (both calls release the GIL). Handing the hashing to a thread of its own
-        (a segment's hash overlapping its write) cost more than it overlapped: a thread hop per
-        segment, and with sync's four files in flight one hash thread for all of them; a first
-        sync took 5-11% less CPU without it (docs/design-decisions.md, "Whole-file hash")."""
+        Each segment is written and then hashed on this thread (from a remote store the reader
+        threads fetch and decode the next ones meanwhile). Handing the hashing to a thread of its
+        own, a segment's hash overlapping its write, cost more than it overlapped: a thread hop
+        per segment, and with sync's four files in flight one hash thread for all of them
+        (docs/design-decisions.md, "Local reads stay on the reading thread")."""
         hasher = blake3.blake3()
         buffers = self._segment_buffers
         for _, data in self._iter_segments(recipe, range(len(recipe.chunks)), local, buffers, tally, check):

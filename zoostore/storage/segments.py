@@ -145,10 +145,12 @@ READERS_MIN = 4
 
 
 def reader_threads(workers: int, *, local: bool) -> int:
-    """Reader threads of a BlobStore with `workers` decode slots: one per slot on a local
-    store, where a read is a copy from the page cache (more only wait for a slot, holding
-    buffers, and contend for the GIL: on 2 cores a first sync of 271 MB faulted 30% fewer pages
-    with 2 than with 4); two per slot over a network, where reads wait on latency."""
+    """Reader threads of a BlobStore with `workers` decode slots: two per slot over a network,
+    where reads wait on latency. A local store reads on the reading thread instead
+    (zoostore.storage.blobs); one opened to read through threads anyway (the tests of that path)
+    gets one per slot: a read is a copy from the page cache, and more threads only wait for a
+    slot, holding buffers (on 2 cores a first sync of 271 MB faulted 30% fewer pages with 2
+    than with 4)."""
     return workers if local else max(READERS_MIN, workers * 2)
 
 

@@ -254,6 +254,37 @@ def test_local_lock_whose_nonce_hit_a_full_disk_is_removed(tmp_path: Path, monke
     assert backend.get("manifests/m.toml") == b"2"
 
 
+_KILLED_ONCE_THE_LOCK_EXISTS = """
+import os, signal, sys
+from pathlib import Path
+from zoostore.storage.backends import local_lock
+lock = Path(sys.argv[1])
+killing = []
+def hook(event, args):
+    # The first thing this process does after the lock's name appears: it is killed (SIGKILL,
+    # no cleanup). Before, that was writing the nonce into the lock it had just created empty.
+    if not killing and lock.exists():
+        killing.append(event)   # os.kill is audited too: this hook runs again for it
+        os.kill(os.getpid(), signal.SIGKILL)
+sys.addaudithook(hook)
+local_lock.acquire(lock, "manifests/m.toml", root=lock.parent.parent, wait=1)
+"""
+
+
+def test_a_writer_killed_as_its_lock_appears_leaves_a_lock_the_next_one_breaks_at_once(tmp_path: Path) -> None:
+    from zoostore.storage.backends import local_lock
+
+    lock = tmp_path / "manifests" / "m.toml.lock"
+    lock.parent.mkdir()
+    killed = subprocess.run([sys.executable, "-c", _KILLED_ONCE_THE_LOCK_EXISTS, str(lock)], timeout=60)
+    assert killed.returncode == -9 and lock.exists()
+    assert "pid=" in lock.read_text()   # never empty: it names its (dead) writer
+    started = time.monotonic()
+    with pytest.warns(local_lock.StaleLockWarning, match="no longer running"):
+        nonce = local_lock.acquire(lock, "manifests/m.toml", root=tmp_path, wait=5)
+    assert time.monotonic() - started < 5 and lock.read_text() == nonce
+
+
 def _refuse_creates(monkeypatch: pytest.MonkeyPatch, root: Path, code: int) -> None:
     """Creating a file under `root` fails with `code` (EROFS: a read-only mount; EACCES: a
     folder we may only read), as os.open says it; reads are untouched."""

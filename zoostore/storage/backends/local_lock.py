@@ -1,4 +1,5 @@
-"""The local backend's manifest lock: `<key>.lock`, created with O_EXCL, broken when stale.
+"""The local backend's manifest lock: `<key>.lock`, created whole (a hard link to a temp file
+holding its writer's nonce), broken when stale.
 
     <root>/manifests/yolo.toml.lock                               "<host> <owner> <nonce>" of its writer
     <root>/manifests/.zoostore-tmp-<pid>-<start>-<machine>-<hex>.broken   a lock being broken
@@ -10,6 +11,7 @@ whose `put_cas` is the only user.
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 import uuid
@@ -55,19 +57,11 @@ def acquire(lock: Path, key: str, *, root: Path, wait: float) -> str:
     noted = False
     while True:
         try:
-            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            create(lock, nonce)
         except FileExistsError:
             if break_if_stale(lock):
                 continue
         else:
-            try:
-                with os.fdopen(fd, "w") as f:
-                    f.write(nonce)
-            except BaseException:
-                # A lock left empty (the disk filled before the nonce reached it) would hold
-                # every later writer for STALE_LOCK_SECONDS, as "an unknown writer".
-                lock.unlink(missing_ok=True)
-                raise
             return nonce
         now = time.monotonic()
         if now >= deadline:
@@ -83,6 +77,35 @@ def acquire(lock: Path, key: str, *, root: Path, wait: float) -> str:
                           f"giving up after {wait:.0f} s", StaleLockWarning, stacklevel=3)
         time.sleep(delay)
         delay = min(delay * 2, 0.05)
+
+
+def create(lock: Path, text: str) -> None:
+    """Create `lock` holding `text`, or raise FileExistsError. An empty lock names no writer, so
+    every later writer would wait STALE_LOCK_SECONDS for "an unknown writer": the lock never
+    exists without its text. The text goes into a temp file first, which is hard-linked to the
+    lock's name (link(2) fails if the name exists, as O_EXCL does); a writer killed in between
+    leaves a temp file, which `zoostore gc` deletes. On a file system without hard links the
+    lock is created with O_EXCL and then written, and removed if writing fails (a full disk);
+    there a writer killed between the two leaves the empty lock."""
+    tmp = lock.with_name(temp_name())
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.link(tmp, lock)
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise   # FileExistsError included: the lock is taken
+    finally:
+        tmp.unlink(missing_ok=True)
+    fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+    except BaseException:
+        lock.unlink(missing_ok=True)
+        raise
 
 
 def break_if_stale(lock: Path) -> bool:

@@ -441,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
                     restic_side(b, backend, work / backend, r1, r2, server)
                 if backend == "local":
                     local_peers(b, work / "local", r1, r2)
-                    paired(b, work / "local" / "paired", r1, args.repeat + 2)
+                    paired(b, work / "local" / "paired", r1, 2 * args.repeat + 1)
                     if c.have("casync"):
                         casync_side(b, work / "local", r1, r2)
                     if dvc and c.have("git"):

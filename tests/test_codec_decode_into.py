@@ -117,11 +117,24 @@ def test_decode_into_from_threads_keeps_each_threads_planes_apart() -> None:
     assert errors == []
 
 
-def test_a_scratch_buffer_still_exported_is_replaced() -> None:
+def test_the_scratch_buffer_is_kept_and_only_grows() -> None:
+    frames_into._local.__dict__.pop("scratch", None)
     first = frames_into._scratch(100)
-    with memoryview(first):
-        other = frames_into._scratch(50)
-        assert other is not first and len(other) == 50
-    assert frames_into._scratch(10) is other and len(other) == 10
+    assert len(first) == 100 and frames_into._scratch(50) is first   # a smaller chunk: its first 50 bytes
+    with memoryview(first):   # still exported (a view in a traceback): replaced, never resized
+        bigger = frames_into._scratch(200)
+    assert bigger is not first and len(bigger) == 200 and frames_into._scratch(150) is bigger
     assert len(frames_into._scratch(frames_into.SCRATCH_MAX + 1)) == frames_into.SCRATCH_MAX + 1
-    assert frames_into._scratch(7) is other  # a large one is not kept
+    assert frames_into._scratch(7) is bigger  # a large one is not kept
+
+
+def test_bytegroup_chunks_of_falling_and_rising_sizes_decode_through_one_scratch() -> None:
+    # The scratch holds a larger chunk's planes when a smaller one decodes into its first bytes.
+    rng = random.Random(5)
+    frames_into._local.__dict__.pop("scratch", None)
+    for n in (65536, 4099, 1, 30000, 262144, 17):
+        raw = bytes(rng.getrandbits(8) for _ in range(8)) * (n // 8) + bytes(n % 8)
+        frame = codec.encode(raw, codec.BYTEGROUP, level=1)
+        out = bytearray(b"\xee" * (n + 6))
+        assert frames_into.decode_into(frame, out, 3) == n
+        assert out[3 : 3 + n] == raw and out[:3] == b"\xee" * 3 and out[3 + n :] == b"\xee" * 3

@@ -93,20 +93,15 @@ SCRATCH_MAX = 1024 * 1024
 
 
 def _scratch(n: int) -> bytearray:
-    """A bytearray of exactly n bytes, this thread's own (reused) when n <= SCRATCH_MAX."""
+    """A bytearray of at least n bytes (the caller uses its first n): this thread's own, kept
+    and only ever replaced by a larger one, when n <= SCRATCH_MAX. Resizing it to each chunk's
+    length instead reallocated and zero-filled it whenever chunk sizes went up and down (CDC
+    chunks vary 16-256 KiB): 12 of the ~215 ms of decoding release 1 on one thread."""
     if n > SCRATCH_MAX:
         return bytearray(n)
     buf: bytearray | None = getattr(_local, "scratch", None)
-    if buf is None:
+    if buf is None or len(buf) < n:
         buf = _local.scratch = bytearray(n)
-    elif len(buf) != n:
-        try:
-            if len(buf) > n:
-                del buf[n:]  # no reallocation while n is over half the allocation (CPython)
-            else:
-                buf.extend(bytes(n - len(buf)))
-        except BufferError:  # still exported (a view kept by a traceback): use a new one
-            buf = _local.scratch = bytearray(n)
     return buf
 
 
@@ -128,10 +123,9 @@ def decode_into(frame: bytes | memoryview, out: bytearray, offset: int, *, where
     elif kind == codec.DELTA:
         out[offset : offset + n] = codec._undelta(payload, n, where, base)
     else:
-        planes = _scratch(n)
-        with memoryview(planes) as view:
-            decompress_into(payload, view, where)
-        byte_planes.ungroup_into(planes, out, offset, n)
+        with memoryview(_scratch(n)) as scratch, scratch[:n] as planes:
+            decompress_into(payload, planes, where)
+            byte_planes.ungroup_into(planes, out, offset, n)
     return n
 
 

@@ -44,7 +44,7 @@ def split(raw: bytes | memoryview) -> list[bytes | memoryview]:
     return [data[0::4], data[1::4], data[2::4], data[3::4]]
 
 
-def ungroup_into(planes: bytes | bytearray, out: bytearray, offset: int, n: int) -> None:
+def ungroup_into(planes: bytes | bytearray | memoryview, out: bytearray, offset: int, n: int) -> None:
     """Interleave the 4 planes of an n-byte chunk (`planes` holds exactly n bytes) into
     out[offset : offset + n]."""
     if len(planes) != n:

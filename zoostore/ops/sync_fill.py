@@ -122,7 +122,7 @@ def fill_cache(cache: Cache, zoo: Store | None, needed: Mapping[Digest, Need], m
             # (the pool's threads and it take them in turn, largest first): the last ~45% of a
             # first sync of release 1 it only waited for the pool.
             queue = _Queue(pooled) if local else None
-            workers = [pool.submit(queue.drain, fill) for _ in range(LOCAL_FILES_IN_FLIGHT)] if queue else []
+            workers = [pool.submit(queue.drain, fill) for _ in range(LOCAL_FILES_IN_FLIGHT)] if queue is not None else []
             results = pool.map(fill, pooled) if queue is None else iter(())
             if zoo is not None:
                 out = _fill_small(cache, zoo.blobs, [b for b in here if b in missing], needed, index,

@@ -8,8 +8,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +49,77 @@ def _size(path: Path) -> int:
 def test_cancel_flag() -> None:
     cancel.reset()
     cancel.check()
-    with pytest.raises(KeyboardInterrupt), cancel.on_interrupt():
-        raise KeyboardInterrupt
+    cancel.request()
     with pytest.raises(Interrupted, match="interrupted: reading x"):
         cancel.check("reading x")
     cancel.reset()
+
+
+def test_a_stop_request_lasts_while_the_interrupted_operation_unwinds() -> None:
+    # The workers see it while they are joined; once the KeyboardInterrupt has left the block
+    # the flag is clear again, so a caller that carries on (a notebook) is not stopped at once.
+    cancel.reset()
+    started, stopped = threading.Event(), threading.Event()
+
+    def worker() -> None:
+        started.set()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                cancel.check()
+            except Interrupted:
+                stopped.set()
+                return
+            time.sleep(0.001)
+
+    pool = ThreadPoolExecutor(max_workers=1)
+    with pytest.raises(KeyboardInterrupt), cancel.on_interrupt(pool):
+        pool.submit(worker)
+        assert started.wait(10)
+        raise KeyboardInterrupt
+    assert stopped.is_set() and not cancel.requested()
+    # Set before (the CLI's SIGINT handler does, and the process is ending): it stays set.
+    cancel.request()
+    with pytest.raises(KeyboardInterrupt), cancel.on_interrupt(ThreadPoolExecutor(max_workers=1)):
+        raise KeyboardInterrupt
+    assert cancel.requested()
+    cancel.reset()
+
+
+def test_a_library_caller_carries_on_after_interrupting_a_sync_and_a_publish(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from helpers_store import project_dir, write_dir
+
+    from zoostore.documents.project import load_project
+    from zoostore.ops import sync_fill
+    from zoostore.ops.sync import sync_project
+    from zoostore.storage import writer
+
+    cancel.reset()
+    files = {f"w{i}.bin": os.urandom((2 << 20) + i) for i in range(3)} | {"small.txt": "x"}
+    zoo, _ = init_store(tmp_path / "store")
+    real_cut = writer._FileChunker._cut
+
+    def ctrl_c(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(writer._FileChunker, "_cut", ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        publish(zoo, "m", "1.0.0", [write_dir(tmp_path / "src", files)], arch="x86_64", check=False)
+    assert not cancel.requested() and zoo.models() == []
+    monkeypatch.setattr(writer._FileChunker, "_cut", real_cut)
+    publish(zoo, "m", "1.0.0", [tmp_path / "src"], arch="x86_64", check=False)   # not stopped at once
+
+    project = load_project(project_dir(tmp_path))
+    monkeypatch.setenv("ZOOSTORE_CACHE", str(tmp_path / "cache"))
+    real_small = sync_fill._fill_small
+    monkeypatch.setattr(sync_fill, "_fill_small", ctrl_c)   # on the main thread, inside the fill
+    with pytest.raises(KeyboardInterrupt):
+        sync_project(project)
+    assert not cancel.requested()
+    monkeypatch.setattr(sync_fill, "_fill_small", real_small)
+    report = sync_project(project)
+    assert sorted(report.placed) == sorted(f"m/x86_64/{name}" for name in files)
 
 
 def test_ctrl_c_in_a_finalizer_sets_the_flag_without_an_ignored_traceback() -> None:

@@ -2,9 +2,13 @@
 
 Python delivers SIGINT to the main thread only, as KeyboardInterrupt, while worker threads
 (downloads, uploads, encoders) keep going and `ThreadPoolExecutor.__exit__` waits for them.
-So the code that waits on a pool wraps the wait in `on_interrupt()`: the flag is set before the
+So the code that waits on a pool wraps the wait in `on_interrupt(pool)`: the flag is set before the
 pool is joined, every worker's next `check()` raises `Interrupted`, pending work is skipped,
-and the command stops within about one request's time. What a stopped sync has read stays
+and the command stops within about one request's time. A stop request made that way lasts while
+the interrupted operation unwinds (`while_unwinding`): a library caller that catches the
+KeyboardInterrupt and carries on (a notebook cell interrupted, the next one run) starts its next
+operation without a stale request, which would stop it at its first check. The CLI's SIGINT
+handler sets the flag itself, for good: the process is ending. What a stopped sync has read stays
 usable (the cache keeps the decoded prefix of a partial file, checked again when resumed; see
 `storage.cache`).
 """
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from concurrent.futures import Executor
 from contextlib import contextmanager
 
 from zoostore.core.errors import Interrupted
@@ -41,10 +46,29 @@ def check(what: str = "") -> None:
 
 
 @contextmanager
-def on_interrupt() -> Iterator[None]:
-    """Turn a KeyboardInterrupt in the waiting thread into a stop request for the workers."""
+def while_unwinding() -> Iterator[None]:
+    """The flag set while the block runs (it joins workers after a KeyboardInterrupt), and
+    cleared after it unless it was set before (by the CLI's SIGINT handler, or an operation
+    unwinding around this one)."""
+    mine = not _requested.is_set()
+    _requested.set()
+    try:
+        yield
+    finally:
+        if mine:
+            _requested.clear()
+
+
+@contextmanager
+def on_interrupt(pool: Executor) -> Iterator[None]:
+    """Run the block, then shut `pool` down (waiting for its workers); a KeyboardInterrupt in
+    the block first becomes a stop request for them while they are joined (`while_unwinding`),
+    and their pending work is dropped."""
     try:
         yield
     except KeyboardInterrupt:
-        request()
+        with while_unwinding():
+            pool.shutdown(wait=True, cancel_futures=True)
         raise
+    finally:
+        pool.shutdown(wait=True)

@@ -116,8 +116,8 @@ def fill_cache(cache: Cache, zoo: Store | None, needed: Mapping[Digest, Need], m
     pooled = sorted((blob for blob in needed if needed[blob].size > SMALL_FILE), key=lambda blob: -needed[blob].size)
     out: dict[Digest, Path] = {}
     try:
-        with ThreadPoolExecutor(max_workers=LOCAL_FILES_IN_FLIGHT if local else SYNC_FILES_IN_FLIGHT) as pool, \
-                cancel.on_interrupt():
+        pool = ThreadPoolExecutor(max_workers=LOCAL_FILES_IN_FLIGHT if local else SYNC_FILES_IN_FLIGHT)
+        with cancel.on_interrupt(pool):
             # From a local store this thread takes large files too once its small ones are done
             # (the pool's threads and it take them in turn, largest first): the last ~45% of a
             # first sync of release 1 it only waited for the pool.

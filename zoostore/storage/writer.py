@@ -166,9 +166,10 @@ class BlobWriter:
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if exc_type is None:
             self.close()
+        elif isinstance(exc, KeyboardInterrupt):
+            with cancel.while_unwinding():  # uploads and encodes not started yet are skipped
+                self.abort()
         else:
-            if isinstance(exc, KeyboardInterrupt):
-                cancel.request()  # uploads and encodes not started yet are skipped
             self.abort()
 
     def add(self, path: Path, *, hashed: Hashed | None = None, previous: Digest | None = None) -> PutResult:
@@ -253,8 +254,10 @@ class BlobWriter:
             self._finish()
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt):
-                cancel.request()
-            self.abort()
+                with cancel.while_unwinding():
+                    self.abort()
+            else:
+                self.abort()
             raise
         self._closed = True
         self.cpu.shutdown(wait=True)

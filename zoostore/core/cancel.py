@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from concurrent.futures import Executor
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from zoostore.core.errors import Interrupted
+
+if TYPE_CHECKING:  # the CLI's SIGINT handler imports this module; concurrent.futures costs ~3 ms
+    from concurrent.futures import Executor
 
 _requested = threading.Event()
 

@@ -250,12 +250,22 @@ def targets(data: dict[str, dict[str, Any]]) -> list[tuple[str, str, str, bool |
         ok = settled(limit, lower_is_better, value, *others)
         out.append((name, fmt(value, unit), what, ok))
 
-    def other_estimates(paired: str, block: str, a: str, b: str) -> tuple[list[float], str]:
-        """The per-round median and the in-a-row ratio of a paired target, and how the second
-        reads when the three disagree."""
-        rs = round_ratios(rel, paired, a, b)
-        row = ratio(rel, block, a, b)
-        return [statistics.median(rs) if rs else float("nan"), row], (f"; runs in a row: {row:.2f}×" if row == row else "")
+    def timed(name: str, what: str, metric: str, block: str, cpu: str, a: str, b: str, limit: float,
+              lower_is_better: bool) -> None:
+        """A time target from the rounds alternating with the peer when the run has them
+        (bench_release.paired), else from each tool's runs in a row (`block`). With pairs, the
+        per-round ratios and the CPU ratio go beside it, and the verdict needs the per-round
+        median and the runs in a row to agree with it (`settled`)."""
+        value, row = ratio(rel, metric, a, b), ratio(rel, block, a, b)
+        if value != value:
+            add(name, row, limit, what, lower_is_better)
+            return
+        rs = round_ratios(rel, metric, a, b)
+        others = [statistics.median(rs) if rs else float("nan"), row]
+        disagree = settled(limit, lower_is_better, value, *others) is None
+        add(name, value, limit, f"{what}, runs alternating with the peer (per round: {per_round(rel, metric, a, b)}"
+            + cpu_ratio(rel, cpu, a, b) + (f"; runs in a row: {row:.2f}×" if disagree and row == row else "") + ")",
+            lower_is_better, others=others)
 
     add("stored bytes, release 1 ≤ restic's repository", ratio(rel, "stored_first", "zoostore", "restic"), 1.0,
         "zoostore / restic")
@@ -266,24 +276,10 @@ def targets(data: dict[str, dict[str, Any]]) -> list[tuple[str, str, str, bool |
         worst = max(per, key=med)
         add(f"each native library ≤ 1.10× whole-file zstd -1 (worst: {worst['tool']})", med(worst), 1.10,
             "zoostore / zstd -1")
-    # From the alternating pairs when the run has them (bench_release.paired), else the blocks.
-    pub = ratio(rel, "ingest_paired_mbps", "zoostore publish", "tar | zstd -1 -T0")
-    more, row = other_estimates("ingest_paired_mbps", "ingest_mbps", "zoostore publish", "tar | zstd -1 -T0")
-    add("publish ≥ 0.9× `tar | zstd -1 -T0`",
-        pub if pub == pub else ratio(rel, "ingest_mbps", "zoostore publish", "tar | zstd -1 -T0"), 0.9,
-        "MB/s ratio" + (", runs alternating with the peer (per round: "
-                        f"{per_round(rel, 'ingest_paired_mbps', 'zoostore publish', 'tar | zstd -1 -T0')}"
-                        + cpu_ratio(rel, "ingest_paired_cpu_s", "zoostore publish", "tar | zstd -1 -T0")
-                        + (row if settled(0.9, False, pub, *more) is None else "") + ")"
-                        if pub == pub else ""), lower_is_better=False, others=more if pub == pub else ())
-    first = ratio(rel, "first_sync_paired_s", "zoostore sync", "rsync -a")
-    more, row = other_estimates("first_sync_paired_s", "first_sync_s", "zoostore sync", "rsync -a")
-    add("first sync ≤ 1.0× `rsync -a`", first if first == first else ratio(rel, "first_sync_s", "zoostore sync", "rsync -a"),
-        1.0, "time ratio" + (", runs alternating with the peer (per round: "
-                             f"{per_round(rel, 'first_sync_paired_s', 'zoostore sync', 'rsync -a')}"
-                             + cpu_ratio(rel, "first_sync_paired_cpu_s", "zoostore sync", "rsync -a")
-                             + (row if settled(1.0, True, first, *more) is None else "") + ")"
-                             if first == first else ""), others=more if first == first else ())
+    timed("publish ≥ 0.9× `tar | zstd -1 -T0`", "MB/s ratio", "ingest_paired_mbps", "ingest_mbps",
+          "ingest_paired_cpu_s", "zoostore publish", "tar | zstd -1 -T0", 0.9, lower_is_better=False)
+    timed("first sync ≤ 1.0× `rsync -a`", "time ratio", "first_sync_paired_s", "first_sync_s",
+          "first_sync_paired_cpu_s", "zoostore sync", "rsync -a", 1.0, lower_is_better=True)
     rss = find(rel, "first_sync_rss", "zoostore sync")
     if rss:
         add("first sync peak RSS ≤ 100 MiB", med(rss) / c.MiB, 100, "peak RSS", unit="MiB")

@@ -15,6 +15,7 @@ its pack, and from a remote store its own ranged request, four files at a time (
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -116,14 +117,11 @@ def fill_cache(cache: Cache, zoo: Store | None, needed: Mapping[Digest, Need], m
     pooled = sorted((blob for blob in needed if needed[blob].size > SMALL_FILE), key=lambda blob: -needed[blob].size)
     out: dict[Digest, Path] = {}
     try:
-        pool = ThreadPoolExecutor(max_workers=LOCAL_FILES_IN_FLIGHT if local else SYNC_FILES_IN_FLIGHT)
+        threads = LOCAL_FILES_IN_FLIGHT if local else SYNC_FILES_IN_FLIGHT
+        pool = ThreadPoolExecutor(max_workers=threads)
         with cancel.on_interrupt(pool):
-            # From a local store this thread takes large files too once its small ones are done
-            # (the pool's threads and it take them in turn, largest first): the last ~45% of a
-            # first sync of release 1 it only waited for the pool.
-            queue = _Queue(pooled) if local else None
-            workers = [pool.submit(queue.drain, fill) for _ in range(LOCAL_FILES_IN_FLIGHT)] if queue is not None else []
-            results = pool.map(fill, pooled) if queue is None else iter(())
+            queue = _Queue(pooled)
+            workers = [pool.submit(queue.drain, fill) for _ in range(threads)]
             if zoo is not None:
                 out = _fill_small(cache, zoo.blobs, [b for b in here if b in missing], needed, index,
                                   {} if sizes is None else sizes, fetch_ahead=not local, progress=progress)
@@ -131,23 +129,23 @@ def fill_cache(cache: Cache, zoo: Store | None, needed: Mapping[Digest, Need], m
             # The rest one by one: from a local store on this thread (creating files side by side
             # only contends), from a remote one on the pool (each waits on requests).
             out.update(zip(rest, map(fill, rest) if local else pool.map(fill, rest)))
-            if queue is not None:
+            if local:
+                # This thread takes large files too once its small ones are done (the last ~45%
+                # of a first sync of release 1 it only waited for the pool).
                 out.update(queue.drain(fill))
-                for w in workers:
-                    out.update(w.result())
-            out.update(zip(pooled, results))
+            for w in workers:
+                out.update(w.result())
             return out
     finally:
         index.flush()
 
 
 class _Queue:
-    """Large files for several threads to fill, in order; the first failure stops the others
-    taking more (each finishes the file it is on) and is raised by the thread that met it."""
+    """Large files for several threads to fill, in order (largest first); the first failure
+    stops the others taking more (each finishes the file it is on) and is raised by the thread
+    that met it."""
 
     def __init__(self, blobs: list[Digest]) -> None:
-        import threading
-
         self._todo = list(reversed(blobs))   # pop() takes the first
         self._lock = threading.Lock()
         self._failed = False

@@ -166,11 +166,8 @@ class BlobWriter:
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if exc_type is None:
             self.close()
-        elif isinstance(exc, KeyboardInterrupt):
-            with cancel.while_unwinding():  # uploads and encodes not started yet are skipped
-                self.abort()
         else:
-            self.abort()
+            self._abort_after(exc)
 
     def add(self, path: Path, *, hashed: Hashed | None = None, previous: Digest | None = None) -> PutResult:
         """Store one file (see the module docstring). With `hashed` the file is not hashed
@@ -253,11 +250,7 @@ class BlobWriter:
         try:
             self._finish()
         except BaseException as exc:
-            if isinstance(exc, KeyboardInterrupt):
-                with cancel.while_unwinding():
-                    self.abort()
-            else:
-                self.abort()
+            self._abort_after(exc)
             raise
         self._closed = True
         self.cpu.shutdown(wait=True)
@@ -313,6 +306,15 @@ class BlobWriter:
             f.result()
         for r in recipes:
             self.store.remember(r)
+
+    def _abort_after(self, exc: object) -> None:
+        """`abort()` after `exc`; after a Ctrl-C with the stop flag set meanwhile, so that uploads
+        and encodes not started yet are skipped (core.cancel.while_unwinding)."""
+        if isinstance(exc, KeyboardInterrupt):
+            with cancel.while_unwinding():
+                self.abort()
+        else:
+            self.abort()
 
     def abort(self) -> None:
         """Stop without writing recipes. Packs already uploaded stay as garbage for gc."""

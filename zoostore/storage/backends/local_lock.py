@@ -18,7 +18,7 @@ import uuid
 import warnings
 from pathlib import Path
 
-from zoostore.core.atomic import host_name, owner, owner_gone, temp_name
+from zoostore.core.atomic import create_temp, host_name, owner, owner_gone, temp_name
 from zoostore.core.errors import LockTimeoutError
 
 #: Age after which a `.lock` file is considered abandoned and may be broken (see module doc).
@@ -87,8 +87,8 @@ def create(lock: Path, text: str) -> None:
     leaves a temp file, which `zoostore gc` deletes. On a file system without hard links the
     lock is created with O_EXCL and then written, and removed if writing fails (a full disk);
     there a writer killed between the two leaves the empty lock."""
-    tmp = lock.with_name(temp_name())
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    path, fd = create_temp(lock.parent)
+    tmp = Path(path)
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)

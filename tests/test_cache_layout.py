@@ -1,7 +1,9 @@
 """The cache's files per blob: a small single-chunk file is one file (no recipe, no stamp), a
 file of several chunks keeps both; the one-chunk recipe `cached_recipe` makes up serves chunk
 reuse and local reads; a cache written by the previous layout (a recipe and a stamp for every
-file) keeps working, and its stamps of small files are no longer trusted without a hash."""
+file) keeps working, and its stamps of small files are no longer trusted without a hash.
+Format 2 caches keep one folder per kind; a format-1 cache (fan-out folders, no format file)
+is read and written as it is; a newer format is refused."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from zoostore.ops.sync import sync_project
 from zoostore.repository import Store
 from zoostore.storage.blobs import LocalChunk
 from zoostore.storage.cache import NO_PACK, UNSTAMPED, Cache
+from zoostore.storage.cache_layout import FORMAT_FILE
 
 WEIGHTS = bytes(range(256)) * 2048   # 512 KiB: several chunks
 SMALL = {"labels.txt": b"cat\ndog\n", "config.json": os.urandom(4096)}
@@ -113,3 +116,77 @@ def test_a_cache_of_the_previous_layout_keeps_working(zoo: Store, tmp_path: Path
     for b in small.values():
         assert not cache.blob_path(b).exists()
         assert not cache.recipe_path(b).exists() and not cache.stamp_path(b).exists()
+
+
+def folders_of(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_dir())
+
+
+def test_a_new_cache_is_format_2_one_folder_per_kind(zoo: Store, tmp_path: Path) -> None:
+    sync_project(load_project(project(tmp_path, "a")))
+    root = tmp_path / "cache"
+    assert (root / FORMAT_FILE).read_text() == "2\n"
+    assert folders_of(root) == ["blobs", "models", "projects", "recipes", "verified"]
+    cache = Cache()
+    big = blob(zoo, "weights.bin")
+    assert cache.blob_path(big) == root / "blobs" / big.hex and cache.blob_path(big).is_file()
+    assert cache.recipe_path(big) == root / "recipes" / big.hex and cache.stamp_holds(big)
+    assert cache.info().blobs == 3
+
+
+def to_format_1(root: Path) -> None:
+    """The cache as zoostore laid it out before format 2: <kind>/<aa>/<hex>, no format file."""
+    (root / FORMAT_FILE).unlink()
+    for kind in ("blobs", "recipes", "verified"):
+        for f in list((root / kind).iterdir()):
+            (root / kind / f.name[:2]).mkdir(exist_ok=True)
+            f.rename(root / kind / f.name[:2] / f.name)
+
+
+def test_a_format_1_cache_is_read_and_written_as_it_is(
+        zoo: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sync_project(load_project(project(tmp_path, "a")))
+    root = tmp_path / "cache"
+    big, labels = blob(zoo, "weights.bin"), blob(zoo, "labels.txt")
+    to_format_1(root)
+    cache = Cache()
+    assert cache.blob_path(big) == root / "blobs" / big.hex[:2] / big.hex
+    assert cache.cached_recipe(big) == zoo.blobs.recipe(big)   # its recipes are found
+    assert cache.check(big) == "ok"      # moved: its stamp no longer held, so it was hashed
+    with monkeypatch.context() as m:
+        m.setattr("zoostore.storage.cache.hash_file", lambda path: pytest.fail(f"hashed {path}"))
+        assert cache.check(big) == "ok"  # and stamped again, where format 1 keeps stamps
+    assert (root / "verified" / big.hex[:2] / big.hex).is_file()
+    # offline, from that cache alone
+    (project(tmp_path, "b") / "zoo.lock").write_bytes((tmp_path / "a/zoo.lock").read_bytes())
+    (tmp_path / "store").rename(tmp_path / "store-gone")
+    r = sync_project(load_project(tmp_path / "b"), offline=True)
+    assert len(r.placed) == 3 and not r.store_opened
+    (tmp_path / "store-gone").rename(tmp_path / "store")
+    # a file fetched into it goes where format 1 keeps files; no format file appears
+    Cache().drop(labels)
+    assert not (root / "blobs" / labels.hex[:2] / labels.hex).exists()
+    r = sync_project(load_project(project(tmp_path, "c")))
+    assert r.store_opened and (root / "blobs" / labels.hex[:2] / labels.hex).is_file()
+    assert not (root / FORMAT_FILE).exists() and not (root / "blobs" / labels.hex).exists()
+    assert Cache().info().blobs == 3
+    # and prune walks it
+    assert cli(["cache", "prune", "--all"]) == 0
+    assert Cache().info().blobs == 0 and not list((root / "blobs").rglob("*/*"))
+    assert not (root / "recipes" / big.hex[:2] / big.hex).exists()
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("3\n", "has format 3, newer than this zoostore reads (2): upgrade zoostore"),
+    ("two\n", "expected the cache's format number (1 or 2), got 'two'"),
+])
+def test_a_cache_of_a_newer_or_unknown_format_is_refused(
+        zoo: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, expected: str) -> None:
+    root = tmp_path / "cache"
+    root.mkdir()
+    (root / FORMAT_FILE).write_text(text)
+    os.chdir(project(tmp_path, "a"))
+    assert cli(["sync"]) != 0
+    err = capsys.readouterr().err
+    assert expected in err and "Traceback" not in err
+    assert not (root / "blobs").exists()

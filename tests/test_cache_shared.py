@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from zoostore.documents.store_config import StoreConfig
 from zoostore.ops.place import read_state
 from zoostore.ops.sync import sync_project
 from zoostore.repository import Store
+from zoostore.storage import cache_prune
 from zoostore.storage.cache import Cache
 
 WEIGHTS = bytes(range(256)) * 2048   # 512 KiB: several chunks, stamped
@@ -120,7 +122,9 @@ def test_concurrent_syncs_and_a_prune_on_one_cache_all_succeed(zoo: Store, tmp_p
     for project in (one, two):
         assert_synced(project)
     cache = Cache(tmp_path / "cache")
-    for blob_file in (tmp_path / "cache" / "blobs").glob("*/*"):
+    kept = [f for f in (tmp_path / "cache" / "blobs").iterdir() if not f.name.startswith(".")]
+    assert kept and len(kept) == cache.info().blobs
+    for blob_file in kept:
         assert hash_file(blob_file).hex == blob_file.name   # nothing torn or wrong was kept
     assert cache.info().stale_temps == 0
 
@@ -167,16 +171,13 @@ def test_a_read_only_cache_missing_files_fails_saying_so(
 def test_cache_info_skips_a_file_a_concurrent_prune_removes(
         zoo: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     sync_project(load_project(project_dir(tmp_path, "app")))
-    fan_out = next((tmp_path / "cache" / "blobs").iterdir())
-    listing = Path.iterdir
+    listing = cache_prune.files
 
-    def listed_then_removed(self: Path):  # type: ignore[no-untyped-def]
-        names = list(listing(self))
-        if self == fan_out:   # a prune removes a file between the listing and its stat
-            return iter(names + [self / ("0" * 64)])
-        return iter(names)
+    def listed_then_removed(folder: Path) -> Iterator[Path]:
+        yield from listing(folder)
+        yield folder / ("0" * 64)   # a prune removes a file between the listing and its stat
 
-    monkeypatch.setattr(Path, "iterdir", listed_then_removed)
+    monkeypatch.setattr(cache_prune, "files", listed_then_removed)
     assert cli(["cache", "info", "--json"]) == 0
     assert '"blobs": 2' in capsys.readouterr().out
 

@@ -1,7 +1,7 @@
 """`zoostore.fetch` and `fetch_version`: a model version's files as local paths (cached,
 verified), under their own names.
 
-    <cache>/blobs/<aa>/<hex>                                          the verified file
+    <cache>/blobs/<hex>                                               the verified file
     <cache>/snapshots/<store key>/<model>/<version>/<arch>/<path>     hard link to it (what is returned)
 
 A snapshot directory holds the files of one version for one consumer arch (the arch's own

@@ -71,8 +71,8 @@ def check_cache(cache: Cache, needed: Mapping[Digest, Need], warn: Callable[[str
     """The needed blobs the cache must fetch: absent ones, and damaged ones, which `Cache.check`
     dropped (`warn` is told). A cached file is hashed unless its verified stamp still matches
     its stat; a suspect one (see Need) always."""
-    if needed and not os.path.isdir(os.path.dirname(os.path.dirname(cache.blob_path(next(iter(needed)))))):
-        return set(needed)   # no blobs/ folder (blobs/<aa>/<hex>): a cold cache, one stat instead of one per file
+    if needed and not os.path.isdir(cache.root / "blobs"):
+        return set(needed)   # no blobs/ folder: a cold cache, one stat instead of one per file
     missing = set()
     for blob, need in needed.items():
         found = cache.check(blob, recheck=need.suspect)
@@ -176,8 +176,8 @@ def _fill_small(cache: Cache, blobs: BlobStore, todo: list[Digest], needed: Mapp
     from concurrent.futures import ThreadPoolExecutor
 
     out: dict[Digest, Path] = {}
-    # partial/<aa>/<hex>: without the folder (most caches) no file has one, and no stat per file
-    partials = bool(todo) and os.path.isdir(os.path.dirname(os.path.dirname(cache.partial_path(todo[0]))))
+    # partial/: without the folder (most caches) no file has one, and no stat per file
+    partials = bool(todo) and os.path.isdir(cache.root / "partial")
     batch: list[Recipe] = []
     chunks: dict[str, Mapping[Digest, LocalChunk]] = {}
     size = 0

@@ -2,17 +2,20 @@
 
     $ZOOSTORE_CACHE, else $XDG_CACHE_HOME/zoostore, else ~/.cache/zoostore
     ├── CACHEDIR.TAG               marks the folder as a cache for backup tools
-    ├── blobs/<aa>/<blob hex>      a verified file, read-only, uncompressed (hard-link source)
-    ├── recipes/<aa>/<blob hex>    its recipe (which chunks sit at which offsets), for a file of
+    ├── cache-format               "2": the layout below (zoostore.storage.cache_layout; a cache
+    │                              without it, made by zoostore before 2026-12-06, is format 1:
+    │                              blobs/<aa>/<blob hex> and so on, 256 fan-out folders a kind)
+    ├── blobs/<blob hex>           a verified file, read-only, uncompressed (hard-link source)
+    ├── recipes/<blob hex>         its recipe (which chunks sit at which offsets), for a file of
     │                              several chunks only: a single-chunk file is its own chunk
-    ├── verified/<aa>/<blob hex>   "inode size mtime_ns ctime_ns" of the file when last hashed,
+    ├── verified/<blob hex>        "inode size mtime_ns ctime_ns" of the file when last hashed,
     │                              for files over UNSTAMPED (64 KiB) only
     ├── models/<model>             blob ids cached for a model, one per line (append-only)
     ├── manifests/<store key>/     what `zoostore.fetch` last read from a store (for --offline):
     │   ├── store                  the store's URL (the key is BLAKE3 of it, first 32 hex)
     │   └── <model>.toml           the model's manifest as last fetched
     └── snapshots/<store key>/<model>/<version>/<arch>/<path>
-                                   what `zoostore.fetch` returns: a hard link to blobs/<aa>/<hex>
+                                   what `zoostore.fetch` returns: a hard link to blobs/<hex>
                                    (a copy where linking fails) under the file's own name, beside
                                    the version's other fetched files (huggingface_hub's snapshots)
 
@@ -67,6 +70,7 @@ from zoostore.core.errors import FormatError, IntegrityError, OfflineError, ZooE
 from zoostore.core.names import check_model_name
 from zoostore.core.offline import OFFLINE_ENV
 from zoostore.core.progress import Progress
+from zoostore.storage.cache_layout import FORMAT, FORMAT_FILE, read_format
 from zoostore.storage.cache_prune import CachePruning
 from zoostore.storage.local_index import LocalIndex, partial_chunks
 from zoostore.storage.recipe import ChunkRef, Recipe
@@ -119,6 +123,7 @@ class Cache(CachePruning):
         self._ready = False
         self._dirs: set[Path] = set()   # directories this Cache made or found: no mkdir per file
         self._folders: dict[str, Path] = {}
+        self._fanout: bool | None = None   # format 1's <aa>/ folders, known at the first path
 
     def _prepare(self) -> None:
         """Before the first file is written: the folders, and a clear error for a cache that
@@ -127,7 +132,12 @@ class Cache(CachePruning):
             if self._ready:
                 return
             try:
-                (self.root / "blobs").mkdir(parents=True, exist_ok=True)
+                self.root.mkdir(parents=True, exist_ok=True)
+                if self._fanout is None:
+                    self._fanout = read_format(self.root) == 1
+                if not self._fanout and not (self.root / FORMAT_FILE).exists():
+                    atomic_write(self.root / FORMAT_FILE, f"{FORMAT}\n".encode(), fsync=False)
+                (self.root / "blobs").mkdir(exist_ok=True)
                 tag = self.root / "CACHEDIR.TAG"
                 if not tag.exists():
                     atomic_write(tag, CACHEDIR_TAG.encode(), fsync=False)
@@ -145,12 +155,22 @@ class Cache(CachePruning):
             self._ready = True
 
     # One joinpath from a kept folder: a sync of thousands of small files builds several
-    # paths per file, and `root / "blobs" / aa / hex` costs twice as much.
+    # paths per file, and `root / "blobs" / hex` costs twice as much.
     def blob_path(self, blob: Digest) -> Path:
-        return self._folder("blobs").joinpath(blob.hex[:2], blob.hex)
+        return self._at("blobs", blob)
 
     def recipe_path(self, blob: Digest) -> Path:
-        return self._folder("recipes").joinpath(blob.hex[:2], blob.hex)
+        return self._at("recipes", blob)
+
+    def _at(self, name: str, blob: Digest) -> Path:
+        """`blob`'s file in the folder `name`: <name>/<hex> (format 2), <name>/<aa>/<hex> in a
+        cache older zoostore made (format 1, kept as it is)."""
+        fanout = self._fanout
+        if fanout is None:
+            fanout = self._fanout = read_format(self.root) == 1
+        if fanout:
+            return self._folder(name).joinpath(blob.hex[:2], blob.hex)
+        return self._folder(name).joinpath(blob.hex)
 
     def _folder(self, name: str) -> Path:
         folder = self._folders.get(name)
@@ -328,7 +348,7 @@ class Cache(CachePruning):
 
     def partial_path(self, blob: Digest) -> Path:
         """Where an interrupted read of `blob` keeps the prefix it wrote (resumed from)."""
-        return self._folder("partial").joinpath(blob.hex[:2], blob.hex)
+        return self._at("partial", blob)
 
     # -- snapshots: the version's files under their own names, hard links to blobs/ ----------
 
@@ -351,7 +371,7 @@ class Cache(CachePruning):
     # -- verification before use: a cached file is hashed again unless its stamp still holds --
 
     def stamp_path(self, blob: Digest) -> Path:
-        return self._folder("verified").joinpath(blob.hex[:2], blob.hex)
+        return self._at("verified", blob)
 
     def _stat_key(self, blob: Digest) -> str | None:
         try:

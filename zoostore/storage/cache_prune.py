@@ -16,6 +16,7 @@ from zoostore.core.digest import Digest
 from zoostore.core.errors import ZooError
 from zoostore.core.progress import NullProgress, Progress
 from zoostore.core.records import dataclass
+from zoostore.storage.cache_layout import files
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +127,7 @@ class CachePruning:
                         now: float) -> tuple[int, int]:
         """Prefixes kept by interrupted reads (`partial/`) go by the same rules as files."""
         removed = freed = 0
-        for f in sorted((self.root / "partial").glob("*/*")):
+        for f in sorted(files(self.root / "partial")):
             try:
                 st, d = f.stat(), Digest.parse("blake3:" + f.name)
             except (OSError, ZooError):
@@ -140,21 +141,17 @@ class CachePruning:
 
     def _entries(self) -> Iterator[tuple[Digest, Path, os.stat_result]]:
         """(blob id, path, stat) of every cached file under blobs/ (temp files are not)."""
-        base = self.root / "blobs"
-        if not base.is_dir():
-            return
-        for sub in base.iterdir():
-            for f in sub.iterdir() if sub.is_dir() else []:
-                if f.name.startswith("."):
-                    continue
-                try:
-                    st = f.stat()
-                except FileNotFoundError:
-                    continue
-                try:
-                    yield Digest.parse("blake3:" + f.name), f, st
-                except ZooError:
-                    continue
+        for f in files(self.root / "blobs"):
+            if f.name.startswith("."):
+                continue
+            try:
+                st = f.stat()
+            except FileNotFoundError:
+                continue
+            try:
+                yield Digest.parse("blake3:" + f.name), f, st
+            except ZooError:
+                continue
 
     def prune_snapshots(self, *, now: float | None = None) -> int:
         """Remove snapshot files that are not hard links to a present cached blob (their blob

@@ -5,10 +5,13 @@ targets directly."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,7 +27,7 @@ from zoostore.ops.sync import sync_project
 from zoostore.repository import Store, init_store
 from zoostore.storage.blobs import BlobStore
 from zoostore.storage.cache import Cache
-from zoostore.storage.recipe import Recipe
+from zoostore.storage.recipe import ChunkRef, Recipe
 
 FILES = {f"f{i:02}.bin": os.urandom(3000 + i) for i in range(12)}
 
@@ -120,9 +123,14 @@ def test_a_damaged_chunk_of_a_batched_small_file_is_named(zoo: Store, tmp_path: 
 def test_a_whole_file_mismatch_is_refused(zoo: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real = BlobStore.read_range
     monkeypatch.setattr(BlobStore, "read_range", lambda self, blob, start, end: real(self, blob, start, end)[::-1])
-    real_chunks = BlobStore.chunk_bytes   # the batched read of a sync's small files (ops.sync_fill)
-    monkeypatch.setattr(BlobStore, "chunk_bytes", lambda self, refs, **kw: {
-        chunk: data[::-1] for chunk, data in real_chunks(self, refs, **kw).items()})
+    real_spans = BlobStore.chunk_spans   # the batched read of a sync's small files (ops.sync_fill)
+
+    @contextlib.contextmanager
+    def reversed_spans(self: BlobStore, refs: list[ChunkRef], **kw: Any) -> Iterator[dict[Digest, Any]]:
+        with real_spans(self, refs, **kw) as spans:
+            yield {chunk: (memoryview(bytes(seg[a:b])[::-1]), 0, b - a) for chunk, (seg, a, b) in spans.items()}
+
+    monkeypatch.setattr(BlobStore, "chunk_spans", reversed_spans)
     with pytest.raises(IntegrityError, match="hashes to"):
         sync_project(load_project(project(tmp_path, "a")))
     assert not any(p.is_file() for p in (tmp_path / "cache/blobs").rglob("*")) and temps(tmp_path) == []
@@ -240,10 +248,12 @@ def test_batched_small_files_of_several_chunks_shared_chunks_and_delta_frames(tm
     proj.mkdir()
     (proj / "zoo.toml").write_text('store = "../store"\narchs = ["x86_64"]\n[models]\nm = "2.0.0"\n')
     batched: list[Digest] = []
+    given: dict[Digest, type] = {}
     real_put = Cache.put_small
 
-    def put_small(self: Cache, recipe: Recipe, data: bytes) -> Path:
+    def put_small(self: Cache, recipe: Recipe, data: bytes | memoryview) -> Path:
         batched.append(recipe.blob)
+        given[recipe.blob] = type(data)
         return real_put(self, recipe, data)
 
     monkeypatch.setattr(Cache, "put_small", put_small)
@@ -253,6 +263,10 @@ def test_batched_small_files_of_several_chunks_shared_chunks_and_delta_frames(tm
     # the others in the batch
     placed = {name: hash_file(proj / "models/m/x86_64" / name) for name in versions["2.0.0"]}
     assert sorted(batched) == sorted({blob for name, blob in placed.items() if name != "c.bin"})
+    # a file whose chunks sit back to back in the batch's read is handed over as a view of it;
+    # b.bin's first chunks are a.bin's, read once, so its bytes are joined
+    # b.bin's first chunks are a.bin's, read once: its bytes are joined, not a view
+    assert given[placed["b.bin"]] is bytes
     cache = Cache()
     for name, data in versions["2.0.0"].items():
         placed = proj / "models/m/x86_64" / name
@@ -378,3 +392,38 @@ def test_a_large_file_s_progress_is_named_after_the_file_not_its_blob(tmp_path: 
 
     sync_project(load_project(project(tmp_path, "a")), progress=Recording())
     assert [t for t in started if t != "sync files"] == ["m@1.0.0 x86_64/big.bin"], started
+
+
+def test_a_batched_file_whose_chunks_sit_back_to_back_is_written_from_the_read_itself(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files of several chunks published together sit back to back in one pack: each is handed
+    to the cache as a view of the batch's read (no copy per chunk); one that shares a chunk
+    with a file read before it is joined. Both come out right."""
+    import random
+
+    from zoostore.documents.store_config import Chunking, StoreConfig
+
+    monkeypatch.setenv("ZOOSTORE_CACHE", str(tmp_path / "cache"))
+    zoo, _ = init_store(tmp_path / "store", config=StoreConfig(chunking=Chunking(256, 1024, 4096)))
+    rng = random.Random(7)
+    files = {f"f{i}.bin": rng.randbytes(9_000 + 1_000 * i) for i in range(4)}
+    files["g.bin"] = files["f0.bin"][:6_000] + rng.randbytes(2_000)   # shares f0.bin's first chunks
+    publish(zoo, "m", "1.0.0", [write_dir(tmp_path / "src", files)], arch="x86_64", check=False)
+    proj = tmp_path / "p"
+    proj.mkdir()
+    (proj / "zoo.toml").write_text('store = "../store"\narchs = ["x86_64"]\n[models]\nm = "1.0.0"\n')
+    given: dict[Digest, type] = {}
+    real_put = Cache.put_small
+
+    def put_small(self: Cache, recipe: Recipe, data: bytes | memoryview) -> Path:
+        given[recipe.blob] = type(data)
+        return real_put(self, recipe, data)
+
+    monkeypatch.setattr(Cache, "put_small", put_small)
+    sync_project(load_project(proj))
+    blobs = {name: hash_file(proj / "models/m/x86_64" / name) for name in files}
+    for name, data in files.items():
+        assert (proj / "models/m/x86_64" / name).read_bytes() == data
+        assert len(zoo.blobs.recipe(blobs[name]).chunks) > 1
+    assert {given[blobs[f"f{i}.bin"]] for i in range(4)} == {memoryview}
+    assert given[blobs["g.bin"]] is bytes

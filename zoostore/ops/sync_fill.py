@@ -14,6 +14,7 @@ its pack, and from a remote store its own ranged request, four files at a time (
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -255,20 +256,36 @@ def _read_batch(cache: Cache, blobs: BlobStore, batch: list[Recipe], needed: Map
         for ref in recipe.chunks:
             refs.setdefault(ref.chunk, ref)
     ordered = sorted(refs.values(), key=lambda r: (r.pack.hex, r.offset))
-    try:
-        # Chunks unhashed: each file is hashed whole as it is cached (`put_small`).
-        chunks = blobs.chunk_bytes(ordered, blob=batch[0].blob, check=False)
-    except ZooError:
-        return   # each file alone then, through `Cache.ensure`
-    for recipe in batch:
-        parts = recipe.chunks
-        data = chunks[parts[0].chunk] if len(parts) == 1 else b"".join(chunks[r.chunk] for r in parts)
+    with contextlib.ExitStack() as stack:
         try:
-            out[recipe.blob] = path = cache.put_small(recipe, data)   # verified: recipe.size bytes
-        except IntegrityError:
-            continue   # `Cache.ensure` reads it again, each chunk verified: that names a damaged one
-        sizes[recipe.blob] = recipe.size
-        index.note(needed[recipe.blob].model, recipe.blob, recipe, path=path)
+            # Chunks unhashed: each file is hashed whole as it is cached (`put_small`).
+            spans = stack.enter_context(blobs.chunk_spans(ordered, blob=batch[0].blob, check=False))
+        except ZooError:
+            return   # each file alone then, through `Cache.ensure`
+        for recipe in batch:
+            try:
+                out[recipe.blob] = path = cache.put_small(recipe, _file_bytes(recipe, spans))   # verified
+            except IntegrityError:
+                continue   # `Cache.ensure` reads it again, each chunk verified: that names a damaged one
+            sizes[recipe.blob] = recipe.size
+            index.note(needed[recipe.blob].model, recipe.blob, recipe, path=path)
+
+
+def _file_bytes(recipe: Recipe, spans: Mapping[Digest, tuple[memoryview, int, int]]) -> bytes | memoryview:
+    """A small file's bytes from its chunks' spans: a view of the segment where they sit back
+    to back (a file's chunks do, unless another file of the batch shares one), else joined.
+    Copying each chunk out and joining them made a small file cost twice a large one's CPU
+    per byte (24 MB of release 1's small files: 68-82 ms on the syncing thread)."""
+    parts = recipe.chunks
+    if not parts:
+        return b""
+    seg, start, end = spans[parts[0].chunk]
+    for ref in parts[1:]:
+        other, a, b = spans[ref.chunk]
+        if other is not seg or a != end:
+            return b"".join(s[x:y] for s, x, y in (spans[r.chunk] for r in parts))
+        end = b
+    return seg[start:end]
 
 
 def refill_gone(cache: Cache, needed: Mapping[Digest, Need], gone: dict[str, Digest],

@@ -250,22 +250,38 @@ class BlobStore:
     def chunk_bytes(self, refs: Sequence[ChunkRef], *, blob: Digest,
                     local: Mapping[Digest, LocalChunk] | None = None, check: bool = True) -> dict[Digest, bytes]:
         """Chunk id -> raw bytes of `refs` (`blob` names the file in errors), neighbouring frames
-        in one read, on this thread; verified unless `check` is false (sync's small files)."""
+        in one read, on this thread; verified unless `check` is false."""
+        with self.chunk_spans(refs, blob=blob, local=local, check=check) as spans:
+            return {chunk: bytes(seg[start:end]) for chunk, (seg, start, end) in spans.items()}
+
+    @contextlib.contextmanager
+    def chunk_spans(self, refs: Sequence[ChunkRef], *, blob: Digest, local: Mapping[Digest, LocalChunk] | None = None,
+                    check: bool = True) -> Iterator[dict[Digest, tuple[memoryview, int, int]]]:
+        """Chunk id -> (segment, start, end): the raw bytes of each of `refs` are
+        segment[start:end], read as `chunk_bytes` reads them but not copied out; chunks read
+        together sit back to back in one segment, in the order of `refs`. The segments are
+        valid inside the block only (their buffers go back to the pool after it)."""
         unique = tuple(dict.fromkeys(refs))
-        if not unique:
-            return {}
-        sub = Recipe(blob, sum(r.raw_length for r in unique), unique)
-        out: dict[Digest, bytes] = {}
-        buffers = self._segment_buffers   # reused while a get_file runs (a sync), else fresh
-        for kind, idx in plan_segments(sub, range(len(unique)), local, self._segment):
-            data = self._load_segment(sub, kind, idx, local, buffers, check=check)
-            pos = 0
-            for i in idx:
-                n = unique[i].raw_length
-                out[unique[i].chunk] = bytes(data[pos : pos + n])
-                pos += n
-            buffers.give(data)
-        return out
+        spans: dict[Digest, tuple[memoryview, int, int]] = {}
+        taken: list[memoryview] = []
+        buffers = self._segment_buffers
+        # Buffers pooled meanwhile: each segment's read buffer serves the next one (a fresh
+        # bytearray is zero-filled, page by page, before the read overwrites it).
+        with self._range_buffers.reading(), buffers.reading():
+            try:
+                if unique:
+                    sub = Recipe(blob, sum(r.raw_length for r in unique), unique)
+                    for kind, idx in plan_segments(sub, range(len(unique)), local, self._segment):
+                        data = self._load_segment(sub, kind, idx, local, buffers, check=check)
+                        taken.append(data)
+                        pos = 0
+                        for i in idx:
+                            spans[unique[i].chunk] = (data, pos, pos + unique[i].raw_length)
+                            pos += unique[i].raw_length
+                yield spans
+            finally:
+                for data in taken:
+                    buffers.give(data)
 
     def _read_relocated(self, blob: Digest, refs: list[ChunkRef], out: bytearray, pos: int,
                         local: Mapping[Digest, LocalChunk] | None) -> bool:

@@ -306,7 +306,7 @@ class Cache(CachePruning):
         renamed into place. Nothing is left behind on failure."""
         self._write_small(recipe, blobs.read_range(recipe.blob, 0, recipe.size), path)
 
-    def put_small(self, recipe: Recipe, data: bytes) -> Path:
+    def put_small(self, recipe: Recipe, data: bytes | memoryview) -> Path:
         """A small file's bytes, read by the caller (a sync reading many small files in a few
         ranged reads), into the cache as `ensure` puts them: verified against the blob id,
         its recipe kept when it has several chunks, a temp file renamed into place. The
@@ -318,7 +318,7 @@ class Cache(CachePruning):
         self._write_small(recipe, data, path)
         return path
 
-    def _write_small(self, recipe: Recipe, data: bytes, path: Path) -> None:
+    def _write_small(self, recipe: Recipe, data: bytes | memoryview, path: Path) -> None:
         import blake3
 
         actual = blake3.blake3(data).hexdigest()

@@ -190,3 +190,18 @@ def test_a_cache_of_a_newer_or_unknown_format_is_refused(
     err = capsys.readouterr().err
     assert expected in err and "Traceback" not in err
     assert not (root / "blobs").exists()
+
+
+def test_a_file_fetched_into_the_cache_is_stamped_by_the_fetch(zoo: Store, tmp_path: Path) -> None:
+    """`ensure` and `put_small` stamp what they verified as they read it (sync then rewrites the
+    stamp in place after its hard link changed the file's ctime); files up to UNSTAMPED get none."""
+    cache = Cache()
+    big, small = blob(zoo, "weights.bin"), blob(zoo, "config.json")
+    cache.ensure(zoo.blobs, big)
+    cache.ensure(zoo.blobs, small)
+    assert cache.stamp_holds(big) and cache.stamp_path(big).is_file()
+    assert not cache.stamp_path(small).exists()
+    recipe = zoo.blobs.recipe(big)
+    cache.drop(big)
+    cache.put_small(recipe, WEIGHTS)
+    assert cache.stamp_holds(big)

@@ -260,10 +260,7 @@ def _cached_verified(cache: Cache, blobs: BlobStore | None, blob: Digest, *, mod
             progress.note(msg)
         else:
             warnings.warn(msg, UserWarning, stacklevel=3)
-    path = cache.ensure(blobs, blob, model=model, progress=progress, what=what, index=index)
-    if found != "ok":
-        cache.stamp(blob)   # ensure() verified it as it fetched it
-    return path
+    return cache.ensure(blobs, blob, model=model, progress=progress, what=what, index=index)   # stamps what it fetches
 
 
 def copy_snapshot(snapshot: Snapshot, dest: str | os.PathLike[str], *, force: bool = False) -> list[str]:

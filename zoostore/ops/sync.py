@@ -156,8 +156,9 @@ def _execute(project: Project, plan: _Plan, report: SyncReport, *, cache: Cache 
         progress.start("sync files", len(todo), unit="files")
         sizes: dict[Digest, int] = {}
         cached = fill_cache(cache, zoo, needed, missing, lock=plan.lock, progress=progress, sizes=sizes)
-        # ensure() verified what it fetched: its stat now stands for the stamp, written once below
-        # (small files have none: `Cache.check` hashes them instead)
+        # ensure() and put_small() stamped what they fetched; sync's hard links change ctime, so
+        # each stamp is written again below, in place (small files have none: `Cache.check`
+        # hashes them instead)
         stamped = [blob for blob in cached if needed[blob].size > UNSTAMPED]
         fetched = {blob: cache.stat_key(blob) for blob in stamped if blob in missing}
         # Stale files go before placing: a path that was a directory may now be a file.

@@ -14,7 +14,6 @@ from __future__ import annotations
 import errno
 import os
 import time
-import uuid
 import warnings
 from pathlib import Path
 
@@ -50,7 +49,7 @@ def acquire(lock: Path, key: str, *, root: Path, wait: float) -> str:
     """Create `lock` for `key` of the store at `root`, waiting up to `wait` seconds for a live
     holder and breaking a stale one; the nonce written into it (see `still_ours`)."""
     lock.parent.mkdir(parents=True, exist_ok=True)
-    nonce = f"{host_name()} {owner()} {uuid.uuid4().hex}"
+    nonce = f"{host_name()} {owner()} {os.urandom(16).hex()}"   # what uuid4 holds, without importing uuid
     started = time.monotonic()
     deadline = started + wait
     delay = 0.001

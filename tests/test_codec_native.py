@@ -124,3 +124,23 @@ def test_ungroup_refuses_an_offset_outside_the_output_either_way():
             out = bytearray(16)
             planes.ungroup_into(python_planes(chunk), out, 4, 12)
             assert out[4:] == chunk
+
+
+@pytest.mark.skipif(native is None, reason="zoostore.storage._planes is not built")
+def test_empty_is_a_bytearray_of_n_bytes_that_segment_buffers_hand_out():
+    from zoostore.storage import segments
+
+    assert native is not None
+    for n in (0, 1, 4096, 3 << 20):
+        buf = native.empty(n)
+        assert type(buf) is bytearray and len(buf) == n
+        buf[-1:] = b"x" if n else b""
+        buf.extend(b"yz")   # an ordinary bytearray: it grows and shrinks
+        assert len(buf) == n + 2 and (n == 0 or buf[n - 1 : n] == b"x")
+    with pytest.raises(ValueError, match="negative"):
+        native.empty(-1)
+    with pytest.raises(TypeError):
+        native.empty(1.5)
+    assert segments._fresh is native.empty   # take() hands out buffers without zero-filling them
+    pool = segments.SegmentBuffers(keep=2)
+    assert len(pool.take(1000)) == 1000

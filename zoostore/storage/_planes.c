@@ -1,6 +1,7 @@
 /* Byte planes of zoostore's zstd-bytegroup4 frames (zoostore.storage.planes): the split of a
  * chunk into 4 planes and their interleave back, in C and without the GIL. The pure-Python
- * slices in planes.py do the same (and are the reference the tests compare with). */
+ * slices in planes.py do the same (and are the reference the tests compare with). Also a
+ * bytearray that is not zero-filled, for read buffers (zoostore.storage.segments). */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
@@ -72,7 +73,23 @@ static PyObject *interleave4(PyObject *self, PyObject *args) {
     return result;
 }
 
+/* empty(n) -> bytearray of n bytes that are not zero-filled: Python's bytearray(n) writes n
+ * zeros while holding the GIL (page-faulting every new page on the way), which a read buffer
+ * about to be overwritten does not need. Its pages are faulted in by whoever writes them first,
+ * a read or a decoder, without the GIL. */
+static PyObject *empty(PyObject *self, PyObject *arg) {
+    Py_ssize_t n = PyLong_AsSsize_t(arg);
+    if (n == -1 && PyErr_Occurred())
+        return NULL;
+    if (n < 0) {
+        PyErr_SetString(PyExc_ValueError, "empty: negative size");
+        return NULL;
+    }
+    return PyByteArray_FromStringAndSize(NULL, n);
+}
+
 static PyMethodDef methods[] = {
+    {"empty", empty, METH_O, "A bytearray of n bytes, not zero-filled."},
     {"split4", split4, METH_O, "The 4 byte planes of a chunk, concatenated."},
     {"interleave4", interleave4, METH_VARARGS, "Interleave 4 concatenated byte planes into a buffer."},
     {NULL, NULL, 0, NULL},

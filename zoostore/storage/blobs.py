@@ -265,23 +265,21 @@ class BlobStore:
         spans: dict[Digest, tuple[memoryview, int, int]] = {}
         taken: list[memoryview] = []
         buffers = self._segment_buffers
-        # Buffers pooled meanwhile: each segment's read buffer serves the next one (a fresh
-        # bytearray is zero-filled, page by page, before the read overwrites it).
+        # Buffers pooled meanwhile: each segment's read buffer serves the next one, instead of
+        # a fresh allocation whose every page faults on its first write.
         with self._range_buffers.reading(), buffers.reading():
-            try:
-                if unique:
-                    sub = Recipe(blob, sum(r.raw_length for r in unique), unique)
-                    for kind, idx in plan_segments(sub, range(len(unique)), local, self._segment):
-                        data = self._load_segment(sub, kind, idx, local, buffers, check=check)
-                        taken.append(data)
-                        pos = 0
-                        for i in idx:
-                            spans[unique[i].chunk] = (data, pos, pos + unique[i].raw_length)
-                            pos += unique[i].raw_length
-                yield spans
-            finally:
-                for data in taken:
-                    buffers.give(data)
+            if unique:
+                sub = Recipe(blob, sum(r.raw_length for r in unique), unique)
+                for kind, idx in plan_segments(sub, range(len(unique)), local, self._segment):
+                    data = self._load_segment(sub, kind, idx, local, buffers, check=check)
+                    taken.append(data)
+                    pos = 0
+                    for i in idx:
+                        spans[unique[i].chunk] = (data, pos, pos + unique[i].raw_length)
+                        pos += unique[i].raw_length
+            yield spans
+            for data in taken:   # not after an error: a view in its traceback may still read one
+                buffers.give(data)
 
     def _read_relocated(self, blob: Digest, refs: list[ChunkRef], out: bytearray, pos: int,
                         local: Mapping[Digest, LocalChunk] | None) -> bool:

@@ -3,7 +3,7 @@
     $ZOOSTORE_CACHE, else $XDG_CACHE_HOME/zoostore, else ~/.cache/zoostore
     ├── CACHEDIR.TAG               marks the folder as a cache for backup tools
     ├── cache-format               "2": the layout below (zoostore.storage.cache_layout; a cache
-    │                              without it, made by zoostore before 2026-12-06, is format 1:
+    │                              without it, made by an earlier zoostore, is format 1:
     │                              blobs/<aa>/<blob hex> and so on, 256 fan-out folders a kind)
     ├── blobs/<blob hex>           a verified file, read-only, uncompressed (hard-link source)
     ├── recipes/<blob hex>         its recipe (which chunks sit at which offsets), for a file of
@@ -133,9 +133,7 @@ class Cache(CachePruning):
                 return
             try:
                 self.root.mkdir(parents=True, exist_ok=True)
-                if self._fanout is None:
-                    self._fanout = read_format(self.root) == 1
-                if not self._fanout and not (self.root / FORMAT_FILE).exists():
+                if not self._fan_out() and not (self.root / FORMAT_FILE).exists():
                     atomic_write(self.root / FORMAT_FILE, f"{FORMAT}\n".encode(), fsync=False)
                 (self.root / "blobs").mkdir(exist_ok=True)
                 tag = self.root / "CACHEDIR.TAG"
@@ -165,12 +163,15 @@ class Cache(CachePruning):
     def _at(self, name: str, blob: Digest) -> Path:
         """`blob`'s file in the folder `name`: <name>/<hex> (format 2), <name>/<aa>/<hex> in a
         cache older zoostore made (format 1, kept as it is)."""
-        fanout = self._fanout
-        if fanout is None:
-            fanout = self._fanout = read_format(self.root) == 1
-        if fanout:
+        if self._fan_out():
             return self._folder(name).joinpath(blob.hex[:2], blob.hex)
         return self._folder(name).joinpath(blob.hex)
+
+    def _fan_out(self) -> bool:
+        """Whether this cache is format 1 (fan-out folders), read once (cache_layout.read_format)."""
+        if self._fanout is None:
+            self._fanout = read_format(self.root) == 1
+        return self._fanout
 
     def _folder(self, name: str) -> Path:
         folder = self._folders.get(name)

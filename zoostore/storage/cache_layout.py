@@ -1,7 +1,7 @@
 """The local cache's layout (zoostore.storage.cache), by its format number in FORMAT_FILE.
 
 Format 2: one folder per kind, `blobs/<hex>`, `recipes/<hex>`, `verified/<hex>`,
-`partial/<hex>`. Format 1 (every cache zoostore made before 2026-12-06; no FORMAT_FILE): the
+`partial/<hex>`. Format 1 (every cache made before FORMAT_FILE existed, which has none): the
 same under 256 fan-out folders per kind, `blobs/<aa>/<hex>`. A cache keeps the format it was
 made with; both are read and written, and walked (`files`) either way.
 

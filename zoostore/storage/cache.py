@@ -200,10 +200,10 @@ class Cache(CachePruning):
             os.close(fd)
 
     def _in_dir(self, directory: Path, make: Callable[[], T]) -> T:
-        """`make()`, which creates a file in `directory` (a fan-out folder under the root, which
-        zoostore never removes), made once per Cache: a sync of thousands of small files
-        otherwise spends a mkdir per file on it. If it went away since (the cache was deleted
-        under a long-lived Cache), it is made again."""
+        """`make()`, which creates a file in `directory` (a folder under the root, `blobs/` or a
+        format-1 cache's `blobs/<aa>/`, which zoostore never removes), made once per Cache: a
+        sync of thousands of small files otherwise spends a mkdir per file on it. If it went
+        away since (the cache was deleted under a long-lived Cache), it is made again."""
         if directory not in self._dirs:
             directory.mkdir(parents=True, exist_ok=True)
             self._dirs.add(directory)

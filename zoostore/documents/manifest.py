@@ -35,7 +35,6 @@ from dataclasses import field, replace
 from functools import cached_property
 from typing import Any
 
-import tomli_w
 
 from zoostore.core import semver
 from zoostore.core.digest import Digest
@@ -297,6 +296,8 @@ class Manifest:
         if self.removed:
             doc["removed"] = {v: {"blobs": sorted(str(b) for b in self.removed[v])}
                               for v in sorted(self.removed, key=semver.parse_version)}
+        import tomli_w  # only when writing: a sync reads these and never writes them
+
         return f"# zoostore manifest of {self.model}: written by zoostore publish/tag/yank/gc\n" + tomli_w.dumps(doc)
 
     @classmethod

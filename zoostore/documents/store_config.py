@@ -33,7 +33,6 @@ import re
 from dataclasses import field
 from typing import Any
 
-import tomli_w
 
 from zoostore.core.records import dataclass
 from zoostore.storage import codec
@@ -129,6 +128,8 @@ class StoreConfig:
             "gc": {"grace": format_duration(self.grace_seconds),
                    **({"settle": format_duration(self.settle_seconds)} if self.settle_seconds != DEFAULT_SETTLE else {})},
         }
+        import tomli_w  # only when writing: a sync reads these and never writes them
+
         return "# zoostore store config: written by 'zoostore init'; do not edit chunking.\n" + tomli_w.dumps(doc)
 
     @classmethod

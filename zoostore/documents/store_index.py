@@ -15,8 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import tomli_w
-
 from zoostore.core.errors import FormatError
 from zoostore.core.names import check_model_name
 from zoostore.core.tomldoc import load_versioned
@@ -40,4 +38,6 @@ def parse_index(text: str, *, where: str) -> list[str]:
 
 
 def render_index(models: Iterable[str]) -> bytes:
+    import tomli_w  # only when writing: a sync reads these and never writes them
+
     return (_HEADER + tomli_w.dumps({"format": FORMAT, "models": sorted(set(models))})).encode("utf-8")

@@ -44,11 +44,11 @@ def _fill(zoo: Store, cache_dir: Path) -> dict[str, Digest]:
 def test_info_on_an_empty_and_a_filled_cache(zoo: Store, cache_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli(["cache", "info", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == {"schema": 1, "path": str(cache_dir), "blobs": 0, "bytes": 0,
-                                                   "stale_temps": 0, "stale_temp_bytes": 0}
+                                                   "stale_temps": 0, "stale_temp_bytes": 0, "format": 2}
     blobs = _fill(zoo, cache_dir)
     assert cli(["cache", "info"]) == 0
     out = capsys.readouterr().out
-    assert f"path:  {cache_dir}" in out and f"blobs: {len(set(blobs.values()))}" in out
+    assert f"path:  {cache_dir}" in out and f"blobs: {len(set(blobs.values()))}" in out and "format: 2" in out
     assert cli(["cache", "info", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["bytes"] == 40_000 * 3 + 10_000

@@ -144,7 +144,7 @@ def to_format_1(root: Path) -> None:
 
 
 def test_a_format_1_cache_is_read_and_written_as_it_is(
-        zoo: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        zoo: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     sync_project(load_project(project(tmp_path, "a")))
     root = tmp_path / "cache"
     big, labels = blob(zoo, "weights.bin"), blob(zoo, "labels.txt")
@@ -169,7 +169,9 @@ def test_a_format_1_cache_is_read_and_written_as_it_is(
     r = sync_project(load_project(project(tmp_path, "c")))
     assert r.store_opened and (root / "blobs" / labels.hex[:2] / labels.hex).is_file()
     assert not (root / FORMAT_FILE).exists() and not (root / "blobs" / labels.hex).exists()
-    assert Cache().info().blobs == 3
+    assert Cache().info().blobs == 3 and Cache().info().format == 1
+    assert cli(["cache", "info"]) == 0
+    assert "format: 1 (fan-out folders" in capsys.readouterr().out
     # and prune walks it
     assert cli(["cache", "prune", "--all"]) == 0
     assert Cache().info().blobs == 0 and not list((root / "blobs").rglob("*/*"))

@@ -63,11 +63,16 @@ def run_info(args: argparse.Namespace) -> int:
     info = Cache().info()
     if args.json:
         print_json({"path": str(info.root), "blobs": info.blobs, "bytes": info.bytes,
-                    "stale_temps": info.stale_temps, "stale_temp_bytes": info.stale_temp_bytes})
+                    "stale_temps": info.stale_temps, "stale_temp_bytes": info.stale_temp_bytes, "format": info.format})
     else:
         print(f"path:  {info.root}")
         print(f"blobs: {info.blobs}")
         print(f"size:  {human_bytes(info.bytes)} ({info.bytes} bytes)")
+        if info.format == 1:
+            print("format: 1 (fan-out folders, as an earlier zoostore made it; it keeps working as it is. A new "
+                  "cache, format 2, makes far fewer folders: delete this folder to start one)")
+        else:
+            print(f"format: {info.format}")
         if info.stale_temps:
             print(f"stale temp files: {info.stale_temps} ({human_bytes(info.stale_temp_bytes)}), left by "
                   "killed processes; 'zoostore cache prune' removes them")

@@ -16,7 +16,7 @@ from zoostore.core.digest import Digest
 from zoostore.core.errors import ZooError
 from zoostore.core.progress import NullProgress, Progress
 from zoostore.core.records import dataclass
-from zoostore.storage.cache_layout import files
+from zoostore.storage.cache_layout import FORMAT, files, read_format
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +28,7 @@ class CacheInfo:
     bytes: int
     stale_temps: int = 0       # temp files of killed processes (`prune` removes them)
     stale_temp_bytes: int = 0
+    format: int = FORMAT       # the cache's layout (zoostore.storage.cache_layout)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +61,7 @@ class CachePruning:
             count += 1
             total += st.st_size
         temps = self.stale_temps()
-        return CacheInfo(self.root, count, total, len(temps), sum(size for _, size in temps))
+        return CacheInfo(self.root, count, total, len(temps), sum(size for _, size in temps), read_format(self.root))
 
     def verify(self, *, progress: Progress | None = None) -> CacheVerification:
         """Hash every cached file (stamps ignored) and drop each one that no longer hashes to its

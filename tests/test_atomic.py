@@ -82,3 +82,66 @@ def test_temp_names_are_short_and_say_who_wrote_them() -> None:
     assert stale_temp(name, time.time() - 7200)
     assert stale_temp(f"{TEMP_PREFIX}999999999-0-abcd", time.time())  # no such process
     assert not stale_temp("model.bin", 0.0)
+
+
+unnamed_files = pytest.mark.skipif(not (hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")),
+                                   reason="O_TMPFILE and /proc are Linux's")
+
+
+@unnamed_files
+def test_write_unnamed_links_a_complete_file_and_never_names_a_temp(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from zoostore.core import atomic
+
+    monkeypatch.setattr(atomic, "_unnamed", None)
+    seen: list[list[str]] = []
+    real_link = os.link
+
+    def link(src: str, dst: str, **kwargs: object) -> None:
+        seen.append(sorted(os.listdir(tmp_path)))   # just before the file gets its name
+        real_link(src, dst, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "link", link)
+    target = tmp_path / "blob"
+    assert atomic.write_unnamed(str(tmp_path), str(target), memoryview(b"x" * 5000), 0o444)
+    assert target.read_bytes() == b"x" * 5000 and target.stat().st_mode & 0o777 == 0o444
+    assert seen == [[]] and sorted(os.listdir(tmp_path)) == ["blob"]   # no name but the final one, ever
+    # a file already there (another process won the race to the same content-addressed name) is kept
+    assert atomic.write_unnamed(str(tmp_path), str(target), b"other", 0o444)
+    assert target.read_bytes() == b"x" * 5000 and sorted(os.listdir(tmp_path)) == ["blob"]
+    assert atomic._unnamed is True
+
+
+def test_write_unnamed_declines_where_the_file_system_cannot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from zoostore.core import atomic
+
+    monkeypatch.setattr(atomic, "_unnamed", None)
+    real_open = os.open
+
+    def open_(path: str, flags: int, *args: object) -> int:
+        if hasattr(os, "O_TMPFILE") and flags & os.O_TMPFILE == os.O_TMPFILE:
+            raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+        return real_open(path, flags, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", open_)
+    assert not atomic.write_unnamed(str(tmp_path), str(tmp_path / "blob"), b"data", 0o444)
+    assert atomic._unnamed is False and os.listdir(tmp_path) == []   # nothing written; not tried again
+    assert not atomic.write_unnamed(str(tmp_path), str(tmp_path / "blob"), b"data", 0o444)
+
+
+def test_a_small_cached_file_falls_back_to_a_temp_file_without_unnamed_files(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from zoostore.core import atomic
+    from zoostore.core.digest import Digest
+    from zoostore.storage.cache import Cache
+    from zoostore.storage.recipe import ChunkRef, Recipe
+
+    data = os.urandom(3000)
+    blob = Digest.of(data)
+    recipe = Recipe(blob, len(data), (ChunkRef(blob, len(data), Digest("0" * 64), 0, 0),))
+    for unnamed in (None, False):
+        monkeypatch.setattr(atomic, "_unnamed", unnamed)
+        cache = Cache(tmp_path / f"cache-{unnamed}")
+        path = cache.put_small(recipe, data)
+        assert path.read_bytes() == data and path.stat().st_mode & 0o777 == 0o444
+        assert [p.name for p in path.parent.iterdir()] == [blob.hex]

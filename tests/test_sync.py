@@ -619,7 +619,8 @@ def test_a_read_only_cache_that_holds_every_file_serves_a_sync(env: dict[str, An
             raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
 
     def open_(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
-        if flags & os.O_CREAT:
+        unnamed = getattr(os, "O_TMPFILE", 0)
+        if flags & os.O_CREAT or (unnamed and flags & unnamed == unnamed):   # a new file either way
             refuse(path)
         return real_open(path, flags, *args, **kwargs)
 

@@ -64,7 +64,7 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 from zoostore.storage.blobs import BlobStore, LocalChunk
-from zoostore.core.atomic import atomic_write, blame, create_temp, naming
+from zoostore.core.atomic import atomic_write, blame, create_temp, naming, write_unnamed
 from zoostore.core.digest import Digest, hash_file
 from zoostore.core.errors import FormatError, IntegrityError, OfflineError, ZooError
 from zoostore.core.names import check_model_name
@@ -337,6 +337,9 @@ class Cache(CachePruning):
                 f"'zoostore verify --repair' on the store", obj=str(recipe.blob), expected=recipe.blob.hex, actual=actual)
         # os-level calls over string paths: the Path and file objects cost more than the write
         folder = path.parent
+        with naming(path):
+            if self._in_dir(folder, lambda: write_unnamed(os.fspath(folder), os.fspath(path), data, 0o444)):
+                return
         tmp, fd = self._in_dir(folder, lambda: create_temp(folder))
         try:
             try:

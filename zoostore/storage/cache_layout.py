@@ -46,15 +46,17 @@ def read_format(root: Path) -> int:
 def files(folder: Path) -> Iterator[Path]:
     """Every file in `folder` of either format: its own files, and those in its two-character
     fan-out folders (format 1; a format-1 writer may also have run beside a format-2 cache)."""
-    try:
-        entries = list(os.scandir(folder))
-    except (FileNotFoundError, NotADirectoryError):
-        return
-    for entry in entries:
+    for entry in _listing(folder):
         if len(entry.name) == 2 and entry.is_dir(follow_symlinks=False):
-            try:
-                yield from (Path(sub.path) for sub in os.scandir(entry.path) if not sub.is_dir(follow_symlinks=False))
-            except (FileNotFoundError, NotADirectoryError):
-                continue
+            yield from (Path(sub.path) for sub in _listing(entry.path) if not sub.is_dir(follow_symlinks=False))
         elif not entry.is_dir(follow_symlinks=False):
             yield Path(entry.path)
+
+
+def _listing(folder: str | os.PathLike[str]) -> list[os.DirEntry[str]]:
+    """The entries of `folder` (none if it is gone or not a folder), read at once and closed."""
+    try:
+        with os.scandir(folder) as it:
+            return list(it)
+    except (FileNotFoundError, NotADirectoryError):
+        return []

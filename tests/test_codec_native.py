@@ -141,6 +141,6 @@ def test_empty_is_a_bytearray_of_n_bytes_that_segment_buffers_hand_out():
         native.empty(-1)
     with pytest.raises(TypeError):
         native.empty(1.5)
-    assert segments._fresh is native.empty   # take() hands out buffers without zero-filling them
+    assert segments.unfilled is native.empty   # read buffers are handed out without zero-filling them
     pool = segments.SegmentBuffers(keep=2)
     assert len(pool.take(1000)) == 1000

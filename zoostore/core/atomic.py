@@ -175,8 +175,8 @@ def create_temp(directory: str | os.PathLike[str]) -> tuple[str, int]:
 
 #: Whether an unnamed file (O_TMPFILE) can be written and linked into place here: None until
 #: tried, then for the rest of the process (Linux only; a file system without it, or a missing
-#: /proc, says so at the first try).
-_unnamed: bool | None = None if hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd") else False
+#: /proc, says so at the first try: no check at import, which the no-op sync path pays).
+_unnamed: bool | None = None if hasattr(os, "O_TMPFILE") else False
 
 
 def write_unnamed(directory: str, path: str, data: bytes | memoryview, mode: int) -> bool:

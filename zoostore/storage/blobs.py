@@ -218,7 +218,7 @@ class BlobStore:
         cancel.check()  # a stopped read starts no new request
         refs = [recipe.chunks[i] for i in idx]
         size = sum(ref.raw_length for ref in refs)
-        out = buffers.take(size) if buffers is not None else bytearray(size)
+        out = buffers.take(size) if buffers is not None else segments.unfilled(size)
         if kind == "remote":
             self._fetch_into(recipe, refs, out, 0, local, check)
             return memoryview(out)[:size]

@@ -20,13 +20,17 @@ from zoostore.core.digest import Digest
 from zoostore.core.records import dataclass
 from zoostore.storage.recipe import Recipe
 
+unfilled: Callable[[int], bytearray]
 try:
-    # A bytearray that is not zero-filled: `bytearray(n)` writes n zeros holding the GIL, which
-    # every other thread then waits for (20-27 ms of a first sync of release 1, 56-70 fresh
-    # buffers of 1-4 MiB); a buffer `take` hands out is always overwritten before it is read.
-    from zoostore.storage._planes import empty as _fresh
+    # `unfilled(n)`: a bytearray of n bytes that are not zero-filled, for a read buffer (from
+    # `take`, or BlobStore._load_segment's own), which is always overwritten before it is read.
+    # `bytearray(n)` writes n zeros holding the GIL, which every other thread then waits for
+    # (20-27 ms of a first sync of release 1, 56-70 fresh buffers of 1-4 MiB).
+    from zoostore.storage._planes import empty
+
+    unfilled = empty
 except ImportError:  # pragma: no cover - an install without a C compiler
-    _fresh = bytearray
+    unfilled = bytearray
 
 #: Two frames of one pack closer than this are fetched in one ranged read (the gap is wasted).
 COALESCE_GAP = 256 * 1024
@@ -87,7 +91,7 @@ class SegmentBuffers:
                 for i in range(len(self._free) - 1, -1, -1):  # the most recently given first
                     if len(self._free[i]) >= n:
                         return self._free.pop(i)
-        return _fresh(self._segment if pooled and self._segment // 4 < n < self._segment else n)
+        return unfilled(self._segment if pooled and self._segment // 4 < n < self._segment else n)
 
     def give(self, buf: bytearray | memoryview) -> None:
         """Give back a buffer `take` handed out, or a view of one."""

@@ -181,17 +181,22 @@ def test_a_format_1_cache_is_read_and_written_as_it_is(
 @pytest.mark.parametrize("text, expected", [
     ("3\n", "has format 3, newer than this zoostore reads (2): upgrade zoostore"),
     ("two\n", "expected the cache's format number (1 or 2), got 'two'"),
+    (None, "cannot read the cache's format file"),   # a folder where the file belongs
 ])
 def test_a_cache_of_a_newer_or_unknown_format_is_refused(
-        zoo: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, expected: str) -> None:
+        zoo: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str | None, expected: str) -> None:
     root = tmp_path / "cache"
     root.mkdir()
-    (root / FORMAT_FILE).write_text(text)
+    if text is None:
+        (root / FORMAT_FILE).mkdir()
+        expected += f" {root / FORMAT_FILE}: Is a directory; it is only a cache: delete the folder {root}"
+    else:
+        (root / FORMAT_FILE).write_text(text)
     os.chdir(project(tmp_path, "a"))
     assert cli(["sync"]) != 0
     err = capsys.readouterr().err
     assert expected in err and "Traceback" not in err
-    assert not (root / "blobs").exists()
+    assert sorted(p.name for p in root.iterdir()) == [FORMAT_FILE]   # nothing written into it
 
 
 def test_a_file_fetched_into_the_cache_is_stamped_by_the_fetch(zoo: Store, tmp_path: Path) -> None:

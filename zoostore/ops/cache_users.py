@@ -41,6 +41,7 @@ def register_dest(cache: Cache, dest: Path) -> None:
     """Remember `dest` as a user of `cache` (idempotent; a cheap stat when already known).
     Best effort: a cache this user may only read (a shared or read-only mounted one that holds
     every file) still serves the sync; its owner's `cache prune` then just does not know dest."""
+    cache.check_format()   # nothing written into a cache of a newer format
     dest = dest.resolve()
     entry = _entry(cache, dest)
     try:

@@ -167,6 +167,11 @@ class Cache(CachePruning):
             return self._folder(name).joinpath(blob.hex[:2], blob.hex)
         return self._folder(name).joinpath(blob.hex)
 
+    def check_format(self) -> None:
+        """Refuse a cache of a newer or unreadable format (FormatError, ZooError) before writing
+        anything into it; the paths check it at first use anyway."""
+        self._fan_out()
+
     def _fan_out(self) -> bool:
         """Whether this cache is format 1 (fan-out folders), read once (cache_layout.read_format)."""
         if self._fanout is None:

@@ -33,7 +33,8 @@ def read_format(root: Path) -> int:
     except FileNotFoundError:
         return 1 if (root / "blobs").is_dir() else FORMAT
     except OSError as exc:
-        raise ZooError(f"cannot read the cache's format file {path}: {exc.strerror or exc}") from None
+        raise ZooError(f"cannot read the cache's format file {path}: {exc.strerror or exc}; it is only a cache: "
+                       f"delete the folder {root} (or point $ZOOSTORE_CACHE at another one) and sync again") from None
     if not text.isdigit() or not 1 <= int(text) <= 999:
         raise FormatError(f"{path}: expected the cache's format number (1 or {FORMAT}), got {text[:40]!r}; "
                           f"it is only a cache: delete the folder {root} and sync again")

@@ -189,11 +189,13 @@ def test_noop_sync_imports_no_storage_stack(env: dict[str, Any]) -> None:
 
 
 def test_a_sync_that_fetches_imports_no_write_path(env: dict[str, Any]) -> None:
-    # Sync reads: the writer (FastCDC, delta bases, resemblance) stays unimported.
+    # Sync reads: the writer (FastCDC, delta bases, resemblance) stays unimported; from a local
+    # store so does concurrent.futures with logging (its threads are plain ones: sync_fill._Drainers).
     project = env["project"]
     write_config(project, 'net = "1.0.0"')
     code = ("import sys; from zoostore.cli import main; rc = main(['sync', '-q']);"
-            "w = [m for m in ('pyfastcdc', 'zoostore.storage.writer', 'zoostore.storage.resemblance') if m in sys.modules];"
+            "w = [m for m in ('pyfastcdc', 'zoostore.storage.writer', 'zoostore.storage.resemblance',"
+            " 'concurrent.futures', 'logging') if m in sys.modules];"
             "print(rc, w)")
     out = subprocess.run([sys.executable, "-c", code], cwd=project, capture_output=True, text=True,
                          env={**os.environ}, check=True).stdout

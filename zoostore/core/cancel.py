@@ -18,12 +18,16 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from zoostore.core.errors import Interrupted
 
-if TYPE_CHECKING:  # the CLI's SIGINT handler imports this module; concurrent.futures costs ~3 ms
-    from concurrent.futures import Executor
+
+class Joinable(Protocol):
+    """What `on_interrupt` stops: a `concurrent.futures.Executor`, or threads of one's own with
+    the same `shutdown` (sync's local fill: zoostore.ops.sync_fill)."""
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None: ...
 
 _requested = threading.Event()
 
@@ -63,7 +67,7 @@ def while_unwinding() -> Iterator[None]:
 
 
 @contextmanager
-def on_interrupt(pool: Executor) -> Iterator[None]:
+def on_interrupt(pool: Joinable) -> Iterator[None]:
     """Run the block, then shut `pool` down (waiting for its workers); a KeyboardInterrupt in
     the block first becomes a stop request for them while they are joined (`while_unwinding`),
     and their pending work is dropped."""

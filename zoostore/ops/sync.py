@@ -435,12 +435,12 @@ def _store_for(project: Project, lock: Lock, report: SyncReport, progress: Progr
 
 
 def _warn_yanked(zoo: Store, lock: Lock, report: SyncReport, progress: Progress) -> None:
-    from concurrent.futures import ThreadPoolExecutor
-
     names = sorted(lock.models)
     if zoo.url.startswith("file:"):   # nothing to wait for: threads would only add their start-up
         found = [zoo.pin_status(n, lock.models[n].version) for n in names]
     else:
+        from concurrent.futures import ThreadPoolExecutor
+
         with ThreadPoolExecutor(max_workers=8) as pool:  # one GET per model: in parallel on remote stores
             found = list(pool.map(lambda n: zoo.pin_status(n, lock.models[n].version), names))
     for name, status in zip(names, found):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -94,8 +94,6 @@ def fill_cache(cache: Cache, zoo: Store | None, needed: Mapping[Digest, Need], m
     files side by side only contend (with 4 of them each file creation cost 7× as much, and
     the GIL hand-offs more than the work). `sizes` gets the size of each file written here,
     as verified (a placer need not stat it again)."""
-    from concurrent.futures import ThreadPoolExecutor
-
     from zoostore.core import cancel
     from zoostore.storage.cache import SMALL_FILE
 
@@ -118,27 +116,81 @@ def fill_cache(cache: Cache, zoo: Store | None, needed: Mapping[Digest, Need], m
     pooled = sorted((blob for blob in needed if needed[blob].size > SMALL_FILE), key=lambda blob: -needed[blob].size)
     out: dict[Digest, Path] = {}
     try:
-        threads = LOCAL_FILES_IN_FLIGHT if local else SYNC_FILES_IN_FLIGHT
-        pool = ThreadPoolExecutor(max_workers=threads)
+        queue = _Queue(pooled)
+        pool: _Drainers | _Remote = _Drainers(queue, fill) if local else _Remote(queue, fill)
         with cancel.on_interrupt(pool):
-            queue = _Queue(pooled)
-            workers = [pool.submit(queue.drain, fill) for _ in range(threads)]
             if zoo is not None:
                 out = _fill_small(cache, zoo.blobs, [b for b in here if b in missing], needed, index,
                                   {} if sizes is None else sizes, fetch_ahead=not local, progress=progress)
             rest = [blob for blob in here if blob not in out]
             # The rest one by one: from a local store on this thread (creating files side by side
             # only contends), from a remote one on the pool (each waits on requests).
-            out.update(zip(rest, map(fill, rest) if local else pool.map(fill, rest)))
+            out.update(zip(rest, pool.map(fill, rest)))
             if local:
                 # This thread takes large files too once its small ones are done (the last ~45%
                 # of a first sync of release 1 it only waited for the pool).
                 out.update(queue.drain(fill))
-            for w in workers:
-                out.update(w.result())
+            for done in pool.results():
+                out.update(done)
             return out
     finally:
         index.flush()
+
+
+class _Drainers:
+    """From a local store: LOCAL_FILES_IN_FLIGHT threads draining the queue of large files
+    (`map` runs on the calling thread: creating files side by side only contends). Plain
+    threads: a ThreadPoolExecutor would import concurrent.futures and logging, ~3 ms of a
+    first sync's start on one core, for nothing a pool does here."""
+
+    def __init__(self, queue: _Queue, fill: Callable[[Digest], Path]) -> None:
+        self._done: list[dict[Digest, Path]] = []
+        self._failed: list[BaseException] = []
+        self._threads = [threading.Thread(target=self._drain, args=(queue, fill), name=f"zoo-fill-{i}")
+                         for i in range(LOCAL_FILES_IN_FLIGHT)]
+        for thread in self._threads:
+            thread.start()
+
+    def _drain(self, queue: _Queue, fill: Callable[[Digest], Path]) -> None:
+        try:
+            self._done.append(queue.drain(fill))
+        except BaseException as exc:   # raised by `results`, on the thread that waits for them
+            self._failed.append(exc)
+
+    def map(self, fill: Callable[[Digest], Path], blobs: list[Digest]) -> Iterator[Path]:
+        return map(fill, blobs)
+
+    def results(self) -> list[dict[Digest, Path]]:
+        """What each thread filled, once all are done; the first failure raised instead."""
+        self.shutdown()
+        if self._failed:
+            raise self._failed[0]
+        return self._done
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Wait for the threads (`cancel.on_interrupt`; a stop request ends their queue)."""
+        for thread in self._threads:
+            thread.join()
+
+
+class _Remote:
+    """From a remote store: SYNC_FILES_IN_FLIGHT pool threads draining the queue of large
+    files, the same pool then taking the small files left over (`map`: each waits on requests)."""
+
+    def __init__(self, queue: _Queue, fill: Callable[[Digest], Path]) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=SYNC_FILES_IN_FLIGHT)
+        self._drains = [self._pool.submit(queue.drain, fill) for _ in range(SYNC_FILES_IN_FLIGHT)]
+
+    def map(self, fill: Callable[[Digest], Path], blobs: list[Digest]) -> Iterator[Path]:
+        return self._pool.map(fill, blobs)
+
+    def results(self) -> list[dict[Digest, Path]]:
+        return [drain.result() for drain in self._drains]
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
 
 
 class _Queue:
@@ -174,15 +226,17 @@ def _fill_small(cache: Cache, blobs: BlobStore, todo: list[Digest], needed: Mapp
     reads each alone and says what is wrong with it. With `fetch_ahead` (a remote store) the
     recipes are fetched RECIPE_FETCHES at a time, RECIPES_AHEAD files ahead, each advancing
     the task "fetch small files" (the bar of "sync files" moves only as files are placed)."""
-    from concurrent.futures import ThreadPoolExecutor
-
     out: dict[Digest, Path] = {}
     # partial/: without the folder (most caches) no file has one, and no stat per file
     partials = bool(todo) and os.path.isdir(cache.root / "partial")
     batch: list[Recipe] = []
     chunks: dict[str, Mapping[Digest, LocalChunk]] = {}
     size = 0
-    fetcher = ThreadPoolExecutor(max_workers=RECIPE_FETCHES, thread_name_prefix="zoo-recipes") if fetch_ahead else None
+    fetcher = None
+    if fetch_ahead:
+        from concurrent.futures import ThreadPoolExecutor
+
+        fetcher = ThreadPoolExecutor(max_workers=RECIPE_FETCHES, thread_name_prefix="zoo-recipes")
     task = "fetch small files"
 
     def remember(blob: Digest) -> None:

@@ -29,7 +29,6 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, cast
 
@@ -50,6 +49,8 @@ from zoostore.storage.segments import (LocalChunk, ReadStats, SegmentBuffers, in
                                        reader_threads)
 
 if TYPE_CHECKING:  # the writer (FastCDC, delta bases) is imported when something writes: sync never does
+    from concurrent.futures import ThreadPoolExecutor   # reader threads: remote stores only (~3 ms)
+
     from zoostore.storage.writer import BlobWriter, Hashed, PutResult
 
 #: Segments in flight while reading; memory is at most about 2 × LOOKAHEAD × the segment size.
@@ -375,6 +376,8 @@ class BlobStore:
             pool.shutdown(wait=True)
 
     def _reader_pool(self) -> ThreadPoolExecutor:
+        from concurrent.futures import ThreadPoolExecutor
+
         with self._readers_lock:
             # A forked child inherits the pool object but not its threads: start a new one.
             if self._readers is None or self._readers_pid != os.getpid():

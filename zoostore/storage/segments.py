@@ -12,13 +12,16 @@ import contextlib
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import Future
 from dataclasses import field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from zoostore.core.digest import Digest
 from zoostore.core.records import dataclass
 from zoostore.storage.recipe import Recipe
+
+if TYPE_CHECKING:   # a local read starts no thread pool: concurrent.futures (with logging) costs ~3 ms
+    from concurrent.futures import Future
 
 unfilled: Callable[[int], bytearray]
 try:

@@ -44,6 +44,27 @@ def test_the_thread_hashes_the_files_collect_files_publishes_and_take_returns_th
     assert pre.take(src / ".hidden", stamp(src / ".hidden")) is None
 
 
+def test_the_thread_hashes_the_largest_files_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Between two files the thread needs the GIL, which a main thread busy importing holds for
+    # up to 5 ms at a time: the long GIL-free hashes go first (zoostore.ops.prehash).
+    src = write_dir(tmp_path / "m", {"a_small.json": b"{}", "b_large.bin": os.urandom(300_000),
+                                     "sub/c_mid.bin": os.urandom(50_000), "z_tiny.txt": b"z"})
+    order: list[str] = []
+    hash_one = Prehash._hash
+
+    def spy(self: Prehash, path: str) -> bool:
+        order.append(Path(path).name)
+        return hash_one(self, path)
+
+    monkeypatch.setattr(Prehash, "_hash", spy)
+    pre = Prehash([src]).start()
+    pre.wait()
+    assert order == ["b_large.bin", "c_mid.bin", "a_small.json", "z_tiny.txt"]
+    assert pre.hashed == 4
+    for rel in ("a_small.json", "b_large.bin", "sub/c_mid.bin", "z_tiny.txt"):
+        assert pre.take(src / rel, stamp(src / rel)) == hash_file(src / rel)
+
+
 def test_a_file_changed_after_its_hash_is_not_taken_and_the_plan_hashes_it(zoo: Store, tmp_path: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     src = write_dir(tmp_path / "m", {"a.bin": b"old" * 1000, "b.bin": b"same" * 1000})

@@ -6,6 +6,16 @@ which releases the GIL) with the other core idle. `Prehash` starts at the comman
 line: one thread walks the given paths as `collect_files` does and hashes each regular file
 while the imports run, and the plan takes each hash it finds (`take`), or hashes the file itself.
 
+The thread takes the largest files first. Between two files it needs the GIL a few times (stat,
+open, map, the shared state), and while the main thread imports, pure Python that keeps the
+GIL until the interpreter's switch interval (5 ms) asks for it, each of those waits up to 5 ms:
+in the order of the walk, release 1's first small files (README, JSON) took the thread most of
+the import time, and hashing 260 MB took 95-120 ms against 51-63 ms alone (a file's bytes are
+hashed without the GIL). Largest first, the imports overlap the long GIL-free hashes, and the
+plan, which asks for files in its own order, hashes the small files the thread has not reached
+yet itself (they are claimed, so never hashed twice): publish of release 1 in three alternating
+runs, 706 -> 689 ms (11 rounds), 810 -> 761 and 743 -> 720 ms (15 rounds).
+
 A hash is used only for the file it was taken of: the thread opens each file once, keys the
 hash by that descriptor's device and inode and keeps its stat from before hashing (size, mtime,
 inode: `FileStamp`); the plan uses it only when its own stamp, also taken before hashing, is
@@ -79,7 +89,7 @@ class Prehash:
 
     def _run(self) -> None:
         try:
-            for path in self._files():
+            for path in self._largest_first():
                 if not self._hash(path):
                     return
         except Exception:   # a directory that vanished or cannot be read: the plan says so; the
@@ -129,6 +139,18 @@ class Prehash:
             return True
         finally:
             os.close(fd)
+
+    def _largest_first(self) -> list[str]:
+        """`_files`, the largest first (see the module docstring); a file that cannot be
+        stat'ed last (`_hash` skips it)."""
+        sized = []
+        for path in self._files():
+            try:
+                sized.append((-os.stat(path).st_size, path))
+            except OSError:
+                sized.append((1, path))
+        sized.sort()
+        return [path for _, path in sized]
 
     def _files(self) -> Iterator[str]:
         """Regular files under the paths, in `collect_files`' order (hidden names skipped)."""

@@ -13,8 +13,11 @@ in the order of the walk, release 1's first small files (README, JSON) took the 
 the import time, and hashing 260 MB took 95-120 ms against 51-63 ms alone (a file's bytes are
 hashed without the GIL). Largest first, the imports overlap the long GIL-free hashes, and the
 plan, which asks for files in its own order, hashes the small files the thread has not reached
-yet itself (they are claimed, so never hashed twice): publish of release 1 in three alternating
-runs, 706 -> 689 ms (11 rounds), 810 -> 761 and 743 -> 720 ms (15 rounds).
+yet itself (they are claimed, so never hashed twice). The module imports nothing that is not
+needed before the thread starts (a `Digest` is made in `take`, on the main thread): the thread
+now starts ~31 ms after the process, against 39-62 ms before. Planning release 1 (`publish-release
+--dry-run`, 21 alternating rounds): 140 -> 136 ms; the phase is bound by CPU now (imports ~40 ms,
+hashing 260 MB ~100-110 ms, on two cores).
 
 A hash is used only for the file it was taken of: the thread opens each file once, keys the
 hash by that descriptor's device and inode and keeps its stat from before hashing (size, mtime,
@@ -34,10 +37,13 @@ import os
 import stat
 import threading
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import blake3
 
-from zoostore.core.digest import Digest
+if TYPE_CHECKING:   # imported by `take`: Digest is a record class, and zoostore.core.records
+    # imports dataclasses with inspect (~6 ms) on the main thread, after the thread has started
+    from zoostore.core.digest import Digest
 
 #: A key's state: being hashed by the thread, claimed by the plan, or (stamp, digest).
 _BUSY, _MINE = "busy", "mine"
@@ -51,7 +57,7 @@ class Prehash:
     def __init__(self, paths: Sequence[str | os.PathLike[str]], *, follow_symlinks: bool = False) -> None:
         self.paths = [os.fspath(p) for p in paths]
         self.follow = follow_symlinks
-        self._state: dict[tuple[int, int], str | tuple[Stamp, Digest]] = {}
+        self._state: dict[tuple[int, int], str | tuple[Stamp, str]] = {}   # str: the hex BLAKE3
         self._cond = threading.Condition()
         self._stop = False
         self._thread = threading.Thread(target=self._run, name="zoo-prehash", daemon=True)
@@ -84,7 +90,9 @@ class Prehash:
                 self._cond.wait()
             found = self._state.setdefault(key, _MINE)
         if isinstance(found, tuple) and found[0] == stamp:
-            return found[1]
+            from zoostore.core.digest import Digest
+
+            return Digest(found[1])
         return None
 
     def _run(self) -> None:
@@ -121,14 +129,14 @@ class Prehash:
                 if key in self._state or not stat.S_ISREG(st.st_mode):
                     return True
                 self._state[key] = _BUSY
-            result: str | tuple[Stamp, Digest] = _MINE
+            result: str | tuple[Stamp, str] = _MINE
             try:
                 # All cores for a large file (the plan waits for it); a small one stays on one.
                 hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
                 if st.st_size:
                     with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mapped:
                         hasher.update(mapped)
-                result = ((st.st_size, st.st_mtime_ns, st.st_ino), Digest(hasher.hexdigest()))
+                result = ((st.st_size, st.st_mtime_ns, st.st_ino), hasher.hexdigest())
                 self.hashed += 1
             except (OSError, ValueError):
                 pass   # unreadable, or emptied meanwhile (mmap of 0 bytes): the plan says what is wrong

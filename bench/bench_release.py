@@ -291,7 +291,9 @@ def paired(b: Bench, work: Path, r1: wheels.Release, rounds: int) -> None:
     publish with `tar | zstd -1 -T0`, zoostore's first sync with `rsync -a`. The blocks above run
     each tool n times in a row, so a machine that slows down for a minute (shared cores) moves
     one tool's median and not the other's; here a slow minute slows both. The report takes its
-    verdict on these two targets from these pairs (metrics `*_paired_*`)."""
+    verdict on these two targets from these pairs (metrics `*_paired_*`). 4 × --repeat + 1
+    rounds (21 by default, ~25 s more than 11): both targets sit near their lines, and with 11
+    rounds publish's median per-round ratio was 0.86-0.94 in five runs of this script."""
     from bench_sync import write_project
 
     work.mkdir(parents=True, exist_ok=True)
@@ -441,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
                     restic_side(b, backend, work / backend, r1, r2, server)
                 if backend == "local":
                     local_peers(b, work / "local", r1, r2)
-                    paired(b, work / "local" / "paired", r1, 2 * args.repeat + 1)
+                    paired(b, work / "local" / "paired", r1, 4 * args.repeat + 1)
                     if c.have("casync"):
                         casync_side(b, work / "local", r1, r2)
                     if dvc and c.have("git"):

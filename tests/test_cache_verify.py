@@ -97,6 +97,26 @@ def test_verified_stamp_avoids_rehashing(zoo: Store, tmp_path: Path, monkeypatch
     assert Cache().stamp_holds(weights_blob(zoo)) and not Cache().stamp_path(labels_blob(zoo)).exists()
 
 
+def test_a_stamp_or_recipe_is_rewritten_in_place_and_a_longer_old_one_cut(zoo: Store, tmp_path: Path) -> None:
+    # Stamps written again after sync's hard links are overwritten, not truncated first
+    # (Cache._write_checked): the file keeps its inode, and whatever a longer old one held past
+    # the new length is gone, so the exact comparison still holds.
+    sync_project(load_project(project(tmp_path, "a")))
+    cache, blob = Cache(), weights_blob(zoo)
+    stamp = cache.stamp_path(blob)
+    inode, key = stamp.stat().st_ino, stamp.read_text()
+    stamp.write_text(key.strip() + " and some garbage a torn or older writer left\n")
+    assert not cache.stamp_holds(blob)
+    cache.stamp(blob)
+    assert stamp.read_text() == key and stamp.stat().st_ino == inode and cache.stamp_holds(blob)
+    recipe = cache.recipe_path(blob)
+    good = recipe.read_bytes()
+    recipe.write_bytes(good + b"\0" * 100)
+    cache._write_checked(recipe, good)
+    assert recipe.read_bytes() == good
+    assert cache.cached_recipe(blob) == zoo.blobs.recipe(blob)
+
+
 def test_copy_mode_also_checks_the_cache_first(zoo: Store, tmp_path: Path) -> None:
     sync_project(load_project(project(tmp_path, "a")))
     flip_a_bit(Cache().blob_path(weights_blob(zoo)))

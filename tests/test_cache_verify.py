@@ -97,17 +97,34 @@ def test_verified_stamp_avoids_rehashing(zoo: Store, tmp_path: Path, monkeypatch
     assert Cache().stamp_holds(weights_blob(zoo)) and not Cache().stamp_path(labels_blob(zoo)).exists()
 
 
-def test_a_stamp_or_recipe_is_rewritten_in_place_and_a_longer_old_one_cut(zoo: Store, tmp_path: Path) -> None:
+def test_a_stamp_or_recipe_is_rewritten_in_place_and_a_longer_old_one_cut(zoo: Store, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     # Stamps written again after sync's hard links are overwritten, not truncated first
-    # (Cache._write_checked): the file keeps its inode, and whatever a longer old one held past
-    # the new length is gone, so the exact comparison still holds.
+    # (Cache._write_checked: truncating freed the block only for the write to allocate another),
+    # and whatever a longer old one held past the new length is cut, so the exact comparison holds.
     sync_project(load_project(project(tmp_path, "a")))
     cache, blob = Cache(), weights_blob(zoo)
     stamp = cache.stamp_path(blob)
     inode, key = stamp.stat().st_ino, stamp.read_text()
+    opened: list[int] = []
+    real_open = os.open
+
+    def spy(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if Path(path) == stamp:
+            opened.append(flags)
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", spy)
+    os.utime(cache.blob_path(blob))   # a new mtime and ctime: the stamp no longer holds
+    assert not cache.stamp_holds(blob)
+    cache.stamp(blob)   # the same length, so neither truncated nor cut
+    assert opened and not any(flags & os.O_TRUNC for flags in opened)
+    assert cache.stamp_holds(blob) and stamp.stat().st_ino == inode
+    key = stamp.read_text()
     stamp.write_text(key.strip() + " and some garbage a torn or older writer left\n")
     assert not cache.stamp_holds(blob)
     cache.stamp(blob)
+    monkeypatch.undo()
     assert stamp.read_text() == key and stamp.stat().st_ino == inode and cache.stamp_holds(blob)
     recipe = cache.recipe_path(blob)
     good = recipe.read_bytes()

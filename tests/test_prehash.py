@@ -52,9 +52,9 @@ def test_the_thread_hashes_the_largest_files_first(tmp_path: Path, monkeypatch: 
     order: list[str] = []
     hash_one = Prehash._hash
 
-    def spy(self: Prehash, path: str) -> bool:
+    def spy(self: Prehash, path: str, *rest: Any) -> bool:
         order.append(Path(path).name)
-        return hash_one(self, path)
+        return hash_one(self, path, *rest)
 
     monkeypatch.setattr(Prehash, "_hash", spy)
     pre = Prehash([src]).start()

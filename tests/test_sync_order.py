@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -78,3 +79,55 @@ def test_a_large_file_failing_on_a_fill_thread_is_raised_by_the_sync() -> None:
             fill_cache(cache, None, needed, set(needed), lock=None, progress=NullProgress())  # type: ignore[arg-type]
         assert bad in cache.started
         assert threading.active_count() == before
+
+
+class SlowCache(RecordingCache):
+    """Large files take a while; the one small file fails at once, on the syncing thread."""
+
+    def __init__(self, small: Digest) -> None:
+        super().__init__()
+        self.small = small
+
+    def ensure(self, blobs: object, blob: Digest, **kw: object) -> Path:
+        path = super().ensure(blobs, blob, **kw)
+        if blob == self.small:
+            raise IntegrityError("the small file is damaged")
+        time.sleep(0.02)
+        return path
+
+
+def test_a_failure_on_the_syncing_thread_stops_the_fill_threads_taking_more() -> None:
+    # Joining the fill threads after the syncing thread's own failure waits for the files they
+    # are on, not for the whole queue of large files.
+    large = {Digest.of(f"large {i}".encode()): Need("m", f"large {i}", False, SMALL_FILE + 1 + i) for i in range(40)}
+    small = Digest.of(b"small")
+    needed = {**large, small: Need("m", "small", False, 10)}
+    cache = SlowCache(small)
+    with pytest.raises(IntegrityError, match="small file is damaged"):
+        fill_cache(cache, None, needed, set(needed), lock=None, progress=NullProgress())  # type: ignore[arg-type]
+    started = [b for b in cache.started if b in large]
+    assert len(started) < len(large) // 4, f"{len(started)} of {len(large)} large files were still started"
+
+
+def test_ctrl_c_while_the_fill_threads_start_stops_and_joins_the_started_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A KeyboardInterrupt can land in Thread.start (it waits for the new thread): the threads
+    # already started are stopped (the stop request) and joined before the interrupt goes on.
+    large = {Digest.of(f"large {i}".encode()): Need("m", f"large {i}", False, SMALL_FILE + 1 + i) for i in range(40)}
+    cache = SlowCache(Digest.of(b"no small file"))
+    start, starts = threading.Thread.start, []
+
+    def interrupted_second_start(self: threading.Thread) -> None:
+        starts.append(self.name)
+        if len(starts) == 2:
+            raise KeyboardInterrupt
+        start(self)
+
+    before = threading.active_count()
+    monkeypatch.setattr(threading.Thread, "start", interrupted_second_start)
+    with pytest.raises(KeyboardInterrupt):
+        fill_cache(cache, None, large, set(large), lock=None, progress=NullProgress())  # type: ignore[arg-type]
+    monkeypatch.undo()
+    assert threading.active_count() == before
+    assert 1 <= len(cache.started) < len(large) // 4
+    from zoostore.core import cancel
+    assert not cancel.requested()   # the request lasted while the interrupted fill unwound

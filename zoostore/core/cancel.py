@@ -29,6 +29,7 @@ class Joinable(Protocol):
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None: ...
 
+
 _requested = threading.Event()
 
 

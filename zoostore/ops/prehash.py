@@ -97,8 +97,8 @@ class Prehash:
 
     def _run(self) -> None:
         try:
-            for path in self._largest_first():
-                if not self._hash(path):
+            for path, st in self._largest_first():
+                if not self._hash(path, st):
                     return
         except Exception:   # a directory that vanished or cannot be read: the plan says so; the
             pass            # thread only saves time, so nothing it meets may fail the command
@@ -109,13 +109,14 @@ class Prehash:
                         self._state[key] = _MINE
                 self._cond.notify_all()
 
-    def _hash(self, path: str) -> bool:
+    def _hash(self, path: str, st: os.stat_result | None = None) -> bool:
         """Hash one file unless the plan claimed it; False once stopped. The file is opened once:
         its key and stamp come from that descriptor and its bytes are read through it, so a path
         replaced meanwhile (an editor's or a build's atomic rename) never lends its new bytes'
-        hash to the old inode, which a hard link or a renamed path may still publish."""
+        hash to the old inode, which a hard link or a renamed path may still publish. `st`: the
+        path's stat from the walk, if it took one."""
         try:
-            if not stat.S_ISREG(os.stat(path).st_mode):
+            if not stat.S_ISREG((st or os.stat(path)).st_mode):
                 return True
             fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))   # a FIFO swapped in never blocks
         except OSError:
@@ -148,17 +149,21 @@ class Prehash:
         finally:
             os.close(fd)
 
-    def _largest_first(self) -> list[str]:
-        """`_files`, the largest first (see the module docstring); a file that cannot be
-        stat'ed last (`_hash` skips it)."""
-        sized = []
+    def _largest_first(self) -> list[tuple[str, os.stat_result | None]]:
+        """`_files` with their stat, the largest first (see the module docstring); a file that
+        cannot be stat'ed last (`_hash` skips it). Stops early once `stop()` was called."""
+        sized: list[tuple[int, str, os.stat_result | None]] = []
         for path in self._files():
+            if self._stop:
+                break
             try:
-                sized.append((-os.stat(path).st_size, path))
+                st = os.stat(path)
             except OSError:
-                sized.append((1, path))
-        sized.sort()
-        return [path for _, path in sized]
+                sized.append((1, path, None))
+            else:
+                sized.append((-st.st_size, path, st))
+        sized.sort(key=lambda item: (item[0], item[1]))
+        return [(path, st) for _, path, st in sized]
 
     def _files(self) -> Iterator[str]:
         """Regular files under the paths, in `collect_files`' order (hidden names skipped)."""

@@ -27,6 +27,8 @@ from zoostore.core.progress import Progress
 from zoostore.core.records import dataclass
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from zoostore.documents.lockfile import Lock
     from zoostore.repository import Store
     from zoostore.storage.blobs import BlobStore
@@ -117,8 +119,10 @@ def fill_cache(cache: Cache, zoo: Store | None, needed: Mapping[Digest, Need], m
     out: dict[Digest, Path] = {}
     try:
         queue = _Queue(pooled)
-        pool: _Drainers | _Remote = _Drainers(queue, fill) if local else _Remote(queue, fill)
-        with cancel.on_interrupt(pool):
+        pool: _Drainers | _Remote = _Drainers() if local else _Remote()
+        with cancel.on_interrupt(pool), queue.stopped_by_errors():
+            # Started inside: a Ctrl-C while a thread starts still stops and joins the others.
+            pool.start(queue, fill)
             if zoo is not None:
                 out = _fill_small(cache, zoo.blobs, [b for b in here if b in missing], needed, index,
                                   {} if sizes is None else sizes, fetch_ahead=not local, progress=progress)
@@ -143,13 +147,16 @@ class _Drainers:
     threads: a ThreadPoolExecutor would import concurrent.futures and logging, ~3 ms of a
     first sync's start on one core, for nothing a pool does here."""
 
-    def __init__(self, queue: _Queue, fill: Callable[[Digest], Path]) -> None:
+    def __init__(self) -> None:
         self._done: list[dict[Digest, Path]] = []
         self._failed: list[BaseException] = []
-        self._threads = [threading.Thread(target=self._drain, args=(queue, fill), name=f"zoo-fill-{i}")
-                         for i in range(LOCAL_FILES_IN_FLIGHT)]
-        for thread in self._threads:
+        self._threads: list[threading.Thread] = []   # the started ones
+
+    def start(self, queue: _Queue, fill: Callable[[Digest], Path]) -> None:
+        for i in range(LOCAL_FILES_IN_FLIGHT):
+            thread = threading.Thread(target=self._drain, args=(queue, fill), name=f"zoo-fill-{i}")
             thread.start()
+            self._threads.append(thread)
 
     def _drain(self, queue: _Queue, fill: Callable[[Digest], Path]) -> None:
         try:
@@ -168,7 +175,9 @@ class _Drainers:
         return self._done
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """Wait for the threads (`cancel.on_interrupt`; a stop request ends their queue)."""
+        """Wait for the threads, always (`wait` is for the `Joinable` shape: `on_interrupt`
+        waits anyway); each finishes the file it is on, and a stop request or a failure
+        (`_Queue`) ends what they take."""
         for thread in self._threads:
             thread.join()
 
@@ -177,11 +186,14 @@ class _Remote:
     """From a remote store: SYNC_FILES_IN_FLIGHT pool threads draining the queue of large
     files, the same pool then taking the small files left over (`map`: each waits on requests)."""
 
-    def __init__(self, queue: _Queue, fill: Callable[[Digest], Path]) -> None:
+    def __init__(self) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
         self._pool = ThreadPoolExecutor(max_workers=SYNC_FILES_IN_FLIGHT)
-        self._drains = [self._pool.submit(queue.drain, fill) for _ in range(SYNC_FILES_IN_FLIGHT)]
+        self._drains: list[Future[dict[Digest, Path]]] = []
+
+    def start(self, queue: _Queue, fill: Callable[[Digest], Path]) -> None:
+        self._drains += [self._pool.submit(queue.drain, fill) for _ in range(SYNC_FILES_IN_FLIGHT)]
 
     def map(self, fill: Callable[[Digest], Path], blobs: list[Digest]) -> Iterator[Path]:
         return self._pool.map(fill, blobs)
@@ -215,6 +227,16 @@ class _Queue:
             except BaseException:
                 self._failed = True
                 raise
+
+    @contextlib.contextmanager
+    def stopped_by_errors(self) -> Iterator[None]:
+        """A failure in the block (the calling thread's own files) also stops the threads
+        taking more: joining them then waits for the files they are on, not the whole queue."""
+        try:
+            yield
+        except BaseException:
+            self._failed = True
+            raise
 
 
 def _fill_small(cache: Cache, blobs: BlobStore, todo: list[Digest], needed: Mapping[Digest, Need],

@@ -31,6 +31,7 @@ from zoostore.core.errors import (
     CasUnsupportedError,
     ConflictError,
     InvalidPathError,
+    ObjectNotFoundError,
     ReadOnlyError,
     RemoteError,
     UsageError,
@@ -199,6 +200,32 @@ def test_memory_same_path_shares_store_and_other_paths_do_not() -> None:
 
 
 # -- local -------------------------------------------------------------------------------------
+
+
+def test_local_reads_remember_paths_not_contents_and_only_so_many(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # LocalBackend remembers each read key's path (building a Path cost a fifth of a random
+    # zoo:// read): a key replaced since is read as it is now, a key that cannot be a path is
+    # refused every time, and the memory is bounded.
+    import zoostore.storage.backends.local as local
+
+    b = LocalBackend(tmp_path)
+    b.put("packs/ab/one", b"first version")
+    buf = bytearray(5)
+    assert b.get_range_into("packs/ab/one", 0, buf) == 5 and bytes(buf) == b"first"
+    (tmp_path / "packs/ab/one").unlink()
+    b.put("packs/ab/one", b"second version")
+    assert b.get_range_into("packs/ab/one", 0, buf) == 5 and bytes(buf) == b"secon"
+    assert b.get("packs/ab/one") == b"second version" and b.get_range("packs/ab/one", 7, 14) == b"version"
+    for bad in ("../escape", "/abs", "a//b"):
+        for _ in range(2):
+            with pytest.raises(InvalidPathError):
+                b.get_range_into(bad, 0, buf)
+    monkeypatch.setattr(local, "READ_PATHS", 8)
+    for i in range(20):
+        with pytest.raises(ObjectNotFoundError):
+            b.get(f"blobs/aa/{i}")
+        assert len(b._read_paths) <= 8
 
 
 def test_local_stale_lock_is_broken(tmp_path: Path) -> None:

@@ -68,7 +68,7 @@ _fdatasync = getattr(os, "fdatasync", os.fsync)
 SYNC_EVERY = 4 * 1024 * 1024
 #: Pieces per writev call (below every system's IOV_MAX).
 _IOV_BATCH = 512
-#: Store keys whose paths a LocalBackend remembers for reads (`_read_path`; ~100 bytes each).
+#: Store keys whose paths a LocalBackend remembers for reads (`_read_path`; a few hundred bytes each).
 READ_PATHS = 4096
 
 _LOCK_SUFFIX = ".lock"

@@ -53,16 +53,17 @@ def test_the_largest_files_are_filled_first(monkeypatch: Any) -> None:
 
 
 class FailingCache(RecordingCache):
-    """`ensure` fails on one blob, as a damaged pack would."""
+    """`ensure` fails on one blob, as a damaged pack would; every other file takes `delay` s."""
 
-    def __init__(self, bad: Digest) -> None:
+    def __init__(self, bad: Digest, delay: float = 0.0) -> None:
         super().__init__()
-        self.bad = bad
+        self.bad, self.delay = bad, delay
 
     def ensure(self, blobs: object, blob: Digest, **kw: object) -> Path:
         path = super().ensure(blobs, blob, **kw)
         if blob == self.bad:
             raise IntegrityError(f"chunk of {blob} is corrupt")
+        time.sleep(self.delay)
         return path
 
 
@@ -81,29 +82,14 @@ def test_a_large_file_failing_on_a_fill_thread_is_raised_by_the_sync() -> None:
         assert threading.active_count() == before
 
 
-class SlowCache(RecordingCache):
-    """Large files take a while; the one small file fails at once, on the syncing thread."""
-
-    def __init__(self, small: Digest) -> None:
-        super().__init__()
-        self.small = small
-
-    def ensure(self, blobs: object, blob: Digest, **kw: object) -> Path:
-        path = super().ensure(blobs, blob, **kw)
-        if blob == self.small:
-            raise IntegrityError("the small file is damaged")
-        time.sleep(0.02)
-        return path
-
-
 def test_a_failure_on_the_syncing_thread_stops_the_fill_threads_taking_more() -> None:
     # Joining the fill threads after the syncing thread's own failure waits for the files they
     # are on, not for the whole queue of large files.
     large = {Digest.of(f"large {i}".encode()): Need("m", f"large {i}", False, SMALL_FILE + 1 + i) for i in range(40)}
     small = Digest.of(b"small")
     needed = {**large, small: Need("m", "small", False, 10)}
-    cache = SlowCache(small)
-    with pytest.raises(IntegrityError, match="small file is damaged"):
+    cache = FailingCache(small, delay=0.02)   # the small file fails at once, on the syncing thread
+    with pytest.raises(IntegrityError, match=f"chunk of {small} is corrupt"):
         fill_cache(cache, None, needed, set(needed), lock=None, progress=NullProgress())  # type: ignore[arg-type]
     started = [b for b in cache.started if b in large]
     assert len(started) < len(large) // 4, f"{len(started)} of {len(large)} large files were still started"
@@ -113,7 +99,7 @@ def test_ctrl_c_while_the_fill_threads_start_stops_and_joins_the_started_ones(mo
     # A KeyboardInterrupt can land in Thread.start (it waits for the new thread): the threads
     # already started are stopped (the stop request) and joined before the interrupt goes on.
     large = {Digest.of(f"large {i}".encode()): Need("m", f"large {i}", False, SMALL_FILE + 1 + i) for i in range(40)}
-    cache = SlowCache(Digest.of(b"no small file"))
+    cache = FailingCache(Digest.of(b"no such file"), delay=0.02)
     start, starts = threading.Thread.start, []
 
     def interrupted_second_start(self: threading.Thread) -> None:

@@ -35,7 +35,6 @@ from dataclasses import field, replace
 from functools import cached_property
 from typing import Any
 
-
 from zoostore.core import semver
 from zoostore.core.digest import Digest
 from zoostore.core.errors import FormatError, ImmutableError, NotFoundError, UsageError, ZooError

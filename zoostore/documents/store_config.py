@@ -33,7 +33,6 @@ import re
 from dataclasses import field
 from typing import Any
 
-
 from zoostore.core.records import dataclass
 from zoostore.storage import codec
 from zoostore.storage.params import Chunking

@@ -303,6 +303,71 @@ def test_segment_buffers_keep_only_their_spares() -> None:
         assert again[0] is taken[1] and again[1] is taken[0] and all(again[2] is not b for b in taken)
 
 
+def test_a_full_pool_keeps_the_larger_buffer() -> None:
+    # Buffers of small reads given back first must not push out the segment-sized ones that
+    # come back later: each of those dropped was a fresh buffer, page-faulted in again.
+    pool = segments.SegmentBuffers(2)
+    with pool.reading():
+        small, mid, big = bytearray(10), bytearray(100), bytearray(1000)
+        for buf in (small, mid, big, bytearray(50)):
+            pool.give(buf)
+        assert sorted(map(len, pool._free)) == [100, 1000]
+        assert pool.take(500) is big and pool.take(100) is mid
+
+
+def _counting_unfilled(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    fresh: list[int] = []
+    real = segments.unfilled
+
+    def counting(n: int) -> bytearray:
+        fresh.append(n)
+        return real(n)
+
+    monkeypatch.setattr(segments, "unfilled", counting)
+    return fresh
+
+
+def test_reads_inside_keeping_buffers_reuse_the_buffers_of_the_reads_before(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(segments, "LOCAL_SEGMENT", SEGMENT)
+    store, _ = init_store(tmp_path / "store")
+    data = weights(1_000_000, 31)
+    blob = _publish(store, tmp_path, data)
+    fresh = _counting_unfilled(monkeypatch)
+    store.blobs.get_file(blob, tmp_path / "a.bin")
+    alone = len(fresh)
+    store.blobs.get_file(blob, tmp_path / "b.bin")
+    assert alone > 0 and len(fresh) == 2 * alone   # each read alone: its own buffers
+    del fresh[:]
+    with store.blobs.keeping_buffers():
+        for name in ("c.bin", "d.bin", "e.bin"):
+            assert store.blobs.get_file(blob, tmp_path / name).read_bytes() == data
+    assert len(fresh) == alone   # the later reads took the first one's buffers
+    assert store.blobs._segment_buffers._free == [] and store.blobs._range_buffers._free == []
+
+
+def test_a_sync_fill_reads_its_files_through_one_pool_of_buffers(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from zoostore.core.progress import NullProgress
+    from zoostore.ops import sync_fill
+    from zoostore.storage.cache import SMALL_FILE, Cache
+
+    monkeypatch.setattr(sync_fill, "LOCAL_FILES_IN_FLIGHT", 0)   # one thread: a count, not a race
+    store, _ = init_store(tmp_path / "store")
+    files = {_publish(store, tmp_path, weights(SMALL_FILE + 200_000, seed)): seed for seed in range(4)}
+    needed = {blob: sync_fill.Need("m", f"file {seed}", False, SMALL_FILE + 200_000) for blob, seed in files.items()}
+    fresh = _counting_unfilled(monkeypatch)
+    first = next(iter(files))
+    store.blobs.get_file(first, tmp_path / "alone.bin")
+    alone = len(fresh)
+    del fresh[:]
+    out = sync_fill.fill_cache(Cache(tmp_path / "cache"), store, needed, set(needed), lock=None,  # type: ignore[arg-type]
+                               progress=NullProgress())
+    assert set(out) == set(files) and out[first].read_bytes() == weights(SMALL_FILE + 200_000, 0)
+    # Per file the pool emptied between files and each took fresh buffers (4 × alone).
+    assert 0 < alone and len(fresh) < 2 * alone
+
+
 def _slots_free(store: BlobStore) -> int:
     return store._segment_slots._value  # type: ignore[attr-defined,no-any-return]
 

@@ -209,6 +209,28 @@ def test_missing_small_files_are_read_in_a_few_ranged_reads(zoo: Store, tmp_path
     assert sorted(Cache().model_blobs("m")) == sorted(hash_file(tmp_path / "a/models" / r) for r in report.placed)
 
 
+def test_a_local_store_s_small_files_are_read_in_batches_of_local_batch_bytes(
+        zoo: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from zoostore.ops import sync_fill
+
+    batches: list[int] = []
+    real = sync_fill._read_batch
+
+    def counting(cache: Cache, blobs: BlobStore, batch: list[Recipe], *args: Any) -> None:
+        batches.append(sum(r.size for r in batch))
+        real(cache, blobs, batch, *args)
+
+    monkeypatch.setattr(sync_fill, "_read_batch", counting)
+    monkeypatch.setattr(sync_fill, "LOCAL_BATCH_BYTES", 6_000)   # two of FILES' files
+    report = sync_project(load_project(project(tmp_path, "a")))
+    assert len(report.placed) == len(FILES)
+    full = [n for n in batches if n]
+    assert sum(full) == sum(map(len, FILES.values())) and len(full) == 6
+    assert all(n < 6_000 + 3100 for n in full)   # closed at the first file that reached the bound
+    for rel in report.placed:
+        assert (tmp_path / "a/models" / rel).read_bytes() == FILES[Path(rel).name]
+
+
 def test_a_small_file_whose_recipe_is_gone_is_named(zoo: Store, tmp_path: Path) -> None:
     from zoostore.core.errors import NotFoundError
 

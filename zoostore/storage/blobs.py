@@ -4,21 +4,17 @@ zoostore.storage.writer; the publish/gc handshake zoostore.storage.handshake.
     <store>/packs/<aa>/<pack id>   chunk frames + footer        (zoostore.storage.pack)
     <store>/blobs/<aa>/<blob id>   recipe: file size + chunk refs (zoostore.storage.recipe)
 
-Read path: a recipe's chunks are grouped into segments (zoostore.storage.segments): runs of chunks that sit close together
-in one pack become one ranged read ("coalescing"), and chunks that a local cached file already
-holds are read from it instead (back-to-back chunks of one cached file in one read). From a
-remote store segments are fetched concurrently by reader threads and decoded, one per core,
-straight into one buffer per segment, with a bounded look-ahead (memory does not grow with file
-size); from a local store each is read and decoded on the reading thread when it is wanted
-(a copy from the page cache: a hop to another thread cost more). Each chunk is verified against its
-id (`get_file`: after a whole-file mismatch), the file goes to a temp file beside the destination,
-is verified against the blob id, then renamed into place. Reader threads live as long as the BlobStore.
+Read path: a recipe's chunks are grouped into segments (zoostore.storage.segments): chunks close
+together in one pack are one ranged read, and chunks a local cached file holds are read from it.
+From a remote store segments are fetched by reader threads (alive as long as the BlobStore) and
+decoded, one per core, into one buffer each, with a bounded look-ahead; from a local store each is
+read and decoded on the reading thread (a copy from the page cache: a hop to a thread cost more).
+Each chunk is verified against its id (`get_file`: after a whole-file mismatch), the file goes to
+a temp file beside the destination, is verified against the blob id, then renamed into place.
 
-Delta frames (docs/format.md): a segment whose chunks include delta frames first loads their
-bases (named by the recipe; from a cached file when the sync cache holds them, otherwise from
-the store, neighbouring bases in one ranged read), verifies each, and decodes the deltas
-against them; the result is verified against the chunk id like every chunk. A recipe stored
-as edits of its previous version's (format 3) is resolved against that recipe when read.
+Delta frames (docs/format.md): their bases (named by the recipe; from a cached file or from the
+store, neighbouring ones in one read) are loaded and verified first; the decoded chunk is verified
+like every chunk. A recipe stored as edits of its previous one (format 3) is resolved when read.
 """
 
 from __future__ import annotations
@@ -268,7 +264,7 @@ class BlobStore:
         buffers = self._segment_buffers
         # Buffers pooled meanwhile: each segment's read buffer serves the next one, instead of
         # a fresh allocation whose every page faults on its first write.
-        with self._range_buffers.reading(), buffers.reading():
+        with self.keeping_buffers():
             if unique:
                 sub = Recipe(blob, sum(r.raw_length for r in unique), unique)
                 for kind, idx in plan_segments(sub, range(len(unique)), local, self._segment):
@@ -281,6 +277,12 @@ class BlobStore:
             yield spans
             for data in taken:   # not after an error: a view in its traceback may still read one
                 buffers.give(data)
+
+    @contextlib.contextmanager
+    def keeping_buffers(self) -> Iterator[None]:
+        """Reuse read buffers across the reads made inside (sync's files), not only within one."""
+        with self._range_buffers.reading(), self._segment_buffers.reading():
+            yield
 
     def _read_relocated(self, blob: Digest, refs: list[ChunkRef], out: bytearray, pos: int,
                         local: Mapping[Digest, LocalChunk] | None) -> bool:
@@ -423,11 +425,9 @@ class BlobStore:
         """Write the blob's chunks to `out` in order, each verified if `check`, local ones
         counted in `tally`; the hex BLAKE3 of all of it.
 
-        Each segment is written and then hashed on this thread (from a remote store the reader
-        threads fetch and decode the next ones meanwhile). Handing the hashing to a thread of its
-        own, a segment's hash overlapping its write, cost more than it overlapped: a thread hop
-        per segment, and with sync's four files in flight one hash thread for all of them
-        (docs/design-decisions.md, "Local reads stay on the reading thread")."""
+        Each segment is written, then hashed on this thread (from a remote store the reader
+        threads fetch and decode the next ones meanwhile): a hash thread of its own cost more
+        than it overlapped (docs/design-decisions.md, "Local reads stay on the reading thread")."""
         hasher = blake3.blake3()
         buffers = self._segment_buffers
         for _, data in self._iter_segments(recipe, range(len(recipe.chunks)), local, buffers, tally, check):
@@ -475,7 +475,7 @@ class BlobStore:
         tmp, out = open_temp(dest.parent)
         try:
             # No fsync, as before: a crash may lose the file but never leaves a partial one at dest.
-            with out, self._range_buffers.reading(), self._segment_buffers.reading():
+            with out, self.keeping_buffers():
                 actual = self._write_verified(recipe, out, local, lambda n: progress.advance(task, n), dest.name)
                 if actual != blob.hex:
                     raise IntegrityError(

@@ -103,8 +103,16 @@ class SegmentBuffers:
                 return
             buf = buf.obj
         with self._lock:
-            if self._readers and len(self._free) < self._keep:
+            if not self._readers:
+                return
+            if len(self._free) < self._keep:
                 self._free.append(buf)
+                return
+            # Full: keep the larger buffer. Otherwise a pool filled with a few small reads' buffers
+            # dropped every segment-sized one given back, and each take faulted in a fresh one.
+            small = min(range(len(self._free)), key=lambda i: len(self._free[i]))
+            if len(self._free[small]) < len(buf):
+                self._free[small] = buf
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[None]:

@@ -209,7 +209,7 @@ def test_missing_small_files_are_read_in_a_few_ranged_reads(zoo: Store, tmp_path
     assert sorted(Cache().model_blobs("m")) == sorted(hash_file(tmp_path / "a/models" / r) for r in report.placed)
 
 
-def test_a_local_store_s_small_files_are_read_in_batches_of_local_batch_bytes(
+def test_small_files_from_a_local_store_are_read_in_batches_of_local_batch_bytes(
         zoo: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from zoostore.ops import sync_fill
 

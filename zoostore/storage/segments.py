@@ -72,11 +72,11 @@ class SegmentBuffers:
     While a read that uses the pool is under way (`reading()`), `take(n)` hands out a buffer
     of at least n bytes (a whole segment's worth, `segment`, for anything over a quarter of
     that) whose first n bytes are the caller's, and given-back buffers are kept for reuse, up to
-    `keep`; the last read to end drops them, so an idle BlobStore holds none. Outside such a
-    read, `take(n)` is a fresh buffer of exactly n bytes and `give` drops it. A buffer is given
-    back only once nothing reads it any more (the writer and the hasher are done with a segment,
-    the decoder with a range); one taken is always filled before use (decoding writes every
-    byte of a segment, a short read is an error or refetches)."""
+    `keep` (then the larger ones); the last read to end drops them, so an idle BlobStore holds
+    none. Outside such a read, `take(n)` is a fresh buffer of exactly n bytes and `give` drops
+    it. A buffer is given back only once nothing reads it any more (the writer and the hasher
+    are done with a segment, the decoder with a range); one taken is always filled before use
+    (decoding writes every byte of a segment, a short read is an error or refetches)."""
 
     def __init__(self, keep: int, segment: int | None = None) -> None:
         self._free: list[bytearray] = []

